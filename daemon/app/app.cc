@@ -1,0 +1,195 @@
+#include "app/app.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include "app/daemon_services.h"
+#include "common/log.h"
+#include "config/daemon_config.h"
+#include "config/workflow.h"
+#include "control/server.h"
+#include "engine/engine.h"
+#include "plugin_host/plugin_host.h"
+#include "pool/worker_pool.h"
+#include "store/store.h"
+#include "triggers/scheduler.h"
+
+#ifndef TASKHUB_VERSION
+#define TASKHUB_VERSION "0.0.0"
+#endif
+
+namespace taskhub::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+const char* kUsage =
+    "usage: taskhubd [--config FILE] [--check] [--log-level LEVEL]\n"
+    "\n"
+    "  --config FILE     daemon configuration (default /etc/taskhub/taskhub.toml)\n"
+    "  --check           validate the configuration, the plugins and every workflow, print one\n"
+    "                    line per problem, and exit 0 (all valid) or 1\n"
+    "  --log-level LEVEL trace, debug, info, warn or error (overrides log_level in the config)\n"
+    "  --version         print the version and exit\n";
+
+struct Options {
+    std::string config = config::kDefaultConfigPath;
+    bool check = false;
+    std::string log_level;
+};
+
+// Validates everything offline. Returns the exit code.
+int check(const config::DaemonConfig& cfg) {
+    // Plugins are loaded the way the daemon loads them, so that task parameters are validated.
+    plugin_host::PluginHost plugins(nullptr, nullptr);
+    plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
+    int problems = 0;
+    for (const auto& r : plugins.refused()) {
+        std::printf("%s: plugin refused: %s\n", r.file.c_str(), r.reason.c_str());
+        ++problems;
+    }
+    auto set = config::loadWorkflowDir(cfg.workflows_dir, {cfg.timezone}, plugins);
+    for (const auto& p : set.problems) {
+        std::printf("%s\n", p.str().c_str());
+        ++problems;
+    }
+    if (problems == 0) {
+        std::printf("%s: ok (%zu plugin(s), %zu workflow(s))\n", cfg.file.c_str(), plugins.plugins().size(),
+                    set.workflows.size());
+        return 0;
+    }
+    std::printf("%d problem(s) found\n", problems);
+    return 1;
+}
+
+int serve(const config::DaemonConfig& cfg) {
+    asio::io_context io(1);
+
+    std::unique_ptr<store::Store> store;
+    try {
+        store = store::Store::open(cfg.state_dir);
+    } catch (const store::StoreError& e) {
+        spdlog::critical("STORE_OPEN_FAILED {}", e.what());
+        return 1;
+    }
+    pool::WorkerPool pool(static_cast<size_t>(cfg.pool.min_workers), static_cast<size_t>(cfg.pool.max_workers),
+                          cfg.pool.idle_timeout);
+    plugin_host::PluginHost plugins(&io, &pool);
+    plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
+
+    engine::EngineOptions eopts;
+    eopts.log_dir = cfg.state_dir / "logs";
+    eopts.max_running_tasks = cfg.max_running_tasks;
+    for (const auto& [name, s] : cfg.plugins) eopts.plugin_max_concurrency[name] = s.max_concurrency;
+    engine::Engine engine(io, *store, plugins, eopts);
+    if (size_t n = engine.recoverInterrupted()) {
+        spdlog::warn("ENGINE_RECOVERED {} run(s) left unfinished by the previous process were marked failed", n);
+    }
+
+    triggers::Scheduler scheduler(io, [&engine](const triggers::Firing& f) {
+        auto r = engine.trigger(f.workflow, engine::TriggerKind::Cron, f.instant);
+        if (!r.ok) spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
+    });
+
+    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler});
+    services.loadWorkflows();
+
+    std::unique_ptr<control::Server> server;
+    try {
+        server = std::make_unique<control::Server>(io, cfg.socket, services, cfg.admin_group);
+    } catch (const std::exception& e) {
+        spdlog::critical("CTRL_LISTEN_FAILED {}", e.what());
+        return 1;
+    }
+
+    bool stopping = false;
+    asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
+    std::function<void()> waitSignal = [&] {
+        signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+            if (ec) return;
+            if (sig == SIGHUP) {
+                sd_notify(0, "RELOADING=1");
+                spdlog::info("APP_RELOAD SIGHUP: reloading workflows");
+                services.loadWorkflows();
+                sd_notify(0, "READY=1");
+            } else if (!stopping) {
+                stopping = true;
+                sd_notify(0, "STOPPING=1");
+                spdlog::info("APP_STOPPING signal {}: no new runs; draining for up to {} ms", sig,
+                             cfg.shutdown_grace.count());
+                services.setShuttingDown();
+                scheduler.stop();
+                engine.shutdown(cfg.shutdown_grace, [&] {
+                    server->close();
+                    signals.cancel();
+                    io.stop();
+                });
+            } else {
+                spdlog::warn("APP_STOPPING already shutting down; waiting for running tasks to stop");
+            }
+            waitSignal();
+        });
+    };
+    waitSignal();
+
+    sd_notify(0, "READY=1");
+    spdlog::info("APP_READY taskhubd {} listening on {} (pid {})", TASKHUB_VERSION, cfg.socket.string(), getpid());
+    io.run();
+    spdlog::info("APP_STOPPED clean shutdown");
+    return 0;
+}
+
+} // namespace
+
+int run(int argc, char** argv) {
+    Options opts;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto value = [&](const char* name) -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "taskhubd: %s needs a value\n%s", name, kUsage);
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--config" || a == "-c") opts.config = value("--config");
+        else if (a.rfind("--config=", 0) == 0) opts.config = a.substr(9);
+        else if (a == "--check") opts.check = true;
+        else if (a == "--log-level") opts.log_level = value("--log-level");
+        else if (a == "--version") {
+            std::printf("taskhubd %s (plugin ABI %d.%d)\n", TASKHUB_VERSION, 1, 0);
+            return 0;
+        } else if (a == "--help" || a == "-h") {
+            std::printf("%s", kUsage);
+            return 0;
+        } else {
+            std::fprintf(stderr, "taskhubd: unknown argument '%s'\n%s", a.c_str(), kUsage);
+            return 2;
+        }
+    }
+
+    config::DaemonConfig cfg;
+    try {
+        cfg = config::loadDaemonConfig(opts.config);
+    } catch (const config::ConfigError& e) {
+        for (const auto& p : e.problems()) std::fprintf(stderr, "%s\n", p.str().c_str());
+        return 1;
+    }
+    logging::init(opts.log_level.empty() ? cfg.log_level : opts.log_level);
+    if (opts.check) {
+        spdlog::set_level(spdlog::level::off); // --check prints its own findings
+        return check(cfg);
+    }
+    std::signal(SIGPIPE, SIG_IGN);
+    return serve(cfg);
+}
+
+} // namespace taskhub::app

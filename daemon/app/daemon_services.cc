@@ -1,0 +1,202 @@
+#include "app/daemon_services.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "common/time_util.h"
+#include "engine/engine.h"
+#include "plugin_host/plugin_host.h"
+#include "pool/worker_pool.h"
+#include "store/store.h"
+#include "triggers/scheduler.h"
+
+#ifndef TASKHUB_VERSION
+#define TASKHUB_VERSION "0.0.0"
+#endif
+
+namespace taskhub::app {
+
+namespace fs = std::filesystem;
+
+DaemonServices::DaemonServices(Modules m) : m_(m), started_ms_(nowMillis()) {}
+
+control::ReloadOutcome DaemonServices::loadWorkflows() {
+    config::WorkflowDefaults defaults{m_.config->timezone};
+    auto set = config::loadWorkflowDir(m_.config->workflows_dir, defaults, *m_.plugins);
+    control::ReloadOutcome out;
+    out.loaded = set.workflows.size();
+    out.failed = set.failed_files.size();
+    std::map<std::string, std::shared_ptr<const config::Workflow>> next = set.workflows;
+    // A broken file keeps its last good definition running.
+    for (const auto& f : set.failed_files) {
+        auto old = workflows_.find(f.stem().string());
+        if (old != workflows_.end()) {
+            next.emplace(old->first, old->second);
+            spdlog::warn("CONFIG_KEEPING_LAST_GOOD {}: keeping the last good version of workflow {}",
+                         f.string(), old->first);
+        }
+    }
+    problems_.clear();
+    for (const auto& p : set.problems) {
+        spdlog::error("CONFIG_WORKFLOW_INVALID {}", p.str());
+        out.problems.push_back(p.str());
+        problems_.push_back({p.file, p.str()});
+    }
+    workflows_ = std::move(next);
+    m_.scheduler->setWorkflows(workflows_);
+    spdlog::info("CONFIG_WORKFLOWS_LOADED {} workflow(s) from {}, {} file(s) with problems",
+                 workflows_.size(), m_.config->workflows_dir.string(), out.failed);
+    return out;
+}
+
+control::StatusInfo DaemonServices::status() {
+    control::StatusInfo s;
+    s.version = TASKHUB_VERSION;
+    s.started_ms = started_ms_;
+    s.pid = static_cast<int>(getpid());
+    s.config_file = m_.config->file.string();
+    s.state_dir = m_.config->state_dir.string();
+    s.workflows = workflows_.size();
+    s.workflow_errors = problems_.size();
+    s.plugins = m_.plugins->plugins().size();
+    s.plugins_refused = m_.plugins->refused().size();
+    auto st = m_.engine->stats();
+    s.active_runs = st.active_runs;
+    s.queued_runs = st.queued_runs;
+    s.running_tasks = st.running_tasks;
+    s.waiting_tasks = st.waiting_tasks;
+    s.runs_started = st.runs_started;
+    s.worker_threads = m_.pool->threads();
+    s.worker_threads_max = m_.pool->maxWorkers();
+    s.shutting_down = shutting_down_;
+    return s;
+}
+
+control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool detail) {
+    control::WorkflowInfo w;
+    w.name = wf.name;
+    w.file = wf.file.string();
+    w.description = wf.description;
+    w.timezone = wf.timezone;
+    w.version = wf.version;
+    w.overlap = config::toString(wf.overlap);
+    w.on_failure = config::toString(wf.on_failure);
+    for (const auto& t : wf.triggers) w.triggers.push_back(t.cron_text);
+    for (auto n : m_.scheduler->nextFirings(wf.name)) w.next_fire_ms.push_back(n.time_since_epoch().count() * 1000);
+    for (const auto& t : wf.tasks) {
+        w.tasks.push_back({t.id, t.plugin, t.depends_on, detail ? t.params_json : "{}"});
+    }
+    auto last = m_.store->runs({wf.name, std::nullopt, 1});
+    if (!last.empty()) w.last_run = last.front();
+    return w;
+}
+
+std::vector<control::WorkflowInfo> DaemonServices::workflows() {
+    std::vector<control::WorkflowInfo> out;
+    for (const auto& [name, wf] : workflows_) out.push_back(info(*wf, false));
+    return out;
+}
+
+std::vector<control::WorkflowProblem> DaemonServices::workflowProblems() { return problems_; }
+
+std::optional<control::WorkflowInfo> DaemonServices::workflow(const std::string& name) {
+    auto it = workflows_.find(name);
+    if (it == workflows_.end()) return std::nullopt;
+    return info(*it->second, true);
+}
+
+control::TriggerOutcome DaemonServices::trigger(const std::string& workflow, const control::Caller& caller) {
+    control::TriggerOutcome out;
+    auto it = workflows_.find(workflow);
+    if (it == workflows_.end()) {
+        out.code = "not_found";
+        out.error = "no workflow named '" + workflow + "'";
+        for (const auto& p : problems_) {
+            if (fs::path(p.file).stem() == workflow) out.error += " (its file failed to load: " + p.message + ")";
+        }
+        return out;
+    }
+    auto r = m_.engine->trigger(it->second, engine::TriggerKind::Manual);
+    out.ok = r.ok;
+    out.run_id = r.run_id;
+    out.state = r.state;
+    out.error = r.error;
+    if (!r.ok) out.code = "unavailable";
+    if (r.ok) spdlog::info("CTRL_RUN_TRIGGERED {} by uid {}", r.run_id, caller.uid);
+    return out;
+}
+
+bool DaemonServices::cancel(const std::string& run_id, const control::Caller& caller, std::string* err) {
+    bool ok = m_.engine->cancel(run_id, "cancelled by uid " + std::to_string(caller.uid), err);
+    if (ok) spdlog::info("CTRL_RUN_CANCELLED {} by uid {}", run_id, caller.uid);
+    return ok;
+}
+
+bool DaemonServices::whenRunEnds(const std::string& run_id, std::function<void()> fn) {
+    return m_.engine->whenEnded(run_id, [fn = std::move(fn)](const store::RunRecord&) { fn(); });
+}
+
+std::vector<store::RunRecord> DaemonServices::runs(const std::optional<std::string>& workflow,
+                                                   const std::optional<std::string>& state, size_t limit) {
+    return m_.store->runs({workflow, state, limit});
+}
+
+std::optional<store::RunRecord> DaemonServices::run(const std::string& id) { return m_.store->run(id, true); }
+
+std::vector<store::EventRecord> DaemonServices::events(const std::string& run_id) {
+    return m_.store->events(run_id);
+}
+
+control::LogChunk DaemonServices::taskLog(const std::string& run_id, const std::string& task_id, int attempt,
+                                          size_t max_bytes) {
+    control::LogChunk out;
+    // Only ids that exist in the store reach the file system, so no path can be smuggled in.
+    auto run = m_.store->run(run_id, true);
+    if (!run) {
+        out.error = "no run with id " + run_id;
+        return out;
+    }
+    const store::TaskRecord* task = nullptr;
+    for (const auto& t : run->tasks) {
+        if (t.task_id == task_id) task = &t;
+    }
+    if (!task) {
+        out.error = "run " + run_id + " has no task '" + task_id + "'";
+        return out;
+    }
+    if (task->attempt == 0) {
+        out.error = "task '" + task_id + "' of run " + run_id + " has not started (" + task->state + ")";
+        return out;
+    }
+    if (attempt == 0) attempt = task->attempt;
+    if (attempt > task->attempt) {
+        out.error = "task '" + task_id + "' has " + std::to_string(task->attempt) + " attempt(s), not " +
+                    std::to_string(attempt);
+        return out;
+    }
+    fs::path file = m_.config->state_dir / "logs" / run->id / (task->task_id + "." + std::to_string(attempt) + ".log");
+    std::ifstream in(file, std::ios::binary | std::ios::ate);
+    out.found = true;
+    out.attempt = attempt;
+    out.path = file.string();
+    if (!in) return out; // nothing written yet
+    auto size = static_cast<size_t>(in.tellg());
+    size_t from = size > max_bytes ? size - max_bytes : 0;
+    out.truncated = from > 0;
+    in.seekg(static_cast<std::streamoff>(from));
+    out.content.resize(size - from);
+    in.read(out.content.data(), static_cast<std::streamsize>(out.content.size()));
+    out.content.resize(static_cast<size_t>(in.gcount()));
+    return out;
+}
+
+control::ReloadOutcome DaemonServices::reload(const control::Caller& caller) {
+    spdlog::info("CTRL_RELOAD requested by uid {}", caller.uid);
+    return loadWorkflows();
+}
+
+bool DaemonServices::commit() { return m_.engine->commitNow(); }
+
+} // namespace taskhub::app

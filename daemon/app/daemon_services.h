@@ -1,0 +1,80 @@
+// control::Services implemented over the engine, store, scheduler and workflow snapshot.
+#ifndef TASKHUB_APP_DAEMON_SERVICES_H
+#define TASKHUB_APP_DAEMON_SERVICES_H
+
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "config/daemon_config.h"
+#include "config/workflow.h"
+#include "control/services.h"
+
+namespace taskhub::engine {
+class Engine;
+}
+namespace taskhub::store {
+class Store;
+}
+namespace taskhub::triggers {
+class Scheduler;
+}
+namespace taskhub::plugin_host {
+class PluginHost;
+}
+namespace taskhub::pool {
+class WorkerPool;
+}
+
+namespace taskhub::app {
+
+struct Modules {
+    const config::DaemonConfig* config = nullptr;
+    store::Store* store = nullptr;
+    pool::WorkerPool* pool = nullptr;
+    plugin_host::PluginHost* plugins = nullptr;
+    engine::Engine* engine = nullptr;
+    triggers::Scheduler* scheduler = nullptr;
+};
+
+class DaemonServices final : public control::Services {
+public:
+    explicit DaemonServices(Modules m);
+
+    // Loads (or re-loads) the workflows directory and hands the result to the scheduler. A file
+    // that fails to load keeps its last good version, if any.
+    control::ReloadOutcome loadWorkflows();
+    const std::map<std::string, std::shared_ptr<const config::Workflow>>& workflowMap() const {
+        return workflows_;
+    }
+    void setShuttingDown() { shutting_down_ = true; }
+
+    control::StatusInfo status() override;
+    std::vector<control::WorkflowInfo> workflows() override;
+    std::vector<control::WorkflowProblem> workflowProblems() override;
+    std::optional<control::WorkflowInfo> workflow(const std::string& name) override;
+    control::TriggerOutcome trigger(const std::string& workflow, const control::Caller& caller) override;
+    bool cancel(const std::string& run_id, const control::Caller& caller, std::string* err) override;
+    bool whenRunEnds(const std::string& run_id, std::function<void()> fn) override;
+    std::vector<store::RunRecord> runs(const std::optional<std::string>& workflow,
+                                       const std::optional<std::string>& state, size_t limit) override;
+    std::optional<store::RunRecord> run(const std::string& id) override;
+    std::vector<store::EventRecord> events(const std::string& run_id) override;
+    control::LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
+                              size_t max_bytes) override;
+    control::ReloadOutcome reload(const control::Caller& caller) override;
+    bool commit() override;
+
+private:
+    control::WorkflowInfo info(const config::Workflow& wf, bool detail);
+
+    Modules m_;
+    int64_t started_ms_;
+    bool shutting_down_ = false;
+    std::map<std::string, std::shared_ptr<const config::Workflow>> workflows_;
+    std::vector<control::WorkflowProblem> problems_;
+};
+
+} // namespace taskhub::app
+
+#endif // TASKHUB_APP_DAEMON_SERVICES_H

@@ -1,0 +1,129 @@
+#include "config/daemon_config.h"
+
+#include "config/toml_support.h"
+
+namespace taskhub::config {
+
+using namespace detail;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::set<std::string> kTopKeys = {
+    "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
+    "admin_group", "shutdown_grace", "max_running_tasks", "pool", "plugins"};
+const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
+
+fs::path resolve(const fs::path& base, const std::string& p) {
+    fs::path path(p);
+    return path.is_absolute() ? path : (base / path).lexically_normal();
+}
+
+void unknownKey(Reporter& r, const Value& v, const std::string& where, const std::string& key,
+                const std::set<std::string>& known) {
+    r.add(v, "unknown key '" + key + "'" + where + didYouMean(key, known) +
+                 " (accepted: " + joinKeys(known) + ")");
+}
+
+} // namespace
+
+DaemonConfig loadDaemonConfig(const fs::path& file_in) {
+    std::error_code ec;
+    fs::path file = fs::absolute(file_in, ec);
+    if (ec) file = file_in;
+    Reporter r(file);
+    auto root = parseFile(file, r);
+    if (!root) throw ConfigError(r.problems());
+
+    DaemonConfig c;
+    c.file = file;
+    const fs::path base = file.parent_path();
+    c.workflows_dir = "/etc/taskhub/workflows.d";
+    c.plugin_dirs = {"/usr/lib/taskhub/plugins"};
+    c.state_dir = "/var/lib/taskhub";
+    c.socket = kDefaultSocketPath;
+
+    if (!root->is_table()) throw ConfigError({{file.string(), 0, "expected a TOML table"}});
+    for (const auto& [key, v] : root->as_table()) {
+        const std::string what = "'" + key + "'";
+        if (key == "workflows_dir") {
+            if (auto s = getString(v, what, r)) c.workflows_dir = resolve(base, *s);
+        } else if (key == "state_dir") {
+            if (auto s = getString(v, what, r)) c.state_dir = resolve(base, *s);
+        } else if (key == "socket") {
+            if (auto s = getString(v, what, r)) c.socket = resolve(base, *s);
+        } else if (key == "plugin_dirs") {
+            if (auto a = getStringArray(v, what, r)) {
+                c.plugin_dirs.clear();
+                for (const auto& s : *a) c.plugin_dirs.push_back(resolve(base, s));
+            }
+        } else if (key == "timezone") {
+            if (auto s = getString(v, what, r)) c.timezone = *s;
+        } else if (key == "log_level") {
+            if (auto s = getString(v, what, r)) {
+                static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error"};
+                if (!levels.count(*s)) {
+                    r.add(v, "'log_level' must be one of " + joinKeys(levels) + ", found \"" + *s + "\"");
+                } else {
+                    c.log_level = *s;
+                }
+            }
+        } else if (key == "admin_group") {
+            if (auto s = getString(v, what, r)) c.admin_group = *s;
+        } else if (key == "shutdown_grace") {
+            if (auto d = getDuration(v, what, r)) c.shutdown_grace = *d;
+        } else if (key == "max_running_tasks") {
+            if (auto n = getInt(v, what, r, 0, 1'000'000)) c.max_running_tasks = static_cast<int>(*n);
+        } else if (key == "pool") {
+            if (!v.is_table()) {
+                r.add(v, "[pool] must be a table, found " + typeName(v));
+                continue;
+            }
+            for (const auto& [pk, pv] : v.as_table()) {
+                const std::string pwhat = "'pool." + pk + "'";
+                if (pk == "min_workers") {
+                    if (auto n = getInt(pv, pwhat, r, 0, 1024)) c.pool.min_workers = static_cast<int>(*n);
+                } else if (pk == "max_workers") {
+                    if (auto n = getInt(pv, pwhat, r, 1, 1024)) c.pool.max_workers = static_cast<int>(*n);
+                } else if (pk == "idle_timeout") {
+                    if (auto d = getDuration(pv, pwhat, r)) c.pool.idle_timeout = *d;
+                } else {
+                    unknownKey(r, pv, " in [pool]", pk, kPoolKeys);
+                }
+            }
+            if (c.pool.min_workers > c.pool.max_workers) {
+                r.add(v, "[pool] min_workers (" + std::to_string(c.pool.min_workers) +
+                             ") must not exceed max_workers (" + std::to_string(c.pool.max_workers) + ")");
+            }
+        } else if (key == "plugins") {
+            if (!v.is_table()) {
+                r.add(v, "[plugins] must be a table of [plugins.NAME] tables, found " + typeName(v));
+                continue;
+            }
+            for (const auto& [name, pv] : v.as_table()) {
+                if (!pv.is_table()) {
+                    r.add(pv, "[plugins." + name + "] must be a table, found " + typeName(pv));
+                    continue;
+                }
+                PluginSettings s;
+                Table rest;
+                for (const auto& [sk, sv] : pv.as_table()) {
+                    if (sk == "max_concurrency") {
+                        if (auto n = getInt(sv, "'plugins." + name + ".max_concurrency'", r, 0, 1'000'000))
+                            s.max_concurrency = static_cast<int>(*n);
+                    } else {
+                        rest.emplace(sk, sv);
+                    }
+                }
+                s.plugin_config_json = toJson(rest);
+                c.plugins.emplace(name, std::move(s));
+            }
+        } else {
+            unknownKey(r, v, "", key, kTopKeys);
+        }
+    }
+    if (!r.ok()) throw ConfigError(r.problems());
+    return c;
+}
+
+} // namespace taskhub::config

@@ -1,0 +1,202 @@
+#include "config/toml_support.h"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "common/time_util.h"
+
+namespace taskhub::config::detail {
+
+namespace {
+
+// toml11 formats errors as several lines with ASCII art; keep the first line's text without
+// the "[error] toml::function_name: " prefix.
+std::string firstLine(const std::string& what) {
+    std::string line = what.substr(0, what.find('\n'));
+    const std::string tag = "[error] ";
+    if (line.rfind(tag, 0) == 0) line = line.substr(tag.size());
+    if (line.rfind("toml::", 0) == 0) {
+        auto colon = line.find(": ");
+        if (colon != std::string::npos) line = line.substr(colon + 2);
+    }
+    return line;
+}
+
+template <class Parse>
+std::optional<Value> parseWith(Parse&& parse, Reporter& r) {
+    try {
+        return parse();
+    } catch (const toml::exception& e) {
+        r.add(e.location().line(), "TOML syntax error: " + firstLine(e.what()));
+    } catch (const std::exception& e) {
+        r.add(0, firstLine(e.what()));
+    }
+    return std::nullopt;
+}
+
+} // namespace
+
+std::optional<Value> parseFile(const std::filesystem::path& file, Reporter& r) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+        r.add(0, "cannot open file: " + std::string(std::strerror(errno)));
+        return std::nullopt;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return parseText(ss.str(), file, r);
+}
+
+std::optional<Value> parseText(const std::string& text, const std::filesystem::path& name,
+                               Reporter& r) {
+    return parseWith(
+        [&] {
+            std::istringstream in(text);
+            return toml::parse<toml::discard_comments, std::map, std::vector>(in, name.string());
+        },
+        r);
+}
+
+std::string typeName(const Value& v) {
+    switch (v.type()) {
+    case toml::value_t::boolean: return "boolean";
+    case toml::value_t::integer: return "integer";
+    case toml::value_t::floating: return "float";
+    case toml::value_t::string: return "string";
+    case toml::value_t::offset_datetime:
+    case toml::value_t::local_datetime:
+    case toml::value_t::local_date:
+    case toml::value_t::local_time: return "date-time";
+    case toml::value_t::array: return "array";
+    case toml::value_t::table: return "table";
+    default: return "nothing";
+    }
+}
+
+namespace {
+
+size_t editDistance(const std::string& a, const std::string& b) {
+    std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+        cur[0] = i;
+        for (size_t j = 1; j <= b.size(); ++j) {
+            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+        }
+        std::swap(prev, cur);
+    }
+    return prev[b.size()];
+}
+
+} // namespace
+
+std::string didYouMean(const std::string& word, const std::set<std::string>& known) {
+    std::string best;
+    size_t best_d = 3;
+    for (const auto& k : known) {
+        size_t d = editDistance(word, k);
+        if (d < best_d) {
+            best_d = d;
+            best = k;
+        }
+    }
+    return best.empty() ? "" : "; did you mean '" + best + "'?";
+}
+
+std::string joinKeys(const std::set<std::string>& keys) {
+    std::string out;
+    for (const auto& k : keys) out += (out.empty() ? "" : ", ") + k;
+    return out;
+}
+
+std::optional<std::string> getString(const Value& v, const std::string& what, Reporter& r) {
+    if (!v.is_string()) {
+        r.add(v, what + " must be a string, found " + typeName(v));
+        return std::nullopt;
+    }
+    return v.as_string().str;
+}
+
+std::optional<int64_t> getInt(const Value& v, const std::string& what, Reporter& r, int64_t min,
+                              int64_t max) {
+    if (!v.is_integer()) {
+        r.add(v, what + " must be an integer, found " + typeName(v));
+        return std::nullopt;
+    }
+    int64_t n = v.as_integer();
+    if (n < min || n > max) {
+        r.add(v, what + " must be between " + std::to_string(min) + " and " +
+                     std::to_string(max) + ", found " + std::to_string(n));
+        return std::nullopt;
+    }
+    return n;
+}
+
+std::optional<std::chrono::milliseconds> getDuration(const Value& v, const std::string& what,
+                                                     Reporter& r) {
+    auto s = getString(v, what, r);
+    if (!s) return std::nullopt;
+    std::string err;
+    auto d = parseDuration(*s, &err);
+    if (!d) r.add(v, what + ": " + err);
+    return d;
+}
+
+std::optional<std::vector<std::string>> getStringArray(const Value& v, const std::string& what,
+                                                       Reporter& r) {
+    if (!v.is_array()) {
+        r.add(v, what + " must be an array of strings, found " + typeName(v));
+        return std::nullopt;
+    }
+    std::vector<std::string> out;
+    for (const auto& e : v.as_array()) {
+        if (!e.is_string()) {
+            r.add(e, what + " must contain only strings, found " + typeName(e));
+            return std::nullopt;
+        }
+        out.push_back(e.as_string().str);
+    }
+    return out;
+}
+
+namespace {
+
+boost::json::value jsonOf(const Value& v) {
+    switch (v.type()) {
+    case toml::value_t::boolean: return v.as_boolean();
+    case toml::value_t::integer: return v.as_integer();
+    case toml::value_t::floating: return v.as_floating();
+    case toml::value_t::string: return boost::json::string(v.as_string().str);
+    case toml::value_t::array: {
+        boost::json::array a;
+        for (const auto& e : v.as_array()) a.push_back(jsonOf(e));
+        return a;
+    }
+    case toml::value_t::table: {
+        boost::json::object o;
+        for (const auto& [k, e] : v.as_table()) o[k] = jsonOf(e);
+        return o;
+    }
+    default: {
+        std::ostringstream ss;
+        ss << v;
+        return boost::json::string(ss.str());
+    }
+    }
+}
+
+} // namespace
+
+std::string toJson(const Table& table) {
+    boost::json::object o;
+    for (const auto& [k, v] : table) o[k] = jsonOf(v);
+    return boost::json::serialize(o);
+}
+
+} // namespace taskhub::config::detail

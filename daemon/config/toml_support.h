@@ -1,0 +1,72 @@
+// Private to the config module: toml11 access with diagnostics. Includes toml11, so it must
+// never be included from a public header.
+#ifndef TASKHUB_CONFIG_TOML_SUPPORT_H
+#define TASKHUB_CONFIG_TOML_SUPPORT_H
+
+#include <toml.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "config/diagnostic.h"
+
+namespace taskhub::config::detail {
+
+using Value = toml::basic_value<toml::discard_comments, std::map, std::vector>;
+using Table = Value::table_type;
+
+// Collects diagnostics for one file.
+class Reporter {
+public:
+    explicit Reporter(std::filesystem::path file) : file_(std::move(file)) {}
+    void add(size_t line, std::string message) {
+        problems_.push_back({file_.string(), line, std::move(message)});
+    }
+    void add(const Value& at, std::string message) { add(lineOf(at), std::move(message)); }
+    static size_t lineOf(const Value& v) { return v.location().line(); }
+
+    const std::filesystem::path& file() const { return file_; }
+    std::vector<Diagnostic>& problems() { return problems_; }
+    bool ok() const { return problems_.empty(); }
+
+private:
+    std::filesystem::path file_;
+    std::vector<Diagnostic> problems_;
+};
+
+// Reads file as TOML. On failure adds one diagnostic (first line of the parser's message, with
+// its line) and returns std::nullopt.
+std::optional<Value> parseFile(const std::filesystem::path& file, Reporter& r);
+// Same, from text already read (name is used in messages only).
+std::optional<Value> parseText(const std::string& text, const std::filesystem::path& name,
+                               Reporter& r);
+
+// "string", "integer", "table", ... for messages.
+std::string typeName(const Value& v);
+
+// A suggestion suffix "; did you mean 'x'?" when a known word is within edit distance 2.
+std::string didYouMean(const std::string& word, const std::set<std::string>& known);
+// "a, b, c"
+std::string joinKeys(const std::set<std::string>& keys);
+
+// Typed getters: on a type mismatch they add "<what> must be <type>, found <type>" and return
+// std::nullopt. `what` names the key for the message, e.g. "'retries'".
+std::optional<std::string> getString(const Value& v, const std::string& what, Reporter& r);
+std::optional<int64_t> getInt(const Value& v, const std::string& what, Reporter& r, int64_t min,
+                              int64_t max);
+std::optional<std::chrono::milliseconds> getDuration(const Value& v, const std::string& what,
+                                                     Reporter& r);
+std::optional<std::vector<std::string>> getStringArray(const Value& v, const std::string& what,
+                                                       Reporter& r);
+
+// Serialises a TOML value as JSON (datetimes become ISO 8601 strings).
+std::string toJson(const Table& table);
+
+} // namespace taskhub::config::detail
+
+#endif // TASKHUB_CONFIG_TOML_SUPPORT_H

@@ -1,0 +1,111 @@
+// Workflow definitions: one TOML file per workflow, validated in full into an immutable
+// snapshot. The format is specified in docs/workflow-format.md.
+#ifndef TASKHUB_CONFIG_WORKFLOW_H
+#define TASKHUB_CONFIG_WORKFLOW_H
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/diagnostic.h"
+#include "cron/cron.h"
+#include "dag/graph.h"
+
+namespace date {
+class time_zone;
+}
+
+namespace taskhub::config {
+
+struct TriggerDef {
+    size_t line = 0;
+    std::string cron_text;
+    cron::CronExpr cron;
+};
+
+struct TaskDef {
+    size_t line = 0;
+    std::string id;
+    std::string plugin;
+    std::vector<std::string> depends_on;
+    std::string params_json = "{}"; // every key the engine does not own, as a JSON object
+    int retries = 0;
+    std::chrono::milliseconds retry_delay{0};
+    std::chrono::milliseconds timeout{0}; // 0 = none
+    std::vector<std::pair<std::string, std::string>> env;
+};
+
+enum class Overlap { Skip, QueueOne, QueueAll, Replace, Allow };
+enum class OnFailure { FailFast, Continue };
+
+const char* toString(Overlap o);
+const char* toString(OnFailure o);
+
+struct Workflow {
+    std::string name; // the file stem
+    std::filesystem::path file;
+    std::string description;
+    std::string timezone; // IANA name actually used
+    const date::time_zone* zone = nullptr;
+    std::vector<TriggerDef> triggers;
+    cron::DstPolicy dst;
+    Overlap overlap = Overlap::Skip;
+    OnFailure on_failure = OnFailure::FailFast;
+    std::chrono::milliseconds timeout{0}; // whole run; 0 = none
+    std::vector<TaskDef> tasks;
+    dag::Graph graph;    // node i is tasks[i]
+    std::string version; // content hash of the file, recorded with each run
+};
+
+// What the loader needs to know about executor plugins, so that this module stays free of
+// plugin loading. Implemented by the plugin host.
+class PluginCatalog {
+public:
+    struct Problem {
+        std::string key; // the offending parameter, or empty
+        std::string message;
+    };
+    virtual ~PluginCatalog() = default;
+    // Empty when the plugin is loaded and usable; otherwise why not (e.g. "no plugin named
+    // 'shel' is loaded (loaded: noop, shell)").
+    virtual std::optional<std::string> unavailable(const std::string& plugin) const = 0;
+    // Runs the plugin's validate() on a task's parameters.
+    virtual std::optional<Problem> validate(const std::string& plugin,
+                                            const std::string& params_json) const = 0;
+};
+
+struct WorkflowDefaults {
+    std::string timezone; // empty: the system zone
+};
+
+struct WorkflowLoad {
+    std::shared_ptr<const Workflow> workflow; // null when there were problems
+    std::vector<Diagnostic> problems;
+};
+
+// Loads and validates one workflow file completely. Never throws for bad input.
+WorkflowLoad loadWorkflowFile(const std::filesystem::path& file, const WorkflowDefaults& defaults,
+                              const PluginCatalog& plugins);
+
+struct WorkflowSet {
+    std::map<std::string, std::shared_ptr<const Workflow>> workflows;
+    std::vector<Diagnostic> problems; // of the files that did not load
+    std::vector<std::filesystem::path> failed_files;
+};
+
+// Loads every *.toml file in dir (non-recursively, in name order). One bad file never stops the
+// others. A missing directory is one problem.
+WorkflowSet loadWorkflowDir(const std::filesystem::path& dir, const WorkflowDefaults& defaults,
+                            const PluginCatalog& plugins);
+
+// True when name can be a workflow name (the file stem): [A-Za-z0-9_.-]+, not starting with '.'.
+bool isValidWorkflowName(const std::string& name);
+
+} // namespace taskhub::config
+
+#endif // TASKHUB_CONFIG_WORKFLOW_H

@@ -1,0 +1,426 @@
+// The command table of the control protocol: {name, summary, access, handler}. Handlers turn
+// arguments into Services calls and records into JSON; nothing else lives here.
+#include <boost/json.hpp>
+
+#include <functional>
+#include <string_view>
+
+#include "common/time_util.h"
+#include "control/server.h"
+
+namespace taskhub::control {
+
+namespace json = boost::json;
+
+namespace {
+
+constexpr int kProtoVersion = 1;
+
+enum class Access { ReadOnly, Mutating };
+
+struct CommandError {
+    std::string code;
+    std::string message;
+};
+
+using Reply = std::function<void(json::value)>;
+using Fail = std::function<void(CommandError)>;
+
+struct Context {
+    Services& services;
+    const Caller& caller;
+    const json::object& args;
+    Reply ok;
+    Fail fail;
+};
+
+struct Command {
+    const char* name;
+    const char* summary;
+    Access access;
+    void (*handler)(Context&);
+};
+
+json::value isoOrNull(const std::optional<int64_t>& ms) {
+    return ms ? json::value(formatIsoMillis(*ms)) : json::value(nullptr);
+}
+
+json::object runJson(const store::RunRecord& r, bool with_tasks) {
+    json::object o;
+    o["id"] = r.id;
+    o["workflow"] = r.workflow;
+    o["trigger"] = r.trigger;
+    o["state"] = r.state;
+    o["message"] = r.message;
+    o["version"] = r.version;
+    o["scheduled"] = isoOrNull(r.scheduled_ms);
+    o["created"] = formatIsoMillis(r.created_ms);
+    o["started"] = isoOrNull(r.started_ms);
+    o["ended"] = isoOrNull(r.ended_ms);
+    if (with_tasks) {
+        json::array tasks;
+        for (const auto& t : r.tasks) {
+            json::object to;
+            to["id"] = t.task_id;
+            to["plugin"] = t.plugin;
+            to["state"] = t.state;
+            to["attempt"] = t.attempt;
+            to["exit_code"] = t.exit_code ? json::value(*t.exit_code) : json::value(nullptr);
+            to["message"] = t.message;
+            to["started"] = isoOrNull(t.started_ms);
+            to["ended"] = isoOrNull(t.ended_ms);
+            tasks.push_back(std::move(to));
+        }
+        o["tasks"] = std::move(tasks);
+    }
+    return o;
+}
+
+json::object workflowJson(const WorkflowInfo& w, bool detail) {
+    json::object o;
+    o["name"] = w.name;
+    o["file"] = w.file;
+    o["description"] = w.description;
+    o["timezone"] = w.timezone;
+    o["version"] = w.version;
+    json::array triggers;
+    for (size_t i = 0; i < w.triggers.size(); ++i) {
+        json::object t;
+        t["cron"] = w.triggers[i];
+        int64_t next = i < w.next_fire_ms.size() ? w.next_fire_ms[i] : 0;
+        t["next"] = next ? json::value(formatIsoMillis(next)) : json::value(nullptr);
+        triggers.push_back(std::move(t));
+    }
+    o["triggers"] = std::move(triggers);
+    o["last_run"] = w.last_run ? json::value(runJson(*w.last_run, false)) : json::value(nullptr);
+    o["task_count"] = w.tasks.size();
+    if (detail) {
+        o["overlap"] = w.overlap;
+        o["on_failure"] = w.on_failure;
+        json::array tasks;
+        for (const auto& t : w.tasks) {
+            json::object to;
+            to["id"] = t.id;
+            to["plugin"] = t.plugin;
+            json::array deps;
+            for (const auto& d : t.depends_on) deps.push_back(json::string(d));
+            to["depends_on"] = std::move(deps);
+            to["params"] = json::parse(t.params_json);
+            tasks.push_back(std::move(to));
+        }
+        o["tasks"] = std::move(tasks);
+    }
+    return o;
+}
+
+// ---- argument access ----
+
+std::optional<std::string> optString(Context& c, const char* key) {
+    auto it = c.args.find(key);
+    if (it == c.args.end() || it->value().is_null()) return std::nullopt;
+    if (!it->value().is_string()) {
+        throw CommandError{"bad_request", std::string("argument '") + key + "' must be a string"};
+    }
+    return std::string(it->value().as_string());
+}
+
+std::string needString(Context& c, const char* key) {
+    auto v = optString(c, key);
+    if (!v || v->empty()) {
+        throw CommandError{"bad_request", std::string("missing argument '") + key + "'"};
+    }
+    return *v;
+}
+
+int64_t optInt(Context& c, const char* key, int64_t def, int64_t min, int64_t max) {
+    auto it = c.args.find(key);
+    if (it == c.args.end() || it->value().is_null()) return def;
+    if (!it->value().is_int64() && !it->value().is_uint64()) {
+        throw CommandError{"bad_request", std::string("argument '") + key + "' must be an integer"};
+    }
+    int64_t v = it->value().is_int64() ? it->value().as_int64() : static_cast<int64_t>(it->value().as_uint64());
+    if (v < min || v > max) {
+        throw CommandError{"bad_request", std::string("argument '") + key + "' must be between " +
+                                              std::to_string(min) + " and " + std::to_string(max)};
+    }
+    return v;
+}
+
+bool optBool(Context& c, const char* key) {
+    auto it = c.args.find(key);
+    if (it == c.args.end() || it->value().is_null()) return false;
+    if (!it->value().is_bool()) {
+        throw CommandError{"bad_request", std::string("argument '") + key + "' must be true or false"};
+    }
+    return it->value().as_bool();
+}
+
+// ---- handlers ----
+
+void cmdHelp(Context& c);
+
+void cmdStatus(Context& c) {
+    auto s = c.services.status();
+    json::object o;
+    o["version"] = s.version;
+    o["pid"] = s.pid;
+    o["started"] = formatIsoMillis(s.started_ms);
+    o["uptime_s"] = (nowMillis() - s.started_ms) / 1000;
+    o["config"] = s.config_file;
+    o["state_dir"] = s.state_dir;
+    o["workflows"] = s.workflows;
+    o["workflow_errors"] = s.workflow_errors;
+    o["plugins"] = s.plugins;
+    o["plugins_refused"] = s.plugins_refused;
+    o["active_runs"] = s.active_runs;
+    o["queued_runs"] = s.queued_runs;
+    o["running_tasks"] = s.running_tasks;
+    o["waiting_tasks"] = s.waiting_tasks;
+    o["worker_threads"] = s.worker_threads;
+    o["worker_threads_max"] = s.worker_threads_max;
+    o["runs_started"] = s.runs_started;
+    o["shutting_down"] = s.shutting_down;
+    o["proto"] = kProtoVersion;
+    c.ok(std::move(o));
+}
+
+void cmdList(Context& c) {
+    json::array wfs;
+    for (const auto& w : c.services.workflows()) wfs.push_back(workflowJson(w, false));
+    json::array errors;
+    for (const auto& p : c.services.workflowProblems()) {
+        json::object e;
+        e["file"] = p.file;
+        e["message"] = p.message;
+        errors.push_back(std::move(e));
+    }
+    json::object o;
+    o["workflows"] = std::move(wfs);
+    o["errors"] = std::move(errors);
+    c.ok(std::move(o));
+}
+
+void cmdShow(Context& c) {
+    std::string name = needString(c, "name");
+    if (auto w = c.services.workflow(name)) {
+        json::object o;
+        o["kind"] = "workflow";
+        o["workflow"] = workflowJson(*w, true);
+        c.ok(std::move(o));
+        return;
+    }
+    if (auto r = c.services.run(name)) {
+        json::object o;
+        o["kind"] = "run";
+        o["run"] = runJson(*r, true);
+        json::array events;
+        for (const auto& e : c.services.events(name)) {
+            json::object eo;
+            eo["time"] = formatIsoMillis(e.ts_ms);
+            eo["task"] = e.task_id;
+            eo["kind"] = e.kind;
+            eo["detail"] = e.detail;
+            events.push_back(std::move(eo));
+        }
+        o["events"] = std::move(events);
+        c.ok(std::move(o));
+        return;
+    }
+    throw CommandError{"not_found", "no workflow or run named '" + name + "'"};
+}
+
+void replyRun(Services& services, const std::string& id, const Reply& ok, const Fail& fail) {
+    auto r = services.run(id);
+    if (!r) {
+        fail({"internal", "run " + id + " vanished from the store"});
+        return;
+    }
+    ok(runJson(*r, true));
+}
+
+void cmdRun(Context& c) {
+    std::string wf = needString(c, "workflow");
+    bool wait = optBool(c, "wait");
+    auto out = c.services.trigger(wf, c.caller);
+    if (!out.ok) throw CommandError{out.code.empty() ? "conflict" : out.code, out.error};
+    if (!c.services.commit()) {
+        throw CommandError{"store_failed", "the run was created but could not be committed to the store"};
+    }
+    if (!wait) {
+        replyRun(c.services, out.run_id, c.ok, c.fail);
+        return;
+    }
+    Services& services = c.services;
+    auto ok = c.ok;
+    auto fail = c.fail;
+    std::string id = out.run_id;
+    services.whenRunEnds(id, [&services, id, ok, fail] { replyRun(services, id, ok, fail); });
+}
+
+void cmdWait(Context& c) {
+    std::string id = needString(c, "run");
+    Services& services = c.services;
+    auto ok = c.ok;
+    auto fail = c.fail;
+    if (!services.whenRunEnds(id, [&services, id, ok, fail] { replyRun(services, id, ok, fail); })) {
+        throw CommandError{"not_found", "no run with id " + id};
+    }
+}
+
+void cmdRuns(Context& c) {
+    auto wf = optString(c, "workflow");
+    auto state = optString(c, "state");
+    auto limit = optInt(c, "limit", 50, 1, 100000);
+    json::array runs;
+    for (const auto& r : c.services.runs(wf, state, static_cast<size_t>(limit))) runs.push_back(runJson(r, false));
+    c.ok(std::move(runs));
+}
+
+void cmdCancel(Context& c) {
+    std::string id = needString(c, "run");
+    std::string err;
+    if (!c.services.cancel(id, c.caller, &err)) {
+        throw CommandError{err.rfind("no run", 0) == 0 ? "not_found" : "conflict", err};
+    }
+    if (!c.services.commit()) throw CommandError{"store_failed", "the cancellation could not be committed"};
+    replyRun(c.services, id, c.ok, c.fail);
+}
+
+void cmdLogs(Context& c) {
+    std::string run = needString(c, "run");
+    std::string task = needString(c, "task");
+    int attempt = static_cast<int>(optInt(c, "attempt", 0, 0, 1000));
+    auto max_bytes = optInt(c, "max_bytes", 1 << 20, 1, 16 << 20);
+    auto chunk = c.services.taskLog(run, task, attempt, static_cast<size_t>(max_bytes));
+    if (!chunk.found) throw CommandError{"not_found", chunk.error};
+    json::object o;
+    o["run"] = run;
+    o["task"] = task;
+    o["attempt"] = chunk.attempt;
+    o["path"] = chunk.path;
+    o["content"] = chunk.content;
+    o["truncated"] = chunk.truncated;
+    c.ok(std::move(o));
+}
+
+void cmdReload(Context& c) {
+    auto r = c.services.reload(c.caller);
+    json::object o;
+    o["loaded"] = r.loaded;
+    o["failed"] = r.failed;
+    json::array problems;
+    for (const auto& p : r.problems) problems.push_back(json::string(p));
+    o["problems"] = std::move(problems);
+    c.ok(std::move(o));
+}
+
+const Command kCommands[] = {
+    {"help", "list the commands this daemon understands", Access::ReadOnly, cmdHelp},
+    {"status", "daemon health and counters", Access::ReadOnly, cmdStatus},
+    {"list", "loaded workflows with next firing and last run; files that failed to load", Access::ReadOnly, cmdList},
+    {"show", "one workflow (args: name) or one run with tasks and events (args: name = run id)", Access::ReadOnly, cmdShow},
+    {"runs", "runs, newest first (args: workflow, state, limit)", Access::ReadOnly, cmdRuns},
+    {"logs", "a task attempt's output (args: run, task, attempt, max_bytes)", Access::ReadOnly, cmdLogs},
+    {"wait", "answer when a run has ended (args: run)", Access::ReadOnly, cmdWait},
+    {"run", "trigger a workflow now (args: workflow, wait)", Access::Mutating, cmdRun},
+    {"cancel", "cancel a queued or running run (args: run)", Access::Mutating, cmdCancel},
+    {"reload", "re-read the workflows directory", Access::Mutating, cmdReload},
+};
+
+void cmdHelp(Context& c) {
+    json::array cmds;
+    for (const auto& cmd : kCommands) {
+        json::object o;
+        o["name"] = cmd.name;
+        o["summary"] = cmd.summary;
+        o["access"] = cmd.access == Access::ReadOnly ? "read-only" : "mutating";
+        cmds.push_back(std::move(o));
+    }
+    c.ok(std::move(cmds));
+}
+
+std::string errorLine(const json::value& id, const std::string& code, const std::string& message) {
+    json::object o;
+    o["proto"] = kProtoVersion;
+    if (!id.is_null()) o["id"] = id;
+    o["ok"] = false;
+    json::object e;
+    e["code"] = code;
+    e["message"] = message;
+    o["error"] = std::move(e);
+    return json::serialize(o);
+}
+
+} // namespace
+
+void handleRequest(Services& services, const Caller& caller, const std::string& line,
+                   std::function<void(std::string)> reply) {
+    json::value id;
+    json::error_code ec;
+    json::value req = json::parse(line, ec);
+    if (ec) {
+        reply(errorLine(id, "bad_request", "request is not valid JSON: " + ec.message()));
+        return;
+    }
+    if (!req.is_object()) {
+        reply(errorLine(id, "bad_request", "request must be a JSON object"));
+        return;
+    }
+    const auto& obj = req.as_object();
+    if (auto it = obj.find("id"); it != obj.end()) id = it->value();
+    auto proto = obj.find("proto");
+    if (proto == obj.end() || !proto->value().is_int64() || proto->value().as_int64() != kProtoVersion) {
+        reply(errorLine(id, "unsupported_proto",
+                        "request must carry \"proto\": " + std::to_string(kProtoVersion)));
+        return;
+    }
+    auto cmdIt = obj.find("cmd");
+    if (cmdIt == obj.end() || !cmdIt->value().is_string()) {
+        reply(errorLine(id, "bad_request", "request needs \"cmd\": a command name (try \"help\")"));
+        return;
+    }
+    std::string name(cmdIt->value().as_string());
+    const Command* cmd = nullptr;
+    for (const auto& c : kCommands) {
+        if (name == c.name) cmd = &c;
+    }
+    if (!cmd) {
+        reply(errorLine(id, "unknown_command", "unknown command '" + name + "' (try \"help\")"));
+        return;
+    }
+    static const json::object kNoArgs;
+    const json::object* args = &kNoArgs;
+    if (auto a = obj.find("args"); a != obj.end() && !a->value().is_null()) {
+        if (!a->value().is_object()) {
+            reply(errorLine(id, "bad_request", "\"args\" must be a JSON object"));
+            return;
+        }
+        args = &a->value().as_object();
+    }
+    if (cmd->access == Access::Mutating && !caller.may_mutate) {
+        reply(errorLine(id, "forbidden",
+                        "command '" + name + "' changes state; uid " + std::to_string(caller.uid) +
+                            " may only use read-only commands (ask for membership of the admin group)"));
+        return;
+    }
+    auto shared_reply = std::make_shared<std::function<void(std::string)>>(std::move(reply));
+    Context ctx{services, caller, *args,
+                [id, shared_reply](json::value data) {
+                    json::object o;
+                    o["proto"] = kProtoVersion;
+                    if (!id.is_null()) o["id"] = id;
+                    o["ok"] = true;
+                    o["data"] = std::move(data);
+                    (*shared_reply)(json::serialize(o));
+                },
+                [id, shared_reply](CommandError e) { (*shared_reply)(errorLine(id, e.code, e.message)); }};
+    try {
+        cmd->handler(ctx);
+    } catch (const CommandError& e) {
+        ctx.fail(e);
+    } catch (const std::exception& e) {
+        ctx.fail({"internal", e.what()});
+    }
+}
+
+} // namespace taskhub::control

@@ -1,0 +1,104 @@
+// The engine: turns a firing into a run, walks the run's DAG, dispatches ready tasks to their
+// plugins, and handles completions, retries, timeouts, failure policy, overlap and cancellation.
+//
+// Event-driven by construction: every method runs on the event-loop thread and returns without
+// waiting; a running task is a token and a callback, never a blocked thread. That is why nested
+// or parallel work cannot deadlock the pool (there is nothing to wait on a worker).
+//
+// Every state change is written to the store at once (inside the open transaction) and made
+// durable by a group commit at the end of the current event-loop turn; commitNow() forces it
+// before a change is acknowledged to a client.
+#ifndef TASKHUB_ENGINE_ENGINE_H
+#define TASKHUB_ENGINE_ENGINE_H
+
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "config/workflow.h"
+#include "store/records.h"
+
+namespace boost::asio {
+class io_context;
+}
+namespace taskhub::store {
+class Store;
+}
+namespace taskhub::plugin_host {
+class PluginHost;
+}
+
+namespace taskhub::engine {
+
+struct EngineOptions {
+    std::filesystem::path log_dir;              // task logs: log_dir/<run>/<task>.<attempt>.log
+    int max_running_tasks = 0;                  // 0 = unlimited
+    std::map<std::string, int> plugin_max_concurrency; // per plugin; absent or 0 = unlimited
+};
+
+enum class TriggerKind { Cron, Manual };
+
+struct TriggerResult {
+    bool ok = false;
+    std::string run_id;
+    std::string state;  // the new run's state: running, queued or skipped
+    std::string error;  // when !ok
+};
+
+struct EngineStats {
+    size_t active_runs = 0;
+    size_t queued_runs = 0;
+    size_t running_tasks = 0;
+    size_t waiting_tasks = 0; // ready but held back by a concurrency limit
+    uint64_t runs_started = 0;
+};
+
+class Engine {
+public:
+    Engine(boost::asio::io_context& io, store::Store& store, plugin_host::PluginHost& plugins,
+           EngineOptions options);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    // Marks runs that a previous process left queued or running as failed (they are not resumed
+    // by this version), with their unfinished tasks. Call once before the first trigger.
+    size_t recoverInterrupted();
+
+    // Creates a run of wf and starts it, queues it or records it as skipped, as the workflow's
+    // overlap policy says. A scheduled firing's id is "<workflow>@<UTC instant>" and is created
+    // at most once: firing the same instant again returns ok=false. Manual runs get a unique id.
+    TriggerResult trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
+                          std::optional<std::chrono::sys_seconds> scheduled = std::nullopt);
+
+    // Cancels a queued or running run: running tasks are asked to stop, the rest are marked
+    // cancelled. Returns false with *err when the run is unknown or already finished.
+    bool cancel(const std::string& run_id, const std::string& reason, std::string* err);
+
+    // Calls fn with the run's final record once it has ended (at once if it already has).
+    // Returns false when no such run exists.
+    bool whenEnded(const std::string& run_id, std::function<void(const store::RunRecord&)> fn);
+
+    // Commits every state change so far; false when the store failed.
+    bool commitNow();
+
+    // Stops accepting runs; running runs get `grace` to finish and are then cancelled. done runs
+    // once no run is active.
+    void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
+
+    EngineStats stats() const;
+    bool isActive(const std::string& run_id) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace taskhub::engine
+
+#endif // TASKHUB_ENGINE_ENGINE_H

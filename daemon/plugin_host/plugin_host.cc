@@ -1,0 +1,427 @@
+#include "plugin_host/plugin_host.h"
+
+#define BOOST_DLL_USE_STD_FS
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/dll/shared_library.hpp>
+#include <spdlog/spdlog.h>
+
+#include <taskhub/plugin_api.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+
+#include "pool/worker_pool.h"
+
+namespace taskhub::plugin_host {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+std::optional<std::string> negotiate(const th_plugin_api* api) {
+    if (api == nullptr) return "the entry function returned no table (NULL)";
+    if (api->magic != TH_ABI_MAGIC) {
+        char buf[128];
+        std::snprintf(buf, sizeof buf, "wrong magic 0x%08x, expected 0x%08x (TH_ABI_MAGIC)",
+                      api->magic, TH_ABI_MAGIC);
+        return std::string(buf);
+    }
+    if (api->abi_major != TH_ABI_VERSION_MAJOR) {
+        return "ABI major version " + std::to_string(api->abi_major) + ", this taskhubd supports " +
+               std::to_string(TH_ABI_VERSION_MAJOR) + "; rebuild the plugin against the TaskHub " +
+               std::to_string(TH_ABI_VERSION_MAJOR) + ".x SDK";
+    }
+    if (api->min_host_minor > TH_ABI_VERSION_MINOR) {
+        return "requires host ABI " + std::to_string(TH_ABI_VERSION_MAJOR) + "." +
+               std::to_string(api->min_host_minor) + " or newer, this taskhubd provides " +
+               std::to_string(TH_ABI_VERSION_MAJOR) + "." + std::to_string(TH_ABI_VERSION_MINOR) +
+               "; upgrade taskhubd";
+    }
+    // Every 1.0 field is required; later minors only append.
+    if (api->struct_size < offsetof(th_plugin_api, health_check) + sizeof(api->health_check)) {
+        return "plugin table too small (" + std::to_string(api->struct_size) +
+               " bytes) for ABI 1.0 (" + std::to_string(sizeof(th_plugin_api)) + " bytes)";
+    }
+    if (api->name == nullptr || api->name[0] == '\0') return "the plugin declares no name";
+    for (const char* p = api->name; *p; ++p) {
+        bool ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-';
+        if (!ok) return std::string("invalid plugin name \"") + api->name + "\" (allowed: a-z, 0-9, '_', '-')";
+    }
+    if (!api->create || !api->destroy || !api->validate || !api->execute) {
+        return "the plugin table lacks a required function (create, destroy, validate, execute)";
+    }
+    return std::nullopt;
+}
+
+class PluginHost::Loaded final : public Plugin {
+public:
+    Loaded(boost::dll::shared_library lib, const th_plugin_api* table, fs::path file,
+           asio::io_context* io, pool::WorkerPool* pool)
+        : lib_(std::move(lib)), io_(io), pool_(pool) {
+        std::memset(&api_, 0, sizeof api_);
+        std::memcpy(&api_, table, std::min<size_t>(table->struct_size, sizeof api_));
+        info_.name = api_.name;
+        info_.version = api_.version ? api_.version : "";
+        info_.description = api_.description ? api_.description : "";
+        info_.file = std::move(file);
+        info_.abi_major = api_.abi_major;
+        info_.abi_minor = api_.abi_minor;
+        info_.capabilities = api_.capabilities;
+        info_.blocking = (api_.capabilities & TH_CAP_BLOCKING_EXECUTE) != 0;
+        info_.thread_safe = api_.thread_safety == TH_THREADS_SAFE;
+
+        host_.struct_size = sizeof host_;
+        host_.abi_major = TH_ABI_VERSION_MAJOR;
+        host_.abi_minor = TH_ABI_VERSION_MINOR;
+        host_.complete = &Loaded::hostComplete;
+        host_.log = &Loaded::hostLog;
+        host_.watch_fd = &Loaded::hostWatchFd;
+        host_.unwatch_fd = &Loaded::hostUnwatchFd;
+        host_.add_timer = &Loaded::hostAddTimer;
+        host_.cancel_timer = &Loaded::hostCancelTimer;
+    }
+
+    ~Loaded() override {
+        for (auto& [id, sd] : watches_) sd->release(); // the plugin owns those descriptors
+        watches_.clear();
+        timers_.clear();
+        if (inst_) {
+            try {
+                api_.destroy(inst_);
+            } catch (...) {
+                spdlog::error("PLUGIN_DESTROY_THREW plugin {} threw from destroy()", info_.name);
+            }
+        }
+    }
+
+    std::optional<std::string> create(const std::string& config_json) {
+        char err[1024] = "";
+        th_status st;
+        try {
+            st = api_.create(&host_, ctx(), config_json.c_str(), &inst_, th_buffer{err, sizeof err});
+        } catch (...) {
+            return std::string("create() threw a C++ exception across the C ABI");
+        }
+        if (st != TH_OK || inst_ == nullptr) {
+            inst_ = nullptr;
+            return "create() failed: " + std::string(err[0] ? err : "no message");
+        }
+        return std::nullopt;
+    }
+
+    const PluginInfo& info() const override { return info_; }
+
+    std::optional<config::PluginCatalog::Problem> validate(const std::string& params) const override {
+        char msg[1024] = "", key[256] = "";
+        th_status st;
+        try {
+            auto lock = serialLock();
+            st = api_.validate(inst_, params.c_str(), th_buffer{msg, sizeof msg}, th_buffer{key, sizeof key});
+        } catch (...) {
+            return config::PluginCatalog::Problem{"", "validate() threw a C++ exception across the C ABI"};
+        }
+        if (st == TH_OK) return std::nullopt;
+        return config::PluginCatalog::Problem{key, msg[0] ? msg : "rejected without a message"};
+    }
+
+    uint64_t start(const AttemptSpec& spec, Done done) override {
+        const uint64_t token = next_token_.fetch_add(1) + 1;
+        {
+            std::lock_guard lock(pending_mu_);
+            pending_.emplace(token, std::move(done));
+        }
+        running_.fetch_add(1);
+        if (info_.blocking) {
+            pool_->post([this, spec, token] { callExecute(spec, token); });
+        } else {
+            callExecute(spec, token);
+        }
+        return token;
+    }
+
+    void cancel(uint64_t token) override {
+        if (!api_.cancel) return;
+        {
+            std::lock_guard lock(pending_mu_);
+            if (!pending_.count(token)) return;
+        }
+        try {
+            api_.cancel(inst_, token);
+        } catch (...) {
+            spdlog::error("PLUGIN_CANCEL_THREW plugin {} threw from cancel()", info_.name);
+        }
+    }
+
+    size_t running() const override { return running_.load(); }
+
+private:
+    th_host_ctx* ctx() { return reinterpret_cast<th_host_ctx*>(this); }
+    static Loaded* self(th_host_ctx* c) { return reinterpret_cast<Loaded*>(c); }
+
+    std::unique_lock<std::mutex> serialLock() const {
+        return info_.thread_safe ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(serial_);
+    }
+
+    void callExecute(const AttemptSpec& spec, uint64_t token) {
+        std::vector<const char*> env;
+        env.reserve(spec.env.size() + 1);
+        for (const auto& e : spec.env) env.push_back(e.c_str());
+        env.push_back(nullptr);
+        th_task task{};
+        task.struct_size = sizeof task;
+        task.workflow = spec.workflow.c_str();
+        task.run_id = spec.run_id.c_str();
+        task.task_id = spec.task_id.c_str();
+        task.attempt = spec.attempt;
+        task.params_json = spec.params_json.c_str();
+        task.params_len = spec.params_json.size();
+        task.env = env.data();
+        task.log_fd = spec.log_fd;
+        task.timeout_ms = spec.timeout_ms;
+        char err[1024] = "";
+        th_status st;
+        try {
+            auto lock = serialLock();
+            st = api_.execute(inst_, &task, token, th_buffer{err, sizeof err});
+        } catch (const std::exception& e) {
+            std::snprintf(err, sizeof err, "execute() threw: %s", e.what());
+            st = TH_ERR_FAILED;
+        } catch (...) {
+            std::snprintf(err, sizeof err, "execute() threw a C++ exception across the C ABI");
+            st = TH_ERR_FAILED;
+        }
+        if (st != TH_OK) {
+            AttemptResult r;
+            r.outcome = AttemptResult::Outcome::Failed;
+            r.message = "plugin " + info_.name + " could not start the task: " +
+                        std::string(err[0] ? err : "no message");
+            finish(token, std::move(r));
+        }
+    }
+
+    void finish(uint64_t token, AttemptResult result) {
+        Done done;
+        {
+            std::lock_guard lock(pending_mu_);
+            auto it = pending_.find(token);
+            if (it == pending_.end()) {
+                spdlog::warn("PLUGIN_EXTRA_COMPLETION plugin {} completed token {} which is not "
+                             "running (completed twice, or never started); ignored",
+                             info_.name, token);
+                return;
+            }
+            done = std::move(it->second);
+            pending_.erase(it);
+        }
+        running_.fetch_sub(1);
+        asio::post(*io_, [done = std::move(done), result = std::move(result)]() mutable {
+            done(std::move(result));
+        });
+    }
+
+    static void hostComplete(th_host_ctx* c, uint64_t token, const th_result* res) {
+        AttemptResult r;
+        if (res == nullptr) {
+            r.message = "plugin reported completion without a result";
+        } else {
+            switch (res->outcome) {
+            case TH_OUTCOME_SUCCEEDED: r.outcome = AttemptResult::Outcome::Succeeded; break;
+            case TH_OUTCOME_CANCELLED: r.outcome = AttemptResult::Outcome::Cancelled; break;
+            default: r.outcome = AttemptResult::Outcome::Failed; break;
+            }
+            if (res->exit_code >= 0) r.exit_code = res->exit_code;
+            if (res->message) r.message = res->message;
+        }
+        self(c)->finish(token, std::move(r));
+    }
+
+    static void hostLog(th_host_ctx* c, int32_t level, const char* msg) {
+        const auto& name = self(c)->info_.name;
+        const char* m = msg ? msg : "";
+        switch (level) {
+        case TH_LOG_DEBUG: spdlog::debug("PLUGIN_LOG [{}] {}", name, m); break;
+        case TH_LOG_INFO: spdlog::info("PLUGIN_LOG [{}] {}", name, m); break;
+        case TH_LOG_WARN: spdlog::warn("PLUGIN_LOG [{}] {}", name, m); break;
+        default: spdlog::error("PLUGIN_LOG [{}] {}", name, m); break;
+        }
+    }
+
+    static th_status hostWatchFd(th_host_ctx* c, int fd, th_fd_callback cb, void* user, uint64_t* id_out) {
+        Loaded* self_ = self(c);
+        if (!self_->io_ || !cb || fd < 0) return TH_ERR_UNSUPPORTED;
+        try {
+            auto sd = std::make_unique<asio::posix::stream_descriptor>(*self_->io_, fd);
+            const uint64_t id = ++self_->next_id_;
+            sd->async_wait(asio::posix::stream_descriptor::wait_read,
+                           [self_, id, cb, user, fd](const boost::system::error_code& ec) {
+                               auto it = self_->watches_.find(id);
+                               if (it == self_->watches_.end()) return;
+                               it->second->release();
+                               self_->watches_.erase(it);
+                               if (ec) return;
+                               cb(user, fd);
+                           });
+            self_->watches_.emplace(id, std::move(sd));
+            if (id_out) *id_out = id;
+            return TH_OK;
+        } catch (const std::exception& e) {
+            spdlog::error("PLUGIN_WATCH_FAILED plugin {} fd {}: {}", self_->info_.name, fd, e.what());
+            return TH_ERR_FAILED;
+        }
+    }
+
+    static void hostUnwatchFd(th_host_ctx* c, uint64_t id) {
+        Loaded* self_ = self(c);
+        auto it = self_->watches_.find(id);
+        if (it == self_->watches_.end()) return;
+        boost::system::error_code ec;
+        it->second->cancel(ec);
+        it->second->release();
+        self_->watches_.erase(it);
+    }
+
+    static th_status hostAddTimer(th_host_ctx* c, uint64_t delay_ms, th_timer_callback cb, void* user,
+                                  uint64_t* id_out) {
+        Loaded* self_ = self(c);
+        if (!self_->io_ || !cb) return TH_ERR_UNSUPPORTED;
+        auto timer = std::make_unique<asio::steady_timer>(*self_->io_, std::chrono::milliseconds(delay_ms));
+        const uint64_t id = ++self_->next_id_;
+        timer->async_wait([self_, id, cb, user](const boost::system::error_code& ec) {
+            auto it = self_->timers_.find(id);
+            if (it == self_->timers_.end()) return;
+            self_->timers_.erase(it);
+            if (ec) return;
+            cb(user);
+        });
+        self_->timers_.emplace(id, std::move(timer));
+        if (id_out) *id_out = id;
+        return TH_OK;
+    }
+
+    static void hostCancelTimer(th_host_ctx* c, uint64_t id) { self(c)->timers_.erase(id); }
+
+    boost::dll::shared_library lib_; // declared first: destroyed last
+    th_plugin_api api_;
+    th_host_api host_{};
+    th_instance* inst_ = nullptr;
+    PluginInfo info_;
+    asio::io_context* io_;
+    pool::WorkerPool* pool_;
+
+    mutable std::mutex serial_;
+    std::mutex pending_mu_;
+    std::unordered_map<uint64_t, Done> pending_;
+    std::atomic<uint64_t> next_token_{0};
+    std::atomic<size_t> running_{0};
+
+    // Event-loop thread only.
+    uint64_t next_id_ = 0;
+    std::unordered_map<uint64_t, std::unique_ptr<asio::posix::stream_descriptor>> watches_;
+    std::unordered_map<uint64_t, std::unique_ptr<asio::steady_timer>> timers_;
+};
+
+PluginHost::PluginHost(asio::io_context* io, pool::WorkerPool* pool) : io_(io), pool_(pool) {}
+
+PluginHost::~PluginHost() = default;
+
+void PluginHost::loadDirectories(const std::vector<fs::path>& dirs,
+                                 const std::map<std::string, config::PluginSettings>& settings) {
+    for (const auto& dir : dirs) {
+        std::error_code ec;
+        std::vector<fs::path> files;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            if (it->path().extension() == ".so") files.push_back(it->path());
+        }
+        if (ec) {
+            spdlog::error("PLUGIN_DIR_UNREADABLE cannot read plugin directory {}: {}", dir.string(), ec.message());
+            refused_.push_back({dir, "", "cannot read plugin directory: " + ec.message()});
+            continue;
+        }
+        std::sort(files.begin(), files.end());
+        for (const auto& f : files) loadFile(f, settings);
+    }
+    for (const auto& [name, s] : settings) {
+        if (!plugins_.count(name)) {
+            spdlog::warn("PLUGIN_SETTINGS_UNUSED [plugins.{}] is configured but no plugin of that name is loaded", name);
+        }
+    }
+}
+
+std::optional<std::string> PluginHost::loadFile(const fs::path& file,
+                                                const std::map<std::string, config::PluginSettings>& settings) {
+    auto refuse = [&](const std::string& name, const std::string& why) -> std::optional<std::string> {
+        spdlog::error("PLUGIN_REFUSED {}: {}", file.string(), why);
+        refused_.push_back({file, name, why});
+        return why;
+    };
+    boost::dll::shared_library lib;
+    try {
+        lib.load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+        return refuse("", std::string("cannot load shared library: ") + e.what());
+    }
+    if (!lib.has(TH_PLUGIN_ENTRY_SYMBOL)) {
+        return refuse("", std::string("no entry symbol '") + TH_PLUGIN_ENTRY_SYMBOL +
+                              "' (not a TaskHub plugin, or the symbol is not exported)");
+    }
+    const th_plugin_api* table = nullptr;
+    try {
+        auto& entry = lib.get<const th_plugin_api*(uint32_t, uint32_t)>(TH_PLUGIN_ENTRY_SYMBOL);
+        table = entry(TH_ABI_VERSION_MAJOR, TH_ABI_VERSION_MINOR);
+    } catch (...) {
+        return refuse("", "the entry function threw a C++ exception across the C ABI");
+    }
+    if (auto why = negotiate(table)) return refuse("", *why);
+    const std::string name = table->name;
+    if (auto it = plugins_.find(name); it != plugins_.end()) {
+        return refuse(name, "duplicate plugin name '" + name + "', already loaded from " +
+                                it->second->info().file.string());
+    }
+    auto loaded = std::make_unique<Loaded>(std::move(lib), table, file, io_, pool_);
+    auto s = settings.find(name);
+    if (auto why = loaded->create(s != settings.end() ? s->second.plugin_config_json : "{}")) {
+        return refuse(name, *why);
+    }
+    spdlog::info("PLUGIN_LOADED {} {} (ABI {}.{}{}) from {}", name, loaded->info().version,
+                 loaded->info().abi_major, loaded->info().abi_minor,
+                 loaded->info().blocking ? ", blocking execute" : "", file.string());
+    plugins_.emplace(name, std::move(loaded));
+    return std::nullopt;
+}
+
+Plugin* PluginHost::find(const std::string& name) const {
+    auto it = plugins_.find(name);
+    return it == plugins_.end() ? nullptr : it->second.get();
+}
+
+std::vector<const Plugin*> PluginHost::plugins() const {
+    std::vector<const Plugin*> out;
+    for (const auto& [n, p] : plugins_) out.push_back(p.get());
+    return out;
+}
+
+std::optional<std::string> PluginHost::unavailable(const std::string& plugin) const {
+    if (plugins_.count(plugin)) return std::nullopt;
+    for (const auto& r : refused_) {
+        if (r.name == plugin) {
+            return "plugin '" + plugin + "' is not available: " + r.file.string() + " was refused: " + r.reason;
+        }
+    }
+    std::string loaded;
+    for (const auto& [n, p] : plugins_) loaded += (loaded.empty() ? "" : ", ") + n;
+    return "no plugin named '" + plugin + "' is loaded (loaded: " + (loaded.empty() ? "none" : loaded) + ")";
+}
+
+std::optional<config::PluginCatalog::Problem> PluginHost::validate(const std::string& plugin,
+                                                                   const std::string& params_json) const {
+    auto* p = find(plugin);
+    if (!p) return Problem{"", *unavailable(plugin)};
+    return p->validate(params_json);
+}
+
+} // namespace taskhub::plugin_host

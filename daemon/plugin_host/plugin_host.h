@@ -1,0 +1,130 @@
+// Loading executor plugins through the C ABI (plugin_api/), negotiating versions, and calling
+// them on the right thread. The engine sees Plugin::start/cancel and a completion callback; it
+// never touches the ABI.
+//
+// Threading: everything here runs on the event-loop thread except calls that the plugin declared
+// blocking (made on the worker pool) and the plugin's own completion calls, which may come from
+// any thread and are handed to the event loop. Done callbacks always run on the event loop and
+// never inside Plugin::start().
+//
+// Lifetime: a loaded library is never unloaded while the daemon runs; instances are destroyed,
+// then libraries closed, when the PluginHost is destroyed.
+#ifndef TASKHUB_PLUGIN_HOST_PLUGIN_HOST_H
+#define TASKHUB_PLUGIN_HOST_PLUGIN_HOST_H
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/daemon_config.h"
+#include "config/workflow.h"
+
+struct th_plugin_api;
+
+namespace boost::asio {
+class io_context;
+}
+namespace taskhub::pool {
+class WorkerPool;
+}
+
+namespace taskhub::plugin_host {
+
+struct PluginInfo {
+    std::string name;
+    std::string version;
+    std::string description;
+    std::filesystem::path file;
+    int abi_major = 0;
+    int abi_minor = 0;
+    uint64_t capabilities = 0;
+    bool blocking = false;    // execute() blocks: called on the worker pool
+    bool thread_safe = false; // TH_THREADS_SAFE
+};
+
+// Checks a plugin's table against this host's ABI version. `size` is how many bytes of the
+// table are known to be readable (the full struct when it came from the entry function).
+// Returns why the plugin is refused, or std::nullopt when it is accepted.
+std::optional<std::string> negotiate(const th_plugin_api* api);
+
+struct AttemptSpec {
+    std::string workflow;
+    std::string run_id;
+    std::string task_id;
+    uint32_t attempt = 1;
+    std::string params_json = "{}";
+    std::vector<std::string> env; // "NAME=value"
+    int log_fd = -1;              // owned by the caller; kept open until done runs
+    uint64_t timeout_ms = 0;
+};
+
+struct AttemptResult {
+    enum class Outcome { Succeeded, Failed, Cancelled };
+    Outcome outcome = Outcome::Failed;
+    std::optional<int> exit_code;
+    std::string message;
+};
+
+class Plugin {
+public:
+    using Done = std::function<void(AttemptResult)>;
+    virtual ~Plugin() = default;
+    virtual const PluginInfo& info() const = 0;
+    virtual std::optional<config::PluginCatalog::Problem> validate(const std::string& params) const = 0;
+    // Starts an attempt and returns its token. `done` runs exactly once, on the event loop, after
+    // start() returned: with the plugin's result, or with a failure when the plugin refused to
+    // start the attempt.
+    virtual uint64_t start(const AttemptSpec& spec, Done done) = 0;
+    // Asks a running attempt to stop; harmless after it finished.
+    virtual void cancel(uint64_t token) = 0;
+    virtual size_t running() const = 0;
+};
+
+struct RefusedPlugin {
+    std::filesystem::path file;
+    std::string name; // when known
+    std::string reason;
+};
+
+class PluginHost : public config::PluginCatalog {
+public:
+    // io and pool may be null for offline use (validation only: `taskhubd --check`,
+    // `taskhubctl validate`); start() must not be called then.
+    PluginHost(boost::asio::io_context* io, pool::WorkerPool* pool);
+    ~PluginHost() override;
+    PluginHost(const PluginHost&) = delete;
+    PluginHost& operator=(const PluginHost&) = delete;
+
+    // Loads every *.so in the directories (in name order). A plugin that fails to load is
+    // recorded in refused() and never stops the others.
+    void loadDirectories(const std::vector<std::filesystem::path>& dirs,
+                         const std::map<std::string, config::PluginSettings>& settings);
+    // Loads one file; returns the refusal reason or std::nullopt.
+    std::optional<std::string> loadFile(const std::filesystem::path& file,
+                                        const std::map<std::string, config::PluginSettings>& settings);
+
+    Plugin* find(const std::string& name) const;
+    std::vector<const Plugin*> plugins() const;
+    const std::vector<RefusedPlugin>& refused() const noexcept { return refused_; }
+
+    // config::PluginCatalog
+    std::optional<std::string> unavailable(const std::string& plugin) const override;
+    std::optional<Problem> validate(const std::string& plugin,
+                                    const std::string& params_json) const override;
+
+private:
+    class Loaded;
+    boost::asio::io_context* io_;
+    pool::WorkerPool* pool_;
+    std::map<std::string, std::unique_ptr<Loaded>> plugins_;
+    std::vector<RefusedPlugin> refused_;
+};
+
+} // namespace taskhub::plugin_host
+
+#endif // TASKHUB_PLUGIN_HOST_PLUGIN_HOST_H

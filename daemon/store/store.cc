@@ -1,0 +1,382 @@
+#include "store/store.h"
+
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+
+namespace taskhub::store {
+
+namespace {
+
+constexpr int kApplicationId = 0x54484231; // "THB1"
+
+const char* kSchemaV1 = R"sql(
+CREATE TABLE runs(
+  id TEXT PRIMARY KEY,
+  workflow TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  state TEXT NOT NULL,
+  message TEXT NOT NULL DEFAULT '',
+  version TEXT NOT NULL DEFAULT '',
+  scheduled_ms INTEGER,
+  created_ms INTEGER NOT NULL,
+  started_ms INTEGER,
+  ended_ms INTEGER);
+CREATE INDEX runs_by_workflow ON runs(workflow);
+CREATE INDEX runs_by_state ON runs(state);
+CREATE TABLE tasks(
+  run_id TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  plugin TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  exit_code INTEGER,
+  message TEXT NOT NULL DEFAULT '',
+  started_ms INTEGER,
+  ended_ms INTEGER,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY(run_id, task_id)) WITHOUT ROWID;
+CREATE TABLE events(
+  id INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  ts_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX events_by_run ON events(run_id, id);
+)sql";
+
+enum StmtId {
+    kInsertRun,
+    kUpdateRun,
+    kUpsertTask,
+    kInsertEvent,
+    kRunExists,
+    kSelectRun,
+    kSelectTasks,
+    kSelectEvents,
+    kCountRuns,
+    kUnfinished,
+    kStmtCount
+};
+
+const char* kSql[kStmtCount] = {
+    "INSERT INTO runs(id, workflow, trigger, state, message, version, scheduled_ms, created_ms, "
+    "started_ms, ended_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    "UPDATE runs SET state = ?2, message = ?3, started_ms = ?4, ended_ms = ?5 WHERE id = ?1",
+    "INSERT INTO tasks(run_id, task_id, plugin, state, attempt, exit_code, message, started_ms, "
+    "ended_ms, seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+    "ON CONFLICT(run_id, task_id) DO UPDATE SET state = ?4, attempt = ?5, exit_code = ?6, "
+    "message = ?7, started_ms = ?8, ended_ms = ?9",
+    "INSERT INTO events(run_id, task_id, ts_ms, kind, detail) VALUES(?1, ?2, ?3, ?4, ?5)",
+    "SELECT 1 FROM runs WHERE id = ?1",
+    "SELECT id, workflow, trigger, state, message, version, scheduled_ms, created_ms, started_ms, "
+    "ended_ms FROM runs WHERE id = ?1",
+    "SELECT task_id, plugin, state, attempt, exit_code, message, started_ms, ended_ms FROM tasks "
+    "WHERE run_id = ?1 ORDER BY seq",
+    "SELECT ts_ms, run_id, task_id, kind, detail FROM events WHERE run_id = ?1 ORDER BY id",
+    "SELECT count(*) FROM runs",
+    "SELECT id, workflow, trigger, state, message, version, scheduled_ms, created_ms, started_ms, "
+    "ended_ms FROM runs WHERE state IN ('queued', 'running') ORDER BY rowid",
+};
+
+} // namespace
+
+class Store::Stmt {
+public:
+    Stmt(sqlite3* db, const char* sql) {
+        if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s_, nullptr) != SQLITE_OK) {
+            throw StoreError(std::string("cannot prepare statement: ") + sqlite3_errmsg(db));
+        }
+    }
+    ~Stmt() { sqlite3_finalize(s_); }
+    Stmt& reset() {
+        sqlite3_reset(s_);
+        sqlite3_clear_bindings(s_);
+        return *this;
+    }
+    Stmt& bind(int i, const std::string& v) {
+        sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    Stmt& bind(int i, int64_t v) {
+        sqlite3_bind_int64(s_, i, v);
+        return *this;
+    }
+    template <class T>
+    Stmt& bind(int i, const std::optional<T>& v) {
+        if (v) {
+            bind(i, static_cast<int64_t>(*v));
+        } else {
+            sqlite3_bind_null(s_, i);
+        }
+        return *this;
+    }
+    int step() { return sqlite3_step(s_); }
+    std::string text(int c) const {
+        auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
+        return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c))) : std::string();
+    }
+    int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
+    std::optional<int64_t> opt(int c) const {
+        if (sqlite3_column_type(s_, c) == SQLITE_NULL) return std::nullopt;
+        return i64(c);
+    }
+
+private:
+    sqlite3_stmt* s_ = nullptr;
+};
+
+namespace {
+
+void exec(sqlite3* db, const char* sql, const std::filesystem::path& path) {
+    char* msg = nullptr;
+    if (sqlite3_exec(db, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
+        std::string m = msg ? msg : "unknown error";
+        sqlite3_free(msg);
+        throw StoreError("state database " + path.string() + ": " + m);
+    }
+}
+
+int64_t pragmaInt(sqlite3* db, const char* sql, const std::filesystem::path& path) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
+        throw StoreError("state database " + path.string() + ": " + sqlite3_errmsg(db));
+    }
+    int64_t v = 0;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        v = sqlite3_column_int64(s, 0);
+    } else if (rc != SQLITE_DONE) {
+        std::string m = sqlite3_errmsg(db);
+        sqlite3_finalize(s);
+        throw StoreError("state database " + path.string() + ": " + m);
+    }
+    sqlite3_finalize(s);
+    return v;
+}
+
+std::string pragmaText(sqlite3* db, const char* sql, const std::filesystem::path& path) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
+        throw StoreError("state database " + path.string() + ": " + sqlite3_errmsg(db));
+    }
+    std::string v;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        auto p = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+        v = p ? p : "";
+    } else if (rc != SQLITE_DONE) {
+        std::string m = sqlite3_errmsg(db);
+        sqlite3_finalize(s);
+        throw StoreError("state database " + path.string() + ": " + m);
+    }
+    sqlite3_finalize(s);
+    return v;
+}
+
+RunRecord readRun(const auto& s) {
+    RunRecord r;
+    r.id = s.text(0);
+    r.workflow = s.text(1);
+    r.trigger = s.text(2);
+    r.state = s.text(3);
+    r.message = s.text(4);
+    r.version = s.text(5);
+    r.scheduled_ms = s.opt(6);
+    r.created_ms = s.i64(7);
+    r.started_ms = s.opt(8);
+    r.ended_ms = s.opt(9);
+    return r;
+}
+
+} // namespace
+
+std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    if (ec) {
+        throw StoreError("cannot create state directory " + state_dir.string() + ": " + ec.message());
+    }
+    auto path = state_dir / "taskhub.db";
+    sqlite3* db = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+        std::string m = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+        sqlite3_close(db);
+        throw StoreError("cannot open state database " + path.string() + ": " + m);
+    }
+    std::unique_ptr<Store> store(new Store(db, path));
+    try {
+        sqlite3_busy_timeout(db, 5000);
+        // Detects a damaged file before anything is written to it.
+        std::string check = pragmaText(db, "PRAGMA quick_check(1)", path);
+        if (check != "ok") throw StoreError("integrity check failed: " + check);
+        exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", path);
+        store->migrate();
+    } catch (const StoreError& e) {
+        throw StoreError(std::string(e.what()) +
+                         "\nThe state database was left untouched. If it is damaged, stop taskhubd, "
+                         "move " + path.string() + " (and its -wal/-shm files) aside and start again "
+                         "to begin with an empty history; `sqlite3 FILE .recover` may save the old one.");
+    }
+    for (int i = 0; i < kStmtCount; ++i) store->stmts_.push_back(std::make_unique<Stmt>(db, kSql[i]));
+    return store;
+}
+
+Store::Store(sqlite3* db, std::filesystem::path path) : db_(db), path_(std::move(path)) {}
+
+Store::~Store() {
+    if (in_tx_) commit();
+    stmts_.clear();
+    sqlite3_close(db_);
+}
+
+void Store::migrate() {
+    int64_t app = pragmaInt(db_, "PRAGMA application_id", path_);
+    int64_t version = pragmaInt(db_, "PRAGMA user_version", path_);
+    int64_t tables = pragmaInt(db_, "SELECT count(*) FROM sqlite_master", path_);
+    if (app != kApplicationId && (app != 0 || tables != 0)) {
+        throw StoreError(path_.string() + " is not a TaskHub state database (application_id " +
+                         std::to_string(app) + ")");
+    }
+    if (version > kSchemaVersion) {
+        throw StoreError(path_.string() + " was written by a newer taskhubd (schema version " +
+                         std::to_string(version) + ", this taskhubd knows up to " +
+                         std::to_string(kSchemaVersion) + "); refusing to modify it");
+    }
+    if (version == kSchemaVersion) return;
+    exec(db_, "BEGIN IMMEDIATE", path_);
+    try {
+        if (version < 1) exec(db_, kSchemaV1, path_);
+        exec(db_, ("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str(), path_);
+        exec(db_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), path_);
+        exec(db_, "COMMIT", path_);
+    } catch (...) {
+        sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
+
+Store::Stmt& Store::stmt(int which) { return stmts_[which]->reset(); }
+
+bool Store::check(int rc, const char* what) {
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW || rc == SQLITE_OK) return true;
+    last_error_ = std::string(what) + ": " + sqlite3_errmsg(db_);
+    spdlog::error("STORE_WRITE_FAILED {}", last_error_);
+    return false;
+}
+
+void Store::begin() {
+    if (in_tx_) return;
+    if (check(sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr), "begin transaction")) in_tx_ = true;
+}
+
+bool Store::commit() {
+    if (!in_tx_) return true;
+    in_tx_ = false;
+    if (check(sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr), "commit")) return true;
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    return false;
+}
+
+void Store::insertRun(const RunRecord& r) {
+    begin();
+    auto& s = stmt(kInsertRun);
+    s.bind(1, r.id).bind(2, r.workflow).bind(3, r.trigger).bind(4, r.state).bind(5, r.message);
+    s.bind(6, r.version).bind(7, r.scheduled_ms).bind(8, r.created_ms).bind(9, r.started_ms);
+    s.bind(10, r.ended_ms);
+    check(s.step(), "insert run");
+}
+
+void Store::updateRun(const RunRecord& r) {
+    begin();
+    auto& s = stmt(kUpdateRun);
+    s.bind(1, r.id).bind(2, r.state).bind(3, r.message).bind(4, r.started_ms).bind(5, r.ended_ms);
+    check(s.step(), "update run");
+}
+
+void Store::upsertTask(const std::string& run_id, int order, const TaskRecord& t) {
+    begin();
+    auto& s = stmt(kUpsertTask);
+    s.bind(1, run_id).bind(2, t.task_id).bind(3, t.plugin).bind(4, t.state);
+    s.bind(5, static_cast<int64_t>(t.attempt)).bind(6, t.exit_code).bind(7, t.message);
+    s.bind(8, t.started_ms).bind(9, t.ended_ms).bind(10, static_cast<int64_t>(order));
+    check(s.step(), "update task");
+}
+
+void Store::addEvent(const EventRecord& e) {
+    begin();
+    auto& s = stmt(kInsertEvent);
+    s.bind(1, e.run_id).bind(2, e.task_id).bind(3, e.ts_ms).bind(4, e.kind).bind(5, e.detail);
+    check(s.step(), "insert event");
+}
+
+bool Store::runExists(const std::string& id) {
+    auto& s = stmt(kRunExists);
+    s.bind(1, id);
+    return s.step() == SQLITE_ROW;
+}
+
+std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
+    auto& s = stmt(kSelectRun);
+    s.bind(1, id);
+    if (s.step() != SQLITE_ROW) return std::nullopt;
+    RunRecord r = readRun(s);
+    if (with_tasks) {
+        auto& t = stmt(kSelectTasks);
+        t.bind(1, id);
+        while (t.step() == SQLITE_ROW) {
+            TaskRecord tr;
+            tr.task_id = t.text(0);
+            tr.plugin = t.text(1);
+            tr.state = t.text(2);
+            tr.attempt = static_cast<int>(t.i64(3));
+            if (auto x = t.opt(4)) tr.exit_code = static_cast<int>(*x);
+            tr.message = t.text(5);
+            tr.started_ms = t.opt(6);
+            tr.ended_ms = t.opt(7);
+            r.tasks.push_back(std::move(tr));
+        }
+    }
+    return r;
+}
+
+std::vector<RunRecord> Store::runs(const RunFilter& f) {
+    std::string sql = "SELECT id, workflow, trigger, state, message, version, scheduled_ms, "
+                      "created_ms, started_ms, ended_ms FROM runs WHERE 1";
+    if (f.workflow) sql += " AND workflow = ?1";
+    if (f.state) sql += " AND state = ?2";
+    sql += " ORDER BY rowid DESC LIMIT ?3";
+    Stmt s(db_, sql.c_str());
+    if (f.workflow) s.bind(1, *f.workflow);
+    if (f.state) s.bind(2, *f.state);
+    s.bind(3, static_cast<int64_t>(f.limit));
+    std::vector<RunRecord> out;
+    while (s.step() == SQLITE_ROW) out.push_back(readRun(s));
+    return out;
+}
+
+std::vector<EventRecord> Store::events(const std::string& run_id) {
+    auto& s = stmt(kSelectEvents);
+    s.bind(1, run_id);
+    std::vector<EventRecord> out;
+    while (s.step() == SQLITE_ROW) {
+        out.push_back({s.i64(0), s.text(1), s.text(2), s.text(3), s.text(4)});
+    }
+    return out;
+}
+
+int64_t Store::countRuns() {
+    auto& s = stmt(kCountRuns);
+    return s.step() == SQLITE_ROW ? s.i64(0) : 0;
+}
+
+std::vector<RunRecord> Store::unfinishedRuns() {
+    auto& s = stmt(kUnfinished);
+    std::vector<RunRecord> out;
+    while (s.step() == SQLITE_ROW) out.push_back(readRun(s));
+    return out;
+}
+
+} // namespace taskhub::store

@@ -1,0 +1,231 @@
+/*
+ * TaskHub executor plugin ABI, version 1.
+ *
+ * A plugin is a shared library that exports one C function, TH_PLUGIN_ENTRY_SYMBOL, returning a
+ * static table (th_plugin_api) that describes the plugin and holds its entry points. The host
+ * (taskhubd, taskhub-runner, `taskhubctl plugin check`) loads the library with RTLD_NOW |
+ * RTLD_LOCAL, calls the entry function once, and negotiates:
+ *
+ *   - magic must equal TH_ABI_MAGIC;
+ *   - abi_major must equal the host's TH_ABI_VERSION_MAJOR;
+ *   - min_host_minor must be <= the host's TH_ABI_VERSION_MINOR (a plugin may require features
+ *     added in a later minor version);
+ *   - struct_size tells the host how much of the table exists: fields appended by later minor
+ *     versions are read only when struct_size covers them, so old plugins work with new hosts
+ *     and new plugins with old hosts.
+ *
+ * The first five fields of th_plugin_api never move in any version. Nothing but plain C types
+ * crosses this boundary: no C++ types, no exceptions (a C++ plugin must catch everything; the
+ * SDK in taskhub/plugin.hpp does this for you), status codes only.
+ *
+ * Memory ownership is stated next to each function. The rule of thumb: whoever allocates, frees;
+ * strings passed into a call are valid only for the duration of that call unless stated otherwise.
+ *
+ * Threading: see th_plugin_api.thread_safety and TH_CAP_BLOCKING_EXECUTE. All host callbacks in
+ * th_host_api may be called from any thread unless stated otherwise.
+ *
+ * Compiles as C99 and as C++.
+ */
+#ifndef TASKHUB_PLUGIN_API_H
+#define TASKHUB_PLUGIN_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TH_ABI_MAGIC 0x54484231u /* "THB1" */
+#define TH_ABI_VERSION_MAJOR 1
+#define TH_ABI_VERSION_MINOR 0
+
+/* The one symbol a plugin exports. Its name never changes between ABI versions. */
+#define TH_PLUGIN_ENTRY_SYMBOL "th_plugin_entry"
+
+#if defined(__GNUC__)
+#define TH_EXPORT __attribute__((visibility("default")))
+#else
+#define TH_EXPORT
+#endif
+
+/* Status codes returned by plugin entry points and host services. */
+typedef enum th_status {
+    TH_OK = 0,
+    TH_ERR_INVALID = 1,     /* bad parameters or configuration; message says which */
+    TH_ERR_FAILED = 2,      /* the operation failed; message says why */
+    TH_ERR_UNSUPPORTED = 3, /* the operation is not implemented by this plugin/host */
+    TH_ERR_NOMEM = 4
+} th_status;
+
+/* Capabilities a plugin declares in th_plugin_api.capabilities. */
+#define TH_CAP_CANCEL 0x1u           /* cancel() interrupts running work */
+#define TH_CAP_HEALTH_CHECK 0x2u     /* health_check() does a real check */
+#define TH_CAP_BLOCKING_EXECUTE 0x4u /* execute() blocks until the work is done: the host calls it
+                                        on a worker thread of its elastic pool, never on its event
+                                        loop. Without this flag execute() must return promptly and
+                                        finish the work asynchronously. */
+
+/* How the host may call into one plugin instance. */
+typedef enum th_thread_safety {
+    TH_THREADS_SERIAL = 0, /* the host never makes two calls into the instance at the same time */
+    TH_THREADS_SAFE = 1    /* calls may run concurrently from different threads */
+} th_thread_safety;
+
+typedef enum th_log_level {
+    TH_LOG_DEBUG = 0,
+    TH_LOG_INFO = 1,
+    TH_LOG_WARN = 2,
+    TH_LOG_ERROR = 3
+} th_log_level;
+
+typedef enum th_outcome {
+    TH_OUTCOME_SUCCEEDED = 0,
+    TH_OUTCOME_FAILED = 1,
+    TH_OUTCOME_CANCELLED = 2
+} th_outcome;
+
+typedef enum th_health_state {
+    TH_HEALTH_OK = 0,
+    TH_HEALTH_DEGRADED = 1,
+    TH_HEALTH_UNHEALTHY = 2
+} th_health_state;
+
+/* Opaque host context handed to create(); pass it back to every th_host_api call. */
+typedef struct th_host_ctx th_host_ctx;
+/* Opaque plugin instance returned by create(). */
+typedef struct th_instance th_instance;
+
+/* A writable, host-owned text buffer. The plugin writes a NUL-terminated string of at most
+ * capacity-1 bytes (truncating if needed). capacity is always >= 1. */
+typedef struct th_buffer {
+    char *data;
+    size_t capacity;
+} th_buffer;
+
+/* The outcome of one task attempt, reported through th_host_api.complete. */
+typedef struct th_result {
+    uint32_t struct_size;  /* sizeof(th_result) as the plugin knows it */
+    int32_t outcome;       /* th_outcome */
+    int32_t exit_code;     /* process exit code, or -1 when it does not apply */
+    const char *message;   /* may be NULL; copied by the host before complete() returns */
+} th_result;
+
+typedef void (*th_fd_callback)(void *user, int fd);
+typedef void (*th_timer_callback)(void *user);
+
+/* Services the host offers a plugin. Owned by the host; valid until the instance is destroyed. */
+typedef struct th_host_api {
+    uint32_t struct_size; /* how much of this table exists; check before using later fields */
+    uint16_t abi_major;
+    uint16_t abi_minor;
+
+    /* Reports the end of a task attempt started by execute(). Call exactly once per accepted
+     * execute(), from any thread, at any time after execute() was entered (also from inside
+     * execute()). A second call for the same token, or a call with an unknown token, is ignored
+     * and logged by the host. The host copies everything it needs before returning. */
+    void (*complete)(th_host_ctx *ctx, uint64_t token, const th_result *result);
+
+    /* Writes a line to the daemon's log, attributed to the plugin. msg is copied. Any thread. */
+    void (*log)(th_host_ctx *ctx, int32_t level, const char *msg);
+
+    /* Asks the host to call cb(user, fd) once on its event-loop thread when fd becomes readable
+     * (one-shot; call again to re-arm). fd stays owned by the plugin and must stay open until the
+     * callback ran or unwatch_fd() returned. Use it with a pidfd to reap a child process without
+     * holding a thread. Call only from the host's event-loop thread (inside execute(), cancel()
+     * or another host callback of a non-blocking plugin). On success *watch_id receives an id. */
+    th_status (*watch_fd)(th_host_ctx *ctx, int fd, th_fd_callback cb, void *user,
+                          uint64_t *watch_id);
+    /* Stops a watch; after it returns the callback will not run. Event-loop thread only. */
+    void (*unwatch_fd)(th_host_ctx *ctx, uint64_t watch_id);
+
+    /* Calls cb(user) once on the event-loop thread after delay_ms milliseconds. Event-loop
+     * thread only. On success *timer_id receives an id. */
+    th_status (*add_timer)(th_host_ctx *ctx, uint64_t delay_ms, th_timer_callback cb, void *user,
+                           uint64_t *timer_id);
+    /* Cancels a timer; after it returns the callback will not run. Event-loop thread only. */
+    void (*cancel_timer)(th_host_ctx *ctx, uint64_t timer_id);
+} th_host_api;
+
+/* One task attempt handed to execute(). Owned by the host; every pointer in it is valid only
+ * during the execute() call: copy what you need later. */
+typedef struct th_task {
+    uint32_t struct_size;
+    const char *workflow;   /* workflow name */
+    const char *run_id;     /* run id */
+    const char *task_id;    /* task id within the workflow */
+    uint32_t attempt;       /* 1 for the first attempt */
+    const char *params_json; /* the task's plugin parameters, a JSON object, NUL-terminated */
+    size_t params_len;
+    const char *const *env; /* NULL-terminated "NAME=value" list the task must see (TASKHUB_*
+                               variables and the task's `env` table); never NULL */
+    int log_fd;             /* the attempt's log file, open for appending. Owned by the host and
+                               kept open until complete() was called; dup() it to keep it. */
+    uint64_t timeout_ms;    /* 0 = none; informational: the host enforces it through cancel() */
+} th_task;
+
+/* Result of a health check; the message buffer is host-owned. */
+typedef struct th_health {
+    uint32_t struct_size;
+    int32_t state; /* th_health_state */
+    th_buffer message;
+} th_health;
+
+/* The table returned by the entry function. Static storage in the plugin; never freed. */
+typedef struct th_plugin_api {
+    /* ---- these five fields never move ---- */
+    uint32_t magic;          /* TH_ABI_MAGIC */
+    uint16_t abi_major;      /* TH_ABI_VERSION_MAJOR the plugin was built against */
+    uint16_t abi_minor;      /* TH_ABI_VERSION_MINOR the plugin was built against */
+    uint32_t struct_size;    /* sizeof(th_plugin_api) as the plugin knows it */
+    uint32_t min_host_minor; /* oldest host minor version this plugin works with */
+
+    /* ---- ABI 1.0 ---- */
+    const char *name;        /* plugin name used in workflows: [a-z0-9_-]+ */
+    const char *version;     /* free-form version string of the plugin itself */
+    const char *description; /* one line */
+    uint64_t capabilities;   /* TH_CAP_* */
+    int32_t thread_safety;   /* th_thread_safety */
+
+    /* Creates an instance. config_json is the plugin's [plugins.NAME] table from taskhub.toml as
+     * a JSON object (at least "{}"). host and ctx stay valid until destroy(). On failure return
+     * non-TH_OK and describe the problem in err. Called once per instance, never concurrently. */
+    th_status (*create)(const th_host_api *host, th_host_ctx *ctx, const char *config_json,
+                        th_instance **out, th_buffer err);
+
+    /* Destroys an instance. All accepted tasks have completed before the host calls this. */
+    void (*destroy)(th_instance *inst);
+
+    /* Checks one task's parameters (a JSON object) when a workflow file is loaded. On a problem
+     * return TH_ERR_INVALID, write what is wrong and what would be right into message, and the
+     * offending parameter name (empty if none in particular) into key. Must not block for long;
+     * must not have side effects. */
+    th_status (*validate)(th_instance *inst, const char *params_json, th_buffer message,
+                          th_buffer key);
+
+    /* Starts one task attempt. Return TH_OK when the attempt was accepted: the plugin then calls
+     * host->complete(ctx, token, ...) exactly once. Any other status means the attempt did not
+     * start; err says why and complete() must not be called. Without TH_CAP_BLOCKING_EXECUTE
+     * this is called on the host's event-loop thread and must return promptly. */
+    th_status (*execute)(th_instance *inst, const th_task *task, uint64_t token, th_buffer err);
+
+    /* Asks a running attempt to stop. Cooperative: the plugin completes the attempt (normally
+     * with TH_OUTCOME_CANCELLED) when it has stopped. Called on the host's event-loop thread; may
+     * arrive after the plugin already called complete() for the token, which must be harmless.
+     * May be NULL when TH_CAP_CANCEL is not declared. */
+    th_status (*cancel)(th_instance *inst, uint64_t token);
+
+    /* Reports the plugin's health. May block up to the configured health timeout; the host calls
+     * it on a worker thread. May be NULL when TH_CAP_HEALTH_CHECK is not declared. */
+    th_status (*health_check)(th_instance *inst, th_health *out);
+} th_plugin_api;
+
+/* The entry function every plugin exports as TH_PLUGIN_ENTRY_SYMBOL. host_major and host_minor
+ * are the host's ABI version; the plugin may use them to adapt but must return its table. */
+typedef const th_plugin_api *(*th_plugin_entry_fn)(uint32_t host_major, uint32_t host_minor);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TASKHUB_PLUGIN_API_H */
