@@ -4,7 +4,8 @@ set(TASKHUB_SANITIZE "" CACHE STRING "Sanitizer build: empty, address (ASan+UBSa
 
 add_library(taskhub_warnings INTERFACE)
 target_compile_options(taskhub_warnings INTERFACE
-  -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wformat=2 -Wimplicit-fallthrough
+  -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wimplicit-fallthrough
+  $<$<COMPILE_LANGUAGE:CXX>:-Wnon-virtual-dtor>
   $<$<BOOL:${TASKHUB_WERROR}>:-Werror>)
 
 if(TASKHUB_SANITIZE STREQUAL "address")

@@ -122,7 +122,7 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
             unknownKey(r, v, "", key, kTopKeys);
         }
     }
-    if (!r.ok()) throw ConfigError(r.problems());
+    if (!r.ok()) throw ConfigError(r.sorted());
     return c;
 }
 

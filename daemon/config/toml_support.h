@@ -5,6 +5,7 @@
 
 #include <toml.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -32,6 +33,13 @@ public:
 
     const std::filesystem::path& file() const { return file_; }
     std::vector<Diagnostic>& problems() { return problems_; }
+    // The problems in file order (line 0, the whole file, first).
+    std::vector<Diagnostic> sorted() const {
+        auto out = problems_;
+        std::stable_sort(out.begin(), out.end(),
+                         [](const Diagnostic& a, const Diagnostic& b) { return a.line < b.line; });
+        return out;
+    }
     bool ok() const { return problems_.empty(); }
 
 private:

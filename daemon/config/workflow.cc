@@ -336,7 +336,7 @@ WorkflowLoad loadWorkflowFile(const fs::path& file, const WorkflowDefaults& defa
         if (r.ok()) wf->graph = dag::Graph(specs);
     }
 
-    out.problems = std::move(r.problems());
+    out.problems = r.sorted();
     if (out.problems.empty()) out.workflow = std::move(wf);
     return out;
 }

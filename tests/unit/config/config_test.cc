@@ -1,0 +1,355 @@
+// Config and workflow validation: every problem is reported with file, line and a message that
+// says what is wrong and what would be right.
+#include <catch2/catch.hpp>
+
+#include <date/tz.h>
+
+#include <fstream>
+#include <unistd.h>
+
+#include "config/daemon_config.h"
+#include "config/workflow.h"
+
+using namespace taskhub::config;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/th-config-XXXXXX";
+        path = mkdtemp(tmpl);
+    }
+    ~TempDir() { fs::remove_all(path); }
+    fs::path write(const std::string& name, const std::string& text) const {
+        fs::path p = path / name;
+        fs::create_directories(p.parent_path());
+        std::ofstream(p) << text;
+        return p;
+    }
+};
+
+// Knows "shell" (accepts only `command` and `cwd`) and "noop" (accepts anything).
+class FakeCatalog : public PluginCatalog {
+public:
+    std::optional<std::string> unavailable(const std::string& plugin) const override {
+        if (plugin == "shell" || plugin == "noop") return std::nullopt;
+        return "no plugin named '" + plugin + "' is loaded (loaded: noop, shell)";
+    }
+    std::optional<Problem> validate(const std::string& plugin, const std::string& params) const override {
+        if (plugin != "shell") return std::nullopt;
+        if (params.find("\"comand\"") != std::string::npos) {
+            return Problem{"comand", "unknown parameter 'comand'; did you mean 'command'?"};
+        }
+        if (params.find("\"command\"") == std::string::npos) {
+            return Problem{"command", "missing required parameter 'command'"};
+        }
+        return std::nullopt;
+    }
+};
+
+std::vector<std::string> messages(const WorkflowLoad& load) {
+    std::vector<std::string> out;
+    for (const auto& p : load.problems) out.push_back(std::to_string(p.line) + ": " + p.message);
+    return out;
+}
+
+WorkflowLoad loadText(const TempDir& dir, const std::string& name, const std::string& text) {
+    FakeCatalog catalog;
+    return loadWorkflowFile(dir.write(name, text), {"UTC"}, catalog);
+}
+
+} // namespace
+
+TEST_CASE("a complete workflow loads into an immutable snapshot", "[workflow]") {
+    TempDir dir;
+    auto load = loadText(dir, "nightly-backup.toml", R"(
+description = "Nightly database backup"
+timezone = "Europe/Berlin"
+
+[[trigger]]
+cron = "30 2 * * *"
+
+[policy]
+overlap = "queue_one"
+on_failure = "continue"
+timeout = "2h"
+
+[[task]]
+id = "dump"
+plugin = "shell"
+command = "pg_dump mydb > /var/backups/mydb.sql"
+retries = 2
+retry_delay = "30s"
+timeout = "20m"
+env = { PGHOST = "db" }
+
+[[task]]
+id = "upload"
+plugin = "shell"
+depends_on = ["dump"]
+command = "rclone copy /var/backups remote:"
+)");
+    REQUIRE(load.problems.empty());
+    const Workflow& wf = *load.workflow;
+    CHECK(wf.name == "nightly-backup");
+    CHECK(wf.description == "Nightly database backup");
+    CHECK(wf.timezone == "Europe/Berlin");
+    REQUIRE(wf.triggers.size() == 1);
+    CHECK(wf.triggers[0].cron_text == "30 2 * * *");
+    CHECK(wf.overlap == Overlap::QueueOne);
+    CHECK(wf.on_failure == OnFailure::Continue);
+    CHECK(wf.timeout == std::chrono::hours(2));
+    REQUIRE(wf.tasks.size() == 2);
+    CHECK(wf.tasks[0].retries == 2);
+    CHECK(wf.tasks[0].retry_delay == std::chrono::seconds(30));
+    CHECK(wf.tasks[0].timeout == std::chrono::minutes(20));
+    CHECK(wf.tasks[0].env == std::vector<std::pair<std::string, std::string>>{{"PGHOST", "db"}});
+    CHECK(wf.tasks[0].params_json == R"({"command":"pg_dump mydb > /var/backups/mydb.sql"})");
+    CHECK(wf.tasks[1].depends_on == std::vector<std::string>{"dump"});
+    CHECK(wf.graph.size() == 2);
+    CHECK(wf.version.size() == 16);
+}
+
+TEST_CASE("the default time zone comes from the daemon, the version from the content", "[workflow]") {
+    TempDir dir;
+    auto a = loadText(dir, "a.toml", "[[task]]\nid = \"t\"\nplugin = \"noop\"\n");
+    REQUIRE(a.workflow);
+    CHECK(a.workflow->timezone == "UTC");
+    CHECK(a.workflow->triggers.empty());
+    auto b = loadText(dir, "b.toml", "[[task]]\nid = \"t\"\nplugin = \"noop\"\n# changed\n");
+    CHECK(a.workflow->version != b.workflow->version);
+}
+
+TEST_CASE("unknown keys are errors that name the line and suggest the right key", "[workflow]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"(descripton = "x"
+
+[[task]]
+id = "a"
+plugin = "shell"
+comand = "true"
+)");
+    CHECK(messages(load) == std::vector<std::string>{
+              "1: unknown key 'descripton'; did you mean 'description'? (accepted: description, dst_fold, dst_gap, "
+              "policy, task, timezone, trigger)",
+              "6: task 'a': plugin shell rejects parameter 'comand': unknown parameter 'comand'; did you mean "
+              "'command'?"});
+    CHECK(load.problems[0].str() == (dir.path / "w.toml").string() +
+                                        ":1: unknown key 'descripton'; did you mean 'description'? (accepted: "
+                                        "description, dst_fold, dst_gap, policy, task, timezone, trigger)");
+}
+
+TEST_CASE("invalid cron expressions name the expression and the field", "[workflow]") {
+    TempDir dir;
+    auto load = loadText(dir, "nightly.toml", R"(
+[[trigger]]
+cron = "61 2 * * *"
+
+[[task]]
+id = "a"
+plugin = "noop"
+)");
+    CHECK(messages(load) == std::vector<std::string>{"3: cron \"61 2 * * *\": minute 61 out of range 0-59"});
+}
+
+TEST_CASE("bad values say what would be right", "[workflow]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"(timezone = "Mars/Olympus"
+
+[policy]
+overlap = "sometimes"
+timeout = "2 hours"
+
+[[task]]
+id = "a b"
+plugin = "shell"
+command = "true"
+retries = -1
+retry_delay = 30
+)");
+    CHECK(messages(load) ==
+          std::vector<std::string>{
+              "1: unknown time zone \"Mars/Olympus\" (expected an IANA name like \"Europe/Berlin\" or \"UTC\")",
+              "4: 'policy.overlap' must be skip | queue_one | queue_all | replace | allow, found \"sometimes\"",
+              "5: 'policy.timeout': invalid duration \"2 hours\": missing unit after 2 (expected a number with a "
+              "unit ms, s, m, h or d, like \"90s\", \"20m\", \"1h30m\")",
+              "8: task id \"a b\" is invalid: use 1-128 letters, digits, '_' or '-'",
+              "11: task 'a b': 'retries' must be between 0 and 100, found -1",
+              "12: task 'a b': 'retry_delay' must be a string, found integer"});
+}
+
+TEST_CASE("unknown plugins and missing parameters are reported at the task", "[workflow]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"(
+[[task]]
+id = "a"
+plugin = "shel"
+
+[[task]]
+id = "b"
+plugin = "shell"
+)");
+    CHECK(messages(load) == std::vector<std::string>{
+                                "4: task 'a': no plugin named 'shel' is loaded (loaded: noop, shell)",
+                                "6: task 'b': plugin shell rejects parameter 'command': missing required "
+                                "parameter 'command'"});
+}
+
+TEST_CASE("graph problems: duplicates, unknown dependencies and cycles", "[workflow]") {
+    TempDir dir;
+    SECTION("duplicate id and unknown dependency") {
+        auto load = loadText(dir, "w.toml", R"(
+[[task]]
+id = "a"
+plugin = "noop"
+
+[[task]]
+id = "a"
+plugin = "noop"
+
+[[task]]
+id = "c"
+plugin = "noop"
+depends_on = ["nope"]
+)");
+        CHECK(messages(load) == std::vector<std::string>{
+                                    "7: duplicate task id 'a' (first defined by task #1)",
+                                    "13: task 'c' depends on unknown task 'nope'"});
+    }
+    SECTION("a cycle is printed in order") {
+        auto load = loadText(dir, "w.toml", R"(
+[[task]]
+id = "a"
+plugin = "noop"
+depends_on = ["c"]
+
+[[task]]
+id = "b"
+plugin = "noop"
+depends_on = ["a"]
+
+[[task]]
+id = "c"
+plugin = "noop"
+depends_on = ["b"]
+)");
+        CHECK(messages(load) == std::vector<std::string>{"5: dependency cycle: a -> c -> b -> a"});
+    }
+}
+
+TEST_CASE("reserved engine keys and planned trigger kinds are refused, not ignored", "[workflow]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"(
+[[trigger]]
+watch = "/srv/incoming"
+
+[policy]
+catchup = "latest"
+
+[[task]]
+id = "a"
+plugin = "noop"
+trigger_rule = "all_done"
+)");
+    CHECK(messages(load) ==
+          std::vector<std::string>{
+              "3: trigger key 'watch' is not supported by this version of taskhubd (supported: cron)",
+              "6: 'policy.catchup': catch-up of missed firings is not supported by this version of taskhubd; "
+              "only \"none\" is accepted, found \"latest\"",
+              "11: task 'a': 'trigger_rule' is reserved for the engine and not supported by this version of "
+              "taskhubd"});
+}
+
+TEST_CASE("TOML syntax errors give the line", "[workflow]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", "[[task]]\nid = \"a\"\nplugin = \n");
+    REQUIRE(load.problems.size() == 1);
+    CHECK(load.problems[0].line == 3);
+    CHECK(load.problems[0].message.rfind("TOML syntax error: ", 0) == 0);
+}
+
+TEST_CASE("one bad file never stops the others from loading", "[workflow]") {
+    TempDir dir;
+    dir.write("good.toml", "[[task]]\nid = \"a\"\nplugin = \"noop\"\n");
+    dir.write("bad.toml", "[[task]]\nid = \"a\"\nplugin = \"nope\"\n");
+    dir.write("notes.txt", "ignored");
+    dir.write(".hidden.toml", "ignored = true");
+    FakeCatalog catalog;
+    auto set = loadWorkflowDir(dir.path, {"UTC"}, catalog);
+    CHECK(set.workflows.size() == 1);
+    CHECK(set.workflows.count("good") == 1);
+    REQUIRE(set.failed_files.size() == 1);
+    CHECK(set.failed_files[0].filename() == "bad.toml");
+    REQUIRE(set.problems.size() == 1);
+    CHECK(set.problems[0].line == 3);
+}
+
+TEST_CASE("daemon config: defaults, relative paths and plugin settings", "[daemon_config]") {
+    TempDir dir;
+    auto file = dir.write("etc/taskhub.toml", R"(
+workflows_dir = "workflows.d"
+plugin_dirs = ["../plugins", "/usr/lib/taskhub/plugins"]
+state_dir = "/var/lib/taskhub"
+socket = "run/taskhub.sock"
+timezone = "UTC"
+
+[pool]
+min_workers = 1
+max_workers = 4
+idle_timeout = "10s"
+
+[plugins.shell]
+max_concurrency = 8
+kill_grace = "3s"
+)");
+    auto c = loadDaemonConfig(file);
+    CHECK(c.workflows_dir == dir.path / "etc/workflows.d");
+    CHECK(c.plugin_dirs == std::vector<fs::path>{dir.path / "plugins", "/usr/lib/taskhub/plugins"});
+    CHECK(c.state_dir == "/var/lib/taskhub");
+    CHECK(c.socket == dir.path / "etc/run/taskhub.sock");
+    CHECK(c.pool.min_workers == 1);
+    CHECK(c.pool.max_workers == 4);
+    CHECK(c.pool.idle_timeout == std::chrono::seconds(10));
+    REQUIRE(c.plugins.count("shell"));
+    CHECK(c.plugins["shell"].max_concurrency == 8);
+    CHECK(c.plugins["shell"].plugin_config_json == R"({"kill_grace":"3s"})");
+}
+
+TEST_CASE("daemon config: every problem is reported at once", "[daemon_config]") {
+    TempDir dir;
+    auto file = dir.write("taskhub.toml", R"(workflow_dir = "w"
+plugin_dirs = "/usr/lib"
+
+[pool]
+min_workers = 8
+max_workers = 2
+idel_timeout = "1m"
+)");
+    try {
+        loadDaemonConfig(file);
+        FAIL("expected ConfigError");
+    } catch (const ConfigError& e) {
+        std::vector<std::string> got;
+        for (const auto& p : e.problems()) got.push_back(std::to_string(p.line) + ": " + p.message);
+        CHECK(got == std::vector<std::string>{
+                         "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, "
+                         "log_level, max_running_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, "
+                         "state_dir, timezone, workflows_dir)",
+                         "2: 'plugin_dirs' must be an array of strings, found string",
+                         "4: [pool] min_workers (8) must not exceed max_workers (2)",
+                         "7: unknown key 'idel_timeout' in [pool]; did you mean 'idle_timeout'? (accepted: "
+                         "idle_timeout, max_workers, min_workers)"});
+    }
+}
+
+TEST_CASE("a missing config file is one clear problem", "[daemon_config]") {
+    try {
+        loadDaemonConfig("/nonexistent/taskhub.toml");
+        FAIL("expected ConfigError");
+    } catch (const ConfigError& e) {
+        REQUIRE(e.problems().size() == 1);
+        CHECK(e.problems()[0].str() == "/nonexistent/taskhub.toml: cannot open file: No such file or directory");
+    }
+}

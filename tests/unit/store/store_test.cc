@@ -1,0 +1,141 @@
+// The store keeps runs, tasks and events across reopening, and refuses databases it must not
+// touch.
+#include <catch2/catch.hpp>
+
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "store/store.h"
+
+using namespace taskhub::store;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        char tmpl[] = "/tmp/th-store-XXXXXX";
+        path = mkdtemp(tmpl);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+RunRecord makeRun(const std::string& id, const std::string& wf, int64_t created) {
+    RunRecord r;
+    r.id = id;
+    r.workflow = wf;
+    r.trigger = "manual";
+    r.state = "running";
+    r.created_ms = created;
+    r.started_ms = created;
+    return r;
+}
+
+void sql(const fs::path& db, const std::string& statement) {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(h, statement.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(h);
+}
+
+} // namespace
+
+TEST_CASE("runs, tasks and events survive closing and reopening", "[store]") {
+    TempDir dir;
+    {
+        auto s = Store::open(dir.path);
+        s->insertRun(makeRun("wf@1", "wf", 1000));
+        s->insertRun(makeRun("wf@2", "wf", 2000));
+        s->insertRun(makeRun("other@1", "other", 1500));
+        TaskRecord t;
+        t.task_id = "b";
+        t.plugin = "shell";
+        t.state = "failed";
+        t.attempt = 2;
+        t.exit_code = 3;
+        t.message = "exit code 3";
+        s->upsertTask("wf@2", 1, t);
+        t.task_id = "a";
+        t.state = "succeeded";
+        t.exit_code = 0;
+        s->upsertTask("wf@2", 0, t);
+        s->addEvent({5, "wf@2", "a", "start", "attempt 1"});
+        auto r = makeRun("wf@2", "wf", 2000);
+        r.state = "failed";
+        r.message = "task 'b' failed";
+        r.ended_ms = 2500;
+        s->updateRun(r);
+        CHECK(s->hasUncommitted());
+        REQUIRE(s->commit());
+    }
+    auto s = Store::open(dir.path);
+    CHECK(s->countRuns() == 3);
+    auto run = s->run("wf@2", true);
+    REQUIRE(run);
+    CHECK(run->state == "failed");
+    CHECK(run->message == "task 'b' failed");
+    CHECK(run->ended_ms == 2500);
+    REQUIRE(run->tasks.size() == 2);
+    CHECK(run->tasks[0].task_id == "a"); // listed in workflow order
+    CHECK(run->tasks[1].exit_code == 3);
+    CHECK(run->tasks[1].attempt == 2);
+    auto ev = s->events("wf@2");
+    REQUIRE(ev.size() == 1);
+    CHECK(ev[0].kind == "start");
+
+    auto newest = s->runs({});
+    REQUIRE(newest.size() == 3);
+    CHECK(newest[0].id == "other@1"); // newest first, in creation order
+    CHECK(s->runs({std::string("wf"), std::nullopt, 50}).size() == 2);
+    CHECK(s->runs({std::nullopt, std::string("failed"), 50}).size() == 1);
+    CHECK(s->unfinishedRuns().size() == 2);
+    CHECK(s->runExists("wf@1"));
+    CHECK_FALSE(s->runExists("wf@3"));
+}
+
+TEST_CASE("uncommitted writes are lost when the process dies, committed ones are not", "[store]") {
+    TempDir dir;
+    auto s = Store::open(dir.path);
+    s->insertRun(makeRun("kept", "wf", 1));
+    REQUIRE(s->commit());
+    s->insertRun(makeRun("lost", "wf", 2));
+    // Another connection sees only what was committed.
+    auto other = Store::open(dir.path);
+    CHECK(other->runExists("kept"));
+    CHECK_FALSE(other->runExists("lost"));
+}
+
+TEST_CASE("a database from a newer taskhubd is refused and left untouched", "[store]") {
+    TempDir dir;
+    { Store::open(dir.path); }
+    sql(dir.path / "taskhub.db", "PRAGMA user_version=99");
+    try {
+        Store::open(dir.path);
+        FAIL("expected StoreError");
+    } catch (const StoreError& e) {
+        std::string m = e.what();
+        CHECK(m.find("was written by a newer taskhubd (schema version 99, this taskhubd knows up to 1)") !=
+              std::string::npos);
+        CHECK(m.find("left untouched") != std::string::npos);
+    }
+}
+
+TEST_CASE("a foreign SQLite database is refused", "[store]") {
+    TempDir dir;
+    sql(dir.path / "taskhub.db", "CREATE TABLE mine(x)");
+    CHECK_THROWS_WITH(Store::open(dir.path), Catch::Contains("is not a TaskHub state database"));
+}
+
+TEST_CASE("a corrupted database is refused with what to do", "[store]") {
+    TempDir dir;
+    std::ofstream(dir.path / "taskhub.db") << std::string(8192, 'x');
+    CHECK_THROWS_WITH(Store::open(dir.path), Catch::Contains("move") && Catch::Contains("aside"));
+    // Never replaced silently.
+    std::ifstream in(dir.path / "taskhub.db");
+    std::string content((std::istreambuf_iterator<char>(in)), {});
+    CHECK(content == std::string(8192, 'x'));
+}
