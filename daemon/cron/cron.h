@@ -55,7 +55,7 @@ public:
 
     const std::string& text() const noexcept { return text_; }
     bool hasSeconds() const noexcept { return has_seconds_; }
-    // True when the hour field is "*" (or a step over the full range starting at 0 like "*/1").
+    // True when the hour field selects all 24 hours: "*", or e.g. "*/1" or "0-23".
     bool hourIsWildcard() const noexcept { return hour_wildcard_; }
 
 private:

@@ -1,0 +1,519 @@
+#include "cron/cron.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cctype>
+#include <vector>
+
+#include <date/date.h>
+#include <date/tz.h>
+
+namespace taskhub::cron {
+namespace {
+
+constexpr std::int64_t kSecondsPerDay = 86400;
+// Long enough for "0 0 29 2 *" across a skipped leap year (2096 -> 2104).
+constexpr std::int64_t kSearchHorizon = 8 * 366 * kSecondsPerDay;
+// More than any zone has ever shifted its offset at once (a day: Samoa 2011, Alaska 1867), so
+// folds only need looking at within this distance of a period's ends.
+constexpr std::int64_t kMaxShift = 2 * kSecondsPerDay;
+
+constexpr std::array<std::string_view, 12> kMonthNames = {
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
+constexpr std::array<std::string_view, 7> kDayNames = {"SUN", "MON", "TUE", "WED",
+                                                       "THU", "FRI", "SAT"};
+
+enum class FieldKind { Second, Minute, Hour, DayOfMonth, Month, DayOfWeek };
+
+struct FieldSpec {
+    FieldKind kind;
+    std::string_view name;
+    int min;
+    int max;
+    // Upper end of "*" and "a/n"; below max only for day-of-week, where 7 is an alias of 0.
+    int implicit_max;
+    std::string_view allowed;
+    const std::string_view* names; // names[i] is the value min + i
+    std::size_t name_count;
+};
+
+constexpr FieldSpec kSecondField{FieldKind::Second, "second", 0, 59, 59, "0-59", nullptr, 0};
+constexpr FieldSpec kMinuteField{FieldKind::Minute, "minute", 0, 59, 59, "0-59", nullptr, 0};
+constexpr FieldSpec kHourField{FieldKind::Hour, "hour", 0, 23, 23, "0-23", nullptr, 0};
+constexpr FieldSpec kDayOfMonthField{
+    FieldKind::DayOfMonth, "day-of-month", 1, 31, 31, "1-31", nullptr, 0};
+constexpr FieldSpec kMonthField{FieldKind::Month,    "month",           1,
+                                12,                  12,                "1-12 or JAN-DEC",
+                                kMonthNames.data(),  kMonthNames.size()};
+constexpr FieldSpec kDayOfWeekField{FieldKind::DayOfWeek, "day-of-week",    0,
+                                    7,                    6,                "0-7 or SUN-SAT",
+                                    kDayNames.data(),     kDayNames.size()};
+
+struct Macro {
+    std::string_view name;
+    std::string_view fields;
+};
+
+constexpr std::array<Macro, 7> kMacros = {{
+    {"@yearly", "0 0 1 1 *"},
+    {"@annually", "0 0 1 1 *"},
+    {"@monthly", "0 0 1 * *"},
+    {"@weekly", "0 0 * * 0"},
+    {"@daily", "0 0 * * *"},
+    {"@midnight", "0 0 * * *"},
+    {"@hourly", "0 * * * *"},
+}};
+
+bool isBlank(char c) { return c == ' ' || c == '\t'; }
+
+bool isDigits(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isdigit(static_cast<unsigned char>(c)) != 0;
+    });
+}
+
+bool isLetters(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isalpha(static_cast<unsigned char>(c)) != 0;
+    });
+}
+
+bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::toupper(static_cast<unsigned char>(x)) ==
+                      std::toupper(static_cast<unsigned char>(y));
+           });
+}
+
+bool containsAnyOf(std::string_view s, std::string_view chars) {
+    return std::any_of(s.begin(), s.end(), [chars](char c) {
+        return chars.find(static_cast<char>(std::toupper(static_cast<unsigned char>(c)))) !=
+               std::string_view::npos;
+    });
+}
+
+std::vector<std::string_view> splitBlanks(std::string_view text) {
+    std::vector<std::string_view> out;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        while (i < text.size() && isBlank(text[i])) ++i;
+        const std::size_t start = i;
+        while (i < text.size() && !isBlank(text[i])) ++i;
+        if (i > start) out.push_back(text.substr(start, i - start));
+    }
+    return out;
+}
+
+// The value of a digit string, saturated at 10000 (beyond every field's range).
+int smallNumber(std::string_view digits) {
+    int value = 0;
+    for (char c : digits) {
+        value = std::min(value * 10 + (c - '0'), 10000);
+    }
+    return value;
+}
+
+std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+std::string expectedMessage(const FieldSpec& f, std::string_view element) {
+    return std::string(f.name) + " field " + quoted(element) +
+           ": expected a number, name, range or step (allowed " + std::string(f.allowed) + ")";
+}
+
+// The Quartz extensions share letters with the day names ("W" in WED), so they are recognised
+// per field: L and W in day-of-month, L and # in day-of-week.
+bool rejectQuartz(const FieldSpec& f, std::string_view element, std::string* err) {
+    const char* what = nullptr;
+    if (f.kind == FieldKind::DayOfMonth) {
+        if (containsAnyOf(element, "L")) {
+            what = "\"L\" (last day of the month)";
+        } else if (containsAnyOf(element, "W")) {
+            what = "\"W\" (nearest weekday)";
+        }
+    } else if (f.kind == FieldKind::DayOfWeek) {
+        if (containsAnyOf(element, "#")) {
+            what = "\"#\" (nth weekday of the month)";
+        } else if (containsAnyOf(element, "L")) {
+            what = "\"L\" (last weekday of the month)";
+        }
+    }
+    if (what == nullptr) return false;
+    *err = std::string(f.name) + " field " + quoted(element) + ": " + what + " is not supported";
+    return true;
+}
+
+// One number or name; `element` is the list element it came from, for messages.
+bool parseValue(const FieldSpec& f, std::string_view token, std::string_view element, int* out,
+                std::string* err) {
+    if (isDigits(token)) {
+        const int value = smallNumber(token);
+        if (value < f.min || value > f.max) {
+            *err = std::string(f.name) + " " + std::string(token) + " out of range " +
+                   std::to_string(f.min) + "-" + std::to_string(f.max);
+            return false;
+        }
+        *out = value;
+        return true;
+    }
+    if (f.names != nullptr && isLetters(token)) {
+        for (std::size_t i = 0; i < f.name_count; ++i) {
+            if (equalsIgnoreCase(token, f.names[i])) {
+                *out = f.min + static_cast<int>(i);
+                return true;
+            }
+        }
+        *err = std::string(f.name) + " field " + quoted(element) + ": unknown name " +
+               quoted(token) + " (allowed " + std::string(f.allowed) + ")";
+        return false;
+    }
+    *err = expectedMessage(f, element);
+    return false;
+}
+
+bool parseElement(const FieldSpec& f, std::string_view element, std::uint64_t* bits,
+                  std::string* err) {
+    if (rejectQuartz(f, element, err)) return false;
+
+    std::string_view base = element;
+    int step = 1;
+    bool has_step = false;
+    if (const std::size_t slash = element.find('/'); slash != std::string_view::npos) {
+        base = element.substr(0, slash);
+        const std::string_view step_text = element.substr(slash + 1);
+        if (!isDigits(step_text)) {
+            *err = expectedMessage(f, element);
+            return false;
+        }
+        step = smallNumber(step_text);
+        if (step == 0) {
+            *err = std::string(f.name) + " step " + std::string(step_text) +
+                   " must be at least 1";
+            return false;
+        }
+        if (step > f.max) {
+            *err = std::string(f.name) + " step " + std::string(step_text) + " out of range 1-" +
+                   std::to_string(f.max);
+            return false;
+        }
+        has_step = true;
+    }
+
+    int lo = 0;
+    int hi = 0;
+    const bool is_question =
+        base == "?" && (f.kind == FieldKind::DayOfMonth || f.kind == FieldKind::DayOfWeek);
+    if (base == "*" || is_question) {
+        lo = f.min;
+        hi = f.implicit_max;
+    } else if (const std::size_t dash = base.find('-'); dash != std::string_view::npos) {
+        const std::string_view first = base.substr(0, dash);
+        const std::string_view last = base.substr(dash + 1);
+        if (first.empty() || last.empty()) {
+            *err = expectedMessage(f, element);
+            return false;
+        }
+        if (!parseValue(f, first, element, &lo, err) || !parseValue(f, last, element, &hi, err)) {
+            return false;
+        }
+        if (lo > hi) {
+            *err = std::string(f.name) + " range " + std::string(base) +
+                   " is reversed (start must be <= end)";
+            return false;
+        }
+    } else {
+        if (!parseValue(f, base, element, &lo, err)) return false;
+        hi = has_step ? f.implicit_max : lo;
+    }
+
+    for (int v = lo; v <= hi; v += step) {
+        const int value = (f.kind == FieldKind::DayOfWeek && v == 7) ? 0 : v;
+        *bits |= std::uint64_t{1} << value;
+    }
+    return true;
+}
+
+bool parseField(const FieldSpec& f, std::string_view text, std::uint64_t* bits,
+                std::string* err) {
+    *bits = 0;
+    std::size_t start = 0;
+    while (true) {
+        const std::size_t comma = text.find(',', start);
+        const std::string_view element =
+            text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
+        if (element.empty()) {
+            *err = std::string(f.name) + " field " + quoted(text) + ": empty list element";
+            return false;
+        }
+        if (!parseElement(f, element, bits, err)) return false;
+        if (comma == std::string_view::npos) return true;
+        start = comma + 1;
+    }
+}
+
+int nextBit(std::uint64_t mask, int from) {
+    if (from >= 64) return -1;
+    const std::uint64_t rest = mask & (~std::uint64_t{0} << from);
+    return rest == 0 ? -1 : std::countr_zero(rest);
+}
+
+std::int64_t daysFromCivil(int year, unsigned month, unsigned day) {
+    return date::sys_days(date::year{year} / date::month{month} / date::day{day})
+        .time_since_epoch()
+        .count();
+}
+
+std::int64_t floorDiv(std::int64_t a, std::int64_t b) {
+    const std::int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+} // namespace
+
+std::optional<CronExpr> CronExpr::parse(std::string_view text, std::string* err) {
+    CronExpr expr;
+    expr.text_ = std::string(text);
+    const std::vector<std::string_view> words = splitBlanks(text);
+    if (!words.empty() && words.front().starts_with('@')) {
+        const std::string_view name = words.front();
+        if (equalsIgnoreCase(name, "@reboot")) {
+            *err = "macro \"@reboot\" is not supported";
+            return std::nullopt;
+        }
+        const auto macro = std::find_if(kMacros.begin(), kMacros.end(), [name](const Macro& m) {
+            return equalsIgnoreCase(name, m.name);
+        });
+        if (macro == kMacros.end()) {
+            *err = "unknown macro " + quoted(name) +
+                   " (known: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly)";
+            return std::nullopt;
+        }
+        if (words.size() > 1) {
+            *err = "macro " + quoted(name) + " must stand alone, but is followed by " +
+                   quoted(words[1]);
+            return std::nullopt;
+        }
+        if (!expr.parseFields(macro->fields, err)) return std::nullopt;
+        return expr;
+    }
+    if (!expr.parseFields(text, err)) return std::nullopt;
+    return expr;
+}
+
+bool CronExpr::parseFields(std::string_view text, std::string* err) {
+    const std::vector<std::string_view> words = splitBlanks(text);
+    if (words.size() != 5 && words.size() != 6) {
+        *err = "expected 5 or 6 fields, found " + std::to_string(words.size());
+        return false;
+    }
+    has_seconds_ = words.size() == 6;
+    const std::size_t first = has_seconds_ ? 1 : 0;
+    std::uint64_t bits = 0;
+
+    if (has_seconds_) {
+        if (!parseField(kSecondField, words[0], &bits, err)) return false;
+        seconds_ = std::bitset<60>(bits);
+    } else {
+        seconds_.reset();
+        seconds_.set(0);
+    }
+    if (!parseField(kMinuteField, words[first], &bits, err)) return false;
+    minutes_ = std::bitset<60>(bits);
+    if (!parseField(kHourField, words[first + 1], &bits, err)) return false;
+    hours_ = std::bitset<24>(bits);
+    if (!parseField(kDayOfMonthField, words[first + 2], &bits, err)) return false;
+    days_of_month_ = std::bitset<32>(bits);
+    if (!parseField(kMonthField, words[first + 3], &bits, err)) return false;
+    months_ = std::bitset<13>(bits);
+    if (!parseField(kDayOfWeekField, words[first + 4], &bits, err)) return false;
+    days_of_week_ = std::bitset<7>(bits);
+
+    hour_wildcard_ = hours_.all();
+    // Vixie/cronie: only the first character decides, so "*/2" counts as unrestricted.
+    const auto restricted = [](std::string_view field) {
+        return field.front() != '*' && field.front() != '?';
+    };
+    dom_restricted_ = restricted(words[first + 2]);
+    dow_restricted_ = restricted(words[first + 4]);
+    return true;
+}
+
+std::uint64_t CronExpr::matchingDaysOfMonth(int year, unsigned month) const {
+    const date::year_month_day_last last{date::year{year} / date::month{month} / date::last};
+    const unsigned last_day = static_cast<unsigned>(last.day());
+    const unsigned first_weekday =
+        date::weekday(date::sys_days(date::year{year} / date::month{month} / 1)).c_encoding();
+    // Bit k of `week` says whether day k+1 of the month has a matching weekday; the pattern
+    // repeats every 7 days.
+    const std::uint64_t dow = days_of_week_.to_ullong();
+    const std::uint64_t week = ((dow >> first_weekday) | (dow << (7 - first_weekday))) & 0x7f;
+    const std::uint64_t by_weekday =
+        (week | week << 7 | week << 14 | week << 21 | week << 28) << 1;
+    const std::uint64_t by_day = days_of_month_.to_ullong();
+    const std::uint64_t days = (dom_restricted_ && dow_restricted_) ? (by_day | by_weekday)
+                                                                    : (by_day & by_weekday);
+    const std::uint64_t in_month = (std::uint64_t{1} << (last_day + 1)) - 2;
+    return days & in_month;
+}
+
+std::optional<std::int64_t> CronExpr::nextMatchingWall(std::int64_t from,
+                                                       std::int64_t limit) const {
+    if (from >= limit) return std::nullopt;
+    const std::uint64_t second_bits = seconds_.to_ullong();
+    const std::uint64_t minute_bits = minutes_.to_ullong();
+    const std::uint64_t hour_bits = hours_.to_ullong();
+    const std::uint64_t month_bits = months_.to_ullong();
+
+    std::int64_t day_number = floorDiv(from, kSecondsPerDay);
+    const std::int64_t second_of_day = from - day_number * kSecondsPerDay;
+    const date::year_month_day ymd{date::sys_days(date::days(day_number))};
+    int year = static_cast<int>(ymd.year());
+    int month = static_cast<int>(static_cast<unsigned>(ymd.month()));
+    int day = static_cast<int>(static_cast<unsigned>(ymd.day()));
+    int hour = static_cast<int>(second_of_day / 3600);
+    int minute = static_cast<int>(second_of_day / 60 % 60);
+    int second = static_cast<int>(second_of_day % 60);
+
+    std::uint64_t day_bits = 0;
+    int day_bits_key = -1;
+    const auto startMonth = [&](int y, int m) {
+        year = y;
+        month = m;
+        day = 1;
+        hour = minute = second = 0;
+        day_number = daysFromCivil(year, static_cast<unsigned>(month), 1);
+    };
+
+    while (day_number * kSecondsPerDay < limit) {
+        if (((month_bits >> month) & 1) == 0) {
+            const int next_month = nextBit(month_bits, month + 1);
+            if (next_month > 0) {
+                startMonth(year, next_month);
+            } else {
+                startMonth(year + 1, nextBit(month_bits, 1));
+            }
+            continue;
+        }
+        if (const int key = year * 16 + month; key != day_bits_key) {
+            day_bits = matchingDaysOfMonth(year, static_cast<unsigned>(month));
+            day_bits_key = key;
+        }
+        const int next_day = nextBit(day_bits, day);
+        if (next_day < 0) {
+            if (month == 12) {
+                startMonth(year + 1, 1);
+            } else {
+                startMonth(year, month + 1);
+            }
+            continue;
+        }
+        if (next_day != day) {
+            day_number += next_day - day;
+            day = next_day;
+            hour = minute = second = 0;
+        }
+        const int next_hour = nextBit(hour_bits, hour);
+        if (next_hour < 0) {
+            ++day;
+            ++day_number;
+            hour = minute = second = 0;
+            continue;
+        }
+        if (next_hour != hour) {
+            hour = next_hour;
+            minute = second = 0;
+        }
+        const int next_minute = nextBit(minute_bits, minute);
+        if (next_minute < 0) {
+            ++hour;
+            minute = second = 0;
+            continue;
+        }
+        if (next_minute != minute) {
+            minute = next_minute;
+            second = 0;
+        }
+        const int next_second = nextBit(second_bits, second);
+        if (next_second < 0) {
+            ++minute;
+            second = 0;
+            continue;
+        }
+        const std::int64_t wall =
+            day_number * kSecondsPerDay + hour * 3600 + minute * 60 + next_second;
+        if (wall >= limit) return std::nullopt;
+        return wall;
+    }
+    return std::nullopt;
+}
+
+// The timeline is walked one zone period (constant UTC offset) at a time. Inside a period wall
+// time grows with real time, so the first matching wall time found there is also the earliest
+// instant; periods are visited in real-time order. A spring-forward gap lies between two periods
+// and is checked when entering the later one; a fall-back fold is the overlap of two periods'
+// wall ranges, where the policy decides which pass fires.
+std::optional<std::chrono::sys_seconds> CronExpr::next(std::chrono::sys_seconds after,
+                                                       const date::time_zone* tz,
+                                                       const DstPolicy& policy) const {
+    using std::chrono::seconds;
+    using std::chrono::sys_seconds;
+    const std::int64_t horizon = after.time_since_epoch().count() + kSearchHorizon;
+    const bool fixed_hour = !hour_wildcard_;
+
+    date::sys_info period = tz->get_info(after);
+    std::optional<date::sys_info> following;
+    std::optional<std::int64_t> previous_offset; // offset before period.begin, when known
+    std::int64_t start = after.time_since_epoch().count() + 1;
+
+    while (true) {
+        const std::int64_t begin = period.begin.time_since_epoch().count();
+        const std::int64_t end = period.end.time_since_epoch().count();
+        const std::int64_t offset = period.offset.count();
+        if (begin > horizon) return std::nullopt;
+
+        const auto previousOffset = [&] {
+            if (!previous_offset) {
+                previous_offset = tz->get_info(period.begin - seconds(1)).offset.count();
+            }
+            return *previous_offset;
+        };
+        const auto followingOffset = [&] {
+            if (!following) following = tz->get_info(period.end);
+            return following->offset.count();
+        };
+
+        if (start <= begin && fixed_hour && policy.gap == DstPolicy::Gap::RunAfter &&
+            previousOffset() < offset &&
+            nextMatchingWall(begin + previousOffset(), begin + offset)) {
+            return sys_seconds(seconds(begin));
+        }
+
+        const std::int64_t wall_begin = begin + offset;
+        const std::int64_t wall_end = std::min(end, horizon + 1) + offset;
+        std::int64_t from = start + offset;
+        while (auto wall = nextMatchingWall(from, wall_end)) {
+            if (fixed_hour && policy.fold != DstPolicy::Fold::Both) {
+                // Second pass of a fold at the start of this period.
+                if (policy.fold == DstPolicy::Fold::First && *wall < wall_begin + kMaxShift &&
+                    *wall < begin + previousOffset()) {
+                    from = begin + previousOffset();
+                    continue;
+                }
+                // First pass of a fold at the end of this period.
+                if (policy.fold == DstPolicy::Fold::Second &&
+                    *wall >= end + offset - kMaxShift && *wall >= end + followingOffset()) {
+                    break;
+                }
+            }
+            return sys_seconds(seconds(*wall - offset));
+        }
+
+        if (end > horizon) return std::nullopt;
+        previous_offset = offset;
+        period = following ? *following : tz->get_info(period.end);
+        following.reset();
+        start = end;
+    }
+}
+
+} // namespace taskhub::cron
