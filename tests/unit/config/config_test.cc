@@ -8,27 +8,14 @@
 #include <unistd.h>
 
 #include "config/daemon_config.h"
+#include "test_support.h"
 #include "config/workflow.h"
 
 using namespace taskhub::config;
 namespace fs = std::filesystem;
+using taskhub::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/th-config-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-    fs::path write(const std::string& name, const std::string& text) const {
-        fs::path p = path / name;
-        fs::create_directories(p.parent_path());
-        std::ofstream(p) << text;
-        return p;
-    }
-};
 
 // Knows "shell" (accepts only `command` and `cwd`) and "noop" (accepts anything).
 class FakeCatalog : public PluginCatalog {

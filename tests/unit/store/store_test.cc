@@ -9,20 +9,13 @@
 #include <fstream>
 
 #include "store/store.h"
+#include "test_support.h"
 
 using namespace taskhub::store;
 namespace fs = std::filesystem;
+using taskhub::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        char tmpl[] = "/tmp/th-store-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { fs::remove_all(path); }
-};
 
 RunRecord makeRun(const std::string& id, const std::string& wf, int64_t created) {
     RunRecord r;

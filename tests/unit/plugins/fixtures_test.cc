@@ -1,0 +1,74 @@
+// The fixture plugins of tests/fixtures carry exactly the defect each is named for, and the valid
+// ones work. The plugin host's own tests rely on this when they prove it refuses or accepts them.
+#include "fake_host.h"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+
+using taskhub::tests::FakeHost;
+using taskhub::tests::LoadedPlugin;
+using taskhub::tests::TaskSpec;
+
+namespace {
+
+// Checks that every negotiated field other than the named one is what a valid 1.0 plugin has.
+void checkValidApartFrom(const th_plugin_api* api, const std::string& defect) {
+    REQUIRE(api != nullptr);
+    if (defect != "magic") CHECK(api->magic == TH_ABI_MAGIC);
+    if (defect != "abi_major") CHECK(api->abi_major == TH_ABI_VERSION_MAJOR);
+    if (defect != "struct_size") CHECK(api->struct_size == sizeof(th_plugin_api));
+    if (defect != "min_host_minor") CHECK(api->min_host_minor == 0);
+    CHECK(api->create != nullptr);
+    CHECK(api->destroy != nullptr);
+    CHECK(api->validate != nullptr);
+    CHECK(api->execute != nullptr);
+}
+
+void checkRunsOneTask(const LoadedPlugin& plugin) {
+    FakeHost host(plugin);
+    REQUIRE(host.execute(1, TaskSpec{}) == TH_OK);
+    auto done = host.completion(1);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_SUCCEEDED);
+}
+
+} // namespace
+
+TEST_CASE("fixtures: fx_good is a valid plugin that succeeds at once", "[fixtures]") {
+    LoadedPlugin plugin(TASKHUB_FX_GOOD_PLUGIN_PATH);
+    checkValidApartFrom(plugin.api(), "");
+    CHECK(std::string(plugin.api()->name) == "fx_good");
+    checkRunsOneTask(plugin);
+}
+
+TEST_CASE("fixtures: each refused fixture has exactly its defect", "[fixtures]") {
+    LoadedPlugin bad_magic(TASKHUB_FX_BAD_MAGIC_PLUGIN_PATH);
+    checkValidApartFrom(bad_magic.api(), "magic");
+    CHECK(bad_magic.api()->magic != TH_ABI_MAGIC);
+
+    LoadedPlugin major2(TASKHUB_FX_ABI_MAJOR2_PLUGIN_PATH);
+    checkValidApartFrom(major2.api(), "abi_major");
+    CHECK(major2.api()->abi_major == 2);
+
+    LoadedPlugin needs_newer(TASKHUB_FX_NEEDS_NEWER_HOST_PLUGIN_PATH);
+    checkValidApartFrom(needs_newer.api(), "min_host_minor");
+    CHECK(needs_newer.api()->min_host_minor == 99);
+
+    LoadedPlugin no_entry(TASKHUB_FX_NO_ENTRY_PLUGIN_PATH);
+    CHECK(no_entry.api() == nullptr);
+
+    LoadedPlugin create_fails(TASKHUB_FX_CREATE_FAILS_PLUGIN_PATH);
+    checkValidApartFrom(create_fails.api(), "");
+    auto [status, message] = FakeHost::createFailure(create_fails, "{}");
+    CHECK(status == TH_ERR_FAILED);
+    CHECK(message == "fixture: create always fails");
+}
+
+TEST_CASE("fixtures: fx_newer_minor has a longer table and still works", "[fixtures]") {
+    LoadedPlugin plugin(TASKHUB_FX_NEWER_MINOR_PLUGIN_PATH);
+    checkValidApartFrom(plugin.api(), "struct_size");
+    CHECK(plugin.api()->abi_minor == 99);
+    CHECK(plugin.api()->struct_size > sizeof(th_plugin_api));
+    checkRunsOneTask(plugin);
+}

@@ -1,0 +1,393 @@
+// The shell plugin, driven through the C ABI as taskhubd drives it: parameter checks, how the
+// child process is set up (output, environment, descriptors, working directory), how its end is
+// reported, and that cancelling or destroying leaves no process behind.
+#include "fake_host.h"
+
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+using namespace std::chrono_literals;
+using taskhub::tests::Completion;
+using taskhub::tests::FakeHost;
+using taskhub::tests::LoadedPlugin;
+using taskhub::tests::TaskSpec;
+
+namespace {
+
+const LoadedPlugin& shellPlugin() {
+    static const LoadedPlugin plugin(TASKHUB_SHELL_PLUGIN_PATH);
+    return plugin;
+}
+
+// An unlinked temporary file standing in for the attempt's log, opened for appending like the
+// host's. Deliberately not close-on-exec: the child must not inherit it beyond stdout/stderr.
+class LogFile {
+public:
+    LogFile() {
+        char path[] = "/tmp/taskhub-shell-test-XXXXXX";
+        fd_ = ::mkostemp(path, O_APPEND);
+        REQUIRE(fd_ >= 0);
+        ::unlink(path);
+    }
+    ~LogFile() { ::close(fd_); }
+    LogFile(const LogFile&) = delete;
+    LogFile& operator=(const LogFile&) = delete;
+
+    int fd() const { return fd_; }
+    std::string contents() const {
+        std::string text;
+        char buf[4096];
+        for (off_t offset = 0;;) {
+            ssize_t n = ::pread(fd_, buf, sizeof buf, offset);
+            if (n <= 0) break;
+            text.append(buf, static_cast<size_t>(n));
+            offset += n;
+        }
+        return text;
+    }
+
+private:
+    int fd_ = -1;
+};
+
+TaskSpec shellTask(const std::string& params_json, const LogFile& log) {
+    TaskSpec spec;
+    spec.params_json = params_json;
+    spec.log_fd = log.fd();
+    return spec;
+}
+
+// Makes processes orphaned by the commands under test children of this test process instead of
+// init, so the test can reap them and check their process group really is empty.
+void adoptOrphans() { REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0); }
+
+// Runs the loop until the command has printed "pgid=<n>" (its $$, which is its process group).
+pid_t waitForPgid(FakeHost& host, const LogFile& log) {
+    const auto deadline = FakeHost::Clock::now() + 3s;
+    while (FakeHost::Clock::now() < deadline) {
+        std::string text = log.contents();
+        size_t at = text.find("pgid=");
+        size_t end = text.find('\n', at);
+        if (at != std::string::npos && end != std::string::npos)
+            return static_cast<pid_t>(std::stol(text.substr(at + 5, end - at - 5)));
+        host.runFor(10ms);
+    }
+    FAIL("the command did not print its pgid; log: " << log.contents());
+    return -1;
+}
+
+// True once no process of the group exists any more, reaping those that were orphaned to us.
+bool groupGone(pid_t pgid, std::chrono::milliseconds timeout) {
+    const auto deadline = FakeHost::Clock::now() + timeout;
+    for (;;) {
+        while (::waitpid(-pgid, nullptr, WNOHANG) > 0) {
+        }
+        if (::kill(-pgid, 0) != 0 && errno == ESRCH) return true;
+        if (FakeHost::Clock::now() >= deadline) return false;
+        ::usleep(10'000);
+    }
+}
+
+// Kills and reaps whatever is left of a group when a test fails half-way.
+class GroupGuard {
+public:
+    explicit GroupGuard(pid_t pgid) : pgid_(pgid) {}
+    ~GroupGuard() {
+        if (::kill(-pgid_, SIGKILL) == 0) groupGone(pgid_, 2s);
+    }
+    GroupGuard(const GroupGuard&) = delete;
+    GroupGuard& operator=(const GroupGuard&) = delete;
+
+private:
+    pid_t pgid_;
+};
+
+void requireCleanHost(const FakeHost& host) {
+    CHECK(host.pendingWatches() == 0);
+    CHECK(host.pendingTimers() == 0);
+    CHECK(host.duplicateCompletions() == 0);
+    CHECK(host.offLoopCalls() == 0);
+}
+
+} // namespace
+
+TEST_CASE("shell: declares its name, capabilities and threading", "[shell]") {
+    const th_plugin_api* api = shellPlugin().api();
+    REQUIRE(api != nullptr);
+    CHECK(api->magic == TH_ABI_MAGIC);
+    CHECK(api->abi_major == TH_ABI_VERSION_MAJOR);
+    CHECK(api->struct_size == sizeof(th_plugin_api));
+    CHECK(std::string(api->name) == "shell");
+    CHECK(api->capabilities == (TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK));
+    CHECK(api->thread_safety == TH_THREADS_SERIAL);
+}
+
+TEST_CASE("shell: settings accept kill_grace durations and reject anything else", "[shell]") {
+    for (const char* config : {"{}", R"({"kill_grace":"500ms"})", R"({"kill_grace":"2m"})"}) {
+        INFO(config);
+        CHECK(FakeHost::createFailure(shellPlugin(), config).first == TH_OK);
+    }
+
+    auto [status, message] = FakeHost::createFailure(shellPlugin(), R"({"kill_grase":"1s"})");
+    CHECK(status == TH_ERR_FAILED);
+    CHECK(message ==
+          "unknown setting 'kill_grase' in [plugins.shell] (accepted: kill_grace); did you mean "
+          "'kill_grace'?");
+
+    std::tie(status, message) = FakeHost::createFailure(shellPlugin(), R"({"kill_grace":"5 sec"})");
+    CHECK(status == TH_ERR_FAILED);
+    CHECK(message == "[plugins.shell] kill_grace must be a duration: a whole number followed by "
+                     "ms, s, m, h or d, like \"5s\" or \"500ms\", found '5 sec'");
+
+    std::tie(status, message) = FakeHost::createFailure(shellPlugin(), R"({"kill_grace":5})");
+    CHECK(status == TH_ERR_FAILED);
+    CHECK(message.ends_with(", found integer"));
+}
+
+TEST_CASE("shell: validate accepts a command and an absolute cwd", "[shell]") {
+    FakeHost host(shellPlugin());
+    CHECK(host.validate(R"({"command":"echo hi"})").status == TH_OK);
+    CHECK(host.validate(R"({"command":"make","cwd":"/srv/build"})").status == TH_OK);
+}
+
+TEST_CASE("shell: validate names the bad parameter and says what would be right", "[shell]") {
+    FakeHost host(shellPlugin());
+    struct Case {
+        const char* params;
+        const char* key;
+        const char* message;
+    };
+    const Case cases[] = {
+        {R"({"comand":"echo hi"})", "comand",
+         "unknown parameter 'comand' for plugin shell (accepted: command, cwd); did you mean "
+         "'command'?"},
+        {R"({"command":"x","timeout_s":5})", "timeout_s",
+         "unknown parameter 'timeout_s' for plugin shell (accepted: command, cwd)"},
+        {R"({"command":42})", "command", "'command' must be a string, found integer"},
+        {R"({"command":"x","cwd":["/"]})", "cwd", "'cwd' must be a string, found array"},
+        {R"({})", "command",
+         "missing required parameter 'command' (the shell command line to run)"},
+        {R"({"command":""})", "command",
+         "'command' must not be empty (the shell command line to run)"},
+        {R"({"command":"ls","cwd":"srv/build"})", "cwd",
+         "'cwd' must be an absolute path, found 'srv/build'"},
+        {R"(["echo hi"])", "", "parameters for plugin shell must be a table, found array"},
+    };
+    for (const Case& c : cases) {
+        INFO(c.params);
+        auto result = host.validate(c.params);
+        CHECK(result.status == TH_ERR_INVALID);
+        CHECK(result.key == c.key);
+        CHECK(result.message == c.message);
+    }
+}
+
+TEST_CASE("shell: a command that exits 0 succeeds and its output lands in the log", "[shell]") {
+    FakeHost host(shellPlugin());
+    LogFile log;
+    REQUIRE(host.execute(1, shellTask(R"({"command":"echo hi; echo oops >&2"})", log)) == TH_OK);
+    auto done = host.waitFor(1, 3s);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_SUCCEEDED);
+    CHECK(done->exit_code == 0);
+    CHECK(done->message == "exit code 0");
+    CHECK(log.contents() == "hi\noops\n");
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: a non-zero exit fails with that exit code", "[shell]") {
+    FakeHost host(shellPlugin());
+    LogFile log;
+    REQUIRE(host.execute(1, shellTask(R"({"command":"exit 3"})", log)) == TH_OK);
+    auto done = host.waitFor(1, 3s);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_FAILED);
+    CHECK(done->exit_code == 3);
+    CHECK(done->message == "exit code 3");
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: death by a signal fails with 128+signal and names the signal", "[shell]") {
+    FakeHost host(shellPlugin());
+    LogFile log;
+    REQUIRE(host.execute(1, shellTask(R"({"command":"kill -9 $$"})", log)) == TH_OK);
+    auto done = host.waitFor(1, 3s);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_FAILED);
+    CHECK(done->exit_code == 128 + SIGKILL);
+    CHECK(done->message == "killed by signal 9 (SIGKILL)");
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: the command runs in cwd; a missing cwd refuses to start", "[shell]") {
+    FakeHost host(shellPlugin());
+    LogFile log;
+    REQUIRE(host.execute(1, shellTask(R"({"command":"pwd","cwd":"/"})", log)) == TH_OK);
+    auto done = host.waitFor(1, 3s);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_SUCCEEDED);
+    CHECK(log.contents() == "/\n");
+
+    std::string error;
+    CHECK(host.execute(2, shellTask(R"({"command":"pwd","cwd":"/nope"})", log), &error) ==
+          TH_ERR_FAILED);
+    CHECK(error == "cannot start /bin/sh for task t1: cwd '/nope': No such file or directory");
+    host.runFor(50ms);
+    CHECK_FALSE(host.completion(2));
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: the child sees a scrubbed environment plus the task's entries", "[shell]") {
+    REQUIRE(::setenv("SECRET_X", "1", 1) == 0);
+    FakeHost host(shellPlugin());
+    LogFile log;
+    // The shell's own initial environment, exactly as the plugin passed it (a child's `env`
+    // would show what the shell re-exports, which hides duplicates).
+    TaskSpec spec = shellTask(R"({"command":"cat /proc/$$/environ | tr '\\0' '\\n'"})", log);
+    spec.env.push_back("GREETING=hello world");
+    spec.env.push_back("HOME=/task-home");
+    REQUIRE(host.execute(1, spec) == TH_OK);
+    auto done = host.waitFor(1, 3s);
+    ::unsetenv("SECRET_X");
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_SUCCEEDED);
+
+    std::string env = "\n" + log.contents();
+    INFO(env);
+    CHECK(env.find("\nTASKHUB_RUN_ID=run-1\n") != std::string::npos);
+    CHECK(env.find("\nTASKHUB_WORKFLOW=wf\n") != std::string::npos);
+    CHECK(env.find("\nTASKHUB_TASK_ID=t1\n") != std::string::npos);
+    CHECK(env.find("\nGREETING=hello world\n") != std::string::npos);
+    CHECK(env.find("\nPATH=") != std::string::npos);
+    // The task's entry replaced the daemon's HOME rather than adding a second one.
+    CHECK(env.find("\nHOME=/task-home\n") != std::string::npos);
+    CHECK(env.find("\nHOME=") == env.find("\nHOME=/task-home\n"));
+    CHECK(env.find("\nHOME=", env.find("\nHOME=") + 1) == std::string::npos);
+    CHECK(env.find("SECRET_X") == std::string::npos);
+}
+
+TEST_CASE("shell: the child inherits only stdin, stdout and stderr", "[shell]") {
+    int extra = ::open("/dev/null", O_RDONLY); // deliberately without O_CLOEXEC
+    REQUIRE(extra >= 0);
+    FakeHost host(shellPlugin());
+    LogFile log;
+    REQUIRE(host.execute(1, shellTask(R"({"command":"ls /proc/$$/fd; readlink /proc/$$/fd/0"})",
+                                      log)) == TH_OK);
+    auto done = host.waitFor(1, 3s);
+    ::close(extra);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_SUCCEEDED);
+    CHECK(log.contents() == "0\n1\n2\n/dev/null\n");
+}
+
+TEST_CASE("shell: cancel stops a running command with SIGTERM and leaves no process", "[shell]") {
+    adoptOrphans();
+    FakeHost host(shellPlugin());
+    LogFile log;
+    REQUIRE(host.execute(7, shellTask(R"({"command":"echo pgid=$$; sleep 600"})", log)) ==
+            TH_OK);
+    pid_t pgid = waitForPgid(host, log);
+    GroupGuard guard(pgid);
+
+    const auto started = FakeHost::Clock::now();
+    REQUIRE(host.cancel(7) == TH_OK);
+    auto done = host.waitFor(7, 3s);
+    REQUIRE(done);
+    CHECK(FakeHost::Clock::now() - started < 2s); // well within the default 5s grace
+    CHECK(done->outcome == TH_OUTCOME_CANCELLED);
+    CHECK(done->message == "cancelled (SIGTERM)");
+    CHECK(groupGone(pgid, 2s));
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: cancel also kills background children, even ones ignoring SIGTERM",
+          "[shell]") {
+    adoptOrphans();
+    FakeHost host(shellPlugin(), R"({"kill_grace":"30s"})");
+    LogFile log;
+    // The background sleep ignores SIGTERM and outlives the shell; only the group SIGKILL sent
+    // when the leader exits can end it, long before the 30s grace.
+    REQUIRE(host.execute(8, shellTask(R"({"command":"(trap '' TERM; exec sleep 600) & )"
+                                      R"(sleep 600 & echo pgid=$$; wait"})",
+                                      log)) == TH_OK);
+    pid_t pgid = waitForPgid(host, log);
+    GroupGuard guard(pgid);
+
+    const auto started = FakeHost::Clock::now();
+    REQUIRE(host.cancel(8) == TH_OK);
+    auto done = host.waitFor(8, 3s);
+    REQUIRE(done);
+    CHECK(FakeHost::Clock::now() - started < 2s);
+    CHECK(done->outcome == TH_OUTCOME_CANCELLED);
+    CHECK(done->message == "cancelled (SIGTERM)");
+    CHECK(groupGone(pgid, 2s));
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: a command ignoring SIGTERM gets SIGKILL after kill_grace", "[shell]") {
+    adoptOrphans();
+    FakeHost host(shellPlugin(), R"({"kill_grace":"200ms"})");
+    LogFile log;
+    REQUIRE(host.execute(9, shellTask(R"({"command":"trap '' TERM; echo pgid=$$; sleep 600"})",
+                                      log)) == TH_OK);
+    pid_t pgid = waitForPgid(host, log);
+    GroupGuard guard(pgid);
+
+    const auto started = FakeHost::Clock::now();
+    REQUIRE(host.cancel(9) == TH_OK);
+    host.runFor(100ms);
+    CHECK_FALSE(host.completion(9)); // SIGTERM alone does not end it
+    auto done = host.waitFor(9, 3s);
+    REQUIRE(done);
+    CHECK(FakeHost::Clock::now() - started >= 200ms);
+    CHECK(done->outcome == TH_OUTCOME_CANCELLED);
+    CHECK(done->exit_code == 128 + SIGKILL);
+    CHECK(done->message == "cancelled (SIGKILL after 200ms grace)");
+    CHECK(groupGone(pgid, 2s));
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: cancel of an unknown or finished attempt changes nothing", "[shell]") {
+    FakeHost host(shellPlugin());
+    LogFile log;
+    CHECK(host.cancel(42) == TH_OK);
+    REQUIRE(host.execute(1, shellTask(R"({"command":"true"})", log)) == TH_OK);
+    auto done = host.waitFor(1, 3s);
+    REQUIRE(done);
+    CHECK(host.cancel(1) == TH_OK);
+    host.runFor(50ms);
+    CHECK(host.completion(1)->outcome == TH_OUTCOME_SUCCEEDED);
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: health is ok while /bin/sh is executable", "[shell]") {
+    FakeHost host(shellPlugin());
+    th_health_state state = TH_HEALTH_UNHEALTHY;
+    std::string message;
+    CHECK(host.health(&state, &message) == TH_OK);
+    CHECK(state == TH_HEALTH_OK);
+    CHECK(message == "/bin/sh is executable");
+}
+
+TEST_CASE("shell: destroying the instance kills a command that still runs", "[shell]") {
+    adoptOrphans();
+    LogFile log;
+    pid_t pgid = -1;
+    {
+        FakeHost host(shellPlugin());
+        REQUIRE(host.execute(1, shellTask(R"({"command":"echo pgid=$$; sleep 600"})", log)) ==
+                TH_OK);
+        pgid = waitForPgid(host, log);
+    }
+    GroupGuard guard(pgid);
+    CHECK(groupGone(pgid, 2s));
+}
