@@ -1,0 +1,126 @@
+#include "shell_params.h"
+
+#include <taskhub/plugin.hpp>
+
+#include "param_support.h"
+
+#include <boost/json.hpp>
+
+#include <array>
+#include <limits>
+#include <stdexcept>
+#include <vector>
+
+namespace taskhub::plugins::shell {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::array<std::string_view, 2> kParamKeys = {"command", "cwd"};
+constexpr std::array<std::string_view, 1> kConfigKeys = {"kill_grace"};
+
+// A string parameter that reaches a C API, where an embedded NUL would silently cut it short.
+std::string cString(std::string_view key, const json::value& v, std::string_view what) {
+    const std::string name(key);
+    if (!v.is_string())
+        throw sdk::InvalidParam(name, "'" + name + "' must be a string, found " + kindName(v));
+    const json::string& s = v.get_string();
+    if (s.find('\0') != json::string::npos)
+        throw sdk::InvalidParam(name, "'" + name + "' must not contain NUL characters (" +
+                                          std::string(what) + ")");
+    return std::string(s);
+}
+
+} // namespace
+
+std::optional<uint64_t> parseDuration(std::string_view text) {
+    size_t digits = 0;
+    uint64_t value = 0;
+    constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+        uint64_t digit = static_cast<uint64_t>(text[digits] - '0');
+        if (value > (kMax - digit) / 10) return std::nullopt;
+        value = value * 10 + digit;
+        ++digits;
+    }
+    if (digits == 0) return std::nullopt;
+    std::string_view unit = text.substr(digits);
+    uint64_t scale = 0;
+    if (unit == "ms") scale = 1;
+    else if (unit == "s") scale = 1000;
+    else if (unit == "m") scale = 60 * 1000;
+    else if (unit == "h") scale = 60 * 60 * 1000;
+    else if (unit == "d") scale = 24 * 60 * 60 * 1000;
+    else return std::nullopt;
+    if (value > kMax / scale) return std::nullopt;
+    return value * scale;
+}
+
+Config parseConfig(std::string_view config_json) {
+    json::error_code ec;
+    json::value root = json::parse(config_json, ec);
+    if (ec)
+        throw std::invalid_argument("[plugins.shell] settings are not valid JSON: " + ec.message());
+    if (!root.is_object())
+        throw std::invalid_argument(
+            std::string("[plugins.shell] settings must be a table, found ") + kindName(root));
+
+    Config config;
+    for (const auto& [key, value] : root.get_object()) {
+        if (key != "kill_grace")
+            throw std::invalid_argument("unknown setting '" + std::string(key) +
+                                        "' in [plugins.shell]" + acceptedHint(key, kConfigKeys));
+        const char* expected =
+            "a duration: a whole number followed by ms, s, m, h or d, like \"5s\" or \"500ms\"";
+        if (!value.is_string())
+            throw std::invalid_argument(std::string("[plugins.shell] kill_grace must be ") +
+                                        expected + ", found " + kindName(value));
+        std::string_view text = value.get_string();
+        std::optional<uint64_t> ms = parseDuration(text);
+        if (!ms)
+            throw std::invalid_argument("[plugins.shell] kill_grace must be " +
+                                        std::string(expected) + ", found '" + std::string(text) +
+                                        "'");
+        config.kill_grace_ms = *ms;
+        config.kill_grace = std::string(text);
+    }
+    return config;
+}
+
+Params parseParams(std::string_view params_json) {
+    json::error_code ec;
+    json::value root = json::parse(params_json, ec);
+    if (ec)
+        throw sdk::InvalidParam("",
+                                "parameters for plugin shell are not valid JSON: " + ec.message());
+    if (!root.is_object())
+        throw sdk::InvalidParam("", std::string("parameters for plugin shell must be a table, ") +
+                                        "found " + kindName(root));
+
+    Params params;
+    bool has_command = false;
+    for (const auto& [key, value] : root.get_object()) {
+        if (key == "command") {
+            params.command = cString(key, value, "the shell command line to run");
+            if (params.command.empty())
+                throw sdk::InvalidParam(
+                    "command", "'command' must not be empty (the shell command line to run)");
+            has_command = true;
+        } else if (key == "cwd") {
+            params.cwd = cString(key, value, "the working directory");
+            if (params.cwd.empty() || params.cwd.front() != '/')
+                throw sdk::InvalidParam("cwd", "'cwd' must be an absolute path, found '" +
+                                                   params.cwd + "'");
+        } else {
+            throw sdk::InvalidParam(std::string(key), "unknown parameter '" + std::string(key) +
+                                                          "' for plugin shell" +
+                                                          acceptedHint(key, kParamKeys));
+        }
+    }
+    if (!has_command)
+        throw sdk::InvalidParam(
+            "command", "missing required parameter 'command' (the shell command line to run)");
+    return params;
+}
+
+} // namespace taskhub::plugins::shell

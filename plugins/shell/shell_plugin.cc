@@ -1,0 +1,325 @@
+#include "shell_plugin.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+// glibc 2.36's <sys/pidfd.h> lacks __BEGIN_DECLS (fixed in 2.37), so without this C++ would
+// look for a mangled pidfd_open.
+extern "C" {
+#include <sys/pidfd.h>
+}
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <utility>
+
+namespace taskhub::plugins::shell {
+namespace {
+
+constexpr const char* kShell = "/bin/sh";
+constexpr const char* kDefaultPath = "/usr/local/bin:/usr/bin:/bin";
+constexpr const char* kInheritedVariables[] = {"PATH", "HOME", "USER", "LOGNAME", "SHELL"};
+
+std::string describeErrno(int err) {
+    const char* text = strerrordesc_np(err);
+    return text ? text : "error " + std::to_string(err);
+}
+
+// "SIGKILL"; falls back to the number for real-time signals, which have no abbreviation.
+std::string signalName(int sig) {
+    const char* abbrev = sigabbrev_np(sig);
+    return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
+}
+
+// Owns a posix_spawn attribute or file-actions object for the duration of one spawn.
+template <class T, int (*Init)(T*), int (*Destroy)(T*)>
+class SpawnObject {
+public:
+    SpawnObject() { Init(&value_); }
+    ~SpawnObject() { Destroy(&value_); }
+    SpawnObject(const SpawnObject&) = delete;
+    SpawnObject& operator=(const SpawnObject&) = delete;
+    T* get() { return &value_; }
+
+private:
+    T value_;
+};
+using SpawnAttributes =
+    SpawnObject<posix_spawnattr_t, posix_spawnattr_init, posix_spawnattr_destroy>;
+using SpawnFileActions = SpawnObject<posix_spawn_file_actions_t, posix_spawn_file_actions_init,
+                                     posix_spawn_file_actions_destroy>;
+
+// posix_spawn reports a failed chdir with the same errno values as a failed exec; looking at
+// the directory afterwards tells which of the two it was.
+bool isUsableDirectory(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) &&
+           ::access(path.c_str(), X_OK) == 0;
+}
+
+// Waits for an exited or SIGKILLed child without WNOHANG; used only where the child is known to
+// be gone or going, so it does not block for long.
+void reapBlocking(int pidfd) {
+    siginfo_t info{};
+    while (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED) < 0 && errno == EINTR) {
+    }
+}
+
+} // namespace
+
+ShellPlugin::ShellPlugin(sdk::Host host, std::string_view config_json)
+    : Plugin(host), config_(parseConfig(config_json)) {
+    for (const char* name : kInheritedVariables) {
+        const char* value = std::getenv(name);
+        if (value == nullptr && std::strcmp(name, "PATH") == 0) value = kDefaultPath;
+        if (value != nullptr) daemon_env_.push_back(std::string(name) + "=" + value);
+    }
+}
+
+ShellPlugin::~ShellPlugin() {
+    for (auto& [token, child] : children_) {
+        if (child.watch_id != 0) host().unwatchFd(child.watch_id);
+        if (child.grace_timer != 0) host().cancelTimer(child.grace_timer);
+        ::kill(-child.pid, SIGKILL);
+        reapBlocking(child.pidfd);
+        ::close(child.pidfd);
+        host().log(TH_LOG_WARN, "task " + child.task_id + " (pid " + std::to_string(child.pid) +
+                                    ") was still running when the shell plugin was destroyed; "
+                                    "killed its process group");
+    }
+}
+
+void ShellPlugin::validate(std::string_view params_json) { parseParams(params_json); }
+
+std::vector<std::string> ShellPlugin::environmentFor(const sdk::Task& task) const {
+    std::vector<std::string> env = daemon_env_;
+    env.reserve(env.size() + task.env.size());
+    for (const std::string& entry : task.env) {
+        size_t eq = entry.find('=');
+        if (eq == 0 || eq == std::string::npos) {
+            host().log(TH_LOG_WARN, "task " + task.task_id + ": ignoring environment entry '" +
+                                        entry + "' (expected NAME=value)");
+            continue;
+        }
+        std::string_view prefix(entry.data(), eq + 1); // "NAME="
+        std::erase_if(env, [&](const std::string& e) { return e.starts_with(prefix); });
+        env.push_back(entry);
+    }
+    return env;
+}
+
+pid_t ShellPlugin::spawn(const Params& params, const sdk::Task& task) const {
+    const std::string failure = "cannot start /bin/sh for task " + task.task_id + ": ";
+    auto check = [&](int rc, const char* call) {
+        if (rc != 0) throw std::runtime_error(failure + call + ": " + describeErrno(rc));
+    };
+
+    SpawnAttributes attr;
+    check(posix_spawnattr_setflags(attr.get(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
+                                                   POSIX_SPAWN_SETSIGMASK),
+          "posix_spawnattr_setflags");
+    check(posix_spawnattr_setpgroup(attr.get(), 0), "posix_spawnattr_setpgroup");
+    // The daemon may ignore or block signals (SIGPIPE, SIGCHLD, ...); the command must start
+    // with the dispositions and mask any shell command expects.
+    sigset_t catchable;
+    sigfillset(&catchable);
+    sigdelset(&catchable, SIGKILL);
+    sigdelset(&catchable, SIGSTOP);
+    check(posix_spawnattr_setsigdefault(attr.get(), &catchable), "posix_spawnattr_setsigdefault");
+    sigset_t none;
+    sigemptyset(&none);
+    check(posix_spawnattr_setsigmask(attr.get(), &none), "posix_spawnattr_setsigmask");
+
+    SpawnFileActions actions;
+    if (task.log_fd >= 0) {
+        check(posix_spawn_file_actions_adddup2(actions.get(), task.log_fd, STDOUT_FILENO),
+              "posix_spawn_file_actions_adddup2");
+        check(posix_spawn_file_actions_adddup2(actions.get(), task.log_fd, STDERR_FILENO),
+              "posix_spawn_file_actions_adddup2");
+    } else {
+        for (int fd : {STDOUT_FILENO, STDERR_FILENO})
+            check(posix_spawn_file_actions_addopen(actions.get(), fd, "/dev/null", O_WRONLY, 0),
+                  "posix_spawn_file_actions_addopen");
+    }
+    // After the dup2s, so that a log_fd of 0 is copied before stdin replaces it.
+    check(posix_spawn_file_actions_addopen(actions.get(), STDIN_FILENO, "/dev/null", O_RDONLY, 0),
+          "posix_spawn_file_actions_addopen");
+    if (!params.cwd.empty())
+        check(posix_spawn_file_actions_addchdir_np(actions.get(), params.cwd.c_str()),
+              "posix_spawn_file_actions_addchdir_np");
+    check(posix_spawn_file_actions_addclosefrom_np(actions.get(), 3),
+          "posix_spawn_file_actions_addclosefrom_np");
+
+    std::vector<std::string> env = environmentFor(task);
+    std::vector<char*> envp;
+    envp.reserve(env.size() + 1);
+    for (std::string& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::string command = params.command;
+    char arg0[] = "sh";
+    char arg1[] = "-c";
+    char* argv[] = {arg0, arg1, command.data(), nullptr};
+
+    pid_t pid = -1;
+    int rc = posix_spawn(&pid, kShell, actions.get(), attr.get(), argv, envp.data());
+    if (rc != 0) {
+        if (!params.cwd.empty() && !isUsableDirectory(params.cwd))
+            throw std::runtime_error(failure + "cwd '" + params.cwd + "': " + describeErrno(rc));
+        throw std::runtime_error(failure + describeErrno(rc));
+    }
+    return pid;
+}
+
+void ShellPlugin::execute(const sdk::Task& task) {
+    Params params = parseParams(task.params_json);
+    auto [it, inserted] = children_.try_emplace(task.token);
+    if (!inserted)
+        throw std::runtime_error("attempt token " + std::to_string(task.token) + " of task " +
+                                 task.task_id + " is already running");
+    Child& child = it->second;
+    child.task_id = task.task_id;
+    try {
+        child.pid = spawn(params, task);
+    } catch (...) {
+        children_.erase(it);
+        throw;
+    }
+
+    // The child stays unreaped until we wait for it, so pidfd_open cannot name another process.
+    child.pidfd = ::pidfd_open(child.pid, 0);
+    if (child.pidfd < 0) {
+        int err = errno;
+        // ESRCH: something else already reaped it, and the pid may be reused by now.
+        if (err != ESRCH) {
+            ::kill(-child.pid, SIGKILL);
+            ::waitpid(child.pid, nullptr, 0);
+        }
+        children_.erase(it);
+        throw std::runtime_error("cannot watch /bin/sh for task " + task.task_id +
+                                 ": pidfd_open: " + describeErrno(err));
+    }
+    uint64_t token = task.token;
+    child.watch_id = host().watchFd(child.pidfd, [this, token](int) { onExit(token); });
+    if (child.watch_id == 0) {
+        ::kill(-child.pid, SIGKILL);
+        reapBlocking(child.pidfd);
+        ::close(child.pidfd);
+        children_.erase(it);
+        throw std::runtime_error("cannot watch /bin/sh for task " + task.task_id +
+                                 ": the host refused to watch its pidfd");
+    }
+}
+
+void ShellPlugin::onExit(uint64_t token) {
+    auto it = children_.find(token);
+    if (it == children_.end()) return;
+    Child& child = it->second;
+    child.watch_id = 0;
+
+    // The leader is a zombie until reaped below, so its pid cannot have been reused as a group
+    // id yet: this reaches exactly the processes the command left behind.
+    if (child.stop != Stop::none) ::kill(-child.pid, SIGKILL);
+
+    siginfo_t info{};
+    int rc;
+    do {
+        rc = ::waitid(P_PIDFD, static_cast<id_t>(child.pidfd), &info, WEXITED | WNOHANG);
+    } while (rc < 0 && errno == EINTR);
+    if (rc == 0 && info.si_pid == 0) {
+        // Readable without a state change to collect: wait for the real exit.
+        child.watch_id = host().watchFd(child.pidfd, [this, token](int) { onExit(token); });
+        if (child.watch_id != 0) return;
+        // Without a watch nothing would ever reap it: end it now instead.
+        ::kill(-child.pid, SIGKILL);
+        do {
+            rc = ::waitid(P_PIDFD, static_cast<id_t>(child.pidfd), &info, WEXITED);
+        } while (rc < 0 && errno == EINTR);
+    }
+    int wait_error = rc < 0 ? errno : 0;
+
+    th_outcome outcome = TH_OUTCOME_FAILED;
+    int exit_code = -1;
+    std::string message;
+    if (rc < 0) {
+        // Only when something else collected the status: the daemon ignores SIGCHLD or waits
+        // for any child.
+        message = "exit status of /bin/sh (pid " + std::to_string(child.pid) +
+                  ") is unavailable: " + describeErrno(wait_error);
+    } else if (info.si_code == CLD_EXITED) {
+        exit_code = info.si_status;
+        outcome = exit_code == 0 ? TH_OUTCOME_SUCCEEDED : TH_OUTCOME_FAILED;
+        message = "exit code " + std::to_string(exit_code);
+    } else {
+        exit_code = 128 + info.si_status;
+        outcome = TH_OUTCOME_FAILED;
+        message = "killed by signal " + std::to_string(info.si_status) + " (" +
+                  signalName(info.si_status) + ")";
+        if (info.si_code == CLD_DUMPED) message += ", core dumped";
+    }
+    if (child.stop == Stop::sigterm) {
+        outcome = TH_OUTCOME_CANCELLED;
+        message = "cancelled (SIGTERM)";
+    } else if (child.stop == Stop::sigkill) {
+        outcome = TH_OUTCOME_CANCELLED;
+        message = "cancelled (SIGKILL after " + config_.kill_grace + " grace)";
+    }
+
+    if (child.grace_timer != 0) host().cancelTimer(child.grace_timer);
+    ::close(child.pidfd);
+    children_.erase(it);
+    // Last: the host may start the next attempt from inside complete().
+    host().complete(token, outcome, exit_code, message);
+}
+
+void ShellPlugin::cancel(uint64_t token) {
+    auto it = children_.find(token);
+    if (it == children_.end()) return;
+    Child& child = it->second;
+    if (child.stop != Stop::none) return;
+
+    // Exited but not yet reaped: the pending pidfd callback reports how it really ended.
+    siginfo_t info{};
+    if (::waitid(P_PIDFD, static_cast<id_t>(child.pidfd), &info,
+                 WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid != 0)
+        return;
+
+    child.stop = Stop::sigterm;
+    ::kill(-child.pid, SIGTERM);
+    child.grace_timer =
+        host().addTimer(config_.kill_grace_ms, [this, token] { onGraceExpired(token); });
+    if (child.grace_timer == 0) {
+        host().log(TH_LOG_WARN, "task " + child.task_id +
+                                    ": the host refused a grace timer; sending SIGKILL at once");
+        child.stop = Stop::sigkill;
+        ::kill(-child.pid, SIGKILL);
+    }
+}
+
+void ShellPlugin::onGraceExpired(uint64_t token) {
+    auto it = children_.find(token);
+    if (it == children_.end()) return;
+    Child& child = it->second;
+    child.grace_timer = 0;
+    child.stop = Stop::sigkill;
+    host().log(TH_LOG_WARN, "task " + child.task_id + " did not stop within " +
+                                config_.kill_grace + " of SIGTERM; sending SIGKILL to process " +
+                                "group " + std::to_string(child.pid));
+    ::kill(-child.pid, SIGKILL);
+}
+
+sdk::Health ShellPlugin::health() {
+    if (::access(kShell, X_OK) == 0) return {TH_HEALTH_OK, "/bin/sh is executable"};
+    return {TH_HEALTH_UNHEALTHY, std::string("cannot execute /bin/sh: ") + describeErrno(errno)};
+}
+
+} // namespace taskhub::plugins::shell
+
+TASKHUB_PLUGIN(taskhub::plugins::shell::ShellPlugin, "shell", TASKHUB_PLUGIN_VERSION,
+               "Runs a command line with /bin/sh -c in its own process group",
+               TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK, TH_THREADS_SERIAL)

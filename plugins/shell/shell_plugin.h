@@ -1,0 +1,78 @@
+// The "shell" executor: runs a task's `command` with /bin/sh -c.
+//
+// Each attempt is one child process started with posix_spawn in a process group of its own, with
+// stdin from /dev/null, stdout and stderr on the attempt's log file, no other inherited
+// descriptors and a scrubbed environment (PATH, HOME, USER, LOGNAME and SHELL of the daemon plus
+// the task's env entries, which win). The plugin never blocks: it reaps the child through a pidfd
+// the host watches on its event loop, so a running command holds no thread.
+//
+// Cancelling sends SIGTERM to the group and, after kill_grace, SIGKILL. Once the group leader
+// has exited after a cancel, the whole group is SIGKILLed at once, so nothing it started in the
+// background survives the attempt. A command that ends on its own is not followed up: like cron,
+// the plugin leaves whatever it deliberately started in the background running.
+//
+// Threading: TH_THREADS_SERIAL and non-blocking, so every call (execute, cancel, the fd and timer
+// callbacks) arrives on the host's event-loop thread, one at a time; no locking is needed.
+#ifndef TASKHUB_PLUGINS_SHELL_SHELL_PLUGIN_H
+#define TASKHUB_PLUGINS_SHELL_SHELL_PLUGIN_H
+
+#include "shell_params.h"
+
+#include <taskhub/plugin.hpp>
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace taskhub::plugins::shell {
+
+class ShellPlugin final : public sdk::Plugin {
+public:
+    // Reads the [plugins.shell] settings and snapshots the daemon's PATH, HOME, USER, LOGNAME and
+    // SHELL. Throws std::invalid_argument on a bad setting.
+    ShellPlugin(sdk::Host host, std::string_view config_json);
+    // A conforming host destroys the instance only after every attempt completed. Should a child
+    // still run, its group is SIGKILLed and reaped here so the plugin never leaves a process.
+    ~ShellPlugin() override;
+
+    // Throws sdk::InvalidParam; see parseParams().
+    void validate(std::string_view params_json) override;
+    // Spawns the attempt's shell. Throws std::runtime_error, so the attempt does not start, when
+    // the parameters are bad or the process cannot be started (e.g. a missing cwd).
+    void execute(const sdk::Task& task) override;
+    // SIGTERM now, SIGKILL after kill_grace. No-op for an unknown or finished token, or when the
+    // attempt is already being cancelled.
+    void cancel(uint64_t token) override;
+    // OK when /bin/sh is executable.
+    sdk::Health health() override;
+
+private:
+    enum class Stop { none, sigterm, sigkill };
+
+    // One running attempt. pid is also the process group id.
+    struct Child {
+        pid_t pid = -1;
+        int pidfd = -1;
+        uint64_t watch_id = 0;
+        uint64_t grace_timer = 0;
+        Stop stop = Stop::none;
+        std::string task_id;
+    };
+
+    std::vector<std::string> environmentFor(const sdk::Task& task) const;
+    pid_t spawn(const Params& params, const sdk::Task& task) const;
+    void onExit(uint64_t token);
+    void onGraceExpired(uint64_t token);
+
+    Config config_;
+    std::vector<std::string> daemon_env_; // "NAME=value" taken from the daemon at creation
+    std::unordered_map<uint64_t, Child> children_; // by attempt token
+};
+
+} // namespace taskhub::plugins::shell
+
+#endif // TASKHUB_PLUGINS_SHELL_SHELL_PLUGIN_H
