@@ -3,6 +3,7 @@
 // the response data as JSON with --json. Exit status: 0 success, 1 the command failed (or a
 // waited-for run did not succeed), 2 usage error, 3 the daemon could not be reached.
 #include <boost/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -438,8 +439,14 @@ int cmdValidate(const Globals& g, const std::vector<std::string>& files) {
         for (const auto& p : e.problems()) std::fprintf(stderr, "%s\n", p.str().c_str());
         fail("validate needs the daemon config to find the plugins (use --config FILE)", 2);
     }
+    // The plugin host logs for the daemon's journal; here a refused plugin is a warning on stderr
+    // and stdout carries only the findings.
+    spdlog::set_level(spdlog::level::off);
     plugin_host::PluginHost plugins(nullptr, nullptr);
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
+    for (const auto& r : plugins.refused()) {
+        std::fprintf(stderr, "taskhubctl: warning: plugin %s refused: %s\n", r.file.c_str(), r.reason.c_str());
+    }
     json::array results;
     int bad = 0;
     for (const auto& f : files) {

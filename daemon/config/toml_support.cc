@@ -1,6 +1,7 @@
 #include "config/toml_support.h"
 
 #include <boost/json.hpp>
+#include <taskhub/suggest.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -79,33 +80,8 @@ std::string typeName(const Value& v) {
     }
 }
 
-namespace {
-
-size_t editDistance(const std::string& a, const std::string& b) {
-    std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-    for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-    for (size_t i = 1; i <= a.size(); ++i) {
-        cur[0] = i;
-        for (size_t j = 1; j <= b.size(); ++j) {
-            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
-        }
-        std::swap(prev, cur);
-    }
-    return prev[b.size()];
-}
-
-} // namespace
-
 std::string didYouMean(const std::string& word, const std::set<std::string>& known) {
-    std::string best;
-    size_t best_d = 3;
-    for (const auto& k : known) {
-        size_t d = editDistance(word, k);
-        if (d < best_d) {
-            best_d = d;
-            best = k;
-        }
-    }
+    std::string best = sdk::closestKey(word, known);
     return best.empty() ? "" : "; did you mean '" + best + "'?";
 }
 
