@@ -69,7 +69,9 @@ struct Engine::Impl {
 
     std::map<std::string, std::unique_ptr<Run>> runs;          // active: queued or running
     std::map<std::string, std::deque<std::string>> queued;     // workflow -> queued run ids
-    std::deque<ReadyItem> ready;                                // waiting for a concurrency slot
+    // Ready tasks waiting for a concurrency slot, FIFO per plugin.
+    std::map<std::string, std::deque<ReadyItem>> ready;
+    size_t ready_count = 0;
     std::map<std::string, int> plugin_running;
     size_t running_tasks = 0;
     uint64_t runs_started = 0;
@@ -255,38 +257,39 @@ struct Engine::Impl {
         task.rec.state = "ready";
         saveTask(run, t);
         event(run.rec.id, task.rec.task_id, "ready");
-        ready.push_back({run.rec.id, t});
+        ready[task.rec.plugin].push_back({run.rec.id, t});
+        ++ready_count;
     }
 
-    bool limitAllows(const std::string& plugin) const {
-        if (opts.max_running_tasks > 0 && running_tasks >= static_cast<size_t>(opts.max_running_tasks))
-            return false;
+    bool globalLimitReached() const {
+        return opts.max_running_tasks > 0 && running_tasks >= static_cast<size_t>(opts.max_running_tasks);
+    }
+
+    bool pluginLimitReached(const std::string& plugin) const {
         auto lim = opts.plugin_max_concurrency.find(plugin);
-        if (lim != opts.plugin_max_concurrency.end() && lim->second > 0) {
-            auto cur = plugin_running.find(plugin);
-            if (cur != plugin_running.end() && cur->second >= lim->second) return false;
-        }
-        return true;
+        if (lim == opts.plugin_max_concurrency.end() || lim->second <= 0) return false;
+        auto cur = plugin_running.find(plugin);
+        return cur != plugin_running.end() && cur->second >= lim->second;
     }
 
+    // Starts ready tasks while the limits allow: one per plugin per round, so that a plugin at
+    // its max_concurrency never holds back another plugin's tasks. Cost is per dispatch, not per
+    // waiting task.
     void pump() {
-        // FIFO, but a task held by its plugin's limit does not hold back tasks of other plugins.
-        for (auto it = ready.begin(); it != ready.end();) {
-            auto r = runs.find(it->run_id);
-            if (r == runs.end() || r->second->tasks[it->task].rec.state != "ready") {
-                it = ready.erase(it);
-                continue;
+        bool progress = true;
+        while (progress && ready_count > 0) {
+            progress = false;
+            for (auto& [plugin, queue] : ready) {
+                if (globalLimitReached()) return;
+                if (queue.empty() || pluginLimitReached(plugin)) continue;
+                ReadyItem item = std::move(queue.front());
+                queue.pop_front();
+                --ready_count;
+                progress = true;
+                auto r = runs.find(item.run_id);
+                if (r == runs.end() || r->second->tasks[item.task].rec.state != "ready") continue;
+                dispatch(*r->second, item.task);
             }
-            if (opts.max_running_tasks > 0 && running_tasks >= static_cast<size_t>(opts.max_running_tasks))
-                return;
-            if (!limitAllows(r->second->tasks[it->task].rec.plugin)) {
-                ++it;
-                continue;
-            }
-            ReadyItem item = *it;
-            it = ready.erase(it);
-            dispatch(*r->second, item.task);
-            it = ready.begin(); // dispatch may have changed the queue (synchronous failure)
         }
     }
 
@@ -657,7 +660,7 @@ EngineStats Engine::stats() const {
         else ++s.active_runs;
     }
     s.running_tasks = impl_->running_tasks;
-    s.waiting_tasks = impl_->ready.size();
+    s.waiting_tasks = impl_->ready_count;
     s.runs_started = impl_->runs_started;
     return s;
 }
