@@ -370,8 +370,9 @@ int cmdRun(const Globals& g, const std::string& wf, bool wait) {
     a["wait"] = wait;
     auto run = call(g, "run", a);
     if (wait) return finishedRun(g, run);
-    if (g.json) return emitJson(run), 0;
-    std::cout << field(run, "id") << " " << field(run, "state") << "\n";
+    if (g.json) emitJson(run);
+    else std::cout << field(run, "id") << " " << field(run, "state") << "\n";
+    // A firing skipped by the overlap policy did not run: that is a failure, in either format.
     if (field(run, "state") == "skipped") {
         std::fprintf(stderr, "taskhubctl: %s\n", field(run, "message").c_str());
         return 1;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 
 #include "common/time_util.h"
 #include "engine/engine.h"
@@ -59,7 +60,9 @@ control::StatusInfo DaemonServices::status() {
     s.config_file = m_.config->file.string();
     s.state_dir = m_.config->state_dir.string();
     s.workflows = workflows_.size();
-    s.workflow_errors = problems_.size();
+    std::set<std::string> files;
+    for (const auto& p : problems_) files.insert(p.file);
+    s.workflow_errors = files.size();
     s.plugins = m_.plugins->plugins().size();
     s.plugins_refused = m_.plugins->refused().size();
     auto st = m_.engine->stats();

@@ -59,7 +59,7 @@ struct StatusInfo {
     std::string config_file;
     std::string state_dir;
     size_t workflows = 0;
-    size_t workflow_errors = 0;
+    size_t workflow_errors = 0; // files that failed to load
     size_t plugins = 0;
     size_t plugins_refused = 0;
     size_t active_runs = 0;
