@@ -507,7 +507,7 @@ int main(int argc, char** argv) {
         if (it == opts.end()) return def;
         char* end = nullptr;
         long v = std::strtol(it->second.c_str(), &end, 10);
-        if (!end || *end || v <= 0 || v > 1'000'000) usage(std::string(name) + " needs a positive number");
+        if (!end || *end || v <= 0 || v > 100'000) usage(std::string(name) + " needs a number from 1 to 100000");
         return static_cast<int>(v);
     };
     if (cmd == "status") return need(0, "no arguments"), cmdStatus(g);

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -96,7 +97,8 @@ int serve(const config::DaemonConfig& cfg) {
 
     triggers::Scheduler scheduler(io, [&engine](const triggers::Firing& f) {
         auto r = engine.trigger(f.workflow, engine::TriggerKind::Cron, f.instant);
-        if (!r.ok) spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
+        // Two triggers of one workflow may name the same instant: it is one firing, recorded once.
+        if (!r.ok && !r.duplicate) spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
     });
 
     DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler});
@@ -104,7 +106,7 @@ int serve(const config::DaemonConfig& cfg) {
 
     std::unique_ptr<control::Server> server;
     try {
-        server = std::make_unique<control::Server>(io, cfg.socket, services, cfg.admin_group);
+        server = std::make_unique<control::Server>(io, cfg.socket, services, cfg.admin_group, cfg.socket_group);
     } catch (const std::exception& e) {
         spdlog::critical("CTRL_LISTEN_FAILED {}", e.what());
         return 1;
@@ -163,7 +165,15 @@ int run(int argc, char** argv) {
         if (a == "--config" || a == "-c") opts.config = value("--config");
         else if (a.rfind("--config=", 0) == 0) opts.config = a.substr(9);
         else if (a == "--check") opts.check = true;
-        else if (a == "--log-level") opts.log_level = value("--log-level");
+        else if (a == "--log-level") {
+            opts.log_level = value("--log-level");
+            static const char* levels[] = {"trace", "debug", "info", "warn", "error"};
+            if (std::find(std::begin(levels), std::end(levels), opts.log_level) == std::end(levels)) {
+                std::fprintf(stderr, "taskhubd: --log-level must be trace, debug, info, warn or error, found '%s'\n",
+                             opts.log_level.c_str());
+                return 2;
+            }
+        }
         else if (a == "--version") {
             std::printf("taskhubd %s (plugin ABI %d.%d)\n", TASKHUB_VERSION, 1, 0);
             return 0;

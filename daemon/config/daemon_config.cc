@@ -1,5 +1,7 @@
 #include "config/daemon_config.h"
 
+#include <date/tz.h>
+
 #include "config/toml_support.h"
 
 namespace taskhub::config {
@@ -11,7 +13,7 @@ namespace {
 
 const std::set<std::string> kTopKeys = {
     "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
-    "admin_group", "shutdown_grace", "max_running_tasks", "pool", "plugins"};
+    "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "pool", "plugins"};
 const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
 
 fs::path resolve(const fs::path& base, const std::string& p) {
@@ -39,7 +41,7 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
     c.file = file;
     const fs::path base = file.parent_path();
     c.workflows_dir = "/etc/taskhub/workflows.d";
-    c.plugin_dirs = {"/usr/lib/taskhub/plugins"};
+    c.plugin_dirs = {kDefaultPluginDir};
     c.state_dir = "/var/lib/taskhub";
     c.socket = kDefaultSocketPath;
 
@@ -58,7 +60,15 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
                 for (const auto& s : *a) c.plugin_dirs.push_back(resolve(base, s));
             }
         } else if (key == "timezone") {
-            if (auto s = getString(v, what, r)) c.timezone = *s;
+            if (auto s = getString(v, what, r)) {
+                try {
+                    date::locate_zone(*s);
+                    c.timezone = *s;
+                } catch (const std::exception&) {
+                    r.add(v, "unknown time zone \"" + *s +
+                                 "\" (expected an IANA name like \"Europe/Berlin\" or \"UTC\")");
+                }
+            }
         } else if (key == "log_level") {
             if (auto s = getString(v, what, r)) {
                 static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error"};
@@ -70,6 +80,8 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
             }
         } else if (key == "admin_group") {
             if (auto s = getString(v, what, r)) c.admin_group = *s;
+        } else if (key == "socket_group") {
+            if (auto s = getString(v, what, r)) c.socket_group = *s;
         } else if (key == "shutdown_grace") {
             if (auto d = getDuration(v, what, r)) c.shutdown_grace = *d;
         } else if (key == "max_running_tasks") {

@@ -34,6 +34,7 @@ struct DaemonConfig {
     std::string timezone;                  // empty: the system zone
     std::string log_level = "info";
     std::string admin_group;               // members may use mutating commands; empty: none
+    std::string socket_group;              // group owner of the socket (who may connect); empty: the daemon's
     std::chrono::milliseconds shutdown_grace{30'000};
     int max_running_tasks = 0;             // 0 = unlimited
     PoolConfig pool;
@@ -43,6 +44,11 @@ struct DaemonConfig {
 // Built-in defaults: the installed (FHS) paths of docs/operations.md.
 inline constexpr const char* kDefaultConfigPath = "/etc/taskhub/taskhub.toml";
 inline constexpr const char* kDefaultSocketPath = "/run/taskhub/taskhub.sock";
+#ifndef TASKHUB_DEFAULT_PLUGIN_DIR
+#define TASKHUB_DEFAULT_PLUGIN_DIR "/usr/lib/taskhub/plugins"
+#endif
+// The installed plugin directory (${CMAKE_INSTALL_FULL_LIBDIR}/taskhub/plugins).
+inline constexpr const char* kDefaultPluginDir = TASKHUB_DEFAULT_PLUGIN_DIR;
 
 // Reads and validates a config file. Relative paths resolve against the file's directory.
 // Throws ConfigError with one diagnostic per problem (unknown keys, wrong types, bad values).

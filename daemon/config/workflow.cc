@@ -93,7 +93,9 @@ void loadTrigger(const Value& v, Workflow& wf, Reporter& r) {
     }
     const auto& t = v.as_table();
     std::optional<TriggerDef> def;
+    bool has_kind = false;
     for (const auto& [key, kv] : t) {
+        has_kind = has_kind || key == "cron" || kPlannedTriggerKeys.count(key);
         if (key == "cron") {
             auto text = getString(kv, "'cron'", r);
             if (!text) continue;
@@ -114,7 +116,7 @@ void loadTrigger(const Value& v, Workflow& wf, Reporter& r) {
     }
     if (def) {
         wf.triggers.push_back(std::move(*def));
-    } else if (r.ok()) {
+    } else if (!has_kind) {
         r.add(v, "[[trigger]] needs a 'cron' expression, e.g. cron = \"30 2 * * *\"");
     }
 }

@@ -13,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <deque>
 #include <istream>
 
@@ -139,7 +141,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     }
 };
 
-Server::Server(asio::io_context& io, const fs::path& path, Services& services, const std::string& admin_group)
+Server::Server(asio::io_context& io, const fs::path& path, Services& services, const std::string& admin_group,
+               const std::string& socket_group)
     : impl_(std::make_shared<Impl>(io, path, services)) {
     if (!admin_group.empty()) {
         struct group* g = getgrnam(admin_group.c_str());
@@ -173,6 +176,16 @@ Server::Server(asio::io_context& io, const fs::path& path, Services& services, c
     if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) throw std::runtime_error("cannot listen on control socket " + path.string() + ": " + ec.message());
     ::chmod(path.c_str(), 0660);
+    if (!socket_group.empty()) {
+        struct group* g = getgrnam(socket_group.c_str());
+        if (!g) {
+            throw std::runtime_error("socket_group \"" + socket_group + "\" does not exist");
+        }
+        if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) {
+            throw std::runtime_error("cannot give " + path.string() + " to group " + socket_group + ": " +
+                                     std::strerror(errno));
+        }
+    }
     impl_->accept();
 }
 

@@ -26,8 +26,9 @@ class Server {
 public:
     // Binds path (removing a stale socket file; refusing when another daemon answers there) and
     // starts accepting. Throws std::runtime_error with a precise message on failure.
+    // socket_group, when set, becomes the socket's group owner: its members may connect.
     Server(boost::asio::io_context& io, const std::filesystem::path& path, Services& services,
-           const std::string& admin_group);
+           const std::string& admin_group, const std::string& socket_group);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;

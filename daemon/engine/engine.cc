@@ -136,6 +136,7 @@ struct Engine::Impl {
             id = wf->name + "@" + formatCompactUtc(*scheduled);
             if (runs.count(id) || store.runExists(id)) {
                 out.error = "the firing " + id + " is already recorded";
+                out.duplicate = true;
                 return out;
             }
         } else {
@@ -537,9 +538,13 @@ struct Engine::Impl {
         }
     }
 
+    // Starts the oldest queued run of a workflow once none of its runs is running any more.
     void startNextQueued(const std::string& workflow) {
         auto q = queued.find(workflow);
         if (q == queued.end()) return;
+        for (const auto& [id, r] : runs) {
+            if (r->rec.workflow == workflow && r->rec.state != "queued") return;
+        }
         while (!q->second.empty()) {
             std::string next = q->second.front();
             q->second.pop_front();

@@ -48,6 +48,7 @@ struct TriggerResult {
     std::string run_id;
     std::string state;  // the new run's state: running, queued or skipped
     std::string error;  // when !ok
+    bool duplicate = false; // !ok because this scheduled instant is already recorded
 };
 
 struct EngineStats {

@@ -145,7 +145,11 @@ public:
     }
 
     void cancel(uint64_t token) override {
-        if (!api_.cancel) return;
+        if (!api_.cancel || !(api_.capabilities & TH_CAP_CANCEL)) {
+            spdlog::warn("PLUGIN_CANNOT_CANCEL plugin {} does not support cancel; attempt {} keeps running "
+                         "until it completes", info_.name, token);
+            return;
+        }
         {
             std::lock_guard lock(pending_mu_);
             if (!pending_.count(token)) return;

@@ -47,8 +47,8 @@ struct PluginInfo {
     bool thread_safe = false; // TH_THREADS_SAFE
 };
 
-// Checks a plugin's table against this host's ABI version. `size` is how many bytes of the
-// table are known to be readable (the full struct when it came from the entry function).
+// Checks a plugin's table against this host's ABI version: magic, major, the host minor the plugin
+// requires, that the table covers every 1.0 field, the name and the required functions.
 // Returns why the plugin is refused, or std::nullopt when it is accepted.
 std::optional<std::string> negotiate(const th_plugin_api* api);
 

@@ -1,6 +1,6 @@
-// Elastic pool of worker threads for plugin calls that block (execute of a plugin declaring
-// TH_CAP_BLOCKING_EXECUTE, validate, health checks). Nothing that waits for another task ever
-// runs here: jobs are plain calls that return.
+// Elastic pool of worker threads for plugin calls that block: today, execute() of a plugin that
+// declares TH_CAP_BLOCKING_EXECUTE. Nothing that waits for another task ever runs here: jobs are
+// plain calls that return.
 //
 // Sizing: starts min_workers threads; post() starts another thread when no worker is idle and
 // fewer than max_workers exist (the hard cap; beyond it jobs queue in FIFO order); a worker that

@@ -2,6 +2,12 @@
 
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 namespace taskhub::store {
 
@@ -112,6 +118,8 @@ public:
         return *this;
     }
     int step() { return sqlite3_step(s_); }
+    // Ends a read early, so that the statement does not hold its snapshot open.
+    void finish() { sqlite3_reset(s_); }
     std::string text(int c) const {
         auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
         return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c))) : std::string();
@@ -197,6 +205,25 @@ std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir) {
     if (ec) {
         throw StoreError("cannot create state directory " + state_dir.string() + ": " + ec.message());
     }
+    // One daemon per state directory: a second one must not touch the first one's runs.
+    auto lock_path = state_dir / "taskhub.lock";
+    int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (lock_fd < 0) {
+        throw StoreError("cannot open " + lock_path.string() + ": " + std::strerror(errno));
+    }
+    if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = "";
+        ssize_t n = ::pread(lock_fd, buf, sizeof buf - 1, 0);
+        ::close(lock_fd);
+        std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
+        while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+        throw StoreError("state directory " + state_dir.string() + " is in use by another taskhubd (pid " +
+                         pid + "); stop it first or give this one its own state_dir");
+    }
+    std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(lock_fd, 0) != 0 || ::pwrite(lock_fd, pid.data(), pid.size(), 0) < 0) {
+        // The pid is informational only; the lock itself is what counts.
+    }
     auto path = state_dir / "taskhub.db";
     sqlite3* db = nullptr;
     int rc = sqlite3_open_v2(path.c_str(), &db,
@@ -204,9 +231,11 @@ std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir) {
     if (rc != SQLITE_OK) {
         std::string m = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
         sqlite3_close(db);
+        ::close(lock_fd);
         throw StoreError("cannot open state database " + path.string() + ": " + m);
     }
     std::unique_ptr<Store> store(new Store(db, path));
+    store->lock_fd_ = lock_fd;
     try {
         sqlite3_busy_timeout(db, 5000);
         // Detects a damaged file before anything is written to it.
@@ -230,6 +259,7 @@ Store::~Store() {
     if (in_tx_) commit();
     stmts_.clear();
     sqlite3_close(db_);
+    if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 void Store::migrate() {
@@ -315,7 +345,9 @@ void Store::addEvent(const EventRecord& e) {
 bool Store::runExists(const std::string& id) {
     auto& s = stmt(kRunExists);
     s.bind(1, id);
-    return s.step() == SQLITE_ROW;
+    bool found = s.step() == SQLITE_ROW;
+    s.finish();
+    return found;
 }
 
 std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
@@ -323,6 +355,7 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
     s.bind(1, id);
     if (s.step() != SQLITE_ROW) return std::nullopt;
     RunRecord r = readRun(s);
+    s.finish();
     if (with_tasks) {
         auto& t = stmt(kSelectTasks);
         t.bind(1, id);
@@ -369,7 +402,9 @@ std::vector<EventRecord> Store::events(const std::string& run_id) {
 
 int64_t Store::countRuns() {
     auto& s = stmt(kCountRuns);
-    return s.step() == SQLITE_ROW ? s.i64(0) : 0;
+    int64_t n = s.step() == SQLITE_ROW ? s.i64(0) : 0;
+    s.finish();
+    return n;
 }
 
 std::vector<RunRecord> Store::unfinishedRuns() {

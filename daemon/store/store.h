@@ -40,8 +40,10 @@ class Store {
 public:
     static constexpr int kSchemaVersion = 1;
 
-    // Opens (creating if needed) state_dir/taskhub.db and migrates it. Refuses a database
-    // written by a newer schema version, and one that is not a TaskHub database.
+    // Opens (creating if needed) state_dir/taskhub.db and migrates it. Takes an exclusive lock on
+    // state_dir/taskhub.lock first: a second daemon on the same state directory is refused before
+    // it reads or writes anything. Refuses a database written by a newer schema version, and one
+    // that is not a TaskHub database.
     static std::unique_ptr<Store> open(const std::filesystem::path& state_dir);
     ~Store();
     Store(const Store&) = delete;
@@ -82,6 +84,7 @@ private:
     std::filesystem::path path_;
     std::vector<std::unique_ptr<Stmt>> stmts_;
     bool in_tx_ = false;
+    int lock_fd_ = -1; // flock on state_dir/taskhub.lock, held for the Store's lifetime
     std::string last_error_;
 };
 

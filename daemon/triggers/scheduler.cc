@@ -13,6 +13,9 @@ namespace taskhub::triggers {
 namespace asio = boost::asio;
 using std::chrono::sys_seconds;
 
+// A firing handled later than this after its instant counts as missed.
+constexpr std::chrono::seconds kLateLimit{60};
+
 struct Scheduler::Impl {
     struct Entry {
         sys_seconds when;
@@ -72,6 +75,16 @@ struct Scheduler::Impl {
             if (top.when > now) break;
             Entry e = top;
             queue.pop();
+            if (now - e.when > kLateLimit) {
+                // The loop did not run for a while (suspend, clock jump, overload). This version
+                // has no catch-up, so missed firings are dropped, not run in a burst.
+                const auto now_s = std::chrono::floor<std::chrono::seconds>(now);
+                spdlog::warn("SCHED_FIRING_MISSED {} {}: woke {}s late; firings missed until now are "
+                             "skipped (catch-up is not supported by this version)",
+                             e.wf->name, formatIsoSeconds(e.when), (now_s - e.when).count());
+                plan(e.wf, e.trigger, now_s);
+                continue;
+            }
             fire(Firing{e.wf, e.trigger, e.when});
             plan(e.wf, e.trigger, e.when);
         }

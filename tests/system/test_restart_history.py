@@ -2,6 +2,7 @@
 
 import os
 import signal
+import json
 import subprocess
 import sys
 
@@ -75,7 +76,29 @@ class RestartHistoryTest(harness.DaemonTestCase):
         rc, _ = d.stop()
         self.assertEqual(rc, 0)
 
-    def test_second_daemon_on_same_socket_refuses(self):
+    def test_second_daemon_on_the_same_state_dir_refuses_and_harms_nothing(self):
+        d = self.daemon()
+        d.write_workflow("w", """\
+            [policy]
+            overlap = "allow"
+
+            [[task]]
+            id = "n"
+            plugin = "noop"
+            sleep_ms = 1500
+            """)
+        d.start()
+        running = d.ctl_ok("run", "w")
+        p = subprocess.run([harness.BIN["daemon"], "--config", d.config], capture_output=True, text=True,
+                           timeout=harness.TIMEOUT)
+        self.assertEqual(p.returncode, 1, "a second taskhubd started on a state directory in use")
+        self.assertIn("is in use by another taskhubd (pid %d)" % d.proc.pid, p.stdout + p.stderr)
+        # The first daemon still owns its socket, its run finishes normally and it can still write.
+        self.assertEqual(d.ctl_ok("status")["pid"], d.proc.pid)
+        self.assertEqual(d.ctl_ok("wait", running["id"])["state"], "succeeded")
+        self.assertEqual(d.ctl_ok("run", "w", "--wait")["state"], "succeeded")
+
+    def test_second_daemon_on_the_same_socket_refuses(self):
         d = self.daemon()
         d.write_workflow("w", """\
             [[task]]
@@ -83,9 +106,19 @@ class RestartHistoryTest(harness.DaemonTestCase):
             plugin = "noop"
             """)
         d.start()
-        p = subprocess.run([harness.BIN["daemon"], "--config", d.config], capture_output=True, text=True,
+        other = self.daemon()
+        other.write_workflow("w", """\
+            [[task]]
+            id = "n"
+            plugin = "noop"
+            """)
+        with open(other.config) as f:
+            text = f.read().replace('socket = "taskhub.sock"', 'socket = %s' % json.dumps(d.socket))
+        with open(other.config, "w") as f:
+            f.write(text)
+        p = subprocess.run([harness.BIN["daemon"], "--config", other.config], capture_output=True, text=True,
                            timeout=harness.TIMEOUT)
-        self.assertNotEqual(p.returncode, 0, "a second taskhubd started on a socket in use")
+        self.assertEqual(p.returncode, 1, "a second taskhubd started on a socket in use")
         self.assertIn("already listening", p.stdout + p.stderr)
         self.assertEqual(d.ctl_ok("status")["pid"], d.proc.pid, "the first daemon lost its socket")
 

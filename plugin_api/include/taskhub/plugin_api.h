@@ -3,7 +3,7 @@
  *
  * A plugin is a shared library that exports one C function, TH_PLUGIN_ENTRY_SYMBOL, returning a
  * static table (th_plugin_api) that describes the plugin and holds its entry points. The host
- * (taskhubd, taskhub-runner, `taskhubctl plugin check`) loads the library with RTLD_NOW |
+ * (taskhubd, and `taskhubctl validate` for parameter checks) loads the library with RTLD_NOW |
  * RTLD_LOCAL, calls the entry function once, and negotiates:
  *
  *   - magic must equal TH_ABI_MAGIC;
@@ -68,7 +68,9 @@ typedef enum th_status {
 
 /* How the host may call into one plugin instance. */
 typedef enum th_thread_safety {
-    TH_THREADS_SERIAL = 0, /* the host never makes two calls into the instance at the same time */
+    TH_THREADS_SERIAL = 0, /* the host never makes two calls into the instance at the same time,
+                              except cancel(), which for a TH_CAP_BLOCKING_EXECUTE plugin may
+                              arrive on the event loop while execute() runs on a worker */
     TH_THREADS_SAFE = 1    /* calls may run concurrently from different threads */
 } th_thread_safety;
 

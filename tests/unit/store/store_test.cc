@@ -90,16 +90,35 @@ TEST_CASE("runs, tasks and events survive closing and reopening", "[store]") {
     CHECK_FALSE(s->runExists("wf@3"));
 }
 
-TEST_CASE("uncommitted writes are lost when the process dies, committed ones are not", "[store]") {
+TEST_CASE("only committed writes are visible outside, and survive the process", "[store]") {
     TempDir dir;
     auto s = Store::open(dir.path);
     s->insertRun(makeRun("kept", "wf", 1));
     REQUIRE(s->commit());
-    s->insertRun(makeRun("lost", "wf", 2));
-    // Another connection sees only what was committed.
-    auto other = Store::open(dir.path);
-    CHECK(other->runExists("kept"));
-    CHECK_FALSE(other->runExists("lost"));
+    s->insertRun(makeRun("pending", "wf", 2));
+    sqlite3* other = nullptr;
+    REQUIRE(sqlite3_open((dir.path / "taskhub.db").c_str(), &other) == SQLITE_OK);
+    auto count = [&] {
+        sqlite3_stmt* st = nullptr;
+        sqlite3_prepare_v2(other, "SELECT count(*) FROM runs", -1, &st, nullptr);
+        sqlite3_step(st);
+        int n = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        return n;
+    };
+    CHECK(count() == 1);
+    REQUIRE(s->commit());
+    CHECK(count() == 2);
+    sqlite3_close(other);
+}
+
+TEST_CASE("a second store on the same state directory is refused before it touches anything", "[store]") {
+    TempDir dir;
+    auto first = Store::open(dir.path);
+    CHECK_THROWS_WITH(Store::open(dir.path),
+                      Catch::Contains("is in use by another taskhubd (pid " + std::to_string(getpid()) + ")"));
+    first.reset();
+    CHECK_NOTHROW(Store::open(dir.path));
 }
 
 TEST_CASE("a database from a newer taskhubd is refused and left untouched", "[store]") {
