@@ -1,9 +1,9 @@
 #include "app/app.h"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
-#include <systemd/sd-daemon.h>
 
 #include <algorithm>
 #include <csignal>
@@ -13,6 +13,7 @@
 
 #include "app/daemon_services.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "config/daemon_config.h"
 #include "config/workflow.h"
 #include "control/server.h"
@@ -94,6 +95,8 @@ int serve(const config::DaemonConfig& cfg) {
     if (size_t n = engine.recoverInterrupted()) {
         spdlog::warn("ENGINE_RECOVERED {} run(s) left unfinished by the previous process were marked failed", n);
     }
+    // From here on, commits happen on the store's writer thread and never block the loop.
+    store->startWriter([&io](std::function<void()> fn) { asio::post(io, std::move(fn)); });
 
     triggers::Scheduler scheduler(io, [&engine](const triggers::Firing& f) {
         auto r = engine.trigger(f.workflow, engine::TriggerKind::Cron, f.instant);
@@ -118,13 +121,13 @@ int serve(const config::DaemonConfig& cfg) {
         signals.async_wait([&](const boost::system::error_code& ec, int sig) {
             if (ec) return;
             if (sig == SIGHUP) {
-                sd_notify(0, "RELOADING=1");
+                notifyServiceManager("RELOADING=1");
                 spdlog::info("APP_RELOAD SIGHUP: reloading workflows");
                 services.loadWorkflows();
-                sd_notify(0, "READY=1");
+                notifyServiceManager("READY=1");
             } else if (!stopping) {
                 stopping = true;
-                sd_notify(0, "STOPPING=1");
+                notifyServiceManager("STOPPING=1");
                 spdlog::info("APP_STOPPING signal {}: no new runs; draining for up to {} ms", sig,
                              cfg.shutdown_grace.count());
                 services.setShuttingDown();
@@ -142,7 +145,7 @@ int serve(const config::DaemonConfig& cfg) {
     };
     waitSignal();
 
-    sd_notify(0, "READY=1");
+    notifyServiceManager("READY=1");
     spdlog::info("APP_READY taskhubd {} listening on {} (pid {})", TASKHUB_VERSION, cfg.socket.string(), getpid());
     io.run();
     spdlog::info("APP_STOPPED clean shutdown");

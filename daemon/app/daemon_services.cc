@@ -200,6 +200,6 @@ control::ReloadOutcome DaemonServices::reload(const control::Caller& caller) {
     return loadWorkflows();
 }
 
-bool DaemonServices::commit() { return m_.engine->commitNow(); }
+void DaemonServices::whenDurable(std::function<void(bool ok)> fn) { m_.store->whenDurable(std::move(fn)); }
 
 } // namespace taskhub::app

@@ -229,13 +229,22 @@ void cmdShow(Context& c) {
     throw CommandError{"not_found", "no workflow or run named '" + name + "'"};
 }
 
-void replyRun(Services& services, const std::string& id, const Reply& ok, const Fail& fail) {
-    auto r = services.run(id);
-    if (!r) {
-        fail({"internal", "run " + id + " vanished from the store"});
-        return;
-    }
-    ok(runJson(*r, true));
+// Answers with the run as stored, once everything written so far is durable: what the client
+// is told is never lost, and it reads its own writes. `what` names the change for the error.
+void replyRunWhenDurable(Services& services, const std::string& id, const Reply& ok, const Fail& fail,
+                         const std::string& what) {
+    services.whenDurable([&services, id, ok, fail, what](bool durable) {
+        if (!durable) {
+            fail({"store_failed", what + " could not be committed to the state database"});
+            return;
+        }
+        auto r = services.run(id);
+        if (!r) {
+            fail({"internal", "run " + id + " is missing from the state database"});
+            return;
+        }
+        ok(runJson(*r, true));
+    });
 }
 
 void cmdRun(Context& c) {
@@ -243,18 +252,15 @@ void cmdRun(Context& c) {
     bool wait = optBool(c, "wait");
     auto out = c.services.trigger(wf, c.caller);
     if (!out.ok) throw CommandError{out.code.empty() ? "conflict" : out.code, out.error};
-    if (!c.services.commit()) {
-        throw CommandError{"store_failed", "the run was created but could not be committed to the store"};
-    }
-    if (!wait) {
-        replyRun(c.services, out.run_id, c.ok, c.fail);
-        return;
-    }
     Services& services = c.services;
     auto ok = c.ok;
     auto fail = c.fail;
     std::string id = out.run_id;
-    services.whenRunEnds(id, [&services, id, ok, fail] { replyRun(services, id, ok, fail); });
+    if (!wait) {
+        replyRunWhenDurable(services, id, ok, fail, "run " + id);
+        return;
+    }
+    services.whenRunEnds(id, [&services, id, ok, fail] { replyRunWhenDurable(services, id, ok, fail, "run " + id); });
 }
 
 void cmdWait(Context& c) {
@@ -262,7 +268,7 @@ void cmdWait(Context& c) {
     Services& services = c.services;
     auto ok = c.ok;
     auto fail = c.fail;
-    if (!services.whenRunEnds(id, [&services, id, ok, fail] { replyRun(services, id, ok, fail); })) {
+    if (!services.whenRunEnds(id, [&services, id, ok, fail] { replyRunWhenDurable(services, id, ok, fail, "run " + id); })) {
         throw CommandError{"not_found", "no run with id " + id};
     }
 }
@@ -282,8 +288,7 @@ void cmdCancel(Context& c) {
     if (!c.services.cancel(id, c.caller, &err)) {
         throw CommandError{err.rfind("no run", 0) == 0 ? "not_found" : "conflict", err};
     }
-    if (!c.services.commit()) throw CommandError{"store_failed", "the cancellation could not be committed"};
-    replyRun(c.services, id, c.ok, c.fail);
+    replyRunWhenDurable(c.services, id, c.ok, c.fail, "the cancellation of " + id);
 }
 
 void cmdLogs(Context& c) {
@@ -388,14 +393,13 @@ void handleRequest(Services& services, const Caller& caller, const std::string& 
         reply(errorLine(id, "unknown_command", "unknown command '" + name + "' (try \"help\")"));
         return;
     }
-    static const json::object kNoArgs;
-    const json::object* args = &kNoArgs;
+    auto args = std::make_shared<json::object>();
     if (auto a = obj.find("args"); a != obj.end() && !a->value().is_null()) {
         if (!a->value().is_object()) {
             reply(errorLine(id, "bad_request", "\"args\" must be a JSON object"));
             return;
         }
-        args = &a->value().as_object();
+        *args = a->value().as_object();
     }
     if (cmd->access == Access::Mutating && !caller.may_mutate) {
         reply(errorLine(id, "forbidden",
@@ -404,22 +408,31 @@ void handleRequest(Services& services, const Caller& caller, const std::string& 
         return;
     }
     auto shared_reply = std::make_shared<std::function<void(std::string)>>(std::move(reply));
-    Context ctx{services, caller, *args,
-                [id, shared_reply](json::value data) {
-                    json::object o;
-                    o["proto"] = kProtoVersion;
-                    if (!id.is_null()) o["id"] = id;
-                    o["ok"] = true;
-                    o["data"] = std::move(data);
-                    (*shared_reply)(json::serialize(o));
-                },
-                [id, shared_reply](CommandError e) { (*shared_reply)(errorLine(id, e.code, e.message)); }};
-    try {
-        cmd->handler(ctx);
-    } catch (const CommandError& e) {
-        ctx.fail(e);
-    } catch (const std::exception& e) {
-        ctx.fail({"internal", e.what()});
+    auto execute = [&services, caller, cmd, args, id, shared_reply] {
+        Context ctx{services, caller, *args,
+                    [id, shared_reply](json::value data) {
+                        json::object o;
+                        o["proto"] = kProtoVersion;
+                        if (!id.is_null()) o["id"] = id;
+                        o["ok"] = true;
+                        o["data"] = std::move(data);
+                        (*shared_reply)(json::serialize(o));
+                    },
+                    [id, shared_reply](CommandError e) { (*shared_reply)(errorLine(id, e.code, e.message)); }};
+        try {
+            cmd->handler(ctx);
+        } catch (const CommandError& e) {
+            ctx.fail(e);
+        } catch (const std::exception& e) {
+            ctx.fail({"internal", e.what()});
+        }
+    };
+    if (cmd->access == Access::ReadOnly) {
+        // Reads wait for the writes made so far to be committed, so that an answer never shows
+        // less than an earlier answer did.
+        services.whenDurable([execute](bool) { execute(); });
+    } else {
+        execute();
     }
 }
 

@@ -115,8 +115,9 @@ public:
     virtual LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
                              size_t max_bytes) = 0;
     virtual ReloadOutcome reload(const Caller& caller) = 0;
-    // Makes every state change so far durable; false when the store failed.
-    virtual bool commit() = 0;
+    // Calls fn(ok) once every state change made so far is durable (ok = false when the store
+    // failed to commit). Answers to clients are given only then.
+    virtual void whenDurable(std::function<void(bool ok)> fn) = 0;
 };
 
 } // namespace taskhub::control

@@ -75,7 +75,6 @@ struct Engine::Impl {
     std::map<std::string, int> plugin_running;
     size_t running_tasks = 0;
     uint64_t runs_started = 0;
-    bool commit_posted = false;
     bool stopping = false;
     std::function<void()> on_drained;
     std::unique_ptr<asio::steady_timer> grace_timer;
@@ -86,30 +85,17 @@ struct Engine::Impl {
 
     // ---- persistence ----
 
-    void scheduleCommit() {
-        if (commit_posted) return;
-        commit_posted = true;
-        // Posted behind the handlers already queued, so one commit covers this whole turn.
-        asio::post(io, [this] {
-            commit_posted = false;
-            store.commit();
-        });
-    }
-
     void event(const std::string& run_id, const std::string& task_id, const std::string& kind,
                const std::string& detail = {}) {
         store.addEvent({nowMillis(), run_id, task_id, kind, detail});
-        scheduleCommit();
     }
 
     void saveRun(Run& run) {
         store.updateRun(run.rec);
-        scheduleCommit();
     }
 
     void saveTask(Run& run, uint32_t t) {
         store.upsertTask(run.rec.id, static_cast<int>(t), run.tasks[t].rec);
-        scheduleCommit();
     }
 
     // ---- creating runs ----
@@ -230,6 +216,9 @@ struct Engine::Impl {
 
     void startRun(Run& run) {
         ++runs_started;
+        // The run's log directory, once; a failure shows up as each task's "cannot open task log".
+        std::error_code mkdir_error;
+        fs::create_directories(opts.log_dir / run.rec.id, mkdir_error);
         run.rec.state = "running";
         run.rec.started_ms = nowMillis();
         saveRun(run);
@@ -295,10 +284,7 @@ struct Engine::Impl {
     }
 
     int openLog(const Run& run, const TaskRun& task, std::string* err) {
-        fs::path dir = opts.log_dir / run.rec.id;
-        std::error_code ec;
-        fs::create_directories(dir, ec);
-        fs::path file = dir / (task.rec.task_id + "." + std::to_string(task.rec.attempt) + ".log");
+        fs::path file = opts.log_dir / run.rec.id / (task.rec.task_id + "." + std::to_string(task.rec.attempt) + ".log");
         int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (fd < 0) *err = "cannot open task log " + file.string() + ": " + std::strerror(errno);
         return fd;
@@ -533,7 +519,6 @@ struct Engine::Impl {
             auto done = std::move(on_drained);
             on_drained = nullptr;
             grace_timer.reset();
-            store.commit();
             done();
         }
     }
@@ -627,7 +612,6 @@ bool Engine::whenEnded(const std::string& run_id, std::function<void(const store
     return true;
 }
 
-bool Engine::commitNow() { return impl_->store.commit(); }
 
 void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {
     auto& im = *impl_;
@@ -640,7 +624,6 @@ void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> don
         im.cancel(id, "cancelled: taskhubd is shutting down", &err);
     }
     if (im.runs.empty()) {
-        im.store.commit();
         done();
         return;
     }

@@ -5,9 +5,9 @@
 // waiting; a running task is a token and a callback, never a blocked thread. That is why nested
 // or parallel work cannot deadlock the pool (there is nothing to wait on a worker).
 //
-// Every state change is written to the store at once (inside the open transaction) and made
-// durable by a group commit at the end of the current event-loop turn; commitNow() forces it
-// before a change is acknowledged to a client.
+// Every state change is handed to the store at once; the store's writer thread makes it durable
+// in group commits without blocking the loop (see store/store.h). Whoever acknowledges a change
+// to a client waits for Store::whenDurable first.
 #ifndef TASKHUB_ENGINE_ENGINE_H
 #define TASKHUB_ENGINE_ENGINE_H
 
@@ -68,7 +68,8 @@ public:
     Engine& operator=(const Engine&) = delete;
 
     // Marks runs that a previous process left queued or running as failed (they are not resumed
-    // by this version), with their unfinished tasks. Call once before the first trigger.
+    // by this version), with their unfinished tasks, and commits that. Call once before the first
+    // trigger, while the store is still in synchronous mode.
     size_t recoverInterrupted();
 
     // Creates a run of wf and starts it, queues it or records it as skipped, as the workflow's
@@ -84,9 +85,6 @@ public:
     // Calls fn with the run's final record once it has ended (at once if it already has).
     // Returns false when no such run exists.
     bool whenEnded(const std::string& run_id, std::function<void(const store::RunRecord&)> fn);
-
-    // Commits every state change so far; false when the store failed.
-    bool commitNow();
 
     // Stops accepting runs; running runs get `grace` to finish and are then cancelled. done runs
     // once no run is active.

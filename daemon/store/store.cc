@@ -87,7 +87,7 @@ const char* kSql[kStmtCount] = {
 
 } // namespace
 
-class Store::Stmt {
+class Stmt {
 public:
     Stmt(sqlite3* db, const char* sql) {
         if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s_, nullptr) != SQLITE_OK) {
@@ -182,7 +182,7 @@ std::string pragmaText(sqlite3* db, const char* sql, const std::filesystem::path
     return v;
 }
 
-RunRecord readRun(const auto& s) {
+RunRecord readRun(const Stmt& s) {
     RunRecord r;
     r.id = s.text(0);
     r.workflow = s.text(1);
@@ -199,151 +199,330 @@ RunRecord readRun(const auto& s) {
 
 } // namespace
 
-std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir) {
-    std::error_code ec;
-    std::filesystem::create_directories(state_dir, ec);
-    if (ec) {
-        throw StoreError("cannot create state directory " + state_dir.string() + ": " + ec.message());
+
+// One SQLite connection with its prepared statements; used by one thread at a time.
+class Store::Conn {
+public:
+    Conn(sqlite3* db, const std::filesystem::path& path) : db_(db), path_(path) {}
+    ~Conn() {
+        stmts_.clear();
+        sqlite3_close(db_);
     }
-    // One daemon per state directory: a second one must not touch the first one's runs.
-    auto lock_path = state_dir / "taskhub.lock";
-    int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
-    if (lock_fd < 0) {
-        throw StoreError("cannot open " + lock_path.string() + ": " + std::strerror(errno));
+    void prepare() {
+        for (int i = 0; i < kStmtCount; ++i) stmts_.push_back(std::make_unique<Stmt>(db_, kSql[i]));
     }
-    if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        char buf[32] = "";
-        ssize_t n = ::pread(lock_fd, buf, sizeof buf - 1, 0);
-        ::close(lock_fd);
-        std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
-        while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-        throw StoreError("state directory " + state_dir.string() + " is in use by another taskhubd (pid " +
-                         pid + "); stop it first or give this one its own state_dir");
+    Stmt& stmt(int which) { return stmts_[which]->reset(); }
+    sqlite3* db() const { return db_; }
+
+    // Returns an error message, or "" on success.
+    std::string exec(const char* sql) {
+        char* msg = nullptr;
+        if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) == SQLITE_OK) return "";
+        std::string m = msg ? msg : sqlite3_errmsg(db_);
+        sqlite3_free(msg);
+        return m;
     }
-    std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(lock_fd, 0) != 0 || ::pwrite(lock_fd, pid.data(), pid.size(), 0) < 0) {
-        // The pid is informational only; the lock itself is what counts.
+    bool check(int rc, const char* what, std::string* err) {
+        if (rc == SQLITE_DONE || rc == SQLITE_ROW || rc == SQLITE_OK) return true;
+        if (err->empty()) *err = std::string(what) + ": " + sqlite3_errmsg(db_);
+        return false;
     }
-    auto path = state_dir / "taskhub.db";
+
+    bool in_tx = false; // synchronous mode: a transaction is open
+
+private:
+    sqlite3* db_;
+    std::filesystem::path path_;
+    std::vector<std::unique_ptr<Stmt>> stmts_;
+};
+
+namespace {
+
+sqlite3* openConnection(const std::filesystem::path& path, int flags) {
     sqlite3* db = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
         std::string m = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
         sqlite3_close(db);
-        ::close(lock_fd);
         throw StoreError("cannot open state database " + path.string() + ": " + m);
     }
-    std::unique_ptr<Store> store(new Store(db, path));
-    store->lock_fd_ = lock_fd;
-    try {
-        sqlite3_busy_timeout(db, 5000);
-        // Detects a damaged file before anything is written to it.
-        std::string check = pragmaText(db, "PRAGMA quick_check(1)", path);
-        if (check != "ok") throw StoreError("integrity check failed: " + check);
-        exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", path);
-        store->migrate();
-    } catch (const StoreError& e) {
-        throw StoreError(std::string(e.what()) +
-                         "\nThe state database was left untouched. If it is damaged, stop taskhubd, "
-                         "move " + path.string() + " (and its -wal/-shm files) aside and start again "
-                         "to begin with an empty history; `sqlite3 FILE .recover` may save the old one.");
-    }
-    for (int i = 0; i < kStmtCount; ++i) store->stmts_.push_back(std::make_unique<Stmt>(db, kSql[i]));
-    return store;
+    sqlite3_busy_timeout(db, 5000);
+    return db;
 }
 
-Store::Store(sqlite3* db, std::filesystem::path path) : db_(db), path_(std::move(path)) {}
-
-Store::~Store() {
-    if (in_tx_) commit();
-    stmts_.clear();
-    sqlite3_close(db_);
-    if (lock_fd_ >= 0) ::close(lock_fd_);
-}
-
-void Store::migrate() {
-    int64_t app = pragmaInt(db_, "PRAGMA application_id", path_);
-    int64_t version = pragmaInt(db_, "PRAGMA user_version", path_);
-    int64_t tables = pragmaInt(db_, "SELECT count(*) FROM sqlite_master", path_);
+void migrate(sqlite3* db, const std::filesystem::path& path) {
+    int64_t app = pragmaInt(db, "PRAGMA application_id", path);
+    int64_t version = pragmaInt(db, "PRAGMA user_version", path);
+    int64_t tables = pragmaInt(db, "SELECT count(*) FROM sqlite_master", path);
     if (app != kApplicationId && (app != 0 || tables != 0)) {
-        throw StoreError(path_.string() + " is not a TaskHub state database (application_id " +
+        throw StoreError(path.string() + " is not a TaskHub state database (application_id " +
                          std::to_string(app) + ")");
     }
-    if (version > kSchemaVersion) {
-        throw StoreError(path_.string() + " was written by a newer taskhubd (schema version " +
+    if (version > Store::kSchemaVersion) {
+        throw StoreError(path.string() + " was written by a newer taskhubd (schema version " +
                          std::to_string(version) + ", this taskhubd knows up to " +
-                         std::to_string(kSchemaVersion) + "); refusing to modify it");
+                         std::to_string(Store::kSchemaVersion) + "); refusing to modify it");
     }
-    if (version == kSchemaVersion) return;
-    exec(db_, "BEGIN IMMEDIATE", path_);
+    if (version == Store::kSchemaVersion) return;
+    exec(db, "BEGIN IMMEDIATE", path);
     try {
-        if (version < 1) exec(db_, kSchemaV1, path_);
-        exec(db_, ("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str(), path_);
-        exec(db_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str(), path_);
-        exec(db_, "COMMIT", path_);
+        if (version < 1) exec(db, kSchemaV1, path);
+        exec(db, ("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str(), path);
+        exec(db, ("PRAGMA user_version=" + std::to_string(Store::kSchemaVersion)).c_str(), path);
+        exec(db, "COMMIT", path);
     } catch (...) {
-        sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
         throw;
     }
 }
 
-Store::Stmt& Store::stmt(int which) { return stmts_[which]->reset(); }
-
-bool Store::check(int rc, const char* what) {
-    if (rc == SQLITE_DONE || rc == SQLITE_ROW || rc == SQLITE_OK) return true;
-    last_error_ = std::string(what) + ": " + sqlite3_errmsg(db_);
-    spdlog::error("STORE_WRITE_FAILED {}", last_error_);
-    return false;
+// One daemon per state directory: a second one must not touch the first one's runs.
+int lockStateDir(const std::filesystem::path& state_dir) {
+    auto lock_path = state_dir / "taskhub.lock";
+    int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) throw StoreError("cannot open " + lock_path.string() + ": " + std::strerror(errno));
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = "";
+        ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+        ::close(fd);
+        std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
+        while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+        throw StoreError("state directory " + state_dir.string() + " is in use by another taskhubd (pid " + pid +
+                         "); stop it first or give this one its own state_dir");
+    }
+    std::string pid = std::to_string(::getpid()) + "\n";
+    // The pid is informational only; the lock itself is what counts.
+    if (::ftruncate(fd, 0) == 0) {
+        [[maybe_unused]] ssize_t n = ::pwrite(fd, pid.data(), pid.size(), 0);
+    }
+    return fd;
 }
 
-void Store::begin() {
-    if (in_tx_) return;
-    if (check(sqlite3_exec(db_, "BEGIN", nullptr, nullptr, nullptr), "begin transaction")) in_tx_ = true;
+std::string taskKey(const std::string& run_id, const std::string& task_id) { return run_id + '\n' + task_id; }
+
+} // namespace
+
+std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    if (ec) throw StoreError("cannot create state directory " + state_dir.string() + ": " + ec.message());
+    int lock_fd = lockStateDir(state_dir);
+    auto path = state_dir / "taskhub.db";
+    try {
+        auto writer = std::make_unique<Conn>(openConnection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE), path);
+        try {
+            // Detects a damaged file before anything is written to it.
+            std::string check = pragmaText(writer->db(), "PRAGMA quick_check(1)", path);
+            if (check != "ok") throw StoreError("integrity check failed: " + check);
+            exec(writer->db(), "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", path);
+            migrate(writer->db(), path);
+        } catch (const StoreError& e) {
+            throw StoreError(std::string(e.what()) +
+                             "\nThe state database was left untouched. If it is damaged, stop taskhubd, move " +
+                             path.string() + " (and its -wal/-shm files) aside and start again to begin with an "
+                             "empty history; `sqlite3 FILE .recover` may save the old one.");
+        }
+        writer->prepare();
+        auto reader = std::make_unique<Conn>(openConnection(path, SQLITE_OPEN_READONLY), path);
+        reader->prepare();
+        std::unique_ptr<Store> store(new Store(std::move(writer), std::move(reader), path));
+        store->lock_fd_ = lock_fd;
+        return store;
+    } catch (...) {
+        ::close(lock_fd);
+        throw;
+    }
+}
+
+Store::Store(std::unique_ptr<Conn> writer, std::unique_ptr<Conn> reader, std::filesystem::path path)
+    : w_(std::move(writer)), r_(std::move(reader)), path_(std::move(path)) {}
+
+Store::~Store() {
+    if (writer_.joinable()) {
+        {
+            std::lock_guard lock(mu_);
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        writer_.join(); // writes what is still pending first
+    } else {
+        commit();
+    }
+    w_.reset();
+    r_.reset();
+    if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+void Store::startWriter(std::function<void(std::function<void()>)> post) {
+    commit();
+    post_ = std::move(post);
+    writer_ = std::thread([this] { writerLoop(); });
+}
+
+void Store::apply(Conn& c, const Op& op) {
+    std::string err;
+    std::visit(
+        [&](const auto& o) {
+            using T = std::decay_t<decltype(o)>;
+            if constexpr (std::is_same_v<T, RunRecord>) {
+                auto& s = c.stmt(kInsertRun);
+                s.bind(1, o.id).bind(2, o.workflow).bind(3, o.trigger).bind(4, o.state).bind(5, o.message);
+                s.bind(6, o.version).bind(7, o.scheduled_ms).bind(8, o.created_ms).bind(9, o.started_ms);
+                s.bind(10, o.ended_ms);
+                c.check(s.step(), "insert run", &err);
+            } else if constexpr (std::is_same_v<T, UpdateRun>) {
+                const auto& r = o.run;
+                auto& s = c.stmt(kUpdateRun);
+                s.bind(1, r.id).bind(2, r.state).bind(3, r.message).bind(4, r.started_ms).bind(5, r.ended_ms);
+                c.check(s.step(), "update run", &err);
+            } else if constexpr (std::is_same_v<T, UpsertTask>) {
+                const auto& t = o.task;
+                auto& s = c.stmt(kUpsertTask);
+                s.bind(1, o.run_id).bind(2, t.task_id).bind(3, t.plugin).bind(4, t.state);
+                s.bind(5, static_cast<int64_t>(t.attempt)).bind(6, t.exit_code).bind(7, t.message);
+                s.bind(8, t.started_ms).bind(9, t.ended_ms).bind(10, static_cast<int64_t>(o.order));
+                c.check(s.step(), "update task", &err);
+            } else {
+                auto& s = c.stmt(kInsertEvent);
+                s.bind(1, o.run_id).bind(2, o.task_id).bind(3, o.ts_ms).bind(4, o.kind).bind(5, o.detail);
+                c.check(s.step(), "insert event", &err);
+            }
+        },
+        op);
+    if (!err.empty()) {
+        spdlog::error("STORE_WRITE_FAILED {}", err);
+        std::lock_guard lock(mu_);
+        last_error_ = err;
+    }
+}
+
+void Store::enqueue(Op op) {
+    if (!writer_.joinable()) {
+        if (!w_->in_tx) {
+            std::string err = w_->exec("BEGIN");
+            if (!err.empty()) spdlog::error("STORE_WRITE_FAILED begin transaction: {}", err);
+            else w_->in_tx = true;
+        }
+        apply(*w_, op);
+        return;
+    }
+    {
+        std::lock_guard lock(mu_);
+        auto& b = pending_;
+        b.seq = ++written_seq_;
+        if (auto* t = std::get_if<UpsertTask>(&op)) {
+            auto [it, inserted] = b.task_index.emplace(taskKey(t->run_id, t->task.task_id), b.ops.size());
+            if (!inserted) {
+                b.ops[it->second] = std::move(op); // the task's latest state is all that matters
+                return;
+            }
+        } else if (auto* r = std::get_if<RunRecord>(&op)) {
+            b.run_ids.insert(r->id);
+        }
+        b.ops.push_back(std::move(op));
+    }
+    cv_.notify_one();
+}
+
+void Store::insertRun(const RunRecord& run) { enqueue(run); }
+void Store::updateRun(const RunRecord& run) { enqueue(UpdateRun{run}); }
+void Store::upsertTask(const std::string& run_id, int order, const TaskRecord& task) {
+    enqueue(UpsertTask{run_id, order, task});
+}
+void Store::addEvent(const EventRecord& event) { enqueue(event); }
+
+void Store::writerLoop() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+        cv_.wait(lock, [this] { return stopping_ || !pending_.ops.empty(); });
+        if (pending_.ops.empty()) break; // stopping and nothing left
+        Batch batch = std::move(pending_);
+        pending_ = Batch{};
+        committing_runs_ = batch.run_ids;
+        lock.unlock();
+
+        std::string err = w_->exec("BEGIN");
+        bool ok = err.empty();
+        if (ok) {
+            for (const auto& op : batch.ops) apply(*w_, op);
+            err = w_->exec("COMMIT");
+            ok = err.empty();
+            if (!ok) w_->exec("ROLLBACK");
+        }
+        if (!ok) spdlog::error("STORE_COMMIT_FAILED {} write(s) lost: {}", batch.ops.size(), err);
+
+        lock.lock();
+        if (!ok) last_error_ = err;
+        committing_runs_.clear();
+        durable_seq_ = batch.seq;
+        durable_ok_ = ok;
+        flushed_cv_.notify_all();
+        if (post_) post_([this, seq = batch.seq, ok] { onCommitted(seq, ok); });
+    }
+}
+
+void Store::onCommitted(uint64_t seq, bool ok) {
+    while (!waiters_.empty() && waiters_.front().first <= seq) {
+        auto fn = std::move(waiters_.front().second);
+        waiters_.pop_front();
+        fn(ok);
+    }
 }
 
 bool Store::commit() {
-    if (!in_tx_) return true;
-    in_tx_ = false;
-    if (check(sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr), "commit")) return true;
-    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    return false;
+    if (!writer_.joinable()) {
+        if (!w_->in_tx) return true;
+        w_->in_tx = false;
+        std::string err = w_->exec("COMMIT");
+        if (err.empty()) return true;
+        spdlog::error("STORE_COMMIT_FAILED {}", err);
+        w_->exec("ROLLBACK");
+        std::lock_guard lock(mu_);
+        last_error_ = err;
+        return false;
+    }
+    std::unique_lock lock(mu_);
+    const uint64_t target = written_seq_;
+    flushed_cv_.wait(lock, [&] { return durable_seq_ >= target; });
+    return durable_ok_;
 }
 
-void Store::insertRun(const RunRecord& r) {
-    begin();
-    auto& s = stmt(kInsertRun);
-    s.bind(1, r.id).bind(2, r.workflow).bind(3, r.trigger).bind(4, r.state).bind(5, r.message);
-    s.bind(6, r.version).bind(7, r.scheduled_ms).bind(8, r.created_ms).bind(9, r.started_ms);
-    s.bind(10, r.ended_ms);
-    check(s.step(), "insert run");
+void Store::whenDurable(std::function<void(bool)> fn) {
+    uint64_t target;
+    bool done;
+    bool ok;
+    {
+        std::lock_guard lock(mu_);
+        target = written_seq_;
+        done = durable_seq_ >= target;
+        ok = durable_ok_;
+    }
+    if (done) {
+        post_([fn = std::move(fn), ok] { fn(ok); });
+        return;
+    }
+    waiters_.emplace_back(target, std::move(fn));
 }
 
-void Store::updateRun(const RunRecord& r) {
-    begin();
-    auto& s = stmt(kUpdateRun);
-    s.bind(1, r.id).bind(2, r.state).bind(3, r.message).bind(4, r.started_ms).bind(5, r.ended_ms);
-    check(s.step(), "update run");
-}
-
-void Store::upsertTask(const std::string& run_id, int order, const TaskRecord& t) {
-    begin();
-    auto& s = stmt(kUpsertTask);
-    s.bind(1, run_id).bind(2, t.task_id).bind(3, t.plugin).bind(4, t.state);
-    s.bind(5, static_cast<int64_t>(t.attempt)).bind(6, t.exit_code).bind(7, t.message);
-    s.bind(8, t.started_ms).bind(9, t.ended_ms).bind(10, static_cast<int64_t>(order));
-    check(s.step(), "update task");
-}
-
-void Store::addEvent(const EventRecord& e) {
-    begin();
-    auto& s = stmt(kInsertEvent);
-    s.bind(1, e.run_id).bind(2, e.task_id).bind(3, e.ts_ms).bind(4, e.kind).bind(5, e.detail);
-    check(s.step(), "insert event");
+std::string Store::lastError() const {
+    std::lock_guard lock(mu_);
+    return last_error_;
 }
 
 bool Store::runExists(const std::string& id) {
-    auto& s = stmt(kRunExists);
+    {
+        std::lock_guard lock(mu_);
+        if (pending_.run_ids.count(id) || committing_runs_.count(id)) return true;
+    }
+    if (!writer_.joinable() && w_->in_tx) {
+        // Synchronous mode: the open transaction is visible on the write connection only.
+        auto& s = w_->stmt(kRunExists);
+        s.bind(1, id);
+        bool found = s.step() == SQLITE_ROW;
+        s.finish();
+        return found;
+    }
+    auto& s = r_->stmt(kRunExists);
     s.bind(1, id);
     bool found = s.step() == SQLITE_ROW;
     s.finish();
@@ -351,13 +530,13 @@ bool Store::runExists(const std::string& id) {
 }
 
 std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
-    auto& s = stmt(kSelectRun);
+    auto& s = r_->stmt(kSelectRun);
     s.bind(1, id);
     if (s.step() != SQLITE_ROW) return std::nullopt;
     RunRecord r = readRun(s);
     s.finish();
     if (with_tasks) {
-        auto& t = stmt(kSelectTasks);
+        auto& t = r_->stmt(kSelectTasks);
         t.bind(1, id);
         while (t.step() == SQLITE_ROW) {
             TaskRecord tr;
@@ -381,7 +560,7 @@ std::vector<RunRecord> Store::runs(const RunFilter& f) {
     if (f.workflow) sql += " AND workflow = ?1";
     if (f.state) sql += " AND state = ?2";
     sql += " ORDER BY rowid DESC LIMIT ?3";
-    Stmt s(db_, sql.c_str());
+    Stmt s(r_->db(), sql.c_str());
     if (f.workflow) s.bind(1, *f.workflow);
     if (f.state) s.bind(2, *f.state);
     s.bind(3, static_cast<int64_t>(f.limit));
@@ -391,24 +570,22 @@ std::vector<RunRecord> Store::runs(const RunFilter& f) {
 }
 
 std::vector<EventRecord> Store::events(const std::string& run_id) {
-    auto& s = stmt(kSelectEvents);
+    auto& s = r_->stmt(kSelectEvents);
     s.bind(1, run_id);
     std::vector<EventRecord> out;
-    while (s.step() == SQLITE_ROW) {
-        out.push_back({s.i64(0), s.text(1), s.text(2), s.text(3), s.text(4)});
-    }
+    while (s.step() == SQLITE_ROW) out.push_back({s.i64(0), s.text(1), s.text(2), s.text(3), s.text(4)});
     return out;
 }
 
 int64_t Store::countRuns() {
-    auto& s = stmt(kCountRuns);
+    auto& s = r_->stmt(kCountRuns);
     int64_t n = s.step() == SQLITE_ROW ? s.i64(0) : 0;
     s.finish();
     return n;
 }
 
 std::vector<RunRecord> Store::unfinishedRuns() {
-    auto& s = stmt(kUnfinished);
+    auto& s = r_->stmt(kUnfinished);
     std::vector<RunRecord> out;
     while (s.step() == SQLITE_ROW) out.push_back(readRun(s));
     return out;

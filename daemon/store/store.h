@@ -1,18 +1,33 @@
 // Durable state in SQLite under the state directory: runs, their tasks and an event log.
 //
-// Durability: WAL journal with synchronous=FULL. Writes are grouped: every write joins the open
-// transaction, and commit() makes all of them durable with one fsync. The engine calls commit()
-// once per event-loop turn (group commit) and before it acknowledges a state change to a client,
-// so nothing acknowledged is ever lost while many state changes share one fsync.
+// Durability: WAL journal with synchronous=FULL. Two modes:
+//   - synchronous (after open()): writes join an open transaction on the calling thread and
+//     commit() makes them durable. Used at start-up (recovery) and by tests.
+//   - writer thread (after startWriter()): writes are queued as plain records and a writer
+//     thread with its own connection commits them in batches, back to back (group commit), so
+//     fsync never blocks the event loop. Several updates of one task within a batch collapse into
+//     its latest state. whenDurable(fn) calls fn (through the poster given to startWriter) once
+//     everything written so far is committed: the control channel answers a client only then, so
+//     nothing acknowledged is ever lost and every answer reads its own writes.
 //
-// Threading: not thread-safe; owned and used by the event-loop thread only.
-// Errors: open() throws StoreError with a message saying what to do; write and read errors
-// after that are logged and reported through lastError(), never thrown into the engine.
+// Threading: the write and read methods are for one thread (the event loop); the writer thread
+// is internal. Reads use their own connection and see committed data only.
+// Errors: open() throws StoreError with a message saying what to do; write errors after that are
+// logged (STORE_WRITE_FAILED), reported to whenDurable callbacks, and kept in lastError().
 #ifndef TASKHUB_STORE_STORE_H
 #define TASKHUB_STORE_STORE_H
 
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -45,21 +60,28 @@ public:
     // it reads or writes anything. Refuses a database written by a newer schema version, and one
     // that is not a TaskHub database.
     static std::unique_ptr<Store> open(const std::filesystem::path& state_dir);
-    ~Store();
+    ~Store(); // commits or flushes what is pending, stops the writer
     Store(const Store&) = delete;
     Store& operator=(const Store&) = delete;
 
-    // ---- writes: join the open transaction; durable after commit() ----
+    // Switches to writer-thread mode (see above). post(fn) must run fn on the event-loop thread.
+    void startWriter(std::function<void(std::function<void()>)> post);
+
+    // ---- writes ----
     void insertRun(const RunRecord& run);
     void updateRun(const RunRecord& run); // state, message, started, ended
     // order: the task's position in its workflow, which is the order tasks are listed in.
     void upsertTask(const std::string& run_id, int order, const TaskRecord& task);
     void addEvent(const EventRecord& event);
-    // Commits the open transaction, if any. Returns false (and logs) on failure.
-    bool commit();
-    bool hasUncommitted() const noexcept { return in_tx_; }
 
-    // ---- reads: see every write, committed or not ----
+    // Synchronous mode: commits the open transaction. Writer mode: waits until everything
+    // written so far is committed. Returns false when a commit failed.
+    bool commit();
+    // Calls fn(ok) on the event loop once every write made before this call is committed (at
+    // once, through post, when nothing is pending). Writer mode only.
+    void whenDurable(std::function<void(bool ok)> fn);
+
+    // ---- reads: committed data, plus run ids not yet committed for runExists ----
     bool runExists(const std::string& id);
     std::optional<RunRecord> run(const std::string& id, bool with_tasks);
     std::vector<RunRecord> runs(const RunFilter& filter); // newest first
@@ -69,23 +91,53 @@ public:
     // Runs left queued or running by a previous daemon process.
     std::vector<RunRecord> unfinishedRuns();
 
-    const std::string& lastError() const noexcept { return last_error_; }
+    std::string lastError() const;
     const std::filesystem::path& path() const noexcept { return path_; }
 
 private:
-    Store(sqlite3* db, std::filesystem::path path);
-    class Stmt;
-    Stmt& stmt(int which);
-    void begin();
-    bool check(int rc, const char* what);
-    void migrate();
+    struct UpsertTask {
+        std::string run_id;
+        int order;
+        TaskRecord task;
+    };
+    struct UpdateRun {
+        RunRecord run;
+    };
+    using Op = std::variant<RunRecord, UpdateRun, UpsertTask, EventRecord>;
+    struct Batch {
+        std::vector<Op> ops;
+        std::unordered_map<std::string, size_t> task_index; // "run\ntask" -> index in ops
+        std::unordered_set<std::string> run_ids;            // runs inserted by this batch
+        uint64_t seq = 0;                                   // last write in this batch
+    };
+    class Conn;
 
-    sqlite3* db_;
+    Store(std::unique_ptr<Conn> writer, std::unique_ptr<Conn> reader, std::filesystem::path path);
+    void enqueue(Op op);
+    void apply(Conn& c, const Op& op);
+    void writerLoop();
+    void onCommitted(uint64_t seq, bool ok);
+
+    std::unique_ptr<Conn> w_; // write connection: the writer thread's, or the caller's before it
+    std::unique_ptr<Conn> r_; // read connection: the event loop's
     std::filesystem::path path_;
-    std::vector<std::unique_ptr<Stmt>> stmts_;
-    bool in_tx_ = false;
-    int lock_fd_ = -1; // flock on state_dir/taskhub.lock, held for the Store's lifetime
-    std::string last_error_;
+    int lock_fd_ = -1;        // flock on state_dir/taskhub.lock, held for the Store's lifetime
+
+    // Writer mode.
+    std::function<void(std::function<void()>)> post_;
+    std::thread writer_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::condition_variable flushed_cv_;
+    Batch pending_;                     // guarded by mu_
+    std::unordered_set<std::string> committing_runs_; // guarded by mu_: run ids in the batch being written
+    bool stopping_ = false;             // guarded by mu_
+    uint64_t written_seq_ = 0;          // guarded by mu_: last write handed to the store
+    uint64_t durable_seq_ = 0;          // guarded by mu_: last write committed (or failed)
+    bool durable_ok_ = true;            // guarded by mu_
+    std::string last_error_;            // guarded by mu_
+    // Event-loop thread only.
+    std::deque<std::pair<uint64_t, std::function<void(bool)>>> waiters_;
 };
 
 } // namespace taskhub::store
