@@ -5,14 +5,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <random>
 #include <set>
 
 #include "common/time_util.h"
 #include "dag/graph.h"
+#include "engine/task_output.h"
 #include "plugin_host/plugin_host.h"
 #include "store/store.h"
 
@@ -36,7 +35,7 @@ struct Engine::Impl {
         const config::TaskDef* def = nullptr;
         plugin_host::Plugin* plugin = nullptr;
         uint64_t token = 0;
-        int log_fd = -1;
+        std::shared_ptr<TaskOutput> output; // while an attempt runs
         bool cancel_requested = false;
         std::string timed_out; // non-empty: the attempt was stopped by its timeout
         std::unique_ptr<asio::steady_timer> timer; // retry delay or attempt timeout
@@ -283,11 +282,9 @@ struct Engine::Impl {
         }
     }
 
-    int openLog(const Run& run, const TaskRun& task, std::string* err) {
+    std::shared_ptr<TaskOutput> openOutput(const Run& run, const TaskRun& task, std::string* err) {
         fs::path file = opts.log_dir / run.rec.id / (task.rec.task_id + "." + std::to_string(task.rec.attempt) + ".log");
-        int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-        if (fd < 0) *err = "cannot open task log " + file.string() + ": " + std::strerror(errno);
-        return fd;
+        return TaskOutput::open(io, std::move(file), err);
     }
 
     void dispatch(Run& run, uint32_t t) {
@@ -307,8 +304,8 @@ struct Engine::Impl {
             return;
         }
         std::string err;
-        task.log_fd = openLog(run, task, &err);
-        if (task.log_fd < 0) {
+        task.output = openOutput(run, task, &err);
+        if (!task.output) {
             finishAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, err});
             maybeEndRun(run);
             return;
@@ -329,7 +326,7 @@ struct Engine::Impl {
                     "TASKHUB_TASK_ID=" + task.rec.task_id,
                     "TASKHUB_ATTEMPT=" + std::to_string(task.rec.attempt)};
         for (const auto& [k, v] : task.def->env) spec.env.push_back(k + "=" + v);
-        spec.log_fd = task.log_fd;
+        spec.log_fd = task.output->writeFd();
         spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());
 
         if (task.def->timeout.count() > 0) {
@@ -352,6 +349,7 @@ struct Engine::Impl {
         task.token = task.plugin->start(spec, [this, id, t, attempt](AttemptResult r) {
             onAttemptDone(id, t, attempt, std::move(r));
         });
+        task.output->start();
     }
 
     void onAttemptDone(const std::string& id, uint32_t t, int attempt, AttemptResult r) {
@@ -362,10 +360,9 @@ struct Engine::Impl {
         if (task.rec.state != "running" || task.rec.attempt != attempt) return;
         --running_tasks;
         --plugin_running[task.rec.plugin];
-        if (task.log_fd >= 0) {
-            ::close(task.log_fd);
-            task.log_fd = -1;
-        }
+        // The attempt's output is in the log before its end is recorded.
+        task.output->attemptEnded();
+        task.output.reset();
         task.timer.reset();
         finishAttempt(run, t, std::move(r));
         pump();

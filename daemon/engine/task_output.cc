@@ -1,0 +1,120 @@
+#include "engine/task_output.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <spdlog/spdlog.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace taskhub::engine {
+
+namespace asio = boost::asio;
+
+struct TaskOutput::Impl {
+    Impl(asio::io_context& io, int read_fd, std::filesystem::path f) : reader(io, read_fd), file(std::move(f)) {}
+    asio::posix::stream_descriptor reader;
+    std::filesystem::path file;
+    int file_fd = -1;
+    bool file_failed = false;
+    bool closed = false;
+    std::array<char, 16384> buf;
+};
+
+std::shared_ptr<TaskOutput> TaskOutput::open(asio::io_context& io, std::filesystem::path file, std::string* err) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+        *err = std::string("cannot create the output pipe: ") + std::strerror(errno);
+        return nullptr;
+    }
+    // The read end is drained without blocking when the attempt ends.
+    ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    std::shared_ptr<TaskOutput> out(new TaskOutput(std::make_unique<Impl>(io, fds[0], std::move(file))));
+    out->write_fd_ = fds[1];
+    return out;
+}
+
+TaskOutput::TaskOutput(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+TaskOutput::~TaskOutput() {
+    if (write_fd_ >= 0) ::close(write_fd_);
+    if (impl_->file_fd >= 0) ::close(impl_->file_fd);
+}
+
+void TaskOutput::append(const char* data, size_t n) {
+    auto& im = *impl_;
+    if (im.file_fd < 0) {
+        if (im.file_failed) return;
+        im.file_fd = ::open(im.file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (im.file_fd < 0) {
+            im.file_failed = true;
+            spdlog::error("ENGINE_LOG_UNWRITABLE cannot create task log {}: {}; the task's output is discarded",
+                          im.file.string(), std::strerror(errno));
+            return;
+        }
+    }
+    while (n > 0) {
+        ssize_t w = ::write(im.file_fd, data, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            spdlog::error("ENGINE_LOG_UNWRITABLE writing task log {}: {}", im.file.string(), std::strerror(errno));
+            return;
+        }
+        data += w;
+        n -= static_cast<size_t>(w);
+    }
+}
+
+void TaskOutput::start() { readSome(); }
+
+void TaskOutput::readSome() {
+    auto self = shared_from_this();
+    impl_->reader.async_read_some(asio::buffer(impl_->buf), [self](const boost::system::error_code& ec, size_t n) {
+        if (self->impl_->closed) return;
+        if (n > 0) self->append(self->impl_->buf.data(), n);
+        if (ec) {
+            self->close(); // end of file: every writer is gone
+            return;
+        }
+        self->readSome();
+    });
+}
+
+bool TaskOutput::drainNow() {
+    auto& im = *impl_;
+    for (;;) {
+        ssize_t n = ::read(im.reader.native_handle(), im.buf.data(), im.buf.size());
+        if (n > 0) {
+            append(im.buf.data(), static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        return n < 0 && errno == EAGAIN; // 0: end of file
+    }
+}
+
+void TaskOutput::attemptEnded() {
+    if (write_fd_ >= 0) {
+        ::close(write_fd_);
+        write_fd_ = -1;
+    }
+    if (impl_->closed) return;
+    if (!drainNow()) close();
+}
+
+void TaskOutput::close() {
+    auto& im = *impl_;
+    if (im.closed) return;
+    im.closed = true;
+    boost::system::error_code ec;
+    im.reader.close(ec);
+    if (im.file_fd >= 0) {
+        ::close(im.file_fd);
+        im.file_fd = -1;
+    }
+}
+
+} // namespace taskhub::engine

@@ -1,0 +1,58 @@
+// Captures one task attempt's output. The plugin gets the write end of a pipe as the attempt's
+// log_fd; the event loop reads the other end and appends to the attempt's log file, which is
+// created with the first byte, so a silent task costs no file at all and creating files never
+// sits between one task's end and the next task's start.
+//
+// Lifetime: owned through shared_ptr; pending reads keep it alive until end of file or close().
+// Threading: event-loop thread only (the plugin may write to the pipe from any thread).
+#ifndef TASKHUB_ENGINE_TASK_OUTPUT_H
+#define TASKHUB_ENGINE_TASK_OUTPUT_H
+
+#include <array>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace taskhub::engine {
+
+class TaskOutput : public std::enable_shared_from_this<TaskOutput> {
+public:
+    // Creates the pipe; the log file is created later, at `file`, when output arrives.
+    // Returns null with *err set when no pipe could be made.
+    static std::shared_ptr<TaskOutput> open(boost::asio::io_context& io, std::filesystem::path file,
+                                            std::string* err);
+    ~TaskOutput();
+    TaskOutput(const TaskOutput&) = delete;
+    TaskOutput& operator=(const TaskOutput&) = delete;
+
+    // The fd handed to the plugin as th_task.log_fd; valid until attemptEnded().
+    int writeFd() const noexcept { return write_fd_; }
+
+    // Starts reading. Call once, after the plugin has the write end.
+    void start();
+    // The attempt completed: closes the write end and copies everything already in the pipe to
+    // the file before returning, so the log is complete when the attempt's end is recorded.
+    // Processes the task left behind may keep writing; that is read until they close the pipe or
+    // close() is called.
+    void attemptEnded();
+    // Stops reading; output still to come is discarded.
+    void close();
+
+private:
+    struct Impl;
+    explicit TaskOutput(std::unique_ptr<Impl> impl);
+    void readSome();
+    bool drainNow(); // false on end of file or error
+    void append(const char* data, size_t n);
+
+    std::unique_ptr<Impl> impl_;
+    int write_fd_ = -1;
+};
+
+} // namespace taskhub::engine
+
+#endif // TASKHUB_ENGINE_TASK_OUTPUT_H
