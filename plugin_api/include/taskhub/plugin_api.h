@@ -161,7 +161,8 @@ typedef struct th_task {
     size_t params_len;
     const char *const *env; /* NULL-terminated "NAME=value" list the task must see (TASKHUB_*
                                variables and the task's `env` table); never NULL */
-    int log_fd;             /* the attempt's log file, open for appending. Owned by the host and
+    int log_fd;             /* where the attempt's output goes (in taskhubd, a pipe to the attempt's
+                               log; do not seek it). Owned by the host and
                                kept open until complete() was called; dup() it to keep it. */
     uint64_t timeout_ms;    /* 0 = none; informational: the host enforces it through cancel() */
 } th_task;
