@@ -437,7 +437,7 @@ void Store::writerLoop() {
     // Commits start at most this often: each fsync costs the same whatever the batch size, so
     // under load it is cheaper to let a few milliseconds of changes gather into one commit. An
     // idle store commits a single change at once.
-    constexpr auto kMinCommitInterval = std::chrono::milliseconds(4);
+    constexpr auto kMinCommitInterval = std::chrono::milliseconds(20);
     auto last_commit = std::chrono::steady_clock::now() - kMinCommitInterval;
     std::unique_lock lock(mu_);
     for (;;) {
