@@ -4,7 +4,8 @@
 //   - synchronous (after open()): writes join an open transaction on the calling thread and
 //     commit() makes them durable. Used at start-up (recovery) and by tests.
 //   - writer thread (after startWriter()): writes are queued as plain records and a writer
-//     thread with its own connection commits them in batches, back to back (group commit), so
+//     thread with its own connection commits them in batches (group commit: at once when idle,
+//     at most every 20 ms under load), so
 //     fsync never blocks the event loop. Several updates of one task within a batch collapse into
 //     its latest state. whenDurable(fn) calls fn (through the poster given to startWriter) once
 //     everything written so far is committed: the control channel answers a client only then, so
