@@ -17,3 +17,11 @@ elseif(TASKHUB_SANITIZE STREQUAL "thread")
 elseif(NOT TASKHUB_SANITIZE STREQUAL "")
   message(FATAL_ERROR "TASKHUB_SANITIZE must be empty, address or thread")
 endif()
+
+# Code size is memory: the idle daemon's resident set is mostly the text of what it links. -O2
+# instead of -O3, and unused sections dropped at link time, took 0.35 MB off the idle daemon
+# (docs/benchmarks.md) at no measurable cost in speed.
+string(REPLACE "-O3" "-O2" CMAKE_C_FLAGS_RELEASE "${CMAKE_C_FLAGS_RELEASE}")
+string(REPLACE "-O3" "-O2" CMAKE_CXX_FLAGS_RELEASE "${CMAKE_CXX_FLAGS_RELEASE}")
+add_compile_options(-ffunction-sections -fdata-sections)
+add_link_options(-Wl,--gc-sections)

@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sched.h>
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,30 +38,52 @@ std::string signalName(int sig) {
     return abbrev ? std::string("SIG") + abbrev : "signal " + std::to_string(sig);
 }
 
-// Owns a posix_spawn attribute or file-actions object for the duration of one spawn.
-template <class T, int (*Init)(T*), int (*Destroy)(T*)>
-class SpawnObject {
-public:
-    SpawnObject() { Init(&value_); }
-    ~SpawnObject() { Destroy(&value_); }
-    SpawnObject(const SpawnObject&) = delete;
-    SpawnObject& operator=(const SpawnObject&) = delete;
-    T* get() { return &value_; }
-
-private:
-    T value_;
+// What the child of spawn() needs, prepared by the parent beforehand: the child shares the
+// parent's memory (CLONE_VM) and may only make system calls.
+struct ChildPlan {
+    const char* path;
+    char* const* argv;
+    char* const* envp;
+    int log_fd;              // stdout and stderr; -1: /dev/null
+    const char* cwd;         // nullptr: the daemon's
+    int error = 0;           // set by the child when a step failed
+    const char* failed = nullptr;
 };
-using SpawnAttributes =
-    SpawnObject<posix_spawnattr_t, posix_spawnattr_init, posix_spawnattr_destroy>;
-using SpawnFileActions = SpawnObject<posix_spawn_file_actions_t, posix_spawn_file_actions_init,
-                                     posix_spawn_file_actions_destroy>;
 
-// posix_spawn reports a failed chdir with the same errno values as a failed exec; looking at
-// the directory afterwards tells which of the two it was.
-bool isUsableDirectory(const std::string& path) {
-    struct stat st {};
-    return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode) &&
-           ::access(path.c_str(), X_OK) == 0;
+[[noreturn]] void childFailed(ChildPlan* plan, const char* step) {
+    plan->error = errno;
+    plan->failed = step;
+    ::_exit(127);
+}
+
+int childMain(void* arg) {
+    auto* plan = static_cast<ChildPlan*>(arg);
+    // Every signal is blocked (the parent blocked them around clone): restore the default
+    // dispositions before unblocking, so that no handler of the daemon ever runs in the child.
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) {
+        if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+    }
+    if (::setpgid(0, 0) != 0) childFailed(plan, "setpgid");
+    int out = plan->log_fd >= 0 ? plan->log_fd : ::open("/dev/null", O_WRONLY);
+    if (out < 0) childFailed(plan, "open /dev/null");
+    if (out <= STDERR_FILENO) {
+        // dup2 onto itself would keep close-on-exec; move it out of the way first.
+        out = ::fcntl(out, F_DUPFD, 3);
+        if (out < 0) childFailed(plan, "fcntl");
+    }
+    if (::dup2(out, STDOUT_FILENO) < 0 || ::dup2(out, STDERR_FILENO) < 0) childFailed(plan, "dup2");
+    int in = ::open("/dev/null", O_RDONLY);
+    if (in < 0) childFailed(plan, "open /dev/null");
+    if (in != STDIN_FILENO && ::dup2(in, STDIN_FILENO) < 0) childFailed(plan, "dup2");
+    if (plan->cwd != nullptr && ::chdir(plan->cwd) != 0) childFailed(plan, "cwd");
+    ::syscall(SYS_close_range, 3U, ~0U, 0U);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execve(plan->path, plan->argv, plan->envp);
+    childFailed(plan, "exec");
 }
 
 // Waits for an exited or SIGKILLed child without WNOHANG; used only where the child is known to
@@ -113,48 +137,7 @@ std::vector<std::string> ShellPlugin::environmentFor(const sdk::Task& task) cons
     return env;
 }
 
-pid_t ShellPlugin::spawn(const Params& params, const sdk::Task& task) const {
-    const std::string failure = "cannot start /bin/sh for task " + task.task_id + ": ";
-    auto check = [&](int rc, const char* call) {
-        if (rc != 0) throw std::runtime_error(failure + call + ": " + describeErrno(rc));
-    };
-
-    SpawnAttributes attr;
-    check(posix_spawnattr_setflags(attr.get(), POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
-                                                   POSIX_SPAWN_SETSIGMASK),
-          "posix_spawnattr_setflags");
-    check(posix_spawnattr_setpgroup(attr.get(), 0), "posix_spawnattr_setpgroup");
-    // The daemon may ignore or block signals (SIGPIPE, SIGCHLD, ...); the command must start
-    // with the dispositions and mask any shell command expects.
-    sigset_t catchable;
-    sigfillset(&catchable);
-    sigdelset(&catchable, SIGKILL);
-    sigdelset(&catchable, SIGSTOP);
-    check(posix_spawnattr_setsigdefault(attr.get(), &catchable), "posix_spawnattr_setsigdefault");
-    sigset_t none;
-    sigemptyset(&none);
-    check(posix_spawnattr_setsigmask(attr.get(), &none), "posix_spawnattr_setsigmask");
-
-    SpawnFileActions actions;
-    if (task.log_fd >= 0) {
-        check(posix_spawn_file_actions_adddup2(actions.get(), task.log_fd, STDOUT_FILENO),
-              "posix_spawn_file_actions_adddup2");
-        check(posix_spawn_file_actions_adddup2(actions.get(), task.log_fd, STDERR_FILENO),
-              "posix_spawn_file_actions_adddup2");
-    } else {
-        for (int fd : {STDOUT_FILENO, STDERR_FILENO})
-            check(posix_spawn_file_actions_addopen(actions.get(), fd, "/dev/null", O_WRONLY, 0),
-                  "posix_spawn_file_actions_addopen");
-    }
-    // After the dup2s, so that a log_fd of 0 is copied before stdin replaces it.
-    check(posix_spawn_file_actions_addopen(actions.get(), STDIN_FILENO, "/dev/null", O_RDONLY, 0),
-          "posix_spawn_file_actions_addopen");
-    if (!params.cwd.empty())
-        check(posix_spawn_file_actions_addchdir_np(actions.get(), params.cwd.c_str()),
-              "posix_spawn_file_actions_addchdir_np");
-    check(posix_spawn_file_actions_addclosefrom_np(actions.get(), 3),
-          "posix_spawn_file_actions_addclosefrom_np");
-
+pid_t ShellPlugin::spawn(const Params& params, const sdk::Task& task) {
     std::vector<std::string> env = environmentFor(task);
     std::vector<char*> envp;
     envp.reserve(env.size() + 1);
@@ -164,13 +147,27 @@ pid_t ShellPlugin::spawn(const Params& params, const sdk::Task& task) const {
     char arg0[] = "sh";
     char arg1[] = "-c";
     char* argv[] = {arg0, arg1, command.data(), nullptr};
+    ChildPlan plan{kShell, argv, envp.data(), task.log_fd, params.cwd.empty() ? nullptr : params.cwd.c_str()};
 
-    pid_t pid = -1;
-    int rc = posix_spawn(&pid, kShell, actions.get(), attr.get(), argv, envp.data());
-    if (rc != 0) {
-        if (!params.cwd.empty() && !isUsableDirectory(params.cwd))
-            throw std::runtime_error(failure + "cwd '" + params.cwd + "': " + describeErrno(rc));
-        throw std::runtime_error(failure + describeErrno(rc));
+    // What posix_spawn does, without mapping and unmapping a child stack per call (in a
+    // multi-threaded daemon every unmap is a TLB shootdown across CPUs): the child runs on
+    // child_stack_, reused because calls arrive one at a time on the event loop, and CLONE_VFORK
+    // holds this thread until the child has exec'd or failed.
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    char* top = child_stack_.get() + kChildStackSize;
+    pid_t pid = ::clone(childMain, top, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+    int clone_error = errno;
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+
+    const std::string failure = "cannot start /bin/sh for task " + task.task_id + ": ";
+    if (pid < 0) throw std::runtime_error(failure + "clone: " + describeErrno(clone_error));
+    if (plan.failed != nullptr) {
+        ::waitpid(pid, nullptr, 0); // it has already exited
+        if (std::strcmp(plan.failed, "cwd") == 0)
+            throw std::runtime_error(failure + "cwd '" + params.cwd + "': " + describeErrno(plan.error));
+        throw std::runtime_error(failure + plan.failed + ": " + describeErrno(plan.error));
     }
     return pid;
 }
