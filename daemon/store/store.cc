@@ -146,24 +146,6 @@ void exec(sqlite3* db, const char* sql, const std::filesystem::path& path) {
     }
 }
 
-int64_t pragmaInt(sqlite3* db, const char* sql, const std::filesystem::path& path) {
-    sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
-        throw StoreError("state database " + path.string() + ": " + sqlite3_errmsg(db));
-    }
-    int64_t v = 0;
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        v = sqlite3_column_int64(s, 0);
-    } else if (rc != SQLITE_DONE) {
-        std::string m = sqlite3_errmsg(db);
-        sqlite3_finalize(s);
-        throw StoreError("state database " + path.string() + ": " + m);
-    }
-    sqlite3_finalize(s);
-    return v;
-}
-
 std::string pragmaText(sqlite3* db, const char* sql, const std::filesystem::path& path) {
     sqlite3_stmt* s = nullptr;
     if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
@@ -181,6 +163,12 @@ std::string pragmaText(sqlite3* db, const char* sql, const std::filesystem::path
     }
     sqlite3_finalize(s);
     return v;
+}
+
+// Integer pragmas read through the text form SQLite gives any value; no row reads as 0.
+int64_t pragmaInt(sqlite3* db, const char* sql, const std::filesystem::path& path) {
+    std::string text = pragmaText(db, sql, path);
+    return text.empty() ? 0 : std::stoll(text);
 }
 
 RunRecord readRun(const Stmt& s) {
