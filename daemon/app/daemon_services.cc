@@ -200,6 +200,10 @@ control::ReloadOutcome DaemonServices::reload(const control::Caller& caller) {
     return loadWorkflows();
 }
 
-void DaemonServices::whenDurable(std::function<void(bool ok)> fn) { m_.store->whenDurable(std::move(fn)); }
+uint64_t DaemonServices::writeMark() { return m_.store->writeMark(); }
+
+void DaemonServices::whenDurable(uint64_t since, std::function<void(bool ok)> fn) {
+    m_.store->whenDurable(since, std::move(fn));
+}
 
 } // namespace taskhub::app

@@ -63,7 +63,8 @@ public:
     control::LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
                               size_t max_bytes) override;
     control::ReloadOutcome reload(const control::Caller& caller) override;
-    void whenDurable(std::function<void(bool ok)> fn) override;
+    uint64_t writeMark() override;
+    void whenDurable(uint64_t since, std::function<void(bool ok)> fn) override;
 
 private:
     control::WorkflowInfo info(const config::Workflow& wf, bool detail);

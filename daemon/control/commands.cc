@@ -30,6 +30,7 @@ struct Context {
     Services& services;
     const Caller& caller;
     const json::object& args;
+    uint64_t mark; // Services::writeMark() when the request arrived
     Reply ok;
     Fail fail;
 };
@@ -231,9 +232,9 @@ void cmdShow(Context& c) {
 
 // Answers with the run as stored, once everything written so far is durable: what the client
 // is told is never lost, and it reads its own writes. `what` names the change for the error.
-void replyRunWhenDurable(Services& services, const std::string& id, const Reply& ok, const Fail& fail,
-                         const std::string& what) {
-    services.whenDurable([&services, id, ok, fail, what](bool durable) {
+void replyRunWhenDurable(Services& services, uint64_t mark, const std::string& id, const Reply& ok,
+                         const Fail& fail, const std::string& what) {
+    services.whenDurable(mark, [&services, id, ok, fail, what](bool durable) {
         if (!durable) {
             fail({"store_failed", what + " could not be committed to the state database"});
             return;
@@ -256,11 +257,14 @@ void cmdRun(Context& c) {
     auto ok = c.ok;
     auto fail = c.fail;
     std::string id = out.run_id;
+    uint64_t mark = c.mark;
     if (!wait) {
-        replyRunWhenDurable(services, id, ok, fail, "run " + id);
+        replyRunWhenDurable(services, mark, id, ok, fail, "run " + id);
         return;
     }
-    services.whenRunEnds(id, [&services, id, ok, fail] { replyRunWhenDurable(services, id, ok, fail, "run " + id); });
+    services.whenRunEnds(id, [&services, mark, id, ok, fail] {
+        replyRunWhenDurable(services, mark, id, ok, fail, "run " + id);
+    });
 }
 
 void cmdWait(Context& c) {
@@ -268,7 +272,10 @@ void cmdWait(Context& c) {
     Services& services = c.services;
     auto ok = c.ok;
     auto fail = c.fail;
-    if (!services.whenRunEnds(id, [&services, id, ok, fail] { replyRunWhenDurable(services, id, ok, fail, "run " + id); })) {
+    uint64_t mark = c.mark;
+    if (!services.whenRunEnds(id, [&services, mark, id, ok, fail] {
+            replyRunWhenDurable(services, mark, id, ok, fail, "run " + id);
+        })) {
         throw CommandError{"not_found", "no run with id " + id};
     }
 }
@@ -288,7 +295,7 @@ void cmdCancel(Context& c) {
     if (!c.services.cancel(id, c.caller, &err)) {
         throw CommandError{err.rfind("no run", 0) == 0 ? "not_found" : "conflict", err};
     }
-    replyRunWhenDurable(c.services, id, c.ok, c.fail, "the cancellation of " + id);
+    replyRunWhenDurable(c.services, c.mark, id, c.ok, c.fail, "the cancellation of " + id);
 }
 
 void cmdLogs(Context& c) {
@@ -408,8 +415,9 @@ void handleRequest(Services& services, const Caller& caller, const std::string& 
         return;
     }
     auto shared_reply = std::make_shared<std::function<void(std::string)>>(std::move(reply));
-    auto execute = [&services, caller, cmd, args, id, shared_reply] {
-        Context ctx{services, caller, *args,
+    const uint64_t mark = services.writeMark();
+    auto execute = [&services, caller, cmd, args, id, shared_reply, mark] {
+        Context ctx{services, caller, *args, mark,
                     [id, shared_reply](json::value data) {
                         json::object o;
                         o["proto"] = kProtoVersion;
@@ -430,7 +438,7 @@ void handleRequest(Services& services, const Caller& caller, const std::string& 
     if (cmd->access == Access::ReadOnly) {
         // Reads wait for the writes made so far to be committed, so that an answer never shows
         // less than an earlier answer did.
-        services.whenDurable([execute](bool) { execute(); });
+        services.whenDurable(mark, [execute](bool) { execute(); });
     } else {
         execute();
     }

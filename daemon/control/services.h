@@ -115,9 +115,11 @@ public:
     virtual LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
                              size_t max_bytes) = 0;
     virtual ReloadOutcome reload(const Caller& caller) = 0;
-    // Calls fn(ok) once every state change made so far is durable (ok = false when the store
-    // failed to commit). Answers to clients are given only then.
-    virtual void whenDurable(std::function<void(bool ok)> fn) = 0;
+    // A mark in the stream of state changes; take it before making changes.
+    virtual uint64_t writeMark() = 0;
+    // Calls fn(ok) once every state change made so far is durable; ok is false when a change made
+    // after `since` (a writeMark()) was lost. Answers to clients are given only then.
+    virtual void whenDurable(uint64_t since, std::function<void(bool ok)> fn) = 0;
 };
 
 } // namespace taskhub::control

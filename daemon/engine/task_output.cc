@@ -2,11 +2,14 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -15,8 +18,10 @@ namespace taskhub::engine {
 namespace asio = boost::asio;
 
 struct TaskOutput::Impl {
-    Impl(asio::io_context& io, int read_fd, std::filesystem::path f) : reader(io, read_fd), file(std::move(f)) {}
+    Impl(asio::io_context& io, int read_fd, std::filesystem::path f)
+        : reader(io, read_fd), linger(io), file(std::move(f)) {}
     asio::posix::stream_descriptor reader;
+    asio::steady_timer linger;
     std::filesystem::path file;
     int file_fd = -1;
     bool file_failed = false;
@@ -70,12 +75,13 @@ void TaskOutput::append(const char* data, size_t n) {
 
 void TaskOutput::start() { readSome(); }
 
+// Waits for readability and reads in the handler itself: data never sits in a queued handler, so
+// attemptEnded() always sees, in order, everything the task wrote.
 void TaskOutput::readSome() {
     auto self = shared_from_this();
-    impl_->reader.async_read_some(asio::buffer(impl_->buf), [self](const boost::system::error_code& ec, size_t n) {
+    impl_->reader.async_wait(asio::posix::stream_descriptor::wait_read, [self](const boost::system::error_code& ec) {
         if (self->impl_->closed) return;
-        if (n > 0) self->append(self->impl_->buf.data(), n);
-        if (ec) {
+        if (ec || self->drain(kReadBudget) == Drain::Closed) {
             self->close(); // end of file: every writer is gone
             return;
         }
@@ -83,17 +89,20 @@ void TaskOutput::readSome() {
     });
 }
 
-bool TaskOutput::drainNow() {
+TaskOutput::Drain TaskOutput::drain(size_t budget) {
     auto& im = *impl_;
-    for (;;) {
-        ssize_t n = ::read(im.reader.native_handle(), im.buf.data(), im.buf.size());
+    size_t total = 0;
+    while (total < budget) {
+        ssize_t n = ::read(im.reader.native_handle(), im.buf.data(), std::min(im.buf.size(), budget - total));
         if (n > 0) {
             append(im.buf.data(), static_cast<size_t>(n));
+            total += static_cast<size_t>(n);
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
-        return n < 0 && errno == EAGAIN; // 0: end of file
+        return n < 0 && errno == EAGAIN ? Drain::Empty : Drain::Closed; // 0: end of file
     }
+    return Drain::More;
 }
 
 void TaskOutput::attemptEnded() {
@@ -102,7 +111,22 @@ void TaskOutput::attemptEnded() {
         write_fd_ = -1;
     }
     if (impl_->closed) return;
-    if (!drainNow()) close();
+    // What the attempt wrote before it ended is in the pipe now: copy it before the end is
+    // recorded. FIONREAD bounds this, so a left-behind process writing without pause (`yes &`)
+    // cannot hold the loop here.
+    int available = 0;
+    if (::ioctl(impl_->reader.native_handle(), FIONREAD, &available) != 0) available = 0;
+    if (drain(static_cast<size_t>(available) + 1) == Drain::Closed) {
+        close();
+        return;
+    }
+    // Processes the task left behind still hold the pipe: keep their output for a while, then
+    // close, so that descriptors of finished attempts do not pile up.
+    auto self = shared_from_this();
+    impl_->linger.expires_after(kLinger);
+    impl_->linger.async_wait([self](const boost::system::error_code& ec) {
+        if (!ec) self->close();
+    });
 }
 
 void TaskOutput::close() {
@@ -111,6 +135,7 @@ void TaskOutput::close() {
     im.closed = true;
     boost::system::error_code ec;
     im.reader.close(ec);
+    im.linger.cancel();
     if (im.file_fd >= 0) {
         ::close(im.file_fd);
         im.file_fd = -1;

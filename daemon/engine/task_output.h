@@ -9,6 +9,7 @@
 #define TASKHUB_ENGINE_TASK_OUTPUT_H
 
 #include <array>
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -36,17 +37,23 @@ public:
     void start();
     // The attempt completed: closes the write end and copies everything already in the pipe to
     // the file before returning, so the log is complete when the attempt's end is recorded.
-    // Processes the task left behind may keep writing; that is read until they close the pipe or
-    // close() is called.
+    // Processes the task left behind may keep writing for kLinger more; then the pipe is closed
+    // (they get EPIPE), so that finished attempts never hold descriptors for long.
     void attemptEnded();
+
+    static constexpr std::chrono::seconds kLinger{10};
+    static constexpr size_t kReadBudget = 256 * 1024; // per wake-up, to keep the loop fair
     // Stops reading; output still to come is discarded.
     void close();
 
 private:
     struct Impl;
     explicit TaskOutput(std::unique_ptr<Impl> impl);
+    enum class Drain { Empty, More, Closed };
     void readSome();
-    bool drainNow(); // false on end of file or error
+    // Reads up to budget bytes into the file: Empty (would block), More (budget used up),
+    // Closed (end of file or error).
+    Drain drain(size_t budget);
     void append(const char* data, size_t n);
 
     std::unique_ptr<Impl> impl_;

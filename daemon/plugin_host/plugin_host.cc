@@ -120,7 +120,8 @@ public:
         char msg[1024] = "", key[256] = "";
         th_status st;
         try {
-            auto lock = serialLock();
+            // Not serialised with a blocking execute(): validate() has no side effects, and taking
+            // the lock here would stall the event loop for as long as a task runs.
             st = api_.validate(inst_, params.c_str(), th_buffer{msg, sizeof msg}, th_buffer{key, sizeof key});
         } catch (...) {
             return config::PluginCatalog::Problem{"", "validate() threw a C++ exception across the C ABI"};

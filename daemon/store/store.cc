@@ -348,7 +348,7 @@ void Store::startWriter(std::function<void(std::function<void()>)> post) {
     writer_ = std::thread([this] { writerLoop(); });
 }
 
-void Store::apply(Conn& c, const Op& op) {
+bool Store::apply(Conn& c, const Op& op) {
     std::string err;
     std::visit(
         [&](const auto& o) {
@@ -378,11 +378,11 @@ void Store::apply(Conn& c, const Op& op) {
             }
         },
         op);
-    if (!err.empty()) {
-        spdlog::error("STORE_WRITE_FAILED {}", err);
-        std::lock_guard lock(mu_);
-        last_error_ = err;
-    }
+    if (err.empty()) return true;
+    spdlog::error("STORE_WRITE_FAILED {}", err);
+    std::lock_guard lock(mu_);
+    last_error_ = err;
+    return false;
 }
 
 void Store::enqueue(Op op) {
@@ -392,13 +392,14 @@ void Store::enqueue(Op op) {
             if (!err.empty()) spdlog::error("STORE_WRITE_FAILED begin transaction: {}", err);
             else w_->in_tx = true;
         }
-        apply(*w_, op);
+        if (!apply(*w_, op)) sync_failed_ = true;
         return;
     }
     {
         std::lock_guard lock(mu_);
         auto& b = pending_;
         b.seq = ++written_seq_;
+        if (b.ops.empty()) b.first_seq = b.seq;
         if (auto* t = std::get_if<UpsertTask>(&op)) {
             auto [it, inserted] = b.task_index.emplace(taskKey(t->run_id, t->task.task_id), b.ops.size());
             if (!inserted) {
@@ -441,40 +442,70 @@ void Store::writerLoop() {
         committing_runs_ = batch.run_ids;
         lock.unlock();
 
+        // A batch is atomic: if any write fails, none of it is kept, and everyone waiting on it
+        // hears so (a failed statement may already have rolled the transaction back).
         std::string err = w_->exec("BEGIN");
         bool ok = err.empty();
         if (ok) {
-            for (const auto& op : batch.ops) apply(*w_, op);
-            err = w_->exec("COMMIT");
-            ok = err.empty();
-            if (!ok) w_->exec("ROLLBACK");
+            for (const auto& op : batch.ops) {
+                if (!apply(*w_, op)) { // apply() logged and recorded why
+                    ok = false;
+                    break;
+                }
+            }
+            if (ok) {
+                err = w_->exec("COMMIT");
+                ok = err.empty();
+            }
+            if (!ok && !sqlite3_get_autocommit(w_->db())) w_->exec("ROLLBACK");
         }
-        if (!ok) spdlog::error("STORE_COMMIT_FAILED {} write(s) lost: {}", batch.ops.size(), err);
+        if (!ok) spdlog::error("STORE_COMMIT_FAILED {} write(s) lost: {}", batch.ops.size(), err.empty() ? "a write failed" : err);
 
         lock.lock();
-        if (!ok) last_error_ = err;
+        if (!ok) {
+            if (!err.empty()) last_error_ = err;
+            failed_.emplace_back(batch.first_seq, batch.seq);
+            if (failed_.size() > 1024) {
+                forgotten_failures_until_ = failed_.front().second;
+                failed_.pop_front();
+            }
+        }
         committing_runs_.clear();
         durable_seq_ = batch.seq;
-        durable_ok_ = ok;
         flushed_cv_.notify_all();
-        if (post_) post_([this, seq = batch.seq, ok] { onCommitted(seq, ok); });
+        if (post_) post_([this, seq = batch.seq] { onCommitted(seq); });
     }
 }
 
-void Store::onCommitted(uint64_t seq, bool ok) {
-    while (!waiters_.empty() && waiters_.front().first <= seq) {
-        auto fn = std::move(waiters_.front().second);
+bool Store::failedBetweenLocked(uint64_t since, uint64_t until) const {
+    if (forgotten_failures_until_ > since) return true; // too old to tell: assume the worst
+    for (const auto& [first, last] : failed_) {
+        if (last > since && first <= until) return true;
+    }
+    return false;
+}
+
+void Store::onCommitted(uint64_t seq) {
+    while (!waiters_.empty() && waiters_.front().target <= seq) {
+        Waiter w = std::move(waiters_.front());
         waiters_.pop_front();
-        fn(ok);
+        bool ok;
+        {
+            std::lock_guard lock(mu_);
+            ok = !failedBetweenLocked(w.since, w.target);
+        }
+        w.fn(ok);
     }
 }
 
 bool Store::commit() {
     if (!writer_.joinable()) {
-        if (!w_->in_tx) return true;
+        bool ok = !sync_failed_;
+        sync_failed_ = false;
+        if (!w_->in_tx) return ok;
         w_->in_tx = false;
         std::string err = w_->exec("COMMIT");
-        if (err.empty()) return true;
+        if (err.empty()) return ok;
         spdlog::error("STORE_COMMIT_FAILED {}", err);
         w_->exec("ROLLBACK");
         std::lock_guard lock(mu_);
@@ -482,12 +513,18 @@ bool Store::commit() {
         return false;
     }
     std::unique_lock lock(mu_);
+    const uint64_t since = durable_seq_;
     const uint64_t target = written_seq_;
     flushed_cv_.wait(lock, [&] { return durable_seq_ >= target; });
-    return durable_ok_;
+    return !failedBetweenLocked(since, target);
 }
 
-void Store::whenDurable(std::function<void(bool)> fn) {
+uint64_t Store::writeMark() const {
+    std::lock_guard lock(mu_);
+    return written_seq_;
+}
+
+void Store::whenDurable(uint64_t since, std::function<void(bool)> fn) {
     uint64_t target;
     bool done;
     bool ok;
@@ -495,13 +532,13 @@ void Store::whenDurable(std::function<void(bool)> fn) {
         std::lock_guard lock(mu_);
         target = written_seq_;
         done = durable_seq_ >= target;
-        ok = durable_ok_;
+        ok = !failedBetweenLocked(since, target);
     }
     if (done) {
         post_([fn = std::move(fn), ok] { fn(ok); });
         return;
     }
-    waiters_.emplace_back(target, std::move(fn));
+    waiters_.push_back({target, since, std::move(fn)});
 }
 
 std::string Store::lastError() const {

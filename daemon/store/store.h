@@ -76,11 +76,15 @@ public:
     void addEvent(const EventRecord& event);
 
     // Synchronous mode: commits the open transaction. Writer mode: waits until everything
-    // written so far is committed. Returns false when a commit failed.
+    // written so far is committed. Returns false when a write since the last commit() (sync) or
+    // a write pending at the call (writer) was not stored.
     bool commit();
+    // A position in the stream of writes: the number of writes handed to the store so far.
+    uint64_t writeMark() const;
     // Calls fn(ok) on the event loop once every write made before this call is committed (at
-    // once, through post, when nothing is pending). Writer mode only.
-    void whenDurable(std::function<void(bool ok)> fn);
+    // once, through post, when nothing is pending). ok is false when any write made after
+    // writeMark() returned `since` was lost (its batch failed). Writer mode only.
+    void whenDurable(uint64_t since, std::function<void(bool ok)> fn);
 
     // ---- reads: committed data, plus run ids not yet committed for runExists ----
     bool runExists(const std::string& id);
@@ -109,15 +113,22 @@ private:
         std::vector<Op> ops;
         std::unordered_map<std::string, size_t> task_index; // "run\ntask" -> index in ops
         std::unordered_set<std::string> run_ids;            // runs inserted by this batch
+        uint64_t first_seq = 0;                             // first write in this batch
         uint64_t seq = 0;                                   // last write in this batch
+    };
+    struct Waiter {
+        uint64_t target; // durable once durable_seq_ reaches this
+        uint64_t since;  // the caller's writes are those after this mark
+        std::function<void(bool)> fn;
     };
     class Conn;
 
     Store(std::unique_ptr<Conn> writer, std::unique_ptr<Conn> reader, std::filesystem::path path);
     void enqueue(Op op);
-    void apply(Conn& c, const Op& op);
+    bool apply(Conn& c, const Op& op);
     void writerLoop();
-    void onCommitted(uint64_t seq, bool ok);
+    void onCommitted(uint64_t seq);
+    bool failedBetweenLocked(uint64_t since, uint64_t until) const;
 
     std::unique_ptr<Conn> w_; // write connection: the writer thread's, or the caller's before it
     std::unique_ptr<Conn> r_; // read connection: the event loop's
@@ -135,10 +146,12 @@ private:
     bool stopping_ = false;             // guarded by mu_
     uint64_t written_seq_ = 0;          // guarded by mu_: last write handed to the store
     uint64_t durable_seq_ = 0;          // guarded by mu_: last write committed (or failed)
-    bool durable_ok_ = true;            // guarded by mu_
+    std::deque<std::pair<uint64_t, uint64_t>> failed_; // guarded by mu_: seq ranges of lost batches
+    uint64_t forgotten_failures_until_ = 0;            // guarded by mu_: older failures dropped
+    bool sync_failed_ = false;          // synchronous mode: a write failed since the last commit
     std::string last_error_;            // guarded by mu_
     // Event-loop thread only.
-    std::deque<std::pair<uint64_t, std::function<void(bool)>>> waiters_;
+    std::deque<Waiter> waiters_;
 };
 
 } // namespace taskhub::store

@@ -69,8 +69,9 @@ typedef enum th_status {
 /* How the host may call into one plugin instance. */
 typedef enum th_thread_safety {
     TH_THREADS_SERIAL = 0, /* the host never makes two calls into the instance at the same time,
-                              except cancel(), which for a TH_CAP_BLOCKING_EXECUTE plugin may
-                              arrive on the event loop while execute() runs on a worker */
+                              except cancel() and validate(), which for a TH_CAP_BLOCKING_EXECUTE
+                              plugin may arrive on the event loop while execute() runs on a
+                              worker (validate() must not touch state that execute() changes) */
     TH_THREADS_SAFE = 1    /* calls may run concurrently from different threads */
 } th_thread_safety;
 

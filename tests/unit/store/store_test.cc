@@ -188,6 +188,7 @@ TEST_CASE("writer mode: batches commit off the caller's thread and barriers fire
     {
         auto s = Store::open(dir.path);
         s->startWriter([&](std::function<void()> fn) { loop.post(std::move(fn)); });
+        const uint64_t mark = s->writeMark();
         s->insertRun(makeRun("wf@1", "wf", 1));
         CHECK(s->runExists("wf@1")); // pending writes count for run ids
         TaskRecord t;
@@ -198,7 +199,7 @@ TEST_CASE("writer mode: batches commit off the caller's thread and barriers fire
             s->upsertTask("wf@1", 0, t);
         }
         bool durable = false;
-        s->whenDurable([&](bool ok) { durable = ok; });
+        s->whenDurable(mark, [&](bool ok) { durable = ok; });
         REQUIRE(s->commit()); // blocks until the writer committed everything written so far
         loop.drain();
         CHECK(durable);
@@ -209,7 +210,7 @@ TEST_CASE("writer mode: batches commit off the caller's thread and barriers fire
 
         // Nothing pending: the barrier still answers, through the loop.
         bool again = false;
-        s->whenDurable([&](bool ok) { again = ok; });
+        s->whenDurable(s->writeMark(), [&](bool ok) { again = ok; });
         CHECK_FALSE(again);
         loop.drain();
         CHECK(again);
@@ -218,4 +219,35 @@ TEST_CASE("writer mode: batches commit off the caller's thread and barriers fire
     }
     auto reopened = Store::open(dir.path);
     CHECK(reopened->countRuns() == 2);
+}
+
+TEST_CASE("writer mode: a batch with a failing write is lost whole, and its waiters hear so", "[store]") {
+    TempDir dir;
+    FakeLoop loop;
+    auto s = Store::open(dir.path);
+    s->startWriter([&](std::function<void()> fn) { loop.post(std::move(fn)); });
+    s->insertRun(makeRun("wf@1", "wf", 1));
+    REQUIRE(s->commit());
+
+    const uint64_t mark = s->writeMark();
+    s->insertRun(makeRun("wf@2", "wf", 2));
+    s->insertRun(makeRun("wf@1", "wf", 1)); // duplicate id: the batch fails
+    std::optional<bool> durable;
+    s->whenDurable(mark, [&](bool ok) { durable = ok; });
+    CHECK_FALSE(s->commit());
+    loop.drain();
+    REQUIRE(durable);
+    CHECK_FALSE(*durable);
+    CHECK_FALSE(s->runExists("wf@2")); // atomic: nothing of the failed batch was kept
+    CHECK(s->lastError().find("UNIQUE") != std::string::npos);
+
+    // Later writes are not blamed for the earlier failure.
+    const uint64_t later = s->writeMark();
+    s->insertRun(makeRun("wf@3", "wf", 3));
+    std::optional<bool> fine;
+    s->whenDurable(later, [&](bool ok) { fine = ok; });
+    CHECK(s->commit());
+    loop.drain();
+    REQUIRE(fine);
+    CHECK(*fine);
 }
