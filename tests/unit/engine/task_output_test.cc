@@ -36,16 +36,27 @@ void writeAll(int fd, const std::string& data) {
     }
 }
 
+// A started TaskOutput writing to dir/t.1.log.
+struct Started {
+    TempDir dir{"th-output"};
+    boost::asio::io_context io;
+    std::filesystem::path file = dir.path / "t.1.log";
+    std::shared_ptr<TaskOutput> out;
+    Started() {
+        std::string err;
+        out = TaskOutput::open(io, file, &err);
+        REQUIRE(out);
+        out->start();
+    }
+};
+
 } // namespace
 
 TEST_CASE("output written before the attempt ends is all in the log when it ends", "[task_output]") {
-    TempDir dir("th-output");
-    boost::asio::io_context io;
-    std::string err;
-    auto file = dir.path / "t.1.log";
-    auto out = TaskOutput::open(io, file, &err);
-    REQUIRE(out);
-    out->start();
+    Started t;
+    auto& io = t.io;
+    auto& file = t.file;
+    auto& out = t.out;
     // More than a pipe holds: a writer thread stands in for the task's process.
     const std::string data = pattern('a', 100000) + pattern('b', 100000) + "end\n";
     int child_fd = ::dup(out->writeFd());
@@ -60,13 +71,10 @@ TEST_CASE("output written before the attempt ends is all in the log when it ends
 }
 
 TEST_CASE("a process left behind keeps writing in order until it closes the pipe", "[task_output]") {
-    TempDir dir("th-output");
-    boost::asio::io_context io;
-    std::string err;
-    auto file = dir.path / "t.1.log";
-    auto out = TaskOutput::open(io, file, &err);
-    REQUIRE(out);
-    out->start();
+    Started t;
+    auto& io = t.io;
+    auto& file = t.file;
+    auto& out = t.out;
     int background = ::dup(out->writeFd());
     writeAll(background, pattern('a', 16384));
     io.poll();                                 // a wake-up is handled while data waits
@@ -80,13 +88,10 @@ TEST_CASE("a process left behind keeps writing in order until it closes the pipe
 }
 
 TEST_CASE("a silent attempt creates no log file", "[task_output]") {
-    TempDir dir("th-output");
-    boost::asio::io_context io;
-    std::string err;
-    auto file = dir.path / "t.1.log";
-    auto out = TaskOutput::open(io, file, &err);
-    REQUIRE(out);
-    out->start();
+    Started t;
+    auto& io = t.io;
+    auto& file = t.file;
+    auto& out = t.out;
     io.poll();
     out->attemptEnded();
     io.poll();
