@@ -650,6 +650,5 @@ EngineStats Engine::stats() const {
     return s;
 }
 
-bool Engine::isActive(const std::string& run_id) const { return impl_->runs.count(run_id) > 0; }
 
 } // namespace taskhub::engine

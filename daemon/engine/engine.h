@@ -91,7 +91,6 @@ public:
     void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
 
     EngineStats stats() const;
-    bool isActive(const std::string& run_id) const;
 
 private:
     struct Impl;

@@ -118,6 +118,5 @@ std::vector<sys_seconds> Scheduler::nextFirings(const std::string& workflow) con
     return it->second;
 }
 
-size_t Scheduler::plannedCount() const { return impl_->queue.size(); }
 
 } // namespace taskhub::triggers

@@ -42,7 +42,6 @@ public:
 
     // The next planned firing of each trigger of a workflow (empty when unknown or none).
     std::vector<std::chrono::sys_seconds> nextFirings(const std::string& workflow) const;
-    size_t plannedCount() const;
 
 private:
     struct Impl;
