@@ -3,6 +3,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -116,6 +117,7 @@ int serve(const config::DaemonConfig& cfg) {
     }
 
     bool stopping = false;
+    asio::steady_timer final_timer(io);
     asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
     std::function<void()> waitSignal = [&] {
         signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -133,9 +135,14 @@ int serve(const config::DaemonConfig& cfg) {
                 services.setShuttingDown();
                 scheduler.stop();
                 engine.shutdown(cfg.shutdown_grace, [&] {
-                    server->close();
-                    signals.cancel();
-                    io.stop();
+                    // Answers to clients still waiting on runs go out once their writes are
+                    // durable; give those writes a moment to reach the sockets, then stop.
+                    store->whenDurable(0, [&](bool) {
+                        server->close();
+                        signals.cancel();
+                        final_timer.expires_after(std::chrono::milliseconds(100));
+                        final_timer.async_wait([&](const boost::system::error_code&) { io.stop(); });
+                    });
                 });
             } else {
                 spdlog::warn("APP_STOPPING already shutting down; waiting for running tasks to stop");
