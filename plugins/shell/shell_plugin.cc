@@ -53,36 +53,40 @@ struct ChildPlan {
 [[noreturn]] void childFailed(ChildPlan* plan, const char* step) {
     plan->error = errno;
     plan->failed = step;
-    ::_exit(127);
+    ::syscall(SYS_exit_group, 127);
+    __builtin_unreachable();
 }
 
+// Runs in the child of spawn(), which shares the daemon's memory until it execs. Only raw system
+// calls here, as in glibc's own posix_spawn: a libc function, or an interposed one (a sanitizer's
+// sigaction, a preloaded library), could change state the daemon itself relies on.
 int childMain(void* arg) {
     auto* plan = static_cast<ChildPlan*>(arg);
     // Every signal is blocked (the parent blocked them around clone): restore the default
     // dispositions before unblocking, so that no handler of the daemon ever runs in the child.
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) {
-        if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+    // An all-zero kernel sigaction is SIG_DFL with no flags and an empty mask.
+    alignas(16) unsigned char dfl[64] = {};
+    for (long sig = 1; sig < NSIG; ++sig) {
+        if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, dfl, nullptr, 8L);
     }
-    if (::setpgid(0, 0) != 0) childFailed(plan, "setpgid");
-    int out = plan->log_fd >= 0 ? plan->log_fd : ::open("/dev/null", O_WRONLY);
+    if (::syscall(SYS_setpgid, 0L, 0L) != 0) childFailed(plan, "setpgid");
+    long out = plan->log_fd >= 0 ? plan->log_fd : ::syscall(SYS_openat, (long)AT_FDCWD, "/dev/null", (long)O_WRONLY);
     if (out < 0) childFailed(plan, "open /dev/null");
     if (out <= STDERR_FILENO) {
-        // dup2 onto itself would keep close-on-exec; move it out of the way first.
-        out = ::fcntl(out, F_DUPFD, 3);
+        // dup3 needs distinct descriptors; move it out of the way first.
+        out = ::syscall(SYS_fcntl, out, (long)F_DUPFD, 3L);
         if (out < 0) childFailed(plan, "fcntl");
     }
-    if (::dup2(out, STDOUT_FILENO) < 0 || ::dup2(out, STDERR_FILENO) < 0) childFailed(plan, "dup2");
-    int in = ::open("/dev/null", O_RDONLY);
+    if (::syscall(SYS_dup3, out, (long)STDOUT_FILENO, 0L) < 0 || ::syscall(SYS_dup3, out, (long)STDERR_FILENO, 0L) < 0)
+        childFailed(plan, "dup2");
+    long in = ::syscall(SYS_openat, (long)AT_FDCWD, "/dev/null", (long)O_RDONLY);
     if (in < 0) childFailed(plan, "open /dev/null");
-    if (in != STDIN_FILENO && ::dup2(in, STDIN_FILENO) < 0) childFailed(plan, "dup2");
-    if (plan->cwd != nullptr && ::chdir(plan->cwd) != 0) childFailed(plan, "cwd");
+    if (in != STDIN_FILENO && ::syscall(SYS_dup3, in, (long)STDIN_FILENO, 0L) < 0) childFailed(plan, "dup2");
+    if (plan->cwd != nullptr && ::syscall(SYS_chdir, plan->cwd) != 0) childFailed(plan, "cwd");
     ::syscall(SYS_close_range, 3U, ~0U, 0U);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::execve(plan->path, plan->argv, plan->envp);
+    unsigned long none = 0;
+    ::syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &none, nullptr, 8L);
+    ::syscall(SYS_execve, plan->path, plan->argv, plan->envp);
     childFailed(plan, "exec");
 }
 
