@@ -1,5 +1,7 @@
 #include "shell_plugin.h"
 
+#include "direct_exec.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sched.h>
@@ -8,13 +10,9 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-// glibc 2.36's <sys/pidfd.h> lacks __BEGIN_DECLS (fixed in 2.37), so without this C++ would
-// look for a mangled pidfd_open.
-extern "C" {
-#include <sys/pidfd.h>
-}
 
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -41,14 +39,30 @@ std::string signalName(int sig) {
 // What the child of spawn() needs, prepared by the parent beforehand: the child shares the
 // parent's memory (CLONE_VM) and may only make system calls.
 struct ChildPlan {
+    // The shell: exec'd when there is no direct program, or when none of its paths could be
+    // exec'd (the shell then reports the error in its own words).
     const char* path;
     char* const* argv;
     char* const* envp;
-    int log_fd;              // stdout and stderr; -1: /dev/null
-    const char* cwd;         // nullptr: the daemon's
+    // The program itself, for a command without shell syntax (see direct_exec.h): the paths to
+    // try in order, its argv, and its environment, whose PWD entry the child completes.
+    const char* const* direct_paths = nullptr;
+    size_t direct_count = 0;
+    char* const* direct_argv = nullptr;
+    char* const* direct_envp = nullptr;
+    char* pwd_value = nullptr; // the value part of direct_envp's "PWD=" entry
+    size_t pwd_capacity = 0;
+    int log_fd = -1;         // stdout and stderr; -1: /dev/null
+    const char* cwd = nullptr; // nullptr: the daemon's
     int error = 0;           // set by the child when a step failed
     const char* failed = nullptr;
 };
+
+// Errors after which execvp and the shells go on to the next PATH element.
+bool tryNextCandidate(int err) {
+    return err == ENOENT || err == ENOTDIR || err == EACCES || err == ELOOP ||
+           err == ENAMETOOLONG || err == ESTALE || err == ENODEV || err == ETIMEDOUT;
+}
 
 [[noreturn]] void childFailed(ChildPlan* plan, const char* step) {
     plan->error = errno;
@@ -86,6 +100,15 @@ int childMain(void* arg) {
     ::syscall(SYS_close_range, 3U, ~0U, 0U);
     unsigned long none = 0;
     ::syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &none, nullptr, 8L);
+    // Like the shell, the program gets PWD, the physical working directory. When that cannot be
+    // read (a removed directory), the shell decides what to do about it.
+    if (plan->direct_count > 0 &&
+        ::syscall(SYS_getcwd, plan->pwd_value, plan->pwd_capacity) > 0) {
+        for (size_t i = 0; i < plan->direct_count; ++i) {
+            ::syscall(SYS_execve, plan->direct_paths[i], plan->direct_argv, plan->direct_envp);
+            if (!tryNextCandidate(errno)) break; // e.g. ENOEXEC: a script the shell runs itself
+        }
+    }
     ::syscall(SYS_execve, plan->path, plan->argv, plan->envp);
     childFailed(plan, "exec");
 }
@@ -141,7 +164,7 @@ std::vector<std::string> ShellPlugin::environmentFor(const sdk::Task& task) cons
     return env;
 }
 
-pid_t ShellPlugin::spawn(const Params& params, const sdk::Task& task) {
+ShellPlugin::Spawned ShellPlugin::spawn(const Params& params, const sdk::Task& task) {
     std::vector<std::string> env = environmentFor(task);
     std::vector<char*> envp;
     envp.reserve(env.size() + 1);
@@ -151,29 +174,67 @@ pid_t ShellPlugin::spawn(const Params& params, const sdk::Task& task) {
     char arg0[] = "sh";
     char arg1[] = "-c";
     char* argv[] = {arg0, arg1, command.data(), nullptr};
-    ChildPlan plan{kShell, argv, envp.data(), task.log_fd, params.cwd.empty() ? nullptr : params.cwd.c_str()};
+    ChildPlan plan{kShell, argv, envp.data()};
+    plan.log_fd = task.log_fd;
+    plan.cwd = params.cwd.empty() ? nullptr : params.cwd.c_str();
+
+    // A command without shell syntax runs without the shell, with the environment the shell
+    // would have given it: the same variables plus PWD (unless the task sets PWD itself, which
+    // the shell treats specially).
+    std::optional<std::vector<std::string>> words = simpleCommandWords(params.command);
+    std::vector<std::string> candidates;
+    std::vector<const char*> candidate_ptrs;
+    std::vector<char*> direct_argv;
+    std::vector<char*> direct_envp;
+    std::string pwd_entry;
+    const char* search_path = nullptr;
+    bool has_pwd = false;
+    for (const std::string& e : env) {
+        if (e.starts_with("PATH=")) search_path = e.c_str() + 5;
+        if (e.starts_with("PWD=")) has_pwd = true;
+    }
+    if (words && search_path != nullptr && !has_pwd) {
+        candidates = programCandidates(words->front(), search_path);
+        for (const std::string& c : candidates) candidate_ptrs.push_back(c.c_str());
+        for (std::string& w : *words) direct_argv.push_back(w.data());
+        direct_argv.push_back(nullptr);
+        pwd_entry.assign("PWD=").resize(4 + PATH_MAX + 1, '\0');
+        direct_envp.assign(envp.begin(), envp.end() - 1);
+        direct_envp.push_back(pwd_entry.data());
+        direct_envp.push_back(nullptr);
+        plan.direct_paths = candidate_ptrs.data();
+        plan.direct_count = candidate_ptrs.size();
+        plan.direct_argv = direct_argv.data();
+        plan.direct_envp = direct_envp.data();
+        plan.pwd_value = pwd_entry.data() + 4;
+        plan.pwd_capacity = PATH_MAX + 1;
+    }
 
     // What posix_spawn does, without mapping and unmapping a child stack per call (in a
     // multi-threaded daemon every unmap is a TLB shootdown across CPUs): the child runs on
     // child_stack_, reused because calls arrive one at a time on the event loop, and CLONE_VFORK
-    // holds this thread until the child has exec'd or failed.
+    // holds this thread until the child has exec'd or failed. CLONE_PIDFD hands back the
+    // descriptor the host watches for the child's exit.
     sigset_t all, old;
     sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &old);
     char* top = child_stack_.get() + kChildStackSize;
-    pid_t pid = ::clone(childMain, top, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+    int pidfd = -1;
+    pid_t pid = ::clone(childMain, top, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &plan,
+                        &pidfd);
     int clone_error = errno;
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
 
     const std::string failure = "cannot start /bin/sh for task " + task.task_id + ": ";
     if (pid < 0) throw std::runtime_error(failure + "clone: " + describeErrno(clone_error));
     if (plan.failed != nullptr) {
-        ::waitpid(pid, nullptr, 0); // it has already exited
+        reapBlocking(pidfd); // it has already exited
+        ::close(pidfd);
         if (std::strcmp(plan.failed, "cwd") == 0)
             throw std::runtime_error(failure + "cwd '" + params.cwd + "': " + describeErrno(plan.error));
         throw std::runtime_error(failure + plan.failed + ": " + describeErrno(plan.error));
     }
-    return pid;
+    return {pid, pidfd};
 }
 
 void ShellPlugin::execute(const sdk::Task& task) {
@@ -185,24 +246,12 @@ void ShellPlugin::execute(const sdk::Task& task) {
     Child& child = it->second;
     child.task_id = task.task_id;
     try {
-        child.pid = spawn(params, task);
+        Spawned spawned = spawn(params, task);
+        child.pid = spawned.pid;
+        child.pidfd = spawned.pidfd;
     } catch (...) {
         children_.erase(it);
         throw;
-    }
-
-    // The child stays unreaped until we wait for it, so pidfd_open cannot name another process.
-    child.pidfd = ::pidfd_open(child.pid, 0);
-    if (child.pidfd < 0) {
-        int err = errno;
-        // ESRCH: something else already reaped it, and the pid may be reused by now.
-        if (err != ESRCH) {
-            ::kill(-child.pid, SIGKILL);
-            ::waitpid(child.pid, nullptr, 0);
-        }
-        children_.erase(it);
-        throw std::runtime_error("cannot watch /bin/sh for task " + task.task_id +
-                                 ": pidfd_open: " + describeErrno(err));
     }
     uint64_t token = task.token;
     child.watch_id = host().watchFd(child.pidfd, [this, token](int) { onExit(token); });

@@ -66,7 +66,11 @@ private:
     };
 
     std::vector<std::string> environmentFor(const sdk::Task& task) const;
-    pid_t spawn(const Params& params, const sdk::Task& task);
+    struct Spawned {
+        pid_t pid;
+        int pidfd;
+    };
+    Spawned spawn(const Params& params, const sdk::Task& task);
     void onExit(uint64_t token);
     void onGraceExpired(uint64_t token);
 

@@ -2,6 +2,7 @@
 // child process is set up (output, environment, descriptors, working directory), how its end is
 // reported, and that cancelling or destroying leaves no process behind.
 #include "fake_host.h"
+#include "test_support.h"
 
 #include <catch2/catch.hpp>
 
@@ -11,9 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 using taskhub::tests::Completion;
@@ -390,4 +394,94 @@ TEST_CASE("shell: destroying the instance kills a command that still runs", "[sh
     }
     GroupGuard guard(pgid);
     CHECK(groupGone(pgid, 2s));
+}
+
+// The lines of a command's output, sorted, for comparing environments.
+static std::vector<std::string> sortedLines(const std::string& text) {
+    std::vector<std::string> lines;
+    size_t start = 0;
+    while (start < text.size()) {
+        size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        lines.push_back(text.substr(start, end - start));
+        start = end + 1;
+    }
+    std::sort(lines.begin(), lines.end());
+    return lines;
+}
+
+static Completion runToEnd(FakeHost& host, uint64_t token, TaskSpec spec) {
+    REQUIRE(host.execute(token, spec) == TH_OK);
+    auto done = host.waitFor(token, 3s);
+    REQUIRE(done);
+    return *done;
+}
+
+TEST_CASE("shell: a command without shell syntax runs as the shell would run it", "[shell]") {
+    // The same program once directly (plain words) and once through /bin/sh (the trailing `;`
+    // is shell syntax): same environment, PWD included and physical, same working directory.
+    taskhub::testing::TempDir dir("th-shell-direct");
+    std::filesystem::create_directory(dir.path / "real");
+    std::filesystem::create_directory_symlink(dir.path / "real", dir.path / "link");
+    const std::string cwd = (dir.path / "link").string();
+    FakeHost host(shellPlugin());
+    uint64_t token = 0;
+    for (const char* program : {"env", "/bin/pwd"}) {
+        INFO(program);
+        LogFile direct, shell;
+        std::string plain = std::string(R"({"command":")") + program + R"(","cwd":")" + cwd + "\"}";
+        std::string with_sh = std::string(R"({"command":")") + program + R"(;","cwd":")" + cwd + "\"}";
+        CHECK(runToEnd(host, ++token, shellTask(plain, direct)).outcome == TH_OUTCOME_SUCCEEDED);
+        CHECK(runToEnd(host, ++token, shellTask(with_sh, shell)).outcome == TH_OUTCOME_SUCCEEDED);
+        CHECK(sortedLines(direct.contents()) == sortedLines(shell.contents()));
+        CHECK(direct.contents().find((dir.path / "real").string()) != std::string::npos);
+    }
+    LogFile log;
+    Completion done = runToEnd(host, ++token, shellTask(R"({"command":"false"})", log));
+    CHECK(done.outcome == TH_OUTCOME_FAILED);
+    CHECK(done.message == "exit code 1");
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: a program that cannot be exec'd directly is left to the shell", "[shell]") {
+    taskhub::testing::TempDir dir("th-shell-direct");
+    // Earlier in PATH but not executable, then a script without a #! line, which only a shell
+    // can run.
+    dir.write("a/prog", "echo wrong one\n");
+    auto script = dir.write("b/prog", "echo from script \"$1\"\n");
+    std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+    FakeHost host(shellPlugin());
+    LogFile log;
+    TaskSpec spec = shellTask(R"({"command":"prog arg1"})", log);
+    spec.env.push_back("PATH=" + (dir.path / "a").string() + ":" + (dir.path / "b").string());
+    Completion done = runToEnd(host, 1, spec);
+    CHECK(done.outcome == TH_OUTCOME_SUCCEEDED);
+    CHECK(log.contents() == "from script arg1\n");
+
+    // Not found: the shell's own message and exit code.
+    LogFile missing;
+    done = runToEnd(host, 2, shellTask(R"({"command":"no-such-program-th --x"})", missing));
+    CHECK(done.outcome == TH_OUTCOME_FAILED);
+    CHECK(done.exit_code == 127);
+    CHECK(missing.contents().find("no-such-program-th: not found") != std::string::npos);
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: cancel reaches a program run without the shell", "[shell]") {
+    adoptOrphans();
+    taskhub::testing::TempDir dir("th-shell-direct");
+    auto script = dir.write("run", "#!/bin/sh\necho pgid=$$\nexec sleep 600\n");
+    std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+    FakeHost host(shellPlugin());
+    LogFile log;
+    REQUIRE(host.execute(1, shellTask(R"({"command":")" + script.string() + R"( --now"})", log)) ==
+            TH_OK);
+    pid_t pgid = waitForPgid(host, log);
+    GroupGuard guard(pgid);
+    REQUIRE(host.cancel(1) == TH_OK);
+    auto done = host.waitFor(1, 3s);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_CANCELLED);
+    CHECK(groupGone(pgid, 2s));
+    requireCleanHost(host);
 }
