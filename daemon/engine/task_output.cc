@@ -35,9 +35,16 @@ std::shared_ptr<TaskOutput> TaskOutput::open(asio::io_context& io, std::filesyst
         *err = std::string("cannot create the output pipe: ") + std::strerror(errno);
         return nullptr;
     }
-    // The read end is drained without blocking when the attempt ends.
-    ::fcntl(fds[0], F_SETFL, ::fcntl(fds[0], F_GETFL) | O_NONBLOCK);
     std::shared_ptr<TaskOutput> out(new TaskOutput(std::make_unique<Impl>(io, fds[0], std::move(file))));
+    // The read end is drained without blocking when the attempt ends. Set through Asio, which
+    // then skips setting it again on every wait (the write end stays blocking for the task).
+    boost::system::error_code ec;
+    out->impl_->reader.non_blocking(true, ec);
+    if (ec) {
+        ::close(fds[1]);
+        *err = "cannot make the output pipe non-blocking: " + ec.message();
+        return nullptr;
+    }
     out->write_fd_ = fds[1];
     return out;
 }
