@@ -227,6 +227,12 @@ def toml_dump(doc):
     return "\n".join(lines) + "\n"
 
 
+# The environment systemd gives a system service such as taskhubd.service (on Debian 12,
+# PATH is the only variable it sets by default), rather than the benchmark user's login environment:
+# the shell plugin searches PATH for a command like `true`, as the shell would.
+SERVICE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+
+
 class Daemon:
     """A taskhubd on a config of its own in a fresh directory: state under work_dir (on the disk
     a real install would use), the socket in a short /tmp path (sun_path is 108 bytes)."""
@@ -262,7 +268,8 @@ class Daemon:
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             [str(self.build_dir / "daemon" / "taskhubd"), "--config", str(self.config_file)],
-            stdin=subprocess.DEVNULL, stdout=open(self.log_file, "w"), stderr=subprocess.STDOUT)
+            stdin=subprocess.DEVNULL, stdout=open(self.log_file, "w"), stderr=subprocess.STDOUT,
+            env=SERVICE_ENV)
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"taskhubd exited with {self.proc.returncode} at start; see "
