@@ -371,5 +371,5 @@ sdk::Health ShellPlugin::health() {
 } // namespace taskhub::plugins::shell
 
 TASKHUB_PLUGIN(taskhub::plugins::shell::ShellPlugin, "shell", TASKHUB_PLUGIN_VERSION,
-               "Runs a command line with /bin/sh -c in its own process group",
+               "Runs a command line as /bin/sh -c does, in its own process group",
                TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK, TH_THREADS_SERIAL)

@@ -1,4 +1,5 @@
-// The "shell" executor: runs a task's `command` with /bin/sh -c.
+// The "shell" executor: runs a task's `command` with /bin/sh -c, or, for a command without any
+// shell syntax, execs the program itself as the shell would (see direct_exec.h).
 //
 // Each attempt is one child process (started like posix_spawn does, with clone(CLONE_VM |
 // CLONE_VFORK), but on one child stack reused for every spawn) in a process group of its own, with
