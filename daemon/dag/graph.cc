@@ -92,36 +92,126 @@ std::optional<uint32_t> Graph::index(std::string_view id) const {
     return it->second;
 }
 
-Progress::Progress(const Graph& graph)
-    : graph_(&graph), pending_(graph.size()), blocked_(graph.size(), 0) {
-    for (uint32_t i = 0; i < graph.size(); ++i) {
-        pending_[i] = static_cast<uint32_t>(graph.dependencies(i).size());
+const char* toString(TriggerRule rule) {
+    switch (rule) {
+    case TriggerRule::AllSuccess: return "all_success";
+    case TriggerRule::AllDone: return "all_done";
+    case TriggerRule::AllFailed: return "all_failed";
+    case TriggerRule::OneSuccess: return "one_success";
+    case TriggerRule::OneFailed: return "one_failed";
+    case TriggerRule::NoneFailed: return "none_failed";
+    case TriggerRule::Always: return "always";
     }
+    return "?";
+}
+
+Progress::Progress(const Graph& graph, std::vector<TriggerRule> rules)
+    : graph_(&graph), rules_(std::move(rules)), ended_(graph.size(), 0),
+      succeeded_(graph.size(), 0), failed_(graph.size(), 0), decided_(graph.size(), 0) {
+    if (rules_.empty()) rules_.assign(graph.size(), TriggerRule::AllSuccess);
+}
+
+Progress::Verdict Progress::evaluate(uint32_t n) const {
+    const uint32_t total = static_cast<uint32_t>(graph_->dependencies(n).size());
+    if (total == 0) return Verdict::Ready;
+    const uint32_t ended = ended_[n], ok = succeeded_[n], failed = failed_[n];
+    const uint32_t skipped = ended - ok - failed;
+    const bool all_ended = ended == total;
+    switch (rules_[n]) {
+    case TriggerRule::AllSuccess:
+        if (ok != ended) return Verdict::Skip;
+        return all_ended ? Verdict::Ready : Verdict::Wait;
+    case TriggerRule::AllFailed:
+        if (failed != ended) return Verdict::Skip;
+        return all_ended ? Verdict::Ready : Verdict::Wait;
+    case TriggerRule::AllDone: return all_ended ? Verdict::Ready : Verdict::Wait;
+    case TriggerRule::OneSuccess:
+        if (ok > 0) return Verdict::Ready;
+        return all_ended ? Verdict::Skip : Verdict::Wait;
+    case TriggerRule::OneFailed:
+        if (failed > 0) return Verdict::Ready;
+        return all_ended ? Verdict::Skip : Verdict::Wait;
+    case TriggerRule::NoneFailed:
+        if (failed > 0) return Verdict::Skip;
+        (void)skipped;
+        return all_ended ? Verdict::Ready : Verdict::Wait;
+    case TriggerRule::Always: return Verdict::Ready;
+    }
+    return Verdict::Wait;
 }
 
 std::vector<uint32_t> Progress::start() {
     std::vector<uint32_t> ready;
     for (uint32_t i = 0; i < graph_->size(); ++i) {
-        if (pending_[i] == 0) ready.push_back(i);
+        if (graph_->dependencies(i).empty() || rules_[i] == TriggerRule::Always) {
+            decided_[i] = 1;
+            ready.push_back(i);
+        }
     }
     return ready;
 }
 
-void Progress::finish(uint32_t node, Outcome outcome, std::vector<uint32_t>* ready,
+void Progress::record(uint32_t node, Outcome outcome, std::vector<uint32_t>* ready,
                       std::vector<uint32_t>* skipped) {
-    std::vector<std::pair<uint32_t, bool>> work{{node, outcome == Outcome::Succeeded}};
+    std::vector<std::pair<uint32_t, Outcome>> work{{node, outcome}};
     while (!work.empty()) {
-        auto [n, ok] = work.back();
+        auto [n, out] = work.back();
         work.pop_back();
         for (uint32_t d : graph_->dependents(n)) {
-            if (!ok) blocked_[d] = 1;
-            if (--pending_[d] != 0) continue;
-            if (blocked_[d]) {
-                skipped->push_back(d);
-                work.push_back({d, false});
-            } else {
+            ++ended_[d];
+            if (out == Outcome::Succeeded) ++succeeded_[d];
+            else if (out == Outcome::Failed || out == Outcome::Cancelled) ++failed_[d];
+            if (decided_[d]) continue;
+            switch (evaluate(d)) {
+            case Verdict::Wait: break;
+            case Verdict::Ready:
+                decided_[d] = 1;
                 ready->push_back(d);
+                break;
+            case Verdict::Skip:
+                decided_[d] = 1;
+                skipped->push_back(d);
+                work.push_back({d, Outcome::Skipped});
+                break;
             }
+        }
+    }
+}
+
+void Progress::finish(uint32_t node, Outcome outcome, std::vector<uint32_t>* ready,
+                      std::vector<uint32_t>* skipped) {
+    decided_[node] = 1;
+    record(node, outcome, ready, skipped);
+}
+
+void Progress::restore(const std::vector<std::optional<Outcome>>& outcomes,
+                       std::vector<uint32_t>* ready, std::vector<uint32_t>* skipped) {
+    const uint32_t n = static_cast<uint32_t>(graph_->size());
+    std::fill(ended_.begin(), ended_.end(), 0);
+    std::fill(succeeded_.begin(), succeeded_.end(), 0);
+    std::fill(failed_.begin(), failed_.end(), 0);
+    for (uint32_t i = 0; i < n; ++i) decided_[i] = outcomes[i] ? 1 : 0;
+    for (uint32_t i = 0; i < n; ++i) {
+        if (!outcomes[i]) continue;
+        for (uint32_t d : graph_->dependents(i)) {
+            ++ended_[d];
+            if (*outcomes[i] == Outcome::Succeeded) ++succeeded_[d];
+            else if (*outcomes[i] == Outcome::Failed || *outcomes[i] == Outcome::Cancelled) ++failed_[d];
+        }
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+        if (decided_[i]) continue;
+        switch (evaluate(i)) {
+        case Verdict::Wait: break;
+        case Verdict::Ready:
+            decided_[i] = 1;
+            ready->push_back(i);
+            break;
+        case Verdict::Skip:
+            decided_[i] = 1;
+            skipped->push_back(i);
+            record(i, Outcome::Skipped, ready, skipped);
+            break;
         }
     }
 }

@@ -1,5 +1,6 @@
 // Workflow graphs: validation of task ids and dependencies, and the progress of one run through
-// its graph (which tasks become ready, which are skipped). Pure: no I/O, no clock, no threads.
+// its graph under the tasks' trigger rules (which tasks become ready, which are skipped). Pure:
+// no I/O, no clock, no threads.
 #ifndef TASKHUB_DAG_GRAPH_H
 #define TASKHUB_DAG_GRAPH_H
 
@@ -52,26 +53,59 @@ private:
 
 enum class Outcome { Succeeded, Failed, Skipped, Cancelled };
 
-// Tracks one run's way through a Graph with the all_success rule: a node becomes ready when all
-// its dependencies succeeded; it is skipped when any of them did not (failed, skipped or
-// cancelled), and that skip propagates downstream. Not thread-safe; one per run.
+// When a node may run, given how its dependencies ended (Cancelled counts as Failed):
+// - AllSuccess: once all ended, if all succeeded; skipped as soon as one did not succeed.
+// - AllFailed:  once all ended, if all failed; skipped as soon as one succeeded or was skipped.
+// - AllDone:    once all ended, whatever their outcome.
+// - OneSuccess: as soon as one succeeded; skipped once all ended and none succeeded.
+// - OneFailed:  as soon as one failed; skipped once all ended and none failed.
+// - NoneFailed: once all ended, if none failed; skipped as soon as one failed.
+// - Always:     at once, without waiting for its dependencies.
+// A node without dependencies is ready at the start under every rule.
+enum class TriggerRule { AllSuccess, AllDone, AllFailed, OneSuccess, OneFailed, NoneFailed, Always };
+
+const char* toString(TriggerRule rule);
+
+// Tracks one run's way through a Graph: which nodes become ready and which are skipped, under
+// each node's trigger rule. A skipped node is an outcome like any other, so skips propagate as
+// the rules of the nodes downstream say. Not thread-safe; one per run.
 class Progress {
 public:
-    explicit Progress(const Graph& graph);
+    // rules: one per node, or empty for AllSuccess everywhere.
+    explicit Progress(const Graph& graph, std::vector<TriggerRule> rules = {});
 
-    // Nodes with no dependencies, in index order. Call once at the start of a run.
+    // The nodes that can start at once (no dependencies, or rule Always), in index order. Call
+    // once at the start of a run.
     std::vector<uint32_t> start();
 
-    // Records node's outcome. Appends to *ready the dependents that became ready and to
-    // *skipped every node that is now skipped because of it (transitively), each in index order
-    // of discovery. A node is reported at most once over the life of the Progress.
+    // Records node's outcome. Appends to *ready the nodes whose rule is now met and to *skipped
+    // every node now skipped (transitively: a skip is itself an outcome), in order of discovery.
+    // A node is reported at most once over the life of the Progress, and a node that was
+    // reported (or is running) is never reported again, even if more dependencies end later.
     void finish(uint32_t node, Outcome outcome, std::vector<uint32_t>* ready,
                 std::vector<uint32_t>* skipped);
 
+    // Rebuilds the progress of a run being retried: outcomes[i] is set for the nodes that keep
+    // their outcome and empty for those to run again. Appends to *ready and *skipped what the
+    // rules decide at once for the nodes to run again (and what follows from those skips).
+    void restore(const std::vector<std::optional<Outcome>>& outcomes, std::vector<uint32_t>* ready,
+                 std::vector<uint32_t>* skipped);
+
+    // True once the node was reported ready or skipped (or given an outcome by restore()).
+    bool decided(uint32_t node) const { return decided_[node] != 0; }
+
 private:
+    enum class Verdict { Wait, Ready, Skip };
+    Verdict evaluate(uint32_t node) const;
+    void record(uint32_t node, Outcome outcome, std::vector<uint32_t>* ready,
+                std::vector<uint32_t>* skipped);
+
     const Graph* graph_;
-    std::vector<uint32_t> pending_;  // unfinished dependencies per node
-    std::vector<uint8_t> blocked_;   // some dependency did not succeed
+    std::vector<TriggerRule> rules_;
+    std::vector<uint32_t> ended_;     // dependencies that ended, per node
+    std::vector<uint32_t> succeeded_; // ... and of those, how many succeeded
+    std::vector<uint32_t> failed_;    // ... failed or were cancelled
+    std::vector<uint8_t> decided_;    // reported ready or skipped (or restored with an outcome)
 };
 
 } // namespace taskhub::dag

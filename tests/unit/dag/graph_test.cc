@@ -1,6 +1,8 @@
 // DAG validation and the way a run moves through its graph with the all_success rule.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "dag/graph.h"
 
 using namespace taskhub::dag;
@@ -76,14 +78,111 @@ TEST_CASE("a failure skips everything downstream, transitively, and nothing else
     CHECK(skipped.empty());
 }
 
-TEST_CASE("a join waits for all inputs and is skipped if any did not succeed", "[dag]") {
+TEST_CASE("a join is skipped as soon as one input did not succeed", "[dag]") {
     Graph g({{"a", {}}, {"b", {}}, {"j", {"a", "b"}}, {"k", {"j"}}});
     Progress p(g);
     p.start();
     std::vector<uint32_t> ready, skipped;
     p.finish(0, Outcome::Cancelled, &ready, &skipped);
-    CHECK(skipped.empty()); // j still waits for b
+    CHECK(names(g, skipped) == Strings{"j", "k"}); // all_success can no longer be met
+    skipped.clear();
     p.finish(1, Outcome::Succeeded, &ready, &skipped);
     CHECK(ready.empty());
-    CHECK(names(g, skipped) == Strings{"j", "k"});
+    CHECK(skipped.empty()); // reported once only
+}
+
+namespace {
+
+// What happens to node j (depends on a and b, rule `rule`) when a ends with `first` and then b
+// with `second`: "R1"/"K1" ready/skipped right after a, "R2"/"K2" after b, "-" never decided.
+std::string decide(TriggerRule rule, Outcome first, Outcome second) {
+    Graph g({{"a", {}}, {"b", {}}, {"j", {"a", "b"}}});
+    Progress p(g, {TriggerRule::AllSuccess, TriggerRule::AllSuccess, rule});
+    std::vector<uint32_t> started = p.start();
+    if (std::find(started.begin(), started.end(), 2u) != started.end()) return "R0";
+    std::vector<uint32_t> ready, skipped;
+    p.finish(0, first, &ready, &skipped);
+    if (!ready.empty()) return "R1";
+    if (!skipped.empty()) return "K1";
+    p.finish(1, second, &ready, &skipped);
+    if (!ready.empty()) return "R2";
+    if (!skipped.empty()) return "K2";
+    return "-";
+}
+
+} // namespace
+
+TEST_CASE("trigger rules: the truth table for two upstream tasks", "[dag][rules]") {
+    using O = Outcome;
+    using R = TriggerRule;
+    constexpr O S = O::Succeeded, F = O::Failed, K = O::Skipped, C = O::Cancelled;
+    struct Row {
+        R rule;
+        O first, second;
+        const char* expected;
+    };
+    // Decided as early as the outcome is certain; a cancelled upstream counts as failed.
+    const Row rows[] = {
+        {R::AllSuccess, S, S, "R2"}, {R::AllSuccess, S, F, "K2"}, {R::AllSuccess, F, S, "K1"},
+        {R::AllSuccess, S, K, "K2"}, {R::AllSuccess, K, S, "K1"}, {R::AllSuccess, C, S, "K1"},
+        {R::AllFailed, F, F, "R2"}, {R::AllFailed, F, C, "R2"}, {R::AllFailed, F, S, "K2"},
+        {R::AllFailed, S, F, "K1"}, {R::AllFailed, K, F, "K1"}, {R::AllFailed, F, K, "K2"},
+        {R::AllDone, S, S, "R2"}, {R::AllDone, F, K, "R2"}, {R::AllDone, C, F, "R2"},
+        {R::AllDone, K, K, "R2"},
+        {R::OneSuccess, S, F, "R1"}, {R::OneSuccess, F, S, "R2"}, {R::OneSuccess, F, K, "K2"},
+        {R::OneSuccess, K, K, "K2"}, {R::OneSuccess, C, F, "K2"},
+        {R::OneFailed, F, S, "R1"}, {R::OneFailed, S, F, "R2"}, {R::OneFailed, S, C, "R2"},
+        {R::OneFailed, S, K, "K2"}, {R::OneFailed, K, S, "K2"},
+        {R::NoneFailed, S, S, "R2"}, {R::NoneFailed, S, K, "R2"}, {R::NoneFailed, K, K, "R2"},
+        {R::NoneFailed, F, S, "K1"}, {R::NoneFailed, S, C, "K2"},
+        {R::Always, F, F, "R0"}, {R::Always, S, S, "R0"},
+    };
+    for (const Row& row : rows) {
+        INFO(toString(row.rule) << " after " << static_cast<int>(row.first) << ", "
+                                << static_cast<int>(row.second));
+        CHECK(decide(row.rule, row.first, row.second) == row.expected);
+    }
+}
+
+TEST_CASE("trigger rules: a node without upstream starts at once under every rule", "[dag][rules]") {
+    for (TriggerRule rule : {TriggerRule::AllSuccess, TriggerRule::AllDone, TriggerRule::AllFailed,
+                             TriggerRule::OneSuccess, TriggerRule::OneFailed,
+                             TriggerRule::NoneFailed, TriggerRule::Always}) {
+        Graph g(std::vector<NodeSpec>{NodeSpec{"a", {}}});
+        Progress p(g, {rule});
+        CHECK(p.start() == std::vector<uint32_t>{0});
+    }
+}
+
+TEST_CASE("trigger rules: skips propagate as the rules downstream say", "[dag][rules]") {
+    // a fails; b (all_success) is skipped; c (none_failed, after b) runs since a skip is not a
+    // failure; d (all_done, after b) runs; e (all_success, after b) is skipped.
+    Graph g({{"a", {}}, {"b", {"a"}}, {"c", {"b"}}, {"d", {"b"}}, {"e", {"b"}}});
+    Progress p(g, {TriggerRule::AllSuccess, TriggerRule::AllSuccess, TriggerRule::NoneFailed,
+                   TriggerRule::AllDone, TriggerRule::AllSuccess});
+    p.start();
+    std::vector<uint32_t> ready, skipped;
+    p.finish(0, Outcome::Failed, &ready, &skipped);
+    CHECK(names(g, skipped) == Strings{"b", "e"});
+    CHECK(names(g, ready) == Strings{"c", "d"});
+}
+
+TEST_CASE("restore: a retried node runs again, its skipped dependants are decided anew", "[dag]") {
+    // a -> b -> c; a failed, b and c were skipped. Retrying a: a ready, b and c wait.
+    Graph g({{"a", {}}, {"b", {"a"}}, {"c", {"b"}}, {"x", {}}});
+    Progress p(g);
+    std::vector<uint32_t> ready, skipped;
+    p.restore({std::nullopt, std::nullopt, std::nullopt, Outcome::Succeeded}, &ready, &skipped);
+    CHECK(names(g, ready) == Strings{"a"});
+    CHECK(skipped.empty());
+    ready.clear();
+    p.finish(0, Outcome::Succeeded, &ready, &skipped);
+    CHECK(names(g, ready) == Strings{"b"});
+
+    // Retrying only b while a keeps its failure: b is skipped again at once, and so is c.
+    Progress q(g);
+    ready.clear();
+    q.restore({Outcome::Failed, std::nullopt, std::nullopt, Outcome::Succeeded}, &ready, &skipped);
+    CHECK(ready.empty());
+    CHECK(names(g, skipped) == Strings{"b", "c"});
 }
