@@ -37,6 +37,7 @@ struct DaemonConfig {
     std::string socket_group;              // group owner of the socket (who may connect); empty: the daemon's
     std::chrono::milliseconds shutdown_grace{30'000};
     int max_running_tasks = 0;             // 0 = unlimited
+    int max_nesting_depth = 10;            // child runs below a top-level run, at most
     PoolConfig pool;
     std::map<std::string, PluginSettings> plugins;
 };

@@ -28,16 +28,33 @@ struct TriggerDef {
     cron::CronExpr cron;
 };
 
+// When a task may run, given how its upstream tasks ended: dag::TriggerRule (semantics in
+// dag/graph.h, names "all_success", ... from dag::toString). Do not declare a config::toString
+// for it: with the alias, an unqualified call would be ambiguous.
+using TriggerRule = dag::TriggerRule;
+
 struct TaskDef {
     size_t line = 0;
     std::string id;
-    std::string plugin;
+    std::string plugin;   // an executor task; empty for a workflow task
+    std::string workflow; // a workflow task: runs this workflow as a child run; empty otherwise
+    // A workflow task's `params` table: the child run's params, values as written (they may
+    // contain ${...} templates, expanded when the task starts).
+    std::vector<std::pair<std::string, std::string>> child_params;
     std::vector<std::string> depends_on;
     std::string params_json = "{}"; // every key the engine does not own, as a JSON object
     int retries = 0;
     std::chrono::milliseconds retry_delay{0};
+    double retry_backoff = 1.0;               // each further delay is the previous one times this
+    std::chrono::milliseconds retry_max_delay{0}; // cap on the delay; 0 = none
+    std::vector<int> retry_on_exit_codes;     // empty: retry any failure; else only these codes
     std::chrono::milliseconds timeout{0}; // 0 = none
     std::vector<std::pair<std::string, std::string>> env;
+    TriggerRule trigger_rule = TriggerRule::AllSuccess;
+    int priority = 0;                     // higher starts first when a limit binds
+    std::string when;                     // condition text; empty = always (see expr/condition.h)
+    // True when params_json, env values or child_params contain a ${...} template.
+    bool has_templates = false;
 };
 
 enum class Overlap { Skip, QueueOne, QueueAll, Replace, Allow };
@@ -57,6 +74,9 @@ struct Workflow {
     Overlap overlap = Overlap::Skip;
     OnFailure on_failure = OnFailure::FailFast;
     std::chrono::milliseconds timeout{0}; // whole run; 0 = none
+    // Declared params with their defaults, in file order. A run may only set declared params.
+    std::vector<std::pair<std::string, std::string>> params;
+    int max_parallel_tasks = 0;           // running tasks of this workflow, all runs; 0 = unlimited
     std::vector<TaskDef> tasks;
     dag::Graph graph;    // node i is tasks[i]
     std::string version; // content hash of the file, recorded with each run

@@ -39,9 +39,14 @@ struct EngineOptions {
     std::filesystem::path log_dir;              // task logs: log_dir/<run>/<task>.<attempt>.log
     int max_running_tasks = 0;                  // 0 = unlimited
     std::map<std::string, int> plugin_max_concurrency; // per plugin; absent or 0 = unlimited
+    int max_nesting_depth = 10;                 // child runs below a top-level run, at most
 };
 
 enum class TriggerKind { Cron, Manual };
+
+// The workflows a workflow task may start as child runs, by name; replaced on reload. Runs
+// already active keep the definitions they started with.
+using WorkflowLookup = std::function<std::shared_ptr<const config::Workflow>(const std::string&)>;
 
 struct TriggerResult {
     bool ok = false;
@@ -72,15 +77,46 @@ public:
     // trigger, while the store is still in synchronous mode.
     size_t recoverInterrupted();
 
+    // Where workflow tasks find their child workflows. Set once before the first trigger.
+    void setWorkflowLookup(WorkflowLookup lookup);
+
     // Creates a run of wf and starts it, queues it or records it as skipped, as the workflow's
     // overlap policy says. A scheduled firing's id is "<workflow>@<UTC instant>" and is created
     // at most once: firing the same instant again returns ok=false. Manual runs get a unique id.
+    // params override the workflow's declared defaults; an undeclared name is refused
+    // (ok=false, "workflow 'x' has no param 'k' (declared: a, b)"). actor (e.g. "uid 1000") is
+    // recorded in the run_created event.
     TriggerResult trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
-                          std::optional<std::chrono::sys_seconds> scheduled = std::nullopt);
+                          std::optional<std::chrono::sys_seconds> scheduled = std::nullopt,
+                          const store::NameValues& params = {}, const std::string& actor = "");
 
-    // Cancels a queued or running run: running tasks are asked to stop, the rest are marked
-    // cancelled. Returns false with *err when the run is unknown or already finished.
-    bool cancel(const std::string& run_id, const std::string& reason, std::string* err);
+    // Cancels a queued, running or paused run and its child runs: running tasks are asked to
+    // stop, the rest are marked cancelled. With task_id, cancels only that task (a running
+    // attempt is stopped, a pending or ready one is marked cancelled; its downstream follows the
+    // trigger rules). Returns false with *err when the run or task is unknown or already
+    // finished. actor is recorded in the event ("cancelled by uid 1000").
+    bool cancel(const std::string& run_id, const std::string& task_id, const std::string& actor,
+                std::string* err);
+
+    // Pauses a running run and its child runs: no new task starts; running tasks go on, or
+    // with freeze, tasks whose plugin can suspend are stopped (SIGSTOP for shell) and their
+    // timeouts stop counting. Returns false with *err when the run is not running.
+    bool pause(const std::string& run_id, bool freeze, const std::string& actor, std::string* err);
+    // Resumes a paused run and its child runs (frozen tasks continue, their timeouts with the
+    // time they had left).
+    bool resume(const std::string& run_id, const std::string& actor, std::string* err);
+
+    // Re-runs failed and cancelled tasks of a finished run in place, as new attempts; with
+    // task_id only that task (which must have failed or been cancelled), and with downstream
+    // also every task downstream of the retried ones. The run goes back to running. Skipped
+    // tasks downstream of a retried task are re-evaluated. Returns false with *err when the run
+    // is unknown, still active, a child run (retry its top-level run), or nothing is to retry.
+    bool retry(const std::string& run_id, const std::string& task_id, bool downstream,
+               const std::string& actor, std::string* err);
+
+    // Why each ready task of an active run has not started yet (task id -> reason, e.g.
+    // "waiting: plugin 'shell' is at max_concurrency (2)"), for `show`. Empty when none waits.
+    std::map<std::string, std::string> waitingReasons(const std::string& run_id) const;
 
     // Calls fn with the run's final record once it has ended (at once if it already has).
     // Returns false when no such run exists.

@@ -6,15 +6,20 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace taskhub::store {
 
-// Run states: queued, running, succeeded, failed, cancelled, skipped.
-// Task states: pending, ready, running, retrying, succeeded, failed, cancelled, skipped.
+// Run states: queued, running, paused, succeeded, failed, cancelled, skipped.
+// Task states: pending, ready (waiting for a slot or for the run to resume), running, frozen
+// (its processes stopped by `pause --freeze`), retrying, succeeded, failed, cancelled, skipped.
 inline bool isFinalRunState(const std::string& s) {
     return s == "succeeded" || s == "failed" || s == "cancelled" || s == "skipped";
 }
+
+// Name/value pairs in the order they were set: run params, task outputs.
+using NameValues = std::vector<std::pair<std::string, std::string>>;
 
 struct TaskRecord {
     std::string task_id;
@@ -25,12 +30,14 @@ struct TaskRecord {
     std::string message;
     std::optional<int64_t> started_ms; // epoch milliseconds
     std::optional<int64_t> ended_ms;
+    NameValues outputs;              // published by the latest attempt (::set-output, host call)
+    std::string child_run;           // a workflow task: the id of its latest child run
 };
 
 struct RunRecord {
     std::string id;
     std::string workflow;
-    std::string trigger;             // "cron", "manual"
+    std::string trigger;             // "cron", "manual", "parent"
     std::string state = "queued";
     std::string message;
     std::string version;             // workflow definition hash
@@ -38,6 +45,10 @@ struct RunRecord {
     int64_t created_ms = 0;
     std::optional<int64_t> started_ms;
     std::optional<int64_t> ended_ms;
+    NameValues params;               // the run's params: workflow defaults overridden by the trigger
+    std::string parent_run;          // a child run: the run and task that started it
+    std::string parent_task;
+    int depth = 0;                   // 0 for a top-level run
     std::vector<TaskRecord> tasks;   // filled when asked for
 };
 
