@@ -1,0 +1,61 @@
+#include "expr/template.h"
+
+#include "expr/ref_parser.h"
+
+namespace taskhub::expr {
+
+using detail::at;
+
+std::variant<Template, std::string> Template::parse(std::string_view text) {
+    static const std::string kExpected = "${params.NAME} or ${tasks.ID.outputs.NAME}";
+    Template t;
+    std::string literal;
+    size_t i = 0;
+    while (i < text.size()) {
+        if (text.compare(i, 3, "$${") == 0) {
+            literal += "${";
+            t.escaped_ = true;
+            i += 3;
+            continue;
+        }
+        if (text.compare(i, 2, "${") != 0) {
+            literal += text[i++];
+            continue;
+        }
+        const size_t open = i;
+        auto ref = detail::parseRef(text, i + 2, false, kExpected);
+        if (!ref.ok) {
+            if (ref.error_pos == i + 2 && i + 2 < text.size() && text[i + 2] == '}') {
+                return at(open, "empty reference '${}' (expected " + kExpected + ")");
+            }
+            return at(ref.error_pos, ref.error);
+        }
+        if (ref.end >= text.size()) {
+            return at(open, "'${' is not closed (expected '}' after the reference; write '$${' for a "
+                            "literal '${')");
+        }
+        if (text[ref.end] != '}') {
+            return at(ref.end, "unexpected '" + std::string(1, text[ref.end]) + "' after '${" +
+                                   toString(ref.ref) + "' (expected '}')");
+        }
+        t.parts_.push_back({std::move(literal), static_cast<int>(t.refs_.size())});
+        literal.clear();
+        t.refs_.push_back(std::move(ref.ref));
+        i = ref.end + 1;
+    }
+    t.parts_.push_back({std::move(literal), -1});
+    return t;
+}
+
+std::string Template::expand(const Lookup& lookup) const {
+    std::string out;
+    for (const auto& part : parts_) {
+        out += part.literal;
+        if (part.ref >= 0) {
+            if (auto value = lookup(refs_[static_cast<size_t>(part.ref)])) out += *value;
+        }
+    }
+    return out;
+}
+
+} // namespace taskhub::expr
