@@ -13,7 +13,8 @@ namespace {
 
 const std::set<std::string> kTopKeys = {
     "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
-    "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "pool", "plugins"};
+    "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "max_nesting_depth",
+    "pool", "plugins"};
 const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
 
 fs::path resolve(const fs::path& base, const std::string& p) {
@@ -86,6 +87,8 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
             if (auto d = getDuration(v, what, r)) c.shutdown_grace = *d;
         } else if (key == "max_running_tasks") {
             if (auto n = getInt(v, what, r, 0, 1'000'000)) c.max_running_tasks = static_cast<int>(*n);
+        } else if (key == "max_nesting_depth") {
+            if (auto n = getInt(v, what, r, 1, 100)) c.max_nesting_depth = static_cast<int>(*n);
         } else if (key == "pool") {
             if (!v.is_table()) {
                 r.add(v, "[pool] must be a table, found " + typeName(v));

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -138,6 +139,56 @@ std::optional<std::vector<std::string>> getStringArray(const Value& v, const std
         }
         out.push_back(e.as_string().str);
     }
+    return out;
+}
+
+std::optional<double> getNumber(const Value& v, const std::string& what, Reporter& r, double min,
+                                double max) {
+    double n = 0;
+    if (v.is_integer()) {
+        n = static_cast<double>(v.as_integer());
+    } else if (v.is_floating()) {
+        n = v.as_floating();
+    } else {
+        r.add(v, what + " must be a number, found " + typeName(v));
+        return std::nullopt;
+    }
+    if (!(n >= min && n <= max)) {
+        r.add(v, what + " must be between " + numberText(min) + " and " + numberText(max) + ", found " +
+                     numberText(n));
+        return std::nullopt;
+    }
+    return n;
+}
+
+std::string numberText(double d) {
+    char buf[64];
+    auto res = std::to_chars(buf, buf + sizeof buf, d);
+    std::string s(buf, res.ptr);
+    if (s.find_first_of(".en") == std::string::npos) s += ".0";
+    return s;
+}
+
+std::optional<std::string> getScalarText(const Value& v, const std::string& what, Reporter& r) {
+    switch (v.type()) {
+    case toml::value_t::string: return v.as_string().str;
+    case toml::value_t::integer: return std::to_string(v.as_integer());
+    case toml::value_t::floating: return numberText(v.as_floating());
+    case toml::value_t::boolean: return std::string(v.as_boolean() ? "true" : "false");
+    default:
+        r.add(v, what + " must be a string, integer, float or boolean, found " + typeName(v));
+        return std::nullopt;
+    }
+}
+
+std::vector<std::pair<std::string, const Value*>> inFileOrder(const Table& table) {
+    std::vector<std::pair<std::string, const Value*>> out;
+    for (const auto& [k, v] : table) out.emplace_back(k, &v);
+    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+        const auto& la = a.second->location();
+        const auto& lb = b.second->location();
+        return la.line() != lb.line() ? la.line() < lb.line() : la.column() < lb.column();
+    });
     return out;
 }
 

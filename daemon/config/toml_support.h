@@ -71,6 +71,16 @@ std::optional<std::chrono::milliseconds> getDuration(const Value& v, const std::
                                                      Reporter& r);
 std::optional<std::vector<std::string>> getStringArray(const Value& v, const std::string& what,
                                                        Reporter& r);
+// An integer or a float within [min, max]; messages like getInt's.
+std::optional<double> getNumber(const Value& v, const std::string& what, Reporter& r, double min,
+                                double max);
+// A float as text that always shows it is one: 1.0, 2.5, 1e+20.
+std::string numberText(double d);
+// A string, integer, float or boolean as text ("eu", "3", "2.5", "true"): the form of param values.
+std::optional<std::string> getScalarText(const Value& v, const std::string& what, Reporter& r);
+
+// Sorts a table's entries into file order (line, then column), which std::map loses.
+std::vector<std::pair<std::string, const Value*>> inFileOrder(const Table& table);
 
 // Serialises a TOML value as JSON (datetimes become ISO 8601 strings).
 std::string toJson(const Table& table);

@@ -9,7 +9,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/time_util.h"
 #include "config/toml_support.h"
+#include "expr/condition.h"
+#include "expr/template.h"
 
 namespace taskhub::config {
 
@@ -29,6 +32,19 @@ const char* toString(Overlap o) {
 
 const char* toString(OnFailure o) { return o == OnFailure::FailFast ? "fail_fast" : "continue"; }
 
+const char* toString(TriggerRule r) {
+    switch (r) {
+    case TriggerRule::AllSuccess: return "all_success";
+    case TriggerRule::AllDone: return "all_done";
+    case TriggerRule::AllFailed: return "all_failed";
+    case TriggerRule::OneSuccess: return "one_success";
+    case TriggerRule::OneFailed: return "one_failed";
+    case TriggerRule::NoneFailed: return "none_failed";
+    case TriggerRule::Always: return "always";
+    }
+    return "?";
+}
+
 bool isValidWorkflowName(const std::string& name) {
     if (name.empty() || name[0] == '.' || name.size() > 128) return false;
     return std::all_of(name.begin(), name.end(), [](char ch) {
@@ -38,20 +54,50 @@ bool isValidWorkflowName(const std::string& name) {
 
 namespace {
 
-const std::set<std::string> kWorkflowKeys = {"description", "timezone", "dst_gap", "dst_fold",
-                                             "trigger", "policy", "task"};
+const std::set<std::string> kWorkflowKeys = {"description", "timezone", "dst_gap", "dst_fold", "trigger",
+                                             "policy", "params", "max_parallel_tasks", "task"};
 const std::set<std::string> kTriggerKeys = {"cron"};
 // Trigger kinds of the workflow format that this version does not run yet.
 const std::set<std::string> kPlannedTriggerKeys = {"watch", "pattern", "recursive", "settle",
                                                    "after", "every", "at", "start_at", "jitter"};
 const std::set<std::string> kPolicyKeys = {"overlap", "catchup", "catchup_window", "on_failure",
                                            "timeout"};
-const std::set<std::string> kTaskEngineKeys = {"id", "plugin", "depends_on", "retries",
-                                               "retry_delay", "timeout", "env"};
+// The keys a workflow task (workflow = "x") accepts; it has no plugin parameters.
+const std::set<std::string> kWorkflowTaskKeys = {
+    "id", "workflow", "params", "depends_on", "retries", "retry_delay", "retry_backoff",
+    "retry_max_delay", "timeout", "trigger_rule", "priority", "when"};
 // Keys the engine reserves for features of later versions; never passed to plugins.
-const std::set<std::string> kTaskReservedKeys = {
-    "trigger_rule", "run_as", "at_most_once", "priority", "when", "workflow", "params",
-    "retry_backoff", "retry_max_delay", "retry_on_exit_codes", "outputs"};
+const std::set<std::string> kTaskReservedKeys = {"run_as", "at_most_once", "outputs"};
+
+const std::vector<std::pair<const char*, TriggerRule>> kTriggerRules = {
+    {"all_success", TriggerRule::AllSuccess}, {"all_done", TriggerRule::AllDone},
+    {"all_failed", TriggerRule::AllFailed},   {"one_success", TriggerRule::OneSuccess},
+    {"one_failed", TriggerRule::OneFailed},   {"none_failed", TriggerRule::NoneFailed},
+    {"always", TriggerRule::Always}};
+
+// A reference to a param, an output or a task state, where it was written.
+struct RefUse {
+    size_t line = 0;
+    std::string where; // "task 'b': 'command'", the message prefix
+    std::string shown; // as written: "${params.x}" in a template, "params.x" in a condition
+    expr::Ref ref;
+};
+
+// What the checks after loading a file need to know about a task beyond its TaskDef.
+struct TaskExtra {
+    size_t workflow_line = 0;                      // of the `workflow` key
+    std::map<std::string, size_t> child_param_lines; // key of `params` -> its line
+    std::vector<RefUse> refs;
+};
+
+// The outcome of loading one file, with what the cross-file checks need.
+struct FileLoad {
+    fs::path file;
+    std::string name;
+    std::shared_ptr<Workflow> workflow; // null when the file has problems
+    std::vector<Diagnostic> problems;
+    std::vector<TaskExtra> tasks;       // parallel to workflow->tasks
+};
 
 bool isValidTaskId(const std::string& id) {
     return !id.empty() && id.size() <= 128 &&
@@ -158,14 +204,42 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r) {
     }
 }
 
-void loadTask(const Value& v, size_t index, Workflow& wf, const PluginCatalog& plugins,
-              Reporter& r) {
+// Parses a string that may hold templates; records its references and whether it needs
+// expanding. `where` prefixes the messages.
+void checkTemplate(const std::string& text, size_t line, const std::string& where, TaskDef& task,
+                   TaskExtra& extra, Reporter& r) {
+    if (text.find("${") == std::string::npos) return;
+    auto parsed = expr::Template::parse(text);
+    if (auto* err = std::get_if<std::string>(&parsed)) {
+        r.add(line, where + ": " + *err);
+        return;
+    }
+    const auto& t = std::get<expr::Template>(parsed);
+    if (!t.empty()) task.has_templates = true;
+    for (const auto& ref : t.refs()) extra.refs.push_back({line, where, "${" + expr::toString(ref) + "}", ref});
+}
+
+// Every string inside a plugin parameter, at any depth.
+void checkTemplates(const Value& v, const std::string& where, TaskDef& task, TaskExtra& extra,
+                    Reporter& r) {
+    if (v.is_string()) {
+        checkTemplate(v.as_string().str, Reporter::lineOf(v), where, task, extra, r);
+    } else if (v.is_array()) {
+        for (const auto& e : v.as_array()) checkTemplates(e, where, task, extra, r);
+    } else if (v.is_table()) {
+        for (const auto& [k, e] : v.as_table()) checkTemplates(e, where, task, extra, r);
+    }
+}
+
+void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>& extras,
+              const PluginCatalog& plugins, Reporter& r) {
     if (!v.is_table()) {
         r.add(v, "[[task]] entries must be tables, found " + typeName(v));
         return;
     }
     const auto& t = v.as_table();
     TaskDef task;
+    TaskExtra extra;
     task.line = Reporter::lineOf(v);
     const size_t before = r.problems().size();
 
@@ -181,6 +255,10 @@ void loadTask(const Value& v, size_t index, Workflow& wf, const PluginCatalog& p
     }
     const std::string label = task.id.empty() ? "task #" + std::to_string(index + 1)
                                               : "task '" + task.id + "'";
+    const bool workflowTask = t.count("workflow") != 0;
+    const bool pluginTask = t.count("plugin") != 0;
+    std::string childName; // for messages about a workflow task's keys
+    if (workflowTask && t.at("workflow").is_string()) childName = t.at("workflow").as_string().str;
 
     Table params;
     for (const auto& [key, kv] : t) {
@@ -189,35 +267,122 @@ void loadTask(const Value& v, size_t index, Workflow& wf, const PluginCatalog& p
             continue;
         } else if (key == "plugin") {
             if (auto p = getString(kv, what, r)) task.plugin = *p;
+        } else if (key == "workflow") {
+            extra.workflow_line = Reporter::lineOf(kv);
+            auto name = getString(kv, what, r);
+            if (!name) continue;
+            if (!isValidWorkflowName(*name)) {
+                r.add(kv, what + " must name a workflow (its file name without .toml: letters, digits, '_', "
+                                 "'-' or '.', not starting with '.'), found \"" + *name + "\"");
+            } else if (*name == wf.name) {
+                r.add(kv, label + ": workflow reference cycle: " + wf.name + " -> " + wf.name +
+                              " (a workflow cannot run itself, directly or through other workflows)");
+            }
+            task.workflow = *name;
+        } else if (key == "params") {
+            if (!workflowTask) {
+                r.add(kv, what + " is only for workflow tasks (with workflow = \"...\"); a plugin task's "
+                                 "parameters are keys of the task itself");
+                continue;
+            }
+            if (!kv.is_table()) {
+                r.add(kv, what + " must be a table of the child workflow's params, e.g. params = { date = "
+                                 "\"${params.date}\" }, found " + typeName(kv));
+                continue;
+            }
+            for (const auto& [name, pv] : inFileOrder(kv.as_table())) {
+                const std::string pwhat = label + ": 'params." + name + "'";
+                extra.child_param_lines[name] = Reporter::lineOf(*pv);
+                auto text = getScalarText(*pv, pwhat, r);
+                if (!text) continue;
+                checkTemplate(*text, Reporter::lineOf(*pv), pwhat, task, extra, r);
+                task.child_params.emplace_back(name, *text);
+            }
         } else if (key == "depends_on") {
             if (auto a = getStringArray(kv, what, r)) task.depends_on = *a;
         } else if (key == "retries") {
             if (auto n = getInt(kv, what, r, 0, 100)) task.retries = static_cast<int>(*n);
         } else if (key == "retry_delay") {
             if (auto d = getDuration(kv, what, r)) task.retry_delay = *d;
+        } else if (key == "retry_backoff") {
+            if (auto x = getNumber(kv, what, r, 1.0, 100.0)) task.retry_backoff = *x;
+        } else if (key == "retry_max_delay") {
+            if (auto d = getDuration(kv, what, r)) task.retry_max_delay = *d;
+        } else if (key == "retry_on_exit_codes") {
+            if (workflowTask) {
+                r.add(kv, what + " applies to plugin tasks only (a workflow task has no exit code; it "
+                                 "fails when its child run fails)");
+                continue;
+            }
+            if (!kv.is_array()) {
+                r.add(kv, what + " must be an array of integers 0-255, e.g. [75, 111], found " + typeName(kv));
+                continue;
+            }
+            for (const auto& e : kv.as_array()) {
+                if (auto n = getInt(e, label + ": 'retry_on_exit_codes' entries", r, 0, 255))
+                    task.retry_on_exit_codes.push_back(static_cast<int>(*n));
+            }
         } else if (key == "timeout") {
             if (auto d = getDuration(kv, what, r)) task.timeout = *d;
         } else if (key == "env") {
+            if (workflowTask) {
+                r.add(kv, what + " applies to plugin tasks only (pass values to the child workflow with "
+                                 "params = { NAME = \"value\" })");
+                continue;
+            }
             if (!kv.is_table()) {
                 r.add(kv, what + " must be a table of strings, found " + typeName(kv));
                 continue;
             }
             for (const auto& [name, ev] : kv.as_table()) {
-                if (auto s = getString(ev, label + ": 'env." + name + "'", r)) task.env.emplace_back(name, *s);
+                const std::string ewhat = label + ": 'env." + name + "'";
+                if (auto s = getString(ev, ewhat, r)) {
+                    checkTemplate(*s, Reporter::lineOf(ev), ewhat, task, extra, r);
+                    task.env.emplace_back(name, *s);
+                }
             }
+        } else if (key == "trigger_rule") {
+            if (auto rule = getChoice<TriggerRule>(kv, what, kTriggerRules, r)) task.trigger_rule = *rule;
+        } else if (key == "priority") {
+            if (auto n = getInt(kv, what, r, -1'000'000, 1'000'000)) task.priority = static_cast<int>(*n);
+        } else if (key == "when") {
+            auto text = getString(kv, what, r);
+            if (!text) continue;
+            auto parsed = expr::Condition::parse(*text);
+            if (auto* err = std::get_if<std::string>(&parsed)) {
+                r.add(kv, what + ": " + *err);
+                continue;
+            }
+            for (const auto& ref : std::get<expr::Condition>(parsed).refs())
+                extra.refs.push_back({Reporter::lineOf(kv), what, expr::toString(ref), ref});
+            task.when = *text;
         } else if (kTaskReservedKeys.count(key)) {
             r.add(kv, label + ": '" + key +
                           "' is reserved for the engine and not supported by this version of taskhubd");
+        } else if (workflowTask) {
+            r.add(kv, what + " is not accepted on a workflow task, which runs workflow '" + childName +
+                          "' and has no plugin parameters" + didYouMean(key, kWorkflowTaskKeys) +
+                          " (accepted: " + joinKeys(kWorkflowTaskKeys) + ")");
         } else {
+            checkTemplates(kv, what, task, extra, r);
             params.emplace(key, kv);
         }
     }
-    if (t.find("plugin") == t.end()) {
-        r.add(v, label + " has no 'plugin' (e.g. plugin = \"shell\")");
+    if (workflowTask && pluginTask) {
+        r.add(v, label + " has both 'plugin' and 'workflow' (a task runs either a plugin or another workflow; "
+                         "keep one)");
+    } else if (!workflowTask && !pluginTask) {
+        r.add(v, label + " has no 'plugin' or 'workflow' (e.g. plugin = \"shell\", or workflow = \"other-name\" "
+                         "to run another workflow)");
+    }
+    if (task.retry_max_delay.count() > 0 && task.retry_max_delay < task.retry_delay) {
+        r.add(t.at("retry_max_delay"), label + ": 'retry_max_delay' (" + formatDuration(task.retry_max_delay) +
+                                           ") must not be shorter than 'retry_delay' (" +
+                                           formatDuration(task.retry_delay) + "), or \"0s\" for no cap");
     }
     task.params_json = toJson(params);
 
-    if (!task.plugin.empty()) {
+    if (!task.plugin.empty() && !workflowTask) {
         auto pluginLine = Reporter::lineOf(t.at("plugin"));
         if (auto why = plugins.unavailable(task.plugin)) {
             r.add(pluginLine, label + ": " + *why);
@@ -236,16 +401,83 @@ void loadTask(const Value& v, size_t index, Workflow& wf, const PluginCatalog& p
         }
     }
     wf.tasks.push_back(std::move(task));
+    extras.push_back(std::move(extra));
 }
 
-} // namespace
+void loadParams(const Value& v, Workflow& wf, Reporter& r) {
+    if (!v.is_table()) {
+        r.add(v, "[params] must be a table of param names and defaults, e.g. region = \"eu\", found " +
+                     typeName(v));
+        return;
+    }
+    for (const auto& [name, pv] : inFileOrder(v.as_table())) {
+        if (!expr::isValidName(name)) {
+            r.add(*pv, "param name '" + name + "' is invalid: use letters, digits and '_', not starting with a "
+                                               "digit (it is exported as TASKHUB_PARAM_" + name + ")");
+            continue;
+        }
+        if (auto text = getScalarText(*pv, "'params." + name + "'", r)) wf.params.emplace_back(name, *text);
+    }
+}
 
-WorkflowLoad loadWorkflowFile(const fs::path& file, const WorkflowDefaults& defaults,
-                              const PluginCatalog& plugins) {
+// Checks every ${...} and `when` reference: params must be declared; tasks must exist and, when
+// the graph is valid, be upstream of the task that refers to them.
+void checkRefs(const Workflow& wf, const std::vector<TaskExtra>& extras, bool graph_ok, Reporter& r) {
+    std::set<std::string> declared;
+    for (const auto& [name, value] : wf.params) declared.insert(name);
+    std::set<std::string> ids;
+    for (const auto& t : wf.tasks) ids.insert(t.id);
+
+    for (size_t i = 0; i < wf.tasks.size() && i < extras.size(); ++i) {
+        const TaskDef& task = wf.tasks[i];
+        std::vector<bool> upstream; // computed on first use
+        for (const auto& use : extras[i].refs) {
+            const std::string prefix = use.where + ": " + use.shown + ": ";
+            if (use.ref.kind == expr::Ref::Param) {
+                if (declared.count(use.ref.name)) continue;
+                r.add(use.line, prefix + "no param '" + use.ref.name + "' is declared" +
+                                    didYouMean(use.ref.name, declared) +
+                                    (declared.empty() ? " (declare it with a default under [params], e.g. " +
+                                                            use.ref.name + " = \"\")"
+                                                      : " (declared: " + joinKeys(declared) + ")"));
+                continue;
+            }
+            if (use.ref.task == task.id) {
+                r.add(use.line, prefix + "a task cannot refer to its own outputs or state (only to tasks it "
+                                         "depends on, directly or through others)");
+            } else if (!ids.count(use.ref.task)) {
+                r.add(use.line, prefix + "no task '" + use.ref.task + "' in this workflow" +
+                                    didYouMean(use.ref.task, ids));
+            } else if (graph_ok) {
+                if (upstream.empty()) {
+                    upstream.assign(wf.graph.size(), false);
+                    std::vector<uint32_t> stack(wf.graph.dependencies(static_cast<uint32_t>(i)));
+                    while (!stack.empty()) {
+                        uint32_t n = stack.back();
+                        stack.pop_back();
+                        if (upstream[n]) continue;
+                        upstream[n] = true;
+                        for (uint32_t d : wf.graph.dependencies(n)) stack.push_back(d);
+                    }
+                }
+                auto idx = wf.graph.index(use.ref.task);
+                if (idx && !upstream[*idx]) {
+                    r.add(use.line, prefix + "task '" + use.ref.task + "' is not upstream of '" + task.id +
+                                        "' (add \"" + use.ref.task +
+                                        "\" to depends_on, directly or through another task)");
+                }
+            }
+        }
+    }
+}
+
+FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const PluginCatalog& plugins) {
     Reporter r(file);
-    WorkflowLoad out;
+    FileLoad out;
+    out.file = file;
+    out.name = file.stem().string();
     auto wf = std::make_shared<Workflow>();
-    wf->name = file.stem().string();
+    wf->name = out.name;
     wf->file = file;
 
     std::ifstream in(file, std::ios::binary);
@@ -301,6 +533,10 @@ WorkflowLoad loadWorkflowFile(const fs::path& file, const WorkflowDefaults& defa
             for (const auto& t : v.as_array()) loadTrigger(t, *wf, r);
         } else if (key == "policy") {
             loadPolicy(v, *wf, r);
+        } else if (key == "params") {
+            loadParams(v, *wf, r);
+        } else if (key == "max_parallel_tasks") {
+            if (auto n = getInt(v, "'max_parallel_tasks'", r, 0, 1'000'000)) wf->max_parallel_tasks = static_cast<int>(*n);
         } else if (key == "task") {
             tasks = &v;
         } else {
@@ -323,9 +559,10 @@ WorkflowLoad loadWorkflowFile(const fs::path& file, const WorkflowDefaults& defa
         r.add(*tasks, "'task' must be an array of tables ([[task]]), found " + typeName(*tasks));
     } else {
         size_t i = 0;
-        for (const auto& t : tasks->as_array()) loadTask(t, i++, *wf, plugins, r);
+        for (const auto& t : tasks->as_array()) loadTask(t, i++, *wf, out.tasks, plugins, r);
     }
 
+    bool graph_ok = false;
     if (r.ok()) {
         std::vector<dag::NodeSpec> specs;
         specs.reserve(wf->tasks.size());
@@ -335,38 +572,216 @@ WorkflowLoad loadWorkflowFile(const fs::path& file, const WorkflowDefaults& defa
             auto it = t.find(p.key);
             r.add(it != t.end() ? Reporter::lineOf(it->second) : wf->tasks[p.node].line, p.message);
         }
-        if (r.ok()) wf->graph = dag::Graph(specs);
+        if (r.ok()) {
+            wf->graph = dag::Graph(specs);
+            graph_ok = true;
+        }
     }
+    checkRefs(*wf, out.tasks, graph_ok, r);
 
     out.problems = r.sorted();
     if (out.problems.empty()) out.workflow = std::move(wf);
     return out;
 }
 
+std::string joinNames(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : " -> ") + n;
+    return out;
+}
+
+// The cross-file checks of workflow tasks (see loadWorkflowDir()). Adds problems to the files at
+// fault and drops their workflows. dir is where a missing workflow's file was expected.
+void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir) {
+    std::map<std::string, size_t> byName; // a later file of the same name wins
+    for (size_t i = 0; i < files.size(); ++i) byName[files[i].name] = i;
+    std::set<std::string> names;
+    for (const auto& f : files) {
+        if (isValidWorkflowName(f.name)) names.insert(f.name);
+    }
+
+    std::vector<std::vector<Diagnostic>> found(files.size());
+    std::vector<std::set<size_t>> reported(files.size()); // task indexes with a problem already
+    auto add = [&](size_t file, size_t task, size_t line, std::string message) {
+        found[file].push_back({files[file].file.string(), line, std::move(message)});
+        reported[file].insert(task);
+    };
+    auto label = [](const TaskDef& t) { return "task '" + t.id + "'"; };
+
+    // Each workflow task's child, as an index into files (or none).
+    std::vector<std::vector<std::optional<size_t>>> child(files.size());
+    for (size_t i = 0; i < files.size(); ++i) {
+        if (!files[i].workflow) continue;
+        const auto& tasks = files[i].workflow->tasks;
+        child[i].resize(tasks.size());
+        for (size_t k = 0; k < tasks.size(); ++k) {
+            const TaskDef& t = tasks[k];
+            if (t.workflow.empty()) continue;
+            const TaskExtra& extra = files[i].tasks[k];
+            auto it = byName.find(t.workflow);
+            if (it == byName.end()) {
+                add(i, k, extra.workflow_line,
+                    label(t) + ": no workflow named '" + t.workflow + "'" + didYouMean(t.workflow, names) +
+                        " (expected the file " + (dir / (t.workflow + ".toml")).string() + ")");
+                continue;
+            }
+            child[i][k] = it->second;
+            const auto& target = files[it->second].workflow;
+            if (!target) continue;
+            std::set<std::string> declared;
+            for (const auto& [name, value] : target->params) declared.insert(name);
+            for (const auto& [name, value] : t.child_params) {
+                if (declared.count(name)) continue;
+                add(i, k, extra.child_param_lines.at(name),
+                    label(t) + ": 'params." + name + "': workflow '" + t.workflow + "' declares no param '" +
+                        name + "'" + didYouMean(name, declared) +
+                        (declared.empty() ? " (it declares no params)" : " (declared: " + joinKeys(declared) + ")"));
+            }
+        }
+    }
+
+    // Cycles through other workflows (a task running its own workflow is a problem of its file).
+    // For each workflow, the first task whose child leads back to it names the shortest such cycle.
+    for (size_t i = 0; i < files.size(); ++i) {
+        if (!files[i].workflow) continue;
+        for (size_t k = 0; k < child[i].size(); ++k) {
+            if (!child[i][k] || *child[i][k] == i) continue;
+            // Breadth-first from the child back to i, over loaded workflows.
+            std::map<size_t, size_t> parent;
+            std::vector<size_t> queue{*child[i][k]};
+            parent[*child[i][k]] = *child[i][k];
+            bool closed = false;
+            for (size_t q = 0; q < queue.size() && !closed; ++q) {
+                size_t n = queue[q];
+                if (!files[n].workflow) continue;
+                for (const auto& c : child[n]) {
+                    if (!c || parent.count(*c)) continue;
+                    parent[*c] = n;
+                    if (*c == i) {
+                        closed = true;
+                        break;
+                    }
+                    queue.push_back(*c);
+                }
+            }
+            if (!closed) continue;
+            const size_t start = *child[i][k];
+            std::vector<std::string> chain; // start -> ... -> i
+            for (size_t n = i;; n = parent[n]) {
+                chain.insert(chain.begin(), files[n].name);
+                if (n == start) break;
+            }
+            chain.insert(chain.begin(), files[i].name);
+            const TaskDef& t = files[i].workflow->tasks[k];
+            add(i, k, files[i].tasks[k].workflow_line,
+                label(t) + ": workflow reference cycle: " + joinNames(chain) +
+                    " (a workflow cannot run itself, directly or through other workflows)");
+            break;
+        }
+    }
+
+    // A workflow whose child does not load cannot load either, transitively.
+    std::vector<bool> bad(files.size());
+    for (size_t i = 0; i < files.size(); ++i) bad[i] = !files[i].workflow || !found[i].empty();
+    for (bool changed = true; changed;) {
+        changed = false;
+        for (size_t i = 0; i < files.size(); ++i) {
+            if (bad[i]) continue;
+            for (const auto& c : child[i]) {
+                if (c && bad[*c]) {
+                    bad[i] = changed = true;
+                    break;
+                }
+            }
+        }
+    }
+    for (size_t i = 0; i < files.size(); ++i) {
+        if (!files[i].workflow) continue;
+        for (size_t k = 0; k < child[i].size(); ++k) {
+            if (!child[i][k] || !bad[*child[i][k]] || reported[i].count(k) || *child[i][k] == i) continue;
+            const TaskDef& t = files[i].workflow->tasks[k];
+            add(i, k, files[i].tasks[k].workflow_line,
+                label(t) + ": workflow '" + t.workflow + "' did not load (fix the problems reported for " +
+                    files[*child[i][k]].file.filename().string() + ")");
+        }
+    }
+
+    for (size_t i = 0; i < files.size(); ++i) {
+        if (found[i].empty()) continue;
+        auto& problems = files[i].problems;
+        problems.insert(problems.end(), found[i].begin(), found[i].end());
+        std::stable_sort(problems.begin(), problems.end(),
+                         [](const Diagnostic& a, const Diagnostic& b) { return a.line < b.line; });
+        files[i].workflow.reset();
+    }
+}
+
+// The workflow files of dir, in name order; on failure sets *ec.
+std::vector<fs::path> workflowFiles(const fs::path& dir, std::error_code* ec) {
+    std::vector<fs::path> files;
+    for (fs::directory_iterator it(dir, *ec), end; !*ec && it != end; it.increment(*ec)) {
+        const auto& p = it->path();
+        if (p.extension() == ".toml" && p.filename().string()[0] != '.') files.push_back(p);
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+WorkflowLoad toLoad(FileLoad&& f) {
+    WorkflowLoad out;
+    out.workflow = std::move(f.workflow);
+    out.problems = std::move(f.problems);
+    return out;
+}
+
+} // namespace
+
+WorkflowLoad loadWorkflowFile(const fs::path& file, const WorkflowDefaults& defaults,
+                              const PluginCatalog& plugins) {
+    return toLoad(loadOne(file, defaults, plugins));
+}
+
 WorkflowSet loadWorkflowDir(const fs::path& dir, const WorkflowDefaults& defaults,
                             const PluginCatalog& plugins) {
     WorkflowSet set;
     std::error_code ec;
-    std::vector<fs::path> files;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        const auto& p = it->path();
-        if (p.extension() == ".toml" && p.filename().string()[0] != '.') files.push_back(p);
-    }
+    auto paths = workflowFiles(dir, &ec);
     if (ec) {
         set.problems.push_back({dir.string(), 0, "cannot read workflows directory: " + ec.message()});
         return set;
     }
-    std::sort(files.begin(), files.end());
-    for (const auto& f : files) {
-        auto load = loadWorkflowFile(f, defaults, plugins);
-        if (load.workflow) {
-            set.workflows.emplace(load.workflow->name, load.workflow);
+    std::vector<FileLoad> files;
+    files.reserve(paths.size());
+    for (const auto& f : paths) files.push_back(loadOne(f, defaults, plugins));
+    checkWorkflowRefs(files, dir);
+    for (auto& f : files) {
+        if (f.workflow) {
+            set.workflows.emplace(f.workflow->name, std::move(f.workflow));
         } else {
-            set.failed_files.push_back(f);
-            set.problems.insert(set.problems.end(), load.problems.begin(), load.problems.end());
+            set.failed_files.push_back(f.file);
+            set.problems.insert(set.problems.end(), f.problems.begin(), f.problems.end());
         }
     }
     return set;
+}
+
+std::vector<WorkflowLoad> validateWorkflowFiles(const std::vector<fs::path>& files,
+                                                const fs::path& workflows_dir,
+                                                const WorkflowDefaults& defaults,
+                                                const PluginCatalog& plugins) {
+    std::set<std::string> given;
+    for (const auto& f : files) given.insert(f.stem().string());
+    std::vector<FileLoad> all;
+    std::error_code ec;
+    for (const auto& f : workflowFiles(workflows_dir, &ec)) {
+        if (!given.count(f.stem().string())) all.push_back(loadOne(f, defaults, plugins));
+    }
+    const size_t first = all.size();
+    for (const auto& f : files) all.push_back(loadOne(f, defaults, plugins));
+    checkWorkflowRefs(all, workflows_dir);
+    std::vector<WorkflowLoad> out;
+    for (size_t i = first; i < all.size(); ++i) out.push_back(toLoad(std::move(all[i])));
+    return out;
 }
 
 } // namespace taskhub::config

@@ -108,7 +108,9 @@ struct WorkflowLoad {
     std::vector<Diagnostic> problems;
 };
 
-// Loads and validates one workflow file completely. Never throws for bad input.
+// Loads and validates one workflow file completely, on its own: references to other workflows
+// (`workflow = "x"` tasks) are only checked by loadWorkflowDir() and validateWorkflowFiles(),
+// except a task that runs its own workflow. Never throws for bad input.
 WorkflowLoad loadWorkflowFile(const std::filesystem::path& file, const WorkflowDefaults& defaults,
                               const PluginCatalog& plugins);
 
@@ -119,9 +121,24 @@ struct WorkflowSet {
 };
 
 // Loads every *.toml file in dir (non-recursively, in name order). One bad file never stops the
-// others. A missing directory is one problem.
+// others. A missing directory is one problem. After each file's own checks, workflow tasks are
+// checked across files: the child workflow must exist and have loaded, the child must declare
+// every key of the task's `params`, and workflows must not reference each other in a cycle. A
+// file failing these checks does not load either, and neither does a file whose workflow tasks
+// run it (each says why, at the referencing task's line).
 WorkflowSet loadWorkflowDir(const std::filesystem::path& dir, const WorkflowDefaults& defaults,
                             const PluginCatalog& plugins);
+
+// Checks files (for `taskhubctl validate`) exactly as loadWorkflowDir() would load them into
+// workflows_dir: each file on its own, then its workflow references against the other files given
+// and the workflows of workflows_dir, where a given file replaces the directory's file of the same
+// name. Returns one result per file, in the order given; problems of the directory's own files are
+// not reported, except that a reference to a file that does not load says so. A missing or
+// unreadable workflows_dir gives an empty context (references to it are reported as unknown).
+std::vector<WorkflowLoad> validateWorkflowFiles(const std::vector<std::filesystem::path>& files,
+                                                const std::filesystem::path& workflows_dir,
+                                                const WorkflowDefaults& defaults,
+                                                const PluginCatalog& plugins);
 
 // True when name can be a workflow name (the file stem): [A-Za-z0-9_.-]+, not starting with '.'.
 bool isValidWorkflowName(const std::string& name);

@@ -8,46 +8,15 @@
 #include <unistd.h>
 
 #include "config/daemon_config.h"
-#include "test_support.h"
 #include "config/workflow.h"
+#include "config_support.h"
+#include "test_support.h"
 
 using namespace taskhub::config;
+using namespace taskhub::config::testing;
 namespace fs = std::filesystem;
 using taskhub::testing::TempDir;
 
-namespace {
-
-// Knows "shell" (accepts only `command` and `cwd`) and "noop" (accepts anything).
-class FakeCatalog : public PluginCatalog {
-public:
-    std::optional<std::string> unavailable(const std::string& plugin) const override {
-        if (plugin == "shell" || plugin == "noop") return std::nullopt;
-        return "no plugin named '" + plugin + "' is loaded (loaded: noop, shell)";
-    }
-    std::optional<Problem> validate(const std::string& plugin, const std::string& params) const override {
-        if (plugin != "shell") return std::nullopt;
-        if (params.find("\"comand\"") != std::string::npos) {
-            return Problem{"comand", "unknown parameter 'comand'; did you mean 'command'?"};
-        }
-        if (params.find("\"command\"") == std::string::npos) {
-            return Problem{"command", "missing required parameter 'command'"};
-        }
-        return std::nullopt;
-    }
-};
-
-std::vector<std::string> messages(const WorkflowLoad& load) {
-    std::vector<std::string> out;
-    for (const auto& p : load.problems) out.push_back(std::to_string(p.line) + ": " + p.message);
-    return out;
-}
-
-WorkflowLoad loadText(const TempDir& dir, const std::string& name, const std::string& text) {
-    FakeCatalog catalog;
-    return loadWorkflowFile(dir.write(name, text), {"UTC"}, catalog);
-}
-
-} // namespace
 
 TEST_CASE("a complete workflow loads into an immutable snapshot", "[workflow]") {
     TempDir dir;
@@ -120,12 +89,13 @@ comand = "true"
 )");
     CHECK(messages(load) == std::vector<std::string>{
               "1: unknown key 'descripton'; did you mean 'description'? (accepted: description, dst_fold, dst_gap, "
-              "policy, task, timezone, trigger)",
+              "max_parallel_tasks, params, policy, task, timezone, trigger)",
               "6: task 'a': plugin shell rejects parameter 'comand': unknown parameter 'comand'; did you mean "
               "'command'?"});
     CHECK(load.problems[0].str() == (dir.path / "w.toml").string() +
                                         ":1: unknown key 'descripton'; did you mean 'description'? (accepted: "
-                                        "description, dst_fold, dst_gap, policy, task, timezone, trigger)");
+                                        "description, dst_fold, dst_gap, max_parallel_tasks, params, policy, task, "
+                                        "timezone, trigger)");
 }
 
 TEST_CASE("invalid cron expressions name the expression and the field", "[workflow]") {
@@ -238,14 +208,14 @@ catchup = "latest"
 [[task]]
 id = "a"
 plugin = "noop"
-trigger_rule = "all_done"
+run_as = "nobody"
 )");
     CHECK(messages(load) ==
           std::vector<std::string>{
               "3: trigger key 'watch' is not supported by this version of taskhubd (supported: cron)",
               "6: 'policy.catchup': catch-up of missed firings is not supported by this version of taskhubd; "
               "only \"none\" is accepted, found \"latest\"",
-              "11: task 'a': 'trigger_rule' is reserved for the engine and not supported by this version of "
+              "11: task 'a': 'run_as' is reserved for the engine and not supported by this version of "
               "taskhubd"});
 }
 
@@ -322,7 +292,7 @@ idel_timeout = "1m"
         for (const auto& p : e.problems()) got.push_back(std::to_string(p.line) + ": " + p.message);
         CHECK(got == std::vector<std::string>{
                          "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, "
-                         "log_level, max_running_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, socket_group, "
+                         "log_level, max_nesting_depth, max_running_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, socket_group, "
                          "state_dir, timezone, workflows_dir)",
                          "2: 'plugin_dirs' must be an array of strings, found string",
                          "4: [pool] min_workers (8) must not exceed max_workers (2)",
@@ -338,5 +308,18 @@ TEST_CASE("a missing config file is one clear problem", "[daemon_config]") {
     } catch (const ConfigError& e) {
         REQUIRE(e.problems().size() == 1);
         CHECK(e.problems()[0].str() == "/nonexistent/taskhub.toml: cannot open file: No such file or directory");
+    }
+}
+
+TEST_CASE("daemon config: max_nesting_depth defaults to 10 and must be 1-100", "[daemon_config]") {
+    TempDir dir;
+    CHECK(loadDaemonConfig(dir.write("a.toml", "")).max_nesting_depth == 10);
+    CHECK(loadDaemonConfig(dir.write("b.toml", "max_nesting_depth = 3\n")).max_nesting_depth == 3);
+    try {
+        loadDaemonConfig(dir.write("c.toml", "max_nesting_depth = 0\n"));
+        FAIL("expected ConfigError");
+    } catch (const ConfigError& e) {
+        REQUIRE(e.problems().size() == 1);
+        CHECK(e.problems()[0].message == "'max_nesting_depth' must be between 1 and 100, found 0");
     }
 }

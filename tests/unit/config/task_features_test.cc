@@ -1,0 +1,360 @@
+// The workflow keys of nested workflows, trigger rules, retries with backoff, priorities, params,
+// templates and `when` conditions: what loads, and what each mistake is reported as.
+#include <catch2/catch.hpp>
+
+#include "config/workflow.h"
+#include "config_support.h"
+
+using namespace taskhub::config;
+using namespace taskhub::config::testing;
+using Pairs = std::vector<std::pair<std::string, std::string>>;
+
+TEST_CASE("every new key loads into its field", "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "etl.toml", R"(max_parallel_tasks = 4
+
+[params]
+region = "eu"
+date = ""
+limit = 100
+ratio = 0.5
+dry = true
+
+[[task]]
+id = "check"
+plugin = "noop"
+
+[[task]]
+id = "extract"
+plugin = "shell"
+depends_on = ["check"]
+command = "extract --region ${params.region} --date $${DATE}"
+env = { LIMIT = "${params.limit}", PLAIN = "x" }
+priority = 10
+trigger_rule = "one_success"
+retries = 3
+retry_delay = "10s"
+retry_backoff = 2.5
+retry_max_delay = "5m"
+retry_on_exit_codes = [75, 111]
+when = "params.region == 'eu' && tasks.check.outputs.ok == 'yes'"
+
+[[task]]
+id = "sub"
+workflow = "child-flow"
+params = { file = "${tasks.extract.outputs.path}", n = 3 }
+depends_on = ["extract"]
+retry_backoff = 2
+trigger_rule = "always"
+)");
+    REQUIRE(messages(load) == std::vector<std::string>{});
+    const Workflow& wf = *load.workflow;
+    CHECK(wf.max_parallel_tasks == 4);
+    CHECK(wf.params == Pairs{{"region", "eu"}, {"date", ""}, {"limit", "100"}, {"ratio", "0.5"}, {"dry", "true"}});
+
+    const TaskDef& check = wf.tasks[0];
+    CHECK(check.trigger_rule == TriggerRule::AllSuccess);
+    CHECK(check.priority == 0);
+    CHECK(check.retry_backoff == 1.0);
+    CHECK(check.when.empty());
+    CHECK_FALSE(check.has_templates);
+
+    const TaskDef& extract = wf.tasks[1];
+    CHECK(extract.params_json == R"({"command":"extract --region ${params.region} --date $${DATE}"})");
+    CHECK(extract.env == Pairs{{"LIMIT", "${params.limit}"}, {"PLAIN", "x"}});
+    CHECK(extract.priority == 10);
+    CHECK(extract.trigger_rule == TriggerRule::OneSuccess);
+    CHECK(extract.retries == 3);
+    CHECK(extract.retry_delay == std::chrono::seconds(10));
+    CHECK(extract.retry_backoff == 2.5);
+    CHECK(extract.retry_max_delay == std::chrono::minutes(5));
+    CHECK(extract.retry_on_exit_codes == std::vector<int>{75, 111});
+    CHECK(extract.when == "params.region == 'eu' && tasks.check.outputs.ok == 'yes'");
+    CHECK(extract.has_templates);
+    CHECK(extract.workflow.empty());
+
+    const TaskDef& sub = wf.tasks[2];
+    CHECK(sub.workflow == "child-flow");
+    CHECK(sub.plugin.empty());
+    CHECK(sub.child_params == Pairs{{"file", "${tasks.extract.outputs.path}"}, {"n", "3"}});
+    CHECK(sub.params_json == "{}");
+    CHECK(sub.retry_backoff == 2.0);
+    CHECK(sub.trigger_rule == TriggerRule::Always);
+    CHECK(sub.has_templates);
+}
+
+TEST_CASE("has_templates is set by a reference or a $${ escape, in plugin params, env or child params",
+          "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"([params]
+p = "x"
+
+[[task]]
+id = "plain"
+plugin = "shell"
+command = "echo $HOME costs $5"
+
+[[task]]
+id = "escape"
+plugin = "shell"
+command = "echo $${HOME}"
+
+[[task]]
+id = "nested"
+plugin = "noop"
+args = { list = ["a", "${params.p}"] }
+
+[[task]]
+id = "env"
+plugin = "noop"
+env = { P = "${params.p}" }
+
+[[task]]
+id = "child"
+workflow = "other"
+params = { p = "${params.p}" }
+)");
+    REQUIRE(messages(load) == std::vector<std::string>{});
+    const auto& t = load.workflow->tasks;
+    CHECK_FALSE(t[0].has_templates);
+    CHECK(t[1].has_templates);
+    CHECK(t[2].has_templates);
+    CHECK(t[3].has_templates);
+    CHECK(t[4].has_templates);
+}
+
+TEST_CASE("trigger rules have one name each", "[workflow][features]") {
+    CHECK(std::string(toString(TriggerRule::AllSuccess)) == "all_success");
+    CHECK(std::string(toString(TriggerRule::AllDone)) == "all_done");
+    CHECK(std::string(toString(TriggerRule::AllFailed)) == "all_failed");
+    CHECK(std::string(toString(TriggerRule::OneSuccess)) == "one_success");
+    CHECK(std::string(toString(TriggerRule::OneFailed)) == "one_failed");
+    CHECK(std::string(toString(TriggerRule::NoneFailed)) == "none_failed");
+    CHECK(std::string(toString(TriggerRule::Always)) == "always");
+    TempDir dir;
+    for (auto rule : {TriggerRule::AllSuccess, TriggerRule::AllDone, TriggerRule::AllFailed, TriggerRule::OneSuccess,
+                      TriggerRule::OneFailed, TriggerRule::NoneFailed, TriggerRule::Always}) {
+        auto load = loadText(dir, "w.toml", std::string("[[task]]\nid = \"a\"\nplugin = \"noop\"\ntrigger_rule = \"") +
+                                                toString(rule) + "\"\n");
+        REQUIRE(load.workflow);
+        CHECK(load.workflow->tasks[0].trigger_rule == rule);
+    }
+}
+
+TEST_CASE("bad values of the new keys say what would be right", "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"(max_parallel_tasks = -1
+
+[params]
+my-param = "x"
+list = [1]
+
+[[task]]
+id = "a"
+plugin = "noop"
+trigger_rule = "all_succeeded"
+priority = "high"
+retries = 2
+retry_delay = "1m"
+retry_backoff = 0.5
+retry_max_delay = "30s"
+retry_on_exit_codes = [1, 256]
+when = 42
+
+[[task]]
+id = "b"
+plugin = "noop"
+retry_backoff = "2x"
+retry_on_exit_codes = 3
+run_as = "nobody"
+)");
+    CHECK(messages(load) ==
+          std::vector<std::string>{
+              "1: 'max_parallel_tasks' must be between 0 and 1000000, found -1",
+              "4: param name 'my-param' is invalid: use letters, digits and '_', not starting with a digit (it is "
+              "exported as TASKHUB_PARAM_my-param)",
+              "5: 'params.list' must be a string, integer, float or boolean, found array",
+              "10: task 'a': 'trigger_rule' must be all_success | all_done | all_failed | one_success | one_failed | "
+              "none_failed | always, found \"all_succeeded\"",
+              "11: task 'a': 'priority' must be an integer, found string",
+              "14: task 'a': 'retry_backoff' must be between 1.0 and 100.0, found 0.5",
+              "15: task 'a': 'retry_max_delay' (30s) must not be shorter than 'retry_delay' (1m), or \"0s\" for no "
+              "cap",
+              "16: task 'a': 'retry_on_exit_codes' entries must be between 0 and 255, found 256",
+              "17: task 'a': 'when' must be a string, found integer",
+              "22: task 'b': 'retry_backoff' must be a number, found string",
+              "23: task 'b': 'retry_on_exit_codes' must be an array of integers 0-255, e.g. [75, 111], found "
+              "integer",
+              "24: task 'b': 'run_as' is reserved for the engine and not supported by this version of taskhubd"});
+}
+
+TEST_CASE("a task runs either a plugin or a workflow", "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"(
+[[task]]
+id = "both"
+plugin = "noop"
+workflow = "other"
+
+[[task]]
+id = "neither"
+command = "true"
+
+[[task]]
+id = "sub"
+workflow = "other"
+command = "true"
+env = { A = "b" }
+retry_on_exit_codes = [1]
+dependson = ["both"]
+
+[[task]]
+id = "plain"
+plugin = "noop"
+params = { a = "b" }
+
+[[task]]
+id = "badname"
+workflow = ".hidden"
+params = ["x"]
+)");
+    CHECK(messages(load) ==
+          std::vector<std::string>{
+              "2: task 'both' has both 'plugin' and 'workflow' (a task runs either a plugin or another workflow; keep "
+              "one)",
+              "7: task 'neither' has no 'plugin' or 'workflow' (e.g. plugin = \"shell\", or workflow = \"other-name\" "
+              "to run another workflow)",
+              "14: task 'sub': 'command' is not accepted on a workflow task, which runs workflow 'other' and has no "
+              "plugin parameters (accepted: depends_on, id, params, priority, retries, retry_backoff, retry_delay, "
+              "retry_max_delay, timeout, trigger_rule, when, workflow)",
+              "15: task 'sub': 'env' applies to plugin tasks only (pass values to the child workflow with params = { "
+              "NAME = \"value\" })",
+              "16: task 'sub': 'retry_on_exit_codes' applies to plugin tasks only (a workflow task has no exit code; "
+              "it fails when its child run fails)",
+              "17: task 'sub': 'dependson' is not accepted on a workflow task, which runs workflow 'other' and has no "
+              "plugin parameters; did you mean 'depends_on'? (accepted: depends_on, id, params, priority, retries, "
+              "retry_backoff, retry_delay, retry_max_delay, timeout, trigger_rule, when, workflow)",
+              "22: task 'plain': 'params' is only for workflow tasks (with workflow = \"...\"); a plugin task's "
+              "parameters are keys of the task itself",
+              "26: task 'badname': 'workflow' must name a workflow (its file name without .toml: letters, digits, "
+              "'_', '-' or '.', not starting with '.'), found \".hidden\"",
+              "27: task 'badname': 'params' must be a table of the child workflow's params, e.g. params = { date = "
+              "\"${params.date}\" }, found array"});
+}
+
+TEST_CASE("a task running its own workflow is a cycle, found in the file itself", "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "loop.toml", "[[task]]\nid = \"again\"\nworkflow = \"loop\"\n");
+    CHECK(messages(load) == std::vector<std::string>{"3: task 'again': workflow reference cycle: loop -> loop (a "
+                                                     "workflow cannot run itself, directly or through other "
+                                                     "workflows)"});
+}
+
+TEST_CASE("template syntax errors name the key, the column and the fix", "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"([params]
+region = "eu"
+
+[[task]]
+id = "a"
+plugin = "shell"
+command = "echo ${params.region"
+cwd = "${HOME}"
+env = { X = "${params.}" }
+
+[[task]]
+id = "b"
+workflow = "other"
+params = { f = "${tasks.a.output.x}" }
+)");
+    CHECK(messages(load) ==
+          std::vector<std::string>{
+              "7: task 'a': 'command': column 6: '${' is not closed (expected '}' after the reference; write '$${' "
+              "for a literal '${')",
+              "8: task 'a': 'cwd': column 3: unknown reference 'HOME' (expected ${params.NAME} or "
+              "${tasks.ID.outputs.NAME})",
+              "9: task 'a': 'env.X': column 10: expected a param name after 'params.', found '}' (a name is"
+              " letters, digits and '_', not starting with a digit)",
+              "14: task 'b': 'params.f': column 11: expected 'outputs' after 'tasks.a.', found 'output' (expected "
+              "${params.NAME} or ${tasks.ID.outputs.NAME})"});
+}
+
+TEST_CASE("when syntax errors name the column and the fix", "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"([params]
+region = "eu"
+
+[[task]]
+id = "a"
+plugin = "noop"
+when = "params.region = 'eu'"
+)");
+    CHECK(messages(load) ==
+          std::vector<std::string>{"7: task 'a': 'when': column 15: '=' is not an operator (expected '==')"});
+}
+
+TEST_CASE("references must name a declared param or an upstream task", "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"([params]
+region = "eu"
+date = ""
+
+[[task]]
+id = "extract"
+plugin = "shell"
+command = "extract ${params.regoin} ${tasks.extract.outputs.x}"
+
+[[task]]
+id = "side"
+plugin = "noop"
+
+[[task]]
+id = "load"
+plugin = "shell"
+depends_on = ["extract"]
+command = "load ${tasks.extrct.outputs.path} ${tasks.side.outputs.n}"
+when = "tasks.side.state == 'succeeded' || params.day"
+
+[[task]]
+id = "report"
+plugin = "noop"
+depends_on = ["load"]
+when = "tasks.extract.outputs.path != '' && tasks.extract.state == 'succeeded'"
+)");
+    CHECK(messages(load) ==
+          std::vector<std::string>{
+              "8: task 'extract': 'command': ${params.regoin}: no param 'regoin' is declared; did you mean "
+              "'region'? (declared: date, region)",
+              "8: task 'extract': 'command': ${tasks.extract.outputs.x}: a task cannot refer to its own outputs or "
+              "state (only to tasks it depends on, directly or through others)",
+              "18: task 'load': 'command': ${tasks.extrct.outputs.path}: no task 'extrct' in this workflow; did you "
+              "mean 'extract'?",
+              "18: task 'load': 'command': ${tasks.side.outputs.n}: task 'side' is not upstream of 'load' (add "
+              "\"side\" to depends_on, directly or through another task)",
+              "19: task 'load': 'when': tasks.side.state: task 'side' is not upstream of 'load' (add \"side\" to "
+              "depends_on, directly or through another task)",
+              "19: task 'load': 'when': params.day: no param 'day' is declared; did you mean 'date'? (declared: "
+              "date, region)"});
+}
+
+TEST_CASE("a param reference without any [params] says how to declare it", "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", "[[task]]\nid = \"a\"\nplugin = \"shell\"\ncommand = \"echo ${params.x}\"\n");
+    CHECK(messages(load) == std::vector<std::string>{"4: task 'a': 'command': ${params.x}: no param 'x' is declared "
+                                                     "(declare it with a default under [params], e.g. x = \"\")"});
+}
+
+TEST_CASE("the plugin validates its parameters with the templates as written", "[workflow][features]") {
+    TempDir dir;
+    // The stand-in shell plugin requires `command`; a template in it does not hide the key.
+    auto load = loadText(dir, "w.toml", R"([params]
+cmd = "true"
+
+[[task]]
+id = "a"
+plugin = "shell"
+command = "${params.cmd}"
+)");
+    REQUIRE(load.workflow);
+    CHECK(load.workflow->tasks[0].params_json == R"({"command":"${params.cmd}"})");
+}
