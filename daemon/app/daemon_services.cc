@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 
@@ -87,9 +88,10 @@ control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool deta
     w.overlap = config::toString(wf.overlap);
     w.on_failure = config::toString(wf.on_failure);
     for (const auto& t : wf.triggers) w.triggers.push_back(t.cron_text);
+    w.params = wf.params;
     for (auto n : m_.scheduler->nextFirings(wf.name)) w.next_fire_ms.push_back(n.time_since_epoch().count() * 1000);
     for (const auto& t : wf.tasks) {
-        w.tasks.push_back({t.id, t.plugin, t.depends_on, detail ? t.params_json : "{}"});
+        w.tasks.push_back({t.id, t.plugin, t.depends_on, detail ? t.params_json : "{}", t.workflow});
     }
     auto last = m_.store->runs({wf.name, std::nullopt, 1});
     if (!last.empty()) w.last_run = last.front();
@@ -110,7 +112,8 @@ std::optional<control::WorkflowInfo> DaemonServices::workflow(const std::string&
     return info(*it->second, true);
 }
 
-control::TriggerOutcome DaemonServices::trigger(const std::string& workflow, const control::Caller& caller) {
+control::TriggerOutcome DaemonServices::trigger(const std::string& workflow, const store::NameValues& params,
+                                                const control::Caller& caller) {
     control::TriggerOutcome out;
     auto it = workflows_.find(workflow);
     if (it == workflows_.end()) {
@@ -121,20 +124,113 @@ control::TriggerOutcome DaemonServices::trigger(const std::string& workflow, con
         }
         return out;
     }
-    auto r = m_.engine->trigger(it->second, engine::TriggerKind::Manual);
+    auto r = m_.engine->trigger(it->second, engine::TriggerKind::Manual, std::nullopt, params, caller.actor);
     out.ok = r.ok;
     out.run_id = r.run_id;
     out.state = r.state;
     out.error = r.error;
-    if (!r.ok) out.code = "unavailable";
-    if (r.ok) spdlog::info("CTRL_RUN_TRIGGERED {} by uid {}", r.run_id, caller.uid);
+    if (!r.ok) {
+        // The engine refuses undeclared params (its message names them and the declared ones);
+        // anything else it refuses here is the daemon shutting down.
+        const auto& declared = it->second->params;
+        bool undeclared = std::any_of(params.begin(), params.end(), [&](const auto& p) {
+            return std::none_of(declared.begin(), declared.end(), [&](const auto& d) { return d.first == p.first; });
+        });
+        out.code = undeclared ? "bad_request" : "unavailable";
+    }
+    if (r.ok) spdlog::info("CTRL_RUN_TRIGGERED {} by {}", r.run_id, caller.actor);
     return out;
 }
 
-bool DaemonServices::cancel(const std::string& run_id, const control::Caller& caller, std::string* err) {
-    bool ok = m_.engine->cancel(run_id, "cancelled by uid " + std::to_string(caller.uid), err);
-    if (ok) spdlog::info("CTRL_RUN_CANCELLED {} by uid {}", run_id, caller.uid);
-    return ok;
+control::ChangeOutcome DaemonServices::checkTarget(const std::string& run_id, const std::string& task_id) {
+    control::ChangeOutcome out;
+    auto run = m_.store->run(run_id, !task_id.empty());
+    if (!run && m_.store->runExists(run_id)) {
+        // Created a moment ago and not committed yet: the engine knows it and checks the rest.
+        out.ok = true;
+        return out;
+    }
+    if (!run) {
+        out.code = "not_found";
+        out.error = "no run with id " + run_id;
+        return out;
+    }
+    if (!task_id.empty()) {
+        std::string ids;
+        for (const auto& t : run->tasks) {
+            if (t.task_id == task_id) {
+                out.ok = true;
+                return out;
+            }
+            ids += (ids.empty() ? "" : ", ") + t.task_id;
+        }
+        out.code = "not_found";
+        out.error = "run " + run_id + " has no task '" + task_id + "' (its tasks: " + ids + ")";
+        return out;
+    }
+    out.ok = true;
+    return out;
+}
+
+namespace {
+
+// An engine refusal: the run or task is in the wrong state for the change.
+control::ChangeOutcome conflictUnless(bool ok, std::string err) {
+    control::ChangeOutcome out;
+    out.ok = ok;
+    if (!ok) {
+        out.code = "conflict";
+        out.error = std::move(err);
+    }
+    return out;
+}
+
+} // namespace
+
+control::ChangeOutcome DaemonServices::cancel(const std::string& run_id, const std::string& task_id,
+                                              const control::Caller& caller) {
+    auto out = checkTarget(run_id, task_id);
+    if (!out.ok) return out;
+    std::string err;
+    bool done = m_.engine->cancel(run_id, task_id, caller.actor, &err);
+    out = conflictUnless(done, err);
+    if (out.ok && task_id.empty()) spdlog::info("CTRL_RUN_CANCELLED {} by {}", run_id, caller.actor);
+    if (out.ok && !task_id.empty()) spdlog::info("CTRL_TASK_CANCELLED {} task {} by {}", run_id, task_id, caller.actor);
+    return out;
+}
+
+control::ChangeOutcome DaemonServices::pause(const std::string& run_id, bool freeze, const control::Caller& caller) {
+    auto out = checkTarget(run_id, "");
+    if (!out.ok) return out;
+    std::string err;
+    bool done = m_.engine->pause(run_id, freeze, caller.actor, &err);
+    out = conflictUnless(done, err);
+    if (out.ok) spdlog::info("CTRL_RUN_PAUSED {}{} by {}", run_id, freeze ? " (freeze)" : "", caller.actor);
+    return out;
+}
+
+control::ChangeOutcome DaemonServices::resume(const std::string& run_id, const control::Caller& caller) {
+    auto out = checkTarget(run_id, "");
+    if (!out.ok) return out;
+    std::string err;
+    bool done = m_.engine->resume(run_id, caller.actor, &err);
+    out = conflictUnless(done, err);
+    if (out.ok) spdlog::info("CTRL_RUN_RESUMED {} by {}", run_id, caller.actor);
+    return out;
+}
+
+control::ChangeOutcome DaemonServices::retry(const std::string& run_id, const std::string& task_id, bool downstream,
+                                             const control::Caller& caller) {
+    auto out = checkTarget(run_id, task_id);
+    if (!out.ok) return out;
+    std::string err;
+    bool done = m_.engine->retry(run_id, task_id, downstream, caller.actor, &err);
+    out = conflictUnless(done, err);
+    if (out.ok) {
+        spdlog::info("CTRL_RUN_RETRIED {}{}{} by {}", run_id, task_id.empty() ? "" : " task " + task_id,
+                     downstream ? " with downstream" : "", caller.actor);
+    }
+    return out;
 }
 
 bool DaemonServices::whenRunEnds(const std::string& run_id, std::function<void()> fn) {
@@ -142,11 +238,24 @@ bool DaemonServices::whenRunEnds(const std::string& run_id, std::function<void()
 }
 
 std::vector<store::RunRecord> DaemonServices::runs(const std::optional<std::string>& workflow,
-                                                   const std::optional<std::string>& state, size_t limit) {
-    return m_.store->runs({workflow, state, limit});
+                                                   const std::optional<std::string>& state, size_t limit,
+                                                   bool top_level_only) {
+    return m_.store->runs({workflow, state, limit, top_level_only});
 }
 
 std::optional<store::RunRecord> DaemonServices::run(const std::string& id) { return m_.store->run(id, true); }
+
+std::vector<store::RunRecord> DaemonServices::children(const std::string& run_id) {
+    std::vector<store::RunRecord> out;
+    for (const auto& child : m_.store->children(run_id)) {
+        if (auto full = m_.store->run(child.id, true)) out.push_back(std::move(*full));
+    }
+    return out;
+}
+
+std::map<std::string, std::string> DaemonServices::waitingReasons(const std::string& run_id) {
+    return m_.engine->waitingReasons(run_id);
+}
 
 std::vector<store::EventRecord> DaemonServices::events(const std::string& run_id) {
     return m_.store->events(run_id);

@@ -53,12 +53,21 @@ public:
     std::vector<control::WorkflowInfo> workflows() override;
     std::vector<control::WorkflowProblem> workflowProblems() override;
     std::optional<control::WorkflowInfo> workflow(const std::string& name) override;
-    control::TriggerOutcome trigger(const std::string& workflow, const control::Caller& caller) override;
-    bool cancel(const std::string& run_id, const control::Caller& caller, std::string* err) override;
+    control::TriggerOutcome trigger(const std::string& workflow, const store::NameValues& params,
+                                    const control::Caller& caller) override;
+    control::ChangeOutcome cancel(const std::string& run_id, const std::string& task_id,
+                                  const control::Caller& caller) override;
+    control::ChangeOutcome pause(const std::string& run_id, bool freeze, const control::Caller& caller) override;
+    control::ChangeOutcome resume(const std::string& run_id, const control::Caller& caller) override;
+    control::ChangeOutcome retry(const std::string& run_id, const std::string& task_id, bool downstream,
+                                 const control::Caller& caller) override;
     bool whenRunEnds(const std::string& run_id, std::function<void()> fn) override;
     std::vector<store::RunRecord> runs(const std::optional<std::string>& workflow,
-                                       const std::optional<std::string>& state, size_t limit) override;
+                                       const std::optional<std::string>& state, size_t limit,
+                                       bool top_level_only) override;
     std::optional<store::RunRecord> run(const std::string& id) override;
+    std::vector<store::RunRecord> children(const std::string& run_id) override;
+    std::map<std::string, std::string> waitingReasons(const std::string& run_id) override;
     std::vector<store::EventRecord> events(const std::string& run_id) override;
     control::LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
                               size_t max_bytes) override;
@@ -68,6 +77,8 @@ public:
 
 private:
     control::WorkflowInfo info(const config::Workflow& wf, bool detail);
+    // not_found when run_id (or, when given, its task task_id) does not exist; ok otherwise.
+    control::ChangeOutcome checkTarget(const std::string& run_id, const std::string& task_id);
 
     Modules m_;
     int64_t started_ms_;

@@ -2,7 +2,9 @@
 // arguments into Services calls and records into JSON; nothing else lives here.
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <functional>
+#include <map>
 #include <string_view>
 
 #include "common/time_util.h"
@@ -46,7 +48,21 @@ json::value isoOrNull(const std::optional<int64_t>& ms) {
     return ms ? json::value(formatIsoMillis(*ms)) : json::value(nullptr);
 }
 
-json::object runJson(const store::RunRecord& r, bool with_tasks) {
+json::object nameValuesJson(const store::NameValues& values) {
+    json::object o;
+    for (const auto& [name, value] : values) o[name] = value;
+    return o;
+}
+
+// Milliseconds from started to ended, or to now while it lasts; null before it started.
+json::value durationMs(const std::optional<int64_t>& started, const std::optional<int64_t>& ended) {
+    if (!started) return nullptr;
+    return std::max<int64_t>(0, (ended ? *ended : nowMillis()) - *started);
+}
+
+// waiting: why ready tasks have not started (Services::waitingReasons), for `show`; may be null.
+json::object runJson(const store::RunRecord& r, bool with_tasks,
+                     const std::map<std::string, std::string>* waiting = nullptr) {
     json::object o;
     o["id"] = r.id;
     o["workflow"] = r.workflow;
@@ -58,6 +74,11 @@ json::object runJson(const store::RunRecord& r, bool with_tasks) {
     o["created"] = formatIsoMillis(r.created_ms);
     o["started"] = isoOrNull(r.started_ms);
     o["ended"] = isoOrNull(r.ended_ms);
+    o["duration_ms"] = durationMs(r.started_ms, r.ended_ms);
+    o["params"] = nameValuesJson(r.params);
+    o["parent_run"] = r.parent_run;
+    o["parent_task"] = r.parent_task;
+    o["depth"] = r.depth;
     if (with_tasks) {
         json::array tasks;
         for (const auto& t : r.tasks) {
@@ -70,10 +91,52 @@ json::object runJson(const store::RunRecord& r, bool with_tasks) {
             to["message"] = t.message;
             to["started"] = isoOrNull(t.started_ms);
             to["ended"] = isoOrNull(t.ended_ms);
+            to["duration_ms"] = durationMs(t.started_ms, t.ended_ms);
+            to["outputs"] = nameValuesJson(t.outputs);
+            to["child_run"] = t.child_run;
+            json::value why = nullptr;
+            if (waiting) {
+                if (auto it = waiting->find(t.task_id); it != waiting->end()) why = json::string(it->second);
+            }
+            to["waiting"] = std::move(why);
             tasks.push_back(std::move(to));
         }
         o["tasks"] = std::move(tasks);
     }
+    return o;
+}
+
+json::array eventsJson(const std::vector<store::EventRecord>& events) {
+    json::array out;
+    for (const auto& e : events) {
+        json::object eo;
+        eo["time"] = formatIsoMillis(e.ts_ms);
+        eo["task"] = e.task_id;
+        eo["kind"] = e.kind;
+        eo["detail"] = e.detail;
+        out.push_back(std::move(eo));
+    }
+    return out;
+}
+
+// Child runs are at most max_nesting_depth (1..100) below their root; this only guards against
+// a damaged database whose parent links form a loop.
+constexpr int kMaxTreeDepth = 128;
+
+// A run with its tasks (and why ready ones wait) and, under "children", its child runs, each
+// with its own events and children.
+json::object runTreeJson(Services& services, const store::RunRecord& r, int depth) {
+    auto waiting = services.waitingReasons(r.id);
+    json::object o = runJson(r, true, &waiting);
+    json::array children;
+    if (depth < kMaxTreeDepth) {
+        for (const auto& child : services.children(r.id)) {
+            json::object co = runTreeJson(services, child, depth + 1);
+            co["events"] = eventsJson(services.events(child.id));
+            children.push_back(std::move(co));
+        }
+    }
+    o["children"] = std::move(children);
     return o;
 }
 
@@ -98,11 +161,13 @@ json::object workflowJson(const WorkflowInfo& w, bool detail) {
     if (detail) {
         o["overlap"] = w.overlap;
         o["on_failure"] = w.on_failure;
+        o["params"] = nameValuesJson(w.params);
         json::array tasks;
         for (const auto& t : w.tasks) {
             json::object to;
             to["id"] = t.id;
             to["plugin"] = t.plugin;
+            to["workflow"] = t.workflow;
             json::array deps;
             for (const auto& d : t.depends_on) deps.push_back(json::string(d));
             to["depends_on"] = std::move(deps);
@@ -213,17 +278,8 @@ void cmdShow(Context& c) {
     if (auto r = c.services.run(name)) {
         json::object o;
         o["kind"] = "run";
-        o["run"] = runJson(*r, true);
-        json::array events;
-        for (const auto& e : c.services.events(name)) {
-            json::object eo;
-            eo["time"] = formatIsoMillis(e.ts_ms);
-            eo["task"] = e.task_id;
-            eo["kind"] = e.kind;
-            eo["detail"] = e.detail;
-            events.push_back(std::move(eo));
-        }
-        o["events"] = std::move(events);
+        o["run"] = runTreeJson(c.services, *r, 0);
+        o["events"] = eventsJson(c.services.events(name));
         c.ok(std::move(o));
         return;
     }
@@ -248,10 +304,31 @@ void replyRunWhenDurable(Services& services, uint64_t mark, const std::string& i
     });
 }
 
+// args.params: an object of strings, in the order given.
+store::NameValues paramsArg(Context& c) {
+    store::NameValues out;
+    auto it = c.args.find("params");
+    if (it == c.args.end() || it->value().is_null()) return out;
+    if (!it->value().is_object()) {
+        throw CommandError{"bad_request", "argument 'params' must be an object of strings, like {\"date\": \"2026-11-22\"}"};
+    }
+    for (const auto& kv : it->value().as_object()) {
+        std::string name(kv.key());
+        if (name.empty()) throw CommandError{"bad_request", "argument 'params' has an empty param name"};
+        if (!kv.value().is_string()) {
+            throw CommandError{"bad_request", "argument 'params': the value of '" + name +
+                                                  "' must be a string, found " + json::serialize(kv.value())};
+        }
+        out.emplace_back(std::move(name), std::string(kv.value().as_string()));
+    }
+    return out;
+}
+
 void cmdRun(Context& c) {
     std::string wf = needString(c, "workflow");
     bool wait = optBool(c, "wait");
-    auto out = c.services.trigger(wf, c.caller);
+    auto params = paramsArg(c);
+    auto out = c.services.trigger(wf, params, c.caller);
     if (!out.ok) throw CommandError{out.code.empty() ? "conflict" : out.code, out.error};
     Services& services = c.services;
     auto ok = c.ok;
@@ -284,18 +361,44 @@ void cmdRuns(Context& c) {
     auto wf = optString(c, "workflow");
     auto state = optString(c, "state");
     auto limit = optInt(c, "limit", 50, 1, 100000);
+    // Child runs are listed when asked for, or when their workflow is named.
+    bool top_level_only = !optBool(c, "all") && !wf;
     json::array runs;
-    for (const auto& r : c.services.runs(wf, state, static_cast<size_t>(limit))) runs.push_back(runJson(r, false));
+    for (const auto& r : c.services.runs(wf, state, static_cast<size_t>(limit), top_level_only)) {
+        runs.push_back(runJson(r, false));
+    }
     c.ok(std::move(runs));
+}
+
+// Answers a change to a run once it is durable, with the run as stored then.
+void replyChange(Context& c, const ChangeOutcome& out, const std::string& id, const std::string& what) {
+    if (!out.ok) throw CommandError{out.code.empty() ? "conflict" : out.code, out.error};
+    replyRunWhenDurable(c.services, c.mark, id, c.ok, c.fail, what);
 }
 
 void cmdCancel(Context& c) {
     std::string id = needString(c, "run");
-    std::string err;
-    if (!c.services.cancel(id, c.caller, &err)) {
-        throw CommandError{err.rfind("no run", 0) == 0 ? "not_found" : "conflict", err};
-    }
-    replyRunWhenDurable(c.services, c.mark, id, c.ok, c.fail, "the cancellation of " + id);
+    std::string task = optString(c, "task").value_or("");
+    replyChange(c, c.services.cancel(id, task, c.caller), id,
+                task.empty() ? "the cancellation of " + id : "the cancellation of task '" + task + "' of " + id);
+}
+
+void cmdPause(Context& c) {
+    std::string id = needString(c, "run");
+    bool freeze = optBool(c, "freeze");
+    replyChange(c, c.services.pause(id, freeze, c.caller), id, "pausing " + id);
+}
+
+void cmdResume(Context& c) {
+    std::string id = needString(c, "run");
+    replyChange(c, c.services.resume(id, c.caller), id, "resuming " + id);
+}
+
+void cmdRetry(Context& c) {
+    std::string id = needString(c, "run");
+    std::string task = optString(c, "task").value_or("");
+    bool downstream = optBool(c, "downstream");
+    replyChange(c, c.services.retry(id, task, downstream, c.caller), id, "the retry of " + id);
 }
 
 void cmdLogs(Context& c) {
@@ -330,12 +433,15 @@ const Command kCommands[] = {
     {"help", "list the commands this daemon understands", Access::ReadOnly, cmdHelp},
     {"status", "daemon health and counters", Access::ReadOnly, cmdStatus},
     {"list", "loaded workflows with next firing and last run; files that failed to load", Access::ReadOnly, cmdList},
-    {"show", "one workflow (args: name) or one run with tasks and events (args: name = run id)", Access::ReadOnly, cmdShow},
-    {"runs", "runs, newest first (args: workflow, state, limit)", Access::ReadOnly, cmdRuns},
+    {"show", "one workflow (args: name) or one run with tasks, events and child runs (args: name = run id)", Access::ReadOnly, cmdShow},
+    {"runs", "runs, newest first; child runs only with all or workflow (args: workflow, state, limit, all)", Access::ReadOnly, cmdRuns},
     {"logs", "a task attempt's output (args: run, task, attempt, max_bytes)", Access::ReadOnly, cmdLogs},
     {"wait", "answer when a run has ended (args: run)", Access::ReadOnly, cmdWait},
-    {"run", "trigger a workflow now (args: workflow, wait)", Access::Mutating, cmdRun},
-    {"cancel", "cancel a queued or running run (args: run)", Access::Mutating, cmdCancel},
+    {"run", "trigger a workflow now (args: workflow, params, wait)", Access::Mutating, cmdRun},
+    {"cancel", "cancel a queued, running or paused run and its child runs, or one task (args: run, task)", Access::Mutating, cmdCancel},
+    {"pause", "start no new task of a running run and its child runs; freeze: also stop running tasks' processes (args: run, freeze)", Access::Mutating, cmdPause},
+    {"resume", "resume a paused run and its child runs (args: run)", Access::Mutating, cmdResume},
+    {"retry", "re-run failed and cancelled tasks of a finished run as new attempts (args: run, task, downstream)", Access::Mutating, cmdRetry},
     {"reload", "re-read the workflows directory", Access::Mutating, cmdReload},
 };
 

@@ -46,6 +46,20 @@ bool isMember(uid_t uid, gid_t primary, gid_t group) {
     return false;
 }
 
+// "uid 1000 (alice)"; just "uid 1000" when the user database does not know the uid.
+std::string describeUser(uid_t uid) {
+    std::string out = "uid " + std::to_string(uid);
+    struct passwd pw {};
+    struct passwd* res = nullptr;
+    std::vector<char> buf(16384);
+    if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &res) == 0 && res != nullptr && pw.pw_name[0] != '\0') {
+        out += " (";
+        out += pw.pw_name;
+        out += ")";
+    }
+    return out;
+}
+
 } // namespace
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
@@ -136,6 +150,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
             caller.pid = cred.pid;
             caller.may_mutate = cred.uid == 0 || cred.uid == geteuid() ||
                                 (admin_gid && isMember(cred.uid, cred.gid, *admin_gid));
+            caller.actor = describeUser(cred.uid);
+        } else {
+            caller.actor = "an unidentified peer";
         }
         std::make_shared<Session>(shared_from_this(), std::move(sock), caller)->start();
     }

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,13 +25,17 @@ struct Caller {
     gid_t gid = 0;
     pid_t pid = 0;
     bool may_mutate = false;
+    // "uid 1000 (alice)", or "uid 1000" when the user database has no name for it: recorded in
+    // the events of the changes this caller asks for.
+    std::string actor;
 };
 
 struct TaskInfo {
     std::string id;
-    std::string plugin;
+    std::string plugin;   // empty for a workflow task
     std::vector<std::string> depends_on;
     std::string params_json;
+    std::string workflow; // a workflow task: the workflow it runs as a child run
 };
 
 struct WorkflowInfo {
@@ -43,6 +48,7 @@ struct WorkflowInfo {
     std::string on_failure;
     std::vector<std::string> triggers;        // cron expressions
     std::vector<int64_t> next_fire_ms;        // per trigger; 0 = none
+    store::NameValues params;                 // declared params with their defaults
     std::vector<TaskInfo> tasks;
     std::optional<store::RunRecord> last_run; // without tasks
 };
@@ -72,12 +78,19 @@ struct StatusInfo {
     bool shutting_down = false;
 };
 
+// The outcome of a change a client asked for (pause, resume, cancel, retry).
+struct ChangeOutcome {
+    bool ok = false;
+    std::string code;  // protocol error code when !ok: not_found, conflict
+    std::string error; // when !ok: what is wrong, naming the run or task
+};
+
 struct TriggerOutcome {
     bool ok = false;
     std::string run_id;
     std::string state;
     std::string error;
-    std::string code; // error code when !ok: not_found, conflict, unavailable
+    std::string code; // error code when !ok: not_found, bad_request, conflict, unavailable
 };
 
 struct LogChunk {
@@ -102,14 +115,32 @@ public:
     virtual std::vector<WorkflowInfo> workflows() = 0;
     virtual std::vector<WorkflowProblem> workflowProblems() = 0;
     virtual std::optional<WorkflowInfo> workflow(const std::string& name) = 0;
-    virtual TriggerOutcome trigger(const std::string& workflow, const Caller& caller) = 0;
-    virtual bool cancel(const std::string& run_id, const Caller& caller, std::string* err) = 0;
+    // params override the workflow's declared defaults; an undeclared name is a bad_request.
+    virtual TriggerOutcome trigger(const std::string& workflow, const store::NameValues& params,
+                                   const Caller& caller) = 0;
+    // The changes below are made at once (the run's records are written before they return);
+    // the caller answers its client once they are durable (whenDurable). They apply to the run's
+    // child runs too. An unknown run or task is not_found; a run in the wrong state, conflict.
+    // task_id empty: the whole run.
+    virtual ChangeOutcome cancel(const std::string& run_id, const std::string& task_id,
+                                 const Caller& caller) = 0;
+    virtual ChangeOutcome pause(const std::string& run_id, bool freeze, const Caller& caller) = 0;
+    virtual ChangeOutcome resume(const std::string& run_id, const Caller& caller) = 0;
+    // task_id empty: every failed and cancelled task; downstream: also the tasks below them.
+    virtual ChangeOutcome retry(const std::string& run_id, const std::string& task_id, bool downstream,
+                                const Caller& caller) = 0;
     // Calls fn once the run has ended; false when there is no such run.
     virtual bool whenRunEnds(const std::string& run_id, std::function<void()> fn) = 0;
+    // Newest first; top_level_only leaves out child runs.
     virtual std::vector<store::RunRecord> runs(const std::optional<std::string>& workflow,
-                                               const std::optional<std::string>& state,
-                                               size_t limit) = 0;
+                                               const std::optional<std::string>& state, size_t limit,
+                                               bool top_level_only) = 0;
     virtual std::optional<store::RunRecord> run(const std::string& id) = 0; // with tasks
+    // The runs started by the workflow tasks of run_id (every attempt), oldest first, with tasks.
+    virtual std::vector<store::RunRecord> children(const std::string& run_id) = 0;
+    // Why each ready task of an active run has not started (task id -> reason); empty for a
+    // finished run or when nothing waits.
+    virtual std::map<std::string, std::string> waitingReasons(const std::string& run_id) = 0;
     virtual std::vector<store::EventRecord> events(const std::string& run_id) = 0;
     // attempt 0 = the latest attempt. At most max_bytes from the end of the log are returned.
     virtual LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
