@@ -1,22 +1,28 @@
 // taskhubctl: the command-line client. Talks to taskhubd over its Unix socket (JSON lines, see
 // docs/control-protocol.md), except `validate`, which works offline. Prints tables by default and
 // the response data as JSON with --json. Exit status: 0 success, 1 the command failed (or a
-// waited-for run did not succeed), 2 usage error, 3 the daemon could not be reached.
+// waited-for or watched run did not succeed), 2 usage error, 3 the daemon could not be reached.
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "config/daemon_config.h"
@@ -34,23 +40,36 @@ const char* kUsage = R"(usage: taskhubctl [--socket PATH] [--config FILE] [--jso
 commands (through the daemon):
   status                        daemon state and counters
   list                          workflows with next firing and last run; files that failed to load
-  show NAME                     a workflow, or a run (NAME = run id) with its tasks and events
-  run WORKFLOW [--wait]         trigger a workflow now; --wait blocks until the run ends and
-                                exits 1 unless it succeeded
-  runs [WORKFLOW] [--state S] [--limit N]
-                                runs, newest first
-  cancel RUN                    cancel a queued or running run
+  show NAME                     a workflow, or a run (NAME = run id) with its tasks, child runs
+                                (indented under their workflow task) and events
+  run WORKFLOW [--param NAME=VALUE]... [--wait | --follow]
+                                trigger a workflow now, with params; --wait blocks until the run
+                                ends, --follow shows it live as `watch` does; both exit 1 unless
+                                it succeeded
+  watch RUN                     live view of a run's tasks and child runs until it ends; exit 1
+                                unless it succeeded (plain lines of changes when not a terminal)
+  runs [WORKFLOW] [--state S] [--limit N] [--all]
+                                runs, newest first; child runs of nested workflows with --all
+                                or when their WORKFLOW is named
+  pause RUN [--freeze]          start no new task of the run (and its child runs); --freeze also
+                                stops the processes of running tasks until `resume`
+  resume RUN                    resume a paused run
+  cancel RUN [--task ID]        cancel a queued, running or paused run, or one of its tasks
+  retry RUN [--task ID] [--downstream]
+                                re-run the failed and cancelled tasks of a finished run (or task
+                                ID) as new attempts; --downstream also re-runs the tasks below
   logs RUN TASK [--attempt N]   a task's output (latest attempt by default)
   wait RUN                      block until a run ends; exit 1 unless it succeeded
   reload                        re-read the workflows directory
 offline:
-  validate FILE...              check workflow files (plugins from the config's plugin_dirs)
+  validate FILE...              check workflow files (plugins from the config's plugin_dirs;
+                                workflow tasks against the other FILEs and its workflows_dir)
 
 options:
   --socket PATH   control socket (default: $TASKHUB_SOCKET, else the config's socket,
                   else /run/taskhub/taskhub.sock)
   --config FILE   daemon config (default /etc/taskhub/taskhub.toml)
-  --json          print the response as JSON
+  --json          print the response as JSON (watch, run --follow: one JSON line per change)
 )";
 
 struct Globals {
@@ -205,35 +224,117 @@ int64_t isoToMs(const std::string& iso) {
     return static_cast<int64_t>(timegm(&tm)) * 1000 + std::atoi(iso.substr(20, 3).c_str());
 }
 
+std::string formatMs(int64_t ms) {
+    char buf[32];
+    if (ms < 1000) std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
+    else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000);
+    else if (ms < 3'600'000)
+        std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(ms / 60'000),
+                      static_cast<long long>((ms / 1000) % 60));
+    else
+        std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(ms / 3'600'000),
+                      static_cast<long long>((ms / 60'000) % 60));
+    return buf;
+}
+
+// From started to ended; "running" while it lasts, "-" before it started.
 std::string duration(const json::value& o) {
     int64_t a = isoToMs(field(o, "started"));
     int64_t b = isoToMs(field(o, "ended"));
     if (a < 0) return "-";
     if (b < 0) return "running";
-    int64_t ms = b - a;
-    char buf[32];
-    if (ms < 1000) std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
-    else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000);
-    else std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(ms / 60'000),
-                       static_cast<long long>((ms / 1000) % 60));
-    return buf;
+    return formatMs(b - a);
 }
 
-void table(const std::vector<std::string>& head, const std::vector<std::vector<std::string>>& rows) {
+// Lines of a table, columns padded to the widest cell.
+std::vector<std::string> tableLines(const std::vector<std::string>& head,
+                                    const std::vector<std::vector<std::string>>& rows) {
     std::vector<size_t> w(head.size());
     for (size_t i = 0; i < head.size(); ++i) w[i] = head[i].size();
     for (const auto& r : rows)
         for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+    std::vector<std::string> lines;
     auto line = [&](const std::vector<std::string>& r) {
         std::string out;
         for (size_t i = 0; i < r.size(); ++i) {
             out += r[i];
             if (i + 1 < r.size()) out += std::string(w[i] - r[i].size() + 2, ' ');
         }
-        std::cout << out << "\n";
+        while (!out.empty() && out.back() == ' ') out.pop_back();
+        lines.push_back(out);
     };
     line(head);
     for (const auto& r : rows) line(r);
+    return lines;
+}
+
+void table(const std::vector<std::string>& head, const std::vector<std::vector<std::string>>& rows) {
+    for (const auto& l : tableLines(head, rows)) std::cout << l << "\n";
+}
+
+// The daemon's duration_ms (up to now while it lasts), as text; "-" before it started.
+std::string elapsed(const json::value& o) {
+    const auto* d = o.is_object() ? o.as_object().if_contains("duration_ms") : nullptr;
+    if (!d || d->is_null()) return "-";
+    if (d->is_int64()) return formatMs(d->as_int64());
+    if (d->is_uint64()) return formatMs(static_cast<int64_t>(d->as_uint64()));
+    return duration(o);
+}
+
+const json::array& arrayField(const json::value& o, const char* key) {
+    static const json::array empty;
+    const auto* p = o.is_object() ? o.as_object().if_contains(key) : nullptr;
+    return p && p->is_array() ? p->as_array() : empty;
+}
+
+bool isFinalState(const std::string& s) {
+    return s == "succeeded" || s == "failed" || s == "cancelled" || s == "skipped";
+}
+
+// A child run's id relative to the root of its tree: "<root>/sub.1/inner.1" -> "sub.1/inner.1".
+std::string relativeRunId(const std::string& root, const std::string& id) {
+    if (id.size() > root.size() + 1 && id.compare(0, root.size(), root) == 0 && id[root.size()] == '/')
+        return id.substr(root.size() + 1);
+    return id;
+}
+
+// What a task row says besides its state: its message, else why it waits.
+std::string taskNote(const json::value& t) {
+    std::string msg = field(t, "message");
+    if (msg == "-") msg.clear();
+    std::string waiting = field(t, "waiting");
+    if (waiting != "-" && !waiting.empty()) msg += (msg.empty() ? "" : "; ") + waiting;
+    return msg;
+}
+
+// One row per task; the child runs of a workflow task follow it, indented, with their tasks.
+// Columns: TASK, STATE, ATTEMPT, EXIT, DURATION, MESSAGE.
+void treeRows(const std::string& root, const json::value& run, const std::string& indent,
+              std::vector<std::vector<std::string>>& rows) {
+    const auto& children = arrayField(run, "children");
+    for (const auto& t : arrayField(run, "tasks")) {
+        rows.push_back({indent + field(t, "id"), field(t, "state"), field(t, "attempt"), field(t, "exit_code"),
+                        elapsed(t), taskNote(t)});
+        for (const auto& c : children) {
+            if (field(c, "parent_task") != field(t, "id")) continue;
+            std::string msg = field(c, "message");
+            rows.push_back({indent + "  run " + relativeRunId(root, field(c, "id")), field(c, "state"), "-", "-",
+                            elapsed(c), field(c, "workflow") + (msg.empty() || msg == "-" ? "" : ": " + msg)});
+            treeRows(root, c, indent + "    ", rows);
+        }
+    }
+}
+
+const std::vector<std::string> kTaskHead = {"TASK", "STATE", "ATTEMPT", "EXIT", "DURATION", "MESSAGE"};
+
+std::string paramsText(const json::value& run) {
+    const auto* p = run.is_object() ? run.as_object().if_contains("params") : nullptr;
+    if (!p || !p->is_object() || p->as_object().empty()) return "";
+    std::string out;
+    for (const auto& kv : p->as_object()) {
+        out += (out.empty() ? "" : ", ") + std::string(kv.key()) + "=" + str(kv.value());
+    }
+    return out;
 }
 
 void printRunDetail(const json::value& run) {
@@ -242,17 +343,45 @@ void printRunDetail(const json::value& run) {
               << "state     " << field(run, "state") << "\n";
     if (!field(run, "message").empty() && field(run, "message") != "-")
         std::cout << "message   " << field(run, "message") << "\n";
+    if (std::string params = paramsText(run); !params.empty()) std::cout << "params    " << params << "\n";
+    if (std::string parent = field(run, "parent_run"); !parent.empty() && parent != "-")
+        std::cout << "parent    " << parent << " (task " << field(run, "parent_task") << ")\n";
     std::cout << "started   " << shortTime(field(run, "started")) << "\n"
               << "ended     " << shortTime(field(run, "ended")) << "\n"
-              << "duration  " << duration(run) << "\n\n";
+              << "duration  " << elapsed(run) << "\n\n";
     std::vector<std::vector<std::string>> rows;
-    if (auto* tasks = run.as_object().if_contains("tasks"); tasks && tasks->is_array()) {
-        for (const auto& t : tasks->as_array()) {
-            rows.push_back({field(t, "id"), field(t, "state"), field(t, "attempt"), field(t, "exit_code"),
-                            duration(t), field(t, "message")});
+    treeRows(field(run, "id"), run, "", rows);
+    for (const auto& l : tableLines(kTaskHead, rows)) std::cout << l << "\n";
+}
+
+// Task counts over the whole tree, by state.
+void countTasks(const json::value& run, std::map<std::string, int>& counts) {
+    for (const auto& t : arrayField(run, "tasks")) ++counts[field(t, "state")];
+    for (const auto& c : arrayField(run, "children")) countTasks(c, counts);
+}
+
+// "progress: 3/7 tasks done (2 succeeded, 1 skipped); 2 running, 2 pending; run running, 4.1s"
+std::string progressLine(const json::value& run) {
+    std::map<std::string, int> counts;
+    countTasks(run, counts);
+    int total = 0, done = 0;
+    std::string doneText, activeText;
+    for (const auto& [state, n] : counts) {
+        total += n;
+        if (isFinalState(state)) {
+            done += n;
+            doneText += (doneText.empty() ? "" : ", ") + std::to_string(n) + " " + state;
         }
     }
-    table({"TASK", "STATE", "ATTEMPT", "EXIT", "DURATION", "MESSAGE"}, rows);
+    static const char* kActive[] = {"running", "frozen", "retrying", "ready", "pending"};
+    for (const char* state : kActive) {
+        if (auto it = counts.find(state); it != counts.end()) {
+            activeText += (activeText.empty() ? "" : ", ") + std::to_string(it->second) + " " + state;
+        }
+    }
+    return "progress: " + std::to_string(done) + "/" + std::to_string(total) + " tasks done" +
+           (doneText.empty() ? "" : " (" + doneText + ")") + (activeText.empty() ? "" : "; " + activeText) +
+           "; run " + field(run, "state") + ", " + elapsed(run);
 }
 
 json::object args() { return json::object(); }
@@ -303,38 +432,82 @@ int cmdList(const Globals& g) {
     return 0;
 }
 
+// The `show` data of a run as one tree, the root's events merged in, as `show --json` prints it.
+json::value fetchRunTree(const Globals& g, const std::string& id) {
+    json::object a;
+    a["name"] = id;
+    auto d = call(g, "show", a);
+    const auto& o = d.as_object();
+    if (o.at("kind").as_string() != "run") {
+        fail("'" + id + "' is a workflow, not a run id (start and follow a run with `run " + id + " --follow`)");
+    }
+    json::value run = o.at("run");
+    run.as_object()["events"] = o.at("events");
+    return run;
+}
+
+void printEvents(const std::string& root, const json::value& run) {
+    struct Row {
+        std::string time, who, kind, detail;
+    };
+    std::vector<Row> rows;
+    auto collect = [&](auto& self, const json::value& node) -> void {
+        std::string label = field(node, "id") == root ? "" : relativeRunId(root, field(node, "id")) + "/";
+        for (const auto& e : arrayField(node, "events")) {
+            std::string task = field(e, "task");
+            rows.push_back({field(e, "time"), task.empty() ? (label.empty() ? "(run)" : label + "(run)") : label + task,
+                            field(e, "kind"), field(e, "detail")});
+        }
+        for (const auto& c : arrayField(node, "children")) self(self, c);
+    };
+    collect(collect, run);
+    std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.time < b.time; });
+    for (const auto& r : rows) {
+        std::cout << "  " << shortTime(r.time) << "  " << r.who << "  " << r.kind
+                  << (r.detail.empty() ? "" : "  " + r.detail) << "\n";
+    }
+}
+
 int cmdShow(const Globals& g, const std::string& name) {
     json::object a;
     a["name"] = name;
     auto d = call(g, "show", a);
-    if (g.json) {
-        const auto& o = d.as_object();
-        if (o.at("kind").as_string() == "run") {
-            json::value run = o.at("run");
-            run.as_object()["events"] = o.at("events");
-            emitJson(run);
-        } else {
-            emitJson(o.at("workflow"));
-        }
-        return 0;
-    }
     const auto& o = d.as_object();
     if (o.at("kind").as_string() == "run") {
-        printRunDetail(o.at("run"));
+        json::value run = o.at("run");
+        run.as_object()["events"] = o.at("events");
+        if (g.json) return emitJson(run), 0;
+        printRunDetail(run);
+        bool outputs = false;
+        auto printOutputs = [&](auto& self, const json::value& node, const std::string& label) -> void {
+            for (const auto& t : arrayField(node, "tasks")) {
+                const auto* out = t.as_object().if_contains("outputs");
+                if (!out || !out->is_object()) continue;
+                for (const auto& kv : out->as_object()) {
+                    if (!outputs) std::cout << "\nOUTPUTS\n";
+                    outputs = true;
+                    std::cout << "  " << label << field(t, "id") << "." << std::string(kv.key()) << " = "
+                              << str(kv.value()) << "\n";
+                }
+            }
+            for (const auto& c : arrayField(node, "children")) {
+                self(self, c, relativeRunId(field(run, "id"), field(c, "id")) + "/");
+            }
+        };
+        printOutputs(printOutputs, run, "");
         std::cout << "\nEVENTS\n";
-        for (const auto& e : o.at("events").as_array()) {
-            std::cout << "  " << shortTime(field(e, "time")) << "  " << (field(e, "task").empty() ? "(run)" : field(e, "task"))
-                      << "  " << field(e, "kind") << (field(e, "detail").empty() ? "" : "  " + field(e, "detail")) << "\n";
-        }
+        printEvents(field(run, "id"), run);
         return 0;
     }
     const auto& w = o.at("workflow");
+    if (g.json) return emitJson(w), 0;
     std::cout << "workflow     " << field(w, "name") << "\n"
               << "file         " << field(w, "file") << "\n";
     if (!field(w, "description").empty()) std::cout << "description  " << field(w, "description") << "\n";
     std::cout << "timezone     " << field(w, "timezone") << "\n"
               << "policy       overlap=" << field(w, "overlap") << " on_failure=" << field(w, "on_failure") << "\n"
               << "version      " << field(w, "version") << "\n";
+    if (std::string params = paramsText(w); !params.empty()) std::cout << "params       " << params << "\n";
     for (const auto& t : w.as_object().at("triggers").as_array()) {
         std::cout << "trigger      cron \"" << field(t, "cron") << "\", next " << shortTime(field(t, "next")) << "\n";
     }
@@ -347,16 +520,17 @@ int cmdShow(const Globals& g, const std::string& name) {
     for (const auto& t : w.as_object().at("tasks").as_array()) {
         std::string deps;
         for (const auto& dep : t.as_object().at("depends_on").as_array()) deps += (deps.empty() ? "" : ",") + str(dep);
-        rows.push_back({field(t, "id"), field(t, "plugin"), deps.empty() ? "-" : deps,
-                        json::serialize(t.as_object().at("params"))});
+        std::string wf = field(t, "workflow");
+        rows.push_back({field(t, "id"), wf.empty() || wf == "-" ? field(t, "plugin") : "workflow " + wf,
+                        deps.empty() ? "-" : deps, json::serialize(t.as_object().at("params"))});
     }
-    table({"TASK", "PLUGIN", "DEPENDS ON", "PARAMS"}, rows);
+    table({"TASK", "RUNS", "DEPENDS ON", "PARAMS"}, rows);
     return 0;
 }
 
-int finishedRun(const Globals& g, const json::value& run) {
-    if (g.json) emitJson(run);
-    else printRunDetail(run);
+// Exit status of a run that has ended: 0 when it succeeded, else 1 with the reason on stderr
+// (in the table format; --json carries it in the data).
+int runExitStatus(const Globals& g, const json::value& run) {
     std::string state = field(run, "state");
     if (state == "succeeded") return 0;
     if (!g.json) std::fprintf(stderr, "taskhubctl: run %s %s: %s\n", field(run, "id").c_str(), state.c_str(),
@@ -364,19 +538,177 @@ int finishedRun(const Globals& g, const json::value& run) {
     return 1;
 }
 
-int cmdRun(const Globals& g, const std::string& wf, bool wait) {
+int finishedRun(const Globals& g, const json::value& run) {
+    if (g.json) emitJson(run);
+    else printRunDetail(run);
+    return runExitStatus(g, run);
+}
+
+// ---- watch ----
+
+std::string clockNow() {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[16];
+    std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
+    return buf;
+}
+
+std::string isoNow() {
+    auto now = std::chrono::system_clock::now();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+    std::time_t t = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    char out[48];
+    std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
+    return out;
+}
+
+// Prints what changed since the last poll: one line (or, with --json, one JSON object) per run or
+// task whose state or attempt changed. seen maps "run\ntask" to "state#attempt".
+void printChanges(const Globals& g, const std::string& root, const json::value& run,
+                  std::map<std::string, std::string>& seen) {
+    std::string id = field(run, "id");
+    std::string label = id == root ? "" : relativeRunId(root, id) + "/";
+    auto changed = [&](const std::string& key, const std::string& now) {
+        auto& before = seen[key];
+        if (before == now) return false;
+        before = now;
+        return true;
+    };
+    auto emit = [&](const std::string& task, const json::value& o, bool is_task) {
+        std::string state = field(o, "state");
+        std::string note = is_task ? taskNote(o) : field(o, "message");
+        if (note == "-") note.clear();
+        if (g.json) {
+            json::object line;
+            line["time"] = isoNow();
+            line["run"] = id;
+            line["task"] = task;
+            line["state"] = state;
+            const auto* attempt = is_task ? o.as_object().if_contains("attempt") : nullptr;
+            line["attempt"] = attempt ? *attempt : json::value(nullptr);
+            const auto* d = o.as_object().if_contains("duration_ms");
+            line["duration_ms"] = d ? *d : json::value(nullptr);
+            line["message"] = note;
+            std::cout << json::serialize(line) << "\n";
+            return;
+        }
+        std::string text = clockNow() + "  ";
+        if (is_task) text += label + task + "  " + state + "  attempt " + field(o, "attempt");
+        else text += "run " + (label.empty() ? id : label.substr(0, label.size() - 1)) + "  " + state;
+        if (isFinalState(state)) text += "  " + elapsed(o);
+        if (!note.empty()) text += "  " + note;
+        std::cout << text << "\n";
+    };
+    // A run's start comes before its tasks' changes, its end after them.
+    const bool ended = isFinalState(field(run, "state"));
+    if (!ended && changed(id + "\n", field(run, "state"))) emit("", run, false);
+    for (const auto& t : arrayField(run, "tasks")) {
+        if (changed(id + "\n" + field(t, "id"), field(t, "state") + "#" + field(t, "attempt"))) {
+            emit(field(t, "id"), t, true);
+        }
+    }
+    for (const auto& c : arrayField(run, "children")) printChanges(g, root, c, seen);
+    if (ended && changed(id + "\n", field(run, "state"))) emit("", run, false);
+}
+
+struct TerminalSize {
+    size_t rows = 24;
+    size_t cols = 80;
+};
+
+TerminalSize terminalSize() {
+    TerminalSize size;
+    struct winsize ws {};
+    if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0) {
+        size.rows = ws.ws_row;
+        size.cols = ws.ws_col;
+    }
+    return size;
+}
+
+// Redraws the run's view in place: the previous frame (`drawn` lines) is overwritten.
+void redraw(const json::value& run, size_t& drawn) {
+    std::vector<std::string> lines;
+    lines.push_back("run " + field(run, "id") + "  (" + field(run, "workflow") + ")");
+    std::vector<std::vector<std::string>> rows;
+    treeRows(field(run, "id"), run, "", rows);
+    for (auto& l : tableLines(kTaskHead, rows)) lines.push_back(std::move(l));
+    lines.push_back("");
+    lines.push_back(progressLine(run));
+    auto size = terminalSize();
+    if (size.rows > 2 && lines.size() > size.rows - 1) {
+        size_t hidden = lines.size() - (size.rows - 2);
+        std::string progress = lines.back();
+        lines.resize(size.rows - 3);
+        lines.push_back("... " + std::to_string(hidden) + " more line(s) (the terminal is too small)");
+        lines.push_back(progress);
+    }
+    std::string out;
+    if (drawn > 0) out += "\x1b[" + std::to_string(drawn) + "F"; // to the start of the previous frame
+    for (auto& l : lines) {
+        if (l.size() >= size.cols) l.resize(size.cols - 1);
+        out += "\x1b[2K" + l + "\n";
+    }
+    out += "\x1b[J"; // clear what the previous frame had below
+    std::cout << out << std::flush;
+    drawn = lines.size();
+}
+
+constexpr auto kWatchPoll = std::chrono::milliseconds(300);
+
+// Follows a run until it ends: a redrawn view on a terminal, lines of changes otherwise.
+// Exit status as for `wait`.
+int watchRun(const Globals& g, const std::string& id) {
+    const bool tty = !g.json && ::isatty(STDOUT_FILENO);
+    std::map<std::string, std::string> seen;
+    size_t drawn = 0;
+    for (;;) {
+        json::value run = fetchRunTree(g, id);
+        bool ended = isFinalState(field(run, "state"));
+        if (tty) {
+            redraw(run, drawn);
+        } else {
+            printChanges(g, field(run, "id"), run, seen);
+            if (ended && !g.json) std::cout << progressLine(run) << "\n";
+            std::cout << std::flush;
+        }
+        if (ended) return runExitStatus(g, run);
+        std::this_thread::sleep_for(kWatchPoll);
+    }
+}
+
+int cmdWatch(const Globals& g, const std::string& id) { return watchRun(g, id); }
+
+enum class Follow { None, Wait, Watch };
+
+int cmdRun(const Globals& g, const std::string& wf, const std::vector<std::pair<std::string, std::string>>& params,
+           Follow follow) {
     json::object a;
     a["workflow"] = wf;
-    a["wait"] = wait;
+    a["wait"] = follow == Follow::Wait;
+    if (!params.empty()) {
+        json::object p;
+        for (const auto& [name, value] : params) p[name] = value;
+        a["params"] = std::move(p);
+    }
     auto run = call(g, "run", a);
-    if (wait) return finishedRun(g, run);
-    if (g.json) emitJson(run);
-    else std::cout << field(run, "id") << " " << field(run, "state") << "\n";
+    if (follow == Follow::Wait) return finishedRun(g, run);
     // A firing skipped by the overlap policy did not run: that is a failure, in either format.
     if (field(run, "state") == "skipped") {
+        if (g.json) emitJson(run);
+        else std::cout << field(run, "id") << " " << field(run, "state") << "\n";
         std::fprintf(stderr, "taskhubctl: %s\n", field(run, "message").c_str());
         return 1;
     }
+    if (follow == Follow::Watch) return watchRun(g, field(run, "id"));
+    if (g.json) emitJson(run);
+    else std::cout << field(run, "id") << " " << field(run, "state") << "\n";
     return 0;
 }
 
@@ -386,11 +718,13 @@ int cmdWait(const Globals& g, const std::string& id) {
     return finishedRun(g, call(g, "wait", a));
 }
 
-int cmdRuns(const Globals& g, const std::optional<std::string>& wf, const std::optional<std::string>& state, int limit) {
+int cmdRuns(const Globals& g, const std::optional<std::string>& wf, const std::optional<std::string>& state, int limit,
+            bool all) {
     json::object a;
     if (wf) a["workflow"] = *wf;
     if (state) a["state"] = *state;
     a["limit"] = limit;
+    a["all"] = all;
     auto d = call(g, "runs", a);
     if (g.json) return emitJson(d), 0;
     std::vector<std::vector<std::string>> rows;
@@ -402,13 +736,44 @@ int cmdRuns(const Globals& g, const std::optional<std::string>& wf, const std::o
     return 0;
 }
 
-int cmdCancel(const Globals& g, const std::string& id) {
+// Sends a change (cancel, pause, resume, retry) and prints `done` or the run as JSON.
+int change(const Globals& g, const char* cmd, json::object a, const std::string& done) {
+    auto run = call(g, cmd, std::move(a));
+    if (g.json) return emitJson(run), 0;
+    std::cout << done << " (run " << field(run, "state") << ")\n";
+    return 0;
+}
+
+int cmdCancel(const Globals& g, const std::string& id, const std::optional<std::string>& task) {
     json::object a;
     a["run"] = id;
-    auto run = call(g, "cancel", a);
-    if (g.json) return emitJson(run), 0;
-    std::cout << "cancelling " << field(run, "id") << "\n";
-    return 0;
+    if (task) a["task"] = *task;
+    return change(g, "cancel", std::move(a),
+                  task ? "cancelling task " + *task + " of " + id : "cancelling " + id);
+}
+
+int cmdPause(const Globals& g, const std::string& id, bool freeze) {
+    json::object a;
+    a["run"] = id;
+    a["freeze"] = freeze;
+    return change(g, "pause", std::move(a),
+                  "paused " + id + (freeze ? "; running tasks frozen" : "; running tasks go on"));
+}
+
+int cmdResume(const Globals& g, const std::string& id) {
+    json::object a;
+    a["run"] = id;
+    return change(g, "resume", std::move(a), "resumed " + id);
+}
+
+int cmdRetry(const Globals& g, const std::string& id, const std::optional<std::string>& task, bool downstream) {
+    json::object a;
+    a["run"] = id;
+    if (task) a["task"] = *task;
+    a["downstream"] = downstream;
+    std::string what = task ? "task " + *task : "the failed and cancelled tasks";
+    return change(g, "retry", std::move(a),
+                  "retrying " + what + (downstream ? " and the tasks downstream" : "") + " of " + id);
 }
 
 int cmdLogs(const Globals& g, const std::string& run, const std::string& task, int attempt) {
@@ -448,10 +813,14 @@ int cmdValidate(const Globals& g, const std::vector<std::string>& files) {
     for (const auto& r : plugins.refused()) {
         std::fprintf(stderr, "taskhubctl: warning: plugin %s refused: %s\n", r.file.c_str(), r.reason.c_str());
     }
+    // Workflow tasks are checked against the other files given and the daemon's workflows_dir.
+    std::vector<fs::path> paths(files.begin(), files.end());
+    auto loads = config::validateWorkflowFiles(paths, cfg.workflows_dir, {cfg.timezone}, plugins);
     json::array results;
     int bad = 0;
-    for (const auto& f : files) {
-        auto load = config::loadWorkflowFile(f, {cfg.timezone}, plugins);
+    for (size_t i = 0; i < files.size() && i < loads.size(); ++i) {
+        const auto& f = files[i];
+        const auto& load = loads[i];
         json::object r;
         r["file"] = f;
         r["ok"] = load.workflow != nullptr;
@@ -478,19 +847,32 @@ int cmdValidate(const Globals& g, const std::vector<std::string>& files) {
 int main(int argc, char** argv) {
     Globals g;
     std::vector<std::string> pos;
-    std::map<std::string, std::string> opts;
-    bool wait = false;
+    // Command options as given, in order; flags have an empty value.
+    std::vector<std::pair<std::string, std::string>> opts;
+    static const std::set<std::string> kValueOptions = {"--state", "--limit", "--attempt", "--task", "--param"};
+    static const std::set<std::string> kFlags = {"--wait", "--follow", "--freeze", "--downstream", "--all"};
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
-        auto value = [&]() -> std::string {
-            if (i + 1 >= argc) usage(a + " needs a value");
+        std::optional<std::string> inline_value;
+        if (a.rfind("--", 0) == 0 && a.find('=') != std::string::npos) {
+            inline_value = a.substr(a.find('=') + 1);
+            a = a.substr(0, a.find('='));
+        }
+        auto value = [&](const char* what) -> std::string {
+            if (inline_value) return *inline_value;
+            if (i + 1 >= argc || std::string(argv[i + 1]).rfind("--", 0) == 0) usage(a + " needs a value: " + what);
             return argv[++i];
         };
-        if (a == "--socket") g.socket = value();
-        else if (a == "--config") g.config = value();
+        if (a == "--socket") g.socket = value("the socket path");
+        else if (a == "--config") g.config = value("the config file");
         else if (a == "--json") g.json = true;
-        else if (a == "--wait") wait = true;
-        else if (a == "--state" || a == "--limit" || a == "--attempt") opts[a] = value();
+        else if (kFlags.count(a)) {
+            if (inline_value) usage(a + " takes no value");
+            opts.emplace_back(a, "");
+        } else if (a == "--param") opts.emplace_back(a, value("NAME=VALUE"));
+        else if (a == "--task") opts.emplace_back(a, value("a task id"));
+        else if (a == "--state") opts.emplace_back(a, value("a run state"));
+        else if (a == "--limit" || a == "--attempt") opts.emplace_back(a, value("a number"));
         else if (a == "-h" || a == "--help") {
             std::printf("%s", kUsage);
             return 0;
@@ -499,30 +881,88 @@ int main(int argc, char** argv) {
     }
     if (pos.empty()) usage("missing command");
     const std::string cmd = pos[0];
+    // Options each command takes; anything else given is a usage error naming them.
+    static const std::map<std::string, std::vector<std::string>> kCommandOptions = {
+        {"run", {"--param", "--wait", "--follow"}},
+        {"runs", {"--state", "--limit", "--all"}},
+        {"logs", {"--attempt"}},
+        {"pause", {"--freeze"}},
+        {"cancel", {"--task"}},
+        {"retry", {"--task", "--downstream"}},
+    };
+    {
+        auto it = kCommandOptions.find(cmd);
+        std::vector<std::string> allowed = it == kCommandOptions.end() ? std::vector<std::string>{} : it->second;
+        std::set<std::string> given;
+        for (const auto& [name, v] : opts) {
+            if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
+                std::string list;
+                for (const auto& o : allowed) list += (list.empty() ? "" : ", ") + o;
+                usage(cmd + " does not take " + name + (list.empty() ? " (it takes no options)" : " (its options: " + list + ")"));
+            }
+            if (name != "--param" && !given.insert(name).second) usage(name + " given twice");
+        }
+    }
+    auto has = [&](const char* name) {
+        return std::any_of(opts.begin(), opts.end(), [&](const auto& o) { return o.first == name; });
+    };
+    auto opt = [&](const char* name) -> std::optional<std::string> {
+        for (const auto& [n, v] : opts) {
+            if (n == name) return v;
+        }
+        return std::nullopt;
+    };
     auto need = [&](size_t n, const char* what) {
         if (pos.size() != n + 1) usage(cmd + " takes " + what);
     };
     auto intOpt = [&](const char* name, int def) {
-        auto it = opts.find(name);
-        if (it == opts.end()) return def;
+        auto v = opt(name);
+        if (!v) return def;
         char* end = nullptr;
-        long v = std::strtol(it->second.c_str(), &end, 10);
-        if (!end || *end || v <= 0 || v > 100'000) usage(std::string(name) + " needs a number from 1 to 100000");
-        return static_cast<int>(v);
+        long n = std::strtol(v->c_str(), &end, 10);
+        if (v->empty() || !end || *end || n <= 0 || n > 100'000) {
+            usage(std::string(name) + " needs a number from 1 to 100000, found '" + *v + "'");
+        }
+        return static_cast<int>(n);
+    };
+    auto taskOpt = [&]() -> std::optional<std::string> {
+        auto v = opt("--task");
+        if (v && v->empty()) usage("--task needs a task id, found an empty one");
+        return v;
     };
     if (cmd == "status") return need(0, "no arguments"), cmdStatus(g);
     if (cmd == "list") return need(0, "no arguments"), cmdList(g);
     if (cmd == "show") return need(1, "one argument: a workflow name or a run id"), cmdShow(g, pos[1]);
-    if (cmd == "run") return need(1, "one argument: WORKFLOW"), cmdRun(g, pos[1], wait);
+    if (cmd == "run") {
+        need(1, "one argument: WORKFLOW");
+        if (has("--wait") && has("--follow")) usage("run takes --wait or --follow, not both");
+        std::vector<std::pair<std::string, std::string>> params;
+        for (const auto& [name, v] : opts) {
+            if (name != "--param") continue;
+            auto eq = v.find('=');
+            if (eq == std::string::npos || eq == 0) {
+                usage("--param needs NAME=VALUE (like --param date=2026-11-22), found '" + v + "'");
+            }
+            std::string pname = v.substr(0, eq);
+            for (const auto& p : params) {
+                if (p.first == pname) usage("--param " + pname + " given twice");
+            }
+            params.emplace_back(pname, v.substr(eq + 1));
+        }
+        Follow follow = has("--wait") ? Follow::Wait : has("--follow") ? Follow::Watch : Follow::None;
+        return cmdRun(g, pos[1], params, follow);
+    }
+    if (cmd == "watch") return need(1, "one argument: RUN"), cmdWatch(g, pos[1]);
     if (cmd == "wait") return need(1, "one argument: RUN"), cmdWait(g, pos[1]);
     if (cmd == "runs") {
         if (pos.size() > 2) usage("runs takes at most one argument: WORKFLOW");
-        std::optional<std::string> state;
-        if (opts.count("--state")) state = opts["--state"];
-        return cmdRuns(g, pos.size() == 2 ? std::optional<std::string>(pos[1]) : std::nullopt, state,
-                       intOpt("--limit", 50));
+        return cmdRuns(g, pos.size() == 2 ? std::optional<std::string>(pos[1]) : std::nullopt, opt("--state"),
+                       intOpt("--limit", 50), has("--all"));
     }
-    if (cmd == "cancel") return need(1, "one argument: RUN"), cmdCancel(g, pos[1]);
+    if (cmd == "pause") return need(1, "one argument: RUN"), cmdPause(g, pos[1], has("--freeze"));
+    if (cmd == "resume") return need(1, "one argument: RUN"), cmdResume(g, pos[1]);
+    if (cmd == "cancel") return need(1, "one argument: RUN"), cmdCancel(g, pos[1], taskOpt());
+    if (cmd == "retry") return need(1, "one argument: RUN"), cmdRetry(g, pos[1], taskOpt(), has("--downstream"));
     if (cmd == "logs") return need(2, "two arguments: RUN TASK"), cmdLogs(g, pos[1], pos[2], intOpt("--attempt", 0));
     if (cmd == "reload") return need(0, "no arguments"), cmdReload(g);
     if (cmd == "validate") {
