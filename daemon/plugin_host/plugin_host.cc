@@ -16,6 +16,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "plugin_host/outputs.h"
 #include "pool/worker_pool.h"
 
 namespace taskhub::plugin_host {
@@ -43,9 +44,10 @@ std::optional<std::string> negotiate(const th_plugin_api* api) {
                "; upgrade taskhubd";
     }
     // Every 1.0 field is required; later minors only append.
-    if (api->struct_size < offsetof(th_plugin_api, health_check) + sizeof(api->health_check)) {
+    constexpr size_t kTable10 = offsetof(th_plugin_api, health_check) + sizeof(th_plugin_api::health_check);
+    if (api->struct_size < kTable10) {
         return "plugin table too small (" + std::to_string(api->struct_size) +
-               " bytes) for ABI 1.0 (" + std::to_string(sizeof(th_plugin_api)) + " bytes)";
+               " bytes) for ABI 1.0 (" + std::to_string(kTable10) + " bytes)";
     }
     if (api->name == nullptr || api->name[0] == '\0') return "the plugin declares no name";
     for (const char* p = api->name; *p; ++p) {
@@ -54,6 +56,15 @@ std::optional<std::string> negotiate(const th_plugin_api* api) {
     }
     if (!api->create || !api->destroy || !api->validate || !api->execute) {
         return "the plugin table lacks a required function (create, destroy, validate, execute)";
+    }
+    if (api->capabilities & TH_CAP_SUSPEND) {
+        // ABI 1.1 fields: read only when the table covers them.
+        bool covered = api->struct_size >= offsetof(th_plugin_api, resume) + sizeof(api->resume);
+        if (!covered || !api->suspend || !api->resume) {
+            return "the plugin declares TH_CAP_SUSPEND but its table " +
+                   std::string(covered ? "does not set suspend and resume"
+                                       : "ends before suspend and resume (ABI 1.1)");
+        }
     }
     return std::nullopt;
 }
@@ -73,6 +84,9 @@ public:
         info_.abi_minor = api_.abi_minor;
         info_.capabilities = api_.capabilities;
         info_.blocking = (api_.capabilities & TH_CAP_BLOCKING_EXECUTE) != 0;
+        // A 1.0 table ends before suspend/resume, which the copy above left null; negotiate()
+        // refused a table that declares TH_CAP_SUSPEND without both.
+        can_suspend_ = (api_.capabilities & TH_CAP_SUSPEND) != 0;
         info_.thread_safe = api_.thread_safety == TH_THREADS_SAFE;
 
         host_.struct_size = sizeof host_;
@@ -84,6 +98,7 @@ public:
         host_.unwatch_fd = &Loaded::hostUnwatchFd;
         host_.add_timer = &Loaded::hostAddTimer;
         host_.cancel_timer = &Loaded::hostCancelTimer;
+        host_.set_output = &Loaded::hostSetOutput;
     }
 
     ~Loaded() override {
@@ -134,7 +149,7 @@ public:
         const uint64_t token = next_token_.fetch_add(1) + 1;
         {
             std::lock_guard lock(pending_mu_);
-            pending_.emplace(token, std::move(done));
+            pending_.emplace(token, Pending{std::move(done), {}});
         }
         running_.fetch_add(1);
         if (info_.blocking) {
@@ -162,10 +177,45 @@ public:
         }
     }
 
+    bool canSuspend() const override { return can_suspend_; }
+
+    void suspend(uint64_t token) override { callSuspendOrResume(token, true); }
+    void resume(uint64_t token) override { callSuspendOrResume(token, false); }
+
     size_t running() const override { return running_.load(); }
 
 private:
+    // An accepted attempt until the plugin completes it.
+    struct Pending {
+        Done done;
+        OutputSet outputs; // from set_output
+    };
+
     th_host_ctx* ctx() { return reinterpret_cast<th_host_ctx*>(this); }
+
+    void callSuspendOrResume(uint64_t token, bool suspend) {
+        const char* what = suspend ? "suspend" : "resume";
+        if (!can_suspend_) {
+            spdlog::warn("PLUGIN_CANNOT_SUSPEND plugin {} does not support suspend/resume (TH_CAP_SUSPEND); "
+                         "{} of attempt {} ignored, it keeps running", info_.name, what, token);
+            return;
+        }
+        {
+            std::lock_guard lock(pending_mu_);
+            if (!pending_.count(token)) return;
+        }
+        th_status st;
+        try {
+            st = suspend ? api_.suspend(inst_, token) : api_.resume(inst_, token);
+        } catch (...) {
+            spdlog::error("PLUGIN_SUSPEND_THREW plugin {} threw from {}()", info_.name, what);
+            return;
+        }
+        if (st != TH_OK) {
+            spdlog::warn("PLUGIN_SUSPEND_FAILED plugin {} could not {} attempt {} (status {})", info_.name,
+                         what, token, static_cast<int>(st));
+        }
+    }
     static Loaded* self(th_host_ctx* c) { return reinterpret_cast<Loaded*>(c); }
 
     std::unique_lock<std::mutex> serialLock() const {
@@ -220,7 +270,8 @@ private:
                              info_.name, token);
                 return;
             }
-            done = std::move(it->second);
+            done = std::move(it->second.done);
+            result.outputs = it->second.outputs.take();
             pending_.erase(it);
         }
         running_.fetch_sub(1);
@@ -243,6 +294,25 @@ private:
             if (res->message) r.message = res->message;
         }
         self(c)->finish(token, std::move(r));
+    }
+
+    static th_status hostSetOutput(th_host_ctx* c, uint64_t token, const char* name, const char* value) {
+        Loaded* self_ = self(c);
+        std::string err;
+        if (name == nullptr || value == nullptr) {
+            err = std::string("set_output() with a NULL ") + (name == nullptr ? "name" : "value");
+        } else {
+            std::lock_guard lock(self_->pending_mu_);
+            auto it = self_->pending_.find(token);
+            if (it == self_->pending_.end()) {
+                err = std::string("set_output('") + name + "') for attempt " + std::to_string(token) +
+                      ", which is not running (completed, or never started)";
+            } else if (it->second.outputs.set(name, value, &err)) {
+                return TH_OK;
+            }
+        }
+        spdlog::warn("PLUGIN_OUTPUT_REJECTED plugin {}: {}", self_->info_.name, err);
+        return TH_ERR_INVALID;
     }
 
     static void hostLog(th_host_ctx* c, int32_t level, const char* msg) {
@@ -320,7 +390,8 @@ private:
 
     mutable std::mutex serial_;
     std::mutex pending_mu_;
-    std::unordered_map<uint64_t, Done> pending_;
+    std::unordered_map<uint64_t, Pending> pending_;
+    bool can_suspend_ = false;
     std::atomic<uint64_t> next_token_{0};
     std::atomic<size_t> running_{0};
 
@@ -392,9 +463,10 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
     if (auto why = loaded->create(s != settings.end() ? s->second.plugin_config_json : "{}")) {
         return refuse(name, *why);
     }
-    spdlog::info("PLUGIN_LOADED {} {} (ABI {}.{}{}) from {}", name, loaded->info().version,
+    spdlog::info("PLUGIN_LOADED {} {} (ABI {}.{}{}{}) from {}", name, loaded->info().version,
                  loaded->info().abi_major, loaded->info().abi_minor,
-                 loaded->info().blocking ? ", blocking execute" : "", file.string());
+                 loaded->info().blocking ? ", blocking execute" : "",
+                 loaded->canSuspend() ? ", suspend" : "", file.string());
     plugins_.emplace(name, std::move(loaded));
     return std::nullopt;
 }

@@ -1,6 +1,6 @@
 // Loading executor plugins through the C ABI (plugin_api/), negotiating versions, and calling
-// them on the right thread. The engine sees Plugin::start/cancel and a completion callback; it
-// never touches the ABI.
+// them on the right thread. The engine sees Plugin::start/cancel/suspend/resume and a completion
+// callback; it never touches the ABI.
 //
 // Threading: everything here runs on the event-loop thread except calls that the plugin declared
 // blocking (made on the worker pool) and the plugin's own completion calls, which may come from
@@ -23,6 +23,7 @@
 
 #include "config/daemon_config.h"
 #include "config/workflow.h"
+#include "store/records.h"
 
 struct th_plugin_api;
 
@@ -68,6 +69,12 @@ struct AttemptResult {
     Outcome outcome = Outcome::Failed;
     std::optional<int> exit_code;
     std::string message;
+    // What the plugin published through th_host_api.set_output before complete(), in the order
+    // names were first set, already checked against the rules of plugin_host/outputs.h (values
+    // over a cap were refused to the plugin, so they are not here). Outputs written as
+    // `::set-output` lines are parsed by engine::TaskOutput; TaskOutput::addPluginOutputs()
+    // merges both.
+    store::NameValues outputs;
 };
 
 class Plugin {
@@ -82,6 +89,14 @@ public:
     virtual uint64_t start(const AttemptSpec& spec, Done done) = 0;
     // Asks a running attempt to stop; harmless after it finished.
     virtual void cancel(uint64_t token) = 0;
+    // True when the plugin can stop and continue running attempts (TH_CAP_SUSPEND, ABI 1.1).
+    virtual bool canSuspend() const = 0;
+    // Stops a running attempt where it is / lets it continue. Event-loop thread. No-ops (logged
+    // as PLUGIN_CANNOT_SUSPEND) when !canSuspend(); harmless for a token that already finished.
+    // A failure the plugin reports is logged (PLUGIN_SUSPEND_FAILED); the attempt then counts as
+    // running. The attempt still ends through `done`, also when cancelled while suspended.
+    virtual void suspend(uint64_t token) = 0;
+    virtual void resume(uint64_t token) = 0;
     virtual size_t running() const = 0;
 };
 

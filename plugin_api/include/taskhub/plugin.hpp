@@ -1,7 +1,7 @@
 // Header-only C++ helper for writing TaskHub executor plugins against taskhub/plugin_api.h.
 //
 // Derive from taskhub::sdk::Plugin, implement execute() (and, as needed, validate(), cancel(),
-// health()), then export it with one macro:
+// suspend(), resume(), health()), then export it with one macro:
 //
 //     class Echo : public taskhub::sdk::Plugin {
 //     public:
@@ -21,6 +21,7 @@
 
 #include <taskhub/plugin_api.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -79,6 +80,21 @@ public:
 
     void log(th_log_level level, const std::string& message) const noexcept {
         api_->log(ctx_, level, message.c_str());
+    }
+
+    // Publishes an output of a running attempt; see th_host_api.set_output. Any thread, until
+    // complete() for the token. Returns TH_ERR_INVALID when the host rejected it (bad name, value
+    // over 4 KiB, all outputs over 64 KiB, unknown token; the host logs why), and
+    // TH_ERR_UNSUPPORTED when the host is older than ABI 1.1.
+    th_status setOutput(uint64_t token, const std::string& name,
+                        const std::string& value) const noexcept {
+        if (!hasSetOutput()) return TH_ERR_UNSUPPORTED;
+        return api_->set_output(ctx_, token, name.c_str(), value.c_str());
+    }
+    // True when the host offers set_output (ABI 1.1 or later).
+    bool hasSetOutput() const noexcept {
+        return api_->struct_size >= offsetof(th_host_api, set_output) + sizeof(api_->set_output) &&
+               api_->set_output != nullptr;
     }
 
     // One-shot readiness callback on the host's event loop; see th_host_api.watch_fd.
@@ -230,6 +246,11 @@ public:
     virtual void execute(const Task& task) = 0;
     // Ask a running attempt to stop. Default: nothing to do.
     virtual void cancel(uint64_t /*token*/) {}
+    // Stop a running attempt where it is, and let it continue; called only when the plugin
+    // declares TH_CAP_SUSPEND. Throw to report that it could not be done (what() is logged).
+    // Default: nothing.
+    virtual void suspend(uint64_t /*token*/) {}
+    virtual void resume(uint64_t /*token*/) {}
     virtual Health health() { return {}; }
 
     const Host& host() const noexcept { return host_; }
@@ -313,6 +334,38 @@ inline th_status cancel(th_instance* i, uint64_t token) noexcept {
     }
 }
 
+// The reason a suspend() or resume() threw goes to the daemon's log at TH_LOG_WARN.
+inline void logFailure(th_instance* i, const char* what) noexcept {
+    try {
+        self(i)->host().log(TH_LOG_WARN, what);
+    } catch (...) {
+    }
+}
+
+inline th_status suspend(th_instance* i, uint64_t token) noexcept {
+    try {
+        self(i)->suspend(token);
+        return TH_OK;
+    } catch (const std::exception& e) {
+        logFailure(i, e.what());
+    } catch (...) {
+        logFailure(i, "unknown exception in suspend");
+    }
+    return TH_ERR_FAILED;
+}
+
+inline th_status resume(th_instance* i, uint64_t token) noexcept {
+    try {
+        self(i)->resume(token);
+        return TH_OK;
+    } catch (const std::exception& e) {
+        logFailure(i, e.what());
+    } catch (...) {
+        logFailure(i, "unknown exception in resume");
+    }
+    return TH_ERR_FAILED;
+}
+
 inline th_status health(th_instance* i, th_health* out) noexcept {
     try {
         Health h = self(i)->health();
@@ -352,6 +405,8 @@ inline th_status health(th_instance* i, th_health* out) noexcept {
             &::taskhub::sdk::detail::execute,                                                    \
             &::taskhub::sdk::detail::cancel,                                                     \
             &::taskhub::sdk::detail::health,                                                     \
+            &::taskhub::sdk::detail::suspend,                                                    \
+            &::taskhub::sdk::detail::resume,                                                     \
         };                                                                                       \
         return &api;                                                                             \
     }

@@ -1,5 +1,6 @@
 /*
- * TaskHub executor plugin ABI, version 1.
+ * TaskHub executor plugin ABI, version 1.1 (1.0 plus set_output, suspend and resume; see
+ * docs/plugin-abi.md for the version history).
  *
  * A plugin is a shared library that exports one C function, TH_PLUGIN_ENTRY_SYMBOL, returning a
  * static table (th_plugin_api) that describes the plugin and holds its entry points. The host
@@ -38,7 +39,7 @@ extern "C" {
 
 #define TH_ABI_MAGIC 0x54484231u /* "THB1" */
 #define TH_ABI_VERSION_MAJOR 1
-#define TH_ABI_VERSION_MINOR 0
+#define TH_ABI_VERSION_MINOR 1
 
 /* The one symbol a plugin exports. Its name never changes between ABI versions. */
 #define TH_PLUGIN_ENTRY_SYMBOL "th_plugin_entry"
@@ -65,13 +66,16 @@ typedef enum th_status {
                                         on a worker thread of its elastic pool, never on its event
                                         loop. Without this flag execute() must return promptly and
                                         finish the work asynchronously. */
+#define TH_CAP_SUSPEND 0x8u          /* ABI 1.1: suspend() and resume() stop and continue a running
+                                        attempt (the table must cover and set both) */
 
 /* How the host may call into one plugin instance. */
 typedef enum th_thread_safety {
     TH_THREADS_SERIAL = 0, /* the host never makes two calls into the instance at the same time,
-                              except cancel() and validate(), which for a TH_CAP_BLOCKING_EXECUTE
-                              plugin may arrive on the event loop while execute() runs on a
-                              worker (validate() must not touch state that execute() changes) */
+                              except cancel(), suspend(), resume() and validate(), which for a
+                              TH_CAP_BLOCKING_EXECUTE plugin may arrive on the event loop while
+                              execute() runs on a worker (validate() must not touch state that
+                              execute() changes) */
     TH_THREADS_SAFE = 1    /* calls may run concurrently from different threads */
 } th_thread_safety;
 
@@ -148,6 +152,19 @@ typedef struct th_host_api {
                            uint64_t *timer_id);
     /* Cancels a timer; after it returns the callback will not run. Event-loop thread only. */
     void (*cancel_timer)(th_host_ctx *ctx, uint64_t timer_id);
+
+    /* ---- ABI 1.1: present when struct_size covers it ---- */
+
+    /* Publishes an output of the running attempt `token`: a small name/value pair that later
+     * tasks read as ${tasks.ID.outputs.NAME}. Any thread, from the moment execute() is entered
+     * until complete() is called for the token. name must match [A-Za-z_][A-Za-z0-9_]*; value is
+     * NUL-terminated text of at most 4096 bytes; all outputs of one attempt (names plus values)
+     * must stay within 65536 bytes. A later value for a name replaces the earlier one. Both
+     * strings are copied before the call returns. Returns TH_OK, or TH_ERR_INVALID (and the host
+     * logs why) for an unknown or completed token, a NULL or invalid name, a NULL value or a value
+     * over a cap; the attempt itself goes on. */
+    th_status (*set_output)(th_host_ctx *ctx, uint64_t token, const char *name,
+                            const char *value);
 } th_host_api;
 
 /* One task attempt handed to execute(). Owned by the host; every pointer in it is valid only
@@ -222,6 +239,19 @@ typedef struct th_plugin_api {
     /* Reports the plugin's health. May block up to the configured health timeout; the host calls
      * it on a worker thread. May be NULL when TH_CAP_HEALTH_CHECK is not declared. */
     th_status (*health_check)(th_instance *inst, th_health *out);
+
+    /* ---- ABI 1.1: read by the host only when struct_size covers them ---- */
+
+    /* Stops a running attempt where it is (`taskhubctl pause --freeze`), e.g. SIGSTOP to its
+     * process group, and resume() lets it continue. Called on the host's event-loop thread (like
+     * cancel(), without the serial mutex), only for tokens the host considers running and only
+     * with TH_CAP_SUSPEND; resume() only after suspend(). Either may cross the plugin's own
+     * complete(), which must be harmless. A suspended attempt may still be cancelled: cancel()
+     * must then also make it continue, so that it can stop. Return TH_OK, or an error when the
+     * attempt could not be stopped (the host logs it and treats the attempt as running). May be
+     * NULL when TH_CAP_SUSPEND is not declared. */
+    th_status (*suspend)(th_instance *inst, uint64_t token);
+    th_status (*resume)(th_instance *inst, uint64_t token);
 } th_plugin_api;
 
 /* The entry function every plugin exports as TH_PLUGIN_ENTRY_SYMBOL. host_major and host_minor

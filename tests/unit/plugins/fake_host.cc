@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 
 namespace taskhub::tests {
 namespace {
@@ -27,9 +28,9 @@ LoadedPlugin::~LoadedPlugin() {
     if (handle_ != nullptr) ::dlclose(handle_);
 }
 
-th_host_api FakeHost::hostApi() {
+th_host_api FakeHost::hostApi(Abi abi) {
     th_host_api api{};
-    api.struct_size = sizeof api;
+    api.struct_size = abi == Abi::V1_0 ? offsetof(th_host_api, set_output) : sizeof api;
     api.abi_major = TH_ABI_VERSION_MAJOR;
     api.abi_minor = TH_ABI_VERSION_MINOR;
     api.complete = &FakeHost::onComplete;
@@ -38,11 +39,16 @@ th_host_api FakeHost::hostApi() {
     api.unwatch_fd = &FakeHost::onUnwatchFd;
     api.add_timer = &FakeHost::onAddTimer;
     api.cancel_timer = &FakeHost::onCancelTimer;
+    if (abi == Abi::V1_0) {
+        api.abi_minor = 0;
+    } else {
+        api.set_output = &FakeHost::onSetOutput;
+    }
     return api;
 }
 
-FakeHost::FakeHost(const LoadedPlugin& plugin, const std::string& config_json)
-    : plugin_(plugin.api()), host_api_(hostApi()), loop_thread_(std::this_thread::get_id()) {
+FakeHost::FakeHost(const LoadedPlugin& plugin, const std::string& config_json, Abi abi)
+    : plugin_(plugin.api()), host_api_(hostApi(abi)), loop_thread_(std::this_thread::get_id()) {
     REQUIRE(plugin_ != nullptr);
     std::string error(kBufferSize, '\0');
     th_status status =
@@ -60,7 +66,7 @@ FakeHost::~FakeHost() {
 std::pair<th_status, std::string> FakeHost::createFailure(const LoadedPlugin& plugin,
                                                           const std::string& config_json) {
     REQUIRE(plugin.api() != nullptr);
-    th_host_api api = hostApi();
+    th_host_api api = hostApi(Abi::Current);
     th_instance* instance = nullptr;
     std::string error(kBufferSize, '\0');
     th_status status = plugin.api()->create(&api, nullptr, config_json.c_str(), &instance,
@@ -106,6 +112,24 @@ th_status FakeHost::execute(uint64_t token, const TaskSpec& spec, std::string* e
 }
 
 th_status FakeHost::cancel(uint64_t token) { return plugin_->cancel(instance_, token); }
+
+th_status FakeHost::suspend(uint64_t token) {
+    REQUIRE(plugin_->struct_size >= offsetof(th_plugin_api, suspend) + sizeof plugin_->suspend);
+    REQUIRE(plugin_->suspend != nullptr);
+    return plugin_->suspend(instance_, token);
+}
+
+th_status FakeHost::resume(uint64_t token) {
+    REQUIRE(plugin_->struct_size >= offsetof(th_plugin_api, resume) + sizeof plugin_->resume);
+    REQUIRE(plugin_->resume != nullptr);
+    return plugin_->resume(instance_, token);
+}
+
+std::vector<std::pair<std::string, std::string>> FakeHost::outputs(uint64_t token) const {
+    std::lock_guard<std::mutex> lock(outputs_mu_);
+    auto it = outputs_.find(token);
+    return it == outputs_.end() ? std::vector<std::pair<std::string, std::string>>{} : it->second;
+}
 
 th_status FakeHost::health(th_health_state* state, std::string* message) {
     std::string text(kBufferSize, '\0');
@@ -189,6 +213,21 @@ void FakeHost::onComplete(th_host_ctx* ctx, uint64_t token, const th_result* res
     c.exit_code = result->exit_code;
     c.message = result->message ? result->message : "";
     if (!host->completions_.emplace(token, c).second) ++host->duplicate_completions_;
+}
+
+th_status FakeHost::onSetOutput(th_host_ctx* ctx, uint64_t token, const char* name,
+                               const char* value) {
+    FakeHost* host = self(ctx);
+    if (name == nullptr || value == nullptr) return TH_ERR_INVALID;
+    std::lock_guard<std::mutex> lock(host->outputs_mu_);
+    // Completions are recorded on the loop thread; a plugin completing on another thread is
+    // not a case these tests drive, so this read is safe here.
+    if (host->completions_.count(token)) {
+        ++host->late_outputs_;
+        return TH_ERR_INVALID;
+    }
+    host->outputs_[token].emplace_back(name, value);
+    return TH_OK;
 }
 
 void FakeHost::onLog(th_host_ctx* ctx, int32_t level, const char* msg) {

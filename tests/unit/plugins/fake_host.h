@@ -1,9 +1,10 @@
 // A small stand-in for taskhubd's plugin host, for driving plugin .so files through the raw C ABI
 // in tests. It loads a library, creates an instance and runs a poll()-based event loop on the
-// test's own thread that implements every th_host_api service: watch_fd, add_timer, complete and
-// log. It records what the plugin reported and counts contract violations (a second complete()
-// for a token, a loop-only service called from another thread) so tests can assert there were
-// none.
+// test's own thread that implements every th_host_api service: watch_fd, add_timer, complete,
+// log and (ABI 1.1) set_output. It records what the plugin reported and counts contract
+// violations (a second complete() for a token, a loop-only service called from another thread,
+// set_output after complete()) so tests can assert there were none. It can also pose as an ABI
+// 1.0 host, whose table ends before set_output.
 #ifndef TASKHUB_TESTS_UNIT_PLUGINS_FAKE_HOST_H
 #define TASKHUB_TESTS_UNIT_PLUGINS_FAKE_HOST_H
 
@@ -12,9 +13,11 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace taskhub::tests {
@@ -60,8 +63,11 @@ class FakeHost {
 public:
     using Clock = std::chrono::steady_clock;
 
+    enum class Abi { V1_0, Current };
+
     // Creates an instance of plugin with config_json; a failing create() fails the test.
-    FakeHost(const LoadedPlugin& plugin, const std::string& config_json = "{}");
+    FakeHost(const LoadedPlugin& plugin, const std::string& config_json = "{}",
+             Abi abi = Abi::Current);
     // Destroys the instance (the plugin's destructor runs here).
     ~FakeHost();
     FakeHost(const FakeHost&) = delete;
@@ -76,8 +82,12 @@ public:
     // Starts an attempt; on a non-OK status *error receives the plugin's message.
     th_status execute(uint64_t token, const TaskSpec& spec, std::string* error = nullptr);
     th_status cancel(uint64_t token);
+    th_status suspend(uint64_t token);
+    th_status resume(uint64_t token);
     th_status health(th_health_state* state, std::string* message);
 
+    // The outputs set for token through set_output, in call order (a name may repeat).
+    std::vector<std::pair<std::string, std::string>> outputs(uint64_t token) const;
     // The completion reported for token so far, without running the loop.
     std::optional<Completion> completion(uint64_t token) const;
     // Runs the event loop until token completed or timeout passed.
@@ -89,6 +99,7 @@ public:
     size_t pendingTimers() const { return timers_.size(); }
     int duplicateCompletions() const { return duplicate_completions_; }
     int offLoopCalls() const { return off_loop_calls_; }
+    int lateOutputs() const { return late_outputs_; }
     const std::vector<std::string>& logLines() const { return log_lines_; }
 
 private:
@@ -112,7 +123,9 @@ private:
     static th_status onAddTimer(th_host_ctx* ctx, uint64_t delay_ms, th_timer_callback cb,
                                 void* user, uint64_t* timer_id);
     static void onCancelTimer(th_host_ctx* ctx, uint64_t timer_id);
-    static th_host_api hostApi();
+    static th_status onSetOutput(th_host_ctx* ctx, uint64_t token, const char* name,
+                                 const char* value);
+    static th_host_api hostApi(Abi abi);
 
     void checkLoopThread();
     // One poll() round of at most max_wait, then the due callbacks.
@@ -126,9 +139,12 @@ private:
     std::map<uint64_t, Watch> watches_;
     std::map<uint64_t, Timer> timers_;
     std::map<uint64_t, Completion> completions_;
+    std::map<uint64_t, std::vector<std::pair<std::string, std::string>>> outputs_;
+    mutable std::mutex outputs_mu_; // set_output may come from any thread
     std::vector<std::string> log_lines_;
     int duplicate_completions_ = 0;
     int off_loop_calls_ = 0;
+    int late_outputs_ = 0;
 };
 
 } // namespace taskhub::tests

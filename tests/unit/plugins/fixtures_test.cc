@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstddef>
 #include <string>
 
 using taskhub::tests::FakeHost;
@@ -63,6 +64,55 @@ TEST_CASE("fixtures: each refused fixture has exactly its defect", "[fixtures]")
     auto [status, message] = FakeHost::createFailure(create_fails, "{}");
     CHECK(status == TH_ERR_FAILED);
     CHECK(message == "fixture: create always fails");
+}
+
+TEST_CASE("fixtures: fx_abi_1_0 has a 1.0 table and works", "[fixtures]") {
+    LoadedPlugin plugin(TASKHUB_FX_ABI_1_0_PLUGIN_PATH);
+    checkValidApartFrom(plugin.api(), "struct_size");
+    CHECK(plugin.api()->abi_minor == 0);
+    CHECK(plugin.api()->struct_size == offsetof(th_plugin_api, suspend));
+    CHECK(plugin.api()->capabilities == 0);
+    checkRunsOneTask(plugin);
+}
+
+TEST_CASE("fixtures: fx_suspend_no_functions declares TH_CAP_SUSPEND without the functions",
+          "[fixtures]") {
+    LoadedPlugin plugin(TASKHUB_FX_SUSPEND_NO_FUNCTIONS_PLUGIN_PATH);
+    checkValidApartFrom(plugin.api(), "");
+    CHECK(plugin.api()->capabilities == TH_CAP_SUSPEND);
+    CHECK(plugin.api()->suspend == nullptr);
+    CHECK(plugin.api()->resume == nullptr);
+}
+
+TEST_CASE("fixtures: fx_outputs sets outputs, some of them invalid, and records suspend/resume",
+          "[fixtures]") {
+    LoadedPlugin plugin(TASKHUB_FX_OUTPUTS_PLUGIN_PATH);
+    checkValidApartFrom(plugin.api(), "");
+    CHECK(plugin.api()->capabilities == (TH_CAP_CANCEL | TH_CAP_SUSPEND));
+    FakeHost host(plugin);
+    REQUIRE(host.execute(1, TaskSpec{}) == TH_OK);
+    REQUIRE(host.completion(1));
+    CHECK(host.completion(1)->outcome == TH_OUTCOME_SUCCEEDED);
+    // FakeHost accepts every call, so all five statuses are 0 here; the daemon's host refuses
+    // the last two (see the plugin host's tests).
+    CHECK(host.completion(1)->message == "statuses 0 0 0 0 0");
+    CHECK(host.outputs(1).size() == 5);
+
+    TaskSpec waiting;
+    waiting.params_json = R"({"wait":true})";
+    REQUIRE(host.execute(2, waiting) == TH_OK);
+    CHECK_FALSE(host.completion(2));
+    CHECK(host.suspend(2) == TH_OK);
+    CHECK(host.resume(2) == TH_OK);
+    CHECK(host.suspend(99) == TH_ERR_INVALID);
+    REQUIRE(host.cancel(2) == TH_OK);
+    REQUIRE(host.completion(2));
+    CHECK(host.completion(2)->outcome == TH_OUTCOME_CANCELLED);
+    CHECK(host.completion(2)->message == "calls: suspend resume ");
+
+    FakeHost old_host(plugin, "{}", FakeHost::Abi::V1_0);
+    REQUIRE(old_host.execute(1, TaskSpec{}) == TH_OK);
+    CHECK(old_host.completion(1)->message == "no set_output");
 }
 
 TEST_CASE("fixtures: fx_newer_minor has a longer table and still works", "[fixtures]") {
