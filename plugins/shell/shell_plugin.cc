@@ -341,6 +341,11 @@ void ShellPlugin::cancel(uint64_t token) {
 
     child.stop = Stop::sigterm;
     ::kill(-child.pid, SIGTERM);
+    if (child.suspended) {
+        // A stopped process acts on SIGTERM only once it continues.
+        ::kill(-child.pid, SIGCONT);
+        child.suspended = false;
+    }
     child.grace_timer =
         host().addTimer(config_.kill_grace_ms, [this, token] { onGraceExpired(token); });
     if (child.grace_timer == 0) {
@@ -363,6 +368,31 @@ void ShellPlugin::onGraceExpired(uint64_t token) {
     ::kill(-child.pid, SIGKILL);
 }
 
+void ShellPlugin::signalGroup(const Child& child, int sig, const char* why) const {
+    if (::kill(-child.pid, sig) == 0 || errno == ESRCH) return;
+    throw std::runtime_error("cannot " + std::string(why) + " task " + child.task_id +
+                             " (process group " + std::to_string(child.pid) + "): " +
+                             describeErrno(errno));
+}
+
+void ShellPlugin::suspend(uint64_t token) {
+    auto it = children_.find(token);
+    if (it == children_.end()) return;
+    Child& child = it->second;
+    if (child.suspended || child.stop != Stop::none) return;
+    signalGroup(child, SIGSTOP, "suspend");
+    child.suspended = true;
+}
+
+void ShellPlugin::resume(uint64_t token) {
+    auto it = children_.find(token);
+    if (it == children_.end()) return;
+    Child& child = it->second;
+    if (!child.suspended) return;
+    signalGroup(child, SIGCONT, "resume");
+    child.suspended = false;
+}
+
 sdk::Health ShellPlugin::health() {
     if (::access(kShell, X_OK) == 0) return {TH_HEALTH_OK, "/bin/sh is executable"};
     return {TH_HEALTH_UNHEALTHY, std::string("cannot execute /bin/sh: ") + describeErrno(errno)};
@@ -372,4 +402,4 @@ sdk::Health ShellPlugin::health() {
 
 TASKHUB_PLUGIN(taskhub::plugins::shell::ShellPlugin, "shell", TASKHUB_PLUGIN_VERSION,
                "Runs a command line as /bin/sh -c does, in its own process group",
-               TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK, TH_THREADS_SERIAL)
+               TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK | TH_CAP_SUSPEND, TH_THREADS_SERIAL)

@@ -8,7 +8,10 @@
 // the task's env entries, which win). The plugin never blocks: it reaps the child through a pidfd
 // the host watches on its event loop, so a running command holds no thread.
 //
-// Cancelling sends SIGTERM to the group and, after kill_grace, SIGKILL. Once the group leader
+// Suspending (`taskhubctl pause --freeze`) sends SIGSTOP to the group, resuming SIGCONT.
+//
+// Cancelling sends SIGTERM to the group and, after kill_grace, SIGKILL; a suspended group also
+// gets SIGCONT, so that it can act on the SIGTERM. Once the group leader
 // has exited after a cancel, the whole group is SIGKILLed at once, so nothing it started in the
 // background survives the attempt. A command that ends on its own is not followed up: like cron,
 // the plugin leaves whatever it deliberately started in the background running.
@@ -50,6 +53,11 @@ public:
     // SIGTERM now, SIGKILL after kill_grace. No-op for an unknown or finished token, or when the
     // attempt is already being cancelled.
     void cancel(uint64_t token) override;
+    // SIGSTOP / SIGCONT to the attempt's process group. No-op for an unknown or finished token,
+    // for an attempt being cancelled (suspend only), or when already in the requested state.
+    // Throws std::runtime_error when the signal cannot be sent.
+    void suspend(uint64_t token) override;
+    void resume(uint64_t token) override;
     // OK when /bin/sh is executable.
     sdk::Health health() override;
 
@@ -63,6 +71,7 @@ private:
         uint64_t watch_id = 0;
         uint64_t grace_timer = 0;
         Stop stop = Stop::none;
+        bool suspended = false;
         std::string task_id;
     };
 
@@ -74,6 +83,9 @@ private:
     Spawned spawn(const Params& params, const sdk::Task& task);
     void onExit(uint64_t token);
     void onGraceExpired(uint64_t token);
+    // Sends sig to the group of a running attempt; ESRCH (all gone, the exit is being reported)
+    // counts as done. Throws std::runtime_error on any other error.
+    void signalGroup(const Child& child, int sig, const char* why) const;
 
     static constexpr size_t kChildStackSize = 64 * 1024;
 

@@ -16,6 +16,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -131,7 +133,9 @@ TEST_CASE("shell: declares its name, capabilities and threading", "[shell]") {
     CHECK(api->abi_major == TH_ABI_VERSION_MAJOR);
     CHECK(api->struct_size == sizeof(th_plugin_api));
     CHECK(std::string(api->name) == "shell");
-    CHECK(api->capabilities == (TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK));
+    CHECK(api->capabilities == (TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK | TH_CAP_SUSPEND));
+    CHECK(api->suspend != nullptr);
+    CHECK(api->resume != nullptr);
     CHECK(api->thread_safety == TH_THREADS_SERIAL);
 }
 
@@ -369,6 +373,95 @@ TEST_CASE("shell: cancel of an unknown or finished attempt changes nothing", "[s
     REQUIRE(done);
     CHECK(host.cancel(1) == TH_OK);
     host.runFor(50ms);
+    CHECK(host.completion(1)->outcome == TH_OUTCOME_SUCCEEDED);
+    requireCleanHost(host);
+}
+
+namespace {
+
+// The state letter of /proc/PID/stat ('T' stopped, 'S' sleeping, ...), or '?' when unreadable.
+char procState(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), {});
+    size_t paren = stat.rfind(')'); // the command name may hold spaces and parentheses
+    return paren != std::string::npos && paren + 2 < stat.size() ? stat[paren + 2] : '?';
+}
+
+// Waits up to a second for pid to reach (or, with want false, leave) the stopped state.
+bool stoppedBecomes(pid_t pid, bool want) {
+    const auto deadline = FakeHost::Clock::now() + 1s;
+    while ((procState(pid) == 'T') != want) {
+        if (FakeHost::Clock::now() >= deadline) return false;
+        ::usleep(5'000);
+    }
+    return true;
+}
+
+} // namespace
+
+TEST_CASE("shell: suspend stops the process group until resume, then the command finishes",
+          "[shell][suspend]") {
+    adoptOrphans();
+    FakeHost host(shellPlugin());
+    LogFile log;
+    taskhub::testing::TempDir dir("th-shell-suspend");
+    const std::string gate = (dir.path / "gate").string();
+    // Finishes as soon as the gate file exists, which it does only once the group is stopped.
+    REQUIRE(host.execute(3, shellTask(R"({"command":"echo pgid=$$; while [ ! -e )" + gate +
+                                          R"( ]; do sleep 0.01; done; echo done"})",
+                                      log)) == TH_OK);
+    pid_t pgid = waitForPgid(host, log);
+    GroupGuard guard(pgid);
+
+    REQUIRE(host.suspend(3) == TH_OK);
+    REQUIRE(stoppedBecomes(pgid, true));
+    CHECK(host.suspend(3) == TH_OK); // already suspended: nothing changes
+    dir.write("gate", "");
+    host.runFor(300ms); // thirty polls of the gate, had it been running
+    CHECK_FALSE(host.completion(3));
+    CHECK(log.contents().find("done") == std::string::npos);
+    CHECK(procState(pgid) == 'T');
+
+    REQUIRE(host.resume(3) == TH_OK);
+    CHECK(stoppedBecomes(pgid, false));
+    auto done = host.waitFor(3, 3s);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_SUCCEEDED);
+    CHECK(log.contents().ends_with("done\n"));
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: cancel reaches a suspended command", "[shell][suspend]") {
+    adoptOrphans();
+    FakeHost host(shellPlugin());
+    LogFile log;
+    REQUIRE(host.execute(4, shellTask(R"({"command":"echo pgid=$$; sleep 600"})", log)) == TH_OK);
+    pid_t pgid = waitForPgid(host, log);
+    GroupGuard guard(pgid);
+    REQUIRE(host.suspend(4) == TH_OK);
+    REQUIRE(stoppedBecomes(pgid, true));
+
+    const auto started = FakeHost::Clock::now();
+    REQUIRE(host.cancel(4) == TH_OK);
+    auto done = host.waitFor(4, 3s);
+    REQUIRE(done);
+    CHECK(FakeHost::Clock::now() - started < 2s); // SIGTERM acted on, no SIGKILL grace needed
+    CHECK(done->outcome == TH_OUTCOME_CANCELLED);
+    CHECK(done->message == "cancelled (SIGTERM)");
+    CHECK(groupGone(pgid, 2s));
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: suspend and resume of an unknown or finished attempt change nothing",
+          "[shell][suspend]") {
+    FakeHost host(shellPlugin());
+    LogFile log;
+    CHECK(host.suspend(42) == TH_OK);
+    CHECK(host.resume(42) == TH_OK);
+    REQUIRE(host.execute(1, shellTask(R"({"command":"true"})", log)) == TH_OK);
+    REQUIRE(host.waitFor(1, 3s));
+    CHECK(host.suspend(1) == TH_OK);
+    CHECK(host.resume(1) == TH_OK);
     CHECK(host.completion(1)->outcome == TH_OUTCOME_SUCCEEDED);
     requireCleanHost(host);
 }
