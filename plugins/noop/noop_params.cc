@@ -16,8 +16,18 @@ namespace {
 
 namespace json = boost::json;
 
-constexpr std::array<std::string_view, 4> kParamKeys = {"sleep_ms", "fail", "exit_code",
-                                                        "message"};
+constexpr std::array<std::string_view, 5> kParamKeys = {"sleep_ms", "fail", "exit_code",
+                                                        "message", "outputs"};
+
+bool isNameStart(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
+
+// The output name rule of th_host_api.set_output: [A-Za-z_][A-Za-z0-9_]*.
+bool isOutputName(std::string_view name) {
+    if (name.empty() || !isNameStart(name[0])) return false;
+    for (char c : name.substr(1))
+        if (!isNameStart(c) && !(c >= '0' && c <= '9')) return false;
+    return true;
+}
 
 [[noreturn]] void wrongType(std::string_view key, const char* expected, const json::value& v) {
     throw sdk::InvalidParam(std::string(key), "'" + std::string(key) + "' must be " + expected +
@@ -86,6 +96,19 @@ Params parseParams(std::string_view params_json) {
         } else if (key == "message") {
             if (!value.is_string()) wrongType(key, "a string", value);
             params.message.emplace(value.get_string());
+        } else if (key == "outputs") {
+            if (!value.is_object()) wrongType(key, "a table of strings", value);
+            for (const auto& [name, text] : value.get_object()) {
+                if (!isOutputName(name))
+                    throw sdk::InvalidParam("outputs", "output name '" + std::string(name) +
+                                                           "' in 'outputs' must match "
+                                                           "[A-Za-z_][A-Za-z0-9_]*");
+                if (!text.is_string())
+                    throw sdk::InvalidParam("outputs", "output '" + std::string(name) +
+                                                           "' in 'outputs' must be a string, found " +
+                                                           kindName(text));
+                params.outputs.emplace_back(name, text.get_string());
+            }
         } else {
             throw sdk::InvalidParam(std::string(key), "unknown parameter '" + std::string(key) +
                                                           "' for plugin noop" +

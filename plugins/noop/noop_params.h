@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace taskhub::plugins::noop {
 
@@ -23,6 +25,8 @@ struct Params {
     bool fail = false;                  // report TH_OUTCOME_FAILED instead of SUCCEEDED
     int32_t exit_code = 0;              // as given, else 1 when fail and 0 otherwise
     std::optional<std::string> message; // as given, else a default that names the outcome
+    // Published through the host's set_output before completing, in this order.
+    std::vector<std::pair<std::string, std::string>> outputs;
 };
 
 // Parses and checks one task's parameters. Throws sdk::InvalidParam with the offending key

@@ -21,6 +21,16 @@ void NoopPlugin::validate(std::string_view params_json) { parseParams(params_jso
 void NoopPlugin::finish(uint64_t token, const Params& params) const {
     // Static, so the common success path builds no string.
     static const std::string kSucceeded = "succeeded";
+    for (const auto& [name, value] : params.outputs) {
+        th_status status = host().setOutput(token, name, value);
+        if (status != TH_OK) {
+            host().complete(token, TH_OUTCOME_FAILED, -1,
+                            "the host refused output '" + name + "'" +
+                                (status == TH_ERR_UNSUPPORTED ? " (it is older than ABI 1.1)"
+                                                              : " (see the daemon log)"));
+            return;
+        }
+    }
     if (params.message) {
         host().complete(token, params.fail ? TH_OUTCOME_FAILED : TH_OUTCOME_SUCCEEDED,
                         params.exit_code, *params.message);

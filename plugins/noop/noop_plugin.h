@@ -6,7 +6,9 @@
 // timer, so a sleeping task holds no thread.
 //
 // Parameters: sleep_ms (non-negative integer, default 0), fail (boolean, default false),
-// exit_code (integer, default 0, or 1 when fail), message (string).
+// exit_code (integer, default 0, or 1 when fail), message (string), outputs (table of strings,
+// published through the host's set_output just before completing; an output the host refuses
+// fails the attempt with the reason).
 //
 // Threading: TH_THREADS_SAFE and non-blocking. execute(), cancel() and the timer callbacks run on
 // the host's event loop, but calls may overlap, so the table of sleeping attempts is locked.

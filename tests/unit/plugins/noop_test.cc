@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <string>
+#include <utility>
+#include <vector>
 
 using namespace std::chrono_literals;
 using taskhub::tests::FakeHost;
@@ -53,6 +55,7 @@ TEST_CASE("noop: validate accepts its parameters", "[noop]") {
     CHECK(host.validate("{}").status == TH_OK);
     CHECK(host.validate(R"({"sleep_ms":10,"fail":true,"exit_code":-1,"message":"m"})").status ==
           TH_OK);
+    CHECK(host.validate(R"({"outputs":{"path":"/tmp/x","_n2":""}})").status == TH_OK);
 }
 
 TEST_CASE("noop: validate names the bad parameter and says what would be right", "[noop]") {
@@ -65,10 +68,14 @@ TEST_CASE("noop: validate names the bad parameter and says what would be right",
     const Case cases[] = {
         {R"({"slep_ms":10})", "slep_ms",
          "unknown parameter 'slep_ms' for plugin noop (accepted: sleep_ms, fail, exit_code, "
-         "message); did you mean 'sleep_ms'?"},
+         "message, outputs); did you mean 'sleep_ms'?"},
         {R"({"command":"x"})", "command",
          "unknown parameter 'command' for plugin noop (accepted: sleep_ms, fail, exit_code, "
-         "message)"},
+         "message, outputs)"},
+        {R"({"outputs":["a"]})", "outputs", "'outputs' must be a table of strings, found array"},
+        {R"({"outputs":{"a-b":"x"}})", "outputs",
+         "output name 'a-b' in 'outputs' must match [A-Za-z_][A-Za-z0-9_]*"},
+        {R"({"outputs":{"n":1}})", "outputs", "output 'n' in 'outputs' must be a string, found integer"},
         {R"({"sleep_ms":"10"})", "sleep_ms",
          "'sleep_ms' must be a non-negative integer (milliseconds), found string"},
         {R"({"sleep_ms":-5})", "sleep_ms",
@@ -132,6 +139,34 @@ TEST_CASE("noop: fail reports FAILED with exit code 1 unless told otherwise", "[
     CHECK(done->exit_code == 7);
     CHECK(done->message == "boom");
     requireCleanHost(host);
+}
+
+TEST_CASE("noop: outputs are set through the host before the attempt completes", "[noop]") {
+    FakeHost host(noopPlugin());
+    REQUIRE(host.execute(1, noopTask(R"({"outputs":{"path":"/srv/x.csv","rows":"12"}})")) == TH_OK);
+    REQUIRE(host.completion(1));
+    CHECK(host.completion(1)->outcome == TH_OUTCOME_SUCCEEDED);
+    using Outputs = std::vector<std::pair<std::string, std::string>>;
+    CHECK(host.outputs(1) == Outputs{{"path", "/srv/x.csv"}, {"rows", "12"}});
+
+    REQUIRE(host.execute(2, noopTask(R"({"sleep_ms":5,"outputs":{"a":"1"}})")) == TH_OK);
+    CHECK(host.outputs(2).empty()); // only when it completes
+    REQUIRE(host.waitFor(2, 2s));
+    CHECK(host.outputs(2) == Outputs{{"a", "1"}});
+    CHECK(host.lateOutputs() == 0);
+    requireCleanHost(host);
+}
+
+TEST_CASE("noop: outputs fail the attempt on a host older than ABI 1.1", "[noop]") {
+    FakeHost host(noopPlugin(), "{}", FakeHost::Abi::V1_0);
+    REQUIRE(host.execute(1, noopTask(R"({"outputs":{"a":"1"}})")) == TH_OK);
+    auto done = host.completion(1);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_FAILED);
+    CHECK(done->message == "the host refused output 'a' (it is older than ABI 1.1)");
+    // Without outputs the plugin works with that host as before.
+    REQUIRE(host.execute(2, noopTask("{}")) == TH_OK);
+    CHECK(host.completion(2)->outcome == TH_OUTCOME_SUCCEEDED);
 }
 
 TEST_CASE("noop: bad parameters refuse to start the attempt", "[noop]") {
