@@ -12,10 +12,21 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
+
+#include "plugin_host/outputs.h"
 
 namespace taskhub::engine {
 
 namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::string_view kSetOutput = "::set-output ";
+// Longest rest of a `::set-output` line kept: anything longer breaks a cap whatever it holds.
+constexpr size_t kMaxCapture = plugin_host::kMaxOutputsBytes + 2;
+
+} // namespace
 
 struct TaskOutput::Impl {
     Impl(asio::io_context& io, int read_fd, std::filesystem::path f)
@@ -27,6 +38,16 @@ struct TaskOutput::Impl {
     bool file_failed = false;
     bool closed = false;
     std::array<char, 16384> buf;
+
+    // `::set-output` scanning, until the attempt ends.
+    enum class Line { Prefix, Capture, Skip };
+    bool scanning = true;
+    Line line = Line::Prefix;  // Prefix: at a line start, `matched` bytes of kSetOutput seen
+    size_t matched = 0;
+    std::string captured;      // the rest of a `::set-output` line so far
+    bool truncated = false;    // captured stopped at kMaxCapture
+    plugin_host::OutputSet outputs;
+    std::string output_error;
 };
 
 std::shared_ptr<TaskOutput> TaskOutput::open(asio::io_context& io, std::filesystem::path file, std::string* err) {
@@ -103,6 +124,7 @@ TaskOutput::Drain TaskOutput::drain(size_t budget) {
         ssize_t n = ::read(im.reader.native_handle(), im.buf.data(), std::min(im.buf.size(), budget - total));
         if (n > 0) {
             append(im.buf.data(), static_cast<size_t>(n));
+            if (im.scanning) scan(im.buf.data(), static_cast<size_t>(n));
             total += static_cast<size_t>(n);
             continue;
         }
@@ -112,18 +134,118 @@ TaskOutput::Drain TaskOutput::drain(size_t budget) {
     return Drain::More;
 }
 
+void TaskOutput::scan(const char* data, size_t n) {
+    auto& im = *impl_;
+    const char* p = data;
+    const char* const end = data + n;
+    while (p < end) {
+        switch (im.line) {
+        case Impl::Line::Skip: {
+            const void* nl = std::memchr(p, '\n', static_cast<size_t>(end - p));
+            if (nl == nullptr) return;
+            p = static_cast<const char*>(nl) + 1;
+            im.line = Impl::Line::Prefix;
+            im.matched = 0;
+            break;
+        }
+        case Impl::Line::Prefix: {
+            const size_t avail = std::min(kSetOutput.size() - im.matched, static_cast<size_t>(end - p));
+            if (std::memcmp(p, kSetOutput.data() + im.matched, avail) != 0) {
+                im.line = Impl::Line::Skip; // p stays: the mismatch may be the newline itself
+                break;
+            }
+            p += avail;
+            im.matched += avail;
+            if (im.matched == kSetOutput.size()) {
+                im.line = Impl::Line::Capture;
+                im.captured.clear();
+                im.truncated = false;
+            }
+            break;
+        }
+        case Impl::Line::Capture: {
+            const void* nl = std::memchr(p, '\n', static_cast<size_t>(end - p));
+            const char* stop = nl ? static_cast<const char*>(nl) : end;
+            const size_t len = static_cast<size_t>(stop - p);
+            const size_t room = kMaxCapture - im.captured.size();
+            im.captured.append(p, std::min(len, room));
+            if (len > room) im.truncated = true;
+            p = stop;
+            if (nl != nullptr) {
+                setOutputLine();
+                ++p;
+                im.line = Impl::Line::Prefix;
+                im.matched = 0;
+            }
+            break;
+        }
+        }
+    }
+}
+
+void TaskOutput::setOutputLine() {
+    auto& im = *impl_;
+    if (!im.output_error.empty()) return; // after a broken rule nothing more is published
+    std::string_view rest = im.captured;
+    if (!im.truncated && !rest.empty() && rest.back() == '\r') rest.remove_suffix(1);
+    const size_t eq = rest.find('=');
+    if (eq == std::string_view::npos) {
+        im.output_error = "a `::set-output` line needs NAME=value, found `::set-output " +
+                          std::string(rest.substr(0, 64)) + (rest.size() > 64 ? "...`" : "`");
+        return;
+    }
+    const std::string_view name = rest.substr(0, eq);
+    const std::string_view value = rest.substr(eq + 1);
+    std::string err;
+    if (im.truncated && plugin_host::isOutputName(name) && value.size() > plugin_host::kMaxOutputValueBytes) {
+        im.output_error = "output '" + std::string(name) + "' is more than " + std::to_string(value.size()) +
+                          " bytes, over the limit of 4 KiB (4096 bytes) for one value";
+    } else if (im.truncated) {
+        im.output_error = "a `::set-output` line is longer than the 64 KiB (65536 bytes) all outputs of an "
+                          "attempt may hold";
+    } else if (!im.outputs.set(name, value, &err)) {
+        im.output_error = std::move(err);
+    }
+}
+
+void TaskOutput::finishOutputs() {
+    auto& im = *impl_;
+    if (!im.scanning) return;
+    im.scanning = false;
+    if (im.line == Impl::Line::Capture) setOutputLine(); // the last line lacked its newline
+    im.captured = std::string();
+}
+
+void TaskOutput::addPluginOutputs(const store::NameValues& outputs) {
+    auto& im = *impl_;
+    for (const auto& [name, value] : outputs) {
+        if (!im.output_error.empty()) return;
+        std::string err;
+        if (!im.outputs.set(name, value, &err)) im.output_error = std::move(err);
+    }
+}
+
+const store::NameValues& TaskOutput::outputs() const { return impl_->outputs.values(); }
+
+const std::string& TaskOutput::outputError() const { return impl_->output_error; }
+
 void TaskOutput::attemptEnded() {
     if (write_fd_ >= 0) {
         ::close(write_fd_);
         write_fd_ = -1;
     }
-    if (impl_->closed) return;
+    if (impl_->closed) {
+        finishOutputs();
+        return;
+    }
     // What the attempt wrote before it ended is in the pipe now: copy it before the end is
     // recorded. FIONREAD bounds this, so a left-behind process writing without pause (`yes &`)
     // cannot hold the loop here.
     int available = 0;
     if (::ioctl(impl_->reader.native_handle(), FIONREAD, &available) != 0) available = 0;
-    if (drain(static_cast<size_t>(available) + 1) == Drain::Closed) {
+    const Drain drained = drain(static_cast<size_t>(available) + 1);
+    finishOutputs();
+    if (drained == Drain::Closed) {
         close();
         return;
     }

@@ -3,6 +3,14 @@
 // created with the first byte, so a silent task costs no file at all and creating files never
 // sits between one task's end and the next task's start.
 //
+// Outputs: a line `::set-output NAME=value` written before the attempt ends publishes an output
+// of the attempt (the line still goes to the log). NAME follows the rules of
+// plugin_host/outputs.h; the value is the rest of the line (a trailing CR dropped, may be empty);
+// a later value for a name replaces the earlier one. A line that starts with `::set-output ` but
+// breaks a rule (no '=', a bad name, a value over 4 KiB, all outputs over 64 KiB) sets
+// outputError(), and later lines publish nothing more. Only line starts are compared with the
+// prefix, so output without such lines costs one memchr per line.
+//
 // Lifetime: owned through shared_ptr; pending reads keep it alive until end of file or close().
 // Threading: event-loop thread only (the plugin may write to the pipe from any thread).
 #ifndef TASKHUB_ENGINE_TASK_OUTPUT_H
@@ -13,6 +21,8 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+
+#include "store/records.h"
 
 namespace boost::asio {
 class io_context;
@@ -46,6 +56,19 @@ public:
     // Stops reading; output still to come is discarded.
     void close();
 
+    // Adds the outputs the plugin published through th_host_api.set_output (AttemptResult::
+    // outputs) after those of `::set-output` lines: a name set both ways takes the plugin's
+    // value, and the 64 KiB cap applies to the union (outputError() when it is exceeded). Call
+    // after attemptEnded().
+    void addPluginOutputs(const store::NameValues& outputs);
+    // The attempt's outputs, in the order names were first set. Complete after attemptEnded()
+    // (and addPluginOutputs()); lines written after the attempt ended do not count.
+    const store::NameValues& outputs() const;
+    // Empty, or why the outputs break a rule, naming the output and the limit, e.g. "output
+    // 'path' is 5000 bytes, over the limit of 4 KiB (4096 bytes) for one value". The engine
+    // fails the attempt with it.
+    const std::string& outputError() const;
+
 private:
     struct Impl;
     explicit TaskOutput(std::unique_ptr<Impl> impl);
@@ -55,6 +78,12 @@ private:
     // Closed (end of file or error).
     Drain drain(size_t budget);
     void append(const char* data, size_t n);
+    // Finds `::set-output` lines in output as it arrives (lines may span reads).
+    void scan(const char* data, size_t n);
+    // Handles the captured rest of a `::set-output` line.
+    void setOutputLine();
+    // The attempt ended: a `::set-output` line still open counts as complete; stop scanning.
+    void finishOutputs();
 
     std::unique_ptr<Impl> impl_;
     int write_fd_ = -1;

@@ -97,3 +97,143 @@ TEST_CASE("a silent attempt creates no log file", "[task_output]") {
     io.poll();
     CHECK_FALSE(std::filesystem::exists(file));
 }
+
+// ---- outputs: `::set-output NAME=value` lines ----
+
+namespace {
+
+using taskhub::store::NameValues;
+
+// Writes each piece separately and lets the loop read it before the next one, so that lines
+// arrive split exactly at the given points.
+void writePieces(Started& t, std::initializer_list<std::string> pieces) {
+    for (const std::string& piece : pieces) {
+        writeAll(t.out->writeFd(), piece);
+        t.io.poll();
+    }
+}
+
+} // namespace
+
+TEST_CASE("set-output lines publish outputs and stay in the log", "[task_output][outputs]") {
+    Started t;
+    const std::string text = "starting\n::set-output path=/srv/out.csv\nrows: 12\n::set-output rows=12\n"
+                             "::set-output path=/srv/final.csv\n";
+    writePieces(t, {text});
+    t.out->attemptEnded();
+    CHECK(t.out->outputError().empty());
+    // A later value replaces the earlier one, in the place the name was first set.
+    CHECK(t.out->outputs() == NameValues{{"path", "/srv/final.csv"}, {"rows", "12"}});
+    CHECK(slurp(t.file) == text);
+}
+
+TEST_CASE("set-output lines split across reads are put together", "[task_output][outputs]") {
+    Started t;
+    writePieces(t, {"x\n:", ":set-out", "put na", "me=va", "lue", "\n::set-output", " second=2\n"});
+    t.out->attemptEnded();
+    CHECK(t.out->outputs() == NameValues{{"name", "value"}, {"second", "2"}});
+    CHECK(slurp(t.file) == "x\n::set-output name=value\n::set-output second=2\n");
+}
+
+TEST_CASE("only whole lines starting with the prefix count", "[task_output][outputs]") {
+    Started t;
+    writePieces(t, {"echo ::set-output a=1\n", " ::set-output b=2\n", "::set-outputs c=3\n",
+                    "::set-output\n", ":\n", "::set-output d=4\n"});
+    t.out->attemptEnded();
+    CHECK(t.out->outputError().empty());
+    CHECK(t.out->outputs() == NameValues{{"d", "4"}});
+}
+
+TEST_CASE("the value is the rest of the line: '=' kept, CR dropped, empty allowed", "[task_output][outputs]") {
+    Started t;
+    writePieces(t, {"::set-output q=a=b c\n::set-output crlf=yes\r\n::set-output empty=\n"});
+    t.out->attemptEnded();
+    CHECK(t.out->outputs() == NameValues{{"q", "a=b c"}, {"crlf", "yes"}, {"empty", ""}});
+}
+
+TEST_CASE("a last line without newline counts; lines after the end do not", "[task_output][outputs]") {
+    Started t;
+    int background = ::dup(t.out->writeFd());
+    writePieces(t, {"::set-output last=1"});
+    t.out->attemptEnded();
+    CHECK(t.out->outputs() == NameValues{{"last", "1"}});
+    writeAll(background, "\n::set-output late=2\n");
+    ::close(background);
+    t.io.run_for(std::chrono::milliseconds(100));
+    CHECK(t.out->outputs() == NameValues{{"last", "1"}});
+    CHECK(slurp(t.file) == "::set-output last=1\n::set-output late=2\n"); // still logged
+}
+
+TEST_CASE("a value over 4 KiB is an error naming the output and the limit", "[task_output][outputs]") {
+    Started t;
+    writePieces(t, {"::set-output ok=1\n", "::set-output big=" + pattern('x', 4097) + "\n",
+                    "::set-output after=1\n"});
+    t.out->attemptEnded();
+    CHECK(t.out->outputError() == "output 'big' is 4097 bytes, over the limit of 4 KiB (4096 bytes) for one value");
+    CHECK(t.out->outputs() == NameValues{{"ok", "1"}}); // nothing after the error
+}
+
+TEST_CASE("all outputs over 64 KiB are an error", "[task_output][outputs]") {
+    Started t;
+    // 16 values of 4093 bytes with 3-byte names fill 64 KiB exactly; one more byte is too many.
+    int writer_fd = ::dup(t.out->writeFd());
+    std::thread writer([&] {
+        for (int i = 10; i < 26; ++i) writeAll(writer_fd, "::set-output o" + std::to_string(i) + "=" + pattern('v', 4093) + "\n");
+        writeAll(writer_fd, "::set-output z=\n");
+        ::close(writer_fd);
+    });
+    while (slurp(t.file).find("::set-output z=") == std::string::npos) t.io.run_for(std::chrono::milliseconds(5));
+    writer.join();
+    t.out->attemptEnded();
+    CHECK(t.out->outputs().size() == 16);
+    CHECK(t.out->outputError() == "output 'z' would bring the attempt's outputs to 65537 bytes, over the limit of "
+                                  "64 KiB (65536 bytes, names and values) for all outputs of an attempt");
+}
+
+TEST_CASE("a set-output line far over the caps is an error, not held in memory", "[task_output][outputs]") {
+    Started t;
+    int writer_fd = ::dup(t.out->writeFd());
+    std::thread writer([&] {
+        writeAll(writer_fd, "::set-output huge=" + pattern('h', 200000) + "\n");
+        ::close(writer_fd);
+    });
+    while (slurp(t.file).size() < 200019) t.io.run_for(std::chrono::milliseconds(5));
+    writer.join();
+    t.out->attemptEnded();
+    CHECK(t.out->outputs().empty());
+    CHECK(t.out->outputError().rfind("output 'huge' is more than ", 0) == 0);
+    CHECK(t.out->outputError().ends_with(" bytes, over the limit of 4 KiB (4096 bytes) for one value"));
+}
+
+TEST_CASE("a malformed set-output line is an error saying what is expected", "[task_output][outputs]") {
+    {
+        Started t;
+        writePieces(t, {"::set-output 1x=2\n"});
+        t.out->attemptEnded();
+        CHECK(t.out->outputError() == "invalid output name '1x': a name starts with a letter or '_' and "
+                                      "continues with letters, digits or '_'");
+    }
+    {
+        Started t;
+        writePieces(t, {"::set-output novalue\n"});
+        t.out->attemptEnded();
+        CHECK(t.out->outputError() == "a `::set-output` line needs NAME=value, found `::set-output novalue`");
+        CHECK(t.out->outputs().empty());
+    }
+}
+
+TEST_CASE("outputs from the plugin's set_output join those of the log, and win", "[task_output][outputs]") {
+    Started t;
+    writePieces(t, {"::set-output a=log\n::set-output b=log\n"});
+    t.out->attemptEnded();
+    t.out->addPluginOutputs({{"b", "plugin"}, {"c", "plugin"}});
+    CHECK(t.out->outputError().empty());
+    CHECK(t.out->outputs() == NameValues{{"a", "log"}, {"b", "plugin"}, {"c", "plugin"}});
+
+    Started u;
+    u.out->attemptEnded();
+    u.out->addPluginOutputs({{"big", pattern('x', 5000)}});
+    CHECK(u.out->outputError() == "output 'big' is 5000 bytes, over the limit of 4 KiB (4096 bytes) for one value");
+    CHECK(u.out->outputs().empty());
+    CHECK_FALSE(std::filesystem::exists(u.file)); // a silent attempt still makes no file
+}
