@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <fcntl.h>
@@ -9,8 +10,11 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 
 namespace taskhub::store {
+
+namespace json = boost::json;
 
 namespace {
 
@@ -52,6 +56,26 @@ CREATE TABLE events(
 CREATE INDEX events_by_run ON events(run_id, id);
 )sql";
 
+// v2: run params and nesting, task outputs and child runs. ADD COLUMN with constant defaults only
+// rewrites the schema, not the rows, so migrating a large history is instant.
+const char* kSchemaV2 = R"sql(
+ALTER TABLE runs ADD COLUMN params TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN parent_run TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN parent_task TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX runs_by_parent ON runs(parent_run);
+ALTER TABLE tasks ADD COLUMN outputs TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE tasks ADD COLUMN child_run TEXT NOT NULL DEFAULT '';
+)sql";
+
+// Every migration, in order: kMigrations[i] takes schema version i to i + 1.
+const char* const kMigrations[] = {kSchemaV1, kSchemaV2};
+static_assert(std::size(kMigrations) == Store::kSchemaVersion);
+
+#define TASKHUB_RUN_COLUMNS                                                                      \
+    "id, workflow, trigger, state, message, version, scheduled_ms, created_ms, started_ms, "    \
+    "ended_ms, params, parent_run, parent_task, depth"
+
 enum StmtId {
     kInsertRun,
     kUpdateRun,
@@ -63,27 +87,28 @@ enum StmtId {
     kSelectEvents,
     kCountRuns,
     kUnfinished,
+    kChildren,
     kStmtCount
 };
 
 const char* kSql[kStmtCount] = {
-    "INSERT INTO runs(id, workflow, trigger, state, message, version, scheduled_ms, created_ms, "
-    "started_ms, ended_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    "INSERT INTO runs(" TASKHUB_RUN_COLUMNS ") "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     "UPDATE runs SET state = ?2, message = ?3, started_ms = ?4, ended_ms = ?5 WHERE id = ?1",
     "INSERT INTO tasks(run_id, task_id, plugin, state, attempt, exit_code, message, started_ms, "
-    "ended_ms, seq) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+    "ended_ms, seq, outputs, child_run) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
     "ON CONFLICT(run_id, task_id) DO UPDATE SET state = ?4, attempt = ?5, exit_code = ?6, "
-    "message = ?7, started_ms = ?8, ended_ms = ?9",
+    "message = ?7, started_ms = ?8, ended_ms = ?9, outputs = ?11, child_run = ?12",
     "INSERT INTO events(run_id, task_id, ts_ms, kind, detail) VALUES(?1, ?2, ?3, ?4, ?5)",
     "SELECT 1 FROM runs WHERE id = ?1",
-    "SELECT id, workflow, trigger, state, message, version, scheduled_ms, created_ms, started_ms, "
-    "ended_ms FROM runs WHERE id = ?1",
-    "SELECT task_id, plugin, state, attempt, exit_code, message, started_ms, ended_ms FROM tasks "
-    "WHERE run_id = ?1 ORDER BY seq",
+    "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE id = ?1",
+    "SELECT task_id, plugin, state, attempt, exit_code, message, started_ms, ended_ms, outputs, "
+    "child_run FROM tasks WHERE run_id = ?1 ORDER BY seq",
     "SELECT ts_ms, run_id, task_id, kind, detail FROM events WHERE run_id = ?1 ORDER BY id",
     "SELECT count(*) FROM runs",
-    "SELECT id, workflow, trigger, state, message, version, scheduled_ms, created_ms, started_ms, "
-    "ended_ms FROM runs WHERE state IN ('queued', 'running') ORDER BY rowid",
+    "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE state IN ('queued', 'running', 'paused') "
+    "ORDER BY rowid",
+    "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE parent_run = ?1 ORDER BY rowid",
 };
 
 } // namespace
@@ -171,6 +196,36 @@ int64_t pragmaInt(sqlite3* db, const char* sql, const std::filesystem::path& pat
     return text.empty() ? 0 : std::stoll(text);
 }
 
+// NameValues as a JSON object text in their order, and back. The store writes these columns
+// itself; a value that does not parse (edited by hand) reads as empty and is logged.
+std::string toJsonObject(const NameValues& values) {
+    if (values.empty()) return "{}";
+    json::object o;
+    o.reserve(values.size());
+    for (const auto& [name, value] : values) o[name] = value;
+    return json::serialize(o);
+}
+
+NameValues fromJsonObject(const std::string& text, const char* what) {
+    NameValues out;
+    if (text == "{}") return out;
+    json::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec || !v.is_object()) {
+        spdlog::error("STORE_BAD_JSON {} is not a JSON object: {}", what, text.substr(0, 200));
+        return out;
+    }
+    out.reserve(v.get_object().size());
+    for (const auto& [name, value] : v.get_object()) {
+        if (value.is_string()) {
+            out.emplace_back(name, value.get_string());
+        } else {
+            out.emplace_back(name, json::serialize(value));
+        }
+    }
+    return out;
+}
+
 RunRecord readRun(const Stmt& s) {
     RunRecord r;
     r.id = s.text(0);
@@ -183,6 +238,10 @@ RunRecord readRun(const Stmt& s) {
     r.created_ms = s.i64(7);
     r.started_ms = s.opt(8);
     r.ended_ms = s.opt(9);
+    r.params = fromJsonObject(s.text(10), "runs.params");
+    r.parent_run = s.text(11);
+    r.parent_task = s.text(12);
+    r.depth = static_cast<int>(s.i64(13));
     return r;
 }
 
@@ -253,9 +312,15 @@ void migrate(sqlite3* db, const std::filesystem::path& path) {
                          std::to_string(Store::kSchemaVersion) + "); refusing to modify it");
     }
     if (version == Store::kSchemaVersion) return;
+    if (version > 0) {
+        spdlog::info("STORE_MIGRATING {} from schema version {} to {}", path.string(), version,
+                     Store::kSchemaVersion);
+    }
     exec(db, "BEGIN IMMEDIATE", path);
     try {
-        if (version < 1) exec(db, kSchemaV1, path);
+        // Forward only, one step at a time, all in one transaction: a failure leaves the old
+        // version whole.
+        for (int64_t v = version; v < Store::kSchemaVersion; ++v) exec(db, kMigrations[v], path);
         exec(db, ("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str(), path);
         exec(db, ("PRAGMA user_version=" + std::to_string(Store::kSchemaVersion)).c_str(), path);
         exec(db, "COMMIT", path);
@@ -357,7 +422,8 @@ bool Store::apply(Conn& c, const Op& op) {
                 auto& s = c.stmt(kInsertRun);
                 s.bind(1, o.id).bind(2, o.workflow).bind(3, o.trigger).bind(4, o.state).bind(5, o.message);
                 s.bind(6, o.version).bind(7, o.scheduled_ms).bind(8, o.created_ms).bind(9, o.started_ms);
-                s.bind(10, o.ended_ms);
+                s.bind(10, o.ended_ms).bind(11, toJsonObject(o.params)).bind(12, o.parent_run);
+                s.bind(13, o.parent_task).bind(14, static_cast<int64_t>(o.depth));
                 c.check(s.step(), "insert run", &err);
             } else if constexpr (std::is_same_v<T, UpdateRun>) {
                 const auto& r = o.run;
@@ -370,6 +436,7 @@ bool Store::apply(Conn& c, const Op& op) {
                 s.bind(1, o.run_id).bind(2, t.task_id).bind(3, t.plugin).bind(4, t.state);
                 s.bind(5, static_cast<int64_t>(t.attempt)).bind(6, t.exit_code).bind(7, t.message);
                 s.bind(8, t.started_ms).bind(9, t.ended_ms).bind(10, static_cast<int64_t>(o.order));
+                s.bind(11, toJsonObject(t.outputs)).bind(12, t.child_run);
                 c.check(s.step(), "update task", &err);
             } else {
                 auto& s = c.stmt(kInsertEvent);
@@ -585,6 +652,8 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
             tr.message = t.text(5);
             tr.started_ms = t.opt(6);
             tr.ended_ms = t.opt(7);
+            tr.outputs = fromJsonObject(t.text(8), "tasks.outputs");
+            tr.child_run = t.text(9);
             r.tasks.push_back(std::move(tr));
         }
     }
@@ -592,10 +661,10 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
 }
 
 std::vector<RunRecord> Store::runs(const RunFilter& f) {
-    std::string sql = "SELECT id, workflow, trigger, state, message, version, scheduled_ms, "
-                      "created_ms, started_ms, ended_ms FROM runs WHERE 1";
+    std::string sql = "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE 1";
     if (f.workflow) sql += " AND workflow = ?1";
     if (f.state) sql += " AND state = ?2";
+    if (f.top_level_only) sql += " AND parent_run = ''";
     sql += " ORDER BY rowid DESC LIMIT ?3";
     Stmt s(r_->db(), sql.c_str());
     if (f.workflow) s.bind(1, *f.workflow);
@@ -623,6 +692,14 @@ int64_t Store::countRuns() {
 
 std::vector<RunRecord> Store::unfinishedRuns() {
     auto& s = r_->stmt(kUnfinished);
+    std::vector<RunRecord> out;
+    while (s.step() == SQLITE_ROW) out.push_back(readRun(s));
+    return out;
+}
+
+std::vector<RunRecord> Store::children(const std::string& run_id) {
+    auto& s = r_->stmt(kChildren);
+    s.bind(1, run_id);
     std::vector<RunRecord> out;
     while (s.step() == SQLITE_ROW) out.push_back(readRun(s));
     return out;

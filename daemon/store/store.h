@@ -50,13 +50,17 @@ struct RunFilter {
     std::optional<std::string> workflow;
     std::optional<std::string> state;
     size_t limit = 50;
+    bool top_level_only = false; // leave out child runs (those with a parent_run)
 };
 
 class Store {
 public:
-    static constexpr int kSchemaVersion = 1;
+    // 1: runs, tasks, events. 2: run params, parent_run, parent_task, depth; task outputs and
+    // child_run (ADD COLUMN; a version 1 database is migrated when opened).
+    static constexpr int kSchemaVersion = 2;
 
-    // Opens (creating if needed) state_dir/taskhub.db and migrates it. Takes an exclusive lock on
+    // Opens (creating if needed) state_dir/taskhub.db and migrates it forward to kSchemaVersion
+    // (in one transaction, logged as STORE_MIGRATING). Takes an exclusive lock on
     // state_dir/taskhub.lock first: a second daemon on the same state directory is refused before
     // it reads or writes anything. Refuses a database written by a newer schema version, and one
     // that is not a TaskHub database.
@@ -69,9 +73,10 @@ public:
     void startWriter(std::function<void(std::function<void()>)> post);
 
     // ---- writes ----
-    void insertRun(const RunRecord& run);
+    void insertRun(const RunRecord& run); // every field but tasks; params as a JSON object
     void updateRun(const RunRecord& run); // state, message, started, ended
     // order: the task's position in its workflow, which is the order tasks are listed in.
+    // Writes every field, outputs (a JSON object in their order) and child_run included.
     void upsertTask(const std::string& run_id, int order, const TaskRecord& task);
     void addEvent(const EventRecord& event);
 
@@ -93,8 +98,12 @@ public:
     std::vector<EventRecord> events(const std::string& run_id);
     int64_t countRuns();
 
-    // Runs left queued or running by a previous daemon process.
+    // Runs left queued, running or paused by a previous daemon process, oldest first (child runs
+    // included: their parent_run says where they belong).
     std::vector<RunRecord> unfinishedRuns();
+    // The direct child runs of run_id (runs whose parent_run is run_id), oldest first, without
+    // tasks. Empty for an unknown run or one without children.
+    std::vector<RunRecord> children(const std::string& run_id);
 
     std::string lastError() const;
     const std::filesystem::path& path() const noexcept { return path_; }

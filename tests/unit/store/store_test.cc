@@ -132,10 +132,223 @@ TEST_CASE("a database from a newer taskhubd is refused and left untouched", "[st
         FAIL("expected StoreError");
     } catch (const StoreError& e) {
         std::string m = e.what();
-        CHECK(m.find("was written by a newer taskhubd (schema version 99, this taskhubd knows up to 1)") !=
+        CHECK(m.find("was written by a newer taskhubd (schema version 99, this taskhubd knows up to 2)") !=
               std::string::npos);
         CHECK(m.find("left untouched") != std::string::npos);
     }
+}
+
+namespace {
+
+// The schema a taskhubd of schema version 1 created, as it created it.
+const char* kV1Database = R"sql(
+CREATE TABLE runs(
+  id TEXT PRIMARY KEY,
+  workflow TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  state TEXT NOT NULL,
+  message TEXT NOT NULL DEFAULT '',
+  version TEXT NOT NULL DEFAULT '',
+  scheduled_ms INTEGER,
+  created_ms INTEGER NOT NULL,
+  started_ms INTEGER,
+  ended_ms INTEGER);
+CREATE INDEX runs_by_workflow ON runs(workflow);
+CREATE INDEX runs_by_state ON runs(state);
+CREATE TABLE tasks(
+  run_id TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  plugin TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  exit_code INTEGER,
+  message TEXT NOT NULL DEFAULT '',
+  started_ms INTEGER,
+  ended_ms INTEGER,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY(run_id, task_id)) WITHOUT ROWID;
+CREATE TABLE events(
+  id INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  ts_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX events_by_run ON events(run_id, id);
+PRAGMA application_id = 1414021681;
+PRAGMA user_version = 1;
+INSERT INTO runs VALUES('old@1', 'old', 'cron', 'succeeded', 'all tasks succeeded', 'h1', 900, 1000, 1001, 1500);
+INSERT INTO tasks VALUES('old@1', 'a', 'shell', 'succeeded', 1, 0, 'exit code 0', 1001, 1400, 0);
+INSERT INTO events(run_id, task_id, ts_ms, kind, detail) VALUES('old@1', 'a', 1001, 'start', 'attempt 1');
+)sql";
+
+int64_t sqlInt(const fs::path& db, const std::string& query) {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(h, query.c_str(), -1, &st, nullptr) == SQLITE_OK);
+    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+} // namespace
+
+TEST_CASE("a version 1 database is migrated to version 2 when opened, keeping its history", "[store][migration]") {
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    sql(db, kV1Database);
+    REQUIRE(sqlInt(db, "PRAGMA user_version") == 1);
+    {
+        auto s = Store::open(dir.path);
+        auto run = s->run("old@1", true);
+        REQUIRE(run);
+        CHECK(run->state == "succeeded");
+        CHECK(run->scheduled_ms == 900);
+        CHECK(run->params.empty());
+        CHECK(run->parent_run.empty());
+        CHECK(run->parent_task.empty());
+        CHECK(run->depth == 0);
+        REQUIRE(run->tasks.size() == 1);
+        CHECK(run->tasks[0].message == "exit code 0");
+        CHECK(run->tasks[0].outputs.empty());
+        CHECK(run->tasks[0].child_run.empty());
+        CHECK(s->events("old@1").size() == 1);
+
+        // The migrated database takes the new fields.
+        auto child = makeRun("old@1/a.1", "inner", 2000);
+        child.trigger = "parent";
+        child.parent_run = "old@1";
+        child.parent_task = "a";
+        child.depth = 1;
+        s->insertRun(child);
+        REQUIRE(s->commit());
+        REQUIRE(s->children("old@1").size() == 1);
+    }
+    CHECK(sqlInt(db, "PRAGMA user_version") == 2);
+    CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'runs_by_parent'") == 1);
+    CHECK(sqlInt(db, "SELECT count(*) FROM runs WHERE params = '{}' AND depth = 0") == 1); // the old run
+    // Opening again changes nothing.
+    CHECK_NOTHROW(Store::open(dir.path));
+    CHECK(sqlInt(db, "PRAGMA user_version") == 2);
+}
+
+TEST_CASE("a migration that fails leaves the version 1 database as it was", "[store][migration]") {
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    sql(db, kV1Database);
+    sql(db, "ALTER TABLE tasks ADD COLUMN child_run INTEGER"); // collides with the v2 column
+    CHECK_THROWS_WITH(Store::open(dir.path), Catch::Contains("duplicate column name: child_run") &&
+                                                 Catch::Contains("left untouched"));
+    CHECK(sqlInt(db, "PRAGMA user_version") == 1);
+    CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'params'") == 0);
+}
+
+TEST_CASE("params, outputs and nesting are stored in their order and read back", "[store]") {
+    TempDir dir;
+    {
+        auto s = Store::open(dir.path);
+        auto parent = makeRun("wf@1", "wf", 1000);
+        parent.params = {{"region", "eu"}, {"date", "2024-03-01"}, {"quote", "say \"hi\"\n\\ ok"}, {"empty", ""}};
+        s->insertRun(parent);
+        TaskRecord t;
+        t.task_id = "sub";
+        t.plugin = "";
+        t.state = "succeeded";
+        t.attempt = 2;
+        t.outputs = {{"z", "last"}, {"a", "first"}, {"utf8", "gr\u00fc\u00dfe \xe2\x9c\x93"}};
+        t.child_run = "wf@1/sub.2";
+        s->upsertTask("wf@1", 0, t);
+        for (int i = 1; i <= 2; ++i) {
+            auto child = makeRun("wf@1/sub." + std::to_string(i), "inner", 1000 + i);
+            child.trigger = "parent";
+            child.parent_run = "wf@1";
+            child.parent_task = "sub";
+            child.depth = 1;
+            child.params = {{"file", "/tmp/" + std::to_string(i)}};
+            s->insertRun(child);
+        }
+        auto grandchild = makeRun("wf@1/sub.2/leaf.1", "leaf", 1100);
+        grandchild.parent_run = "wf@1/sub.2";
+        grandchild.parent_task = "leaf";
+        grandchild.depth = 2;
+        s->insertRun(grandchild);
+        REQUIRE(s->commit());
+    }
+    auto s = Store::open(dir.path);
+    auto run = s->run("wf@1", true);
+    REQUIRE(run);
+    CHECK(run->params == NameValues{{"region", "eu"}, {"date", "2024-03-01"}, {"quote", "say \"hi\"\n\\ ok"}, {"empty", ""}});
+    CHECK(run->depth == 0);
+    REQUIRE(run->tasks.size() == 1);
+    CHECK(run->tasks[0].outputs == NameValues{{"z", "last"}, {"a", "first"}, {"utf8", "gr\u00fc\u00dfe \xe2\x9c\x93"}});
+    CHECK(run->tasks[0].child_run == "wf@1/sub.2");
+
+    auto kids = s->children("wf@1");
+    REQUIRE(kids.size() == 2); // direct children only, oldest first
+    CHECK(kids[0].id == "wf@1/sub.1");
+    CHECK(kids[1].id == "wf@1/sub.2");
+    CHECK(kids[1].trigger == "parent");
+    CHECK(kids[1].parent_run == "wf@1");
+    CHECK(kids[1].parent_task == "sub");
+    CHECK(kids[1].depth == 1);
+    CHECK(kids[1].params == NameValues{{"file", "/tmp/2"}});
+    CHECK(kids[1].tasks.empty());
+    REQUIRE(s->children("wf@1/sub.2").size() == 1);
+    CHECK(s->children("wf@1/sub.2")[0].depth == 2);
+    CHECK(s->children("wf@1/sub.1").empty());
+    CHECK(s->children("nope").empty());
+
+    CHECK(s->runs({}).size() == 4);
+    RunFilter top;
+    top.top_level_only = true;
+    REQUIRE(s->runs(top).size() == 1);
+    CHECK(s->runs(top)[0].id == "wf@1");
+}
+
+TEST_CASE("writer mode keeps only a task's latest outputs and child run", "[store]") {
+    TempDir dir;
+    auto s = Store::open(dir.path);
+    s->startWriter([](std::function<void()>) {});
+    s->insertRun(makeRun("wf@1", "wf", 1));
+    TaskRecord t;
+    t.task_id = "a";
+    t.plugin = "noop";
+    t.state = "running";
+    s->upsertTask("wf@1", 0, t);
+    t.state = "succeeded";
+    t.outputs = {{"n", "1"}};
+    t.child_run = "wf@1/a.1";
+    s->upsertTask("wf@1", 0, t);
+    REQUIRE(s->commit());
+    auto run = s->run("wf@1", true);
+    REQUIRE(run);
+    REQUIRE(run->tasks.size() == 1);
+    CHECK(run->tasks[0].outputs == NameValues{{"n", "1"}});
+    CHECK(run->tasks[0].child_run == "wf@1/a.1");
+    // A later attempt that publishes nothing clears the outputs.
+    t.outputs.clear();
+    s->upsertTask("wf@1", 0, t);
+    REQUIRE(s->commit());
+    CHECK(s->run("wf@1", true)->tasks[0].outputs.empty());
+}
+
+TEST_CASE("paused runs count as unfinished", "[store]") {
+    TempDir dir;
+    auto s = Store::open(dir.path);
+    auto r = makeRun("wf@1", "wf", 1);
+    r.state = "paused";
+    s->insertRun(r);
+    s->insertRun(makeRun("wf@2", "wf", 2));
+    auto done = makeRun("wf@3", "wf", 3);
+    done.state = "succeeded";
+    s->insertRun(done);
+    REQUIRE(s->commit());
+    auto unfinished = s->unfinishedRuns();
+    REQUIRE(unfinished.size() == 2);
+    CHECK(unfinished[0].id == "wf@1");
+    CHECK(unfinished[1].id == "wf@2");
 }
 
 TEST_CASE("a foreign SQLite database is refused", "[store]") {
