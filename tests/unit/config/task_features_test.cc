@@ -358,3 +358,12 @@ command = "${params.cmd}"
     REQUIRE(load.workflow);
     CHECK(load.workflow->tasks[0].params_json == R"({"command":"${params.cmd}"})");
 }
+
+TEST_CASE("retry_max_delay of 0s means no cap, whatever retry_delay is", "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", "[[task]]\nid = \"a\"\nplugin = \"noop\"\nretry_delay = \"1m\"\n"
+                                        "retry_max_delay = \"0s\"\nretry_backoff = 3\n");
+    REQUIRE(messages(load) == std::vector<std::string>{});
+    CHECK(load.workflow->tasks[0].retry_max_delay.count() == 0);
+    CHECK(load.workflow->tasks[0].retry_backoff == 3.0);
+}
