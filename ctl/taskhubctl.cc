@@ -605,15 +605,23 @@ void printChanges(const Globals& g, const std::string& root, const json::value& 
         if (!note.empty()) text += "  " + note;
         std::cout << text << "\n";
     };
-    // A run's start comes before its tasks' changes, its end after them.
+    // In the order things happen: a run (or workflow task) starts before what it contains, and
+    // ends after it.
     const bool ended = isFinalState(field(run, "state"));
     if (!ended && changed(id + "\n", field(run, "state"))) emit("", run, false);
     for (const auto& t : arrayField(run, "tasks")) {
+        const bool task_ended = isFinalState(field(t, "state"));
+        auto children = [&] {
+            for (const auto& c : arrayField(run, "children")) {
+                if (field(c, "parent_task") == field(t, "id")) printChanges(g, root, c, seen);
+            }
+        };
+        if (task_ended) children();
         if (changed(id + "\n" + field(t, "id"), field(t, "state") + "#" + field(t, "attempt"))) {
             emit(field(t, "id"), t, true);
         }
+        if (!task_ended) children();
     }
-    for (const auto& c : arrayField(run, "children")) printChanges(g, root, c, seen);
     if (ended && changed(id + "\n", field(run, "state"))) emit("", run, false);
 }
 
