@@ -215,7 +215,10 @@ class CancelControlsTest(harness.DaemonTestCase):
         rc, out, err = d.ctl("cancel", rid, "--task", "slow")
         self.assertEqual(rc, 0, err)
         self.assertEqual(out["id"], rid)
+        # The run goes on without the task and ends failed, naming it.
         final = d.wait_run_state(rid, ("succeeded", "failed", "cancelled"), timeout=10)
+        self.assertEqual(final["state"], "failed", final)
+        self.assertIn("task 'slow' was cancelled", final["message"])
         states = {t["id"]: t["state"] for t in final["tasks"]}
         self.assertEqual(states, {"slow": "cancelled", "needs_slow": "skipped", "cleanup": "succeeded",
                                   "other": "succeeded"}, final)
