@@ -3,6 +3,7 @@
 
 import json
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -226,6 +227,70 @@ class WatchTest(harness.DaemonTestCase):
         rc, _, err = self.watch(d, "watch", "pipe")
         self.assertEqual(rc, 1)
         self.assertIn("'pipe' is a workflow, not a run id", err)
+
+    def test_watch_redraws_on_a_terminal(self):
+        d = self.daemon()
+        self.write_pipeline(d)
+        d.start()
+        rid = d.ctl_ok("run", "pipe")["id"]
+        master, slave = pty.openpty()
+        try:
+            p = subprocess.Popen([harness.BIN["ctl"], "--socket", d.socket, "watch", rid], stdin=subprocess.DEVNULL,
+                                 stdout=slave, stderr=subprocess.PIPE)
+            os.close(slave)
+            slave = None
+            out = b""
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the watcher exited and closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            rc = p.wait(harness.TIMEOUT)
+            p.stderr.close()
+        finally:
+            os.close(master)
+            if slave is not None:
+                os.close(slave)
+        text = out.decode(errors="replace")
+        self.assertEqual(rc, 0, text)
+        # Frames after the first move the cursor back up over the previous one and redraw it.
+        self.assertRegex(text, r"\x1b\[\d+F")
+        self.assertIn("\x1b[2K", text)
+        self.assertIn("run %s  (pipe)" % rid, text)
+        self.assertIn("progress: 2/2 tasks done (2 succeeded); run succeeded", text)
+
+
+class WaitingTest(harness.DaemonTestCase):
+    def test_show_says_why_a_ready_task_waits(self):
+        d = self.daemon(extra_config="max_concurrency = 1\n")
+        d.write_workflow("pair", """\
+            [[task]]
+            id = "one"
+            plugin = "shell"
+            command = "sleep 1"
+
+            [[task]]
+            id = "two"
+            plugin = "shell"
+            command = "sleep 1"
+            """)
+        d.start()
+        rid = d.ctl_ok("run", "pair")["id"]
+        run = d.run_record(rid)
+        by_id = {t["id"]: t for t in run["tasks"]}
+        waiting = [t for t in by_id.values() if t["state"] == "ready"]
+        self.assertEqual(len(waiting), 1, run)
+        self.assertIn("max_concurrency (1)", waiting[0]["waiting"])
+        running = [t for t in by_id.values() if t["state"] == "running"]
+        self.assertEqual([t["waiting"] for t in running], [None])
+        text = d.ctl_ok("show", rid, json=False)
+        self.assertIn("max_concurrency (1)", text)
+        final = d.wait_run_state(rid, ("succeeded", "failed"), timeout=10)
+        self.assertEqual(final["state"], "succeeded")
+        self.assertEqual([t["waiting"] for t in final["tasks"]], [None, None])
 
 
 if __name__ == "__main__":
