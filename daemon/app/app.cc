@@ -5,6 +5,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
+#include <taskhub/plugin_api.h>
 
 #include <algorithm>
 #include <csignal>
@@ -91,6 +92,7 @@ int serve(const config::DaemonConfig& cfg) {
     engine::EngineOptions eopts;
     eopts.log_dir = cfg.state_dir / "logs";
     eopts.max_running_tasks = cfg.max_running_tasks;
+    eopts.max_nesting_depth = cfg.max_nesting_depth;
     for (const auto& [name, s] : cfg.plugins) eopts.plugin_max_concurrency[name] = s.max_concurrency;
     engine::Engine engine(io, *store, plugins, eopts);
     if (size_t n = engine.recoverInterrupted()) {
@@ -107,6 +109,11 @@ int serve(const config::DaemonConfig& cfg) {
 
     DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler});
     services.loadWorkflows();
+    engine.setWorkflowLookup([&services](const std::string& name) -> std::shared_ptr<const config::Workflow> {
+        const auto& map = services.workflowMap();
+        auto it = map.find(name);
+        return it == map.end() ? nullptr : it->second;
+    });
 
     std::unique_ptr<control::Server> server;
     try {
@@ -185,7 +192,7 @@ int run(int argc, char** argv) {
             }
         }
         else if (a == "--version") {
-            std::printf("taskhubd %s (plugin ABI %d.%d)\n", TASKHUB_VERSION, 1, 0);
+            std::printf("taskhubd %s (plugin ABI %d.%d)\n", TASKHUB_VERSION, TH_ABI_VERSION_MAJOR, TH_ABI_VERSION_MINOR);
             return 0;
         } else if (a == "--help" || a == "-h") {
             std::printf("%s", kUsage);

@@ -5,13 +5,20 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include <taskhub/suggest.hpp>
 
+#include <algorithm>
+#include <queue>
 #include <random>
 #include <set>
+#include <unordered_map>
 
 #include "common/time_util.h"
 #include "dag/graph.h"
+#include "engine/retry_policy.h"
 #include "engine/task_output.h"
+#include "expr/condition.h"
+#include "expr/template.h"
 #include "plugin_host/plugin_host.h"
 #include "store/store.h"
 
@@ -20,11 +27,64 @@ namespace taskhub::engine {
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
 using plugin_host::AttemptResult;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
-bool isFinalTaskState(const std::string& s) {
-    return s == "succeeded" || s == "failed" || s == "cancelled" || s == "skipped";
+// A task's state inside the engine; its name is what the store and clients see.
+enum class TS : uint8_t { Pending, Ready, Running, Frozen, Retrying, Succeeded, Failed, Cancelled, Skipped };
+
+const char* stateName(TS s) {
+    switch (s) {
+    case TS::Pending: return "pending";
+    case TS::Ready: return "ready";
+    case TS::Running: return "running";
+    case TS::Frozen: return "frozen";
+    case TS::Retrying: return "retrying";
+    case TS::Succeeded: return "succeeded";
+    case TS::Failed: return "failed";
+    case TS::Cancelled: return "cancelled";
+    case TS::Skipped: return "skipped";
+    }
+    return "?";
+}
+
+bool isFinal(TS s) { return s >= TS::Succeeded; }
+
+std::optional<TS> finalStateFromName(const std::string& s) {
+    if (s == "succeeded") return TS::Succeeded;
+    if (s == "failed") return TS::Failed;
+    if (s == "cancelled") return TS::Cancelled;
+    if (s == "skipped") return TS::Skipped;
+    return std::nullopt;
+}
+
+dag::Outcome outcomeOf(TS s) {
+    switch (s) {
+    case TS::Succeeded: return dag::Outcome::Succeeded;
+    case TS::Skipped: return dag::Outcome::Skipped;
+    case TS::Cancelled: return dag::Outcome::Cancelled;
+    default: return dag::Outcome::Failed;
+    }
+}
+
+// Rules meant to run after failures (clean-up, notification): a fail_fast stop lets them run.
+bool runsAfterFailure(dag::TriggerRule r) {
+    return r == dag::TriggerRule::AllDone || r == dag::TriggerRule::AllFailed ||
+           r == dag::TriggerRule::OneFailed || r == dag::TriggerRule::Always;
+}
+
+std::string joinNames(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out.empty() ? "none" : out;
+}
+
+const std::string* findValue(const store::NameValues& values, const std::string& name) {
+    for (const auto& [k, v] : values) {
+        if (k == name) return &v;
+    }
+    return nullptr;
 }
 
 } // namespace
@@ -32,46 +92,86 @@ bool isFinalTaskState(const std::string& s) {
 struct Engine::Impl {
     struct TaskRun {
         store::TaskRecord rec;
+        TS st = TS::Pending;
         const config::TaskDef* def = nullptr;
         plugin_host::Plugin* plugin = nullptr;
         uint64_t token = 0;
         std::shared_ptr<TaskOutput> output; // while an attempt runs
         bool cancel_requested = false;
+        std::string cancel_reason;
         std::string timed_out; // non-empty: the attempt was stopped by its timeout
         std::unique_ptr<asio::steady_timer> timer; // retry delay or attempt timeout
+        Clock::time_point deadline{};              // the attempt's timeout, when it has one
+        std::chrono::milliseconds frozen_left{0};  // what was left of it when frozen
+        uint64_t ready_seq = 0;                    // the live ready-queue entry
     };
 
+    struct ReadyItem {
+        int priority = 0;
+        uint64_t seq = 0;
+        uint64_t run = 0; // Run::serial
+        uint32_t task = 0;
+    };
+    // Highest priority first, then first come, first served.
+    struct ItemOrder {
+        bool operator()(const ReadyItem& a, const ReadyItem& b) const {
+            return a.priority != b.priority ? a.priority < b.priority : a.seq > b.seq;
+        }
+    };
+    using ReadyHeap = std::priority_queue<ReadyItem, std::vector<ReadyItem>, ItemOrder>;
+
     struct Run {
+        uint64_t serial = 0;
         store::RunRecord rec;
         std::shared_ptr<const config::Workflow> wf;
         dag::Progress progress;
         std::vector<TaskRun> tasks;
+        std::vector<std::optional<expr::Condition>> conditions; // parsed `when`, per task
         size_t unfinished = 0;
         std::string stop_state;  // set when the run is being stopped: "failed" or "cancelled"
         std::string stop_reason;
+        bool fail_fast_stop = false; // stopped by fail_fast: after-failure rules still run
         std::string first_failure;
+        bool paused = false;
+        bool frozen = false;
+        bool ending = false;
+        std::string parent_id; // a child run: its parent run, task and the task's attempt
+        uint32_t parent_task = 0;
+        int parent_attempt = 0;
+        std::vector<std::string> children; // active child runs
+        std::vector<ReadyItem> held;       // ready while paused
         std::unique_ptr<asio::steady_timer> run_timer;
         std::vector<std::function<void(const store::RunRecord&)>> waiters;
 
-        Run(std::shared_ptr<const config::Workflow> w) : wf(std::move(w)), progress(wf->graph) {}
-    };
-
-    struct ReadyItem {
-        std::string run_id;
-        uint32_t task;
+        static std::vector<dag::TriggerRule> rulesOf(const config::Workflow& wf) {
+            std::vector<dag::TriggerRule> rules;
+            rules.reserve(wf.tasks.size());
+            for (const auto& t : wf.tasks) rules.push_back(t.trigger_rule);
+            return rules;
+        }
+        explicit Run(std::shared_ptr<const config::Workflow> w)
+            : wf(std::move(w)), progress(wf->graph, rulesOf(*wf)) {}
     };
 
     asio::io_context& io;
     store::Store& store;
     plugin_host::PluginHost& plugins;
     EngineOptions opts;
+    WorkflowLookup lookup_workflow;
 
-    std::map<std::string, std::unique_ptr<Run>> runs;          // active: queued or running
-    std::map<std::string, std::deque<std::string>> queued;     // workflow -> queued run ids
-    // Ready tasks waiting for a concurrency slot, FIFO per plugin.
-    std::map<std::string, std::deque<ReadyItem>> ready;
-    size_t ready_count = 0;
+    std::unordered_map<std::string, std::unique_ptr<Run>> runs; // active: queued, running, paused
+    std::unordered_map<uint64_t, Run*> by_serial;
+    uint64_t next_serial = 0;
+    std::map<std::string, std::deque<std::string>> queued; // workflow -> queued run ids
+    // Ready tasks waiting for a slot: by plugin; "" holds workflow tasks, which start child runs
+    // and are held back by no plugin or global limit (a parent waiting on a slot its own child
+    // needs could never finish).
+    std::map<std::string, ReadyHeap> ready;
+    std::map<std::string, ReadyHeap> parked; // by workflow: held back by max_parallel_tasks
+    uint64_t next_seq = 0;
+    size_t ready_tasks = 0;
     std::map<std::string, int> plugin_running;
+    std::map<std::string, int> workflow_running;
     size_t running_tasks = 0;
     uint64_t runs_started = 0;
     bool stopping = false;
@@ -89,12 +189,47 @@ struct Engine::Impl {
         store.addEvent({nowMillis(), run_id, task_id, kind, detail});
     }
 
-    void saveRun(Run& run) {
-        store.updateRun(run.rec);
-    }
+    void saveRun(Run& run) { store.updateRun(run.rec); }
 
     void saveTask(Run& run, uint32_t t) {
         store.upsertTask(run.rec.id, static_cast<int>(t), run.tasks[t].rec);
+    }
+
+    void setState(Run& run, uint32_t t, TS st) {
+        auto& task = run.tasks[t];
+        if (task.st == TS::Ready) --ready_tasks;
+        if (st == TS::Ready) ++ready_tasks;
+        task.st = st;
+        task.rec.state = stateName(st);
+    }
+
+    Run* findRun(const std::string& id) {
+        auto it = runs.find(id);
+        return it == runs.end() ? nullptr : it->second.get();
+    }
+
+    // ---- templates and conditions ----
+
+    expr::Lookup lookupFor(const Run& run) const {
+        return [&run](const expr::Ref& ref) -> std::optional<std::string> {
+            if (ref.kind == expr::Ref::Param) {
+                const std::string* v = findValue(run.rec.params, ref.name);
+                return v ? std::optional<std::string>(*v) : std::nullopt;
+            }
+            auto idx = run.wf->graph.index(ref.task);
+            if (!idx) return std::nullopt;
+            const auto& task = run.tasks[*idx];
+            if (ref.kind == expr::Ref::TaskState) return task.rec.state;
+            const std::string* v = findValue(task.rec.outputs, ref.name);
+            return v ? std::optional<std::string>(*v) : std::nullopt;
+        };
+    }
+
+    std::string expand(const Run& run, const std::string& text) const {
+        if (text.find("${") == std::string::npos) return text;
+        auto parsed = expr::Template::parse(text);
+        if (auto* tpl = std::get_if<expr::Template>(&parsed)) return tpl->expand(lookupFor(run));
+        return text; // validated at load; a bad template stays as written
     }
 
     // ---- creating runs ----
@@ -109,11 +244,67 @@ struct Engine::Impl {
         }
     }
 
+    // The run's params: the workflow's defaults, overridden by `given`. Returns an error for a
+    // name the workflow does not declare.
+    static std::optional<std::string> resolveParams(const config::Workflow& wf,
+                                                    const store::NameValues& given,
+                                                    store::NameValues* out) {
+        *out = wf.params;
+        for (const auto& [name, value] : given) {
+            auto it = std::find_if(out->begin(), out->end(), [&](const auto& p) { return p.first == name; });
+            if (it == out->end()) {
+                std::vector<std::string> declared;
+                for (const auto& p : wf.params) declared.push_back(p.first);
+                std::string msg = "workflow '" + wf.name + "' has no param '" + name + "' (declared: " +
+                                  joinNames(declared) + ")";
+                if (auto s = sdk::closestKey(name, declared); !s.empty()) msg += "; did you mean '" + s + "'?";
+                return msg;
+            }
+            it->second = value;
+        }
+        return std::nullopt;
+    }
+
+    std::unique_ptr<Run> makeRun(std::shared_ptr<const config::Workflow> wf, std::string id,
+                                 std::string trigger, store::NameValues params) {
+        auto run = std::make_unique<Run>(wf);
+        run->serial = ++next_serial;
+        run->rec.id = std::move(id);
+        run->rec.workflow = wf->name;
+        run->rec.trigger = std::move(trigger);
+        run->rec.version = wf->version;
+        run->rec.created_ms = nowMillis();
+        run->rec.params = std::move(params);
+        run->tasks.resize(wf->tasks.size());
+        run->conditions.resize(wf->tasks.size());
+        run->unfinished = wf->tasks.size();
+        for (uint32_t i = 0; i < wf->tasks.size(); ++i) {
+            auto& t = run->tasks[i];
+            t.def = &wf->tasks[i];
+            t.rec.task_id = t.def->id;
+            t.rec.plugin = t.def->workflow.empty() ? t.def->plugin : "workflow:" + t.def->workflow;
+        }
+        return run;
+    }
+
+    Run& adopt(std::unique_ptr<Run> run) {
+        Run& r = *run;
+        by_serial[r.serial] = &r;
+        runs.emplace(r.rec.id, std::move(run));
+        return r;
+    }
+
     TriggerResult trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
-                          std::optional<std::chrono::sys_seconds> scheduled) {
+                          std::optional<std::chrono::sys_seconds> scheduled,
+                          const store::NameValues& given, const std::string& actor) {
         TriggerResult out;
         if (stopping) {
             out.error = "taskhubd is shutting down; no new runs are started";
+            return out;
+        }
+        store::NameValues params;
+        if (auto err = resolveParams(*wf, given, &params)) {
+            out.error = *err;
             return out;
         }
         std::string id;
@@ -128,27 +319,15 @@ struct Engine::Impl {
             id = newManualId(wf->name);
         }
 
-        auto run = std::make_unique<Run>(wf);
-        run->rec.id = id;
-        run->rec.workflow = wf->name;
-        run->rec.trigger = kind == TriggerKind::Cron ? "cron" : "manual";
-        run->rec.version = wf->version;
-        run->rec.created_ms = nowMillis();
+        auto run = makeRun(wf, id, kind == TriggerKind::Cron ? "cron" : "manual", std::move(params));
         if (scheduled) run->rec.scheduled_ms = scheduled->time_since_epoch().count() * 1000;
-        run->tasks.resize(wf->tasks.size());
-        run->unfinished = wf->tasks.size();
-        for (uint32_t i = 0; i < wf->tasks.size(); ++i) {
-            auto& t = run->tasks[i];
-            t.def = &wf->tasks[i];
-            t.rec.task_id = t.def->id;
-            t.rec.plugin = t.def->plugin;
-        }
 
-        // Overlap policy: what to do while earlier runs of this workflow are still active.
+        // Overlap policy: what to do while earlier top-level runs of this workflow are active.
         std::vector<Run*> active;
         for (auto& [rid, r] : runs) {
-            if (r->rec.workflow == wf->name) active.push_back(r.get());
+            if (r->rec.workflow == wf->name && r->parent_id.empty()) active.push_back(r.get());
         }
+        std::sort(active.begin(), active.end(), [](Run* a, Run* b) { return a->serial < b->serial; });
         std::string start = "run";
         std::string skip_reason;
         if (!active.empty()) {
@@ -173,6 +352,7 @@ struct Engine::Impl {
 
         out.ok = true;
         out.run_id = id;
+        const std::string by = actor.empty() ? run->rec.trigger : run->rec.trigger + " by " + actor;
         if (!skip_reason.empty()) {
             run->rec.state = "skipped";
             run->rec.message = skip_reason;
@@ -192,9 +372,8 @@ struct Engine::Impl {
         run->rec.state = "queued";
         store.insertRun(run->rec);
         for (uint32_t i = 0; i < run->tasks.size(); ++i) saveTask(*run, i);
-        event(id, "", "run_created", run->rec.trigger);
-        Run& r = *run;
-        runs.emplace(id, std::move(run));
+        event(id, "", "run_created", by);
+        Run& r = adopt(std::move(run));
         if (start == "queue") {
             queued[wf->name].push_back(id);
             event(id, "", "run_queued", "waiting for " + active.back()->rec.id + " (overlap = " +
@@ -204,13 +383,24 @@ struct Engine::Impl {
         }
         if (start == "replace") {
             for (Run* old : active) {
-                std::string err;
-                cancel(old->rec.id, "replaced by run " + id + " (overlap = replace)", &err);
+                if (old->stop_state.empty()) cancelRun(*old, "replaced by run " + id + " (overlap = replace)");
             }
         }
         startRun(r);
         out.state = r.rec.state;
         return out;
+    }
+
+    void armRunTimeout(Run& run) {
+        if (run.wf->timeout.count() <= 0) return;
+        run.run_timer = std::make_unique<asio::steady_timer>(io, run.wf->timeout);
+        uint64_t serial = run.serial;
+        run.run_timer->async_wait([this, serial](const boost::system::error_code& ec) {
+            if (ec) return;
+            auto it = by_serial.find(serial);
+            if (it == by_serial.end()) return;
+            stopRun(*it->second, "failed", "run timed out after " + formatDuration(it->second->wf->timeout));
+        });
     }
 
     void startRun(Run& run) {
@@ -223,63 +413,167 @@ struct Engine::Impl {
         saveRun(run);
         event(run.rec.id, "", "run_start", "version " + run.rec.version);
         spdlog::info("ENGINE_RUN_STARTED {} ({} tasks)", run.rec.id, run.tasks.size());
-        if (run.wf->timeout.count() > 0) {
-            run.run_timer = std::make_unique<asio::steady_timer>(io, run.wf->timeout);
-            std::string id = run.rec.id;
-            run.run_timer->async_wait([this, id](const boost::system::error_code& ec) {
-                if (ec) return;
-                auto it = runs.find(id);
-                if (it == runs.end()) return;
-                stopRun(*it->second, "failed",
-                        "run timed out after " + formatDuration(it->second->wf->timeout));
-            });
+        armRunTimeout(run);
+        const uint64_t serial = run.serial;
+        for (uint32_t t : run.progress.start()) {
+            admit(run, t);
+            if (!by_serial.count(serial)) return;
         }
-        for (uint32_t t : run.progress.start()) markReady(run, t);
         pump();
-        maybeEndRun(run); // a workflow whose tasks all end at once
+        if (by_serial.count(serial)) maybeEndRun(run);
     }
 
     // ---- dispatching ----
 
+    // A task whose trigger rule was just met: ready to start, unless the run is stopping or its
+    // `when` condition says no. Returns the outcome when the task was finished here instead.
+    std::optional<TS> admitDecision(Run& run, uint32_t t, std::string* why) {
+        auto& task = run.tasks[t];
+        if (!run.stop_state.empty() && !(run.fail_fast_stop && runsAfterFailure(task.def->trigger_rule))) {
+            *why = run.stop_reason;
+            return TS::Cancelled;
+        }
+        if (!task.def->when.empty()) {
+            auto& cond = run.conditions[t];
+            if (!cond) {
+                auto parsed = expr::Condition::parse(task.def->when);
+                if (auto* c = std::get_if<expr::Condition>(&parsed)) cond = std::move(*c);
+            }
+            if (cond && !cond->evaluate(lookupFor(run))) {
+                *why = "when condition is false: " + task.def->when;
+                return TS::Skipped;
+            }
+        }
+        return std::nullopt;
+    }
+
+    // Marks t ready (or finishes it when it may not run), and follows the consequences through
+    // the graph without recursion, so that a long chain of cancellations or skips cannot
+    // overflow the stack.
+    void admit(Run& run, uint32_t first) {
+        std::vector<std::pair<uint32_t, dag::Outcome>> work;
+        std::vector<uint32_t> candidates{first};
+        std::vector<uint32_t> now_ready, now_skipped;
+        for (;;) {
+            while (!candidates.empty()) {
+                uint32_t t = candidates.back();
+                candidates.pop_back();
+                if (isFinal(run.tasks[t].st)) continue;
+                std::string why;
+                if (auto outcome = admitDecision(run, t, &why)) {
+                    settle(run, t, *outcome, why);
+                    work.push_back({t, outcomeOf(*outcome)});
+                    continue;
+                }
+                markReady(run, t);
+            }
+            if (work.empty()) return;
+            auto [n, outcome] = work.back();
+            work.pop_back();
+            now_ready.clear();
+            now_skipped.clear();
+            run.progress.finish(n, outcome, &now_ready, &now_skipped);
+            for (uint32_t s : now_skipped) {
+                if (isFinal(run.tasks[s].st)) continue;
+                settle(run, s, TS::Skipped, "its trigger_rule (" +
+                                                std::string(dag::toString(run.tasks[s].def->trigger_rule)) +
+                                                ") can no longer be met by its upstream tasks");
+            }
+            // Reverse, so that candidates are taken in graph order.
+            candidates.assign(now_ready.rbegin(), now_ready.rend());
+        }
+    }
+
     void markReady(Run& run, uint32_t t) {
         auto& task = run.tasks[t];
-        task.rec.state = "ready";
+        setState(run, t, TS::Ready);
+        task.rec.message.clear();
         saveTask(run, t);
         event(run.rec.id, task.rec.task_id, "ready");
-        ready[task.rec.plugin].push_back({run.rec.id, t});
-        ++ready_count;
+        enqueue(run, t);
+    }
+
+    void enqueue(Run& run, uint32_t t) {
+        auto& task = run.tasks[t];
+        ReadyItem item{task.def->priority, ++next_seq, run.serial, t};
+        task.ready_seq = item.seq;
+        ready[task.def->workflow.empty() ? task.def->plugin : std::string()].push(item);
+    }
+
+    // The run and task of a queue entry, or null when the entry is stale (the task was
+    // cancelled, or started, or queued again since).
+    std::pair<Run*, uint32_t> live(const ReadyItem& item) {
+        auto it = by_serial.find(item.run);
+        if (it == by_serial.end()) return {nullptr, 0};
+        auto& task = it->second->tasks[item.task];
+        if (task.st != TS::Ready || task.ready_seq != item.seq) return {nullptr, 0};
+        return {it->second, item.task};
+    }
+
+    void dropStale(ReadyHeap& heap) {
+        while (!heap.empty() && !live(heap.top()).first) heap.pop();
     }
 
     bool globalLimitReached() const {
         return opts.max_running_tasks > 0 && running_tasks >= static_cast<size_t>(opts.max_running_tasks);
     }
 
-    bool pluginLimitReached(const std::string& plugin) const {
+    int pluginLimit(const std::string& plugin) const {
         auto lim = opts.plugin_max_concurrency.find(plugin);
-        if (lim == opts.plugin_max_concurrency.end() || lim->second <= 0) return false;
-        auto cur = plugin_running.find(plugin);
-        return cur != plugin_running.end() && cur->second >= lim->second;
+        return lim == opts.plugin_max_concurrency.end() ? 0 : lim->second;
     }
 
-    // Starts ready tasks while the limits allow: one per plugin per round, so that a plugin at
-    // its max_concurrency never holds back another plugin's tasks. Cost is per dispatch, not per
-    // waiting task.
+    bool pluginLimitReached(const std::string& plugin) const {
+        int lim = pluginLimit(plugin);
+        if (lim <= 0) return false;
+        auto cur = plugin_running.find(plugin);
+        return cur != plugin_running.end() && cur->second >= lim;
+    }
+
+    bool workflowLimitReached(const config::Workflow& wf) const {
+        if (wf.max_parallel_tasks <= 0) return false;
+        auto cur = workflow_running.find(wf.name);
+        return cur != workflow_running.end() && cur->second >= wf.max_parallel_tasks;
+    }
+
+    // Starts ready tasks while the limits allow, always the best waiting one first: highest
+    // priority, then the oldest. Cost per start is the number of plugins, not of waiting tasks.
     void pump() {
-        bool progress = true;
-        while (progress && ready_count > 0) {
-            progress = false;
-            for (auto& [plugin, queue] : ready) {
-                if (globalLimitReached()) return;
-                if (queue.empty() || pluginLimitReached(plugin)) continue;
-                ReadyItem item = std::move(queue.front());
-                queue.pop_front();
-                --ready_count;
-                progress = true;
-                auto r = runs.find(item.run_id);
-                if (r == runs.end() || r->second->tasks[item.task].rec.state != "ready") continue;
-                dispatch(*r->second, item.task);
+        for (;;) {
+            ReadyHeap* best = nullptr;
+            for (auto& [plugin, heap] : ready) {
+                dropStale(heap);
+                if (heap.empty()) continue;
+                if (!plugin.empty() && (globalLimitReached() || pluginLimitReached(plugin))) continue;
+                if (!best || ItemOrder{}(best->top(), heap.top())) best = &heap;
             }
+            if (!best) return;
+            ReadyItem item = best->top();
+            best->pop();
+            Run& run = *by_serial.at(item.run);
+            if (run.paused) {
+                run.held.push_back(item);
+                continue;
+            }
+            if (workflowLimitReached(*run.wf)) {
+                parked[run.wf->name].push(item);
+                continue;
+            }
+            dispatch(run, item.task);
         }
+    }
+
+    // A task of this workflow stopped running: one parked task may compete for a slot again.
+    void releaseWorkflowSlot(const config::Workflow& wf) {
+        --workflow_running[wf.name];
+        auto it = parked.find(wf.name);
+        if (it == parked.end()) return;
+        dropStale(it->second);
+        if (it->second.empty()) return;
+        ReadyItem item = it->second.top();
+        it->second.pop();
+        auto [run, t] = live(item);
+        if (run) ready[run->tasks[t].def->workflow.empty() ? run->tasks[t].def->plugin : std::string()].push(item);
     }
 
     std::shared_ptr<TaskOutput> openOutput(const Run& run, const TaskRun& task, std::string* err) {
@@ -287,86 +581,196 @@ struct Engine::Impl {
         return TaskOutput::open(io, std::move(file), err);
     }
 
+    void armTaskTimeout(Run& run, uint32_t t, std::chrono::milliseconds after) {
+        auto& task = run.tasks[t];
+        task.deadline = Clock::now() + after;
+        task.timer = std::make_unique<asio::steady_timer>(io, after);
+        uint64_t serial = run.serial;
+        int attempt = task.rec.attempt;
+        task.timer->async_wait([this, serial, t, attempt](const boost::system::error_code& ec) {
+            if (ec) return;
+            auto it = by_serial.find(serial);
+            if (it == by_serial.end()) return;
+            Run& r = *it->second;
+            auto& tk = r.tasks[t];
+            if (tk.st != TS::Running || tk.rec.attempt != attempt) return;
+            tk.timed_out = "timed out after " + formatDuration(tk.def->timeout);
+            event(r.rec.id, tk.rec.task_id, "timeout", tk.timed_out);
+            stopAttempt(r, t);
+        });
+    }
+
     void dispatch(Run& run, uint32_t t) {
         auto& task = run.tasks[t];
-        task.plugin = plugins.find(task.rec.plugin);
         task.rec.attempt += 1;
         task.rec.started_ms = nowMillis();
         task.rec.ended_ms.reset();
         task.rec.exit_code.reset();
         task.rec.message.clear();
+        task.rec.outputs.clear();
         task.cancel_requested = false;
+        task.cancel_reason.clear();
         task.timed_out.clear();
+        ++workflow_running[run.wf->name];
+        if (!task.def->workflow.empty()) {
+            startChild(run, t);
+            return;
+        }
+        setState(run, t, TS::Running);
+        saveTask(run, t);
+        event(run.rec.id, task.rec.task_id, "start", "attempt " + std::to_string(task.rec.attempt));
+        task.plugin = plugins.find(task.def->plugin);
         if (!task.plugin) {
-            finishAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
-                                                *plugins.unavailable(task.rec.plugin)});
-            maybeEndRun(run);
+            endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
+                                             *plugins.unavailable(task.def->plugin), {}});
             return;
         }
         std::string err;
         task.output = openOutput(run, task, &err);
         if (!task.output) {
-            finishAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, err});
-            maybeEndRun(run);
+            endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, err, {}});
             return;
         }
-        task.rec.state = "running";
-        saveTask(run, t);
-        event(run.rec.id, task.rec.task_id, "start", "attempt " + std::to_string(task.rec.attempt));
         ++running_tasks;
-        ++plugin_running[task.rec.plugin];
+        ++plugin_running[task.def->plugin];
 
         plugin_host::AttemptSpec spec;
         spec.workflow = run.rec.workflow;
         spec.run_id = run.rec.id;
         spec.task_id = task.rec.task_id;
         spec.attempt = static_cast<uint32_t>(task.rec.attempt);
-        spec.params_json = task.def->params_json;
+        spec.params_json = task.def->has_templates ? expr::expandJsonStrings(task.def->params_json, lookupFor(run))
+                                                   : task.def->params_json;
         spec.env = {"TASKHUB_WORKFLOW=" + run.rec.workflow, "TASKHUB_RUN_ID=" + run.rec.id,
                     "TASKHUB_TASK_ID=" + task.rec.task_id,
                     "TASKHUB_ATTEMPT=" + std::to_string(task.rec.attempt)};
-        for (const auto& [k, v] : task.def->env) spec.env.push_back(k + "=" + v);
+        for (const auto& [k, v] : run.rec.params) spec.env.push_back("TASKHUB_PARAM_" + k + "=" + v);
+        for (const auto& [k, v] : task.def->env) {
+            spec.env.push_back(k + "=" + (task.def->has_templates ? expand(run, v) : v));
+        }
         spec.log_fd = task.output->writeFd();
         spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());
 
-        if (task.def->timeout.count() > 0) {
-            task.timer = std::make_unique<asio::steady_timer>(io, task.def->timeout);
-            std::string id = run.rec.id;
-            int attempt = task.rec.attempt;
-            task.timer->async_wait([this, id, t, attempt](const boost::system::error_code& ec) {
-                if (ec) return;
-                auto it = runs.find(id);
-                if (it == runs.end()) return;
-                auto& tk = it->second->tasks[t];
-                if (tk.rec.state != "running" || tk.rec.attempt != attempt) return;
-                tk.timed_out = "timed out after " + formatDuration(tk.def->timeout);
-                event(id, tk.rec.task_id, "timeout", tk.timed_out);
-                tk.plugin->cancel(tk.token);
-            });
-        }
-        std::string id = run.rec.id;
-        int attempt = task.rec.attempt;
-        task.token = task.plugin->start(spec, [this, id, t, attempt](AttemptResult r) {
-            onAttemptDone(id, t, attempt, std::move(r));
+        if (task.def->timeout.count() > 0) armTaskTimeout(run, t, task.def->timeout);
+        const uint64_t serial = run.serial;
+        const int attempt = task.rec.attempt;
+        task.token = task.plugin->start(spec, [this, serial, t, attempt](AttemptResult r) {
+            onAttemptDone(serial, t, attempt, std::move(r));
         });
         task.output->start();
     }
 
-    void onAttemptDone(const std::string& id, uint32_t t, int attempt, AttemptResult r) {
-        auto it = runs.find(id);
-        if (it == runs.end()) return;
+    // The chain of workflows from the top-level run down to `run`, e.g. "a -> b -> c".
+    std::string chainOf(const Run& run) {
+        std::vector<std::string> names{run.rec.workflow};
+        for (const Run* r = &run; !r->parent_id.empty();) {
+            r = findRun(r->parent_id);
+            if (!r) break;
+            names.push_back(r->rec.workflow);
+        }
+        std::string out;
+        for (auto it = names.rbegin(); it != names.rend(); ++it) out += (out.empty() ? "" : " -> ") + *it;
+        return out;
+    }
+
+    // A workflow task: starts its workflow as a child run. No thread waits for it; the task
+    // ends when the child run ends (endRun).
+    void startChild(Run& run, uint32_t t) {
+        auto& task = run.tasks[t];
+        setState(run, t, TS::Running);
+        const auto fail = [&](const std::string& message) {
+            saveTask(run, t);
+            event(run.rec.id, task.rec.task_id, "start", "attempt " + std::to_string(task.rec.attempt));
+            endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, message, {}});
+        };
+        auto child_wf = lookup_workflow ? lookup_workflow(task.def->workflow) : nullptr;
+        if (!child_wf) {
+            fail("workflow '" + task.def->workflow + "' is not loaded (see `taskhubctl list`)");
+            return;
+        }
+        if (run.rec.depth + 1 > opts.max_nesting_depth) {
+            fail("nesting depth exceeds limit (" + std::to_string(opts.max_nesting_depth) + "): " +
+                 chainOf(run) + " -> " + child_wf->name);
+            return;
+        }
+        store::NameValues given;
+        for (const auto& [name, value] : task.def->child_params) given.emplace_back(name, expand(run, value));
+        store::NameValues params;
+        if (auto err = resolveParams(*child_wf, given, &params)) {
+            fail(*err);
+            return;
+        }
+        const std::string id = run.rec.id + "/" + task.rec.task_id + "." + std::to_string(task.rec.attempt);
+        auto child = makeRun(child_wf, id, "parent", std::move(params));
+        child->rec.parent_run = run.rec.id;
+        child->rec.parent_task = task.rec.task_id;
+        child->rec.depth = run.rec.depth + 1;
+        child->parent_id = run.rec.id;
+        child->parent_task = t;
+        child->parent_attempt = task.rec.attempt;
+        task.rec.child_run = id;
+        saveTask(run, t);
+        event(run.rec.id, task.rec.task_id, "start",
+              "attempt " + std::to_string(task.rec.attempt) + ": child run " + id);
+        child->rec.state = "queued";
+        store.insertRun(child->rec);
+        for (uint32_t i = 0; i < child->tasks.size(); ++i) saveTask(*child, i);
+        event(id, "", "run_created", "parent " + run.rec.id + " task " + task.rec.task_id);
+        run.children.push_back(id);
+        Run& c = adopt(std::move(child));
+        if (task.def->timeout.count() > 0) armTaskTimeout(run, t, task.def->timeout);
+        startRun(c);
+    }
+
+    // Stops a running attempt: a plugin's is cancelled (after letting a frozen one continue, so
+    // that it can act on the signal), a child run is cancelled with its subtree.
+    void stopAttempt(Run& run, uint32_t t) {
+        auto& task = run.tasks[t];
+        if (!task.def->workflow.empty()) {
+            if (Run* child = findRun(task.rec.child_run)) {
+                cancelRun(*child, task.timed_out.empty() ? (task.cancel_reason.empty() ? run.stop_reason : task.cancel_reason)
+                                                         : "the parent task " + task.rec.task_id + " " + task.timed_out);
+            }
+            return;
+        }
+        if (task.st == TS::Frozen) {
+            task.plugin->resume(task.token);
+            setState(run, t, TS::Running);
+            saveTask(run, t);
+        }
+        task.plugin->cancel(task.token);
+    }
+
+    void onAttemptDone(uint64_t serial, uint32_t t, int attempt, AttemptResult r) {
+        auto it = by_serial.find(serial);
+        if (it == by_serial.end()) return;
         Run& run = *it->second;
         auto& task = run.tasks[t];
-        if (task.rec.state != "running" || task.rec.attempt != attempt) return;
+        if ((task.st != TS::Running && task.st != TS::Frozen) || task.rec.attempt != attempt) return;
         --running_tasks;
-        --plugin_running[task.rec.plugin];
-        // The attempt's output is in the log before its end is recorded.
+        --plugin_running[task.def->plugin];
+        // The attempt's output is in the log, and its outputs known, before its end is recorded.
         task.output->attemptEnded();
+        task.output->addPluginOutputs(r.outputs);
+        task.rec.outputs = task.output->outputs();
+        if (!task.output->outputError().empty() && r.outcome == AttemptResult::Outcome::Succeeded) {
+            r.outcome = AttemptResult::Outcome::Failed;
+            r.message = task.output->outputError();
+        }
         task.output.reset();
+        endAttempt(run, t, std::move(r));
+    }
+
+    // Common end of an attempt (plugin or child run): frees its slot, records the result,
+    // starts what can start now.
+    void endAttempt(Run& run, uint32_t t, AttemptResult r) {
+        auto& task = run.tasks[t];
         task.timer.reset();
+        releaseWorkflowSlot(*run.wf);
+        const uint64_t serial = run.serial;
         finishAttempt(run, t, std::move(r));
         pump();
-        maybeEndRun(run);
+        if (by_serial.count(serial)) maybeEndRun(run);
     }
 
     void finishAttempt(Run& run, uint32_t t, AttemptResult r) {
@@ -375,122 +779,144 @@ struct Engine::Impl {
         task.rec.exit_code = r.exit_code;
         using O = AttemptResult::Outcome;
         if (r.outcome == O::Succeeded) {
-            finishTask(run, t, "succeeded", r.message);
+            finishTask(run, t, TS::Succeeded, r.message);
             return;
         }
         std::string message = r.message;
         if (!task.timed_out.empty()) {
             message = task.timed_out + (r.message.empty() ? "" : " (" + r.message + ")");
         } else if (task.cancel_requested || (r.outcome == O::Cancelled && !run.stop_state.empty())) {
-            finishTask(run, t, "cancelled", run.stop_reason.empty() ? r.message : run.stop_reason);
+            std::string why = !task.cancel_reason.empty() ? task.cancel_reason
+                              : !run.stop_reason.empty()  ? run.stop_reason
+                                                          : r.message;
+            finishTask(run, t, TS::Cancelled, why);
             return;
         }
-        if (run.stop_state.empty() && task.rec.attempt <= task.def->retries) {
-            task.rec.state = "retrying";
+        const auto& codes = task.def->retry_on_exit_codes;
+        const bool code_retryable =
+            codes.empty() || (r.exit_code && std::find(codes.begin(), codes.end(), *r.exit_code) != codes.end());
+        if (run.stop_state.empty() && task.rec.attempt <= task.def->retries && code_retryable) {
+            const auto delay = retryDelay(*task.def, task.rec.attempt);
+            setState(run, t, TS::Retrying);
             task.rec.message = message;
             saveTask(run, t);
             event(run.rec.id, task.rec.task_id, "end",
                   "failed: " + message + "; retry " + std::to_string(task.rec.attempt) + " of " +
-                      std::to_string(task.def->retries) + " in " + formatDuration(task.def->retry_delay));
-            task.timer = std::make_unique<asio::steady_timer>(io, task.def->retry_delay);
-            std::string id = run.rec.id;
-            task.timer->async_wait([this, id, t](const boost::system::error_code& ec) {
+                      std::to_string(task.def->retries) + " in " + formatDuration(delay));
+            task.timer = std::make_unique<asio::steady_timer>(io, delay);
+            const uint64_t serial = run.serial;
+            task.timer->async_wait([this, serial, t](const boost::system::error_code& ec) {
                 if (ec) return;
-                auto it = runs.find(id);
-                if (it == runs.end() || it->second->tasks[t].rec.state != "retrying") return;
+                auto it = by_serial.find(serial);
+                if (it == by_serial.end() || it->second->tasks[t].st != TS::Retrying) return;
                 it->second->tasks[t].timer.reset();
                 markReady(*it->second, t);
                 pump();
             });
             return;
         }
-        finishTask(run, t, "failed", message);
+        if (!codes.empty() && !code_retryable && task.rec.attempt <= task.def->retries) {
+            message += " (not retried: exit code not in retry_on_exit_codes)";
+        }
+        finishTask(run, t, TS::Failed, message);
     }
 
-    void finishTask(Run& run, uint32_t t, const std::string& state, const std::string& message) {
+    // Records a final state without following it through the graph (the caller does).
+    void settle(Run& run, uint32_t t, TS state, const std::string& message) {
         auto& task = run.tasks[t];
-        task.rec.state = state;
+        setState(run, t, state);
         task.rec.message = message;
-        if (!task.rec.ended_ms) task.rec.ended_ms = nowMillis();
+        if (state == TS::Skipped || state == TS::Cancelled) task.timer.reset();
+        if (!task.rec.ended_ms && state != TS::Skipped) task.rec.ended_ms = nowMillis();
         saveTask(run, t);
-        event(run.rec.id, task.rec.task_id, state == "succeeded" || state == "failed" ? "end" : state,
-              state + (message.empty() ? "" : ": " + message));
+        const char* kind = state == TS::Succeeded || state == TS::Failed ? "end" : stateName(state);
+        event(run.rec.id, task.rec.task_id, kind,
+              std::string(stateName(state)) + (message.empty() ? "" : ": " + message));
         --run.unfinished;
-        if (state == "failed") {
-            spdlog::warn("ENGINE_TASK_FAILED {} task {}: {}", run.rec.id, task.rec.task_id, message);
+        if (state == TS::Failed || (state == TS::Cancelled && run.stop_state.empty())) {
+            if (state == TS::Failed)
+                spdlog::warn("ENGINE_TASK_FAILED {} task {}: {}", run.rec.id, task.rec.task_id, message);
             if (run.first_failure.empty()) {
-                run.first_failure = "task '" + task.rec.task_id + "' failed" +
+                run.first_failure = "task '" + task.rec.task_id + "' " +
+                                    (state == TS::Failed ? "failed" : "was cancelled") +
                                     (message.empty() ? "" : ": " + message);
             }
-            if (run.wf->on_failure == config::OnFailure::FailFast && run.stop_state.empty()) {
-                stopRun(run, "failed", "cancelled: " + run.first_failure + " (on_failure = fail_fast)");
-                return;
-            }
         }
-        if (run.stop_state.empty()) propagate(run, t, state == "succeeded");
     }
 
-    void propagate(Run& run, uint32_t t, bool succeeded) {
+    void finishTask(Run& run, uint32_t t, TS state, const std::string& message) {
+        settle(run, t, state, message);
+        if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && run.stop_state.empty()) {
+            stopRun(run, "failed", "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
+        }
+        follow(run, t, outcomeOf(state));
+    }
+
+    // Follows a task's outcome through the graph: what became ready, what is skipped now.
+    void follow(Run& run, uint32_t t, dag::Outcome outcome) {
         std::vector<uint32_t> now_ready, now_skipped;
-        run.progress.finish(t, succeeded ? dag::Outcome::Succeeded : dag::Outcome::Failed, &now_ready,
-                            &now_skipped);
+        run.progress.finish(t, outcome, &now_ready, &now_skipped);
         for (uint32_t s : now_skipped) {
-            auto& task = run.tasks[s];
-            if (isFinalTaskState(task.rec.state)) continue;
-            task.rec.state = "skipped";
-            task.rec.message = "an upstream task did not succeed";
-            saveTask(run, s);
-            event(run.rec.id, task.rec.task_id, "skipped", task.rec.message);
-            --run.unfinished;
+            if (isFinal(run.tasks[s].st)) continue;
+            settle(run, s, TS::Skipped, "its trigger_rule (" +
+                                            std::string(dag::toString(run.tasks[s].def->trigger_rule)) +
+                                            ") can no longer be met by its upstream tasks");
         }
-        for (uint32_t r : now_ready) markReady(run, r);
+        for (uint32_t r : now_ready) admit(run, r);
     }
 
-    // Stops a run: nothing new starts; running attempts are asked to stop; the run ends as
+    // Stops a run: nothing new starts (except, after a fail_fast stop, tasks whose rule is meant
+    // to run after failures); running attempts and child runs are asked to stop; the run ends as
     // `state` once they have.
-    void stopRun(Run& run, const std::string& state, const std::string& reason) {
+    void stopRun(Run& run, const std::string& state, const std::string& reason, bool fail_fast = false) {
         if (!run.stop_state.empty()) return;
         run.stop_state = state;
         run.stop_reason = reason;
+        run.fail_fast_stop = fail_fast;
         event(run.rec.id, "", "run_stopping", reason);
+        const uint64_t serial = run.serial;
         for (uint32_t t = 0; t < run.tasks.size(); ++t) {
+            if (!by_serial.count(serial)) return;
             auto& task = run.tasks[t];
-            const auto& s = task.rec.state;
-            if (s == "running") {
+            if (fail_fast && runsAfterFailure(task.def->trigger_rule)) continue;
+            if (task.st == TS::Running || task.st == TS::Frozen) {
                 task.cancel_requested = true;
-                task.plugin->cancel(task.token);
-            } else if (!isFinalTaskState(s)) {
-                task.timer.reset();
-                task.rec.state = "cancelled";
-                task.rec.message = reason;
-                saveTask(run, t);
-                event(run.rec.id, task.rec.task_id, "cancelled", reason);
-                --run.unfinished;
+                stopAttempt(run, t);
+            } else if (!isFinal(task.st)) {
+                // After fail_fast, a pending task is decided when its upstream ends (and is
+                // cancelled then, unless its rule runs after failures).
+                if (task.st == TS::Pending && fail_fast) continue;
+                settle(run, t, TS::Cancelled, reason);
+                if (fail_fast) follow(run, t, dag::Outcome::Cancelled);
             }
         }
-        auto q = queued.find(run.rec.workflow);
-        if (q != queued.end()) std::erase(q->second, run.rec.id);
-        maybeEndRun(run);
+        if (run.parent_id.empty()) {
+            auto q = queued.find(run.rec.workflow);
+            if (q != queued.end()) std::erase(q->second, run.rec.id);
+        }
+        if (by_serial.count(serial)) maybeEndRun(run);
+    }
+
+    void cancelRun(Run& run, const std::string& reason) {
+        if (run.rec.state == "queued") run.rec.state = "running"; // so that it can end
+        stopRun(run, "cancelled", reason);
     }
 
     void maybeEndRun(Run& run) {
-        if (run.unfinished > 0 || run.rec.state != "running") return;
+        if (run.unfinished > 0 || run.ending || run.rec.state == "queued") return;
         // Deferred so that callers up the stack never touch a destroyed Run.
-        std::string id = run.rec.id;
-        run.rec.state = "ending";
-        asio::post(io, [this, id] {
-            auto it = runs.find(id);
-            if (it != runs.end()) endRun(*it->second);
+        run.ending = true;
+        const uint64_t serial = run.serial;
+        asio::post(io, [this, serial] {
+            auto it = by_serial.find(serial);
+            if (it != by_serial.end()) endRun(*it->second);
         });
     }
 
     void endRun(Run& run) {
         if (!run.stop_state.empty()) {
             run.rec.state = run.stop_state;
-            run.rec.message = run.stop_state == "failed" && !run.first_failure.empty() &&
-                                      run.stop_reason.find("fail_fast") != std::string::npos
-                                  ? run.first_failure
-                                  : run.stop_reason;
+            run.rec.message = run.fail_fast_stop && !run.first_failure.empty() ? run.first_failure : run.stop_reason;
         } else if (!run.first_failure.empty()) {
             run.rec.state = "failed";
             run.rec.message = run.first_failure;
@@ -510,8 +936,13 @@ struct Engine::Impl {
         }
         auto owned = std::move(runs.at(run.rec.id));
         runs.erase(run.rec.id);
+        by_serial.erase(owned->serial);
         for (auto& w : owned->waiters) w(owned->rec);
-        startNextQueued(owned->rec.workflow);
+        if (!owned->parent_id.empty()) {
+            childEnded(*owned);
+        } else {
+            startNextQueued(owned->rec.workflow);
+        }
         if (stopping && runs.empty() && on_drained) {
             auto done = std::move(on_drained);
             on_drained = nullptr;
@@ -520,39 +951,340 @@ struct Engine::Impl {
         }
     }
 
+    // A child run ended: its workflow task in the parent ends with it.
+    void childEnded(const Run& child) {
+        Run* parent = findRun(child.parent_id);
+        if (!parent) return;
+        std::erase(parent->children, child.rec.id);
+        auto& task = parent->tasks[child.parent_task];
+        if (task.st != TS::Running && task.st != TS::Frozen) return;
+        if (task.rec.attempt != child.parent_attempt) return;
+        AttemptResult r;
+        if (child.rec.state == "succeeded") {
+            r.outcome = AttemptResult::Outcome::Succeeded;
+            r.message = "child run " + child.rec.id + " succeeded";
+        } else {
+            r.outcome = child.rec.state == "cancelled" ? AttemptResult::Outcome::Cancelled
+                                                       : AttemptResult::Outcome::Failed;
+            r.message = "child run " + child.rec.id + " " + child.rec.state +
+                        (child.rec.message.empty() ? "" : ": " + child.rec.message);
+        }
+        endAttempt(*parent, child.parent_task, std::move(r));
+    }
+
     // Starts the oldest queued run of a workflow once none of its runs is running any more.
     void startNextQueued(const std::string& workflow) {
         auto q = queued.find(workflow);
         if (q == queued.end()) return;
         for (const auto& [id, r] : runs) {
-            if (r->rec.workflow == workflow && r->rec.state != "queued") return;
+            if (r->rec.workflow == workflow && r->parent_id.empty() && r->rec.state != "queued") return;
         }
         while (!q->second.empty()) {
             std::string next = q->second.front();
             q->second.pop_front();
-            auto it = runs.find(next);
-            if (it != runs.end() && it->second->rec.state == "queued") {
-                startRun(*it->second);
+            Run* r = findRun(next);
+            if (r && r->rec.state == "queued") {
+                startRun(*r);
                 return;
             }
         }
     }
 
-    bool cancel(const std::string& id, const std::string& reason, std::string* err) {
-        auto it = runs.find(id);
-        if (it == runs.end()) {
-            auto rec = store.run(id, false);
-            *err = rec ? "run " + id + " has already ended (" + rec->state + ")" : "no run with id " + id;
-            return false;
-        }
-        Run& run = *it->second;
-        if (run.rec.state == "ending" || !run.stop_state.empty()) {
+    // ---- operator controls ----
+
+    bool activeRun(const std::string& id, Run** out, std::string* err) {
+        *out = findRun(id);
+        if (*out) return true;
+        auto rec = store.run(id, false);
+        *err = rec ? "run " + id + " has already ended (" + rec->state + ")" : "no run with id " + id;
+        return false;
+    }
+
+    std::optional<uint32_t> taskIndex(const Run& run, const std::string& task_id, std::string* err) {
+        if (auto idx = run.wf->graph.index(task_id)) return *idx;
+        std::vector<std::string> ids;
+        for (const auto& t : run.wf->tasks) ids.push_back(t.id);
+        *err = "run " + run.rec.id + " has no task '" + task_id + "'";
+        if (auto s = sdk::closestKey(task_id, ids); !s.empty()) *err += "; did you mean '" + s + "'?";
+        return std::nullopt;
+    }
+
+    bool cancel(const std::string& id, const std::string& task_id, const std::string& actor, std::string* err) {
+        Run* run = nullptr;
+        if (!activeRun(id, &run, err)) return false;
+        if (run->ending || !run->stop_state.empty()) {
             *err = "run " + id + " is already ending";
             return false;
         }
-        if (run.rec.state == "queued") run.rec.state = "running"; // so that it can end
-        stopRun(run, "cancelled", reason);
+        const std::string reason = "cancelled by " + (actor.empty() ? std::string("an operator") : actor);
+        if (task_id.empty()) {
+            event(id, "", "cancel_requested", reason);
+            cancelRun(*run, reason);
+            return true;
+        }
+        auto t = taskIndex(*run, task_id, err);
+        if (!t) return false;
+        auto& task = run->tasks[*t];
+        if (isFinal(task.st)) {
+            *err = "task " + task_id + " of run " + id + " has already ended (" + stateName(task.st) + ")";
+            return false;
+        }
+        event(id, task_id, "cancel_requested", reason);
+        if (task.st == TS::Running || task.st == TS::Frozen) {
+            task.cancel_requested = true;
+            task.cancel_reason = reason;
+            stopAttempt(*run, *t);
+            return true;
+        }
+        const uint64_t serial = run->serial;
+        finishTask(*run, *t, TS::Cancelled, reason);
+        pump();
+        if (auto r = by_serial.find(serial); r != by_serial.end()) maybeEndRun(*r->second);
         return true;
+    }
+
+    void pauseTree(Run& run, bool freeze, const std::string& by) {
+        run.paused = true;
+        run.frozen = freeze;
+        run.rec.state = "paused";
+        saveRun(run);
+        event(run.rec.id, "", "paused", (freeze ? "paused with --freeze by " : "paused by ") + by);
+        if (freeze) {
+            for (uint32_t t = 0; t < run.tasks.size(); ++t) {
+                auto& task = run.tasks[t];
+                if (task.st != TS::Running || !task.def->workflow.empty() || !task.plugin) continue;
+                if (!task.plugin->canSuspend()) {
+                    event(run.rec.id, task.rec.task_id, "not_frozen",
+                          "plugin '" + task.def->plugin + "' cannot suspend; the task keeps running");
+                    continue;
+                }
+                task.plugin->suspend(task.token);
+                if (task.timer) {
+                    task.frozen_left = std::max(std::chrono::milliseconds(0),
+                                                std::chrono::duration_cast<std::chrono::milliseconds>(task.deadline - Clock::now()));
+                    task.timer.reset();
+                }
+                setState(run, t, TS::Frozen);
+                saveTask(run, t);
+                event(run.rec.id, task.rec.task_id, "frozen", "stopped by pause --freeze");
+            }
+        }
+        for (const auto& child_id : run.children) {
+            if (Run* child = findRun(child_id); child && !child->paused && child->stop_state.empty())
+                pauseTree(*child, freeze, by);
+        }
+    }
+
+    void resumeTree(Run& run, const std::string& by) {
+        run.paused = false;
+        run.frozen = false;
+        run.rec.state = "running";
+        saveRun(run);
+        event(run.rec.id, "", "resumed", "resumed by " + by);
+        for (uint32_t t = 0; t < run.tasks.size(); ++t) {
+            auto& task = run.tasks[t];
+            if (task.st != TS::Frozen) continue;
+            task.plugin->resume(task.token);
+            setState(run, t, TS::Running);
+            saveTask(run, t);
+            event(run.rec.id, task.rec.task_id, "thawed", "continued by resume");
+            if (task.def->timeout.count() > 0) armTaskTimeout(run, t, task.frozen_left);
+        }
+        for (const auto& item : run.held) {
+            auto [r, t] = live(item);
+            if (r) ready[r->tasks[t].def->workflow.empty() ? r->tasks[t].def->plugin : std::string()].push(item);
+        }
+        run.held.clear();
+        for (const auto& child_id : run.children) {
+            if (Run* child = findRun(child_id); child && child->paused) resumeTree(*child, by);
+        }
+    }
+
+    bool pause(const std::string& id, bool freeze, const std::string& actor, std::string* err) {
+        Run* run = nullptr;
+        if (!activeRun(id, &run, err)) return false;
+        if (run->paused) {
+            *err = "run " + id + " is already paused (resume it with `taskhubctl resume " + id + "`)";
+            return false;
+        }
+        if (run->rec.state != "running" || run->ending || !run->stop_state.empty()) {
+            *err = "run " + id + " is " + (run->ending || !run->stop_state.empty() ? std::string("ending") : run->rec.state) +
+                   "; only a running run can be paused";
+            return false;
+        }
+        pauseTree(*run, freeze, actor.empty() ? "an operator" : actor);
+        return true;
+    }
+
+    bool resume(const std::string& id, const std::string& actor, std::string* err) {
+        Run* run = nullptr;
+        if (!activeRun(id, &run, err)) return false;
+        if (!run->paused) {
+            *err = "run " + id + " is not paused (it is " + run->rec.state + ")";
+            return false;
+        }
+        if (!run->parent_id.empty()) {
+            if (Run* parent = findRun(run->parent_id); parent && parent->paused) {
+                *err = "run " + id + " was paused with its parent " + parent->rec.id + "; resume the parent";
+                return false;
+            }
+        }
+        resumeTree(*run, actor.empty() ? "an operator" : actor);
+        pump();
+        return true;
+    }
+
+    bool retry(const std::string& id, const std::string& task_id, bool downstream, const std::string& actor,
+               std::string* err) {
+        if (findRun(id)) {
+            *err = "run " + id + " is still active; retry works on runs that have ended (cancel it first, or wait)";
+            return false;
+        }
+        auto rec = store.run(id, true);
+        if (!rec) {
+            *err = "no run with id " + id;
+            return false;
+        }
+        if (!rec->parent_run.empty()) {
+            *err = "run " + id + " is a child run of " + rec->parent_run + "; retry the top-level run (its task " +
+                   rec->parent_task + " starts a new child run)";
+            return false;
+        }
+        if (rec->state == "skipped") {
+            *err = "run " + id + " was skipped and never ran; trigger a new run instead";
+            return false;
+        }
+        auto wf = lookup_workflow ? lookup_workflow(rec->workflow) : nullptr;
+        if (!wf) {
+            *err = "workflow '" + rec->workflow + "' is not loaded, so run " + id + " cannot be retried";
+            return false;
+        }
+        if (wf->version != rec->version || wf->tasks.size() != rec->tasks.size()) {
+            *err = "workflow '" + rec->workflow + "' has changed since run " + id +
+                   " (version " + rec->version + ", now " + wf->version +
+                   "); a retry needs the definition the run was made with; trigger a new run instead";
+            return false;
+        }
+        auto run = makeRun(wf, id, rec->trigger, rec->params);
+        run->rec = *rec;
+        run->rec.tasks.clear();
+        std::vector<std::optional<dag::Outcome>> outcomes(wf->tasks.size());
+        std::vector<char> again(wf->tasks.size(), 0);
+        for (uint32_t i = 0; i < wf->tasks.size(); ++i) {
+            auto& task = run->tasks[i];
+            task.rec = rec->tasks[i];
+            auto st = finalStateFromName(task.rec.state);
+            task.st = st.value_or(TS::Cancelled);
+            task.rec.state = stateName(task.st);
+        }
+        if (!task_id.empty()) {
+            auto t = taskIndex(*run, task_id, err);
+            if (!t) return false;
+            if (run->tasks[*t].st != TS::Failed && run->tasks[*t].st != TS::Cancelled) {
+                *err = "task " + task_id + " of run " + id + " " + stateName(run->tasks[*t].st) +
+                       "; only failed or cancelled tasks can be retried";
+                return false;
+            }
+            again[*t] = 1;
+        } else {
+            for (uint32_t i = 0; i < run->tasks.size(); ++i) {
+                if (run->tasks[i].st == TS::Failed || run->tasks[i].st == TS::Cancelled) again[i] = 1;
+            }
+        }
+        if (std::find(again.begin(), again.end(), 1) == again.end()) {
+            *err = "run " + id + " has no failed or cancelled task to retry";
+            return false;
+        }
+        // Downstream of what runs again: every task with --downstream, else the skipped ones
+        // (their trigger rules are decided anew).
+        std::vector<uint32_t> stack;
+        for (uint32_t i = 0; i < again.size(); ++i) {
+            if (again[i]) stack.push_back(i);
+        }
+        while (!stack.empty()) {
+            uint32_t n = stack.back();
+            stack.pop_back();
+            for (uint32_t d : wf->graph.dependents(n)) {
+                if (again[d]) continue;
+                if (downstream || run->tasks[d].st == TS::Skipped || run->tasks[d].st == TS::Cancelled) {
+                    again[d] = 1;
+                    stack.push_back(d);
+                }
+            }
+        }
+        std::vector<std::string> names;
+        run->unfinished = 0;
+        for (uint32_t i = 0; i < run->tasks.size(); ++i) {
+            auto& task = run->tasks[i];
+            if (!again[i]) {
+                outcomes[i] = outcomeOf(task.st);
+                if ((task.st == TS::Failed || task.st == TS::Cancelled) && run->first_failure.empty()) {
+                    run->first_failure = "task '" + task.rec.task_id + "' " + stateName(task.st) +
+                                         (task.rec.message.empty() ? "" : ": " + task.rec.message);
+                }
+                continue;
+            }
+            names.push_back(task.rec.task_id);
+            task.st = TS::Pending;
+            task.rec.state = "pending";
+            task.rec.message.clear();
+            task.rec.ended_ms.reset();
+            task.rec.exit_code.reset();
+            ++run->unfinished;
+        }
+        run->rec.state = "running";
+        run->rec.message.clear();
+        run->rec.ended_ms.reset();
+        Run& r = adopt(std::move(run));
+        saveRun(r);
+        for (uint32_t i = 0; i < r.tasks.size(); ++i) {
+            if (again[i]) saveTask(r, i);
+        }
+        event(id, "", "run_retry",
+              "retry by " + (actor.empty() ? std::string("an operator") : actor) + ": " + joinNames(names));
+        spdlog::info("ENGINE_RUN_RETRIED {} tasks {}", id, joinNames(names));
+        ++runs_started;
+        armRunTimeout(r);
+        std::vector<uint32_t> now_ready, now_skipped;
+        r.progress.restore(outcomes, &now_ready, &now_skipped);
+        for (uint32_t s : now_skipped) {
+            settle(r, s, TS::Skipped, "its trigger_rule (" + std::string(dag::toString(r.tasks[s].def->trigger_rule)) +
+                                          ") can no longer be met by its upstream tasks");
+        }
+        const uint64_t serial = r.serial;
+        for (uint32_t t : now_ready) {
+            if (!by_serial.count(serial)) break;
+            admit(r, t);
+        }
+        pump();
+        if (by_serial.count(serial)) maybeEndRun(r);
+        return true;
+    }
+
+    std::map<std::string, std::string> waitingReasons(const std::string& id) const {
+        std::map<std::string, std::string> out;
+        auto it = runs.find(id);
+        if (it == runs.end()) return out;
+        const Run& run = *it->second;
+        for (const auto& task : run.tasks) {
+            if (task.st != TS::Ready) continue;
+            std::string why;
+            if (run.paused) {
+                why = "waiting: the run is paused";
+            } else if (workflowLimitReached(*run.wf)) {
+                why = "waiting: workflow '" + run.wf->name + "' is at max_parallel_tasks (" +
+                      std::to_string(run.wf->max_parallel_tasks) + ")";
+            } else if (task.def->workflow.empty() && pluginLimitReached(task.def->plugin)) {
+                why = "waiting: plugin '" + task.def->plugin + "' is at max_concurrency (" +
+                      std::to_string(pluginLimit(task.def->plugin)) + ")";
+            } else if (task.def->workflow.empty() && globalLimitReached()) {
+                why = "waiting: max_running_tasks (" + std::to_string(opts.max_running_tasks) + ") reached";
+            } else {
+                why = "waiting: starting";
+            }
+            out[task.rec.task_id] = why;
+        }
+        return out;
     }
 };
 
@@ -561,6 +1293,8 @@ Engine::Engine(asio::io_context& io, store::Store& store, plugin_host::PluginHos
     : impl_(std::make_unique<Impl>(io, store, plugins, std::move(options))) {}
 
 Engine::~Engine() = default;
+
+void Engine::setWorkflowLookup(WorkflowLookup lookup) { impl_->lookup_workflow = std::move(lookup); }
 
 size_t Engine::recoverInterrupted() {
     auto& store = impl_->store;
@@ -571,8 +1305,8 @@ size_t Engine::recoverInterrupted() {
                                 "; this version does not resume runs";
         for (size_t i = 0; i < full->tasks.size(); ++i) {
             auto& t = full->tasks[i];
-            if (isFinalTaskState(t.state)) continue;
-            t.state = t.state == "running" ? "failed" : "cancelled";
+            if (finalStateFromName(t.state)) continue;
+            t.state = t.state == "running" || t.state == "frozen" ? "failed" : "cancelled";
             t.message = "interrupted by a taskhubd restart";
             if (!t.ended_ms) t.ended_ms = nowMillis();
             store.upsertTask(r.id, static_cast<int>(i), t);
@@ -589,12 +1323,31 @@ size_t Engine::recoverInterrupted() {
 }
 
 TriggerResult Engine::trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
-                              std::optional<std::chrono::sys_seconds> scheduled) {
-    return impl_->trigger(std::move(wf), kind, scheduled);
+                              std::optional<std::chrono::sys_seconds> scheduled,
+                              const store::NameValues& params, const std::string& actor) {
+    return impl_->trigger(std::move(wf), kind, scheduled, params, actor);
 }
 
-bool Engine::cancel(const std::string& run_id, const std::string& reason, std::string* err) {
-    return impl_->cancel(run_id, reason, err);
+bool Engine::cancel(const std::string& run_id, const std::string& task_id, const std::string& actor,
+                    std::string* err) {
+    return impl_->cancel(run_id, task_id, actor, err);
+}
+
+bool Engine::pause(const std::string& run_id, bool freeze, const std::string& actor, std::string* err) {
+    return impl_->pause(run_id, freeze, actor, err);
+}
+
+bool Engine::resume(const std::string& run_id, const std::string& actor, std::string* err) {
+    return impl_->resume(run_id, actor, err);
+}
+
+bool Engine::retry(const std::string& run_id, const std::string& task_id, bool downstream,
+                   const std::string& actor, std::string* err) {
+    return impl_->retry(run_id, task_id, downstream, actor, err);
+}
+
+std::map<std::string, std::string> Engine::waitingReasons(const std::string& run_id) const {
+    return impl_->waitingReasons(run_id);
 }
 
 bool Engine::whenEnded(const std::string& run_id, std::function<void(const store::RunRecord&)> fn) {
@@ -609,7 +1362,6 @@ bool Engine::whenEnded(const std::string& run_id, std::function<void(const store
     return true;
 }
 
-
 void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> done) {
     auto& im = *impl_;
     im.stopping = true;
@@ -617,8 +1369,7 @@ void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> don
     std::vector<std::string> queued_ids;
     for (auto& [wf, q] : im.queued) queued_ids.insert(queued_ids.end(), q.begin(), q.end());
     for (const auto& id : queued_ids) {
-        std::string err;
-        im.cancel(id, "cancelled: taskhubd is shutting down", &err);
+        if (auto* run = im.findRun(id)) im.cancelRun(*run, "cancelled: taskhubd is shutting down");
     }
     if (im.runs.empty()) {
         done();
@@ -630,10 +1381,12 @@ void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> don
     im.grace_timer->async_wait([&im](const boost::system::error_code& ec) {
         if (ec) return;
         std::vector<std::string> ids;
-        for (auto& [id, r] : im.runs) ids.push_back(id);
+        for (auto& [id, r] : im.runs) {
+            if (r->parent_id.empty()) ids.push_back(id); // children go with their parents
+        }
         for (const auto& id : ids) {
-            std::string err;
-            im.cancel(id, "cancelled: taskhubd shut down before the run finished", &err);
+            if (auto* run = im.findRun(id); run && run->stop_state.empty())
+                im.cancelRun(*run, "cancelled: taskhubd shut down before the run finished");
         }
     });
 }
@@ -645,10 +1398,9 @@ EngineStats Engine::stats() const {
         else ++s.active_runs;
     }
     s.running_tasks = impl_->running_tasks;
-    s.waiting_tasks = impl_->ready_count;
+    s.waiting_tasks = impl_->ready_tasks;
     s.runs_started = impl_->runs_started;
     return s;
 }
-
 
 } // namespace taskhub::engine

@@ -1,0 +1,429 @@
+// The engine driven in-process: a real store in a temporary directory, the real noop and shell
+// plugins, workflows loaded from TOML text. Checks what the event log records: start order under
+// limits and priorities, retries and their delays, nested runs, pause, cancel and retry.
+#include <catch2/catch.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+
+#include "config/workflow.h"
+#include "engine/engine.h"
+#include "engine/retry_policy.h"
+#include "plugin_host/plugin_host.h"
+#include "pool/worker_pool.h"
+#include "store/store.h"
+#include "test_support.h"
+
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+using taskhub::testing::TempDir;
+using namespace taskhub;
+
+namespace {
+
+class Harness {
+public:
+    explicit Harness(engine::EngineOptions options = {}, std::map<std::string, config::PluginSettings> settings = {})
+        : pool_(1, 2, 1000ms), plugins_(&io_, &pool_) {
+        store_ = store::Store::open(dir_.path / "state");
+        REQUIRE_FALSE(plugins_.loadFile(TASKHUB_NOOP_PLUGIN_PATH, settings));
+        REQUIRE_FALSE(plugins_.loadFile(TASKHUB_SHELL_PLUGIN_PATH, settings));
+        options.log_dir = dir_.path / "logs";
+        engine_ = std::make_unique<engine::Engine>(io_, *store_, plugins_, options);
+        store_->startWriter([this](std::function<void()> fn) { asio::post(io_, std::move(fn)); });
+        engine_->setWorkflowLookup([this](const std::string& name) -> std::shared_ptr<const config::Workflow> {
+            auto it = workflows_.find(name);
+            return it == workflows_.end() ? nullptr : it->second;
+        });
+        std::filesystem::create_directories(dir_.path / "wf");
+    }
+    ~Harness() {
+        engine_.reset();
+        pool_.stop();
+    }
+
+    // Writes a workflow file; load() reads them all, as the daemon does.
+    void add(const std::string& name, const std::string& toml) {
+        std::ofstream(dir_.path / "wf" / (name + ".toml")) << toml;
+    }
+    void load() {
+        auto set = config::loadWorkflowDir(dir_.path / "wf", {}, plugins_);
+        std::string problems;
+        for (const auto& p : set.problems) problems += p.str() + "\n";
+        INFO(problems);
+        REQUIRE(set.problems.empty());
+        workflows_ = set.workflows;
+    }
+
+    engine::Engine& engine() { return *engine_; }
+    asio::io_context& io() { return io_; }
+    const std::filesystem::path& dir() const { return dir_.path; }
+
+    engine::TriggerResult triggerResult(const std::string& name, const store::NameValues& params = {}) {
+        return engine_->trigger(workflows_.at(name), engine::TriggerKind::Manual, std::nullopt, params, "test");
+    }
+
+    std::string trigger(const std::string& name, const store::NameValues& params = {}) {
+        auto r = engine_->trigger(workflows_.at(name), engine::TriggerKind::Manual, std::nullopt, params, "test");
+        INFO(r.error);
+        REQUIRE(r.ok);
+        return r.run_id;
+    }
+
+    // Runs the loop until the run has ended (or `limit` passed) and returns its record.
+    store::RunRecord waitEnd(const std::string& id, std::chrono::milliseconds limit = 20s) {
+        bool ended = false;
+        engine_->whenEnded(id, [&](const store::RunRecord&) {
+            ended = true;
+            io_.stop();
+        });
+        asio::steady_timer guard(io_, limit);
+        guard.async_wait([&](const boost::system::error_code& ec) {
+            if (!ec) io_.stop();
+        });
+        io_.restart();
+        io_.run();
+        guard.cancel();
+        REQUIRE(ended);
+        return finished(id);
+    }
+
+    // Lets the loop run for a while (for checks in the middle of a run).
+    void runFor(std::chrono::milliseconds d) {
+        asio::steady_timer t(io_, d);
+        t.async_wait([&](const boost::system::error_code&) { io_.stop(); });
+        io_.restart();
+        io_.run();
+    }
+
+    store::RunRecord finished(const std::string& id) {
+        REQUIRE(store_->commit());
+        auto rec = store_->run(id, true);
+        REQUIRE(rec);
+        return *rec;
+    }
+
+    std::vector<store::EventRecord> events(const std::string& id) {
+        REQUIRE(store_->commit());
+        return store_->events(id);
+    }
+
+    // Task ids in the order their (first) attempts started.
+    std::vector<std::string> startOrder(const std::string& id) {
+        std::vector<std::string> order;
+        for (const auto& e : events(id)) {
+            if (e.kind == "start") order.push_back(e.task_id);
+        }
+        return order;
+    }
+
+private:
+    TempDir dir_{"th-engine"};
+    asio::io_context io_{1};
+    std::unique_ptr<store::Store> store_;
+    pool::WorkerPool pool_;
+    plugin_host::PluginHost plugins_;
+    std::map<std::string, std::shared_ptr<const config::Workflow>> workflows_;
+    std::unique_ptr<engine::Engine> engine_;
+};
+
+const store::TaskRecord& task(const store::RunRecord& run, const std::string& id) {
+    for (const auto& t : run.tasks) {
+        if (t.task_id == id) return t;
+    }
+    FAIL("no task " << id);
+    throw std::logic_error("unreachable");
+}
+
+// A noop task that takes 20 ms unless `extra` sets sleep_ms itself.
+std::string noopTask(const std::string& id, const std::string& extra = "") {
+    std::string sleep = extra.find("sleep_ms") == std::string::npos ? "sleep_ms = 20\n" : "";
+    return "[[task]]\nid = \"" + id + "\"\nplugin = \"noop\"\n" + sleep + extra + "\n";
+}
+
+} // namespace
+
+TEST_CASE("engine: retry delays grow by retry_backoff up to retry_max_delay", "[engine][retry]") {
+    config::TaskDef def;
+    def.retry_delay = 100ms;
+    def.retry_backoff = 2.0;
+    CHECK(engine::retryDelay(def, 1) == 100ms);
+    CHECK(engine::retryDelay(def, 2) == 200ms);
+    CHECK(engine::retryDelay(def, 4) == 800ms);
+    def.retry_max_delay = 300ms;
+    CHECK(engine::retryDelay(def, 3) == 300ms);
+    def.retry_backoff = 1.0;
+    CHECK(engine::retryDelay(def, 10) == 100ms);
+    def.retry_backoff = 10.0;
+    def.retry_max_delay = 0ms;
+    CHECK(engine::retryDelay(def, 1000).count() > 0); // huge, but no overflow
+}
+
+TEST_CASE("engine: under max_running_tasks, the highest priority starts first, then the oldest",
+          "[engine][limits]") {
+    engine::EngineOptions options;
+    options.max_running_tasks = 1;
+    Harness h(options);
+    h.add("prio", noopTask("low") + noopTask("mid1", "priority = 5") + noopTask("high", "priority = 10") +
+                      noopTask("mid2", "priority = 5") + noopTask("neg", "priority = -1"));
+    h.load();
+    auto id = h.trigger("prio");
+    auto run = h.waitEnd(id);
+    CHECK(run.state == "succeeded");
+    CHECK(h.startOrder(id) == std::vector<std::string>{"high", "mid1", "mid2", "low", "neg"});
+}
+
+TEST_CASE("engine: per-plugin max_concurrency and per-workflow max_parallel_tasks bound running tasks",
+          "[engine][limits]") {
+    engine::EngineOptions options;
+    options.plugin_max_concurrency["noop"] = 2;
+    Harness h(options);
+    std::string six;
+    for (int i = 0; i < 6; ++i) six += noopTask("t" + std::to_string(i));
+    h.add("plugin_limited", six);
+    h.add("wf_limited", "max_parallel_tasks = 1\n" + six);
+    h.load();
+
+    for (const auto& [name, limit] : std::vector<std::pair<std::string, int>>{{"plugin_limited", 2}, {"wf_limited", 1}}) {
+        INFO(name);
+        auto id = h.trigger(name);
+        // While it runs, the waiting tasks say why.
+        h.runFor(5ms);
+        auto reasons = h.engine().waitingReasons(id);
+        CHECK_FALSE(reasons.empty());
+        for (const auto& [t, why] : reasons) {
+            CHECK(why == (limit == 2 ? "waiting: plugin 'noop' is at max_concurrency (2)"
+                                     : "waiting: workflow 'wf_limited' is at max_parallel_tasks (1)"));
+        }
+        auto run = h.waitEnd(id);
+        CHECK(run.state == "succeeded");
+        int running = 0, peak = 0;
+        for (const auto& e : h.events(id)) {
+            if (e.kind == "start") peak = std::max(peak, ++running);
+            if (e.kind == "end") --running;
+        }
+        CHECK(peak == limit);
+    }
+}
+
+TEST_CASE("engine: retries follow retry_on_exit_codes and wait as the backoff says", "[engine][retry]") {
+    Harness h;
+    h.add("retrying", R"(
+[policy]
+on_failure = "continue"
+
+[[task]]
+id = "flaky"
+plugin = "noop"
+fail = true
+exit_code = 75
+retries = 2
+retry_delay = "30ms"
+retry_backoff = 2.0
+retry_on_exit_codes = [75]
+
+[[task]]
+id = "fatal"
+plugin = "noop"
+fail = true
+exit_code = 1
+retries = 5
+retry_delay = "10ms"
+retry_on_exit_codes = [75]
+)");
+    h.load();
+    auto id = h.trigger("retrying");
+    auto run = h.waitEnd(id);
+    CHECK(run.state == "failed");
+    CHECK(task(run, "flaky").attempt == 3);
+    CHECK(task(run, "flaky").exit_code == 75);
+    CHECK(task(run, "fatal").attempt == 1);
+    CHECK(task(run, "fatal").message == "failed as requested (exit code 1) (not retried: exit code not in retry_on_exit_codes)");
+    std::vector<int64_t> starts;
+    for (const auto& e : h.events(id)) {
+        if (e.kind == "start" && e.task_id == "flaky") starts.push_back(e.ts_ms);
+    }
+    REQUIRE(starts.size() == 3);
+    CHECK(starts[1] - starts[0] >= 30);
+    CHECK(starts[2] - starts[1] >= 60);
+}
+
+TEST_CASE("engine: a workflow task runs its workflow as a child run and ends with it", "[engine][nested]") {
+    Harness h;
+    h.add("leaf", "[params]\ncode = \"0\"\n\n[[task]]\nid = \"work\"\nplugin = \"noop\"\nfail = true\n"
+                  "exit_code = 7\n");
+    h.add("mid", "[[task]]\nid = \"call_leaf\"\nworkflow = \"leaf\"\n");
+    h.add("top", "[[task]]\nid = \"call_mid\"\nworkflow = \"mid\"\n\n" + noopTask("after", "depends_on = [\"call_mid\"]"));
+    h.load();
+    auto id = h.trigger("top");
+    auto run = h.waitEnd(id);
+    CHECK(run.state == "failed");
+    const auto& call = task(run, "call_mid");
+    CHECK(call.state == "failed");
+    CHECK(call.child_run == id + "/call_mid.1");
+    // The reason travels up the chain: each level names its child run and failing task.
+    CHECK(call.message == "child run " + id + "/call_mid.1 failed: task 'call_leaf' failed: child run " + id +
+                              "/call_mid.1/call_leaf.1 failed: task 'work' failed: failed as requested (exit code 7)");
+    CHECK(task(run, "after").state == "skipped");
+    auto child = h.finished(id + "/call_mid.1");
+    CHECK(child.parent_run == id);
+    CHECK(child.parent_task == "call_mid");
+    CHECK(child.depth == 1);
+    CHECK(h.finished(id + "/call_mid.1/call_leaf.1").depth == 2);
+}
+
+TEST_CASE("engine: nesting deeper than max_nesting_depth fails with the chain", "[engine][nested]") {
+    engine::EngineOptions options;
+    options.max_nesting_depth = 2;
+    Harness h(options);
+    h.add("c", noopTask("x"));
+    h.add("b", "[[task]]\nid = \"to_c\"\nworkflow = \"c\"\n");
+    h.add("a", "[[task]]\nid = \"to_b\"\nworkflow = \"b\"\n");
+    h.add("top", "[[task]]\nid = \"to_a\"\nworkflow = \"a\"\n");
+    h.load();
+    auto ok = h.waitEnd(h.trigger("a")); // a -> b -> c: depth 2
+    CHECK(ok.state == "succeeded");
+    auto id = h.trigger("top"); // top -> a -> b -> c: depth 3
+    auto run = h.waitEnd(id);
+    CHECK(run.state == "failed");
+    auto deepest = h.finished(id + "/to_a.1/to_b.1");
+    CHECK(task(deepest, "to_c").message == "nesting depth exceeds limit (2): top -> a -> b -> c");
+}
+
+TEST_CASE("engine: params reach templates, the environment and child runs; outputs flow downstream",
+          "[engine][data]") {
+    Harness h;
+    h.add("child", "[params]\ngreeting = \"none\"\n\n[[task]]\nid = \"echo\"\nplugin = \"shell\"\n"
+                   "command = \"echo child got $TASKHUB_PARAM_greeting\"\n");
+    h.add("data", R"(
+[params]
+region = "eu"
+
+[[task]]
+id = "produce"
+plugin = "shell"
+command = "echo '::set-output path=/srv/${params.region}/file'; echo region=$TASKHUB_PARAM_region"
+
+[[task]]
+id = "consume"
+plugin = "shell"
+depends_on = ["produce"]
+command = "test '${tasks.produce.outputs.path}' = /srv/us/file"
+
+[[task]]
+id = "only_eu"
+plugin = "noop"
+depends_on = ["produce"]
+when = "params.region == 'eu'"
+
+[[task]]
+id = "sub"
+workflow = "child"
+depends_on = ["produce"]
+params = { greeting = "hello ${params.region}" }
+)");
+    h.load();
+    auto id = h.trigger("data", {{"region", "us"}});
+    auto run = h.waitEnd(id);
+    INFO(run.message);
+    CHECK(run.state == "succeeded");
+    CHECK(run.params == store::NameValues{{"region", "us"}});
+    CHECK(task(run, "produce").outputs == store::NameValues{{"path", "/srv/us/file"}});
+    CHECK(task(run, "consume").state == "succeeded");
+    CHECK(task(run, "only_eu").state == "skipped");
+    CHECK(task(run, "only_eu").message == "when condition is false: params.region == 'eu'");
+    auto child = h.finished(id + "/sub.1");
+    CHECK(child.params == store::NameValues{{"greeting", "hello us"}});
+    std::ifstream log(h.dir() / "logs" / id / "sub.1" / "echo.1.log");
+    std::string line;
+    std::getline(log, line);
+    CHECK(line == "child got hello us");
+}
+
+TEST_CASE("engine: an undeclared param is refused with the declared ones", "[engine][data]") {
+    Harness h;
+    h.add("p", "[params]\nregion = \"eu\"\ndate = \"\"\n\n" + noopTask("t"));
+    h.load();
+    auto r = h.triggerResult("p", {{"regoin", "us"}});
+    CHECK_FALSE(r.ok);
+    CHECK(r.error == "workflow 'p' has no param 'regoin' (declared: region, date); did you mean 'region'?");
+}
+
+TEST_CASE("engine: a paused run starts nothing new until resumed", "[engine][controls]") {
+    Harness h;
+    h.add("chain", noopTask("a", "sleep_ms = 150") + noopTask("b", "depends_on = [\"a\"]"));
+    h.load();
+    auto id = h.trigger("chain");
+    h.runFor(30ms);
+    std::string err;
+    REQUIRE(h.engine().pause(id, false, "uid 0 (root)", &err));
+    CHECK_FALSE(h.engine().pause(id, false, "uid 0 (root)", &err));
+    CHECK(err == "run " + id + " is already paused (resume it with `taskhubctl resume " + id + "`)");
+    h.runFor(400ms); // a ends meanwhile; b must not start
+    CHECK(h.startOrder(id) == std::vector<std::string>{"a"});
+    CHECK(h.engine().waitingReasons(id) == std::map<std::string, std::string>{{"b", "waiting: the run is paused"}});
+    CHECK(h.finished(id).state == "paused");
+    REQUIRE(h.engine().resume(id, "uid 0 (root)", &err));
+    auto run = h.waitEnd(id);
+    CHECK(run.state == "succeeded");
+    CHECK(h.startOrder(id) == std::vector<std::string>{"a", "b"});
+    bool paused_event = false;
+    for (const auto& e : h.events(id)) paused_event |= e.kind == "paused" && e.detail == "paused by uid 0 (root)";
+    CHECK(paused_event);
+}
+
+TEST_CASE("engine: cancelling one task lets its downstream follow the trigger rules", "[engine][controls]") {
+    Harness h;
+    h.add("handlers", noopTask("slow", "sleep_ms = 5000") + noopTask("next", "depends_on = [\"slow\"]") +
+                          noopTask("on_fail", "depends_on = [\"slow\"]\ntrigger_rule = \"one_failed\"") +
+                          noopTask("other"));
+    h.load();
+    auto id = h.trigger("handlers");
+    h.runFor(50ms);
+    std::string err;
+    CHECK_FALSE(h.engine().cancel(id, "slwo", "uid 0", &err));
+    CHECK(err == "run " + id + " has no task 'slwo'; did you mean 'slow'?");
+    REQUIRE(h.engine().cancel(id, "slow", "uid 0", &err));
+    auto run = h.waitEnd(id);
+    CHECK(task(run, "slow").state == "cancelled");
+    CHECK(task(run, "slow").message == "cancelled by uid 0");
+    CHECK(task(run, "next").state == "skipped");
+    CHECK(task(run, "on_fail").state == "succeeded");
+    CHECK(task(run, "other").state == "succeeded");
+    CHECK(run.state == "failed");
+    CHECK(run.message == "task 'slow' was cancelled: cancelled by uid 0");
+}
+
+TEST_CASE("engine: retry re-runs failed tasks of an ended run in place, with --downstream", "[engine][controls]") {
+    Harness h;
+    const auto marker = h.dir() / "fixed";
+    h.add("flaky", "[[task]]\nid = \"first\"\nplugin = \"noop\"\n\n"
+                   "[[task]]\nid = \"check\"\nplugin = \"shell\"\ndepends_on = [\"first\"]\n"
+                   "command = \"test -e " + marker.string() + "\"\n\n" +
+                   noopTask("after", "depends_on = [\"check\"]"));
+    h.load();
+    auto id = h.trigger("flaky");
+    auto run = h.waitEnd(id);
+    REQUIRE(run.state == "failed");
+    CHECK(task(run, "after").state == "skipped");
+
+    std::string err;
+    CHECK_FALSE(h.engine().retry(id, "first", false, "uid 0", &err));
+    CHECK(err == "task first of run " + id + " succeeded; only failed or cancelled tasks can be retried");
+    std::ofstream(marker) << "";
+    REQUIRE(h.engine().retry(id, "check", false, "uid 0", &err));
+    run = h.waitEnd(id);
+    CHECK(run.state == "succeeded");
+    CHECK(task(run, "first").attempt == 1); // kept
+    CHECK(task(run, "check").attempt == 2); // a new attempt
+    CHECK(task(run, "after").attempt == 1); // skipped before, decided anew
+    CHECK(task(run, "after").state == "succeeded");
+
+    CHECK_FALSE(h.engine().retry(id, "", false, "uid 0", &err));
+    CHECK(err == "run " + id + " has no failed or cancelled task to retry");
+}
