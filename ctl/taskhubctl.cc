@@ -691,8 +691,6 @@ int watchRun(const Globals& g, const std::string& id) {
     }
 }
 
-int cmdWatch(const Globals& g, const std::string& id) { return watchRun(g, id); }
-
 enum class Follow { None, Wait, Watch };
 
 int cmdRun(const Globals& g, const std::string& wf, const std::vector<std::pair<std::string, std::string>>& params,
@@ -960,7 +958,7 @@ int main(int argc, char** argv) {
         Follow follow = has("--wait") ? Follow::Wait : has("--follow") ? Follow::Watch : Follow::None;
         return cmdRun(g, pos[1], params, follow);
     }
-    if (cmd == "watch") return need(1, "one argument: RUN"), cmdWatch(g, pos[1]);
+    if (cmd == "watch") return need(1, "one argument: RUN"), watchRun(g, pos[1]);
     if (cmd == "wait") return need(1, "one argument: RUN"), cmdWait(g, pos[1]);
     if (cmd == "runs") {
         if (pos.size() > 2) usage("runs takes at most one argument: WORKFLOW");
