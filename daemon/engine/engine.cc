@@ -22,6 +22,8 @@
 #include "plugin_host/plugin_host.h"
 #include "store/store.h"
 
+#include <taskhub/plugin_api.h>
+
 namespace taskhub::engine {
 
 namespace asio = boost::asio;
@@ -625,11 +627,14 @@ struct Engine::Impl {
                                              *plugins.unavailable(task.def->plugin), {}});
             return;
         }
-        std::string err;
-        task.output = openOutput(run, task, &err);
-        if (!task.output) {
-            endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, err, {}});
-            return;
+        // A plugin that never writes output (TH_CAP_NO_LOG) costs no pipe.
+        if (!(task.plugin->info().capabilities & TH_CAP_NO_LOG)) {
+            std::string err;
+            task.output = openOutput(run, task, &err);
+            if (!task.output) {
+                endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, err, {}});
+                return;
+            }
         }
         ++running_tasks;
         ++plugin_running[task.def->plugin];
@@ -648,7 +653,7 @@ struct Engine::Impl {
         for (const auto& [k, v] : task.def->env) {
             spec.env.push_back(k + "=" + (task.def->has_templates ? expand(run, v) : v));
         }
-        spec.log_fd = task.output->writeFd();
+        spec.log_fd = task.output ? task.output->writeFd() : -1;
         spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());
 
         if (task.def->timeout.count() > 0) armTaskTimeout(run, t, task.def->timeout);
@@ -657,7 +662,7 @@ struct Engine::Impl {
         task.token = task.plugin->start(spec, [this, serial, t, attempt](AttemptResult r) {
             onAttemptDone(serial, t, attempt, std::move(r));
         });
-        task.output->start();
+        if (task.output) task.output->start();
     }
 
     // The chain of workflows from the top-level run down to `run`, e.g. "a -> b -> c".
@@ -750,14 +755,18 @@ struct Engine::Impl {
         --running_tasks;
         --plugin_running[task.def->plugin];
         // The attempt's output is in the log, and its outputs known, before its end is recorded.
-        task.output->attemptEnded();
-        task.output->addPluginOutputs(r.outputs);
-        task.rec.outputs = task.output->outputs();
-        if (!task.output->outputError().empty() && r.outcome == AttemptResult::Outcome::Succeeded) {
-            r.outcome = AttemptResult::Outcome::Failed;
-            r.message = task.output->outputError();
+        if (task.output) {
+            task.output->attemptEnded();
+            task.output->addPluginOutputs(r.outputs);
+            task.rec.outputs = task.output->outputs();
+            if (!task.output->outputError().empty() && r.outcome == AttemptResult::Outcome::Succeeded) {
+                r.outcome = AttemptResult::Outcome::Failed;
+                r.message = task.output->outputError();
+            }
+            task.output.reset();
+        } else {
+            task.rec.outputs = std::move(r.outputs); // checked by the plugin host
         }
-        task.output.reset();
         endAttempt(run, t, std::move(r));
     }
 

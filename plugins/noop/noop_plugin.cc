@@ -103,4 +103,4 @@ void NoopPlugin::cancel(uint64_t token) {
 
 TASKHUB_PLUGIN(taskhub::plugins::noop::NoopPlugin, "noop", TASKHUB_PLUGIN_VERSION,
                "Completes after an optional delay with the outcome its parameters name",
-               TH_CAP_CANCEL, TH_THREADS_SAFE)
+               TH_CAP_CANCEL | TH_CAP_NO_LOG, TH_THREADS_SAFE)

@@ -68,6 +68,9 @@ typedef enum th_status {
                                         finish the work asynchronously. */
 #define TH_CAP_SUSPEND 0x8u          /* ABI 1.1: suspend() and resume() stop and continue a running
                                         attempt (the table must cover and set both) */
+#define TH_CAP_NO_LOG 0x10u          /* ABI 1.1: the plugin never writes to th_task.log_fd, so the
+                                        host may pass -1 and save a pipe per attempt (outputs still
+                                        go through set_output) */
 
 /* How the host may call into one plugin instance. */
 typedef enum th_thread_safety {
@@ -181,7 +184,8 @@ typedef struct th_task {
                                variables and the task's `env` table); never NULL */
     int log_fd;             /* where the attempt's output goes (in taskhubd, a pipe to the attempt's
                                log; do not seek it). Owned by the host and
-                               kept open until complete() was called; dup() it to keep it. */
+                               kept open until complete() was called; dup() it to keep it.
+                               -1 when the plugin declared TH_CAP_NO_LOG. */
     uint64_t timeout_ms;    /* 0 = none; informational: the host enforces it through cancel() */
 } th_task;
 

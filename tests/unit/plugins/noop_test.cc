@@ -39,7 +39,7 @@ TEST_CASE("noop: declares its name, capabilities and threading", "[noop]") {
     REQUIRE(api != nullptr);
     CHECK(api->magic == TH_ABI_MAGIC);
     CHECK(std::string(api->name) == "noop");
-    CHECK(api->capabilities == TH_CAP_CANCEL);
+    CHECK(api->capabilities == (TH_CAP_CANCEL | TH_CAP_NO_LOG));
     CHECK(api->thread_safety == TH_THREADS_SAFE);
 }
 
