@@ -181,14 +181,49 @@ std::optional<std::string> getScalarText(const Value& v, const std::string& what
     }
 }
 
+namespace {
+
+// The value's place in the text it was parsed from; null for a value made in code (toml11 gives
+// those a plain region_base, "unknown file" at line 1).
+const toml::detail::region* regionOf(const Value& v) {
+    return dynamic_cast<const toml::detail::region*>(toml::detail::get_region(v));
+}
+
+} // namespace
+
+size_t LineIndex::lineOf(const Value& v) {
+    const auto* reg = regionOf(v);
+    if (reg == nullptr || !reg->source()) return v.location().line(); // cheap: no text to scan
+    if (reg->source() != source_) {
+        source_ = reg->source();
+        newlines_.clear();
+        for (size_t i = 0; i < source_->size(); ++i) {
+            if ((*source_)[i] == '\n') newlines_.push_back(i);
+        }
+    }
+    // toml11: 1 + the number of '\n' before the region's first character.
+    const auto offset = static_cast<size_t>(reg->first() - reg->begin());
+    return 1 + static_cast<size_t>(std::lower_bound(newlines_.begin(), newlines_.end(), offset) -
+                                   newlines_.begin());
+}
+
+size_t sourceOffset(const Value& v) {
+    const auto* reg = regionOf(v);
+    if (reg == nullptr || !reg->source()) return 0;
+    return static_cast<size_t>(reg->first() - reg->begin());
+}
+
 std::vector<std::pair<std::string, const Value*>> inFileOrder(const Table& table) {
+    // By offset, which orders one file's values as (line, column) does; a value without a
+    // place is at offset 0, where toml11 puts it too (line 1, column 1).
+    std::vector<std::pair<size_t, std::pair<std::string, const Value*>>> keyed;
+    keyed.reserve(table.size());
+    for (const auto& [k, v] : table) keyed.push_back({sourceOffset(v), {k, &v}});
+    std::stable_sort(keyed.begin(), keyed.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
     std::vector<std::pair<std::string, const Value*>> out;
-    for (const auto& [k, v] : table) out.emplace_back(k, &v);
-    std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-        const auto& la = a.second->location();
-        const auto& lb = b.second->location();
-        return la.line() != lb.line() ? la.line() < lb.line() : la.column() < lb.column();
-    });
+    out.reserve(keyed.size());
+    for (auto& [offset, entry] : keyed) out.push_back(std::move(entry));
     return out;
 }
 

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -21,6 +22,23 @@ namespace taskhub::config::detail {
 using Value = toml::basic_value<toml::discard_comments, std::map, std::vector>;
 using Table = Value::table_type;
 
+// The line of a parsed value, as toml11's v.location().line() gives it, without its cost:
+// toml11 counts the newlines from the start of the file each time (so asking for the line of
+// every task made loading quadratic in the file's size). This indexes the newlines of the parsed
+// source once, on first use, and binary-searches the value's offset in it.
+class LineIndex {
+public:
+    size_t lineOf(const Value& v);
+
+private:
+    std::shared_ptr<const std::vector<char>> source_; // the text indexed
+    std::vector<size_t> newlines_;                    // offsets of its '\n's
+};
+
+// Where v starts in its source text (0 for a value that was not parsed from one). Orders the
+// values of one file as (line, column) does.
+size_t sourceOffset(const Value& v);
+
 // Collects diagnostics for one file.
 class Reporter {
 public:
@@ -29,7 +47,7 @@ public:
         problems_.push_back({file_.string(), line, std::move(message)});
     }
     void add(const Value& at, std::string message) { add(lineOf(at), std::move(message)); }
-    static size_t lineOf(const Value& v) { return v.location().line(); }
+    size_t lineOf(const Value& v) { return lines_.lineOf(v); }
 
     const std::filesystem::path& file() const { return file_; }
     std::vector<Diagnostic>& problems() { return problems_; }
@@ -45,6 +63,7 @@ public:
 private:
     std::filesystem::path file_;
     std::vector<Diagnostic> problems_;
+    LineIndex lines_;
 };
 
 // Reads file as TOML. On failure adds one diagnostic (first line of the parser's message, with

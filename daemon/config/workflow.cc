@@ -151,7 +151,7 @@ void loadTrigger(const Value& v, Workflow& wf, Reporter& r) {
                 r.add(kv, "cron \"" + *text + "\": " + err);
                 continue;
             }
-            def = TriggerDef{Reporter::lineOf(kv), *text, *expr};
+            def = TriggerDef{r.lineOf(kv), *text, *expr};
         } else if (kPlannedTriggerKeys.count(key)) {
             r.add(kv, "trigger key '" + key +
                           "' is not supported by this version of taskhubd (supported: cron)");
@@ -223,7 +223,7 @@ void checkTemplate(const std::string& text, size_t line, const std::string& wher
 void checkTemplates(const Value& v, const std::string& where, TaskDef& task, TaskExtra& extra,
                     Reporter& r) {
     if (v.is_string()) {
-        checkTemplate(v.as_string().str, Reporter::lineOf(v), where, task, extra, r);
+        checkTemplate(v.as_string().str, r.lineOf(v), where, task, extra, r);
     } else if (v.is_array()) {
         for (const auto& e : v.as_array()) checkTemplates(e, where, task, extra, r);
     } else if (v.is_table()) {
@@ -240,7 +240,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
     const auto& t = v.as_table();
     TaskDef task;
     TaskExtra extra;
-    task.line = Reporter::lineOf(v);
+    task.line = r.lineOf(v);
     const size_t before = r.problems().size();
 
     auto idIt = t.find("id");
@@ -268,7 +268,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
         } else if (key == "plugin") {
             if (auto p = getString(kv, what, r)) task.plugin = *p;
         } else if (key == "workflow") {
-            extra.workflow_line = Reporter::lineOf(kv);
+            extra.workflow_line = r.lineOf(kv);
             auto name = getString(kv, what, r);
             if (!name) continue;
             if (!isValidWorkflowName(*name)) {
@@ -292,10 +292,10 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
             }
             for (const auto& [name, pv] : inFileOrder(kv.as_table())) {
                 const std::string pwhat = label + ": 'params." + name + "'";
-                extra.child_param_lines[name] = Reporter::lineOf(*pv);
+                extra.child_param_lines[name] = r.lineOf(*pv);
                 auto text = getScalarText(*pv, pwhat, r);
                 if (!text) continue;
-                checkTemplate(*text, Reporter::lineOf(*pv), pwhat, task, extra, r);
+                checkTemplate(*text, r.lineOf(*pv), pwhat, task, extra, r);
                 task.child_params.emplace_back(name, *text);
             }
         } else if (key == "depends_on") {
@@ -337,7 +337,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
             for (const auto& [name, ev] : kv.as_table()) {
                 const std::string ewhat = label + ": 'env." + name + "'";
                 if (auto s = getString(ev, ewhat, r)) {
-                    checkTemplate(*s, Reporter::lineOf(ev), ewhat, task, extra, r);
+                    checkTemplate(*s, r.lineOf(ev), ewhat, task, extra, r);
                     task.env.emplace_back(name, *s);
                 }
             }
@@ -354,7 +354,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
                 continue;
             }
             for (const auto& ref : std::get<expr::Condition>(parsed).refs())
-                extra.refs.push_back({Reporter::lineOf(kv), what, expr::toString(ref), ref});
+                extra.refs.push_back({r.lineOf(kv), what, expr::toString(ref), ref});
             task.when = *text;
         } else if (kTaskReservedKeys.count(key)) {
             r.add(kv, label + ": '" + key +
@@ -383,7 +383,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
     task.params_json = toJson(params);
 
     if (!task.plugin.empty() && !workflowTask) {
-        auto pluginLine = Reporter::lineOf(t.at("plugin"));
+        auto pluginLine = r.lineOf(t.at("plugin"));
         if (auto why = plugins.unavailable(task.plugin)) {
             r.add(pluginLine, label + ": " + *why);
         } else if (r.problems().size() == before) {
@@ -392,7 +392,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
                 std::string where;
                 if (!problem->key.empty()) {
                     auto it = t.find(problem->key);
-                    if (it != t.end()) line = Reporter::lineOf(it->second);
+                    if (it != t.end()) line = r.lineOf(it->second);
                     where = " '" + problem->key + "'";
                 }
                 r.add(line, label + ": plugin " + task.plugin + " rejects parameter" + where + ": " +
@@ -427,10 +427,43 @@ void checkRefs(const Workflow& wf, const std::vector<TaskExtra>& extras, bool gr
     for (const auto& [name, value] : wf.params) declared.insert(name);
     std::set<std::string> ids;
     for (const auto& t : wf.tasks) ids.insert(t.id);
+    std::map<std::string, std::string> idHints; // unknown task name -> didYouMean() over ids
+
+    // Whether a referenced task is upstream: a breadth-first walk up the dependencies of the
+    // referring task that stops once it has met every task the task refers to, so a reference
+    // to a near ancestor (the usual case) costs little even in a large graph. The marks are
+    // stamped with the walk's number instead of being cleared for each task.
+    const size_t nodes = graph_ok ? wf.graph.size() : 0;
+    std::vector<uint32_t> wantedIn(nodes, 0), seenIn(nodes, 0);
+    std::vector<uint32_t> queue;
+    uint32_t walk = 0;
 
     for (size_t i = 0; i < wf.tasks.size() && i < extras.size(); ++i) {
         const TaskDef& task = wf.tasks[i];
-        std::vector<bool> upstream; // computed on first use
+        if (graph_ok) {
+            size_t wanted = 0;
+            for (const auto& use : extras[i].refs) {
+                if (use.ref.kind == expr::Ref::Param || use.ref.task == task.id) continue;
+                auto idx = wf.graph.index(use.ref.task);
+                if (!idx) continue;
+                if (wanted == 0) ++walk;
+                if (wantedIn[*idx] != walk) {
+                    wantedIn[*idx] = walk;
+                    ++wanted;
+                }
+            }
+            if (wanted > 0) {
+                queue.assign(1, static_cast<uint32_t>(i));
+                for (size_t head = 0; head < queue.size() && wanted > 0; ++head) {
+                    for (uint32_t d : wf.graph.dependencies(queue[head])) {
+                        if (seenIn[d] == walk) continue;
+                        seenIn[d] = walk;
+                        if (wantedIn[d] == walk && --wanted == 0) break;
+                        queue.push_back(d);
+                    }
+                }
+            }
+        }
         for (const auto& use : extras[i].refs) {
             const std::string prefix = use.where + ": " + use.shown + ": ";
             if (use.ref.kind == expr::Ref::Param) {
@@ -446,22 +479,14 @@ void checkRefs(const Workflow& wf, const std::vector<TaskExtra>& extras, bool gr
                 r.add(use.line, prefix + "a task cannot refer to its own outputs or state (only to tasks it "
                                          "depends on, directly or through others)");
             } else if (!ids.count(use.ref.task)) {
-                r.add(use.line, prefix + "no task '" + use.ref.task + "' in this workflow" +
-                                    didYouMean(use.ref.task, ids));
+                // The suggestion compares with every id: once per unknown name, not per use.
+                auto hint = idHints.find(use.ref.task);
+                if (hint == idHints.end())
+                    hint = idHints.emplace(use.ref.task, didYouMean(use.ref.task, ids)).first;
+                r.add(use.line, prefix + "no task '" + use.ref.task + "' in this workflow" + hint->second);
             } else if (graph_ok) {
-                if (upstream.empty()) {
-                    upstream.assign(wf.graph.size(), false);
-                    std::vector<uint32_t> stack(wf.graph.dependencies(static_cast<uint32_t>(i)));
-                    while (!stack.empty()) {
-                        uint32_t n = stack.back();
-                        stack.pop_back();
-                        if (upstream[n]) continue;
-                        upstream[n] = true;
-                        for (uint32_t d : wf.graph.dependencies(n)) stack.push_back(d);
-                    }
-                }
                 auto idx = wf.graph.index(use.ref.task);
-                if (idx && !upstream[*idx]) {
+                if (idx && seenIn[*idx] != walk) {
                     r.add(use.line, prefix + "task '" + use.ref.task + "' is not upstream of '" + task.id +
                                         "' (add \"" + use.ref.task +
                                         "\" to depends_on, directly or through another task)");
@@ -511,7 +536,7 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         } else if (key == "timezone") {
             if (auto s = getString(v, "'timezone'", r)) {
                 zone = *s;
-                zoneLine = Reporter::lineOf(v);
+                zoneLine = r.lineOf(v);
             }
         } else if (key == "dst_gap") {
             if (auto g = getChoice<cron::DstPolicy::Gap>(
@@ -570,7 +595,7 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         for (const auto& p : dag::validate(specs)) {
             const auto& t = tasks->as_array()[p.node].as_table();
             auto it = t.find(p.key);
-            r.add(it != t.end() ? Reporter::lineOf(it->second) : wf->tasks[p.node].line, p.message);
+            r.add(it != t.end() ? r.lineOf(it->second) : wf->tasks[p.node].line, p.message);
         }
         if (r.ok()) {
             wf->graph = dag::Graph(specs);
@@ -610,6 +635,8 @@ void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir) {
 
     // Each workflow task's child, as an index into files (or none).
     std::vector<std::vector<std::optional<size_t>>> child(files.size());
+    // The params each file declares, built when first needed.
+    std::vector<std::optional<std::set<std::string>>> declaredOf(files.size());
     for (size_t i = 0; i < files.size(); ++i) {
         if (!files[i].workflow) continue;
         const auto& tasks = files[i].workflow->tasks;
@@ -628,24 +655,41 @@ void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir) {
             child[i][k] = it->second;
             const auto& target = files[it->second].workflow;
             if (!target) continue;
-            std::set<std::string> declared;
-            for (const auto& [name, value] : target->params) declared.insert(name);
+            auto& declared = declaredOf[it->second];
+            if (!declared) {
+                declared.emplace();
+                for (const auto& [name, value] : target->params) declared->insert(name);
+            }
             for (const auto& [name, value] : t.child_params) {
-                if (declared.count(name)) continue;
+                if (declared->count(name)) continue;
                 add(i, k, extra.child_param_lines.at(name),
                     label(t) + ": 'params." + name + "': workflow '" + t.workflow + "' declares no param '" +
-                        name + "'" + didYouMean(name, declared) +
-                        (declared.empty() ? " (it declares no params)" : " (declared: " + joinKeys(declared) + ")"));
+                        name + "'" + didYouMean(name, *declared) +
+                        (declared->empty() ? " (it declares no params)"
+                                           : " (declared: " + joinKeys(*declared) + ")"));
             }
+        }
+    }
+
+    // The distinct children of each file, in the order its tasks first name them: the file
+    // graph, with one edge however many tasks run the same child.
+    std::vector<std::vector<size_t>> children(files.size());
+    for (size_t i = 0; i < files.size(); ++i) {
+        std::set<size_t> seen;
+        for (const auto& c : child[i]) {
+            if (c && seen.insert(*c).second) children[i].push_back(*c);
         }
     }
 
     // Cycles through other workflows (a task running its own workflow is a problem of its file).
     // For each workflow, the first task whose child leads back to it names the shortest such cycle.
+    // A child already searched from this workflow did not lead back (else the search would have
+    // stopped), so each child is searched once per workflow, not once per task.
     for (size_t i = 0; i < files.size(); ++i) {
         if (!files[i].workflow) continue;
+        std::set<size_t> searched;
         for (size_t k = 0; k < child[i].size(); ++k) {
-            if (!child[i][k] || *child[i][k] == i) continue;
+            if (!child[i][k] || *child[i][k] == i || !searched.insert(*child[i][k]).second) continue;
             // Breadth-first from the child back to i, over loaded workflows.
             std::map<size_t, size_t> parent;
             std::vector<size_t> queue{*child[i][k]};
@@ -654,14 +698,14 @@ void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir) {
             for (size_t q = 0; q < queue.size() && !closed; ++q) {
                 size_t n = queue[q];
                 if (!files[n].workflow) continue;
-                for (const auto& c : child[n]) {
-                    if (!c || parent.count(*c)) continue;
-                    parent[*c] = n;
-                    if (*c == i) {
+                for (size_t c : children[n]) {
+                    if (parent.count(c)) continue;
+                    parent[c] = n;
+                    if (c == i) {
                         closed = true;
                         break;
                     }
-                    queue.push_back(*c);
+                    queue.push_back(c);
                 }
             }
             if (!closed) continue;
@@ -680,19 +724,25 @@ void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir) {
         }
     }
 
-    // A workflow whose child does not load cannot load either, transitively.
+    // A workflow whose child does not load cannot load either, transitively: spread from the
+    // files that fail on their own to the files that run them, over the reversed file graph.
+    std::vector<std::vector<size_t>> parents(files.size());
+    for (size_t i = 0; i < files.size(); ++i) {
+        for (size_t c : children[i]) parents[c].push_back(i);
+    }
     std::vector<bool> bad(files.size());
-    for (size_t i = 0; i < files.size(); ++i) bad[i] = !files[i].workflow || !found[i].empty();
-    for (bool changed = true; changed;) {
-        changed = false;
-        for (size_t i = 0; i < files.size(); ++i) {
-            if (bad[i]) continue;
-            for (const auto& c : child[i]) {
-                if (c && bad[*c]) {
-                    bad[i] = changed = true;
-                    break;
-                }
-            }
+    std::vector<size_t> spread;
+    for (size_t i = 0; i < files.size(); ++i) {
+        bad[i] = !files[i].workflow || !found[i].empty();
+        if (bad[i]) spread.push_back(i);
+    }
+    while (!spread.empty()) {
+        const size_t c = spread.back();
+        spread.pop_back();
+        for (size_t p : parents[c]) {
+            if (bad[p]) continue;
+            bad[p] = true;
+            spread.push_back(p);
         }
     }
     for (size_t i = 0; i < files.size(); ++i) {

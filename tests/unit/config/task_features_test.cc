@@ -367,3 +367,39 @@ TEST_CASE("retry_max_delay of 0s means no cap, whatever retry_delay is", "[workf
     CHECK(load.workflow->tasks[0].retry_max_delay.count() == 0);
     CHECK(load.workflow->tasks[0].retry_backoff == 3.0);
 }
+
+TEST_CASE("references reach upstream tasks at any depth; each use of an unknown task is reported",
+          "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"([[task]]
+id = "a"
+plugin = "noop"
+
+[[task]]
+id = "b"
+plugin = "noop"
+depends_on = ["a"]
+
+[[task]]
+id = "side"
+plugin = "noop"
+
+[[task]]
+id = "c"
+plugin = "noop"
+depends_on = ["b"]
+x = "${tasks.a.outputs.p} ${tasks.b.outputs.p} ${tasks.side.outputs.p} ${tasks.a.outputs.q} ${tasks.sid.outputs.p}"
+
+[[task]]
+id = "d"
+plugin = "noop"
+depends_on = ["side", "c"]
+when = "tasks.a.state == 'succeeded' && tasks.side.state == 'succeeded' && tasks.sid.state == 'failed'"
+)");
+    CHECK(messages(load) ==
+          std::vector<std::string>{
+              "18: task 'c': 'x': ${tasks.side.outputs.p}: task 'side' is not upstream of 'c' (add \"side\" to "
+              "depends_on, directly or through another task)",
+              "18: task 'c': 'x': ${tasks.sid.outputs.p}: no task 'sid' in this workflow; did you mean 'side'?",
+              "24: task 'd': 'when': tasks.sid.state: no task 'sid' in this workflow; did you mean 'side'?"});
+}

@@ -171,3 +171,24 @@ TEST_CASE("validateWorkflowFiles without a workflows directory checks the files 
     CHECK(messages(results[0]) == std::vector<std::string>{});
     CHECK(messages(results[1]) == std::vector<std::string>{});
 }
+
+TEST_CASE("several tasks running the same workflows: the first on a cycle names it, the others say "
+          "their child did not load",
+          "[workflow][refs]") {
+    TempDir dir;
+    dir.write("a.toml", "[[task]]\nid = \"c1\"\nworkflow = \"ok\"\n\n[[task]]\nid = \"c2\"\nworkflow = \"ok\"\n\n"
+                        "[[task]]\nid = \"b1\"\nworkflow = \"b\"\n\n[[task]]\nid = \"b2\"\nworkflow = \"b\"\n");
+    dir.write("b.toml", parentOf("a") + "\n[[task]]\nid = \"again\"\nworkflow = \"a\"\n");
+    dir.write("ok.toml", "[[task]]\nid = \"t\"\nplugin = \"noop\"\n");
+    auto set = loadDir(dir);
+    CHECK(messages(set.problems) ==
+          std::vector<std::string>{
+              "11: task 'b1': workflow reference cycle: a -> b -> a (a workflow cannot run itself, directly or "
+              "through other workflows)",
+              "15: task 'b2': workflow 'b' did not load (fix the problems reported for b.toml)",
+              "3: task 'sub': workflow reference cycle: b -> a -> b (a workflow cannot run itself, directly or "
+              "through other workflows)",
+              "7: task 'again': workflow 'a' did not load (fix the problems reported for a.toml)"});
+    CHECK(names(set) == std::vector<std::string>{"ok"});
+    CHECK(failed(set) == std::vector<std::string>{"a.toml", "b.toml"});
+}
