@@ -449,6 +449,7 @@ json::value fetchRunTree(const Globals& g, const std::string& id) {
 void printEvents(const std::string& root, const json::value& run) {
     struct Row {
         std::string time, who, kind, detail;
+        int64_t seq;
     };
     std::vector<Row> rows;
     auto collect = [&](auto& self, const json::value& node) -> void {
@@ -456,12 +457,15 @@ void printEvents(const std::string& root, const json::value& run) {
         for (const auto& e : arrayField(node, "events")) {
             std::string task = field(e, "task");
             rows.push_back({field(e, "time"), task.empty() ? (label.empty() ? "(run)" : label + "(run)") : label + task,
-                            field(e, "kind"), field(e, "detail")});
+                            field(e, "kind"), field(e, "detail"),
+                            e.as_object().contains("seq") && e.at("seq").is_int64() ? e.at("seq").as_int64() : 0});
         }
         for (const auto& c : arrayField(node, "children")) self(self, c);
     };
     collect(collect, run);
-    std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.time < b.time; });
+    // The store's recording order across the whole tree: a child's events come before the parent
+    // task's end that they caused, even within one millisecond.
+    std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.seq < b.seq; });
     for (const auto& r : rows) {
         std::cout << "  " << shortTime(r.time) << "  " << r.who << "  " << r.kind
                   << (r.detail.empty() ? "" : "  " + r.detail) << "\n";

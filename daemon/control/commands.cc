@@ -114,6 +114,7 @@ json::array eventsJson(const std::vector<store::EventRecord>& events) {
         eo["task"] = e.task_id;
         eo["kind"] = e.kind;
         eo["detail"] = e.detail;
+        eo["seq"] = e.seq;
         out.push_back(std::move(eo));
     }
     return out;

@@ -58,6 +58,7 @@ struct EventRecord {
     std::string task_id;             // empty for run-level events
     std::string kind;                // ready, start, end, skipped, cancelled, retry, run_*, ...
     std::string detail;
+    int64_t seq = 0;                 // order of recording across all runs (set by the store)
 };
 
 } // namespace taskhub::store

@@ -104,7 +104,7 @@ const char* kSql[kStmtCount] = {
     "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE id = ?1",
     "SELECT task_id, plugin, state, attempt, exit_code, message, started_ms, ended_ms, outputs, "
     "child_run FROM tasks WHERE run_id = ?1 ORDER BY seq",
-    "SELECT ts_ms, run_id, task_id, kind, detail FROM events WHERE run_id = ?1 ORDER BY id",
+    "SELECT ts_ms, run_id, task_id, kind, detail, id FROM events WHERE run_id = ?1 ORDER BY id",
     "SELECT count(*) FROM runs",
     "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE state IN ('queued', 'running', 'paused') "
     "ORDER BY rowid",
@@ -679,7 +679,7 @@ std::vector<EventRecord> Store::events(const std::string& run_id) {
     auto& s = r_->stmt(kSelectEvents);
     s.bind(1, run_id);
     std::vector<EventRecord> out;
-    while (s.step() == SQLITE_ROW) out.push_back({s.i64(0), s.text(1), s.text(2), s.text(3), s.text(4)});
+    while (s.step() == SQLITE_ROW) out.push_back({s.i64(0), s.text(1), s.text(2), s.text(3), s.text(4), s.i64(5)});
     return out;
 }
 
