@@ -1145,6 +1145,10 @@ struct Engine::Impl {
 
     bool retry(const std::string& id, const std::string& task_id, bool downstream, const std::string& actor,
                std::string* err) {
+        if (stopping) {
+            *err = "taskhubd is shutting down; no runs are retried";
+            return false;
+        }
         if (findRun(id)) {
             *err = "run " + id + " is still active; retry works on runs that have ended (cancel it first, or wait)";
             return false;
