@@ -169,7 +169,12 @@ struct Engine::Impl {
     // and are held back by no plugin or global limit (a parent waiting on a slot its own child
     // needs could never finish).
     std::map<std::string, ReadyHeap> ready;
-    std::map<std::string, ReadyHeap> parked; // by workflow: held back by max_parallel_tasks
+    // Held back by a workflow's max_parallel_tasks, by workflow name.
+    struct Parked {
+        int limit = 0;
+        ReadyHeap heap;
+    };
+    std::map<std::string, Parked> parked;
     uint64_t next_seq = 0;
     size_t ready_tasks = 0;
     std::map<std::string, int> plugin_running;
@@ -460,7 +465,7 @@ struct Engine::Impl {
             while (!candidates.empty()) {
                 uint32_t t = candidates.back();
                 candidates.pop_back();
-                if (isFinal(run.tasks[t].st)) continue;
+                if (run.tasks[t].st != TS::Pending) continue; // already ready, running or ended
                 std::string why;
                 if (auto outcome = admitDecision(run, t, &why)) {
                     settle(run, t, *outcome, why);
@@ -542,6 +547,7 @@ struct Engine::Impl {
     // priority, then the oldest. Cost per start is the number of plugins, not of waiting tasks.
     void pump() {
         for (;;) {
+            unpark();
             ReadyHeap* best = nullptr;
             for (auto& [plugin, heap] : ready) {
                 dropStale(heap);
@@ -558,7 +564,9 @@ struct Engine::Impl {
                 continue;
             }
             if (workflowLimitReached(*run.wf)) {
-                parked[run.wf->name].push(item);
+                auto& p = parked[run.wf->name];
+                p.limit = run.wf->max_parallel_tasks;
+                p.heap.push(item);
                 continue;
             }
             dispatch(run, item.task);
@@ -566,16 +574,26 @@ struct Engine::Impl {
     }
 
     // A task of this workflow stopped running: one parked task may compete for a slot again.
-    void releaseWorkflowSlot(const config::Workflow& wf) {
-        --workflow_running[wf.name];
-        auto it = parked.find(wf.name);
-        if (it == parked.end()) return;
-        dropStale(it->second);
-        if (it->second.empty()) return;
-        ReadyItem item = it->second.top();
-        it->second.pop();
-        auto [run, t] = live(item);
-        if (run) ready[run->tasks[t].def->workflow.empty() ? run->tasks[t].def->plugin : std::string()].push(item);
+    void releaseWorkflowSlot(const config::Workflow& wf) { --workflow_running[wf.name]; }
+
+    // Parked tasks of workflows with room compete for a slot again (as many as there is room;
+    // dispatch checks the limit once more). Called at the start of every pump(), so that a slot
+    // is offered again even when the task it was offered to went to a paused run or was
+    // cancelled meanwhile.
+    void unpark() {
+        for (auto& [name, p] : parked) {
+            if (p.heap.empty()) continue;
+            auto cur = workflow_running.find(name);
+            int room = p.limit - (cur == workflow_running.end() ? 0 : cur->second);
+            while (room > 0 && !p.heap.empty()) {
+                ReadyItem item = p.heap.top();
+                p.heap.pop();
+                auto [run, t] = live(item);
+                if (!run) continue;
+                ready[run->tasks[t].def->workflow.empty() ? run->tasks[t].def->plugin : std::string()].push(item);
+                --room;
+            }
+        }
     }
 
     std::shared_ptr<TaskOutput> openOutput(const Run& run, const TaskRun& task, std::string* err) {
@@ -878,7 +896,10 @@ struct Engine::Impl {
     // to run after failures); running attempts and child runs are asked to stop; the run ends as
     // `state` once they have.
     void stopRun(Run& run, const std::string& state, const std::string& reason, bool fail_fast = false) {
-        if (!run.stop_state.empty()) return;
+        if (run.ending) return; // its end is already decided
+        // Already stopping: only a fail_fast stop can still be made stricter (a cancel, the
+        // shutdown grace, a parent's cancel or timeout also stop the after-failure tasks).
+        if (!run.stop_state.empty() && (!run.fail_fast_stop || fail_fast)) return;
         run.stop_state = state;
         run.stop_reason = reason;
         run.fail_fast_stop = fail_fast;
@@ -1021,7 +1042,7 @@ struct Engine::Impl {
     bool cancel(const std::string& id, const std::string& task_id, const std::string& actor, std::string* err) {
         Run* run = nullptr;
         if (!activeRun(id, &run, err)) return false;
-        if (run->ending || !run->stop_state.empty()) {
+        if (run->ending || (!run->stop_state.empty() && !run->fail_fast_stop)) {
             *err = "run " + id + " is already ending";
             return false;
         }
@@ -1033,6 +1054,10 @@ struct Engine::Impl {
         }
         auto t = taskIndex(*run, task_id, err);
         if (!t) return false;
+        if (run->rec.state == "queued") {
+            *err = "run " + id + " is queued and has started no task yet; cancel the whole run, or cancel the task once the run runs";
+            return false;
+        }
         auto& task = run->tasks[*t];
         if (isFinal(task.st)) {
             *err = "task " + task_id + " of run " + id + " has already ended (" + stateName(task.st) + ")";
@@ -1062,6 +1087,8 @@ struct Engine::Impl {
             for (uint32_t t = 0; t < run.tasks.size(); ++t) {
                 auto& task = run.tasks[t];
                 if (task.st != TS::Running || !task.def->workflow.empty() || !task.plugin) continue;
+                // Already being stopped (cancel, timeout): let it act on the signal.
+                if (task.cancel_requested || !task.timed_out.empty()) continue;
                 if (!task.plugin->canSuspend()) {
                     event(run.rec.id, task.rec.task_id, "not_frozen",
                           "plugin '" + task.def->plugin + "' cannot suspend; the task keeps running");
@@ -1097,7 +1124,7 @@ struct Engine::Impl {
             setState(run, t, TS::Running);
             saveTask(run, t);
             event(run.rec.id, task.rec.task_id, "thawed", "continued by resume");
-            if (task.def->timeout.count() > 0) armTaskTimeout(run, t, task.frozen_left);
+            if (task.def->timeout.count() > 0 && task.timed_out.empty()) armTaskTimeout(run, t, task.frozen_left);
         }
         for (const auto& item : run.held) {
             auto [r, t] = live(item);
@@ -1241,8 +1268,11 @@ struct Engine::Impl {
             task.st = TS::Pending;
             task.rec.state = "pending";
             task.rec.message.clear();
+            task.rec.started_ms.reset();
             task.rec.ended_ms.reset();
             task.rec.exit_code.reset();
+            task.rec.outputs.clear();
+            task.rec.child_run.clear();
             ++run->unfinished;
         }
         run->rec.state = "running";
@@ -1398,7 +1428,7 @@ void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> don
             if (r->parent_id.empty()) ids.push_back(id); // children go with their parents
         }
         for (const auto& id : ids) {
-            if (auto* run = im.findRun(id); run && run->stop_state.empty())
+            if (auto* run = im.findRun(id); run && !run->ending)
                 im.cancelRun(*run, "cancelled: taskhubd shut down before the run finished");
         }
     });

@@ -427,3 +427,51 @@ TEST_CASE("engine: retry re-runs failed tasks of an ended run in place, with --d
     CHECK_FALSE(h.engine().retry(id, "", false, "uid 0", &err));
     CHECK(err == "run " + id + " has no failed or cancelled task to retry");
 }
+
+TEST_CASE("engine: a workflow slot freed while the next parked task's run is paused goes to another run",
+          "[engine][limits]") {
+    Harness h;
+    h.add("one", "max_parallel_tasks = 1\n[policy]\noverlap = \"allow\"\n\n" + noopTask("t", "sleep_ms = 100"));
+    h.load();
+    auto r1 = h.trigger("one");
+    auto r2 = h.trigger("one");
+    auto r3 = h.trigger("one");
+    h.runFor(20ms);
+    std::string err;
+    REQUIRE(h.engine().pause(r2, false, "uid 0", &err));
+    CHECK(h.waitEnd(r1).state == "succeeded");
+    CHECK(h.waitEnd(r3).state == "succeeded"); // not stuck behind the paused r2
+    REQUIRE(h.engine().cancel(r2, "", "uid 0", &err));
+    CHECK(h.waitEnd(r2).state == "cancelled");
+    CHECK(h.engine().stats().running_tasks == 0);
+}
+
+TEST_CASE("engine: a cancel also stops the clean-up tasks of a run that fail_fast is stopping",
+          "[engine][controls]") {
+    Harness h;
+    h.add("ff", noopTask("bad", "fail = true") + noopTask("long", "sleep_ms = 300") +
+                    noopTask("cleanup", "sleep_ms = 5000\ndepends_on = [\"long\"]\ntrigger_rule = \"all_done\""));
+    h.load();
+    auto id = h.trigger("ff");
+    h.runFor(400ms); // bad failed, long ended (cancelled), cleanup runs
+    std::string err;
+    REQUIRE(h.engine().cancel(id, "", "uid 0", &err));
+    auto run = h.waitEnd(id, 3s);
+    CHECK(run.state == "cancelled");
+    CHECK(task(run, "cleanup").state == "cancelled");
+    CHECK(h.engine().stats().running_tasks == 0);
+}
+
+TEST_CASE("engine: a task of a queued run cannot be cancelled on its own", "[engine][controls]") {
+    Harness h;
+    h.add("q", "[policy]\noverlap = \"queue_all\"\n\n" + noopTask("a", "sleep_ms = 200"));
+    h.load();
+    auto r1 = h.trigger("q");
+    auto r2 = h.trigger("q");
+    std::string err;
+    CHECK_FALSE(h.engine().cancel(r2, "a", "uid 0", &err));
+    CHECK(err == "run " + r2 + " is queued and has started no task yet; cancel the whole run, or cancel the task once the run runs");
+    CHECK(h.waitEnd(r1).state == "succeeded");
+    CHECK(h.waitEnd(r2).state == "succeeded");
+    CHECK(h.engine().stats().running_tasks == 0);
+}
