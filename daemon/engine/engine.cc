@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <queue>
 #include <random>
-#include <set>
 #include <unordered_map>
 
 #include "common/time_util.h"
@@ -80,6 +79,15 @@ std::string joinNames(const std::vector<std::string>& names) {
     std::string out;
     for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
     return out.empty() ? "none" : out;
+}
+
+// Who asked, for events and messages.
+std::string actorOr(const std::string& actor) { return actor.empty() ? "an operator" : actor; }
+
+// The ready queue a task waits in: its plugin's, or "" for workflow tasks (no plugin limits).
+const std::string& queueKey(const config::TaskDef& def) {
+    static const std::string workflow_tasks;
+    return def.workflow.empty() ? def.plugin : workflow_tasks;
 }
 
 const std::string* findValue(const store::NameValues& values, const std::string& name) {
@@ -480,12 +488,7 @@ struct Engine::Impl {
             now_ready.clear();
             now_skipped.clear();
             run.progress.finish(n, outcome, &now_ready, &now_skipped);
-            for (uint32_t s : now_skipped) {
-                if (isFinal(run.tasks[s].st)) continue;
-                settle(run, s, TS::Skipped, "its trigger_rule (" +
-                                                std::string(dag::toString(run.tasks[s].def->trigger_rule)) +
-                                                ") can no longer be met by its upstream tasks");
-            }
+            settleSkipped(run, now_skipped);
             // Reverse, so that candidates are taken in graph order.
             candidates.assign(now_ready.rbegin(), now_ready.rend());
         }
@@ -504,7 +507,7 @@ struct Engine::Impl {
         auto& task = run.tasks[t];
         ReadyItem item{task.def->priority, ++next_seq, run.serial, t};
         task.ready_seq = item.seq;
-        ready[task.def->workflow.empty() ? task.def->plugin : std::string()].push(item);
+        ready[queueKey(*task.def)].push(item);
     }
 
     // The run and task of a queue entry, or null when the entry is stale (the task was
@@ -574,8 +577,6 @@ struct Engine::Impl {
     }
 
     // A task of this workflow stopped running: one parked task may compete for a slot again.
-    void releaseWorkflowSlot(const config::Workflow& wf) { --workflow_running[wf.name]; }
-
     // Parked tasks of workflows with room compete for a slot again (as many as there is room;
     // dispatch checks the limit once more). Called at the start of every pump(), so that a slot
     // is offered again even when the task it was offered to went to a paused run or was
@@ -590,7 +591,7 @@ struct Engine::Impl {
                 p.heap.pop();
                 auto [run, t] = live(item);
                 if (!run) continue;
-                ready[run->tasks[t].def->workflow.empty() ? run->tasks[t].def->plugin : std::string()].push(item);
+                ready[queueKey(*run->tasks[t].def)].push(item);
                 --room;
             }
         }
@@ -793,7 +794,7 @@ struct Engine::Impl {
     void endAttempt(Run& run, uint32_t t, AttemptResult r) {
         auto& task = run.tasks[t];
         task.timer.reset();
-        releaseWorkflowSlot(*run.wf);
+        --workflow_running[run.wf->name]; // pump() offers the slot to parked tasks
         const uint64_t serial = run.serial;
         finishAttempt(run, t, std::move(r));
         pump();
@@ -871,6 +872,16 @@ struct Engine::Impl {
         }
     }
 
+    // Tasks dag::Progress reported skipped (it already followed the skips through the graph).
+    void settleSkipped(Run& run, const std::vector<uint32_t>& skipped) {
+        for (uint32_t s : skipped) {
+            if (isFinal(run.tasks[s].st)) continue;
+            settle(run, s, TS::Skipped, "its trigger_rule (" +
+                                            std::string(dag::toString(run.tasks[s].def->trigger_rule)) +
+                                            ") can no longer be met by its upstream tasks");
+        }
+    }
+
     void finishTask(Run& run, uint32_t t, TS state, const std::string& message) {
         settle(run, t, state, message);
         if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && run.stop_state.empty()) {
@@ -883,12 +894,7 @@ struct Engine::Impl {
     void follow(Run& run, uint32_t t, dag::Outcome outcome) {
         std::vector<uint32_t> now_ready, now_skipped;
         run.progress.finish(t, outcome, &now_ready, &now_skipped);
-        for (uint32_t s : now_skipped) {
-            if (isFinal(run.tasks[s].st)) continue;
-            settle(run, s, TS::Skipped, "its trigger_rule (" +
-                                            std::string(dag::toString(run.tasks[s].def->trigger_rule)) +
-                                            ") can no longer be met by its upstream tasks");
-        }
+        settleSkipped(run, now_skipped);
         for (uint32_t r : now_ready) admit(run, r);
     }
 
@@ -1046,7 +1052,7 @@ struct Engine::Impl {
             *err = "run " + id + " is already ending";
             return false;
         }
-        const std::string reason = "cancelled by " + (actor.empty() ? std::string("an operator") : actor);
+        const std::string reason = "cancelled by " + actorOr(actor);
         if (task_id.empty()) {
             event(id, "", "cancel_requested", reason);
             cancelRun(*run, reason);
@@ -1128,7 +1134,7 @@ struct Engine::Impl {
         }
         for (const auto& item : run.held) {
             auto [r, t] = live(item);
-            if (r) ready[r->tasks[t].def->workflow.empty() ? r->tasks[t].def->plugin : std::string()].push(item);
+            if (r) ready[queueKey(*r->tasks[t].def)].push(item);
         }
         run.held.clear();
         for (const auto& child_id : run.children) {
@@ -1148,7 +1154,7 @@ struct Engine::Impl {
                    "; only a running run can be paused";
             return false;
         }
-        pauseTree(*run, freeze, actor.empty() ? "an operator" : actor);
+        pauseTree(*run, freeze, actorOr(actor));
         return true;
     }
 
@@ -1165,7 +1171,7 @@ struct Engine::Impl {
                 return false;
             }
         }
-        resumeTree(*run, actor.empty() ? "an operator" : actor);
+        resumeTree(*run, actorOr(actor));
         pump();
         return true;
     }
@@ -1284,16 +1290,13 @@ struct Engine::Impl {
             if (again[i]) saveTask(r, i);
         }
         event(id, "", "run_retry",
-              "retry by " + (actor.empty() ? std::string("an operator") : actor) + ": " + joinNames(names));
+              "retry by " + actorOr(actor) + ": " + joinNames(names));
         spdlog::info("ENGINE_RUN_RETRIED {} tasks {}", id, joinNames(names));
         ++runs_started;
         armRunTimeout(r);
         std::vector<uint32_t> now_ready, now_skipped;
         r.progress.restore(outcomes, &now_ready, &now_skipped);
-        for (uint32_t s : now_skipped) {
-            settle(r, s, TS::Skipped, "its trigger_rule (" + std::string(dag::toString(r.tasks[s].def->trigger_rule)) +
-                                          ") can no longer be met by its upstream tasks");
-        }
+        settleSkipped(r, now_skipped);
         const uint64_t serial = r.serial;
         for (uint32_t t : now_ready) {
             if (!by_serial.count(serial)) break;
