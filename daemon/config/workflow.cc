@@ -582,6 +582,9 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         r.add(0, "workflow has no tasks (add at least one [[task]] with id and plugin)");
     } else if (!tasks->is_array()) {
         r.add(*tasks, "'task' must be an array of tables ([[task]]), found " + typeName(*tasks));
+    } else if (tasks->as_array().size() > kMaxTasksPerWorkflow) {
+        r.add(*tasks, "workflow has " + std::to_string(tasks->as_array().size()) + " tasks; at most " +
+                          std::to_string(kMaxTasksPerWorkflow) + " are allowed (split it into nested workflows)");
     } else {
         size_t i = 0;
         for (const auto& t : tasks->as_array()) loadTask(t, i++, *wf, out.tasks, plugins, r);

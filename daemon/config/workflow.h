@@ -63,6 +63,10 @@ enum class OnFailure { FailFast, Continue };
 const char* toString(Overlap o);
 const char* toString(OnFailure o);
 
+// The most tasks one workflow may have (the state database keys a task by its run and its
+// position in 20 bits; see store::Store::kMaxTasksPerRun).
+inline constexpr size_t kMaxTasksPerWorkflow = size_t{1} << 20;
+
 struct Workflow {
     std::string name; // the file stem
     std::filesystem::path file;

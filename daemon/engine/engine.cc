@@ -25,6 +25,9 @@
 
 namespace taskhub::engine {
 
+static_assert(config::kMaxTasksPerWorkflow == static_cast<size_t>(store::Store::kMaxTasksPerRun),
+              "the loader must refuse workflows the store cannot key");
+
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
 using plugin_host::AttemptResult;
@@ -201,7 +204,7 @@ struct Engine::Impl {
 
     void event(const std::string& run_id, const std::string& task_id, const std::string& kind,
                const std::string& detail = {}) {
-        store.addEvent({nowMillis(), run_id, task_id, kind, detail});
+        store.addEvent(nowMillis(), run_id, task_id, kind, detail);
     }
 
     void saveRun(Run& run) { store.updateRun(run.rec); }

@@ -4,10 +4,12 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <iterator>
@@ -68,23 +70,97 @@ ALTER TABLE tasks ADD COLUMN outputs TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE tasks ADD COLUMN child_run TEXT NOT NULL DEFAULT '';
 )sql";
 
+// v3: integer keys and the event log in blocks, so that a task's write is one B-tree descent on
+// an integer and a commit's events are one row per run (a row per event and text keys made the
+// store most of the daemon's work on large runs).
+//   runs.key: an integer key (AUTOINCREMENT: never reused); runs.id stays the run's name.
+//   tasks.key = run key * 2^20 + the task's position in its workflow (kTaskKeyBits), so a run's
+//     tasks are one range of keys in workflow order; the run id and position columns go.
+//   event_blocks: per run and commit, the run's events of that commit as a JSON array of
+//     [seq, ts_ms, task_id, kind, detail]. seq numbers events across all runs (it orders the
+//     events of a run tree); the row's key is its last event's seq, so the next seq after a
+//     restart is max(last_seq) + 1, found in one B-tree descent.
+const char* kSchemaV3 = R"sql(
+CREATE TABLE runs_v3(
+  key INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  workflow TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  state TEXT NOT NULL,
+  message TEXT NOT NULL DEFAULT '',
+  version TEXT NOT NULL DEFAULT '',
+  scheduled_ms INTEGER,
+  created_ms INTEGER NOT NULL,
+  started_ms INTEGER,
+  ended_ms INTEGER,
+  params TEXT NOT NULL DEFAULT '{}',
+  parent_run TEXT NOT NULL DEFAULT '',
+  parent_task TEXT NOT NULL DEFAULT '',
+  depth INTEGER NOT NULL DEFAULT 0);
+INSERT INTO runs_v3(key, id, workflow, trigger, state, message, version, scheduled_ms, created_ms,
+                    started_ms, ended_ms, params, parent_run, parent_task, depth)
+  SELECT rowid, id, workflow, trigger, state, message, version, scheduled_ms, created_ms,
+         started_ms, ended_ms, params, parent_run, parent_task, depth FROM runs;
+CREATE TABLE tasks_v3(
+  key INTEGER PRIMARY KEY,
+  task_id TEXT NOT NULL,
+  plugin TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  exit_code INTEGER,
+  message TEXT NOT NULL DEFAULT '',
+  started_ms INTEGER,
+  ended_ms INTEGER,
+  outputs TEXT NOT NULL DEFAULT '{}',
+  child_run TEXT NOT NULL DEFAULT '');
+INSERT INTO tasks_v3
+  SELECT r.rowid * 1048576 + t.seq, t.task_id, t.plugin, t.state, t.attempt, t.exit_code, t.message,
+         t.started_ms, t.ended_ms, t.outputs, t.child_run
+  FROM tasks t JOIN runs r ON r.id = t.run_id;
+CREATE TABLE event_blocks(
+  last_seq INTEGER PRIMARY KEY,
+  run_key INTEGER NOT NULL,
+  events TEXT NOT NULL);
+INSERT INTO event_blocks(last_seq, run_key, events)
+  SELECT e.id, r.rowid, json_array(json_array(e.id, e.ts_ms, e.task_id, e.kind, e.detail))
+  FROM events e JOIN runs r ON r.id = e.run_id;
+DROP TABLE events;
+DROP TABLE tasks;
+DROP TABLE runs;
+ALTER TABLE runs_v3 RENAME TO runs;
+ALTER TABLE tasks_v3 RENAME TO tasks;
+CREATE INDEX runs_by_workflow ON runs(workflow);
+CREATE INDEX runs_by_state ON runs(state);
+CREATE INDEX runs_by_parent ON runs(parent_run);
+CREATE INDEX event_blocks_by_run ON event_blocks(run_key, last_seq);
+)sql";
+
+// tasks.key = run key << kTaskKeyBits | position.
+constexpr int kTaskKeyBits = 20;
+static_assert(Store::kMaxTasksPerRun == 1 << kTaskKeyBits);
+
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
-const char* const kMigrations[] = {kSchemaV1, kSchemaV2};
+const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 #define TASKHUB_RUN_COLUMNS                                                                      \
     "id, workflow, trigger, state, message, version, scheduled_ms, created_ms, started_ms, "    \
     "ended_ms, params, parent_run, parent_task, depth"
 
+#define TASKHUB_RUN_SELECT TASKHUB_RUN_COLUMNS ", key"
+
 enum StmtId {
     kInsertRun,
     kUpdateRun,
-    kUpsertTask,
-    kInsertEvent,
+    kRunKey,
+    kUpdateTask,
+    kInsertTask,
+    kInsertEvents,
     kRunExists,
     kSelectRun,
     kSelectTasks,
     kSelectEvents,
+    kNextEventSeq,
     kCountRuns,
     kUnfinished,
     kChildren,
@@ -95,20 +171,22 @@ const char* kSql[kStmtCount] = {
     "INSERT INTO runs(" TASKHUB_RUN_COLUMNS ") "
     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     "UPDATE runs SET state = ?2, message = ?3, started_ms = ?4, ended_ms = ?5 WHERE id = ?1",
-    "INSERT INTO tasks(run_id, task_id, plugin, state, attempt, exit_code, message, started_ms, "
-    "ended_ms, seq, outputs, child_run) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
-    "ON CONFLICT(run_id, task_id) DO UPDATE SET state = ?4, attempt = ?5, exit_code = ?6, "
-    "message = ?7, started_ms = ?8, ended_ms = ?9, outputs = ?11, child_run = ?12",
-    "INSERT INTO events(run_id, task_id, ts_ms, kind, detail) VALUES(?1, ?2, ?3, ?4, ?5)",
+    "SELECT key FROM runs WHERE id = ?1",
+    "UPDATE tasks SET state = ?3, attempt = ?4, exit_code = ?5, message = ?6, started_ms = ?7, "
+    "ended_ms = ?8, outputs = ?9, child_run = ?10 WHERE key = ?1",
+    "INSERT INTO tasks(key, task_id, plugin, state, attempt, exit_code, message, started_ms, "
+    "ended_ms, outputs, child_run) VALUES(?1, ?2, ?11, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    "INSERT INTO event_blocks(last_seq, run_key, events) VALUES(?1, ?2, ?3)",
     "SELECT 1 FROM runs WHERE id = ?1",
-    "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE id = ?1",
+    "SELECT " TASKHUB_RUN_SELECT " FROM runs WHERE id = ?1",
     "SELECT task_id, plugin, state, attempt, exit_code, message, started_ms, ended_ms, outputs, "
-    "child_run FROM tasks WHERE run_id = ?1 ORDER BY seq",
-    "SELECT ts_ms, run_id, task_id, kind, detail, id FROM events WHERE run_id = ?1 ORDER BY id",
+    "child_run FROM tasks WHERE key >= ?1 AND key < ?2 ORDER BY key",
+    "SELECT events FROM event_blocks WHERE run_key = ?1 ORDER BY last_seq",
+    "SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks",
     "SELECT count(*) FROM runs",
     "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE state IN ('queued', 'running', 'paused') "
-    "ORDER BY rowid",
-    "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE parent_run = ?1 ORDER BY rowid",
+    "ORDER BY key",
+    "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE parent_run = ?1 ORDER BY key",
 };
 
 } // namespace
@@ -126,8 +204,13 @@ public:
         sqlite3_clear_bindings(s_);
         return *this;
     }
-    Stmt& bind(int i, const std::string& v) {
+    Stmt& bind(int i, std::string_view v) {
         sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    // For text that stays unchanged until the statement is reset (SQLite does not copy it).
+    Stmt& bindRef(int i, std::string_view v) {
+        sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
         return *this;
     }
     Stmt& bind(int i, int64_t v) {
@@ -224,6 +307,100 @@ NameValues fromJsonObject(const std::string& text, const char* what) {
         }
     }
     return out;
+}
+
+// Appends v as a JSON string. Bytes that are not valid UTF-8 become U+FFFD, so that every block
+// parses (event details can carry a plugin's or a process's bytes).
+void appendJsonString(std::string& out, std::string_view v) {
+    static const char kHex[] = "0123456789abcdef";
+    out += '"';
+    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+    const auto* end = p + v.size();
+    while (p < end) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            const auto* run = p;
+            while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') ++p;
+            out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
+            continue;
+        }
+        if (c < 0x80) {
+            switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\t': out += "\\t"; break;
+            case '\r': out += "\\r"; break;
+            default:
+                out += "\\u00";
+                out += kHex[c >> 4];
+                out += kHex[c & 15];
+            }
+            ++p;
+            continue;
+        }
+        // A multi-byte sequence: its length from the lead byte, then continuation bytes, no
+        // overlong forms, no surrogates, nothing above U+10FFFF.
+        size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        bool ok = n != 0 && static_cast<size_t>(end - p) >= n;
+        for (size_t i = 1; ok && i < n; ++i) ok = (p[i] & 0xc0) == 0x80;
+        if (ok && n == 3) ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
+        if (ok && n == 4) ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
+        if (ok) {
+            out.append(reinterpret_cast<const char*>(p), n);
+            p += n;
+        } else {
+            out += "\xef\xbf\xbd";
+            ++p;
+        }
+    }
+    out += '"';
+}
+
+// One event as an element of a block: [seq,ts_ms,"task","kind","detail"].
+void appendEvent(std::string& out, int64_t seq, int64_t ts_ms, std::string_view task_id, std::string_view kind,
+                 std::string_view detail) {
+    if (!out.empty()) out += ',';
+    char num[24]; // an int64 needs at most 20
+    out += '[';
+    out.append(num, std::to_chars(num, num + sizeof num, seq).ptr);
+    out += ',';
+    out.append(num, std::to_chars(num, num + sizeof num, ts_ms).ptr);
+    out += ',';
+    appendJsonString(out, task_id);
+    out += ',';
+    appendJsonString(out, kind);
+    out += ',';
+    appendJsonString(out, detail);
+    out += ']';
+}
+
+// The events of one block, appended to out; a block that does not parse (edited by hand) is
+// logged and left out.
+void readEventBlock(const std::string& run_id, const std::string& text, std::vector<EventRecord>& out) {
+    json::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec || !v.is_array()) {
+        spdlog::error("STORE_BAD_JSON event_blocks of run {} is not a JSON array: {}", run_id, text.substr(0, 200));
+        return;
+    }
+    for (const auto& e : v.get_array()) {
+        const auto* a = e.if_array();
+        if (!a || a->size() != 5 || !(*a)[0].is_int64() || !(*a)[1].is_int64() || !(*a)[2].is_string() ||
+            !(*a)[3].is_string() || !(*a)[4].is_string()) {
+            spdlog::error("STORE_BAD_JSON an event of run {} is not [seq, ts_ms, task, kind, detail]: {}", run_id,
+                          json::serialize(e).substr(0, 200));
+            continue;
+        }
+        EventRecord r;
+        r.seq = (*a)[0].get_int64();
+        r.ts_ms = (*a)[1].get_int64();
+        r.run_id = run_id;
+        r.task_id = (*a)[2].get_string();
+        r.kind = (*a)[3].get_string();
+        r.detail = (*a)[4].get_string();
+        out.push_back(std::move(r));
+    }
 }
 
 RunRecord readRun(const Stmt& s) {
@@ -352,8 +529,6 @@ int lockStateDir(const std::filesystem::path& state_dir) {
     return fd;
 }
 
-std::string taskKey(const std::string& run_id, const std::string& task_id) { return run_id + '\n' + task_id; }
-
 } // namespace
 
 std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir) {
@@ -368,7 +543,7 @@ std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir) {
             // Detects a damaged file before anything is written to it.
             std::string check = pragmaText(writer->db(), "PRAGMA quick_check(1)", path);
             if (check != "ok") throw StoreError("integrity check failed: " + check);
-            exec(writer->db(), "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", path);
+            exec(writer->db(), "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-16384;", path);
             migrate(writer->db(), path);
         } catch (const StoreError& e) {
             throw StoreError(std::string(e.what()) +
@@ -381,6 +556,9 @@ std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir) {
         reader->prepare();
         std::unique_ptr<Store> store(new Store(std::move(writer), std::move(reader), path));
         store->lock_fd_ = lock_fd;
+        auto& next = store->w_->stmt(kNextEventSeq);
+        if (next.step() == SQLITE_ROW) store->next_event_seq_ = next.i64(0);
+        next.finish();
         return store;
     } catch (...) {
         ::close(lock_fd);
@@ -410,84 +588,187 @@ Store::~Store() {
 void Store::startWriter(std::function<void(std::function<void()>)> post) {
     commit();
     post_ = std::move(post);
-    writer_ = std::thread([this] { writerLoop(); });
+    writer_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "taskhubd-store"); // as top -H and /proc show it
+        writerLoop();
+    });
 }
 
-bool Store::apply(Conn& c, const Op& op) {
-    std::string err;
-    std::visit(
-        [&](const auto& o) {
-            using T = std::decay_t<decltype(o)>;
-            if constexpr (std::is_same_v<T, RunRecord>) {
-                auto& s = c.stmt(kInsertRun);
-                s.bind(1, o.id).bind(2, o.workflow).bind(3, o.trigger).bind(4, o.state).bind(5, o.message);
-                s.bind(6, o.version).bind(7, o.scheduled_ms).bind(8, o.created_ms).bind(9, o.started_ms);
-                s.bind(10, o.ended_ms).bind(11, toJsonObject(o.params)).bind(12, o.parent_run);
-                s.bind(13, o.parent_task).bind(14, static_cast<int64_t>(o.depth));
-                c.check(s.step(), "insert run", &err);
-            } else if constexpr (std::is_same_v<T, UpdateRun>) {
-                const auto& r = o.run;
-                auto& s = c.stmt(kUpdateRun);
-                s.bind(1, r.id).bind(2, r.state).bind(3, r.message).bind(4, r.started_ms).bind(5, r.ended_ms);
-                c.check(s.step(), "update run", &err);
-            } else if constexpr (std::is_same_v<T, UpsertTask>) {
-                const auto& t = o.task;
-                auto& s = c.stmt(kUpsertTask);
-                s.bind(1, o.run_id).bind(2, t.task_id).bind(3, t.plugin).bind(4, t.state);
-                s.bind(5, static_cast<int64_t>(t.attempt)).bind(6, t.exit_code).bind(7, t.message);
-                s.bind(8, t.started_ms).bind(9, t.ended_ms).bind(10, static_cast<int64_t>(o.order));
-                s.bind(11, toJsonObject(t.outputs)).bind(12, t.child_run);
-                c.check(s.step(), "update task", &err);
-            } else {
-                auto& s = c.stmt(kInsertEvent);
-                s.bind(1, o.run_id).bind(2, o.task_id).bind(3, o.ts_ms).bind(4, o.kind).bind(5, o.detail);
-                c.check(s.step(), "insert event", &err);
-            }
-        },
-        op);
-    if (err.empty()) return true;
+bool Store::fail(const std::string& err) {
     spdlog::error("STORE_WRITE_FAILED {}", err);
     std::lock_guard lock(mu_);
     last_error_ = err;
     return false;
 }
 
-void Store::enqueue(Op op) {
+bool Store::applyRun(Conn& c, const RunOp& op) {
+    std::string err;
+    if (const auto* o = std::get_if<RunRecord>(&op)) {
+        auto& s = c.stmt(kInsertRun);
+        s.bind(1, o->id).bind(2, o->workflow).bind(3, o->trigger).bind(4, o->state).bind(5, o->message);
+        s.bind(6, o->version).bind(7, o->scheduled_ms).bind(8, o->created_ms).bind(9, o->started_ms);
+        s.bind(10, o->ended_ms).bind(11, toJsonObject(o->params)).bind(12, o->parent_run);
+        s.bind(13, o->parent_task).bind(14, static_cast<int64_t>(o->depth));
+        c.check(s.step(), "insert run", &err);
+    } else {
+        const auto& r = std::get<UpdateRun>(op).run;
+        auto& s = c.stmt(kUpdateRun);
+        s.bind(1, r.id).bind(2, r.state).bind(3, r.message).bind(4, r.started_ms).bind(5, r.ended_ms);
+        c.check(s.step(), "update run", &err);
+    }
+    return err.empty() || fail(err);
+}
+
+std::optional<int64_t> Store::runKey(Conn& c, std::string_view run_id) {
+    auto& s = c.stmt(kRunKey);
+    s.bindRef(1, run_id);
+    std::optional<int64_t> key;
+    if (s.step() == SQLITE_ROW) key = s.i64(0);
+    s.finish();
+    if (!key) fail("write for unknown run " + std::string(run_id));
+    return key;
+}
+
+bool Store::applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t) {
+    // Nearly every write of a task changes a row written before (the engine writes every task of
+    // a run when it creates the run): an UPDATE, and an INSERT only when it changed nothing.
+    std::string err;
+    const std::string outputs = toJsonObject(t.outputs);
+    for (int which : {kUpdateTask, kInsertTask}) {
+        auto& s = c.stmt(which);
+        s.bind(1, (run_key << kTaskKeyBits) | order).bindRef(2, t.task_id).bindRef(3, t.state);
+        s.bind(4, static_cast<int64_t>(t.attempt)).bind(5, t.exit_code).bindRef(6, t.message);
+        s.bind(7, t.started_ms).bind(8, t.ended_ms).bindRef(9, outputs).bindRef(10, t.child_run);
+        if (which == kInsertTask) s.bindRef(11, t.plugin);
+        bool ok = c.check(s.step(), which == kUpdateTask ? "update task" : "insert task", &err);
+        s.reset(); // drops the references to the texts above
+        if (!ok || (which == kUpdateTask && sqlite3_changes(c.db()) > 0)) break;
+    }
+    return err.empty() || fail(err);
+}
+
+bool Store::applyEvents(Conn& c, int64_t run_key, int64_t last_seq, const std::string& events) {
+    std::string err;
+    std::string block;
+    block.reserve(events.size() + 2);
+    block += '[';
+    block += events;
+    block += ']';
+    auto& s = c.stmt(kInsertEvents);
+    s.bind(1, last_seq).bind(2, run_key).bindRef(3, block);
+    c.check(s.step(), "insert events", &err);
+    s.reset();
+    return err.empty() || fail(err);
+}
+
+// Synchronous mode: the write joins the open transaction (begun here when none is).
+#define TASKHUB_SYNC_WRITE(apply_call)                                                             \
+    do {                                                                                           \
+        if (!w_->in_tx) {                                                                          \
+            std::string err = w_->exec("BEGIN");                                                   \
+            if (!err.empty()) spdlog::error("STORE_WRITE_FAILED begin transaction: {}", err);      \
+            else w_->in_tx = true;                                                                 \
+        }                                                                                          \
+        if (!(apply_call)) sync_failed_ = true;                                                    \
+    } while (0)
+
+Store::Batch& Store::pendingLocked() {
+    auto& b = pending_;
+    b.seq = ++written_seq_;
+    if (b.writes++ == 0) b.first_seq = b.seq;
+    return b;
+}
+
+Store::RunPart& Store::partLocked(std::string_view run_id) {
+    auto& parts = pending_.parts;
+    auto it = parts.find(run_id);
+    if (it == parts.end()) it = parts.emplace(std::string(run_id), RunPart{}).first;
+    return it->second;
+}
+
+void Store::enqueueRun(RunOp op) {
     if (!writer_.joinable()) {
-        if (!w_->in_tx) {
-            std::string err = w_->exec("BEGIN");
-            if (!err.empty()) spdlog::error("STORE_WRITE_FAILED begin transaction: {}", err);
-            else w_->in_tx = true;
-        }
-        if (!apply(*w_, op)) sync_failed_ = true;
+        TASKHUB_SYNC_WRITE(applyRun(*w_, op));
         return;
     }
     {
         std::lock_guard lock(mu_);
-        auto& b = pending_;
-        b.seq = ++written_seq_;
-        if (b.ops.empty()) b.first_seq = b.seq;
-        if (auto* t = std::get_if<UpsertTask>(&op)) {
-            auto [it, inserted] = b.task_index.emplace(taskKey(t->run_id, t->task.task_id), b.ops.size());
-            if (!inserted) {
-                b.ops[it->second] = std::move(op); // the task's latest state is all that matters
-                return;
-            }
-        } else if (auto* r = std::get_if<RunRecord>(&op)) {
-            b.run_ids.insert(r->id);
-        }
-        b.ops.push_back(std::move(op));
-        if (b.ops.size() > 1) return; // the writer already knows there is work
+        auto& b = pendingLocked();
+        if (auto* r = std::get_if<RunRecord>(&op)) b.run_ids.insert(r->id);
+        b.run_ops.push_back(std::move(op));
+        if (b.writes > 1) return; // the writer already knows there is work
     }
     cv_.notify_one();
 }
 
-void Store::insertRun(const RunRecord& run) { enqueue(run); }
-void Store::updateRun(const RunRecord& run) { enqueue(UpdateRun{run}); }
+void Store::insertRun(const RunRecord& run) { enqueueRun(run); }
+void Store::updateRun(const RunRecord& run) { enqueueRun(UpdateRun{run}); }
+
 void Store::upsertTask(const std::string& run_id, int order, const TaskRecord& task) {
-    enqueue(UpsertTask{run_id, order, task});
+    if (!writer_.joinable()) {
+        auto key = runKey(*w_, run_id);
+        TASKHUB_SYNC_WRITE(key && applyTask(*w_, *key, order, task));
+        return;
+    }
+    {
+        std::lock_guard lock(mu_);
+        auto& b = pendingLocked();
+        auto& part = partLocked(run_id);
+        auto o = static_cast<size_t>(order);
+        if (part.slot.size() <= o) part.slot.resize(std::max(o + 1, part.slot.size() * 2), -1);
+        if (part.slot[o] >= 0) {
+            part.tasks[static_cast<size_t>(part.slot[o])].second = task; // the latest state is all that matters
+        } else {
+            part.slot[o] = static_cast<int32_t>(part.tasks.size());
+            part.tasks.emplace_back(order, task);
+        }
+        if (b.writes > 1) return;
+    }
+    cv_.notify_one();
 }
-void Store::addEvent(const EventRecord& event) { enqueue(event); }
+
+void Store::addEvent(const EventRecord& e) { addEvent(e.ts_ms, e.run_id, e.task_id, e.kind, e.detail); }
+
+void Store::addEvent(int64_t ts_ms, std::string_view run_id, std::string_view task_id, std::string_view kind,
+                     std::string_view detail) {
+    if (!writer_.joinable()) {
+        std::string one;
+        int64_t seq = next_event_seq_++;
+        appendEvent(one, seq, ts_ms, task_id, kind, detail);
+        auto key = runKey(*w_, run_id);
+        TASKHUB_SYNC_WRITE(key && applyEvents(*w_, *key, seq, one));
+        return;
+    }
+    {
+        std::lock_guard lock(mu_);
+        auto& b = pendingLocked();
+        auto& part = partLocked(run_id);
+        part.last_event_seq = next_event_seq_++;
+        appendEvent(part.events, part.last_event_seq, ts_ms, task_id, kind, detail);
+        if (b.writes > 1) return;
+    }
+    cv_.notify_one();
+}
+
+#undef TASKHUB_SYNC_WRITE
+
+void Store::Batch::clear() {
+    run_ops.clear();
+    run_ids.clear();
+    for (auto it = parts.begin(); it != parts.end();) {
+        auto& part = it->second;
+        if (part.tasks.empty() && part.events.empty()) {
+            it = parts.erase(it); // no writes for a whole batch: the run's storage goes
+            continue;
+        }
+        for (const auto& t : part.tasks) part.slot[static_cast<size_t>(t.first)] = -1;
+        part.tasks.clear();
+        part.events.clear();
+        ++it;
+    }
+    first_seq = seq = 0;
+    writes = 0;
+}
 
 void Store::writerLoop() {
     // Commits start at most this often: each fsync costs the same whatever the batch size, so
@@ -497,28 +778,36 @@ void Store::writerLoop() {
     auto last_commit = std::chrono::steady_clock::now() - kMinCommitInterval;
     std::unique_lock lock(mu_);
     for (;;) {
-        cv_.wait(lock, [this] { return stopping_ || !pending_.ops.empty(); });
-        if (pending_.ops.empty()) break; // stopping and nothing left
+        cv_.wait(lock, [this] { return stopping_ || pending_.writes != 0; });
+        if (pending_.writes == 0) break; // stopping and nothing left
         const auto due = last_commit + kMinCommitInterval;
         if (!stopping_ && std::chrono::steady_clock::now() < due) {
             cv_.wait_until(lock, due, [this] { return stopping_; });
         }
         last_commit = std::chrono::steady_clock::now();
-        Batch batch = std::move(pending_);
-        pending_ = Batch{};
-        committing_runs_ = batch.run_ids;
+        // The two batches take turns: the event loop fills one while this thread writes the
+        // other, and each keeps its storage, so a busy run allocates nothing per write.
+        std::swap(pending_, writing_);
+        committing_runs_.swap(writing_.run_ids);
         lock.unlock();
 
+        Batch& batch = writing_;
         // A batch is atomic: if any write fails, none of it is kept, and everyone waiting on it
         // hears so (a failed statement may already have rolled the transaction back).
         std::string err = w_->exec("BEGIN");
         bool ok = err.empty();
         if (ok) {
-            for (const auto& op : batch.ops) {
-                if (!apply(*w_, op)) { // apply() logged and recorded why
-                    ok = false;
-                    break;
+            for (const auto& op : batch.run_ops) {
+                if (!(ok = applyRun(*w_, op))) break; // applyRun() logged and recorded why
+            }
+            for (auto it = batch.parts.begin(); ok && it != batch.parts.end(); ++it) {
+                const auto& [run_id, part] = *it;
+                auto key = runKey(*w_, run_id);
+                if (!(ok = key.has_value())) break;
+                for (const auto& [order, task] : part.tasks) {
+                    if (!(ok = applyTask(*w_, *key, order, task))) break;
                 }
+                if (ok && !part.events.empty()) ok = applyEvents(*w_, *key, part.last_event_seq, part.events);
             }
             if (ok) {
                 err = w_->exec("COMMIT");
@@ -526,21 +815,24 @@ void Store::writerLoop() {
             }
             if (!ok && !sqlite3_get_autocommit(w_->db())) w_->exec("ROLLBACK");
         }
-        if (!ok) spdlog::error("STORE_COMMIT_FAILED {} write(s) lost: {}", batch.ops.size(), err.empty() ? "a write failed" : err);
+        if (!ok) spdlog::error("STORE_COMMIT_FAILED {} write(s) lost: {}", batch.writes, err.empty() ? "a write failed" : err);
+        const uint64_t first_seq = batch.first_seq;
+        const uint64_t seq = batch.seq;
+        batch.clear();
 
         lock.lock();
+        committing_runs_.clear();
         if (!ok) {
             if (!err.empty()) last_error_ = err;
-            failed_.emplace_back(batch.first_seq, batch.seq);
+            failed_.emplace_back(first_seq, seq);
             if (failed_.size() > 1024) {
                 forgotten_failures_until_ = failed_.front().second;
                 failed_.pop_front();
             }
         }
-        committing_runs_.clear();
-        durable_seq_ = batch.seq;
+        durable_seq_ = seq;
         flushed_cv_.notify_all();
-        if (post_) post_([this, seq = batch.seq] { onCommitted(seq); });
+        if (post_) post_([this, seq] { onCommitted(seq); });
     }
 }
 
@@ -638,10 +930,11 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
     s.bind(1, id);
     if (s.step() != SQLITE_ROW) return std::nullopt;
     RunRecord r = readRun(s);
+    const int64_t key = s.i64(14);
     s.finish();
     if (with_tasks) {
         auto& t = r_->stmt(kSelectTasks);
-        t.bind(1, id);
+        t.bind(1, key << kTaskKeyBits).bind(2, (key + 1) << kTaskKeyBits);
         while (t.step() == SQLITE_ROW) {
             TaskRecord tr;
             tr.task_id = t.text(0);
@@ -665,7 +958,7 @@ std::vector<RunRecord> Store::runs(const RunFilter& f) {
     if (f.workflow) sql += " AND workflow = ?1";
     if (f.state) sql += " AND state = ?2";
     if (f.top_level_only) sql += " AND parent_run = ''";
-    sql += " ORDER BY rowid DESC LIMIT ?3";
+    sql += " ORDER BY key DESC LIMIT ?3";
     Stmt s(r_->db(), sql.c_str());
     if (f.workflow) s.bind(1, *f.workflow);
     if (f.state) s.bind(2, *f.state);
@@ -676,10 +969,15 @@ std::vector<RunRecord> Store::runs(const RunFilter& f) {
 }
 
 std::vector<EventRecord> Store::events(const std::string& run_id) {
-    auto& s = r_->stmt(kSelectEvents);
-    s.bind(1, run_id);
     std::vector<EventRecord> out;
-    while (s.step() == SQLITE_ROW) out.push_back({s.i64(0), s.text(1), s.text(2), s.text(3), s.text(4), s.i64(5)});
+    auto& k = r_->stmt(kRunKey);
+    k.bind(1, run_id);
+    if (k.step() != SQLITE_ROW) return out;
+    const int64_t key = k.i64(0);
+    k.finish();
+    auto& s = r_->stmt(kSelectEvents);
+    s.bind(1, key);
+    while (s.step() == SQLITE_ROW) readEventBlock(run_id, s.text(0), out);
     return out;
 }
 

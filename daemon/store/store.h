@@ -32,6 +32,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "store/records.h"
@@ -56,8 +57,11 @@ struct RunFilter {
 class Store {
 public:
     // 1: runs, tasks, events. 2: run params, parent_run, parent_task, depth; task outputs and
-    // child_run (ADD COLUMN; a version 1 database is migrated when opened).
-    static constexpr int kSchemaVersion = 2;
+    // child_run (ADD COLUMN). 3: integer keys for runs and tasks, and the event log in blocks
+    // (event_blocks: one row per run per commit, a JSON array of events) instead of one row per
+    // event. Older databases are migrated when opened.
+    static constexpr int kSchemaVersion = 3;
+    static constexpr int kMaxTasksPerRun = 1 << 20; // tasks.key holds the position in 20 bits
 
     // Opens (creating if needed) state_dir/taskhub.db and migrates it forward to kSchemaVersion
     // (in one transaction, logged as STORE_MIGRATING). Takes an exclusive lock on
@@ -75,10 +79,13 @@ public:
     // ---- writes ----
     void insertRun(const RunRecord& run); // every field but tasks; params as a JSON object
     void updateRun(const RunRecord& run); // state, message, started, ended
-    // order: the task's position in its workflow, which is the order tasks are listed in.
+    // order: the task's position in its workflow, which is the order tasks are listed in
+    // (0 <= order < kMaxTasksPerRun).
     // Writes every field, outputs (a JSON object in their order) and child_run included.
     void upsertTask(const std::string& run_id, int order, const TaskRecord& task);
-    void addEvent(const EventRecord& event);
+    void addEvent(const EventRecord& event); // event.seq is ignored: the store numbers events
+    void addEvent(int64_t ts_ms, std::string_view run_id, std::string_view task_id, std::string_view kind,
+                  std::string_view detail);
 
     // Synchronous mode: commits the open transaction. Writer mode: waits until everything
     // written so far is committed. Returns false when a write since the last commit() (sync) or
@@ -109,21 +116,30 @@ public:
     const std::filesystem::path& path() const noexcept { return path_; }
 
 private:
-    struct UpsertTask {
-        std::string run_id;
-        int order;
-        TaskRecord task;
-    };
     struct UpdateRun {
         RunRecord run;
     };
-    using Op = std::variant<RunRecord, UpdateRun, UpsertTask, EventRecord>;
+    using RunOp = std::variant<RunRecord, UpdateRun>; // insert, update
+    struct StringHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    // What one batch changes in one run: the latest state of each task written (several updates
+    // of a task collapse into one row) and its events, encoded as the elements of a JSON array.
+    struct RunPart {
+        std::vector<int32_t> slot; // by task order: index into tasks, or -1
+        std::vector<std::pair<int, TaskRecord>> tasks;
+        std::string events;
+        int64_t last_event_seq = 0;
+    };
     struct Batch {
-        std::vector<Op> ops;
-        std::unordered_map<std::string, size_t> task_index; // "run\ntask" -> index in ops
-        std::unordered_set<std::string> run_ids;            // runs inserted by this batch
-        uint64_t first_seq = 0;                             // first write in this batch
-        uint64_t seq = 0;                                   // last write in this batch
+        std::vector<RunOp> run_ops; // in the order written, applied before the tasks and events
+        std::unordered_map<std::string, RunPart, StringHash, std::equal_to<>> parts;
+        std::unordered_set<std::string> run_ids; // runs inserted by this batch
+        uint64_t first_seq = 0;                  // first write in this batch
+        uint64_t seq = 0;                        // last write in this batch
+        size_t writes = 0;
+        void clear(); // keeps the storage of runs that had writes, for the next batch
     };
     struct Waiter {
         uint64_t target; // durable once durable_seq_ reaches this
@@ -133,8 +149,15 @@ private:
     class Conn;
 
     Store(std::unique_ptr<Conn> writer, std::unique_ptr<Conn> reader, std::filesystem::path path);
-    void enqueue(Op op);
-    bool apply(Conn& c, const Op& op);
+    // Writer mode: the pending batch, with the write counted; the caller holds mu_.
+    Batch& pendingLocked();
+    RunPart& partLocked(std::string_view run_id);
+    void enqueueRun(RunOp op);
+    bool applyRun(Conn& c, const RunOp& op);
+    std::optional<int64_t> runKey(Conn& c, std::string_view run_id); // logs and records a miss
+    bool applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t);
+    bool applyEvents(Conn& c, int64_t run_key, int64_t last_seq, const std::string& events);
+    bool fail(const std::string& err);
     void writerLoop();
     void onCommitted(uint64_t seq);
     bool failedBetweenLocked(uint64_t since, uint64_t until) const;
@@ -151,6 +174,8 @@ private:
     std::condition_variable cv_;
     std::condition_variable flushed_cv_;
     Batch pending_;                     // guarded by mu_
+    Batch writing_;                     // writer thread: the batch being committed
+    int64_t next_event_seq_ = 1;        // guarded by mu_: the number of the next event
     std::unordered_set<std::string> committing_runs_; // guarded by mu_: run ids in the batch being written
     bool stopping_ = false;             // guarded by mu_
     uint64_t written_seq_ = 0;          // guarded by mu_: last write handed to the store

@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <deque>
@@ -132,7 +133,7 @@ TEST_CASE("a database from a newer taskhubd is refused and left untouched", "[st
         FAIL("expected StoreError");
     } catch (const StoreError& e) {
         std::string m = e.what();
-        CHECK(m.find("was written by a newer taskhubd (schema version 99, this taskhubd knows up to 2)") !=
+        CHECK(m.find("was written by a newer taskhubd (schema version 99, this taskhubd knows up to 3)") !=
               std::string::npos);
         CHECK(m.find("left untouched") != std::string::npos);
     }
@@ -195,7 +196,7 @@ int64_t sqlInt(const fs::path& db, const std::string& query) {
 
 } // namespace
 
-TEST_CASE("a version 1 database is migrated to version 2 when opened, keeping its history", "[store][migration]") {
+TEST_CASE("a version 1 database is migrated to the current version when opened, keeping its history", "[store][migration]") {
     TempDir dir;
     const fs::path db = dir.path / "taskhub.db";
     sql(db, kV1Database);
@@ -214,24 +215,37 @@ TEST_CASE("a version 1 database is migrated to version 2 when opened, keeping it
         CHECK(run->tasks[0].message == "exit code 0");
         CHECK(run->tasks[0].outputs.empty());
         CHECK(run->tasks[0].child_run.empty());
-        CHECK(s->events("old@1").size() == 1);
+        auto ev = s->events("old@1");
+        REQUIRE(ev.size() == 1);
+        CHECK(ev[0].ts_ms == 1001);
+        CHECK(ev[0].task_id == "a");
+        CHECK(ev[0].kind == "start");
+        CHECK(ev[0].detail == "attempt 1");
+        CHECK(ev[0].seq == 1);
 
-        // The migrated database takes the new fields.
+        // The migrated database takes the new fields, and numbers new events after the old ones.
         auto child = makeRun("old@1/a.1", "inner", 2000);
         child.trigger = "parent";
         child.parent_run = "old@1";
         child.parent_task = "a";
         child.depth = 1;
         s->insertRun(child);
+        s->addEvent({2001, "old@1/a.1", "", "run_created", "parent old@1 task a"});
         REQUIRE(s->commit());
         REQUIRE(s->children("old@1").size() == 1);
+        REQUIRE(s->events("old@1/a.1").size() == 1);
+        CHECK(s->events("old@1/a.1")[0].seq == 2);
     }
-    CHECK(sqlInt(db, "PRAGMA user_version") == 2);
-    CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'runs_by_parent'") == 1);
+    CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
+    for (const char* index : {"runs_by_workflow", "runs_by_state", "runs_by_parent", "event_blocks_by_run"}) {
+        CHECK(sqlInt(db, std::string("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = '") +
+                             index + "'") == 1);
+    }
+    CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('events', 'runs_v3', 'tasks_v3')") == 0);
     CHECK(sqlInt(db, "SELECT count(*) FROM runs WHERE params = '{}' AND depth = 0") == 1); // the old run
     // Opening again changes nothing.
     CHECK_NOTHROW(Store::open(dir.path));
-    CHECK(sqlInt(db, "PRAGMA user_version") == 2);
+    CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
 }
 
 TEST_CASE("a migration that fails leaves the version 1 database as it was", "[store][migration]") {
@@ -463,4 +477,122 @@ TEST_CASE("writer mode: a batch with a failing write is lost whole, and its wait
     loop.drain();
     REQUIRE(fine);
     CHECK(*fine);
+}
+
+TEST_CASE("events are numbered across runs and restarts, and read back per run in order", "[store][events]") {
+    TempDir dir;
+    FakeLoop loop;
+    {
+        auto s = Store::open(dir.path);
+        s->insertRun(makeRun("a@1", "a", 1));
+        s->insertRun(makeRun("b@1", "b", 1));
+        s->addEvent({10, "a@1", "", "run_created", "manual"}); // synchronous mode: 1
+        REQUIRE(s->commit());
+        s->startWriter([&](std::function<void()> fn) { loop.post(std::move(fn)); });
+        // Interleaved across two runs within one batch, and over several batches.
+        for (int i = 0; i < 3; ++i) {
+            s->addEvent({20 + i, "a@1", "t", "ready", ""});
+            s->addEvent({20 + i, "b@1", "u", "start", "attempt " + std::to_string(i + 1)});
+        }
+        REQUIRE(s->commit());
+        s->addEvent({30, "b@1", "u", "end", "exit code 0"});
+        REQUIRE(s->commit());
+        loop.drain();
+    }
+    auto s = Store::open(dir.path);
+    auto a = s->events("a@1");
+    auto b = s->events("b@1");
+    REQUIRE(a.size() == 4);
+    REQUIRE(b.size() == 4);
+    CHECK(a[0].kind == "run_created");
+    CHECK(a[0].seq == 1);
+    std::vector<int64_t> seqs;
+    for (const auto* list : {&a, &b}) {
+        for (size_t i = 0; i < list->size(); ++i) {
+            seqs.push_back((*list)[i].seq);
+            if (i > 0) CHECK((*list)[i].seq > (*list)[i - 1].seq); // in the order they were added
+        }
+    }
+    std::sort(seqs.begin(), seqs.end());
+    CHECK(std::adjacent_find(seqs.begin(), seqs.end()) == seqs.end()); // unique across runs
+    CHECK(seqs.front() == 1);
+    CHECK(seqs.back() == 8);
+    CHECK(a[1].seq + 1 == b[0].seq); // interleaved as added
+    CHECK(b[3].kind == "end");
+    CHECK(b[3].detail == "exit code 0");
+    CHECK(b[3].ts_ms == 30);
+    CHECK(b[1].detail == "attempt 2");
+    CHECK(s->events("nope").empty());
+
+    // After a restart, numbering continues after the highest number stored.
+    s->insertRun(makeRun("c@1", "c", 2));
+    s->addEvent({40, "c@1", "", "run_created", ""});
+    REQUIRE(s->commit());
+    REQUIRE(s->events("c@1").size() == 1);
+    CHECK(s->events("c@1")[0].seq == 9);
+}
+
+TEST_CASE("event details keep any text; bytes that are not UTF-8 become U+FFFD", "[store][events]") {
+    TempDir dir;
+    auto s = Store::open(dir.path);
+    s->insertRun(makeRun("wf@1", "wf", 1));
+    const std::string fine = "quote \" backslash \\ tab\t newline\n bell\x07 gr\u00fc\u00dfe \xe2\x9c\x93 \xf0\x9f\x98\x80";
+    s->addEvent({1, "wf@1", "t\"1", "end", fine});
+    s->addEvent({2, "wf@1", "t", "end", "cut \xe2\x9c"});           // truncated sequence at the end
+    s->addEvent({3, "wf@1", "t", "end", "bad \xff\xfe lead"});       // bytes that never start one
+    s->addEvent({4, "wf@1", "t", "end", "overlong \xc0\xaf and \xed\xa0\x80 surrogate"});
+    REQUIRE(s->commit());
+    auto ev = s->events("wf@1");
+    REQUIRE(ev.size() == 4);
+    CHECK(ev[0].detail == fine);
+    CHECK(ev[0].task_id == "t\"1");
+    CHECK(ev[1].detail == "cut \xef\xbf\xbd\xef\xbf\xbd");
+    CHECK(ev[2].detail == "bad \xef\xbf\xbd\xef\xbf\xbd lead");
+    CHECK(ev[3].detail == "overlong \xef\xbf\xbd\xef\xbf\xbd and \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd surrogate");
+}
+
+TEST_CASE("writer mode: the tasks of many runs and batches land in their runs, in workflow order", "[store]") {
+    TempDir dir;
+    FakeLoop loop;
+    auto s = Store::open(dir.path);
+    s->startWriter([&](std::function<void()> fn) { loop.post(std::move(fn)); });
+    const int kRuns = 5, kTasks = 300;
+    for (int round = 0; round < 3; ++round) {
+        for (int r = 0; r < kRuns; ++r) {
+            if (round == 0) s->insertRun(makeRun("wf@" + std::to_string(r), "wf", r));
+            // Written in reverse order, some twice within a batch.
+            for (int t = kTasks - 1; t >= 0; --t) {
+                TaskRecord rec;
+                rec.task_id = "t" + std::to_string(t);
+                rec.plugin = "noop";
+                rec.state = round == 2 ? "succeeded" : "running";
+                rec.attempt = round + 1;
+                s->upsertTask("wf@" + std::to_string(r), t, rec);
+                if (t % 7 == 0) s->upsertTask("wf@" + std::to_string(r), t, rec);
+            }
+        }
+        REQUIRE(s->commit());
+    }
+    loop.drain();
+    for (int r = 0; r < kRuns; ++r) {
+        auto run = s->run("wf@" + std::to_string(r), true);
+        REQUIRE(run);
+        REQUIRE(run->tasks.size() == static_cast<size_t>(kTasks));
+        for (int t = 0; t < kTasks; ++t) {
+            CHECK(run->tasks[static_cast<size_t>(t)].task_id == "t" + std::to_string(t));
+            CHECK(run->tasks[static_cast<size_t>(t)].attempt == 3);
+            CHECK(run->tasks[static_cast<size_t>(t)].state == "succeeded");
+        }
+    }
+}
+
+TEST_CASE("a task written for a run the store does not have is an error, not a stray row", "[store]") {
+    TempDir dir;
+    auto s = Store::open(dir.path);
+    TaskRecord t;
+    t.task_id = "a";
+    t.plugin = "noop";
+    s->upsertTask("ghost@1", 0, t);
+    CHECK_FALSE(s->commit());
+    CHECK(s->lastError().find("unknown run ghost@1") != std::string::npos);
 }
