@@ -125,6 +125,24 @@ def rss_by_mapping(pid, top=12):
     return sorted(totals.items(), key=lambda kv: -kv[1])[:top]
 
 
+def thread_cpu(pid):
+    """CPU seconds (user + system) used so far by each thread of `pid`, summed by thread name
+    (taskhubd names its threads: `taskhubd` is the event loop, `taskhubd-store` the store's
+    writer, `taskhubd-worker` the pool)."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue  # the thread ended
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def children(pid):
     """Child processes of pid's main thread (where the shell plugin spawns), or 0 if unknown."""
     try:

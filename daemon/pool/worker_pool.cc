@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <pthread.h>
+
 namespace taskhub::pool {
 
 WorkerPool::WorkerPool(size_t min_workers, size_t max_workers, std::chrono::milliseconds idle_timeout)
@@ -40,7 +42,10 @@ void WorkerPool::spawnLocked() {
     exited_.clear();
     ++alive_;
     peak_ = std::max(peak_, alive_);
-    threads_.emplace_back([this] { workerLoop(); });
+    threads_.emplace_back([this] {
+        pthread_setname_np(pthread_self(), "taskhubd-worker"); // as top -H and /proc show it
+        workerLoop();
+    });
 }
 
 void WorkerPool::post(std::function<void()> job) {
