@@ -1,6 +1,7 @@
 #include "dag/graph.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace taskhub::dag {
 
@@ -106,18 +107,26 @@ const char* toString(TriggerRule rule) {
 }
 
 Progress::Progress(const Graph& graph, std::vector<TriggerRule> rules)
-    : graph_(&graph), rules_(std::move(rules)), ended_(graph.size(), 0),
-      succeeded_(graph.size(), 0), failed_(graph.size(), 0), decided_(graph.size(), 0) {
-    if (rules_.empty()) rules_.assign(graph.size(), TriggerRule::AllSuccess);
+    : graph_(&graph), nodes_(graph.size()) {
+    for (uint32_t i = 0; i < nodes_.size(); ++i) {
+        nodes_[i].total = static_cast<uint32_t>(graph.dependencies(i).size());
+        if (!rules.empty()) nodes_[i].rule = rules[i];
+    }
+}
+
+void Progress::count(uint32_t d, Outcome outcome) {
+    auto& node = nodes_[d];
+    ++node.ended;
+    if (outcome == Outcome::Succeeded) ++node.succeeded;
+    else if (outcome == Outcome::Failed || outcome == Outcome::Cancelled) ++node.failed;
 }
 
 Progress::Verdict Progress::evaluate(uint32_t n) const {
-    const uint32_t total = static_cast<uint32_t>(graph_->dependencies(n).size());
-    if (total == 0) return Verdict::Ready;
-    const uint32_t ended = ended_[n], ok = succeeded_[n], failed = failed_[n];
-    const uint32_t skipped = ended - ok - failed;
-    const bool all_ended = ended == total;
-    switch (rules_[n]) {
+    const Node& node = nodes_[n];
+    if (node.total == 0) return Verdict::Ready;
+    const uint32_t ended = node.ended, ok = node.succeeded, failed = node.failed;
+    const bool all_ended = ended == node.total;
+    switch (node.rule) {
     case TriggerRule::AllSuccess:
         if (ok != ended) return Verdict::Skip;
         return all_ended ? Verdict::Ready : Verdict::Wait;
@@ -133,7 +142,6 @@ Progress::Verdict Progress::evaluate(uint32_t n) const {
         return all_ended ? Verdict::Skip : Verdict::Wait;
     case TriggerRule::NoneFailed:
         if (failed > 0) return Verdict::Skip;
-        (void)skipped;
         return all_ended ? Verdict::Ready : Verdict::Wait;
     case TriggerRule::Always: return Verdict::Ready;
     }
@@ -143,8 +151,8 @@ Progress::Verdict Progress::evaluate(uint32_t n) const {
 std::vector<uint32_t> Progress::start() {
     std::vector<uint32_t> ready;
     for (uint32_t i = 0; i < graph_->size(); ++i) {
-        if (graph_->dependencies(i).empty() || rules_[i] == TriggerRule::Always) {
-            decided_[i] = 1;
+        if (nodes_[i].total == 0 || nodes_[i].rule == TriggerRule::Always) {
+            nodes_[i].decided = 1;
             ready.push_back(i);
         }
     }
@@ -153,62 +161,58 @@ std::vector<uint32_t> Progress::start() {
 
 void Progress::record(uint32_t node, Outcome outcome, std::vector<uint32_t>* ready,
                       std::vector<uint32_t>* skipped) {
-    std::vector<std::pair<uint32_t, Outcome>> work{{node, outcome}};
-    while (!work.empty()) {
-        auto [n, out] = work.back();
-        work.pop_back();
-        for (uint32_t d : graph_->dependents(n)) {
-            ++ended_[d];
-            if (out == Outcome::Succeeded) ++succeeded_[d];
-            else if (out == Outcome::Failed || out == Outcome::Cancelled) ++failed_[d];
-            if (decided_[d]) continue;
+    std::vector<std::pair<uint32_t, Outcome>> work; // skips still to follow (allocated only for them)
+    for (;;) {
+        for (uint32_t d : graph_->dependents(node)) {
+            count(d, outcome);
+            if (nodes_[d].decided) continue;
             switch (evaluate(d)) {
             case Verdict::Wait: break;
             case Verdict::Ready:
-                decided_[d] = 1;
+                nodes_[d].decided = 1;
                 ready->push_back(d);
                 break;
             case Verdict::Skip:
-                decided_[d] = 1;
+                nodes_[d].decided = 1;
                 skipped->push_back(d);
                 work.push_back({d, Outcome::Skipped});
                 break;
             }
         }
+        if (work.empty()) return;
+        std::tie(node, outcome) = work.back();
+        work.pop_back();
     }
 }
 
 void Progress::finish(uint32_t node, Outcome outcome, std::vector<uint32_t>* ready,
                       std::vector<uint32_t>* skipped) {
-    decided_[node] = 1;
+    nodes_[node].decided = 1;
     record(node, outcome, ready, skipped);
 }
 
 void Progress::restore(const std::vector<std::optional<Outcome>>& outcomes,
                        std::vector<uint32_t>* ready, std::vector<uint32_t>* skipped) {
     const uint32_t n = static_cast<uint32_t>(graph_->size());
-    std::fill(ended_.begin(), ended_.end(), 0);
-    std::fill(succeeded_.begin(), succeeded_.end(), 0);
-    std::fill(failed_.begin(), failed_.end(), 0);
-    for (uint32_t i = 0; i < n; ++i) decided_[i] = outcomes[i] ? 1 : 0;
     for (uint32_t i = 0; i < n; ++i) {
-        if (!outcomes[i]) continue;
-        for (uint32_t d : graph_->dependents(i)) {
-            ++ended_[d];
-            if (*outcomes[i] == Outcome::Succeeded) ++succeeded_[d];
-            else if (*outcomes[i] == Outcome::Failed || *outcomes[i] == Outcome::Cancelled) ++failed_[d];
-        }
+        auto& node = nodes_[i];
+        node.ended = node.succeeded = node.failed = 0;
+        node.decided = outcomes[i] ? 1 : 0;
     }
     for (uint32_t i = 0; i < n; ++i) {
-        if (decided_[i]) continue;
+        if (!outcomes[i]) continue;
+        for (uint32_t d : graph_->dependents(i)) count(d, *outcomes[i]);
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+        if (nodes_[i].decided) continue;
         switch (evaluate(i)) {
         case Verdict::Wait: break;
         case Verdict::Ready:
-            decided_[i] = 1;
+            nodes_[i].decided = 1;
             ready->push_back(i);
             break;
         case Verdict::Skip:
-            decided_[i] = 1;
+            nodes_[i].decided = 1;
             skipped->push_back(i);
             record(i, Outcome::Skipped, ready, skipped);
             break;

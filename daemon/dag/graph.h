@@ -92,7 +92,7 @@ public:
                  std::vector<uint32_t>* skipped);
 
     // True once the node was reported ready or skipped (or given an outcome by restore()).
-    bool decided(uint32_t node) const { return decided_[node] != 0; }
+    bool decided(uint32_t node) const { return nodes_[node].decided != 0; }
 
 private:
     enum class Verdict { Wait, Ready, Skip };
@@ -100,12 +100,20 @@ private:
     void record(uint32_t node, Outcome outcome, std::vector<uint32_t>* ready,
                 std::vector<uint32_t>* skipped);
 
+    // Everything evaluate() reads about a node, together: on a large graph each dependent
+    // touched costs one cache line, not one per field.
+    struct Node {
+        uint32_t total = 0;     // dependencies
+        uint32_t ended = 0;     // dependencies that ended
+        uint32_t succeeded = 0; // ... and of those, how many succeeded
+        uint32_t failed = 0;    // ... failed or were cancelled
+        TriggerRule rule = TriggerRule::AllSuccess;
+        uint8_t decided = 0;    // reported ready or skipped (or restored with an outcome)
+    };
+    void count(uint32_t dependent, Outcome outcome);
+
     const Graph* graph_;
-    std::vector<TriggerRule> rules_;
-    std::vector<uint32_t> ended_;     // dependencies that ended, per node
-    std::vector<uint32_t> succeeded_; // ... and of those, how many succeeded
-    std::vector<uint32_t> failed_;    // ... failed or were cancelled
-    std::vector<uint8_t> decided_;    // reported ready or skipped (or restored with an outcome)
+    std::vector<Node> nodes_;
 };
 
 } // namespace taskhub::dag

@@ -469,13 +469,20 @@ struct Engine::Impl {
     // the graph without recursion, so that a long chain of cancellations or skips cannot
     // overflow the stack.
     void admit(Run& run, uint32_t first) {
+        // The vectors hold consequences only (a task finished here instead of made ready): the
+        // usual case, one task made ready, allocates nothing.
         std::vector<std::pair<uint32_t, dag::Outcome>> work;
-        std::vector<uint32_t> candidates{first};
+        std::vector<uint32_t> candidates;
         std::vector<uint32_t> now_ready, now_skipped;
+        bool first_done = false;
         for (;;) {
-            while (!candidates.empty()) {
-                uint32_t t = candidates.back();
-                candidates.pop_back();
+            while (!first_done || !candidates.empty()) {
+                uint32_t t = first;
+                if (first_done) {
+                    t = candidates.back();
+                    candidates.pop_back();
+                }
+                first_done = true;
                 if (run.tasks[t].st != TS::Pending) continue; // already ready, running or ended
                 std::string why;
                 if (auto outcome = admitDecision(run, t, &why)) {
