@@ -101,11 +101,23 @@ int serve(const config::DaemonConfig& cfg) {
     // From here on, commits happen on the store's writer thread and never block the loop.
     store->startWriter([&io](std::function<void()> fn) { asio::post(io, std::move(fn)); });
 
-    triggers::Scheduler scheduler(io, [&engine](const triggers::Firing& f) {
-        auto r = engine.trigger(f.workflow, engine::TriggerKind::Cron, f.instant);
-        // Two triggers of one workflow may name the same instant: it is one firing, recorded once.
-        if (!r.ok && !r.duplicate) spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
-    });
+    triggers::Scheduler::Options sched_opts;
+    sched_opts.daemon_start = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+    sched_opts.boot = triggers::bootInstant(cfg.state_dir.string());
+    triggers::Scheduler scheduler(
+        io, sched_opts,
+        [&engine](const triggers::Firing& f) {
+            auto r = engine.trigger(f.workflow, engine::TriggerKind::Scheduled, f.instant, {}, f.note, f.label);
+            // Two triggers of one workflow may name the same instant, and @reboot names the boot
+            // once per boot: one firing, recorded once.
+            if (!r.ok && !r.duplicate) spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
+        },
+        [&store](const std::string& workflow) -> std::optional<std::chrono::sys_seconds> {
+            auto ms = store->lastScheduledMs(workflow);
+            if (!ms) return std::nullopt;
+            return std::chrono::floor<std::chrono::seconds>(std::chrono::sys_time<std::chrono::milliseconds>(
+                std::chrono::milliseconds(*ms)));
+        });
 
     DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler});
     services.loadWorkflows();

@@ -1,5 +1,7 @@
 #include "common/time_util.h"
 
+#include <date/date.h>
+
 #include <cstdio>
 #include <ctime>
 
@@ -101,6 +103,65 @@ std::string formatDuration(Millis d) {
         }
     }
     return out;
+}
+
+std::optional<std::chrono::sys_seconds> parseIsoInstant(std::string_view text, std::string* err) {
+    const auto bad = [&](const std::string& what) -> std::optional<std::chrono::sys_seconds> {
+        *err = "\"" + std::string(text) + "\" is not an instant: " + what +
+               " (expected ISO 8601 with an offset, e.g. 2026-12-24T18:00:00+01:00 or 2026-12-24T17:00:00Z)";
+        return std::nullopt;
+    };
+    size_t i = 0;
+    const auto number = [&](size_t digits, int* out) {
+        if (i + digits > text.size()) return false;
+        int v = 0;
+        for (size_t k = 0; k < digits; ++k) {
+            char c = text[i + k];
+            if (c < '0' || c > '9') return false;
+            v = v * 10 + (c - '0');
+        }
+        i += digits;
+        *out = v;
+        return true;
+    };
+    const auto expect = [&](char c) {
+        if (i < text.size() && text[i] == c) {
+            ++i;
+            return true;
+        }
+        return false;
+    };
+    int y = 0, mo = 0, d = 0, h = 0, mi = 0, s = 0;
+    if (!number(4, &y) || !expect('-') || !number(2, &mo) || !expect('-') || !number(2, &d)) {
+        return bad("the date must be YYYY-MM-DD");
+    }
+    if (!expect('T') && !expect(' ')) return bad("a time must follow the date after 'T'");
+    if (!number(2, &h) || !expect(':') || !number(2, &mi)) return bad("the time must be HH:MM or HH:MM:SS");
+    if (expect(':') && !number(2, &s)) return bad("the seconds must be two digits");
+    const date::year_month_day ymd{date::year{y}, date::month{static_cast<unsigned>(mo)},
+                                   date::day{static_cast<unsigned>(d)}};
+    if (!ymd.ok()) return bad("there is no day " + std::string(text.substr(0, 10)));
+    if (h > 23 || mi > 59 || s > 59) return bad("the time of day is out of range");
+    int offset_s = 0;
+    if (expect('Z') || expect('z')) {
+        offset_s = 0;
+    } else if (i < text.size() && (text[i] == '+' || text[i] == '-')) {
+        const int sign = text[i] == '-' ? -1 : 1;
+        ++i;
+        int oh = 0, om = 0;
+        const bool hours = number(2, &oh);
+        expect(':'); // +01:00 or +0100
+        if (!hours || !number(2, &om) || oh > 23 || om > 59) {
+            return bad("the offset must be +HH:MM or -HH:MM");
+        }
+        offset_s = sign * (oh * 3600 + om * 60);
+    } else {
+        return bad("the offset is missing");
+    }
+    if (i != text.size()) return bad("unexpected \"" + std::string(text.substr(i)) + "\" at the end");
+    const auto local = date::sys_days(ymd) + std::chrono::hours(h) + std::chrono::minutes(mi) +
+                       std::chrono::seconds(s);
+    return std::chrono::sys_seconds(local - std::chrono::seconds(offset_s));
 }
 
 } // namespace taskhub

@@ -24,6 +24,11 @@ std::string formatIsoSeconds(std::chrono::sys_seconds t);
 // "20261122T102317Z": compact UTC form used inside run ids.
 std::string formatCompactUtc(std::chrono::sys_seconds t);
 
+// Parses an ISO 8601 instant with its offset: "2026-12-24T18:00:00+01:00", "…Z", seconds
+// optional ("2026-12-24T18:00+01:00"), 'T' or one space between date and time. On error returns
+// std::nullopt and sets *err to what is wrong and what would be right.
+std::optional<std::chrono::sys_seconds> parseIsoInstant(std::string_view text, std::string* err);
+
 // Parses "<n><unit>" with unit ms, s, m, h or d, or a sequence of such ("1h30m"). On error
 // returns std::nullopt and sets *err to what is wrong and what would be right.
 std::optional<Millis> parseDuration(std::string_view text, std::string* err);

@@ -32,6 +32,30 @@ const char* toString(Overlap o) {
 
 const char* toString(OnFailure o) { return o == OnFailure::FailFast ? "fail_fast" : "continue"; }
 
+const char* toString(Catchup c) {
+    switch (c) {
+    case Catchup::None: return "none";
+    case Catchup::Latest: return "latest";
+    case Catchup::All: return "all";
+    }
+    return "?";
+}
+
+std::string TriggerDef::describe() const {
+    std::string out;
+    switch (kind) {
+    case Kind::Cron:
+    case Kind::Reboot: out = "cron \"" + cron_text + "\""; break;
+    case Kind::Every:
+        out = "every " + formatDuration(every);
+        if (start_at) out += " from " + formatIsoSeconds(*start_at);
+        break;
+    case Kind::At: out = "at " + formatIsoSeconds(at); break;
+    }
+    if (jitter.count() > 0) out += " jitter " + formatDuration(jitter);
+    return out;
+}
+
 const char* toString(TriggerRule r) {
     switch (r) {
     case TriggerRule::AllSuccess: return "all_success";
@@ -56,12 +80,11 @@ namespace {
 
 const std::set<std::string> kWorkflowKeys = {"description", "timezone", "dst_gap", "dst_fold", "trigger",
                                              "policy", "params", "max_parallel_tasks", "task"};
-const std::set<std::string> kTriggerKeys = {"cron"};
+const std::set<std::string> kTriggerKeys = {"cron", "every", "at", "start_at", "jitter"};
 // Trigger kinds of the workflow format that this version does not run yet.
-const std::set<std::string> kPlannedTriggerKeys = {"watch", "pattern", "recursive", "settle",
-                                                   "after", "every", "at", "start_at", "jitter"};
-const std::set<std::string> kPolicyKeys = {"overlap", "catchup", "catchup_window", "on_failure",
-                                           "timeout"};
+const std::set<std::string> kPlannedTriggerKeys = {"watch", "pattern", "recursive", "settle", "after"};
+const std::set<std::string> kPolicyKeys = {"overlap", "max_active_runs", "catchup", "catchup_window",
+                                           "on_failure", "timeout"};
 // The keys a workflow task (workflow = "x") accepts; it has no plugin parameters.
 const std::set<std::string> kWorkflowTaskKeys = {
     "id", "workflow", "params", "depends_on", "retries", "retry_delay", "retry_backoff",
@@ -132,39 +155,159 @@ std::optional<Enum> getChoice(const Value& v, const std::string& what,
     return std::nullopt;
 }
 
+// An instant: a string with an offset, or a TOML offset date-time.
+std::optional<std::chrono::sys_seconds> getInstant(const Value& v, const std::string& what, Reporter& r) {
+    if (v.is_offset_datetime()) {
+        const auto tp = static_cast<std::chrono::system_clock::time_point>(v.as_offset_datetime());
+        return std::chrono::floor<std::chrono::seconds>(tp);
+    }
+    if (v.is_local_datetime()) {
+        r.add(v, what + " needs an offset, e.g. 2026-12-24T18:00:00+01:00 or 2026-12-24T17:00:00Z");
+        return std::nullopt;
+    }
+    auto text = getString(v, what, r);
+    if (!text) return std::nullopt;
+    std::string err;
+    auto t = parseIsoInstant(*text, &err);
+    if (!t) r.add(v, what + ": " + err);
+    return t;
+}
+
+// A duration in whole seconds, at least `min`.
+std::optional<std::chrono::seconds> getSeconds(const Value& v, const std::string& what, std::chrono::seconds min,
+                                               Reporter& r) {
+    auto d = getDuration(v, what, r);
+    if (!d) return std::nullopt;
+    if (d->count() % 1000 != 0 || *d < min) {
+        r.add(v, what + " must be whole seconds, at least " + formatDuration(min) + ", found \"" +
+                     v.as_string().str + "\"");
+        return std::nullopt;
+    }
+    return std::chrono::duration_cast<std::chrono::seconds>(*d);
+}
+
+// FNV-1a, 64 bits: a documented hash, the same on every machine and in every version (jitter
+// offsets must not move when taskhubd is upgraded).
+uint64_t stableHash(std::string_view text) {
+    uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : text) {
+        h ^= c;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
 void loadTrigger(const Value& v, Workflow& wf, Reporter& r) {
     if (!v.is_table()) {
         r.add(v, "[[trigger]] entries must be tables, found " + typeName(v));
         return;
     }
-    const auto& t = v.as_table();
-    std::optional<TriggerDef> def;
-    bool has_kind = false;
-    for (const auto& [key, kv] : t) {
-        has_kind = has_kind || key == "cron" || kPlannedTriggerKeys.count(key);
+    const auto& table = v.as_table();
+    TriggerDef def;
+    def.line = r.lineOf(v);
+    std::vector<std::string> kinds; // the kind keys present, in file order
+    bool ok = true;
+    const Value* start_at = nullptr;
+    const Value* jitter = nullptr;
+    for (const auto& [key, kv] : table) {
         if (key == "cron") {
+            kinds.push_back(key);
             auto text = getString(kv, "'cron'", r);
-            if (!text) continue;
+            if (!text) {
+                ok = false;
+                continue;
+            }
+            def.line = r.lineOf(kv);
+            def.cron_text = *text;
+            std::string trimmed = *text;
+            trimmed.erase(0, trimmed.find_first_not_of(" \t"));
+            trimmed.erase(trimmed.find_last_not_of(" \t") + 1);
+            if (trimmed == "@reboot") {
+                def.kind = TriggerDef::Kind::Reboot;
+                continue;
+            }
             std::string err;
             auto expr = cron::CronExpr::parse(*text, &err);
             if (!expr) {
                 r.add(kv, "cron \"" + *text + "\": " + err);
+                ok = false;
                 continue;
             }
-            def = TriggerDef{r.lineOf(kv), *text, *expr};
+            def.kind = TriggerDef::Kind::Cron;
+            def.cron = std::move(*expr);
+        } else if (key == "every") {
+            kinds.push_back(key);
+            def.line = r.lineOf(kv);
+            auto d = getSeconds(kv, "'every'", std::chrono::seconds(1), r);
+            if (!d) {
+                ok = false;
+                continue;
+            }
+            def.kind = TriggerDef::Kind::Every;
+            def.every = *d;
+        } else if (key == "at") {
+            kinds.push_back(key);
+            def.line = r.lineOf(kv);
+            auto t = getInstant(kv, "'at'", r);
+            if (!t) {
+                ok = false;
+                continue;
+            }
+            def.kind = TriggerDef::Kind::At;
+            def.at = *t;
+        } else if (key == "start_at") {
+            start_at = &kv;
+        } else if (key == "jitter") {
+            jitter = &kv;
         } else if (kPlannedTriggerKeys.count(key)) {
-            r.add(kv, "trigger key '" + key +
-                          "' is not supported by this version of taskhubd (supported: cron)");
+            r.add(kv, "trigger key '" + key + "' is not supported by this version of taskhubd (supported: " +
+                          joinKeys(kTriggerKeys) + ")");
+            return;
         } else {
-            r.add(kv, "unknown trigger key '" + key + "'" + didYouMean(key, kTriggerKeys) +
-                          " (accepted: cron)");
+            r.add(kv, "unknown trigger key '" + key + "'" + didYouMean(key, kTriggerKeys) + " (accepted: " +
+                          joinKeys(kTriggerKeys) + ")");
+            ok = false;
         }
     }
-    if (def) {
-        wf.triggers.push_back(std::move(*def));
-    } else if (!has_kind) {
-        r.add(v, "[[trigger]] needs a 'cron' expression, e.g. cron = \"30 2 * * *\"");
+    if (kinds.empty()) {
+        r.add(v, "[[trigger]] needs one of cron, every or at, e.g. cron = \"30 2 * * *\", every = \"90s\" or "
+                 "at = \"2026-12-24T18:00:00+01:00\"");
+        return;
     }
+    if (kinds.size() > 1) {
+        r.add(v, "[[trigger]] has both '" + kinds[0] + "' and '" + kinds[1] +
+                     "': a trigger has exactly one of cron, every or at (write one [[trigger]] for each)");
+        return;
+    }
+    if (start_at) {
+        if (kinds[0] != "every") {
+            r.add(*start_at, "'start_at' only applies to 'every' triggers (this one has '" + kinds[0] + "')");
+            ok = false;
+        } else if (auto t = getInstant(*start_at, "'start_at'", r)) {
+            def.start_at = *t;
+        } else {
+            ok = false;
+        }
+    }
+    if (jitter) {
+        if (auto j = getSeconds(*jitter, "'jitter'", std::chrono::seconds(0), r)) {
+            if (def.kind == TriggerDef::Kind::Every && *j >= def.every && def.every.count() > 0) {
+                r.add(*jitter, "'jitter' (" + formatDuration(*j) + ") must be shorter than the interval 'every' (" +
+                                   formatDuration(def.every) + ")");
+                ok = false;
+            }
+            def.jitter = *j;
+        } else {
+            ok = false;
+        }
+    }
+    if (!ok) return;
+    if (def.jitter.count() > 0) {
+        const std::string key = wf.name + "#" + std::to_string(wf.triggers.size());
+        def.jitter_offset = std::chrono::seconds(
+            static_cast<int64_t>(stableHash(key) % static_cast<uint64_t>(def.jitter.count() + 1)));
+    }
+    wf.triggers.push_back(std::move(def));
 }
 
 void loadPolicy(const Value& v, Workflow& wf, Reporter& r) {
@@ -172,6 +315,7 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r) {
         r.add(v, "[policy] must be a table, found " + typeName(v));
         return;
     }
+    const Value* max_active = nullptr;
     for (const auto& [key, kv] : v.as_table()) {
         const std::string what = "'policy." + key + "'";
         if (key == "overlap") {
@@ -189,18 +333,24 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r) {
                 wf.on_failure = *o;
         } else if (key == "timeout") {
             if (auto d = getDuration(kv, what, r)) wf.timeout = *d;
+        } else if (key == "max_active_runs") {
+            max_active = &kv;
+            if (auto n = getInt(kv, what, r, 1, 1000000)) wf.max_active_runs = static_cast<int>(*n);
         } else if (key == "catchup") {
-            auto s = getString(kv, what, r);
-            if (s && *s != "none") {
-                r.add(kv, what + ": catch-up of missed firings is not supported by this version of "
-                               "taskhubd; only \"none\" is accepted, found \"" + *s + "\"");
-            }
+            if (auto c = getChoice<Catchup>(kv, what,
+                                            {{"none", Catchup::None}, {"latest", Catchup::Latest}, {"all", Catchup::All}},
+                                            r))
+                wf.catchup = *c;
         } else if (key == "catchup_window") {
-            getDuration(kv, what, r);
+            if (auto d = getSeconds(kv, what, std::chrono::seconds(1), r)) wf.catchup_window = *d;
         } else {
             r.add(kv, "unknown key '" + key + "' in [policy]" + didYouMean(key, kPolicyKeys) +
                           " (accepted: " + joinKeys(kPolicyKeys) + ")");
         }
+    }
+    if (max_active && wf.overlap != Overlap::Allow) {
+        r.add(*max_active, "'policy.max_active_runs' only applies with overlap = \"allow\" (this workflow has "
+                           "overlap = \"" + std::string(toString(wf.overlap)) + "\")");
     }
 }
 

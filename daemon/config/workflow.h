@@ -22,11 +22,33 @@ class time_zone;
 
 namespace taskhub::config {
 
+// A time trigger of a workflow ([[trigger]]): exactly one of cron, every or at, plus jitter.
 struct TriggerDef {
+    enum class Kind {
+        Cron,   // cron = "30 2 * * *"
+        Reboot, // cron = "@reboot": once per machine boot
+        Every,  // every = "90s": at start_at + k * every (anchor: start_at, else the daemon's start)
+        At,     // at = "2026-12-24T18:00:00+01:00": once
+    };
+    Kind kind = Kind::Cron;
     size_t line = 0;
-    std::string cron_text;
-    cron::CronExpr cron;
+    std::string cron_text;                            // Cron, Reboot: the expression as written
+    std::optional<cron::CronExpr> cron;               // Cron, Reboot
+    std::chrono::seconds every{0};                    // Every: at least 1s
+    std::optional<std::chrono::sys_seconds> start_at; // Every
+    std::chrono::sys_seconds at{};                    // At
+    // Each firing is delayed by the same offset in [0, jitter], picked from the workflow name and
+    // the trigger's position (stable across restarts and machines), to spread load.
+    std::chrono::seconds jitter{0};
+    std::chrono::seconds jitter_offset{0};
+
+    // What the trigger says, for people: `cron "30 2 * * *"`, `every 90s`,
+    // `at 2026-12-24T17:00:00Z`, plus ` jitter 5m` when it has one.
+    std::string describe() const;
 };
+
+enum class Catchup { None, Latest, All };
+const char* toString(Catchup c);
 
 // When a task may run, given how its upstream tasks ended: dag::TriggerRule (semantics in
 // dag/graph.h, names "all_success", ... from dag::toString). Do not declare a config::toString
@@ -76,6 +98,9 @@ struct Workflow {
     std::vector<TriggerDef> triggers;
     cron::DstPolicy dst;
     Overlap overlap = Overlap::Skip;
+    int max_active_runs = 0; // overlap = allow: active top-level runs at most; 0 = unlimited
+    Catchup catchup = Catchup::Latest;
+    std::chrono::seconds catchup_window{std::chrono::hours(24)};
     OnFailure on_failure = OnFailure::FailFast;
     std::chrono::milliseconds timeout{0}; // whole run; 0 = none
     // Declared params with their defaults, in file order. A run may only set declared params.

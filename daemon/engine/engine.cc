@@ -314,7 +314,8 @@ struct Engine::Impl {
 
     TriggerResult trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
                           std::optional<std::chrono::sys_seconds> scheduled,
-                          const store::NameValues& given, const std::string& actor) {
+                          const store::NameValues& given, const std::string& actor, const std::string& label,
+                          const std::string& forced_skip) {
         TriggerResult out;
         if (stopping) {
             out.error = "taskhubd is shutting down; no new runs are started";
@@ -326,7 +327,7 @@ struct Engine::Impl {
             return out;
         }
         std::string id;
-        if (kind == TriggerKind::Cron && scheduled) {
+        if (kind == TriggerKind::Scheduled && scheduled) {
             id = wf->name + "@" + formatCompactUtc(*scheduled);
             if (runs.count(id) || store.runExists(id)) {
                 out.error = "the firing " + id + " is already recorded";
@@ -337,7 +338,8 @@ struct Engine::Impl {
             id = newManualId(wf->name);
         }
 
-        auto run = makeRun(wf, id, kind == TriggerKind::Cron ? "cron" : "manual", std::move(params));
+        auto run = makeRun(wf, id, kind == TriggerKind::Manual ? "manual" : label.empty() ? "cron" : label,
+                           std::move(params));
         if (scheduled) run->rec.scheduled_ms = scheduled->time_since_epoch().count() * 1000;
 
         // Overlap policy: what to do while earlier top-level runs of this workflow are active.
@@ -347,8 +349,12 @@ struct Engine::Impl {
         }
         std::sort(active.begin(), active.end(), [](Run* a, Run* b) { return a->serial < b->serial; });
         std::string start = "run";
-        std::string skip_reason;
-        if (!active.empty()) {
+        std::string skip_reason = forced_skip; // decided by the caller: a paused workflow
+        if (skip_reason.empty() && wf->overlap == config::Overlap::Allow && wf->max_active_runs > 0 &&
+                   active.size() >= static_cast<size_t>(wf->max_active_runs)) {
+            skip_reason = "skipped: " + std::to_string(active.size()) + " runs are active, max_active_runs = " +
+                          std::to_string(wf->max_active_runs) + " (overlap = allow)";
+        } else if (skip_reason.empty() && !active.empty()) {
             const std::string previous = active.back()->rec.id;
             switch (wf->overlap) {
             case config::Overlap::Skip:
@@ -370,7 +376,11 @@ struct Engine::Impl {
 
         out.ok = true;
         out.run_id = id;
-        const std::string by = actor.empty() ? run->rec.trigger : run->rec.trigger + " by " + actor;
+        // "manual by uid 1000 (ada)"; "cron", "every: catch-up of ..." (a scheduled run's actor
+        // says why it fires when not on time).
+        const std::string by = actor.empty()                      ? run->rec.trigger
+                               : kind == TriggerKind::Scheduled ? run->rec.trigger + ": " + actor
+                                                                : run->rec.trigger + " by " + actor;
         if (!skip_reason.empty()) {
             run->rec.state = "skipped";
             run->rec.message = skip_reason;
@@ -1380,8 +1390,9 @@ size_t Engine::recoverInterrupted() {
 
 TriggerResult Engine::trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
                               std::optional<std::chrono::sys_seconds> scheduled,
-                              const store::NameValues& params, const std::string& actor) {
-    return impl_->trigger(std::move(wf), kind, scheduled, params, actor);
+                              const store::NameValues& params, const std::string& actor, const std::string& label,
+                              const std::string& skip_reason) {
+    return impl_->trigger(std::move(wf), kind, scheduled, params, actor, label, skip_reason);
 }
 
 bool Engine::cancel(const std::string& run_id, const std::string& task_id, const std::string& actor,

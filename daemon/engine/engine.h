@@ -42,7 +42,9 @@ struct EngineOptions {
     int max_nesting_depth = 10;                 // child runs below a top-level run, at most
 };
 
-enum class TriggerKind { Cron, Manual };
+// Scheduled: a time trigger's firing (the run's trigger field says which kind: cron, every, at,
+// reboot); Manual: `taskhubctl run`.
+enum class TriggerKind { Scheduled, Manual };
 
 // The workflows a workflow task may start as child runs, by name; replaced on reload. Runs
 // already active keep the definitions they started with.
@@ -85,10 +87,13 @@ public:
     // at most once: firing the same instant again returns ok=false. Manual runs get a unique id.
     // params override the workflow's declared defaults; an undeclared name is refused
     // (ok=false, "workflow 'x' has no param 'k' (declared: a, b)"). actor (e.g. "uid 1000") is
-    // recorded in the run_created event.
+    // recorded in the run_created event. label is a scheduled run's trigger field ("cron",
+    // "every", "at", "reboot"; default "cron"). skip_reason, when not empty, records the run as
+    // skipped with that reason instead of starting it (a paused workflow's firings).
     TriggerResult trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
                           std::optional<std::chrono::sys_seconds> scheduled = std::nullopt,
-                          const store::NameValues& params = {}, const std::string& actor = "");
+                          const store::NameValues& params = {}, const std::string& actor = "",
+                          const std::string& label = "", const std::string& skip_reason = "");
 
     // Cancels a queued, running or paused run and its child runs: running tasks are asked to
     // stop, the rest are marked cancelled. With task_id, cancels only that task (a running

@@ -132,6 +132,7 @@ ALTER TABLE tasks_v3 RENAME TO tasks;
 CREATE INDEX runs_by_workflow ON runs(workflow);
 CREATE INDEX runs_by_state ON runs(state);
 CREATE INDEX runs_by_parent ON runs(parent_run);
+CREATE INDEX runs_by_schedule ON runs(workflow, scheduled_ms);
 CREATE INDEX event_blocks_by_run ON event_blocks(run_key, last_seq);
 )sql";
 
@@ -162,6 +163,7 @@ enum StmtId {
     kSelectEvents,
     kNextEventSeq,
     kCountRuns,
+    kLastScheduled,
     kUnfinished,
     kChildren,
     kStmtCount
@@ -184,6 +186,7 @@ const char* kSql[kStmtCount] = {
     "SELECT events FROM event_blocks WHERE run_key = ?1 ORDER BY last_seq",
     "SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks",
     "SELECT count(*) FROM runs",
+    "SELECT max(scheduled_ms) FROM runs WHERE workflow = ?1",
     "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE state IN ('queued', 'running', 'paused') "
     "ORDER BY key",
     "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE parent_run = ?1 ORDER BY key",
@@ -986,6 +989,15 @@ int64_t Store::countRuns() {
     int64_t n = s.step() == SQLITE_ROW ? s.i64(0) : 0;
     s.finish();
     return n;
+}
+
+std::optional<int64_t> Store::lastScheduledMs(const std::string& workflow) {
+    auto& s = r_->stmt(kLastScheduled);
+    s.bind(1, workflow);
+    std::optional<int64_t> v;
+    if (s.step() == SQLITE_ROW) v = s.opt(0);
+    s.finish();
+    return v;
 }
 
 std::vector<RunRecord> Store::unfinishedRuns() {

@@ -104,6 +104,9 @@ public:
     std::vector<RunRecord> runs(const RunFilter& filter); // newest first
     std::vector<EventRecord> events(const std::string& run_id);
     int64_t countRuns();
+    // The latest scheduled instant (epoch ms) of the workflow's runs that were scheduled firings
+    // (started, queued or recorded as skipped), or std::nullopt when it has none.
+    std::optional<int64_t> lastScheduledMs(const std::string& workflow);
 
     // Runs left queued, running or paused by a previous daemon process, oldest first (child runs
     // included: their parent_run says where they belong).

@@ -7,11 +7,31 @@ namespace taskhub::triggers {
 using std::chrono::sys_seconds;
 
 std::optional<PlannedFiring> nextFiring(const config::Workflow& wf, size_t t, sys_seconds after,
-                                        const PlanContext&) {
+                                        const PlanContext& ctx) {
+    using Kind = config::TriggerDef::Kind;
     const auto& trig = wf.triggers.at(t);
-    auto next = trig.cron.next(after, wf.zone, wf.dst);
-    if (!next) return std::nullopt;
-    return PlannedFiring{t, *next, *next};
+    std::optional<sys_seconds> scheduled;
+    switch (trig.kind) {
+    case Kind::Cron: scheduled = trig.cron->next(after, wf.zone, wf.dst); break;
+    case Kind::Reboot: break; // once per boot, decided by the scheduler at start
+    case Kind::At:
+        if (trig.at > after) scheduled = trig.at;
+        break;
+    case Kind::Every: {
+        // start_at itself fires; the daemon's start does not (the first firing is one interval
+        // after it).
+        const sys_seconds first = trig.start_at ? *trig.start_at : ctx.daemon_start + trig.every;
+        if (first > after) {
+            scheduled = first;
+        } else {
+            const auto k = (after - first) / trig.every + 1;
+            scheduled = first + k * trig.every;
+        }
+        break;
+    }
+    }
+    if (!scheduled) return std::nullopt;
+    return PlannedFiring{t, *scheduled, *scheduled + trig.jitter_offset};
 }
 
 std::vector<PlannedFiring> upcoming(const config::Workflow& wf, sys_seconds after, size_t n,

@@ -1,122 +1,347 @@
 #include "triggers/scheduler.h"
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/system_timer.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <spdlog/spdlog.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <queue>
+#include <set>
+#include <system_error>
 
 #include "common/time_util.h"
+#include "triggers/plan.h"
 
 namespace taskhub::triggers {
 
 namespace asio = boost::asio;
 using std::chrono::sys_seconds;
+using Kind = config::TriggerDef::Kind;
 
-// A firing handled later than this after its instant counts as missed.
-constexpr std::chrono::seconds kLateLimit{60};
+namespace {
+
+const char* labelOf(Kind k) {
+    switch (k) {
+    case Kind::Cron: return "cron";
+    case Kind::Reboot: return "reboot";
+    case Kind::Every: return "every";
+    case Kind::At: return "at";
+    }
+    return "cron";
+}
+
+sys_seconds nowSeconds() { return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()); }
+
+} // namespace
 
 struct Scheduler::Impl {
     struct Entry {
-        sys_seconds when;
-        uint64_t generation;
+        sys_seconds due;
+        sys_seconds scheduled;
+        uint64_t generation; // of the workflow's plan (see plan_generation)
         std::shared_ptr<const config::Workflow> wf;
         size_t trigger;
-        bool operator>(const Entry& o) const { return when > o.when; }
+        bool operator>(const Entry& o) const { return due != o.due ? due > o.due : trigger > o.trigger; }
+    };
+    // What the scheduler knows of a workflow across reloads.
+    struct State {
+        std::shared_ptr<const config::Workflow> wf;
+        std::vector<sys_seconds> last;      // per trigger: the last scheduled instant handled
+        std::vector<sys_seconds> next_due;  // per trigger: planned, for nextFirings()
+        uint64_t plan_generation = 0;       // entries of older plans are dropped
     };
 
     asio::io_context& io;
+    Options opts;
     FireFn fire;
-    asio::system_timer timer;
+    LastFiringFn last_firing;
+    int tfd = -1;
+    asio::posix::stream_descriptor timer;
+    bool waiting = false;
     std::priority_queue<Entry, std::vector<Entry>, std::greater<>> queue;
-    uint64_t generation = 0; // entries of older setWorkflows() calls are dropped
-    std::map<std::string, std::vector<sys_seconds>> next_by_workflow;
+    std::map<std::string, State> states;
     bool stopped = false;
 
-    Impl(asio::io_context& i, FireFn f) : io(i), fire(std::move(f)), timer(i) {}
+    Impl(asio::io_context& i, Options o, FireFn f, LastFiringFn l)
+        : io(i), opts(o), fire(std::move(f)), last_firing(std::move(l)),
+          tfd(::timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC)), timer(i) {
+        if (tfd < 0) throw std::system_error(errno, std::generic_category(), "timerfd_create(CLOCK_REALTIME)");
+        timer.assign(tfd);
+    }
 
-    void plan(std::shared_ptr<const config::Workflow> wf, size_t t, sys_seconds after) {
-        const auto& trig = wf->triggers[t];
-        auto next = trig.cron.next(after, wf->zone, wf->dst);
-        auto& slots = next_by_workflow[wf->name];
-        slots.resize(wf->triggers.size());
-        if (!next) {
-            spdlog::warn("SCHED_NEVER_FIRES workflow {} trigger \"{}\" has no future firing", wf->name,
-                         trig.cron_text);
-            slots[t] = sys_seconds{};
+    PlanContext context() const { return PlanContext{opts.daemon_start}; }
+
+    void plan(State& st, size_t t, sys_seconds after) {
+        auto f = nextFiring(*st.wf, t, after, context());
+        st.next_due[t] = f ? f->due : sys_seconds{};
+        if (f) queue.push({f->due, f->scheduled, st.plan_generation, st.wf, t});
+    }
+
+    // Plans every trigger of st's workflow afresh from `now` (and never at or before what each
+    // trigger already handled).
+    void planAll(State& st, sys_seconds now) {
+        ++st.plan_generation;
+        st.next_due.assign(st.wf->triggers.size(), sys_seconds{});
+        for (size_t t = 0; t < st.wf->triggers.size(); ++t) {
+            if (st.wf->triggers[t].kind == Kind::Reboot) continue;
+            plan(st, t, std::max(now, st.last[t]));
+        }
+    }
+
+    // What made firings missed: the daemon was not running (restart), or it was running but
+    // could not fire them on time (late).
+    struct Missed {
+        bool restart = false;
+        std::optional<sys_seconds> last_recorded; // restart: the workflow's last scheduled instant
+        std::string why;
+    };
+
+    // The firings of st's workflow with scheduled instants in (from, now], oldest first; an
+    // instant named by several triggers counts once (it is one run). After a restart, a
+    // workflow that never fired only misses its one-off `at` triggers, and `every` triggers
+    // without start_at continue the grid of the previous daemon's last firing.
+    std::vector<PlannedFiring> missedBetween(const State& st, sys_seconds from, sys_seconds now, const Missed& m) {
+        std::vector<PlannedFiring> out;
+        const auto& wf = *st.wf;
+        for (size_t t = 0; t < wf.triggers.size(); ++t) {
+            const auto& trig = wf.triggers[t];
+            if (trig.kind == Kind::Reboot) continue;
+            PlanContext ctx = context();
+            if (m.restart) {
+                if (!m.last_recorded && trig.kind != Kind::At) continue;
+                if (trig.kind == Kind::Every && !trig.start_at) ctx.daemon_start = *m.last_recorded;
+            }
+            sys_seconds after = std::max(from, st.last[t]);
+            // Bounded: catch-up never needs more than kMaxCatchup + 1 firings per trigger, but
+            // the count of the dropped ones is reported, so count on to a generous cap.
+            for (size_t n = 0; n < 100 * kMaxCatchup; ++n) {
+                auto f = nextFiring(wf, t, after, ctx);
+                if (!f || f->due > now) break;
+                out.push_back(*f);
+                after = f->scheduled;
+            }
+        }
+        std::sort(out.begin(), out.end(), [](const PlannedFiring& a, const PlannedFiring& b) {
+            return a.scheduled != b.scheduled ? a.scheduled < b.scheduled : a.trigger < b.trigger;
+        });
+        out.erase(std::unique(out.begin(), out.end(),
+                              [](const PlannedFiring& a, const PlannedFiring& b) { return a.scheduled == b.scheduled; }),
+                  out.end());
+        return out;
+    }
+
+    void fireOne(const State& st, const PlannedFiring& f, std::string note) {
+        fire(Firing{st.wf, f.trigger, f.scheduled, labelOf(st.wf->triggers[f.trigger].kind), std::move(note)});
+    }
+
+    // Applies the workflow's catch-up policy to firings missed in (from, now].
+    void catchUp(State& st, sys_seconds from, sys_seconds now, const Missed& m) {
+        const auto& wf = *st.wf;
+        const std::string& why = m.why;
+        auto missed = missedBetween(st, from, now, m);
+        for (size_t t = 0; t < st.last.size(); ++t) st.last[t] = std::max(st.last[t], now);
+        if (missed.empty()) return;
+        const size_t n = missed.size();
+        const std::string span = formatIsoSeconds(missed.front().scheduled) +
+                                 (n > 1 ? " to " + formatIsoSeconds(missed.back().scheduled) : "");
+        switch (wf.catchup) {
+        case config::Catchup::None:
+            spdlog::warn("SCHED_MISSED {}: {} firing(s) missed ({}; {}), not run (catchup = none)", wf.name, n, span,
+                         why);
+            return;
+        case config::Catchup::Latest:
+            spdlog::warn("SCHED_CATCHUP {}: {} firing(s) missed ({}; {}); running the latest (catchup = latest)",
+                         wf.name, n, span, why);
+            fireOne(st, missed.back(),
+                    "catch-up of the latest of " + std::to_string(n) + " missed firing(s) (" + why + ")");
+            return;
+        case config::Catchup::All: {
+            size_t dropped = n > kMaxCatchup ? n - kMaxCatchup : 0;
+            if (dropped) {
+                spdlog::warn("SCHED_CATCHUP_DROPPED {}: {} missed firing(s); the {} oldest are not run (catch-up "
+                             "runs at most {})",
+                             wf.name, n, dropped, kMaxCatchup);
+            }
+            spdlog::warn("SCHED_CATCHUP {}: {} firing(s) missed ({}; {}); running {} (catchup = all)", wf.name, n,
+                         span, why, n - dropped);
+            for (size_t i = dropped; i < n; ++i) {
+                fireOne(st, missed[i],
+                        "catch-up " + std::to_string(i - dropped + 1) + " of " + std::to_string(n - dropped) +
+                            " missed firing(s) (" + why + ")");
+            }
             return;
         }
-        slots[t] = *next;
-        queue.push({*next, generation, std::move(wf), t});
+        }
+    }
+
+    void setWorkflows(const std::map<std::string, std::shared_ptr<const config::Workflow>>& wfs) {
+        const auto now = nowSeconds();
+        std::map<std::string, State> next;
+        for (const auto& [name, wf] : wfs) {
+            auto old = states.find(name);
+            State st;
+            st.wf = wf;
+            st.last.assign(wf->triggers.size(), sys_seconds{});
+            const bool first_seen = old == states.end();
+            if (!first_seen) {
+                // A reload: what was handled stays handled (by the triggers that are the same,
+                // in order; new or changed ones start after now).
+                st.plan_generation = old->second.plan_generation;
+                for (size_t t = 0; t < st.last.size(); ++t) {
+                    st.last[t] = t < old->second.last.size() &&
+                                         wf->triggers[t].describe() == old->second.wf->triggers[t].describe()
+                                     ? old->second.last[t]
+                                     : now;
+                }
+            }
+            auto& placed = next[name] = std::move(st);
+            if (first_seen) {
+                std::optional<sys_seconds> recorded = last_firing ? last_firing(name) : std::nullopt;
+                if (recorded) {
+                    for (auto& l : placed.last) l = *recorded;
+                }
+                const sys_seconds window_start = now - wf->catchup_window;
+                const sys_seconds from = recorded ? std::max(*recorded, window_start) : window_start;
+                catchUp(placed, from, now, Missed{true, recorded, "taskhubd was not running"});
+                for (size_t t = 0; t < wf->triggers.size(); ++t) {
+                    if (wf->triggers[t].kind != Kind::Reboot) continue;
+                    fire(Firing{wf, t, opts.boot, "reboot", {}}); // once per boot: the run id says so
+                }
+            }
+            planAll(placed, now);
+        }
+        states = std::move(next); // entries of workflows no longer loaded are dropped when popped
+        arm();
     }
 
     void arm() {
         if (stopped) return;
-        while (!queue.empty() && queue.top().generation != generation) queue.pop();
-        if (queue.empty()) {
-            timer.cancel();
-            return;
+        while (!queue.empty() && !current(queue.top())) queue.pop();
+        itimerspec spec{};
+        if (!queue.empty()) {
+            spec.it_value.tv_sec = queue.top().due.time_since_epoch().count();
+            if (spec.it_value.tv_sec <= 0) spec.it_value.tv_nsec = 1; // 0 would disarm it
         }
-        timer.expires_at(std::chrono::system_clock::time_point(queue.top().when));
-        timer.async_wait([this](const boost::system::error_code& ec) {
-            if (ec) return;
+        if (::timerfd_settime(tfd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &spec, nullptr) != 0) {
+            spdlog::error("SCHED_TIMER_FAILED timerfd_settime: {}", std::strerror(errno));
+        }
+        if (queue.empty() || waiting) return;
+        waiting = true;
+        timer.async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
+            waiting = false;
+            if (ec || stopped) return;
+            uint64_t expirations = 0;
+            if (::read(tfd, &expirations, sizeof expirations) < 0 && errno == ECANCELED) {
+                spdlog::info("SCHED_CLOCK_SET the system clock was set; re-planning");
+            }
             onTimer();
         });
     }
 
+    // True when the entry belongs to the workflow's current plan.
+    bool current(const Entry& e) const {
+        auto it = states.find(e.wf->name);
+        return it != states.end() && it->second.wf == e.wf && it->second.plan_generation == e.generation;
+    }
+
     void onTimer() {
-        const auto now = std::chrono::system_clock::now();
+        const auto now_tp = std::chrono::system_clock::now();
+        const auto now = std::chrono::floor<std::chrono::seconds>(now_tp);
+        std::set<std::string> caught_up; // workflows re-planned by a catch-up in this wake-up
         while (!queue.empty()) {
-            const Entry& top = queue.top();
-            if (top.generation != generation) {
+            Entry e = queue.top();
+            if (!current(e)) {
                 queue.pop();
                 continue;
             }
-            if (top.when > now) break;
-            Entry e = top;
+            if (std::chrono::system_clock::time_point(e.due) > now_tp) break;
             queue.pop();
-            if (now - e.when > kLateLimit) {
-                // The loop did not run for a while (suspend, clock jump, overload). This version
-                // has no catch-up, so missed firings are dropped, not run in a burst.
-                const auto now_s = std::chrono::floor<std::chrono::seconds>(now);
-                spdlog::warn("SCHED_FIRING_MISSED {} {}: woke {}s late; firings missed until now are "
-                             "skipped (catch-up is not supported by this version)",
-                             e.wf->name, formatIsoSeconds(e.when), (now_s - e.when).count());
-                plan(e.wf, e.trigger, now_s);
+            State& st = states.at(e.wf->name);
+            if (e.scheduled <= st.last[e.trigger]) continue; // handled already (the clock went back)
+            if (now - e.due >= kLateLimit) {
+                // Nothing could fire it on time: the machine slept, the clock jumped forward, or
+                // the loop was stalled. Missed firings follow the catch-up rules.
+                if (caught_up.insert(e.wf->name).second) {
+                    const sys_seconds from = std::max(e.scheduled - std::chrono::seconds(1),
+                                                      now - st.wf->catchup_window);
+                    catchUp(st, from, now,
+                            Missed{false, std::nullopt, "woke " + std::to_string((now - e.due).count()) + "s late"});
+                    planAll(st, now);
+                }
                 continue;
             }
-            fire(Firing{e.wf, e.trigger, e.when});
-            plan(e.wf, e.trigger, e.when);
+            st.last[e.trigger] = e.scheduled;
+            fire(Firing{st.wf, e.trigger, e.scheduled, labelOf(st.wf->triggers[e.trigger].kind), {}});
+            plan(st, e.trigger, e.scheduled);
         }
         arm();
     }
 };
 
-Scheduler::Scheduler(asio::io_context& io, FireFn fire) : impl_(std::make_unique<Impl>(io, std::move(fire))) {}
+Scheduler::Scheduler(asio::io_context& io, Options options, FireFn fire, LastFiringFn last_firing)
+    : impl_(std::make_unique<Impl>(io, options, std::move(fire), std::move(last_firing))) {}
 
 Scheduler::~Scheduler() = default;
 
 void Scheduler::setWorkflows(const std::map<std::string, std::shared_ptr<const config::Workflow>>& wfs) {
-    auto& im = *impl_;
-    ++im.generation;
-    im.next_by_workflow.clear();
-    const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
-    for (const auto& [name, wf] : wfs) {
-        for (size_t t = 0; t < wf->triggers.size(); ++t) im.plan(wf, t, now);
-    }
-    im.arm();
+    impl_->setWorkflows(wfs);
 }
 
 void Scheduler::stop() {
     impl_->stopped = true;
-    impl_->timer.cancel();
+    boost::system::error_code ec;
+    impl_->timer.cancel(ec);
 }
 
 std::vector<sys_seconds> Scheduler::nextFirings(const std::string& workflow) const {
-    auto it = impl_->next_by_workflow.find(workflow);
-    if (it == impl_->next_by_workflow.end()) return {};
-    return it->second;
+    auto it = impl_->states.find(workflow);
+    if (it == impl_->states.end()) return {};
+    return it->second.next_due;
 }
 
+const Scheduler::Options& Scheduler::options() const { return impl_->opts; }
+
+sys_seconds bootInstant(const std::string& state_dir) {
+    std::string boot_id;
+    {
+        std::ifstream in("/proc/sys/kernel/random/boot_id");
+        std::getline(in, boot_id);
+    }
+    long long btime = -1;
+    {
+        std::ifstream in("/proc/stat");
+        std::string key;
+        while (in >> key) {
+            if (key == "btime") {
+                in >> btime;
+                break;
+            }
+            in.ignore(1 << 20, '\n');
+        }
+    }
+    if (boot_id.empty() || btime < 0) {
+        spdlog::warn("SCHED_BOOT_UNKNOWN cannot read the boot id or boot time from /proc; @reboot triggers fire "
+                     "at every start of taskhubd");
+        return nowSeconds();
+    }
+    // The kernel derives btime from the current clock, so it moves when the clock is stepped:
+    // the first value seen in this boot is kept.
+    const std::string file = state_dir + "/boot";
+    {
+        std::ifstream in(file);
+        std::string id;
+        long long t = -1;
+        if (in >> id >> t && id == boot_id && t >= 0) return sys_seconds(std::chrono::seconds(t));
+    }
+    std::ofstream out(file, std::ios::trunc);
+    out << boot_id << ' ' << btime << '\n';
+    if (!out) spdlog::warn("SCHED_BOOT_NOT_SAVED cannot write {}: {}", file, std::strerror(errno));
+    return sys_seconds(std::chrono::seconds(btime));
+}
 
 } // namespace taskhub::triggers

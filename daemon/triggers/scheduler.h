@@ -1,6 +1,21 @@
-// Time triggers: one timer for the whole schedule. Holds the next firing instant of every cron
-// trigger of every workflow in a priority queue, sleeps until the earliest, fires it, and plans
-// that trigger's next firing. Idle cost is one armed timer, whatever the number of workflows.
+// Time triggers: one timer for the whole schedule. Holds the next firing of every time trigger
+// (cron, every, at) of every workflow in a priority queue and sleeps on one CLOCK_REALTIME
+// timerfd armed for the earliest; idle cost is that one armed timer, whatever the number of
+// workflows. The timer is armed with TFD_TIMER_CANCEL_ON_SET: when the system clock is set, the
+// scheduler wakes at once and looks again, so a jump forward runs the catch-up rules for what it
+// skipped and a jump back never fires an instant twice (each trigger remembers the last instant
+// it fired).
+//
+// Catch-up: firings whose instant passed while nothing could fire them (the daemon stopped, the
+// machine suspended, the clock jumped, the loop was stalled for more than kLateLimit) are
+// "missed". At start, each workflow's last scheduled instant comes from the store; the missed
+// firings after it within the workflow's catchup_window are handled as its `catchup` says: none
+// (logged only), latest (the most recent one fires), all (all fire, oldest first, at most
+// kMaxCatchup, the older ones dropped with a warning naming how many). One-off `at` triggers of
+// a workflow that never fired count as missed when their instant is within the window.
+//
+// @reboot triggers fire once per machine boot, at start, with the boot's instant as their
+// scheduled instant (so the run id, and with it "fired in this boot", survives daemon restarts).
 //
 // Threading: event-loop thread only.
 #ifndef TASKHUB_TRIGGERS_SCHEDULER_H
@@ -25,28 +40,54 @@ namespace taskhub::triggers {
 struct Firing {
     std::shared_ptr<const config::Workflow> workflow;
     size_t trigger = 0;
-    std::chrono::sys_seconds instant;
+    std::chrono::sys_seconds instant; // the scheduled instant: the run's identity
+    const char* label = "cron";       // the trigger kind: cron, every, at, reboot
+    std::string note;                 // why it fires now when not on time, e.g. "catch-up: ..."
 };
 
 class Scheduler {
 public:
+    // A firing this late (or later) when the scheduler handles it counts as missed.
+    static constexpr std::chrono::seconds kLateLimit{60};
+    // Catch-up "all" fires at most this many firings per workflow.
+    static constexpr size_t kMaxCatchup = 1000;
+
     using FireFn = std::function<void(const Firing&)>;
-    Scheduler(boost::asio::io_context& io, FireFn fire);
+    // The latest scheduled instant recorded for a workflow (from the store), if any.
+    using LastFiringFn = std::function<std::optional<std::chrono::sys_seconds>(const std::string& workflow)>;
+
+    struct Options {
+        std::chrono::sys_seconds daemon_start{}; // anchor of `every` triggers without start_at
+        std::chrono::sys_seconds boot{};         // this machine boot's instant, for @reboot
+    };
+
+    // Throws std::system_error when the timerfd cannot be created.
+    Scheduler(boost::asio::io_context& io, Options options, FireFn fire, LastFiringFn last_firing);
     ~Scheduler();
     Scheduler(const Scheduler&) = delete;
     Scheduler& operator=(const Scheduler&) = delete;
 
-    // Replaces the set of scheduled workflows; plans each trigger's next firing after now.
+    // Replaces the set of scheduled workflows and plans each trigger's next firing. A workflow
+    // seen for the first time since the daemon started gets its catch-up and @reboot firings
+    // here; a workflow reloaded keeps what it last fired.
     void setWorkflows(const std::map<std::string, std::shared_ptr<const config::Workflow>>& wfs);
     void stop();
 
-    // The next planned firing of each trigger of a workflow (empty when unknown or none).
+    // The next planned due instant of each trigger of a workflow (epoch 0 for a trigger that
+    // will not fire again); empty when the workflow is unknown.
     std::vector<std::chrono::sys_seconds> nextFirings(const std::string& workflow) const;
+
+    const Options& options() const;
 
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+// This boot's instant: boot_id and btime from /proc, remembered in state_dir/boot so that it does
+// not move when the clock is stepped during the boot. Falls back to the daemon's start time (and
+// logs why) when /proc cannot be read.
+std::chrono::sys_seconds bootInstant(const std::string& state_dir);
 
 } // namespace taskhub::triggers
 

@@ -237,7 +237,7 @@ TEST_CASE("a version 1 database is migrated to the current version when opened, 
         CHECK(s->events("old@1/a.1")[0].seq == 2);
     }
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
-    for (const char* index : {"runs_by_workflow", "runs_by_state", "runs_by_parent", "event_blocks_by_run"}) {
+    for (const char* index : {"runs_by_workflow", "runs_by_state", "runs_by_parent", "runs_by_schedule", "event_blocks_by_run"}) {
         CHECK(sqlInt(db, std::string("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = '") +
                              index + "'") == 1);
     }
