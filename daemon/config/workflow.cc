@@ -219,21 +219,14 @@ void loadTrigger(const Value& v, Workflow& wf, Reporter& r) {
             }
             def.line = r.lineOf(kv);
             def.cron_text = *text;
-            std::string trimmed = *text;
-            trimmed.erase(0, trimmed.find_first_not_of(" \t"));
-            trimmed.erase(trimmed.find_last_not_of(" \t") + 1);
-            if (trimmed == "@reboot") {
-                def.kind = TriggerDef::Kind::Reboot;
-                continue;
-            }
             std::string err;
-            auto expr = cron::CronExpr::parse(*text, &err);
+            auto expr = cron::CronExpr::parse(*text, &err, wf.name); // H fields hash the workflow name
             if (!expr) {
                 r.add(kv, "cron \"" + *text + "\": " + err);
                 ok = false;
                 continue;
             }
-            def.kind = TriggerDef::Kind::Cron;
+            def.kind = expr->isReboot() ? TriggerDef::Kind::Reboot : TriggerDef::Kind::Cron;
             def.cron = std::move(*expr);
         } else if (key == "every") {
             kinds.push_back(key);

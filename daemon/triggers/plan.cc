@@ -55,4 +55,48 @@ std::vector<PlannedFiring> upcoming(const config::Workflow& wf, sys_seconds afte
     return out;
 }
 
+std::vector<PlannedFiring> missedFirings(const config::Workflow& wf, sys_seconds from, sys_seconds now,
+                                         const std::vector<sys_seconds>& last, const MissedContext& why,
+                                         const PlanContext& ctx, size_t cap) {
+    using Kind = config::TriggerDef::Kind;
+    std::vector<PlannedFiring> out;
+    for (size_t t = 0; t < wf.triggers.size(); ++t) {
+        const auto& trig = wf.triggers[t];
+        if (trig.kind == Kind::Reboot) continue;
+        PlanContext c = ctx;
+        if (why.restart) {
+            if (!why.last_recorded && trig.kind != Kind::At) continue;
+            if (trig.kind == Kind::Every && !trig.start_at) c.daemon_start = *why.last_recorded;
+        }
+        sys_seconds after = t < last.size() ? std::max(from, last[t]) : from;
+        for (size_t n = 0; n < cap; ++n) {
+            auto f = nextFiring(wf, t, after, c);
+            if (!f || f->due > now) break;
+            out.push_back(*f);
+            after = f->scheduled;
+        }
+    }
+    std::sort(out.begin(), out.end(), [](const PlannedFiring& a, const PlannedFiring& b) {
+        return a.scheduled != b.scheduled ? a.scheduled < b.scheduled : a.trigger < b.trigger;
+    });
+    out.erase(std::unique(out.begin(), out.end(),
+                          [](const PlannedFiring& a, const PlannedFiring& b) { return a.scheduled == b.scheduled; }),
+              out.end());
+    return out;
+}
+
+CatchupChoice chooseCatchup(config::Catchup policy, const std::vector<PlannedFiring>& missed, size_t max_all) {
+    CatchupChoice out;
+    if (missed.empty()) return out;
+    switch (policy) {
+    case config::Catchup::None: break;
+    case config::Catchup::Latest: out.run.push_back(missed.back()); break;
+    case config::Catchup::All:
+        out.dropped = missed.size() > max_all ? missed.size() - max_all : 0;
+        out.run.assign(missed.begin() + static_cast<std::ptrdiff_t>(out.dropped), missed.end());
+        break;
+    }
+    return out;
+}
+
 } // namespace taskhub::triggers

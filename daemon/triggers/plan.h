@@ -37,6 +37,33 @@ std::optional<PlannedFiring> nextFiring(const config::Workflow& wf, size_t t, st
 std::vector<PlannedFiring> upcoming(const config::Workflow& wf, std::chrono::sys_seconds after, size_t n,
                                     const PlanContext& ctx);
 
+// Why firings were missed: the daemon was not running (restart), or it was running but could not
+// fire them on time (late: suspend, a clock jump, a stalled loop).
+struct MissedContext {
+    bool restart = false;
+    // restart: the workflow's last scheduled instant from the store, if it ever fired. A
+    // workflow that never fired only misses its one-off `at` triggers; `every` triggers without
+    // start_at continue the grid of that last firing.
+    std::optional<std::chrono::sys_seconds> last_recorded;
+};
+
+// The firings of wf's time triggers whose scheduled instants are in (max(from, last[t]), now]
+// and whose due instants are at most now, oldest first; an instant named by several triggers is
+// one firing (one run). last[t] is what trigger t handled already. At most `cap` firings per
+// trigger are looked at.
+std::vector<PlannedFiring> missedFirings(const config::Workflow& wf, std::chrono::sys_seconds from,
+                                         std::chrono::sys_seconds now,
+                                         const std::vector<std::chrono::sys_seconds>& last,
+                                         const MissedContext& why, const PlanContext& ctx, size_t cap);
+
+// What the catch-up policy runs of `missed` (oldest first): none, the latest, or all of them
+// oldest first but at most `max_all` (the oldest beyond that are dropped).
+struct CatchupChoice {
+    std::vector<PlannedFiring> run; // oldest first
+    size_t dropped = 0;             // catchup = all: missed firings not run because of max_all
+};
+CatchupChoice chooseCatchup(config::Catchup policy, const std::vector<PlannedFiring>& missed, size_t max_all);
+
 } // namespace taskhub::triggers
 
 #endif // TASKHUB_TRIGGERS_PLAN_H

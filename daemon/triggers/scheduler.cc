@@ -35,7 +35,6 @@ const char* labelOf(Kind k) {
     return "cron";
 }
 
-sys_seconds nowSeconds() { return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()); }
 
 } // namespace
 
@@ -75,6 +74,9 @@ struct Scheduler::Impl {
     }
 
     PlanContext context() const { return PlanContext{opts.daemon_start}; }
+    std::chrono::system_clock::time_point clock() const {
+        return opts.clock ? opts.clock() : std::chrono::system_clock::now();
+    }
 
     void plan(State& st, size_t t, sys_seconds after) {
         auto f = nextFiring(*st.wf, t, after, context());
@@ -93,94 +95,44 @@ struct Scheduler::Impl {
         }
     }
 
-    // What made firings missed: the daemon was not running (restart), or it was running but
-    // could not fire them on time (late).
-    struct Missed {
-        bool restart = false;
-        std::optional<sys_seconds> last_recorded; // restart: the workflow's last scheduled instant
-        std::string why;
-    };
-
-    // The firings of st's workflow with scheduled instants in (from, now], oldest first; an
-    // instant named by several triggers counts once (it is one run). After a restart, a
-    // workflow that never fired only misses its one-off `at` triggers, and `every` triggers
-    // without start_at continue the grid of the previous daemon's last firing.
-    std::vector<PlannedFiring> missedBetween(const State& st, sys_seconds from, sys_seconds now, const Missed& m) {
-        std::vector<PlannedFiring> out;
-        const auto& wf = *st.wf;
-        for (size_t t = 0; t < wf.triggers.size(); ++t) {
-            const auto& trig = wf.triggers[t];
-            if (trig.kind == Kind::Reboot) continue;
-            PlanContext ctx = context();
-            if (m.restart) {
-                if (!m.last_recorded && trig.kind != Kind::At) continue;
-                if (trig.kind == Kind::Every && !trig.start_at) ctx.daemon_start = *m.last_recorded;
-            }
-            sys_seconds after = std::max(from, st.last[t]);
-            // Bounded: catch-up never needs more than kMaxCatchup + 1 firings per trigger, but
-            // the count of the dropped ones is reported, so count on to a generous cap.
-            for (size_t n = 0; n < 100 * kMaxCatchup; ++n) {
-                auto f = nextFiring(wf, t, after, ctx);
-                if (!f || f->due > now) break;
-                out.push_back(*f);
-                after = f->scheduled;
-            }
-        }
-        std::sort(out.begin(), out.end(), [](const PlannedFiring& a, const PlannedFiring& b) {
-            return a.scheduled != b.scheduled ? a.scheduled < b.scheduled : a.trigger < b.trigger;
-        });
-        out.erase(std::unique(out.begin(), out.end(),
-                              [](const PlannedFiring& a, const PlannedFiring& b) { return a.scheduled == b.scheduled; }),
-                  out.end());
-        return out;
-    }
-
     void fireOne(const State& st, const PlannedFiring& f, std::string note) {
         fire(Firing{st.wf, f.trigger, f.scheduled, labelOf(st.wf->triggers[f.trigger].kind), std::move(note)});
     }
 
     // Applies the workflow's catch-up policy to firings missed in (from, now].
-    void catchUp(State& st, sys_seconds from, sys_seconds now, const Missed& m) {
+    void catchUp(State& st, sys_seconds from, sys_seconds now, const MissedContext& m, const std::string& why) {
         const auto& wf = *st.wf;
-        const std::string& why = m.why;
-        auto missed = missedBetween(st, from, now, m);
-        for (size_t t = 0; t < st.last.size(); ++t) st.last[t] = std::max(st.last[t], now);
+        // Enough to count what catch-up "all" drops, bounded for a per-second trigger missed for years.
+        auto missed = missedFirings(wf, from, now, st.last, m, context(), 100 * kMaxCatchup);
+        for (auto& l : st.last) l = std::max(l, now);
         if (missed.empty()) return;
         const size_t n = missed.size();
         const std::string span = formatIsoSeconds(missed.front().scheduled) +
                                  (n > 1 ? " to " + formatIsoSeconds(missed.back().scheduled) : "");
-        switch (wf.catchup) {
-        case config::Catchup::None:
+        const auto choice = chooseCatchup(wf.catchup, missed, kMaxCatchup);
+        if (choice.run.empty()) {
             spdlog::warn("SCHED_MISSED {}: {} firing(s) missed ({}; {}), not run (catchup = none)", wf.name, n, span,
                          why);
             return;
-        case config::Catchup::Latest:
-            spdlog::warn("SCHED_CATCHUP {}: {} firing(s) missed ({}; {}); running the latest (catchup = latest)",
-                         wf.name, n, span, why);
-            fireOne(st, missed.back(),
-                    "catch-up of the latest of " + std::to_string(n) + " missed firing(s) (" + why + ")");
-            return;
-        case config::Catchup::All: {
-            size_t dropped = n > kMaxCatchup ? n - kMaxCatchup : 0;
-            if (dropped) {
-                spdlog::warn("SCHED_CATCHUP_DROPPED {}: {} missed firing(s); the {} oldest are not run (catch-up "
-                             "runs at most {})",
-                             wf.name, n, dropped, kMaxCatchup);
-            }
-            spdlog::warn("SCHED_CATCHUP {}: {} firing(s) missed ({}; {}); running {} (catchup = all)", wf.name, n,
-                         span, why, n - dropped);
-            for (size_t i = dropped; i < n; ++i) {
-                fireOne(st, missed[i],
-                        "catch-up " + std::to_string(i - dropped + 1) + " of " + std::to_string(n - dropped) +
-                            " missed firing(s) (" + why + ")");
-            }
-            return;
         }
+        if (choice.dropped) {
+            spdlog::warn("SCHED_CATCHUP_DROPPED {}: {} missed firing(s); the {} oldest are not run (catch-up runs at "
+                         "most {})",
+                         wf.name, n, choice.dropped, kMaxCatchup);
+        }
+        spdlog::warn("SCHED_CATCHUP {}: {} firing(s) missed ({}; {}); running {} (catchup = {})", wf.name, n, span,
+                     why, choice.run.size(), config::toString(wf.catchup));
+        for (size_t i = 0; i < choice.run.size(); ++i) {
+            fireOne(st, choice.run[i],
+                    wf.catchup == config::Catchup::Latest
+                        ? "catch-up of the latest of " + std::to_string(n) + " missed firing(s) (" + why + ")"
+                        : "catch-up " + std::to_string(i + 1) + " of " + std::to_string(choice.run.size()) +
+                              " missed firing(s) (" + why + ")");
         }
     }
 
     void setWorkflows(const std::map<std::string, std::shared_ptr<const config::Workflow>>& wfs) {
-        const auto now = nowSeconds();
+        const auto now = std::chrono::floor<std::chrono::seconds>(clock());
         std::map<std::string, State> next;
         for (const auto& [name, wf] : wfs) {
             auto old = states.find(name);
@@ -207,7 +159,7 @@ struct Scheduler::Impl {
                 }
                 const sys_seconds window_start = now - wf->catchup_window;
                 const sys_seconds from = recorded ? std::max(*recorded, window_start) : window_start;
-                catchUp(placed, from, now, Missed{true, recorded, "taskhubd was not running"});
+                catchUp(placed, from, now, MissedContext{true, recorded}, "taskhubd was not running");
                 for (size_t t = 0; t < wf->triggers.size(); ++t) {
                     if (wf->triggers[t].kind != Kind::Reboot) continue;
                     fire(Firing{wf, t, opts.boot, "reboot", {}}); // once per boot: the run id says so
@@ -250,7 +202,7 @@ struct Scheduler::Impl {
     }
 
     void onTimer() {
-        const auto now_tp = std::chrono::system_clock::now();
+        const auto now_tp = clock();
         const auto now = std::chrono::floor<std::chrono::seconds>(now_tp);
         std::set<std::string> caught_up; // workflows re-planned by a catch-up in this wake-up
         while (!queue.empty()) {
@@ -269,8 +221,8 @@ struct Scheduler::Impl {
                 if (caught_up.insert(e.wf->name).second) {
                     const sys_seconds from = std::max(e.scheduled - std::chrono::seconds(1),
                                                       now - st.wf->catchup_window);
-                    catchUp(st, from, now,
-                            Missed{false, std::nullopt, "woke " + std::to_string((now - e.due).count()) + "s late"});
+                    catchUp(st, from, now, MissedContext{},
+                            "woke " + std::to_string((now - e.due).count()) + "s late");
                     planAll(st, now);
                 }
                 continue;
@@ -297,6 +249,8 @@ void Scheduler::stop() {
     boost::system::error_code ec;
     impl_->timer.cancel(ec);
 }
+
+void Scheduler::poll() { impl_->onTimer(); }
 
 std::vector<sys_seconds> Scheduler::nextFirings(const std::string& workflow) const {
     auto it = impl_->states.find(workflow);
@@ -327,7 +281,7 @@ sys_seconds bootInstant(const std::string& state_dir) {
     if (boot_id.empty() || btime < 0) {
         spdlog::warn("SCHED_BOOT_UNKNOWN cannot read the boot id or boot time from /proc; @reboot triggers fire "
                      "at every start of taskhubd");
-        return nowSeconds();
+        return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
     }
     // The kernel derives btime from the current clock, so it moves when the clock is stepped:
     // the first value seen in this boot is kept.

@@ -59,6 +59,8 @@ public:
     struct Options {
         std::chrono::sys_seconds daemon_start{}; // anchor of `every` triggers without start_at
         std::chrono::sys_seconds boot{};         // this machine boot's instant, for @reboot
+        // The wall clock; tests give a fake one and call poll() (default: the system clock).
+        std::function<std::chrono::system_clock::time_point()> clock;
     };
 
     // Throws std::system_error when the timerfd cannot be created.
@@ -72,6 +74,8 @@ public:
     // here; a workflow reloaded keeps what it last fired.
     void setWorkflows(const std::map<std::string, std::shared_ptr<const config::Workflow>>& wfs);
     void stop();
+    // Fires what is due now (by the clock) and re-arms the timer: what the timer's wake-up does.
+    void poll();
 
     // The next planned due instant of each trigger of a workflow (epoch 0 for a trigger that
     // will not fire again); empty when the workflow is unknown.
