@@ -24,6 +24,7 @@
 #include "pool/worker_pool.h"
 #include "store/store.h"
 #include "triggers/scheduler.h"
+#include "triggers/zone_watch.h"
 
 #ifndef TASKHUB_VERSION
 #define TASKHUB_VERSION "0.0.0"
@@ -121,6 +122,8 @@ int serve(const config::DaemonConfig& cfg) {
 
     DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler});
     services.loadWorkflows();
+    // Schedules in the system zone follow a change of it at once (a reload re-reads the zone).
+    triggers::ZoneWatch zone_watch(io, [&services] { services.loadWorkflows(); });
     engine.setWorkflowLookup([&services](const std::string& name) -> std::shared_ptr<const config::Workflow> {
         const auto& map = services.workflowMap();
         auto it = map.find(name);
@@ -153,6 +156,7 @@ int serve(const config::DaemonConfig& cfg) {
                              cfg.shutdown_grace.count());
                 services.setShuttingDown();
                 scheduler.stop();
+                zone_watch.stop();
                 engine.shutdown(cfg.shutdown_grace, [&] {
                     // Answers to clients still waiting on runs go out once their writes are
                     // durable; give those writes a moment to reach the sockets, then stop.

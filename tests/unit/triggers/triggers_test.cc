@@ -15,6 +15,7 @@
 #include "config_support.h"
 #include "triggers/plan.h"
 #include "triggers/scheduler.h"
+#include "triggers/zone_watch.h"
 
 namespace {
 
@@ -239,4 +240,25 @@ TEST_CASE("scheduler: @reboot fires once at start with the boot's instant; every
     h.advanceTo("2026-05-01T10:01:00Z");
     CHECK(h.take() == std::vector<std::string>{"mix 2026-05-01T10:00:30Z every", "mix 2026-05-01T10:00:45Z at",
                                                "mix 2026-05-01T10:01:00Z every"});
+}
+
+TEST_CASE("a change of the system zone file is noticed once per burst; other files are ignored", "[triggers][zone]") {
+    config::testing::TempDir dir;
+    boost::asio::io_context io;
+    int calls = 0;
+    triggers::ZoneWatch watch(io, [&] { ++calls; }, dir.path.string());
+    dir.write("hosts", "127.0.0.1 localhost\n");
+    io.run_for(400ms);
+    CHECK(calls == 0);
+    // What timedatectl does: a new symlink renamed over the old one, plus /etc/timezone.
+    std::filesystem::create_symlink("/usr/share/zoneinfo/Europe/Berlin", dir.path / ".localtime.new");
+    std::filesystem::rename(dir.path / ".localtime.new", dir.path / "localtime");
+    dir.write("timezone", "Europe/Berlin\n");
+    io.run_for(600ms);
+    CHECK(calls == 1);
+    watch.stop();
+    io.restart();
+    const auto t0 = std::chrono::steady_clock::now();
+    io.run_for(5s); // returns at once when nothing is left waiting: shutdown is not held up
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
 }
