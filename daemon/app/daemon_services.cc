@@ -1,6 +1,8 @@
 #include "app/daemon_services.h"
 
+#include <date/tz.h>
 #include <spdlog/spdlog.h>
+#include <taskhub/suggest.hpp>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include "plugin_host/plugin_host.h"
 #include "pool/worker_pool.h"
 #include "store/store.h"
+#include "triggers/plan.h"
 #include "triggers/scheduler.h"
 
 #ifndef TASKHUB_VERSION
@@ -118,10 +121,7 @@ control::TriggerOutcome DaemonServices::trigger(const std::string& workflow, con
     auto it = workflows_.find(workflow);
     if (it == workflows_.end()) {
         out.code = "not_found";
-        out.error = "no workflow named '" + workflow + "'";
-        for (const auto& p : problems_) {
-            if (fs::path(p.file).stem() == workflow) out.error += " (its file failed to load: " + p.message + ")";
-        }
+        out.error = unknownWorkflow(workflow);
         return out;
     }
     auto r = m_.engine->trigger(it->second, engine::TriggerKind::Manual, std::nullopt, params, caller.actor);
@@ -139,6 +139,51 @@ control::TriggerOutcome DaemonServices::trigger(const std::string& workflow, con
         out.code = undeclared ? "bad_request" : "unavailable";
     }
     if (r.ok) spdlog::info("CTRL_RUN_TRIGGERED {} by {}", r.run_id, caller.actor);
+    return out;
+}
+
+std::string DaemonServices::unknownWorkflow(const std::string& name) const {
+    std::string out = "no workflow named '" + name + "'";
+    bool failed = false;
+    for (const auto& p : problems_) {
+        if (fs::path(p.file).stem() == name) {
+            out += " (its file failed to load: " + p.message + ")";
+            failed = true;
+        }
+    }
+    if (!failed) {
+        std::vector<std::string> names;
+        for (const auto& [n, wf] : workflows_) names.push_back(n);
+        if (auto best = sdk::closestKey(name, names); !best.empty()) out += "; did you mean '" + best + "'?";
+    }
+    return out;
+}
+
+control::UpcomingOutcome DaemonServices::upcoming(const std::string& workflow, size_t n) {
+    control::UpcomingOutcome out;
+    auto it = workflows_.find(workflow);
+    if (it == workflows_.end()) {
+        out.error = unknownWorkflow(workflow);
+        return out;
+    }
+    const auto& wf = *it->second;
+    out.found = true;
+    out.workflow = wf.name;
+    out.timezone = wf.timezone;
+    const std::chrono::sys_seconds now{std::chrono::seconds(nowMillis() / 1000)};
+    const triggers::PlanContext ctx{m_.scheduler->options().daemon_start};
+    const auto ms = [](std::chrono::sys_seconds t) { return int64_t{t.time_since_epoch().count()} * 1000; };
+    for (const auto& f : triggers::upcoming(wf, now, n, ctx)) {
+        out.firings.push_back({f.trigger, wf.triggers[f.trigger].describe(), ms(f.scheduled), ms(f.due),
+                               date::format("%FT%T%Ez", date::make_zoned(wf.zone, f.scheduled))});
+    }
+    if (wf.triggers.empty()) {
+        out.note = "workflow '" + wf.name + "' has no time triggers (cron, every or at)";
+    } else if (out.firings.empty()) {
+        std::string list;
+        for (const auto& t : wf.triggers) list += (list.empty() ? "" : ", ") + t.describe();
+        out.note = "no time trigger of workflow '" + wf.name + "' fires again (" + list + ")";
+    }
     return out;
 }
 

@@ -72,11 +72,14 @@ public:
     control::LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
                               size_t max_bytes) override;
     control::ReloadOutcome reload(const control::Caller& caller) override;
+    control::UpcomingOutcome upcoming(const std::string& workflow, size_t n) override;
     uint64_t writeMark() override;
     void whenDurable(uint64_t since, std::function<void(bool ok)> fn) override;
 
 private:
     control::WorkflowInfo info(const config::Workflow& wf, bool detail);
+    // "no workflow named 'x'", with the closest loaded name or the load error of its file.
+    std::string unknownWorkflow(const std::string& name) const;
     // not_found when run_id (or, when given, its task task_id) does not exist; ok otherwise.
     control::ChangeOutcome checkTarget(const std::string& run_id, const std::string& task_id);
 

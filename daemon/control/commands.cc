@@ -430,6 +430,29 @@ void cmdReload(Context& c) {
     c.ok(std::move(o));
 }
 
+void cmdNext(Context& c) {
+    std::string wf = needString(c, "workflow");
+    auto n = optInt(c, "n", 5, 1, 10000);
+    auto out = c.services.upcoming(wf, static_cast<size_t>(n));
+    if (!out.found) throw CommandError{"not_found", out.error};
+    json::array firings;
+    for (const auto& f : out.firings) {
+        json::object fo;
+        fo["trigger"] = f.trigger;
+        fo["trigger_text"] = f.trigger_text;
+        fo["scheduled"] = formatIsoMillis(f.scheduled_ms);
+        fo["due"] = formatIsoMillis(f.due_ms);
+        fo["local"] = f.local;
+        firings.push_back(std::move(fo));
+    }
+    json::object o;
+    o["workflow"] = out.workflow;
+    o["timezone"] = out.timezone;
+    o["firings"] = std::move(firings);
+    o["note"] = out.note;
+    c.ok(std::move(o));
+}
+
 const Command kCommands[] = {
     {"help", "list the commands this daemon understands", Access::ReadOnly, cmdHelp},
     {"status", "daemon health and counters", Access::ReadOnly, cmdStatus},
@@ -438,6 +461,7 @@ const Command kCommands[] = {
     {"runs", "runs, newest first; child runs only with all or workflow (args: workflow, state, limit, all)", Access::ReadOnly, cmdRuns},
     {"logs", "a task attempt's output (args: run, task, attempt, max_bytes)", Access::ReadOnly, cmdLogs},
     {"wait", "answer when a run has ended (args: run)", Access::ReadOnly, cmdWait},
+    {"next", "a workflow's next firings of its time triggers (args: workflow, n)", Access::ReadOnly, cmdNext},
     {"run", "trigger a workflow now (args: workflow, params, wait)", Access::Mutating, cmdRun},
     {"cancel", "cancel a queued, running or paused run and its child runs, or one task (args: run, task)", Access::Mutating, cmdCancel},
     {"pause", "start no new task of a running run and its child runs; freeze: also stop running tasks' processes (args: run, freeze)", Access::Mutating, cmdPause},

@@ -102,6 +102,24 @@ struct LogChunk {
     bool truncated = false;
 };
 
+// One planned firing of a workflow's time trigger (triggers::upcoming()).
+struct UpcomingFiring {
+    size_t trigger = 0;        // index of the trigger in the workflow file's order
+    std::string trigger_text;  // what the trigger says: `cron "30 2 * * *"`, `every 90s`, ...
+    int64_t scheduled_ms = 0;  // the instant the trigger names
+    int64_t due_ms = 0;        // scheduled plus the workflow's stable jitter: when it fires
+    std::string local;         // scheduled in the workflow's zone: "2026-03-29T03:00:00+02:00"
+};
+
+struct UpcomingOutcome {
+    bool found = false;
+    std::string error; // when !found: "no workflow named 'x'", with a suggestion or the load error
+    std::string workflow;
+    std::string timezone;
+    std::vector<UpcomingFiring> firings; // in order of due time
+    std::string note; // when firings is empty: why (no time triggers, or none fires again)
+};
+
 struct ReloadOutcome {
     size_t loaded = 0;
     size_t failed = 0;
@@ -146,6 +164,8 @@ public:
     virtual LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
                              size_t max_bytes) = 0;
     virtual ReloadOutcome reload(const Caller& caller) = 0;
+    // The next n firings of a loaded workflow's time triggers strictly after now.
+    virtual UpcomingOutcome upcoming(const std::string& workflow, size_t n) = 0;
     // A mark in the stream of state changes; take it before making changes.
     virtual uint64_t writeMark() = 0;
     // Calls fn(ok) once every state change made so far is durable; ok is false when a change made
