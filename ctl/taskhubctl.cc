@@ -1,5 +1,5 @@
 // taskhubctl: the command-line client. Talks to taskhubd over its Unix socket (JSON lines, see
-// docs/control-protocol.md), except `validate`, which works offline. Prints tables by default and
+// docs/control-protocol.md), except `validate` and `next --cron`, which work offline. Prints tables by default and
 // the response data as JSON with --json. Exit status: 0 success, 1 the command failed (or a
 // waited-for or watched run did not succeed), 2 usage error, 3 the daemon could not be reached.
 #include <boost/json.hpp>
@@ -25,8 +25,12 @@
 #include <thread>
 #include <vector>
 
+#include <date/tz.h>
+
+#include "common/time_util.h"
 #include "config/daemon_config.h"
 #include "config/workflow.h"
+#include "next_preview.h"
 #include "plugin_host/plugin_host.h"
 
 namespace json = boost::json;
@@ -61,9 +65,21 @@ commands (through the daemon):
   logs RUN TASK [--attempt N]   a task's output (latest attempt by default)
   wait RUN                      block until a run ends; exit 1 unless it succeeded
   reload                        re-read the workflows directory
+  next WORKFLOW [-n N]          the next N (default 5, at most 10000) firings of a loaded
+                                workflow's time triggers, in the workflow's zone
 offline:
   validate FILE...              check workflow files (plugins from the config's plugin_dirs;
                                 workflow tasks against the other FILEs and its workflows_dir)
+  next --cron EXPR [--tz ZONE] [--from TIME] [-n N] [--dst-gap run_after|skip]
+       [--dst-fold first|second|both] [--name WORKFLOW]
+                                the next N (default 5, at most 10000) firings of a cron
+                                expression strictly after TIME (ISO 8601 with an offset, like
+                                2026-03-29T00:00:00+01:00; default now) in ZONE (an IANA name;
+                                default: the config's timezone, else the system zone, as
+                                taskhubd does), each in local time and UTC, marking firings a
+                                DST change moved or repeated; --dst-gap and --dst-fold as the
+                                workflow keys dst_gap and dst_fold (default run_after, first);
+                                --name: the workflow name that H fields are hashed from
 
 options:
   --socket PATH   control socket (default: $TASKHUB_SOCKET, else the config's socket,
@@ -852,6 +868,110 @@ int cmdValidate(const Globals& g, const std::vector<std::string>& files) {
     return bad ? 1 : 0;
 }
 
+// ---- next ----
+
+// The zone taskhubd gives a workflow that names none: the config's `timezone`, else the system
+// zone. The config is read when --config is given or the default file exists.
+const date::time_zone* defaultZone(const Globals& g) {
+    std::string cfgPath = g.config.value_or(config::kDefaultConfigPath);
+    std::error_code ec;
+    if (g.config || fs::exists(cfgPath, ec)) {
+        try {
+            std::string zone = config::loadDaemonConfig(cfgPath).timezone;
+            if (!zone.empty()) return date::locate_zone(zone);
+        } catch (const config::ConfigError& e) {
+            fail("cannot read " + cfgPath + " to find the default time zone: " + e.what() + " (use --tz)", 2);
+        }
+    }
+    try {
+        return date::current_zone();
+    } catch (const std::exception& e) {
+        fail(std::string("cannot determine the system time zone: ") + e.what() + " (use --tz)", 2);
+    }
+}
+
+struct OfflineNext {
+    std::string cron;
+    std::optional<std::string> tz;
+    std::optional<std::string> from;
+    size_t n = 5;
+    cron::DstPolicy policy;
+    std::string name; // hash key of H fields
+};
+
+int cmdNextOffline(const Globals& g, const OfflineNext& a) {
+    std::string err;
+    auto expr = cron::CronExpr::parse(a.cron, &err, a.name);
+    if (!expr) {
+        // H picks its values from the workflow's name, which only --name can tell offline.
+        bool hashes = a.cron.find('H') != std::string::npos;
+        fail("cron \"" + a.cron + "\": " + err + (hashes && a.name.empty() ? "; give the workflow's name with --name" : ""),
+             2);
+    }
+    const date::time_zone* tz = nullptr;
+    if (a.tz) {
+        tz = ctl::findZone(*a.tz, &err);
+        if (!tz) fail("--tz: " + err, 2);
+    } else {
+        tz = defaultZone(g);
+    }
+    auto after = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+    if (a.from) {
+        auto t = parseIsoInstant(*a.from, &err);
+        if (!t) fail("--from: " + err, 2);
+        after = *t;
+    }
+    if (expr->isReboot()) {
+        fail("cron \"" + a.cron + "\" fires once each time the machine boots, when taskhubd starts; "
+             "it has no instants to show", 1);
+    }
+    auto firings = ctl::previewFirings(*expr, tz, after, a.n, a.policy);
+    const std::string zone(tz->name());
+    if (g.json) {
+        json::array out;
+        for (const auto& f : firings) {
+            json::object o;
+            o["utc"] = formatIsoSeconds(f.instant);
+            o["local"] = f.local;
+            o["zone"] = zone;
+            o["dst"] = f.dst == ctl::DstNote::None ? json::value(nullptr) : json::value(ctl::dstNoteName(f.dst));
+            if (f.dst == ctl::DstNote::Gap) o["skipped_wall"] = f.skipped_wall;
+            out.push_back(std::move(o));
+        }
+        emitJson(out);
+        return 0;
+    }
+    std::cout << "cron \"" << a.cron << "\" in " << zone << " (dst_gap " << ctl::dstGapName(a.policy.gap)
+              << ", dst_fold " << ctl::dstFoldName(a.policy.fold) << "), after "
+              << ctl::formatIsoLocal(after, tz) << "\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& f : firings) rows.push_back({f.local, formatIsoSeconds(f.instant), ctl::dstNoteText(f)});
+    if (!rows.empty()) table({"LOCAL", "UTC", "NOTE"}, rows);
+    if (firings.empty()) {
+        std::cout << "no firing within 8 years after " << ctl::formatIsoLocal(after, tz) << "\n";
+    } else if (firings.size() < a.n) {
+        std::cout << "no further firing within 8 years after the last one\n";
+    }
+    return 0;
+}
+
+int cmdNextWorkflow(const Globals& g, const std::string& wf, size_t n) {
+    json::object a;
+    a["workflow"] = wf;
+    a["n"] = n;
+    auto d = call(g, "next", a);
+    if (g.json) return emitJson(d), 0;
+    std::cout << "workflow " << field(d, "workflow") << " in " << field(d, "timezone") << "\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& f : arrayField(d, "firings")) {
+        rows.push_back({field(f, "local"), shortTime(field(f, "scheduled")), shortTime(field(f, "due")),
+                        "#" + field(f, "trigger") + " " + field(f, "trigger_text")});
+    }
+    if (!rows.empty()) table({"LOCAL", "SCHEDULED (UTC)", "DUE (UTC)", "TRIGGER"}, rows);
+    if (std::string note = field(d, "note"); !note.empty() && note != "-") std::cout << note << "\n";
+    return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -859,7 +979,9 @@ int main(int argc, char** argv) {
     std::vector<std::string> pos;
     // Command options as given, in order; flags have an empty value.
     std::vector<std::pair<std::string, std::string>> opts;
-    static const std::set<std::string> kValueOptions = {"--state", "--limit", "--attempt", "--task", "--param"};
+    static const std::set<std::string> kValueOptions = {"--state", "--limit", "--attempt", "--task", "--param",
+                                                        "--cron", "--tz", "--from", "-n", "--dst-gap",
+                                                        "--dst-fold", "--name"};
     static const std::set<std::string> kFlags = {"--wait", "--follow", "--freeze", "--downstream", "--all"};
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
@@ -882,7 +1004,13 @@ int main(int argc, char** argv) {
         } else if (a == "--param") opts.emplace_back(a, value("NAME=VALUE"));
         else if (a == "--task") opts.emplace_back(a, value("a task id"));
         else if (a == "--state") opts.emplace_back(a, value("a run state"));
-        else if (a == "--limit" || a == "--attempt") opts.emplace_back(a, value("a number"));
+        else if (a == "--limit" || a == "--attempt" || a == "-n") opts.emplace_back(a, value("a number"));
+        else if (a == "--cron") opts.emplace_back(a, value("a cron expression, like \"30 2 * * *\""));
+        else if (a == "--tz") opts.emplace_back(a, value("an IANA time zone, like Europe/Berlin"));
+        else if (a == "--from") opts.emplace_back(a, value("an ISO 8601 time with an offset, like 2026-03-29T00:00:00+01:00"));
+        else if (a == "--dst-gap") opts.emplace_back(a, value("run_after or skip"));
+        else if (a == "--dst-fold") opts.emplace_back(a, value("first, second or both"));
+        else if (a == "--name") opts.emplace_back(a, value("a workflow name"));
         else if (a == "-h" || a == "--help") {
             std::printf("%s", kUsage);
             return 0;
@@ -899,6 +1027,7 @@ int main(int argc, char** argv) {
         {"pause", {"--freeze"}},
         {"cancel", {"--task"}},
         {"retry", {"--task", "--downstream"}},
+        {"next", {"-n", "--cron", "--tz", "--from", "--dst-gap", "--dst-fold", "--name"}},
     };
     {
         auto it = kCommandOptions.find(cmd);
@@ -925,13 +1054,13 @@ int main(int argc, char** argv) {
     auto need = [&](size_t n, const char* what) {
         if (pos.size() != n + 1) usage(cmd + " takes " + what);
     };
-    auto intOpt = [&](const char* name, int def) {
+    auto intOpt = [&](const char* name, int def, long max = 100'000) {
         auto v = opt(name);
         if (!v) return def;
         char* end = nullptr;
         long n = std::strtol(v->c_str(), &end, 10);
-        if (v->empty() || !end || *end || n <= 0 || n > 100'000) {
-            usage(std::string(name) + " needs a number from 1 to 100000, found '" + *v + "'");
+        if (v->empty() || !end || *end || n <= 0 || n > max) {
+            usage(std::string(name) + " needs a number from 1 to " + std::to_string(max) + ", found '" + *v + "'");
         }
         return static_cast<int>(n);
     };
@@ -975,6 +1104,31 @@ int main(int argc, char** argv) {
     if (cmd == "retry") return need(1, "one argument: RUN"), cmdRetry(g, pos[1], taskOpt(), has("--downstream"));
     if (cmd == "logs") return need(2, "two arguments: RUN TASK"), cmdLogs(g, pos[1], pos[2], intOpt("--attempt", 0));
     if (cmd == "reload") return need(0, "no arguments"), cmdReload(g);
+    if (cmd == "next") {
+        if (pos.size() > 2) usage("next takes at most one argument: WORKFLOW");
+        const auto n = static_cast<size_t>(intOpt("-n", 5, 10'000));
+        if (pos.size() == 2) {
+            if (has("--cron")) usage("next takes WORKFLOW or --cron EXPR, not both");
+            for (const char* o : {"--tz", "--from", "--dst-gap", "--dst-fold", "--name"}) {
+                if (has(o)) {
+                    usage(std::string(o) + " goes with --cron EXPR; next WORKFLOW uses the workflow's own zone and "
+                                           "DST settings, from now");
+                }
+            }
+            return cmdNextWorkflow(g, pos[1], n);
+        }
+        if (!has("--cron")) usage("next takes WORKFLOW (through the daemon) or --cron EXPR (offline)");
+        OfflineNext a;
+        a.cron = *opt("--cron");
+        a.tz = opt("--tz");
+        a.from = opt("--from");
+        a.n = n;
+        a.name = opt("--name").value_or("");
+        std::string err;
+        if (auto v = opt("--dst-gap"); v && !ctl::parseDstGap(*v, &a.policy.gap, &err)) usage("--dst-gap: " + err);
+        if (auto v = opt("--dst-fold"); v && !ctl::parseDstFold(*v, &a.policy.fold, &err)) usage("--dst-fold: " + err);
+        return cmdNextOffline(g, a);
+    }
     if (cmd == "validate") {
         if (pos.size() < 2) usage("validate takes one or more FILEs");
         return cmdValidate(g, std::vector<std::string>(pos.begin() + 1, pos.end()));

@@ -1,0 +1,169 @@
+#include "next_preview.h"
+
+#include <date/tz.h>
+#include <taskhub/suggest.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <stdexcept>
+
+namespace taskhub::ctl {
+
+using std::chrono::seconds;
+using std::chrono::sys_seconds;
+
+namespace {
+
+bool equalsIgnoringCase(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+// Zone names to suggest for an unknown one: the closest name within two edits, else the zones
+// whose city is the name given ("berlin" -> Europe/Berlin), at most three.
+std::vector<std::string> zoneSuggestions(std::string_view name) {
+    const auto& db = date::get_tzdb();
+    std::vector<std::string> names;
+    // The system's tz database (USE_OS_TZDB) lists links like "UTC" among the zones.
+    for (const auto& z : db.zones) names.emplace_back(z.name());
+    if (auto best = sdk::closestKey(name, names); !best.empty()) return {best};
+    std::vector<std::string> out;
+    for (const auto& n : names) {
+        auto slash = n.rfind('/');
+        if (slash != std::string::npos && equalsIgnoringCase(std::string_view(n).substr(slash + 1), name)) {
+            out.push_back(n);
+            if (out.size() == 3) break;
+        }
+    }
+    return out;
+}
+
+// The wall time of a skipped interval that a run_after firing at t stands for, if t is such a
+// firing: CronExpr::next() fires a fixed-hour expression at the first instant after a
+// spring-forward jump when the expression matches a wall time the jump skipped.
+std::optional<sys_seconds> skippedWallTime(const cron::CronExpr& expr, const date::time_zone* tz, sys_seconds t,
+                                           const cron::DstPolicy& policy) {
+    if (expr.hourIsWildcard() || policy.gap != cron::DstPolicy::Gap::RunAfter) return std::nullopt;
+    const auto after = tz->get_info(t);
+    if (after.begin != t) return std::nullopt;
+    const auto before = tz->get_info(t - seconds(1));
+    if (before.offset >= after.offset) return std::nullopt;
+    // The skipped wall times are [t + before.offset, t + after.offset). In UTC wall time and
+    // instant coincide, so the first match there is the first matching wall time.
+    static const date::time_zone* utc = date::locate_zone("Etc/UTC");
+    const sys_seconds skipped_begin = t + before.offset;
+    auto match = expr.next(skipped_begin - seconds(1), utc);
+    if (!match || *match >= t + after.offset) return std::nullopt;
+    return match;
+}
+
+DstNote foldPass(const date::time_zone* tz, sys_seconds t) {
+    const auto info = tz->get_info(t);
+    const auto local = tz->get_info(date::local_seconds(t.time_since_epoch() + info.offset));
+    if (local.result != date::local_info::ambiguous) return DstNote::None;
+    return info.begin == local.first.begin ? DstNote::FoldFirst : DstNote::FoldSecond;
+}
+
+// "02:30" from "2026-03-29T02:30:00"; seconds only when they are not zero.
+std::string wallClock(const std::string& iso) {
+    if (iso.size() < 19) return iso;
+    return iso.compare(16, 3, ":00") == 0 ? iso.substr(11, 5) : iso.substr(11, 8);
+}
+
+} // namespace
+
+const date::time_zone* findZone(std::string_view name, std::string* err) {
+    try {
+        return date::locate_zone(name);
+    } catch (const std::runtime_error&) {
+    }
+    std::string hint;
+    auto suggestions = zoneSuggestions(name);
+    for (size_t i = 0; i < suggestions.size(); ++i) {
+        hint += (i == 0 ? "; did you mean '" : i + 1 == suggestions.size() ? "' or '" : "', '") + suggestions[i];
+    }
+    if (!hint.empty()) hint += "'?";
+    *err = "unknown time zone \"" + std::string(name) + "\"" + hint +
+           " (expected an IANA name like \"Europe/Berlin\" or \"UTC\")";
+    return nullptr;
+}
+
+std::vector<PreviewFiring> previewFirings(const cron::CronExpr& expr, const date::time_zone* tz, sys_seconds after,
+                                          size_t n, const cron::DstPolicy& policy) {
+    std::vector<PreviewFiring> out;
+    for (sys_seconds from = after; out.size() < n;) {
+        auto next = expr.next(from, tz, policy);
+        if (!next) break;
+        PreviewFiring f{*next, formatIsoLocal(*next, tz), DstNote::None, ""};
+        if (auto wall = skippedWallTime(expr, tz, *next, policy)) {
+            f.dst = DstNote::Gap;
+            f.skipped_wall = date::format("%FT%T", *wall);
+        } else {
+            f.dst = foldPass(tz, *next);
+        }
+        out.push_back(std::move(f));
+        from = *next;
+    }
+    return out;
+}
+
+std::string formatIsoLocal(sys_seconds t, const date::time_zone* tz) {
+    return date::format("%FT%T%Ez", date::make_zoned(tz, t));
+}
+
+const char* dstNoteName(DstNote note) {
+    switch (note) {
+    case DstNote::None: return "";
+    case DstNote::Gap: return "gap";
+    case DstNote::FoldFirst: return "fold_first";
+    case DstNote::FoldSecond: return "fold_second";
+    }
+    return "";
+}
+
+std::string dstNoteText(const PreviewFiring& f) {
+    switch (f.dst) {
+    case DstNote::None: return "";
+    case DstNote::Gap: return "DST gap: stands for " + wallClock(f.skipped_wall) + ", which the jump skipped";
+    case DstNote::FoldFirst: return "DST fold: 1st pass of " + wallClock(f.local);
+    case DstNote::FoldSecond: return "DST fold: 2nd pass of " + wallClock(f.local);
+    }
+    return "";
+}
+
+bool parseDstGap(std::string_view text, cron::DstPolicy::Gap* out, std::string* err) {
+    if (text == "run_after") *out = cron::DstPolicy::Gap::RunAfter;
+    else if (text == "skip") *out = cron::DstPolicy::Gap::Skip;
+    else {
+        *err = "expected run_after or skip, found '" + std::string(text) + "'";
+        return false;
+    }
+    return true;
+}
+
+bool parseDstFold(std::string_view text, cron::DstPolicy::Fold* out, std::string* err) {
+    if (text == "first") *out = cron::DstPolicy::Fold::First;
+    else if (text == "second") *out = cron::DstPolicy::Fold::Second;
+    else if (text == "both") *out = cron::DstPolicy::Fold::Both;
+    else {
+        *err = "expected first, second or both, found '" + std::string(text) + "'";
+        return false;
+    }
+    return true;
+}
+
+const char* dstGapName(cron::DstPolicy::Gap gap) {
+    return gap == cron::DstPolicy::Gap::RunAfter ? "run_after" : "skip";
+}
+
+const char* dstFoldName(cron::DstPolicy::Fold fold) {
+    switch (fold) {
+    case cron::DstPolicy::Fold::First: return "first";
+    case cron::DstPolicy::Fold::Second: return "second";
+    case cron::DstPolicy::Fold::Both: return "both";
+    }
+    return "";
+}
+
+} // namespace taskhub::ctl
