@@ -327,8 +327,10 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r) {
         } else if (key == "timeout") {
             if (auto d = getDuration(kv, what, r)) wf.timeout = *d;
         } else if (key == "max_active_runs") {
-            max_active = &kv;
-            if (auto n = getInt(kv, what, r, 1, 1000000)) wf.max_active_runs = static_cast<int>(*n);
+            if (auto n = getInt(kv, what, r, 1, 1000000)) {
+                wf.max_active_runs = static_cast<int>(*n);
+                max_active = &kv;
+            }
         } else if (key == "catchup") {
             if (auto c = getChoice<Catchup>(kv, what,
                                             {{"none", Catchup::None}, {"latest", Catchup::Latest}, {"all", Catchup::All}},

@@ -203,7 +203,7 @@ TEST_CASE("reserved engine keys and planned trigger kinds are refused, not ignor
 watch = "/srv/incoming"
 
 [policy]
-catchup = "latest"
+catchup = "sometimes"
 
 [[task]]
 id = "a"
@@ -212,11 +212,82 @@ run_as = "nobody"
 )");
     CHECK(messages(load) ==
           std::vector<std::string>{
-              "3: trigger key 'watch' is not supported by this version of taskhubd (supported: cron)",
-              "6: 'policy.catchup': catch-up of missed firings is not supported by this version of taskhubd; "
-              "only \"none\" is accepted, found \"latest\"",
+              "3: trigger key 'watch' is not supported by this version of taskhubd (supported: at, cron, every, "
+              "jitter, start_at)",
+              "6: 'policy.catchup' must be none | latest | all, found \"sometimes\"",
               "11: task 'a': 'run_as' is reserved for the engine and not supported by this version of "
               "taskhubd"});
+}
+
+TEST_CASE("time triggers: cron, @reboot, every with start_at, at, jitter; catch-up and max_active_runs", "[workflow][trigger]") {
+    TempDir dir;
+    auto load = loadText(dir, "t.toml", R"(
+[[trigger]]
+cron = "H 3 * * *"
+[[trigger]]
+cron = "@reboot"
+[[trigger]]
+every = "1h30m"
+start_at = 2026-12-01T00:00:00+01:00
+jitter = "5m"
+[[trigger]]
+at = "2026-12-24T18:00:00+01:00"
+
+[policy]
+overlap = "allow"
+max_active_runs = 3
+catchup = "all"
+catchup_window = "2d"
+
+[[task]]
+id = "a"
+plugin = "noop"
+)");
+    INFO(Catch::Detail::stringify(messages(load)));
+    REQUIRE(load.workflow);
+    const auto& wf = *load.workflow;
+    using Kind = TriggerDef::Kind;
+    REQUIRE(wf.triggers.size() == 4);
+    CHECK(wf.triggers[0].kind == Kind::Cron);
+    CHECK(wf.triggers[0].describe() == "cron \"H 3 * * *\"");
+    CHECK(wf.triggers[1].kind == Kind::Reboot);
+    CHECK(wf.triggers[2].kind == Kind::Every);
+    CHECK(wf.triggers[2].every == std::chrono::seconds(5400));
+    CHECK(wf.triggers[2].describe() == "every 1h30m from 2026-11-30T23:00:00Z jitter 5m");
+    CHECK(wf.triggers[3].kind == Kind::At);
+    CHECK(wf.triggers[3].describe() == "at 2026-12-24T17:00:00Z");
+    CHECK(wf.max_active_runs == 3);
+    CHECK(wf.catchup == Catchup::All);
+    CHECK(wf.catchup_window == std::chrono::hours(48));
+    // H hashes the workflow name: the same file under another name picks its own minute.
+    CHECK(wf.triggers[0].line == 3);
+}
+
+TEST_CASE("time trigger mistakes are named with line, key and what would be right", "[workflow][trigger]") {
+    TempDir dir;
+    const std::string task = "\n[[task]]\nid = \"a\"\nplugin = \"noop\"\n";
+    auto errors = [&](const std::string& trigger) {
+        return messages(loadText(dir, "e.toml", trigger + task));
+    };
+    CHECK(errors("[[trigger]]\nevery = \"0s\"") ==
+          std::vector<std::string>{"2: 'every' must be whole seconds, at least 1s, found \"0s\""});
+    CHECK(errors("[[trigger]]\nat = 2026-12-24T18:00:00") ==
+          std::vector<std::string>{"2: 'at' needs an offset, e.g. 2026-12-24T18:00:00+01:00 or 2026-12-24T17:00:00Z"});
+    CHECK(errors("[[trigger]]\nat = \"2026-02-30T10:00:00Z\"") ==
+          std::vector<std::string>{"2: 'at': \"2026-02-30T10:00:00Z\" is not an instant: there is no day 2026-02-30 "
+                                   "(expected ISO 8601 with an offset, e.g. 2026-12-24T18:00:00+01:00 or "
+                                   "2026-12-24T17:00:00Z)"});
+    CHECK(errors("[[trigger]]\ncron = \"* * * * *\"\nat = \"2026-12-24T18:00:00Z\"") ==
+          std::vector<std::string>{"1: [[trigger]] has both 'at' and 'cron': a trigger has exactly one of cron, "
+                                   "every or at (write one [[trigger]] for each)"});
+    CHECK(errors("[[trigger]]\njitter = \"5m\"") ==
+          std::vector<std::string>{"1: [[trigger]] needs one of cron, every or at, e.g. cron = \"30 2 * * *\", "
+                                   "every = \"90s\" or at = \"2026-12-24T18:00:00+01:00\""});
+    CHECK(errors("[[trigger]]\ncron = \"61 * * * *\"") ==
+          std::vector<std::string>{"2: cron \"61 * * * *\": minute 61 out of range 0-59"});
+    CHECK(errors("[[trigger]]\nevery = \"1m\"\nstart_at = \"tomorrow\"").size() == 1);
+    CHECK(errors("[policy]\nmax_active_runs = 0") ==
+          std::vector<std::string>{"2: 'policy.max_active_runs' must be between 1 and 1000000, found 0"});
 }
 
 TEST_CASE("TOML syntax errors give the line", "[workflow]") {
