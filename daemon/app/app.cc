@@ -108,7 +108,8 @@ int serve(const config::DaemonConfig& cfg) {
     triggers::Scheduler scheduler(
         io, sched_opts,
         [&engine](const triggers::Firing& f) {
-            auto r = engine.trigger(f.workflow, engine::TriggerKind::Scheduled, f.instant, {}, f.note, f.label);
+            auto r = engine.trigger(f.workflow, engine::TriggerKind::Scheduled, f.instant, {}, f.note, f.label,
+                                    f.skip_reason);
             // Two triggers of one workflow may name the same instant, and @reboot names the boot
             // once per boot: one firing, recorded once.
             if (!r.ok && !r.duplicate) spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
@@ -120,6 +121,15 @@ int serve(const config::DaemonConfig& cfg) {
                 std::chrono::milliseconds(*ms)));
         });
 
+    {
+        std::map<std::string, triggers::Scheduler::Pause> pauses;
+        for (auto& p : store->pausedWorkflows()) {
+            pauses[p.workflow] = {std::chrono::floor<std::chrono::seconds>(
+                                      std::chrono::sys_time<std::chrono::milliseconds>(std::chrono::milliseconds(p.since_ms))),
+                                  p.by};
+        }
+        scheduler.restorePauses(std::move(pauses));
+    }
     DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler});
     services.loadWorkflows();
     // Schedules in the system zone follow a change of it at once (a reload re-reads the zone).

@@ -327,12 +327,20 @@ struct Engine::Impl {
             return out;
         }
         std::string id;
+        bool revive = false;
         if (kind == TriggerKind::Scheduled && scheduled) {
             id = wf->name + "@" + formatCompactUtc(*scheduled);
             if (runs.count(id) || store.runExists(id)) {
-                out.error = "the firing " + id + " is already recorded";
-                out.duplicate = true;
-                return out;
+                // A firing recorded as skipped while the workflow was paused may still run: the
+                // catch-up after `resume` turns that record into the run.
+                auto old = runs.count(id) ? std::nullopt : store.run(id, false);
+                revive = forced_skip.empty() && old && old->state == "skipped" &&
+                         old->message.rfind(store::kPausedFiringMessage, 0) == 0;
+                if (!revive) {
+                    out.error = "the firing " + id + " is already recorded";
+                    out.duplicate = true;
+                    return out;
+                }
             }
         } else {
             id = newManualId(wf->name);
@@ -385,7 +393,7 @@ struct Engine::Impl {
             run->rec.state = "skipped";
             run->rec.message = skip_reason;
             run->rec.ended_ms = run->rec.created_ms;
-            store.insertRun(run->rec);
+            revive ? store.reviveRun(run->rec) : store.insertRun(run->rec);
             for (uint32_t i = 0; i < run->tasks.size(); ++i) {
                 run->tasks[i].rec.state = "skipped";
                 run->tasks[i].rec.message = "the run was skipped";
@@ -398,7 +406,7 @@ struct Engine::Impl {
         }
 
         run->rec.state = "queued";
-        store.insertRun(run->rec);
+        revive ? store.reviveRun(run->rec) : store.insertRun(run->rec);
         for (uint32_t i = 0; i < run->tasks.size(); ++i) saveTask(*run, i);
         event(id, "", "run_created", by);
         Run& r = adopt(std::move(run));

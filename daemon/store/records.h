@@ -18,6 +18,10 @@ inline bool isFinalRunState(const std::string& s) {
     return s == "succeeded" || s == "failed" || s == "cancelled" || s == "skipped";
 }
 
+// The message of a firing recorded as skipped because its workflow's schedule was paused starts
+// with this. Such a record may become the real run when the workflow is resumed (catch-up).
+inline constexpr const char* kPausedFiringMessage = "skipped: the workflow is paused";
+
 // Name/value pairs in the order they were set: run params, task outputs.
 using NameValues = std::vector<std::pair<std::string, std::string>>;
 

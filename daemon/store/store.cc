@@ -134,6 +134,10 @@ CREATE INDEX runs_by_state ON runs(state);
 CREATE INDEX runs_by_parent ON runs(parent_run);
 CREATE INDEX runs_by_schedule ON runs(workflow, scheduled_ms);
 CREATE INDEX event_blocks_by_run ON event_blocks(run_key, last_seq);
+CREATE TABLE workflow_pauses(
+  workflow TEXT PRIMARY KEY,
+  since_ms INTEGER NOT NULL,
+  by TEXT NOT NULL) WITHOUT ROWID;
 )sql";
 
 // tasks.key = run key << kTaskKeyBits | position.
@@ -153,6 +157,11 @@ static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 enum StmtId {
     kInsertRun,
     kUpdateRun,
+    kReviveRun,
+    kDeleteTasks,
+    kPauseWorkflow,
+    kResumeWorkflow,
+    kSelectPauses,
     kRunKey,
     kUpdateTask,
     kInsertTask,
@@ -173,6 +182,13 @@ const char* kSql[kStmtCount] = {
     "INSERT INTO runs(" TASKHUB_RUN_COLUMNS ") "
     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     "UPDATE runs SET state = ?2, message = ?3, started_ms = ?4, ended_ms = ?5 WHERE id = ?1",
+    "UPDATE runs SET trigger = ?2, state = ?3, message = ?4, version = ?5, created_ms = ?6, started_ms = ?7, "
+    "ended_ms = ?8, params = ?9 WHERE id = ?1",
+    "DELETE FROM tasks WHERE key >= ?1 AND key < ?2",
+    "INSERT INTO workflow_pauses(workflow, since_ms, by) VALUES(?1, ?2, ?3) "
+    "ON CONFLICT(workflow) DO UPDATE SET since_ms = ?2, by = ?3",
+    "DELETE FROM workflow_pauses WHERE workflow = ?1",
+    "SELECT workflow, since_ms, by FROM workflow_pauses ORDER BY workflow",
     "SELECT key FROM runs WHERE id = ?1",
     "UPDATE tasks SET state = ?3, attempt = ?4, exit_code = ?5, message = ?6, started_ms = ?7, "
     "ended_ms = ?8, outputs = ?9, child_run = ?10 WHERE key = ?1",
@@ -613,11 +629,29 @@ bool Store::applyRun(Conn& c, const RunOp& op) {
         s.bind(10, o->ended_ms).bind(11, toJsonObject(o->params)).bind(12, o->parent_run);
         s.bind(13, o->parent_task).bind(14, static_cast<int64_t>(o->depth));
         c.check(s.step(), "insert run", &err);
-    } else {
-        const auto& r = std::get<UpdateRun>(op).run;
+    } else if (const auto* u = std::get_if<UpdateRun>(&op)) {
+        const auto& r = u->run;
         auto& s = c.stmt(kUpdateRun);
         s.bind(1, r.id).bind(2, r.state).bind(3, r.message).bind(4, r.started_ms).bind(5, r.ended_ms);
         c.check(s.step(), "update run", &err);
+    } else if (const auto* v = std::get_if<ReviveRun>(&op)) {
+        const auto& r = v->run;
+        auto key = runKey(c, r.id);
+        if (!key) return false;
+        auto& s = c.stmt(kReviveRun);
+        s.bind(1, r.id).bind(2, r.trigger).bind(3, r.state).bind(4, r.message).bind(5, r.version);
+        s.bind(6, r.created_ms).bind(7, r.started_ms).bind(8, r.ended_ms).bind(9, toJsonObject(r.params));
+        if (c.check(s.step(), "revive run", &err)) {
+            auto& d = c.stmt(kDeleteTasks);
+            d.bind(1, *key << kTaskKeyBits).bind(2, (*key + 1) << kTaskKeyBits);
+            c.check(d.step(), "revive run: delete its tasks", &err);
+        }
+    } else {
+        const auto& p = std::get<WorkflowPause>(op);
+        auto& s = c.stmt(p.paused ? kPauseWorkflow : kResumeWorkflow);
+        s.bind(1, p.workflow);
+        if (p.paused) s.bind(2, p.since_ms).bind(3, p.by);
+        c.check(s.step(), p.paused ? "pause workflow" : "resume workflow", &err);
     }
     return err.empty() || fail(err);
 }
@@ -706,6 +740,17 @@ void Store::enqueueRun(RunOp op) {
 
 void Store::insertRun(const RunRecord& run) { enqueueRun(run); }
 void Store::updateRun(const RunRecord& run) { enqueueRun(UpdateRun{run}); }
+void Store::reviveRun(const RunRecord& run) { enqueueRun(ReviveRun{run}); }
+void Store::setWorkflowPaused(const std::string& workflow, bool paused, int64_t since_ms, const std::string& by) {
+    enqueueRun(WorkflowPause{workflow, paused, since_ms, by});
+}
+
+std::vector<Store::PausedWorkflow> Store::pausedWorkflows() {
+    auto& s = r_->stmt(kSelectPauses);
+    std::vector<PausedWorkflow> out;
+    while (s.step() == SQLITE_ROW) out.push_back({s.text(0), s.i64(1), s.text(2)});
+    return out;
+}
 
 void Store::upsertTask(const std::string& run_id, int order, const TaskRecord& task) {
     if (!writer_.joinable()) {

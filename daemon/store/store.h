@@ -57,9 +57,9 @@ struct RunFilter {
 class Store {
 public:
     // 1: runs, tasks, events. 2: run params, parent_run, parent_task, depth; task outputs and
-    // child_run (ADD COLUMN). 3: integer keys for runs and tasks, and the event log in blocks
+    // child_run (ADD COLUMN). 3: integer keys for runs and tasks, the event log in blocks
     // (event_blocks: one row per run per commit, a JSON array of events) instead of one row per
-    // event. Older databases are migrated when opened.
+    // event, runs_by_schedule, workflow_pauses. Older databases are migrated when opened.
     static constexpr int kSchemaVersion = 3;
     static constexpr int kMaxTasksPerRun = 1 << 20; // tasks.key holds the position in 20 bits
 
@@ -79,6 +79,13 @@ public:
     // ---- writes ----
     void insertRun(const RunRecord& run); // every field but tasks; params as a JSON object
     void updateRun(const RunRecord& run); // state, message, started, ended
+    // Turns a recorded run (a firing recorded as skipped while its workflow was paused) into
+    // this new one: the row keeps its id and key, takes run's trigger, state, message, version,
+    // times and params, and loses its tasks (write the new ones after).
+    void reviveRun(const RunRecord& run);
+    // Records that a workflow's schedule is paused (since, by whom), or no longer is.
+    void setWorkflowPaused(const std::string& workflow, bool paused, int64_t since_ms = 0,
+                           const std::string& by = {});
     // order: the task's position in its workflow, which is the order tasks are listed in
     // (0 <= order < kMaxTasksPerRun).
     // Writes every field, outputs (a JSON object in their order) and child_run included.
@@ -111,6 +118,12 @@ public:
     // Runs left queued, running or paused by a previous daemon process, oldest first (child runs
     // included: their parent_run says where they belong).
     std::vector<RunRecord> unfinishedRuns();
+    struct PausedWorkflow {
+        std::string workflow;
+        int64_t since_ms = 0;
+        std::string by;
+    };
+    std::vector<PausedWorkflow> pausedWorkflows(); // committed, by name
     // The direct child runs of run_id (runs whose parent_run is run_id), oldest first, without
     // tasks. Empty for an unknown run or one without children.
     std::vector<RunRecord> children(const std::string& run_id);
@@ -122,7 +135,16 @@ private:
     struct UpdateRun {
         RunRecord run;
     };
-    using RunOp = std::variant<RunRecord, UpdateRun>; // insert, update
+    struct ReviveRun {
+        RunRecord run;
+    };
+    struct WorkflowPause {
+        std::string workflow;
+        bool paused = false;
+        int64_t since_ms = 0;
+        std::string by;
+    };
+    using RunOp = std::variant<RunRecord, UpdateRun, ReviveRun, WorkflowPause>; // insert, update, ...
     struct StringHash {
         using is_transparent = void;
         size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }

@@ -15,6 +15,7 @@
 #include <system_error>
 
 #include "common/time_util.h"
+#include "store/records.h"
 #include "triggers/plan.h"
 
 namespace taskhub::triggers {
@@ -64,6 +65,7 @@ struct Scheduler::Impl {
     bool waiting = false;
     std::priority_queue<Entry, std::vector<Entry>, std::greater<>> queue;
     std::map<std::string, State> states;
+    std::map<std::string, Pause> pauses;
     bool stopped = false;
 
     Impl(asio::io_context& i, Options o, FireFn f, LastFiringFn l)
@@ -96,14 +98,17 @@ struct Scheduler::Impl {
     }
 
     void fireOne(const State& st, const PlannedFiring& f, std::string note) {
-        fire(Firing{st.wf, f.trigger, f.scheduled, labelOf(st.wf->triggers[f.trigger].kind), std::move(note)});
+        fire(Firing{st.wf, f.trigger, f.scheduled, labelOf(st.wf->triggers[f.trigger].kind), std::move(note), {}});
     }
 
     // Applies the workflow's catch-up policy to firings missed in (from, now].
-    void catchUp(State& st, sys_seconds from, sys_seconds now, const MissedContext& m, const std::string& why) {
+    void catchUp(State& st, sys_seconds from, sys_seconds now, const MissedContext& m, const std::string& why,
+                 bool include_handled = false) {
         const auto& wf = *st.wf;
-        // Enough to count what catch-up "all" drops, bounded for a per-second trigger missed for years.
-        auto missed = missedFirings(wf, from, now, st.last, m, context(), 100 * kMaxCatchup);
+        // Enough to count what catch-up "all" drops, bounded for a per-second trigger missed for
+        // years. include_handled: also the firings handled (recorded as skipped) while paused.
+        auto missed = missedFirings(wf, from, now, include_handled ? std::vector<sys_seconds>{} : st.last, m,
+                                    context(), 100 * kMaxCatchup);
         for (auto& l : st.last) l = std::max(l, now);
         if (missed.empty()) return;
         const size_t n = missed.size();
@@ -159,10 +164,18 @@ struct Scheduler::Impl {
                 }
                 const sys_seconds window_start = now - wf->catchup_window;
                 const sys_seconds from = recorded ? std::max(*recorded, window_start) : window_start;
-                catchUp(placed, from, now, MissedContext{true, recorded}, "taskhubd was not running");
+                if (pauses.count(name)) {
+                    // What was missed is decided at resume (from the start of the pause).
+                    spdlog::info("SCHED_PAUSED {}: paused since {} by {}; catch-up waits for resume", name,
+                                 formatIsoSeconds(pauses[name].since), pauses[name].by);
+                    for (auto& l : placed.last) l = std::max(l, now);
+                } else {
+                    catchUp(placed, from, now, MissedContext{true, recorded}, "taskhubd was not running");
+                }
                 for (size_t t = 0; t < wf->triggers.size(); ++t) {
                     if (wf->triggers[t].kind != Kind::Reboot) continue;
-                    fire(Firing{wf, t, opts.boot, "reboot", {}}); // once per boot: the run id says so
+                    // Once per boot: the run id says so.
+                    fire(Firing{wf, t, opts.boot, "reboot", {}, pausedReason(name)});
                 }
             }
             planAll(placed, now);
@@ -195,6 +208,14 @@ struct Scheduler::Impl {
         });
     }
 
+    // The skip reason of a firing of a paused workflow; empty when it is not paused.
+    std::string pausedReason(const std::string& workflow) const {
+        auto p = pauses.find(workflow);
+        if (p == pauses.end()) return {};
+        return std::string(store::kPausedFiringMessage) + " (paused by " + p->second.by + " at " +
+               formatIsoSeconds(p->second.since) + ")";
+    }
+
     // True when the entry belongs to the workflow's current plan.
     bool current(const Entry& e) const {
         auto it = states.find(e.wf->name);
@@ -215,7 +236,7 @@ struct Scheduler::Impl {
             queue.pop();
             State& st = states.at(e.wf->name);
             if (e.scheduled <= st.last[e.trigger]) continue; // handled already (the clock went back)
-            if (now - e.due >= kLateLimit) {
+            if (now - e.due >= kLateLimit && !pauses.count(e.wf->name)) {
                 // Nothing could fire it on time: the machine slept, the clock jumped forward, or
                 // the loop was stalled. Missed firings follow the catch-up rules.
                 if (caught_up.insert(e.wf->name).second) {
@@ -228,7 +249,8 @@ struct Scheduler::Impl {
                 continue;
             }
             st.last[e.trigger] = e.scheduled;
-            fire(Firing{st.wf, e.trigger, e.scheduled, labelOf(st.wf->triggers[e.trigger].kind), {}});
+            fire(Firing{st.wf, e.trigger, e.scheduled, labelOf(st.wf->triggers[e.trigger].kind), {},
+                        pausedReason(e.wf->name)});
             plan(st, e.trigger, e.scheduled);
         }
         arm();
@@ -251,6 +273,36 @@ void Scheduler::stop() {
 }
 
 void Scheduler::poll() { impl_->onTimer(); }
+
+void Scheduler::restorePauses(std::map<std::string, Pause> pauses) { impl_->pauses = std::move(pauses); }
+
+void Scheduler::pause(const std::string& workflow, Pause p) {
+    spdlog::info("SCHED_PAUSED {}: paused by {}", workflow, p.by);
+    impl_->pauses[workflow] = std::move(p);
+}
+
+bool Scheduler::resume(const std::string& workflow) {
+    auto& im = *impl_;
+    auto p = im.pauses.find(workflow);
+    if (p == im.pauses.end()) return false;
+    const Pause pause = p->second;
+    im.pauses.erase(p);
+    auto st = im.states.find(workflow);
+    if (st == im.states.end()) return true;
+    const auto now = std::chrono::floor<std::chrono::seconds>(im.clock());
+    const sys_seconds from = std::max(pause.since - std::chrono::seconds(1), now - st->second.wf->catchup_window);
+    spdlog::info("SCHED_RESUMED {}: paused since {} by {}", workflow, formatIsoSeconds(pause.since), pause.by);
+    im.catchUp(st->second, from, now, MissedContext{}, "the workflow was paused", true);
+    im.planAll(st->second, now);
+    im.arm();
+    return true;
+}
+
+std::optional<Scheduler::Pause> Scheduler::paused(const std::string& workflow) const {
+    auto p = impl_->pauses.find(workflow);
+    if (p == impl_->pauses.end()) return std::nullopt;
+    return p->second;
+}
 
 std::vector<sys_seconds> Scheduler::nextFirings(const std::string& workflow) const {
     auto it = impl_->states.find(workflow);

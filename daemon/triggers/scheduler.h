@@ -43,6 +43,7 @@ struct Firing {
     std::chrono::sys_seconds instant; // the scheduled instant: the run's identity
     const char* label = "cron";       // the trigger kind: cron, every, at, reboot
     std::string note;                 // why it fires now when not on time, e.g. "catch-up: ..."
+    std::string skip_reason;          // not empty: record the firing as skipped (workflow paused)
 };
 
 class Scheduler {
@@ -76,6 +77,21 @@ public:
     void stop();
     // Fires what is due now (by the clock) and re-arms the timer: what the timer's wake-up does.
     void poll();
+
+    // Pausing a workflow's schedule (`taskhubctl pause WORKFLOW`): while paused, its firings are
+    // recorded as skipped runs with store::kPausedFiringMessage, and missed firings wait for
+    // resume(). Runs already active are not touched.
+    struct Pause {
+        std::chrono::sys_seconds since{};
+        std::string by; // e.g. "uid 0 (root)"
+    };
+    // Pauses remembered by the store, before the first setWorkflows().
+    void restorePauses(std::map<std::string, Pause> pauses);
+    void pause(const std::string& workflow, Pause p);
+    // Ends a pause: the firings since the pause began (recorded as skipped, or missed while the
+    // daemon was down) follow the workflow's catch-up rules. False when it was not paused.
+    bool resume(const std::string& workflow);
+    std::optional<Pause> paused(const std::string& workflow) const;
 
     // The next planned due instant of each trigger of a workflow (epoch 0 for a trigger that
     // will not fire again); empty when the workflow is unknown.

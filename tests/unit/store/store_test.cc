@@ -596,3 +596,52 @@ TEST_CASE("a task written for a run the store does not have is an error, not a s
     CHECK_FALSE(s->commit());
     CHECK(s->lastError().find("unknown run ghost@1") != std::string::npos);
 }
+
+TEST_CASE("workflow pauses persist; a revived run keeps its id and key and loses its old tasks", "[store]") {
+    TempDir dir;
+    {
+        auto s = Store::open(dir.path);
+        s->setWorkflowPaused("nightly", true, 1000, "uid 0 (root)");
+        s->setWorkflowPaused("other", true, 2000, "uid 7 (ops)");
+        s->setWorkflowPaused("other", false);
+        auto skipped = makeRun("nightly@1", "nightly", 1500);
+        skipped.state = "skipped";
+        skipped.message = std::string(kPausedFiringMessage) + " (paused by uid 0 (root))";
+        skipped.ended_ms = 1500;
+        s->insertRun(skipped);
+        TaskRecord t;
+        t.plugin = "noop";
+        t.state = "skipped";
+        for (const char* id : {"a", "b", "c"}) {
+            t.task_id = id;
+            s->upsertTask("nightly@1", static_cast<int>(id[0] - 'a'), t);
+        }
+        REQUIRE(s->commit());
+        CHECK(s->lastScheduledMs("nightly") == std::nullopt); // makeRun has no scheduled instant
+
+        auto revived = makeRun("nightly@1", "nightly", 3000);
+        revived.trigger = "cron";
+        revived.state = "queued";
+        revived.version = "v2";
+        s->reviveRun(revived);
+        t.task_id = "a";
+        t.state = "pending";
+        s->upsertTask("nightly@1", 0, t);
+        REQUIRE(s->commit());
+    }
+    auto s = Store::open(dir.path);
+    auto pauses = s->pausedWorkflows();
+    REQUIRE(pauses.size() == 1);
+    CHECK(pauses[0].workflow == "nightly");
+    CHECK(pauses[0].since_ms == 1000);
+    CHECK(pauses[0].by == "uid 0 (root)");
+    auto run = s->run("nightly@1", true);
+    REQUIRE(run);
+    CHECK(run->state == "queued");
+    CHECK(run->version == "v2");
+    CHECK(run->created_ms == 3000);
+    CHECK_FALSE(run->ended_ms);
+    REQUIRE(run->tasks.size() == 1);
+    CHECK(run->tasks[0].state == "pending");
+    CHECK(s->countRuns() == 1);
+}

@@ -159,7 +159,8 @@ struct Harness {
         std::vector<std::string> out;
         for (const auto& f : fired) {
             out.push_back(f.workflow->name + " " + formatIsoSeconds(f.instant) + " " + f.label +
-                          (f.note.empty() ? "" : " (" + f.note + ")"));
+                          (f.note.empty() ? "" : " (" + f.note + ")") +
+                          (f.skip_reason.empty() ? "" : " [" + f.skip_reason + "]"));
         }
         fired.clear();
         return out;
@@ -261,4 +262,34 @@ TEST_CASE("a change of the system zone file is noticed once per burst; other fil
     const auto t0 = std::chrono::steady_clock::now();
     io.run_for(5s); // returns at once when nothing is left waiting: shutdown is not held up
     CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+}
+
+TEST_CASE("scheduler: a paused workflow's firings are recorded as skipped; resume runs what catch-up says",
+          "[triggers][scheduler][pause]") {
+    Harness h(at("2026-05-01T10:00:30Z"));
+    auto wf = workflow("tick", "[[trigger]]\ncron = \"* * * * *\"");
+    auto other = workflow("other", "[[trigger]]\ncron = \"* * * * *\"\n[policy]\ncatchup = \"none\"");
+    h.load({wf, other});
+    h.sched->pause("tick", {at("2026-05-01T10:00:40Z"), "uid 0 (root)"});
+    h.sched->pause("other", {at("2026-05-01T10:00:40Z"), "uid 0 (root)"});
+    REQUIRE(h.sched->paused("tick"));
+    CHECK(h.sched->paused("tick")->by == "uid 0 (root)");
+    h.advanceTo("2026-05-01T10:01:00Z");
+    h.advanceTo("2026-05-01T10:02:00Z");
+    auto during = h.take();
+    std::sort(during.begin(), during.end());
+    const std::string why = " [skipped: the workflow is paused (paused by uid 0 (root) at 2026-05-01T10:00:40Z)]";
+    CHECK(during == std::vector<std::string>{"other 2026-05-01T10:01:00Z cron" + why, "other 2026-05-01T10:02:00Z cron" + why,
+                                             "tick 2026-05-01T10:01:00Z cron" + why, "tick 2026-05-01T10:02:00Z cron" + why});
+    h.now = std::chrono::system_clock::time_point(at("2026-05-01T10:02:30Z"));
+    CHECK(h.sched->resume("tick"));
+    CHECK(h.sched->resume("other"));
+    CHECK_FALSE(h.sched->resume("tick"));
+    CHECK(h.take() == std::vector<std::string>{
+                          "tick 2026-05-01T10:02:00Z cron (catch-up of the latest of 2 missed firing(s) (the workflow "
+                          "was paused))"});
+    h.advanceTo("2026-05-01T10:03:00Z");
+    auto after = h.take();
+    std::sort(after.begin(), after.end());
+    CHECK(after == std::vector<std::string>{"other 2026-05-01T10:03:00Z cron", "tick 2026-05-01T10:03:00Z cron"});
 }
