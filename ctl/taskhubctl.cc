@@ -58,6 +58,8 @@ commands (through the daemon):
   pause RUN [--freeze]          start no new task of the run (and its child runs); --freeze also
                                 stops the processes of running tasks until `resume`
   resume RUN                    resume a paused run
+  pause WORKFLOW                pause the workflow's schedule: its firings are recorded as skipped
+  resume WORKFLOW               resume it; the firings since the pause follow its catch-up rules
   cancel RUN [--task ID]        cancel a queued, running or paused run, or one of its tasks
   retry RUN [--task ID] [--downstream]
                                 re-run the failed and cancelled tasks of a finished run (or task
@@ -432,10 +434,11 @@ int cmdList(const Globals& g) {
     for (const auto& w : d.as_object().at("workflows").as_array()) {
         std::string triggers, next;
         for (const auto& t : w.as_object().at("triggers").as_array()) {
-            triggers += (triggers.empty() ? "" : ", ") + field(t, "cron");
+            triggers += (triggers.empty() ? "" : ", ") + field(t, "text");
             if (next.empty() || next == "-") next = shortTime(field(t, "next"));
         }
         const auto& last = w.as_object().at("last_run");
+        if (!w.as_object().at("paused").is_null()) next = "paused";
         rows.push_back({field(w, "name"), triggers.empty() ? "(manual)" : triggers, next.empty() ? "-" : next,
                         last.is_null() ? "-" : field(last, "state") + " " + shortTime(field(last, "created"))});
     }
@@ -529,7 +532,11 @@ int cmdShow(const Globals& g, const std::string& name) {
               << "version      " << field(w, "version") << "\n";
     if (std::string params = paramsText(w); !params.empty()) std::cout << "params       " << params << "\n";
     for (const auto& t : w.as_object().at("triggers").as_array()) {
-        std::cout << "trigger      cron \"" << field(t, "cron") << "\", next " << shortTime(field(t, "next")) << "\n";
+        std::cout << "trigger      " << field(t, "text") << ", next " << shortTime(field(t, "next")) << "\n";
+    }
+    if (const auto& p = w.as_object().at("paused"); !p.is_null()) {
+        std::cout << "paused       since " << shortTime(field(p, "since")) << " by " << field(p, "by")
+                  << " (firings are recorded as skipped; `taskhubctl resume " << field(w, "name") << "`)\n";
     }
     const auto& last = w.as_object().at("last_run");
     if (!last.is_null()) {
@@ -778,7 +785,30 @@ int cmdCancel(const Globals& g, const std::string& id, const std::optional<std::
                   task ? "cancelling task " + *task + " of " + id : "cancelling " + id);
 }
 
+// A run id always has an '@'; a workflow name never has one.
+bool isRunId(const std::string& name) { return name.find('@') != std::string::npos; }
+
+// Pausing or resuming a workflow's schedule: the answer is the workflow.
+int workflowChange(const Globals& g, const char* cmd, const std::string& name, const std::string& done) {
+    json::object a;
+    a["workflow"] = name;
+    auto w = call(g, cmd, std::move(a));
+    if (g.json) return emitJson(w), 0;
+    std::cout << done << "\n";
+    return 0;
+}
+
 int cmdPause(const Globals& g, const std::string& id, bool freeze) {
+    if (!isRunId(id)) {
+        if (freeze) {
+            std::cerr << "taskhubctl: --freeze applies to runs (NAME@...); pausing workflow '" << id
+                      << "' stops its schedule and touches no running task\n";
+            return 2;
+        }
+        return workflowChange(g, "pause", id,
+                              "paused workflow " + id + ": its firings are recorded as skipped until `taskhubctl "
+                              "resume " + id + "`");
+    }
     json::object a;
     a["run"] = id;
     a["freeze"] = freeze;
@@ -787,6 +817,11 @@ int cmdPause(const Globals& g, const std::string& id, bool freeze) {
 }
 
 int cmdResume(const Globals& g, const std::string& id) {
+    if (!isRunId(id)) {
+        return workflowChange(g, "resume", id,
+                              "resumed workflow " + id + "; missed firings follow its catch-up policy (see "
+                              "`taskhubctl runs " + id + "`)");
+    }
     json::object a;
     a["run"] = id;
     return change(g, "resume", std::move(a), "resumed " + id);
@@ -1098,8 +1133,8 @@ int main(int argc, char** argv) {
         return cmdRuns(g, pos.size() == 2 ? std::optional<std::string>(pos[1]) : std::nullopt, opt("--state"),
                        intOpt("--limit", 50), has("--all"));
     }
-    if (cmd == "pause") return need(1, "one argument: RUN"), cmdPause(g, pos[1], has("--freeze"));
-    if (cmd == "resume") return need(1, "one argument: RUN"), cmdResume(g, pos[1]);
+    if (cmd == "pause") return need(1, "one argument: RUN or WORKFLOW"), cmdPause(g, pos[1], has("--freeze"));
+    if (cmd == "resume") return need(1, "one argument: RUN or WORKFLOW"), cmdResume(g, pos[1]);
     if (cmd == "cancel") return need(1, "one argument: RUN"), cmdCancel(g, pos[1], taskOpt());
     if (cmd == "retry") return need(1, "one argument: RUN"), cmdRetry(g, pos[1], taskOpt(), has("--downstream"));
     if (cmd == "logs") return need(2, "two arguments: RUN TASK"), cmdLogs(g, pos[1], pos[2], intOpt("--attempt", 0));

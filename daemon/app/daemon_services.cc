@@ -90,7 +90,13 @@ control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool deta
     w.version = wf.version;
     w.overlap = config::toString(wf.overlap);
     w.on_failure = config::toString(wf.on_failure);
-    for (const auto& t : wf.triggers) w.triggers.push_back(t.cron_text);
+    for (const auto& t : wf.triggers) {
+        static constexpr const char* kKinds[] = {"cron", "reboot", "every", "at"};
+        w.triggers.push_back({kKinds[static_cast<int>(t.kind)], t.describe(), t.cron_text});
+    }
+    if (auto p = m_.scheduler->paused(wf.name)) {
+        w.paused = control::WorkflowInfo::Pause{p->since.time_since_epoch().count() * 1000, p->by};
+    }
     w.params = wf.params;
     for (auto n : m_.scheduler->nextFirings(wf.name)) w.next_fire_ms.push_back(n.time_since_epoch().count() * 1000);
     for (const auto& t : wf.tasks) {
@@ -139,6 +145,47 @@ control::TriggerOutcome DaemonServices::trigger(const std::string& workflow, con
         out.code = undeclared ? "bad_request" : "unavailable";
     }
     if (r.ok) spdlog::info("CTRL_RUN_TRIGGERED {} by {}", r.run_id, caller.actor);
+    return out;
+}
+
+control::ChangeOutcome DaemonServices::pauseWorkflow(const std::string& workflow, const control::Caller& caller) {
+    control::ChangeOutcome out;
+    if (!workflows_.count(workflow)) {
+        out.code = "not_found";
+        out.error = unknownWorkflow(workflow);
+        return out;
+    }
+    if (auto p = m_.scheduler->paused(workflow)) {
+        out.code = "conflict";
+        out.error = "workflow '" + workflow + "' is already paused (since " + formatIsoSeconds(p->since) + " by " +
+                    p->by + ")";
+        return out;
+    }
+    const auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+    m_.scheduler->pause(workflow, {now, caller.actor});
+    m_.store->setWorkflowPaused(workflow, true, now.time_since_epoch().count() * 1000, caller.actor);
+    spdlog::info("CTRL_WORKFLOW_PAUSED {} by {}", workflow, caller.actor);
+    out.ok = true;
+    return out;
+}
+
+control::ChangeOutcome DaemonServices::resumeWorkflow(const std::string& workflow, const control::Caller& caller) {
+    control::ChangeOutcome out;
+    if (!workflows_.count(workflow)) {
+        out.code = "not_found";
+        out.error = unknownWorkflow(workflow);
+        return out;
+    }
+    if (!m_.scheduler->paused(workflow)) {
+        out.code = "conflict";
+        out.error = "workflow '" + workflow + "' is not paused";
+        return out;
+    }
+    // Recorded first: the catch-up runs resume() starts are written after it.
+    m_.store->setWorkflowPaused(workflow, false);
+    m_.scheduler->resume(workflow);
+    spdlog::info("CTRL_WORKFLOW_RESUMED {} by {}", workflow, caller.actor);
+    out.ok = true;
     return out;
 }
 

@@ -59,6 +59,8 @@ public:
                                   const control::Caller& caller) override;
     control::ChangeOutcome pause(const std::string& run_id, bool freeze, const control::Caller& caller) override;
     control::ChangeOutcome resume(const std::string& run_id, const control::Caller& caller) override;
+    control::ChangeOutcome pauseWorkflow(const std::string& workflow, const control::Caller& caller) override;
+    control::ChangeOutcome resumeWorkflow(const std::string& workflow, const control::Caller& caller) override;
     control::ChangeOutcome retry(const std::string& run_id, const std::string& task_id, bool downstream,
                                  const control::Caller& caller) override;
     bool whenRunEnds(const std::string& run_id, std::function<void()> fn) override;

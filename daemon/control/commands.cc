@@ -151,12 +151,22 @@ json::object workflowJson(const WorkflowInfo& w, bool detail) {
     json::array triggers;
     for (size_t i = 0; i < w.triggers.size(); ++i) {
         json::object t;
-        t["cron"] = w.triggers[i];
+        t["kind"] = w.triggers[i].kind;
+        t["text"] = w.triggers[i].text;
+        t["cron"] = w.triggers[i].cron.empty() ? json::value(nullptr) : json::value(w.triggers[i].cron);
         int64_t next = i < w.next_fire_ms.size() ? w.next_fire_ms[i] : 0;
         t["next"] = next ? json::value(formatIsoMillis(next)) : json::value(nullptr);
         triggers.push_back(std::move(t));
     }
     o["triggers"] = std::move(triggers);
+    if (w.paused) {
+        json::object p;
+        p["since"] = formatIsoMillis(w.paused->since_ms);
+        p["by"] = w.paused->by;
+        o["paused"] = std::move(p);
+    } else {
+        o["paused"] = nullptr;
+    }
     o["last_run"] = w.last_run ? json::value(runJson(*w.last_run, false)) : json::value(nullptr);
     o["task_count"] = w.tasks.size();
     if (detail) {
@@ -384,13 +394,46 @@ void cmdCancel(Context& c) {
                 task.empty() ? "the cancellation of " + id : "the cancellation of task '" + task + "' of " + id);
 }
 
+// Answers a change to a workflow's schedule once it is durable, with the workflow as it is then.
+void replyWorkflowChange(Context& c, const ChangeOutcome& out, const std::string& name, const std::string& what) {
+    if (!out.ok) throw CommandError{out.code.empty() ? "conflict" : out.code, out.error};
+    Services& services = c.services;
+    auto ok = c.ok;
+    auto fail = c.fail;
+    services.whenDurable(c.mark, [&services, name, ok, fail, what](bool durable) {
+        if (!durable) return fail({"store_failed", what + " could not be committed to the state database"});
+        auto w = services.workflow(name);
+        if (!w) return fail({"not_found", "workflow '" + name + "' is no longer loaded"});
+        ok(workflowJson(*w, false));
+    });
+}
+
+// pause/resume take a run (args.run) or a workflow's schedule (args.workflow), not both.
+std::optional<std::string> workflowTarget(Context& c) {
+    auto wf = optString(c, "workflow");
+    if (wf && c.args.contains("run")) {
+        throw CommandError{"bad_request", "give either 'run' or 'workflow', not both"};
+    }
+    return wf;
+}
+
 void cmdPause(Context& c) {
+    if (auto wf = workflowTarget(c)) {
+        if (optBool(c, "freeze")) {
+            throw CommandError{"bad_request", "'freeze' applies to runs; pausing workflow '" + *wf +
+                                                  "' stops its schedule and touches no running task"};
+        }
+        return replyWorkflowChange(c, c.services.pauseWorkflow(*wf, c.caller), *wf, "pausing workflow " + *wf);
+    }
     std::string id = needString(c, "run");
     bool freeze = optBool(c, "freeze");
     replyChange(c, c.services.pause(id, freeze, c.caller), id, "pausing " + id);
 }
 
 void cmdResume(Context& c) {
+    if (auto wf = workflowTarget(c)) {
+        return replyWorkflowChange(c, c.services.resumeWorkflow(*wf, c.caller), *wf, "resuming workflow " + *wf);
+    }
     std::string id = needString(c, "run");
     replyChange(c, c.services.resume(id, c.caller), id, "resuming " + id);
 }
@@ -464,8 +507,8 @@ const Command kCommands[] = {
     {"next", "a workflow's next firings of its time triggers (args: workflow, n)", Access::ReadOnly, cmdNext},
     {"run", "trigger a workflow now (args: workflow, params, wait)", Access::Mutating, cmdRun},
     {"cancel", "cancel a queued, running or paused run and its child runs, or one task (args: run, task)", Access::Mutating, cmdCancel},
-    {"pause", "start no new task of a running run and its child runs; freeze: also stop running tasks' processes (args: run, freeze)", Access::Mutating, cmdPause},
-    {"resume", "resume a paused run and its child runs (args: run)", Access::Mutating, cmdResume},
+    {"pause", "start no new task of a running run and its child runs; freeze: also stop running tasks' processes (args: run, freeze); or pause a workflow's schedule (args: workflow)", Access::Mutating, cmdPause},
+    {"resume", "resume a paused run and its child runs (args: run); or a workflow's schedule, with catch-up (args: workflow)", Access::Mutating, cmdResume},
     {"retry", "re-run failed and cancelled tasks of a finished run as new attempts (args: run, task, downstream)", Access::Mutating, cmdRetry},
     {"reload", "re-read the workflows directory", Access::Mutating, cmdReload},
 };

@@ -46,8 +46,18 @@ struct WorkflowInfo {
     std::string version;
     std::string overlap;
     std::string on_failure;
-    std::vector<std::string> triggers;        // cron expressions
+    struct Trigger {
+        std::string kind; // cron, reboot, every, at
+        std::string text; // what it says, e.g. `every 90s jitter 5m`
+        std::string cron; // cron and reboot: the expression; empty otherwise
+    };
+    std::vector<Trigger> triggers;
     std::vector<int64_t> next_fire_ms;        // per trigger; 0 = none
+    struct Pause {
+        int64_t since_ms = 0;
+        std::string by;
+    };
+    std::optional<Pause> paused;              // the schedule is paused (taskhubctl pause WORKFLOW)
     store::NameValues params;                 // declared params with their defaults
     std::vector<TaskInfo> tasks;
     std::optional<store::RunRecord> last_run; // without tasks
@@ -144,6 +154,11 @@ public:
                                  const Caller& caller) = 0;
     virtual ChangeOutcome pause(const std::string& run_id, bool freeze, const Caller& caller) = 0;
     virtual ChangeOutcome resume(const std::string& run_id, const Caller& caller) = 0;
+    // A workflow's schedule: while paused its firings are recorded as skipped; resume runs what
+    // its catch-up rules say of the firings since. not_found for an unknown workflow, conflict
+    // when it is already paused / not paused.
+    virtual ChangeOutcome pauseWorkflow(const std::string& workflow, const Caller& caller) = 0;
+    virtual ChangeOutcome resumeWorkflow(const std::string& workflow, const Caller& caller) = 0;
     // task_id empty: every failed and cancelled task; downstream: also the tasks below them.
     virtual ChangeOutcome retry(const std::string& run_id, const std::string& task_id, bool downstream,
                                 const Caller& caller) = 0;

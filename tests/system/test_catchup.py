@@ -133,6 +133,72 @@ class CatchupTest(harness.DaemonTestCase):
         times, _ = self.scheduled(d, "every2")
         self.assertEqual(len(set(times)), len(times), times)
 
+    def test_pause_and_resume_a_workflow(self):
+        d = self.daemon(start=False)
+        d.write_workflow("p", """\
+            [[trigger]]
+            cron = "* * * * * *"
+            [policy]
+            overlap = "allow"
+            """ + TASK)
+        d.start()
+        self.wait_runs(d, "p", 1)
+        text = d.ctl_ok("pause", "p", json=False)
+        self.assertIn("paused workflow p: its firings are recorded as skipped", text)
+        (w,) = [w for w in d.ctl_ok("list")["workflows"] if w["name"] == "p"]
+        self.assertIsNotNone(w["paused"])
+        self.assertEqual(w["paused"]["by"], "uid %d (%s)" % (os.getuid(), __import__("pwd").getpwuid(os.getuid()).pw_name))
+        self.assertIn("paused", d.ctl_ok("list", json=False))
+
+        # Errors: twice, unknown (with a suggestion), --freeze on a workflow, resume when not paused.
+        rc, out, err = d.ctl("pause", "p")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("workflow 'p' is already paused", err + str(out))
+        rc, out, err = d.ctl("pause", "q")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("no workflow named 'q'; did you mean 'p'?", err + str(out))
+        rc, out, err = d.ctl("pause", "p", "--freeze", json=False)
+        self.assertEqual(rc, 2)
+        self.assertIn("--freeze applies to runs", err)
+
+        def skipped_paused():
+            runs = d.ctl_ok("runs", "p", "--limit", "1000")
+            return [r for r in runs if r["state"] == "skipped" and
+                    r["message"].startswith("skipped: the workflow is paused (paused by uid")]
+        harness.wait_until(lambda: len(skipped_paused()) >= 2 or None, timeout=10, what="paused firings")
+
+        # The pause survives a restart.
+        d.stop()
+        d.start()
+        (w,) = [w for w in d.ctl_ok("list")["workflows"] if w["name"] == "p"]
+        self.assertIsNotNone(w["paused"], "the pause was lost across a restart")
+        time.sleep(1.5)
+        before = {r["id"] for r in skipped_paused()}
+        self.assertGreaterEqual(len(before), 3)
+
+        # Resume: catchup = latest turns the latest paused firing into the run, under its own id.
+        text = d.ctl_ok("resume", "p", json=False)
+        self.assertIn("resumed workflow p", text)
+        latest = max(before)
+        run = d.wait_run_state(latest, ("succeeded",))
+        self.assertEqual(run["trigger"], "cron")
+        events = d.ctl_ok("show", latest)["events"]
+        kinds = [e["kind"] for e in events]
+        self.assertIn("run_skipped", kinds)      # the record of the paused firing stays in the log
+        self.assertIn("run_created", kinds)
+        self.assertTrue(any("catch-up of the latest of" in e["detail"] and "(the workflow was paused)" in e["detail"]
+                            for e in events if e["kind"] == "run_created"), events)
+        others = before - {latest}
+        for rid in others:
+            self.assertEqual(d.run_record(rid)["state"], "skipped", rid)
+        self.assertIsNone([w for w in d.ctl_ok("list")["workflows"] if w["name"] == "p"][0]["paused"])
+        rc, out, err = d.ctl("resume", "p")
+        self.assertNotEqual(rc, 0)
+        self.assertIn("workflow 'p' is not paused", err + str(out))
+        # Firings on time again.
+        n = len(d.ctl_ok("runs", "p", "--limit", "1000"))
+        self.wait_runs(d, "p", n + 2)
+
     def test_trigger_errors_name_the_key(self):
         d = self.daemon(start=False)
         d.write_workflow("bad_every", '[[trigger]]\nevery = "1500ms"\n' + TASK)
