@@ -137,17 +137,21 @@ def sleep_until(epoch_s):
         time.sleep(min(left, 1.0))
 
 
-def thread_cpu_ns(pid):
-    """CPU time (ns, from schedstat) of each thread of pid, summed by thread name."""
+def thread_sched_ns(pid):
+    """{thread name: [ns on a CPU, ns runnable but waiting for a CPU]} of the threads of pid,
+    from /proc/PID/task/TID/schedstat, summed by name."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as f:
                 name = f.read().strip()
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                out[name] = out.get(name, 0) + int(f.read().split()[0])
+                on_cpu, waiting = (int(x) for x in f.read().split()[:2])
         except (FileNotFoundError, ProcessLookupError):
             continue  # the thread ended
+        e = out.setdefault(name, [0, 0])
+        e[0] += on_cpu
+        e[1] += waiting
     return out
 
 
@@ -224,12 +228,12 @@ def run(args, build, work_root):
             stdout=subprocess.PIPE, text=True, env=bl.SERVICE_ENV)
         try:
             sleep_until(t0 - 0.5)
-            cpu0 = thread_cpu_ns(d.pid)
+            sched0 = thread_sched_ns(d.pid)
             print(f"   taskhubd answered {load_s:.2f} s after starting; measuring {n} firings from "
                   f"{datetime.datetime.fromtimestamp(t0, datetime.timezone.utc):%H:%M:%S} UTC", flush=True)
             # The last shell task of the window starts at t0+n-1 and takes a few ms.
             sleep_until(t0 + n + 0.2)
-            cpu1 = thread_cpu_ns(d.pid)
+            sched1 = thread_sched_ns(d.pid)
             raw_out, _ = raw.communicate(timeout=30)
         finally:
             if raw.poll() is None:
@@ -317,10 +321,16 @@ def run(args, build, work_root):
           "same stamp_now")
     print()
     # The daemon's own threads (the event loop is `taskhubd`); children after exec are not in it.
-    busy = {k: (v - cpu0.get(k, 0)) / n / 1e6 for k, v in cpu1.items()}
+    busy = {k: (v[0] - sched0.get(k, [0, 0])[0]) / n / 1e6 for k, v in sched1.items()}
+    # Time the event loop was runnable but waited for a CPU: the machine's share of the lateness.
+    loop_wait = (sched1["taskhubd"][1] - sched0["taskhubd"][1]) / n / 1e6
+    raw_delay = rawj.get("run_delay_ns", -1)
+    raw_wait = raw_delay / len(raw_wake) / 1e6 if raw_wake and raw_delay >= 0 else math.nan
     print(f"   load average {load_before[0]:.2f} before the window, {load_after[0]:.2f} after; taskhubd "
           f"CPU per firing {sum(busy.values()):.2f} ms: " +
           ", ".join(f"{k} {v:.2f} ms" for k, v in sorted(busy.items())))
+    print(f"   waiting for a CPU while runnable, per firing: taskhubd's event loop {loop_wait:.3f} ms, "
+          f"raw_timer {raw_wait:.3f} ms (schedstat)")
     print(f"   state-dir disk: creating a file {machine['file_create_us']} us at start, "
           f"{machine['file_create_us_end']} us at end; fdatasync {machine['fdatasync_ms']} ms")
     worst = sorted(((v[0], i) for i, v in series["stamp"].items()), reverse=True)[:3]
@@ -340,6 +350,8 @@ def run(args, build, work_root):
         "loadavg_before": load_before,
         "loadavg_after": load_after,
         "daemon_cpu_ms_per_firing": busy,  # by thread name
+        "loop_cpu_wait_ms_per_firing": loop_wait,
+        "raw_cpu_wait_ms_per_firing": raw_wait,
         "stats_ms": stats,
         "lateness_ms": {**late, "raw_wake": raw_wake, "created": created_ms},
         "problems": problems,

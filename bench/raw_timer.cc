@@ -7,7 +7,8 @@
 //
 //   raw_timer --start EPOCH_SECONDS --count N [--offset-ms MS] [--spawn RECORDER FILE]
 //
-// Prints one JSON line: the scheduled instants (ns) and the wake-up lateness of each (ns).
+// Prints one JSON line: the scheduled instants (ns), the wake-up lateness of each (ns), and the
+// time the process spent runnable but waiting for a CPU (ns, from /proc/self/schedstat).
 #include <spawn.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -123,6 +124,13 @@ int main(int argc, char** argv) {
         }
     }
     ::close(tfd);
+    // How long this process was runnable but waited for a CPU (the machine's share of lateness).
+    long long run_delay_ns = -1;
+    if (FILE* f = std::fopen("/proc/self/schedstat", "r")) {
+        long long on_cpu = 0;
+        if (std::fscanf(f, "%lld %lld", &on_cpu, &run_delay_ns) != 2) run_delay_ns = -1;
+        std::fclose(f);
+    }
 
     std::printf("{\"scheduled_ns\": [");
     for (size_t i = 0; i < scheduled.size(); ++i)
@@ -130,6 +138,6 @@ int main(int argc, char** argv) {
     std::printf("], \"wake_late_ns\": [");
     for (size_t i = 0; i < late.size(); ++i)
         std::printf("%s%lld", i ? ", " : "", static_cast<long long>(late[i]));
-    std::printf("], \"spawn_errors\": %ld}\n", spawn_errors);
+    std::printf("], \"spawn_errors\": %ld, \"run_delay_ns\": %lld}\n", spawn_errors, run_delay_ns);
     return 0;
 }
