@@ -6,11 +6,12 @@
  *   stamp_now FILE [LABEL]
  *
  * Linked statically, so that little but the daemon's own delay is counted: from posix_spawn to
- * main() this program takes 0.63 ms (median of 100) on the benchmark VM, the same code linked
- * dynamically 0.94 ms (the dynamic loader maps libc, relocates, and runs CPUID instructions, which
- * trap to the hypervisor), and `sh -c 'date +%s.%N >> FILE'` reads the clock 2-6.5 ms after the
- * spawn (dash, then date's dynamic start-up and locale set-up before it reads the clock). The
- * baseline, raw_timer, spawns the same program, so what is left is paid on both sides. */
+ * main() this program takes 0.59 ms (median of 100) on the quiet benchmark VM, the same code
+ * linked dynamically 0.72 ms (the dynamic loader maps libc, relocates, and runs CPUID
+ * instructions, which trap to the hypervisor), and `sh -c 'date +%s.%N >> FILE'` reads the clock
+ * 1.65 ms after the spawn (dash, then date's dynamic start-up before it reads the clock); with
+ * builds running, 0.63, 0.94 and 6.5 ms. The baseline, raw_timer, spawns the same program, so what
+ * is left is paid on both sides. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
