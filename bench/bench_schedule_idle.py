@@ -218,6 +218,7 @@ def main():
     if missing:
         return fail("not built: " + ", ".join(missing) + " (targets taskhubd taskhubctl noop)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
     work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
     try:
         return run(args, build, work_root)

@@ -185,6 +185,7 @@ def main():
                     "stamp_now raw_timer)")
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so that the daemon and the baseline stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
     work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
     try:
         return run(args, build, work_root)
