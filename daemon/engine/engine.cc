@@ -441,9 +441,6 @@ struct Engine::Impl {
 
     void startRun(Run& run) {
         ++runs_started;
-        // The run's log directory, once; a failure shows up as each task's "cannot open task log".
-        std::error_code mkdir_error;
-        fs::create_directories(opts.log_dir / run.rec.id, mkdir_error);
         run.rec.state = "running";
         run.rec.started_ms = nowMillis();
         saveRun(run);

@@ -82,6 +82,13 @@ void TaskOutput::append(const char* data, size_t n) {
     if (im.file_fd < 0) {
         if (im.file_failed) return;
         im.file_fd = ::open(im.file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (im.file_fd < 0 && errno == ENOENT) {
+            // The run's log directory is made with its first output, not when the run starts:
+            // most runs of silent tasks never need it, and a directory costs a firing time.
+            std::error_code ec;
+            std::filesystem::create_directories(im.file.parent_path(), ec);
+            im.file_fd = ::open(im.file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        }
         if (im.file_fd < 0) {
             im.file_failed = true;
             spdlog::error("ENGINE_LOG_UNWRITABLE cannot create task log {}: {}; the task's output is discarded",
