@@ -91,8 +91,7 @@ control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool deta
     w.overlap = config::toString(wf.overlap);
     w.on_failure = config::toString(wf.on_failure);
     for (const auto& t : wf.triggers) {
-        static constexpr const char* kKinds[] = {"cron", "reboot", "every", "at"};
-        w.triggers.push_back({kKinds[static_cast<int>(t.kind)], t.describe(), t.cron_text});
+        w.triggers.push_back({config::toString(t.kind), t.describe(), t.cron_text});
     }
     if (auto p = m_.scheduler->paused(wf.name)) {
         w.paused = control::WorkflowInfo::Pause{p->since.time_since_epoch().count() * 1000, p->by};

@@ -41,6 +41,16 @@ const char* toString(Catchup c) {
     return "?";
 }
 
+const char* toString(TriggerDef::Kind k) {
+    switch (k) {
+    case TriggerDef::Kind::Cron: return "cron";
+    case TriggerDef::Kind::Reboot: return "reboot";
+    case TriggerDef::Kind::Every: return "every";
+    case TriggerDef::Kind::At: return "at";
+    }
+    return "?";
+}
+
 std::string TriggerDef::describe() const {
     std::string out;
     switch (kind) {

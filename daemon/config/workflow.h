@@ -47,6 +47,9 @@ struct TriggerDef {
     std::string describe() const;
 };
 
+// "cron", "reboot", "every", "at": a trigger's kind, as runs record it (their trigger field).
+const char* toString(TriggerDef::Kind k);
+
 enum class Catchup { None, Latest, All };
 const char* toString(Catchup c);
 

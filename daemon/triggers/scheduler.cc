@@ -24,21 +24,6 @@ namespace asio = boost::asio;
 using std::chrono::sys_seconds;
 using Kind = config::TriggerDef::Kind;
 
-namespace {
-
-const char* labelOf(Kind k) {
-    switch (k) {
-    case Kind::Cron: return "cron";
-    case Kind::Reboot: return "reboot";
-    case Kind::Every: return "every";
-    case Kind::At: return "at";
-    }
-    return "cron";
-}
-
-
-} // namespace
-
 struct Scheduler::Impl {
     struct Entry {
         sys_seconds due;
@@ -98,7 +83,7 @@ struct Scheduler::Impl {
     }
 
     void fireOne(const State& st, const PlannedFiring& f, std::string note) {
-        fire(Firing{st.wf, f.trigger, f.scheduled, labelOf(st.wf->triggers[f.trigger].kind), std::move(note), {}});
+        fire(Firing{st.wf, f.trigger, f.scheduled, config::toString(st.wf->triggers[f.trigger].kind), std::move(note), {}});
     }
 
     // Applies the workflow's catch-up policy to firings missed in (from, now].
@@ -249,7 +234,7 @@ struct Scheduler::Impl {
                 continue;
             }
             st.last[e.trigger] = e.scheduled;
-            fire(Firing{st.wf, e.trigger, e.scheduled, labelOf(st.wf->triggers[e.trigger].kind), {},
+            fire(Firing{st.wf, e.trigger, e.scheduled, config::toString(st.wf->triggers[e.trigger].kind), {},
                         pausedReason(e.wf->name)});
             plan(st, e.trigger, e.scheduled);
         }

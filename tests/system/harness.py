@@ -18,6 +18,7 @@ orphaned by a killed daemon are re-parented here and killed at cleanup as well.
 
 import atexit
 import ctypes
+import datetime
 import json as _json
 import os
 import re
@@ -71,6 +72,11 @@ def _binaries():
 
 
 BIN = _binaries()
+
+
+def parse_iso(s):
+    """A timestamp of the protocol ("2026-11-22T10:23:17.123Z") as an aware UTC datetime."""
+    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
 
 
 def wait_until(predicate, timeout=TIMEOUT, interval=POLL, what="condition"):

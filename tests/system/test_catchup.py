@@ -10,10 +10,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
-def parse_iso(s):
-    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
-
-
 def iso_z(t):
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -28,7 +24,7 @@ plugin = "noop"
 class CatchupTest(harness.DaemonTestCase):
     def scheduled(self, d, wf):
         runs = d.ctl_ok("runs", wf, "--limit", "1000")
-        return sorted(parse_iso(r["scheduled"]) for r in runs), runs
+        return sorted(harness.parse_iso(r["scheduled"]) for r in runs), runs
 
     def wait_runs(self, d, wf, n, timeout=20):
         return harness.wait_until(lambda: len(d.ctl_ok("runs", wf, "--limit", "1000")) >= n or None,
@@ -74,7 +70,7 @@ class CatchupTest(harness.DaemonTestCase):
                 created = [e for e in d.ctl_ok("show", r["id"])["events"] if e["kind"] == "run_created"]
                 self.assertEqual(len(created), 1, created)
                 if "catch-up" in created[0]["detail"]:
-                    out.append((parse_iso(r["scheduled"]), created[0]["detail"]))
+                    out.append((harness.parse_iso(r["scheduled"]), created[0]["detail"]))
             return sorted(out)
 
         # all: every missed second fired, so the instants are contiguous across the downtime.

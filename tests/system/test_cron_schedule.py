@@ -1,16 +1,11 @@
 """A 6-field cron workflow fires on schedule, with deterministic run ids."""
 
-import datetime
 import os
 import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-
-
-def parse_iso(s):
-    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
 
 
 class CronScheduleTest(harness.DaemonTestCase):
@@ -31,7 +26,7 @@ class CronScheduleTest(harness.DaemonTestCase):
         listing = d.ctl_ok("list")
         (wf,) = [w for w in listing["workflows"] if w["name"] == "tick"]
         self.assertEqual(wf["triggers"][0]["cron"], "*/2 * * * * *")
-        nxt = parse_iso(wf["triggers"][0]["next"])
+        nxt = harness.parse_iso(wf["triggers"][0]["next"])
         self.assertEqual(nxt.second % 2, 0, "next firing %s is not on an even second" % nxt)
         self.assertEqual(listing["errors"], [])
 
@@ -47,17 +42,17 @@ class CronScheduleTest(harness.DaemonTestCase):
             m = re.fullmatch(r"tick@(\d{8}T\d{6}Z)", r["id"])
             self.assertIsNotNone(m, "run id %r is not <workflow>@<YYYYMMDDTHHMMSSZ>" % r["id"])
             self.assertIn(r["state"], ("succeeded", "running"), r)
-            scheduled = parse_iso(r["scheduled"])
+            scheduled = harness.parse_iso(r["scheduled"])
             self.assertEqual(scheduled.microsecond, 0)
             self.assertEqual(m.group(1), scheduled.strftime("%Y%m%dT%H%M%SZ"), "id and scheduled instant differ")
             self.assertEqual(scheduled.second % 2, 0, "fired off the */2 grid: %s" % r["id"])
-            created = parse_iso(r["created"])
+            created = harness.parse_iso(r["created"])
             # Not early, and not absurdly late (the box may be loaded).
             self.assertGreaterEqual(created, scheduled, r)
             self.assertLess((created - scheduled).total_seconds(), 5, r)
 
         # Newest first; consecutive firings exactly one period apart (none missed, none twice).
-        times = [parse_iso(r["scheduled"]) for r in runs]
+        times = [harness.parse_iso(r["scheduled"]) for r in runs]
         self.assertEqual(times, sorted(times, reverse=True), "runs are not newest first")
         self.assertEqual(len(set(times)), len(times), "a firing was recorded twice")
         for newer, older in zip(times, times[1:]):
