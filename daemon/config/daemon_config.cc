@@ -14,8 +14,52 @@ namespace {
 const std::set<std::string> kTopKeys = {
     "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
     "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "max_nesting_depth",
-    "pool", "plugins"};
+    "pool", "plugins", "default_isolation"};
 const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
+
+std::optional<Isolation> getIsolation(const Value& v, const std::string& what, Reporter& r) {
+    auto s = getString(v, what, r);
+    if (!s) return std::nullopt;
+    if (*s == "in_process") return Isolation::InProcess;
+    if (*s == "process") return Isolation::Process;
+    r.add(v, what + " must be \"in_process\" or \"process\", found \"" + *s + "\"");
+    return std::nullopt;
+}
+
+// Engine-owned keys of a [plugins.NAME] table; returns false when `key` is the plugin's own.
+bool parsePluginKey(const std::string& name, const std::string& key, const Value& v, PluginSettings& s,
+                    Reporter& r) {
+    const std::string what = "'plugins." + name + "." + key + "'";
+    auto& h = s.health;
+    if (key == "max_concurrency") {
+        if (auto n = getInt(v, what, r, 0, 1'000'000)) s.max_concurrency = static_cast<int>(*n);
+    } else if (key == "isolation") {
+        if (auto i = getIsolation(v, what, r)) s.isolation = *i;
+    } else if (key == "health_interval") {
+        if (auto d = getDuration(v, what, r)) {
+            if (d->count() < 10) r.add(v, what + " must be at least 10ms");
+            else h.interval = *d;
+        }
+    } else if (key == "health_timeout") {
+        if (auto d = getDuration(v, what, r)) {
+            if (d->count() < 1) r.add(v, what + " must be at least 1ms");
+            else h.timeout = *d;
+        }
+    } else if (key == "unhealthy_after") {
+        if (auto n = getInt(v, what, r, 1, 1000)) h.unhealthy_after = static_cast<int>(*n);
+    } else if (key == "healthy_after") {
+        if (auto n = getInt(v, what, r, 1, 1000)) h.healthy_after = static_cast<int>(*n);
+    } else if (key == "on_unhealthy") {
+        if (auto str = getString(v, what, r)) {
+            if (*str == "hold") h.on_unhealthy = OnUnhealthy::Hold;
+            else if (*str == "fail") h.on_unhealthy = OnUnhealthy::Fail;
+            else r.add(v, what + " must be \"hold\" or \"fail\", found \"" + *str + "\"");
+        }
+    } else {
+        return false;
+    }
+    return true;
+}
 
 fs::path resolve(const fs::path& base, const std::string& p) {
     fs::path path(p);
@@ -89,6 +133,8 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
             if (auto n = getInt(v, what, r, 0, 1'000'000)) c.max_running_tasks = static_cast<int>(*n);
         } else if (key == "max_nesting_depth") {
             if (auto n = getInt(v, what, r, 1, 100)) c.max_nesting_depth = static_cast<int>(*n);
+        } else if (key == "default_isolation") {
+            if (auto i = getIsolation(v, what, r)) c.default_isolation = *i;
         } else if (key == "pool") {
             if (!v.is_table()) {
                 r.add(v, "[pool] must be a table, found " + typeName(v));
@@ -123,12 +169,7 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
                 PluginSettings s;
                 Table rest;
                 for (const auto& [sk, sv] : pv.as_table()) {
-                    if (sk == "max_concurrency") {
-                        if (auto n = getInt(sv, "'plugins." + name + ".max_concurrency'", r, 0, 1'000'000))
-                            s.max_concurrency = static_cast<int>(*n);
-                    } else {
-                        rest.emplace(sk, sv);
-                    }
+                    if (!parsePluginKey(name, sk, sv, s, r)) rest.emplace(sk, sv);
                 }
                 s.plugin_config_json = toJson(rest);
                 c.plugins.emplace(name, std::move(s));
@@ -139,6 +180,25 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
     }
     if (!r.ok()) throw ConfigError(r.sorted());
     return c;
+}
+
+const char* toString(Isolation i) noexcept { return i == Isolation::Process ? "process" : "in_process"; }
+
+const char* toString(OnUnhealthy o) noexcept { return o == OnUnhealthy::Fail ? "fail" : "hold"; }
+
+bool isFirstPartyPlugin(const std::string& name) noexcept { return name == "shell" || name == "noop"; }
+
+Isolation DaemonConfig::isolationOf(const std::string& name) const {
+    auto it = plugins.find(name);
+    if (it != plugins.end() && it->second.isolation) return *it->second.isolation;
+    return isFirstPartyPlugin(name) ? Isolation::InProcess : default_isolation;
+}
+
+PluginSettings DaemonConfig::settingsOf(const std::string& name) const {
+    auto it = plugins.find(name);
+    PluginSettings s = it != plugins.end() ? it->second : PluginSettings{};
+    s.isolation = isolationOf(name);
+    return s;
 }
 
 } // namespace taskhub::config

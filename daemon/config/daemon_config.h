@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,12 +19,34 @@ struct PoolConfig {
     std::chrono::milliseconds idle_timeout{60'000};
 };
 
+enum class Isolation { InProcess, Process };
+const char* toString(Isolation i) noexcept; // "in_process" | "process"
+
+// What the engine does with a ready task whose plugin is unhealthy.
+enum class OnUnhealthy { Hold, Fail };
+const char* toString(OnUnhealthy o) noexcept; // "hold" | "fail"
+
+// Health checks of one plugin (docs/plugins.md, "Health checks").
+struct HealthSettings {
+    std::chrono::milliseconds interval{30'000};
+    std::chrono::milliseconds timeout{2'000};
+    int unhealthy_after = 3; // consecutive failed checks that make a plugin unhealthy
+    int healthy_after = 2;   // consecutive passed checks that make an unhealthy plugin healthy again
+    OnUnhealthy on_unhealthy = OnUnhealthy::Hold;
+};
+
 // [plugins.NAME]: keys the engine owns are parsed here; the rest is the plugin's own
 // configuration, handed to its create() as JSON.
 struct PluginSettings {
     int max_concurrency = 0;          // 0 = unlimited
+    std::optional<Isolation> isolation; // unset: in_process for TaskHub's own plugins, else
+                                        // DaemonConfig::default_isolation
+    HealthSettings health;
     std::string plugin_config_json = "{}";
 };
+
+// The plugins shipped with TaskHub (always in_process unless configured otherwise).
+bool isFirstPartyPlugin(const std::string& name) noexcept;
 
 struct DaemonConfig {
     std::filesystem::path file;            // the config file itself (absolute)
@@ -39,7 +62,12 @@ struct DaemonConfig {
     int max_running_tasks = 0;             // 0 = unlimited
     int max_nesting_depth = 10;            // child runs below a top-level run, at most
     PoolConfig pool;
+    Isolation default_isolation = Isolation::InProcess; // for plugins not shipped with TaskHub
     std::map<std::string, PluginSettings> plugins;
+
+    // The isolation plugin `name` runs with, and its settings (defaults when not configured).
+    Isolation isolationOf(const std::string& name) const;
+    PluginSettings settingsOf(const std::string& name) const;
 };
 
 // Built-in defaults: the installed (FHS) paths of docs/operations.md.

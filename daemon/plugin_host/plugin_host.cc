@@ -12,9 +12,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
+
+#include <sys/stat.h>
+
+#include "common/time_util.h"
 
 #include "plugin_host/outputs.h"
 #include "pool/worker_pool.h"
@@ -23,6 +29,14 @@ namespace taskhub::plugin_host {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
+
+const char* toString(HealthState s) noexcept {
+    switch (s) {
+    case HealthState::Healthy: return "healthy";
+    case HealthState::Degraded: return "degraded";
+    default: return "unhealthy";
+    }
+}
 
 std::optional<std::string> negotiate(const th_plugin_api* api) {
     if (api == nullptr) return "the entry function returned no table (NULL)";
@@ -105,6 +119,16 @@ public:
         for (auto& [id, sd] : watches_) sd->release(); // the plugin owns those descriptors
         watches_.clear();
         timers_.clear();
+        if (health_call_) health_call_->timer.reset();
+        if (health_call_ && !health_call_->detach()) {
+            // A health check that never returned still runs plugin code on its thread: the
+            // instance cannot be destroyed nor the library unmapped under it. Both are left to
+            // the end of the process.
+            spdlog::warn("PLUGIN_HEALTH_HUNG plugin {}: a health check is still running at shutdown; "
+                         "the instance is not destroyed", info_.name);
+            new boost::dll::shared_library(std::move(lib_)); // never unloaded
+            return;
+        }
         if (inst_) {
             try {
                 api_.destroy(inst_);
@@ -184,7 +208,107 @@ public:
 
     size_t running() const override { return running_.load(); }
 
+    // In-process: health_check() runs on a thread of its own (it may block, and a check that
+    // never returns must not hold a worker or the loop). A check still running when the next one
+    // is due answers Unhealthy at once; no second thread is started for the same instance.
+    void checkHealth(std::chrono::milliseconds timeout, HealthDone done) override {
+        if (!io_) {
+            done({HealthState::Unhealthy, "no event loop to run a health check on"});
+            return;
+        }
+        auto answer = [this](HealthDone d, HealthReport r) {
+            asio::post(*io_, [d = std::move(d), r = std::move(r)]() mutable { d(std::move(r)); });
+        };
+        if (!(api_.capabilities & TH_CAP_HEALTH_CHECK) || !api_.health_check) {
+            answer(std::move(done), {HealthState::Healthy, "no health check (TH_CAP_HEALTH_CHECK not declared)"});
+            return;
+        }
+        if (health_call_ && !health_call_->finished()) {
+            answer(std::move(done),
+                   {HealthState::Unhealthy, "the health check started " +
+                                                formatDuration(std::chrono::milliseconds(
+                                                    nowMillis() - health_call_->started_ms)) +
+                                                " ago has not returned"});
+            return;
+        }
+        auto call = std::make_shared<HealthCall>();
+        call->started_ms = nowMillis();
+        call->io = io_;
+        health_call_ = call;
+        // Whichever comes first, the answer or the timeout, calls done; the other is ignored.
+        auto shared_done = std::make_shared<HealthDone>(std::move(done));
+        call->timer = std::make_unique<asio::steady_timer>(*io_, timeout);
+        call->timer->async_wait([call, shared_done, timeout](const boost::system::error_code& ec) {
+            if (ec || call->answered) return;
+            call->answered = true;
+            call->timer.reset();
+            (*shared_done)({HealthState::Unhealthy, "health check timed out after " + formatDuration(timeout)});
+        });
+        std::thread([this, call, shared_done] {
+            HealthReport r = callHealthCheck();
+            std::lock_guard lock(call->mu);
+            call->done = true;
+            if (!call->io) return; // the plugin was destroyed meanwhile
+            asio::post(*call->io, [call, shared_done, r = std::move(r)]() mutable {
+                if (call->answered) return;
+                call->answered = true;
+                call->timer.reset();
+                (*shared_done)(std::move(r));
+            });
+        }).detach();
+    }
+
 private:
+    // One in-process health check. done/io are guarded by mu (the check's thread and the loop);
+    // answered is loop-thread only.
+    struct HealthCall {
+        std::mutex mu;
+        bool done = false;
+        asio::io_context* io = nullptr;
+        int64_t started_ms = 0;
+        bool answered = false;
+        std::unique_ptr<asio::steady_timer> timer; // the timeout; loop thread
+        bool finished() {
+            std::lock_guard lock(mu);
+            return done;
+        }
+        // The owner goes away: true when the check had finished (nothing of it runs any more).
+        bool detach() {
+            std::lock_guard lock(mu);
+            io = nullptr;
+            return done;
+        }
+    };
+
+    HealthReport callHealthCheck() {
+        char msg[1024] = "";
+        th_health h{};
+        h.struct_size = sizeof h;
+        h.state = TH_HEALTH_OK;
+        h.message = th_buffer{msg, sizeof msg};
+        th_status st;
+        try {
+            st = api_.health_check(inst_, &h);
+        } catch (const std::exception& e) {
+            return {HealthState::Unhealthy, std::string("health_check() threw: ") + e.what()};
+        } catch (...) {
+            return {HealthState::Unhealthy, "health_check() threw a C++ exception across the C ABI"};
+        }
+        msg[sizeof msg - 1] = '\0';
+        if (st != TH_OK) {
+            return {HealthState::Unhealthy, "health_check() returned status " + std::to_string(static_cast<int>(st)) +
+                                                (msg[0] ? ": " + std::string(msg) : std::string())};
+        }
+        switch (h.state) {
+        case TH_HEALTH_OK: return {HealthState::Healthy, msg};
+        case TH_HEALTH_DEGRADED: return {HealthState::Degraded, msg};
+        case TH_HEALTH_UNHEALTHY: return {HealthState::Unhealthy, msg[0] ? msg : "unhealthy (no message)"};
+        default:
+            return {HealthState::Unhealthy, "health_check() answered an unknown state " + std::to_string(h.state) +
+                                                (msg[0] ? ": " + std::string(msg) : std::string())};
+        }
+    }
+
     // An accepted attempt until the plugin completes it.
     struct Pending {
         Done done;
@@ -399,15 +523,49 @@ private:
     uint64_t next_id_ = 0;
     std::unordered_map<uint64_t, std::unique_ptr<asio::posix::stream_descriptor>> watches_;
     std::unordered_map<uint64_t, std::unique_ptr<asio::steady_timer>> timers_;
+    std::shared_ptr<HealthCall> health_call_; // the latest health check
 };
 
-PluginHost::PluginHost(asio::io_context* io, pool::WorkerPool* pool) : io_(io), pool_(pool) {}
 
-PluginHost::~PluginHost() = default;
+
+namespace {
+
+// Why `path` may not be (or hold) a plugin for a daemon running as root, or std::nullopt: it must
+// be a directory / regular file owned by root that neither group nor others may write (cron's
+// rule for crontabs; anyone who can write it can run code as root).
+std::optional<std::string> ownershipProblem(const fs::path& path, bool directory) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return "cannot stat " + path.string() + ": " + std::strerror(errno);
+    if (directory ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        return path.string() + " is not a " + (directory ? "directory" : "regular file");
+    }
+    if (st.st_uid != 0) {
+        return path.string() + " is owned by uid " + std::to_string(st.st_uid) +
+               ", expected root (uid 0) when taskhubd runs as root (chown root " + path.string() + ")";
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        return path.string() + " has mode " + mode + " and is " +
+               ((st.st_mode & S_IWOTH) ? "world" : "group") +
+               "-writable, expected no write permission for group and others when taskhubd runs "
+               "as root (chmod go-w " + path.string() + ")";
+    }
+    return std::nullopt;
+}
+
+} // namespace
 
 void PluginHost::loadDirectories(const std::vector<fs::path>& dirs,
                                  const std::map<std::string, config::PluginSettings>& settings) {
     for (const auto& dir : dirs) {
+        if (policy_.require_root_owned) {
+            if (auto why = ownershipProblem(dir, true)) {
+                spdlog::error("PLUGIN_DIR_REFUSED {}", *why);
+                refused_.push_back({dir, "", "plugin directory refused: " + *why});
+                continue;
+            }
+        }
         std::error_code ec;
         std::vector<fs::path> files;
         for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -435,6 +593,9 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
         refused_.push_back({file, name, why});
         return why;
     };
+    if (policy_.require_root_owned) {
+        if (auto why = ownershipProblem(file, false)) return refuse("", *why);
+    }
     boost::dll::shared_library lib;
     try {
         lib.load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);

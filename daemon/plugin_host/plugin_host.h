@@ -12,7 +12,9 @@
 #ifndef TASKHUB_PLUGIN_HOST_PLUGIN_HOST_H
 #define TASKHUB_PLUGIN_HOST_PLUGIN_HOST_H
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -36,6 +38,8 @@ class WorkerPool;
 
 namespace taskhub::plugin_host {
 
+using config::Isolation;
+
 struct PluginInfo {
     std::string name;
     std::string version;
@@ -46,6 +50,7 @@ struct PluginInfo {
     uint64_t capabilities = 0;
     bool blocking = false;    // execute() blocks: called on the worker pool
     bool thread_safe = false; // TH_THREADS_SAFE
+    Isolation isolation = Isolation::InProcess;
 };
 
 // Checks a plugin's table against this host's ABI version: magic, major, the host minor the plugin
@@ -75,11 +80,28 @@ struct AttemptResult {
     // `::set-output` lines are parsed by engine::TaskOutput; TaskOutput::addPluginOutputs()
     // merges both.
     store::NameValues outputs;
+    // The attempt was lost, not failed by the plugin: its plugin's runner process died while it
+    // ran. The engine retries a transient failure whenever the task has retries left, whatever
+    // its retry_on_exit_codes say.
+    bool transient = false;
+};
+
+// One plugin's health: what a check answered, or what the host concluded.
+enum class HealthState { Healthy, Degraded, Unhealthy };
+const char* toString(HealthState s) noexcept; // "healthy" | "degraded" | "unhealthy"
+
+struct HealthReport {
+    HealthState state = HealthState::Healthy;
+    std::string message;
 };
 
 class Plugin {
 public:
     using Done = std::function<void(AttemptResult)>;
+    using HealthDone = std::function<void(HealthReport)>;
+    // up=false: the plugin cannot take work until further notice (a process plugin's runner
+    // died; message says how). up=true: it can again (the runner was restarted).
+    using LivenessListener = std::function<void(bool up, const std::string& message)>;
     virtual ~Plugin() = default;
     virtual const PluginInfo& info() const = 0;
     virtual std::optional<config::PluginCatalog::Problem> validate(const std::string& params) const = 0;
@@ -98,12 +120,56 @@ public:
     virtual void suspend(uint64_t token) = 0;
     virtual void resume(uint64_t token) = 0;
     virtual size_t running() const = 0;
+
+    // Runs one health check. `done` runs exactly once, on the event loop, never inside
+    // checkHealth(): with the plugin's answer; with Unhealthy "health check timed out after 2s"
+    // when it has not answered within `timeout` (a late answer is then ignored); or with
+    // Unhealthy and the reason no check could run. A plugin without TH_CAP_HEALTH_CHECK answers
+    // Healthy. The caller starts no second check of a plugin before `done` of the first ran.
+    virtual void checkHealth(std::chrono::milliseconds timeout, HealthDone done) = 0;
+    // Where the plugin reports changes of its availability between checks (process isolation:
+    // the runner died, or was restarted). Set once, before the first start(). Default: never.
+    virtual void setLivenessListener(LivenessListener) {}
+};
+
+// A change of a plugin's health state, as `taskhubctl plugin show` lists it.
+struct HealthTransition {
+    int64_t at_ms = 0; // Unix milliseconds
+    HealthState from = HealthState::Healthy;
+    HealthState to = HealthState::Healthy;
+    std::string message;
+};
+
+// What the host knows about a plugin's health (event-loop thread).
+struct PluginHealth {
+    HealthState state = HealthState::Healthy;
+    std::string message;        // the last check's message, or why the state changed
+    int64_t since_ms = 0;       // when the current state began (the plugin's load, at first)
+    int64_t last_check_ms = 0;  // 0: not checked yet
+    int failures = 0;           // consecutive failed checks
+    int passes = 0;             // consecutive passed checks
+    uint64_t checks = 0;        // checks run since the plugin was loaded
+    config::HealthSettings settings;
+    std::deque<HealthTransition> recent; // the latest transitions, oldest first (at most 64)
 };
 
 struct RefusedPlugin {
     std::filesystem::path file;
     std::string name; // when known
     std::string reason;
+};
+
+// How PluginHost loads plugins. The defaults suit offline tools (`taskhubd --check`,
+// `taskhubctl validate`): every plugin in this process, no ownership rule.
+struct LoadPolicy {
+    // Honour process isolation: a plugin whose isolation (config::DaemonConfig::isolationOf) is
+    // Process is loaded by a taskhub-runner child process and never mapped into this one.
+    bool isolate = false;
+    Isolation default_isolation = Isolation::InProcess; // for plugins not shipped with TaskHub
+    std::filesystem::path runner;                       // the taskhub-runner executable
+    // Refuse plugin directories and files that are not owned by root or are group- or
+    // world-writable (the daemon running as root sets this).
+    bool require_root_owned = false;
 };
 
 class PluginHost : public config::PluginCatalog {
@@ -114,6 +180,8 @@ public:
     ~PluginHost() override;
     PluginHost(const PluginHost&) = delete;
     PluginHost& operator=(const PluginHost&) = delete;
+
+    void setLoadPolicy(LoadPolicy policy) { policy_ = std::move(policy); }
 
     // Loads every *.so in the directories (in name order). A plugin that fails to load is
     // recorded in refused() and never stops the others.
@@ -127,6 +195,18 @@ public:
     std::vector<const Plugin*> plugins() const;
     const std::vector<RefusedPlugin>& refused() const noexcept { return refused_; }
 
+    // Health checks (docs/operations.md, "Plugin health"). startHealthChecks() arms one timer per
+    // plugin on the event loop (io must not be null); the first check runs at once. Every state
+    // change is logged (PLUGIN_HEALTH) and handed to the listener, after health() shows it.
+    using HealthListener = std::function<void(const std::string& plugin, const HealthTransition&)>;
+    void setHealthListener(HealthListener listener);
+    void startHealthChecks(const std::map<std::string, config::PluginSettings>& settings);
+    void stopHealthChecks();
+    // Null when no such plugin is loaded.
+    const PluginHealth* health(const std::string& plugin) const;
+    // True when a new task may be dispatched to the plugin now (healthy or degraded).
+    bool dispatchable(const std::string& plugin) const;
+
     // config::PluginCatalog
     std::optional<std::string> unavailable(const std::string& plugin) const override;
     std::optional<Problem> validate(const std::string& plugin,
@@ -134,10 +214,14 @@ public:
 
 private:
     class Loaded;
+    class Monitor;
     boost::asio::io_context* io_;
     pool::WorkerPool* pool_;
-    std::map<std::string, std::unique_ptr<Loaded>> plugins_;
+    LoadPolicy policy_;
+    std::map<std::string, std::unique_ptr<Plugin>> plugins_;
     std::vector<RefusedPlugin> refused_;
+    HealthListener health_listener_;
+    std::unique_ptr<Monitor> monitor_;
 };
 
 } // namespace taskhub::plugin_host
