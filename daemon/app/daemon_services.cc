@@ -14,6 +14,8 @@
 #include "plugin_host/plugin_host.h"
 #include "pool/worker_pool.h"
 #include "store/store.h"
+
+#include <taskhub/plugin_api.h>
 #include "triggers/plan.h"
 #include "triggers/scheduler.h"
 
@@ -56,6 +58,80 @@ control::ReloadOutcome DaemonServices::loadWorkflows() {
     return out;
 }
 
+namespace {
+
+std::vector<std::string> capabilityNames(uint64_t caps) {
+    static const std::pair<uint64_t, const char*> kNames[] = {
+        {TH_CAP_CANCEL, "cancel"},          {TH_CAP_HEALTH_CHECK, "health_check"},
+        {TH_CAP_BLOCKING_EXECUTE, "blocking_execute"}, {TH_CAP_SUSPEND, "suspend"},
+        {TH_CAP_NO_LOG, "no_log"}};
+    std::vector<std::string> out;
+    for (const auto& [bit, name] : kNames) {
+        if (caps & bit) out.emplace_back(name);
+    }
+    return out;
+}
+
+} // namespace
+
+control::PluginStatus DaemonServices::pluginStatus(const plugin_host::Plugin& p) const {
+    const auto& info = p.info();
+    control::PluginStatus s;
+    s.name = info.name;
+    s.version = info.version;
+    s.description = info.description;
+    s.file = info.file.string();
+    s.abi_major = info.abi_major;
+    s.abi_minor = info.abi_minor;
+    s.capabilities = capabilityNames(info.capabilities);
+    s.thread_safety = info.thread_safe ? "safe" : "serial";
+    s.isolation = config::toString(info.isolation);
+    s.running = p.running();
+    s.max_concurrency = m_.config->settingsOf(info.name).max_concurrency;
+    config::HealthSettings settings = m_.config->settingsOf(info.name).health;
+    if (const auto* h = m_.plugins->health(info.name)) {
+        s.state = plugin_host::toString(h->state);
+        s.message = h->message;
+        s.since_ms = h->since_ms;
+        s.last_check_ms = h->last_check_ms;
+        s.failures = h->failures;
+        s.checks = h->checks;
+        settings = h->settings;
+    } else {
+        s.state = "healthy";
+        s.message = "health checks are not running";
+        s.since_ms = started_ms_;
+    }
+    s.health_interval_ms = settings.interval.count();
+    s.health_timeout_ms = settings.timeout.count();
+    s.unhealthy_after = settings.unhealthy_after;
+    s.healthy_after = settings.healthy_after;
+    s.on_unhealthy = config::toString(settings.on_unhealthy);
+    return s;
+}
+
+std::vector<control::PluginStatus> DaemonServices::plugins() {
+    std::vector<control::PluginStatus> out;
+    for (const auto* p : m_.plugins->plugins()) out.push_back(pluginStatus(*p));
+    return out;
+}
+
+std::vector<control::RefusedPluginInfo> DaemonServices::refusedPlugins() {
+    std::vector<control::RefusedPluginInfo> out;
+    for (const auto& r : m_.plugins->refused()) out.push_back({r.file.string(), r.name, r.reason});
+    return out;
+}
+
+std::optional<control::PluginStatus> DaemonServices::plugin(const std::string& name, int history) {
+    const auto* p = m_.plugins->find(name);
+    if (!p) return std::nullopt;
+    auto s = pluginStatus(*p);
+    for (auto& e : m_.store->pluginEvents(name, history)) {
+        s.history.push_back({e.at_ms, std::move(e.from), std::move(e.to), std::move(e.message)});
+    }
+    return s;
+}
+
 control::StatusInfo DaemonServices::status() {
     control::StatusInfo s;
     s.version = TASKHUB_VERSION;
@@ -69,6 +145,7 @@ control::StatusInfo DaemonServices::status() {
     s.workflow_errors = files.size();
     s.plugins = m_.plugins->plugins().size();
     s.plugins_refused = m_.plugins->refused().size();
+    for (const auto* p : m_.plugins->plugins()) s.plugins_unhealthy += !m_.plugins->dispatchable(p->info().name);
     auto st = m_.engine->stats();
     s.active_runs = st.active_runs;
     s.queued_runs = st.queued_runs;

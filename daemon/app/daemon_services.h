@@ -21,6 +21,7 @@ class Scheduler;
 }
 namespace taskhub::plugin_host {
 class PluginHost;
+class Plugin;
 }
 namespace taskhub::pool {
 class WorkerPool;
@@ -53,6 +54,9 @@ public:
     std::vector<control::WorkflowInfo> workflows() override;
     std::vector<control::WorkflowProblem> workflowProblems() override;
     std::optional<control::WorkflowInfo> workflow(const std::string& name) override;
+    std::vector<control::PluginStatus> plugins() override;
+    std::vector<control::RefusedPluginInfo> refusedPlugins() override;
+    std::optional<control::PluginStatus> plugin(const std::string& name, int history) override;
     control::TriggerOutcome trigger(const std::string& workflow, const store::NameValues& params,
                                     const control::Caller& caller) override;
     control::ChangeOutcome cancel(const std::string& run_id, const std::string& task_id,
@@ -85,6 +89,7 @@ private:
     // not_found when run_id (or, when given, its task task_id) does not exist; ok otherwise.
     control::ChangeOutcome checkTarget(const std::string& run_id, const std::string& task_id);
 
+    control::PluginStatus pluginStatus(const plugin_host::Plugin& p) const;
     Modules m_;
     int64_t started_ms_;
     bool shutting_down_ = false;

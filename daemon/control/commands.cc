@@ -10,6 +10,8 @@
 #include "common/time_util.h"
 #include "control/server.h"
 
+#include <taskhub/suggest.hpp>
+
 namespace taskhub::control {
 
 namespace json = boost::json;
@@ -249,6 +251,7 @@ void cmdStatus(Context& c) {
     o["workflow_errors"] = s.workflow_errors;
     o["plugins"] = s.plugins;
     o["plugins_refused"] = s.plugins_refused;
+    o["plugins_unhealthy"] = s.plugins_unhealthy;
     o["active_runs"] = s.active_runs;
     o["queued_runs"] = s.queued_runs;
     o["running_tasks"] = s.running_tasks;
@@ -496,6 +499,81 @@ void cmdNext(Context& c) {
     c.ok(std::move(o));
 }
 
+json::object pluginJson(const PluginStatus& p) {
+    json::object o;
+    o["name"] = p.name;
+    o["version"] = p.version;
+    o["description"] = p.description;
+    o["file"] = p.file;
+    o["abi"] = std::to_string(p.abi_major) + "." + std::to_string(p.abi_minor);
+    json::array caps;
+    for (const auto& cap : p.capabilities) caps.push_back(json::string(cap));
+    o["capabilities"] = std::move(caps);
+    o["thread_safety"] = p.thread_safety;
+    o["isolation"] = p.isolation;
+    o["state"] = p.state;
+    o["message"] = p.message;
+    o["since"] = formatIsoMillis(p.since_ms);
+    o["last_check"] = p.last_check_ms ? json::value(formatIsoMillis(p.last_check_ms)) : json::value(nullptr);
+    o["failures"] = p.failures;
+    o["checks"] = p.checks;
+    o["running"] = p.running;
+    o["max_concurrency"] = p.max_concurrency;
+    json::object health;
+    health["interval_ms"] = p.health_interval_ms;
+    health["timeout_ms"] = p.health_timeout_ms;
+    health["unhealthy_after"] = p.unhealthy_after;
+    health["healthy_after"] = p.healthy_after;
+    health["on_unhealthy"] = p.on_unhealthy;
+    o["health"] = std::move(health);
+    return o;
+}
+
+void cmdPlugins(Context& c) {
+    json::array loaded;
+    for (const auto& p : c.services.plugins()) loaded.push_back(pluginJson(p));
+    json::array refused;
+    for (const auto& r : c.services.refusedPlugins()) {
+        json::object o;
+        o["file"] = r.file;
+        o["name"] = r.name;
+        o["reason"] = r.reason;
+        refused.push_back(std::move(o));
+    }
+    json::object o;
+    o["plugins"] = std::move(loaded);
+    o["refused"] = std::move(refused);
+    c.ok(std::move(o));
+}
+
+void cmdPluginShow(Context& c) {
+    std::string name = needString(c, "name");
+    auto n = optInt(c, "history", 50, 1, 10000);
+    auto p = c.services.plugin(name, static_cast<int>(n));
+    if (!p) {
+        std::vector<std::string> names;
+        for (const auto& q : c.services.plugins()) names.push_back(q.name);
+        std::string msg = "no plugin named '" + name + "' is loaded";
+        if (auto best = sdk::closestKey(name, names); !best.empty()) msg += " (did you mean '" + best + "'?)";
+        for (const auto& r : c.services.refusedPlugins()) {
+            if (r.name == name) msg = "plugin '" + name + "' was refused: " + r.file + ": " + r.reason;
+        }
+        throw CommandError{"not_found", msg};
+    }
+    json::object o = pluginJson(*p);
+    json::array history;
+    for (const auto& t : p->history) {
+        json::object h;
+        h["at"] = formatIsoMillis(t.at_ms);
+        h["from"] = t.from;
+        h["to"] = t.to;
+        h["message"] = t.message;
+        history.push_back(std::move(h));
+    }
+    o["history"] = std::move(history);
+    c.ok(std::move(o));
+}
+
 const Command kCommands[] = {
     {"help", "list the commands this daemon understands", Access::ReadOnly, cmdHelp},
     {"status", "daemon health and counters", Access::ReadOnly, cmdStatus},
@@ -505,6 +583,8 @@ const Command kCommands[] = {
     {"logs", "a task attempt's output (args: run, task, attempt, max_bytes)", Access::ReadOnly, cmdLogs},
     {"wait", "answer when a run has ended (args: run)", Access::ReadOnly, cmdWait},
     {"next", "a workflow's next firings of its time triggers (args: workflow, n)", Access::ReadOnly, cmdNext},
+    {"plugins", "loaded plugins with version, ABI, isolation, health and running tasks; refused plugin files", Access::ReadOnly, cmdPlugins},
+    {"plugin_show", "one plugin with the history of its health transitions (args: name, history)", Access::ReadOnly, cmdPluginShow},
     {"run", "trigger a workflow now (args: workflow, params, wait)", Access::Mutating, cmdRun},
     {"cancel", "cancel a queued, running or paused run and its child runs, or one task (args: run, task)", Access::Mutating, cmdCancel},
     {"pause", "start no new task of a running run and its child runs; freeze: also stop running tasks' processes (args: run, freeze); or pause a workflow's schedule (args: workflow)", Access::Mutating, cmdPause},

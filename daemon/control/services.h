@@ -78,6 +78,7 @@ struct StatusInfo {
     size_t workflow_errors = 0; // files that failed to load
     size_t plugins = 0;
     size_t plugins_refused = 0;
+    size_t plugins_unhealthy = 0;
     size_t active_runs = 0;
     size_t queued_runs = 0;
     size_t running_tasks = 0;
@@ -130,6 +131,45 @@ struct UpcomingOutcome {
     std::string note; // when firings is empty: why (no time triggers, or none fires again)
 };
 
+// A loaded plugin and its health (`plugins`, `plugin show`).
+struct PluginStatus {
+    std::string name;
+    std::string version;
+    std::string description;
+    std::string file;
+    int abi_major = 0;
+    int abi_minor = 0;
+    std::vector<std::string> capabilities; // "cancel", "health_check", "blocking_execute", ...
+    std::string thread_safety;             // "serial" | "safe"
+    std::string isolation;                 // "in_process" | "process"
+    std::string state;                     // "healthy" | "degraded" | "unhealthy"
+    std::string message;                   // the last check's message, or why the state changed
+    int64_t since_ms = 0;                  // when the current state began
+    int64_t last_check_ms = 0;             // 0: not checked yet
+    int failures = 0;                      // consecutive failed checks
+    uint64_t checks = 0;
+    size_t running = 0;                    // attempts running now
+    int max_concurrency = 0;               // 0 = unlimited
+    int64_t health_interval_ms = 0;
+    int64_t health_timeout_ms = 0;
+    int unhealthy_after = 0;
+    int healthy_after = 0;
+    std::string on_unhealthy; // "hold" | "fail"
+    struct Transition {
+        int64_t at_ms = 0;
+        std::string from;
+        std::string to;
+        std::string message;
+    };
+    std::vector<Transition> history; // `plugin show` only: the latest transitions, oldest first
+};
+
+struct RefusedPluginInfo {
+    std::string file;
+    std::string name; // when known
+    std::string reason;
+};
+
 struct ReloadOutcome {
     size_t loaded = 0;
     size_t failed = 0;
@@ -143,6 +183,10 @@ public:
     virtual std::vector<WorkflowInfo> workflows() = 0;
     virtual std::vector<WorkflowProblem> workflowProblems() = 0;
     virtual std::optional<WorkflowInfo> workflow(const std::string& name) = 0;
+    virtual std::vector<PluginStatus> plugins() = 0; // by name, without history
+    virtual std::vector<RefusedPluginInfo> refusedPlugins() = 0;
+    // One plugin with its latest `history` transitions (from the store: they outlive restarts).
+    virtual std::optional<PluginStatus> plugin(const std::string& name, int history) = 0;
     // params override the workflow's declared defaults; an undeclared name is a bad_request.
     virtual TriggerOutcome trigger(const std::string& workflow, const store::NameValues& params,
                                    const Caller& caller) = 0;

@@ -117,6 +117,11 @@ struct Engine::Impl {
         Clock::time_point deadline{};              // the attempt's timeout, when it has one
         std::chrono::milliseconds frozen_left{0};  // what was left of it when frozen
         uint64_t ready_seq = 0;                    // the live ready-queue entry
+        // Ready while its plugin is unhealthy (on_unhealthy = hold): the attempt's timeout runs
+        // meanwhile. held_since is when the current wait began; waited sums earlier waits of
+        // this attempt.
+        Clock::time_point held_since{};
+        std::chrono::milliseconds waited{0};
     };
 
     struct ReadyItem {
@@ -523,6 +528,8 @@ struct Engine::Impl {
         auto& task = run.tasks[t];
         setState(run, t, TS::Ready);
         task.rec.message.clear();
+        task.held_since = {};
+        task.waited = {};
         saveTask(run, t);
         event(run.rec.id, task.rec.task_id, "ready");
         enqueue(run, t);
@@ -533,6 +540,87 @@ struct Engine::Impl {
         ReadyItem item{task.def->priority, ++next_seq, run.serial, t};
         task.ready_seq = item.seq;
         ready[queueKey(*task.def)].push(item);
+        if (task.def->workflow.empty() && !plugins.dispatchable(task.def->plugin)) holdForPlugin(run, t);
+    }
+
+    // ---- plugin health ----
+
+    bool failsWhenUnhealthy(const std::string& plugin) const {
+        const auto* h = plugins.health(plugin);
+        return h && h->settings.on_unhealthy == config::OnUnhealthy::Fail;
+    }
+
+    std::string unhealthyText(const std::string& plugin) const {
+        const auto* h = plugins.health(plugin);
+        std::string out = "plugin '" + plugin + "' is unhealthy";
+        if (!h) return out;
+        out += " since " + formatIsoMillis(h->since_ms);
+        if (!h->message.empty()) out += ": " + h->message;
+        return out;
+    }
+
+    // A ready task starts waiting for its unhealthy plugin (on_unhealthy = hold); its timeout
+    // goes on counting, and ends the wait as a failure.
+    void holdForPlugin(Run& run, uint32_t t) {
+        auto& task = run.tasks[t];
+        if (failsWhenUnhealthy(task.def->plugin) || task.held_since != Clock::time_point{}) return;
+        task.held_since = Clock::now();
+        event(run.rec.id, task.rec.task_id, "waiting", unhealthyText(task.def->plugin));
+        if (task.def->timeout.count() <= 0) return;
+        const auto left = std::max(task.def->timeout - task.waited, std::chrono::milliseconds(0));
+        task.timer = std::make_unique<asio::steady_timer>(io, left);
+        const uint64_t serial = run.serial;
+        const uint64_t seq = task.ready_seq;
+        task.timer->async_wait([this, serial, t, seq](const boost::system::error_code& ec) {
+            if (ec) return;
+            auto it = by_serial.find(serial);
+            if (it == by_serial.end()) return;
+            Run& r = *it->second;
+            auto& tk = r.tasks[t];
+            if (tk.st != TS::Ready || tk.ready_seq != seq) return;
+            tk.timer.reset();
+            failUnstarted(r, t, "timed out after " + formatDuration(tk.def->timeout) + " waiting for " +
+                                    unhealthyText(tk.def->plugin));
+        });
+    }
+
+    // The plugin can take tasks again: the wait so far counts against the attempt's timeout.
+    void releaseHold(TaskRun& task) {
+        if (task.held_since == Clock::time_point{}) return;
+        task.waited += std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - task.held_since);
+        task.held_since = {};
+        task.timer.reset();
+    }
+
+    // Fails a ready task that never started (no attempt is recorded for it).
+    void failUnstarted(Run& run, uint32_t t, const std::string& message) {
+        auto& task = run.tasks[t];
+        releaseHold(task);
+        task.rec.ended_ms = nowMillis();
+        const uint64_t serial = run.serial;
+        finishTask(run, t, TS::Failed, message);
+        if (by_serial.count(serial)) maybeEndRun(run);
+    }
+
+    void pluginHealthChanged(const std::string& plugin) {
+        const bool up = plugins.dispatchable(plugin);
+        std::vector<std::pair<Run*, uint32_t>> affected;
+        for (auto& [id, run] : runs) {
+            for (uint32_t t = 0; t < run->tasks.size(); ++t) {
+                const auto& task = run->tasks[t];
+                if (task.st == TS::Ready && task.def->workflow.empty() && task.def->plugin == plugin) {
+                    affected.emplace_back(run.get(), t);
+                }
+            }
+        }
+        for (auto [run, t] : affected) {
+            if (up) {
+                releaseHold(run->tasks[t]);
+            } else {
+                holdForPlugin(*run, t);
+            }
+        }
+        pump();
     }
 
     // The run and task of a queue entry, or null when the entry is stale (the task was
@@ -577,9 +665,16 @@ struct Engine::Impl {
         for (;;) {
             unpark();
             ReadyHeap* best = nullptr;
+            const std::string* unhealthy = nullptr; // its tasks fail at once (on_unhealthy = fail)
             for (auto& [plugin, heap] : ready) {
                 dropStale(heap);
                 if (heap.empty()) continue;
+                if (!plugin.empty() && !plugins.dispatchable(plugin)) {
+                    if (!failsWhenUnhealthy(plugin)) continue; // held until it recovers
+                    best = &heap;
+                    unhealthy = &plugin;
+                    break;
+                }
                 if (!plugin.empty() && (globalLimitReached() || pluginLimitReached(plugin))) continue;
                 if (!best || ItemOrder{}(best->top(), heap.top())) best = &heap;
             }
@@ -589,6 +684,10 @@ struct Engine::Impl {
             Run& run = *by_serial.at(item.run);
             if (run.paused) {
                 run.held.push_back(item);
+                continue;
+            }
+            if (unhealthy) {
+                failUnstarted(run, item.task, unhealthyText(*unhealthy) + " (on_unhealthy = fail)");
                 continue;
             }
             if (workflowLimitReached(*run.wf)) {
@@ -700,7 +799,11 @@ struct Engine::Impl {
         spec.log_fd = task.output ? task.output->writeFd() : -1;
         spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());
 
-        if (task.def->timeout.count() > 0) armTaskTimeout(run, t, task.def->timeout);
+        releaseHold(task);
+        if (task.def->timeout.count() > 0) {
+            armTaskTimeout(run, t, std::max(task.def->timeout - task.waited, std::chrono::milliseconds(1)));
+        }
+        task.waited = {};
         const uint64_t serial = run.serial;
         const int attempt = task.rec.attempt;
         task.token = task.plugin->start(spec, [this, serial, t, attempt](AttemptResult r) {
@@ -846,8 +949,8 @@ struct Engine::Impl {
             return;
         }
         const auto& codes = task.def->retry_on_exit_codes;
-        const bool code_retryable =
-            codes.empty() || (r.exit_code && std::find(codes.begin(), codes.end(), *r.exit_code) != codes.end());
+        const bool code_retryable = codes.empty() || r.transient ||
+                                    (r.exit_code && std::find(codes.begin(), codes.end(), *r.exit_code) != codes.end());
         if (run.stop_state.empty() && task.rec.attempt <= task.def->retries && code_retryable) {
             const auto delay = retryDelay(*task.def, task.rec.attempt);
             setState(run, t, TS::Retrying);
@@ -1342,6 +1445,8 @@ struct Engine::Impl {
             std::string why;
             if (run.paused) {
                 why = "waiting: the run is paused";
+            } else if (task.def->workflow.empty() && !plugins.dispatchable(task.def->plugin)) {
+                why = "waiting for plugin: " + unhealthyText(task.def->plugin);
             } else if (workflowLimitReached(*run.wf)) {
                 why = "waiting: workflow '" + run.wf->name + "' is at max_parallel_tasks (" +
                       std::to_string(run.wf->max_parallel_tasks) + ")";
@@ -1417,6 +1522,8 @@ bool Engine::retry(const std::string& run_id, const std::string& task_id, bool d
                    const std::string& actor, std::string* err) {
     return impl_->retry(run_id, task_id, downstream, actor, err);
 }
+
+void Engine::pluginHealthChanged(const std::string& plugin) { impl_->pluginHealthChanged(plugin); }
 
 std::map<std::string, std::string> Engine::waitingReasons(const std::string& run_id) const {
     return impl_->waitingReasons(run_id);

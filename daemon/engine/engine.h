@@ -119,6 +119,11 @@ public:
     bool retry(const std::string& run_id, const std::string& task_id, bool downstream,
                const std::string& actor, std::string* err);
 
+    // A plugin's health changed (PluginHost::dispatchable): ready tasks of an unhealthy plugin
+    // wait for it (their timeouts running) or, with on_unhealthy = "fail", fail at once; when it
+    // recovers they start.
+    void pluginHealthChanged(const std::string& plugin);
+
     // Why each ready task of an active run has not started yet (task id -> reason, e.g.
     // "waiting: plugin 'shell' is at max_concurrency (2)"), for `show`. Empty when none waits.
     std::map<std::string, std::string> waitingReasons(const std::string& run_id) const;

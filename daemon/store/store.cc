@@ -140,12 +140,24 @@ CREATE TABLE workflow_pauses(
   by TEXT NOT NULL) WITHOUT ROWID;
 )sql";
 
+// 4: plugin health transitions.
+constexpr const char* kSchemaV4 = R"sql(
+CREATE TABLE plugin_events(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  plugin TEXT NOT NULL,
+  at_ms INTEGER NOT NULL,
+  from_state TEXT NOT NULL,
+  to_state TEXT NOT NULL,
+  message TEXT NOT NULL);
+CREATE INDEX plugin_events_by_plugin ON plugin_events(plugin, id);
+)sql";
+
 // tasks.key = run key << kTaskKeyBits | position.
 constexpr int kTaskKeyBits = 20;
 static_assert(Store::kMaxTasksPerRun == 1 << kTaskKeyBits);
 
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
-const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3};
+const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 #define TASKHUB_RUN_COLUMNS                                                                      \
@@ -175,6 +187,8 @@ enum StmtId {
     kLastScheduled,
     kUnfinished,
     kChildren,
+    kInsertPluginEvent,
+    kSelectPluginEvents,
     kStmtCount
 };
 
@@ -206,6 +220,9 @@ const char* kSql[kStmtCount] = {
     "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE state IN ('queued', 'running', 'paused') "
     "ORDER BY key",
     "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE parent_run = ?1 ORDER BY key",
+    "INSERT INTO plugin_events(plugin, at_ms, from_state, to_state, message) VALUES(?1, ?2, ?3, ?4, ?5)",
+    "SELECT at_ms, from_state, to_state, message FROM (SELECT id, at_ms, from_state, to_state, message "
+    "FROM plugin_events WHERE plugin = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
 };
 
 } // namespace
@@ -646,6 +663,10 @@ bool Store::applyRun(Conn& c, const RunOp& op) {
             d.bind(1, *key << kTaskKeyBits).bind(2, (*key + 1) << kTaskKeyBits);
             c.check(d.step(), "revive run: delete its tasks", &err);
         }
+    } else if (const auto* e = std::get_if<PluginEvent>(&op)) {
+        auto& s = c.stmt(kInsertPluginEvent);
+        s.bind(1, e->plugin).bind(2, e->at_ms).bind(3, e->from).bind(4, e->to).bind(5, e->message);
+        c.check(s.step(), "record plugin event", &err);
     } else {
         const auto& p = std::get<WorkflowPause>(op);
         auto& s = c.stmt(p.paused ? kPauseWorkflow : kResumeWorkflow);
@@ -743,6 +764,16 @@ void Store::updateRun(const RunRecord& run) { enqueueRun(UpdateRun{run}); }
 void Store::reviveRun(const RunRecord& run) { enqueueRun(ReviveRun{run}); }
 void Store::setWorkflowPaused(const std::string& workflow, bool paused, int64_t since_ms, const std::string& by) {
     enqueueRun(WorkflowPause{workflow, paused, since_ms, by});
+}
+
+void Store::addPluginEvent(const PluginEvent& event) { enqueueRun(event); }
+
+std::vector<Store::PluginEvent> Store::pluginEvents(const std::string& plugin, int limit) {
+    auto& s = r_->stmt(kSelectPluginEvents);
+    s.bind(1, plugin).bind(2, static_cast<int64_t>(limit));
+    std::vector<PluginEvent> out;
+    while (s.step() == SQLITE_ROW) out.push_back({plugin, s.i64(0), s.text(1), s.text(2), s.text(3)});
+    return out;
 }
 
 std::vector<Store::PausedWorkflow> Store::pausedWorkflows() {

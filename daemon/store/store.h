@@ -59,8 +59,9 @@ public:
     // 1: runs, tasks, events. 2: run params, parent_run, parent_task, depth; task outputs and
     // child_run (ADD COLUMN). 3: integer keys for runs and tasks, the event log in blocks
     // (event_blocks: one row per run per commit, a JSON array of events) instead of one row per
-    // event, runs_by_schedule, workflow_pauses. Older databases are migrated when opened.
-    static constexpr int kSchemaVersion = 3;
+    // event, runs_by_schedule, workflow_pauses. 4: plugin_events (health transitions). Older
+    // databases are migrated when opened.
+    static constexpr int kSchemaVersion = 4;
     static constexpr int kMaxTasksPerRun = 1 << 20; // tasks.key holds the position in 20 bits
 
     // Opens (creating if needed) state_dir/taskhub.db and migrates it forward to kSchemaVersion
@@ -86,6 +87,15 @@ public:
     // Records that a workflow's schedule is paused (since, by whom), or no longer is.
     void setWorkflowPaused(const std::string& workflow, bool paused, int64_t since_ms = 0,
                            const std::string& by = {});
+    // A plugin's health transition (`taskhubctl plugin show`).
+    struct PluginEvent {
+        std::string plugin;
+        int64_t at_ms = 0;
+        std::string from; // state names: healthy, degraded, unhealthy
+        std::string to;
+        std::string message;
+    };
+    void addPluginEvent(const PluginEvent& event);
     // order: the task's position in its workflow, which is the order tasks are listed in
     // (0 <= order < kMaxTasksPerRun).
     // Writes every field, outputs (a JSON object in their order) and child_run included.
@@ -124,6 +134,8 @@ public:
         std::string by;
     };
     std::vector<PausedWorkflow> pausedWorkflows(); // committed, by name
+    // The plugin's latest `limit` health transitions, oldest first.
+    std::vector<PluginEvent> pluginEvents(const std::string& plugin, int limit);
     // The direct child runs of run_id (runs whose parent_run is run_id), oldest first, without
     // tasks. Empty for an unknown run or one without children.
     std::vector<RunRecord> children(const std::string& run_id);
@@ -144,7 +156,7 @@ private:
         int64_t since_ms = 0;
         std::string by;
     };
-    using RunOp = std::variant<RunRecord, UpdateRun, ReviveRun, WorkflowPause>; // insert, update, ...
+    using RunOp = std::variant<RunRecord, UpdateRun, ReviveRun, WorkflowPause, PluginEvent>; // insert, update, ...
     struct StringHash {
         using is_transparent = void;
         size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
