@@ -108,8 +108,11 @@ private:
             ++h.failures;
             h.passes = 0;
         }
-        if (!pass || h.message != r.message) {
-            spdlog::log(pass ? spdlog::level::debug : spdlog::level::warn,
+        // A failing check is a warning when something changed; a plugin that stays unhealthy does
+        // not fill the journal with one line per check.
+        const bool news = h.message != r.message || (!pass && h.failures == 1);
+        if (!pass || news) {
+            spdlog::log(!pass && news ? spdlog::level::warn : spdlog::level::debug,
                         "PLUGIN_HEALTH_CHECK plugin {}: {}{} (failures in a row: {})", e.plugin->info().name,
                         toString(r.state), r.message.empty() ? "" : ": " + r.message, h.failures);
         }

@@ -345,6 +345,66 @@ kill_grace = "3s"
     CHECK(c.plugins["shell"].plugin_config_json == R"({"kill_grace":"3s"})");
 }
 
+TEST_CASE("daemon config: isolation and health settings of plugins", "[daemon_config]") {
+    TempDir dir;
+    auto file = dir.write("taskhub.toml", R"(
+default_isolation = "process"
+
+[plugins.vendor]
+health_interval = "5s"
+health_timeout = "500ms"
+unhealthy_after = 4
+healthy_after = 1
+on_unhealthy = "fail"
+endpoint = "https://example.invalid"
+
+[plugins.shell]
+isolation = "process"
+)");
+    auto c = loadDaemonConfig(file);
+    CHECK(c.default_isolation == Isolation::Process);
+    const auto& v = c.plugins.at("vendor");
+    CHECK(v.health.interval == std::chrono::seconds(5));
+    CHECK(v.health.timeout == std::chrono::milliseconds(500));
+    CHECK(v.health.unhealthy_after == 4);
+    CHECK(v.health.healthy_after == 1);
+    CHECK(v.health.on_unhealthy == OnUnhealthy::Fail);
+    CHECK_FALSE(v.isolation);
+    // Engine-owned keys are not the plugin's configuration.
+    CHECK(v.plugin_config_json == R"({"endpoint":"https://example.invalid"})");
+    // TaskHub's own plugins run in process unless configured otherwise; others follow the default.
+    CHECK(c.isolationOf("vendor") == Isolation::Process);
+    CHECK(c.isolationOf("noop") == Isolation::InProcess);
+    CHECK(c.isolationOf("shell") == Isolation::Process);
+    CHECK(c.settingsOf("unknown").health.interval == std::chrono::seconds(30));
+    CHECK(c.settingsOf("unknown").health.on_unhealthy == OnUnhealthy::Hold);
+    CHECK(c.settingsOf("unknown").isolation == Isolation::Process);
+}
+
+TEST_CASE("daemon config: bad plugin settings name the key and what is allowed", "[daemon_config]") {
+    TempDir dir;
+    auto file = dir.write("taskhub.toml", R"([plugins.x]
+isolation = "container"
+on_unhealthy = "retry"
+unhealthy_after = 0
+health_interval = "1ms"
+health_timeout = "soon"
+)");
+    try {
+        loadDaemonConfig(file);
+        FAIL("expected ConfigError");
+    } catch (const ConfigError& e) {
+        std::vector<std::string> got;
+        for (const auto& p : e.problems()) got.push_back(std::to_string(p.line) + ": " + p.message);
+        REQUIRE(got.size() == 5);
+        CHECK(got[0] == "2: 'plugins.x.isolation' must be \"in_process\" or \"process\", found \"container\"");
+        CHECK(got[1] == "3: 'plugins.x.on_unhealthy' must be \"hold\" or \"fail\", found \"retry\"");
+        CHECK(got[2].rfind("4: 'plugins.x.unhealthy_after'", 0) == 0);
+        CHECK(got[3] == "5: 'plugins.x.health_interval' must be at least 10ms");
+        CHECK(got[4].rfind("6: 'plugins.x.health_timeout'", 0) == 0);
+    }
+}
+
 TEST_CASE("daemon config: every problem is reported at once", "[daemon_config]") {
     TempDir dir;
     auto file = dir.write("taskhub.toml", R"(workflow_dir = "w"
@@ -363,7 +423,7 @@ idel_timeout = "1m"
         for (const auto& p : e.problems()) got.push_back(std::to_string(p.line) + ": " + p.message);
         CHECK(got == std::vector<std::string>{
                          "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, "
-                         "log_level, max_nesting_depth, max_running_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, socket_group, "
+                         "default_isolation, log_level, max_nesting_depth, max_running_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, socket_group, "
                          "state_dir, timezone, workflows_dir)",
                          "2: 'plugin_dirs' must be an array of strings, found string",
                          "4: [pool] min_workers (8) must not exceed max_workers (2)",

@@ -4,6 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
 #include <chrono>
 
 #include "plugin_host/plugin_host.h"
@@ -59,9 +60,15 @@ TEST_CASE("every incompatible plugin is refused with a precise reason", "[abi]")
 TEST_CASE("a refused plugin never stops the others", "[abi]") {
     PluginHost host(nullptr, nullptr);
     host.loadDirectories({FIXTURE_DIR}, {});
-    REQUIRE(host.plugins().size() == 4); // fx_abi_1_0, fx_good, fx_newer_minor, fx_outputs
-    CHECK(host.find("fx_good"));
-    CHECK(host.refused().size() == 6);
+    for (const char* valid : {"fx_abi_1_0", "fx_good", "fx_newer_minor", "fx_outputs"}) {
+        CHECK(host.find(valid));
+    }
+    for (const char* bad : {"fx_bad_magic", "fx_abi_major2", "fx_needs_newer_host", "fx_no_entry", "fx_create_fails",
+                            "fx_suspend_no_functions"}) {
+        INFO(bad);
+        CHECK(std::count_if(host.refused().begin(), host.refused().end(),
+                            [&](const RefusedPlugin& r) { return r.file == fixture(bad); }) == 1);
+    }
     // Workflows that name a refused plugin learn why.
     auto why = host.unavailable("fx_create_fails");
     REQUIRE(why);
