@@ -78,7 +78,8 @@ typedef enum th_thread_safety {
                               except cancel(), suspend(), resume() and validate(), which for a
                               TH_CAP_BLOCKING_EXECUTE plugin may arrive on the event loop while
                               execute() runs on a worker (validate() must not touch state that
-                              execute() changes) */
+                              execute() changes), and health_check(), which runs on a thread of
+                              its own at any time */
     TH_THREADS_SAFE = 1    /* calls may run concurrently from different threads */
 } th_thread_safety;
 
@@ -240,8 +241,11 @@ typedef struct th_plugin_api {
      * May be NULL when TH_CAP_CANCEL is not declared. */
     th_status (*cancel)(th_instance *inst, uint64_t token);
 
-    /* Reports the plugin's health. May block up to the configured health timeout; the host calls
-     * it on a worker thread. May be NULL when TH_CAP_HEALTH_CHECK is not declared. */
+    /* Reports the plugin's health: write out->state and a short message. Called every
+     * health_interval on a thread of its own (never two at once for one instance), concurrently
+     * with any other call, whatever thread_safety says. May block up to the configured
+     * health_timeout; a check still running then counts as failed. May be NULL when
+     * TH_CAP_HEALTH_CHECK is not declared. */
     th_status (*health_check)(th_instance *inst, th_health *out);
 
     /* ---- ABI 1.1: read by the host only when struct_size covers them ---- */
