@@ -1,5 +1,5 @@
 // taskhubctl: the command-line client. Talks to taskhubd over its Unix socket (JSON lines, see
-// docs/control-protocol.md), except `validate` and `next --cron`, which work offline. Prints tables by default and
+// docs/control-protocol.md), except `validate`, `next --cron` and `plugin check`, which work offline. Prints tables by default and
 // the response data as JSON with --json. Exit status: 0 success, 1 the command failed (or a
 // waited-for or watched run did not succeed), 2 usage error, 3 the daemon could not be reached.
 #include <boost/json.hpp>
@@ -31,6 +31,7 @@
 #include "config/daemon_config.h"
 #include "config/workflow.h"
 #include "next_preview.h"
+#include "plugin_check.h"
 #include "plugin_host/plugin_host.h"
 
 namespace json = boost::json;
@@ -82,6 +83,11 @@ offline:
                                 DST change moved or repeated; --dst-gap and --dst-fold as the
                                 workflow keys dst_gap and dst_fold (default run_after, first);
                                 --name: the workflow name that H fields are hashed from
+  plugin check PATH.so [--params JSON] [--config-json JSON] [--timeout DUR]
+                                load a plugin as taskhubd does and run it once: negotiation,
+                                create (with the settings JSON), validate and one execute of
+                                the task parameters JSON (cancelled after DUR, default 10s),
+                                a health check; exit 1 unless every step passed
 
 options:
   --socket PATH   control socket (default: $TASKHUB_SOCKET, else the config's socket,
@@ -1046,6 +1052,9 @@ int main(int argc, char** argv) {
         else if (a == "--dst-gap") opts.emplace_back(a, value("run_after or skip"));
         else if (a == "--dst-fold") opts.emplace_back(a, value("first, second or both"));
         else if (a == "--name") opts.emplace_back(a, value("a workflow name"));
+        else if (a == "--params") opts.emplace_back(a, value("a JSON object of task parameters"));
+        else if (a == "--config-json") opts.emplace_back(a, value("a JSON object of plugin settings"));
+        else if (a == "--timeout") opts.emplace_back(a, value("a duration, like 10s"));
         else if (a == "-h" || a == "--help") {
             std::printf("%s", kUsage);
             return 0;
@@ -1063,6 +1072,7 @@ int main(int argc, char** argv) {
         {"cancel", {"--task"}},
         {"retry", {"--task", "--downstream"}},
         {"next", {"-n", "--cron", "--tz", "--from", "--dst-gap", "--dst-fold", "--name"}},
+        {"plugin", {"--params", "--config-json", "--timeout"}},
     };
     {
         auto it = kCommandOptions.find(cmd);
@@ -1163,6 +1173,22 @@ int main(int argc, char** argv) {
         if (auto v = opt("--dst-gap"); v && !ctl::parseDstGap(*v, &a.policy.gap, &err)) usage("--dst-gap: " + err);
         if (auto v = opt("--dst-fold"); v && !ctl::parseDstFold(*v, &a.policy.fold, &err)) usage("--dst-fold: " + err);
         return cmdNextOffline(g, a);
+    }
+    if (cmd == "plugin" && pos.size() > 1 && pos[1] == "check") {
+        if (pos.size() != 3) usage("plugin check takes one argument: PATH.so");
+        ctl::PluginCheckOptions o;
+        std::string err;
+        if (!ctl::parsePluginCheckOptions(pos[2], opt("--params"), opt("--config-json"), opt("--timeout"), &o, &err)) {
+            usage(err);
+        }
+        auto report = ctl::runPluginCheck(o);
+        if (g.json) emitJson(ctl::pluginCheckJson(report));
+        else std::cout << ctl::formatPluginCheck(report);
+        if (report.abandoned) {
+            std::cout.flush();
+            ::_exit(1); // the attempt still runs plugin code: no destructors, no exit handlers
+        }
+        return report.passed() ? 0 : 1;
     }
     if (cmd == "validate") {
         if (pos.size() < 2) usage("validate takes one or more FILEs");
