@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <string_view>
@@ -297,7 +298,12 @@ void cmdShow(Context& c) {
         c.ok(std::move(o));
         return;
     }
-    throw CommandError{"not_found", "no workflow or run named '" + name + "'"};
+    // A workflow whose file did not load: say why, as `run` does.
+    std::string msg = "no workflow or run named '" + name + "'";
+    for (const auto& p : c.services.workflowProblems()) {
+        if (std::filesystem::path(p.file).stem() == name) msg += " (its file failed to load: " + p.message + ")";
+    }
+    throw CommandError{"not_found", msg};
 }
 
 // Answers with the run as stored, once everything written so far is durable: what the client

@@ -251,6 +251,29 @@ unhealthy_after = 2
         self.assertIn("'plugins.noop.on_unhealthy' must be \"hold\" or \"fail\", found \"wait\"", log)
         self.assertIn("plugins.noop.health_interval", log)
 
+    def test_workflow_of_a_refused_plugin_is_not_runnable_and_says_why(self):
+        d = self.make_daemon()
+        shutil.copy(os.path.join(harness.BIN["fixture_dir"], "fx_create_fails.so"), os.path.join(d.dir, "plugins"))
+        d.write_workflow("uses", """\
+            [[task]]
+            id = "t"
+            plugin = "fx_create_fails"
+            """)
+        d.start()
+        why = "create() failed: fixture: create always fails"
+        refused = d.ctl_ok("plugins")["refused"]
+        self.assertEqual([r["reason"] for r in refused], [why], refused)
+        errors = d.ctl_ok("list")["errors"]
+        self.assertTrue(any("plugin 'fx_create_fails' is not available" in e["message"] and why in e["message"]
+                            for e in errors), errors)
+        for args in (("show", "uses"), ("run", "uses")):
+            rc, _, err = d.ctl(*args)
+            self.assertNotEqual(rc, 0)
+            self.assertIn("its file failed to load", err)
+            self.assertIn(why, err)
+        rc, out, _ = d.ctl("status")
+        self.assertEqual(out["plugins_refused"], 1)
+
     @unittest_skip_unless_root()
     def test_root_refuses_plugins_others_may_write(self):
         d = self.make_daemon()
