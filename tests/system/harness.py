@@ -247,11 +247,12 @@ class Connection:
 
 class Daemon:
     """One taskhubd in its own temp dir. Files: taskhub.toml, workflows.d/, state/, taskhub.sock,
-    daemon.log (the daemon's stderr, one file across restarts), work/ (free for the tasks)."""
+    daemon.log (the daemon's stderr, one file across restarts), work/ (free for the tasks).
+    plugin_dirs holds the build's plugin directory, then extra_plugin_dirs."""
 
     _all = []
 
-    def __init__(self, shutdown_grace="1s", extra_config=""):
+    def __init__(self, shutdown_grace="1s", extra_config="", extra_plugin_dirs=()):
         self.dir = tempfile.mkdtemp(prefix="th-", dir="/tmp")
         self.workflows_dir = os.path.join(self.dir, "workflows.d")
         self.state_dir = os.path.join(self.dir, "state")
@@ -279,7 +280,8 @@ class Daemon:
 
                 [plugins.shell]
                 kill_grace = "2s"
-                """) % (_json.dumps(BIN["plugin_dir"]), shutdown_grace))
+                """) % (", ".join(_json.dumps(d) for d in (BIN["plugin_dir"],) + tuple(extra_plugin_dirs)),
+                        shutdown_grace))
             f.write(extra_config)
         self.proc = None
         self.final_log = ""

@@ -1,0 +1,179 @@
+"""`taskhubctl plugin check PATH.so`: the offline harness reports every step of loading and running
+a plugin, with taskhubd's own refusal reasons, and exits 0 only when every step passed (1 when one
+failed, 2 on a usage error). Driven against the fixture plugins of tests/fixtures.
+
+TASKHUB_FIXTURE_DIR is the directory of the built fixtures (CTest sets it)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+FIXTURES = os.environ.get("TASKHUB_FIXTURE_DIR") or os.path.join(os.environ.get("TASKHUB_BUILD_DIR", ""),
+                                                                 "fixture_plugins")
+STEPS = ["negotiation", "create", "validate", "execute", "health"]
+
+
+def fixture(name):
+    path = os.path.join(FIXTURES, name + ".so")
+    if not os.path.exists(path):
+        raise RuntimeError("fixture %s not found (set TASKHUB_FIXTURE_DIR)" % path)
+    return path
+
+
+def check(*args, json_output=False):
+    """Runs taskhubctl [--json] plugin check ARGS; returns (exit status, stdout, stderr), stdout parsed
+    when json_output."""
+    argv = [harness.BIN["ctl"]] + (["--json"] if json_output else []) + ["plugin", "check"] + list(args)
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=harness.TIMEOUT)
+    out = p.stdout
+    if json_output and p.returncode in (0, 1):
+        out = json.loads(out)
+    return p.returncode, out, p.stderr
+
+
+def statuses(report):
+    return {s["step"]: s["status"] for s in report["steps"]}
+
+
+def detail(report, step):
+    return next(s["detail"] for s in report["steps"] if s["step"] == step)
+
+
+class PluginCheckTest(unittest.TestCase):
+    def test_good_plugin_passes_every_step(self):
+        rc, text, err = check(fixture("fx_good"))
+        self.assertEqual(rc, 0, text + err)
+        self.assertIn("every step passed", text)
+        for step in STEPS:
+            self.assertRegex(text, r"(?m)^  %s +ok +" % step)
+
+        rc, report, err = check(fixture("fx_good"), "--params", '{"any": 1}', json_output=True)
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(report["passed"])
+        self.assertEqual(statuses(report), dict.fromkeys(STEPS, "passed"))
+        self.assertEqual(report["plugin"]["name"], "fx_good")
+        self.assertEqual((report["plugin"]["abi_major"], report["plugin"]["abi_minor"]), (1, 1))
+        self.assertEqual(report["plugin"]["capabilities"], [])
+        self.assertEqual(report["plugin"]["thread_safety"], "safe")
+        self.assertEqual(detail(report, "validate"), 'accepts {"any":1}')
+        x = report["execute"]
+        self.assertEqual((x["outcome"], x["exit_code"], x["message"]), ("succeeded", 0, "fixture: done"))
+        self.assertFalse(x["timed_out"])
+        self.assertIn("TH_CAP_HEALTH_CHECK not declared", detail(report, "health"))
+
+    def test_refused_plugin_prints_the_daemons_reason(self):
+        rc, text, err = check(fixture("fx_bad_magic"))
+        self.assertEqual(rc, 1, text + err)
+        self.assertIn("negotiation  FAILED   refused: wrong magic 0x54484230, expected 0x54484231 (TH_ABI_MAGIC)",
+                      text)
+        self.assertIn("1 step(s) failed: negotiation", text)
+
+        rc, report, _ = check(fixture("fx_bad_magic"), json_output=True)
+        self.assertEqual(rc, 1)
+        self.assertFalse(report["passed"])
+        self.assertEqual(statuses(report), {"negotiation": "failed", "create": "skipped", "validate": "skipped",
+                                            "execute": "skipped", "health": "skipped"})
+        # The five fields every ABI version keeps are still shown; nothing else of the table is.
+        self.assertEqual(report["plugin"]["magic"], 0x54484230)
+        self.assertNotIn("name", report["plugin"])
+        self.assertIsNone(report["execute"])
+
+        rc, report, _ = check(fixture("fx_no_entry"), json_output=True)
+        self.assertEqual(rc, 1)
+        self.assertEqual(detail(report, "negotiation"),
+                         "refused: no entry symbol 'th_plugin_entry' (not a TaskHub plugin, or the symbol is "
+                         "not exported)")
+        self.assertIsNone(report["plugin"])
+
+        rc, report, _ = check(fixture("fx_needs_newer_host"), json_output=True)
+        self.assertEqual(rc, 1)
+        self.assertEqual(detail(report, "negotiation"),
+                         "refused: requires host ABI 1.99 or newer, this taskhubd provides 1.1; upgrade taskhubd")
+
+        with tempfile.NamedTemporaryFile(suffix=".so") as junk:
+            junk.write(b"not an ELF file")
+            junk.flush()
+            rc, report, _ = check(junk.name, json_output=True)
+        self.assertEqual(rc, 1)
+        self.assertTrue(detail(report, "negotiation").startswith("refused: cannot load shared library: "),
+                        report)
+
+    @unittest.skipUnless(os.geteuid() == 0, "taskhubd applies the ownership rule only when it runs as root")
+    def test_as_root_the_ownership_rule_applies(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = os.path.join(tmp, "fx_good.so")
+            shutil.copy(fixture("fx_good"), copy)
+            os.chmod(copy, 0o666)
+            rc, report, _ = check(copy, json_output=True)
+            self.assertEqual(rc, 1)
+            self.assertEqual(detail(report, "negotiation"),
+                             "refused: %s has mode 0666 and is world-writable, expected no write permission for "
+                             "group and others when taskhubd runs as root (chmod go-w %s)" % (copy, copy))
+            os.chmod(copy, 0o755)
+            rc, report, _ = check(copy, json_output=True)
+            self.assertEqual(rc, 0, report)
+
+    def test_failing_create_is_reported_after_a_passed_negotiation(self):
+        rc, text, err = check(fixture("fx_create_fails"))
+        self.assertEqual(rc, 1, text + err)
+        self.assertIn("create       FAILED   create() failed: fixture: create always fails", text)
+        rc, report, _ = check(fixture("fx_create_fails"), json_output=True)
+        self.assertEqual(statuses(report), {"negotiation": "passed", "create": "failed", "validate": "skipped",
+                                            "execute": "skipped", "health": "skipped"})
+        self.assertEqual(report["plugin"]["name"], "fx_create_fails")
+
+    def test_outputs_and_the_daemons_log_are_reported(self):
+        rc, report, err = check(fixture("fx_outputs"), json_output=True)
+        self.assertEqual(rc, 0, err)
+        x = report["execute"]
+        self.assertEqual(x["message"], "statuses 0 0 0 1 1")
+        self.assertEqual(x["outputs"], {"greeting": "hi", "count": "1"})
+        self.assertEqual(report["plugin"]["capabilities"], ["cancel", "suspend"])
+        self.assertEqual(report["plugin"]["thread_safety"], "serial")
+        rejected = [line for line in report["daemon_log"] if "PLUGIN_OUTPUT_REJECTED" in line]
+        self.assertEqual(len(rejected), 2, report["daemon_log"])
+
+    def test_an_attempt_over_the_timeout_is_cancelled(self):
+        # fx_outputs with {"wait": true} runs until cancel(), which completes it as cancelled.
+        rc, report, err = check(fixture("fx_outputs"), "--params", '{"wait": true}', "--timeout", "300ms",
+                                json_output=True)
+        self.assertEqual(rc, 1, err)
+        x = report["execute"]
+        self.assertTrue(x["timed_out"])
+        self.assertEqual(x["outcome"], "cancelled")
+        self.assertEqual(x["message"], "calls: ")
+        self.assertGreaterEqual(x["duration_ms"], 300)
+        self.assertLess(x["duration_ms"], 5000)
+        self.assertFalse(report["abandoned"])
+        self.assertEqual(statuses(report)["execute"], "failed")
+        self.assertEqual(statuses(report)["health"], "passed")
+        self.assertTrue(detail(report, "execute").startswith("did not complete within 300ms: cancelled"),
+                        detail(report, "execute"))
+
+    def test_usage_errors_exit_2(self):
+        good = fixture("fx_good")
+        for args, message in [
+            ((), "plugin check takes one argument: PATH.so"),
+            ((good, good), "plugin check takes one argument: PATH.so"),
+            ((good, "--params", "[1]"), "--params needs a JSON object"),
+            ((good, "--params", "{bad"), "--params needs a JSON object"),
+            ((good, "--config-json", "3"), "--config-json needs a JSON object"),
+            ((good, "--timeout", "soon"), "--timeout needs a duration"),
+            ((good, "--timeout", "0s"), "--timeout needs a duration of at least 1ms"),
+            ((good, "--tz", "UTC"), "plugin does not take --tz"),
+        ]:
+            rc, out, err = check(*args)
+            self.assertEqual(rc, 2, (args, out, err))
+            self.assertIn(message, err, args)
+            self.assertEqual(out, "", args)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
