@@ -13,6 +13,8 @@
 #include <cstring>
 #include <iostream>
 
+#include <unistd.h>
+
 #include "app/daemon_services.h"
 #include "common/log.h"
 #include "common/notify.h"
@@ -55,6 +57,9 @@ struct Options {
 int check(const config::DaemonConfig& cfg) {
     // Plugins are loaded the way the daemon loads them, so that task parameters are validated.
     plugin_host::PluginHost plugins(nullptr, nullptr);
+    plugin_host::LoadPolicy policy;
+    policy.require_root_owned = ::geteuid() == 0;
+    plugins.setLoadPolicy(policy);
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
     int problems = 0;
     for (const auto& r : plugins.refused()) {
@@ -88,6 +93,11 @@ int serve(const config::DaemonConfig& cfg) {
     pool::WorkerPool pool(static_cast<size_t>(cfg.pool.min_workers), static_cast<size_t>(cfg.pool.max_workers),
                           cfg.pool.idle_timeout);
     plugin_host::PluginHost plugins(&io, &pool);
+    {
+        plugin_host::LoadPolicy policy;
+        policy.require_root_owned = ::geteuid() == 0;
+        plugins.setLoadPolicy(policy);
+    }
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
 
     engine::EngineOptions eopts;
@@ -101,6 +111,13 @@ int serve(const config::DaemonConfig& cfg) {
     }
     // From here on, commits happen on the store's writer thread and never block the loop.
     store->startWriter([&io](std::function<void()> fn) { asio::post(io, std::move(fn)); });
+
+    // Health transitions are recorded, and hold or release the plugin's ready tasks.
+    plugins.setHealthListener([&store, &engine](const std::string& plugin, const plugin_host::HealthTransition& t) {
+        store->addPluginEvent({plugin, t.at_ms, plugin_host::toString(t.from), plugin_host::toString(t.to), t.message});
+        engine.pluginHealthChanged(plugin);
+    });
+    plugins.startHealthChecks(cfg.plugins);
 
     triggers::Scheduler::Options sched_opts;
     sched_opts.daemon_start = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
@@ -166,6 +183,7 @@ int serve(const config::DaemonConfig& cfg) {
                              cfg.shutdown_grace.count());
                 services.setShuttingDown();
                 scheduler.stop();
+                plugins.stopHealthChecks();
                 zone_watch.stop();
                 engine.shutdown(cfg.shutdown_grace, [&] {
                     // Answers to clients still waiting on runs go out once their writes are
