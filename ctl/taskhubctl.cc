@@ -68,6 +68,10 @@ commands (through the daemon):
   logs RUN TASK [--attempt N]   a task's output (latest attempt by default)
   wait RUN                      block until a run ends; exit 1 unless it succeeded
   reload                        re-read the workflows directory
+  plugins                       loaded plugins: version, ABI, isolation, health state and its
+                                last message, running tasks; refused plugin files and why
+  plugin show NAME [--limit N]  one plugin's details and its health transitions (latest N,
+                                default 50)
   next WORKFLOW [-n N]          the next N (default 5, at most 10000) firings of a loaded
                                 workflow's time triggers, in the workflow's zone
 offline:
@@ -423,13 +427,73 @@ int cmdStatus(const Globals& g) {
               << "workflows       " << field(d, "workflows") << " loaded, " << field(d, "workflow_errors")
               << " file(s) with errors\n"
               << "plugins         " << field(d, "plugins") << " loaded, " << field(d, "plugins_refused")
-              << " refused\n"
+              << " refused, " << field(d, "plugins_unhealthy") << " unhealthy\n"
               << "runs            " << field(d, "active_runs") << " active, " << field(d, "queued_runs")
               << " queued, " << field(d, "runs_started") << " started since start\n"
               << "tasks           " << field(d, "running_tasks") << " running, " << field(d, "waiting_tasks")
               << " waiting for a slot\n"
               << "worker threads  " << field(d, "worker_threads") << " of max " << field(d, "worker_threads_max")
               << "\n";
+    return 0;
+}
+
+// "a, b, c" of a JSON array of strings; "-" when empty.
+std::string joinStrings(const json::value& arr) {
+    std::string out;
+    if (arr.is_array()) {
+        for (const auto& v : arr.as_array()) out += (out.empty() ? "" : ", ") + str(v);
+    }
+    return out.empty() ? "-" : out;
+}
+
+int cmdPlugins(const Globals& g) {
+    auto d = call(g, "plugins", args());
+    if (g.json) return emitJson(d), 0;
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& p : arrayField(d, "plugins")) {
+        rows.push_back({field(p, "name"), field(p, "version"), field(p, "abi"), field(p, "isolation"),
+                        field(p, "state"), field(p, "running"), shortTime(field(p, "since")), field(p, "message")});
+    }
+    table({"PLUGIN", "VERSION", "ABI", "ISOLATION", "STATE", "RUNNING", "SINCE", "MESSAGE"}, rows);
+    const auto& refused = arrayField(d, "refused");
+    if (!refused.empty()) {
+        std::cout << "\nrefused (" << refused.size() << "):\n";
+        for (const auto& r : refused) std::cout << "  " << field(r, "file") << ": " << field(r, "reason") << "\n";
+    }
+    return 0;
+}
+
+int cmdPluginShow(const Globals& g, const std::string& name, int history) {
+    json::object a;
+    a["name"] = name;
+    if (history > 0) a["history"] = history;
+    auto d = call(g, "plugin_show", a);
+    if (g.json) return emitJson(d), 0;
+    const auto& h = d.as_object().at("health");
+    const std::string limit = field(d, "max_concurrency") == "0" ? "unlimited" : field(d, "max_concurrency");
+    std::cout << "plugin         " << field(d, "name") << " " << field(d, "version") << " (ABI " << field(d, "abi")
+              << ")\n"
+              << "description    " << field(d, "description") << "\n"
+              << "file           " << field(d, "file") << "\n"
+              << "capabilities   " << joinStrings(d.as_object().at("capabilities")) << "\n"
+              << "threads        " << field(d, "thread_safety") << "\n"
+              << "isolation      " << field(d, "isolation") << "\n"
+              << "state          " << field(d, "state") << " since " << shortTime(field(d, "since")) << "\n"
+              << "message        " << field(d, "message") << "\n"
+              << "last check     " << shortTime(field(d, "last_check")) << " (" << field(d, "checks")
+              << " checks, " << field(d, "failures") << " failed in a row)\n"
+              << "health checks  every " << formatMs(h.as_object().at("interval_ms").to_number<int64_t>())
+              << ", timeout " << formatMs(h.as_object().at("timeout_ms").to_number<int64_t>())
+              << ", unhealthy after " << field(h, "unhealthy_after") << ", healthy after "
+              << field(h, "healthy_after") << ", on_unhealthy = " << field(h, "on_unhealthy") << "\n"
+              << "running        " << field(d, "running") << " task(s), max_concurrency " << limit << "\n";
+    const auto& hist = arrayField(d, "history");
+    std::cout << "\nhealth transitions (" << hist.size() << (hist.empty() ? "" : ", oldest first") << "):\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& t : hist) {
+        rows.push_back({shortTime(field(t, "at")), field(t, "from") + " -> " + field(t, "to"), field(t, "message")});
+    }
+    if (!rows.empty()) table({"TIME", "CHANGE", "WHY"}, rows);
     return 0;
 }
 
@@ -1173,6 +1237,11 @@ int main(int argc, char** argv) {
         if (auto v = opt("--dst-gap"); v && !ctl::parseDstGap(*v, &a.policy.gap, &err)) usage("--dst-gap: " + err);
         if (auto v = opt("--dst-fold"); v && !ctl::parseDstFold(*v, &a.policy.fold, &err)) usage("--dst-fold: " + err);
         return cmdNextOffline(g, a);
+    }
+    if (cmd == "plugins") return need(0, "no arguments"), cmdPlugins(g);
+    if (cmd == "plugin" && pos.size() > 1 && pos[1] == "show") {
+        if (pos.size() != 3) usage("plugin show takes one argument: NAME");
+        return cmdPluginShow(g, pos[2], intOpt("--limit", 0));
     }
     if (cmd == "plugin" && pos.size() > 1 && pos[1] == "check") {
         if (pos.size() != 3) usage("plugin check takes one argument: PATH.so");

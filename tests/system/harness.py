@@ -7,6 +7,7 @@ The binaries come from the environment, which CTest sets (see CMakeLists.txt):
     TASKHUB_CTL         path of taskhubctl
     TASKHUB_PLUGIN_DIR  directory holding shell.so and noop.so
     TASKHUB_UNIT        the built systemd unit (only test_systemd_unit needs it)
+    TASKHUB_FIXTURE_DIR the fixture plugins of tests/fixtures (only the plugin tests need them)
 
 To run one file by hand: TASKHUB_BUILD_DIR=build-systest python3 tests/system/test_dag_order.py
 (the four paths are then derived from the build directory).
@@ -62,6 +63,8 @@ def _binaries():
         "ctl": os.environ.get("TASKHUB_CTL") or (build and os.path.join(build, "ctl", "taskhubctl")),
         "plugin_dir": os.environ.get("TASKHUB_PLUGIN_DIR") or (build and os.path.join(build, "plugins")),
         "unit": os.environ.get("TASKHUB_UNIT") or (build and os.path.join(build, "systemd", "taskhubd.service")),
+        # The fixture plugins of tests/fixtures (only the plugin tests need them).
+        "fixture_dir": os.environ.get("TASKHUB_FIXTURE_DIR") or (build and os.path.join(build, "fixture_plugins")),
     }
     missing = [k for k in ("daemon", "ctl", "plugin_dir") if not paths[k] or not os.path.exists(paths[k])]
     if missing:
