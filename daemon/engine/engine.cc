@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <queue>
 #include <random>
+#include <set>
 #include <unordered_map>
 
 #include "common/time_util.h"
@@ -194,6 +195,7 @@ struct Engine::Impl {
     uint64_t next_seq = 0;
     size_t ready_tasks = 0;
     std::map<std::string, int> plugin_running;
+    std::set<std::string> unhealthy_plugins; // no task is dispatched to these (pluginHealthChanged)
     std::map<std::string, int> workflow_running;
     size_t running_tasks = 0;
     uint64_t runs_started = 0;
@@ -540,10 +542,17 @@ struct Engine::Impl {
         ReadyItem item{task.def->priority, ++next_seq, run.serial, t};
         task.ready_seq = item.seq;
         ready[queueKey(*task.def)].push(item);
-        if (task.def->workflow.empty() && !plugins.dispatchable(task.def->plugin)) holdForPlugin(run, t);
+        if (!unhealthy_plugins.empty() && task.def->workflow.empty() && isUnhealthy(task.def->plugin)) {
+            holdForPlugin(run, t);
+        }
     }
 
     // ---- plugin health ----
+
+    // As PluginHost::dispatchable() said at its last transition, without a lookup per dispatch.
+    bool isUnhealthy(const std::string& plugin) const {
+        return !unhealthy_plugins.empty() && unhealthy_plugins.count(plugin) > 0;
+    }
 
     bool failsWhenUnhealthy(const std::string& plugin) const {
         const auto* h = plugins.health(plugin);
@@ -604,6 +613,11 @@ struct Engine::Impl {
 
     void pluginHealthChanged(const std::string& plugin) {
         const bool up = plugins.dispatchable(plugin);
+        if (up) {
+            unhealthy_plugins.erase(plugin);
+        } else {
+            unhealthy_plugins.insert(plugin);
+        }
         std::vector<std::pair<Run*, uint32_t>> affected;
         for (auto& [id, run] : runs) {
             for (uint32_t t = 0; t < run->tasks.size(); ++t) {
@@ -669,7 +683,7 @@ struct Engine::Impl {
             for (auto& [plugin, heap] : ready) {
                 dropStale(heap);
                 if (heap.empty()) continue;
-                if (!plugin.empty() && !plugins.dispatchable(plugin)) {
+                if (!plugin.empty() && isUnhealthy(plugin)) {
                     if (!failsWhenUnhealthy(plugin)) continue; // held until it recovers
                     best = &heap;
                     unhealthy = &plugin;
@@ -1445,7 +1459,7 @@ struct Engine::Impl {
             std::string why;
             if (run.paused) {
                 why = "waiting: the run is paused";
-            } else if (task.def->workflow.empty() && !plugins.dispatchable(task.def->plugin)) {
+            } else if (task.def->workflow.empty() && isUnhealthy(task.def->plugin)) {
                 why = "waiting for plugin: " + unhealthyText(task.def->plugin);
             } else if (workflowLimitReached(*run.wf)) {
                 why = "waiting: workflow '" + run.wf->name + "' is at max_parallel_tasks (" +
