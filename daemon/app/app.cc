@@ -23,6 +23,7 @@
 #include "control/server.h"
 #include "engine/engine.h"
 #include "plugin_host/plugin_host.h"
+#include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
 #include "store/store.h"
 #include "triggers/scheduler.h"
@@ -30,6 +31,9 @@
 
 #ifndef TASKHUB_VERSION
 #define TASKHUB_VERSION "0.0.0"
+#endif
+#ifndef TASKHUB_RUNNER_INSTALLED
+#define TASKHUB_RUNNER_INSTALLED "/usr/libexec/taskhub/taskhub-runner"
 #endif
 
 namespace taskhub::app {
@@ -96,6 +100,9 @@ int serve(const config::DaemonConfig& cfg) {
     {
         plugin_host::LoadPolicy policy;
         policy.require_root_owned = ::geteuid() == 0;
+        policy.isolate = true;
+        policy.default_isolation = cfg.default_isolation;
+        policy.runner = plugin_host::findRunner(TASKHUB_RUNNER_INSTALLED);
         plugins.setLoadPolicy(policy);
     }
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);

@@ -23,6 +23,7 @@
 #include "common/time_util.h"
 
 #include "plugin_host/outputs.h"
+#include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
 
 namespace taskhub::plugin_host {
@@ -83,6 +84,75 @@ std::optional<std::string> negotiate(const th_plugin_api* api) {
     return std::nullopt;
 }
 
+namespace {
+
+// How long `taskhub-runner --describe` may take to load a plugin.
+constexpr std::chrono::milliseconds kDescribeTimeout{10'000};
+
+// True when some plugin may have to run in a runner process.
+bool processIsolationConfigured(const LoadPolicy& policy,
+                                const std::map<std::string, config::PluginSettings>& settings) {
+    if (policy.default_isolation == Isolation::Process) return true;
+    return std::any_of(settings.begin(), settings.end(),
+                       [](const auto& s) { return s.second.isolation == Isolation::Process; });
+}
+
+// As config::DaemonConfig::isolationOf(), from the policy and the settings loadFile() is given.
+Isolation isolationOf(const LoadPolicy& policy, const std::string& name,
+                      const std::map<std::string, config::PluginSettings>& settings) {
+    auto it = settings.find(name);
+    if (it != settings.end() && it->second.isolation) return *it->second.isolation;
+    return config::isFirstPartyPlugin(name) ? Isolation::InProcess : policy.default_isolation;
+}
+
+// The description of a table negotiate() accepted.
+PluginInfo infoOf(const th_plugin_api& api, const fs::path& file) {
+    PluginInfo info;
+    info.name = api.name;
+    info.version = api.version ? api.version : "";
+    info.description = api.description ? api.description : "";
+    info.file = file;
+    info.abi_major = api.abi_major;
+    info.abi_minor = api.abi_minor;
+    info.capabilities = api.capabilities;
+    info.blocking = (api.capabilities & TH_CAP_BLOCKING_EXECUTE) != 0;
+    info.thread_safe = api.thread_safety == TH_THREADS_SAFE;
+    return info;
+}
+
+// Loads the library, calls its entry function and negotiates the table: the first half of
+// PluginHost::loadFile(), shared with describeFile(). Returns the refusal reason, or nullopt
+// with *lib loaded and *table accepted.
+std::optional<std::string> openPlugin(const fs::path& file, boost::dll::shared_library* lib,
+                                      const th_plugin_api** table) {
+    try {
+        lib->load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    } catch (const std::exception& e) {
+        return std::string("cannot load shared library: ") + e.what();
+    }
+    if (!lib->has(TH_PLUGIN_ENTRY_SYMBOL)) {
+        return std::string("no entry symbol '") + TH_PLUGIN_ENTRY_SYMBOL +
+               "' (not a TaskHub plugin, or the symbol is not exported)";
+    }
+    try {
+        auto& entry = lib->get<const th_plugin_api*(uint32_t, uint32_t)>(TH_PLUGIN_ENTRY_SYMBOL);
+        *table = entry(TH_ABI_VERSION_MAJOR, TH_ABI_VERSION_MINOR);
+    } catch (...) {
+        return "the entry function threw a C++ exception across the C ABI";
+    }
+    return negotiate(*table);
+}
+
+} // namespace
+
+std::optional<std::string> describeFile(const fs::path& file, PluginInfo* info) {
+    boost::dll::shared_library lib;
+    const th_plugin_api* table = nullptr;
+    if (auto why = openPlugin(file, &lib, &table)) return why;
+    *info = infoOf(*table, file);
+    return std::nullopt;
+}
+
 class PluginHost::Loaded final : public Plugin {
 public:
     Loaded(boost::dll::shared_library lib, const th_plugin_api* table, fs::path file,
@@ -90,18 +160,10 @@ public:
         : lib_(std::move(lib)), io_(io), pool_(pool) {
         std::memset(&api_, 0, sizeof api_);
         std::memcpy(&api_, table, std::min<size_t>(table->struct_size, sizeof api_));
-        info_.name = api_.name;
-        info_.version = api_.version ? api_.version : "";
-        info_.description = api_.description ? api_.description : "";
-        info_.file = std::move(file);
-        info_.abi_major = api_.abi_major;
-        info_.abi_minor = api_.abi_minor;
-        info_.capabilities = api_.capabilities;
-        info_.blocking = (api_.capabilities & TH_CAP_BLOCKING_EXECUTE) != 0;
+        info_ = infoOf(api_, file);
         // A 1.0 table ends before suspend/resume, which the copy above left null; negotiate()
         // refused a table that declares TH_CAP_SUSPEND without both.
         can_suspend_ = (api_.capabilities & TH_CAP_SUSPEND) != 0;
-        info_.thread_safe = api_.thread_safety == TH_THREADS_SAFE;
 
         host_.struct_size = sizeof host_;
         host_.abi_major = TH_ABI_VERSION_MAJOR;
@@ -463,7 +525,7 @@ private:
                                it->second->release();
                                self_->watches_.erase(it);
                                if (ec) return;
-                               cb(user, fd);
+                               self_->callBack("fd watch", [&] { cb(user, fd); });
                            });
             self_->watches_.emplace(id, std::move(sd));
             if (id_out) *id_out = id;
@@ -471,6 +533,20 @@ private:
         } catch (const std::exception& e) {
             spdlog::error("PLUGIN_WATCH_FAILED plugin {} fd {}: {}", self_->info_.name, fd, e.what());
             return TH_ERR_FAILED;
+        }
+    }
+
+    // Runs a callback of the plugin on the event loop: an exception it lets escape is logged,
+    // never thrown into the loop.
+    template <class F>
+    void callBack(const char* what, F&& call) {
+        try {
+            call();
+        } catch (const std::exception& e) {
+            spdlog::error("PLUGIN_CALLBACK_THREW plugin {} threw from its {} callback: {}", info_.name, what, e.what());
+        } catch (...) {
+            spdlog::error("PLUGIN_CALLBACK_THREW plugin {} threw a C++ exception from its {} callback", info_.name,
+                          what);
         }
     }
 
@@ -495,7 +571,7 @@ private:
             if (it == self_->timers_.end()) return;
             self_->timers_.erase(it);
             if (ec) return;
-            cb(user);
+            self_->callBack("timer", [&] { cb(user); });
         });
         self_->timers_.emplace(id, std::move(timer));
         if (id_out) *id_out = id;
@@ -596,29 +672,43 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
     if (policy_.require_root_owned) {
         if (auto why = ownershipProblem(file, false)) return refuse("", *why);
     }
+    auto duplicate = [&](const std::string& name) -> std::optional<std::string> {
+        auto it = plugins_.find(name);
+        if (it == plugins_.end()) return std::nullopt;
+        return "duplicate plugin name '" + name + "', already loaded from " + it->second->info().file.string();
+    };
+    // Process isolation: the plugin's name decides, and only a load in another process can tell
+    // it without mapping the library here. A plugin configured in_process is then loaded below.
+    if (policy_.isolate && io_ && processIsolationConfigured(policy_, settings)) {
+        Description d = describeOutOfProcess(policy_.runner, file, kDescribeTimeout);
+        if (!d.info) return refuse("", d.refusal);
+        const std::string& name = d.info->name;
+        if (isolationOf(policy_, name, settings) == Isolation::Process) {
+            if (auto why = duplicate(name)) return refuse(name, *why);
+            auto s = settings.find(name);
+            RemotePlugin::Options o;
+            o.runner = policy_.runner;
+            if (s != settings.end()) {
+                o.config_json = s->second.plugin_config_json;
+                o.validate_timeout = std::max(o.validate_timeout, s->second.health.timeout);
+            }
+            if (pool_) o.max_workers = pool_->maxWorkers();
+            std::string why;
+            auto remote = RemotePlugin::launch(*io_, *d.info, o, &why);
+            if (!remote) return refuse(name, why);
+            spdlog::info("PLUGIN_LOADED {} {} (ABI {}.{}{}{}, process isolation: runner pid {}) from {}", name,
+                         remote->info().version, remote->info().abi_major, remote->info().abi_minor,
+                         remote->info().blocking ? ", blocking execute" : "", remote->canSuspend() ? ", suspend" : "",
+                         remote->runnerPid(), file.string());
+            plugins_.emplace(name, std::move(remote));
+            return std::nullopt;
+        }
+    }
     boost::dll::shared_library lib;
-    try {
-        lib.load(file, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
-    } catch (const std::exception& e) {
-        return refuse("", std::string("cannot load shared library: ") + e.what());
-    }
-    if (!lib.has(TH_PLUGIN_ENTRY_SYMBOL)) {
-        return refuse("", std::string("no entry symbol '") + TH_PLUGIN_ENTRY_SYMBOL +
-                              "' (not a TaskHub plugin, or the symbol is not exported)");
-    }
     const th_plugin_api* table = nullptr;
-    try {
-        auto& entry = lib.get<const th_plugin_api*(uint32_t, uint32_t)>(TH_PLUGIN_ENTRY_SYMBOL);
-        table = entry(TH_ABI_VERSION_MAJOR, TH_ABI_VERSION_MINOR);
-    } catch (...) {
-        return refuse("", "the entry function threw a C++ exception across the C ABI");
-    }
-    if (auto why = negotiate(table)) return refuse("", *why);
+    if (auto why = openPlugin(file, &lib, &table)) return refuse("", *why);
     const std::string name = table->name;
-    if (auto it = plugins_.find(name); it != plugins_.end()) {
-        return refuse(name, "duplicate plugin name '" + name + "', already loaded from " +
-                                it->second->info().file.string());
-    }
+    if (auto why = duplicate(name)) return refuse(name, *why);
     auto loaded = std::make_unique<Loaded>(std::move(lib), table, file, io_, pool_);
     auto s = settings.find(name);
     if (auto why = loaded->create(s != settings.end() ? s->second.plugin_config_json : "{}")) {

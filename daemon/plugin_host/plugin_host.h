@@ -53,6 +53,11 @@ struct PluginInfo {
     Isolation isolation = Isolation::InProcess;
 };
 
+// Loads `file` and negotiates its table as PluginHost::loadFile() does, without creating an
+// instance (for `taskhub-runner --describe`). Returns the refusal reason in loadFile()'s words,
+// or std::nullopt with *info filled in.
+std::optional<std::string> describeFile(const std::filesystem::path& file, PluginInfo* info);
+
 // Checks a plugin's table against this host's ABI version: magic, major, the host minor the plugin
 // requires, that the table covers every 1.0 field, the name and the required functions.
 // Returns why the plugin is refused, or std::nullopt when it is accepted.

@@ -1,0 +1,276 @@
+// Process isolation against the real taskhub-runner and fixture plugins that crash, hang or throw:
+// what the engine sees of a plugin whose runner dies, is restarted, or hangs; that refusals read
+// as they do in-process; and that exceptions a plugin lets escape never leave the host.
+#include <catch2/catch.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <signal.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "plugin_host/plugin_host.h"
+#include "plugin_host/remote_plugin.h"
+#include "pool/worker_pool.h"
+
+using namespace taskhub::plugin_host;
+using namespace std::chrono_literals;
+using Outcome = AttemptResult::Outcome;
+
+namespace {
+
+std::string fixture(const std::string& name) { return std::string(FIXTURE_DIR) + "/" + name + ".so"; }
+
+// Runs the loop until pred() holds or `limit` passed; returns pred().
+bool runUntil(boost::asio::io_context& io, const std::function<bool()>& pred, std::chrono::milliseconds limit = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!pred() && std::chrono::steady_clock::now() < deadline) {
+        io.restart();
+        io.run_for(10ms);
+    }
+    return pred();
+}
+
+struct Liveness {
+    std::vector<std::pair<bool, std::string>> events;
+};
+
+std::unique_ptr<RemotePlugin> launch(boost::asio::io_context& io, const std::string& name, std::string* refusal,
+                                     const std::string& config = "{}") {
+    Description d = describeOutOfProcess(RUNNER, fixture(name), 10s);
+    if (!d.info) {
+        *refusal = d.refusal;
+        return nullptr;
+    }
+    RemotePlugin::Options o;
+    o.runner = RUNNER;
+    o.config_json = config;
+    return RemotePlugin::launch(io, *d.info, o, refusal);
+}
+
+std::optional<AttemptResult> runAttempt(boost::asio::io_context& io, Plugin& p, const std::string& params = "{}",
+                                        uint32_t attempt = 1) {
+    AttemptSpec spec;
+    spec.workflow = "wf";
+    spec.run_id = "run-1";
+    spec.task_id = "t";
+    spec.attempt = attempt;
+    spec.params_json = params;
+    std::optional<AttemptResult> result;
+    p.start(spec, [&](AttemptResult r) { result = std::move(r); });
+    CHECK_FALSE(result); // never inside start()
+    runUntil(io, [&] { return result.has_value(); });
+    return result;
+}
+
+} // namespace
+
+TEST_CASE("describing out of process says what loading in process says", "[isolation]") {
+    Description good = describeOutOfProcess(RUNNER, fixture("fx_good"), 10s);
+    REQUIRE(good.info);
+    CHECK(good.info->name == "fx_good");
+    CHECK(good.info->file == fixture("fx_good"));
+    for (const char* name : {"fx_bad_magic", "fx_abi_major2", "fx_no_entry", "fx_suspend_no_functions"}) {
+        PluginHost in_process(nullptr, nullptr);
+        auto expected = in_process.loadFile(fixture(name), {});
+        REQUIRE(expected);
+        Description d = describeOutOfProcess(RUNNER, fixture(name), 10s);
+        CHECK_FALSE(d.info);
+        CHECK(d.refusal == *expected);
+    }
+    Description missing = describeOutOfProcess("/nonexistent/taskhub-runner", fixture("fx_good"), 10s);
+    CHECK(missing.refusal == "cannot describe the plugin out of process: cannot start /nonexistent/taskhub-runner: "
+                             "No such file or directory");
+}
+
+TEST_CASE("a process plugin runs attempts in its runner", "[isolation]") {
+    boost::asio::io_context io;
+    std::string refusal;
+    auto p = launch(io, "fx_outputs", &refusal);
+    REQUIRE(p);
+    CHECK(p->info().isolation == Isolation::Process);
+    CHECK(p->canSuspend());
+    CHECK(p->runnerPid() > 0);
+    auto r = runAttempt(io, *p);
+    REQUIRE(r);
+    CHECK(r->outcome == Outcome::Succeeded);
+    CHECK(r->message == "statuses 0 0 0 1 1");
+    CHECK_FALSE(r->transient);
+    CHECK(r->outputs == taskhub::store::NameValues{{"greeting", "hi"}, {"count", "1"}});
+    CHECK(p->running() == 0);
+
+    // Suspend, resume and cancel reach the plugin in the runner, in order.
+    AttemptSpec spec;
+    spec.params_json = R"({"wait":true})";
+    std::optional<AttemptResult> waited;
+    uint64_t token = p->start(spec, [&](AttemptResult res) { waited = std::move(res); });
+    p->suspend(token);
+    p->resume(token);
+    p->cancel(token);
+    REQUIRE(runUntil(io, [&] { return waited.has_value(); }));
+    CHECK(waited->outcome == Outcome::Cancelled);
+    CHECK(waited->message == "calls: suspend resume ");
+}
+
+TEST_CASE("validate is a round trip to the runner", "[isolation]") {
+    boost::asio::io_context io;
+    std::string refusal;
+    Description d = describeOutOfProcess(RUNNER, NOOP_PLUGIN, 10s);
+    REQUIRE(d.info);
+    RemotePlugin::Options o;
+    o.runner = RUNNER;
+    auto p = RemotePlugin::launch(io, *d.info, o, &refusal);
+    REQUIRE(p);
+    CHECK_FALSE(p->validate(R"({"sleep_ms": 5})"));
+    auto problem = p->validate(R"({"sleep_ms": "soon"})");
+    REQUIRE(problem);
+    CHECK(problem->key == "sleep_ms");
+    CHECK(problem->message.find("'sleep_ms' must be a non-negative integer") != std::string::npos);
+}
+
+TEST_CASE("a runner that dies fails its attempts as transient and is restarted", "[isolation]") {
+    boost::asio::io_context io;
+    std::string refusal;
+    auto p = launch(io, "fx_segv", &refusal);
+    REQUIRE(p);
+    Liveness live;
+    p->setLivenessListener([&](bool up, const std::string& m) { live.events.emplace_back(up, m); });
+    const int first_pid = p->runnerPid();
+
+    auto r = runAttempt(io, *p);
+    REQUIRE(r);
+    const std::string death = "runner pid " + std::to_string(first_pid) + " killed by signal 11 (SIGSEGV)";
+    CHECK(r->outcome == Outcome::Failed);
+    CHECK(r->transient);
+    CHECK(r->message.find("plugin 'fx_segv': " + death) == 0);
+    REQUIRE(runUntil(io, [&] { return !live.events.empty(); }));
+    CHECK_FALSE(live.events[0].first);
+    CHECK(live.events[0].second.find(death) == 0);
+    CHECK(live.events[0].second.find("; restarting in 1s") != std::string::npos);
+
+    // While it is down: no waiting, a transient failure that says when it comes back.
+    CHECK(p->runnerPid() == 0);
+    auto down = runAttempt(io, *p, "{}", 2);
+    REQUIRE(down);
+    CHECK(down->transient);
+    CHECK(down->message.find("plugin 'fx_segv' runner is not running (" + death + "; restarting in 1s)") == 0);
+    CHECK_FALSE(p->validate("{}")); // skipped, not blocked
+
+    REQUIRE(runUntil(io, [&] { return live.events.size() >= 2; }));
+    CHECK(live.events[1].first);
+    const int second_pid = p->runnerPid();
+    CHECK(second_pid > 0);
+    CHECK(second_pid != first_pid);
+    auto retried = runAttempt(io, *p, "{}", 2);
+    REQUIRE(retried);
+    CHECK(retried->outcome == Outcome::Succeeded);
+    CHECK(retried->message == "fixture: attempt 2 survived");
+
+    // The next death waits twice as long.
+    auto again = runAttempt(io, *p);
+    REQUIRE(again);
+    CHECK(again->transient);
+    REQUIRE(runUntil(io, [&] { return live.events.size() >= 3; }));
+    CHECK(live.events[2].second.find("; restarting in 2s") != std::string::npos);
+}
+
+TEST_CASE("a runner killed from outside is noticed through its pidfd", "[isolation]") {
+    boost::asio::io_context io;
+    std::string refusal;
+    auto p = launch(io, "fx_never", &refusal);
+    REQUIRE(p);
+    Liveness live;
+    p->setLivenessListener([&](bool up, const std::string& m) { live.events.emplace_back(up, m); });
+    AttemptSpec spec;
+    std::optional<AttemptResult> result;
+    p->start(spec, [&](AttemptResult r) { result = std::move(r); });
+    runUntil(io, [] { return false; }, 100ms);
+    const int pid = p->runnerPid();
+    REQUIRE(::kill(pid, SIGKILL) == 0); // as the OOM killer would
+    REQUIRE(runUntil(io, [&] { return result.has_value(); }));
+    CHECK(result->transient);
+    CHECK(result->message == "plugin 'fx_never': runner pid " + std::to_string(pid) +
+                                 " killed by signal 9 (SIGKILL) while the attempt ran");
+}
+
+TEST_CASE("a runner whose health check hangs is killed and restarted", "[isolation][health]") {
+    boost::asio::io_context io;
+    std::string refusal;
+    auto p = launch(io, "fx_health_hangs", &refusal);
+    REQUIRE(p);
+    Liveness live;
+    p->setLivenessListener([&](bool up, const std::string& m) { live.events.emplace_back(up, m); });
+    const int pid = p->runnerPid();
+    std::optional<HealthReport> report;
+    p->checkHealth(300ms, [&](HealthReport h) { report = std::move(h); });
+    REQUIRE(runUntil(io, [&] { return report.has_value(); }));
+    CHECK(report->state == HealthState::Unhealthy);
+    CHECK(report->message == "health check timed out after 300ms; runner pid " + std::to_string(pid) +
+                                 " killed (SIGKILL) and restarting");
+    REQUIRE(runUntil(io, [&] { return live.events.size() >= 2; }));
+    CHECK(live.events[0].second == "runner pid " + std::to_string(pid) +
+                                       " did not answer a health check within 300ms; killed it (SIGKILL); "
+                                       "restarting in 1s");
+    CHECK(live.events[1].first);
+    CHECK(p->runnerPid() != pid);
+}
+
+TEST_CASE("a plugin refused by its runner reads as it would in process", "[isolation]") {
+    boost::asio::io_context io;
+    std::string refusal;
+    CHECK_FALSE(launch(io, "fx_create_fails", &refusal));
+    CHECK(refusal == "create() failed: fixture: create always fails");
+    CHECK_FALSE(launch(io, "fx_throw", &refusal, R"({"throw_in_create":true})"));
+    CHECK(refusal == "create() threw a C++ exception across the C ABI");
+}
+
+TEST_CASE("the host loads a plugin in a runner when its isolation says process", "[isolation]") {
+    boost::asio::io_context io;
+    taskhub::pool::WorkerPool pool(0, 2, 1s);
+    PluginHost host(&io, &pool);
+    LoadPolicy policy;
+    policy.isolate = true;
+    policy.runner = RUNNER;
+    host.setLoadPolicy(policy);
+    std::map<std::string, taskhub::config::PluginSettings> settings;
+    settings["fx_good"].isolation = Isolation::Process;
+    REQUIRE_FALSE(host.loadFile(fixture("fx_good"), settings));
+    REQUIRE_FALSE(host.loadFile(fixture("fx_outputs"), settings)); // default: in process
+    CHECK(host.find("fx_good")->info().isolation == Isolation::Process);
+    CHECK(host.find("fx_outputs")->info().isolation == Isolation::InProcess);
+    // One name, one plugin, whichever way it was loaded.
+    auto dup = host.loadFile(fixture("fx_good"), settings);
+    REQUIRE(dup);
+    CHECK(*dup == "duplicate plugin name 'fx_good', already loaded from " + fixture("fx_good"));
+    settings.erase("fx_good");
+    settings["fx_outputs"].isolation = Isolation::Process;
+    dup = host.loadFile(fixture("fx_outputs"), settings);
+    REQUIRE(dup);
+    CHECK(*dup == "duplicate plugin name 'fx_outputs', already loaded from " + fixture("fx_outputs"));
+
+    auto r = runAttempt(io, *host.find("fx_good"));
+    REQUIRE(r);
+    CHECK(r->message == "fixture: done");
+}
+
+TEST_CASE("exceptions a plugin lets escape become failures and log lines", "[isolation][exceptions]") {
+    boost::asio::io_context io;
+    PluginHost host(&io, nullptr);
+    REQUIRE_FALSE(host.loadFile(fixture("fx_throw"), {}));
+    Plugin& p = *host.find("fx_throw");
+    auto r = runAttempt(io, p);
+    REQUIRE(r);
+    CHECK(r->outcome == Outcome::Failed);
+    CHECK(r->message == "plugin fx_throw could not start the task: execute() threw: fixture: execute throws");
+    auto problem = p.validate(R"({"throw_in_validate":1})");
+    REQUIRE(problem);
+    CHECK(problem->message == "validate() threw a C++ exception across the C ABI");
+    // A callback that throws on the event loop: the attempt it completed counts, the loop goes on.
+    auto timer = runAttempt(io, p, R"({"throw_in_timer":1})");
+    REQUIRE(timer);
+    CHECK(timer->outcome == Outcome::Succeeded);
+    CHECK(timer->message == "fixture: completed by the timer");
+}
