@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -156,6 +157,27 @@ class PluginCheckTest(unittest.TestCase):
         self.assertEqual(statuses(report)["health"], "passed")
         self.assertTrue(detail(report, "execute").startswith("did not complete within 300ms: cancelled"),
                         detail(report, "execute"))
+
+    def test_an_attempt_that_never_ends_is_abandoned(self):
+        # No TH_CAP_CANCEL, no completion: the check gives up after the timeout twice over and exits
+        # without destroying the instance under the running attempt.
+        t0 = time.monotonic()
+        rc, report, err = check(fixture("fx_no_cancel"), "--timeout", "200ms", json_output=True)
+        self.assertLess(time.monotonic() - t0, 5.0)
+        self.assertEqual(rc, 1, err)
+        self.assertTrue(report["abandoned"])
+        self.assertEqual(detail(report, "execute"),
+                         "did not complete within 200ms, and not within 200ms of cancel() either (the plugin "
+                         "does not declare TH_CAP_CANCEL, so it was not asked to stop)")
+        self.assertIsNone(report["execute"]["outcome"])
+        self.assertTrue(report["execute"]["timed_out"])
+        self.assertTrue(any("PLUGIN_CANNOT_CANCEL" in line for line in report["daemon_log"]), report["daemon_log"])
+        self.assertEqual(statuses(report)["health"], "passed")
+
+        rc, text, err = check(fixture("fx_no_cancel"), "--timeout", "100ms")
+        self.assertEqual(rc, 1, err)
+        self.assertTrue(text.endswith("1 step(s) failed: execute\n"
+                                      "the attempt is still running: the plugin instance was not destroyed\n"), text)
 
     def test_usage_errors_exit_2(self):
         good = fixture("fx_good")
