@@ -1127,7 +1127,9 @@ int main(int argc, char** argv) {
     }
     if (pos.empty()) usage("missing command");
     const std::string cmd = pos[0];
-    // Options each command takes; anything else given is a usage error naming them.
+    // Options each command takes; anything else given is a usage error naming them. The plugin
+    // subcommands each have their own ("plugin show", "plugin check").
+    const std::string optionsOf = cmd == "plugin" && pos.size() > 1 ? cmd + " " + pos[1] : cmd;
     static const std::map<std::string, std::vector<std::string>> kCommandOptions = {
         {"run", {"--param", "--wait", "--follow"}},
         {"runs", {"--state", "--limit", "--all"}},
@@ -1136,17 +1138,19 @@ int main(int argc, char** argv) {
         {"cancel", {"--task"}},
         {"retry", {"--task", "--downstream"}},
         {"next", {"-n", "--cron", "--tz", "--from", "--dst-gap", "--dst-fold", "--name"}},
-        {"plugin", {"--params", "--config-json", "--timeout"}},
+        {"plugin show", {"--limit"}},
+        {"plugin check", {"--params", "--config-json", "--timeout"}},
     };
     {
-        auto it = kCommandOptions.find(cmd);
+        auto it = kCommandOptions.find(optionsOf);
         std::vector<std::string> allowed = it == kCommandOptions.end() ? std::vector<std::string>{} : it->second;
         std::set<std::string> given;
         for (const auto& [name, v] : opts) {
             if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) {
                 std::string list;
                 for (const auto& o : allowed) list += (list.empty() ? "" : ", ") + o;
-                usage(cmd + " does not take " + name + (list.empty() ? " (it takes no options)" : " (its options: " + list + ")"));
+                usage(optionsOf + " does not take " + name +
+                      (list.empty() ? " (it takes no options)" : " (its options: " + list + ")"));
             }
             if (name != "--param" && !given.insert(name).second) usage(name + " given twice");
         }
@@ -1259,6 +1263,7 @@ int main(int argc, char** argv) {
         }
         return report.passed() ? 0 : 1;
     }
+    if (cmd == "plugin") usage("plugin takes show NAME or check PATH.so");
     if (cmd == "validate") {
         if (pos.size() < 2) usage("validate takes one or more FILEs");
         return cmdValidate(g, std::vector<std::string>(pos.begin() + 1, pos.end()));

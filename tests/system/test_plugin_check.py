@@ -1,8 +1,6 @@
 """`taskhubctl plugin check PATH.so`: the offline harness reports every step of loading and running
 a plugin, with taskhubd's own refusal reasons, and exits 0 only when every step passed (1 when one
-failed, 2 on a usage error). Driven against the fixture plugins of tests/fixtures.
-
-TASKHUB_FIXTURE_DIR is the directory of the built fixtures (CTest sets it)."""
+failed, 2 on a usage error). Driven against the fixture plugins of tests/fixtures."""
 
 import json
 import os
@@ -16,13 +14,11 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-FIXTURES = os.environ.get("TASKHUB_FIXTURE_DIR") or os.path.join(os.environ.get("TASKHUB_BUILD_DIR", ""),
-                                                                 "fixture_plugins")
 STEPS = ["negotiation", "create", "validate", "execute", "health"]
 
 
 def fixture(name):
-    path = os.path.join(FIXTURES, name + ".so")
+    path = os.path.join(harness.BIN["fixture_dir"], name + ".so")
     if not os.path.exists(path):
         raise RuntimeError("fixture %s not found (set TASKHUB_FIXTURE_DIR)" % path)
     return path
@@ -189,7 +185,9 @@ class PluginCheckTest(unittest.TestCase):
             ((good, "--config-json", "3"), "--config-json needs a JSON object"),
             ((good, "--timeout", "soon"), "--timeout needs a duration"),
             ((good, "--timeout", "0s"), "--timeout needs a duration of at least 1ms"),
-            ((good, "--tz", "UTC"), "plugin does not take --tz"),
+            ((good, "--tz", "UTC"), "plugin check does not take --tz"),
+            ((good, "--limit", "3"), "plugin check does not take --limit (its options: --params, --config-json, "
+                                     "--timeout)"),
         ]:
             rc, out, err = check(*args)
             self.assertEqual(rc, 2, (args, out, err))
