@@ -34,7 +34,8 @@ FrameReader::Result FrameReader::next(json::object* frame, std::string* err) {
         return Result::Error;
     }
     if (buf_.size() - pos_ - 4 < n) return Result::NeedMore;
-    std::string_view body(buf_.data() + pos_ + 4, n);
+    json::error_code ec;
+    json::value v = json::parse(std::string_view(buf_.data() + pos_ + 4, n), ec);
     pos_ += 4 + size_t(n);
     // Compact once the consumed prefix dominates, so the buffer does not grow without bound.
     if (pos_ == buf_.size()) {
@@ -44,8 +45,6 @@ FrameReader::Result FrameReader::next(json::object* frame, std::string* err) {
         buf_.erase(0, pos_);
         pos_ = 0;
     }
-    json::error_code ec;
-    json::value v = json::parse(body, ec);
     if (ec) {
         *err = "frame is not valid JSON: " + ec.message();
         return Result::Error;

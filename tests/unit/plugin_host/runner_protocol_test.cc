@@ -104,6 +104,28 @@ TEST_CASE("frames come out whole and in order however the bytes arrive", "[runne
     }
 }
 
+TEST_CASE("a long stream of frames stays intact while the reader reclaims its buffer", "[runner_protocol]") {
+    // Over 64 KiB of frames with the last one incomplete: the consumed prefix is dropped while
+    // frames after it are still to be parsed.
+    std::string bytes;
+    const int n = 3000;
+    for (int i = 0; i < n; ++i) {
+        proto::appendFrame(bytes, json::object{{"op", "complete"}, {"token", i}, {"message", "attempt " + std::to_string(i)}});
+    }
+    proto::FrameReader reader;
+    reader.append(bytes.data(), bytes.size() - 1);
+    auto frames = readAll(reader);
+    REQUIRE(frames.size() == n - 1);
+    for (int i = 0; i < n - 1; ++i) {
+        CHECK(frames[i].at("token").as_int64() == i);
+        CHECK(frames[i].at("message").as_string() == "attempt " + std::to_string(i));
+    }
+    reader.append(&bytes.back(), 1);
+    frames = readAll(reader);
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0].at("token").as_int64() == n - 1);
+}
+
 TEST_CASE("malformed frames are protocol errors", "[runner_protocol]") {
     std::string err;
     CHECK(feedRaw("", proto::kMaxFrameBytes + 1, &err) == proto::FrameReader::Result::Error);
