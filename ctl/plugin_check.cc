@@ -11,9 +11,13 @@
 #include <taskhub/plugin_api.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
+#include <cstring>
+#include <iterator>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -36,6 +40,46 @@ namespace {
 
 // The log an attempt writes, kept in the report up to this size.
 constexpr size_t kMaxLogBytes = 16 * 1024;
+
+// The step running now, for a crash note. Static strings only: a signal handler reads it.
+std::atomic<const char*> g_step{""};
+
+// Says on stderr which step a crash of the plugin interrupted (the report is lost with the
+// process), then lets the signal take its course. Async-signal-safe: write(2) of static strings.
+extern "C" void noteCrash(int sig) {
+    auto put = [](const char* text) { (void)!::write(STDERR_FILENO, text, std::strlen(text)); };
+    put("taskhubctl: plugin check: the plugin crashed with ");
+    put(sig == SIGSEGV ? "SIGSEGV" : sig == SIGBUS ? "SIGBUS" : sig == SIGABRT ? "SIGABRT" : sig == SIGFPE ? "SIGFPE" : "SIGILL");
+    put(" during ");
+    put(g_step.load());
+    put(" (it would take taskhubd down too, unless the plugin runs with isolation = \"process\")\n");
+    ::raise(sig); // SA_RESETHAND: the default action now
+}
+
+// Installs noteCrash() for the signals of a crash while the check runs.
+class CrashNote {
+public:
+    CrashNote() {
+        step("loading (the entry function or create())");
+        struct sigaction sa {};
+        sa.sa_handler = noteCrash;
+        sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+        sigemptyset(&sa.sa_mask);
+        for (size_t i = 0; i < std::size(kSignals); ++i) ::sigaction(kSignals[i], &sa, &previous_[i]);
+    }
+    ~CrashNote() {
+        for (size_t i = 0; i < std::size(kSignals); ++i) ::sigaction(kSignals[i], &previous_[i], nullptr);
+    }
+    CrashNote(const CrashNote&) = delete;
+    CrashNote& operator=(const CrashNote&) = delete;
+
+    // `name` must be a string literal.
+    void step(const char* name) { g_step.store(name); }
+
+private:
+    static constexpr int kSignals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+    struct sigaction previous_[std::size(kSignals)] {};
+};
 
 // What the plugin's table declares, read the way taskhubd reads it. Needed before loading: the
 // settings handed to create() are keyed by the plugin's name. `lib` keeps the library open, so
@@ -292,6 +336,7 @@ PluginCheckReport runPluginCheck(const PluginCheckOptions& o) {
     PluginCheckReport r;
     r.file = o.file.string();
     CapturedLog captured;
+    CrashNote crash;
     boost::dll::shared_library table_lib;
     r.table = readTable(o.file, &table_lib);
 
@@ -326,10 +371,15 @@ PluginCheckReport runPluginCheck(const PluginCheckOptions& o) {
         addStep(r, "create", Status::Passed, "with settings " + o.config_json);
     }
 
+    std::optional<config::PluginCatalog::Problem> problem;
+    if (plugin) {
+        crash.step("validate()");
+        problem = plugin->validate(o.params_json);
+    }
     bool valid = false;
     if (!plugin) {
         addStep(r, "validate", Status::Skipped, "no instance");
-    } else if (auto problem = plugin->validate(o.params_json)) {
+    } else if (problem) {
         addStep(r, "validate", Status::Failed,
                 "plugin " + plugin->info().name + " rejects " +
                     (problem->key.empty() ? "the parameters" : "parameter '" + problem->key + "'") + ": " +
@@ -344,12 +394,14 @@ PluginCheckReport runPluginCheck(const PluginCheckOptions& o) {
     } else if (!valid) {
         addStep(r, "execute", Status::Skipped, "validate rejected the parameters (taskhubd would not load the workflow)");
     } else {
+        crash.step("execute() or a callback of its attempt");
         r.steps.push_back(runExecute(*plugin, o, o.params_json, *io, r));
     }
 
     if (!plugin) {
         addStep(r, "health", Status::Skipped, "no instance");
     } else {
+        crash.step("health_check()");
         r.steps.push_back(runHealth(*plugin, *io));
     }
 
@@ -361,6 +413,7 @@ PluginCheckReport runPluginCheck(const PluginCheckOptions& o) {
         (void)io.release();
         (void)new boost::dll::shared_library(std::move(table_lib));
     } else {
+        crash.step("destroy()");
         host.reset(); // destroy(), as taskhubd does at exit
     }
     r.daemon_log = captured.lines();

@@ -8,6 +8,10 @@
 // check applies taskhubd's root-ownership rule to the file. An attempt that has not completed
 // within the timeout is cancelled, and given another timeout to complete.
 //
+// The plugin runs in this process, as in taskhubd with isolation = "in_process": a crash ends the
+// process. While the check runs, a handler for SIGSEGV, SIGBUS, SIGABRT, SIGFPE and SIGILL first
+// says on stderr which step crashed, then the signal takes its default course.
+//
 // Threading: runPluginCheck() runs the event loop on the calling thread; the plugin's blocking
 // calls run on the pool. When the plugin leaves an attempt running even after cancel() and a
 // second timeout, its instance cannot safely be destroyed: PluginCheckReport::abandoned is set,

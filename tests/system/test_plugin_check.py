@@ -5,6 +5,7 @@ failed, 2 on a usage error). Driven against the fixture plugins of tests/fixture
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,15 @@ class PluginCheckTest(unittest.TestCase):
         self.assertEqual(rc, 1, err)
         self.assertTrue(text.endswith("1 step(s) failed: execute\n"
                                       "the attempt is still running: the plugin instance was not destroyed\n"), text)
+
+    def test_a_crash_names_the_step(self):
+        # The plugin runs inside taskhubctl: a crash ends it, after a line saying where.
+        for name, sig, what in (("fx_segv", signal.SIGSEGV, "SIGSEGV"), ("fx_abort", signal.SIGABRT, "SIGABRT")):
+            rc, out, err = check(fixture(name))
+            self.assertEqual(rc, -sig, err)
+            self.assertEqual(out, "")
+            self.assertIn("taskhubctl: plugin check: the plugin crashed with %s during execute() or a callback of "
+                          "its attempt" % what, err)
 
     def test_usage_errors_exit_2(self):
         good = fixture("fx_good")
