@@ -85,6 +85,9 @@ class SdkExamplesTest(harness.DaemonTestCase):
     def test_installed_sdk(self):
         for header in ("plugin_api.h", "plugin.hpp", "suggest.hpp"):
             self.assertTrue(os.path.isfile(os.path.join(self.staged, "include", "taskhub", header)), header)
+        examples = os.path.join(self.staged, "share", "doc", "taskhub", "examples")
+        self.assertEqual(sorted(os.listdir(os.path.join(examples, "plugin-c"))), ["CMakeLists.txt", "greet.c"])
+        self.assertEqual(sorted(os.listdir(os.path.join(examples, "plugin-cpp"))), ["CMakeLists.txt", "echo.cc"])
         package = os.path.join(self.staged, LIBDIR, "cmake", "TaskHub")
         self.assertEqual(sorted(f for f in os.listdir(package) if f.startswith("TaskHubConfig")),
                          ["TaskHubConfig.cmake", "TaskHubConfigVersion.cmake"])
