@@ -104,6 +104,7 @@ const std::string* findValue(const store::NameValues& values, const std::string&
 } // namespace
 
 struct Engine::Impl {
+    struct PluginQueue;
     struct TaskRun {
         store::TaskRecord rec;
         TS st = TS::Pending;
@@ -118,6 +119,7 @@ struct Engine::Impl {
         Clock::time_point deadline{};              // the attempt's timeout, when it has one
         std::chrono::milliseconds frozen_left{0};  // what was left of it when frozen
         uint64_t ready_seq = 0;                    // the live ready-queue entry
+        PluginQueue* queue = nullptr;              // where it waits and counts while running
         // Ready while its plugin is unhealthy (on_unhealthy = hold): the attempt's timeout runs
         // meanwhile. held_since is when the current wait began; waited sums earlier waits of
         // this attempt.
@@ -159,6 +161,7 @@ struct Engine::Impl {
         int parent_attempt = 0;
         std::vector<std::string> children; // active child runs
         std::vector<ReadyItem> held;       // ready while paused
+        int* wf_running = nullptr;         // workflow_running[wf->name]
         std::unique_ptr<asio::steady_timer> run_timer;
         std::vector<std::function<void(const store::RunRecord&)>> waiters;
 
@@ -185,7 +188,16 @@ struct Engine::Impl {
     // Ready tasks waiting for a slot: by plugin; "" holds workflow tasks, which start child runs
     // and are held back by no plugin or global limit (a parent waiting on a slot its own child
     // needs could never finish).
-    std::map<std::string, ReadyHeap> ready;
+    // A plugin's ready tasks with what decides whether one may start: how many of its attempts
+    // run, its max_concurrency, its health. Nodes of a std::map never move, so tasks and runs keep
+    // pointers to their queue and counter instead of looking names up per dispatch.
+    struct PluginQueue {
+        ReadyHeap heap;
+        int running = 0;
+        int limit = 0;          // max_concurrency; 0 = unlimited
+        bool unhealthy = false; // as PluginHost::dispatchable() said at the last transition
+    };
+    std::map<std::string, PluginQueue> ready;
     // Held back by a workflow's max_parallel_tasks, by workflow name.
     struct Parked {
         int limit = 0;
@@ -194,8 +206,7 @@ struct Engine::Impl {
     std::map<std::string, Parked> parked;
     uint64_t next_seq = 0;
     size_t ready_tasks = 0;
-    std::map<std::string, int> plugin_running;
-    std::set<std::string> unhealthy_plugins; // no task is dispatched to these (pluginHealthChanged)
+    size_t unhealthy_plugins = 0; // queues marked unhealthy
     std::map<std::string, int> workflow_running;
     size_t running_tasks = 0;
     uint64_t runs_started = 0;
@@ -314,6 +325,7 @@ struct Engine::Impl {
 
     Run& adopt(std::unique_ptr<Run> run) {
         Run& r = *run;
+        r.wf_running = &workflow_running[r.wf->name];
         by_serial[r.serial] = &r;
         runs.emplace(r.rec.id, std::move(run));
         return r;
@@ -537,21 +549,33 @@ struct Engine::Impl {
         enqueue(run, t);
     }
 
+    PluginQueue& queueNamed(const std::string& key) {
+        auto [it, added] = ready.try_emplace(key);
+        if (added && !key.empty()) it->second.limit = pluginLimit(key);
+        return it->second;
+    }
+
+    PluginQueue& queueOf(TaskRun& task) {
+        if (!task.queue) task.queue = &queueNamed(queueKey(*task.def));
+        return *task.queue;
+    }
+
     void enqueue(Run& run, uint32_t t) {
         auto& task = run.tasks[t];
         ReadyItem item{task.def->priority, ++next_seq, run.serial, t};
         task.ready_seq = item.seq;
-        ready[queueKey(*task.def)].push(item);
-        if (!unhealthy_plugins.empty() && task.def->workflow.empty() && isUnhealthy(task.def->plugin)) {
-            holdForPlugin(run, t);
-        }
+        auto& q = queueOf(task);
+        q.heap.push(item);
+        if (q.unhealthy) holdForPlugin(run, t);
     }
 
     // ---- plugin health ----
 
-    // As PluginHost::dispatchable() said at its last transition, without a lookup per dispatch.
+    // As PluginHost::dispatchable() said at its last transition.
     bool isUnhealthy(const std::string& plugin) const {
-        return !unhealthy_plugins.empty() && unhealthy_plugins.count(plugin) > 0;
+        if (unhealthy_plugins == 0) return false;
+        auto it = ready.find(plugin);
+        return it != ready.end() && it->second.unhealthy;
     }
 
     bool failsWhenUnhealthy(const std::string& plugin) const {
@@ -613,10 +637,11 @@ struct Engine::Impl {
 
     void pluginHealthChanged(const std::string& plugin) {
         const bool up = plugins.dispatchable(plugin);
-        if (up) {
-            unhealthy_plugins.erase(plugin);
-        } else {
-            unhealthy_plugins.insert(plugin);
+        auto& q = queueNamed(plugin);
+        if (q.unhealthy != !up) {
+            q.unhealthy = !up;
+            if (up) --unhealthy_plugins;
+            else ++unhealthy_plugins;
         }
         std::vector<std::pair<Run*, uint32_t>> affected;
         for (auto& [id, run] : runs) {
@@ -660,17 +685,15 @@ struct Engine::Impl {
         return lim == opts.plugin_max_concurrency.end() ? 0 : lim->second;
     }
 
+    static bool atLimit(const PluginQueue& q) { return q.limit > 0 && q.running >= q.limit; }
+
     bool pluginLimitReached(const std::string& plugin) const {
-        int lim = pluginLimit(plugin);
-        if (lim <= 0) return false;
-        auto cur = plugin_running.find(plugin);
-        return cur != plugin_running.end() && cur->second >= lim;
+        auto it = ready.find(plugin);
+        return it != ready.end() && atLimit(it->second);
     }
 
-    bool workflowLimitReached(const config::Workflow& wf) const {
-        if (wf.max_parallel_tasks <= 0) return false;
-        auto cur = workflow_running.find(wf.name);
-        return cur != workflow_running.end() && cur->second >= wf.max_parallel_tasks;
+    static bool workflowLimitReached(const Run& run) {
+        return run.wf->max_parallel_tasks > 0 && *run.wf_running >= run.wf->max_parallel_tasks;
     }
 
     // Starts ready tasks while the limits allow, always the best waiting one first: highest
@@ -680,16 +703,17 @@ struct Engine::Impl {
             unpark();
             ReadyHeap* best = nullptr;
             const std::string* unhealthy = nullptr; // its tasks fail at once (on_unhealthy = fail)
-            for (auto& [plugin, heap] : ready) {
+            for (auto& [plugin, q] : ready) {
+                auto& heap = q.heap;
                 dropStale(heap);
                 if (heap.empty()) continue;
-                if (!plugin.empty() && isUnhealthy(plugin)) {
+                if (q.unhealthy) {
                     if (!failsWhenUnhealthy(plugin)) continue; // held until it recovers
                     best = &heap;
                     unhealthy = &plugin;
                     break;
                 }
-                if (!plugin.empty() && (globalLimitReached() || pluginLimitReached(plugin))) continue;
+                if (!plugin.empty() && (globalLimitReached() || atLimit(q))) continue;
                 if (!best || ItemOrder{}(best->top(), heap.top())) best = &heap;
             }
             if (!best) return;
@@ -704,7 +728,7 @@ struct Engine::Impl {
                 failUnstarted(run, item.task, unhealthyText(*unhealthy) + " (on_unhealthy = fail)");
                 continue;
             }
-            if (workflowLimitReached(*run.wf)) {
+            if (workflowLimitReached(run)) {
                 auto& p = parked[run.wf->name];
                 p.limit = run.wf->max_parallel_tasks;
                 p.heap.push(item);
@@ -729,7 +753,7 @@ struct Engine::Impl {
                 p.heap.pop();
                 auto [run, t] = live(item);
                 if (!run) continue;
-                ready[queueKey(*run->tasks[t].def)].push(item);
+                queueOf(run->tasks[t]).heap.push(item);
                 --room;
             }
         }
@@ -770,7 +794,7 @@ struct Engine::Impl {
         task.cancel_requested = false;
         task.cancel_reason.clear();
         task.timed_out.clear();
-        ++workflow_running[run.wf->name];
+        ++*run.wf_running;
         if (!task.def->workflow.empty()) {
             startChild(run, t);
             return;
@@ -794,7 +818,7 @@ struct Engine::Impl {
             }
         }
         ++running_tasks;
-        ++plugin_running[task.def->plugin];
+        ++queueOf(task).running;
 
         plugin_host::AttemptSpec spec;
         spec.workflow = run.rec.workflow;
@@ -914,7 +938,7 @@ struct Engine::Impl {
         auto& task = run.tasks[t];
         if ((task.st != TS::Running && task.st != TS::Frozen) || task.rec.attempt != attempt) return;
         --running_tasks;
-        --plugin_running[task.def->plugin];
+        --queueOf(task).running;
         // The attempt's output is in the log, and its outputs known, before its end is recorded.
         if (task.output) {
             task.output->attemptEnded();
@@ -936,7 +960,7 @@ struct Engine::Impl {
     void endAttempt(Run& run, uint32_t t, AttemptResult r) {
         auto& task = run.tasks[t];
         task.timer.reset();
-        --workflow_running[run.wf->name]; // pump() offers the slot to parked tasks
+        --*run.wf_running; // pump() offers the slot to parked tasks
         const uint64_t serial = run.serial;
         finishAttempt(run, t, std::move(r));
         pump();
@@ -1276,7 +1300,7 @@ struct Engine::Impl {
         }
         for (const auto& item : run.held) {
             auto [r, t] = live(item);
-            if (r) ready[queueKey(*r->tasks[t].def)].push(item);
+            if (r) queueOf(r->tasks[t]).heap.push(item);
         }
         run.held.clear();
         for (const auto& child_id : run.children) {
@@ -1461,7 +1485,7 @@ struct Engine::Impl {
                 why = "waiting: the run is paused";
             } else if (task.def->workflow.empty() && isUnhealthy(task.def->plugin)) {
                 why = "waiting for plugin: " + unhealthyText(task.def->plugin);
-            } else if (workflowLimitReached(*run.wf)) {
+            } else if (workflowLimitReached(run)) {
                 why = "waiting: workflow '" + run.wf->name + "' is at max_parallel_tasks (" +
                       std::to_string(run.wf->max_parallel_tasks) + ")";
             } else if (task.def->workflow.empty() && pluginLimitReached(task.def->plugin)) {
