@@ -1,4 +1,5 @@
-"""Plugin health checks gate dispatch: an unhealthy plugin's ready tasks wait (on_unhealthy =
+"""Plugins in a real daemon. Refused plugin files are listed with precise reasons and stop nothing.
+Health checks gate dispatch: an unhealthy plugin's ready tasks wait (on_unhealthy =
 hold, their timeouts running) or fail at once (fail); they start when it recovers, none lost.
 `taskhubctl plugins` and `plugin show` report states, messages and transitions; a check that
 hangs blocks nothing; as root, plugin files that anyone but root may write are refused."""
@@ -250,6 +251,37 @@ unhealthy_after = 2
         log = d.log()
         self.assertIn("'plugins.noop.on_unhealthy' must be \"hold\" or \"fail\", found \"wait\"", log)
         self.assertIn("plugins.noop.health_interval", log)
+
+    def test_every_refused_fixture_is_listed_with_its_reason(self):
+        d = self.make_daemon()
+        refused = {
+            "fx_no_entry": "no entry symbol 'th_plugin_entry' (not a TaskHub plugin, or the symbol is not exported)",
+            "fx_bad_magic": "expected 0x54484231 (TH_ABI_MAGIC)",
+            "fx_abi_major2": "ABI major version 2, this taskhubd supports 1; rebuild the plugin against the "
+                             "TaskHub 1.x SDK",
+            "fx_needs_newer_host": "requires host ABI 1.99 or newer, this taskhubd provides 1.1; upgrade taskhubd",
+            "fx_create_fails": "create() failed: fixture: create always fails",
+        }
+        plugins_dir = os.path.join(d.dir, "plugins")
+        for name in list(refused) + ["fx_newer_minor"]:
+            shutil.copy(os.path.join(harness.BIN["fixture_dir"], name + ".so"), plugins_dir)
+        # A second file declaring a name already loaded.
+        shutil.copy(os.path.join(harness.BIN["fixture_dir"], "fx_health_flaps.so"),
+                    os.path.join(plugins_dir, "zz_flaps_again.so"))
+        refused["zz_flaps_again"] = "duplicate plugin name 'fx_health_flaps', already loaded from " + \
+            os.path.join(plugins_dir, "fx_health_flaps.so")
+        d.start()
+        listing = d.ctl_ok("plugins")
+        got = {os.path.basename(r["file"])[:-3]: r["reason"] for r in listing["refused"]}
+        self.assertEqual(sorted(got), sorted(refused))
+        for name, reason in refused.items():
+            self.assertIn(reason, got[name])
+            self.assertIn("PLUGIN_REFUSED %s: " % os.path.join(plugins_dir, name + ".so"), d.log())
+        # A plugin built for a newer minor version is accepted; the others all load and run.
+        names = [p["name"] for p in listing["plugins"]]
+        for name in ("fx_newer_minor", "fx_health_switch", "fx_health_flaps", "noop", "shell"):
+            self.assertIn(name, names)
+        self.assertEqual(d.ctl_ok("status")["plugins_refused"], len(refused))
 
     def test_workflow_of_a_refused_plugin_is_not_runnable_and_says_why(self):
         d = self.make_daemon()
