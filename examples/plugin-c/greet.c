@@ -9,8 +9,8 @@
  *
  * Non-blocking: execute() runs on the daemon's event loop and must return at once, so a delayed
  * greeting waits on a host timer (add_timer) and holds no thread while it waits. cancel() stops
- * the timer and completes the attempt as cancelled. health_check() runs on a worker thread, so it
- * can notice what the event loop cannot: a timer long overdue means the loop is not calling back.
+ * the timer and completes the attempt as cancelled. health_check() runs on a thread of its own, so
+ * it can notice what the event loop cannot: a timer long overdue means the loop is not calling back.
  *
  * Parameters and settings arrive as JSON; this example reads them with jansson.
  */
@@ -49,7 +49,7 @@ struct greet_plugin {
     const th_host_api *host;
     th_host_ctx *ctx;
     char greeting[64];
-    pthread_mutex_t mutex; /* guards `waiting`: health_check() reads it from a worker thread */
+    pthread_mutex_t mutex; /* guards `waiting`: health_check() reads it from another thread */
     waiting *waiting;
 };
 

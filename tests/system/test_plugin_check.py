@@ -114,6 +114,8 @@ class PluginCheckTest(unittest.TestCase):
             self.assertEqual(detail(report, "negotiation"),
                              "refused: %s has mode 0666 and is world-writable, expected no write permission for "
                              "group and others when taskhubd runs as root (chmod go-w %s)" % (copy, copy))
+            # No code of the refused file ran: its table was not even read.
+            self.assertIsNone(report["plugin"])
             os.chmod(copy, 0o755)
             rc, report, _ = check(copy, json_output=True)
             self.assertEqual(rc, 0, report)
