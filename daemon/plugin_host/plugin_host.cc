@@ -306,8 +306,10 @@ public:
             call->timer.reset();
             (*shared_done)({HealthState::Unhealthy, "health check timed out after " + formatDuration(timeout)});
         });
-        std::thread([this, call, shared_done] {
-            HealthReport r = callHealthCheck();
+        // The thread gets what it calls by value: the plugin object may be destroyed while a check
+        // that never returns still runs (the instance and library are then kept).
+        std::thread([fn = api_.health_check, inst = inst_, call, shared_done] {
+            HealthReport r = callHealthCheck(fn, inst);
             std::lock_guard lock(call->mu);
             call->done = true;
             if (!call->io) return; // the plugin was destroyed meanwhile
@@ -342,7 +344,7 @@ private:
         }
     };
 
-    HealthReport callHealthCheck() {
+    static HealthReport callHealthCheck(th_status (*fn)(th_instance*, th_health*), th_instance* inst) {
         char msg[1024] = "";
         th_health h{};
         h.struct_size = sizeof h;
@@ -350,7 +352,7 @@ private:
         h.message = th_buffer{msg, sizeof msg};
         th_status st;
         try {
-            st = api_.health_check(inst_, &h);
+            st = fn(inst, &h);
         } catch (const std::exception& e) {
             return {HealthState::Unhealthy, std::string("health_check() threw: ") + e.what()};
         } catch (...) {
