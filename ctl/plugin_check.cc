@@ -149,20 +149,24 @@ std::string outcomeName(plugin_host::AttemptResult::Outcome o) {
     }
 }
 
-// A temporary file for the attempt's log; removed when this goes away.
+// A temporary file for the attempt's log. Unlinked at once, so that nothing is left behind even
+// when the plugin crashes the process; closed when this goes away, unless keepOpen() was called.
 class TempLog {
 public:
     TempLog() {
         const char* dir = std::getenv("TMPDIR");
         path_ = std::string(dir && *dir ? dir : "/tmp") + "/taskhub-plugin-check-XXXXXX";
         fd_ = ::mkstemp(path_.data());
-        if (fd_ >= 0) ::fcntl(fd_, F_SETFL, O_APPEND);
+        if (fd_ < 0) return;
+        ::unlink(path_.c_str());
+        ::fcntl(fd_, F_SETFL, O_APPEND);
     }
     ~TempLog() {
-        if (fd_ < 0) return;
-        ::close(fd_);
-        ::unlink(path_.c_str());
+        if (fd_ >= 0 && !keep_open_) ::close(fd_);
     }
+    // The plugin still holds the descriptor (an abandoned attempt): closing it would let its
+    // number be reused under the plugin's writes.
+    void keepOpen() { keep_open_ = true; }
     TempLog(const TempLog&) = delete;
     TempLog& operator=(const TempLog&) = delete;
 
@@ -188,6 +192,7 @@ public:
 private:
     std::string path_;
     int fd_ = -1;
+    bool keep_open_ = false;
 };
 
 // The daemon's log lines while the check runs (PLUGIN_LOG from the plugin's log() calls,
@@ -258,6 +263,7 @@ CheckStep runExecute(plugin_host::Plugin& plugin, const PluginCheckOptions& o,
     }
     if (!result) {
         r.abandoned = true;
+        log.keepOpen();
         const bool can_cancel = (plugin.info().capabilities & TH_CAP_CANCEL) != 0;
         return {"execute", Status::Failed,
                 "did not complete within " + timeout + ", and not within " + timeout + " of cancel() either" +

@@ -25,11 +25,12 @@ def fixture(name):
     return path
 
 
-def check(*args, json_output=False):
+def check(*args, json_output=False, env=None):
     """Runs taskhubctl [--json] plugin check ARGS; returns (exit status, stdout, stderr), stdout parsed
     when json_output."""
     argv = [harness.BIN["ctl"]] + (["--json"] if json_output else []) + ["plugin", "check"] + list(args)
-    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=harness.TIMEOUT)
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=harness.TIMEOUT,
+                       env=env)
     out = p.stdout
     if json_output and p.returncode in (0, 1):
         out = json.loads(out)
@@ -179,13 +180,16 @@ class PluginCheckTest(unittest.TestCase):
                                       "the attempt is still running: the plugin instance was not destroyed\n"), text)
 
     def test_a_crash_names_the_step(self):
-        # The plugin runs inside taskhubctl: a crash ends it, after a line saying where.
-        for name, sig, what in (("fx_segv", signal.SIGSEGV, "SIGSEGV"), ("fx_abort", signal.SIGABRT, "SIGABRT")):
-            rc, out, err = check(fixture(name))
-            self.assertEqual(rc, -sig, err)
-            self.assertEqual(out, "")
-            self.assertIn("taskhubctl: plugin check: the plugin crashed with %s during execute() or a callback of "
-                          "its attempt" % what, err)
+        # The plugin runs inside taskhubctl: a crash ends it, after a line saying where. The attempt's
+        # temporary log file is not left behind.
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, sig, what in (("fx_segv", signal.SIGSEGV, "SIGSEGV"), ("fx_abort", signal.SIGABRT, "SIGABRT")):
+                rc, out, err = check(fixture(name), env=dict(os.environ, TMPDIR=tmp))
+                self.assertEqual(rc, -sig, err)
+                self.assertEqual(out, "")
+                self.assertIn("taskhubctl: plugin check: the plugin crashed with %s during execute() or a callback "
+                              "of its attempt" % what, err)
+            self.assertEqual(os.listdir(tmp), [])
 
     def test_usage_errors_exit_2(self):
         good = fixture("fx_good")
