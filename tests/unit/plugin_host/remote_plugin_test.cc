@@ -269,8 +269,13 @@ TEST_CASE("exceptions a plugin lets escape become failures and log lines", "[iso
     REQUIRE(problem);
     CHECK(problem->message == "validate() threw a C++ exception across the C ABI");
     // A callback that throws on the event loop: the attempt it completed counts, the loop goes on.
-    auto timer = runAttempt(io, p, R"({"throw_in_timer":1})");
-    REQUIRE(timer);
+    // cancel() throws as well, and is only logged.
+    AttemptSpec spec;
+    spec.params_json = R"({"throw_in_timer":1})";
+    std::optional<AttemptResult> timer;
+    uint64_t token = p.start(spec, [&](AttemptResult res) { timer = std::move(res); });
+    p.cancel(token);
+    REQUIRE(runUntil(io, [&] { return timer.has_value(); }));
     CHECK(timer->outcome == Outcome::Succeeded);
     CHECK(timer->message == "fixture: completed by the timer");
 }
