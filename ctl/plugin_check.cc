@@ -12,7 +12,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -113,14 +112,6 @@ std::optional<PluginTableInfo> readTable(const fs::path& file, boost::dll::share
     t.capabilities = table->capabilities;
     t.thread_safe = table->thread_safety == TH_THREADS_SAFE;
     return t;
-}
-
-// The condition of taskhubd's ownership rule (plugin_host's LoadPolicy::require_root_owned): a
-// regular file owned by root that neither group nor others may write.
-bool rootMayLoad(const fs::path& file) {
-    struct stat st {};
-    return ::stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0 &&
-           (st.st_mode & (S_IWGRP | S_IWOTH)) == 0;
 }
 
 // Runs the event loop on this thread until done() or the deadline; true when done().
@@ -356,7 +347,7 @@ PluginCheckReport runPluginCheck(const PluginCheckOptions& o) {
     // check. loadFile() below then refuses the file with taskhubd's reason.
     const bool as_root = ::geteuid() == 0;
     boost::dll::shared_library table_lib;
-    if (!as_root || rootMayLoad(o.file)) r.table = readTable(o.file, &table_lib);
+    if (!as_root || !plugin_host::ownershipProblem(o.file, false)) r.table = readTable(o.file, &table_lib);
 
     // Heap-allocated: when the plugin leaves work running they are not destroyed (see the header).
     auto io = std::make_unique<asio::io_context>();
@@ -438,25 +429,6 @@ PluginCheckReport runPluginCheck(const PluginCheckOptions& o) {
     return r;
 }
 
-std::vector<std::string> capabilityNames(uint64_t caps) {
-    static const std::pair<uint64_t, const char*> kNames[] = {
-        {TH_CAP_CANCEL, "cancel"},   {TH_CAP_HEALTH_CHECK, "health_check"}, {TH_CAP_BLOCKING_EXECUTE, "blocking_execute"},
-        {TH_CAP_SUSPEND, "suspend"}, {TH_CAP_NO_LOG, "no_log"},
-    };
-    std::vector<std::string> out;
-    for (const auto& [bit, name] : kNames) {
-        if (caps & bit) {
-            out.emplace_back(name);
-            caps &= ~bit;
-        }
-    }
-    if (caps != 0) {
-        char buf[32];
-        std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(caps));
-        out.emplace_back(buf);
-    }
-    return out;
-}
 
 std::string formatPluginCheck(const PluginCheckReport& r) {
     std::ostringstream out;
@@ -480,7 +452,7 @@ std::string formatPluginCheck(const PluginCheckReport& r) {
                        std::to_string(t.min_host_minor) + " and newer)");
         if (t.negotiated) {
             std::string caps;
-            for (const auto& c : capabilityNames(t.capabilities)) caps += (caps.empty() ? "" : ", ") + c;
+            for (const auto& c : plugin_host::capabilityNames(t.capabilities)) caps += (caps.empty() ? "" : ", ") + c;
             row("capabilities", caps.empty() ? "none" : caps);
             row("thread safety", t.thread_safe ? "safe (TH_THREADS_SAFE)" : "serial (TH_THREADS_SERIAL)");
             row("execute() on", t.capabilities & TH_CAP_BLOCKING_EXECUTE ? "a worker thread (blocking)"
@@ -536,7 +508,7 @@ json::object pluginCheckJson(const PluginCheckReport& r) {
             p["version"] = t.version;
             p["description"] = t.description;
             json::array caps;
-            for (const auto& c : capabilityNames(t.capabilities)) caps.emplace_back(c);
+            for (const auto& c : plugin_host::capabilityNames(t.capabilities)) caps.emplace_back(c);
             p["capabilities"] = std::move(caps);
             p["thread_safety"] = t.thread_safe ? "safe" : "serial";
         }

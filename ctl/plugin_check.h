@@ -99,7 +99,6 @@ std::string formatPluginCheck(const PluginCheckReport& report);
 boost::json::object pluginCheckJson(const PluginCheckReport& report);
 
 // Capability flags by name ("cancel", "health_check", ...); unknown bits as hex.
-std::vector<std::string> capabilityNames(uint64_t capabilities);
 
 } // namespace taskhub::ctl
 

@@ -58,22 +58,6 @@ control::ReloadOutcome DaemonServices::loadWorkflows() {
     return out;
 }
 
-namespace {
-
-std::vector<std::string> capabilityNames(uint64_t caps) {
-    static const std::pair<uint64_t, const char*> kNames[] = {
-        {TH_CAP_CANCEL, "cancel"},          {TH_CAP_HEALTH_CHECK, "health_check"},
-        {TH_CAP_BLOCKING_EXECUTE, "blocking_execute"}, {TH_CAP_SUSPEND, "suspend"},
-        {TH_CAP_NO_LOG, "no_log"}};
-    std::vector<std::string> out;
-    for (const auto& [bit, name] : kNames) {
-        if (caps & bit) out.emplace_back(name);
-    }
-    return out;
-}
-
-} // namespace
-
 control::PluginStatus DaemonServices::pluginStatus(const plugin_host::Plugin& p) const {
     const auto& info = p.info();
     control::PluginStatus s;
@@ -83,7 +67,7 @@ control::PluginStatus DaemonServices::pluginStatus(const plugin_host::Plugin& p)
     s.file = info.file.string();
     s.abi_major = info.abi_major;
     s.abi_minor = info.abi_minor;
-    s.capabilities = capabilityNames(info.capabilities);
+    s.capabilities = plugin_host::capabilityNames(info.capabilities);
     s.thread_safety = info.thread_safe ? "safe" : "serial";
     s.isolation = config::toString(info.isolation);
     s.running = p.running();

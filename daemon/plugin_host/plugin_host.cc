@@ -606,11 +606,6 @@ private:
 
 
 
-namespace {
-
-// Why `path` may not be (or hold) a plugin for a daemon running as root, or std::nullopt: it must
-// be a directory / regular file owned by root that neither group nor others may write (cron's
-// rule for crontabs; anyone who can write it can run code as root).
 std::optional<std::string> ownershipProblem(const fs::path& path, bool directory) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) return "cannot stat " + path.string() + ": " + std::strerror(errno);
@@ -632,7 +627,25 @@ std::optional<std::string> ownershipProblem(const fs::path& path, bool directory
     return std::nullopt;
 }
 
-} // namespace
+std::vector<std::string> capabilityNames(uint64_t caps) {
+    static const std::pair<uint64_t, const char*> kNames[] = {
+        {TH_CAP_CANCEL, "cancel"},   {TH_CAP_HEALTH_CHECK, "health_check"}, {TH_CAP_BLOCKING_EXECUTE, "blocking_execute"},
+        {TH_CAP_SUSPEND, "suspend"}, {TH_CAP_NO_LOG, "no_log"},
+    };
+    std::vector<std::string> out;
+    for (const auto& [bit, name] : kNames) {
+        if (caps & bit) {
+            out.emplace_back(name);
+            caps &= ~bit;
+        }
+    }
+    if (caps != 0) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(caps));
+        out.emplace_back(buf);
+    }
+    return out;
+}
 
 void PluginHost::loadDirectories(const std::vector<fs::path>& dirs,
                                  const std::map<std::string, config::PluginSettings>& settings) {

@@ -58,6 +58,15 @@ struct PluginInfo {
 // or std::nullopt with *info filled in.
 std::optional<std::string> describeFile(const std::filesystem::path& file, PluginInfo* info);
 
+// Why `path` may not be (or hold) a plugin for a daemon running as root, or std::nullopt: it must
+// be a directory (directory = true) or regular file owned by root that neither group nor others
+// may write (cron's rule for crontabs: whoever can write it runs code as root).
+std::optional<std::string> ownershipProblem(const std::filesystem::path& path, bool directory);
+
+// The names of TH_CAP_* bits ("cancel", "health_check", "blocking_execute", "suspend", "no_log"),
+// unknown bits as one hex number.
+std::vector<std::string> capabilityNames(uint64_t capabilities);
+
 // Checks a plugin's table against this host's ABI version: magic, major, the host minor the plugin
 // requires, that the table covers every 1.0 field, the name and the required functions.
 // Returns why the plugin is refused, or std::nullopt when it is accepted.
