@@ -116,7 +116,6 @@ private:
                         "PLUGIN_HEALTH_CHECK plugin {}: {}{} (failures in a row: {})", e.plugin->info().name,
                         toString(r.state), r.message.empty() ? "" : ": " + r.message, h.failures);
         }
-        h.message = r.message;
         HealthState target = h.state;
         if (h.state == HealthState::Unhealthy) {
             if (pass && h.passes >= h.settings.healthy_after) target = r.state;
@@ -124,6 +123,15 @@ private:
             if (h.failures >= h.settings.unhealthy_after) target = HealthState::Unhealthy;
         } else {
             target = r.state;
+        }
+        if (h.state == HealthState::Unhealthy && pass && target == HealthState::Unhealthy) {
+            // Still unhealthy: the message keeps saying why (e.g. how the runner died), with the
+            // progress of the recovery, not a passing check's "ok".
+            const auto cut = h.message.find(" (recovering: ");
+            h.message = h.message.substr(0, cut) + " (recovering: " + std::to_string(h.passes) + " of " +
+                        std::to_string(h.settings.healthy_after) + " passed checks)";
+        } else {
+            h.message = r.message;
         }
         if (target != h.state) transition(e, target, describe(e, target, r.message));
     }

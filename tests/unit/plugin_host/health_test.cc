@@ -106,6 +106,8 @@ TEST_CASE("unhealthy_after failures in a row make a plugin unhealthy; healthy_af
     writeFile(file, "degraded half the disks\n");
     h.runUntil([&] { return h.health("fx_health_switch").passes == 1; });
     CHECK(h.health("fx_health_switch").state == HealthState::Unhealthy);
+    // Until it has recovered, the message still says why it is unhealthy.
+    CHECK(h.health("fx_health_switch").message == "queue full (recovering: 1 of 2 passed checks)");
     h.runUntil([&] { return h.health("fx_health_switch").state != HealthState::Unhealthy; });
     CHECK(h.health("fx_health_switch").state == HealthState::Degraded);
     CHECK(h.host.dispatchable("fx_health_switch"));
