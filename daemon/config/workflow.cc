@@ -11,6 +11,7 @@
 
 #include "common/time_util.h"
 #include "config/toml_support.h"
+#include "config/workflow_checks.h"
 #include "expr/condition.h"
 #include "expr/template.h"
 
@@ -84,6 +85,10 @@ bool isValidWorkflowName(const std::string& name) {
     return std::all_of(name.begin(), name.end(), [](char ch) {
         return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.';
     });
+}
+
+bool isWorkflowFileName(const std::string& file_name) {
+    return file_name.size() > 5 && file_name[0] != '.' && file_name.compare(file_name.size() - 5, 5, ".toml") == 0;
 }
 
 namespace {
@@ -660,6 +665,16 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
     wf->name = out.name;
     wf->file = file;
 
+    std::error_code ec;
+    if (defaults.file_problem) {
+        if (auto why = defaults.file_problem(file)) r.add(0, "file refused: " + *why);
+    } else if (fs::exists(file, ec) && !fs::is_regular_file(file, ec)) {
+        r.add(0, "file refused: " + file.string() + " is not a regular file");
+    }
+    if (!r.ok()) {
+        out.problems = std::move(r.problems());
+        return out;
+    }
     std::ifstream in(file, std::ios::binary);
     if (!in) {
         r.add(0, "cannot open file: " + std::string(std::strerror(errno)));
@@ -775,13 +790,18 @@ std::string joinNames(const std::vector<std::string>& names) {
 
 // The cross-file checks of workflow tasks (see loadWorkflowDir()). Adds problems to the files at
 // fault and drops their workflows. dir is where a missing workflow's file was expected.
-void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir) {
+// all_names: the names suggestions are taken from (default: those of files).
+void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir,
+                       const std::set<std::string>* all_names = nullptr) {
     std::map<std::string, size_t> byName; // a later file of the same name wins
     for (size_t i = 0; i < files.size(); ++i) byName[files[i].name] = i;
-    std::set<std::string> names;
-    for (const auto& f : files) {
-        if (isValidWorkflowName(f.name)) names.insert(f.name);
+    std::set<std::string> own_names;
+    if (!all_names) {
+        for (const auto& f : files) {
+            if (isValidWorkflowName(f.name)) own_names.insert(f.name);
+        }
     }
+    const std::set<std::string>& names = all_names ? *all_names : own_names;
 
     std::vector<std::vector<Diagnostic>> found(files.size());
     std::vector<std::set<size_t>> reported(files.size()); // task indexes with a problem already
@@ -929,7 +949,7 @@ std::vector<fs::path> workflowFiles(const fs::path& dir, std::error_code* ec) {
     std::vector<fs::path> files;
     for (fs::directory_iterator it(dir, *ec), end; !*ec && it != end; it.increment(*ec)) {
         const auto& p = it->path();
-        if (p.extension() == ".toml" && p.filename().string()[0] != '.') files.push_back(p);
+        if (isWorkflowFileName(p.filename().string())) files.push_back(p);
     }
     std::sort(files.begin(), files.end());
     return files;
@@ -992,4 +1012,38 @@ std::vector<WorkflowLoad> validateWorkflowFiles(const std::vector<fs::path>& fil
     return out;
 }
 
+
+namespace detail {
+
+struct FileLoadData {
+    FileLoad load;
+};
+
+LoadedFile loadAlone(const fs::path& file, const WorkflowDefaults& defaults, const PluginCatalog& plugins) {
+    auto data = std::make_shared<FileLoadData>(FileLoadData{loadOne(file, defaults, plugins)});
+    const FileLoad& f = data->load;
+    LoadedFile out{f.name, f.file, f.workflow, f.problems, {}, nullptr};
+    if (f.workflow) {
+        std::set<std::string> seen;
+        for (const auto& t : f.workflow->tasks) {
+            if (!t.workflow.empty() && seen.insert(t.workflow).second) out.children.push_back(t.workflow);
+        }
+    }
+    out.data = std::move(data);
+    return out;
+}
+
+std::vector<std::vector<Diagnostic>> checkAcrossFiles(const std::vector<const LoadedFile*>& files,
+                                                      const fs::path& dir, const std::set<std::string>& names) {
+    std::vector<FileLoad> loads;
+    loads.reserve(files.size());
+    for (const auto* f : files) loads.push_back(f->data->load);
+    checkWorkflowRefs(loads, dir, &names);
+    std::vector<std::vector<Diagnostic>> out;
+    out.reserve(loads.size());
+    for (auto& l : loads) out.push_back(std::move(l.problems));
+    return out;
+}
+
+} // namespace detail
 } // namespace taskhub::config

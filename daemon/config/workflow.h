@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -132,7 +133,14 @@ public:
 };
 
 struct WorkflowDefaults {
+    using FileCheck = std::function<std::optional<std::string>(const std::filesystem::path&)>;
+    WorkflowDefaults(std::string zone = {}, FileCheck check = {})
+        : timezone(std::move(zone)), file_problem(std::move(check)) {}
+
     std::string timezone; // empty: the system zone
+    // When set, asked about each file before it is read: a reason refuses the file (a problem at
+    // line 0 naming it). taskhubd running as root sets plugin_host::ownershipProblem (cron's rule).
+    FileCheck file_problem;
 };
 
 struct WorkflowLoad {
@@ -174,6 +182,10 @@ std::vector<WorkflowLoad> validateWorkflowFiles(const std::vector<std::filesyste
 
 // True when name can be a workflow name (the file stem): [A-Za-z0-9_.-]+, not starting with '.'.
 bool isValidWorkflowName(const std::string& name);
+
+// True when a directory entry of this name is a workflow file: it ends in ".toml" and does not
+// start with '.' (editors' temporary and backup files, "x.toml~", ".x.toml.swp", "4913", do not).
+bool isWorkflowFileName(const std::string& file_name);
 
 } // namespace taskhub::config
 

@@ -1,0 +1,184 @@
+#include "config/workflow_directory.h"
+
+#include "config/workflow_checks.h"
+
+namespace taskhub::config {
+
+namespace fs = std::filesystem;
+using Kind = WorkflowDirectory::Change::Kind;
+
+const char* toString(Kind k) {
+    switch (k) {
+    case Kind::Added: return "added";
+    case Kind::Changed: return "changed";
+    case Kind::Fixed: return "fixed";
+    case Kind::Retired: return "retired";
+    case Kind::Invalid: return "invalid";
+    }
+    return "?";
+}
+
+WorkflowDirectory::WorkflowDirectory(fs::path dir, WorkflowDefaults defaults, const PluginCatalog& plugins)
+    : dir_(std::move(dir)), defaults_(std::move(defaults)), plugins_(plugins) {}
+
+WorkflowDirectory::~WorkflowDirectory() = default;
+
+std::vector<WorkflowDirectory::Change> WorkflowDirectory::reloadAll() {
+    std::error_code ec;
+    std::vector<fs::path> paths;
+    for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+        if (isWorkflowFileName(it->path().filename().string())) paths.push_back(it->path());
+    }
+    if (ec) {
+        dir_problem_ = Diagnostic{dir_.string(), 0,
+                                  "cannot read workflows directory: " + ec.message() +
+                                      " (the workflows loaded before keep running)"};
+        return {};
+    }
+    dir_problem_.reset();
+    std::set<std::string> affected;
+    for (const auto& [name, f] : files_) affected.insert(name);
+    for (const auto& [name, wf] : running_) affected.insert(name);
+    files_.clear();
+    names_.clear();
+    parents_.clear();
+    for (const auto& p : paths) {
+        auto loaded = detail::loadAlone(p, defaults_, plugins_);
+        affected.insert(loaded.name);
+        remember(std::move(loaded));
+    }
+    return settle(affected);
+}
+
+std::vector<WorkflowDirectory::Change> WorkflowDirectory::update(const std::vector<std::string>& file_names) {
+    std::set<std::string> changed;
+    bool names_changed = false;
+    for (const auto& file_name : file_names) {
+        if (!isWorkflowFileName(file_name)) continue;
+        const fs::path path = dir_ / file_name;
+        const std::string name = path.stem().string();
+        const bool named = names_.count(name) > 0;
+        std::error_code ec;
+        auto old = files_.find(name);
+        if (fs::symlink_status(path, ec).type() == fs::file_type::not_found) {
+            if (old != files_.end()) forget(name);
+            changed.insert(name);
+            names_changed |= named;
+            continue;
+        }
+        auto loaded = detail::loadAlone(path, defaults_, plugins_);
+        // Written again with the same content: nothing to check again.
+        if (old != files_.end() && old->second->workflow && loaded.workflow &&
+            old->second->workflow->version == loaded.workflow->version) {
+            continue;
+        }
+        if (old != files_.end()) forget(name);
+        remember(std::move(loaded));
+        changed.insert(name);
+        names_changed |= named != (names_.count(name) > 0);
+    }
+    // The files whose result may change: the changed ones and every file running one of them;
+    // when a name came or went, also the files naming a missing workflow (their "did you mean").
+    std::set<std::string> affected = changed;
+    if (names_changed) {
+        for (const auto& [child, parents] : parents_) {
+            if (!files_.count(child)) affected.insert(parents.begin(), parents.end());
+        }
+    }
+    std::vector<std::string> todo(affected.begin(), affected.end());
+    while (!todo.empty()) {
+        const std::string n = std::move(todo.back());
+        todo.pop_back();
+        auto p = parents_.find(n);
+        if (p == parents_.end()) continue;
+        for (const auto& parent : p->second) {
+            if (affected.insert(parent).second) todo.push_back(parent);
+        }
+    }
+    return settle(affected);
+}
+
+std::vector<WorkflowDirectory::Change> WorkflowDirectory::settle(const std::set<std::string>& affected) {
+    // What the affected files run, transitively, decides their checks across files.
+    std::set<std::string> checked;
+    std::vector<std::string> todo;
+    for (const auto& n : affected) {
+        if (files_.count(n) && checked.insert(n).second) todo.push_back(n);
+    }
+    while (!todo.empty()) {
+        const std::string n = std::move(todo.back());
+        todo.pop_back();
+        for (const auto& c : files_.at(n)->children) {
+            if (files_.count(c) && checked.insert(c).second) todo.push_back(c);
+        }
+    }
+    std::vector<const detail::LoadedFile*> subset;
+    std::map<std::string, size_t> index;
+    for (const auto& n : checked) {
+        index[n] = subset.size();
+        subset.push_back(files_.at(n).get());
+    }
+    auto results = detail::checkAcrossFiles(subset, dir_, names_);
+
+    std::vector<Change> changes;
+    for (const auto& n : affected) {
+        auto run = running_.find(n);
+        auto f = files_.find(n);
+        if (f == files_.end()) {
+            problems_.erase(n);
+            if (run != running_.end()) {
+                changes.push_back({Kind::Retired, n, run->second->file, run->second->version, {}, {}});
+                running_.erase(run);
+            }
+            continue;
+        }
+        auto& problems = results[index.at(n)];
+        if (!problems.empty()) {
+            changes.push_back({Kind::Invalid, n, f->second->file, run != running_.end() ? run->second->version : "",
+                               {}, problems});
+            problems_[n] = std::move(problems);
+            continue;
+        }
+        const bool had_problems = problems_.erase(n) > 0;
+        const auto& wf = f->second->workflow;
+        if (run == running_.end()) {
+            running_.emplace(n, wf);
+            changes.push_back({Kind::Added, n, wf->file, wf->version, {}, {}});
+            continue;
+        }
+        if (run->second->version != wf->version) {
+            changes.push_back({Kind::Changed, n, wf->file, wf->version, run->second->version, {}});
+        } else if (had_problems) {
+            changes.push_back({Kind::Fixed, n, wf->file, wf->version, {}, {}});
+        }
+        run->second = wf;
+    }
+    return changes;
+}
+
+void WorkflowDirectory::forget(const std::string& name) {
+    auto f = files_.find(name);
+    for (const auto& c : f->second->children) {
+        auto p = parents_.find(c);
+        p->second.erase(name);
+        if (p->second.empty()) parents_.erase(p);
+    }
+    names_.erase(name);
+    files_.erase(f);
+}
+
+void WorkflowDirectory::remember(detail::LoadedFile loaded) {
+    const std::string name = loaded.name;
+    for (const auto& c : loaded.children) parents_[c].insert(name);
+    if (isValidWorkflowName(name)) names_.insert(name);
+    files_[name] = std::make_unique<detail::LoadedFile>(std::move(loaded));
+}
+
+std::vector<Diagnostic> WorkflowDirectory::problems() const {
+    std::vector<Diagnostic> out;
+    if (dir_problem_) out.push_back(*dir_problem_);
+    for (const auto& [name, ps] : problems_) out.insert(out.end(), ps.begin(), ps.end());
+    return out;
+}
+
+} // namespace taskhub::config
