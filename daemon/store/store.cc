@@ -152,12 +152,25 @@ CREATE TABLE plugin_events(
 CREATE INDEX plugin_events_by_plugin ON plugin_events(plugin, id);
 )sql";
 
+// 5: the file versions seen by file-drop triggers (exactly once per version).
+constexpr const char* kSchemaV5 = R"sql(
+CREATE TABLE file_versions(
+  workflow TEXT NOT NULL,
+  path TEXT NOT NULL,
+  inode INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL,
+  run_id TEXT NOT NULL,
+  recorded_ms INTEGER NOT NULL,
+  PRIMARY KEY(workflow, path, inode, size, mtime_ns)) WITHOUT ROWID;
+)sql";
+
 // tasks.key = run key << kTaskKeyBits | position.
 constexpr int kTaskKeyBits = 20;
 static_assert(Store::kMaxTasksPerRun == 1 << kTaskKeyBits);
 
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
-const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4};
+const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 #define TASKHUB_RUN_COLUMNS                                                                      \
@@ -189,6 +202,8 @@ enum StmtId {
     kChildren,
     kInsertPluginEvent,
     kSelectPluginEvents,
+    kInsertFileVersion,
+    kSelectFileVersions,
     kStmtCount
 };
 
@@ -223,6 +238,9 @@ const char* kSql[kStmtCount] = {
     "INSERT INTO plugin_events(plugin, at_ms, from_state, to_state, message) VALUES(?1, ?2, ?3, ?4, ?5)",
     "SELECT at_ms, from_state, to_state, message FROM (SELECT id, at_ms, from_state, to_state, message "
     "FROM plugin_events WHERE plugin = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+    "INSERT OR IGNORE INTO file_versions(workflow, path, inode, size, mtime_ns, run_id, recorded_ms) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    "SELECT path, inode, size, mtime_ns, run_id, recorded_ms FROM file_versions WHERE workflow = ?1",
 };
 
 } // namespace
@@ -667,6 +685,11 @@ bool Store::applyRun(Conn& c, const RunOp& op) {
         auto& s = c.stmt(kInsertPluginEvent);
         s.bind(1, e->plugin).bind(2, e->at_ms).bind(3, e->from).bind(4, e->to).bind(5, e->message);
         c.check(s.step(), "record plugin event", &err);
+    } else if (const auto* f = std::get_if<FileVersion>(&op)) {
+        auto& s = c.stmt(kInsertFileVersion);
+        s.bind(1, f->workflow).bind(2, f->path).bind(3, f->inode).bind(4, f->size).bind(5, f->mtime_ns);
+        s.bind(6, f->run_id).bind(7, f->recorded_ms);
+        c.check(s.step(), "record file version", &err);
     } else {
         const auto& p = std::get<WorkflowPause>(op);
         auto& s = c.stmt(p.paused ? kPauseWorkflow : kResumeWorkflow);
@@ -767,6 +790,17 @@ void Store::setWorkflowPaused(const std::string& workflow, bool paused, int64_t 
 }
 
 void Store::addPluginEvent(const PluginEvent& event) { enqueueRun(event); }
+void Store::recordFileVersion(const FileVersion& version) { enqueueRun(version); }
+
+std::vector<Store::FileVersion> Store::fileVersions(const std::string& workflow) {
+    auto& s = r_->stmt(kSelectFileVersions);
+    s.bind(1, workflow);
+    std::vector<FileVersion> out;
+    while (s.step() == SQLITE_ROW) {
+        out.push_back({workflow, s.text(0), s.i64(1), s.i64(2), s.i64(3), s.text(4), s.i64(5)});
+    }
+    return out;
+}
 
 std::vector<Store::PluginEvent> Store::pluginEvents(const std::string& plugin, int limit) {
     auto& s = r_->stmt(kSelectPluginEvents);

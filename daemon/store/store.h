@@ -59,9 +59,9 @@ public:
     // 1: runs, tasks, events. 2: run params, parent_run, parent_task, depth; task outputs and
     // child_run (ADD COLUMN). 3: integer keys for runs and tasks, the event log in blocks
     // (event_blocks: one row per run per commit, a JSON array of events) instead of one row per
-    // event, runs_by_schedule, workflow_pauses. 4: plugin_events (health transitions). Older
-    // databases are migrated when opened.
-    static constexpr int kSchemaVersion = 4;
+    // event, runs_by_schedule, workflow_pauses. 4: plugin_events (health transitions).
+    // 5: file_versions (file-drop triggers). Older databases are migrated when opened.
+    static constexpr int kSchemaVersion = 5;
     static constexpr int kMaxTasksPerRun = 1 << 20; // tasks.key holds the position in 20 bits
 
     // Opens (creating if needed) state_dir/taskhub.db and migrates it forward to kSchemaVersion
@@ -96,6 +96,19 @@ public:
         std::string message;
     };
     void addPluginEvent(const PluginEvent& event);
+    // A version of a file seen by a workflow's file-drop trigger: its identity (path, inode,
+    // size, mtime in ns) and the run created for it, or an empty run_id when it was passed over
+    // (catch-up none). Recorded once: recording the same version again changes nothing.
+    struct FileVersion {
+        std::string workflow;
+        std::string path;
+        int64_t inode = 0;
+        int64_t size = 0;
+        int64_t mtime_ns = 0;
+        std::string run_id;
+        int64_t recorded_ms = 0;
+    };
+    void recordFileVersion(const FileVersion& version);
     // order: the task's position in its workflow, which is the order tasks are listed in
     // (0 <= order < kMaxTasksPerRun).
     // Writes every field, outputs (a JSON object in their order) and child_run included.
@@ -134,6 +147,8 @@ public:
         std::string by;
     };
     std::vector<PausedWorkflow> pausedWorkflows(); // committed, by name
+    // Every file version recorded for the workflow (committed), in no particular order.
+    std::vector<FileVersion> fileVersions(const std::string& workflow);
     // The plugin's latest `limit` health transitions, oldest first.
     std::vector<PluginEvent> pluginEvents(const std::string& plugin, int limit);
     // The direct child runs of run_id (runs whose parent_run is run_id), oldest first, without
@@ -156,7 +171,8 @@ private:
         int64_t since_ms = 0;
         std::string by;
     };
-    using RunOp = std::variant<RunRecord, UpdateRun, ReviveRun, WorkflowPause, PluginEvent>; // insert, update, ...
+    using RunOp = std::variant<RunRecord, UpdateRun, ReviveRun, WorkflowPause, PluginEvent,
+                               FileVersion>; // insert, update, ...
     struct StringHash {
         using is_transparent = void;
         size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }

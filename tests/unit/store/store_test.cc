@@ -645,3 +645,34 @@ TEST_CASE("workflow pauses persist; a revived run keeps its id and key and loses
     CHECK(run->tasks[0].state == "pending");
     CHECK(s->countRuns() == 1);
 }
+
+TEST_CASE("a version 4 database gains file_versions when opened; a file version is recorded once", "[store][migration]") {
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    Store::open(dir.path).reset();
+    sql(db, "DROP TABLE file_versions; PRAGMA user_version = 4;");
+    REQUIRE(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name = 'file_versions'") == 0);
+    {
+        auto s = Store::open(dir.path);
+        s->recordFileVersion({"w", "/in/a", 7, 10, 123456789, "w@file-1", 1000});
+        s->recordFileVersion({"w", "/in/a", 7, 10, 123456789, "w@file-1", 2000}); // the same version
+        s->recordFileVersion({"w", "/in/a", 7, 11, 123456790, "w@file-2", 3000}); // a new version
+        s->recordFileVersion({"w", "/in/b", 8, 1, 5, "", 4000});                  // passed over
+        s->recordFileVersion({"other", "/in/a", 7, 10, 123456789, "other@file-1", 5000});
+        REQUIRE(s->commit());
+        auto v = s->fileVersions("w");
+        std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.run_id < b.run_id; });
+        REQUIRE(v.size() == 3);
+        CHECK(v[0].path == "/in/b");
+        CHECK(v[0].run_id.empty());
+        CHECK(v[1].run_id == "w@file-1");
+        CHECK(v[1].recorded_ms == 1000);
+        CHECK(v[1].inode == 7);
+        CHECK(v[1].size == 10);
+        CHECK(v[1].mtime_ns == 123456789);
+        CHECK(v[2].run_id == "w@file-2");
+        CHECK(s->fileVersions("none").empty());
+    }
+    CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
+    CHECK(Store::kSchemaVersion == 5);
+}
