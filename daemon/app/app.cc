@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "app/daemon_services.h"
+#include "app/workflow_watch.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "config/daemon_config.h"
@@ -70,7 +71,7 @@ int check(const config::DaemonConfig& cfg) {
         std::printf("%s: plugin refused: %s\n", r.file.c_str(), r.reason.c_str());
         ++problems;
     }
-    auto set = config::loadWorkflowDir(cfg.workflows_dir, {cfg.timezone}, plugins);
+    auto set = config::loadWorkflowDir(cfg.workflows_dir, workflowDefaults(cfg), plugins);
     for (const auto& p : set.problems) {
         std::printf("%s\n", p.str().c_str());
         ++problems;
@@ -155,6 +156,15 @@ int serve(const config::DaemonConfig& cfg) {
         scheduler.restorePauses(std::move(pauses));
     }
     DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler});
+    // Workflow files apply as they change (set up first, so that no change is missed after the
+    // load below); SIGHUP and `taskhubctl reload` read them all again.
+    WorkflowWatch workflow_watch(
+        io, cfg.workflows_dir,
+        {[&services](const std::vector<std::string>& files) { services.applyWorkflowChanges(files); },
+         [&services](const std::string& why) {
+             spdlog::info("CONFIG_RELOAD {}: reading the workflows directory again", why);
+             services.loadWorkflows();
+         }});
     services.loadWorkflows();
     // Schedules in the system zone follow a change of it at once (a reload re-reads the zone).
     triggers::ZoneWatch zone_watch(io, [&services] { services.loadWorkflows(); });
@@ -192,6 +202,7 @@ int serve(const config::DaemonConfig& cfg) {
                 scheduler.stop();
                 plugins.stopHealthChecks();
                 zone_watch.stop();
+                workflow_watch.stop();
                 engine.shutdown(cfg.shutdown_grace, [&] {
                     // Answers to clients still waiting on runs go out once their writes are
                     // durable; give those writes a moment to reach the sockets, then stop.

@@ -27,35 +27,77 @@ namespace taskhub::app {
 
 namespace fs = std::filesystem;
 
-DaemonServices::DaemonServices(Modules m) : m_(m), started_ms_(nowMillis()) {}
+config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg) {
+    config::WorkflowDefaults d{cfg.timezone};
+    if (::geteuid() == 0) d.file_problem = [](const fs::path& p) { return plugin_host::ownershipProblem(p, false); };
+    return d;
+}
+
+DaemonServices::DaemonServices(Modules m)
+    : m_(m), started_ms_(nowMillis()),
+      directory_(m.config->workflows_dir, workflowDefaults(*m.config), *m.plugins) {}
 
 control::ReloadOutcome DaemonServices::loadWorkflows() {
-    config::WorkflowDefaults defaults{m_.config->timezone};
-    auto set = config::loadWorkflowDir(m_.config->workflows_dir, defaults, *m_.plugins);
+    settle(directory_.reloadAll(), true);
     control::ReloadOutcome out;
-    out.loaded = set.workflows.size();
-    out.failed = set.failed_files.size();
-    std::map<std::string, std::shared_ptr<const config::Workflow>> next = set.workflows;
-    // A broken file keeps its last good definition running.
-    for (const auto& f : set.failed_files) {
-        auto old = workflows_.find(f.stem().string());
-        if (old != workflows_.end()) {
-            next.emplace(old->first, old->second);
-            spdlog::warn("CONFIG_KEEPING_LAST_GOOD {}: keeping the last good version of workflow {}",
-                         f.string(), old->first);
+    out.failed = directory_.failedFiles();
+    out.loaded = directory_.files() - out.failed;
+    for (const auto& p : problems_) out.problems.push_back(p.message);
+    if (const auto& p = directory_.dirProblem()) spdlog::error("CONFIG_WORKFLOWS_DIR_UNREADABLE {}", p->str());
+    spdlog::info("CONFIG_WORKFLOWS_LOADED {} workflow(s) from {}, {} file(s) with problems", running().size(),
+                 m_.config->workflows_dir.string(), out.failed);
+    return out;
+}
+
+void DaemonServices::applyWorkflowChanges(const std::vector<std::string>& file_names) {
+    const auto t0 = std::chrono::steady_clock::now();
+    settle(directory_.update(file_names), false);
+    spdlog::debug("CONFIG_WATCH_APPLIED {} file(s) in {:.2f} ms", file_names.size(),
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+}
+
+void DaemonServices::settle(const std::vector<config::WorkflowDirectory::Change>& changes, bool full) {
+    using Kind = config::WorkflowDirectory::Change::Kind;
+    bool running_changed = false;
+    for (const auto& c : changes) {
+        const std::string file = c.file.string();
+        switch (c.kind) {
+        case Kind::Added:
+            spdlog::info("CONFIG_WORKFLOW_ADDED {}: workflow {} version {}", file, c.name, c.version);
+            retired_.erase(c.name);
+            break;
+        case Kind::Changed:
+            spdlog::info("CONFIG_WORKFLOW_CHANGED {}: workflow {} version {} replaces {} (runs in flight keep theirs)",
+                         file, c.name, c.version, c.old_version);
+            break;
+        case Kind::Fixed:
+            spdlog::info("CONFIG_WORKFLOW_FIXED {}: workflow {} loads again, version {}", file, c.name, c.version);
+            break;
+        case Kind::Retired:
+            spdlog::info("CONFIG_WORKFLOW_RETIRED {}: workflow {} version {} retired (its file is gone): no new "
+                         "runs; runs in flight finish",
+                         file, c.name, c.version);
+            retired_[c.name] = "its file " + file + " was removed at " +
+                               formatIsoSeconds(std::chrono::floor<std::chrono::seconds>(
+                                   std::chrono::system_clock::now()));
+            break;
+        case Kind::Invalid:
+            for (const auto& p : c.problems) spdlog::error("CONFIG_WORKFLOW_INVALID {}", p.str());
+            if (!c.version.empty()) {
+                spdlog::warn("CONFIG_KEEPING_LAST_GOOD {}: keeping the last good version {} of workflow {}", file,
+                             c.version, c.name);
+            }
+            break;
         }
+        running_changed |= c.kind != Kind::Invalid;
     }
     problems_.clear();
-    for (const auto& p : set.problems) {
-        spdlog::error("CONFIG_WORKFLOW_INVALID {}", p.str());
-        out.problems.push_back(p.str());
-        problems_.push_back({p.file, p.str()});
-    }
-    workflows_ = std::move(next);
-    m_.scheduler->setWorkflows(workflows_);
-    spdlog::info("CONFIG_WORKFLOWS_LOADED {} workflow(s) from {}, {} file(s) with problems",
-                 workflows_.size(), m_.config->workflows_dir.string(), out.failed);
-    return out;
+    for (const auto& p : directory_.problems()) problems_.push_back({p.file, p.str()});
+    if (running_changed || full) applyWorkflowSet();
+}
+
+void DaemonServices::applyWorkflowSet() {
+    m_.scheduler->setWorkflows(running());
 }
 
 control::PluginStatus DaemonServices::pluginStatus(const plugin_host::Plugin& p) const {
@@ -123,7 +165,7 @@ control::StatusInfo DaemonServices::status() {
     s.pid = static_cast<int>(getpid());
     s.config_file = m_.config->file.string();
     s.state_dir = m_.config->state_dir.string();
-    s.workflows = workflows_.size();
+    s.workflows = running().size();
     std::set<std::string> files;
     for (const auto& p : problems_) files.insert(p.file);
     s.workflow_errors = files.size();
@@ -169,23 +211,23 @@ control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool deta
 
 std::vector<control::WorkflowInfo> DaemonServices::workflows() {
     std::vector<control::WorkflowInfo> out;
-    for (const auto& [name, wf] : workflows_) out.push_back(info(*wf, false));
+    for (const auto& [name, wf] : running()) out.push_back(info(*wf, false));
     return out;
 }
 
 std::vector<control::WorkflowProblem> DaemonServices::workflowProblems() { return problems_; }
 
 std::optional<control::WorkflowInfo> DaemonServices::workflow(const std::string& name) {
-    auto it = workflows_.find(name);
-    if (it == workflows_.end()) return std::nullopt;
+    auto it = running().find(name);
+    if (it == running().end()) return std::nullopt;
     return info(*it->second, true);
 }
 
 control::TriggerOutcome DaemonServices::trigger(const std::string& workflow, const store::NameValues& params,
                                                 const control::Caller& caller) {
     control::TriggerOutcome out;
-    auto it = workflows_.find(workflow);
-    if (it == workflows_.end()) {
+    auto it = running().find(workflow);
+    if (it == running().end()) {
         out.code = "not_found";
         out.error = unknownWorkflow(workflow);
         return out;
@@ -210,7 +252,7 @@ control::TriggerOutcome DaemonServices::trigger(const std::string& workflow, con
 
 control::ChangeOutcome DaemonServices::pauseWorkflow(const std::string& workflow, const control::Caller& caller) {
     control::ChangeOutcome out;
-    if (!workflows_.count(workflow)) {
+    if (!running().count(workflow)) {
         out.code = "not_found";
         out.error = unknownWorkflow(workflow);
         return out;
@@ -231,7 +273,7 @@ control::ChangeOutcome DaemonServices::pauseWorkflow(const std::string& workflow
 
 control::ChangeOutcome DaemonServices::resumeWorkflow(const std::string& workflow, const control::Caller& caller) {
     control::ChangeOutcome out;
-    if (!workflows_.count(workflow)) {
+    if (!running().count(workflow)) {
         out.code = "not_found";
         out.error = unknownWorkflow(workflow);
         return out;
@@ -258,9 +300,13 @@ std::string DaemonServices::unknownWorkflow(const std::string& name) const {
             failed = true;
         }
     }
+    if (auto r = retired_.find(name); !failed && r != retired_.end()) {
+        out += " (it was retired: " + r->second + ")";
+        failed = true;
+    }
     if (!failed) {
         std::vector<std::string> names;
-        for (const auto& [n, wf] : workflows_) names.push_back(n);
+        for (const auto& [n, wf] : running()) names.push_back(n);
         if (auto best = sdk::closestKey(name, names); !best.empty()) out += "; did you mean '" + best + "'?";
     }
     return out;
@@ -268,8 +314,8 @@ std::string DaemonServices::unknownWorkflow(const std::string& name) const {
 
 control::UpcomingOutcome DaemonServices::upcoming(const std::string& workflow, size_t n) {
     control::UpcomingOutcome out;
-    auto it = workflows_.find(workflow);
-    if (it == workflows_.end()) {
+    auto it = running().find(workflow);
+    if (it == running().end()) {
         out.error = unknownWorkflow(workflow);
         return out;
     }

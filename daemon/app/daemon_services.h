@@ -8,6 +8,7 @@
 
 #include "config/daemon_config.h"
 #include "config/workflow.h"
+#include "config/workflow_directory.h"
 #include "control/services.h"
 
 namespace taskhub::engine {
@@ -38,6 +39,10 @@ struct Modules {
     triggers::Scheduler* scheduler = nullptr;
 };
 
+// How workflow files are loaded: the configured time zone and, when taskhubd runs as root, cron's
+// rule for who may write them (plugin_host::ownershipProblem(), as for plugins).
+config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg);
+
 class DaemonServices final : public control::Services {
 public:
     explicit DaemonServices(Modules m);
@@ -45,8 +50,11 @@ public:
     // Loads (or re-loads) the workflows directory and hands the result to the scheduler. A file
     // that fails to load keeps its last good version, if any.
     control::ReloadOutcome loadWorkflows();
+    // Applies changes to the named files of the workflows directory (from the directory watch):
+    // only those files and the workflows that run them are checked again. Logs each change.
+    void applyWorkflowChanges(const std::vector<std::string>& file_names);
     const std::map<std::string, std::shared_ptr<const config::Workflow>>& workflowMap() const {
-        return workflows_;
+        return directory_.running();
     }
     void setShuttingDown() { shutting_down_ = true; }
 
@@ -90,11 +98,24 @@ private:
     control::ChangeOutcome checkTarget(const std::string& run_id, const std::string& task_id);
 
     control::PluginStatus pluginStatus(const plugin_host::Plugin& p) const;
+    // Logs what changed, refreshes the problems shown and hands the running set on when it
+    // changed, or always after a full reload (which replaces every definition: the system zone
+    // may have changed).
+    void settle(const std::vector<config::WorkflowDirectory::Change>& changes, bool full);
+    // Hands the running set to the triggers: the one place they learn of a change.
+    void applyWorkflowSet();
+    const std::map<std::string, std::shared_ptr<const config::Workflow>>& running() const {
+        return directory_.running();
+    }
+
     Modules m_;
     int64_t started_ms_;
     bool shutting_down_ = false;
-    std::map<std::string, std::shared_ptr<const config::Workflow>> workflows_;
+    config::WorkflowDirectory directory_;
     std::vector<control::WorkflowProblem> problems_;
+    // Workflows whose file was removed: name -> "its file F was removed at T", for the errors of
+    // commands that name them (run, pause, next, ...).
+    std::map<std::string, std::string> retired_;
 };
 
 } // namespace taskhub::app

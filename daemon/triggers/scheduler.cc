@@ -126,6 +126,11 @@ struct Scheduler::Impl {
         std::map<std::string, State> next;
         for (const auto& [name, wf] : wfs) {
             auto old = states.find(name);
+            if (old != states.end() && old->second.wf == wf) {
+                // The same definition (other files changed): its plan stands as it is.
+                next.emplace_hint(next.end(), name, std::move(old->second));
+                continue;
+            }
             State st;
             st.wf = wf;
             st.last.assign(wf->triggers.size(), sys_seconds{});

@@ -72,7 +72,8 @@ public:
 
     // Replaces the set of scheduled workflows and plans each trigger's next firing. A workflow
     // seen for the first time since the daemon started gets its catch-up and @reboot firings
-    // here; a workflow reloaded keeps what it last fired.
+    // here; a workflow reloaded keeps what it last fired, and one whose definition is the same
+    // object as before keeps its plan as it is.
     void setWorkflows(const std::map<std::string, std::shared_ptr<const config::Workflow>>& wfs);
     void stop();
     // Fires what is due now (by the clock) and re-arms the timer: what the timer's wake-up does.
