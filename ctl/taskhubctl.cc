@@ -602,7 +602,11 @@ int cmdShow(const Globals& g, const std::string& name) {
               << "version      " << field(w, "version") << "\n";
     if (std::string params = paramsText(w); !params.empty()) std::cout << "params       " << params << "\n";
     for (const auto& t : w.as_object().at("triggers").as_array()) {
-        std::cout << "trigger      " << field(t, "text") << ", next " << shortTime(field(t, "next")) << "\n";
+        if (field(t, "kind") == "file") {
+            std::cout << "trigger      " << field(t, "text") << ", " << field(t, "state") << "\n";
+        } else {
+            std::cout << "trigger      " << field(t, "text") << ", next " << shortTime(field(t, "next")) << "\n";
+        }
     }
     if (const auto& p = w.as_object().at("paused"); !p.is_null()) {
         std::cout << "paused       since " << shortTime(field(p, "since")) << " by " << field(p, "by")

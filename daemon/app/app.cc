@@ -19,6 +19,7 @@
 #include "app/workflow_watch.h"
 #include "common/log.h"
 #include "common/notify.h"
+#include "common/time_util.h"
 #include "config/daemon_config.h"
 #include "config/workflow.h"
 #include "control/server.h"
@@ -27,6 +28,7 @@
 #include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
 #include "store/store.h"
+#include "triggers/file_watch.h"
 #include "triggers/scheduler.h"
 #include "triggers/zone_watch.h"
 
@@ -83,6 +85,52 @@ int check(const config::DaemonConfig& cfg) {
     }
     std::printf("%d problem(s) found\n", problems);
     return 1;
+}
+
+// File drops become runs through the engine; their versions are recorded in the store when the
+// run is created; a paused workflow records them as skipped, like its time firings.
+triggers::FileWatch::Hooks fileWatchHooks(engine::Engine& engine, store::Store& store,
+                                          const triggers::Scheduler& scheduler) {
+    auto version = [](const triggers::FileDrop& d) {
+        return store::Store::FileVersion{d.workflow->name, d.path,   d.inode, d.size, d.mtime_ns,
+                                         d.run_id,         nowMillis()};
+    };
+    triggers::FileWatch::Hooks h;
+    h.fire = [&engine, &store, version](const triggers::FileDrop& d) {
+        const store::NameValues params{{"file", d.path}, {"file_name", d.name}, {"file_size", std::to_string(d.size)}};
+        auto r = engine.trigger(d.workflow, engine::TriggerKind::FileDrop, std::nullopt, params, d.note, "file",
+                                d.skip_reason, d.run_id);
+        if (!r.ok && !r.duplicate) {
+            spdlog::warn("FILE_DROP_NOT_STARTED {} {}: {}", d.workflow->name, d.path, r.error);
+            return false;
+        }
+        store.recordFileVersion(version(d));
+        return true;
+    };
+    h.pass_over = [&store, version](const triggers::FileDrop& d) { store.recordFileVersion(version(d)); };
+    h.recorded = [&store](const std::string& workflow) {
+        std::map<std::string, std::string> out;
+        for (auto& v : store.fileVersions(workflow)) {
+            out.emplace(triggers::FileWatch::versionKey(v.path, v.inode, v.size, v.mtime_ns), std::move(v.run_id));
+        }
+        return out;
+    };
+    h.paused = [&scheduler](const std::string& workflow) -> std::optional<std::string> {
+        auto p = scheduler.paused(workflow);
+        if (!p) return std::nullopt;
+        return triggers::pausedFiringReason(*p);
+    };
+    h.paused_skip = [&store](const std::string& run_id) {
+        auto r = run_id.empty() ? std::nullopt : store.run(run_id, false);
+        return r && r->state == "skipped" && r->message.rfind(store::kPausedFiringMessage, 0) == 0;
+    };
+    h.when_ended = [&engine](const std::string& run_id, std::function<void(bool)> fn) {
+        return engine.whenEnded(run_id, [fn = std::move(fn)](const store::RunRecord& r) { fn(r.state == "succeeded"); });
+    };
+    h.event = [&store](const std::string& run_id, const std::string& kind, const std::string& detail) {
+        store.addEvent(nowMillis(), run_id, "", kind, detail);
+    };
+    return h;
 }
 
 int serve(const config::DaemonConfig& cfg) {
@@ -155,7 +203,8 @@ int serve(const config::DaemonConfig& cfg) {
         }
         scheduler.restorePauses(std::move(pauses));
     }
-    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler});
+    triggers::FileWatch file_watch(io, fileWatchHooks(engine, *store, scheduler));
+    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch});
     // Workflow files apply as they change (set up first, so that no change is missed after the
     // load below); SIGHUP and `taskhubctl reload` read them all again.
     WorkflowWatch workflow_watch(
@@ -200,6 +249,7 @@ int serve(const config::DaemonConfig& cfg) {
                              cfg.shutdown_grace.count());
                 services.setShuttingDown();
                 scheduler.stop();
+                file_watch.stop();
                 plugins.stopHealthChecks();
                 zone_watch.stop();
                 workflow_watch.stop();

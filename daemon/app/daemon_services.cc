@@ -17,6 +17,7 @@
 
 #include <taskhub/plugin_api.h>
 #include "triggers/plan.h"
+#include "triggers/file_watch.h"
 #include "triggers/scheduler.h"
 
 #ifndef TASKHUB_VERSION
@@ -98,6 +99,7 @@ void DaemonServices::settle(const std::vector<config::WorkflowDirectory::Change>
 
 void DaemonServices::applyWorkflowSet() {
     m_.scheduler->setWorkflows(running());
+    if (m_.file_watch) m_.file_watch->setWorkflows(running());
 }
 
 control::PluginStatus DaemonServices::pluginStatus(const plugin_host::Plugin& p) const {
@@ -193,8 +195,11 @@ control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool deta
     w.version = wf.version;
     w.overlap = config::toString(wf.overlap);
     w.on_failure = config::toString(wf.on_failure);
-    for (const auto& t : wf.triggers) {
-        w.triggers.push_back({config::toString(t.kind), t.describe(), t.cron_text});
+    const auto watch_states = m_.file_watch ? m_.file_watch->states(wf.name) : std::vector<std::string>{};
+    for (size_t i = 0; i < wf.triggers.size(); ++i) {
+        const auto& t = wf.triggers[i];
+        w.triggers.push_back({config::toString(t.kind), t.describe(), t.cron_text,
+                              i < watch_states.size() ? watch_states[i] : std::string{}});
     }
     if (auto p = m_.scheduler->paused(wf.name)) {
         w.paused = control::WorkflowInfo::Pause{p->since.time_since_epoch().count() * 1000, p->by};
@@ -286,6 +291,7 @@ control::ChangeOutcome DaemonServices::resumeWorkflow(const std::string& workflo
     // Recorded first: the catch-up runs resume() starts are written after it.
     m_.store->setWorkflowPaused(workflow, false);
     m_.scheduler->resume(workflow);
+    if (m_.file_watch) m_.file_watch->resume(workflow);
     spdlog::info("CTRL_WORKFLOW_RESUMED {} by {}", workflow, caller.actor);
     out.ok = true;
     return out;
@@ -330,8 +336,16 @@ control::UpcomingOutcome DaemonServices::upcoming(const std::string& workflow, s
         out.firings.push_back({f.trigger, wf.triggers[f.trigger].describe(), ms(f.scheduled), ms(f.due),
                                date::format("%FT%T%Ez", date::make_zoned(wf.zone, f.scheduled))});
     }
-    if (wf.triggers.empty()) {
+    const bool file_only = std::all_of(wf.triggers.begin(), wf.triggers.end(), [](const config::TriggerDef& t) {
+        return t.kind == config::TriggerDef::Kind::File;
+    });
+    if (file_only) {
         out.note = "workflow '" + wf.name + "' has no time triggers (cron, every or at)";
+        const char* sep = "; it fires on file drops: ";
+        for (const auto& t : wf.triggers) {
+            out.note += sep + t.describe();
+            sep = ", ";
+        }
     } else if (out.firings.empty()) {
         std::string list;
         for (const auto& t : wf.triggers) list += (list.empty() ? "" : ", ") + t.describe();

@@ -19,6 +19,7 @@ class Store;
 }
 namespace taskhub::triggers {
 class Scheduler;
+class FileWatch;
 }
 namespace taskhub::plugin_host {
 class PluginHost;
@@ -37,6 +38,7 @@ struct Modules {
     plugin_host::PluginHost* plugins = nullptr;
     engine::Engine* engine = nullptr;
     triggers::Scheduler* scheduler = nullptr;
+    triggers::FileWatch* file_watch = nullptr; // file-drop triggers
 };
 
 // How workflow files are loaded: the configured time zone and, when taskhubd runs as root, cron's
@@ -47,7 +49,8 @@ class DaemonServices final : public control::Services {
 public:
     explicit DaemonServices(Modules m);
 
-    // Loads (or re-loads) the workflows directory and hands the result to the scheduler. A file
+    // Loads (or re-loads) the workflows directory and hands the result to the scheduler and the
+    // file watch. A file
     // that fails to load keeps its last good version, if any.
     control::ReloadOutcome loadWorkflows();
     // Applies changes to the named files of the workflows directory (from the directory watch):

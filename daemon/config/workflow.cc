@@ -48,6 +48,7 @@ const char* toString(TriggerDef::Kind k) {
     case TriggerDef::Kind::Reboot: return "reboot";
     case TriggerDef::Kind::Every: return "every";
     case TriggerDef::Kind::At: return "at";
+    case TriggerDef::Kind::File: return "file";
     }
     return "?";
 }
@@ -62,6 +63,13 @@ std::string TriggerDef::describe() const {
         if (start_at) out += " from " + formatIsoSeconds(*start_at);
         break;
     case Kind::At: out = "at " + formatIsoSeconds(at); break;
+    case Kind::File:
+        out = "watch " + watch.string() + " pattern " + pattern;
+        if (recursive) out += " recursive";
+        if (settle.count() > 0) out += " settle " + formatDuration(settle);
+        if (after == After::Delete) out += " after delete";
+        if (after == After::Move) out += " after move:" + after_dir.string();
+        break;
     }
     if (jitter.count() > 0) out += " jitter " + formatDuration(jitter);
     return out;
@@ -95,9 +103,10 @@ namespace {
 
 const std::set<std::string> kWorkflowKeys = {"description", "timezone", "dst_gap", "dst_fold", "trigger",
                                              "policy", "params", "max_parallel_tasks", "task"};
-const std::set<std::string> kTriggerKeys = {"cron", "every", "at", "start_at", "jitter"};
-// Trigger kinds of the workflow format that this version does not run yet.
-const std::set<std::string> kPlannedTriggerKeys = {"watch", "pattern", "recursive", "settle", "after"};
+const std::set<std::string> kTriggerKeys = {"cron",    "every",     "at",     "start_at", "jitter",
+                                            "watch",   "pattern",   "recursive", "settle", "after"};
+// The keys that only a file-drop (watch) trigger takes.
+const std::set<std::string> kFileTriggerKeys = {"pattern", "recursive", "settle", "after"};
 const std::set<std::string> kPolicyKeys = {"overlap", "max_active_runs", "catchup", "catchup_window",
                                            "on_failure", "timeout"};
 // The keys a workflow task (workflow = "x") accepts; it has no plugin parameters.
@@ -212,6 +221,75 @@ uint64_t stableHash(std::string_view text) {
     return h;
 }
 
+// watch = "/srv/incoming": an absolute path, kept lexically normal without a trailing '/'.
+bool loadWatchDir(const Value& v, TriggerDef& def, Reporter& r) {
+    auto text = getString(v, "'watch'", r);
+    if (!text) return false;
+    const fs::path p(*text);
+    if (text->empty() || !p.is_absolute()) {
+        r.add(v, "'watch' must be the absolute path of a directory, e.g. \"/srv/incoming\", found \"" + *text + "\"");
+        return false;
+    }
+    def.kind = TriggerDef::Kind::File;
+    def.watch = p.lexically_normal();
+    if (def.watch.has_parent_path() && !def.watch.has_filename()) def.watch = def.watch.parent_path();
+    return true;
+}
+
+// One of pattern, recursive, settle, after of a file-drop trigger.
+bool loadFileTriggerKey(const std::string& key, const Value& v, TriggerDef& def, Reporter& r) {
+    if (key == "pattern") {
+        auto text = getString(v, "'pattern'", r);
+        if (!text) return false;
+        if (text->empty() || text->find('/') != std::string::npos) {
+            r.add(v, "'pattern' is a glob on the file name (e.g. \"*.csv\"), not empty and without '/', found \"" +
+                         *text + "\"");
+            return false;
+        }
+        def.pattern = *text;
+    } else if (key == "recursive") {
+        if (!v.is_boolean()) {
+            r.add(v, "'recursive' must be true or false, found " + typeName(v));
+            return false;
+        }
+        def.recursive = v.as_boolean();
+    } else if (key == "settle") {
+        auto d = getDuration(v, "'settle'", r);
+        if (!d) return false;
+        def.settle = *d;
+    } else { // after
+        auto text = getString(v, "'after'", r);
+        if (!text) return false;
+        if (*text == "keep") {
+            def.after = TriggerDef::After::Keep;
+        } else if (*text == "delete") {
+            def.after = TriggerDef::After::Delete;
+        } else if (text->rfind("move:", 0) == 0 && fs::path(text->substr(5)).is_absolute()) {
+            def.after = TriggerDef::After::Move;
+            def.after_dir = fs::path(text->substr(5)).lexically_normal();
+            if (!def.after_dir.has_filename()) def.after_dir = def.after_dir.parent_path();
+        } else {
+            r.add(v, "'after' must be \"keep\", \"delete\" or \"move:/absolute/dir\", found \"" + *text + "\"");
+            return false;
+        }
+    }
+    return true;
+}
+
+// A file moved after its run must not land where it would fire again.
+bool checkAfterTarget(const Value& v, const TriggerDef& def, Reporter& r) {
+    if (def.after != TriggerDef::After::Move) return true;
+    const auto rel = def.after_dir.lexically_relative(def.watch);
+    const bool inside = !rel.empty() && *rel.begin() != "..";
+    if (def.after_dir == def.watch || (def.recursive && inside)) {
+        r.add(v, "'after' moves files to " + def.after_dir.string() + ", which is watched by this trigger (" +
+                     def.watch.string() + (def.recursive ? ", recursive" : "") +
+                     "): the moved file would fire again; move them to a directory outside it");
+        return false;
+    }
+    return true;
+}
+
 void loadTrigger(const Value& v, Workflow& wf, Reporter& r) {
     if (!v.is_table()) {
         r.add(v, "[[trigger]] entries must be tables, found " + typeName(v));
@@ -224,6 +302,7 @@ void loadTrigger(const Value& v, Workflow& wf, Reporter& r) {
     bool ok = true;
     const Value* start_at = nullptr;
     const Value* jitter = nullptr;
+    std::vector<std::pair<std::string, const Value*>> file_keys; // pattern, recursive, settle, after
     for (const auto& [key, kv] : table) {
         if (key == "cron") {
             kinds.push_back(key);
@@ -267,10 +346,12 @@ void loadTrigger(const Value& v, Workflow& wf, Reporter& r) {
             start_at = &kv;
         } else if (key == "jitter") {
             jitter = &kv;
-        } else if (kPlannedTriggerKeys.count(key)) {
-            r.add(kv, "trigger key '" + key + "' is not supported by this version of taskhubd (supported: " +
-                          joinKeys(kTriggerKeys) + ")");
-            return;
+        } else if (key == "watch") {
+            kinds.push_back(key);
+            def.line = r.lineOf(kv);
+            if (!loadWatchDir(kv, def, r)) ok = false;
+        } else if (kFileTriggerKeys.count(key)) {
+            file_keys.emplace_back(key, &kv);
         } else {
             r.add(kv, "unknown trigger key '" + key + "'" + didYouMean(key, kTriggerKeys) + " (accepted: " +
                           joinKeys(kTriggerKeys) + ")");
@@ -278,14 +359,29 @@ void loadTrigger(const Value& v, Workflow& wf, Reporter& r) {
         }
     }
     if (kinds.empty()) {
-        r.add(v, "[[trigger]] needs one of cron, every or at, e.g. cron = \"30 2 * * *\", every = \"90s\" or "
-                 "at = \"2026-12-24T18:00:00+01:00\"");
+        r.add(v, "[[trigger]] needs one of cron, every, at or watch, e.g. cron = \"30 2 * * *\", every = \"90s\", "
+                 "at = \"2026-12-24T18:00:00+01:00\" or watch = \"/srv/incoming\"");
         return;
     }
     if (kinds.size() > 1) {
         r.add(v, "[[trigger]] has both '" + kinds[0] + "' and '" + kinds[1] +
-                     "': a trigger has exactly one of cron, every or at (write one [[trigger]] for each)");
+                     "': a trigger has exactly one of cron, every, at or watch (write one [[trigger]] for each)");
         return;
+    }
+    for (const auto& [key, kv] : file_keys) {
+        if (kinds[0] != "watch") {
+            r.add(*kv, "'" + key + "' only applies to file-drop triggers (watch = \"/dir\"); this one has '" +
+                           kinds[0] + "'");
+            ok = false;
+        } else if (!loadFileTriggerKey(key, *kv, def, r)) {
+            ok = false;
+        }
+    }
+    if (kinds[0] == "watch" && ok) ok = checkAfterTarget(v, def, r);
+    if (kinds[0] == "watch" && jitter) {
+        r.add(*jitter, "'jitter' only applies to time triggers (cron, every, at); a file fires when it is complete");
+        ok = false;
+        jitter = nullptr;
     }
     if (start_at) {
         if (kinds[0] != "every") {
@@ -564,6 +660,28 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
     extras.push_back(std::move(extra));
 }
 
+// A workflow with a file-drop trigger: its runs carry kFileParams, declared here (default "") so
+// that tasks may refer to them; the file may not declare them itself.
+void addFileParams(const Value& root, Workflow& wf, Reporter& r) {
+    if (std::none_of(wf.triggers.begin(), wf.triggers.end(),
+                     [](const TriggerDef& t) { return t.kind == TriggerDef::Kind::File; })) {
+        return;
+    }
+    const auto& table = root.as_table();
+    auto params = table.find("params");
+    for (const char* name : kFileParams) {
+        auto it = std::find_if(wf.params.begin(), wf.params.end(), [&](const auto& p) { return p.first == name; });
+        if (it == wf.params.end()) {
+            wf.params.emplace_back(name, "");
+            continue;
+        }
+        const auto& pv = params->second.as_table().at(name);
+        r.add(pv, "param '" + std::string(name) +
+                      "' is reserved in a workflow with a file-drop trigger (each run sets file, file_name and "
+                      "file_size from the dropped file); rename it");
+    }
+}
+
 void loadParams(const Value& v, Workflow& wf, Reporter& r) {
     if (!v.is_table()) {
         r.add(v, "[params] must be a table of param names and defaults, e.g. region = \"eu\", found " +
@@ -739,6 +857,8 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
                          " (accepted: " + joinKeys(kWorkflowKeys) + ")");
         }
     }
+
+    addFileParams(*root, *wf, r);
 
     try {
         wf->zone = zone.empty() ? date::current_zone() : date::locate_zone(zone);
@@ -1012,7 +1132,6 @@ std::vector<WorkflowLoad> validateWorkflowFiles(const std::vector<fs::path>& fil
     return out;
 }
 
-
 namespace detail {
 
 struct FileLoadData {
@@ -1046,4 +1165,5 @@ std::vector<std::vector<Diagnostic>> checkAcrossFiles(const std::vector<const Lo
 }
 
 } // namespace detail
+
 } // namespace taskhub::config

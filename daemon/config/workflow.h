@@ -23,14 +23,18 @@ class time_zone;
 
 namespace taskhub::config {
 
-// A time trigger of a workflow ([[trigger]]): exactly one of cron, every or at, plus jitter.
+// A trigger of a workflow ([[trigger]]): a time trigger (exactly one of cron, every or at, plus
+// jitter) or a file-drop trigger (watch, with pattern, recursive, settle and after).
 struct TriggerDef {
     enum class Kind {
         Cron,   // cron = "30 2 * * *"
         Reboot, // cron = "@reboot": once per machine boot
         Every,  // every = "90s": at start_at + k * every (anchor: start_at, else the daemon's start)
         At,     // at = "2026-12-24T18:00:00+01:00": once
+        File,   // watch = "/srv/incoming": once per version of each file dropped there
     };
+    // File: what happens to the file once its run has succeeded.
+    enum class After { Keep, Delete, Move };
     Kind kind = Kind::Cron;
     size_t line = 0;
     std::string cron_text;                            // Cron, Reboot: the expression as written
@@ -43,13 +47,29 @@ struct TriggerDef {
     std::chrono::seconds jitter{0};
     std::chrono::seconds jitter_offset{0};
 
+    // File: the watched directory (absolute, lexically normal), a glob on the file name
+    // (fnmatch(3) without flags), whether subdirectories are watched too, how long a file must
+    // stay unchanged before it fires, and what becomes of it after a successful run (Move: into
+    // after_dir, which must exist when the run ends).
+    std::filesystem::path watch;
+    std::string pattern = "*";
+    bool recursive = false;
+    std::chrono::milliseconds settle{0};
+    After after = After::Keep;
+    std::filesystem::path after_dir;
+
     // What the trigger says, for people: `cron "30 2 * * *"`, `every 90s`,
-    // `at 2026-12-24T17:00:00Z`, plus ` jitter 5m` when it has one.
+    // `at 2026-12-24T17:00:00Z`, plus ` jitter 5m` when it has one; `watch /srv/in pattern *.csv`
+    // plus ` recursive`, ` settle 5s` and ` after delete` / ` after move:/srv/done` when set.
     std::string describe() const;
 };
 
-// "cron", "reboot", "every", "at": a trigger's kind, as runs record it (their trigger field).
+// "cron", "reboot", "every", "at", "file": a trigger's kind, as runs record it (their trigger field).
 const char* toString(TriggerDef::Kind k);
+
+// The params every run of a file-drop trigger carries (a workflow with a `watch` trigger may not
+// declare them itself): the file's absolute path, its name and its size in bytes.
+inline constexpr const char* kFileParams[] = {"file", "file_name", "file_size"};
 
 enum class Catchup { None, Latest, All };
 const char* toString(Catchup c);

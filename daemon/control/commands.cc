@@ -157,6 +157,7 @@ json::object workflowJson(const WorkflowInfo& w, bool detail) {
         t["kind"] = w.triggers[i].kind;
         t["text"] = w.triggers[i].text;
         t["cron"] = w.triggers[i].cron.empty() ? json::value(nullptr) : json::value(w.triggers[i].cron);
+        t["state"] = w.triggers[i].state.empty() ? json::value(nullptr) : json::value(w.triggers[i].state);
         int64_t next = i < w.next_fire_ms.size() ? w.next_fire_ms[i] : 0;
         t["next"] = next ? json::value(formatIsoMillis(next)) : json::value(nullptr);
         triggers.push_back(std::move(t));

@@ -47,9 +47,12 @@ struct WorkflowInfo {
     std::string overlap;
     std::string on_failure;
     struct Trigger {
-        std::string kind; // cron, reboot, every, at
+        std::string kind; // cron, reboot, every, at, file
         std::string text; // what it says, e.g. `every 90s jitter 5m`
         std::string cron; // cron and reboot: the expression; empty otherwise
+        // file: what the watch does, "watching" or "waiting: DIR does not exist (watching
+        // ANCESTOR)"; empty otherwise
+        std::string state;
     };
     std::vector<Trigger> triggers;
     std::vector<int64_t> next_fire_ms;        // per trigger; 0 = none

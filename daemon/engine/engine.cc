@@ -334,7 +334,7 @@ struct Engine::Impl {
     TriggerResult trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
                           std::optional<std::chrono::sys_seconds> scheduled,
                           const store::NameValues& given, const std::string& actor, const std::string& label,
-                          const std::string& forced_skip) {
+                          const std::string& forced_skip, const std::string& file_run_id) {
         TriggerResult out;
         if (stopping) {
             out.error = "taskhubd is shutting down; no new runs are started";
@@ -347,8 +347,8 @@ struct Engine::Impl {
         }
         std::string id;
         bool revive = false;
-        if (kind == TriggerKind::Scheduled && scheduled) {
-            id = wf->name + "@" + formatCompactUtc(*scheduled);
+        if ((kind == TriggerKind::Scheduled && scheduled) || kind == TriggerKind::FileDrop) {
+            id = kind == TriggerKind::FileDrop ? file_run_id : wf->name + "@" + formatCompactUtc(*scheduled);
             if (runs.count(id) || store.runExists(id)) {
                 // A firing recorded as skipped while the workflow was paused may still run: the
                 // catch-up after `resume` turns that record into the run.
@@ -406,7 +406,7 @@ struct Engine::Impl {
         // "manual by uid 1000 (ada)"; "cron", "every: catch-up of ..." (a scheduled run's actor
         // says why it fires when not on time).
         const std::string by = actor.empty()                      ? run->rec.trigger
-                               : kind == TriggerKind::Scheduled ? run->rec.trigger + ": " + actor
+                               : kind != TriggerKind::Manual    ? run->rec.trigger + ": " + actor
                                                                 : run->rec.trigger + " by " + actor;
         if (!skip_reason.empty()) {
             run->rec.state = "skipped";
@@ -1539,8 +1539,8 @@ size_t Engine::recoverInterrupted() {
 TriggerResult Engine::trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
                               std::optional<std::chrono::sys_seconds> scheduled,
                               const store::NameValues& params, const std::string& actor, const std::string& label,
-                              const std::string& skip_reason) {
-    return impl_->trigger(std::move(wf), kind, scheduled, params, actor, label, skip_reason);
+                              const std::string& skip_reason, const std::string& file_run_id) {
+    return impl_->trigger(std::move(wf), kind, scheduled, params, actor, label, skip_reason, file_run_id);
 }
 
 bool Engine::cancel(const std::string& run_id, const std::string& task_id, const std::string& actor,

@@ -43,8 +43,9 @@ struct EngineOptions {
 };
 
 // Scheduled: a time trigger's firing (the run's trigger field says which kind: cron, every, at,
-// reboot); Manual: `taskhubctl run`.
-enum class TriggerKind { Scheduled, Manual };
+// reboot); Manual: `taskhubctl run`; FileDrop: a version of a file dropped for a `watch` trigger
+// (trigger field "file"; the caller gives the run id, see triggers/file_watch.h).
+enum class TriggerKind { Scheduled, Manual, FileDrop };
 
 // The workflows a workflow task may start as child runs, by name; replaced on reload. Runs
 // already active keep the definitions they started with.
@@ -89,11 +90,14 @@ public:
     // (ok=false, "workflow 'x' has no param 'k' (declared: a, b)"). actor (e.g. "uid 1000") is
     // recorded in the run_created event. label is a scheduled run's trigger field ("cron",
     // "every", "at", "reboot"; default "cron"). skip_reason, when not empty, records the run as
-    // skipped with that reason instead of starting it (a paused workflow's firings).
+    // skipped with that reason instead of starting it (a paused workflow's firings). A FileDrop
+    // run takes file_run_id as its id and, like a scheduled firing, is created at most once
+    // (ok=false, duplicate) unless its record is a firing skipped while the workflow was paused.
     TriggerResult trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
                           std::optional<std::chrono::sys_seconds> scheduled = std::nullopt,
                           const store::NameValues& params = {}, const std::string& actor = "",
-                          const std::string& label = "", const std::string& skip_reason = "");
+                          const std::string& label = "", const std::string& skip_reason = "",
+                          const std::string& file_run_id = "");
 
     // Cancels a queued, running or paused run and its child runs: running tasks are asked to
     // stop, the rest are marked cancelled. With task_id, cancels only that task (a running

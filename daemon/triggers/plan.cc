@@ -14,6 +14,7 @@ std::optional<PlannedFiring> nextFiring(const config::Workflow& wf, size_t t, sy
     switch (trig.kind) {
     case Kind::Cron: scheduled = trig.cron->next(after, wf.zone, wf.dst); break;
     case Kind::Reboot: break; // once per boot, decided by the scheduler at start
+    case Kind::File: break;   // fires on file drops (triggers/file_watch.h), not on a clock
     case Kind::At:
         if (trig.at > after) scheduled = trig.at;
         break;

@@ -202,8 +202,7 @@ struct Scheduler::Impl {
     std::string pausedReason(const std::string& workflow) const {
         auto p = pauses.find(workflow);
         if (p == pauses.end()) return {};
-        return std::string(store::kPausedFiringMessage) + " (paused by " + p->second.by + " at " +
-               formatIsoSeconds(p->second.since) + ")";
+        return pausedFiringReason(p->second);
     }
 
     // True when the entry belongs to the workflow's current plan.
@@ -301,6 +300,11 @@ std::vector<sys_seconds> Scheduler::nextFirings(const std::string& workflow) con
 }
 
 const Scheduler::Options& Scheduler::options() const { return impl_->opts; }
+
+std::string pausedFiringReason(const Scheduler::Pause& p) {
+    return std::string(store::kPausedFiringMessage) + " (paused by " + p.by + " at " + formatIsoSeconds(p.since) +
+           ")";
+}
 
 sys_seconds bootInstant(const std::string& state_dir) {
     std::string boot_id;

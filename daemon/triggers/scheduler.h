@@ -105,6 +105,10 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+// The skip reason of a firing of a workflow paused as p (it starts with
+// store::kPausedFiringMessage, which resume() looks for): also used for file drops.
+std::string pausedFiringReason(const Scheduler::Pause& p);
+
 // This boot's instant: boot_id and btime from /proc, remembered in state_dir/boot so that it does
 // not move when the clock is stepped during the boot. Falls back to the daemon's start time (and
 // logs why) when /proc cannot be read.

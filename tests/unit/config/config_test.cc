@@ -196,11 +196,12 @@ depends_on = ["b"]
     }
 }
 
-TEST_CASE("reserved engine keys and planned trigger kinds are refused, not ignored", "[workflow]") {
+TEST_CASE("reserved engine keys are refused, not ignored", "[workflow]") {
     TempDir dir;
     auto load = loadText(dir, "w.toml", R"(
 [[trigger]]
 watch = "/srv/incoming"
+pattern = "*.csv"
 
 [policy]
 catchup = "sometimes"
@@ -212,11 +213,77 @@ run_as = "nobody"
 )");
     CHECK(messages(load) ==
           std::vector<std::string>{
-              "3: trigger key 'watch' is not supported by this version of taskhubd (supported: at, cron, every, "
-              "jitter, start_at)",
-              "6: 'policy.catchup' must be none | latest | all, found \"sometimes\"",
-              "11: task 'a': 'run_as' is reserved for the engine and not supported by this version of "
+              "7: 'policy.catchup' must be none | latest | all, found \"sometimes\"",
+              "12: task 'a': 'run_as' is reserved for the engine and not supported by this version of "
               "taskhubd"});
+}
+
+TEST_CASE("file-drop triggers: watch, pattern, recursive, settle, after; the file params", "[workflow][trigger]") {
+    TempDir dir;
+    auto load = loadText(dir, "f.toml", R"(
+[[trigger]]
+watch = "/srv/incoming/"
+pattern = "*.csv"
+recursive = true
+settle = "2s"
+after = "move:/srv/done"
+[[trigger]]
+watch = "/srv/other"
+
+[[task]]
+id = "a"
+plugin = "noop"
+)");
+    INFO(Catch::Detail::stringify(messages(load)));
+    REQUIRE(load.workflow);
+    const auto& wf = *load.workflow;
+    REQUIRE(wf.triggers.size() == 2);
+    const auto& t = wf.triggers[0];
+    CHECK(t.kind == TriggerDef::Kind::File);
+    CHECK(std::string(toString(t.kind)) == "file");
+    CHECK(t.watch == "/srv/incoming");
+    CHECK(t.pattern == "*.csv");
+    CHECK(t.recursive);
+    CHECK(t.settle == std::chrono::seconds(2));
+    CHECK(t.after == TriggerDef::After::Move);
+    CHECK(t.after_dir == "/srv/done");
+    CHECK(t.describe() == "watch /srv/incoming pattern *.csv recursive settle 2s after move:/srv/done");
+    CHECK(wf.triggers[1].describe() == "watch /srv/other pattern *");
+    CHECK(wf.triggers[1].after == TriggerDef::After::Keep);
+    // Runs carry the file's path, name and size as params (default empty).
+    CHECK(wf.params == std::vector<std::pair<std::string, std::string>>{
+                           {"file", ""}, {"file_name", ""}, {"file_size", ""}});
+}
+
+TEST_CASE("file-drop trigger mistakes are named with line, key and what would be right", "[workflow][trigger]") {
+    TempDir dir;
+    const std::string task = "\n[[task]]\nid = \"a\"\nplugin = \"noop\"\n";
+    auto errors = [&](const std::string& text) { return messages(loadText(dir, "e.toml", text + task)); };
+    CHECK(errors("[[trigger]]\nwatch = \"incoming\"") ==
+          std::vector<std::string>{"2: 'watch' must be the absolute path of a directory, e.g. \"/srv/incoming\", "
+                                   "found \"incoming\""});
+    CHECK(errors("[[trigger]]\nwatch = \"/in\"\npattern = \"a/*.csv\"") ==
+          std::vector<std::string>{"3: 'pattern' is a glob on the file name (e.g. \"*.csv\"), not empty and without "
+                                   "'/', found \"a/*.csv\""});
+    CHECK(errors("[[trigger]]\nwatch = \"/in\"\nrecursive = \"yes\"") ==
+          std::vector<std::string>{"3: 'recursive' must be true or false, found string"});
+    CHECK(errors("[[trigger]]\nwatch = \"/in\"\nafter = \"move:done\"") ==
+          std::vector<std::string>{"3: 'after' must be \"keep\", \"delete\" or \"move:/absolute/dir\", found "
+                                   "\"move:done\""});
+    CHECK(errors("[[trigger]]\nwatch = \"/in\"\nrecursive = true\nafter = \"move:/in/done\"") ==
+          std::vector<std::string>{"1: 'after' moves files to /in/done, which is watched by this trigger (/in, "
+                                   "recursive): the moved file would fire again; move them to a directory outside "
+                                   "it"});
+    CHECK(errors("[[trigger]]\nwatch = \"/in\"\nsettle = \"soon\"").size() == 1);
+    CHECK(errors("[[trigger]]\ncron = \"* * * * *\"\npattern = \"*.csv\"") ==
+          std::vector<std::string>{"3: 'pattern' only applies to file-drop triggers (watch = \"/dir\"); this one has "
+                                   "'cron'"});
+    CHECK(errors("[[trigger]]\nwatch = \"/in\"\njitter = \"5s\"") ==
+          std::vector<std::string>{"3: 'jitter' only applies to time triggers (cron, every, at); a file fires when "
+                                   "it is complete"});
+    CHECK(errors("[[trigger]]\nwatch = \"/in\"\n[params]\nfile = \"x\"") ==
+          std::vector<std::string>{"4: param 'file' is reserved in a workflow with a file-drop trigger (each run "
+                                   "sets file, file_name and file_size from the dropped file); rename it"});
 }
 
 TEST_CASE("time triggers: cron, @reboot, every with start_at, at, jitter; catch-up and max_active_runs", "[workflow][trigger]") {
@@ -279,10 +346,10 @@ TEST_CASE("time trigger mistakes are named with line, key and what would be righ
                                    "2026-12-24T17:00:00Z)"});
     CHECK(errors("[[trigger]]\ncron = \"* * * * *\"\nat = \"2026-12-24T18:00:00Z\"") ==
           std::vector<std::string>{"1: [[trigger]] has both 'at' and 'cron': a trigger has exactly one of cron, "
-                                   "every or at (write one [[trigger]] for each)"});
+                                   "every, at or watch (write one [[trigger]] for each)"});
     CHECK(errors("[[trigger]]\njitter = \"5m\"") ==
-          std::vector<std::string>{"1: [[trigger]] needs one of cron, every or at, e.g. cron = \"30 2 * * *\", "
-                                   "every = \"90s\" or at = \"2026-12-24T18:00:00+01:00\""});
+          std::vector<std::string>{"1: [[trigger]] needs one of cron, every, at or watch, e.g. cron = \"30 2 * * *\", "
+                                   "every = \"90s\", at = \"2026-12-24T18:00:00+01:00\" or watch = \"/srv/incoming\""});
     CHECK(errors("[[trigger]]\ncron = \"61 * * * *\"") ==
           std::vector<std::string>{"2: cron \"61 * * * *\": minute 61 out of range 0-59"});
     CHECK(errors("[[trigger]]\nevery = \"1m\"\nstart_at = \"tomorrow\"").size() == 1);

@@ -1,0 +1,166 @@
+// File-drop triggers on a real inotify instance and event loop: one firing per file version,
+// never before the writer closes the file, ignored names, settle, and the catch-up scan at start.
+#include <catch2/catch.hpp>
+
+#include <boost/asio/io_context.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config_support.h"
+#include "triggers/file_watch.h"
+
+namespace {
+
+using namespace taskhub;
+using namespace std::chrono_literals;
+using taskhub::config::testing::loadText;
+using taskhub::testing::TempDir;
+namespace fs = std::filesystem;
+
+struct Fixture {
+    TempDir dir;
+    fs::path in = dir.path / "in";
+    boost::asio::io_context io;
+    std::vector<triggers::FileDrop> fired;
+    std::vector<triggers::FileDrop> passed;
+    std::map<std::string, std::string> recorded; // as the store would return them
+    std::unique_ptr<triggers::FileWatch> watch;
+
+    Fixture() { fs::create_directories(in); }
+
+    void start(const std::string& trigger_extra = "", const std::string& policy = "") {
+        auto load = loadText(dir, "w.toml", "[[trigger]]\nwatch = \"" + in.string() + "\"\n" + trigger_extra +
+                                                "\n[policy]\n" + policy + "\n[[task]]\nid = \"a\"\nplugin = \"noop\"\n");
+        INFO(Catch::Detail::stringify(config::testing::messages(load)));
+        REQUIRE(load.workflow);
+        triggers::FileWatch::Hooks h;
+        h.fire = [this](const triggers::FileDrop& d) {
+            fired.push_back(d);
+            return true;
+        };
+        h.pass_over = [this](const triggers::FileDrop& d) { passed.push_back(d); };
+        h.recorded = [this](const std::string&) { return recorded; };
+        watch = std::make_unique<triggers::FileWatch>(io, h);
+        watch->setWorkflows({{"w", load.workflow}});
+    }
+    void runFor(std::chrono::milliseconds d) {
+        io.restart();
+        io.run_for(d);
+    }
+    void write(const std::string& name, const std::string& text) {
+        std::ofstream(in / name, std::ios::binary) << text;
+    }
+};
+
+} // namespace
+
+TEST_CASE("file run ids are deterministic per version; hidden and temporary names are ignored", "[file_watch]") {
+    CHECK(triggers::fileRunId("w", "/in/a", 1, 2, 3) == triggers::fileRunId("w", "/in/a", 1, 2, 3));
+    CHECK(triggers::fileRunId("w", "/in/a", 1, 2, 3) != triggers::fileRunId("w", "/in/a", 1, 2, 4));
+    CHECK(triggers::fileRunId("w", "/in/a", 1, 2, 3).rfind("w@file-", 0) == 0);
+    CHECK(triggers::fileRunId("w", "/in/a", 1, 2, 3).size() == std::string("w@file-").size() + 16);
+    for (const char* name : {".x.csv", "x.csv~", "x.tmp", "x.part"}) {
+        CHECK(triggers::ignoredFileName(name, "*"));
+    }
+    CHECK_FALSE(triggers::ignoredFileName("x.csv", "*"));
+    CHECK_FALSE(triggers::ignoredFileName(".x", ".*"));
+    CHECK_FALSE(triggers::ignoredFileName("x.part", "*.part"));
+    CHECK(triggers::ignoredFileName("x.part", "*.csv"));
+}
+
+TEST_CASE("a file fires once per version, after its writer closes it", "[file_watch]") {
+    Fixture f;
+    f.start("pattern = \"*.csv\"");
+    {
+        std::ofstream out(f.in / "a.csv", std::ios::binary);
+        out << "partial";
+        out.flush();
+        f.runFor(100ms);
+        CHECK(f.fired.empty()); // still open for writing
+        out << " and the rest";
+    }
+    f.write("b.txt", "not the pattern");
+    f.write(".c.csv", "hidden");
+    f.runFor(100ms);
+    REQUIRE(f.fired.size() == 1);
+    const auto& d = f.fired[0];
+    CHECK(d.path == (f.in / "a.csv").string());
+    CHECK(d.name == "a.csv");
+    CHECK(d.size == 20);
+    CHECK(d.skip_reason.empty());
+    CHECK(d.run_id == triggers::fileRunId("w", d.path, d.inode, d.size, d.mtime_ns));
+
+    // Opened for writing and closed again without a change: the same version, nothing fires.
+    ::close(::open((f.in / "a.csv").c_str(), O_WRONLY | O_APPEND));
+    f.runFor(100ms);
+    CHECK(f.fired.size() == 1);
+    // A new version fires.
+    std::ofstream(f.in / "a.csv", std::ios::app) << "!";
+    f.runFor(100ms);
+    REQUIRE(f.fired.size() == 2);
+    CHECK(f.fired[1].size == 21);
+    CHECK(f.fired[1].run_id != f.fired[0].run_id);
+}
+
+TEST_CASE("settle: a file fires only once it has not changed for that long", "[file_watch]") {
+    Fixture f;
+    f.start("settle = \"300ms\"");
+    f.write("a", "1");
+    f.runFor(150ms);
+    f.write("a", "12"); // the writer closed and reopened it
+    f.runFor(200ms);
+    CHECK(f.fired.empty());
+    f.runFor(400ms);
+    REQUIRE(f.fired.size() == 1);
+    CHECK(f.fired[0].size == 2);
+}
+
+TEST_CASE("the scan at start applies the catch-up policy to files not recorded yet", "[file_watch]") {
+    const auto old = fs::file_time_type::clock::now() - 10s;
+    SECTION("latest: only the newest runs, the others are passed over") {
+        Fixture f;
+        for (int i = 0; i < 3; ++i) {
+            f.write("f" + std::to_string(i), "x");
+            fs::last_write_time(f.in / ("f" + std::to_string(i)), old + std::chrono::seconds(i));
+        }
+        f.start("", "catchup = \"latest\"");
+        f.runFor(100ms);
+        REQUIRE(f.fired.size() == 1);
+        CHECK(f.fired[0].name == "f2");
+        CHECK(f.passed.size() == 2);
+        CHECK(f.passed[0].run_id.empty());
+    }
+    SECTION("all, except what the store recorded; none passes everything over") {
+        Fixture f;
+        f.write("a", "x");
+        f.write("b", "x");
+        fs::last_write_time(f.in / "a", old);
+        fs::last_write_time(f.in / "b", old);
+        struct stat st {};
+        REQUIRE(::stat((f.in / "a").c_str(), &st) == 0);
+        f.recorded[triggers::FileWatch::versionKey((f.in / "a").string(), static_cast<int64_t>(st.st_ino), 1,
+                                                   st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec)] =
+            "w@file-x";
+        f.start("", "catchup = \"all\"");
+        f.runFor(100ms);
+        REQUIRE(f.fired.size() == 1);
+        CHECK(f.fired[0].name == "b");
+
+        Fixture g;
+        g.write("a", "x");
+        fs::last_write_time(g.in / "a", old);
+        g.start("", "catchup = \"none\"");
+        g.runFor(100ms);
+        CHECK(g.fired.empty());
+        CHECK(g.passed.size() == 1);
+    }
+}
