@@ -164,3 +164,29 @@ TEST_CASE("the scan at start applies the catch-up policy to files not recorded y
         CHECK(g.passed.size() == 1);
     }
 }
+
+TEST_CASE("recursive: files in subdirectories fire, also in ones made after the start", "[file_watch]") {
+    Fixture f;
+    fs::create_directories(f.in / "old");
+    f.start("recursive = true");
+    std::ofstream(f.in / "old" / "a") << "a";
+    f.runFor(100ms);
+    REQUIRE(f.fired.size() == 1);
+    CHECK(f.fired[0].path == (f.in / "old" / "a").string());
+    fs::create_directories(f.in / "new" / "deeper");
+    f.runFor(100ms); // the new directories are watched
+    std::ofstream(f.in / "new" / "deeper" / "b") << "b";
+    f.runFor(100ms);
+    REQUIRE(f.fired.size() == 2);
+    CHECK(f.fired[1].path == (f.in / "new" / "deeper" / "b").string());
+    CHECK(f.watch->states("w") == std::vector<std::string>{"watching"});
+}
+
+TEST_CASE("not recursive: files in subdirectories do not fire", "[file_watch]") {
+    Fixture f;
+    fs::create_directories(f.in / "sub");
+    f.start();
+    std::ofstream(f.in / "sub" / "a") << "a";
+    f.runFor(100ms);
+    CHECK(f.fired.empty());
+}
