@@ -124,8 +124,12 @@ triggers::FileWatch::Hooks fileWatchHooks(engine::Engine& engine, store::Store& 
         auto r = run_id.empty() ? std::nullopt : store.run(run_id, false);
         return r && r->state == "skipped" && r->message.rfind(store::kPausedFiringMessage, 0) == 0;
     };
-    h.when_ended = [&engine](const std::string& run_id, std::function<void(bool)> fn) {
-        return engine.whenEnded(run_id, [fn = std::move(fn)](const store::RunRecord& r) { fn(r.state == "succeeded"); });
+    h.when_ended = [&engine, &store](const std::string& run_id, std::function<void(bool)> fn) {
+        auto ended = [fn = std::move(fn)](const store::RunRecord& r) { fn(r.state == "succeeded"); };
+        if (engine.whenEnded(run_id, ended)) return true;
+        // A run that ended before this call is only found in the store once it is committed.
+        store.whenDurable(store.writeMark(), [&engine, run_id, ended](bool) { engine.whenEnded(run_id, ended); });
+        return true;
     };
     h.event = [&store](const std::string& run_id, const std::string& kind, const std::string& detail) {
         store.addEvent(nowMillis(), run_id, "", kind, detail);
