@@ -359,12 +359,7 @@ def run(args, build, work_root):
         "load_end": os.getloadavg(),
         "problems": problems,
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    if problems:
-        return 1
-    missed = added_cpu > GOAL_ADDED_CPU_MS or added_wake > GOAL_ADDED_WAKEUPS_PER_MIN
-    return 3 if args.strict and missed else 0
+    return bl.finish(args, results, lambda: added_cpu > GOAL_ADDED_CPU_MS or added_wake > GOAL_ADDED_WAKEUPS_PER_MIN)
 
 
 if __name__ == "__main__":

@@ -357,12 +357,7 @@ def run(args, build, work_root):
         "lateness_ms": {**late, "raw_wake": raw_wake, "created": created_ms},
         "problems": problems,
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    if problems:
-        return 1
-    missed = any(stats[k]["p99"] > GOAL_P99_MS[k] for k in GOAL_P99_MS)
-    return 3 if args.strict and missed else 0
+    return bl.finish(args, results, lambda: any(stats[k]["p99"] > GOAL_P99_MS[k] for k in GOAL_P99_MS))
 
 
 if __name__ == "__main__":

@@ -363,3 +363,14 @@ def print_table(headers, rows):
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
         if j == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def finish(args, results, missed):
+    """The end of a benchmark's main(): writes results to --json when asked and returns the exit
+    status: 1 when results["problems"] is not empty, 3 with --strict when missed() (a goal was
+    missed), else 0. missed is only called when there were no problems."""
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    if results.get("problems"):
+        return 1
+    return 3 if args.strict and missed() else 0

@@ -115,8 +115,9 @@ control::PluginStatus DaemonServices::pluginStatus(const plugin_host::Plugin& p)
     s.thread_safety = info.thread_safe ? "safe" : "serial";
     s.isolation = config::toString(info.isolation);
     s.running = p.running();
-    s.max_concurrency = m_.config->settingsOf(info.name).max_concurrency;
-    config::HealthSettings settings = m_.config->settingsOf(info.name).health;
+    const config::PluginSettings configured = m_.config->settingsOf(info.name);
+    s.max_concurrency = configured.max_concurrency;
+    config::HealthSettings settings = configured.health;
     if (const auto* h = m_.plugins->health(info.name)) {
         s.state = plugin_host::toString(h->state);
         s.message = h->message;
