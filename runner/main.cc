@@ -298,6 +298,10 @@ private:
             spec.log_fd = fds_.front();
             fds_.pop_front();
         }
+        spec.on_process = [this, token](const ph::ProcessIdentity& id) {
+            channel_.send(json::object{{"op", "process"}, {"token", token}, {"pid", id.pid}, {"pgid", id.pgid},
+                                       {"start_ticks", id.start_ticks}});
+        };
         const int fd = spec.log_fd;
         const uint64_t local = plugin_->start(spec, [this, token, fd](ph::AttemptResult r) {
             if (fd >= 0) ::close(fd);

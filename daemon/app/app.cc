@@ -19,6 +19,7 @@
 #include "app/workflow_watch.h"
 #include "common/log.h"
 #include "common/notify.h"
+#include "common/proc.h"
 #include "common/time_util.h"
 #include "config/daemon_config.h"
 #include "config/workflow.h"
@@ -162,13 +163,15 @@ int serve(const config::DaemonConfig& cfg) {
 
     engine::EngineOptions eopts;
     eopts.log_dir = cfg.state_dir / "logs";
+    eopts.state_dir = cfg.state_dir;
     eopts.max_running_tasks = cfg.max_running_tasks;
     eopts.max_nesting_depth = cfg.max_nesting_depth;
     for (const auto& [name, s] : cfg.plugins) eopts.plugin_max_concurrency[name] = s.max_concurrency;
     engine::Engine engine(io, *store, plugins, eopts);
-    if (size_t n = engine.recoverInterrupted()) {
-        spdlog::warn("ENGINE_RECOVERED {} run(s) left unfinished by the previous process were marked failed", n);
-    }
+    // Recorded processes of the previous daemon can only still exist in the same boot.
+    const std::string boot_id = bootId();
+    const bool same_boot = !boot_id.empty() && store->exchangeMeta("boot_id", boot_id) == boot_id;
+    store->commit();
     // From here on, commits happen on the store's writer thread and never block the loop.
     store->startWriter([&io](std::function<void()> fn) { asio::post(io, std::move(fn)); });
 
@@ -218,6 +221,7 @@ int serve(const config::DaemonConfig& cfg) {
              spdlog::info("CONFIG_RELOAD {}: reading the workflows directory again", why);
              services.loadWorkflows();
          }});
+    services.holdTriggers(); // nothing fires before recovery
     services.loadWorkflows();
     // Schedules in the system zone follow a change of it at once (a reload re-reads the zone).
     triggers::ZoneWatch zone_watch(io, [&services] { services.loadWorkflows(); });
@@ -226,6 +230,19 @@ int serve(const config::DaemonConfig& cfg) {
         auto it = map.find(name);
         return it == map.end() ? nullptr : it->second;
     });
+    // Runs a crash left unfinished are reconciled (leftover processes killed, lost attempts
+    // recorded, runs continued) and that is committed before any firing and before READY.
+    {
+        auto r = engine.recover(same_boot);
+        store->commit();
+        if (r.runs > 0) {
+            spdlog::warn("ENGINE_RECOVERED {} unfinished run(s) from the previous process: {} continue, {} could not "
+                         "continue; {} attempt(s) lost, {} leftover process(es) killed{}",
+                         r.runs, r.resumed, r.abandoned, r.lost, r.killed,
+                         same_boot ? "" : " (a new boot: no process of the previous one can remain)");
+        }
+    }
+    services.releaseTriggers();
 
     std::unique_ptr<control::Server> server;
     try {

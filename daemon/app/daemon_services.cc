@@ -1,5 +1,7 @@
 #include "app/daemon_services.h"
 
+#include <utility>
+
 #include <date/tz.h>
 #include <spdlog/spdlog.h>
 #include <taskhub/suggest.hpp>
@@ -97,7 +99,18 @@ void DaemonServices::settle(const std::vector<config::WorkflowDirectory::Change>
     if (running_changed || full) applyWorkflowSet();
 }
 
+void DaemonServices::holdTriggers() { triggers_held_ = true; }
+
+void DaemonServices::releaseTriggers() {
+    triggers_held_ = false;
+    if (std::exchange(apply_pending_, false)) applyWorkflowSet();
+}
+
 void DaemonServices::applyWorkflowSet() {
+    if (triggers_held_) {
+        apply_pending_ = true;
+        return;
+    }
     m_.scheduler->setWorkflows(running());
     if (m_.file_watch) m_.file_watch->setWorkflows(running());
 }

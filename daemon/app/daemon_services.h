@@ -53,6 +53,11 @@ public:
     // file watch. A file
     // that fails to load keeps its last good version, if any.
     control::ReloadOutcome loadWorkflows();
+    // While held, loaded workflows are not handed to the scheduler and the file watch (so that
+    // nothing fires); releasing hands over the latest set. Start-up holds them until recovery
+    // has reconciled the runs a crash left behind.
+    void holdTriggers();
+    void releaseTriggers();
     // Applies changes to the named files of the workflows directory (from the directory watch):
     // only those files and the workflows that run them are checked again. Logs each change.
     void applyWorkflowChanges(const std::vector<std::string>& file_names);
@@ -114,6 +119,8 @@ private:
     Modules m_;
     int64_t started_ms_;
     bool shutting_down_ = false;
+    bool triggers_held_ = false;
+    bool apply_pending_ = false; // a set arrived while held
     config::WorkflowDirectory directory_;
     std::vector<control::WorkflowProblem> problems_;
     // Workflows whose file was removed: name -> "its file F was removed at T", for the errors of

@@ -114,7 +114,7 @@ const std::set<std::string> kWorkflowTaskKeys = {
     "id", "workflow", "params", "depends_on", "retries", "retry_delay", "retry_backoff",
     "retry_max_delay", "timeout", "trigger_rule", "priority", "when"};
 // Keys the engine reserves for features of later versions; never passed to plugins.
-const std::set<std::string> kTaskReservedKeys = {"run_as", "at_most_once", "outputs"};
+const std::set<std::string> kTaskReservedKeys = {"run_as", "outputs"};
 
 const std::vector<std::pair<const char*, TriggerRule>> kTriggerRules = {
     {"all_success", TriggerRule::AllSuccess}, {"all_done", TriggerRule::AllDone},
@@ -601,6 +601,17 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
             if (auto rule = getChoice<TriggerRule>(kv, what, kTriggerRules, r)) task.trigger_rule = *rule;
         } else if (key == "priority") {
             if (auto n = getInt(kv, what, r, -1'000'000, 1'000'000)) task.priority = static_cast<int>(*n);
+        } else if (key == "at_most_once") {
+            if (workflowTask) {
+                r.add(kv, what + " applies to plugin tasks only (a workflow task's child run continues after a "
+                                 "restart; set at_most_once on the tasks of workflow '" + childName + "')");
+                continue;
+            }
+            if (!kv.is_boolean()) {
+                r.add(kv, what + " must be true or false, found " + typeName(kv));
+                continue;
+            }
+            task.at_most_once = kv.as_boolean();
         } else if (key == "when") {
             auto text = getString(kv, what, r);
             if (!text) continue;

@@ -94,6 +94,9 @@ struct TaskDef {
     double retry_backoff = 1.0;               // each further delay is the previous one times this
     std::chrono::milliseconds retry_max_delay{0}; // cap on the delay; 0 = none
     std::vector<int> retry_on_exit_codes;     // empty: retry any failure; else only these codes
+    // An attempt a crash of taskhubd interrupted (it may or may not have run) is not run again:
+    // the task fails as lost instead of being retried.
+    bool at_most_once = false;
     std::chrono::milliseconds timeout{0}; // 0 = none
     std::vector<std::pair<std::string, std::string>> env;
     TriggerRule trigger_rule = TriggerRule::AllSuccess;

@@ -7,12 +7,17 @@
 
 #include <taskhub/suggest.hpp>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <queue>
 #include <random>
 #include <set>
 #include <unordered_map>
 
+#include "common/failpoint.h"
+#include "common/proc.h"
 #include "common/time_util.h"
 #include "dag/graph.h"
 #include "engine/retry_policy.h"
@@ -25,6 +30,11 @@
 #include <taskhub/plugin_api.h>
 
 namespace taskhub::engine {
+
+using taskhub::FoundProcess;
+using taskhub::processesWithEnvironment;
+using taskhub::processStartTicks;
+using taskhub::sameProcess;
 
 static_assert(config::kMaxTasksPerWorkflow == static_cast<size_t>(store::Store::kMaxTasksPerRun),
               "the loader must refuse workflows the store cannot key");
@@ -125,6 +135,16 @@ struct Engine::Impl {
         // this attempt.
         Clock::time_point held_since{};
         std::chrono::milliseconds waited{0};
+        // Dispatched, its "starting" record not yet durable: the plugin is called once it is.
+        bool launching = false;
+    };
+
+    // An attempt waiting for its "starting" record to be committed (see flushLaunches()).
+    struct Launch {
+        uint64_t serial = 0;
+        uint32_t task = 0;
+        int attempt = 0;
+        plugin_host::AttemptSpec spec;
     };
 
     struct ReadyItem {
@@ -198,6 +218,9 @@ struct Engine::Impl {
         bool unhealthy = false; // as PluginHost::dispatchable() said at the last transition
     };
     std::map<std::string, PluginQueue> ready;
+    std::vector<Launch> launches; // dispatched since the last flushLaunches()
+    uint64_t launch_since = 0;    // the store's write mark before the first of them
+    std::string state_dir;        // TASKHUB_STATE_DIR of every attempt (recovery finds them by it)
     // Held back by a workflow's max_parallel_tasks, by workflow name.
     struct Parked {
         int limit = 0;
@@ -216,7 +239,7 @@ struct Engine::Impl {
     std::mt19937_64 rng{std::random_device{}()};
 
     Impl(asio::io_context& i, store::Store& s, plugin_host::PluginHost& p, EngineOptions o)
-        : io(i), store(s), plugins(p), opts(std::move(o)) {}
+        : io(i), store(s), plugins(p), opts(std::move(o)), state_dir(opts.state_dir.string()) {}
 
     // ---- persistence ----
 
@@ -446,9 +469,10 @@ struct Engine::Impl {
         return out;
     }
 
-    void armRunTimeout(Run& run) {
+    // after: when the run times out (default: the workflow's timeout from now).
+    void armRunTimeout(Run& run, std::optional<std::chrono::milliseconds> after = std::nullopt) {
         if (run.wf->timeout.count() <= 0) return;
-        run.run_timer = std::make_unique<asio::steady_timer>(io, run.wf->timeout);
+        run.run_timer = std::make_unique<asio::steady_timer>(io, after.value_or(run.wf->timeout));
         uint64_t serial = run.serial;
         run.run_timer->async_wait([this, serial](const boost::system::error_code& ec) {
             if (ec) return;
@@ -716,7 +740,10 @@ struct Engine::Impl {
                 if (!plugin.empty() && (globalLimitReached() || atLimit(q))) continue;
                 if (!best || ItemOrder{}(best->top(), heap.top())) best = &heap;
             }
-            if (!best) return;
+            if (!best) {
+                flushLaunches();
+                return;
+            }
             ReadyItem item = best->top();
             best->pop();
             Run& run = *by_serial.at(item.run);
@@ -800,6 +827,13 @@ struct Engine::Impl {
             return;
         }
         setState(run, t, TS::Running);
+        // Recorded as starting, and the plugin called only once that is durable: after a crash
+        // the attempt is known to have maybe run (see recover()).
+        task.rec.state = "starting";
+        task.rec.pid.reset();
+        task.rec.pgid.reset();
+        task.rec.proc_start.reset();
+        if (launches.empty()) launch_since = store.writeMark();
         saveTask(run, t);
         event(run.rec.id, task.rec.task_id, "start", "attempt " + std::to_string(task.rec.attempt));
         task.plugin = plugins.find(task.def->plugin);
@@ -836,18 +870,80 @@ struct Engine::Impl {
         }
         spec.log_fd = task.output ? task.output->writeFd() : -1;
         spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());
+        if (!state_dir.empty()) spec.env.push_back("TASKHUB_STATE_DIR=" + state_dir);
+        const uint64_t serial = run.serial;
+        const int attempt = task.rec.attempt;
+        spec.on_process = [this, serial, t, attempt](const plugin_host::ProcessIdentity& p) {
+            onProcess(serial, t, attempt, p);
+        };
 
         releaseHold(task);
         if (task.def->timeout.count() > 0) {
             armTaskTimeout(run, t, std::max(task.def->timeout - task.waited, std::chrono::milliseconds(1)));
         }
         task.waited = {};
-        const uint64_t serial = run.serial;
-        const int attempt = task.rec.attempt;
-        task.token = task.plugin->start(spec, [this, serial, t, attempt](AttemptResult r) {
+        task.launching = true;
+        launches.push_back(Launch{serial, t, attempt, std::move(spec)});
+    }
+
+    // Calls the plugins of the attempts dispatched since the last call once their "starting"
+    // records are committed (one wait for all of them: the store commits them in one batch).
+    void flushLaunches() {
+        if (launches.empty()) return;
+        auto batch = std::make_shared<std::vector<Launch>>(std::move(launches));
+        launches.clear();
+        store.whenDurable(launch_since, [this, batch](bool ok) {
+            for (auto& l : *batch) launch(l, ok);
+            pump();
+        });
+    }
+
+    void launch(Launch& l, bool recorded) {
+        auto it = by_serial.find(l.serial);
+        if (it == by_serial.end()) return;
+        Run& run = *it->second;
+        auto& task = run.tasks[l.task];
+        if (!task.launching || task.rec.attempt != l.attempt) return;
+        task.launching = false;
+        TASKHUB_FAILPOINT("task_starting_committed");
+        const auto fail = [&](AttemptResult::Outcome outcome, std::string message) {
+            onAttemptDone(l.serial, l.task, l.attempt, AttemptResult{outcome, std::nullopt, std::move(message), {}});
+        };
+        if (!recorded) {
+            fail(AttemptResult::Outcome::Failed,
+                 "not started: the state store could not record the attempt (" + store.lastError() + ")");
+            return;
+        }
+        // Stopped while its record was being committed (a cancel, its timeout, the run's end).
+        if (task.cancel_requested || !task.timed_out.empty()) {
+            fail(AttemptResult::Outcome::Cancelled, "stopped before it started");
+            return;
+        }
+        const uint64_t serial = l.serial;
+        const uint32_t t = l.task;
+        const int attempt = l.attempt;
+        task.token = task.plugin->start(l.spec, [this, serial, t, attempt](AttemptResult r) {
             onAttemptDone(serial, t, attempt, std::move(r));
         });
         if (task.output) task.output->start();
+        if (task.st == TS::Running && task.rec.state == "starting") {
+            task.rec.state = "running";
+            saveTask(run, t);
+        }
+    }
+
+    // The plugin reported the process an attempt runs as: recorded, so that a restart after a
+    // crash can stop exactly that process group.
+    void onProcess(uint64_t serial, uint32_t t, int attempt, const plugin_host::ProcessIdentity& p) {
+        auto it = by_serial.find(serial);
+        if (it == by_serial.end()) return;
+        auto& task = it->second->tasks[t];
+        if ((task.st != TS::Running && task.st != TS::Frozen) || task.rec.attempt != attempt) return;
+        task.rec.pid = p.pid;
+        task.rec.pgid = p.pgid;
+        task.rec.proc_start = p.start_ticks;
+        if (task.rec.state == "starting") task.rec.state = stateName(task.st);
+        saveTask(*it->second, t);
     }
 
     // The chain of workflows from the top-level run down to `run`, e.g. "a -> b -> c".
@@ -923,6 +1019,7 @@ struct Engine::Impl {
             }
             return;
         }
+        if (task.launching) return; // launch() ends it once its record is committed
         if (task.st == TS::Frozen) {
             task.plugin->resume(task.token);
             setState(run, t, TS::Running);
@@ -1258,7 +1355,7 @@ struct Engine::Impl {
         if (freeze) {
             for (uint32_t t = 0; t < run.tasks.size(); ++t) {
                 auto& task = run.tasks[t];
-                if (task.st != TS::Running || !task.def->workflow.empty() || !task.plugin) continue;
+                if (task.st != TS::Running || !task.def->workflow.empty() || !task.plugin || task.launching) continue;
                 // Already being stopped (cancel, timeout): let it act on the signal.
                 if (task.cancel_requested || !task.timed_out.empty()) continue;
                 if (!task.plugin->canSuspend()) {
@@ -1473,6 +1570,301 @@ struct Engine::Impl {
         return true;
     }
 
+    // ---- recovery after a crash ----
+
+    // What recovery found and did about one attempt the previous process left starting, running
+    // or frozen: its recorded process (pid + start time, so a reused pid is never hit) and any
+    // other process that still carries the attempt's TASKHUB_* variables are stopped with
+    // SIGKILL. Returns the sentence for the `lost` event.
+    std::string stopLeftovers(const store::RunRecord& run, const store::TaskRecord& task, bool same_boot,
+                              std::vector<FoundProcess>* killed) {
+        std::string what;
+        if (task.pid && *task.pid > 0) {
+            const auto pid = static_cast<pid_t>(*task.pid);
+            const auto group = task.pgid && *task.pgid > 0 ? static_cast<pid_t>(*task.pgid) : pid;
+            if (same_boot && task.proc_start && *task.proc_start > 0 && sameProcess(pid, *task.proc_start)) {
+                // The group leader is verified; its group id cannot have been reused while it lives.
+                ::kill(group == pid ? -group : pid, SIGKILL);
+                killed->push_back({pid, *task.proc_start});
+                what = "its process " + std::to_string(pid) + (group == pid ? " (and its process group)" : "") +
+                       " was still running and was killed (SIGKILL)";
+            } else if (same_boot && task.proc_start && *task.proc_start > 0 && processStartTicks(pid)) {
+                what = "its process " + std::to_string(pid) + " is gone (pid " + std::to_string(pid) +
+                       " now belongs to another process, which was left alone)";
+            } else {
+                what = "its process " + std::to_string(pid) + " is gone";
+            }
+        } else {
+            what = task.state == "starting" ? "taskhubd stopped while starting it; no process was recorded"
+                                            : "no process was recorded for it";
+        }
+        if (!state_dir.empty()) {
+            size_t extra = 0;
+            for (const auto& p : processesWithEnvironment({"TASKHUB_STATE_DIR=" + state_dir,
+                                                           "TASKHUB_RUN_ID=" + run.id,
+                                                           "TASKHUB_TASK_ID=" + task.task_id,
+                                                           "TASKHUB_ATTEMPT=" + std::to_string(task.attempt)})) {
+                if (std::any_of(killed->begin(), killed->end(), [&](const FoundProcess& k) { return k.pid == p.pid; }))
+                    continue;
+                if (::getpgid(p.pid) == p.pid) ::kill(-p.pid, SIGKILL);
+                ::kill(p.pid, SIGKILL);
+                killed->push_back(p);
+                ++extra;
+            }
+            if (extra > 0) what += "; " + std::to_string(extra) + " other process(es) of the attempt were killed";
+        }
+        return what;
+    }
+
+    // Ends an unfinished run that cannot continue, with its unfinished tasks and child runs.
+    void abandon(const store::RunRecord& rec, const std::string& why,
+                 const std::map<std::string, store::RunRecord>& unfinished, RecoveryReport* report) {
+        store::RunRecord r = rec;
+        const int64_t now = nowMillis();
+        for (size_t i = 0; i < r.tasks.size(); ++i) {
+            auto& t = r.tasks[i];
+            if (finalStateFromName(t.state)) continue;
+            const bool was_running = t.state == "starting" || t.state == "running" || t.state == "frozen";
+            if (was_running) ++r.lost;
+            t.state = was_running ? "failed" : "cancelled";
+            t.message = (was_running ? "lost: " : "") + why;
+            if (!t.ended_ms) t.ended_ms = now;
+            store.upsertTask(r.id, static_cast<int>(i), t);
+            if (!t.child_run.empty()) {
+                if (auto c = unfinished.find(t.child_run); c != unfinished.end()) {
+                    abandon(c->second, "its parent run " + r.id + " could not continue", unfinished, report);
+                }
+            }
+        }
+        report->lost += static_cast<size_t>(r.lost - rec.lost);
+        r.state = "failed";
+        r.message = why;
+        r.ended_ms = now;
+        store.updateRun(r);
+        event(r.id, "", "recovered", "failed: " + why);
+        spdlog::warn("ENGINE_RUN_ABANDONED {} {}", r.id, why);
+        ++report->abandoned;
+    }
+
+    // Rebuilds an unfinished run (and its child runs) as it was when the previous process died:
+    // final tasks keep their outcome; tasks that were pending, ready or retrying wait again;
+    // each attempt that was starting, running or frozen is lost: retried if the task has retries
+    // left and is not at_most_once, else failed. A workflow task whose child run is unfinished
+    // keeps running with that child, which is rebuilt the same way. Returns the runs rebuilt
+    // (parent first); they are admitted by the caller.
+    void rebuild(const store::RunRecord& rec, Run* parent, uint32_t parent_task,
+                 const std::map<std::string, store::RunRecord>& unfinished,
+                 const std::map<std::string, std::string>& lost_what, std::vector<Run*>* rebuilt,
+                 RecoveryReport* report) {
+        auto wf = lookup_workflow ? lookup_workflow(rec.workflow) : nullptr;
+        std::string why;
+        if (!wf) {
+            why = "taskhubd restarted and workflow '" + rec.workflow + "' is no longer loaded, so run " + rec.id +
+                  " cannot continue";
+        } else if (wf->version != rec.version || wf->tasks.size() != rec.tasks.size()) {
+            why = "taskhubd restarted and workflow '" + rec.workflow + "' has changed since run " + rec.id +
+                  " started (version " + rec.version + ", now " + wf->version + "), so it cannot continue";
+        }
+        if (!why.empty()) {
+            abandon(rec, why, unfinished, report);
+            return;
+        }
+        auto run = makeRun(wf, rec.id, rec.trigger, rec.params);
+        run->rec = rec;
+        run->rec.tasks.clear();
+        if (parent) {
+            run->parent_id = parent->rec.id;
+            run->parent_task = parent_task;
+            run->parent_attempt = parent->tasks[parent_task].rec.attempt;
+        }
+        Run& r = adopt(std::move(run));
+        rebuilt->push_back(&r);
+        const int64_t now = nowMillis();
+        std::vector<std::string> notes;
+        r.unfinished = 0;
+        for (uint32_t i = 0; i < r.tasks.size(); ++i) {
+            auto& task = r.tasks[i];
+            task.rec = rec.tasks[i];
+            if (auto st = finalStateFromName(task.rec.state)) {
+                task.st = *st;
+                continue;
+            }
+            ++r.unfinished;
+            const bool was_running =
+                task.rec.state == "starting" || task.rec.state == "running" || task.rec.state == "frozen";
+            task.st = TS::Pending;
+            if (!was_running) {
+                task.rec.state = "pending";
+                continue;
+            }
+            if (!task.def->workflow.empty()) {
+                auto child = unfinished.find(task.rec.child_run);
+                if (child != unfinished.end()) {
+                    setState(r, i, TS::Running);
+                    ++*r.wf_running;
+                    r.children.push_back(child->first);
+                    if (task.def->timeout.count() > 0) {
+                        const auto elapsed = std::chrono::milliseconds(now - task.rec.started_ms.value_or(now));
+                        armTaskTimeout(r, i, std::max(task.def->timeout - elapsed, std::chrono::milliseconds(1)));
+                    }
+                    rebuild(child->second, &r, i, unfinished, lost_what, rebuilt, report);
+                    notes.push_back(task.rec.task_id + ": continues with child run " + child->first);
+                    continue;
+                }
+                if (!task.rec.child_run.empty()) {
+                    // The child ended but its end did not reach the parent before the crash.
+                    if (auto c = store.run(task.rec.child_run, false); c && store::isFinalRunState(c->state)) {
+                        task.st = c->state == "succeeded" ? TS::Succeeded
+                                  : c->state == "cancelled" ? TS::Cancelled
+                                                            : TS::Failed;
+                        task.rec.state = stateName(task.st);
+                        task.rec.message = "child run " + c->id + " " + c->state +
+                                           (c->message.empty() ? "" : ": " + c->message);
+                        task.rec.ended_ms = c->ended_ms.value_or(now);
+                        --r.unfinished;
+                        store.upsertTask(r.rec.id, static_cast<int>(i), task.rec);
+                        event(r.rec.id, task.rec.task_id, "end", std::string(stateName(task.st)) + ": " +
+                                                                    task.rec.message + " (recorded at recovery)");
+                        continue;
+                    }
+                }
+            }
+            // A lost attempt.
+            ++r.rec.lost;
+            ++report->lost;
+            auto w = lost_what.find(rec.id + "\n" + task.rec.task_id);
+            const std::string what = w != lost_what.end() ? w->second : "no process was recorded for it";
+            const std::string head = "attempt " + std::to_string(task.rec.attempt) + " was lost when taskhubd stopped: " + what;
+            task.rec.pid.reset();
+            task.rec.pgid.reset();
+            task.rec.proc_start.reset();
+            task.rec.ended_ms = now;
+            if (task.def->at_most_once) {
+                task.st = TS::Failed;
+                task.rec.message = "lost: " + what + "; not run again (at_most_once = true)";
+                notes.push_back(task.rec.task_id + ": failed (at_most_once)");
+            } else if (task.rec.attempt <= task.def->retries) {
+                task.rec.message = "lost: " + what;
+                notes.push_back(task.rec.task_id + ": retried");
+            } else {
+                task.st = TS::Failed;
+                task.rec.message = "lost: " + what + "; no retries left (retries = " +
+                                   std::to_string(task.def->retries) + ")";
+                notes.push_back(task.rec.task_id + ": failed (no retries left)");
+            }
+            task.rec.state = stateName(task.st);
+            if (task.st == TS::Failed) --r.unfinished;
+            event(r.rec.id, task.rec.task_id, "lost",
+                  head + (task.st == TS::Failed ? "; failed" : "; retry " + std::to_string(task.rec.attempt) +
+                                                                  " of " + std::to_string(task.def->retries)));
+            spdlog::warn("ENGINE_ATTEMPT_LOST {} task {}: {}", r.rec.id, task.rec.task_id, task.rec.message);
+        }
+        for (uint32_t i = 0; i < r.tasks.size(); ++i) {
+            if (r.tasks[i].rec.state != rec.tasks[i].state || r.tasks[i].rec.message != rec.tasks[i].message)
+                saveTask(r, i);
+        }
+        if (r.rec.state == "paused") r.paused = true;
+        saveRun(r);
+        event(r.rec.id, "", "recovered",
+              "taskhubd restarted; the run continues where it stopped" +
+                  (notes.empty() ? std::string() : ": " + joinNames(notes)));
+        ++report->resumed;
+    }
+
+    // Starts what a rebuilt run can do now: queued runs wait their turn; the others restore their
+    // progress from the tasks that ended and admit what is ready.
+    void resumeRebuilt(Run& run) {
+        if (run.rec.state == "queued") {
+            if (run.parent_id.empty()) queued[run.rec.workflow].push_back(run.rec.id);
+            return;
+        }
+        if (run.wf->timeout.count() > 0) {
+            const auto elapsed = std::chrono::milliseconds(nowMillis() - run.rec.started_ms.value_or(nowMillis()));
+            armRunTimeout(run, std::max(run.wf->timeout - elapsed, std::chrono::milliseconds(1)));
+        }
+        std::vector<std::optional<dag::Outcome>> outcomes(run.tasks.size());
+        std::vector<uint32_t> lost_failed;
+        for (uint32_t i = 0; i < run.tasks.size(); ++i) {
+            auto& task = run.tasks[i];
+            if (!isFinal(task.st)) continue;
+            outcomes[i] = outcomeOf(task.st);
+            if ((task.st == TS::Failed || task.st == TS::Cancelled) && run.first_failure.empty()) {
+                run.first_failure = "task '" + task.rec.task_id + "' " + stateName(task.st) +
+                                    (task.rec.message.empty() ? "" : ": " + task.rec.message);
+            }
+        }
+        const uint64_t serial = run.serial;
+        std::vector<uint32_t> now_ready, now_skipped;
+        run.progress.restore(outcomes, &now_ready, &now_skipped);
+        settleSkipped(run, now_skipped);
+        if (run.wf->on_failure == config::OnFailure::FailFast && !run.first_failure.empty()) {
+            stopRun(run, "failed", "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
+        }
+        for (uint32_t t : now_ready) {
+            if (!by_serial.count(serial)) return;
+            admit(run, t);
+        }
+        if (by_serial.count(serial)) maybeEndRun(run);
+    }
+
+    RecoveryReport recover(bool same_boot) {
+        RecoveryReport report;
+        std::map<std::string, store::RunRecord> unfinished;
+        std::vector<std::string> order; // oldest first
+        for (const auto& r : store.unfinishedRuns()) {
+            if (auto full = store.run(r.id, true)) {
+                order.push_back(r.id);
+                unfinished.emplace(r.id, std::move(*full));
+            }
+        }
+        report.runs = unfinished.size();
+        if (unfinished.empty()) return report;
+
+        // First stop every process the previous process left behind, so that no lost attempt
+        // still runs when its retry starts.
+        std::map<std::string, std::string> lost_what; // run id + "\n" + task id -> what was found
+        std::vector<FoundProcess> killed;
+        for (const auto& [id, rec] : unfinished) {
+            for (const auto& t : rec.tasks) {
+                if (t.state != "starting" && t.state != "running" && t.state != "frozen") continue;
+                if (t.plugin.rfind("workflow:", 0) == 0) continue;
+                lost_what[id + "\n" + t.task_id] = stopLeftovers(rec, t, same_boot, &killed);
+            }
+        }
+        report.killed = killed.size();
+        // SIGKILL is not instant: wait (briefly) until they are gone.
+        for (int i = 0; i < 200 && !killed.empty(); ++i) {
+            std::erase_if(killed, [](const FoundProcess& p) { return !sameProcess(p.pid, p.start_ticks); });
+            if (!killed.empty()) ::usleep(10'000);
+        }
+        for (const auto& p : killed) {
+            spdlog::error("ENGINE_RECOVERY_KILL_PENDING process {} has not exited 2 s after SIGKILL", p.pid);
+        }
+
+        std::vector<Run*> rebuilt;
+        for (const auto& id : order) {
+            const auto& rec = unfinished.at(id);
+            if (!rec.parent_run.empty()) {
+                // Child runs are rebuilt with their parent; one whose parent has ended cannot continue.
+                if (!unfinished.count(rec.parent_run)) {
+                    abandon(rec, "its parent run " + rec.parent_run + " has ended", unfinished, &report);
+                }
+                continue;
+            }
+            rebuild(rec, nullptr, 0, unfinished, lost_what, &rebuilt, &report);
+        }
+        std::vector<uint64_t> serials;
+        for (Run* r : rebuilt) serials.push_back(r->serial);
+        for (uint64_t serial : serials) {
+            if (auto it = by_serial.find(serial); it != by_serial.end()) resumeRebuilt(*it->second);
+        }
+        std::set<std::string> workflows;
+        for (const auto& [wf, q] : queued) workflows.insert(wf);
+        for (const auto& wf : workflows) startNextQueued(wf);
+        pump();
+        return report;
+    }
+
     std::map<std::string, std::string> waitingReasons(const std::string& id) const {
         std::map<std::string, std::string> out;
         auto it = runs.find(id);
@@ -1510,31 +1902,7 @@ Engine::~Engine() = default;
 
 void Engine::setWorkflowLookup(WorkflowLookup lookup) { impl_->lookup_workflow = std::move(lookup); }
 
-size_t Engine::recoverInterrupted() {
-    auto& store = impl_->store;
-    auto runs = store.unfinishedRuns();
-    for (auto& r : runs) {
-        auto full = store.run(r.id, true);
-        const std::string why = "interrupted: taskhubd stopped while this run was " + r.state +
-                                "; this version does not resume runs";
-        for (size_t i = 0; i < full->tasks.size(); ++i) {
-            auto& t = full->tasks[i];
-            if (finalStateFromName(t.state)) continue;
-            t.state = t.state == "running" || t.state == "frozen" ? "failed" : "cancelled";
-            t.message = "interrupted by a taskhubd restart";
-            if (!t.ended_ms) t.ended_ms = nowMillis();
-            store.upsertTask(r.id, static_cast<int>(i), t);
-        }
-        r.state = "failed";
-        r.message = why;
-        r.ended_ms = nowMillis();
-        store.updateRun(r);
-        store.addEvent({nowMillis(), r.id, "", "recovered", why});
-        spdlog::warn("ENGINE_RUN_INTERRUPTED {} {}", r.id, why);
-    }
-    store.commit();
-    return runs.size();
-}
+RecoveryReport Engine::recover(bool same_boot) { return impl_->recover(same_boot); }
 
 TriggerResult Engine::trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
                               std::optional<std::chrono::sys_seconds> scheduled,

@@ -37,6 +37,7 @@ namespace taskhub::engine {
 
 struct EngineOptions {
     std::filesystem::path log_dir;              // task logs: log_dir/<run>/<task>.<attempt>.log
+    std::filesystem::path state_dir;            // every attempt gets TASKHUB_STATE_DIR=state_dir
     int max_running_tasks = 0;                  // 0 = unlimited
     std::map<std::string, int> plugin_max_concurrency; // per plugin; absent or 0 = unlimited
     int max_nesting_depth = 10;                 // child runs below a top-level run, at most
@@ -67,6 +68,15 @@ struct EngineStats {
     uint64_t runs_started = 0;
 };
 
+// What recover() found and did.
+struct RecoveryReport {
+    size_t runs = 0;      // runs left unfinished by the previous process (child runs included)
+    size_t resumed = 0;   // runs that continue
+    size_t abandoned = 0; // runs that could not continue (their workflow changed or is gone)
+    size_t lost = 0;      // attempts found lost
+    size_t killed = 0;    // leftover processes killed
+};
+
 class Engine {
 public:
     Engine(boost::asio::io_context& io, store::Store& store, plugin_host::PluginHost& plugins,
@@ -75,10 +85,18 @@ public:
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
 
-    // Marks runs that a previous process left queued or running as failed (they are not resumed
-    // by this version), with their unfinished tasks, and commits that. Call once before the first
-    // trigger, while the store is still in synchronous mode.
-    size_t recoverInterrupted();
+    // Reconciles the runs a previous process left unfinished (a crash, a kill -9, a power loss),
+    // before any new firing. Every attempt left starting, running or frozen is lost: its process
+    // group, if it still runs, is killed (the pid verified by its start time, and only when
+    // same_boot says the previous process ran in this boot), as is any other process carrying
+    // the attempt's TASKHUB_STATE_DIR, TASKHUB_RUN_ID, TASKHUB_TASK_ID and TASKHUB_ATTEMPT; the
+    // loss is recorded (`lost` event, the run's lost count); the task is retried if it has
+    // retries left and is not at_most_once, and fails as lost otherwise. Runs then continue
+    // where they stopped: tasks that ended keep their outcome, child runs continue under their
+    // parent's workflow task, queued runs stay queued, paused runs stay paused. A run whose
+    // workflow is no longer loaded or has changed cannot continue and fails. Call once, after
+    // setWorkflowLookup() and the store's startWriter(), before the first trigger.
+    RecoveryReport recover(bool same_boot);
 
     // Where workflow tasks find their child workflows. Set once before the first trigger.
     void setWorkflowLookup(WorkflowLookup lookup);

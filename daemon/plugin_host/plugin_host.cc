@@ -1,5 +1,7 @@
 #include "plugin_host/plugin_host.h"
 
+#include "common/proc.h"
+
 #define BOOST_DLL_USE_STD_FS
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -175,6 +177,7 @@ public:
         host_.add_timer = &Loaded::hostAddTimer;
         host_.cancel_timer = &Loaded::hostCancelTimer;
         host_.set_output = &Loaded::hostSetOutput;
+        host_.report_process = &Loaded::hostReportProcess;
     }
 
     ~Loaded() override {
@@ -235,7 +238,7 @@ public:
         const uint64_t token = next_token_.fetch_add(1) + 1;
         {
             std::lock_guard lock(pending_mu_);
-            pending_.emplace(token, Pending{std::move(done), {}});
+            pending_.emplace(token, Pending{std::move(done), {}, spec.on_process});
         }
         running_.fetch_add(1);
         if (info_.blocking) {
@@ -377,6 +380,7 @@ private:
     struct Pending {
         Done done;
         OutputSet outputs; // from set_output
+        std::function<void(const ProcessIdentity&)> on_process;
     };
 
     th_host_ctx* ctx() { return reinterpret_cast<th_host_ctx*>(this); }
@@ -501,6 +505,31 @@ private:
         }
         spdlog::warn("PLUGIN_OUTPUT_REJECTED plugin {}: {}", self_->info_.name, err);
         return TH_ERR_INVALID;
+    }
+
+    static th_status hostReportProcess(th_host_ctx* c, uint64_t token, int32_t pid, int32_t pgid) {
+        Loaded* self_ = self(c);
+        if (pid <= 0 || pgid < 0) {
+            spdlog::warn("PLUGIN_PROCESS_REJECTED plugin {}: report_process() for attempt {} with pid {} and "
+                         "pgid {} (expected a pid > 0 and a pgid >= 0)", self_->info_.name, token, pid, pgid);
+            return TH_ERR_INVALID;
+        }
+        // Read now, while the process surely is the one meant.
+        ProcessIdentity id{pid, pgid, processStartTicks(pid).value_or(0)};
+        std::function<void(const ProcessIdentity&)> fn;
+        {
+            std::lock_guard lock(self_->pending_mu_);
+            auto it = self_->pending_.find(token);
+            if (it == self_->pending_.end()) {
+                spdlog::warn("PLUGIN_PROCESS_REJECTED plugin {}: report_process() for attempt {}, which is not "
+                             "running (completed, or never started)", self_->info_.name, token);
+                return TH_ERR_INVALID;
+            }
+            fn = it->second.on_process;
+        }
+        // Posted before any completion of the token (complete() posts after this returns).
+        if (fn && self_->io_) asio::post(*self_->io_, [fn = std::move(fn), id] { fn(id); });
+        return TH_OK;
     }
 
     static void hostLog(th_host_ctx* c, int32_t level, const char* msg) {

@@ -72,6 +72,15 @@ std::vector<std::string> capabilityNames(uint64_t capabilities);
 // Returns why the plugin is refused, or std::nullopt when it is accepted.
 std::optional<std::string> negotiate(const th_plugin_api* api);
 
+// The process that runs an attempt, as its plugin reported it (th_host_api.report_process):
+// pid, process group (0: none of its own) and start time in clock ticks after boot (0 when the
+// process was already gone when it was reported).
+struct ProcessIdentity {
+    int64_t pid = 0;
+    int64_t pgid = 0;
+    int64_t start_ticks = 0;
+};
+
 struct AttemptSpec {
     std::string workflow;
     std::string run_id;
@@ -81,6 +90,9 @@ struct AttemptSpec {
     std::vector<std::string> env; // "NAME=value"
     int log_fd = -1;              // owned by the caller; kept open until done runs
     uint64_t timeout_ms = 0;
+    // Called on the event loop when the plugin reports the attempt's process, before `done`;
+    // may be empty.
+    std::function<void(const ProcessIdentity&)> on_process;
 };
 
 struct AttemptResult {

@@ -309,6 +309,7 @@ public:
         }
         scheduleFlush(r);
         pending_.emplace(token, std::move(done));
+        if (spec.on_process) on_process_.emplace(token, spec.on_process);
         return token;
     }
 
@@ -545,6 +546,7 @@ private:
         }
         if (!r.hello) return protocolError(r, "frame '" + std::string(op) + "' before hello");
         if (op == "complete") return onComplete(r, f);
+        if (op == "process") return onProcess(r, f);
         if (op == "validate_result") {
             auto id = proto::getUint(f, "id");
             auto* ok = f.if_contains("ok");
@@ -627,7 +629,21 @@ private:
         }
         Done done = std::move(it->second);
         pending_.erase(it);
+        on_process_.erase(*token);
         asio::post(io_, [done = std::move(done), res = std::move(res)]() mutable { done(std::move(res)); });
+    }
+
+    // The runner's plugin reported the process of an attempt (th_host_api.report_process).
+    void onProcess(Runner& r, const json::object& f) {
+        auto token = proto::getUint(f, "token");
+        auto pid = proto::getUint(f, "pid");
+        auto pgid = proto::getUint(f, "pgid");
+        auto start = proto::getUint(f, "start_ticks");
+        if (!token || !pid || !pgid || !start) return protocolError(r, "process without token, pid, pgid or start_ticks");
+        auto it = on_process_.find(*token);
+        if (it == on_process_.end()) return; // completed meanwhile, or nobody asked
+        ProcessIdentity id{static_cast<int64_t>(*pid), static_cast<int64_t>(*pgid), static_cast<int64_t>(*start)};
+        asio::post(io_, [fn = it->second, id] { fn(id); });
     }
 
     void onPidfd(const std::shared_ptr<Runner>& r) {
@@ -675,6 +691,7 @@ private:
 
         auto pending = std::move(pending_);
         pending_.clear();
+        on_process_.clear();
         for (auto& [token, done] : pending) {
             fail(std::move(done), "plugin '" + info_.name + "': " + last_death_ + " while the attempt ran", true);
         }
@@ -746,6 +763,7 @@ private:
     Options opts_;
     std::shared_ptr<Runner> runner_; // null between a death and the restart
     std::unordered_map<uint64_t, Done> pending_;
+    std::unordered_map<uint64_t, std::function<void(const ProcessIdentity&)>> on_process_; // by token
     uint64_t next_token_ = 0;
     uint64_t next_request_ = 0;
     LivenessListener listener_;

@@ -12,8 +12,9 @@
 namespace taskhub::store {
 
 // Run states: queued, running, paused, succeeded, failed, cancelled, skipped.
-// Task states: pending, ready (waiting for a slot or for the run to resume), running, frozen
-// (its processes stopped by `pause --freeze`), retrying, succeeded, failed, cancelled, skipped.
+// Task states: pending, ready (waiting for a slot or for the run to resume), starting (the
+// attempt is recorded; its plugin is called once that record is durable), running, frozen (its
+// processes stopped by `pause --freeze`), retrying, succeeded, failed, cancelled, skipped.
 inline bool isFinalRunState(const std::string& s) {
     return s == "succeeded" || s == "failed" || s == "cancelled" || s == "skipped";
 }
@@ -36,6 +37,12 @@ struct TaskRecord {
     std::optional<int64_t> ended_ms;
     NameValues outputs;              // published by the latest attempt (::set-output, host call)
     std::string child_run;           // a workflow task: the id of its latest child run
+    // The process the latest attempt runs as, when its plugin reported one (the shell plugin
+    // does): pid, process group and start time (clock ticks after boot, /proc/PID/stat field
+    // 22), so that recovery after a crash finds exactly that process and never a reused pid.
+    std::optional<int64_t> pid;
+    std::optional<int64_t> pgid;
+    std::optional<int64_t> proc_start;
 };
 
 struct RunRecord {
@@ -53,6 +60,7 @@ struct RunRecord {
     std::string parent_run;          // a child run: the run and task that started it
     std::string parent_task;
     int depth = 0;                   // 0 for a top-level run
+    int lost = 0;                    // attempts that recovery after a crash found lost
     std::vector<TaskRecord> tasks;   // filled when asked for
 };
 

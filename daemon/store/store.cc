@@ -165,17 +165,29 @@ CREATE TABLE file_versions(
   PRIMARY KEY(workflow, path, inode, size, mtime_ns)) WITHOUT ROWID;
 )sql";
 
+// 6: crash recovery. The process identity of a task's latest attempt; the attempts of a run
+// that recovery found lost; facts about the daemon's previous start (meta: boot_id).
+constexpr const char* kSchemaV6 = R"sql(
+ALTER TABLE tasks ADD COLUMN pid INTEGER;
+ALTER TABLE tasks ADD COLUMN pgid INTEGER;
+ALTER TABLE tasks ADD COLUMN proc_start INTEGER;
+ALTER TABLE runs ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE meta(
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL) WITHOUT ROWID;
+)sql";
+
 // tasks.key = run key << kTaskKeyBits | position.
 constexpr int kTaskKeyBits = 20;
 static_assert(Store::kMaxTasksPerRun == 1 << kTaskKeyBits);
 
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
-const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5};
+const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 #define TASKHUB_RUN_COLUMNS                                                                      \
     "id, workflow, trigger, state, message, version, scheduled_ms, created_ms, started_ms, "    \
-    "ended_ms, params, parent_run, parent_task, depth"
+    "ended_ms, params, parent_run, parent_task, depth, lost"
 
 #define TASKHUB_RUN_SELECT TASKHUB_RUN_COLUMNS ", key"
 
@@ -209,8 +221,8 @@ enum StmtId {
 
 const char* kSql[kStmtCount] = {
     "INSERT INTO runs(" TASKHUB_RUN_COLUMNS ") "
-    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    "UPDATE runs SET state = ?2, message = ?3, started_ms = ?4, ended_ms = ?5 WHERE id = ?1",
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    "UPDATE runs SET state = ?2, message = ?3, started_ms = ?4, ended_ms = ?5, lost = ?6 WHERE id = ?1",
     "UPDATE runs SET trigger = ?2, state = ?3, message = ?4, version = ?5, created_ms = ?6, started_ms = ?7, "
     "ended_ms = ?8, params = ?9 WHERE id = ?1",
     "DELETE FROM tasks WHERE key >= ?1 AND key < ?2",
@@ -220,14 +232,15 @@ const char* kSql[kStmtCount] = {
     "SELECT workflow, since_ms, by FROM workflow_pauses ORDER BY workflow",
     "SELECT key FROM runs WHERE id = ?1",
     "UPDATE tasks SET state = ?3, attempt = ?4, exit_code = ?5, message = ?6, started_ms = ?7, "
-    "ended_ms = ?8, outputs = ?9, child_run = ?10 WHERE key = ?1",
+    "ended_ms = ?8, outputs = ?9, child_run = ?10, pid = ?12, pgid = ?13, proc_start = ?14 WHERE key = ?1",
     "INSERT INTO tasks(key, task_id, plugin, state, attempt, exit_code, message, started_ms, "
-    "ended_ms, outputs, child_run) VALUES(?1, ?2, ?11, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    "ended_ms, outputs, child_run, pid, pgid, proc_start) "
+    "VALUES(?1, ?2, ?11, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?13, ?14)",
     "INSERT INTO event_blocks(last_seq, run_key, events) VALUES(?1, ?2, ?3)",
     "SELECT 1 FROM runs WHERE id = ?1",
     "SELECT " TASKHUB_RUN_SELECT " FROM runs WHERE id = ?1",
     "SELECT task_id, plugin, state, attempt, exit_code, message, started_ms, ended_ms, outputs, "
-    "child_run FROM tasks WHERE key >= ?1 AND key < ?2 ORDER BY key",
+    "child_run, pid, pgid, proc_start FROM tasks WHERE key >= ?1 AND key < ?2 ORDER BY key",
     "SELECT events FROM event_blocks WHERE run_key = ?1 ORDER BY last_seq",
     "SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks",
     "SELECT count(*) FROM runs",
@@ -473,6 +486,7 @@ RunRecord readRun(const Stmt& s) {
     r.parent_run = s.text(11);
     r.parent_task = s.text(12);
     r.depth = static_cast<int>(s.i64(13));
+    r.lost = static_cast<int>(s.i64(14));
     return r;
 }
 
@@ -662,12 +676,13 @@ bool Store::applyRun(Conn& c, const RunOp& op) {
         s.bind(1, o->id).bind(2, o->workflow).bind(3, o->trigger).bind(4, o->state).bind(5, o->message);
         s.bind(6, o->version).bind(7, o->scheduled_ms).bind(8, o->created_ms).bind(9, o->started_ms);
         s.bind(10, o->ended_ms).bind(11, toJsonObject(o->params)).bind(12, o->parent_run);
-        s.bind(13, o->parent_task).bind(14, static_cast<int64_t>(o->depth));
+        s.bind(13, o->parent_task).bind(14, static_cast<int64_t>(o->depth)).bind(15, static_cast<int64_t>(o->lost));
         c.check(s.step(), "insert run", &err);
     } else if (const auto* u = std::get_if<UpdateRun>(&op)) {
         const auto& r = u->run;
         auto& s = c.stmt(kUpdateRun);
         s.bind(1, r.id).bind(2, r.state).bind(3, r.message).bind(4, r.started_ms).bind(5, r.ended_ms);
+        s.bind(6, static_cast<int64_t>(r.lost));
         c.check(s.step(), "update run", &err);
     } else if (const auto* v = std::get_if<ReviveRun>(&op)) {
         const auto& r = v->run;
@@ -720,6 +735,7 @@ bool Store::applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t) 
         s.bind(1, (run_key << kTaskKeyBits) | order).bindRef(2, t.task_id).bindRef(3, t.state);
         s.bind(4, static_cast<int64_t>(t.attempt)).bind(5, t.exit_code).bindRef(6, t.message);
         s.bind(7, t.started_ms).bind(8, t.ended_ms).bindRef(9, outputs).bindRef(10, t.child_run);
+        s.bind(12, t.pid).bind(13, t.pgid).bind(14, t.proc_start);
         if (which == kInsertTask) s.bindRef(11, t.plugin);
         bool ok = c.check(s.step(), which == kUpdateTask ? "update task" : "insert task", &err);
         s.reset(); // drops the references to the texts above
@@ -800,6 +816,20 @@ std::vector<Store::FileVersion> Store::fileVersions(const std::string& workflow)
         out.push_back({workflow, s.text(0), s.i64(1), s.i64(2), s.i64(3), s.text(4), s.i64(5)});
     }
     return out;
+}
+
+std::string Store::exchangeMeta(const std::string& key, const std::string& value) {
+    std::string old;
+    {
+        Stmt s(w_->db(), "SELECT value FROM meta WHERE key = ?1");
+        s.bind(1, key);
+        if (s.step() == SQLITE_ROW) old = s.text(0);
+    }
+    Stmt s(w_->db(), "INSERT INTO meta(key, value) VALUES(?1, ?2) ON CONFLICT(key) DO UPDATE SET value = ?2");
+    s.bind(1, key).bind(2, value);
+    std::string problem;
+    TASKHUB_SYNC_WRITE(w_->check(s.step(), "store meta", &problem) || fail(problem));
+    return old;
 }
 
 std::vector<Store::PluginEvent> Store::pluginEvents(const std::string& plugin, int limit) {
@@ -1043,7 +1073,7 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
     s.bind(1, id);
     if (s.step() != SQLITE_ROW) return std::nullopt;
     RunRecord r = readRun(s);
-    const int64_t key = s.i64(14);
+    const int64_t key = s.i64(15);
     s.finish();
     if (with_tasks) {
         auto& t = r_->stmt(kSelectTasks);
@@ -1060,6 +1090,9 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
             tr.ended_ms = t.opt(7);
             tr.outputs = fromJsonObject(t.text(8), "tasks.outputs");
             tr.child_run = t.text(9);
+            tr.pid = t.opt(10);
+            tr.pgid = t.opt(11);
+            tr.proc_start = t.opt(12);
             r.tasks.push_back(std::move(tr));
         }
     }

@@ -60,8 +60,9 @@ public:
     // child_run (ADD COLUMN). 3: integer keys for runs and tasks, the event log in blocks
     // (event_blocks: one row per run per commit, a JSON array of events) instead of one row per
     // event, runs_by_schedule, workflow_pauses. 4: plugin_events (health transitions).
-    // 5: file_versions (file-drop triggers). Older databases are migrated when opened.
-    static constexpr int kSchemaVersion = 5;
+    // 5: file_versions (file-drop triggers). 6: tasks.pid, pgid, proc_start (the process of
+    // the latest attempt), runs.lost, meta (boot_id). Older databases are migrated when opened.
+    static constexpr int kSchemaVersion = 6;
     static constexpr int kMaxTasksPerRun = 1 << 20; // tasks.key holds the position in 20 bits
 
     // Opens (creating if needed) state_dir/taskhub.db and migrates it forward to kSchemaVersion
@@ -127,6 +128,10 @@ public:
     // once, through post, when nothing is pending). ok is false when any write made after
     // writeMark() returned `since` was lost (its batch failed). Writer mode only.
     void whenDurable(uint64_t since, std::function<void(bool ok)> fn);
+
+    // Synchronous mode only (start-up): returns the value stored under key in the meta table ("" when
+    // none) and stores value in its place (durable with the next commit()).
+    std::string exchangeMeta(const std::string& key, const std::string& value);
 
     // ---- reads: committed data, plus run ids not yet committed for runExists ----
     bool runExists(const std::string& id);

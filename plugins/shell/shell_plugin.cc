@@ -263,6 +263,9 @@ void ShellPlugin::execute(const sdk::Task& task) {
         throw std::runtime_error("cannot watch /bin/sh for task " + task.task_id +
                                  ": the host refused to watch its pidfd");
     }
+    // The command leads its own process group (setpgid in childMain): after a crash of the
+    // daemon, the next start stops that whole group.
+    host().reportProcess(token, child.pid, child.pid);
 }
 
 void ShellPlugin::onExit(uint64_t token) {

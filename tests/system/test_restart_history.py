@@ -124,7 +124,8 @@ class RestartHistoryTest(harness.DaemonTestCase):
 
     def test_restart_after_crash(self):
         # SIGKILL leaves the socket file and an unfinished run behind; the next start reuses the
-        # socket path and records the run as failed (this version does not resume runs).
+        # socket path and recovers the run: its running attempt is lost and, without retries,
+        # fails, so the run fails (test_crash_recovery.py covers retries and at_most_once).
         d = self.daemon()
         marker = harness.new_marker()
         d.write_workflow("crashy", """\
@@ -150,8 +151,12 @@ class RestartHistoryTest(harness.DaemonTestCase):
         d.start()
         run = d.ctl_ok("show", rid)
         self.assertEqual(run["state"], "failed")
-        self.assertIn("interrupted", run["message"])
-        self.assertEqual({t["id"]: t["state"] for t in run["tasks"]}, {"slow": "failed", "next": "cancelled"})
+        self.assertIn("lost", run["message"])
+        tasks = {t["id"]: t for t in run["tasks"]}
+        self.assertEqual(tasks["slow"]["state"], "failed")
+        self.assertTrue(tasks["slow"]["message"].startswith("lost: "), tasks["slow"]["message"])
+        self.assertIn(tasks["next"]["state"], ("skipped", "cancelled"))
+        self.assertIn("recovered", [e["kind"] for e in run["events"]])
         self.assertIsNotNone(run["ended"])
         self.assertEqual(d.ctl_ok("status")["active_runs"], 0)
         rc, again, err = d.ctl("run", "crashy")

@@ -97,6 +97,17 @@ public:
                api_->set_output != nullptr;
     }
 
+    // Tells the host which process (and process group) runs an attempt, so that a restart after
+    // a crash of the daemon can stop it; see th_host_api.report_process. Any thread, until
+    // complete() for the token. Returns TH_ERR_UNSUPPORTED when the host is older than ABI 1.2
+    // (such a host cannot use it; the attempt is not affected).
+    th_status reportProcess(uint64_t token, int32_t pid, int32_t pgid) const noexcept {
+        if (api_->struct_size < offsetof(th_host_api, report_process) + sizeof(api_->report_process) ||
+            api_->report_process == nullptr)
+            return TH_ERR_UNSUPPORTED;
+        return api_->report_process(ctx_, token, pid, pgid);
+    }
+
     // One-shot readiness callback on the host's event loop; see th_host_api.watch_fd.
     // Returns the watch id, or 0 when the host refused. Event-loop thread only.
     uint64_t watchFd(int fd, std::function<void(int)> cb) const {

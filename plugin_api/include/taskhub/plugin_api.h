@@ -1,6 +1,6 @@
 /*
- * TaskHub executor plugin ABI, version 1.1 (1.0 plus set_output, suspend and resume; see
- * docs/plugin-abi.md for the version history).
+ * TaskHub executor plugin ABI, version 1.2 (1.0 plus set_output, suspend and resume in 1.1 and
+ * report_process in 1.2; see docs/plugin-abi.md for the version history).
  *
  * A plugin is a shared library that exports one C function, TH_PLUGIN_ENTRY_SYMBOL, returning a
  * static table (th_plugin_api) that describes the plugin and holds its entry points. The host
@@ -39,7 +39,7 @@ extern "C" {
 
 #define TH_ABI_MAGIC 0x54484231u /* "THB1" */
 #define TH_ABI_VERSION_MAJOR 1
-#define TH_ABI_VERSION_MINOR 1
+#define TH_ABI_VERSION_MINOR 2
 
 /* The one symbol a plugin exports. Its name never changes between ABI versions. */
 #define TH_PLUGIN_ENTRY_SYMBOL "th_plugin_entry"
@@ -169,6 +169,17 @@ typedef struct th_host_api {
      * over a cap; the attempt itself goes on. */
     th_status (*set_output)(th_host_ctx *ctx, uint64_t token, const char *name,
                             const char *value);
+
+    /* ---- ABI 1.2: present when struct_size covers it ---- */
+
+    /* Tells the host which process runs attempt `token`: its pid and process group (pgid; pass
+     * the pid when the process leads its own group, 0 when it shares the plugin's). The host
+     * records both with the process's start time before the attempt counts as running, so that
+     * after a crash of taskhubd the next start stops exactly that process group, never a process
+     * that reused the pid. Call right after the process started, from any thread, until
+     * complete() is called for the token; a later call replaces the earlier one. Returns TH_OK,
+     * or TH_ERR_INVALID (logged by the host) for an unknown or completed token or a pid <= 0. */
+    th_status (*report_process)(th_host_ctx *ctx, uint64_t token, int32_t pid, int32_t pgid);
 } th_host_api;
 
 /* One task attempt handed to execute(). Owned by the host; every pointer in it is valid only

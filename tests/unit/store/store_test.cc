@@ -650,7 +650,10 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     TempDir dir;
     const fs::path db = dir.path / "taskhub.db";
     Store::open(dir.path).reset();
-    sql(db, "DROP TABLE file_versions; PRAGMA user_version = 4;");
+    // What a version 4 database lacks: file_versions (5) and the recovery columns and meta (6).
+    sql(db, "DROP TABLE file_versions; DROP TABLE meta; ALTER TABLE tasks DROP COLUMN pid; "
+            "ALTER TABLE tasks DROP COLUMN pgid; ALTER TABLE tasks DROP COLUMN proc_start; "
+            "ALTER TABLE runs DROP COLUMN lost; PRAGMA user_version = 4;");
     REQUIRE(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name = 'file_versions'") == 0);
     {
         auto s = Store::open(dir.path);
@@ -673,6 +676,8 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
         CHECK(v[2].run_id == "w@file-2");
         CHECK(s->fileVersions("none").empty());
     }
+    CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name IN ('pid', 'pgid', 'proc_start')") == 3);
+    CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'lost'") == 1);
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
-    CHECK(Store::kSchemaVersion == 5);
+    CHECK(Store::kSchemaVersion == 6);
 }
