@@ -173,6 +173,7 @@ int serve(const config::DaemonConfig& cfg) {
     const bool same_boot = !boot_id.empty() && store->exchangeMeta("boot_id", boot_id) == boot_id;
     store->commit();
     // From here on, commits happen on the store's writer thread and never block the loop.
+    eopts.log_cap = {cfg.history.max_log_size, cfg.history.max_log_size_text};
     store->startWriter([&io](std::function<void()> fn) { asio::post(io, std::move(fn)); });
 
     // Health transitions are recorded, and hold or release the plugin's ready tasks.

@@ -14,8 +14,45 @@ namespace {
 const std::set<std::string> kTopKeys = {
     "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
     "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "max_nesting_depth",
-    "pool", "plugins", "default_isolation"};
+    "pool", "plugins", "default_isolation", "history"};
 const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
+const std::set<std::string> kHistoryKeys = {"keep_runs", "keep_days", "max_log_size"};
+
+// The smallest max_log_size: a log keeps half of it after a truncation, and the marker line.
+constexpr uint64_t kMinLogSize = 1024;
+
+void loadHistory(const Value& v, HistorySettings& h, Reporter& r) {
+    if (!v.is_table()) {
+        r.add(v, "[history] must be a table, found " + typeName(v));
+        return;
+    }
+    for (const auto& [key, hv] : v.as_table()) {
+        const std::string what = "'history." + key + "'";
+        if (key == "keep_runs") {
+            if (auto n = getInt(hv, what, r, 1, 100'000'000)) h.keep_runs = static_cast<int>(*n);
+        } else if (key == "keep_days") {
+            if (auto n = getInt(hv, what, r, 1, 100'000)) h.keep_days = static_cast<int>(*n);
+        } else if (key == "max_log_size") {
+            // A number of bytes, or a string with a unit.
+            auto s = hv.is_integer() ? std::optional<std::string>(std::to_string(hv.as_integer()))
+                                     : getString(hv, what, r);
+            if (!s) continue;
+            std::string err;
+            auto n = parseByteSize(*s, &err);
+            if (!n) {
+                r.add(hv, what + ": " + err);
+            } else if (*n < kMinLogSize) {
+                r.add(hv, what + " must be at least 1KB, found \"" + *s + "\"");
+            } else {
+                h.max_log_size = *n;
+                h.max_log_size_text = *s;
+            }
+        } else {
+            r.add(hv, "unknown key '" + key + "' in [history]" + didYouMean(key, kHistoryKeys) +
+                          " (accepted: " + joinKeys(kHistoryKeys) + ")");
+        }
+    }
+}
 
 std::optional<Isolation> getIsolation(const Value& v, const std::string& what, Reporter& r) {
     auto s = getString(v, what, r);
@@ -135,6 +172,8 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
             if (auto n = getInt(v, what, r, 1, 100)) c.max_nesting_depth = static_cast<int>(*n);
         } else if (key == "default_isolation") {
             if (auto i = getIsolation(v, what, r)) c.default_isolation = *i;
+        } else if (key == "history") {
+            loadHistory(v, c.history, r);
         } else if (key == "pool") {
             if (!v.is_table()) {
                 r.add(v, "[pool] must be a table, found " + typeName(v));
@@ -180,6 +219,35 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
     }
     if (!r.ok()) throw ConfigError(r.sorted());
     return c;
+}
+
+std::optional<uint64_t> parseByteSize(const std::string& text, std::string* err) {
+    size_t i = 0;
+    uint64_t n = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+        if (n > (UINT64_MAX - 9) / 10) {
+            *err = "\"" + text + "\" is too large";
+            return std::nullopt;
+        }
+        n = n * 10 + static_cast<uint64_t>(text[i++] - '0');
+    }
+    std::string unit = text.substr(i);
+    while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
+    static const std::map<std::string, uint64_t> kUnits = {
+        {"", 1},           {"B", 1},           {"K", 1ull << 10},  {"KB", 1ull << 10}, {"KiB", 1ull << 10},
+        {"M", 1ull << 20}, {"MB", 1ull << 20}, {"MiB", 1ull << 20}, {"G", 1ull << 30}, {"GB", 1ull << 30},
+        {"GiB", 1ull << 30}};
+    auto u = kUnits.find(unit);
+    if (i == 0 || u == kUnits.end()) {
+        *err = "\"" + text + "\" is not a size (expected a number of bytes with an optional unit B, KB, MB or "
+               "GB, like \"10MB\")";
+        return std::nullopt;
+    }
+    if (n > UINT64_MAX / u->second) {
+        *err = "\"" + text + "\" is too large";
+        return std::nullopt;
+    }
+    return n * u->second;
 }
 
 const char* toString(Isolation i) noexcept { return i == Isolation::Process ? "process" : "in_process"; }

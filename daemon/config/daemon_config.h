@@ -3,6 +3,7 @@
 #define TASKHUB_CONFIG_DAEMON_CONFIG_H
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -45,6 +46,15 @@ struct PluginSettings {
     std::string plugin_config_json = "{}";
 };
 
+// [history]: how much run history and task output is kept (docs/operations.md, "History and
+// housekeeping"). Workflow files may override keep_runs and keep_days for their own runs.
+struct HistorySettings {
+    std::optional<int> keep_runs;  // top-level runs kept per workflow, newest first; unset: all
+    std::optional<int> keep_days;  // top-level runs younger than this are kept; unset: all
+    uint64_t max_log_size = 0;     // bytes one task attempt's log may hold; 0 = unlimited
+    std::string max_log_size_text; // as written, e.g. "10MB", for the truncation marker
+};
+
 // The plugins shipped with TaskHub (always in_process unless configured otherwise).
 bool isFirstPartyPlugin(const std::string& name) noexcept;
 
@@ -62,6 +72,7 @@ struct DaemonConfig {
     int max_running_tasks = 0;             // 0 = unlimited
     int max_nesting_depth = 10;            // child runs below a top-level run, at most
     PoolConfig pool;
+    HistorySettings history;
     Isolation default_isolation = Isolation::InProcess; // for plugins not shipped with TaskHub
     std::map<std::string, PluginSettings> plugins;
 
@@ -78,6 +89,11 @@ inline constexpr const char* kDefaultSocketPath = "/run/taskhub/taskhub.sock";
 #endif
 // The installed plugin directory (${CMAKE_INSTALL_FULL_LIBDIR}/taskhub/plugins).
 inline constexpr const char* kDefaultPluginDir = TASKHUB_DEFAULT_PLUGIN_DIR;
+
+// Parses a byte size: an integer with an optional unit B, KB, MB or GB (also K, M, G, KiB, MiB,
+// GiB; all powers of 1024), e.g. "10MB", "512KB", "1048576". On error returns std::nullopt and
+// sets *err to what is wrong and what would be right.
+std::optional<uint64_t> parseByteSize(const std::string& text, std::string* err);
 
 // Reads and validates a config file. Relative paths resolve against the file's directory.
 // Throws ConfigError with one diagnostic per problem (unknown keys, wrong types, bad values).

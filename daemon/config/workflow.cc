@@ -102,7 +102,8 @@ bool isWorkflowFileName(const std::string& file_name) {
 namespace {
 
 const std::set<std::string> kWorkflowKeys = {"description", "timezone", "dst_gap", "dst_fold", "trigger",
-                                             "policy", "params", "max_parallel_tasks", "task"};
+                                             "policy", "params", "max_parallel_tasks", "task",
+                                             "keep_runs", "keep_days"};
 const std::set<std::string> kTriggerKeys = {"cron",    "every",     "at",     "start_at", "jitter",
                                             "watch",   "pattern",   "recursive", "settle", "after"};
 // The keys that only a file-drop (watch) trigger takes.
@@ -861,6 +862,10 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
             loadParams(v, *wf, r);
         } else if (key == "max_parallel_tasks") {
             if (auto n = getInt(v, "'max_parallel_tasks'", r, 0, 1'000'000)) wf->max_parallel_tasks = static_cast<int>(*n);
+        } else if (key == "keep_runs") {
+            if (auto n = getInt(v, "'keep_runs'", r, 1, 100'000'000)) wf->keep_runs = static_cast<int>(*n);
+        } else if (key == "keep_days") {
+            if (auto n = getInt(v, "'keep_days'", r, 1, 100'000)) wf->keep_days = static_cast<int>(*n);
         } else if (key == "task") {
             tasks = &v;
         } else {

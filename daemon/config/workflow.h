@@ -133,6 +133,9 @@ struct Workflow {
     // Declared params with their defaults, in file order. A run may only set declared params.
     std::vector<std::pair<std::string, std::string>> params;
     int max_parallel_tasks = 0;           // running tasks of this workflow, all runs; 0 = unlimited
+    // History kept of this workflow's top-level runs; unset: taskhub.toml's [history] decides.
+    std::optional<int> keep_runs;
+    std::optional<int> keep_days;
     std::vector<TaskDef> tasks;
     dag::Graph graph;    // node i is tasks[i]
     std::string version; // content hash of the file, recorded with each run

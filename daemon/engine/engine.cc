@@ -788,7 +788,7 @@ struct Engine::Impl {
 
     std::shared_ptr<TaskOutput> openOutput(const Run& run, const TaskRun& task, std::string* err) {
         fs::path file = opts.log_dir / run.rec.id / (task.rec.task_id + "." + std::to_string(task.rec.attempt) + ".log");
-        return TaskOutput::open(io, std::move(file), err);
+        return TaskOutput::open(io, std::move(file), err, opts.log_cap);
     }
 
     void armTaskTimeout(Run& run, uint32_t t, std::chrono::milliseconds after) {

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "config/workflow.h"
+#include "engine/task_output.h"
 #include "store/records.h"
 
 namespace boost::asio {
@@ -41,6 +42,7 @@ struct EngineOptions {
     int max_running_tasks = 0;                  // 0 = unlimited
     std::map<std::string, int> plugin_max_concurrency; // per plugin; absent or 0 = unlimited
     int max_nesting_depth = 10;                 // child runs below a top-level run, at most
+    LogCap log_cap;                             // the most one attempt's log file holds
 };
 
 // Scheduled: a time trigger's firing (the run's trigger field says which kind: cron, every, at,

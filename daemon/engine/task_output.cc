@@ -26,14 +26,54 @@ constexpr std::string_view kSetOutput = "::set-output ";
 // Longest rest of a `::set-output` line kept: anything longer breaks a cap whatever it holds.
 constexpr size_t kMaxCapture = plugin_host::kMaxOutputsBytes + 2;
 
+constexpr std::string_view kMarkerStart = "[taskhub: ";
+constexpr std::string_view kMarkerMiddle = " bytes of older output dropped";
+// A truncation keeps the newest output from a line start when one is this close to the cut.
+constexpr size_t kLineSearch = 4096;
+
+// Writes all of data to fd; false with errno set on failure.
+bool writeAll(int fd, const char* data, size_t n) {
+    while (n > 0) {
+        ssize_t w = ::write(fd, data, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        data += w;
+        n -= static_cast<size_t>(w);
+    }
+    return true;
+}
+
 } // namespace
 
+std::string logTruncationMarker(uint64_t dropped, const std::string& cap_text) {
+    return std::string(kMarkerStart) + std::to_string(dropped) + std::string(kMarkerMiddle) +
+           " (max_log_size = " + cap_text + ")]\n";
+}
+
+std::optional<LogTruncation> parseLogTruncationMarker(std::string_view head) {
+    if (head.substr(0, kMarkerStart.size()) != kMarkerStart) return std::nullopt;
+    size_t i = kMarkerStart.size();
+    uint64_t n = 0;
+    const size_t digits = i;
+    while (i < head.size() && i < digits + 19 && head[i] >= '0' && head[i] <= '9') n = n * 10 + static_cast<uint64_t>(head[i++] - '0');
+    if (i == digits || head.substr(i, kMarkerMiddle.size()) != kMarkerMiddle) return std::nullopt;
+    const size_t nl = head.find('\n', i);
+    if (nl == std::string_view::npos) return std::nullopt;
+    return LogTruncation{n, nl + 1};
+}
+
 struct TaskOutput::Impl {
-    Impl(asio::io_context& io, int read_fd, std::filesystem::path f)
-        : reader(io, read_fd), linger(io), file(std::move(f)) {}
+    Impl(asio::io_context& io, int read_fd, std::filesystem::path f, LogCap c)
+        : reader(io, read_fd), linger(io), file(std::move(f)), cap(std::move(c)) {}
     asio::posix::stream_descriptor reader;
     asio::steady_timer linger;
     std::filesystem::path file;
+    LogCap cap;
+    uint64_t file_size = 0;   // bytes in the file, marker included
+    size_t marker_bytes = 0;  // the truncation marker at the file's start; 0 before the first
+    uint64_t dropped = 0;     // bytes of output dropped by truncations so far
     int file_fd = -1;
     bool file_failed = false;
     bool closed = false;
@@ -50,13 +90,14 @@ struct TaskOutput::Impl {
     std::string output_error;
 };
 
-std::shared_ptr<TaskOutput> TaskOutput::open(asio::io_context& io, std::filesystem::path file, std::string* err) {
+std::shared_ptr<TaskOutput> TaskOutput::open(asio::io_context& io, std::filesystem::path file, std::string* err,
+                                             LogCap cap) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) {
         *err = std::string("cannot create the output pipe: ") + std::strerror(errno);
         return nullptr;
     }
-    std::shared_ptr<TaskOutput> out(new TaskOutput(std::make_unique<Impl>(io, fds[0], std::move(file))));
+    std::shared_ptr<TaskOutput> out(new TaskOutput(std::make_unique<Impl>(io, fds[0], std::move(file), std::move(cap))));
     // The read end is drained without blocking when the attempt ends. Set through Asio, which
     // then skips setting it again on every wait (the write end stays blocking for the task).
     boost::system::error_code ec;
@@ -81,13 +122,13 @@ void TaskOutput::append(const char* data, size_t n) {
     auto& im = *impl_;
     if (im.file_fd < 0) {
         if (im.file_failed) return;
-        im.file_fd = ::open(im.file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        im.file_fd = ::open(im.file.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (im.file_fd < 0 && errno == ENOENT) {
             // The run's log directory is made with its first output, not when the run starts:
             // most runs of silent tasks never need it, and a directory costs a firing time.
             std::error_code ec;
             std::filesystem::create_directories(im.file.parent_path(), ec);
-            im.file_fd = ::open(im.file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+            im.file_fd = ::open(im.file.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         }
         if (im.file_fd < 0) {
             im.file_failed = true;
@@ -96,16 +137,64 @@ void TaskOutput::append(const char* data, size_t n) {
             return;
         }
     }
-    while (n > 0) {
-        ssize_t w = ::write(im.file_fd, data, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            spdlog::error("ENGINE_LOG_UNWRITABLE writing task log {}: {}", im.file.string(), std::strerror(errno));
-            return;
-        }
-        data += w;
-        n -= static_cast<size_t>(w);
+    if (im.cap.max_bytes > 0 && im.file_size + n > im.cap.max_bytes) {
+        truncateAndAppend(data, n);
+        return;
     }
+    if (!writeAll(im.file_fd, data, n)) {
+        spdlog::error("ENGINE_LOG_UNWRITABLE writing task log {}: {}", im.file.string(), std::strerror(errno));
+        return;
+    }
+    im.file_size += n;
+}
+
+void TaskOutput::truncateAndAppend(const char* data, size_t n) {
+    auto& im = *impl_;
+    // The newest half of the cap survives: the end of the file's output, then the new data.
+    const size_t keep = static_cast<size_t>(im.cap.max_bytes / 2);
+    const uint64_t in_file = im.file_size - im.marker_bytes;
+    std::string tail;
+    if (n >= keep) {
+        tail.assign(data + (n - keep), keep);
+    } else {
+        const size_t from_file = static_cast<size_t>(std::min<uint64_t>(keep - n, in_file));
+        tail.resize(from_file);
+        ssize_t got = from_file == 0 ? 0 : ::pread(im.file_fd, tail.data(), from_file,
+                                                   static_cast<off_t>(im.file_size - from_file));
+        if (got < 0) {
+            spdlog::error("ENGINE_LOG_UNWRITABLE reading task log {} to truncate it: {}; its older output is dropped",
+                          im.file.string(), std::strerror(errno));
+            got = 0;
+        }
+        tail.resize(static_cast<size_t>(got));
+        tail.append(data, n);
+    }
+    // Start at a line start when one is near, so that the first line kept is whole.
+    const size_t search = std::min(kLineSearch, tail.size() / 4);
+    if (const void* nl = std::memchr(tail.data(), '\n', search)) {
+        tail.erase(0, static_cast<size_t>(static_cast<const char*>(nl) - tail.data()) + 1);
+    }
+    const uint64_t total = in_file + n;
+    im.dropped += total - tail.size();
+    const std::string marker = logTruncationMarker(im.dropped, im.cap.text);
+    std::filesystem::path tmp = im.file;
+    tmp += ".tmp";
+    int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0 || !writeAll(fd, marker.data(), marker.size()) || !writeAll(fd, tail.data(), tail.size()) ||
+        ::rename(tmp.c_str(), im.file.c_str()) != 0) {
+        spdlog::error("ENGINE_LOG_UNWRITABLE truncating task log {} to max_log_size: {}; the task's further output "
+                      "is discarded", im.file.string(), std::strerror(errno));
+        if (fd >= 0) ::close(fd);
+        ::unlink(tmp.c_str());
+        ::close(im.file_fd);
+        im.file_fd = -1;
+        im.file_failed = true;
+        return;
+    }
+    ::close(im.file_fd);
+    im.file_fd = fd;
+    im.marker_bytes = marker.size();
+    im.file_size = marker.size() + tail.size();
 }
 
 void TaskOutput::start() { readSome(); }

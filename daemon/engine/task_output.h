@@ -11,6 +11,13 @@
 // outputError(), and later lines publish nothing more. Only line starts are compared with the
 // prefix, so output without such lines costs one memchr per line.
 //
+// Size cap (LogCap, taskhub.toml's [history] max_log_size): when a write would take the file past
+// the cap, the file is rewritten to hold a marker line and the newest half of the cap (cut at a
+// line start when one is near), and writing goes on after it; the marker says how many bytes of
+// the attempt's output were dropped in all, so a byte's position in the attempt's whole output
+// is still known (see parseLogTruncationMarker). The new file replaces the old one by rename, so
+// a reader sees one or the other, never half of either.
+//
 // Lifetime: owned through shared_ptr; pending reads keep it alive until end of file or close().
 // Threading: event-loop thread only (the plugin may write to the pipe from any thread).
 #ifndef TASKHUB_ENGINE_TASK_OUTPUT_H
@@ -19,8 +26,11 @@
 #include <array>
 #include <chrono>
 #include <filesystem>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "store/records.h"
 
@@ -30,12 +40,30 @@ class io_context;
 
 namespace taskhub::engine {
 
+// The most one attempt's log file may hold.
+struct LogCap {
+    uint64_t max_bytes = 0; // 0 = unlimited
+    std::string text;       // as configured, e.g. "10MB", for the marker
+};
+
+// The first line of a log file that LogCap truncated:
+// "[taskhub: N bytes of older output dropped (max_log_size = 10MB)]\n", N counting every byte
+// dropped since the attempt began.
+std::string logTruncationMarker(uint64_t dropped, const std::string& cap_text);
+struct LogTruncation {
+    uint64_t dropped = 0;    // bytes of the attempt's output before the file's first byte after the marker
+    size_t marker_bytes = 0; // length of the marker line, newline included
+};
+// Reads the marker from the start of a log file (at least its first 256 bytes, or all of a
+// shorter file); std::nullopt when the file does not start with one.
+std::optional<LogTruncation> parseLogTruncationMarker(std::string_view head);
+
 class TaskOutput : public std::enable_shared_from_this<TaskOutput> {
 public:
     // Creates the pipe; the log file is created later, at `file`, when output arrives.
     // Returns null with *err set when no pipe could be made.
     static std::shared_ptr<TaskOutput> open(boost::asio::io_context& io, std::filesystem::path file,
-                                            std::string* err);
+                                            std::string* err, LogCap cap = {});
     ~TaskOutput();
     TaskOutput(const TaskOutput&) = delete;
     TaskOutput& operator=(const TaskOutput&) = delete;
@@ -78,6 +106,8 @@ private:
     // Closed (end of file or error).
     Drain drain(size_t budget);
     void append(const char* data, size_t n);
+    // append() for a write that would take the file past the cap: rewrites it (see above).
+    void truncateAndAppend(const char* data, size_t n);
     // Finds `::set-output` lines in output as it arrives (lines may span reads).
     void scan(const char* data, size_t n);
     // Handles the captured rest of a `::set-output` line.

@@ -1,11 +1,12 @@
 // A task's output reaches its log complete and in order, whatever the timing of the attempt's
-// end, and a silent task leaves no file.
+// end, and a silent task leaves no file; max_log_size caps the log and keeps its newest output.
 #include <catch2/catch.hpp>
 
 #include <boost/asio/io_context.hpp>
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -13,6 +14,9 @@
 #include "engine/task_output.h"
 #include "test_support.h"
 
+using taskhub::engine::LogCap;
+using taskhub::engine::logTruncationMarker;
+using taskhub::engine::parseLogTruncationMarker;
 using taskhub::engine::TaskOutput;
 using taskhub::testing::TempDir;
 
@@ -49,6 +53,32 @@ struct Started {
         out->start();
     }
 };
+
+// Writes `lines` numbered lines of 20 bytes ("line 000001 .......\n") to a capped TaskOutput,
+// in chunks of `per_write` lines, and returns the file's content after the attempt ended.
+std::string capped(uint64_t cap, int lines, int per_write, std::string* all = nullptr) {
+    TempDir dir{"th-logcap"};
+    boost::asio::io_context io;
+    std::string err;
+    auto out = TaskOutput::open(io, dir.path / "t.1.log", &err, LogCap{cap, "2KB"});
+    REQUIRE(out);
+    out->start();
+    std::string written;
+    for (int i = 1; i <= lines;) {
+        std::string chunk;
+        for (int k = 0; k < per_write && i <= lines; ++k, ++i) {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, "line %06d .......\n", i);
+            chunk += buf;
+        }
+        REQUIRE(::write(out->writeFd(), chunk.data(), chunk.size()) == static_cast<ssize_t>(chunk.size()));
+        written += chunk;
+        io.poll();
+    }
+    out->attemptEnded();
+    if (all) *all = written;
+    return slurp(dir.path / "t.1.log");
+}
 
 } // namespace
 
@@ -236,4 +266,52 @@ TEST_CASE("outputs from the plugin's set_output join those of the log, and win",
     CHECK(u.out->outputError() == "output 'big' is 5000 bytes, over the limit of 4 KiB (4096 bytes) for one value");
     CHECK(u.out->outputs().empty());
     CHECK_FALSE(std::filesystem::exists(u.file)); // a silent attempt still makes no file
+}
+
+// max_log_size: a task attempt's log never grows past its cap; the newest output is kept after a
+// marker that counts every byte dropped, so positions in the attempt's output stay known.
+
+TEST_CASE("the truncation marker reads back what it says", "[log_cap]") {
+    const std::string m = logTruncationMarker(123456, "10MB");
+    CHECK(m == "[taskhub: 123456 bytes of older output dropped (max_log_size = 10MB)]\n");
+    auto t = parseLogTruncationMarker(m + "rest of the log\n");
+    REQUIRE(t);
+    CHECK(t->dropped == 123456);
+    CHECK(t->marker_bytes == m.size());
+    CHECK_FALSE(parseLogTruncationMarker("ordinary output\n"));
+    CHECK_FALSE(parseLogTruncationMarker("[taskhub: many bytes of older output dropped]\n"));
+    CHECK_FALSE(parseLogTruncationMarker("[taskhub: 12 bytes of older output dropped")); // no newline yet
+}
+
+TEST_CASE("a log under its cap is untouched", "[log_cap]") {
+    std::string all;
+    CHECK(capped(2048, 100, 10, &all) == all); // 2,000 bytes
+}
+
+TEST_CASE("a log over its cap keeps the newest output after a marker", "[log_cap]") {
+    for (int per_write : {1, 7, 200, 1000}) {
+        CAPTURE(per_write);
+        std::string all;
+        const std::string log = capped(2048, 1000, per_write, &all); // 20,000 bytes through 2 KiB
+        REQUIRE(log.size() <= 2048);
+        auto t = parseLogTruncationMarker(log);
+        REQUIRE(t);
+        const std::string kept = log.substr(t->marker_bytes);
+        // What is kept is exactly the end of the output, from a line start, and the marker
+        // counts everything before it.
+        CHECK(t->dropped + kept.size() == all.size());
+        CHECK(all.compare(t->dropped, std::string::npos, kept) == 0);
+        CHECK(kept.rfind("line ", 0) == 0);
+        CHECK(kept.size() >= 1024 - 20); // about half the cap survives
+    }
+}
+
+TEST_CASE("a single write larger than the cap keeps its own end", "[log_cap]") {
+    std::string all;
+    const std::string log = capped(2048, 500, 500, &all); // one 10,000-byte write
+    auto t = parseLogTruncationMarker(log);
+    REQUIRE(t);
+    CHECK(log.size() <= 2048);
+    CHECK(t->dropped + (log.size() - t->marker_bytes) == all.size());
+    CHECK(log.substr(log.size() - 20) == "line 000500 .......\n");
 }
