@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "app/daemon_services.h"
+#include "app/housekeeping.h"
 #include "app/workflow_watch.h"
 #include "common/log.h"
 #include "common/notify.h"
@@ -166,6 +167,7 @@ int serve(const config::DaemonConfig& cfg) {
     eopts.state_dir = cfg.state_dir;
     eopts.max_running_tasks = cfg.max_running_tasks;
     eopts.max_nesting_depth = cfg.max_nesting_depth;
+    eopts.log_cap = {cfg.history.max_log_size, cfg.history.max_log_size_text};
     for (const auto& [name, s] : cfg.plugins) eopts.plugin_max_concurrency[name] = s.max_concurrency;
     engine::Engine engine(io, *store, plugins, eopts);
     // Recorded processes of the previous daemon can only still exist in the same boot.
@@ -173,7 +175,6 @@ int serve(const config::DaemonConfig& cfg) {
     const bool same_boot = !boot_id.empty() && store->exchangeMeta("boot_id", boot_id) == boot_id;
     store->commit();
     // From here on, commits happen on the store's writer thread and never block the loop.
-    eopts.log_cap = {cfg.history.max_log_size, cfg.history.max_log_size_text};
     store->startWriter([&io](std::function<void()> fn) { asio::post(io, std::move(fn)); });
 
     // Health transitions are recorded, and hold or release the plugin's ready tasks.
@@ -226,11 +227,14 @@ int serve(const config::DaemonConfig& cfg) {
     services.loadWorkflows();
     // Schedules in the system zone follow a change of it at once (a reload re-reads the zone).
     triggers::ZoneWatch zone_watch(io, [&services] { services.loadWorkflows(); });
-    engine.setWorkflowLookup([&services](const std::string& name) -> std::shared_ptr<const config::Workflow> {
+    auto lookupWorkflow = [&services](const std::string& name) -> std::shared_ptr<const config::Workflow> {
         const auto& map = services.workflowMap();
         auto it = map.find(name);
         return it == map.end() ? nullptr : it->second;
-    });
+    };
+    engine.setWorkflowLookup(lookupWorkflow);
+    // History retention in the background (keep_runs, keep_days).
+    Housekeeping housekeeping(io, *store, pool, eopts.log_dir, cfg.history, lookupWorkflow);
     // Runs a crash left unfinished are reconciled (leftover processes killed, lost attempts
     // recorded, runs continued) and that is committed before any firing and before READY.
     {
@@ -275,6 +279,7 @@ int serve(const config::DaemonConfig& cfg) {
                 plugins.stopHealthChecks();
                 zone_watch.stop();
                 workflow_watch.stop();
+                housekeeping.stop();
                 engine.shutdown(cfg.shutdown_grace, [&] {
                     // Answers to clients still waiting on runs go out once their writes are
                     // durable; give those writes a moment to reach the sockets, then stop.

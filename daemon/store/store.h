@@ -49,9 +49,12 @@ public:
 
 struct RunFilter {
     std::optional<std::string> workflow;
+    // A run state, or "lost": runs in which recovery after a crash found lost attempts (any state).
     std::optional<std::string> state;
     size_t limit = 50;
     bool top_level_only = false; // leave out child runs (those with a parent_run)
+    std::optional<int64_t> since_ms = std::nullopt; // created at or after (epoch ms)
+    std::optional<int64_t> until_ms = std::nullopt; // created before (epoch ms)
 };
 
 class Store {
@@ -160,6 +163,39 @@ public:
     // tasks. Empty for an unknown run or one without children.
     std::vector<RunRecord> children(const std::string& run_id);
 
+    // ---- history retention (used by app/housekeeping) ----
+    // How much history of a workflow's top-level runs is kept: the newest keep_runs, and those
+    // created less than keep_days ago; a run beyond either limit goes. Unset: no limit.
+    struct Retention {
+        std::optional<int> keep_runs;
+        std::optional<int> keep_days;
+    };
+    struct PruneScan {
+        int64_t now_ms = 0;
+        int64_t min_age_ms = 0;   // a run that ended (or, never started, was created) more recently stays
+        size_t max_runs = 200;    // ids returned at most
+        size_t max_workflows = 64; // workflows looked at, at most
+        std::string cursor;       // the workflow looked at last; updated (round robin over all)
+    };
+    // Finished top-level runs beyond their workflow's rules (rules(workflow)), oldest first per
+    // workflow: committed data, a bounded amount of it per call. Never picked: a run that is not
+    // final, one that ended less than min_age_ms ago, and the run holding its workflow's latest
+    // scheduled instant (catch-up after downtime starts from it). Event-loop thread.
+    std::vector<std::string> prunableRuns(const std::function<Retention(const std::string&)>& rules,
+                                          PruneScan& scan);
+    // Deletes these top-level runs with their child runs, tasks and events, through the writer
+    // thread like every write. A run that is no longer final when the deletion is applied, whose
+    // tree has a run that is not, or that has writes waiting is left alone. From this call on
+    // run() no longer finds them (so `retry` cannot revive a run being deleted).
+    void pruneRuns(const std::vector<std::string>& run_ids);
+    // The next `limit` recorded file versions after *cursor (in key order; an empty cursor starts
+    // at the beginning and the end wraps to it) whose run is gone or that never had one.
+    std::vector<FileVersion> orphanFileVersions(size_t limit, FileVersion* cursor);
+    // Forgets these file versions (through the writer thread), unless a run with their run id
+    // exists by then.
+    void forgetFileVersions(std::vector<FileVersion> versions);
+    // ---- end of history retention ----
+
     std::string lastError() const;
     const std::filesystem::path& path() const noexcept { return path_; }
 
@@ -176,8 +212,12 @@ private:
         int64_t since_ms = 0;
         std::string by;
     };
+    struct Prune { // history retention: runs (top-level ids) and file versions to delete
+        std::vector<std::string> run_ids;
+        std::vector<FileVersion> file_versions;
+    };
     using RunOp = std::variant<RunRecord, UpdateRun, ReviveRun, WorkflowPause, PluginEvent,
-                               FileVersion>; // insert, update, ...
+                               FileVersion, Prune>; // insert, update, ...
     struct StringHash {
         using is_transparent = void;
         size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
@@ -212,6 +252,8 @@ private:
     RunPart& partLocked(std::string_view run_id);
     void enqueueRun(RunOp op);
     bool applyRun(Conn& c, const RunOp& op);
+    bool applyPrune(Conn& c, const Prune& op);    // history retention
+    bool hasWritesWaiting(const std::string& run_id); // history retention: writer thread
     std::optional<int64_t> runKey(Conn& c, std::string_view run_id); // logs and records a miss
     bool applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t);
     bool applyEvents(Conn& c, int64_t run_key, int64_t last_seq, const std::string& events);
@@ -244,6 +286,7 @@ private:
     std::string last_error_;            // guarded by mu_
     // Event-loop thread only.
     std::deque<Waiter> waiters_;
+    std::unordered_set<std::string> pruning_; // runs handed to pruneRuns() and not yet durable
 };
 
 } // namespace taskhub::store
