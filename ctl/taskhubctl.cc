@@ -53,9 +53,13 @@ commands (through the daemon):
                                 it succeeded
   watch RUN                     live view of a run's tasks and child runs until it ends; exit 1
                                 unless it succeeded (plain lines of changes when not a terminal)
-  runs [WORKFLOW] [--state S] [--limit N] [--all]
+  runs [WORKFLOW] [--state S] [--since TIME] [--until TIME] [--limit N] [--all]
                                 runs, newest first; child runs of nested workflows with --all
-                                or when their WORKFLOW is named
+                                or when their WORKFLOW is named; --state lost: runs in which
+                                recovery after a crash found lost attempts; --since/--until:
+                                created at or after / before TIME, an ISO 8601 time
+                                (2026-11-22T10:00:00Z, 2026-11-22) or a duration back from
+                                now (90m, 2h, 7d)
   pause RUN [--freeze]          start no new task of the run (and its child runs); --freeze also
                                 stops the processes of running tasks until `resume`
   resume RUN                    resume a paused run
@@ -65,7 +69,9 @@ commands (through the daemon):
   retry RUN [--task ID] [--downstream]
                                 re-run the failed and cancelled tasks of a finished run (or task
                                 ID) as new attempts; --downstream also re-runs the tasks below
-  logs RUN TASK [--attempt N]   a task's output (latest attempt by default)
+  logs RUN TASK [--attempt N] [-f]
+                                a task's output (latest attempt by default); -f, --follow:
+                                then its further output as it comes, until the attempt ends
   wait RUN                      block until a run ends; exit 1 unless it succeeded
   reload                        re-read the workflows directory
   plugins                       loaded plugins: version, ABI, isolation, health state and its
@@ -561,6 +567,60 @@ void printEvents(const std::string& root, const json::value& run) {
     }
 }
 
+// Every attempt of the tasks (in the whole tree) that ran more than once, from the event log:
+// when it started, how long it took and how it ended ("failed: exit code 1; retry 1 of 2 in 5s").
+void printAttempts(const std::string& root, const json::value& run) {
+    struct Attempt {
+        std::string number, started, ended, outcome;
+    };
+    struct Event {
+        int64_t seq;
+        std::string task, kind, time, detail;
+    };
+    std::vector<Event> events;
+    auto collect = [&](auto& self, const json::value& node) -> void {
+        std::string label = field(node, "id") == root ? "" : relativeRunId(root, field(node, "id")) + "/";
+        for (const auto& e : arrayField(node, "events")) {
+            if (field(e, "task").empty() || field(e, "task") == "-") continue;
+            events.push_back({e.as_object().contains("seq") && e.at("seq").is_int64() ? e.at("seq").as_int64() : 0,
+                              label + field(e, "task"), field(e, "kind"), field(e, "time"), field(e, "detail")});
+        }
+        for (const auto& c : arrayField(node, "children")) self(self, c);
+    };
+    collect(collect, run);
+    std::stable_sort(events.begin(), events.end(), [](const Event& a, const Event& b) { return a.seq < b.seq; });
+    std::vector<std::string> order;
+    std::map<std::string, std::vector<Attempt>> attempts;
+    for (const auto& e : events) {
+        auto& list = attempts[e.task];
+        if (e.kind == "start") {
+            if (list.empty()) order.push_back(e.task);
+            // "attempt 2" or "attempt 2: child run ..."
+            std::string n = e.detail.rfind("attempt ", 0) == 0 ? e.detail.substr(8, e.detail.find(':') - 8) : "?";
+            list.push_back({n, e.time, "", ""});
+        } else if (!list.empty() && list.back().ended.empty() &&
+                   (e.kind == "end" || e.kind == "cancelled" || e.kind == "lost")) {
+            list.back().ended = e.time;
+            list.back().outcome = e.detail;
+        }
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& task : order) {
+        const auto& list = attempts[task];
+        if (list.size() < 2) continue;
+        for (const auto& at : list) {
+            int64_t a = isoToMs(at.started), b = isoToMs(at.ended);
+            rows.push_back({task, at.number, shortTime(at.started), a < 0 ? "-" : b < 0 ? "running" : formatMs(b - a),
+                            at.ended.empty() ? "" : at.outcome});
+        }
+    }
+    if (rows.empty()) return;
+    std::cout << "\nATTEMPTS (tasks that ran more than once)\n";
+    for (const auto& l : tableLines({"TASK", "ATTEMPT", "STARTED", "DURATION", "OUTCOME"}, rows)) {
+        std::cout << "  " << l << "\n";
+    }
+}
+
 int cmdShow(const Globals& g, const std::string& name) {
     json::object a;
     a["name"] = name;
@@ -588,6 +648,7 @@ int cmdShow(const Globals& g, const std::string& name) {
             }
         };
         printOutputs(printOutputs, run, "");
+        printAttempts(field(run, "id"), run);
         std::cout << "\nEVENTS\n";
         printEvents(field(run, "id"), run);
         return 0;
@@ -825,11 +886,30 @@ int cmdWait(const Globals& g, const std::string& id) {
     return finishedRun(g, call(g, "wait", a));
 }
 
-int cmdRuns(const Globals& g, const std::optional<std::string>& wf, const std::optional<std::string>& state, int limit,
-            bool all) {
+// A --since/--until value: an ISO 8601 time (with an offset, or a date: midnight UTC) or a
+// duration back from now ("2h", "7d"), as the ISO 8601 instant the daemon takes.
+std::string timeArg(const char* option, const std::string& text) {
+    std::string err;
+    if (!text.empty() && text[0] >= '0' && text[0] <= '9' && text.find('-') == std::string::npos) {
+        if (auto d = parseDuration(text, &err)) {
+            auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+            return formatIsoSeconds(now - std::chrono::ceil<std::chrono::seconds>(*d));
+        }
+        usage(std::string(option) + ": " + err);
+    }
+    std::string iso = text.size() == 10 ? text + "T00:00:00Z" : text; // a date alone
+    if (auto t = parseIsoInstant(iso, &err)) return formatIsoSeconds(*t);
+    usage(std::string(option) + " needs an ISO 8601 time (2026-11-22T10:00:00Z, 2026-11-22) or a duration back "
+                                "from now (2h, 7d): " + err);
+}
+
+int cmdRuns(const Globals& g, const std::optional<std::string>& wf, const std::optional<std::string>& state,
+            const std::optional<std::string>& since, const std::optional<std::string>& until, int limit, bool all) {
     json::object a;
     if (wf) a["workflow"] = *wf;
     if (state) a["state"] = *state;
+    if (since) a["since"] = timeArg("--since", *since);
+    if (until) a["until"] = timeArg("--until", *until);
     a["limit"] = limit;
     a["all"] = all;
     auto d = call(g, "runs", a);
@@ -911,16 +991,40 @@ int cmdRetry(const Globals& g, const std::string& id, const std::optional<std::s
                   "retrying " + what + (downstream ? " and the tasks downstream" : "") + " of " + id);
 }
 
-int cmdLogs(const Globals& g, const std::string& run, const std::string& task, int attempt) {
+constexpr auto kLogPoll = std::chrono::milliseconds(300);
+
+// With follow: the output so far, then what the attempt writes, polled from the position the
+// last answer ended at, until the attempt has ended and everything it wrote is shown. The
+// attempt is fixed by the first answer, so a retry's next attempt is not mixed in.
+int cmdLogs(const Globals& g, const std::string& run, const std::string& task, int attempt, bool follow) {
     json::object a;
     a["run"] = run;
     a["task"] = task;
     if (attempt > 0) a["attempt"] = attempt;
     auto d = call(g, "logs", a);
-    if (g.json) return emitJson(d), 0;
-    if (d.as_object().at("truncated").as_bool()) std::cout << "[... earlier output not shown ...]\n";
-    std::cout << str(d.as_object().at("content"));
-    return 0;
+    if (g.json) {
+        if (!follow) return emitJson(d), 0;
+        std::cout << json::serialize(d) << "\n" << std::flush;
+    } else {
+        if (d.as_object().at("truncated").as_bool()) std::cout << "[... earlier output not shown ...]\n";
+        std::cout << str(d.as_object().at("content")) << std::flush;
+    }
+    if (!follow) return 0;
+    a["attempt"] = d.as_object().at("attempt");
+    for (;;) {
+        const bool active = d.as_object().at("active").as_bool();
+        const bool got = !d.as_object().at("content").as_string().empty();
+        if (!active && !got) return 0;
+        if (active && !got) std::this_thread::sleep_for(kLogPoll);
+        a["offset"] = d.as_object().at("next_offset");
+        d = call(g, "logs", a);
+        if (g.json) {
+            if (!d.as_object().at("content").as_string().empty()) std::cout << json::serialize(d) << "\n";
+        } else {
+            std::cout << str(d.as_object().at("content"));
+        }
+        std::cout << std::flush;
+    }
 }
 
 int cmdReload(const Globals& g) {
@@ -1088,7 +1192,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> pos;
     // Command options as given, in order; flags have an empty value.
     std::vector<std::pair<std::string, std::string>> opts;
-    static const std::set<std::string> kValueOptions = {"--state", "--limit", "--attempt", "--task", "--param",
+    static const std::set<std::string> kValueOptions = {"--state", "--since", "--until", "--limit", "--attempt", "--task", "--param",
                                                         "--cron", "--tz", "--from", "-n", "--dst-gap",
                                                         "--dst-fold", "--name"};
     static const std::set<std::string> kFlags = {"--wait", "--follow", "--freeze", "--downstream", "--all"};
@@ -1112,7 +1216,9 @@ int main(int argc, char** argv) {
             opts.emplace_back(a, "");
         } else if (a == "--param") opts.emplace_back(a, value("NAME=VALUE"));
         else if (a == "--task") opts.emplace_back(a, value("a task id"));
-        else if (a == "--state") opts.emplace_back(a, value("a run state"));
+        else if (a == "--state") opts.emplace_back(a, value("a run state, or lost"));
+        else if (a == "--since" || a == "--until") opts.emplace_back(a, value("an ISO 8601 time or a duration like 2h"));
+        else if (a == "-f") opts.emplace_back("--follow", "");
         else if (a == "--limit" || a == "--attempt" || a == "-n") opts.emplace_back(a, value("a number"));
         else if (a == "--cron") opts.emplace_back(a, value("a cron expression, like \"30 2 * * *\""));
         else if (a == "--tz") opts.emplace_back(a, value("an IANA time zone, like Europe/Berlin"));
@@ -1136,8 +1242,8 @@ int main(int argc, char** argv) {
     const std::string optionsOf = cmd == "plugin" && pos.size() > 1 ? cmd + " " + pos[1] : cmd;
     static const std::map<std::string, std::vector<std::string>> kCommandOptions = {
         {"run", {"--param", "--wait", "--follow"}},
-        {"runs", {"--state", "--limit", "--all"}},
-        {"logs", {"--attempt"}},
+        {"runs", {"--state", "--since", "--until", "--limit", "--all"}},
+        {"logs", {"--attempt", "--follow"}},
         {"pause", {"--freeze"}},
         {"cancel", {"--task"}},
         {"retry", {"--task", "--downstream"}},
@@ -1213,13 +1319,13 @@ int main(int argc, char** argv) {
     if (cmd == "runs") {
         if (pos.size() > 2) usage("runs takes at most one argument: WORKFLOW");
         return cmdRuns(g, pos.size() == 2 ? std::optional<std::string>(pos[1]) : std::nullopt, opt("--state"),
-                       intOpt("--limit", 50), has("--all"));
+                       opt("--since"), opt("--until"), intOpt("--limit", 50), has("--all"));
     }
     if (cmd == "pause") return need(1, "one argument: RUN or WORKFLOW"), cmdPause(g, pos[1], has("--freeze"));
     if (cmd == "resume") return need(1, "one argument: RUN or WORKFLOW"), cmdResume(g, pos[1]);
     if (cmd == "cancel") return need(1, "one argument: RUN"), cmdCancel(g, pos[1], taskOpt());
     if (cmd == "retry") return need(1, "one argument: RUN"), cmdRetry(g, pos[1], taskOpt(), has("--downstream"));
-    if (cmd == "logs") return need(2, "two arguments: RUN TASK"), cmdLogs(g, pos[1], pos[2], intOpt("--attempt", 0));
+    if (cmd == "logs") return need(2, "two arguments: RUN TASK"), cmdLogs(g, pos[1], pos[2], intOpt("--attempt", 0), has("--follow"));
     if (cmd == "reload") return need(0, "no arguments"), cmdReload(g);
     if (cmd == "next") {
         if (pos.size() > 2) usage("next takes at most one argument: WORKFLOW");

@@ -13,6 +13,7 @@
 
 #include "common/time_util.h"
 #include "engine/engine.h"
+#include "engine/task_output.h"
 #include "plugin_host/plugin_host.h"
 #include "pool/worker_pool.h"
 #include "store/store.h"
@@ -463,10 +464,8 @@ bool DaemonServices::whenRunEnds(const std::string& run_id, std::function<void()
     return m_.engine->whenEnded(run_id, [fn = std::move(fn)](const store::RunRecord&) { fn(); });
 }
 
-std::vector<store::RunRecord> DaemonServices::runs(const std::optional<std::string>& workflow,
-                                                   const std::optional<std::string>& state, size_t limit,
-                                                   bool top_level_only) {
-    return m_.store->runs({workflow, state, limit, top_level_only});
+std::vector<store::RunRecord> DaemonServices::runs(const control::RunQuery& q) {
+    return m_.store->runs({q.workflow, q.state, q.limit, q.top_level_only, q.since_ms, q.until_ms});
 }
 
 std::optional<store::RunRecord> DaemonServices::run(const std::string& id) { return m_.store->run(id, true); }
@@ -488,7 +487,7 @@ std::vector<store::EventRecord> DaemonServices::events(const std::string& run_id
 }
 
 control::LogChunk DaemonServices::taskLog(const std::string& run_id, const std::string& task_id, int attempt,
-                                          size_t max_bytes) {
+                                          size_t max_bytes, std::optional<uint64_t> offset) {
     control::LogChunk out;
     // Only ids that exist in the store reach the file system, so no path can be smuggled in.
     auto run = m_.store->run(run_id, true);
@@ -514,19 +513,38 @@ control::LogChunk DaemonServices::taskLog(const std::string& run_id, const std::
                     std::to_string(attempt);
         return out;
     }
+    out.active = attempt == task->attempt &&
+                 (task->state == "running" || task->state == "starting" || task->state == "frozen");
     fs::path file = m_.config->state_dir / "logs" / run->id / (task->task_id + "." + std::to_string(attempt) + ".log");
     std::ifstream in(file, std::ios::binary | std::ios::ate);
     out.found = true;
     out.attempt = attempt;
     out.path = file.string();
     if (!in) return out; // nothing written yet
-    auto size = static_cast<size_t>(in.tellg());
-    size_t from = size > max_bytes ? size - max_bytes : 0;
-    out.truncated = from > 0;
+    const auto size = static_cast<uint64_t>(in.tellg());
+    // A file max_log_size truncated starts with a marker saying how much output went before.
+    std::string head(static_cast<size_t>(std::min<uint64_t>(size, 256)), '\0');
+    in.seekg(0);
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    const auto cut = engine::parseLogTruncationMarker(head).value_or(engine::LogTruncation{});
+    out.dropped = cut.dropped;
+    uint64_t from;
+    if (!offset) {
+        from = size > max_bytes ? size - max_bytes : 0;
+        out.truncated = from > 0;
+    } else if (*offset >= cut.dropped) {
+        from = std::min(size, cut.marker_bytes + (*offset - cut.dropped));
+    } else {
+        from = 0; // that part was dropped: from the marker, which says so
+    }
+    const uint64_t to = std::min(size, from + max_bytes);
+    in.clear();
     in.seekg(static_cast<std::streamoff>(from));
-    out.content.resize(size - from);
+    out.content.resize(static_cast<size_t>(to - from));
     in.read(out.content.data(), static_cast<std::streamsize>(out.content.size()));
     out.content.resize(static_cast<size_t>(in.gcount()));
+    const uint64_t end = from + out.content.size();
+    out.next_offset = cut.dropped + (end > cut.marker_bytes ? end - cut.marker_bytes : 0);
     return out;
 }
 

@@ -84,15 +84,13 @@ public:
     control::ChangeOutcome retry(const std::string& run_id, const std::string& task_id, bool downstream,
                                  const control::Caller& caller) override;
     bool whenRunEnds(const std::string& run_id, std::function<void()> fn) override;
-    std::vector<store::RunRecord> runs(const std::optional<std::string>& workflow,
-                                       const std::optional<std::string>& state, size_t limit,
-                                       bool top_level_only) override;
+    std::vector<store::RunRecord> runs(const control::RunQuery& query) override;
     std::optional<store::RunRecord> run(const std::string& id) override;
     std::vector<store::RunRecord> children(const std::string& run_id) override;
     std::map<std::string, std::string> waitingReasons(const std::string& run_id) override;
     std::vector<store::EventRecord> events(const std::string& run_id) override;
     control::LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
-                              size_t max_bytes) override;
+                              size_t max_bytes, std::optional<uint64_t> offset) override;
     control::ReloadOutcome reload(const control::Caller& caller) override;
     control::UpcomingOutcome upcoming(const std::string& workflow, size_t n) override;
     uint64_t writeMark() override;

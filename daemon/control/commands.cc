@@ -3,6 +3,8 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -378,16 +380,27 @@ void cmdWait(Context& c) {
     }
 }
 
+// An ISO 8601 instant argument (with its offset), as epoch milliseconds.
+std::optional<int64_t> optInstant(Context& c, const char* key) {
+    auto text = optString(c, key);
+    if (!text) return std::nullopt;
+    std::string err;
+    auto t = parseIsoInstant(*text, &err);
+    if (!t) throw CommandError{"bad_request", std::string("argument '") + key + "': " + err};
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
+}
+
 void cmdRuns(Context& c) {
-    auto wf = optString(c, "workflow");
-    auto state = optString(c, "state");
-    auto limit = optInt(c, "limit", 50, 1, 100000);
+    RunQuery q;
+    q.workflow = optString(c, "workflow");
+    q.state = optString(c, "state");
+    q.since_ms = optInstant(c, "since");
+    q.until_ms = optInstant(c, "until");
+    q.limit = static_cast<size_t>(optInt(c, "limit", 50, 1, 100000));
     // Child runs are listed when asked for, or when their workflow is named.
-    bool top_level_only = !optBool(c, "all") && !wf;
+    q.top_level_only = !optBool(c, "all") && !q.workflow;
     json::array runs;
-    for (const auto& r : c.services.runs(wf, state, static_cast<size_t>(limit), top_level_only)) {
-        runs.push_back(runJson(r, false));
-    }
+    for (const auto& r : c.services.runs(q)) runs.push_back(runJson(r, false));
     c.ok(std::move(runs));
 }
 
@@ -460,7 +473,11 @@ void cmdLogs(Context& c) {
     std::string task = needString(c, "task");
     int attempt = static_cast<int>(optInt(c, "attempt", 0, 0, 1000));
     auto max_bytes = optInt(c, "max_bytes", 1 << 20, 1, 16 << 20);
-    auto chunk = c.services.taskLog(run, task, attempt, static_cast<size_t>(max_bytes));
+    std::optional<uint64_t> offset;
+    if (c.args.contains("offset") && !c.args.at("offset").is_null()) {
+        offset = static_cast<uint64_t>(optInt(c, "offset", 0, 0, INT64_MAX));
+    }
+    auto chunk = c.services.taskLog(run, task, attempt, static_cast<size_t>(max_bytes), offset);
     if (!chunk.found) throw CommandError{"not_found", chunk.error};
     json::object o;
     o["run"] = run;
@@ -469,6 +486,9 @@ void cmdLogs(Context& c) {
     o["path"] = chunk.path;
     o["content"] = chunk.content;
     o["truncated"] = chunk.truncated;
+    o["next_offset"] = chunk.next_offset;
+    o["dropped"] = chunk.dropped;
+    o["active"] = chunk.active;
     c.ok(std::move(o));
 }
 
@@ -586,8 +606,8 @@ const Command kCommands[] = {
     {"status", "daemon health and counters", Access::ReadOnly, cmdStatus},
     {"list", "loaded workflows with next firing and last run; files that failed to load", Access::ReadOnly, cmdList},
     {"show", "one workflow (args: name) or one run with tasks, events and child runs (args: name = run id)", Access::ReadOnly, cmdShow},
-    {"runs", "runs, newest first; child runs only with all or workflow (args: workflow, state, limit, all)", Access::ReadOnly, cmdRuns},
-    {"logs", "a task attempt's output (args: run, task, attempt, max_bytes)", Access::ReadOnly, cmdLogs},
+    {"runs", "runs, newest first; child runs only with all or workflow (args: workflow, state, since, until, limit, all)", Access::ReadOnly, cmdRuns},
+    {"logs", "a task attempt's output, or the part of it from offset on; active while more may come (args: run, task, attempt, max_bytes, offset)", Access::ReadOnly, cmdLogs},
     {"wait", "answer when a run has ended (args: run)", Access::ReadOnly, cmdWait},
     {"next", "a workflow's next firings of its time triggers (args: workflow, n)", Access::ReadOnly, cmdNext},
     {"plugins", "loaded plugins with version, ABI, isolation, health and running tasks; refused plugin files", Access::ReadOnly, cmdPlugins},

@@ -113,7 +113,22 @@ struct LogChunk {
     std::string path;
     int attempt = 0;
     std::string content;
-    bool truncated = false;
+    bool truncated = false;   // content starts after the start of what the file holds
+    // Positions count bytes of the attempt's whole output, including bytes max_log_size dropped
+    // from the file (see engine/task_output.h): next_offset is the position after content.
+    uint64_t next_offset = 0;
+    uint64_t dropped = 0;     // bytes max_log_size dropped from the start of the file so far
+    bool active = false;      // the attempt still runs: more output may come
+};
+
+// Which runs `runs` lists: newest first, at most limit.
+struct RunQuery {
+    std::optional<std::string> workflow;
+    std::optional<std::string> state;  // a run state, or "lost" (recovery found lost attempts)
+    std::optional<int64_t> since_ms;   // created at or after
+    std::optional<int64_t> until_ms;   // created before
+    size_t limit = 50;
+    bool top_level_only = false;       // leave out child runs
 };
 
 // One planned firing of a workflow's time trigger (triggers::upcoming()).
@@ -211,10 +226,7 @@ public:
                                 const Caller& caller) = 0;
     // Calls fn once the run has ended; false when there is no such run.
     virtual bool whenRunEnds(const std::string& run_id, std::function<void()> fn) = 0;
-    // Newest first; top_level_only leaves out child runs.
-    virtual std::vector<store::RunRecord> runs(const std::optional<std::string>& workflow,
-                                               const std::optional<std::string>& state, size_t limit,
-                                               bool top_level_only) = 0;
+    virtual std::vector<store::RunRecord> runs(const RunQuery& query) = 0;
     virtual std::optional<store::RunRecord> run(const std::string& id) = 0; // with tasks
     // The runs started by the workflow tasks of run_id (every attempt), oldest first, with tasks.
     virtual std::vector<store::RunRecord> children(const std::string& run_id) = 0;
@@ -222,9 +234,11 @@ public:
     // finished run or when nothing waits.
     virtual std::map<std::string, std::string> waitingReasons(const std::string& run_id) = 0;
     virtual std::vector<store::EventRecord> events(const std::string& run_id) = 0;
-    // attempt 0 = the latest attempt. At most max_bytes from the end of the log are returned.
+    // attempt 0 = the latest attempt. Without offset, at most max_bytes from the end of the log;
+    // with it, at most max_bytes from that position of the attempt's output on (from the
+    // truncation marker when max_log_size dropped that position).
     virtual LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
-                             size_t max_bytes) = 0;
+                             size_t max_bytes, std::optional<uint64_t> offset) = 0;
     virtual ReloadOutcome reload(const Caller& caller) = 0;
     // The next n firings of a loaded workflow's time triggers strictly after now.
     virtual UpcomingOutcome upcoming(const std::string& workflow, size_t n) = 0;
