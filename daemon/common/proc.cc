@@ -72,7 +72,8 @@ std::string bootId() {
     return id;
 }
 
-std::vector<FoundProcess> processesWithEnvironment(const std::vector<std::string>& entries) {
+std::vector<FoundProcess> processesWithEnvironment(const std::string& required,
+                                                   const std::vector<std::string>& names) {
     std::vector<FoundProcess> out;
     DIR* dir = ::opendir("/proc");
     if (!dir) return out;
@@ -81,25 +82,29 @@ std::vector<FoundProcess> processesWithEnvironment(const std::vector<std::string
         char* end = nullptr;
         long pid = std::strtol(e->d_name, &end, 10);
         if (pid <= 0 || *end != '\0' || pid == self) continue;
-        std::string env = readProcFile(std::string("/proc/") + e->d_name + "/environ");
-        if (env.empty()) continue;
-        size_t found = 0;
-        for (const auto& want : entries) {
-            // Entries are NUL-separated; match whole entries only.
-            for (size_t pos = 0; pos < env.size();) {
-                size_t next = env.find('\0', pos);
-                if (next == std::string::npos) next = env.size();
-                if (std::string_view(env).substr(pos, next - pos) == want) {
-                    ++found;
-                    break;
-                }
-                pos = next + 1;
+        const std::string env = readProcFile(std::string("/proc/") + e->d_name + "/environ");
+        // Entries are NUL-separated; only whole entries match.
+        bool found = false;
+        FoundProcess p;
+        p.values.resize(names.size());
+        for (size_t pos = 0; pos < env.size();) {
+            size_t next = env.find('\0', pos);
+            if (next == std::string::npos) next = env.size();
+            const std::string_view entry = std::string_view(env).substr(pos, next - pos);
+            if (entry == required) found = true;
+            for (size_t i = 0; i < names.size(); ++i) {
+                if (entry.size() > names[i].size() && entry.substr(0, names[i].size()) == names[i] &&
+                    entry[names[i].size()] == '=')
+                    p.values[i] = std::string(entry.substr(names[i].size() + 1));
             }
+            pos = next + 1;
         }
-        if (found != entries.size()) continue;
+        if (!found) continue;
         auto st = readStat(static_cast<pid_t>(pid));
         if (!st || st->state == 'Z' || st->state == 'X') continue;
-        out.push_back({static_cast<pid_t>(pid), st->start_ticks});
+        p.pid = static_cast<pid_t>(pid);
+        p.start_ticks = st->start_ticks;
+        out.push_back(std::move(p));
     }
     ::closedir(dir);
     return out;

@@ -27,14 +27,17 @@ bool sameProcess(pid_t pid, int64_t start_ticks);
 // Start times in ticks compare only within one boot.
 std::string bootId();
 
-// The processes (other than this one) whose environment contains every entry of `entries`
-// ("NAME=value"), each with its start time. Processes whose environment cannot be read are
-// passed over.
+// The processes (other than this one) whose environment holds the entry `required`
+// ("NAME=value"), each with its start time and the values of the variables `names` (in that
+// order; "" for one it lacks). Processes whose environment cannot be read are passed over. One
+// pass over /proc.
 struct FoundProcess {
     pid_t pid = 0;
     int64_t start_ticks = 0;
+    std::vector<std::string> values;
 };
-std::vector<FoundProcess> processesWithEnvironment(const std::vector<std::string>& entries);
+std::vector<FoundProcess> processesWithEnvironment(const std::string& required,
+                                                   const std::vector<std::string>& names);
 
 } // namespace taskhub
 

@@ -1576,7 +1576,10 @@ struct Engine::Impl {
     // or frozen: its recorded process (pid + start time, so a reused pid is never hit) and any
     // other process that still carries the attempt's TASKHUB_* variables are stopped with
     // SIGKILL. Returns the sentence for the `lost` event.
+    // tagged: the live processes carrying this daemon's TASKHUB_STATE_DIR, by
+    // "run\ntask\nattempt" (their TASKHUB_RUN_ID, TASKHUB_TASK_ID, TASKHUB_ATTEMPT).
     std::string stopLeftovers(const store::RunRecord& run, const store::TaskRecord& task, bool same_boot,
+                              const std::multimap<std::string, FoundProcess>& tagged,
                               std::vector<FoundProcess>* killed) {
         std::string what;
         if (task.pid && *task.pid > 0) {
@@ -1585,7 +1588,7 @@ struct Engine::Impl {
             if (same_boot && task.proc_start && *task.proc_start > 0 && sameProcess(pid, *task.proc_start)) {
                 // The group leader is verified; its group id cannot have been reused while it lives.
                 ::kill(group == pid ? -group : pid, SIGKILL);
-                killed->push_back({pid, *task.proc_start});
+                killed->push_back({pid, *task.proc_start, {}});
                 what = "its process " + std::to_string(pid) + (group == pid ? " (and its process group)" : "") +
                        " was still running and was killed (SIGKILL)";
             } else if (same_boot && task.proc_start && *task.proc_start > 0 && processStartTicks(pid)) {
@@ -1598,26 +1601,25 @@ struct Engine::Impl {
             what = task.state == "starting" ? "taskhubd stopped while starting it; no process was recorded"
                                             : "no process was recorded for it";
         }
-        if (!state_dir.empty()) {
-            size_t extra = 0;
-            for (const auto& p : processesWithEnvironment({"TASKHUB_STATE_DIR=" + state_dir,
-                                                           "TASKHUB_RUN_ID=" + run.id,
-                                                           "TASKHUB_TASK_ID=" + task.task_id,
-                                                           "TASKHUB_ATTEMPT=" + std::to_string(task.attempt)})) {
-                if (std::any_of(killed->begin(), killed->end(), [&](const FoundProcess& k) { return k.pid == p.pid; }))
-                    continue;
-                if (::getpgid(p.pid) == p.pid) ::kill(-p.pid, SIGKILL);
-                ::kill(p.pid, SIGKILL);
-                killed->push_back(p);
-                ++extra;
-            }
-            if (extra > 0) what += "; " + std::to_string(extra) + " other process(es) of the attempt were killed";
+        size_t extra = 0;
+        auto [from, to] = tagged.equal_range(run.id + "\n" + task.task_id + "\n" + std::to_string(task.attempt));
+        for (auto it = from; it != to; ++it) {
+            const FoundProcess& p = it->second;
+            if (std::any_of(killed->begin(), killed->end(), [&](const FoundProcess& k) { return k.pid == p.pid; }))
+                continue;
+            if (!sameProcess(p.pid, p.start_ticks)) continue; // gone since the scan
+            if (::getpgid(p.pid) == p.pid) ::kill(-p.pid, SIGKILL);
+            ::kill(p.pid, SIGKILL);
+            killed->push_back(p);
+            ++extra;
         }
+        if (extra > 0) what += "; " + std::to_string(extra) + " other process(es) of the attempt were killed";
         return what;
     }
 
     // Ends an unfinished run that cannot continue, with its unfinished tasks and child runs.
-    void abandon(const store::RunRecord& rec, const std::string& why,
+    // Returns the attempts lost in it and its child runs.
+    int abandon(const store::RunRecord& rec, const std::string& why,
                  const std::map<std::string, store::RunRecord>& unfinished, RecoveryReport* report) {
         store::RunRecord r = rec;
         const int64_t now = nowMillis();
@@ -1625,18 +1627,20 @@ struct Engine::Impl {
             auto& t = r.tasks[i];
             if (finalStateFromName(t.state)) continue;
             const bool was_running = t.state == "starting" || t.state == "running" || t.state == "frozen";
-            if (was_running) ++r.lost;
+            if (was_running && t.plugin.rfind("workflow:", 0) != 0) {
+                ++r.lost;
+                ++report->lost;
+            }
             t.state = was_running ? "failed" : "cancelled";
             t.message = (was_running ? "lost: " : "") + why;
             if (!t.ended_ms) t.ended_ms = now;
             store.upsertTask(r.id, static_cast<int>(i), t);
             if (!t.child_run.empty()) {
                 if (auto c = unfinished.find(t.child_run); c != unfinished.end()) {
-                    abandon(c->second, "its parent run " + r.id + " could not continue", unfinished, report);
+                    r.lost += abandon(c->second, "its parent run " + r.id + " could not continue", unfinished, report);
                 }
             }
         }
-        report->lost += static_cast<size_t>(r.lost - rec.lost);
         r.state = "failed";
         r.message = why;
         r.ended_ms = now;
@@ -1644,15 +1648,18 @@ struct Engine::Impl {
         event(r.id, "", "recovered", "failed: " + why);
         spdlog::warn("ENGINE_RUN_ABANDONED {} {}", r.id, why);
         ++report->abandoned;
+        return r.lost - rec.lost;
     }
 
     // Rebuilds an unfinished run (and its child runs) as it was when the previous process died:
     // final tasks keep their outcome; tasks that were pending, ready or retrying wait again;
     // each attempt that was starting, running or frozen is lost: retried if the task has retries
     // left and is not at_most_once, else failed. A workflow task whose child run is unfinished
-    // keeps running with that child, which is rebuilt the same way. Returns the runs rebuilt
-    // (parent first); they are admitted by the caller.
-    void rebuild(const store::RunRecord& rec, Run* parent, uint32_t parent_task,
+    // keeps running with that child, which is rebuilt the same way. Appends the runs rebuilt
+    // (parent first) to *rebuilt; the caller admits them. A run's lost count includes the attempts
+    // lost in its child runs (`runs --state lost` finds the top-level run). Returns the attempts
+    // lost in this run and its child runs.
+    int rebuild(const store::RunRecord& rec, Run* parent, uint32_t parent_task,
                  const std::map<std::string, store::RunRecord>& unfinished,
                  const std::map<std::string, std::string>& lost_what, std::vector<Run*>* rebuilt,
                  RecoveryReport* report) {
@@ -1665,10 +1672,7 @@ struct Engine::Impl {
             why = "taskhubd restarted and workflow '" + rec.workflow + "' has changed since run " + rec.id +
                   " started (version " + rec.version + ", now " + wf->version + "), so it cannot continue";
         }
-        if (!why.empty()) {
-            abandon(rec, why, unfinished, report);
-            return;
-        }
+        if (!why.empty()) return abandon(rec, why, unfinished, report);
         auto run = makeRun(wf, rec.id, rec.trigger, rec.params);
         run->rec = rec;
         run->rec.tasks.clear();
@@ -1707,7 +1711,7 @@ struct Engine::Impl {
                         const auto elapsed = std::chrono::milliseconds(now - task.rec.started_ms.value_or(now));
                         armTaskTimeout(r, i, std::max(task.def->timeout - elapsed, std::chrono::milliseconds(1)));
                     }
-                    rebuild(child->second, &r, i, unfinished, lost_what, rebuilt, report);
+                    r.rec.lost += rebuild(child->second, &r, i, unfinished, lost_what, rebuilt, report);
                     notes.push_back(task.rec.task_id + ": continues with child run " + child->first);
                     continue;
                 }
@@ -1769,6 +1773,7 @@ struct Engine::Impl {
               "taskhubd restarted; the run continues where it stopped" +
                   (notes.empty() ? std::string() : ": " + joinNames(notes)));
         ++report->resumed;
+        return r.rec.lost - rec.lost;
     }
 
     // Starts what a rebuilt run can do now: queued runs wait their turn; the others restore their
@@ -1824,11 +1829,22 @@ struct Engine::Impl {
         // still runs when its retry starts.
         std::map<std::string, std::string> lost_what; // run id + "\n" + task id -> what was found
         std::vector<FoundProcess> killed;
+        std::multimap<std::string, FoundProcess> tagged;
+        bool scanned = false;
         for (const auto& [id, rec] : unfinished) {
             for (const auto& t : rec.tasks) {
                 if (t.state != "starting" && t.state != "running" && t.state != "frozen") continue;
                 if (t.plugin.rfind("workflow:", 0) == 0) continue;
-                lost_what[id + "\n" + t.task_id] = stopLeftovers(rec, t, same_boot, &killed);
+                if (!scanned && !state_dir.empty()) {
+                    // One pass over /proc for all lost attempts.
+                    for (auto& p : processesWithEnvironment("TASKHUB_STATE_DIR=" + state_dir,
+                                                            {"TASKHUB_RUN_ID", "TASKHUB_TASK_ID", "TASKHUB_ATTEMPT"})) {
+                        std::string key = p.values[0] + "\n" + p.values[1] + "\n" + p.values[2];
+                        tagged.emplace(std::move(key), std::move(p));
+                    }
+                }
+                scanned = true;
+                lost_what[id + "\n" + t.task_id] = stopLeftovers(rec, t, same_boot, tagged, &killed);
             }
         }
         report.killed = killed.size();
