@@ -89,12 +89,12 @@ comand = "true"
 )");
     CHECK(messages(load) == std::vector<std::string>{
               "1: unknown key 'descripton'; did you mean 'description'? (accepted: description, dst_fold, dst_gap, "
-              "max_parallel_tasks, params, policy, task, timezone, trigger)",
+              "keep_days, keep_runs, max_parallel_tasks, params, policy, task, timezone, trigger)",
               "6: task 'a': plugin shell rejects parameter 'comand': unknown parameter 'comand'; did you mean "
               "'command'?"});
     CHECK(load.problems[0].str() == (dir.path / "w.toml").string() +
                                         ":1: unknown key 'descripton'; did you mean 'description'? (accepted: "
-                                        "description, dst_fold, dst_gap, max_parallel_tasks, params, policy, task, "
+                                        "description, dst_fold, dst_gap, keep_days, keep_runs, max_parallel_tasks, params, policy, task, "
                                         "timezone, trigger)");
 }
 
@@ -490,7 +490,7 @@ idel_timeout = "1m"
         for (const auto& p : e.problems()) got.push_back(std::to_string(p.line) + ": " + p.message);
         CHECK(got == std::vector<std::string>{
                          "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, "
-                         "default_isolation, log_level, max_nesting_depth, max_running_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, socket_group, "
+                         "default_isolation, history, log_level, max_nesting_depth, max_running_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, socket_group, "
                          "state_dir, timezone, workflows_dir)",
                          "2: 'plugin_dirs' must be an array of strings, found string",
                          "4: [pool] min_workers (8) must not exceed max_workers (2)",
@@ -520,4 +520,63 @@ TEST_CASE("daemon config: max_nesting_depth defaults to 10 and must be 1-100", "
         REQUIRE(e.problems().size() == 1);
         CHECK(e.problems()[0].message == "'max_nesting_depth' must be between 1 and 100, found 0");
     }
+}
+
+TEST_CASE("daemon config: [history] limits and max_log_size", "[daemon_config]") {
+    TempDir dir;
+    auto none = loadDaemonConfig(dir.write("a.toml", "")).history;
+    CHECK_FALSE(none.keep_runs);
+    CHECK_FALSE(none.keep_days);
+    CHECK(none.max_log_size == 0);
+    auto h = loadDaemonConfig(dir.write("b.toml", "[history]\nkeep_runs = 100\nkeep_days = 7\nmax_log_size = \"10MB\"\n"))
+                 .history;
+    CHECK(h.keep_runs == 100);
+    CHECK(h.keep_days == 7);
+    CHECK(h.max_log_size == 10u << 20);
+    CHECK(h.max_log_size_text == "10MB");
+    CHECK(loadDaemonConfig(dir.write("c.toml", "[history]\nmax_log_size = 4096\n")).history.max_log_size == 4096);
+    try {
+        loadDaemonConfig(dir.write("d.toml", "[history]\nkeep_runs = 0\nmax_log_size = \"512B\"\nkeep_day = 3\n"));
+        FAIL("expected ConfigError");
+    } catch (const ConfigError& e) {
+        std::vector<std::string> got;
+        for (const auto& p : e.problems()) got.push_back(std::to_string(p.line) + ": " + p.message);
+        CHECK(got == std::vector<std::string>{
+                         "2: 'history.keep_runs' must be between 1 and 100000000, found 0",
+                         "3: 'history.max_log_size' must be at least 1KB, found \"512B\"",
+                         "4: unknown key 'keep_day' in [history]; did you mean 'keep_days'? (accepted: keep_days, "
+                         "keep_runs, max_log_size)"});
+    }
+}
+
+TEST_CASE("byte sizes: a number with an optional unit, in powers of 1024", "[daemon_config]") {
+    std::string err;
+    CHECK(parseByteSize("1048576", &err) == 1048576u);
+    CHECK(parseByteSize("512B", &err) == 512u);
+    CHECK(parseByteSize("4KB", &err) == 4096u);
+    CHECK(parseByteSize("4K", &err) == 4096u);
+    CHECK(parseByteSize("10 MiB", &err) == 10u << 20);
+    CHECK(parseByteSize("2GB", &err) == 2ull << 30);
+    for (const char* bad : {"", "MB", "10XB", "-1MB", "1.5MB", "99999999999999999999"}) {
+        CAPTURE(bad);
+        err.clear();
+        CHECK_FALSE(parseByteSize(bad, &err));
+        CHECK_FALSE(err.empty());
+    }
+}
+
+TEST_CASE("a workflow may set its own keep_runs and keep_days", "[workflow]") {
+    TempDir dir;
+    auto plain = loadText(dir, "a.toml", "[[task]]\nid = \"t\"\nplugin = \"noop\"\n");
+    REQUIRE(plain.workflow);
+    CHECK_FALSE(plain.workflow->keep_runs);
+    CHECK_FALSE(plain.workflow->keep_days);
+    auto own = loadText(dir, "b.toml", "keep_runs = 20\nkeep_days = 90\n[[task]]\nid = \"t\"\nplugin = \"noop\"\n");
+    REQUIRE(own.workflow);
+    CHECK(own.workflow->keep_runs == 20);
+    CHECK(own.workflow->keep_days == 90);
+    auto bad = loadText(dir, "c.toml", "keep_runs = 0\nkeep_days = \"7d\"\n[[task]]\nid = \"t\"\nplugin = \"noop\"\n");
+    CHECK_FALSE(bad.workflow);
+    CHECK(messages(bad) == std::vector<std::string>{"1: 'keep_runs' must be between 1 and 100000000, found 0",
+                                                    "2: 'keep_days' must be an integer, found string"});
 }
