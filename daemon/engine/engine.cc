@@ -1586,8 +1586,10 @@ struct Engine::Impl {
             const auto pid = static_cast<pid_t>(*task.pid);
             const auto group = task.pgid && *task.pgid > 0 ? static_cast<pid_t>(*task.pgid) : pid;
             if (same_boot && task.proc_start && *task.proc_start > 0 && sameProcess(pid, *task.proc_start)) {
-                // The group leader is verified; its group id cannot have been reused while it lives.
-                ::kill(group == pid ? -group : pid, SIGKILL);
+                // The group is killed only when the verified process leads it (its id cannot have
+                // been reused while the leader lives); the process itself in any case.
+                if (group == pid) ::kill(-group, SIGKILL);
+                ::kill(pid, SIGKILL);
                 killed->push_back({pid, *task.proc_start, {}});
                 what = "its process " + std::to_string(pid) + (group == pid ? " (and its process group)" : "") +
                        " was still running and was killed (SIGKILL)";

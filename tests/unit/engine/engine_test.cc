@@ -7,12 +7,17 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <fstream>
 #include <map>
 
 #include "config/workflow.h"
 #include "engine/engine.h"
+#include "common/proc.h"
 #include "engine/retry_policy.h"
 #include "plugin_host/plugin_host.h"
 #include "pool/worker_pool.h"
@@ -61,6 +66,8 @@ public:
     }
 
     engine::Engine& engine() { return *engine_; }
+    store::Store& store() { return *store_; }
+    std::shared_ptr<const config::Workflow> workflow(const std::string& name) const { return workflows_.at(name); }
     asio::io_context& io() { return io_; }
     const std::filesystem::path& dir() const { return dir_.path; }
 
@@ -474,4 +481,156 @@ TEST_CASE("engine: a task of a queued run cannot be cancelled on its own", "[eng
     CHECK(h.waitEnd(r1).state == "succeeded");
     CHECK(h.waitEnd(r2).state == "succeeded");
     CHECK(h.engine().stats().running_tasks == 0);
+}
+
+TEST_CASE("engine: an attempt cancelled before its starting record is committed never reaches its plugin",
+          "[engine][durability]") {
+    Harness h;
+    const auto marker = h.dir() / "ran";
+    h.add("once", "[[task]]\nid = \"a\"\nplugin = \"shell\"\ncommand = \"touch " + marker.string() + "\"\n");
+    h.load();
+    auto id = h.trigger("once");
+    // The trigger dispatched the task: it is recorded as starting, and its plugin waits for that
+    // record to be durable, which takes the loop. A cancel now stops it before it starts.
+    std::string err;
+    REQUIRE(h.engine().cancel(id, "", "test", &err));
+    auto run = h.waitEnd(id);
+    CHECK(run.state == "cancelled");
+    CHECK(task(run, "a").state == "cancelled");
+    CHECK(task(run, "a").attempt == 1);
+    CHECK_FALSE(std::filesystem::exists(marker));
+}
+
+TEST_CASE("engine: a shell attempt is recorded running with its process, pid checked by start time",
+          "[engine][durability]") {
+    Harness h;
+    h.add("slow", "[[task]]\nid = \"a\"\nplugin = \"shell\"\ncommand = \"sleep 5\"\n");
+    h.load();
+    auto id = h.trigger("slow");
+    std::optional<store::TaskRecord> t;
+    for (int i = 0; i < 200 && !(t && t->pid); ++i) {
+        h.runFor(10ms);
+        t = task(h.finished(id), "a");
+    }
+    REQUIRE(t);
+    CHECK(t->state == "running");
+    REQUIRE(t->pid);
+    CHECK(t->pgid == t->pid); // the command leads its own process group
+    REQUIRE(t->proc_start);
+    CHECK(sameProcess(static_cast<pid_t>(*t->pid), *t->proc_start));
+    std::string err;
+    REQUIRE(h.engine().cancel(id, "", "test", &err));
+    CHECK(h.waitEnd(id).state == "cancelled");
+}
+
+TEST_CASE("engine: recovery kills a lost attempt's process, retries it, keeps finished tasks and goes on",
+          "[engine][recovery]") {
+    Harness h;
+    h.add("crashed", noopTask("done") + noopTask("lost", "retries = 1\ndepends_on = [\"done\"]") +
+                         noopTask("once", "at_most_once = true\nretries = 3\ndepends_on = [\"done\"]") +
+                         noopTask("last", "depends_on = [\"lost\"]"));
+    h.load();
+    // What a daemon killed while "lost" ran as a process leaves in the store.
+    char arg0[] = "sleep";
+    char arg1[] = "30";
+    char* argv[] = {arg0, arg1, nullptr};
+    char* envp[] = {nullptr};
+    pid_t pid = 0;
+    REQUIRE(::posix_spawnp(&pid, "sleep", nullptr, nullptr, argv, envp) == 0);
+    auto ticks = processStartTicks(pid);
+    REQUIRE(ticks);
+    auto wf = h.workflow("crashed");
+    store::RunRecord rec;
+    rec.id = "crashed@1";
+    rec.workflow = "crashed";
+    rec.trigger = "manual";
+    rec.state = "running";
+    rec.version = wf->version;
+    rec.created_ms = rec.started_ms.emplace(1000);
+    h.store().insertRun(rec);
+    const char* states[] = {"succeeded", "running", "starting", "pending"};
+    for (int i = 0; i < 4; ++i) {
+        store::TaskRecord t;
+        t.task_id = wf->tasks[i].id;
+        t.plugin = "noop";
+        t.state = states[i];
+        t.attempt = i < 3 ? 1 : 0;
+        if (i == 1) {
+            t.pid = pid;
+            t.pgid = pid; // reported as a group leader, though it is not: the pid is killed too
+            t.proc_start = *ticks;
+        }
+        h.store().upsertTask(rec.id, i, t);
+    }
+    REQUIRE(h.store().commit());
+
+    auto report = h.engine().recover(true);
+    CHECK(report.runs == 1);
+    CHECK(report.resumed == 1);
+    CHECK(report.lost == 2);
+    CHECK(report.killed == 1);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGKILL);
+
+    auto run = h.waitEnd(rec.id);
+    CHECK(run.state == "failed"); // "once" failed as lost (fail_fast), so "last" never ran
+    CHECK(run.lost == 2);
+    CHECK(task(run, "done").attempt == 1); // not run again
+    CHECK(task(run, "once").state == "failed");
+    CHECK(task(run, "once").attempt == 1);
+    CHECK(task(run, "once").message.find("lost: ") == 0);
+    CHECK(task(run, "once").message.find("at_most_once") != std::string::npos);
+    int lost_events = 0;
+    bool recovered = false;
+    for (const auto& e : h.events(rec.id)) {
+        if (e.kind == "lost") ++lost_events;
+        if (e.kind == "recovered") recovered = true;
+    }
+    CHECK(lost_events == 2);
+    CHECK(recovered);
+}
+
+TEST_CASE("engine: recovery leaves a process alone whose pid no longer has the recorded start time",
+          "[engine][recovery]") {
+    Harness h;
+    h.add("crashed", noopTask("a", "retries = 1"));
+    h.load();
+    char arg0[] = "sleep";
+    char arg1[] = "30";
+    char* argv[] = {arg0, arg1, nullptr};
+    char* envp[] = {nullptr};
+    pid_t pid = 0;
+    REQUIRE(::posix_spawnp(&pid, "sleep", nullptr, nullptr, argv, envp) == 0);
+    auto ticks = processStartTicks(pid);
+    REQUIRE(ticks);
+    auto wf = h.workflow("crashed");
+    store::RunRecord rec;
+    rec.id = "crashed@2";
+    rec.workflow = "crashed";
+    rec.trigger = "manual";
+    rec.state = "running";
+    rec.version = wf->version;
+    h.store().insertRun(rec);
+    store::TaskRecord t;
+    t.task_id = "a";
+    t.plugin = "noop";
+    t.state = "running";
+    t.attempt = 1;
+    t.pid = pid;
+    t.pgid = pid;
+    t.proc_start = *ticks - 1; // an earlier process that had this pid
+    h.store().upsertTask(rec.id, 0, t);
+    REQUIRE(h.store().commit());
+
+    auto report = h.engine().recover(true);
+    CHECK(report.lost == 1);
+    CHECK(report.killed == 0);
+    CHECK(sameProcess(pid, *ticks));
+    auto run = h.waitEnd(rec.id);
+    CHECK(run.state == "succeeded"); // retried
+    CHECK(task(run, "a").attempt == 2);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
 }
