@@ -440,6 +440,11 @@ int cmdStatus(const Globals& g) {
               << " waiting for a slot\n"
               << "worker threads  " << field(d, "worker_threads") << " of max " << field(d, "worker_threads_max")
               << "\n";
+    // Older daemons do not send store_problem.
+    if (auto it = d.as_object().find("store_problem"); it != d.as_object().end() && it->value().is_string()) {
+        std::cout << "STORE           " << str(it->value())
+                  << "\n                no new runs and no changes until then; reads keep working\n";
+    }
     return 0;
 }
 

@@ -80,6 +80,12 @@ int check(const config::DaemonConfig& cfg) {
         std::printf("%s\n", p.str().c_str());
         ++problems;
     }
+    // The state database, checked as taskhubd checks it at start (reading only: the daemon may
+    // be running on it).
+    if (std::string damage = store::Store::checkDatabase(cfg.state_dir); !damage.empty()) {
+        std::printf("%s\n", damage.c_str());
+        ++problems;
+    }
     if (problems == 0) {
         std::printf("%s: ok (%zu plugin(s), %zu workflow(s))\n", cfg.file.c_str(), plugins.plugins().size(),
                     set.workflows.size());
@@ -283,7 +289,9 @@ int serve(const config::DaemonConfig& cfg) {
                 engine.shutdown(cfg.shutdown_grace, [&] {
                     // Answers to clients still waiting on runs go out once their writes are
                     // durable; give those writes a moment to reach the sockets, then stop.
-                    store->whenDurable(0, [&](bool) {
+                    // A store that cannot write keeps its writes and tries them once more
+                    // as it closes (Store::~Store); the exit does not wait for the disk.
+                    store->whenDurableOrUnwritable(0, [&](bool) {
                         server->close();
                         signals.cancel();
                         final_timer.expires_after(std::chrono::milliseconds(100));

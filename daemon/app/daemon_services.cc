@@ -198,6 +198,7 @@ control::StatusInfo DaemonServices::status() {
     s.worker_threads = m_.pool->threads();
     s.worker_threads_max = m_.pool->maxWorkers();
     s.shutting_down = shutting_down_;
+    s.store_problem = m_.store->writeProblem().value_or("");
     return s;
 }
 
@@ -556,7 +557,7 @@ control::ReloadOutcome DaemonServices::reload(const control::Caller& caller) {
 uint64_t DaemonServices::writeMark() { return m_.store->writeMark(); }
 
 void DaemonServices::whenDurable(uint64_t since, std::function<void(bool ok)> fn) {
-    m_.store->whenDurable(since, std::move(fn));
+    m_.store->whenDurableOrUnwritable(since, std::move(fn));
 }
 
 } // namespace taskhub::app

@@ -264,6 +264,7 @@ void cmdStatus(Context& c) {
     o["worker_threads_max"] = s.worker_threads_max;
     o["runs_started"] = s.runs_started;
     o["shutting_down"] = s.shutting_down;
+    o["store_problem"] = s.store_problem.empty() ? json::value(nullptr) : json::value(s.store_problem);
     o["proto"] = kProtoVersion;
     c.ok(std::move(o));
 }
@@ -309,13 +310,28 @@ void cmdShow(Context& c) {
     throw CommandError{"not_found", msg};
 }
 
+// Refuses a change while the state database cannot be written: it could not be made durable,
+// and the client should hear why now rather than wait for the disk (new runs are refused by the
+// engine with the same reason).
+void needWritableStore(Context& c) {
+    auto problem = c.services.status().store_problem;
+    if (!problem.empty()) throw CommandError{"unavailable", "taskhubd accepts no changes now: " + problem};
+}
+
+// The error for a change that is not durable: lost, or kept until the database can be written.
+CommandError notDurable(Services& services, const std::string& what) {
+    auto problem = services.status().store_problem;
+    if (problem.empty()) return {"store_failed", what + " could not be committed to the state database"};
+    return {"store_failed", what + " is not committed yet (taskhubd keeps it and writes it once it can): " + problem};
+}
+
 // Answers with the run as stored, once everything written so far is durable: what the client
 // is told is never lost, and it reads its own writes. `what` names the change for the error.
 void replyRunWhenDurable(Services& services, uint64_t mark, const std::string& id, const Reply& ok,
                          const Fail& fail, const std::string& what) {
     services.whenDurable(mark, [&services, id, ok, fail, what](bool durable) {
         if (!durable) {
-            fail({"store_failed", what + " could not be committed to the state database"});
+            fail(notDurable(services, what));
             return;
         }
         auto r = services.run(id);
@@ -411,6 +427,7 @@ void replyChange(Context& c, const ChangeOutcome& out, const std::string& id, co
 }
 
 void cmdCancel(Context& c) {
+    needWritableStore(c);
     std::string id = needString(c, "run");
     std::string task = optString(c, "task").value_or("");
     replyChange(c, c.services.cancel(id, task, c.caller), id,
@@ -424,7 +441,7 @@ void replyWorkflowChange(Context& c, const ChangeOutcome& out, const std::string
     auto ok = c.ok;
     auto fail = c.fail;
     services.whenDurable(c.mark, [&services, name, ok, fail, what](bool durable) {
-        if (!durable) return fail({"store_failed", what + " could not be committed to the state database"});
+        if (!durable) return fail(notDurable(services, what));
         auto w = services.workflow(name);
         if (!w) return fail({"not_found", "workflow '" + name + "' is no longer loaded"});
         ok(workflowJson(*w, false));
@@ -441,6 +458,7 @@ std::optional<std::string> workflowTarget(Context& c) {
 }
 
 void cmdPause(Context& c) {
+    needWritableStore(c);
     if (auto wf = workflowTarget(c)) {
         if (optBool(c, "freeze")) {
             throw CommandError{"bad_request", "'freeze' applies to runs; pausing workflow '" + *wf +
@@ -454,6 +472,7 @@ void cmdPause(Context& c) {
 }
 
 void cmdResume(Context& c) {
+    needWritableStore(c);
     if (auto wf = workflowTarget(c)) {
         return replyWorkflowChange(c, c.services.resumeWorkflow(*wf, c.caller), *wf, "resuming workflow " + *wf);
     }
@@ -462,6 +481,7 @@ void cmdResume(Context& c) {
 }
 
 void cmdRetry(Context& c) {
+    needWritableStore(c);
     std::string id = needString(c, "run");
     std::string task = optString(c, "task").value_or("");
     bool downstream = optBool(c, "downstream");

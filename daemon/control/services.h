@@ -90,6 +90,9 @@ struct StatusInfo {
     size_t worker_threads_max = 0;
     uint64_t runs_started = 0;
     bool shutting_down = false;
+    // Why the state database cannot be written at the moment (disk full, read-only, ...) and
+    // what to do, or "" while it can. Meanwhile no new run starts and changes are refused.
+    std::string store_problem;
 };
 
 // The outcome of a change a client asked for (pause, resume, cancel, retry).
@@ -245,7 +248,9 @@ public:
     // A mark in the stream of state changes; take it before making changes.
     virtual uint64_t writeMark() = 0;
     // Calls fn(ok) once every state change made so far is durable; ok is false when a change made
-    // after `since` (a writeMark()) was lost. Answers to clients are given only then.
+    // after `since` (a writeMark()) was lost, or at once while the state database cannot be
+    // written (StatusInfo::store_problem: the changes are kept and written later, but a client
+    // should not wait for that). Answers to clients are given only then.
     virtual void whenDurable(uint64_t since, std::function<void(bool ok)> fn) = 0;
 };
 

@@ -363,6 +363,10 @@ struct Engine::Impl {
             out.error = "taskhubd is shutting down; no new runs are started";
             return out;
         }
+        if (auto problem = store.writeProblem()) {
+            out.error = "no new runs are started while the state database cannot be written: " + *problem;
+            return out;
+        }
         store::NameValues params;
         if (auto err = resolveParams(*wf, given, &params)) {
             out.error = *err;

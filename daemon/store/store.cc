@@ -1,11 +1,14 @@
 #include "store/store.h"
 
+#include "common/failpoint.h"
+
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -510,26 +513,83 @@ public:
     // Returns an error message, or "" on success.
     std::string exec(const char* sql) {
         char* msg = nullptr;
-        if (sqlite3_exec(db_, sql, nullptr, nullptr, &msg) == SQLITE_OK) return "";
+        int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &msg);
+        if (rc == SQLITE_OK) return "";
+        noteError(rc);
         std::string m = msg ? msg : sqlite3_errmsg(db_);
         sqlite3_free(msg);
         return m;
     }
     bool check(int rc, const char* what, std::string* err) {
         if (rc == SQLITE_DONE || rc == SQLITE_ROW || rc == SQLITE_OK) return true;
+        noteError(rc);
         if (err->empty()) *err = std::string(what) + ": " + sqlite3_errmsg(db_);
         return false;
     }
 
     bool in_tx = false; // synchronous mode: a transaction is open
+    // The first failure since the writer cleared them: SQLite's primary result code and the
+    // operating system's errno behind it (0 when none), so that the writer can tell a database
+    // that cannot be written (retry) from a write that is wrong (drop).
+    int error_code = SQLITE_OK;
+    int system_errno = 0;
+    bool quiet_storage_errors = false; // the writer thread reports them itself (STORE_UNWRITABLE)
 
 private:
+    void noteError(int rc) {
+        if (error_code != SQLITE_OK) return;
+        error_code = rc & 0xff;
+        system_errno = sqlite3_system_errno(db_);
+    }
+
     sqlite3* db_;
     std::filesystem::path path_;
     std::vector<std::unique_ptr<Stmt>> stmts_;
 };
 
 namespace {
+
+// SQLite results that say the database cannot be written at the moment, rather than that a write
+// is wrong: a batch that failed with one is kept and tried again.
+bool isStorageError(int code) {
+    switch (code) {
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_NOMEM:
+    case SQLITE_PROTOCOL:
+        return true;
+    default:
+        return false;
+    }
+}
+
+// What Store::writeProblem() says: the database, SQLite's error with the system's, what to do.
+std::string unwritableMessage(const std::filesystem::path& db, int code, int sys_errno) {
+    const std::string dir = db.parent_path().string();
+    std::string what = sqlite3_errstr(code);
+    if (sys_errno != 0) what += std::string(" (") + std::strerror(sys_errno) + ")";
+    std::string todo;
+    if (code == SQLITE_FULL || sys_errno == ENOSPC || sys_errno == EDQUOT) {
+        todo = "free space on the file system holding " + dir;
+    } else if (code == SQLITE_READONLY || code == SQLITE_PERM || code == SQLITE_CANTOPEN || sys_errno == EROFS ||
+               sys_errno == EPERM || sys_errno == EACCES) {
+        todo = "make " + dir + " and the taskhub.db* files in it writable for taskhubd (a read-write mount, "
+               "no immutable attribute, permissions)";
+    } else if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+        todo = "stop the other program that holds a write lock on " + db.string();
+    } else {
+        // SQLite's I/O errors rarely carry the system's reason: a read-only or immutable file
+        // looks the same as a failing disk.
+        todo = "make sure " + dir + " and the taskhub.db* files in it are writable for taskhubd (a read-write "
+               "mount, no immutable attribute, permissions) and that its disk is healthy (dmesg)";
+    }
+    return "cannot write the state database " + db.string() + ": " + what + "; " + todo;
+}
 
 sqlite3* openConnection(const std::filesystem::path& path, int flags) {
     sqlite3* db = nullptr;
@@ -599,19 +659,168 @@ int lockStateDir(const std::filesystem::path& state_dir) {
 
 } // namespace
 
-std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir) {
+namespace {
+
+off_t fileSize(const std::filesystem::path& path) {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 ? st.st_size : -1;
+}
+
+uint32_t bigEndian32(const unsigned char* p) {
+    return uint32_t{p[0]} << 24 | uint32_t{p[1]} << 16 | uint32_t{p[2]} << 8 | uint32_t{p[3]};
+}
+
+// What is wrong with the database file at path, from its size and its SQLite header, or "".
+// *after_crash: a -wal file with frames lies beside it, so the last process did not close the
+// database (or something put a stray -wal there).
+std::string headerDamage(const std::filesystem::path& path, bool* after_crash) {
+    const off_t size = fileSize(path);
+    const off_t wal = fileSize(path.string() + "-wal");
+    *after_crash = wal > 0;
+    if (size <= 0) {
+        // Missing or empty: a new database (SQLite leaves an empty file when the process dies
+        // before its first commit: nothing can have been lost). A -wal with frames beside it
+        // cannot be its own, and replaying it would make some other database's pages ours.
+        if (wal > 0) return "the database file is empty but a " + std::to_string(wal) + "-byte -wal file lies beside it";
+        return "";
+    }
+    unsigned char h[100];
+    ssize_t n = -1;
+    if (int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+        n = ::pread(fd, h, sizeof h, 0);
+        ::close(fd);
+    }
+    if (n < 0) return ""; // unreadable: SQLite says why when it opens it
+    if (n < static_cast<ssize_t>(sizeof h)) {
+        return "file is not a database: " + std::to_string(size) + " bytes, shorter than a SQLite header";
+    }
+    if (std::memcmp(h, "SQLite format 3", 16) != 0) return "file is not a database: it does not start with the SQLite header";
+    uint32_t page = uint32_t{h[16]} << 8 | h[17];
+    if (page == 1) page = 65536;
+    if (page < 512 || (page & (page - 1)) != 0) return "its header is damaged (page size " + std::to_string(page) + ")";
+    if (size % page != 0) {
+        return "it is truncated: " + std::to_string(size) + " bytes is not a whole number of " + std::to_string(page) +
+               "-byte pages";
+    }
+    // The header's page count is valid when its change counter matches "version valid for"; a
+    // -wal being replayed may still hold pages beyond the end of the file.
+    const uint32_t pages = bigEndian32(h + 28);
+    const bool count_valid = pages != 0 && bigEndian32(h + 24) == bigEndian32(h + 92);
+    if (count_valid && wal <= 0 && static_cast<uint64_t>(size) / page < pages) {
+        return "it is truncated: its header says " + std::to_string(pages) + " pages, the file holds " +
+               std::to_string(size / page);
+    }
+    return "";
+}
+
+// What is wrong with the database file at path, or "" when nothing is seen. Reads only, on a
+// connection of its own that is read-only: closing a read-write connection would checkpoint a
+// -wal file into the database, the very change a damaged database must be kept from.
+std::string databaseDamage(const std::filesystem::path& path) {
+    bool after_crash = false;
+    if (std::string d = headerDamage(path, &after_crash); !d.empty()) return d;
+    if (fileSize(path) <= 0) return "";
+    // A read-only connection to a WAL database makes an empty -wal and a -shm: the ones it made
+    // are removed again after the check.
+    const std::string wal = path.string() + "-wal";
+    const std::string shm = path.string() + "-shm";
+    const bool had_wal = fileSize(wal) >= 0;
+    const bool had_shm = fileSize(shm) >= 0;
+    sqlite3* db = nullptr;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+        std::string m = db ? sqlite3_errmsg(db) : "cannot open it";
+        sqlite3_close(db);
+        return m;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    // PRAGMA quick_check reads every page: 0.23 s for 100,000 runs (133 MB) from the page cache,
+    // but 2.5 s from a cold disk (after a reboot or a power loss), more than the whole start-up
+    // may take. So it runs for at most kQuickCheckBudget: a small database is checked whole, a
+    // large one as far as the budget goes (what is left is checked by SQLite as it is read).
+    // The header, the schema and, after a crash, the -wal (its pages must leave a TaskHub
+    // database) are always checked.
+    constexpr auto kQuickCheckBudget = std::chrono::milliseconds(500);
+    const auto deadline = std::chrono::steady_clock::now() + kQuickCheckBudget;
+    auto past_deadline = [](void* d) -> int {
+        return std::chrono::steady_clock::now() > *static_cast<const std::chrono::steady_clock::time_point*>(d);
+    };
+    std::string out;
+    sqlite3_stmt* s = nullptr;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &s, nullptr);
+    if (rc == SQLITE_OK) {
+        sqlite3_progress_handler(db, 1000, past_deadline, const_cast<std::chrono::steady_clock::time_point*>(&deadline));
+        rc = sqlite3_step(s);
+        sqlite3_progress_handler(db, 0, nullptr, nullptr);
+        if (rc == SQLITE_ROW) {
+            auto p = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+            if (std::string v = p ? p : ""; v != "ok") out = v;
+        }
+    }
+    if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE && rc != SQLITE_INTERRUPT) out = sqlite3_errmsg(db);
+    if (rc == SQLITE_INTERRUPT) {
+        spdlog::info("STORE_CHECKED {}: PRAGMA quick_check stopped after {} ms (a large database or a cold disk); "
+                     "the rest is checked as it is read",
+                     path.string(), kQuickCheckBudget.count());
+    }
+    sqlite3_finalize(s);
+    if (out.empty() && after_crash) {
+        // A -wal from another database would make its pages ours when replayed.
+        try {
+            const int64_t app = pragmaInt(db, "PRAGMA application_id", path);
+            const int64_t tables = pragmaInt(db, "SELECT count(*) FROM sqlite_master", path);
+            if (app != kApplicationId && (app != 0 || tables != 0)) {
+                out = "its -wal file does not belong to it: with it, the database is not a TaskHub state database "
+                      "(application_id " + std::to_string(app) + ")";
+            }
+        } catch (const StoreError& e) {
+            out = e.what();
+        }
+    }
+    sqlite3_close(db);
+    if (!had_wal && fileSize(wal) == 0) ::unlink(wal.c_str());
+    if (!had_shm) ::unlink(shm.c_str());
+    // quick_check's report names the schema and takes lines; one line reads better in a log.
+    if (out.rfind("*** in database main ***", 0) == 0) out.erase(0, std::strlen("*** in database main ***"));
+    for (auto& c : out) {
+        if (c == '\n') c = ' ';
+    }
+    while (!out.empty() && out.front() == ' ') out.erase(0, 1);
+    return out;
+}
+
+// The message a damaged database is refused with: what is wrong and what to do.
+std::string damagedMessage(const std::filesystem::path& path, const std::string& damage) {
+    std::string mv;
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+        const std::string f = path.string() + suffix;
+        if (fileSize(f) >= 0) mv += (mv.empty() ? "" : "; ") + std::string("mv ") + f + " " + f + ".damaged";
+    }
+    return path.string() + " is damaged (" + damage + "); taskhubd will not modify it. Restore it from a backup, "
+           "or move it aside to start with an empty history: " + mv +
+           " (`sqlite3 " + path.string() + ".damaged .recover` may save some of it)";
+}
+
+} // namespace
+
+std::string Store::checkDatabase(const std::filesystem::path& state_dir) {
+    const auto path = state_dir / "taskhub.db";
+    std::string damage = databaseDamage(path);
+    return damage.empty() ? "" : damagedMessage(path, damage);
+}
+
+std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir, const Options& options) {
     std::error_code ec;
     std::filesystem::create_directories(state_dir, ec);
     if (ec) throw StoreError("cannot create state directory " + state_dir.string() + ": " + ec.message());
     int lock_fd = lockStateDir(state_dir);
     auto path = state_dir / "taskhub.db";
     try {
+        // Detects a damaged file before anything is written to it.
+        if (std::string damage = databaseDamage(path); !damage.empty()) throw StoreError(damagedMessage(path, damage));
         auto writer = std::make_unique<Conn>(openConnection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE), path);
         try {
-            // Detects a damaged file before anything is written to it.
-            std::string check = pragmaText(writer->db(), "PRAGMA quick_check(1)", path);
-            if (check != "ok") throw StoreError("integrity check failed: " + check);
-            exec(writer->db(), "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-16384;", path);
+            exec(writer->db(), "PRAGMA journal_mode=WAL; PRAGMA cache_size=-16384;", path);
+            exec(writer->db(), options.sync_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", path);
             migrate(writer->db(), path);
         } catch (const StoreError& e) {
             throw StoreError(std::string(e.what()) +
@@ -648,8 +857,11 @@ Store::~Store() {
     } else {
         commit();
     }
-    w_.reset();
+    // The writer closes last: the last connection to close checkpoints the -wal file into the
+    // database and removes it, so that a clean stop leaves no -wal (open() checks more after a
+    // crash, when one is left).
     r_.reset();
+    w_.reset();
     if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
@@ -663,6 +875,7 @@ void Store::startWriter(std::function<void(std::function<void()>)> post) {
 }
 
 bool Store::fail(const std::string& err) {
+    if (w_->quiet_storage_errors && isStorageError(w_->error_code)) return false;
     spdlog::error("STORE_WRITE_FAILED {}", err);
     std::lock_guard lock(mu_);
     last_error_ = err;
@@ -915,12 +1128,51 @@ void Store::Batch::clear() {
     writes = 0;
 }
 
+bool Store::writeBatch(std::string* err, bool* storage_error) {
+    const Batch& batch = writing_;
+    w_->error_code = SQLITE_OK;
+    w_->system_errno = 0;
+    // A batch is atomic: if any write fails, none of it is kept (a failed statement may already
+    // have rolled the transaction back).
+    *err = w_->exec("BEGIN");
+    bool ok = err->empty();
+    if (ok) {
+        for (const auto& op : batch.run_ops) {
+            if (!(ok = applyRun(*w_, op))) break; // applyRun() logged and recorded why
+        }
+        for (auto it = batch.parts.begin(); ok && it != batch.parts.end(); ++it) {
+            const auto& [run_id, part] = *it;
+            auto key = runKey(*w_, run_id);
+            if (!(ok = key.has_value())) break;
+            for (const auto& [order, task] : part.tasks) {
+                if (!(ok = applyTask(*w_, *key, order, task))) break;
+            }
+            if (ok && !part.events.empty()) ok = applyEvents(*w_, *key, part.last_event_seq, part.events);
+        }
+        if (ok) {
+            TASKHUB_FAILPOINT("store_commit");
+            *err = w_->exec("COMMIT");
+            ok = err->empty();
+        }
+        if (!ok && !sqlite3_get_autocommit(w_->db())) w_->exec("ROLLBACK");
+    }
+    *storage_error = !ok && isStorageError(w_->error_code);
+    if (*storage_error && err->empty()) *err = sqlite3_errstr(w_->error_code);
+    return ok;
+}
+
 void Store::writerLoop() {
     // Commits start at most this often: each fsync costs the same whatever the batch size, so
     // under load it is cheaper to let a few milliseconds of changes gather into one commit. An
     // idle store commits a single change at once.
     constexpr auto kMinCommitInterval = std::chrono::milliseconds(20);
+    // A batch the database could not take is tried again this often; while taskhubd stops, only
+    // this many times more, so that a full disk cannot keep it from exiting.
+    constexpr auto kRetryInterval = std::chrono::seconds(1);
+    constexpr int kRetriesWhileStopping = 3;
+    w_->quiet_storage_errors = true; // reported here, once, as STORE_UNWRITABLE
     auto last_commit = std::chrono::steady_clock::now() - kMinCommitInterval;
+    auto unwritable_since = last_commit;
     std::unique_lock lock(mu_);
     for (;;) {
         cv_.wait(lock, [this] { return stopping_ || pending_.writes != 0; });
@@ -936,37 +1188,42 @@ void Store::writerLoop() {
         committing_runs_.swap(writing_.run_ids);
         lock.unlock();
 
-        Batch& batch = writing_;
-        // A batch is atomic: if any write fails, none of it is kept, and everyone waiting on it
-        // hears so (a failed statement may already have rolled the transaction back).
-        std::string err = w_->exec("BEGIN");
-        bool ok = err.empty();
-        if (ok) {
-            for (const auto& op : batch.run_ops) {
-                if (!(ok = applyRun(*w_, op))) break; // applyRun() logged and recorded why
+        std::string err;
+        bool storage_error = false;
+        bool ok = writeBatch(&err, &storage_error);
+        for (int tries_while_stopping = 0; !ok && storage_error;) {
+            // The database cannot be written (disk full, read-only, I/O error): the batch was
+            // rolled back and is kept, newer writes queue up behind it in pending_, and the same
+            // batch is tried again until it commits, so nothing is lost or reordered.
+            lock.lock();
+            if (write_problem_.empty()) unwritable_since = std::chrono::steady_clock::now();
+            setWriteProblemLocked(unwritableMessage(path_, w_->error_code, w_->system_errno));
+            if (stopping_ && ++tries_while_stopping > kRetriesWhileStopping) {
+                lock.unlock();
+                break;
             }
-            for (auto it = batch.parts.begin(); ok && it != batch.parts.end(); ++it) {
-                const auto& [run_id, part] = *it;
-                auto key = runKey(*w_, run_id);
-                if (!(ok = key.has_value())) break;
-                for (const auto& [order, task] : part.tasks) {
-                    if (!(ok = applyTask(*w_, *key, order, task))) break;
-                }
-                if (ok && !part.events.empty()) ok = applyEvents(*w_, *key, part.last_event_seq, part.events);
-            }
-            if (ok) {
-                err = w_->exec("COMMIT");
-                ok = err.empty();
-            }
-            if (!ok && !sqlite3_get_autocommit(w_->db())) w_->exec("ROLLBACK");
+            const bool was_stopping = stopping_;
+            cv_.wait_for(lock, kRetryInterval, [&] { return stopping_ != was_stopping; });
+            lock.unlock();
+            ok = writeBatch(&err, &storage_error);
         }
-        if (!ok) spdlog::error("STORE_COMMIT_FAILED {} write(s) lost: {}", batch.writes, err.empty() ? "a write failed" : err);
-        const uint64_t first_seq = batch.first_seq;
-        const uint64_t seq = batch.seq;
-        batch.clear();
+        if (!ok) {
+            spdlog::error("STORE_COMMIT_FAILED {} write(s) lost: {}{}", writing_.writes, err.empty() ? "a write failed" : err,
+                          storage_error ? " (taskhubd is stopping and the state database still cannot be written)" : "");
+        }
+        const uint64_t first_seq = writing_.first_seq;
+        const uint64_t seq = writing_.seq;
+        writing_.clear();
 
         lock.lock();
         committing_runs_.clear();
+        if (ok && !write_problem_.empty()) {
+            const auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - unwritable_since).count();
+            spdlog::info("STORE_WRITABLE {} can be written again after {:.1f} s; the changes kept meanwhile are "
+                         "committed in order and new runs are accepted again",
+                         path_.string(), secs);
+            setWriteProblemLocked("");
+        }
         if (!ok) {
             if (!err.empty()) last_error_ = err;
             failed_.emplace_back(first_seq, seq);
@@ -979,6 +1236,34 @@ void Store::writerLoop() {
         flushed_cv_.notify_all();
         if (post_) post_([this, seq] { onCommitted(seq); });
     }
+}
+
+void Store::setWriteProblemLocked(const std::string& problem) {
+    if (problem == write_problem_) return;
+    const bool was_writable = write_problem_.empty();
+    write_problem_ = problem;
+    if (problem.empty()) return;
+    last_error_ = problem;
+    spdlog::error("STORE_UNWRITABLE {}. taskhubd keeps the changes in memory and tries again every second; until "
+                  "then it starts no new run and refuses changes (taskhubctl status shows this)",
+                  problem);
+    // Clients waiting for an answer hear about it now rather than when the disk has room again.
+    if (was_writable && post_) post_([this] { onUnwritable(); });
+}
+
+void Store::onUnwritable() {
+    if (!writeProblem()) return; // writable again already
+    std::deque<Waiter> keep;
+    std::vector<std::function<void(bool)>> answer;
+    for (auto& w : waiters_) {
+        if (w.answer_when_unwritable) {
+            answer.push_back(std::move(w.fn));
+        } else {
+            keep.push_back(std::move(w));
+        }
+    }
+    waiters_ = std::move(keep);
+    for (auto& fn : answer) fn(false);
 }
 
 bool Store::failedBetweenLocked(uint64_t since, uint64_t until) const {
@@ -1028,7 +1313,13 @@ uint64_t Store::writeMark() const {
     return written_seq_;
 }
 
-void Store::whenDurable(uint64_t since, std::function<void(bool)> fn) {
+void Store::whenDurable(uint64_t since, std::function<void(bool)> fn) { waitDurable(since, std::move(fn), false); }
+
+void Store::whenDurableOrUnwritable(uint64_t since, std::function<void(bool)> fn) {
+    waitDurable(since, std::move(fn), true);
+}
+
+void Store::waitDurable(uint64_t since, std::function<void(bool)> fn, bool answer_when_unwritable) {
     uint64_t target;
     bool done;
     bool ok;
@@ -1037,17 +1328,27 @@ void Store::whenDurable(uint64_t since, std::function<void(bool)> fn) {
         target = written_seq_;
         done = durable_seq_ >= target;
         ok = !failedBetweenLocked(since, target);
+        if (!done && answer_when_unwritable && !write_problem_.empty()) {
+            done = true;
+            ok = false;
+        }
     }
     if (done) {
         post_([fn = std::move(fn), ok] { fn(ok); });
         return;
     }
-    waiters_.push_back({target, since, std::move(fn)});
+    waiters_.push_back({target, since, std::move(fn), answer_when_unwritable});
 }
 
 std::string Store::lastError() const {
     std::lock_guard lock(mu_);
     return last_error_;
+}
+
+std::optional<std::string> Store::writeProblem() const {
+    std::lock_guard lock(mu_);
+    if (write_problem_.empty()) return std::nullopt;
+    return write_problem_;
 }
 
 bool Store::runExists(const std::string& id) {

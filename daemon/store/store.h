@@ -13,8 +13,16 @@
 //
 // Threading: the write and read methods are for one thread (the event loop); the writer thread
 // is internal. Reads use their own connection and see committed data only.
-// Errors: open() throws StoreError with a message saying what to do; write errors after that are
-// logged (STORE_WRITE_FAILED), reported to whenDurable callbacks, and kept in lastError().
+// Errors: open() throws StoreError with a message saying what to do (a damaged database file is
+// refused and left as it is). After that, a batch that fails because the database cannot be
+// written (disk full, read-only file or file system, I/O error) is rolled back, kept and retried
+// every second, newer writes queued behind it in order, until it commits: nothing written is
+// lost while the daemon runs (if it is stopped meanwhile, the batch is tried three more times,
+// then logged as lost). Meanwhile writeProblem() says why (logged as STORE_UNWRITABLE, and
+// STORE_WRITABLE on recovery), whenDurable waits and whenDurableOrUnwritable answers ok=false
+// at once. Any other failed write (a bug: a constraint, a write for an unknown run) is
+// logged (STORE_WRITE_FAILED, STORE_COMMIT_FAILED), its batch dropped and reported to
+// whenDurable callbacks, and kept in lastError().
 #ifndef TASKHUB_STORE_STORE_H
 #define TASKHUB_STORE_STORE_H
 
@@ -73,7 +81,25 @@ public:
     // state_dir/taskhub.lock first: a second daemon on the same state directory is refused before
     // it reads or writes anything. Refuses a database written by a newer schema version, and one
     // that is not a TaskHub database.
-    static std::unique_ptr<Store> open(const std::filesystem::path& state_dir);
+    //
+    // The database file is checked first, reading only: a file that is not a SQLite database, is
+    // cut short (truncated mid-page, or shorter than its header says), fails PRAGMA quick_check
+    // (run for at most 500 ms: a large database on a cold disk is checked as far as that goes)
+    // or has a -wal file beside it that belongs to another database is refused with a StoreError
+    // naming the file, what is wrong and what to do; it is never modified. An empty file is a
+    // new database (SQLite leaves one when the daemon dies before its first commit).
+    struct Options {
+        // synchronous=NORMAL instead of FULL: a commit does not wait for the WAL's fsync (the
+        // last commits can be lost at power loss). For benchmarks that compare the two only;
+        // taskhubd always uses FULL.
+        bool sync_normal = false;
+    };
+    static std::unique_ptr<Store> open(const std::filesystem::path& state_dir, const Options& options);
+    static std::unique_ptr<Store> open(const std::filesystem::path& state_dir) { return open(state_dir, Options{}); }
+    // The same check of state_dir/taskhub.db as open() makes, for `taskhubd --check`: "" when the
+    // file is missing or looks sound, otherwise the message open() would refuse it with. Reads
+    // only, takes no lock (a running daemon may hold the database).
+    static std::string checkDatabase(const std::filesystem::path& state_dir);
     ~Store(); // commits or flushes what is pending, stops the writer
     Store(const Store&) = delete;
     Store& operator=(const Store&) = delete;
@@ -129,8 +155,13 @@ public:
     uint64_t writeMark() const;
     // Calls fn(ok) on the event loop once every write made before this call is committed (at
     // once, through post, when nothing is pending). ok is false when any write made after
-    // writeMark() returned `since` was lost (its batch failed). Writer mode only.
+    // writeMark() returned `since` was lost (its batch failed). While the store cannot write
+    // (writeProblem()) fn waits until the writes are committed after all. Writer mode only.
     void whenDurable(uint64_t since, std::function<void(bool ok)> fn);
+    // As whenDurable, but while the store cannot write (writeProblem()) fn(false) is called at
+    // once, also when the store becomes unwritable while fn waits: for answers to clients, who
+    // should hear about the problem rather than wait until the disk has room again.
+    void whenDurableOrUnwritable(uint64_t since, std::function<void(bool ok)> fn);
 
     // Synchronous mode only (start-up): returns the value stored under key in the meta table ("" when
     // none) and stores value in its place (durable with the next commit()).
@@ -197,6 +228,10 @@ public:
     // ---- end of history retention ----
 
     std::string lastError() const;
+    // Why the store cannot write at the moment ("cannot write the state database PATH: database
+    // or disk is full; free space on ..."), or nullopt while it can (see Errors above). Any
+    // thread. The engine starts no new run and the control channel refuses changes meanwhile.
+    std::optional<std::string> writeProblem() const;
     const std::filesystem::path& path() const noexcept { return path_; }
 
 private:
@@ -243,6 +278,7 @@ private:
         uint64_t target; // durable once durable_seq_ reaches this
         uint64_t since;  // the caller's writes are those after this mark
         std::function<void(bool)> fn;
+        bool answer_when_unwritable = false; // whenDurableOrUnwritable
     };
     class Conn;
 
@@ -259,6 +295,12 @@ private:
     bool applyEvents(Conn& c, int64_t run_key, int64_t last_seq, const std::string& events);
     bool fail(const std::string& err);
     void writerLoop();
+    // Writes and commits the batch being written; false with *err (and *storage_error when the
+    // database could not be written, so that the batch is worth retrying) when it did not commit.
+    bool writeBatch(std::string* err, bool* storage_error);
+    void setWriteProblemLocked(const std::string& problem); // "" when the store can write again
+    void onUnwritable();
+    void waitDurable(uint64_t since, std::function<void(bool)> fn, bool answer_when_unwritable);
     void onCommitted(uint64_t seq);
     bool failedBetweenLocked(uint64_t since, uint64_t until) const;
 
@@ -284,6 +326,7 @@ private:
     uint64_t forgotten_failures_until_ = 0;            // guarded by mu_: older failures dropped
     bool sync_failed_ = false;          // synchronous mode: a write failed since the last commit
     std::string last_error_;            // guarded by mu_
+    std::string write_problem_;         // guarded by mu_: see writeProblem(); "" when writable
     // Event-loop thread only.
     std::deque<Waiter> waiters_;
     std::unordered_set<std::string> pruning_; // runs handed to pruneRuns() and not yet durable
