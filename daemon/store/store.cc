@@ -1177,10 +1177,14 @@ void Store::writerLoop() {
     for (;;) {
         cv_.wait(lock, [this] { return stopping_ || pending_.writes != 0; });
         if (pending_.writes == 0) break; // stopping and nothing left
+        // Unless someone waits for these writes (an answer to a client, an attempt whose plugin
+        // is called once its "starting" record is durable): then they are committed at once,
+        // and what arrives during that commit makes up the next batch.
         const auto due = last_commit + kMinCommitInterval;
-        if (!stopping_ && std::chrono::steady_clock::now() < due) {
-            cv_.wait_until(lock, due, [this] { return stopping_; });
+        if (!stopping_ && !urgent_ && std::chrono::steady_clock::now() < due) {
+            cv_.wait_until(lock, due, [this] { return stopping_ || urgent_; });
         }
+        urgent_ = false;
         last_commit = std::chrono::steady_clock::now();
         // The two batches take turns: the event loop fills one while this thread writes the
         // other, and each keeps its storage, so a busy run allocates nothing per write.
@@ -1332,11 +1336,13 @@ void Store::waitDurable(uint64_t since, std::function<void(bool)> fn, bool answe
             done = true;
             ok = false;
         }
+        if (!done) urgent_ = true;
     }
     if (done) {
         post_([fn = std::move(fn), ok] { fn(ok); });
         return;
     }
+    cv_.notify_one();
     waiters_.push_back({target, since, std::move(fn), answer_when_unwritable});
 }
 

@@ -4,8 +4,8 @@
 //   - synchronous (after open()): writes join an open transaction on the calling thread and
 //     commit() makes them durable. Used at start-up (recovery) and by tests.
 //   - writer thread (after startWriter()): writes are queued as plain records and a writer
-//     thread with its own connection commits them in batches (group commit: at once when idle,
-//     at most every 20 ms under load), so
+//     thread with its own connection commits them in batches (group commit: at once when idle
+//     or when someone waits for them through whenDurable, else at most every 20 ms under load), so
 //     fsync never blocks the event loop. Several updates of one task within a batch collapse into
 //     its latest state. whenDurable(fn) calls fn (through the poster given to startWriter) once
 //     everything written so far is committed: the control channel answers a client only then, so
@@ -320,6 +320,7 @@ private:
     int64_t next_event_seq_ = 1;        // guarded by mu_: the number of the next event
     std::unordered_set<std::string> committing_runs_; // guarded by mu_: run ids in the batch being written
     bool stopping_ = false;             // guarded by mu_
+    bool urgent_ = false;               // guarded by mu_: a waiter wants the pending writes committed now
     uint64_t written_seq_ = 0;          // guarded by mu_: last write handed to the store
     uint64_t durable_seq_ = 0;          // guarded by mu_: last write committed (or failed)
     std::deque<std::pair<uint64_t, uint64_t>> failed_; // guarded by mu_: seq ranges of lost batches
