@@ -206,7 +206,7 @@ public:
         int64_t min_age_ms = 0;   // a run that ended (or, never started, was created) more recently stays
         size_t max_runs = 200;    // ids returned at most
         size_t max_workflows = 64; // workflows looked at, at most
-        std::string cursor;       // the workflow looked at last; updated (round robin over all)
+        std::string cursor;       // the next call starts after this workflow name; updated (round robin)
     };
     // Finished top-level runs beyond their workflow's rules (rules(workflow)), oldest first per
     // workflow: committed data, a bounded amount of it per call. Never picked: a run that is not
