@@ -315,13 +315,16 @@ class Daemon:
 
     # ---- process ----
 
-    def start(self, wait=True):
+    def start(self, wait=True, extra_env=None):
+        """Starts taskhubd (and waits until it answers, unless wait is false). extra_env: variables
+        added to this process's environment for this start only (e.g. TASKHUB_FAILPOINT)."""
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
                 [BIN["daemon"], "--config", self.config],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir,
+                env=dict(os.environ, **extra_env) if extra_env else None,
                 preexec_fn=lambda: _prctl(PR_SET_PDEATHSIG, signal.SIGTERM))
         finally:
             log.close()
