@@ -380,6 +380,8 @@ void printRunDetail(const json::value& run) {
     if (std::string params = paramsText(run); !params.empty()) std::cout << "params    " << params << "\n";
     if (std::string parent = field(run, "parent_run"); !parent.empty() && parent != "-")
         std::cout << "parent    " << parent << " (task " << field(run, "parent_task") << ")\n";
+    if (std::string lost = field(run, "lost"); lost != "0" && lost != "-")
+        std::cout << "lost      " << lost << " attempt(s) interrupted by a taskhubd crash (events: lost, recovered)\n";
     std::cout << "started   " << shortTime(field(run, "started")) << "\n"
               << "ended     " << shortTime(field(run, "ended")) << "\n"
               << "duration  " << elapsed(run) << "\n\n";

@@ -84,6 +84,7 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
     o["parent_run"] = r.parent_run;
     o["parent_task"] = r.parent_task;
     o["depth"] = r.depth;
+    o["lost"] = r.lost;
     if (with_tasks) {
         json::array tasks;
         for (const auto& t : r.tasks) {
@@ -99,6 +100,7 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
             to["duration_ms"] = durationMs(t.started_ms, t.ended_ms);
             to["outputs"] = nameValuesJson(t.outputs);
             to["child_run"] = t.child_run;
+            to["pid"] = t.pid ? json::value(*t.pid) : json::value(nullptr);
             json::value why = nullptr;
             if (waiting) {
                 if (auto it = waiting->find(t.task_id); it != waiting->end()) why = json::string(it->second);

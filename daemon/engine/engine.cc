@@ -910,17 +910,12 @@ struct Engine::Impl {
         if (!task.launching || task.rec.attempt != l.attempt) return;
         task.launching = false;
         TASKHUB_FAILPOINT("task_starting_committed");
-        const auto fail = [&](AttemptResult::Outcome outcome, std::string message) {
-            onAttemptDone(l.serial, l.task, l.attempt, AttemptResult{outcome, std::nullopt, std::move(message), {}});
-        };
         if (!recorded) {
-            fail(AttemptResult::Outcome::Failed,
-                 "not started: the state store could not record the attempt (" + store.lastError() + ")");
-            return;
-        }
-        // Stopped while its record was being committed (a cancel, its timeout, the run's end).
-        if (task.cancel_requested || !task.timed_out.empty()) {
-            fail(AttemptResult::Outcome::Cancelled, "stopped before it started");
+            onAttemptDone(l.serial, l.task, l.attempt,
+                          AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
+                                        "not started: the state store could not record the attempt (" +
+                                            store.lastError() + ")",
+                                        {}});
             return;
         }
         const uint64_t serial = l.serial;
@@ -1013,7 +1008,8 @@ struct Engine::Impl {
     }
 
     // Stops a running attempt: a plugin's is cancelled (after letting a frozen one continue, so
-    // that it can act on the signal), a child run is cancelled with its subtree.
+    // that it can act on the signal), one still waiting for its starting record ends without its
+    // plugin being called, a child run is cancelled with its subtree.
     void stopAttempt(Run& run, uint32_t t) {
         auto& task = run.tasks[t];
         if (!task.def->workflow.empty()) {
@@ -1023,7 +1019,18 @@ struct Engine::Impl {
             }
             return;
         }
-        if (task.launching) return; // launch() ends it once its record is committed
+        if (task.launching) {
+            // Its plugin was never called: it ends now, without waiting for its record to be
+            // committed (which may take long while the state database cannot be written).
+            task.launching = false;
+            const uint64_t serial = run.serial;
+            const int attempt = task.rec.attempt;
+            asio::post(io, [this, serial, t, attempt] {
+                onAttemptDone(serial, t, attempt,
+                              AttemptResult{AttemptResult::Outcome::Cancelled, std::nullopt, "stopped before it started", {}});
+            });
+            return;
+        }
         if (task.st == TS::Frozen) {
             task.plugin->resume(task.token);
             setState(run, t, TS::Running);
@@ -1625,25 +1632,52 @@ struct Engine::Impl {
 
     // Ends an unfinished run that cannot continue, with its unfinished tasks and child runs.
     // Returns the attempts lost in it and its child runs.
+    // run id + "\n" + task id -> what stopLeftovers() found for the task's lost attempt.
+    using LostWhat = std::map<std::string, std::string>;
+
+    static std::string lostText(const LostWhat& lost_what, const std::string& run_id, const std::string& task_id) {
+        auto w = lost_what.find(run_id + "\n" + task_id);
+        return w != lost_what.end() ? w->second : "no process was recorded for it";
+    }
+
+    // Records a lost attempt: its `lost` event (what happened to it, and to the task: `then`).
+    void recordLost(const std::string& run_id, const store::TaskRecord& t, const std::string& what,
+                    const std::string& then) {
+        event(run_id, t.task_id, "lost",
+              "attempt " + std::to_string(t.attempt) + " was lost when taskhubd stopped: " + what + "; " + then);
+        spdlog::warn("ENGINE_ATTEMPT_LOST {} task {}: {}; {}", run_id, t.task_id, what, then);
+    }
+
     int abandon(const store::RunRecord& rec, const std::string& why,
-                 const std::map<std::string, store::RunRecord>& unfinished, RecoveryReport* report) {
+                const std::map<std::string, store::RunRecord>& unfinished, const LostWhat& lost_what,
+                RecoveryReport* report) {
         store::RunRecord r = rec;
         const int64_t now = nowMillis();
         for (size_t i = 0; i < r.tasks.size(); ++i) {
             auto& t = r.tasks[i];
             if (finalStateFromName(t.state)) continue;
             const bool was_running = t.state == "starting" || t.state == "running" || t.state == "frozen";
-            if (was_running && t.plugin.rfind("workflow:", 0) != 0) {
+            const bool workflow_task = t.plugin.rfind("workflow:", 0) == 0;
+            if (was_running && !workflow_task) {
                 ++r.lost;
                 ++report->lost;
+                const std::string what = lostText(lost_what, r.id, t.task_id);
+                recordLost(r.id, t, what, "failed: the run cannot continue");
+                t.message = "lost: " + what + "; " + why;
+            } else {
+                t.message = why;
             }
             t.state = was_running ? "failed" : "cancelled";
-            t.message = (was_running ? "lost: " : "") + why;
             if (!t.ended_ms) t.ended_ms = now;
+            t.pid.reset();
+            t.pgid.reset();
+            t.proc_start.reset();
             store.upsertTask(r.id, static_cast<int>(i), t);
+            event(r.id, t.task_id, was_running ? "end" : "cancelled", t.state + ": " + t.message);
             if (!t.child_run.empty()) {
                 if (auto c = unfinished.find(t.child_run); c != unfinished.end()) {
-                    r.lost += abandon(c->second, "its parent run " + r.id + " could not continue", unfinished, report);
+                    r.lost += abandon(c->second, "its parent run " + r.id + " could not continue", unfinished,
+                                      lost_what, report);
                 }
             }
         }
@@ -1652,6 +1686,7 @@ struct Engine::Impl {
         r.ended_ms = now;
         store.updateRun(r);
         event(r.id, "", "recovered", "failed: " + why);
+        event(r.id, "", "run_end", "failed: " + why);
         spdlog::warn("ENGINE_RUN_ABANDONED {} {}", r.id, why);
         ++report->abandoned;
         return r.lost - rec.lost;
@@ -1667,7 +1702,7 @@ struct Engine::Impl {
     // lost in this run and its child runs.
     int rebuild(const store::RunRecord& rec, Run* parent, uint32_t parent_task,
                  const std::map<std::string, store::RunRecord>& unfinished,
-                 const std::map<std::string, std::string>& lost_what, std::vector<Run*>* rebuilt,
+                 const LostWhat& lost_what, std::vector<Run*>* rebuilt,
                  RecoveryReport* report) {
         auto wf = lookup_workflow ? lookup_workflow(rec.workflow) : nullptr;
         std::string why;
@@ -1678,7 +1713,7 @@ struct Engine::Impl {
             why = "taskhubd restarted and workflow '" + rec.workflow + "' has changed since run " + rec.id +
                   " started (version " + rec.version + ", now " + wf->version + "), so it cannot continue";
         }
-        if (!why.empty()) return abandon(rec, why, unfinished, report);
+        if (!why.empty()) return abandon(rec, why, unfinished, lost_what, report);
         auto run = makeRun(wf, rec.id, rec.trigger, rec.params);
         run->rec = rec;
         run->rec.tasks.clear();
@@ -1742,9 +1777,7 @@ struct Engine::Impl {
             // A lost attempt.
             ++r.rec.lost;
             ++report->lost;
-            auto w = lost_what.find(rec.id + "\n" + task.rec.task_id);
-            const std::string what = w != lost_what.end() ? w->second : "no process was recorded for it";
-            const std::string head = "attempt " + std::to_string(task.rec.attempt) + " was lost when taskhubd stopped: " + what;
+            const std::string what = lostText(lost_what, rec.id, task.rec.task_id);
             task.rec.pid.reset();
             task.rec.pgid.reset();
             task.rec.proc_start.reset();
@@ -1764,10 +1797,13 @@ struct Engine::Impl {
             }
             task.rec.state = stateName(task.st);
             if (task.st == TS::Failed) --r.unfinished;
-            event(r.rec.id, task.rec.task_id, "lost",
-                  head + (task.st == TS::Failed ? "; failed" : "; retry " + std::to_string(task.rec.attempt) +
-                                                                  " of " + std::to_string(task.def->retries)));
-            spdlog::warn("ENGINE_ATTEMPT_LOST {} task {}: {}", r.rec.id, task.rec.task_id, task.rec.message);
+            if (task.st == TS::Failed) {
+                recordLost(r.rec.id, task.rec, what, "failed");
+                event(r.rec.id, task.rec.task_id, "end", "failed: " + task.rec.message);
+            } else {
+                recordLost(r.rec.id, task.rec, what,
+                           "retry " + std::to_string(task.rec.attempt) + " of " + std::to_string(task.def->retries));
+            }
         }
         for (uint32_t i = 0; i < r.tasks.size(); ++i) {
             if (r.tasks[i].rec.state != rec.tasks[i].state || r.tasks[i].rec.message != rec.tasks[i].message)
@@ -1833,7 +1869,7 @@ struct Engine::Impl {
 
         // First stop every process the previous process left behind, so that no lost attempt
         // still runs when its retry starts.
-        std::map<std::string, std::string> lost_what; // run id + "\n" + task id -> what was found
+        LostWhat lost_what;
         std::vector<FoundProcess> killed;
         std::multimap<std::string, FoundProcess> tagged;
         bool scanned = false;
@@ -1869,7 +1905,7 @@ struct Engine::Impl {
             if (!rec.parent_run.empty()) {
                 // Child runs are rebuilt with their parent; one whose parent has ended cannot continue.
                 if (!unfinished.count(rec.parent_run)) {
-                    abandon(rec, "its parent run " + rec.parent_run + " has ended", unfinished, &report);
+                    abandon(rec, "its parent run " + rec.parent_run + " has ended", unfinished, lost_what, &report);
                 }
                 continue;
             }
