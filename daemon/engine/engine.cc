@@ -218,6 +218,7 @@ struct Engine::Impl {
         bool unhealthy = false; // as PluginHost::dispatchable() said at the last transition
     };
     std::map<std::string, PluginQueue> ready;
+    static constexpr size_t kLaunchChunk = 256;
     std::vector<Launch> launches; // dispatched since the last flushLaunches()
     uint64_t launch_since = 0;    // the store's write mark before the first of them
     std::string state_dir;        // TASKHUB_STATE_DIR of every attempt (recovery finds them by it)
@@ -888,6 +889,9 @@ struct Engine::Impl {
         task.waited = {};
         task.launching = true;
         launches.push_back(Launch{serial, t, attempt, std::move(spec)});
+        // In chunks, so that the writer commits the first attempts' records while the loop
+        // dispatches the next ones.
+        if (launches.size() >= kLaunchChunk) flushLaunches();
     }
 
     // Calls the plugins of the attempts dispatched since the last call once their "starting"
