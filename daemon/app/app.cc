@@ -280,6 +280,7 @@ int serve(const config::DaemonConfig& cfg) {
                 spdlog::info("APP_STOPPING signal {}: no new runs; draining for up to {} ms", sig,
                              cfg.shutdown_grace.count());
                 services.setShuttingDown();
+                store->stopWaitingWhileUnwritable();
                 scheduler.stop();
                 file_watch.stop();
                 plugins.stopHealthChecks();

@@ -740,17 +740,26 @@ std::string databaseDamage(const std::filesystem::path& path) {
     // The header, the schema and, after a crash, the -wal (its pages must leave a TaskHub
     // database) are always checked.
     constexpr auto kQuickCheckBudget = std::chrono::milliseconds(500);
-    const auto deadline = std::chrono::steady_clock::now() + kQuickCheckBudget;
-    auto past_deadline = [](void* d) -> int {
-        return std::chrono::steady_clock::now() > *static_cast<const std::chrono::steady_clock::time_point*>(d);
-    };
     std::string out;
     sqlite3_stmt* s = nullptr;
     int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &s, nullptr);
     if (rc == SQLITE_OK) {
-        sqlite3_progress_handler(db, 1000, past_deadline, const_cast<std::chrono::steady_clock::time_point*>(&deadline));
+        // The check is one step of one statement (a progress handler is not called within it):
+        // a watchdog interrupts it when the budget is spent.
+        std::mutex m;
+        std::condition_variable cv;
+        bool finished = false;
+        std::thread watchdog([&] {
+            std::unique_lock lock(m);
+            if (!cv.wait_for(lock, kQuickCheckBudget, [&] { return finished; })) sqlite3_interrupt(db);
+        });
         rc = sqlite3_step(s);
-        sqlite3_progress_handler(db, 0, nullptr, nullptr);
+        {
+            std::lock_guard lock(m);
+            finished = true;
+        }
+        cv.notify_one();
+        watchdog.join(); // before finalize(), which clears an interrupt that came late
         if (rc == SQLITE_ROW) {
             auto p = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
             if (std::string v = p ? p : ""; v != "ok") out = v;
@@ -1173,6 +1182,7 @@ void Store::writerLoop() {
     w_->quiet_storage_errors = true; // reported here, once, as STORE_UNWRITABLE
     auto last_commit = std::chrono::steady_clock::now() - kMinCommitInterval;
     auto unwritable_since = last_commit;
+    bool gave_up = false; // stopping, and a batch was given up: the later ones get one try each
     std::unique_lock lock(mu_);
     for (;;) {
         cv_.wait(lock, [this] { return stopping_ || pending_.writes != 0; });
@@ -1202,7 +1212,8 @@ void Store::writerLoop() {
             lock.lock();
             if (write_problem_.empty()) unwritable_since = std::chrono::steady_clock::now();
             setWriteProblemLocked(unwritableMessage(path_, w_->error_code, w_->system_errno));
-            if (stopping_ && ++tries_while_stopping > kRetriesWhileStopping) {
+            if (stopping_ && (gave_up || ++tries_while_stopping > kRetriesWhileStopping)) {
+                gave_up = true;
                 lock.unlock();
                 break;
             }
@@ -1323,7 +1334,14 @@ void Store::whenDurableOrUnwritable(uint64_t since, std::function<void(bool)> fn
     waitDurable(since, std::move(fn), true);
 }
 
+void Store::stopWaitingWhileUnwritable() {
+    stop_waiting_while_unwritable_ = true;
+    for (auto& w : waiters_) w.answer_when_unwritable = true;
+    onUnwritable();
+}
+
 void Store::waitDurable(uint64_t since, std::function<void(bool)> fn, bool answer_when_unwritable) {
+    answer_when_unwritable = answer_when_unwritable || stop_waiting_while_unwritable_;
     uint64_t target;
     bool done;
     bool ok;

@@ -162,6 +162,11 @@ public:
     // once, also when the store becomes unwritable while fn waits: for answers to clients, who
     // should hear about the problem rather than wait until the disk has room again.
     void whenDurableOrUnwritable(uint64_t since, std::function<void(bool ok)> fn);
+    // For a daemon that begins to stop: from now on every whenDurable callback behaves as a
+    // whenDurableOrUnwritable one (those waiting already too), so that nothing the shutdown
+    // waits for (an attempt waiting for its "starting" record) waits for a disk that may not
+    // have room again before the exit. Event-loop thread.
+    void stopWaitingWhileUnwritable();
 
     // Synchronous mode only (start-up): returns the value stored under key in the meta table ("" when
     // none) and stores value in its place (durable with the next commit()).
@@ -330,6 +335,7 @@ private:
     std::string write_problem_;         // guarded by mu_: see writeProblem(); "" when writable
     // Event-loop thread only.
     std::deque<Waiter> waiters_;
+    bool stop_waiting_while_unwritable_ = false; // stopWaitingWhileUnwritable()
     std::unordered_set<std::string> pruning_; // runs handed to pruneRuns() and not yet durable
 };
 

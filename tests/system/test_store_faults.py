@@ -178,13 +178,8 @@ class StoreFaultsTest(harness.DaemonTestCase):
         self.assertEqual(slow_after["state"], "succeeded")
         self.assertEqual([t["state"] for t in slow_after["tasks"]], ["succeeded", "succeeded"])
 
-    # ---- the tests ----
-
-    def test_disk_full(self):
-        d = self.fault_daemon()
-        slow = d.ctl_ok("run", "slow")["id"]
-        d.wait_task_state(slow, "wait", "running")
-        # Fill the file system to the last block.
+    def fill(self, d):
+        """Fills the state file system to the last block; returns the filler file."""
         filler = os.path.join(d.state_dir, "filler")
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
@@ -196,7 +191,11 @@ class StoreFaultsTest(harness.DaemonTestCase):
                     pass
         finally:
             os.close(fd)
-        # Writes now fail as soon as the -wal has to grow: make some until one does.
+        return filler
+
+    def make_writes_until_refused(self, d):
+        """Writes fail once the -wal has to grow: triggers runs until the store reports it.
+        Returns the id of a run accepted but not committed when the failure came, or None."""
         kept = None
         for _ in range(200):
             if self.status(d).get("store_problem"):
@@ -206,6 +205,16 @@ class StoreFaultsTest(harness.DaemonTestCase):
                 # Accepted, and kept until the disk has room: its id is in the message.
                 kept = err.split("run ", 1)[1].split(" ", 1)[0]
             time.sleep(0.02)
+        return kept
+
+    # ---- the tests ----
+
+    def test_disk_full(self):
+        d = self.fault_daemon()
+        slow = d.ctl_ok("run", "slow")["id"]
+        d.wait_task_state(slow, "wait", "running")
+        filler = self.fill(d)
+        kept = self.make_writes_until_refused(d)
         problem = self.wait_problem(d, "database or disk is full", "free space on the file system holding")
         self.check_while_down(d, slow, problem, slow)
         # The slow run goes on and ends while the disk is full.
@@ -214,6 +223,23 @@ class StoreFaultsTest(harness.DaemonTestCase):
         self.assertIsNotNone(self.status(d).get("store_problem"))
         os.unlink(filler)
         self.check_recovered(d, slow, kept)
+
+    def test_stop_while_full(self):
+        # Stopping while the disk is full does not wait for the disk: the kept changes are tried
+        # a few more times, then reported as lost; the database stays sound.
+        d = self.fault_daemon()
+        slow = d.ctl_ok("run", "slow")["id"]
+        d.wait_task_state(slow, "wait", "running")
+        self.fill(d)
+        self.make_writes_until_refused(d)
+        self.wait_problem(d, "database or disk is full")
+        open(d.path("go"), "w").close()
+        time.sleep(0.5)
+        rc, took = d.stop(timeout=30)
+        self.assertEqual(rc, 0)
+        self.assertLess(took, 15, "stopping with a full disk took %.1f s" % took)
+        self.assertIn("taskhubd is stopping and the state database still cannot be written", d.log())
+        self.assertEqual(integrity(os.path.join(d.state_dir, "taskhub.db")), "ok")
 
     def test_read_only(self):
         d = self.fault_daemon()
