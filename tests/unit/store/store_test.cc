@@ -383,6 +383,59 @@ TEST_CASE("a corrupted database is refused with what to do", "[store]") {
 
 namespace {
 
+std::string fileText(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+} // namespace
+
+TEST_CASE("a damaged database is refused untouched, and checkDatabase says the same", "[store]") {
+    TempDir dir;
+    const auto db = dir.path / "taskhub.db";
+    CHECK(Store::checkDatabase(dir.path).empty()); // none yet
+    {
+        auto s = Store::open(dir.path);
+        for (int i = 0; i < 50; ++i) s->insertRun(makeRun("wf@" + std::to_string(i), "wf", i));
+        REQUIRE(s->commit());
+    }
+    CHECK_FALSE(std::filesystem::exists(dir.path / "taskhub.db-wal")); // a clean close leaves none
+    CHECK(Store::checkDatabase(dir.path).empty());
+    const std::string whole = fileText(db);
+    REQUIRE(whole.size() % 4096 == 0);
+
+    auto refused = [&](const std::string& content, const std::string& what) {
+        std::ofstream(db, std::ios::binary | std::ios::trunc) << content;
+        const std::string said = Store::checkDatabase(dir.path);
+        CHECK_THAT(said, Catch::Contains(db.string() + " is damaged (" + what) &&
+                             Catch::Contains("taskhubd will not modify it") &&
+                             Catch::Contains("mv " + db.string() + " " + db.string() + ".damaged"));
+        CHECK_THROWS_WITH(Store::open(dir.path), Catch::Contains(said));
+        CHECK(fileText(db) == content);
+        CHECK_FALSE(std::filesystem::exists(dir.path / "taskhub.db-wal")); // the check made none
+    };
+    SECTION("not a database") { refused(std::string(whole.size(), 'x'), "file is not a database"); }
+    SECTION("shorter than a header") { refused(whole.substr(0, 50), "file is not a database"); }
+    SECTION("truncated mid-page") { refused(whole.substr(0, whole.size() - 100), "it is truncated"); }
+    SECTION("truncated at a page boundary") {
+        refused(whole.substr(0, whole.size() - 4096), "it is truncated: its header says");
+    }
+    SECTION("an empty file is a new database") {
+        std::ofstream(db, std::ios::trunc).close();
+        CHECK(Store::checkDatabase(dir.path).empty());
+        auto s = Store::open(dir.path);
+        CHECK(s->countRuns() == 0);
+    }
+    SECTION("a -wal beside an empty file") {
+        std::ofstream(db, std::ios::trunc).close();
+        std::ofstream(dir.path / "taskhub.db-wal", std::ios::binary) << std::string(4096 + 32, 'w');
+        CHECK_THROWS_WITH(Store::open(dir.path), Catch::Contains("the database file is empty but a 4128-byte -wal"));
+        CHECK(fileText(dir.path / "taskhub.db-wal") == std::string(4096 + 32, 'w'));
+    }
+}
+
+namespace {
+
 // Stands in for the event loop: posted functions run when the test drains them.
 struct FakeLoop {
     std::mutex mu;
