@@ -94,6 +94,8 @@ def lateness_config():
     with open(bl.REPO / "etc" / "taskhub.toml", "rb") as f:
         cfg = tomllib.load(f)
     cfg["timezone"] = "UTC"
+    # History retention would delete the runs the benchmark counts (the example keeps 500).
+    cfg.pop("history", None)
     return cfg
 
 

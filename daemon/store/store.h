@@ -300,6 +300,10 @@ private:
     bool applyEvents(Conn& c, int64_t run_key, int64_t last_seq, const std::string& events);
     bool fail(const std::string& err);
     void writerLoop();
+    // The -wal's size (in pages) at which the checkpointer thread checkpoints it.
+    static constexpr int kCheckpointFrames = 1000;
+    static int walHook(void* self, sqlite3* db, const char* name, int frames); // writer thread
+    void checkpointLoop();
     // Writes and commits the batch being written; false with *err (and *storage_error when the
     // database could not be written, so that the batch is worth retrying) when it did not commit.
     bool writeBatch(std::string* err, bool* storage_error);
@@ -317,6 +321,11 @@ private:
     // Writer mode.
     std::function<void(std::function<void()>)> post_;
     std::thread writer_;
+    std::thread checkpointer_;          // writer mode: checkpoints the -wal (checkpointLoop)
+    std::mutex ckpt_mu_;
+    std::condition_variable ckpt_cv_;
+    bool ckpt_wanted_ = false;          // guarded by ckpt_mu_: the -wal reached kCheckpointFrames
+    bool ckpt_stop_ = false;            // guarded by ckpt_mu_
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::condition_variable flushed_cv_;
