@@ -523,14 +523,10 @@ TEST_CASE("engine: a shell attempt is recorded running with its process, pid che
     CHECK(h.waitEnd(id).state == "cancelled");
 }
 
-TEST_CASE("engine: recovery kills a lost attempt's process, retries it, keeps finished tasks and goes on",
-          "[engine][recovery]") {
-    Harness h;
-    h.add("crashed", noopTask("done") + noopTask("lost", "retries = 1\ndepends_on = [\"done\"]") +
-                         noopTask("once", "at_most_once = true\nretries = 3\ndepends_on = [\"done\"]") +
-                         noopTask("last", "depends_on = [\"lost\"]"));
-    h.load();
-    // What a daemon killed while "lost" ran as a process leaves in the store.
+namespace {
+
+// A `sleep 30` standing in for a task process a killed daemon left behind: its pid and start time.
+std::pair<pid_t, int64_t> leftoverProcess() {
     char arg0[] = "sleep";
     char arg1[] = "30";
     char* argv[] = {arg0, arg1, nullptr};
@@ -539,30 +535,52 @@ TEST_CASE("engine: recovery kills a lost attempt's process, retries it, keeps fi
     REQUIRE(::posix_spawnp(&pid, "sleep", nullptr, nullptr, argv, envp) == 0);
     auto ticks = processStartTicks(pid);
     REQUIRE(ticks);
-    auto wf = h.workflow("crashed");
+    return {pid, *ticks};
+}
+
+// What a daemon killed during run `id` of `workflow` leaves in the store: the run, running, and
+// its tasks in these states (attempt 1 unless pending), in workflow order.
+void leaveCrashedRun(Harness& h, const std::string& id, const std::string& workflow,
+                     const std::vector<std::string>& states, const std::map<std::string, std::pair<pid_t, int64_t>>& processes) {
+    auto wf = h.workflow(workflow);
     store::RunRecord rec;
-    rec.id = "crashed@1";
-    rec.workflow = "crashed";
+    rec.id = id;
+    rec.workflow = workflow;
     rec.trigger = "manual";
     rec.state = "running";
     rec.version = wf->version;
     rec.created_ms = rec.started_ms.emplace(1000);
     h.store().insertRun(rec);
-    const char* states[] = {"succeeded", "running", "starting", "pending"};
-    for (int i = 0; i < 4; ++i) {
+    for (size_t i = 0; i < states.size(); ++i) {
         store::TaskRecord t;
         t.task_id = wf->tasks[i].id;
         t.plugin = "noop";
         t.state = states[i];
-        t.attempt = i < 3 ? 1 : 0;
-        if (i == 1) {
-            t.pid = pid;
-            t.pgid = pid; // reported as a group leader, though it is not: the pid is killed too
-            t.proc_start = *ticks;
+        t.attempt = states[i] == "pending" ? 0 : 1;
+        if (auto p = processes.find(t.task_id); p != processes.end()) {
+            t.pid = p->second.first;
+            t.pgid = p->second.first;
+            t.proc_start = p->second.second;
         }
-        h.store().upsertTask(rec.id, i, t);
+        h.store().upsertTask(id, static_cast<int>(i), t);
     }
     REQUIRE(h.store().commit());
+}
+
+} // namespace
+
+TEST_CASE("engine: recovery kills a lost attempt's process, retries it, keeps finished tasks and goes on",
+          "[engine][recovery]") {
+    Harness h;
+    h.add("crashed", noopTask("done") + noopTask("lost", "retries = 1\ndepends_on = [\"done\"]") +
+                         noopTask("once", "at_most_once = true\nretries = 3\ndepends_on = [\"done\"]") +
+                         noopTask("last", "depends_on = [\"lost\"]"));
+    h.load();
+    // "lost" ran as a process; it is recorded as leading its process group, though it does not:
+    // the pid is killed as well.
+    auto [pid, ticks] = leftoverProcess();
+    const std::string id = "crashed@1";
+    leaveCrashedRun(h, id, "crashed", {"succeeded", "running", "starting", "pending"}, {{"lost", {pid, ticks}}});
 
     auto report = h.engine().recover(true);
     CHECK(report.runs == 1);
@@ -574,7 +592,7 @@ TEST_CASE("engine: recovery kills a lost attempt's process, retries it, keeps fi
     CHECK(WIFSIGNALED(status));
     CHECK(WTERMSIG(status) == SIGKILL);
 
-    auto run = h.waitEnd(rec.id);
+    auto run = h.waitEnd(id);
     CHECK(run.state == "failed"); // "once" failed as lost (fail_fast), so "last" never ran
     CHECK(run.lost == 2);
     CHECK(task(run, "done").attempt == 1); // not run again
@@ -584,7 +602,7 @@ TEST_CASE("engine: recovery kills a lost attempt's process, retries it, keeps fi
     CHECK(task(run, "once").message.find("at_most_once") != std::string::npos);
     int lost_events = 0;
     bool recovered = false;
-    for (const auto& e : h.events(rec.id)) {
+    for (const auto& e : h.events(id)) {
         if (e.kind == "lost") ++lost_events;
         if (e.kind == "recovered") recovered = true;
     }
@@ -597,38 +615,16 @@ TEST_CASE("engine: recovery leaves a process alone whose pid no longer has the r
     Harness h;
     h.add("crashed", noopTask("a", "retries = 1"));
     h.load();
-    char arg0[] = "sleep";
-    char arg1[] = "30";
-    char* argv[] = {arg0, arg1, nullptr};
-    char* envp[] = {nullptr};
-    pid_t pid = 0;
-    REQUIRE(::posix_spawnp(&pid, "sleep", nullptr, nullptr, argv, envp) == 0);
-    auto ticks = processStartTicks(pid);
-    REQUIRE(ticks);
-    auto wf = h.workflow("crashed");
-    store::RunRecord rec;
-    rec.id = "crashed@2";
-    rec.workflow = "crashed";
-    rec.trigger = "manual";
-    rec.state = "running";
-    rec.version = wf->version;
-    h.store().insertRun(rec);
-    store::TaskRecord t;
-    t.task_id = "a";
-    t.plugin = "noop";
-    t.state = "running";
-    t.attempt = 1;
-    t.pid = pid;
-    t.pgid = pid;
-    t.proc_start = *ticks - 1; // an earlier process that had this pid
-    h.store().upsertTask(rec.id, 0, t);
-    REQUIRE(h.store().commit());
+    auto [pid, ticks] = leftoverProcess();
+    const std::string id = "crashed@2";
+    // Recorded with the start time of an earlier process that had this pid.
+    leaveCrashedRun(h, id, "crashed", {"running"}, {{"a", {pid, ticks - 1}}});
 
     auto report = h.engine().recover(true);
     CHECK(report.lost == 1);
     CHECK(report.killed == 0);
-    CHECK(sameProcess(pid, *ticks));
-    auto run = h.waitEnd(rec.id);
+    CHECK(sameProcess(pid, ticks));
+    auto run = h.waitEnd(id);
     CHECK(run.state == "succeeded"); // retried
     CHECK(task(run, "a").attempt == 2);
     ::kill(pid, SIGKILL);
