@@ -827,11 +827,22 @@ std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir, const
         // Detects a damaged file before anything is written to it.
         if (std::string damage = databaseDamage(path); !damage.empty()) throw StoreError(damagedMessage(path, damage));
         auto writer = std::make_unique<Conn>(openConnection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE), path);
+        // SQLite falls back to reading a file it may not write; such a connection never writes,
+        // even once the file is writable again.
+        if (sqlite3_db_readonly(writer->db(), "main") == 1) {
+            throw StoreError(unwritableMessage(path, SQLITE_READONLY, 0) + "; taskhubd cannot start until it can write it");
+        }
         try {
             exec(writer->db(), "PRAGMA journal_mode=WAL; PRAGMA cache_size=-16384;", path);
             exec(writer->db(), options.sync_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", path);
             migrate(writer->db(), path);
         } catch (const StoreError& e) {
+            // A database that cannot be written (read-only file or file system, full disk) is
+            // not damaged: say what to do about that instead.
+            if (int code = sqlite3_errcode(writer->db()) & 0xff; isStorageError(code)) {
+                throw StoreError(unwritableMessage(path, code, sqlite3_system_errno(writer->db())) +
+                                 "; taskhubd cannot start until it can write it");
+            }
             throw StoreError(std::string(e.what()) +
                              "\nThe state database was left untouched. If it is damaged, stop taskhubd, move " +
                              path.string() + " (and its -wal/-shm files) aside and start again to begin with an "

@@ -264,6 +264,24 @@ class StoreFaultsTest(harness.DaemonTestCase):
             self.assertEqual(r.returncode, 0, "chattr -i: " + r.stderr)
         self.check_recovered(d, slow, kept)
 
+    def test_read_only_at_start(self):
+        # A database that cannot be written at start is refused with what to do (SQLite would
+        # open it read-only, and such a connection never writes again).
+        d = self.fault_daemon()
+        d.ctl_ok("run", "quick", "--wait")
+        rc, _ = d.stop()
+        self.assertEqual(rc, 0)
+        db = os.path.join(d.state_dir, "taskhub.db")
+        r = sh("chattr", "+i", db)
+        self.assertEqual(r.returncode, 0, "chattr +i: " + r.stderr)
+        proc = d.start(wait=False)
+        self.assertEqual(proc.wait(harness.TIMEOUT), 1)
+        self.assertIn("STORE_OPEN_FAILED cannot write the state database %s: attempt to write a readonly database; "
+                      "make %s and the taskhub.db* files in it writable" % (db, d.state_dir), d.log())
+        sh("chattr", "-i", db)
+        d.start()
+        self.assertEqual(len(d.ctl_ok("runs")), 1)
+
     # ---- damaged database files ----
 
     def damaged_daemon(self, runs=3):
