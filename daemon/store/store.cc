@@ -1318,16 +1318,16 @@ void Store::writerLoop() {
 }
 
 void Store::setWriteProblemLocked(const std::string& problem) {
-    if (problem == write_problem_) return;
     const bool was_writable = write_problem_.empty();
     write_problem_ = problem;
-    if (problem.empty()) return;
+    // Logged once an outage: the text of later tries may differ in detail (the errno).
+    if (problem.empty() || !was_writable) return;
     last_error_ = problem;
     spdlog::error("STORE_UNWRITABLE {}. taskhubd keeps the changes in memory and tries again every second; until "
                   "then it starts no new run and refuses changes (taskhubctl status shows this)",
                   problem);
     // Clients waiting for an answer hear about it now rather than when the disk has room again.
-    if (was_writable && post_) post_([this] { onUnwritable(); });
+    if (post_) post_([this] { onUnwritable(); });
 }
 
 void Store::onUnwritable() {
