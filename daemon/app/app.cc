@@ -179,7 +179,13 @@ int serve(const config::DaemonConfig& cfg) {
     // Recorded processes of the previous daemon can only still exist in the same boot.
     const std::string boot_id = bootId();
     const bool same_boot = !boot_id.empty() && store->exchangeMeta("boot_id", boot_id) == boot_id;
-    store->commit();
+    if (!store->commit()) {
+        // Open() refuses a database it cannot write; this is the first write, should that miss one.
+        spdlog::critical("STORE_OPEN_FAILED cannot write the state database {}: {}; make {} and the taskhub.db* files "
+                         "in it writable",
+                         store->path().string(), store->lastError(), cfg.state_dir.string());
+        return 1;
+    }
     // From here on, commits happen on the store's writer thread and never block the loop.
     store->startWriter([&io](std::function<void()> fn) { asio::post(io, std::move(fn)); });
 
