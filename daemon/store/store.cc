@@ -874,12 +874,6 @@ Store::~Store() {
         }
         cv_.notify_all();
         writer_.join(); // writes what is still pending first
-        {
-            std::lock_guard lock(ckpt_mu_);
-            ckpt_stop_ = true;
-        }
-        ckpt_cv_.notify_all();
-        checkpointer_.join();
     } else {
         commit();
     }
@@ -894,16 +888,12 @@ Store::~Store() {
 void Store::startWriter(std::function<void(std::function<void()>)> post) {
     commit();
     post_ = std::move(post);
-    // Checkpoints (copying the -wal's pages into the database, with an fsync of the database)
-    // run on a thread and connection of their own once the -wal holds kCheckpointFrames pages,
-    // instead of inside the COMMIT that crosses that size: a commit someone waits for (an answer,
-    // an attempt about to start) never waits for one. The hook replaces SQLite's automatic
-    // checkpoint; PASSIVE checkpoints never block the writer.
+    // A checkpoint (copying the -wal's pages into the database, with an fsync of the database)
+    // runs once the -wal holds kCheckpointFrames pages, as SQLite's automatic one would, but after
+    // the commit that crossed that size has been reported durable, not inside it: a commit someone
+    // waits for (an answer, an attempt about to start) never waits for one. The hook replaces
+    // SQLite's automatic checkpoint.
     sqlite3_wal_hook(w_->db(), &Store::walHook, this);
-    checkpointer_ = std::thread([this] {
-        pthread_setname_np(pthread_self(), "taskhubd-ckpt");
-        checkpointLoop();
-    });
     writer_ = std::thread([this] {
         pthread_setname_np(pthread_self(), "taskhubd-store"); // as top -H and /proc show it
         writerLoop();
@@ -911,40 +901,16 @@ void Store::startWriter(std::function<void(std::function<void()>)> post) {
 }
 
 int Store::walHook(void* self, sqlite3*, const char*, int frames) {
-    if (frames >= kCheckpointFrames) {
-        auto* store = static_cast<Store*>(self);
-        {
-            std::lock_guard lock(store->ckpt_mu_);
-            store->ckpt_wanted_ = true;
-        }
-        store->ckpt_cv_.notify_one();
-    }
+    if (frames >= kCheckpointFrames) static_cast<Store*>(self)->checkpoint_due_ = true;
     return SQLITE_OK;
 }
 
-void Store::checkpointLoop() {
-    sqlite3* db = nullptr;
-    try {
-        db = openConnection(path_, SQLITE_OPEN_READWRITE);
-    } catch (const StoreError& e) {
-        spdlog::error("STORE_CHECKPOINT_FAILED {}; the -wal file grows until taskhubd stops, which checkpoints it",
-                      e.what());
+void Store::checkpoint() {
+    int rc = sqlite3_wal_checkpoint_v2(w_->db(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        spdlog::warn("STORE_CHECKPOINT_FAILED {}: {}; tried again after the next commit", path_.string(),
+                     sqlite3_errmsg(w_->db()));
     }
-    std::unique_lock lock(ckpt_mu_);
-    for (;;) {
-        ckpt_cv_.wait(lock, [this] { return ckpt_wanted_ || ckpt_stop_; });
-        if (ckpt_stop_) break;
-        ckpt_wanted_ = false;
-        if (!db) continue;
-        lock.unlock();
-        int rc = sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-            spdlog::warn("STORE_CHECKPOINT_FAILED {}: {}; tried again after the next commits", path_.string(),
-                         sqlite3_errmsg(db));
-        }
-        lock.lock();
-    }
-    sqlite3_close(db);
 }
 
 bool Store::fail(const std::string& err) {
@@ -1314,6 +1280,12 @@ void Store::writerLoop() {
         durable_seq_ = seq;
         flushed_cv_.notify_all();
         if (post_) post_([this, seq] { onCommitted(seq); });
+        if (checkpoint_due_) {
+            checkpoint_due_ = false;
+            lock.unlock();
+            checkpoint();
+            lock.lock();
+        }
     }
 }
 

@@ -300,10 +300,10 @@ private:
     bool applyEvents(Conn& c, int64_t run_key, int64_t last_seq, const std::string& events);
     bool fail(const std::string& err);
     void writerLoop();
-    // The -wal's size (in pages) at which the checkpointer thread checkpoints it.
+    // The -wal's size (in pages) from which the writer checkpoints it after a commit.
     static constexpr int kCheckpointFrames = 1000;
     static int walHook(void* self, sqlite3* db, const char* name, int frames); // writer thread
-    void checkpointLoop();
+    void checkpoint(); // writer thread: a PASSIVE checkpoint of the -wal
     // Writes and commits the batch being written; false with *err (and *storage_error when the
     // database could not be written, so that the batch is worth retrying) when it did not commit.
     bool writeBatch(std::string* err, bool* storage_error);
@@ -321,11 +321,7 @@ private:
     // Writer mode.
     std::function<void(std::function<void()>)> post_;
     std::thread writer_;
-    std::thread checkpointer_;          // writer mode: checkpoints the -wal (checkpointLoop)
-    std::mutex ckpt_mu_;
-    std::condition_variable ckpt_cv_;
-    bool ckpt_wanted_ = false;          // guarded by ckpt_mu_: the -wal reached kCheckpointFrames
-    bool ckpt_stop_ = false;            // guarded by ckpt_mu_
+    bool checkpoint_due_ = false;       // writer thread: the -wal reached kCheckpointFrames
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::condition_variable flushed_cv_;
