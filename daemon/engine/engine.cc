@@ -1597,13 +1597,17 @@ struct Engine::Impl {
                               const std::multimap<std::string, FoundProcess>& tagged,
                               std::vector<FoundProcess>* killed) {
         std::string what;
+        pid_t killed_group = 0;
         if (task.pid && *task.pid > 0) {
             const auto pid = static_cast<pid_t>(*task.pid);
             const auto group = task.pgid && *task.pgid > 0 ? static_cast<pid_t>(*task.pgid) : pid;
             if (same_boot && task.proc_start && *task.proc_start > 0 && sameProcess(pid, *task.proc_start)) {
                 // The group is killed only when the verified process leads it (its id cannot have
                 // been reused while the leader lives); the process itself in any case.
-                if (group == pid) ::kill(-group, SIGKILL);
+                if (group == pid) {
+                    ::kill(-group, SIGKILL);
+                    killed_group = group;
+                }
                 ::kill(pid, SIGKILL);
                 killed->push_back({pid, *task.proc_start, {}});
                 what = "its process " + std::to_string(pid) + (group == pid ? " (and its process group)" : "") +
@@ -1625,9 +1629,10 @@ struct Engine::Impl {
             if (std::any_of(killed->begin(), killed->end(), [&](const FoundProcess& k) { return k.pid == p.pid; }))
                 continue;
             if (!sameProcess(p.pid, p.start_ticks)) continue; // gone since the scan
+            killed->push_back(p); // waited for below, like the rest
+            if (killed_group > 0 && ::getpgid(p.pid) == killed_group) continue; // signalled with its group
             if (::getpgid(p.pid) == p.pid) ::kill(-p.pid, SIGKILL);
             ::kill(p.pid, SIGKILL);
-            killed->push_back(p);
             ++extra;
         }
         if (extra > 0) what += "; " + std::to_string(extra) + " other process(es) of the attempt were killed";
