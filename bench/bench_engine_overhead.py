@@ -11,10 +11,8 @@ import datetime
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -156,11 +154,7 @@ def main():
     build = Path(args.build_dir).resolve()
     # The state directory on the disk of the build tree, as /var/lib/taskhub would be on a real
     # install's disk (not tmpfs, where fdatasync costs nothing).
-    work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
-    try:
-        return run(args, build, work_root, shapes)
-    finally:
-        shutil.rmtree(work_root, ignore_errors=True)
+    return bl.in_work_root(build, lambda work_root: run(args, build, work_root, shapes))
 
 
 def run(args, build, work_root, shapes):

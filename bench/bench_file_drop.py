@@ -15,11 +15,9 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -114,11 +112,7 @@ def main():
                     "stamp_now raw_inotify)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
-    try:
-        return run(args, build, work_root)
-    finally:
-        shutil.rmtree(work_root, ignore_errors=True)
+    return bl.in_work_root(build, lambda work_root: run(args, build, work_root))
 
 
 def run(args, build, work_root):

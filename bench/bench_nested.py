@@ -10,10 +10,8 @@ Usually run through scripts/bench, which builds build-bench/ (Release) first.
 import argparse
 import datetime
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -124,11 +122,7 @@ def main():
     args = ap.parse_args()
 
     build = Path(args.build_dir).resolve()
-    work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
-    try:
-        return run(args, build, work_root)
-    finally:
-        shutil.rmtree(work_root, ignore_errors=True)
+    return bl.in_work_root(build, lambda work_root: run(args, build, work_root))
 
 
 def run(args, build, work_root):

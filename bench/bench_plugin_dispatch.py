@@ -13,10 +13,8 @@ Usually run through scripts/bench, which builds build-bench/ (Release) first.
 import argparse
 import datetime
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,11 +47,7 @@ def main():
     build = Path(args.build_dir).resolve()
     if not (build / "daemon" / "taskhub-runner").exists():
         ap.error(f"{build}/daemon/taskhub-runner is missing: build the taskhub-runner target")
-    work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
-    try:
-        return run(args, build, work_root)
-    finally:
-        shutil.rmtree(work_root, ignore_errors=True)
+    return bl.in_work_root(build, lambda work_root: run(args, build, work_root))
 
 
 def run(args, build, work_root):

@@ -21,7 +21,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -139,11 +138,7 @@ def main():
     build = Path(args.build_dir).resolve()
     if not (build / "bench" / "store_bench").exists():
         ap.error(f"{build}/bench/store_bench is missing: build the store_bench target")
-    work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
-    try:
-        return run(args, build, work_root)
-    finally:
-        shutil.rmtree(work_root, ignore_errors=True)
+    return bl.in_work_root(build, lambda work_root: run(args, build, work_root))
 
 
 def run(args, build, work_root):

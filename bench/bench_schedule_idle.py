@@ -15,10 +15,8 @@ import json
 import math
 import os
 import random
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -219,11 +217,7 @@ def main():
         return fail("not built: " + ", ".join(missing) + " (targets taskhubd taskhubctl noop)")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
-    work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
-    try:
-        return run(args, build, work_root)
-    finally:
-        shutil.rmtree(work_root, ignore_errors=True)
+    return bl.in_work_root(build, lambda work_root: run(args, build, work_root))
 
 
 def run(args, build, work_root):

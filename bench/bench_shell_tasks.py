@@ -10,7 +10,6 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -135,11 +134,7 @@ def main():
     build = Path(args.build_dir).resolve()
     # State directories go on the disk of the build tree, as /var/lib/taskhub would be on a real
     # install's disk (not tmpfs, where fdatasync costs nothing).
-    work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
-    try:
-        return run(args, build, work_root)
-    finally:
-        shutil.rmtree(work_root, ignore_errors=True)
+    return bl.in_work_root(build, lambda work_root: run(args, build, work_root))
 
 
 def run(args, build, work_root):

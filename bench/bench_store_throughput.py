@@ -20,7 +20,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,11 +52,7 @@ def main():
     for t in ("store_bench", "raw_fsync"):
         if not (build / "bench" / t).exists():
             ap.error(f"{build}/bench/{t} is missing: build the {t} target")
-    work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
-    try:
-        return run(args, build, work_root)
-    finally:
-        shutil.rmtree(work_root, ignore_errors=True)
+    return bl.in_work_root(build, lambda work_root: run(args, build, work_root))
 
 
 def run(args, build, work_root):

@@ -17,11 +17,9 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import tomllib
 from decimal import Decimal
@@ -188,11 +186,7 @@ def main():
     # SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so that the daemon and the baseline stop.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started with SIGINT ignored
-    work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
-    try:
-        return run(args, build, work_root)
-    finally:
-        shutil.rmtree(work_root, ignore_errors=True)
+    return bl.in_work_root(build, lambda work_root: run(args, build, work_root))
 
 
 def run(args, build, work_root):

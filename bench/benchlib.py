@@ -339,6 +339,17 @@ def wait_for_fast_creates(directory, limit_s, threshold_s=100e-6):
 
 # ---- results --------------------------------------------------------------------------------
 
+def in_work_root(build, run):
+    """Calls run(work_root) with a new temporary directory under the build tree (on the disk a
+    real install's /var/lib/taskhub would be on, not tmpfs, where fdatasync costs nothing) and
+    removes it afterwards, whatever happens; returns run's result."""
+    work_root = Path(tempfile.mkdtemp(prefix="bench-", dir=build))
+    try:
+        return run(work_root)
+    finally:
+        shutil.rmtree(work_root, ignore_errors=True)
+
+
 def median(xs):
     return statistics.median(xs)
 
