@@ -1,7 +1,8 @@
 // Failpoints: named places where a test build kills taskhubd on purpose, to check what a crash
 // at exactly that moment leaves behind (tests/system/test_crash_recovery.py).
 //
-// Compiled in only when CMake's TASKHUB_FAILPOINTS is ON (scripts/test turns it on); otherwise
+// Compiled in only when CMake's TASKHUB_FAILPOINTS is ON (scripts/test turns it on, scripts/demo
+// off), and then only into the files that define or place failpoints; otherwise
 // TASKHUB_FAILPOINT(name) compiles to nothing. In a build with failpoints, the environment
 // variable TASKHUB_FAILPOINT=NAME[@N] makes the N-th time (default: the first) the daemon passes
 // the failpoint NAME raise SIGKILL, after writing "FAILPOINT NAME hit N" to stderr.
