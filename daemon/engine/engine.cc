@@ -74,6 +74,18 @@ std::optional<TS> finalStateFromName(const std::string& s) {
     return std::nullopt;
 }
 
+// A stored task state of an attempt that may have been running when taskhubd stopped.
+bool attemptWasActive(const std::string& state) {
+    return state == "starting" || state == "running" || state == "frozen";
+}
+
+// Drops the process identity of a task's latest attempt (a new attempt, or one that ended).
+void forgetProcess(store::TaskRecord& t) {
+    t.pid.reset();
+    t.pgid.reset();
+    t.proc_start.reset();
+}
+
 dag::Outcome outcomeOf(TS s) {
     switch (s) {
     case TS::Succeeded: return dag::Outcome::Succeeded;
@@ -835,9 +847,7 @@ struct Engine::Impl {
         // Recorded as starting, and the plugin called only once that is durable: after a crash
         // the attempt is known to have maybe run (see recover()).
         task.rec.state = "starting";
-        task.rec.pid.reset();
-        task.rec.pgid.reset();
-        task.rec.proc_start.reset();
+        forgetProcess(task.rec);
         if (launches.empty()) launch_since = store.writeMark();
         saveTask(run, t);
         event(run.rec.id, task.rec.task_id, "start", "attempt " + std::to_string(task.rec.attempt));
@@ -1665,7 +1675,7 @@ struct Engine::Impl {
         for (size_t i = 0; i < r.tasks.size(); ++i) {
             auto& t = r.tasks[i];
             if (finalStateFromName(t.state)) continue;
-            const bool was_running = t.state == "starting" || t.state == "running" || t.state == "frozen";
+            const bool was_running = attemptWasActive(t.state);
             const bool workflow_task = t.plugin.rfind("workflow:", 0) == 0;
             if (was_running && !workflow_task) {
                 ++r.lost;
@@ -1678,9 +1688,7 @@ struct Engine::Impl {
             }
             t.state = was_running ? "failed" : "cancelled";
             if (!t.ended_ms) t.ended_ms = now;
-            t.pid.reset();
-            t.pgid.reset();
-            t.proc_start.reset();
+            forgetProcess(t);
             store.upsertTask(r.id, static_cast<int>(i), t);
             event(r.id, t.task_id, was_running ? "end" : "cancelled", t.state + ": " + t.message);
             if (!t.child_run.empty()) {
@@ -1744,8 +1752,7 @@ struct Engine::Impl {
                 continue;
             }
             ++r.unfinished;
-            const bool was_running =
-                task.rec.state == "starting" || task.rec.state == "running" || task.rec.state == "frozen";
+            const bool was_running = attemptWasActive(task.rec.state);
             task.st = TS::Pending;
             if (!was_running) {
                 task.rec.state = "pending";
@@ -1787,9 +1794,7 @@ struct Engine::Impl {
             ++r.rec.lost;
             ++report->lost;
             const std::string what = lostText(lost_what, rec.id, task.rec.task_id);
-            task.rec.pid.reset();
-            task.rec.pgid.reset();
-            task.rec.proc_start.reset();
+            forgetProcess(task.rec);
             task.rec.ended_ms = now;
             if (task.def->at_most_once) {
                 task.st = TS::Failed;
@@ -1884,7 +1889,7 @@ struct Engine::Impl {
         bool scanned = false;
         for (const auto& [id, rec] : unfinished) {
             for (const auto& t : rec.tasks) {
-                if (t.state != "starting" && t.state != "running" && t.state != "frozen") continue;
+                if (!attemptWasActive(t.state)) continue;
                 if (t.plugin.rfind("workflow:", 0) == 0) continue;
                 if (!scanned && !state_dir.empty()) {
                     // One pass over /proc for all lost attempts.
