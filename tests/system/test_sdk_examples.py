@@ -113,7 +113,7 @@ class SdkExamplesTest(harness.DaemonTestCase):
                     ok=False)
             self.assertEqual(p.returncode == 0, found, p.stdout + p.stderr)
             if found:
-                self.assertIn("abi 1.2", p.stdout)
+                self.assertIn("abi 1.3", p.stdout)
             else:
                 self.assertIn('compatible with requested version "1.0"', p.stdout + p.stderr)
 

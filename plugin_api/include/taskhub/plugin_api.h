@@ -1,6 +1,7 @@
 /*
- * TaskHub executor plugin ABI, version 1.2 (1.0 plus set_output, suspend and resume in 1.1 and
- * report_process in 1.2; see docs/plugin-abi.md for the version history).
+ * TaskHub executor plugin ABI, version 1.3 (1.0 plus set_output, suspend and resume in 1.1,
+ * report_process in 1.2, and shell_params, TH_CAP_RUN_AS and th_task.run_as in 1.3; see
+ * docs/plugin-abi.md for the version history).
  *
  * A plugin is a shared library that exports one C function, TH_PLUGIN_ENTRY_SYMBOL, returning a
  * static table (th_plugin_api) that describes the plugin and holds its entry points. The host
@@ -39,7 +40,7 @@ extern "C" {
 
 #define TH_ABI_MAGIC 0x54484231u /* "THB1" */
 #define TH_ABI_VERSION_MAJOR 1
-#define TH_ABI_VERSION_MINOR 2
+#define TH_ABI_VERSION_MINOR 3
 
 /* The one symbol a plugin exports. Its name never changes between ABI versions. */
 #define TH_PLUGIN_ENTRY_SYMBOL "th_plugin_entry"
@@ -71,6 +72,11 @@ typedef enum th_status {
 #define TH_CAP_NO_LOG 0x10u          /* ABI 1.1: the plugin never writes to th_task.log_fd, so the
                                         host may pass -1 and save a pipe per attempt (outputs still
                                         go through set_output) */
+#define TH_CAP_RUN_AS 0x20u          /* ABI 1.3: the plugin runs each attempt's processes as
+                                        th_task.run_as when it is not NULL (dropping privileges in
+                                        the child before exec). The host refuses `run_as` for the
+                                        tasks of a plugin without this flag when the workflow file
+                                        is loaded. */
 
 /* How the host may call into one plugin instance. */
 typedef enum th_thread_safety {
@@ -182,6 +188,20 @@ typedef struct th_host_api {
     th_status (*report_process)(th_host_ctx *ctx, uint64_t token, int32_t pid, int32_t pgid);
 } th_host_api;
 
+/* ABI 1.3: the account an attempt's processes run as (a task's `run_as`), resolved by the host
+ * from the password and group databases when the attempt starts. Owned by the host; valid only
+ * during the execute() call, like the th_task that points to it. */
+typedef struct th_identity {
+    uint32_t struct_size;
+    const char *user;       /* user name */
+    uint32_t uid;
+    uint32_t gid;           /* primary group (the group of "user:group", else the user's own) */
+    const uint32_t *groups; /* supplementary groups, as initgroups() would set them */
+    size_t n_groups;
+    const char *home;       /* the user's home directory from the password database */
+    const char *shell;      /* the user's login shell from the password database */
+} th_identity;
+
 /* One task attempt handed to execute(). Owned by the host; every pointer in it is valid only
  * during the execute() call: copy what you need later. */
 typedef struct th_task {
@@ -199,6 +219,9 @@ typedef struct th_task {
                                kept open until complete() was called; dup() it to keep it.
                                -1 when the plugin declared TH_CAP_NO_LOG. */
     uint64_t timeout_ms;    /* 0 = none; informational: the host enforces it through cancel() */
+    /* ---- ABI 1.3: present when struct_size covers it ---- */
+    const th_identity *run_as; /* NULL: run as the daemon's own user. Only ever set for plugins
+                                  that declare TH_CAP_RUN_AS. */
 } th_task;
 
 /* Result of a health check; the message buffer is host-owned. */
@@ -271,6 +294,17 @@ typedef struct th_plugin_api {
      * NULL when TH_CAP_SUSPEND is not declared. */
     th_status (*suspend)(th_instance *inst, uint64_t token);
     th_status (*resume)(th_instance *inst, uint64_t token);
+
+    /* ---- ABI 1.3: read by the host only when struct_size covers it ---- */
+
+    /* NULL, or a NULL-terminated list of the names of top-level parameters whose string value is
+     * POSIX shell command text (the shell plugin's "command"). The host expands ${...} templates
+     * inside them with escaping for the shell context each template sits in (a bare word, inside
+     * '...', inside "..."), so a value always reaches the shell as one literal piece of data, and
+     * refuses a template in a context it cannot make safe (inside $(...), backticks, a
+     * here-document, an arithmetic expansion, a variable name) when the workflow file is loaded.
+     * Static storage in the plugin. */
+    const char *const *shell_params;
 } th_plugin_api;
 
 /* The entry function every plugin exports as TH_PLUGIN_ENTRY_SYMBOL. host_major and host_minor
