@@ -418,6 +418,7 @@ inline th_status health(th_instance* i, th_health* out) noexcept {
             &::taskhub::sdk::detail::health,                                                     \
             &::taskhub::sdk::detail::suspend,                                                    \
             &::taskhub::sdk::detail::resume,                                                     \
+            nullptr,                                                                             \
         };                                                                                       \
         return &api;                                                                             \
     }
