@@ -126,12 +126,15 @@ struct FileWatch::Impl {
         int64_t inode = 0;
         uint32_t mask = 0;
     };
-    // The held descriptor of a watch root (by its configured path). Dropped files are resolved
-    // beneath it, and only while the path still names the directory it was opened as.
+    // A watch root (by its configured path) and the directory it named when it was last watched.
+    // Each handling opens the path again (rootFd) and uses the descriptor only if it is that
+    // directory. The descriptor is held for the handling, not between handlings: a descriptor
+    // held all the time would keep a removed directory's inode alive, and inotify reports
+    // IN_DELETE_SELF only once the inode is freed, so a removed box would never be reported.
     struct Root {
-        Fd fd;              // O_PATH | O_DIRECTORY, opened without following a final symlink
-        struct stat st {};  // of fd
-        std::string problem; // not empty: fd is not held, and why (the path is missing or a symlink)
+        bool open = false;   // st is the directory being watched
+        struct stat st {};   // its device and inode, through a descriptor opened with O_NOFOLLOW
+        std::string problem; // when !open: why (the path is missing or a symlink)
         Refusal problem_kind = Refusal::None;
     };
 
@@ -149,7 +152,7 @@ struct FileWatch::Impl {
     std::map<std::string, std::unordered_map<std::string, std::string>> seen; // workflow -> version key -> run
     std::map<std::string, std::vector<FileDrop>> paused_drops; // recorded as skipped while paused
     std::map<std::string, Watched> watched;                    // directory -> its watch
-    std::map<std::string, Root> roots;                         // watch root path -> its descriptor
+    std::map<std::string, Root> roots;                         // watch root path -> what it names
     std::unordered_map<int, std::string> wd_dir;
     std::unordered_map<std::string, Pending> pending; // trig + '\0' + path
     std::multimap<SteadyClock::time_point, std::pair<std::string, uint64_t>> due;
@@ -199,18 +202,17 @@ struct FileWatch::Impl {
 
     // ---- the watched tree, through descriptors ----
 
-    // Opens the descriptor of the watch root at path, or keeps the one held while the path still
-    // names it. The root itself may not be a symbolic link: a link there is what a user who can
-    // write the parent directory would put in place of the box to redirect the daemon.
+    // Records the directory the watch root at path names now. The root itself may not be a
+    // symbolic link: a link there is what a user who can write the parent directory would put in
+    // place of the box to redirect the daemon.
     void openRoot(const std::string& path) {
         Root& r = roots[path];
         struct stat now {};
-        if (r.fd && ::lstat(path.c_str(), &now) == 0 && sameFile(now, r.st)) return;
         Fd opened(::open(path.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         struct stat st {};
         if (!opened || ::fstat(opened.get(), &st) != 0) {
             const int err = errno;
-            r.fd.reset();
+            r.open = false;
             if (::lstat(path.c_str(), &now) == 0 && S_ISLNK(now.st_mode)) {
                 r.problem = path + " is a symbolic link; a watched directory must be the directory itself (name "
                                    "its target in 'watch')";
@@ -221,43 +223,58 @@ struct FileWatch::Impl {
             }
             return;
         }
-        if (r.fd) {
+        if (r.open && sameFile(st, r.st)) return;
+        if (r.open) {
             spdlog::warn("FILE_WATCH_ROOT_CHANGED {} was replaced by another directory (inode {} -> {}); files are "
                          "taken from the new one",
                          path, static_cast<int64_t>(r.st.st_ino), static_cast<int64_t>(st.st_ino));
         }
-        r.fd = std::move(opened);
+        r.open = true;
         r.st = st;
         r.problem.clear();
         r.problem_kind = Refusal::None;
     }
 
-    // Looks at the dropped file at path beneath the watch root `watch`, through descriptors: the
-    // root must still be the directory its descriptor was opened on, and the file is resolved
-    // beneath that descriptor (beneath.h). Refusal::Missing: it is gone (nothing to say).
-    Refusal inspect(const fs::path& watch, const std::string& path, BeneathFile* f, std::string* why) {
+    // A descriptor of the watch root `watch`, opened now without following a final symlink, if
+    // it is the directory being watched (same device and inode).
+    Refusal rootFd(const fs::path& watch, Fd* out, std::string* why) {
         auto r = roots.find(watch.string());
         if (r == roots.end()) {
             *why = watch.string() + " is no longer watched";
             return Refusal::Missing;
         }
-        if (!r->second.fd) {
+        if (!r->second.open) {
             *why = r->second.problem;
             return r->second.problem_kind;
         }
+        Fd opened(::open(watch.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         struct stat now {};
-        if (::lstat(watch.c_str(), &now) != 0 || !sameFile(now, r->second.st)) {
-            *why = "the watched directory " + watch.string() +
-                   " is no longer the directory it was when it was opened (renamed, swapped or replaced by a link); "
-                   "nothing is taken through that path until it is watched again";
-            return Refusal::Replaced;
+        if (opened && ::fstat(opened.get(), &now) == 0 && sameFile(now, r->second.st)) {
+            *out = std::move(opened);
+            return Refusal::None;
         }
+        if (!opened && errno == ENOENT) {
+            *why = watch.string() + " does not exist any more";
+            return Refusal::Missing;
+        }
+        *why = "the watched directory " + watch.string() +
+               " is no longer the directory being watched (renamed, swapped or replaced by a link); nothing is "
+               "taken through that path until it is watched again";
+        return Refusal::Replaced;
+    }
+
+    // Looks at the dropped file at path beneath the watch root `watch`, through descriptors: the
+    // root path must still name the directory being watched, and the file is resolved beneath a
+    // descriptor of it (beneath.h). Refusal::Missing: it is gone (nothing to say).
+    Refusal inspect(const fs::path& watch, const std::string& path, BeneathFile* f, std::string* why) {
+        Fd root;
+        if (Refusal r = rootFd(watch, &root, why); r != Refusal::None) return r;
         const auto rel = fs::path(path).lexically_relative(watch);
         if (rel.empty() || *rel.begin() == "..") {
             *why = path + " is not beneath " + watch.string();
             return Refusal::Escapes;
         }
-        const Refusal res = openFileBeneath(r->second.fd.get(), rel.string(), kResolver, f, why);
+        const Refusal res = openFileBeneath(root.get(), rel.string(), kResolver, f, why);
         if (res != Refusal::None) *why = "in " + watch.string() + ": " + *why;
         return res;
     }
@@ -385,7 +402,7 @@ struct FileWatch::Impl {
             std::error_code ec;
             std::string state;
             const Root& root = roots.at(def.watch.string());
-            if (root.fd) {
+            if (root.open) {
                 const uint32_t mask =
                     kFileEvents | kSelfEvents | IN_ONLYDIR | IN_DONT_FOLLOW | (def.recursive ? IN_CREATE : 0);
                 want[def.watch.string()] |= mask;
@@ -623,12 +640,9 @@ struct FileWatch::Impl {
     Refusal openMoveTarget(const fs::path& watch, const fs::path& after_dir, Fd* out, std::string* why) {
         const auto rel = after_dir.lexically_relative(watch);
         if (!rel.empty() && *rel.begin() != "..") {
-            auto r = roots.find(watch.string());
-            if (r == roots.end() || !r->second.fd) {
-                *why = watch.string() + " is not open";
-                return Refusal::Missing;
-            }
-            const Refusal res = openDirBeneath(r->second.fd.get(), rel.string(), kResolver, out, why);
+            Fd root;
+            if (Refusal r = rootFd(watch, &root, why); r != Refusal::None) return r;
+            const Refusal res = openDirBeneath(root.get(), rel.string(), kResolver, out, why);
             if (res != Refusal::None) *why = "in " + watch.string() + ": " + *why;
             return res;
         }

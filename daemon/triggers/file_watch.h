@@ -18,9 +18,9 @@
 //   when it appears (or is replaced) it is watched again and scanned.
 // - The drop box is hostile ground (its writers may swap, rename and symlink anything in it at
 //   any moment): every look at a dropped file (its version, the check right before its run is
-//   created, `after = "delete"` and `after = "move:DIR"`) goes through a held descriptor of the
-//   watch root and resolves the file beneath it without following symlinks (beneath.h); the
-//   root path must still name that directory. A file reached through a symlink, not a regular
+//   created, `after = "delete"` and `after = "move:DIR"`) goes through a descriptor of the watch
+//   root, which must be the directory being watched (device and inode, recorded when the watch
+//   began), and resolves the file beneath it without following symlinks (beneath.h). A file reached through a symlink, not a regular
 //   file, with more than one hard link, or swapped since it was seen is not acted on
 //   (FILE_DROP_REFUSED, FILE_AFTER_REFUSED; a run event when it has a run). The path a task gets
 //   was verified right before its run was created; what the task opens later is its own business.
