@@ -2,12 +2,13 @@
 //
 // A drop box is writable by people the daemon (root) must not serve: they choose the names and
 // can rename, swap (renameat2 RENAME_EXCHANGE) and symlink anything inside it at any moment. So
-// the daemon never acts on a dropped file through its full path: it holds a descriptor of the
-// watch root, resolves the file's directory beneath that descriptor refusing every symbolic link
-// and every way out of the root, and then looks at the file itself through a descriptor of its
-// own (O_PATH | O_NOFOLLOW, so a fifo is never opened for reading and a symlink is seen as one).
-// Whatever it then does (compare the version, unlink, rename) is done relative to the directory
-// descriptor this returns, so a later swap of a directory on the path cannot redirect it.
+// the daemon never acts on a dropped file through its full path: it opens a descriptor of the
+// watch root (checked to be the directory being watched), resolves the file's directory beneath
+// that descriptor refusing every symbolic link and every way out of the root, and then looks at
+// the file itself through a descriptor of its own (O_PATH | O_NOFOLLOW, so a fifo is never opened
+// for reading and a symlink is seen as one). Whatever it then does (compare the version, unlink,
+// rename) is done relative to the directory descriptor this returns, so a later swap of a
+// directory on the path cannot redirect it.
 //
 // Resolution uses openat2(2) with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 // (Linux 5.6; glibc 2.36 has no wrapper, so it is called through syscall(2)). Where the kernel

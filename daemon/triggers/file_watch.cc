@@ -218,7 +218,8 @@ struct FileWatch::Impl {
                                    "its target in 'watch')";
                 r.problem_kind = Refusal::Symlink;
             } else {
-                r.problem = path + (err == ENOENT || err == ENOTDIR ? " does not exist" : ": " + std::string(std::strerror(err)));
+                const bool missing = err == ENOENT || err == ENOTDIR;
+                r.problem = path + (missing ? " does not exist" : ": " + std::string(std::strerror(err)));
                 r.problem_kind = Refusal::Missing;
             }
             return;

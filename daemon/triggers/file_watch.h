@@ -20,10 +20,12 @@
 //   any moment): every look at a dropped file (its version, the check right before its run is
 //   created, `after = "delete"` and `after = "move:DIR"`) goes through a descriptor of the watch
 //   root, which must be the directory being watched (device and inode, recorded when the watch
-//   began), and resolves the file beneath it without following symlinks (beneath.h). A file reached through a symlink, not a regular
-//   file, with more than one hard link, or swapped since it was seen is not acted on
-//   (FILE_DROP_REFUSED, FILE_AFTER_REFUSED; a run event when it has a run). The path a task gets
-//   was verified right before its run was created; what the task opens later is its own business.
+//   began), and resolves the file beneath it without following symlinks (beneath.h). A file
+//   reached through a symlink, not a regular file, with more than one hard link, or swapped since
+//   it was seen is not acted on (FILE_DROP_REFUSED, FILE_AFTER_REFUSED; a run event when it has a
+//   run). The path a task gets was verified right before its run was created; between then and
+//   the task's own open() a writer of the box can still swap a directory on it, so such a task
+//   must guard itself (run_as, O_NOFOLLOW; docs/operations.md, "File drops").
 //
 // Threading: event-loop thread only.
 #ifndef TASKHUB_TRIGGERS_FILE_WATCH_H
