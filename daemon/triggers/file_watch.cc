@@ -1,5 +1,7 @@
 #include "triggers/file_watch.h"
 
+#include <fcntl.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -19,6 +21,8 @@
 #include <set>
 #include <system_error>
 #include <unordered_map>
+
+#include "triggers/beneath.h"
 
 namespace taskhub::triggers {
 
@@ -43,15 +47,15 @@ struct Version {
     int64_t inode = 0;
     int64_t size = 0;
     int64_t mtime_ns = 0;
+    int64_t dev = 0; // not part of the recorded version key; compared when the file is handled
     bool operator==(const Version&) const = default;
+    bool sameFile(const Version& o) const { return inode == o.inode && dev == o.dev; }
 };
 
-// The version of a regular file at path; nullopt for anything else or when it is gone.
-std::optional<Version> statFile(const std::string& path) {
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+Version versionOf(const struct stat& st) {
     return Version{static_cast<int64_t>(st.st_ino), static_cast<int64_t>(st.st_size),
-                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
+                   static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
+                   static_cast<int64_t>(st.st_dev)};
 }
 
 int64_t nowRealNs() {
@@ -122,6 +126,17 @@ struct FileWatch::Impl {
         int64_t inode = 0;
         uint32_t mask = 0;
     };
+    // A watch root (by its configured path) and the directory it named when it was last watched.
+    // Each handling opens the path again (rootFd) and uses the descriptor only if it is that
+    // directory. The descriptor is held for the handling, not between handlings: a descriptor
+    // held all the time would keep a removed directory's inode alive, and inotify reports
+    // IN_DELETE_SELF only once the inode is freed, so a removed box would never be reported.
+    struct Root {
+        bool open = false;   // st is the directory being watched
+        struct stat st {};   // its device and inode, through a descriptor opened with O_NOFOLLOW
+        std::string problem; // when !open: why (the path is missing or a symlink)
+        Refusal problem_kind = Refusal::None;
+    };
 
     asio::io_context& io;
     Hooks hooks;
@@ -137,6 +152,7 @@ struct FileWatch::Impl {
     std::map<std::string, std::unordered_map<std::string, std::string>> seen; // workflow -> version key -> run
     std::map<std::string, std::vector<FileDrop>> paused_drops; // recorded as skipped while paused
     std::map<std::string, Watched> watched;                    // directory -> its watch
+    std::map<std::string, Root> roots;                         // watch root path -> what it names
     std::unordered_map<int, std::string> wd_dir;
     std::unordered_map<std::string, Pending> pending; // trig + '\0' + path
     std::multimap<SteadyClock::time_point, std::pair<std::string, uint64_t>> due;
@@ -145,6 +161,10 @@ struct FileWatch::Impl {
     long overflow_after = -1; // test hook, see the header
     long events_read = 0;
     bool discarding = false;
+    long handling_delay_ms = -1; // test hook, see the header
+
+    // Mode of the descriptor walk: Auto, unless TASKHUB_TEST_NO_OPENAT2 (read in beneath.cc).
+    static constexpr Resolver kResolver = Resolver::Auto;
 
     Impl(asio::io_context& i, Hooks h) : io(i), hooks(std::move(h)), stream(i), timer(i), hook_timer(i) {
         fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -155,6 +175,17 @@ struct FileWatch::Impl {
             spdlog::warn("FILE_WATCH_TEST_HOOK TASKHUB_TEST_INOTIFY_OVERFLOW_AFTER={}: an inotify overflow is "
                          "simulated after {} events",
                          n, overflow_after);
+        }
+        if (const char* n = std::getenv("TASKHUB_TEST_FILE_DROP_DELAY_MS")) {
+            handling_delay_ms = std::max(0L, std::atol(n));
+            spdlog::warn("FILE_WATCH_TEST_HOOK TASKHUB_TEST_FILE_DROP_DELAY_MS={}: each firing and each 'after' is "
+                         "delayed by {} ms",
+                         n, handling_delay_ms);
+        }
+        if (const char* n = std::getenv("TASKHUB_TEST_NO_OPENAT2"); n && *n && std::string(n) != "0") {
+            spdlog::warn("FILE_WATCH_TEST_HOOK TASKHUB_TEST_NO_OPENAT2={}: dropped files are resolved by the "
+                         "O_NOFOLLOW walk, as on a kernel without openat2",
+                         n);
         }
         wait();
     }
@@ -167,6 +198,110 @@ struct FileWatch::Impl {
             for (auto& [key, run] : hooks.recorded(workflow)) s.emplace(key, run);
         }
         return s;
+    }
+
+    // ---- the watched tree, through descriptors ----
+
+    // Records the directory the watch root at path names now. The root itself may not be a
+    // symbolic link: a link there is what a user who can write the parent directory would put in
+    // place of the box to redirect the daemon.
+    void openRoot(const std::string& path) {
+        Root& r = roots[path];
+        struct stat now {};
+        Fd opened(::open(path.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        struct stat st {};
+        if (!opened || ::fstat(opened.get(), &st) != 0) {
+            const int err = errno;
+            r.open = false;
+            if (::lstat(path.c_str(), &now) == 0 && S_ISLNK(now.st_mode)) {
+                r.problem = path + " is a symbolic link; a watched directory must be the directory itself (name "
+                                   "its target in 'watch')";
+                r.problem_kind = Refusal::Symlink;
+            } else {
+                const bool missing = err == ENOENT || err == ENOTDIR;
+                r.problem = path + (missing ? " does not exist" : ": " + std::string(std::strerror(err)));
+                r.problem_kind = Refusal::Missing;
+            }
+            return;
+        }
+        if (r.open && sameFile(st, r.st)) return;
+        if (r.open) {
+            spdlog::warn("FILE_WATCH_ROOT_CHANGED {} was replaced by another directory (inode {} -> {}); files are "
+                         "taken from the new one",
+                         path, static_cast<int64_t>(r.st.st_ino), static_cast<int64_t>(st.st_ino));
+        }
+        r.open = true;
+        r.st = st;
+        r.problem.clear();
+        r.problem_kind = Refusal::None;
+    }
+
+    // A descriptor of the watch root `watch`, opened now without following a final symlink, if
+    // it is the directory being watched (same device and inode).
+    Refusal rootFd(const fs::path& watch, Fd* out, std::string* why) {
+        auto r = roots.find(watch.string());
+        if (r == roots.end()) {
+            *why = watch.string() + " is no longer watched";
+            return Refusal::Missing;
+        }
+        if (!r->second.open) {
+            *why = r->second.problem;
+            return r->second.problem_kind;
+        }
+        Fd opened(::open(watch.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        struct stat now {};
+        if (opened && ::fstat(opened.get(), &now) == 0 && sameFile(now, r->second.st)) {
+            *out = std::move(opened);
+            return Refusal::None;
+        }
+        if (!opened && errno == ENOENT) {
+            *why = watch.string() + " does not exist any more";
+            return Refusal::Missing;
+        }
+        *why = "the watched directory " + watch.string() +
+               " is no longer the directory being watched (renamed, swapped or replaced by a link); nothing is "
+               "taken through that path until it is watched again";
+        return Refusal::Replaced;
+    }
+
+    // Looks at the dropped file at path beneath the watch root `watch`, through descriptors: the
+    // root path must still name the directory being watched, and the file is resolved beneath a
+    // descriptor of it (beneath.h). Refusal::Missing: it is gone (nothing to say).
+    Refusal inspect(const fs::path& watch, const std::string& path, BeneathFile* f, std::string* why) {
+        Fd root;
+        if (Refusal r = rootFd(watch, &root, why); r != Refusal::None) return r;
+        const auto rel = fs::path(path).lexically_relative(watch);
+        if (rel.empty() || *rel.begin() == "..") {
+            *why = path + " is not beneath " + watch.string();
+            return Refusal::Escapes;
+        }
+        const Refusal res = openFileBeneath(root.get(), rel.string(), kResolver, f, why);
+        if (res != Refusal::None) *why = "in " + watch.string() + ": " + *why;
+        return res;
+    }
+
+    // A dropped file that is not acted on: said in the log, and in the run's events if it has one.
+    void refuse(const std::string& workflow, const std::string& path, Refusal r, const std::string& why,
+                const std::string& run_id = {}) {
+        spdlog::warn("FILE_DROP_REFUSED {} {}: not acted on ({}): {}", workflow, path, refusalName(r), why);
+        if (!run_id.empty() && hooks.event) {
+            hooks.event(run_id, "file_refused", path + " not acted on (" + refusalName(r) + "): " + why);
+        }
+    }
+
+    // Test hook (TASKHUB_TEST_FILE_DROP_DELAY_MS): runs fn after the delay, saying what waits;
+    // without it, runs fn now.
+    void handleLater(const std::string& what, std::function<void()> fn) {
+        if (handling_delay_ms < 0) {
+            fn();
+            return;
+        }
+        spdlog::warn("FILE_WATCH_TEST_HOOK {} in {} ms", what, handling_delay_ms);
+        auto t = std::make_shared<asio::steady_timer>(io, std::chrono::milliseconds(handling_delay_ms));
+        t->async_wait([this, t, a = alive, fn = std::move(fn)](const boost::system::error_code& ec) {
+            if (ec || !*a || stopped) return;
+            fn();
+        });
     }
 
     // ---- inotify ----
@@ -257,12 +392,20 @@ struct FileWatch::Impl {
     void resync(bool scan_new) {
         std::map<std::string, uint32_t> want;
         std::map<std::string, int64_t> inode_of;
+        std::set<std::string> root_paths;
+        for (auto& [key, t] : trigs) root_paths.insert(t.def().watch.string());
+        for (auto it = roots.begin(); it != roots.end();) {
+            it = root_paths.count(it->first) ? std::next(it) : roots.erase(it);
+        }
+        for (const auto& path : root_paths) openRoot(path);
         for (auto& [key, t] : trigs) {
             const auto& def = t.def();
             std::error_code ec;
             std::string state;
-            if (fs::is_directory(def.watch, ec)) {
-                const uint32_t mask = kFileEvents | kSelfEvents | IN_ONLYDIR | (def.recursive ? IN_CREATE : 0);
+            const Root& root = roots.at(def.watch.string());
+            if (root.open) {
+                const uint32_t mask =
+                    kFileEvents | kSelfEvents | IN_ONLYDIR | IN_DONT_FOLLOW | (def.recursive ? IN_CREATE : 0);
                 want[def.watch.string()] |= mask;
                 if (def.recursive) {
                     for (auto it = fs::recursive_directory_iterator(
@@ -275,12 +418,16 @@ struct FileWatch::Impl {
             } else {
                 const auto anc = nearestExisting(def.watch);
                 want[anc.string()] |= IN_CREATE | IN_MOVED_TO | kSelfEvents | IN_ONLYDIR;
-                state = "waiting: " + def.watch.string() + " does not exist (watching " + anc.string() + ")";
+                state = root.problem_kind == Refusal::Symlink
+                            ? "refused: " + root.problem + " (watching " + anc.string() + ")"
+                            : "waiting: " + def.watch.string() + " does not exist (watching " + anc.string() + ")";
             }
             if (state != t.state) {
                 if (state == "watching") {
                     spdlog::info("FILE_WATCH_WATCHING {}: watching {}{}", t.wf->name, def.watch.string(),
                                  def.recursive ? " and its subdirectories" : "");
+                } else if (root.problem_kind == Refusal::Symlink) {
+                    spdlog::warn("FILE_WATCH_ROOT_SYMLINK {}: {}", t.wf->name, state);
                 } else {
                     spdlog::warn("FILE_WATCH_MISSING {}: {}", t.wf->name, state);
                 }
@@ -291,7 +438,7 @@ struct FileWatch::Impl {
         for (auto it = watched.begin(); it != watched.end();) {
             struct stat st {};
             auto w = want.find(it->first);
-            const bool same = w != want.end() && ::stat(it->first.c_str(), &st) == 0 &&
+            const bool same = w != want.end() && ::lstat(it->first.c_str(), &st) == 0 &&
                               static_cast<int64_t>(st.st_ino) == it->second.inode;
             if (!same) {
                 ::inotify_rm_watch(fd, it->second.wd);
@@ -311,7 +458,7 @@ struct FileWatch::Impl {
                 continue;
             }
             struct stat st {};
-            ::stat(dir.c_str(), &st);
+            ::lstat(dir.c_str(), &st);
             if (it == watched.end()) added.push_back(dir);
             watched[dir] = Watched{wd, static_cast<int64_t>(st.st_ino), mask};
             wd_dir[wd] = dir;
@@ -339,15 +486,26 @@ struct FileWatch::Impl {
         }
     }
 
+    // The version of the file at path for trigger trig, looked at through descriptors; nullopt
+    // when it is gone or refused (a refusal is logged).
+    std::optional<Version> versionFor(const Trig& t, const std::string& path) {
+        BeneathFile f;
+        std::string why;
+        const Refusal r = inspect(t.def().watch, path, &f, &why);
+        if (r == Refusal::None) return versionOf(f.st);
+        if (r != Refusal::Missing) refuse(t.wf->name, path, r, why);
+        return std::nullopt;
+    }
+
     void consider(const std::string& trig, const std::string& path, bool scanned) {
-        const auto v = statFile(path);
-        if (!v) return;
         const Trig& t = trigs.at(trig);
+        const auto v = versionFor(t, path);
+        if (!v) return;
         if (seenOf(t.wf->name).count(versionKey(path, v->inode, v->size, v->mtime_ns))) return;
         std::chrono::nanoseconds wait = t.def().settle;
         if (scanned) wait = std::max<std::chrono::nanoseconds>(wait, kScanSettle);
         if (wait.count() == 0) {
-            fire(t, path, *v, {});
+            fire(trig, path, *v, {});
             return;
         }
         Pending p{trig, path, *v, wait, ++next_generation};
@@ -384,11 +542,11 @@ struct FileWatch::Impl {
             pending.erase(it);
             auto t = trigs.find(p.trig);
             if (t == trigs.end()) continue; // the trigger was removed
-            const auto v = statFile(p.path);
-            if (!v) continue; // gone before it was complete
+            const auto v = versionFor(t->second, p.path);
+            if (!v) continue; // gone before it was complete, or refused
             const auto age = std::chrono::nanoseconds(nowRealNs() - v->mtime_ns);
             if (*v == p.version && age >= p.wait) {
-                fire(t->second, p.path, *v, {});
+                fire(p.trig, p.path, *v, {});
                 continue;
             }
             p.version = *v; // still changing: wait again
@@ -410,15 +568,46 @@ struct FileWatch::Impl {
         d.inode = v.inode;
         d.size = v.size;
         d.mtime_ns = v.mtime_ns;
+        d.dev = v.dev;
         d.run_id = fileRunId(t.wf->name, path, v.inode, v.size, v.mtime_ns);
         d.note = std::move(note);
         return d;
     }
 
-    void fire(const Trig& t, const std::string& path, const Version& v, std::string note) {
+    void fire(const std::string& trig, const std::string& path, const Version& v, std::string note) {
+        handleLater("firing " + path, [this, trig, path, v, note = std::move(note)]() mutable {
+            fireNow(trig, path, v, std::move(note));
+        });
+    }
+
+    void fireNow(const std::string& trig, const std::string& path, const Version& v, std::string note) {
+        auto it = trigs.find(trig);
+        if (it == trigs.end()) return; // the trigger was removed
+        const Trig& t = it->second;
         auto& s = seenOf(t.wf->name);
         const std::string key = versionKey(path, v.inode, v.size, v.mtime_ns);
         if (s.count(key)) return;
+        // Verified as late as possible, right before the run (and the path its tasks get) is made.
+        BeneathFile f;
+        std::string why;
+        const Refusal r = inspect(t.def().watch, path, &f, &why);
+        if (r == Refusal::Missing) return; // gone
+        if (r != Refusal::None) {
+            refuse(t.wf->name, path, r, why);
+            return;
+        }
+        const Version now = versionOf(f.st);
+        if (!now.sameFile(v)) {
+            refuse(t.wf->name, path, Refusal::Replaced,
+                   path + " is no longer the file that was dropped (inode " + std::to_string(v.inode) + ", now " +
+                       std::to_string(now.inode) + "); a new file there fires on its own");
+            return;
+        }
+        if (!(now == v)) {
+            // Written again since it was looked at: its writer's close fires the new version.
+            spdlog::debug("FILE_WATCH_CHANGED {} {}: changed before its run was created", t.wf->name, path);
+            return;
+        }
         FileDrop d = makeDrop(t, path, v, std::move(note));
         if (hooks.paused) d.skip_reason = hooks.paused(t.wf->name).value_or("");
         if (!hooks.fire(d)) return;
@@ -436,14 +625,42 @@ struct FileWatch::Impl {
         if (def.after == config::TriggerDef::After::Keep || !hooks.when_ended) return;
         const auto after = def.after;
         const auto after_dir = def.after_dir;
+        const auto watch = def.watch;
         const std::string run_id = d.run_id;
-        hooks.when_ended(run_id, [this, a = alive, d = std::move(d), after, after_dir](bool succeeded) {
-            if (!*a) return;
-            if (succeeded) applyAfter(d, after, after_dir);
+        hooks.when_ended(run_id, [this, a = alive, d = std::move(d), after, after_dir, watch](bool succeeded) {
+            if (!*a || !succeeded) return;
+            handleLater("applying 'after' to " + d.path, [this, d, after, after_dir, watch] {
+                applyAfter(d, after, after_dir, watch);
+            });
         });
     }
 
-    void applyAfter(const FileDrop& d, config::TriggerDef::After after, const fs::path& after_dir) {
+    // The target directory of `after = "move:DIR"`. DIR is the workflow author's and trusted,
+    // but if it lies inside the watched tree it is reached only beneath the root descriptor, never
+    // through a path that a drop-box writer could redirect.
+    Refusal openMoveTarget(const fs::path& watch, const fs::path& after_dir, Fd* out, std::string* why) {
+        const auto rel = after_dir.lexically_relative(watch);
+        if (!rel.empty() && *rel.begin() != "..") {
+            Fd root;
+            if (Refusal r = rootFd(watch, &root, why); r != Refusal::None) return r;
+            const Refusal res = openDirBeneath(root.get(), rel.string(), kResolver, out, why);
+            if (res != Refusal::None) *why = "in " + watch.string() + ": " + *why;
+            return res;
+        }
+        Fd dir(::open(after_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (!dir) {
+            const int err = errno;
+            const bool missing = err == ENOENT || err == ENOTDIR;
+            *why = after_dir.string() + (missing ? " does not exist" : ": " + std::string(std::strerror(err)));
+            return missing ? Refusal::Missing : Refusal::Error;
+        }
+        *out = std::move(dir);
+        return Refusal::None;
+    }
+
+    void applyAfter(const FileDrop& d, config::TriggerDef::After after, const fs::path& after_dir,
+                    const fs::path& watch) {
+        const bool del = after == config::TriggerDef::After::Delete;
         auto report = [&](bool ok, const std::string& detail) {
             if (ok) {
                 spdlog::info("FILE_AFTER {} {}: {}", d.workflow->name, d.run_id, detail);
@@ -452,35 +669,60 @@ struct FileWatch::Impl {
             }
             if (hooks.event) hooks.event(d.run_id, ok ? "file_after" : "file_after_failed", detail);
         };
-        const auto v = statFile(d.path);
-        if (!v) {
-            report(false, d.path + " is gone; nothing to " + (after == config::TriggerDef::After::Delete ? "delete" : "move"));
+        BeneathFile f;
+        std::string why;
+        const Refusal r = inspect(watch, d.path, &f, &why);
+        if (r == Refusal::Missing) {
+            report(false, d.path + " is gone; nothing to " + (del ? "delete" : "move"));
             return;
         }
-        if (!(*v == Version{d.inode, d.size, d.mtime_ns})) {
+        const auto refused = [&](Refusal kind, const std::string& reason) {
+            const std::string detail = d.path + " is not " + (del ? "deleted" : "moved") + " (" + refusalName(kind) +
+                                       "): " + reason + "; left in place";
+            spdlog::warn("FILE_AFTER_REFUSED {} {}: {}", d.workflow->name, d.run_id, detail);
+            if (hooks.event) hooks.event(d.run_id, "file_after_refused", detail);
+        };
+        if (r != Refusal::None) {
+            refused(r, why);
+            return;
+        }
+        const Version now = versionOf(f.st);
+        if (!now.sameFile(Version{d.inode, d.size, d.mtime_ns, d.dev})) {
+            refused(Refusal::Replaced, d.path + " is no longer the file its run was created for (inode " +
+                                           std::to_string(d.inode) + ", now " + std::to_string(now.inode) + ")");
+            return;
+        }
+        if (!(now == Version{d.inode, d.size, d.mtime_ns, d.dev})) {
             report(false, d.path + " changed since its run was created; left in place (the new version fires "
                                    "a run of its own)");
             return;
         }
-        if (after == config::TriggerDef::After::Delete) {
-            if (::unlink(d.path.c_str()) == 0) {
+        // Both act on the name in the directory descriptor just checked: a swap of any directory
+        // above it since then cannot redirect them.
+        if (del) {
+            if (::unlinkat(f.dir.get(), f.leaf.c_str(), 0) == 0) {
                 report(true, "deleted " + d.path);
             } else {
                 report(false, "cannot delete " + d.path + ": " + std::strerror(errno));
             }
             return;
         }
-        std::error_code ec;
-        if (!fs::is_directory(after_dir, ec)) {
+        Fd target;
+        const Refusal tr = openMoveTarget(watch, after_dir, &target, &why);
+        if (tr == Refusal::Missing) {
             report(false, "cannot move " + d.path + ": the target directory " + after_dir.string() +
                               " does not exist (create it, or change 'after'); the file is left in place");
             return;
         }
-        const auto target = (after_dir / d.name).string();
-        if (::rename(d.path.c_str(), target.c_str()) == 0) {
-            report(true, "moved " + d.path + " to " + target);
+        if (tr != Refusal::None) {
+            refused(tr, "the target directory " + after_dir.string() + " cannot be used: " + why);
+            return;
+        }
+        const auto target_path = (after_dir / f.leaf).string();
+        if (::renameat(f.dir.get(), f.leaf.c_str(), target.get(), f.leaf.c_str()) == 0) {
+            report(true, "moved " + d.path + " to " + target_path);
         } else {
-            report(false, "cannot move " + d.path + " to " + target + ": " + std::strerror(errno) +
+            report(false, "cannot move " + d.path + " to " + target_path + ": " + std::strerror(errno) +
                               (errno == EXDEV ? " (the target must be on the same file system)" : ""));
         }
     }
@@ -499,7 +741,7 @@ struct FileWatch::Impl {
             }
             if (!out) {
                 consider(trig, it->path().string(), true);
-            } else if (auto v = statFile(it->path().string())) {
+            } else if (auto v = versionFor(t, it->path().string())) {
                 out->emplace_back(it->path().string(), *v);
             }
         }
@@ -597,17 +839,25 @@ struct FileWatch::Impl {
         std::sort(drops.begin(), drops.end(), [](const FileDrop& a, const FileDrop& b) {
             return a.mtime_ns != b.mtime_ns ? a.mtime_ns < b.mtime_ns : a.path < b.path;
         });
-        // Only versions still in place, of triggers still loaded, can run.
+        // Only versions still in place, of triggers still loaded, can run: looked at through
+        // descriptors (a refused file stays skipped, with an event saying why).
         std::vector<std::pair<const Trig*, FileDrop>> live;
         for (auto& d : drops) {
-            const auto v = statFile(d.path);
-            if (!v || !(*v == Version{d.inode, d.size, d.mtime_ns})) continue;
             for (const auto& [key, t] : trigs) {
-                if (t.wf->name == workflow && t.index == d.trigger) {
-                    d.workflow = t.wf;
-                    live.emplace_back(&t, std::move(d));
+                if (t.wf->name != workflow || t.index != d.trigger) continue;
+                BeneathFile f;
+                std::string why;
+                const Refusal r = inspect(t.def().watch, d.path, &f, &why);
+                if (r != Refusal::None) {
+                    if (r != Refusal::Missing) refuse(workflow, d.path, r, why, d.run_id);
                     break;
                 }
+                const Version v = versionOf(f.st);
+                if (!(Version{v.inode, v.size, v.mtime_ns} == Version{d.inode, d.size, d.mtime_ns})) break;
+                d.workflow = t.wf;
+                d.dev = v.dev;
+                live.emplace_back(&t, std::move(d));
+                break;
             }
         }
         if (live.empty()) return;

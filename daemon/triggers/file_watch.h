@@ -16,6 +16,16 @@
 //   that appears, all of them do.
 // - A watched directory that is missing is reported and its nearest existing ancestor watched;
 //   when it appears (or is replaced) it is watched again and scanned.
+// - The drop box is hostile ground (its writers may swap, rename and symlink anything in it at
+//   any moment): every look at a dropped file (its version, the check right before its run is
+//   created, `after = "delete"` and `after = "move:DIR"`) goes through a descriptor of the watch
+//   root, which must be the directory being watched (device and inode, recorded when the watch
+//   began), and resolves the file beneath it without following symlinks (beneath.h). A file
+//   reached through a symlink, not a regular file, with more than one hard link, or swapped since
+//   it was seen is not acted on (FILE_DROP_REFUSED, FILE_AFTER_REFUSED; a run event when it has a
+//   run). The path a task gets was verified right before its run was created; between then and
+//   the task's own open() a writer of the box can still swap a directory on it, so such a task
+//   must guard itself (run_as, O_NOFOLLOW; docs/operations.md, "File drops").
 //
 // Threading: event-loop thread only.
 #ifndef TASKHUB_TRIGGERS_FILE_WATCH_H
@@ -47,6 +57,7 @@ struct FileDrop {
     int64_t inode = 0;
     int64_t size = 0;
     int64_t mtime_ns = 0;
+    int64_t dev = 0;         // device of the version (compared when it is handled; not recorded)
     std::string run_id;      // "<workflow>@file-<16 hex digits>": a hash of the version
     std::string note;        // why it fires when not as it lands, e.g. "catch-up: ..."
     std::string skip_reason; // not empty: record the run as skipped (the workflow is paused)
@@ -84,9 +95,15 @@ public:
         std::function<void(const std::string& run_id, const std::string& kind, const std::string& detail)> event;
     };
 
-    // Throws std::system_error when the inotify instance cannot be created. Test hook: with
-    // TASKHUB_TEST_INOTIFY_OVERFLOW_AFTER=N in the environment, after N events the watcher
-    // discards every event for 200 ms and then handles a simulated IN_Q_OVERFLOW (once).
+    // Throws std::system_error when the inotify instance cannot be created. Test hooks (logged as
+    // FILE_WATCH_TEST_HOOK; never for production):
+    // - TASKHUB_TEST_INOTIFY_OVERFLOW_AFTER=N: after N events the watcher discards every event for
+    //   200 ms and then handles a simulated IN_Q_OVERFLOW (once).
+    // - TASKHUB_TEST_FILE_DROP_DELAY_MS=N: each firing waits N ms (on a timer, the loop keeps
+    //   serving) between the version being seen and its check, and each `after` N ms between the
+    //   run's end and its check, logging "FILE_WATCH_TEST_HOOK firing PATH in N ms" / "applying
+    //   'after' to PATH in N ms" first, so that a test can race the daemon deterministically.
+    // - TASKHUB_TEST_NO_OPENAT2=1: files are resolved by the O_NOFOLLOW walk (beneath.h).
     FileWatch(boost::asio::io_context& io, Hooks hooks);
     ~FileWatch();
     FileWatch(const FileWatch&) = delete;

@@ -190,3 +190,36 @@ TEST_CASE("not recursive: files in subdirectories do not fire", "[file_watch]") 
     f.runFor(100ms);
     CHECK(f.fired.empty());
 }
+
+TEST_CASE("symlinks, hard links and fifos renamed into the box never fire; a box that became a symlink is refused",
+          "[file_watch]") {
+    Fixture f;
+    const fs::path outside = f.dir.path / "outside";
+    const fs::path stage = f.dir.path / "stage";
+    fs::create_directories(outside);
+    fs::create_directories(stage);
+    std::ofstream(outside / "secret.csv") << "secret";
+    f.start();
+    fs::create_symlink(outside / "secret.csv", stage / "link.csv");
+    fs::rename(stage / "link.csv", f.in / "link.csv");
+    REQUIRE(::link((outside / "secret.csv").c_str(), (stage / "hard.csv").c_str()) == 0);
+    fs::rename(stage / "hard.csv", f.in / "hard.csv");
+    REQUIRE(::mkfifo((stage / "pipe.csv").c_str(), 0600) == 0);
+    fs::rename(stage / "pipe.csv", f.in / "pipe.csv");
+    f.write("ok.csv", "fine");
+    f.runFor(200ms);
+    REQUIRE(f.fired.size() == 1);
+    CHECK(f.fired[0].name == "ok.csv");
+
+    // The box itself replaced by a symlink to another directory: nothing there fires, and the
+    // trigger says why.
+    fs::rename(f.in, f.dir.path / "old-in");
+    fs::create_directory_symlink(outside, f.in);
+    f.runFor(100ms);
+    std::ofstream(outside / "new.csv") << "x";
+    f.runFor(200ms);
+    CHECK(f.fired.size() == 1);
+    const auto states = f.watch->states("w");
+    REQUIRE(states.size() == 1);
+    CHECK(states[0].rfind("refused: " + f.in.string() + " is a symbolic link", 0) == 0);
+}
