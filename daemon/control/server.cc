@@ -3,7 +3,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
@@ -255,15 +254,26 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
         void sendAnswer(std::string line) {
             if (!sock_.is_open()) return;
-            auto out = std::make_shared<std::string>(std::move(line));
-            out->push_back('\n');
-            armTimer("take its answer");
+            out_ = std::make_shared<std::string>(std::move(line));
+            out_->push_back('\n');
+            sent_ = 0;
+            writeSome();
+        }
+
+        // Writes the answer piece by piece; the client timeout restarts with every piece the peer
+        // takes, so a slow reader is served and only one that takes nothing is closed.
+        void writeSome() {
+            armTimer("take any of its answer");
             auto self = shared_from_this();
-            asio::async_write(sock_, asio::buffer(*out), [self, out](boost::system::error_code ec, size_t) {
-                self->cancelTimer();
-                if (ec) return self->shutDown();
-                self->processPending();
-            });
+            sock_.async_write_some(asio::buffer(out_->data() + sent_, out_->size() - sent_),
+                                   [self](boost::system::error_code ec, size_t n) {
+                                       self->cancelTimer();
+                                       if (ec) return self->shutDown();
+                                       self->sent_ += n;
+                                       if (self->sent_ < self->out_->size()) return self->writeSome();
+                                       self->out_.reset();
+                                       self->processPending();
+                                   });
         }
 
         void armTimer(const char* what) {
@@ -291,6 +301,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
             cancelTimer();
             sock_.close(ignored);
             pending_ = std::string();
+            out_.reset();
             charge();
         }
 
@@ -313,6 +324,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         Caller caller_;
         const bool exempt_;
         std::string pending_; // received bytes not yet handled: at most one unfinished line after lines
+        std::shared_ptr<std::string> out_; // the answer being written
+        size_t sent_ = 0;                  // bytes of out_ written
         size_t charged_ = 0;  // what this session counts in server_->buffered
     };
 
