@@ -72,6 +72,13 @@ std::string describeUser(uid_t uid) {
     return out;
 }
 
+// "1 MiB", "64 KiB" or "1000 bytes": a size as people write it.
+std::string sizeText(size_t n) {
+    if (n >= (1u << 20) && n % (1u << 20) == 0) return std::to_string(n >> 20) + " MiB";
+    if (n >= (1u << 10) && n % (1u << 10) == 0) return std::to_string(n >> 10) + " KiB";
+    return std::to_string(n) + " bytes";
+}
+
 // One protocol error line, for refusals made before a request is parsed.
 std::string refusalLine(const std::string& code, const std::string& message) {
     boost::json::object e;
@@ -239,8 +246,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         }
 
         void requestTooLarge() {
-            const std::string why = "request line exceeds " + std::to_string(server_->limits.max_request_size) +
-                                    " bytes (max_request_size in [control] of taskhub.toml)";
+            const size_t max = server_->limits.max_request_size;
+            const std::string why = "request line exceeds " + sizeText(max) + " (max_request_size = " +
+                                    std::to_string(max) + " in [control] of taskhub.toml)";
             server_->logRefusal(caller_, why);
             refuse("too_large", why);
         }
@@ -287,6 +295,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                 const std::string why = std::string("the client did not ") + what + " within " + std::to_string(ms) +
                                         " ms (client_timeout in [control] of taskhub.toml)";
                 self->server_->logRefusal(self->caller_, why);
+                // Mid-answer, an error line would land inside the answer: just close.
+                if (self->out_) return self->shutDown();
                 self->refuse("timeout", why);
             });
         }
