@@ -199,6 +199,8 @@ class ControlLimitsTest(harness.DaemonTestCase):
         self.assertIn("request_buffer = 16777216 in [control] of taskhub.toml", busy[0])
         rss = rss_kb(d.proc.pid)
         self.assertLess(rss, 80 * 1024, "taskhubd's RSS grew from %d kB to %d kB" % (rss_before, rss))
+        peak = rss_kb(d.proc.pid, "VmHWM")
+        self.assertLess(peak, 80 * 1024, "taskhubd's RSS peaked at %d kB" % peak)
         # Root still gets prompt answers, and the schedule keeps firing.
         t0 = time.monotonic()
         self.assertEqual(d.ctl_ok("status")["pid"], d.proc.pid)
@@ -234,6 +236,8 @@ class ControlLimitsTest(harness.DaemonTestCase):
         time.sleep(1.0)
         rss = rss_kb(d.proc.pid)
         self.assertLess(rss, 80 * 1024, "taskhubd's RSS grew from %d kB to %d kB" % (rss_before, rss))
+        peak = rss_kb(d.proc.pid, "VmHWM")
+        self.assertLess(peak, 80 * 1024, "taskhubd's RSS peaked at %d kB" % peak)
         # Peers that never take their answer are closed after client_timeout.
         harness.wait_until(lambda: "did not take any of its answer within 3000 ms" in d.log(),
                            what="the stuck readers to be closed")
