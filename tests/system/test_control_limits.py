@@ -6,6 +6,7 @@ import json
 import os
 import pwd
 import select
+import signal
 import socket
 import stat
 import subprocess
@@ -298,6 +299,51 @@ class ControlLimitsTest(harness.DaemonTestCase):
         run = d.ctl_ok("run", "once", "--wait")
         self.assertEqual(run["state"], "succeeded", run)
         harness.wait_until(lambda: "CTRL_ACCEPT_RESUMED" in d.log(), what="CTRL_ACCEPT_RESUMED")
+
+    def test_socket_clients_leave_descriptors_for_tasks(self):
+        d = self.daemon()
+        d.write_workflow("tick", """\
+            [[trigger]]
+            cron = "* * * * * *"
+            %s
+            """ % "\n".join("""
+            [[task]]
+            id = "t%d"
+            plugin = "shell"
+            command = "echo x >> %s"
+            """ % (i, d.path("t%d" % i)) for i in range(4)))
+        # Start taskhubd with only 64 descriptors (prlimit execs it: same pid, same cleanup).
+        with open(d.log_path, "ab") as log:
+            d.proc = subprocess.Popen(
+                ["prlimit", "--nofile=64:64", "--", harness.BIN["daemon"], "--config", d.config],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=d.dir,
+                preexec_fn=lambda: harness._prctl(harness.PR_SET_PDEATHSIG, signal.SIGTERM))
+        d.wait_ready()
+        self.assertIn("CTRL_MAX_CONNECTIONS_LOWERED max_connections 256 lowered to", d.log())
+        # Root, exempt from max_connections, opens far more connections than descriptors remain.
+        clients = []
+        try:
+            for _ in range(60):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(d.socket)
+                clients.append(s)
+            lines = first_lines(clients, 3.0)
+            refused = [line for line in lines if line]
+            self.assertGreater(len(refused), 60 - 32, lines)
+            for line in refused:
+                self.assertIn("as many as its descriptor limit allows", json.loads(line)["error"]["message"])
+            # With every connection the daemon allows held open, the four tasks still start.
+            before = [os.path.getsize(d.path("t%d" % i)) if os.path.exists(d.path("t%d" % i)) else 0
+                      for i in range(4)]
+
+            def all_ran_again():
+                return all(os.path.exists(d.path("t%d" % i)) and os.path.getsize(d.path("t%d" % i)) > before[i]
+                           for i in range(4))
+            harness.wait_until(all_ran_again, what="the four tasks to run while the connections are held")
+        finally:
+            for s in clients:
+                s.close()
+        self.assertNotIn("Too many open files", d.log())
 
     def test_refused_mutation_is_logged(self):
         d = self.daemon()
