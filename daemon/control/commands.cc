@@ -420,8 +420,19 @@ void cmdRuns(Context& c) {
     q.limit = static_cast<size_t>(optInt(c, "limit", 50, 1, 100000));
     // Child runs are listed when asked for, or when their workflow is named.
     q.top_level_only = !optBool(c, "all") && !q.workflow;
+    // A caller with an answer limit never makes the daemon load more runs than could fit in it
+    // (a run takes more than kMinRunJsonBytes): more than that would be refused anyway.
+    constexpr size_t kMinRunJsonBytes = 200;
+    const size_t asked = q.limit;
+    if (c.caller.max_answer_size != 0) q.limit = std::min(q.limit, c.caller.max_answer_size / kMinRunJsonBytes);
+    auto found = c.services.runs(q);
+    if (found.size() == q.limit && q.limit < asked) {
+        throw CommandError{"too_large", "more than " + std::to_string(q.limit) + " runs match, more than fit in " +
+                                            "max_answer_size = " + std::to_string(c.caller.max_answer_size) +
+                                            " ([control] in taskhub.toml); ask for fewer (limit) or narrow the query"};
+    }
     json::array runs;
-    for (const auto& r : c.services.runs(q)) runs.push_back(runJson(r, false));
+    for (const auto& r : found) runs.push_back(runJson(r, false));
     c.ok(std::move(runs));
 }
 

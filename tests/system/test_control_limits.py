@@ -62,6 +62,19 @@ def first_lines(socks, wait, most=None):
     return [data[s].split(b"\n", 1)[0].decode(errors="replace") for s in socks]
 
 
+def first_lines_n(sock, n):
+    """The next n lines read from sock."""
+    chunks = []
+    count = 0
+    while count < n:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        count += chunk.count(b"\n")
+    return b"".join(chunks).decode().splitlines()[:n]
+
+
 class Attacker:
     """A forked child running as `uid` that opens `count` connections, sends each `payload`
     (ignoring refusals), reports the first line each connection received, and keeps its
@@ -352,6 +365,39 @@ class ControlLimitsTest(harness.DaemonTestCase):
             for s in clients:
                 s.close()
         self.assertNotIn("Too many open files", d.log())
+
+    def test_large_answers_are_refused_before_they_are_built(self):
+        d = self.daemon(extra_config="\n[control]\nmax_answer_size = \"64KB\"\n")
+        d.write_workflow("many", """\
+            [policy]
+            overlap = "allow"
+
+            [[task]]
+            id = "t"
+            plugin = "noop"
+            """)
+        d.start()
+        self.open_socket(d)
+        # 400 runs, triggered by root on one pipelined connection.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+            c.settimeout(harness.TIMEOUT)
+            c.connect(d.socket)
+            c.sendall(b"".join((json.dumps({"proto": 1, "cmd": "run", "args": {"workflow": "many"}}) + "\n").encode()
+                               for _ in range(400)))
+            answers = first_lines_n(c, 400)
+        self.assertTrue(all(json.loads(a)["ok"] for a in answers), answers[:3])
+        # 64 KiB hold at most 327 runs of at least 200 bytes: asking for more is refused before
+        # the runs are loaded; asking for fewer that still do not fit is refused once built.
+        for limit, message in (("1000", "more than 327 runs match, more than fit in max_answer_size = 65536"),
+                               ("300", "the answer to 'runs' would be")):
+            rc, out, err = d.ctl("runs", "--limit", limit, json=False, preexec_fn=demote_to_nobody)
+            self.assertEqual(rc, 1, out)
+            self.assertIn(message, err)
+        rc, runs, err = d.ctl("runs", "--limit", "10", preexec_fn=demote_to_nobody)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len(runs), 10)
+        # Root has no answer limit.
+        self.assertEqual(len(d.ctl_ok("runs", "--limit", "1000")), 400)
 
     def test_refused_mutation_is_logged(self):
         d = self.daemon()
