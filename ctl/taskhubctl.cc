@@ -156,11 +156,15 @@ json::value call(const Globals& g, const std::string& cmd, json::object args) {
     req["cmd"] = cmd;
     req["args"] = std::move(args);
     std::string line = json::serialize(req) + "\n";
+    // A daemon that refuses the connection (a [control] limit) sends one error line and closes,
+    // possibly before the request is sent: then the reason is read below, not the send error.
+    int send_errno = 0;
     for (size_t off = 0; off < line.size();) {
         ssize_t n = ::send(fd, line.data() + off, line.size() - off, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
-            fail(std::string("cannot send request: ") + std::strerror(errno), 3);
+            send_errno = errno;
+            break;
         }
         off += static_cast<size_t>(n);
     }
@@ -174,6 +178,7 @@ json::value call(const Globals& g, const std::string& cmd, json::object args) {
         if (response.back() == '\n') break;
     }
     ::close(fd);
+    if (response.empty() && send_errno != 0) fail(std::string("cannot send request: ") + std::strerror(send_errno), 3);
     if (response.empty()) fail("taskhubd closed the connection without answering", 3);
     json::error_code ec;
     auto v = json::parse(response, ec);

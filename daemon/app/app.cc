@@ -263,7 +263,15 @@ int serve(const config::DaemonConfig& cfg) {
 
     std::unique_ptr<control::Server> server;
     try {
-        server = std::make_unique<control::Server>(io, cfg.socket, services, cfg.admin_group, cfg.socket_group);
+        control::Limits limits;
+        limits.max_connections = cfg.control.max_connections;
+        limits.max_connections_per_uid = cfg.control.max_connections_per_uid;
+        limits.max_request_size = static_cast<size_t>(cfg.control.max_request_size);
+        limits.request_buffer = static_cast<size_t>(cfg.control.request_buffer);
+        limits.max_answer_size = static_cast<size_t>(cfg.control.max_answer_size);
+        limits.client_timeout = cfg.control.client_timeout;
+        server = std::make_unique<control::Server>(io, cfg.socket, services, cfg.admin_group, cfg.socket_group,
+                                                   limits);
     } catch (const std::exception& e) {
         spdlog::critical("CTRL_LISTEN_FAILED {}", e.what());
         return 1;

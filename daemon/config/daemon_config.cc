@@ -14,9 +14,11 @@ namespace {
 const std::set<std::string> kTopKeys = {
     "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
     "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "max_nesting_depth",
-    "pool", "plugins", "default_isolation", "history"};
+    "pool", "plugins", "default_isolation", "history", "control"};
 const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
 const std::set<std::string> kHistoryKeys = {"keep_runs", "keep_days", "max_log_size"};
+const std::set<std::string> kControlKeys = {"max_connections", "max_connections_per_uid", "max_request_size",
+                                            "request_buffer", "max_answer_size", "client_timeout"};
 
 // The smallest max_log_size: a log keeps half of it after a truncation, and the marker line.
 constexpr uint64_t kMinLogSize = 1024;
@@ -51,6 +53,62 @@ void loadHistory(const Value& v, HistorySettings& h, Reporter& r) {
             r.add(hv, "unknown key '" + key + "' in [history]" + didYouMean(key, kHistoryKeys) +
                           " (accepted: " + joinKeys(kHistoryKeys) + ")");
         }
+    }
+}
+
+// A size key: a number of bytes, or a string with a unit; within [min, max] (texts for messages).
+std::optional<uint64_t> getSize(const Value& v, const std::string& what, Reporter& r, uint64_t min,
+                                const char* min_text, uint64_t max, const char* max_text) {
+    auto s = v.is_integer() ? std::optional<std::string>(std::to_string(v.as_integer())) : getString(v, what, r);
+    if (!s) return std::nullopt;
+    std::string err;
+    auto n = parseByteSize(*s, &err);
+    if (!n) {
+        r.add(v, what + ": " + err);
+        return std::nullopt;
+    }
+    if (*n < min || *n > max) {
+        r.add(v, what + " must be between " + min_text + " and " + max_text + ", found \"" + *s + "\"");
+        return std::nullopt;
+    }
+    return n;
+}
+
+void loadControl(const Value& v, ControlSettings& c, Reporter& r) {
+    if (!v.is_table()) {
+        r.add(v, "[control] must be a table, found " + typeName(v));
+        return;
+    }
+    for (const auto& [key, cv] : v.as_table()) {
+        const std::string what = "'control." + key + "'";
+        if (key == "max_connections") {
+            if (auto n = getInt(cv, what, r, 1, 100'000)) c.max_connections = static_cast<int>(*n);
+        } else if (key == "max_connections_per_uid") {
+            if (auto n = getInt(cv, what, r, 1, 100'000)) c.max_connections_per_uid = static_cast<int>(*n);
+        } else if (key == "max_request_size") {
+            if (auto n = getSize(cv, what, r, 1 << 10, "1KB", 64 << 20, "64MB")) c.max_request_size = *n;
+        } else if (key == "request_buffer") {
+            if (auto n = getSize(cv, what, r, 1 << 10, "1KB", 1ull << 30, "1GB")) c.request_buffer = *n;
+        } else if (key == "max_answer_size") {
+            if (auto n = getSize(cv, what, r, 64 << 10, "64KB", 1ull << 30, "1GB")) c.max_answer_size = *n;
+        } else if (key == "client_timeout") {
+            if (auto d = getDuration(cv, what, r)) {
+                if (d->count() < 100) r.add(cv, what + " must be at least 100ms");
+                else c.client_timeout = *d;
+            }
+        } else {
+            r.add(cv, "unknown key '" + key + "' in [control]" + didYouMean(key, kControlKeys) +
+                          " (accepted: " + joinKeys(kControlKeys) + ")");
+        }
+    }
+    if (c.max_connections_per_uid > c.max_connections) {
+        r.add(v, "[control] max_connections_per_uid (" + std::to_string(c.max_connections_per_uid) +
+                     ") must not exceed max_connections (" + std::to_string(c.max_connections) + ")");
+    }
+    if (c.request_buffer < c.max_request_size) {
+        r.add(v, "[control] request_buffer (" + std::to_string(c.request_buffer) +
+                     " bytes) must be at least max_request_size (" + std::to_string(c.max_request_size) +
+                     " bytes): one full request line must fit");
     }
 }
 
@@ -174,6 +232,8 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
             if (auto i = getIsolation(v, what, r)) c.default_isolation = *i;
         } else if (key == "history") {
             loadHistory(v, c.history, r);
+        } else if (key == "control") {
+            loadControl(v, c.control, r);
         } else if (key == "pool") {
             if (!v.is_table()) {
                 r.add(v, "[pool] must be a table, found " + typeName(v));

@@ -55,6 +55,20 @@ struct HistorySettings {
     std::string max_log_size_text; // as written, e.g. "10MB", for the truncation marker
 };
 
+// [control]: bounds on what clients of the control socket can make the daemon hold
+// (docs/control-protocol.md, "Limits"). Root and the daemon's own user are exempt from the
+// per-uid cap, the answer size and the shared request buffer, so that an operator can always get
+// in. The defaults keep one hostile read-only user under about 64 MB of daemon memory: 16
+// connections x 2 MiB of answer + 16 MiB of request buffer, whatever it does.
+struct ControlSettings {
+    int max_connections = 256;          // connections of users other than root / the daemon's
+    int max_connections_per_uid = 16;   // connections of one such user
+    uint64_t max_request_size = 1 << 20;   // one request line, bytes
+    uint64_t request_buffer = 16 << 20;    // unfinished request lines of all connections, bytes
+    uint64_t max_answer_size = 2 << 20;    // one answer line, bytes (logs fits its content to it)
+    std::chrono::milliseconds client_timeout{30'000}; // to finish a request line or take an answer
+};
+
 // The plugins shipped with TaskHub (always in_process unless configured otherwise).
 bool isFirstPartyPlugin(const std::string& name) noexcept;
 
@@ -73,6 +87,7 @@ struct DaemonConfig {
     int max_nesting_depth = 10;            // child runs below a top-level run, at most
     PoolConfig pool;
     HistorySettings history;
+    ControlSettings control;
     Isolation default_isolation = Isolation::InProcess; // for plugins not shipped with TaskHub
     std::map<std::string, PluginSettings> plugins;
 

@@ -1,16 +1,19 @@
 // The command table of the control protocol: {name, summary, access, handler}. Handlers turn
 // arguments into Services calls and records into JSON; nothing else lives here.
 #include <boost/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <string_view>
 
 #include "common/time_util.h"
+#include "control/log_throttle.h"
 #include "control/server.h"
 
 #include <taskhub/suggest.hpp>
@@ -417,8 +420,19 @@ void cmdRuns(Context& c) {
     q.limit = static_cast<size_t>(optInt(c, "limit", 50, 1, 100000));
     // Child runs are listed when asked for, or when their workflow is named.
     q.top_level_only = !optBool(c, "all") && !q.workflow;
+    // A caller with an answer limit never makes the daemon load more runs than could fit in it
+    // (a run takes more than kMinRunJsonBytes): more than that would be refused anyway.
+    constexpr size_t kMinRunJsonBytes = 200;
+    const size_t asked = q.limit;
+    if (c.caller.max_answer_size != 0) q.limit = std::min(q.limit, c.caller.max_answer_size / kMinRunJsonBytes);
+    auto found = c.services.runs(q);
+    if (found.size() == q.limit && q.limit < asked) {
+        throw CommandError{"too_large", "more than " + std::to_string(q.limit) + " runs match, more than fit in " +
+                                            "max_answer_size = " + std::to_string(c.caller.max_answer_size) +
+                                            " ([control] in taskhub.toml); ask for fewer (limit) or narrow the query"};
+    }
     json::array runs;
-    for (const auto& r : c.services.runs(q)) runs.push_back(runJson(r, false));
+    for (const auto& r : found) runs.push_back(runJson(r, false));
     c.ok(std::move(runs));
 }
 
@@ -490,6 +504,50 @@ void cmdRetry(Context& c) {
     replyChange(c, c.services.retry(id, task, downstream, c.caller), id, "the retry of " + id);
 }
 
+// The most bytes `text` takes as a JSON string's content: control characters may become \u00XX.
+size_t jsonEscapedSize(std::string_view text) {
+    size_t n = 0;
+    for (unsigned char ch : text) n += ch < 0x20 ? 6 : (ch == '"' || ch == '\\') ? 2 : 1;
+    return n;
+}
+
+// Room for a log's content in an answer of at most max_answer bytes (0: no limit) that also
+// carries these strings and the fixed fields.
+size_t logContentRoom(size_t max_answer, std::initializer_list<std::string_view> others) {
+    if (max_answer == 0) return SIZE_MAX;
+    size_t fixed = 512;
+    for (auto s : others) fixed += jsonEscapedSize(s);
+    return max_answer > fixed ? max_answer - fixed : 0;
+}
+
+// Shortens a log chunk whose escaped content would not fit in `room`: a tail keeps its end (and
+// says earlier output is not shown), a read from an offset keeps its start and moves next_offset
+// back, so that a client that pages on next_offset gets the rest with its next request.
+void fitLogChunk(LogChunk& chunk, size_t room, bool from_offset) {
+    if (jsonEscapedSize(chunk.content) <= room) return;
+    size_t used = 0;
+    size_t keep = 0;
+    if (from_offset) {
+        while (keep < chunk.content.size()) {
+            size_t w = jsonEscapedSize(std::string_view(chunk.content).substr(keep, 1));
+            if (used + w > room) break;
+            used += w;
+            ++keep;
+        }
+        chunk.next_offset -= chunk.content.size() - keep;
+        chunk.content.resize(keep);
+    } else {
+        while (keep < chunk.content.size()) {
+            size_t w = jsonEscapedSize(std::string_view(chunk.content).substr(chunk.content.size() - keep - 1, 1));
+            if (used + w > room) break;
+            used += w;
+            ++keep;
+        }
+        chunk.content.erase(0, chunk.content.size() - keep);
+        chunk.truncated = true;
+    }
+}
+
 void cmdLogs(Context& c) {
     std::string run = needString(c, "run");
     std::string task = needString(c, "task");
@@ -499,8 +557,13 @@ void cmdLogs(Context& c) {
     if (c.args.contains("offset") && !c.args.at("offset").is_null()) {
         offset = static_cast<uint64_t>(optInt(c, "offset", 0, 0, INT64_MAX));
     }
-    auto chunk = c.services.taskLog(run, task, attempt, static_cast<size_t>(max_bytes), offset);
+    // A caller with an answer limit is sent what fits; it pages on next_offset for the rest.
+    const size_t room = logContentRoom(c.caller.max_answer_size, {run, task});
+    if (room == 0) throw CommandError{"too_large", "the run and task ids leave no room for log content"};
+    const size_t ask = std::min(static_cast<size_t>(max_bytes), room);
+    auto chunk = c.services.taskLog(run, task, attempt, ask, offset);
     if (!chunk.found) throw CommandError{"not_found", chunk.error};
+    fitLogChunk(chunk, logContentRoom(c.caller.max_answer_size, {run, task, chunk.path}), offset.has_value());
     json::object o;
     o["run"] = run;
     o["task"] = task;
@@ -712,6 +775,12 @@ void handleRequest(Services& services, const Caller& caller, const std::string& 
         *args = a->value().as_object();
     }
     if (cmd->access == Access::Mutating && !caller.may_mutate) {
+        // The audit trail of refusals; throttled, since the peer decides how many there are.
+        static LogThrottle refused_log(20);
+        if (std::string suffix; refused_log.admit(&suffix)) {
+            spdlog::warn("CTRL_COMMAND_REFUSED {} pid {}: mutating command '{}' refused, this peer may only read{}",
+                         caller.actor, caller.pid, name, suffix);
+        }
         reply(errorLine(id, "forbidden",
                         "command '" + name + "' changes state; uid " + std::to_string(caller.uid) +
                             " may only use read-only commands (ask for membership of the admin group)"));
@@ -720,14 +789,23 @@ void handleRequest(Services& services, const Caller& caller, const std::string& 
     auto shared_reply = std::make_shared<std::function<void(std::string)>>(std::move(reply));
     const uint64_t mark = services.writeMark();
     auto execute = [&services, caller, cmd, args, id, shared_reply, mark] {
+        const size_t max_answer = caller.max_answer_size;
         Context ctx{services, caller, *args, mark,
-                    [id, shared_reply](json::value data) {
+                    [id, shared_reply, max_answer, name = std::string(cmd->name)](json::value data) {
                         json::object o;
                         o["proto"] = kProtoVersion;
                         if (!id.is_null()) o["id"] = id;
                         o["ok"] = true;
                         o["data"] = std::move(data);
-                        (*shared_reply)(json::serialize(o));
+                        std::string answer = json::serialize(o);
+                        if (max_answer != 0 && answer.size() + 1 > max_answer) {
+                            answer = errorLine(id, "too_large",
+                                             "the answer to '" + name + "' would be " + std::to_string(answer.size() + 1) +
+                                                 " bytes, more than max_answer_size = " + std::to_string(max_answer) +
+                                                 " ([control] in taskhub.toml); ask for less (a smaller limit, n or "
+                                                 "history)");
+                        }
+                        (*shared_reply)(std::move(answer));
                     },
                     [id, shared_reply](CommandError e) { (*shared_reply)(errorLine(id, e.code, e.message)); }};
         try {

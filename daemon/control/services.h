@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -28,6 +29,9 @@ struct Caller {
     // "uid 1000 (alice)", or "uid 1000" when the user database has no name for it: recorded in
     // the events of the changes this caller asks for.
     std::string actor;
+    // The largest answer line this caller is sent, in bytes; 0: no limit (root, the daemon's uid).
+    // A larger answer is replaced by a too_large error; `logs` fits its content to it.
+    size_t max_answer_size = 0;
 };
 
 struct TaskInfo {

@@ -489,7 +489,7 @@ idel_timeout = "1m"
         std::vector<std::string> got;
         for (const auto& p : e.problems()) got.push_back(std::to_string(p.line) + ": " + p.message);
         CHECK(got == std::vector<std::string>{
-                         "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, "
+                         "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, control, "
                          "default_isolation, history, log_level, max_nesting_depth, max_running_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, socket_group, "
                          "state_dir, timezone, workflows_dir)",
                          "2: 'plugin_dirs' must be an array of strings, found string",
@@ -546,6 +546,54 @@ TEST_CASE("daemon config: [history] limits and max_log_size", "[daemon_config]")
                          "3: 'history.max_log_size' must be at least 1KB, found \"512B\"",
                          "4: unknown key 'keep_day' in [history]; did you mean 'keep_days'? (accepted: keep_days, "
                          "keep_runs, max_log_size)"});
+    }
+}
+
+TEST_CASE("daemon config: [control] bounds the control socket, with defaults", "[daemon_config]") {
+    TempDir dir;
+    auto d = loadDaemonConfig(dir.write("a.toml", "")).control;
+    CHECK(d.max_connections == 256);
+    CHECK(d.max_connections_per_uid == 16);
+    CHECK(d.max_request_size == 1u << 20);
+    CHECK(d.request_buffer == 16u << 20);
+    CHECK(d.max_answer_size == 2u << 20);
+    CHECK(d.client_timeout == std::chrono::seconds(30));
+    auto c = loadDaemonConfig(dir.write("b.toml", "[control]\nmax_connections = 40\nmax_connections_per_uid = 4\n"
+                                                  "max_request_size = \"64KB\"\nrequest_buffer = 1048576\n"
+                                                  "max_answer_size = \"1MB\"\nclient_timeout = \"5s\"\n"))
+                 .control;
+    CHECK(c.max_connections == 40);
+    CHECK(c.max_connections_per_uid == 4);
+    CHECK(c.max_request_size == 64u << 10);
+    CHECK(c.request_buffer == 1u << 20);
+    CHECK(c.max_answer_size == 1u << 20);
+    CHECK(c.client_timeout == std::chrono::seconds(5));
+    try {
+        loadDaemonConfig(dir.write("c.toml", "[control]\nmax_connections = 0\nmax_answer_size = \"1KB\"\n"
+                                             "client_timeout = \"10ms\"\nmax_conections = 3\n"));
+        FAIL("expected ConfigError");
+    } catch (const ConfigError& e) {
+        std::vector<std::string> got;
+        for (const auto& p : e.problems()) got.push_back(std::to_string(p.line) + ": " + p.message);
+        CHECK(got == std::vector<std::string>{
+                         "2: 'control.max_connections' must be between 1 and 100000, found 0",
+                         "3: 'control.max_answer_size' must be between 64KB and 1GB, found \"1KB\"",
+                         "4: 'control.client_timeout' must be at least 100ms",
+                         "5: unknown key 'max_conections' in [control]; did you mean 'max_connections'? (accepted: "
+                         "client_timeout, max_answer_size, max_connections, max_connections_per_uid, "
+                         "max_request_size, request_buffer)"});
+    }
+    try {
+        loadDaemonConfig(dir.write("d.toml", "[control]\nmax_connections = 8\nmax_connections_per_uid = 9\n"
+                                             "max_request_size = \"2MB\"\nrequest_buffer = \"1MB\"\n"));
+        FAIL("expected ConfigError");
+    } catch (const ConfigError& e) {
+        std::vector<std::string> got;
+        for (const auto& p : e.problems()) got.push_back(p.message);
+        CHECK(got == std::vector<std::string>{
+                         "[control] max_connections_per_uid (9) must not exceed max_connections (8)",
+                         "[control] request_buffer (1048576 bytes) must be at least max_request_size (2097152 "
+                         "bytes): one full request line must fit"});
     }
 }
 
