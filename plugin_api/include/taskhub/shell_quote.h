@@ -1,0 +1,64 @@
+/*
+ * Quoting a value as one word of POSIX shell text (part of the TaskHub plugin SDK; C and C++).
+ *
+ * A plugin that builds shell command text from data it did not write itself (a task parameter, a
+ * file name, an output of another task) must quote that data with th_shell_quote(): the shell then
+ * receives exactly the value's bytes as one literal word, whatever they are (quotes, $(), `,
+ * ;, |, newlines, spaces, a leading -, invalid UTF-8, the empty string). Never paste a value into
+ * shell text any other way. Better still, run the program without a shell (execve with an argv
+ * array), and pass values through the environment. See docs/plugin-guide.md.
+ *
+ * The quoted form is the value between single quotes, each ' inside it written as '\'' (close,
+ * an escaped quote, reopen); inside '...' every other byte stands for itself in every POSIX shell
+ * (dash, bash, ksh, zsh in sh mode). The host uses this same function when it expands templates
+ * into the parameters a plugin declares in th_plugin_api.shell_params.
+ *
+ * Header-only and dependency-free: usable from any plugin without linking anything.
+ */
+#ifndef TASKHUB_SHELL_QUOTE_H
+#define TASKHUB_SHELL_QUOTE_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The value TH_SHELL_QUOTE_NUL returned by th_shell_quote(): the value holds a NUL byte, which
+ * no shell word can carry (the argv and environment strings of execve end at the first NUL). */
+#define TH_SHELL_QUOTE_NUL ((size_t)-1)
+
+/* Writes the quoted form of value[0..len) to out, like snprintf: at most out_size bytes
+ * including a terminating NUL (nothing when out_size is 0), and returns the length of the whole
+ * quoted form without the NUL, so a caller can size its buffer with a first call passing
+ * out_size 0. Returns TH_SHELL_QUOTE_NUL, writing nothing, when the value contains a NUL byte.
+ * The quoted form is at most 2 + 4 * len bytes long. */
+static inline size_t th_shell_quote(const char *value, size_t len, char *out, size_t out_size) {
+    size_t need = 2;
+    size_t i;
+    for (i = 0; i < len; ++i) {
+        if (value[i] == '\0') return TH_SHELL_QUOTE_NUL;
+        need += value[i] == '\'' ? 4 : 1;
+    }
+    if (out_size > 0) {
+        const size_t room = out_size - 1; /* bytes before the terminating NUL */
+        size_t w = 0;
+        if (w < room) out[w++] = '\'';
+        for (i = 0; i < len; ++i) {
+            const char *piece = value[i] == '\'' ? "'\\''" : &value[i];
+            size_t k, n = value[i] == '\'' ? 4 : 1;
+            for (k = 0; k < n; ++k) {
+                if (w < room) out[w++] = piece[k];
+            }
+        }
+        if (w < room) out[w++] = '\'';
+        out[w] = '\0';
+    }
+    return need;
+}
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* TASKHUB_SHELL_QUOTE_H */
