@@ -324,7 +324,8 @@ private:
     void listStep(int c) {
         State& f = top();
         if (isRef(c)) {
-            record(c, ShellContext::Bare);
+            const bool pattern = f.word.find_first_of("~[{") != std::string::npos;
+            record(c, pattern ? ShellContext::BareInPattern : ShellContext::Bare);
             addToWord(c);
             ++i_;
             return;
@@ -448,12 +449,14 @@ private:
 } // namespace
 
 bool isSafe(ShellContext c) {
-    return c == ShellContext::Bare || c == ShellContext::SingleQuoted || c == ShellContext::DoubleQuoted;
+    return c == ShellContext::Bare || c == ShellContext::BareInPattern || c == ShellContext::SingleQuoted ||
+           c == ShellContext::DoubleQuoted;
 }
 
 const char* describe(ShellContext c) {
     switch (c) {
     case ShellContext::Bare: return "a bare word";
+    case ShellContext::BareInPattern: return "a bare word with ~, [ or {";
     case ShellContext::SingleQuoted: return "inside '...'";
     case ShellContext::DoubleQuoted: return "inside \"...\"";
     case ShellContext::CommandSubstitution: return "inside a command substitution $(...)";
@@ -537,6 +540,9 @@ std::optional<std::string> escapeForShell(ShellContext c, std::string_view value
     if (need == TH_SHELL_QUOTE_NUL) return std::nullopt;
     std::string quoted(need, '\0');
     th_shell_quote(value.data(), value.size(), quoted.data(), need + 1);
+    // A plain value is its own quoted form (shell_quote.h); where it could join the author's
+    // pattern, quote it anyway (a plain value holds no quote to escape).
+    if (c == ShellContext::BareInPattern && !quoted.starts_with('\'')) quoted = "'" + quoted + "'";
     switch (c) {
     case ShellContext::SingleQuoted: return "'" + quoted + "'";
     case ShellContext::DoubleQuoted: return "\"" + quoted + "\"";

@@ -36,6 +36,9 @@ class Template;
 enum class ShellContext {
     // Safe: the value can be escaped so the shell receives it literally.
     Bare,
+    // A bare word in which the author wrote a ~, [ or { before the reference: a value of plain
+    // characters could join a tilde, glob or brace expansion there, so it is always quoted.
+    BareInPattern,
     SingleQuoted,
     DoubleQuoted,
     // Refused.

@@ -92,6 +92,10 @@ TEST_CASE("the three safe contexts are told apart", "[shell]") {
     CHECK(only("cat <<<${params.f}") == ShellContext::Bare);
     CHECK(only("cat <<EOF\nbody\nEOF\nrm ${params.f}") == ShellContext::Bare);
     CHECK(only("echo a#b ${params.f}") == ShellContext::Bare);
+    CHECK(only("ls ~${params.f}") == ShellContext::BareInPattern);
+    CHECK(only("ls [a${params.f}]") == ShellContext::BareInPattern);
+    CHECK(only("echo {a,${params.f}}") == ShellContext::BareInPattern);
+    CHECK(only("echo {a,b} ${params.f}") == ShellContext::Bare);
     CHECK(contexts("[ -f ${params.f} ] && rm ${params.g}") ==
           std::vector{ShellContext::Bare, ShellContext::Bare});
     CHECK(contexts("cp ${params.a} '${params.b}' \"${params.c}\"") ==
@@ -156,10 +160,17 @@ TEST_CASE("the SDK's th_shell_quote quotes like snprintf", "[shell]") {
     CHECK(std::string(buf) == "'a'\\''b'");
     CHECK(th_shell_quote("", 0, buf, sizeof buf) == 2);
     CHECK(std::string(buf) == "''");
-    CHECK(th_shell_quote("abcdef", 6, buf, 4) == 8); // truncated, still terminated
+    CHECK(th_shell_quote("abc def", 7, buf, 4) == 9); // truncated, still terminated
     CHECK(std::string(buf) == "'ab");
     CHECK(th_shell_quote("a\0b", 3, buf, sizeof buf) == TH_SHELL_QUOTE_NUL);
-    CHECK(th_shell_quote("x", 1, nullptr, 0) == 3);
+    CHECK(th_shell_quote("x'", 2, nullptr, 0) == 7);
+    // Plain words stay as they are; keywords, '=' and the empty string do not.
+    CHECK(th_shell_quote("/srv/in/a-1.csv", 15, buf, sizeof buf) == 15);
+    CHECK(std::string(buf) == "/srv/in/a-1.csv");
+    CHECK(th_shell_quote("if", 2, buf, sizeof buf) == 4);
+    CHECK(std::string(buf) == "'if'");
+    CHECK(th_shell_quote("a=b", 3, buf, sizeof buf) == 5);
+    CHECK(th_shell_quote("~", 1, buf, sizeof buf) == 3);
 }
 
 TEST_CASE("escaping keeps every byte and refuses NUL", "[shell]") {
@@ -167,6 +178,10 @@ TEST_CASE("escaping keeps every byte and refuses NUL", "[shell]") {
     CHECK(escapeForShell(ShellContext::SingleQuoted, "q';id;'") == "''q'\\'';id;'\\''''");
     CHECK(escapeForShell(ShellContext::DoubleQuoted, "$(id)") == "\"'$(id)'\"");
     CHECK(escapeForShell(ShellContext::Bare, "") == "''");
+    CHECK(escapeForShell(ShellContext::DoubleQuoted, "a.csv") == "\"a.csv\"");
+    CHECK(escapeForShell(ShellContext::Bare, "root") == "root");
+    CHECK(escapeForShell(ShellContext::BareInPattern, "root") == "'root'");
+    CHECK(escapeForShell(ShellContext::BareInPattern, "a b") == "'a b'");
     CHECK_FALSE(escapeForShell(ShellContext::Bare, std::string("a\0b", 3)));
 }
 
@@ -180,12 +195,15 @@ TEST_CASE("dash and bash receive exactly the value in every safe context (proper
         {"printf '%s' \"$${NOPE:-p}\\\"${params.v}\\$x\"", {"p\"", "$x"}},
         {"x=${params.v}; printf '%s' \"$x\"", {"", ""}},
         {"printf '%s' ${params.v} >&1", {"", ""}},
+        {"cd /; printf '%s' ~${params.v}", {"~", ""}},
+        {"printf '%s' {a${params.v}}", {"{a", "}"}},
     };
     std::vector<std::string> values = {"",           "a;id>pwned;.csv", "x$(id>pwned).csv", "q';id>pwned;'.csv",
                                        "`id`",       "a\nb\n",          "\"",                "'",
                                        "\\",         "-rf",             " spaced  out ",     "\xff\xfe invalid",
                                        "${params.v}", "$${x}",           "*",                 "~root",
-                                       "a'\"'\"b",   "\\'",             "!!",                "#c"};
+                                       "a'\"'\"b",   "\\'",             "!!",                "#c",
+                                       "plain-1.csv", "if",              "time",              "a=b"};
     std::mt19937 rng(20261206);
     const std::string meta = "'\"\\$`;|&<>(){}[]*?~#! \n\t=-";
     for (int n = 0; n < 50; ++n) {
