@@ -40,6 +40,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -415,11 +416,14 @@ inline th_status health(th_instance* i, th_health* out) noexcept {
 }
 
 // Class::kShellParams when the plugin class declares it (see the top of this file), else NULL.
+template <class Class, class = void>
+struct ShellParamsOf {
+    static constexpr const char* const* value = nullptr;
+};
 template <class Class>
-constexpr const char* const* shellParamsOf() {
-    if constexpr (requires { Class::kShellParams; }) return Class::kShellParams;
-    else return nullptr;
-}
+struct ShellParamsOf<Class, std::void_t<decltype(Class::kShellParams)>> {
+    static constexpr const char* const* value = Class::kShellParams;
+};
 
 } // namespace detail
 } // namespace taskhub::sdk
@@ -446,7 +450,7 @@ constexpr const char* const* shellParamsOf() {
             &::taskhub::sdk::detail::health,                                                     \
             &::taskhub::sdk::detail::suspend,                                                    \
             &::taskhub::sdk::detail::resume,                                                     \
-            ::taskhub::sdk::detail::shellParamsOf<Class>(),                                      \
+            ::taskhub::sdk::detail::ShellParamsOf<Class>::value,                                  \
         };                                                                                       \
         return &api;                                                                             \
     }
