@@ -170,6 +170,23 @@ class TemplateInjectionTest(harness.DaemonTestCase):
         self.assertEqual(self.records(d, "consume.out"), [v.encode() for v in values for _ in range(2)])
         self.assert_nothing_ran(d)
 
+    def test_an_isolated_shell_plugin_gets_the_same_escaping_and_refusals(self):
+        # The runner forwards shell_params in its description of the plugin.
+        d = self.daemon(start=False, extra_config='isolation = "process"\n')
+        d.write_workflow("adm", ADMIN_WORKFLOW.format(work=d.work))
+        d.start()
+        self.assertIn("RUNNER_", d.log())
+        value = "x;id>pwned;#'$(id>pwned)"
+        rid = d.ctl_ok("run", "adm", "--param", "date=" + value)["id"]
+        self.assertEqual(d.wait_run_state(rid, ("succeeded", "failed"))["state"], "succeeded", d.log())
+        self.assertEqual(self.records(d, "consume.out"), [value.encode()] * 2)
+        d.write_workflow("sub", '[params]\nx = ""\n[[task]]\nid = "t"\nplugin = "shell"\n'
+                                'command = "echo `cat ${params.x}`"\n')
+        d.ctl("reload", json=False)
+        harness.wait_until(lambda: "is inside a command substitution `...`" in d.log() or None, timeout=10,
+                           what="the refusal of sub.toml in the log")
+        self.assert_nothing_ran(d)
+
     def test_a_nul_byte_fails_the_attempt_instead_of_being_cut_short(self):
         d = self.daemon(start=False)
         d.write_workflow("adm", ADMIN_WORKFLOW.format(work=d.work))
