@@ -47,10 +47,12 @@ bool isOperator(int c) { return c == ';' || c == '&' || c == '|' || c == '<' || 
 bool isNameStart(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
 bool isNameChar(char c) { return isNameStart(c) || (c >= '0' && c <= '9'); }
 
-// Words after which the next word is still in command position.
+// Words after which the next word is still in command position: keywords, and the built-ins
+// that run their first argument as the command (`command eval ...` is eval).
 bool keepsCommandPosition(const std::string& w) {
-    static const char* const kWords[] = {"if", "then", "else", "elif", "do", "while", "until", "for", "!", "{", "time", "}",
-                                         "fi", "done", "esac"};
+    static const char* const kWords[] = {"if",   "then", "else", "elif", "do",      "while",   "until", "for",
+                                         "!",    "{",    "time", "}",    "fi",      "done",    "esac",  "command",
+                                         "exec", "builtin"};
     return std::any_of(std::begin(kWords), std::end(kWords), [&](const char* k) { return w == k; });
 }
 

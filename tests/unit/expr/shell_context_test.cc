@@ -131,6 +131,8 @@ TEST_CASE("every unsafe context is found", "[shell]") {
     CHECK(only("eval \"echo ${params.c}\"") == ShellContext::CodeArgument);
     CHECK(only("let x=${params.c}") == ShellContext::CodeArgument);
     CHECK(only("trap '${params.c}' EXIT") == ShellContext::CodeArgument);
+    CHECK(only("command eval ${params.c}") == ShellContext::CodeArgument);
+    CHECK(only("if true; then builtin eval \"${params.c}\"; fi") == ShellContext::CodeArgument);
     // The context ends where the construct ends.
     CHECK(contexts("[[ -f x ]] && rm ${params.f}") == std::vector{ShellContext::Bare});
     CHECK(contexts("echo $(date) && eval x; rm ${params.f}") == std::vector{ShellContext::Bare});
