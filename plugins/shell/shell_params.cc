@@ -88,8 +88,12 @@ Config parseConfig(std::string_view config_json) {
 }
 
 Params parseParams(std::string_view params_json) {
+    // A value may hold any bytes but NUL, valid UTF-8 or not: a file name from a drop box is
+    // passed on exactly as it is.
+    json::parse_options bytes;
+    bytes.allow_invalid_utf8 = true;
     json::error_code ec;
-    json::value root = json::parse(params_json, ec);
+    json::value root = json::parse(params_json, ec, {}, bytes);
     if (ec)
         throw sdk::InvalidParam("",
                                 "parameters for plugin shell are not valid JSON: " + ec.message());

@@ -25,6 +25,7 @@ HOSTILE_NAMES = [
     b"-n;id>pwned|.csv",
     b" spaced \t name &id>pwned&.csv",
     b"e\\';id>pwned;#.csv",
+    b"\xff\xfe invalid utf-8;id>pwned.csv",
 ]
 
 # printf '%s\0' VALUE >> FILE records each value exactly, newlines included.

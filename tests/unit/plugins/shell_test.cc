@@ -632,3 +632,17 @@ TEST_CASE("shell: argv runs the program without a shell, one element one argumen
     CHECK_FALSE(host.completion(2));
     requireCleanHost(host);
 }
+
+TEST_CASE("shell: values that are not valid UTF-8 reach the program byte for byte", "[shell][argv]") {
+    FakeHost host(shellPlugin());
+    LogFile log;
+    // What the engine hands over when a dropped file's name is not UTF-8: raw bytes in the JSON.
+    Completion done = runToEnd(host, 1, shellTask("{\"argv\":[\"printf\",\"%s\",\"\xff\xfe;x\"]}", log));
+    CHECK(done.outcome == TH_OUTCOME_SUCCEEDED);
+    CHECK(log.contents() == "\xff\xfe;x");
+    LogFile shell_log;
+    done = runToEnd(host, 2, shellTask("{\"command\":\"printf %s '\xff\xfe;x'\"}", shell_log));
+    CHECK(done.outcome == TH_OUTCOME_SUCCEEDED);
+    CHECK(shell_log.contents() == "\xff\xfe;x");
+    requireCleanHost(host);
+}
