@@ -13,6 +13,7 @@
 #include "config/toml_support.h"
 #include "config/workflow_checks.h"
 #include "expr/condition.h"
+#include "expr/shell_context.h"
 #include "expr/template.h"
 
 namespace taskhub::config {
@@ -488,6 +489,31 @@ void checkTemplates(const Value& v, const std::string& where, TaskDef& task, Tas
     }
 }
 
+// The plugin's shell-text parameters (PluginCatalog::shellParams): each template must sit where
+// the shell reads its value as one literal piece of data (expr/shell_context.h); such keys are
+// recorded so that the engine escapes their values.
+void checkShellParams(const Table& params, const std::string& label, const std::vector<std::string>& shell_params,
+                      TaskDef& task, Reporter& r) {
+    for (const auto& key : shell_params) {
+        auto it = params.find(key);
+        if (it == params.end() || !it->second.is_string()) continue;
+        const std::string& text = it->second.as_string().str;
+        if (text.find("${") == std::string::npos) continue;
+        auto parsed = expr::Template::parse(text);
+        const auto* t = std::get_if<expr::Template>(&parsed);
+        if (t == nullptr) continue; // reported by checkTemplate()
+        const auto contexts = expr::shellContexts(*t);
+        for (size_t i = 0; i < contexts.size(); ++i) {
+            if (expr::isSafe(contexts[i])) continue;
+            const expr::Ref& ref = t->refs()[i];
+            r.add(it->second, label + ": '" + key + "': " +
+                                  expr::refusal(contexts[i], "${" + expr::toString(ref) + "}",
+                                                ref.kind == expr::Ref::Param ? "TASKHUB_PARAM_" + ref.name : ""));
+        }
+        task.shell_params.push_back(key);
+    }
+}
+
 void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>& extras,
               const PluginCatalog& plugins, Reporter& r) {
     if (!v.is_table()) {
@@ -654,7 +680,8 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
         auto pluginLine = r.lineOf(t.at("plugin"));
         if (auto why = plugins.unavailable(task.plugin)) {
             r.add(pluginLine, label + ": " + *why);
-        } else if (r.problems().size() == before) {
+        } else if (checkShellParams(params, label, plugins.shellParams(task.plugin), task, r);
+                   r.problems().size() == before) {
             if (auto problem = plugins.validate(task.plugin, task.params_json)) {
                 size_t line = task.line;
                 std::string where;

@@ -104,6 +104,9 @@ struct TaskDef {
     std::string when;                     // condition text; empty = always (see expr/condition.h)
     // True when params_json, env values or child_params contain a ${...} template.
     bool has_templates = false;
+    // The keys of params_json that are shell text with templates (the plugin's shellParams()):
+    // the engine expands them with shell escaping.
+    std::vector<std::string> shell_params;
 };
 
 enum class Overlap { Skip, QueueOne, QueueAll, Replace, Allow };
@@ -156,6 +159,10 @@ public:
     // Runs the plugin's validate() on a task's parameters.
     virtual std::optional<Problem> validate(const std::string& plugin,
                                             const std::string& params_json) const = 0;
+    // The plugin's parameters whose string value is POSIX shell text (ABI 1.3 shell_params):
+    // the loader refuses templates in shell contexts that cannot be made safe, and the engine
+    // escapes the values of the others (expr/shell_context.h). Default: none.
+    virtual std::vector<std::string> shellParams(const std::string& /*plugin*/) const { return {}; }
 };
 
 struct WorkflowDefaults {

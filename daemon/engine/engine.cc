@@ -857,6 +857,25 @@ struct Engine::Impl {
                                              *plugins.unavailable(task.def->plugin), {}});
             return;
         }
+        // Shell-text params get each value escaped for the shell context it lands in; a value no
+        // shell or environment can carry (a NUL byte) fails the attempt instead of being cut short.
+        std::string params_json = task.def->params_json;
+        if (task.def->has_templates) {
+            std::string err;
+            auto expanded = expr::expandJsonStrings(task.def->params_json, lookupFor(run), task.def->shell_params, &err);
+            if (!expanded) {
+                endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, err, {}});
+                return;
+            }
+            params_json = std::move(*expanded);
+        }
+        for (const auto& [k, v] : run.rec.params) {
+            if (v.find('\0') == std::string::npos) continue;
+            endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
+                                             "param '" + k + "' holds a NUL byte, which cannot be passed in the "
+                                             "environment (TASKHUB_PARAM_" + k + "); the task was not started", {}});
+            return;
+        }
         // A plugin that never writes output (TH_CAP_NO_LOG) costs no pipe.
         if (!(task.plugin->info().capabilities & TH_CAP_NO_LOG)) {
             std::string err;
@@ -874,8 +893,7 @@ struct Engine::Impl {
         spec.run_id = run.rec.id;
         spec.task_id = task.rec.task_id;
         spec.attempt = static_cast<uint32_t>(task.rec.attempt);
-        spec.params_json = task.def->has_templates ? expr::expandJsonStrings(task.def->params_json, lookupFor(run))
-                                                   : task.def->params_json;
+        spec.params_json = std::move(params_json);
         spec.env = {"TASKHUB_WORKFLOW=" + run.rec.workflow, "TASKHUB_RUN_ID=" + run.rec.id,
                     "TASKHUB_TASK_ID=" + task.rec.task_id,
                     "TASKHUB_ATTEMPT=" + std::to_string(task.rec.attempt)};

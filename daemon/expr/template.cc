@@ -58,4 +58,27 @@ std::string Template::expand(const Lookup& lookup) const {
     return out;
 }
 
+std::optional<std::string> Template::expand(const Lookup& lookup, const Escape& escape, size_t* failed_ref) const {
+    std::string out;
+    for (const auto& part : parts_) {
+        out += part.literal;
+        if (part.ref < 0) continue;
+        const size_t index = static_cast<size_t>(part.ref);
+        auto escaped = escape(index, lookup(refs_[index]).value_or(""));
+        if (!escaped) {
+            if (failed_ref != nullptr) *failed_ref = index;
+            return std::nullopt;
+        }
+        out += *escaped;
+    }
+    return out;
+}
+
+std::vector<std::string_view> Template::literals() const {
+    std::vector<std::string_view> out;
+    out.reserve(parts_.size());
+    for (const auto& part : parts_) out.emplace_back(part.literal);
+    return out;
+}
+
 } // namespace taskhub::expr

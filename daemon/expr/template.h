@@ -7,6 +7,8 @@
 #ifndef TASKHUB_EXPR_TEMPLATE_H
 #define TASKHUB_EXPR_TEMPLATE_H
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -30,6 +32,14 @@ public:
     // The text with every reference replaced by lookup's value ("" when lookup returns
     // std::nullopt) and every "$${" by "${". Values are inserted as they are, never re-expanded.
     std::string expand(const Lookup& lookup) const;
+    // Like expand(), but each value first passes through escape(i, value), i being the
+    // reference's index in refs() (shell_context.h escapes values for the shell this way).
+    // nullopt when escape returns nullopt for any value; *failed_ref is then that index.
+    using Escape = std::function<std::optional<std::string>(size_t, std::string_view)>;
+    std::optional<std::string> expand(const Lookup& lookup, const Escape& escape, size_t* failed_ref) const;
+    // The literal text around the references, "$${" already turned into "${": literals()[i]
+    // comes right before refs()[i], and the last one after the last reference.
+    std::vector<std::string_view> literals() const;
 
 private:
     struct Part {
@@ -47,6 +57,14 @@ private:
 // Returns json unchanged when it contains no "${". Throws std::invalid_argument when json is
 // not a JSON object (a programmer error: params_json always is one).
 std::string expandJsonStrings(std::string_view json, const Lookup& lookup);
+
+// The same, except that the string values of the top-level keys named in shell_keys (a plugin's
+// shell_params) are POSIX shell text: each value is escaped for the shell context its reference
+// sits in (shell_context.h), so that the shell receives it as literal data. Returns nullopt with
+// *err set when that cannot be done: a value holds a NUL byte (no shell word can carry one), or
+// a reference sits in a context the loader should have refused.
+std::optional<std::string> expandJsonStrings(std::string_view json, const Lookup& lookup,
+                                             const std::vector<std::string>& shell_keys, std::string* err);
 
 } // namespace taskhub::expr
 

@@ -41,6 +41,10 @@ const char* toString(HealthState s) noexcept {
     }
 }
 
+// The most names a plugin's shell_params may list (a bound on walking a list whose terminating
+// NULL a broken plugin forgot).
+constexpr size_t kMaxShellParams = 64;
+
 std::optional<std::string> negotiate(const th_plugin_api* api) {
     if (api == nullptr) return "the entry function returned no table (NULL)";
     if (api->magic != TH_ABI_MAGIC) {
@@ -83,6 +87,17 @@ std::optional<std::string> negotiate(const th_plugin_api* api) {
                                        : "ends before suspend and resume (ABI 1.1)");
         }
     }
+    if (api->struct_size >= offsetof(th_plugin_api, shell_params) + sizeof(api->shell_params) &&
+        api->shell_params != nullptr) {
+        size_t n = 0;
+        for (const char* const* p = api->shell_params; *p != nullptr; ++p) {
+            if (++n > kMaxShellParams) {
+                return "the plugin's shell_params list has more than " + std::to_string(kMaxShellParams) +
+                       " names or lacks its terminating NULL";
+            }
+            if ((*p)[0] == '\0') return "the plugin's shell_params list holds an empty name";
+        }
+    }
     return std::nullopt;
 }
 
@@ -119,6 +134,11 @@ PluginInfo infoOf(const th_plugin_api& api, const fs::path& file) {
     info.capabilities = api.capabilities;
     info.blocking = (api.capabilities & TH_CAP_BLOCKING_EXECUTE) != 0;
     info.thread_safe = api.thread_safety == TH_THREADS_SAFE;
+    // ABI 1.3: read only when the table covers the field (negotiate() checked the list).
+    if (api.struct_size >= offsetof(th_plugin_api, shell_params) + sizeof(api.shell_params) &&
+        api.shell_params != nullptr) {
+        for (const char* const* p = api.shell_params; *p != nullptr; ++p) info.shell_params.emplace_back(*p);
+    }
     return info;
 }
 
@@ -794,6 +814,11 @@ std::optional<config::PluginCatalog::Problem> PluginHost::validate(const std::st
     auto* p = find(plugin);
     if (!p) return Problem{"", *unavailable(plugin)};
     return p->validate(params_json);
+}
+
+std::vector<std::string> PluginHost::shellParams(const std::string& plugin) const {
+    auto* p = find(plugin);
+    return p ? p->info().shell_params : std::vector<std::string>{};
 }
 
 } // namespace taskhub::plugin_host

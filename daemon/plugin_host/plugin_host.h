@@ -51,6 +51,9 @@ struct PluginInfo {
     bool blocking = false;    // execute() blocks: called on the worker pool
     bool thread_safe = false; // TH_THREADS_SAFE
     Isolation isolation = Isolation::InProcess;
+    // ABI 1.3 th_plugin_api.shell_params: the parameters whose string value is POSIX shell text,
+    // whose templates are escaped for the shell (expr/shell_context.h). Empty for older tables.
+    std::vector<std::string> shell_params;
 };
 
 // Loads `file` and negotiates its table as PluginHost::loadFile() does, without creating an
@@ -237,6 +240,7 @@ public:
     std::optional<std::string> unavailable(const std::string& plugin) const override;
     std::optional<Problem> validate(const std::string& plugin,
                                     const std::string& params_json) const override;
+    std::vector<std::string> shellParams(const std::string& plugin) const override;
 
 private:
     class Loaded;

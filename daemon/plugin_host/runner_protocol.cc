@@ -166,6 +166,9 @@ json::object infoToJson(const PluginInfo& info) {
     o["capabilities"] = info.capabilities;
     o["blocking"] = info.blocking;
     o["thread_safe"] = info.thread_safe;
+    json::array shell;
+    for (const auto& p : info.shell_params) shell.emplace_back(p);
+    o["shell_params"] = std::move(shell);
     return o;
 }
 
@@ -213,6 +216,20 @@ std::optional<PluginInfo> infoFromJson(const json::value& v, std::string* err) {
     info.capabilities = *caps;
     info.blocking = blocking->get_bool();
     info.thread_safe = safe->get_bool();
+    // Since ABI 1.3; a runner of an older taskhubd does not send it.
+    if (auto* shell = o.if_contains("shell_params")) {
+        if (!shell->is_array()) {
+            *err = "plugin info member shell_params is not an array";
+            return std::nullopt;
+        }
+        for (const auto& p : shell->get_array()) {
+            if (!p.is_string() || p.get_string().empty()) {
+                *err = "plugin info member shell_params holds something other than a parameter name";
+                return std::nullopt;
+            }
+            info.shell_params.emplace_back(p.get_string());
+        }
+    }
     return info;
 }
 

@@ -16,7 +16,7 @@ namespace {
 
 namespace json = boost::json;
 
-constexpr std::array<std::string_view, 2> kParamKeys = {"command", "cwd"};
+constexpr std::array<std::string_view, 3> kParamKeys = {"argv", "command", "cwd"};
 constexpr std::array<std::string_view, 1> kConfigKeys = {"kill_grace"};
 
 // A string parameter that reaches a C API, where an embedded NUL would silently cut it short.
@@ -88,8 +88,12 @@ Config parseConfig(std::string_view config_json) {
 }
 
 Params parseParams(std::string_view params_json) {
+    // A value may hold any bytes but NUL, valid UTF-8 or not: a file name from a drop box is
+    // passed on exactly as it is.
+    json::parse_options bytes;
+    bytes.allow_invalid_utf8 = true;
     json::error_code ec;
-    json::value root = json::parse(params_json, ec);
+    json::value root = json::parse(params_json, ec, {}, bytes);
     if (ec)
         throw sdk::InvalidParam("",
                                 "parameters for plugin shell are not valid JSON: " + ec.message());
@@ -99,8 +103,22 @@ Params parseParams(std::string_view params_json) {
 
     Params params;
     bool has_command = false;
+    bool has_argv = false;
     for (const auto& [key, value] : root.get_object()) {
-        if (key == "command") {
+        if (key == "argv") {
+            const char* what = "the program and its arguments, e.g. [\"cp\", \"--\", \"${params.file}\", \"/srv/in\"]";
+            if (!value.is_array() || value.get_array().empty())
+                throw sdk::InvalidParam("argv", "'argv' must be a non-empty array of strings (" + std::string(what) +
+                                                    "), found " + (value.is_array() ? "an empty array" : kindName(value)));
+            for (const json::value& e : value.get_array()) {
+                if (!e.is_string())
+                    throw sdk::InvalidParam("argv", std::string("'argv' elements must be strings, found ") + kindName(e));
+                params.argv.push_back(cString("argv", e, what));
+            }
+            if (params.argv.front().empty())
+                throw sdk::InvalidParam("argv", "'argv' must start with the program to run, found an empty string");
+            has_argv = true;
+        } else if (key == "command") {
             params.command = cString(key, value, "the shell command line to run");
             if (params.command.empty())
                 throw sdk::InvalidParam(
@@ -117,9 +135,13 @@ Params parseParams(std::string_view params_json) {
                                                           acceptedHint(key, kParamKeys));
         }
     }
-    if (!has_command)
+    if (has_command && has_argv)
+        throw sdk::InvalidParam("argv", "'command' and 'argv' cannot both be set (command is a line for /bin/sh, "
+                                        "argv a program and its arguments run without a shell; keep one)");
+    if (!has_command && !has_argv)
         throw sdk::InvalidParam(
-            "command", "missing required parameter 'command' (the shell command line to run)");
+            "command", "missing required parameter 'command' (the shell command line to run) or 'argv' (a program "
+                       "and its arguments, run without a shell)");
     return params;
 }
 

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace taskhub::plugins::shell {
 
@@ -26,10 +27,16 @@ struct Config {
 // kill_grace); did you mean 'kill_grace'?".
 Config parseConfig(std::string_view config_json);
 
-// One task's parameters: every key of its [[task]] table the engine does not own.
+// One task's parameters: every key of its [[task]] table the engine does not own. Exactly one
+// of command and argv is set.
 struct Params {
-    std::string command; // the command line handed to /bin/sh -c; never empty
-    std::string cwd;     // absolute working directory; empty keeps the daemon's
+    // The command line handed to /bin/sh -c. Shell text: the host escapes the values of its
+    // templates for the shell (kShellParams in shell_plugin.h).
+    std::string command;
+    // The program and its arguments, exec'd without a shell: each element is one argument,
+    // whatever a template put into it. The program is looked up in PATH when it has no '/'.
+    std::vector<std::string> argv;
+    std::string cwd; // absolute working directory; empty keeps the daemon's
 };
 
 // Parses and checks one task's parameters. Throws sdk::InvalidParam with the offending key

@@ -40,7 +40,8 @@ std::string signalName(int sig) {
 // parent's memory (CLONE_VM) and may only make system calls.
 struct ChildPlan {
     // The shell: exec'd when there is no direct program, or when none of its paths could be
-    // exec'd (the shell then reports the error in its own words).
+    // exec'd (the shell then reports the error in its own words). nullptr for an `argv` task,
+    // which never runs a shell: the child then fails with the last exec error.
     const char* path;
     char* const* argv;
     char* const* envp;
@@ -103,12 +104,14 @@ int childMain(void* arg) {
     // Like the shell, the program gets PWD, the physical working directory. When that cannot be
     // read (a removed directory), the shell decides what to do about it.
     if (plan->direct_count > 0 &&
-        ::syscall(SYS_getcwd, plan->pwd_value, plan->pwd_capacity) > 0) {
+        (plan->pwd_value == nullptr || ::syscall(SYS_getcwd, plan->pwd_value, plan->pwd_capacity) > 0 ||
+         plan->path == nullptr)) {
         for (size_t i = 0; i < plan->direct_count; ++i) {
             ::syscall(SYS_execve, plan->direct_paths[i], plan->direct_argv, plan->direct_envp);
             if (!tryNextCandidate(errno)) break; // e.g. ENOEXEC: a script the shell runs itself
         }
     }
+    if (plan->path == nullptr) childFailed(plan, "exec");
     ::syscall(SYS_execve, plan->path, plan->argv, plan->envp);
     childFailed(plan, "exec");
 }
@@ -174,14 +177,16 @@ ShellPlugin::Spawned ShellPlugin::spawn(const Params& params, const sdk::Task& t
     char arg0[] = "sh";
     char arg1[] = "-c";
     char* argv[] = {arg0, arg1, command.data(), nullptr};
-    ChildPlan plan{kShell, argv, envp.data()};
+    const bool argv_task = !params.argv.empty();
+    ChildPlan plan{argv_task ? nullptr : kShell, argv, envp.data()};
     plan.log_fd = task.log_fd;
     plan.cwd = params.cwd.empty() ? nullptr : params.cwd.c_str();
 
     // A command without shell syntax runs without the shell, with the environment the shell
     // would have given it: the same variables plus PWD (unless the task sets PWD itself, which
-    // the shell treats specially).
-    std::optional<std::vector<std::string>> words = simpleCommandWords(params.command);
+    // the shell treats specially). An `argv` task always runs that way.
+    std::optional<std::vector<std::string>> words =
+        argv_task ? std::optional(params.argv) : simpleCommandWords(params.command);
     std::vector<std::string> candidates;
     std::vector<const char*> candidate_ptrs;
     std::vector<char*> direct_argv;
@@ -193,21 +198,23 @@ ShellPlugin::Spawned ShellPlugin::spawn(const Params& params, const sdk::Task& t
         if (e.starts_with("PATH=")) search_path = e.c_str() + 5;
         if (e.starts_with("PWD=")) has_pwd = true;
     }
-    if (words && search_path != nullptr && !has_pwd) {
-        candidates = programCandidates(words->front(), search_path);
+    if (words && (argv_task || (search_path != nullptr && !has_pwd))) {
+        candidates = programCandidates(words->front(), search_path != nullptr ? search_path : kDefaultPath);
         for (const std::string& c : candidates) candidate_ptrs.push_back(c.c_str());
         for (std::string& w : *words) direct_argv.push_back(w.data());
         direct_argv.push_back(nullptr);
-        pwd_entry.assign("PWD=").resize(4 + PATH_MAX + 1, '\0');
         direct_envp.assign(envp.begin(), envp.end() - 1);
-        direct_envp.push_back(pwd_entry.data());
+        if (!has_pwd) {
+            pwd_entry.assign("PWD=").resize(4 + PATH_MAX + 1, '\0');
+            direct_envp.push_back(pwd_entry.data());
+            plan.pwd_value = pwd_entry.data() + 4;
+            plan.pwd_capacity = PATH_MAX + 1;
+        }
         direct_envp.push_back(nullptr);
         plan.direct_paths = candidate_ptrs.data();
         plan.direct_count = candidate_ptrs.size();
         plan.direct_argv = direct_argv.data();
         plan.direct_envp = direct_envp.data();
-        plan.pwd_value = pwd_entry.data() + 4;
-        plan.pwd_capacity = PATH_MAX + 1;
     }
 
     // What posix_spawn does, without mapping and unmapping a child stack per call (in a
@@ -225,7 +232,9 @@ ShellPlugin::Spawned ShellPlugin::spawn(const Params& params, const sdk::Task& t
     int clone_error = errno;
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
 
-    const std::string failure = "cannot start /bin/sh for task " + task.task_id + ": ";
+    const std::string failure =
+        "cannot start " + (argv_task ? "'" + params.argv.front() + "'" : std::string(kShell)) + " for task " +
+        task.task_id + ": ";
     if (pid < 0) throw std::runtime_error(failure + "clone: " + describeErrno(clone_error));
     if (plan.failed != nullptr) {
         reapBlocking(pidfd); // it has already exited

@@ -38,6 +38,11 @@ namespace taskhub::plugins::shell {
 
 class ShellPlugin final : public sdk::Plugin {
 public:
+    // ABI 1.3 shell_params: `command` is shell text, so the host escapes the value of each of its
+    // templates for the shell context it sits in (and refuses unsafe contexts at load time).
+    // `argv` needs no escaping: each element is one argument of an exec without a shell.
+    static constexpr const char* kShellParams[] = {"command", nullptr};
+
     // Reads the [plugins.shell] settings and snapshots the daemon's PATH, HOME, USER, LOGNAME and
     // SHELL. Throws std::invalid_argument on a bad setting.
     ShellPlugin(sdk::Host host, std::string_view config_json);

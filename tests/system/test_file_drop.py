@@ -18,7 +18,7 @@ LEDGER_TASK = """
 [[task]]
 id = "t"
 plugin = "shell"
-command = 'echo "${params.file_name} ${params.file_size} $(wc -c < "${params.file}") $TASKHUB_PARAM_file" >> {ledger}'
+command = 'echo "${params.file_name} ${params.file_size} $(wc -c < "$TASKHUB_PARAM_file") $TASKHUB_PARAM_file" >> {ledger}'
 """
 
 

@@ -96,7 +96,7 @@ class SdkExamplesTest(harness.DaemonTestCase):
         self.assertEqual(self.pkg_config("--variable=plugindir"),
                          self.root + PREFIX + "/" + LIBDIR + "/taskhub/plugins")
         self.assertEqual(self.pkg_config("--cflags"), "-I" + self.root + PREFIX + "/include")
-        self.assertEqual(self.pkg_config("--variable=abi_version"), "1.2")
+        self.assertEqual(self.pkg_config("--variable=abi_version"), "1.3")
         env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(self.staged, LIBDIR, "pkgconfig"))
         self.assertEqual(run(["pkg-config", "--variable=plugindir", "taskhub-plugin"], env=env).stdout.strip(),
                          PREFIX + "/" + LIBDIR + "/taskhub/plugins")

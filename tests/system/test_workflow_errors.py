@@ -118,7 +118,7 @@ class WorkflowErrorsTest(harness.DaemonTestCase):
         self.assertEqual(p.stdout.splitlines(), [
             "%s: ok (1 task(s))" % self.good,
             "%s:4: task 't': plugin shell rejects parameter 'comand': unknown parameter 'comand' for "
-            "plugin shell (accepted: command, cwd); did you mean 'command'?" % self.files["typo"]])
+            "plugin shell (accepted: argv, command, cwd); did you mean 'command'?" % self.files["typo"]])
         p = self.validate(self.files["typo"], json_output=True)
         self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
         try:

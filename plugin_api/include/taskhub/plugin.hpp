@@ -16,10 +16,19 @@
 // status code, so nothing C++ ever crosses the ABI. Throw taskhub::sdk::InvalidParam from
 // validate() to reject a parameter; throw anything derived from std::exception from execute()
 // to refuse to start an attempt (its what() becomes the error).
+//
+// A plugin whose parameters include POSIX shell command text declares their names (ABI 1.3
+// shell_params) with a static member the macro picks up:
+//
+//     static constexpr const char* kShellParams[] = {"command", nullptr};
+//
+// The host then escapes every ${...} template inside those parameters for the shell context it
+// sits in. Shell text the plugin builds itself quotes each value with shellQuote() below.
 #ifndef TASKHUB_PLUGIN_HPP
 #define TASKHUB_PLUGIN_HPP
 
 #include <taskhub/plugin_api.h>
+#include <taskhub/shell_quote.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -31,6 +40,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -43,6 +53,18 @@ inline void writeBuffer(th_buffer buf, std::string_view s) noexcept {
     size_t n = s.size() < buf.capacity - 1 ? s.size() : buf.capacity - 1;
     std::memcpy(buf.data, s.data(), n);
     buf.data[n] = '\0';
+}
+
+// value quoted as one word of POSIX shell text: the shell receives exactly its bytes as one
+// literal argument (th_shell_quote() in taskhub/shell_quote.h, which C plugins call directly).
+// Throws std::invalid_argument when value holds a NUL byte, which no shell word can carry.
+inline std::string shellQuote(std::string_view value) {
+    size_t need = th_shell_quote(value.data(), value.size(), nullptr, 0);
+    if (need == TH_SHELL_QUOTE_NUL)
+        throw std::invalid_argument("a value with a NUL byte cannot be passed to a shell");
+    std::string quoted(need, '\0');
+    th_shell_quote(value.data(), value.size(), quoted.data(), need + 1);
+    return quoted;
 }
 
 // A parameter problem found by validate(): which key, and what is wrong with it.
@@ -393,6 +415,16 @@ inline th_status health(th_instance* i, th_health* out) noexcept {
     return TH_ERR_FAILED;
 }
 
+// Class::kShellParams when the plugin class declares it (see the top of this file), else NULL.
+template <class Class, class = void>
+struct ShellParamsOf {
+    static constexpr const char* const* value = nullptr;
+};
+template <class Class>
+struct ShellParamsOf<Class, std::void_t<decltype(Class::kShellParams)>> {
+    static constexpr const char* const* value = Class::kShellParams;
+};
+
 } // namespace detail
 } // namespace taskhub::sdk
 
@@ -418,7 +450,7 @@ inline th_status health(th_instance* i, th_health* out) noexcept {
             &::taskhub::sdk::detail::health,                                                     \
             &::taskhub::sdk::detail::suspend,                                                    \
             &::taskhub::sdk::detail::resume,                                                     \
-            nullptr,                                                                             \
+            ::taskhub::sdk::detail::ShellParamsOf<Class>::value,                                  \
         };                                                                                       \
         return &api;                                                                             \
     }

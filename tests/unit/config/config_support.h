@@ -12,7 +12,8 @@ namespace taskhub::config::testing {
 
 using taskhub::testing::TempDir;
 
-// Knows "shell" (accepts only `command` and `cwd`) and "noop" (accepts anything).
+// Knows "shell" (accepts only `command` and `cwd`; `command` is shell text) and "noop" (accepts
+// anything).
 class FakeCatalog : public PluginCatalog {
 public:
     std::optional<std::string> unavailable(const std::string& plugin) const override {
@@ -28,6 +29,10 @@ public:
             return Problem{"command", "missing required parameter 'command'"};
         }
         return std::nullopt;
+    }
+    std::vector<std::string> shellParams(const std::string& plugin) const override {
+        if (plugin == "shell") return {"command"};
+        return {};
     }
 };
 

@@ -238,9 +238,11 @@ TEST_CASE("plugin info survives the trip through JSON", "[runner_protocol]") {
     info.capabilities = 0x15;
     info.blocking = true;
     info.thread_safe = false;
+    info.shell_params = {"command", "script"};
     std::string err;
     auto back = proto::infoFromJson(json::parse(json::serialize(proto::infoToJson(info))), &err);
     REQUIRE(back);
+    CHECK(back->shell_params == info.shell_params);
     CHECK(back->name == info.name);
     CHECK(back->version == info.version);
     CHECK(back->description == info.description);
@@ -250,6 +252,17 @@ TEST_CASE("plugin info survives the trip through JSON", "[runner_protocol]") {
     CHECK_FALSE(back->thread_safe);
     CHECK_FALSE(proto::infoFromJson(json::parse(R"({"name":"fx"})"), &err));
     CHECK(err == "plugin info lacks a member or has one of the wrong type");
+
+    // shell_params (ABI 1.3) is optional, for a runner of an older taskhubd, but never malformed.
+    auto without = json::parse(json::serialize(proto::infoToJson(info))).as_object();
+    without.erase("shell_params");
+    auto old = proto::infoFromJson(without, &err);
+    REQUIRE(old);
+    CHECK(old->shell_params.empty());
+    auto bad = without;
+    bad["shell_params"] = json::array{"command", 7};
+    CHECK_FALSE(proto::infoFromJson(bad, &err));
+    CHECK(err == "plugin info member shell_params holds something other than a parameter name");
 }
 
 TEST_CASE("outcomes, health states and exits have one spelling", "[runner_protocol]") {

@@ -137,6 +137,10 @@ TEST_CASE("shell: declares its name, capabilities and threading", "[shell]") {
     CHECK(api->suspend != nullptr);
     CHECK(api->resume != nullptr);
     CHECK(api->thread_safety == TH_THREADS_SERIAL);
+    // ABI 1.3: `command` is shell text, so the host escapes its templates for the shell.
+    REQUIRE(api->shell_params != nullptr);
+    CHECK(std::string(api->shell_params[0]) == "command");
+    CHECK(api->shell_params[1] == nullptr);
 }
 
 TEST_CASE("shell: settings accept kill_grace durations and reject anything else", "[shell]") {
@@ -176,14 +180,26 @@ TEST_CASE("shell: validate names the bad parameter and says what would be right"
     };
     const Case cases[] = {
         {R"({"comand":"echo hi"})", "comand",
-         "unknown parameter 'comand' for plugin shell (accepted: command, cwd); did you mean "
+         "unknown parameter 'comand' for plugin shell (accepted: argv, command, cwd); did you mean "
          "'command'?"},
         {R"({"command":"x","timeout_s":5})", "timeout_s",
-         "unknown parameter 'timeout_s' for plugin shell (accepted: command, cwd)"},
+         "unknown parameter 'timeout_s' for plugin shell (accepted: argv, command, cwd)"},
+        {R"({"command":"x","argv":["x"]})", "argv",
+         "'command' and 'argv' cannot both be set (command is a line for /bin/sh, argv a program and its "
+         "arguments run without a shell; keep one)"},
+        {R"({"argv":[]})", "argv",
+         "'argv' must be a non-empty array of strings (the program and its arguments, e.g. [\"cp\", \"--\", "
+         "\"${params.file}\", \"/srv/in\"]), found an empty array"},
+        {R"({"argv":"ls -l"})", "argv",
+         "'argv' must be a non-empty array of strings (the program and its arguments, e.g. [\"cp\", \"--\", "
+         "\"${params.file}\", \"/srv/in\"]), found string"},
+        {R"({"argv":["ls",1]})", "argv", "'argv' elements must be strings, found integer"},
+        {R"({"argv":["","x"]})", "argv", "'argv' must start with the program to run, found an empty string"},
         {R"({"command":42})", "command", "'command' must be a string, found integer"},
         {R"({"command":"x","cwd":["/"]})", "cwd", "'cwd' must be a string, found array"},
         {R"({})", "command",
-         "missing required parameter 'command' (the shell command line to run)"},
+         "missing required parameter 'command' (the shell command line to run) or 'argv' (a program and "
+         "its arguments, run without a shell)"},
         {R"({"command":""})", "command",
          "'command' must not be empty (the shell command line to run)"},
         {R"({"command":"ls","cwd":"srv/build"})", "cwd",
@@ -594,5 +610,39 @@ TEST_CASE("shell: cancel reaches a program run without the shell", "[shell]") {
     REQUIRE(done);
     CHECK(done->outcome == TH_OUTCOME_CANCELLED);
     CHECK(groupGone(pgid, 2s));
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: argv runs the program without a shell, one element one argument", "[shell][argv]") {
+    FakeHost host(shellPlugin());
+    LogFile log;
+    // Shell syntax in an element is plain data: nothing is expanded, split or run.
+    Completion done = runToEnd(
+        host, 1,
+        shellTask(R"({"argv":["printf","[%s]\\n","a;id>pwned;","$(id) `id`","q' \"x\"\nline","","-n"]})", log));
+    CHECK(done.outcome == TH_OUTCOME_SUCCEEDED);
+    CHECK(log.contents() == "[a;id>pwned;]\n[$(id) `id`]\n[q' \"x\"\nline]\n[]\n[-n]\n");
+
+    // A program that cannot be exec'd refuses to start with the reason; no shell steps in.
+    LogFile missing;
+    std::string error;
+    CHECK(host.execute(2, shellTask(R"({"argv":["no-such-program-th","x"]})", missing), &error) == TH_ERR_FAILED);
+    CHECK(error == "cannot start 'no-such-program-th' for task t1: exec: No such file or directory");
+    host.runFor(50ms);
+    CHECK_FALSE(host.completion(2));
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: values that are not valid UTF-8 reach the program byte for byte", "[shell][argv]") {
+    FakeHost host(shellPlugin());
+    LogFile log;
+    // What the engine hands over when a dropped file's name is not UTF-8: raw bytes in the JSON.
+    Completion done = runToEnd(host, 1, shellTask("{\"argv\":[\"printf\",\"%s\",\"\xff\xfe;x\"]}", log));
+    CHECK(done.outcome == TH_OUTCOME_SUCCEEDED);
+    CHECK(log.contents() == "\xff\xfe;x");
+    LogFile shell_log;
+    done = runToEnd(host, 2, shellTask("{\"command\":\"printf %s '\xff\xfe;x'\"}", shell_log));
+    CHECK(done.outcome == TH_OUTCOME_SUCCEEDED);
+    CHECK(shell_log.contents() == "\xff\xfe;x");
     requireCleanHost(host);
 }
