@@ -181,7 +181,10 @@ json::value call(const Globals& g, const std::string& cmd, json::object args) {
     if (response.empty() && send_errno != 0) fail(std::string("cannot send request: ") + std::strerror(send_errno), 3);
     if (response.empty()) fail("taskhubd closed the connection without answering", 3);
     json::error_code ec;
-    auto v = json::parse(response, ec);
+    // Run params can hold bytes that are not UTF-8 (a dropped file's name).
+    json::parse_options opts;
+    opts.allow_invalid_utf8 = true;
+    auto v = json::parse(response, ec, {}, opts);
     if (ec || !v.is_object()) fail("unreadable response from taskhubd: " + response, 3);
     auto& o = v.as_object();
     if (!o.contains("ok") || !o["ok"].is_bool() || !o["ok"].as_bool()) {
@@ -236,8 +239,31 @@ void emitJson(const json::value& v) {
     std::cout << "\n";
 }
 
+// Text from the daemon as it may be shown on a terminal: control characters (C0, DEL and C1,
+// e.g. in a dropped file's name or a task's message) are written as \xNN, so that no value can
+// move the cursor, retitle the window or hide other output.
+std::string terminalSafe(std::string_view s) {
+    static const char kHex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size(); ++i) {
+        auto c = static_cast<unsigned char>(s[i]);
+        const bool c1 = c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+                        static_cast<unsigned char>(s[i + 1]) <= 0x9f;
+        if (c < 0x20 || c == 0x7f || c1) {
+            if (c1) c = static_cast<unsigned char>(s[++i]);
+            out += "\\x";
+            out += kHex[c >> 4];
+            out += kHex[c & 15];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
 std::string str(const json::value& v) {
-    if (v.is_string()) return std::string(v.as_string());
+    if (v.is_string()) return terminalSafe(v.as_string());
     if (v.is_null()) return "-";
     return json::serialize(v);
 }

@@ -35,7 +35,10 @@ FrameReader::Result FrameReader::next(json::object* frame, std::string* err) {
     }
     if (buf_.size() - pos_ - 4 < n) return Result::NeedMore;
     json::error_code ec;
-    json::value v = json::parse(std::string_view(buf_.data() + pos_ + 4, n), ec);
+    // Params and outputs may hold bytes that are not UTF-8 (a dropped file's name): pass them on.
+    json::parse_options opts;
+    opts.allow_invalid_utf8 = true;
+    json::value v = json::parse(std::string_view(buf_.data() + pos_ + 4, n), ec, {}, opts);
     pos_ += 4 + size_t(n);
     // Compact once the consumed prefix dominates, so the buffer does not grow without bound.
     if (pos_ == buf_.size()) {

@@ -363,7 +363,10 @@ NameValues fromJsonObject(const std::string& text, const char* what) {
     NameValues out;
     if (text == "{}") return out;
     json::error_code ec;
-    json::value v = json::parse(text, ec);
+    // Params can carry bytes that are not UTF-8 (a dropped file's name); they are kept as they are.
+    json::parse_options opts;
+    opts.allow_invalid_utf8 = true;
+    json::value v = json::parse(text, ec, {}, opts);
     if (ec || !v.is_object()) {
         spdlog::error("STORE_BAD_JSON {} is not a JSON object: {}", what, text.substr(0, 200));
         return out;
