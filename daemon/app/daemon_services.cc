@@ -32,7 +32,7 @@ namespace taskhub::app {
 namespace fs = std::filesystem;
 
 config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg) {
-    config::WorkflowDefaults d{cfg.timezone};
+    config::WorkflowDefaults d{cfg.timezone, {}, cfg.workflow_limits};
     if (::geteuid() == 0) d.file_problem = [](const fs::path& p) { return plugin_host::ownershipProblem(p, false); };
     return d;
 }
