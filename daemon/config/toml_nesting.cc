@@ -142,4 +142,31 @@ std::optional<TooDeep> firstTooDeep(std::string_view text, size_t max_depth) {
     return Scanner(text, max_depth).run();
 }
 
+std::optional<size_t> firstInvalidUtf8(std::string_view text) {
+    size_t line = 1;
+    const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+    for (size_t i = 0; i < text.size();) {
+        const unsigned c = byte(i);
+        if (c < 0x80) {
+            if (c == '\n') ++line;
+            ++i;
+            continue;
+        }
+        size_t len = 0;
+        unsigned cp = 0, min = 0;
+        if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
+        else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
+        else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
+        else return line;
+        if (i + len > text.size()) return line;
+        for (size_t k = 1; k < len; ++k) {
+            if ((byte(i + k) & 0xC0) != 0x80) return line;
+            cp = (cp << 6) | (byte(i + k) & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return line;
+        i += len;
+    }
+    return std::nullopt;
+}
+
 } // namespace taskhub::config

@@ -1,4 +1,5 @@
-// A guard in front of the TOML parser: how deeply a TOML text nests, found without parsing it.
+// Guards in front of the TOML parser: how deeply a TOML text nests, found without parsing it,
+// and whether it is UTF-8 (below).
 //
 // toml11 parses nested arrays and inline tables by recursion, one set of stack frames per
 // level, and frees the parsed value by recursion too: a 20 KB file of `a = [[[[...]]]]`, 10,000
@@ -35,6 +36,12 @@ struct TooDeep {
 
 // Where text first nests deeper than max_depth, or std::nullopt when it never does.
 std::optional<TooDeep> firstTooDeep(std::string_view text, size_t max_depth = kMaxTomlNesting);
+
+// The 1-based line of the first byte of text that is not well-formed UTF-8 (overlong forms,
+// surrogates and code points above U+10FFFF are not), or std::nullopt when all of it is. A TOML
+// text must be UTF-8, and toml11 3.7.1 reads past the end of its buffer on some invalid bytes in a
+// literal string (found by tests/fuzz/workflow_fuzz), so such a text is refused before it too.
+std::optional<size_t> firstInvalidUtf8(std::string_view text);
 
 } // namespace taskhub::config
 

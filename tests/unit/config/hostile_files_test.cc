@@ -221,3 +221,21 @@ TEST_CASE("taskhub.toml sets the workflow limits, within bounds", "[limits]") {
           "unit B, KB, MB or GB, like \"10MB\")");
     CHECK(refused("max_workflow_file_size = 100\n") == "'max_workflow_file_size' must be at least 1KB, found \"100\"");
 }
+
+TEST_CASE("text that is not UTF-8 is refused before parsing, at its line", "[utf8]") {
+    CHECK_FALSE(firstInvalidUtf8("a = \"plain\"\nb = \"\xc3\xa4 \xe2\x82\xac \xf0\x9f\x98\x80\"\n"));
+    CHECK(firstInvalidUtf8("a = 1\nb = '\xff'\n") == 2u);
+    CHECK(firstInvalidUtf8("\xc0\xaf") == 1u);             // overlong '/'
+    CHECK(firstInvalidUtf8("x\n\n\xed\xa0\x80") == 3u);    // a surrogate
+    CHECK(firstInvalidUtf8("\xf4\x90\x80\x80") == 1u);     // above U+10FFFF
+    CHECK(firstInvalidUtf8("\xe2\x82") == 1u);              // cut short
+    CHECK(firstInvalidUtf8("\xe2\x28\xa1") == 1u);          // not a continuation byte
+
+    // What tests/fuzz/workflow_fuzz found: invalid bytes in a literal string made toml11 read
+    // past its buffer.
+    TempDir dir;
+    auto load = loadText(dir, "bytes.toml", "description = \"x\"\ntimezone = 'Europe/Be\xff\xff\xffrlin'\n" + kTask);
+    REQUIRE(load.problems.size() == 1);
+    CHECK(load.problems[0].line == 2);
+    CHECK_THAT(load.problems[0].message, Catch::StartsWith("the file is not valid UTF-8"));
+}
