@@ -96,7 +96,10 @@ WorkflowLoader::WorkflowLoader(asio::io_context& io, const config::PluginCatalog
     });
 }
 
-WorkflowLoader::~WorkflowLoader() { stop(); }
+WorkflowLoader::~WorkflowLoader() {
+    stop();
+    if (state_->thread.joinable()) state_->thread.join();
+}
 
 void WorkflowLoader::add(Work work) {
     std::lock_guard lock(state_->mu);
@@ -112,7 +115,6 @@ void WorkflowLoader::stop() {
         state_->jobs.clear();
         state_->cv.notify_all();
     }
-    if (state_->thread.joinable()) state_->thread.join();
 }
 
 } // namespace taskhub::app

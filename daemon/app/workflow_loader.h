@@ -12,8 +12,9 @@
 // loader thread: the set of plugins never changes after start-up.
 //
 // Threading: construct, add jobs and stop() on the event-loop thread; the loop must run for
-// jobs to finish. stop() (or the destructor) drops the jobs not started, makes a job waiting on
-// the loop give up, and joins the thread; no callback runs after it.
+// jobs to finish. stop() drops the jobs not started and makes a job waiting on the loop give up;
+// no callback runs after it. It does not wait for a job being read (that would stall the loop
+// while it drains at shutdown): the destructor joins the thread.
 #ifndef TASKHUB_APP_WORKFLOW_LOADER_H
 #define TASKHUB_APP_WORKFLOW_LOADER_H
 
