@@ -1092,7 +1092,7 @@ int cmdValidate(const Globals& g, const std::vector<std::string>& files) {
     }
     // Workflow tasks are checked against the other files given and the daemon's workflows_dir.
     std::vector<fs::path> paths(files.begin(), files.end());
-    auto loads = config::validateWorkflowFiles(paths, cfg.workflows_dir, {cfg.timezone}, plugins);
+    auto loads = config::validateWorkflowFiles(paths, cfg.workflows_dir, {cfg.timezone, {}, cfg.workflow_limits}, plugins);
     json::array results;
     int bad = 0;
     for (size_t i = 0; i < files.size() && i < loads.size(); ++i) {

@@ -17,6 +17,7 @@
 
 #include "app/daemon_services.h"
 #include "app/housekeeping.h"
+#include "app/workflow_loader.h"
 #include "app/workflow_watch.h"
 #include "common/log.h"
 #include "common/notify.h"
@@ -233,12 +234,16 @@ int serve(const config::DaemonConfig& cfg) {
         {[&services](const std::vector<std::string>& files) { services.applyWorkflowChanges(files); },
          [&services](const std::string& why) {
              spdlog::info("CONFIG_RELOAD {}: reading the workflows directory again", why);
-             services.loadWorkflows();
+             services.reloadWorkflows({});
          }});
     services.holdTriggers(); // nothing fires before recovery
+    // At start the loop is not running yet: everything loads here, before READY=1. From then on
+    // files are read off the loop (declared after services: stopped and joined before it goes).
     services.loadWorkflows();
+    WorkflowLoader workflow_loader(io, plugins);
+    services.setWorkflowLoader(&workflow_loader);
     // Schedules in the system zone follow a change of it at once (a reload re-reads the zone).
-    triggers::ZoneWatch zone_watch(io, [&services] { services.loadWorkflows(); });
+    triggers::ZoneWatch zone_watch(io, [&services] { services.reloadWorkflows({}); });
     auto lookupWorkflow = [&services](const std::string& name) -> std::shared_ptr<const config::Workflow> {
         const auto& map = services.workflowMap();
         auto it = map.find(name);
@@ -286,8 +291,7 @@ int serve(const config::DaemonConfig& cfg) {
             if (sig == SIGHUP) {
                 notifyServiceManager("RELOADING=1");
                 spdlog::info("APP_RELOAD SIGHUP: reloading workflows");
-                services.loadWorkflows();
-                notifyServiceManager("READY=1");
+                services.reloadWorkflows([](const control::ReloadOutcome&) { notifyServiceManager("READY=1"); });
             } else if (!stopping) {
                 stopping = true;
                 notifyServiceManager("STOPPING=1");
@@ -300,6 +304,7 @@ int serve(const config::DaemonConfig& cfg) {
                 plugins.stopHealthChecks();
                 zone_watch.stop();
                 workflow_watch.stop();
+                workflow_loader.stop();
                 housekeeping.stop();
                 engine.shutdown(cfg.shutdown_grace, [&] {
                     // Answers to clients still waiting on runs go out once their writes are

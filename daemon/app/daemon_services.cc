@@ -1,5 +1,7 @@
 #include "app/daemon_services.h"
 
+#include "app/workflow_loader.h"
+
 #include <utility>
 
 #include <date/tz.h>
@@ -32,7 +34,7 @@ namespace taskhub::app {
 namespace fs = std::filesystem;
 
 config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg) {
-    config::WorkflowDefaults d{cfg.timezone};
+    config::WorkflowDefaults d{cfg.timezone, {}, cfg.workflow_limits};
     if (::geteuid() == 0) d.file_problem = [](const fs::path& p) { return plugin_host::ownershipProblem(p, false); };
     return d;
 }
@@ -41,8 +43,25 @@ DaemonServices::DaemonServices(Modules m)
     : m_(m), started_ms_(nowMillis()),
       directory_(m.config->workflows_dir, workflowDefaults(*m.config), *m.plugins) {}
 
-control::ReloadOutcome DaemonServices::loadWorkflows() {
-    settle(directory_.reloadAll(), true);
+control::ReloadOutcome DaemonServices::loadWorkflows() { return settleReload(directory_.reloadAll()); }
+
+void DaemonServices::reloadWorkflows(std::function<void(const control::ReloadOutcome&)> done) {
+    if (loader_ == nullptr) {
+        auto out = loadWorkflows();
+        if (done) done(out);
+        return;
+    }
+    loader_->add([this, done](const config::PluginCatalog& plugins) -> std::function<void()> {
+        auto batch = directory_.prepareAll(plugins);
+        return [this, batch, done] {
+            auto out = settleReload(directory_.apply(*batch));
+            if (done) done(out);
+        };
+    });
+}
+
+control::ReloadOutcome DaemonServices::settleReload(const std::vector<config::WorkflowDirectory::Change>& changes) {
+    settle(changes, true);
     control::ReloadOutcome out;
     out.failed = directory_.failedFiles();
     out.loaded = directory_.files() - out.failed;
@@ -55,9 +74,22 @@ control::ReloadOutcome DaemonServices::loadWorkflows() {
 
 void DaemonServices::applyWorkflowChanges(const std::vector<std::string>& file_names) {
     const auto t0 = std::chrono::steady_clock::now();
-    settle(directory_.update(file_names), false);
-    spdlog::debug("CONFIG_WATCH_APPLIED {} file(s) in {:.2f} ms", file_names.size(),
-                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    auto logApplied = [n = file_names.size(), t0] {
+        spdlog::debug("CONFIG_WATCH_APPLIED {} file(s) in {:.2f} ms", n,
+                      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    };
+    if (loader_ == nullptr) {
+        settle(directory_.update(file_names), false);
+        logApplied();
+        return;
+    }
+    loader_->add([this, file_names, logApplied](const config::PluginCatalog& plugins) -> std::function<void()> {
+        auto batch = directory_.prepareSome(file_names, plugins);
+        return [this, batch, logApplied] {
+            settle(directory_.apply(*batch), false);
+            logApplied();
+        };
+    });
 }
 
 void DaemonServices::settle(const std::vector<config::WorkflowDirectory::Change>& changes, bool full) {
@@ -549,9 +581,9 @@ control::LogChunk DaemonServices::taskLog(const std::string& run_id, const std::
     return out;
 }
 
-control::ReloadOutcome DaemonServices::reload(const control::Caller& caller) {
+void DaemonServices::reload(const control::Caller& caller, std::function<void(const control::ReloadOutcome&)> done) {
     spdlog::info("CTRL_RELOAD requested by uid {}", caller.uid);
-    return loadWorkflows();
+    reloadWorkflows(std::move(done));
 }
 
 uint64_t DaemonServices::writeMark() { return m_.store->writeMark(); }

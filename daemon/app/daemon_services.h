@@ -31,6 +31,8 @@ class WorkerPool;
 
 namespace taskhub::app {
 
+class WorkflowLoader;
+
 struct Modules {
     const config::DaemonConfig* config = nullptr;
     store::Store* store = nullptr;
@@ -53,6 +55,12 @@ public:
     // file watch. A file
     // that fails to load keeps its last good version, if any.
     control::ReloadOutcome loadWorkflows();
+    // Once set (after start-up's loadWorkflows()), reloads and changes are read and checked on
+    // the loader's thread and applied on the loop when ready (see app/workflow_loader.h).
+    void setWorkflowLoader(WorkflowLoader* loader) { loader_ = loader; }
+    // loadWorkflows() through the loader when there is one; done (may be empty) gets the
+    // outcome, on the loop, once the result is applied.
+    void reloadWorkflows(std::function<void(const control::ReloadOutcome&)> done);
     // While held, loaded workflows are not handed to the scheduler and the file watch (so that
     // nothing fires); releasing hands over the latest set. Start-up holds them until recovery
     // has reconciled the runs a crash left behind.
@@ -91,7 +99,7 @@ public:
     std::vector<store::EventRecord> events(const std::string& run_id) override;
     control::LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
                               size_t max_bytes, std::optional<uint64_t> offset) override;
-    control::ReloadOutcome reload(const control::Caller& caller) override;
+    void reload(const control::Caller& caller, std::function<void(const control::ReloadOutcome&)> done) override;
     control::UpcomingOutcome upcoming(const std::string& workflow, size_t n) override;
     uint64_t writeMark() override;
     void whenDurable(uint64_t since, std::function<void(bool ok)> fn) override;
@@ -108,6 +116,8 @@ private:
     // changed, or always after a full reload (which replaces every definition: the system zone
     // may have changed).
     void settle(const std::vector<config::WorkflowDirectory::Change>& changes, bool full);
+    // settle() after a full reload, with its log lines and outcome.
+    control::ReloadOutcome settleReload(const std::vector<config::WorkflowDirectory::Change>& changes);
     // Hands the running set to the triggers: the one place they learn of a change.
     void applyWorkflowSet();
     const std::map<std::string, std::shared_ptr<const config::Workflow>>& running() const {
@@ -120,6 +130,7 @@ private:
     bool triggers_held_ = false;
     bool apply_pending_ = false; // a set arrived while held
     config::WorkflowDirectory directory_;
+    WorkflowLoader* loader_ = nullptr;
     std::vector<control::WorkflowProblem> problems_;
     // Workflows whose file was removed: name -> "its file F was removed at T", for the errors of
     // commands that name them (run, pause, next, ...).

@@ -14,7 +14,7 @@ namespace {
 const std::set<std::string> kTopKeys = {
     "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
     "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "max_nesting_depth",
-    "pool", "plugins", "default_isolation", "history", "control"};
+    "max_workflow_file_size", "max_workflow_tasks", "pool", "plugins", "default_isolation", "history", "control"};
 const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
 const std::set<std::string> kHistoryKeys = {"keep_runs", "keep_days", "max_log_size"};
 const std::set<std::string> kControlKeys = {"max_connections", "max_connections_per_uid", "max_request_size",
@@ -228,6 +228,18 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in) {
             if (auto n = getInt(v, what, r, 0, 1'000'000)) c.max_running_tasks = static_cast<int>(*n);
         } else if (key == "max_nesting_depth") {
             if (auto n = getInt(v, what, r, 1, 100)) c.max_nesting_depth = static_cast<int>(*n);
+        } else if (key == "max_workflow_file_size") {
+            // A number of bytes, or a string with a unit.
+            auto s = v.is_integer() ? std::optional<std::string>(std::to_string(v.as_integer())) : getString(v, what, r);
+            if (!s) continue;
+            std::string err;
+            auto n = parseByteSize(*s, &err);
+            if (!n) r.add(v, what + ": " + err);
+            else if (*n < 1024) r.add(v, what + " must be at least 1KB, found \"" + *s + "\"");
+            else c.workflow_limits.max_file_size = *n;
+        } else if (key == "max_workflow_tasks") {
+            if (auto n = getInt(v, what, r, 1, static_cast<int64_t>(kMaxTasksPerWorkflow)))
+                c.workflow_limits.max_tasks = static_cast<size_t>(*n);
         } else if (key == "default_isolation") {
             if (auto i = getIsolation(v, what, r)) c.default_isolation = *i;
         } else if (key == "history") {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/diagnostic.h"
+#include "config/workflow_limits.h"
 
 namespace taskhub::config {
 
@@ -85,6 +86,7 @@ struct DaemonConfig {
     std::chrono::milliseconds shutdown_grace{30'000};
     int max_running_tasks = 0;             // 0 = unlimited
     int max_nesting_depth = 10;            // child runs below a top-level run, at most
+    WorkflowLimits workflow_limits;        // max_workflow_file_size, max_workflow_tasks
     PoolConfig pool;
     HistorySettings history;
     ControlSettings control;

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/time_util.h"
+#include "config/toml_nesting.h"
 
 namespace taskhub::config::detail {
 
@@ -57,6 +58,19 @@ std::optional<Value> parseFile(const std::filesystem::path& file, Reporter& r) {
 
 std::optional<Value> parseText(const std::string& text, const std::filesystem::path& name,
                                Reporter& r) {
+    if (auto line = firstInvalidUtf8(text)) {
+        r.add(*line, "the file is not valid UTF-8 (a TOML file must be): save it as UTF-8; this line holds "
+                     "the first byte that is not");
+        return std::nullopt;
+    }
+    // toml11 recurses once per level: a deeper text could exhaust the stack (toml_nesting.h).
+    if (auto deep = firstTooDeep(text)) {
+        r.add(deep->line, "TOML nesting deeper than " + std::to_string(kMaxTomlNesting) +
+                              " levels (arrays, inline tables, dotted keys and table headers inside each "
+                              "other); the file is refused unparsed, as deeper nesting could crash the "
+                              "parser: flatten it to at most " + std::to_string(kMaxTomlNesting) + " levels");
+        return std::nullopt;
+    }
     return parseWith(
         [&] {
             std::istringstream in(text);

@@ -66,7 +66,8 @@ private:
     LineIndex lines_;
 };
 
-// Reads file as TOML. On failure adds one diagnostic (first line of the parser's message, with
+// Reads file as TOML. A text nesting deeper than kMaxTomlNesting is refused before toml11 sees
+// it (config/toml_nesting.h). On failure adds one diagnostic (first line of the parser's message, with
 // its line) and returns std::nullopt.
 std::optional<Value> parseFile(const std::filesystem::path& file, Reporter& r);
 // Same, from text already read (name is used in messages only).

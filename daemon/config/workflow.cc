@@ -813,6 +813,21 @@ void checkRefs(const Workflow& wf, const std::vector<TaskExtra>& extras, bool gr
     }
 }
 
+// The size of what in reads, from where it is to its end; in is left where it was.
+uint64_t streamSize(std::istream& in) {
+    const auto here = in.tellg();
+    in.seekg(0, std::ios::end);
+    const auto end = in.tellg();
+    in.seekg(here);
+    return end > here ? static_cast<uint64_t>(end - here) : 0;
+}
+
+std::string fileTooLarge(uint64_t size, const WorkflowLimits& limits) {
+    return "file refused: it is " + std::to_string(size) + " bytes; workflow files may be at most " +
+           std::to_string(limits.max_file_size) + " bytes (taskhub.toml max_workflow_file_size): split it "
+           "into several workflows, or raise the limit";
+}
+
 FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const PluginCatalog& plugins) {
     Reporter r(file);
     FileLoad out;
@@ -838,9 +853,20 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         out.problems = std::move(r.problems());
         return out;
     }
+    // Bounded before it is read (and after, should it have grown meanwhile).
+    if (auto size = streamSize(in); size > defaults.limits.max_file_size) {
+        r.add(0, fileTooLarge(size, defaults.limits));
+        out.problems = std::move(r.problems());
+        return out;
+    }
     std::stringstream ss;
     ss << in.rdbuf();
     const std::string text = ss.str();
+    if (text.size() > defaults.limits.max_file_size) {
+        r.add(0, fileTooLarge(text.size(), defaults.limits));
+        out.problems = std::move(r.problems());
+        return out;
+    }
     wf->version = contentHash(text);
 
     if (!isValidWorkflowName(wf->name)) {
@@ -915,9 +941,11 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         r.add(0, "workflow has no tasks (add at least one [[task]] with id and plugin)");
     } else if (!tasks->is_array()) {
         r.add(*tasks, "'task' must be an array of tables ([[task]]), found " + typeName(*tasks));
-    } else if (tasks->as_array().size() > kMaxTasksPerWorkflow) {
+    } else if (tasks->as_array().size() > std::min(defaults.limits.max_tasks, kMaxTasksPerWorkflow)) {
         r.add(*tasks, "workflow has " + std::to_string(tasks->as_array().size()) + " tasks; at most " +
-                          std::to_string(kMaxTasksPerWorkflow) + " are allowed (split it into nested workflows)");
+                          std::to_string(std::min(defaults.limits.max_tasks, kMaxTasksPerWorkflow)) +
+                          " are allowed (taskhub.toml max_workflow_tasks): split it into nested workflows, or "
+                          "raise the limit (up to " + std::to_string(kMaxTasksPerWorkflow) + ")");
     } else {
         size_t i = 0;
         for (const auto& t : tasks->as_array()) loadTask(t, i++, *wf, out.tasks, plugins, r);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/diagnostic.h"
+#include "config/workflow_limits.h"
 #include "cron/cron.h"
 #include "dag/graph.h"
 
@@ -115,9 +116,7 @@ enum class OnFailure { FailFast, Continue };
 const char* toString(Overlap o);
 const char* toString(OnFailure o);
 
-// The most tasks one workflow may have (the state database keys a task by its run and its
-// position in 20 bits; see store::Store::kMaxTasksPerRun).
-inline constexpr size_t kMaxTasksPerWorkflow = size_t{1} << 20;
+// kMaxTasksPerWorkflow, the most tasks a workflow may have whatever the settings: workflow_limits.h.
 
 struct Workflow {
     std::string name; // the file stem
@@ -167,13 +166,14 @@ public:
 
 struct WorkflowDefaults {
     using FileCheck = std::function<std::optional<std::string>(const std::filesystem::path&)>;
-    WorkflowDefaults(std::string zone = {}, FileCheck check = {})
-        : timezone(std::move(zone)), file_problem(std::move(check)) {}
+    WorkflowDefaults(std::string zone = {}, FileCheck check = {}, WorkflowLimits bounds = {})
+        : timezone(std::move(zone)), file_problem(std::move(check)), limits(bounds) {}
 
     std::string timezone; // empty: the system zone
     // When set, asked about each file before it is read: a reason refuses the file (a problem at
     // line 0 naming it). taskhubd running as root sets plugin_host::ownershipProblem (cron's rule).
     FileCheck file_problem;
+    WorkflowLimits limits;
 };
 
 struct WorkflowLoad {

@@ -2,6 +2,8 @@
 
 #include "config/workflow_checks.h"
 
+#include <utility>
+
 namespace taskhub::config {
 
 namespace fs = std::filesystem;
@@ -23,57 +25,88 @@ WorkflowDirectory::WorkflowDirectory(fs::path dir, WorkflowDefaults defaults, co
 
 WorkflowDirectory::~WorkflowDirectory() = default;
 
-std::vector<WorkflowDirectory::Change> WorkflowDirectory::reloadAll() {
+struct WorkflowDirectory::Batch {
+    bool all = false;                        // prepareAll(): every file of the directory
+    std::optional<Diagnostic> dir_problem;   // all: the directory could not be read
+    // In the order given: each file loaded on its own, or (prepareSome()) nothing: it is gone.
+    std::vector<std::pair<std::string, std::optional<detail::LoadedFile>>> files;
+};
+
+std::shared_ptr<WorkflowDirectory::Batch> WorkflowDirectory::prepareAll(const PluginCatalog& plugins) const {
+    auto batch = std::make_shared<Batch>();
+    batch->all = true;
     std::error_code ec;
     std::vector<fs::path> paths;
     for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
         if (isWorkflowFileName(it->path().filename().string())) paths.push_back(it->path());
     }
     if (ec) {
-        dir_problem_ = Diagnostic{dir_.string(), 0,
-                                  "cannot read workflows directory: " + ec.message() +
-                                      " (the workflows loaded before keep running)"};
-        return {};
+        batch->dir_problem = Diagnostic{dir_.string(), 0,
+                                        "cannot read workflows directory: " + ec.message() +
+                                            " (the workflows loaded before keep running)"};
+        return batch;
     }
-    dir_problem_.reset();
-    std::set<std::string> affected;
-    for (const auto& [name, f] : files_) affected.insert(name);
-    for (const auto& [name, wf] : running_) affected.insert(name);
-    files_.clear();
-    names_.clear();
-    parents_.clear();
     for (const auto& p : paths) {
-        auto loaded = detail::loadAlone(p, defaults_, plugins_);
-        affected.insert(loaded.name);
-        remember(std::move(loaded));
+        auto loaded = detail::loadAlone(p, defaults_, plugins);
+        std::string name = loaded.name;
+        batch->files.emplace_back(std::move(name), std::move(loaded));
     }
-    return settle(affected);
+    return batch;
 }
 
-std::vector<WorkflowDirectory::Change> WorkflowDirectory::update(const std::vector<std::string>& file_names) {
-    std::set<std::string> changed;
-    bool names_changed = false;
+std::shared_ptr<WorkflowDirectory::Batch> WorkflowDirectory::prepareSome(const std::vector<std::string>& file_names,
+                                                                         const PluginCatalog& plugins) const {
+    auto batch = std::make_shared<Batch>();
     for (const auto& file_name : file_names) {
         if (!isWorkflowFileName(file_name)) continue;
         const fs::path path = dir_ / file_name;
-        const std::string name = path.stem().string();
-        const bool named = names_.count(name) > 0;
         std::error_code ec;
-        auto old = files_.find(name);
         if (fs::symlink_status(path, ec).type() == fs::file_type::not_found) {
+            batch->files.emplace_back(path.stem().string(), std::nullopt);
+        } else {
+            batch->files.emplace_back(path.stem().string(), detail::loadAlone(path, defaults_, plugins));
+        }
+    }
+    return batch;
+}
+
+std::vector<WorkflowDirectory::Change> WorkflowDirectory::apply(Batch& batch) {
+    if (batch.all) {
+        if (batch.dir_problem) {
+            dir_problem_ = std::move(batch.dir_problem);
+            return {};
+        }
+        dir_problem_.reset();
+        std::set<std::string> affected;
+        for (const auto& [name, f] : files_) affected.insert(name);
+        for (const auto& [name, wf] : running_) affected.insert(name);
+        files_.clear();
+        names_.clear();
+        parents_.clear();
+        for (auto& [name, loaded] : batch.files) {
+            affected.insert(name);
+            remember(std::move(*loaded));
+        }
+        return settle(affected);
+    }
+    std::set<std::string> changed;
+    bool names_changed = false;
+    for (auto& [name, loaded] : batch.files) {
+        const bool named = names_.count(name) > 0;
+        auto old = files_.find(name);
+        if (!loaded) {
             if (old != files_.end()) forget(name);
             changed.insert(name);
             names_changed |= named;
             continue;
         }
-        auto loaded = detail::loadAlone(path, defaults_, plugins_);
         // Written again with the same content: nothing to check again.
-        if (old != files_.end() && old->second->workflow && loaded.workflow &&
-            old->second->workflow->version == loaded.workflow->version) {
+        if (old != files_.end() && old->second->workflow && loaded->workflow &&
+            old->second->workflow->version == loaded->workflow->version) {
             continue;
         }
         if (old != files_.end()) forget(name);
-        remember(std::move(loaded));
+        remember(std::move(*loaded));
         changed.insert(name);
         names_changed |= named != (names_.count(name) > 0);
     }

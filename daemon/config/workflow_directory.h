@@ -9,7 +9,14 @@
 // that disappears retires its workflow. A directory that cannot be read changes nothing (it is
 // reported as a problem of the directory) until it can be read again.
 //
-// Threading: not thread-safe; taskhubd uses it on the event-loop thread.
+// Each change is made in two halves: prepareAll()/prepareSome() read and check the files (the
+// slow part: reading, parsing, building, plugin validation) and touch nothing of this object but
+// what never changes, so they may run on another thread; apply() makes the prepared files the
+// current ones, on the owner's thread, in the order they were prepared. reloadAll() and update()
+// do both at once.
+//
+// Threading: apply(), reloadAll(), update() and the accessors on one thread (taskhubd: the
+// event loop); prepareAll() and prepareSome() on any thread, with a catalog usable there.
 #ifndef TASKHUB_CONFIG_WORKFLOW_DIRECTORY_H
 #define TASKHUB_CONFIG_WORKFLOW_DIRECTORY_H
 
@@ -56,10 +63,22 @@ public:
 
     // Reads every workflow file again. Every file that does not load is reported (Invalid), even
     // when it did not change.
-    std::vector<Change> reloadAll();
+    std::vector<Change> reloadAll() { return apply(*prepareAll(plugins_)); }
     // Applies changes to the named directory entries ("x.toml"; other names are ignored): each is
     // read again if it exists, and forgotten if it does not.
-    std::vector<Change> update(const std::vector<std::string>& file_names);
+    std::vector<Change> update(const std::vector<std::string>& file_names) {
+        return apply(*prepareSome(file_names, plugins_));
+    }
+
+    // Files read and checked on their own, to be applied.
+    struct Batch;
+    // The first half of reloadAll() and update(), with plugins asked through `plugins` (which
+    // must outlive the call only).
+    std::shared_ptr<Batch> prepareAll(const PluginCatalog& plugins) const;
+    std::shared_ptr<Batch> prepareSome(const std::vector<std::string>& file_names,
+                                       const PluginCatalog& plugins) const;
+    // The second half: checks across files and updates the running set and the problems.
+    std::vector<Change> apply(Batch& batch);
 
     const std::filesystem::path& dir() const { return dir_; }
     // The running workflows by name: each file's last good version.

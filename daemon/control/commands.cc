@@ -578,14 +578,15 @@ void cmdLogs(Context& c) {
 }
 
 void cmdReload(Context& c) {
-    auto r = c.services.reload(c.caller);
-    json::object o;
-    o["loaded"] = r.loaded;
-    o["failed"] = r.failed;
-    json::array problems;
-    for (const auto& p : r.problems) problems.push_back(json::string(p));
-    o["problems"] = std::move(problems);
-    c.ok(std::move(o));
+    c.services.reload(c.caller, [ok = c.ok](const ReloadOutcome& r) {
+        json::object o;
+        o["loaded"] = r.loaded;
+        o["failed"] = r.failed;
+        json::array problems;
+        for (const auto& p : r.problems) problems.push_back(json::string(p));
+        o["problems"] = std::move(problems);
+        ok(std::move(o));
+    });
 }
 
 void cmdNext(Context& c) {

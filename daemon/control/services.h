@@ -246,7 +246,9 @@ public:
     // truncation marker when max_log_size dropped that position).
     virtual LogChunk taskLog(const std::string& run_id, const std::string& task_id, int attempt,
                              size_t max_bytes, std::optional<uint64_t> offset) = 0;
-    virtual ReloadOutcome reload(const Caller& caller) = 0;
+    // Reads the workflows directory again; done gets the outcome once the result is applied
+    // (later, on the event loop: reading a large file takes a while).
+    virtual void reload(const Caller& caller, std::function<void(const ReloadOutcome&)> done) = 0;
     // The next n firings of a loaded workflow's time triggers strictly after now.
     virtual UpcomingOutcome upcoming(const std::string& workflow, size_t n) = 0;
     // A mark in the stream of state changes; take it before making changes.

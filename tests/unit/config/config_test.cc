@@ -490,7 +490,8 @@ idel_timeout = "1m"
         for (const auto& p : e.problems()) got.push_back(std::to_string(p.line) + ": " + p.message);
         CHECK(got == std::vector<std::string>{
                          "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, control, "
-                         "default_isolation, history, log_level, max_nesting_depth, max_running_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, socket_group, "
+                         "default_isolation, history, log_level, max_nesting_depth, max_running_tasks, max_workflow_file_size, "
+                         "max_workflow_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, socket_group, "
                          "state_dir, timezone, workflows_dir)",
                          "2: 'plugin_dirs' must be an array of strings, found string",
                          "4: [pool] min_workers (8) must not exceed max_workers (2)",

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <random>
+#include <thread>
 #include <sys/stat.h>
 
 #include "config/workflow_directory.h"
@@ -215,4 +216,31 @@ TEST_CASE("updates file by file give the same result as reading the whole direct
         REQUIRE(running(incremental) == running(full));
         REQUIRE(problems(incremental) == problems(full));
     }
+}
+
+TEST_CASE("prepared on another thread and applied in order, batches give what reloadAll and update give",
+          "[workflow][directory]") {
+    TempDir dir;
+    FakeCatalog catalog;
+    dir.write("a.toml", noopWorkflow("one"));
+    dir.write("b.toml", parentOf("a"));
+    WorkflowDirectory d(dir.path, {"UTC"}, catalog);
+    std::shared_ptr<WorkflowDirectory::Batch> all;
+    std::thread([&] { all = d.prepareAll(catalog); }).join();
+    CHECK(d.running().empty()); // nothing changes before apply()
+    CHECK(kinds(d.apply(*all)) == std::vector<std::string>{"added a", "added b"});
+
+    // Prepared in order, applied in order: the deletion after the change wins.
+    dir.write("a.toml", noopWorkflow("changed"));
+    std::shared_ptr<WorkflowDirectory::Batch> change, removal;
+    std::thread([&] { change = d.prepareSome({"a.toml"}, catalog); }).join();
+    std::filesystem::remove(dir.path / "a.toml");
+    std::thread([&] { removal = d.prepareSome({"a.toml", "ignored.txt"}, catalog); }).join();
+    CHECK(kinds(d.apply(*change)) == std::vector<std::string>{"changed a"});
+    CHECK(kinds(d.apply(*removal)) == std::vector<std::string>{"retired a", "invalid b"});
+
+    CHECK(d.running().count("b") == 1); // its last good version keeps running
+    WorkflowDirectory fresh(dir.path, {"UTC"}, catalog);
+    fresh.reloadAll();
+    CHECK(problems(fresh) == problems(d));
 }
