@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common/time_util.h"
+#include "common/trust.h"
 #include "engine/engine.h"
 #include "engine/task_output.h"
 #include "plugin_host/plugin_host.h"
@@ -31,10 +32,25 @@ namespace taskhub::app {
 
 namespace fs = std::filesystem;
 
+config::FileReader trustedReader() {
+    return [](const fs::path& p, std::string* text) -> std::optional<std::string> {
+        std::string why;
+        auto opened = trust::openTrusted(p, trust::Kind::RegularFile, trust::processOwners(), &why);
+        if (!opened) return why;
+        std::string err;
+        if (!trust::readAll(opened->fd.get(), text, &err)) return "cannot read " + p.string() + ": " + err;
+        return std::nullopt;
+    };
+}
+
+std::optional<std::string> trustedDirectoryProblem(const fs::path& dir) {
+    std::string why;
+    if (trust::openTrusted(dir, trust::Kind::Directory, trust::processOwners(), &why)) return std::nullopt;
+    return why;
+}
+
 config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg) {
-    config::WorkflowDefaults d{cfg.timezone};
-    if (::geteuid() == 0) d.file_problem = [](const fs::path& p) { return plugin_host::ownershipProblem(p, false); };
-    return d;
+    return config::WorkflowDefaults{cfg.timezone, trustedReader(), trustedDirectoryProblem};
 }
 
 DaemonServices::DaemonServices(Modules m)

@@ -796,8 +796,9 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
     wf->file = file;
 
     std::error_code ec;
-    if (defaults.file_problem) {
-        if (auto why = defaults.file_problem(file)) r.add(0, "file refused: " + *why);
+    std::string text;
+    if (defaults.read_file) {
+        if (auto why = defaults.read_file(file, &text)) r.add(0, "file refused: " + *why);
     } else if (fs::exists(file, ec) && !fs::is_regular_file(file, ec)) {
         r.add(0, "file refused: " + file.string() + " is not a regular file");
     }
@@ -805,15 +806,17 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         out.problems = std::move(r.problems());
         return out;
     }
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-        r.add(0, "cannot open file: " + std::string(std::strerror(errno)));
-        out.problems = std::move(r.problems());
-        return out;
+    if (!defaults.read_file) {
+        std::ifstream in(file, std::ios::binary);
+        if (!in) {
+            r.add(0, "cannot open file: " + std::string(std::strerror(errno)));
+            out.problems = std::move(r.problems());
+            return out;
+        }
+        std::stringstream ss;
+        ss << in.rdbuf();
+        text = ss.str();
     }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const std::string text = ss.str();
     wf->version = contentHash(text);
 
     if (!isValidWorkflowName(wf->name)) {
@@ -1108,6 +1111,12 @@ WorkflowLoad loadWorkflowFile(const fs::path& file, const WorkflowDefaults& defa
 WorkflowSet loadWorkflowDir(const fs::path& dir, const WorkflowDefaults& defaults,
                             const PluginCatalog& plugins) {
     WorkflowSet set;
+    if (defaults.dir_problem) {
+        if (auto why = defaults.dir_problem(dir)) {
+            set.problems.push_back({dir.string(), 0, "workflows directory refused: " + *why});
+            return set;
+        }
+    }
     std::error_code ec;
     auto paths = workflowFiles(dir, &ec);
     if (ec) {

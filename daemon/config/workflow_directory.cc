@@ -24,6 +24,14 @@ WorkflowDirectory::WorkflowDirectory(fs::path dir, WorkflowDefaults defaults, co
 WorkflowDirectory::~WorkflowDirectory() = default;
 
 std::vector<WorkflowDirectory::Change> WorkflowDirectory::reloadAll() {
+    if (defaults_.dir_problem) {
+        if (auto why = defaults_.dir_problem(dir_)) {
+            dir_problem_ = Diagnostic{dir_.string(), 0,
+                                      "workflows directory refused: " + *why +
+                                          " (the workflows loaded before keep running)"};
+            return {};
+        }
+    }
     std::error_code ec;
     std::vector<fs::path> paths;
     for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {

@@ -113,8 +113,8 @@ class PluginCheckTest(unittest.TestCase):
             rc, report, _ = check(copy, json_output=True)
             self.assertEqual(rc, 1)
             self.assertEqual(detail(report, "negotiation"),
-                             "refused: %s has mode 0666 and is world-writable, expected no write permission for "
-                             "group and others when taskhubd runs as root (chmod go-w %s)" % (copy, copy))
+                             "refused: %s is writable by group and others (mode 0666): make it 0644 (chmod go-w %s); "
+                             "what taskhubd trusts may be written only by its owner" % (copy, copy))
             # No code of the refused file ran: its table was not even read.
             self.assertIsNone(report["plugin"])
             os.chmod(copy, 0o755)
