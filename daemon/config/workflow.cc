@@ -1111,7 +1111,7 @@ WorkflowLoad loadWorkflowFile(const fs::path& file, const WorkflowDefaults& defa
 WorkflowSet loadWorkflowDir(const fs::path& dir, const WorkflowDefaults& defaults,
                             const PluginCatalog& plugins) {
     WorkflowSet set;
-    if (defaults.dir_problem) {
+    if (std::error_code missing; defaults.dir_problem && fs::exists(dir, missing)) {
         if (auto why = defaults.dir_problem(dir)) {
             set.problems.push_back({dir.string(), 0, "workflows directory refused: " + *why});
             return set;

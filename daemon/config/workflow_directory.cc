@@ -24,7 +24,8 @@ WorkflowDirectory::WorkflowDirectory(fs::path dir, WorkflowDefaults defaults, co
 WorkflowDirectory::~WorkflowDirectory() = default;
 
 std::vector<WorkflowDirectory::Change> WorkflowDirectory::reloadAll() {
-    if (defaults_.dir_problem) {
+    // A missing directory is reported below ("cannot read"), like one moved away.
+    if (std::error_code missing; defaults_.dir_problem && fs::exists(dir_, missing)) {
         if (auto why = defaults_.dir_problem(dir_)) {
             dir_problem_ = Diagnostic{dir_.string(), 0,
                                       "workflows directory refused: " + *why +

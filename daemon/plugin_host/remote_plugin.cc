@@ -413,7 +413,6 @@ private:
         const std::string level(spdlog::level::to_string_view(spdlog::get_level()).data(),
                                 spdlog::level::to_string_view(spdlog::get_level()).size());
         std::vector<std::pair<int, int>> dups = {{theirs, proto::kRunnerFd}};
-        std::string load_path = info_.file.string();
         trust::UniqueFd file_fd;
         if (opts_.require_trusted) {
             auto opened = trust::openTrusted(info_.file, trust::Kind::RegularFile, trust::processOwners(), err);
@@ -424,11 +423,12 @@ private:
             }
             file_fd = trust::UniqueFd(::fcntl(opened->fd.get(), F_DUPFD_CLOEXEC, 10)); // see describeOutOfProcess()
             dups.emplace_back(file_fd.get(), kPluginFd);
-            load_path = pluginFdPath();
         }
         std::vector<std::string> argv = {opts_.runner.string(), "--fd", std::to_string(proto::kRunnerFd),
                                          "--name", info_.name, "--log-level", level,
-                                         "--max-workers", std::to_string(opts_.max_workers), load_path};
+                                         "--max-workers", std::to_string(opts_.max_workers)};
+        if (file_fd) argv.insert(argv.end(), {"--plugin-fd", std::to_string(kPluginFd)});
+        argv.push_back(info_.file.string()); // named for ps; loaded from --plugin-fd when given
         bool ok = spawnChild(argv, dups, &r->child, err);
         ::close(theirs);
         if (!ok) return nullptr;

@@ -96,7 +96,9 @@ class PluginCheckTest(unittest.TestCase):
         self.assertEqual(detail(report, "negotiation"),
                          "refused: requires host ABI 1.99 or newer, this taskhubd provides 1.3; upgrade taskhubd")
 
-        with tempfile.NamedTemporaryFile(suffix=".so") as junk:
+        # In a private directory: as root, a file directly in /tmp is refused before it is loaded.
+        with tempfile.TemporaryDirectory() as tmp, \
+                tempfile.NamedTemporaryFile(suffix=".so", dir=tmp) as junk:
             junk.write(b"not an ELF file")
             junk.flush()
             rc, report, _ = check(junk.name, json_output=True)
