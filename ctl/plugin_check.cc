@@ -355,7 +355,7 @@ PluginCheckReport runPluginCheck(const PluginCheckOptions& o) {
     auto pool = std::make_unique<pool::WorkerPool>(1, 4, std::chrono::seconds(60));
     auto host = std::make_unique<plugin_host::PluginHost>(io.get(), pool.get());
     plugin_host::LoadPolicy policy;
-    policy.require_root_owned = as_root; // taskhubd's rule when it runs as root
+    policy.require_trusted = as_root; // taskhubd's rule when it runs as root
     host->setLoadPolicy(policy);
 
     std::map<std::string, config::PluginSettings> settings;

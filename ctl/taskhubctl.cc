@@ -28,6 +28,7 @@
 #include <date/tz.h>
 
 #include "common/time_util.h"
+#include "common/trust.h"
 #include "config/daemon_config.h"
 #include "config/workflow.h"
 #include "next_preview.h"
@@ -1098,6 +1099,12 @@ int cmdValidate(const Globals& g, const std::vector<std::string>& files) {
     for (size_t i = 0; i < files.size() && i < loads.size(); ++i) {
         const auto& f = files[i];
         const auto& load = loads[i];
+        // Only the daemon enforces who may write a workflow (a user may check the syntax of a file
+        // in their home); here it is a warning, judged as taskhubd running as root would.
+        if (std::string why; !trust::openTrusted(f, trust::Kind::RegularFile, trust::Owners{0}, &why)) {
+            std::fprintf(stderr, "taskhubctl: warning: %s: taskhubd running as root would refuse this file: %s\n",
+                         f.c_str(), why.c_str());
+        }
         json::object r;
         r["file"] = f;
         r["ok"] = load.workflow != nullptr;

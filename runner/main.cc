@@ -21,6 +21,8 @@
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
+
+#include <algorithm>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -50,10 +52,11 @@ using namespace std::chrono_literals;
 
 const char* kUsage =
     "usage: taskhub-runner --describe FILE\n"
-    "       taskhub-runner --fd N --name NAME [--log-level LEVEL] [--max-workers N] FILE\n"
+    "       taskhub-runner --fd N --name NAME [--log-level LEVEL] [--max-workers N] [--plugin-fd M] FILE\n"
     "\n"
     "Hosts one TaskHub executor plugin for taskhubd (isolation = \"process\"). Started by taskhubd;\n"
-    "not meant to be run by hand except with --describe.\n";
+    "not meant to be run by hand except with --describe. --plugin-fd: the plugin file FILE as the\n"
+    "daemon opened and checked it; the plugin is loaded from that descriptor, not from the path.\n";
 
 // Exit codes: 0 shut down or end of file; 1 the plugin was refused; 2 usage; 3 protocol error.
 constexpr int kExitRefused = 1;
@@ -355,6 +358,7 @@ private:
 int main(int argc, char** argv) {
     std::string describe_file, name, level = "info";
     int fd = -1;
+    int plugin_fd = -1;
     size_t max_workers = 32;
     fs::path file;
     for (int i = 1; i < argc; ++i) {
@@ -368,6 +372,7 @@ int main(int argc, char** argv) {
         };
         if (a == "--describe") describe_file = value();
         else if (a == "--fd") fd = std::atoi(value().c_str());
+        else if (a == "--plugin-fd") plugin_fd = std::atoi(value().c_str());
         else if (a == "--name") name = value();
         else if (a == "--log-level") level = value();
         else if (a == "--max-workers") max_workers = static_cast<size_t>(std::atol(value().c_str()));
@@ -390,14 +395,24 @@ int main(int argc, char** argv) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     const std::string comm = ("th-runner-" + name).substr(0, 15);
     ::prctl(PR_SET_NAME, comm.c_str());
-    // Keep no descriptor of the daemon's but our socket (a log pipe's write end held here would
-    // delay its end of file).
-    if (fd > 3) ::syscall(SYS_close_range, 3U, static_cast<unsigned>(fd - 1), 0U);
-    ::syscall(SYS_close_range, static_cast<unsigned>(fd + 1), ~0U, 0U);
+    // Keep no descriptor of the daemon's but our socket and the plugin file it checked (a log
+    // pipe's write end held here would delay its end of file).
+    {
+        int keep[2] = {std::min(fd, plugin_fd), std::max(fd, plugin_fd)};
+        unsigned from = 3;
+        for (int k : keep) {
+            if (k < static_cast<int>(from)) continue;
+            if (k > static_cast<int>(from)) ::syscall(SYS_close_range, from, static_cast<unsigned>(k - 1), 0U);
+            from = static_cast<unsigned>(k) + 1;
+        }
+        ::syscall(SYS_close_range, from, ~0U, 0U);
+    }
     std::signal(SIGPIPE, SIG_IGN);
 
     asio::io_context io(1);
-    Runner runner(io, fd, name, file, max_workers);
+    // The daemon's trusted descriptor, when given, is what is loaded (through /proc/self/fd).
+    const fs::path load = plugin_fd >= 0 ? fs::path("/proc/self/fd/" + std::to_string(plugin_fd)) : file;
+    Runner runner(io, fd, name, load, max_workers);
     auto logger = std::make_shared<spdlog::logger>("runner", std::make_shared<FrameSink>(runner.channel()));
     logger->set_pattern("%v");
     spdlog::set_default_logger(logger);

@@ -68,7 +68,7 @@ int check(const config::DaemonConfig& cfg) {
     // Plugins are loaded the way the daemon loads them, so that task parameters are validated.
     plugin_host::PluginHost plugins(nullptr, nullptr);
     plugin_host::LoadPolicy policy;
-    policy.require_root_owned = ::geteuid() == 0;
+    policy.require_trusted = true;
     plugins.setLoadPolicy(policy);
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
     int problems = 0;
@@ -149,6 +149,16 @@ triggers::FileWatch::Hooks fileWatchHooks(engine::Engine& engine, store::Store& 
 int serve(const config::DaemonConfig& cfg) {
     asio::io_context io(1);
 
+    // A workflows_dir that others may write is fatal: they could plant or delete workflows run as
+    // root. (A missing one is not: it is reported, and watched for, like an unreadable one.)
+    if (std::error_code ec; std::filesystem::exists(cfg.workflows_dir, ec)) {
+        if (auto why = trustedDirectoryProblem(cfg.workflows_dir)) {
+            spdlog::critical("CONFIG_WORKFLOWS_DIR_REFUSED {}: workflows directory refused: {}",
+                             cfg.workflows_dir.string(), *why);
+            return 1;
+        }
+    }
+
     std::unique_ptr<store::Store> store;
     try {
         store = store::Store::open(cfg.state_dir);
@@ -161,7 +171,7 @@ int serve(const config::DaemonConfig& cfg) {
     plugin_host::PluginHost plugins(&io, &pool);
     {
         plugin_host::LoadPolicy policy;
-        policy.require_root_owned = ::geteuid() == 0;
+        policy.require_trusted = true;
         policy.isolate = true;
         policy.default_isolation = cfg.default_isolation;
         policy.runner = plugin_host::findRunner(TASKHUB_RUNNER_INSTALLED);
@@ -372,7 +382,7 @@ int run(int argc, char** argv) {
 
     config::DaemonConfig cfg;
     try {
-        cfg = config::loadDaemonConfig(opts.config);
+        cfg = config::loadDaemonConfig(opts.config, trustedReader());
     } catch (const config::ConfigError& e) {
         for (const auto& p : e.problems()) std::fprintf(stderr, "%s\n", p.str().c_str());
         return 1;

@@ -7,6 +7,7 @@
 #include <date/tz.h>
 #include <spdlog/spdlog.h>
 #include <taskhub/suggest.hpp>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <set>
 
 #include "common/time_util.h"
+#include "common/trust.h"
 #include "engine/engine.h"
 #include "engine/task_output.h"
 #include "plugin_host/plugin_host.h"
@@ -33,10 +35,31 @@ namespace taskhub::app {
 
 namespace fs = std::filesystem;
 
+config::FileReader trustedReader(config::WorkflowLimits limits) {
+    return [limits](const fs::path& p, std::string* text) -> std::optional<std::string> {
+        std::string why;
+        auto opened = trust::openTrusted(p, trust::Kind::RegularFile, trust::processOwners(), &why);
+        if (!opened) return why;
+        // Bounded before it is read; the loader checks the text read once more.
+        struct stat st {};
+        if (::fstat(opened->fd.get(), &st) == 0 && static_cast<uint64_t>(st.st_size) > limits.max_file_size) {
+            return config::fileSizeProblem(static_cast<uint64_t>(st.st_size), limits);
+        }
+        std::string err;
+        if (!trust::readAll(opened->fd.get(), text, &err)) return "cannot read " + p.string() + ": " + err;
+        return std::nullopt;
+    };
+}
+
+std::optional<std::string> trustedDirectoryProblem(const fs::path& dir) {
+    std::string why;
+    if (trust::openTrusted(dir, trust::Kind::Directory, trust::processOwners(), &why)) return std::nullopt;
+    return why;
+}
+
 config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg) {
-    config::WorkflowDefaults d{cfg.timezone, {}, cfg.workflow_limits};
-    if (::geteuid() == 0) d.file_problem = [](const fs::path& p) { return plugin_host::ownershipProblem(p, false); };
-    return d;
+    return config::WorkflowDefaults{cfg.timezone, trustedReader(cfg.workflow_limits), trustedDirectoryProblem,
+                                    cfg.workflow_limits};
 }
 
 DaemonServices::DaemonServices(Modules m)

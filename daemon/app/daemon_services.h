@@ -43,8 +43,15 @@ struct Modules {
     triggers::FileWatch* file_watch = nullptr; // file-drop triggers
 };
 
-// How workflow files are loaded: the configured time zone and, when taskhubd runs as root, cron's
-// rule for who may write them (plugin_host::ownershipProblem(), as for plugins).
+// Reads a file the daemon trusts (the config file, workflow files): opened first, then it and every
+// directory above it checked on descriptors (common/trust.h), the content read from that descriptor.
+// A file larger than limits.max_file_size is refused before it is read.
+config::FileReader trustedReader(config::WorkflowLimits limits = {});
+// Why a directory the daemon trusts (workflows_dir) is refused, if it is (common/trust.h).
+std::optional<std::string> trustedDirectoryProblem(const std::filesystem::path& dir);
+
+// How workflow files are loaded: the configured time zone and the trust rule of common/trust.h
+// for workflows_dir and each file (root or the daemon's user may write them, nobody else).
 config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg);
 
 class DaemonServices final : public control::Services {

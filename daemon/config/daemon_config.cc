@@ -169,12 +169,22 @@ void unknownKey(Reporter& r, const Value& v, const std::string& where, const std
 
 } // namespace
 
-DaemonConfig loadDaemonConfig(const fs::path& file_in) {
+DaemonConfig loadDaemonConfig(const fs::path& file_in, const FileReader& read) {
     std::error_code ec;
     fs::path file = fs::absolute(file_in, ec);
     if (ec) file = file_in;
     Reporter r(file);
-    auto root = parseFile(file, r);
+    std::optional<Value> root;
+    if (read) {
+        std::string text;
+        if (auto why = read(file, &text)) {
+            r.add(0, "config file refused: " + *why);
+            throw ConfigError(r.problems());
+        }
+        root = parseText(text, file, r);
+    } else {
+        root = parseFile(file, r);
+    }
     if (!root) throw ConfigError(r.problems());
 
     DaemonConfig c;

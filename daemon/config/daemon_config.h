@@ -52,8 +52,10 @@ struct PluginSettings {
 struct HistorySettings {
     std::optional<int> keep_runs;  // top-level runs kept per workflow, newest first; unset: all
     std::optional<int> keep_days;  // top-level runs younger than this are kept; unset: all
-    uint64_t max_log_size = 0;     // bytes one task attempt's log may hold; 0 = unlimited
-    std::string max_log_size_text; // as written, e.g. "10MB", for the truncation marker
+    // Bytes one task attempt's log may hold: 64 MiB unless configured, so that a task printing
+    // without end cannot fill the state disk. There is no "unlimited".
+    uint64_t max_log_size = uint64_t{64} << 20;
+    std::string max_log_size_text = "64MB"; // as written, e.g. "10MB", for the truncation marker
 };
 
 // [control]: bounds on what clients of the control socket can make the daemon hold
@@ -114,7 +116,8 @@ std::optional<uint64_t> parseByteSize(const std::string& text, std::string* err)
 
 // Reads and validates a config file. Relative paths resolve against the file's directory.
 // Throws ConfigError with one diagnostic per problem (unknown keys, wrong types, bad values).
-DaemonConfig loadDaemonConfig(const std::filesystem::path& file);
+// `read`, when set, reads the file (taskhubd: through the trust check; a refusal is a problem).
+DaemonConfig loadDaemonConfig(const std::filesystem::path& file, const FileReader& read = {});
 
 } // namespace taskhub::config
 

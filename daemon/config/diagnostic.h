@@ -3,6 +3,9 @@
 #define TASKHUB_CONFIG_DIAGNOSTIC_H
 
 #include <cstddef>
+#include <filesystem>
+#include <functional>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,6 +34,11 @@ public:
 private:
     std::vector<Diagnostic> problems_;
 };
+
+// How a loader reads a file when the caller decides who may have written it (taskhubd: the trust
+// rule of common/trust.h, checked on the opened descriptor). Fills *text and returns nullopt, or
+// returns why the file is refused or cannot be read (one sentence naming the path).
+using FileReader = std::function<std::optional<std::string>(const std::filesystem::path&, std::string* text)>;
 
 } // namespace taskhub::config
 

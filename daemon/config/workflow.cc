@@ -823,9 +823,7 @@ uint64_t streamSize(std::istream& in) {
 }
 
 std::string fileTooLarge(uint64_t size, const WorkflowLimits& limits) {
-    return "file refused: it is " + std::to_string(size) + " bytes; workflow files may be at most " +
-           std::to_string(limits.max_file_size) + " bytes (taskhub.toml max_workflow_file_size): split it "
-           "into several workflows, or raise the limit";
+    return "file refused: " + fileSizeProblem(size, limits);
 }
 
 FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const PluginCatalog& plugins) {
@@ -838,8 +836,9 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
     wf->file = file;
 
     std::error_code ec;
-    if (defaults.file_problem) {
-        if (auto why = defaults.file_problem(file)) r.add(0, "file refused: " + *why);
+    std::string text;
+    if (defaults.read_file) {
+        if (auto why = defaults.read_file(file, &text)) r.add(0, "file refused: " + *why);
     } else if (fs::exists(file, ec) && !fs::is_regular_file(file, ec)) {
         r.add(0, "file refused: " + file.string() + " is not a regular file");
     }
@@ -847,21 +846,23 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         out.problems = std::move(r.problems());
         return out;
     }
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-        r.add(0, "cannot open file: " + std::string(std::strerror(errno)));
-        out.problems = std::move(r.problems());
-        return out;
+    if (!defaults.read_file) {
+        std::ifstream in(file, std::ios::binary);
+        if (!in) {
+            r.add(0, "cannot open file: " + std::string(std::strerror(errno)));
+            out.problems = std::move(r.problems());
+            return out;
+        }
+        // Bounded before it is read (and after, should it have grown meanwhile).
+        if (auto size = streamSize(in); size > defaults.limits.max_file_size) {
+            r.add(0, fileTooLarge(size, defaults.limits));
+            out.problems = std::move(r.problems());
+            return out;
+        }
+        std::stringstream ss;
+        ss << in.rdbuf();
+        text = ss.str();
     }
-    // Bounded before it is read (and after, should it have grown meanwhile).
-    if (auto size = streamSize(in); size > defaults.limits.max_file_size) {
-        r.add(0, fileTooLarge(size, defaults.limits));
-        out.problems = std::move(r.problems());
-        return out;
-    }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const std::string text = ss.str();
     if (text.size() > defaults.limits.max_file_size) {
         r.add(0, fileTooLarge(text.size(), defaults.limits));
         out.problems = std::move(r.problems());
@@ -1163,6 +1164,12 @@ WorkflowLoad loadWorkflowFile(const fs::path& file, const WorkflowDefaults& defa
 WorkflowSet loadWorkflowDir(const fs::path& dir, const WorkflowDefaults& defaults,
                             const PluginCatalog& plugins) {
     WorkflowSet set;
+    if (std::error_code missing; defaults.dir_problem && fs::exists(dir, missing)) {
+        if (auto why = defaults.dir_problem(dir)) {
+            set.problems.push_back({dir.string(), 0, "workflows directory refused: " + *why});
+            return set;
+        }
+    }
     std::error_code ec;
     auto paths = workflowFiles(dir, &ec);
     if (ec) {

@@ -165,14 +165,19 @@ public:
 };
 
 struct WorkflowDefaults {
-    using FileCheck = std::function<std::optional<std::string>(const std::filesystem::path&)>;
-    WorkflowDefaults(std::string zone = {}, FileCheck check = {}, WorkflowLimits bounds = {})
-        : timezone(std::move(zone)), file_problem(std::move(check)), limits(bounds) {}
+    using DirCheck = std::function<std::optional<std::string>(const std::filesystem::path&)>;
+    WorkflowDefaults(std::string zone = {}, FileReader reader = {}, DirCheck dir_check = {}, WorkflowLimits bounds = {})
+        : timezone(std::move(zone)), read_file(std::move(reader)), dir_problem(std::move(dir_check)), limits(bounds) {}
 
     std::string timezone; // empty: the system zone
-    // When set, asked about each file before it is read: a reason refuses the file (a problem at
-    // line 0 naming it). taskhubd running as root sets plugin_host::ownershipProblem (cron's rule).
-    FileCheck file_problem;
+    // When set, reads each file instead of a plain read: a reason refuses the file (a problem at
+    // line 0 naming it). taskhubd sets the trust rule of common/trust.h (open, then check the
+    // descriptor and every directory above; the content is read from that descriptor) and checks
+    // the size of the opened file against limits (fileSizeProblem()) before reading it.
+    FileReader read_file;
+    // When set, asked about the workflows directory before it is listed: a reason is a problem of
+    // the directory, like one that cannot be read. taskhubd sets the trust rule for directories.
+    DirCheck dir_problem;
     WorkflowLimits limits;
 };
 

@@ -35,6 +35,15 @@ struct WorkflowDirectory::Batch {
 std::shared_ptr<WorkflowDirectory::Batch> WorkflowDirectory::prepareAll(const PluginCatalog& plugins) const {
     auto batch = std::make_shared<Batch>();
     batch->all = true;
+    // A missing directory is reported below ("cannot read"), like one moved away.
+    if (std::error_code missing; defaults_.dir_problem && fs::exists(dir_, missing)) {
+        if (auto why = defaults_.dir_problem(dir_)) {
+            batch->dir_problem = Diagnostic{dir_.string(), 0,
+                                            "workflows directory refused: " + *why +
+                                                " (the workflows loaded before keep running)"};
+            return batch;
+        }
+    }
     std::error_code ec;
     std::vector<fs::path> paths;
     for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {

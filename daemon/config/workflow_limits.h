@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace taskhub::config {
 
@@ -22,6 +23,14 @@ struct WorkflowLimits {
     uint64_t max_file_size = kDefaultMaxFileSize; // bytes
     size_t max_tasks = kDefaultMaxTasks;          // 1 to kMaxTasksPerWorkflow
 };
+
+// Why a file of `size` bytes is refused under limits, e.g. "it is 20000000 bytes; workflow files
+// may be at most 16777216 bytes (taskhub.toml max_workflow_file_size): split it ...".
+inline std::string fileSizeProblem(uint64_t size, const WorkflowLimits& limits) {
+    return "it is " + std::to_string(size) + " bytes; workflow files may be at most " +
+           std::to_string(limits.max_file_size) +
+           " bytes (taskhub.toml max_workflow_file_size): split it into several workflows, or raise the limit";
+}
 
 } // namespace taskhub::config
 

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +44,15 @@ bool writeAll(int fd, const char* data, size_t n) {
         n -= static_cast<size_t>(w);
     }
     return true;
+}
+
+// create_directories() with mode 0750 (the umask can only take bits away): task output holds
+// whatever tasks print and is not for others, whatever the daemon's umask.
+void makePrivateDirs(const std::filesystem::path& dir) {
+    if (::mkdir(dir.c_str(), 0750) == 0 || errno == EEXIST) return;
+    if (errno != ENOENT || dir.parent_path() == dir || dir.parent_path().empty()) return;
+    makePrivateDirs(dir.parent_path());
+    ::mkdir(dir.c_str(), 0750);
 }
 
 } // namespace
@@ -126,8 +136,7 @@ void TaskOutput::append(const char* data, size_t n) {
         if (im.file_fd < 0 && errno == ENOENT) {
             // The run's log directory is made with its first output, not when the run starts:
             // most runs of silent tasks never need it, and a directory costs a firing time.
-            std::error_code ec;
-            std::filesystem::create_directories(im.file.parent_path(), ec);
+            makePrivateDirs(im.file.parent_path());
             im.file_fd = ::open(im.file.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         }
         if (im.file_fd < 0) {

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 
 #include "common/time_util.h"
+#include "common/trust.h"
 
 #include "plugin_host/outputs.h"
 #include "plugin_host/remote_plugin.h"
@@ -199,6 +200,9 @@ public:
         host_.set_output = &Loaded::hostSetOutput;
         host_.report_process = &Loaded::hostReportProcess;
     }
+
+    // The trusted descriptor the library was loaded from (see loadFile()); closed after lib_.
+    void holdFile(trust::UniqueFd fd) { file_fd_ = std::move(fd); }
 
     ~Loaded() override {
         for (auto& [id, sd] : watches_) sd->release(); // the plugin owns those descriptors
@@ -631,7 +635,8 @@ private:
 
     static void hostCancelTimer(th_host_ctx* c, uint64_t id) { self(c)->timers_.erase(id); }
 
-    boost::dll::shared_library lib_; // declared first: destroyed last
+    trust::UniqueFd file_fd_;        // declared first: closed after the library is unloaded
+    boost::dll::shared_library lib_; // destroyed after everything below
     th_plugin_api api_;
     th_host_api host_{};
     th_instance* inst_ = nullptr;
@@ -656,24 +661,12 @@ private:
 
 
 std::optional<std::string> ownershipProblem(const fs::path& path, bool directory) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return "cannot stat " + path.string() + ": " + std::strerror(errno);
-    if (directory ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
-        return path.string() + " is not a " + (directory ? "directory" : "regular file");
+    std::string why;
+    if (trust::openTrusted(path, directory ? trust::Kind::Directory : trust::Kind::RegularFile,
+                           trust::processOwners(), &why)) {
+        return std::nullopt;
     }
-    if (st.st_uid != 0) {
-        return path.string() + " is owned by uid " + std::to_string(st.st_uid) +
-               ", expected root (uid 0) when taskhubd runs as root (chown root " + path.string() + ")";
-    }
-    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-        char mode[8];
-        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-        return path.string() + " has mode " + mode + " and is " +
-               ((st.st_mode & S_IWOTH) ? "world" : "group") +
-               "-writable, expected no write permission for group and others when taskhubd runs "
-               "as root (chmod go-w " + path.string() + ")";
-    }
-    return std::nullopt;
+    return why;
 }
 
 std::vector<std::string> capabilityNames(uint64_t caps) {
@@ -699,7 +692,7 @@ std::vector<std::string> capabilityNames(uint64_t caps) {
 void PluginHost::loadDirectories(const std::vector<fs::path>& dirs,
                                  const std::map<std::string, config::PluginSettings>& settings) {
     for (const auto& dir : dirs) {
-        if (policy_.require_root_owned) {
+        if (policy_.require_trusted) {
             if (auto why = ownershipProblem(dir, true)) {
                 spdlog::error("PLUGIN_DIR_REFUSED {}", *why);
                 refused_.push_back({dir, "", "plugin directory refused: " + *why});
@@ -733,8 +726,18 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
         refused_.push_back({file, name, why});
         return why;
     };
-    if (policy_.require_root_owned) {
-        if (auto why = ownershipProblem(file, false)) return refuse("", *why);
+    // With the trust rule, the file is opened and checked first and the library is loaded from
+    // that descriptor (dlopen of /proc/self/fd/N maps the inode that was checked, whatever happens
+    // to the path meanwhile). The descriptor stays open while the library is loaded, so that its
+    // /proc name, which the dynamic loader also matches loaded objects by, stays unique.
+    trust::UniqueFd file_fd; // declared before the library: closed after it is unloaded
+    fs::path load_path = file;
+    if (policy_.require_trusted) {
+        std::string why;
+        auto opened = trust::openTrusted(file, trust::Kind::RegularFile, trust::processOwners(), &why);
+        if (!opened) return refuse("", why);
+        file_fd = std::move(opened->fd);
+        load_path = "/proc/self/fd/" + std::to_string(file_fd.get());
     }
     auto duplicate = [&](const std::string& name) -> std::optional<std::string> {
         auto it = plugins_.find(name);
@@ -744,7 +747,7 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
     // Process isolation: the plugin's name decides, and only a load in another process can tell
     // it without mapping the library here. A plugin configured in_process is then loaded below.
     if (policy_.isolate && io_ && processIsolationConfigured(policy_, settings)) {
-        Description d = describeOutOfProcess(policy_.runner, file, kDescribeTimeout);
+        Description d = describeOutOfProcess(policy_.runner, file, kDescribeTimeout, file_fd.get());
         if (!d.info) return refuse("", d.refusal);
         const std::string& name = d.info->name;
         if (isolationOf(policy_, name, settings) == Isolation::Process) {
@@ -752,6 +755,7 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
             auto s = settings.find(name);
             RemotePlugin::Options o;
             o.runner = policy_.runner;
+            o.require_trusted = policy_.require_trusted;
             if (s != settings.end()) {
                 o.config_json = s->second.plugin_config_json;
                 o.validate_timeout = std::max(o.validate_timeout, s->second.health.timeout);
@@ -770,10 +774,11 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
     }
     boost::dll::shared_library lib;
     const th_plugin_api* table = nullptr;
-    if (auto why = openPlugin(file, &lib, &table)) return refuse("", *why);
+    if (auto why = openPlugin(load_path, &lib, &table)) return refuse("", *why);
     const std::string name = table->name;
     if (auto why = duplicate(name)) return refuse(name, *why);
     auto loaded = std::make_unique<Loaded>(std::move(lib), table, file, io_, pool_);
+    loaded->holdFile(std::move(file_fd));
     auto s = settings.find(name);
     if (auto why = loaded->create(s != settings.end() ? s->second.plugin_config_json : "{}")) {
         return refuse(name, *why);

@@ -61,9 +61,10 @@ struct PluginInfo {
 // or std::nullopt with *info filled in.
 std::optional<std::string> describeFile(const std::filesystem::path& file, PluginInfo* info);
 
-// Why `path` may not be (or hold) a plugin for a daemon running as root, or std::nullopt: it must
-// be a directory (directory = true) or regular file owned by root that neither group nor others
-// may write (cron's rule for crontabs: whoever can write it runs code as root).
+// Why `path` may not be (or hold) a plugin, or std::nullopt: the trust rule of common/trust.h
+// (a directory, directory = true, or a single-link regular file, owned by root or the daemon's
+// user, that neither group nor others may write, and so is every directory above its real
+// location; cron's rule for crontabs: whoever can write it runs code as the daemon).
 std::optional<std::string> ownershipProblem(const std::filesystem::path& path, bool directory);
 
 // The names of TH_CAP_* bits ("cancel", "health_check", "blocking_execute", "suspend", "no_log"),
@@ -196,9 +197,9 @@ struct LoadPolicy {
     bool isolate = false;
     Isolation default_isolation = Isolation::InProcess; // for plugins not shipped with TaskHub
     std::filesystem::path runner;                       // the taskhub-runner executable
-    // Refuse plugin directories and files that are not owned by root or are group- or
-    // world-writable (the daemon running as root sets this).
-    bool require_root_owned = false;
+    // Refuse plugin directories and files that fail the trust rule (ownershipProblem()), and load
+    // each plugin from the descriptor that was checked (taskhubd sets this).
+    bool require_trusted = false;
 };
 
 class PluginHost : public config::PluginCatalog {

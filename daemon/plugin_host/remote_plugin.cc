@@ -24,6 +24,7 @@
 #include <unordered_map>
 
 #include "common/time_util.h"
+#include "common/trust.h"
 #include "plugin_host/runner_protocol.h"
 
 extern char** environ;
@@ -51,6 +52,10 @@ struct Child {
     pid_t pid = -1;
     int pidfd = -1;
 };
+
+// Where a runner finds the trusted plugin descriptor it is handed (after the control socket).
+constexpr int kPluginFd = proto::kRunnerFd + 1;
+std::string pluginFdPath() { return "/proc/self/fd/" + std::to_string(kPluginFd); }
 
 // Starts argv[0] with each (from, to) of `dups` dup2'ed, in a process group of its own, with an
 // empty signal mask and default dispositions. Returns false with *err set on failure.
@@ -131,7 +136,7 @@ fs::path findRunner(const fs::path& installed) {
     return installed;
 }
 
-Description describeOutOfProcess(const fs::path& runner, const fs::path& file, milliseconds timeout) {
+Description describeOutOfProcess(const fs::path& runner, const fs::path& file, milliseconds timeout, int file_fd) {
     Description d;
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) {
@@ -140,7 +145,12 @@ Description describeOutOfProcess(const fs::path& runner, const fs::path& file, m
     }
     Child c;
     std::string err;
-    bool started = spawnChild({runner.string(), "--describe", file.string()}, {{p[1], STDOUT_FILENO}}, &c, &err);
+    std::vector<std::pair<int, int>> dups = {{p[1], STDOUT_FILENO}};
+    // A copy above the numbers the dups below write, so that none overwrites it first.
+    trust::UniqueFd high(file_fd >= 0 ? ::fcntl(file_fd, F_DUPFD_CLOEXEC, 10) : -1);
+    if (high) dups.emplace_back(high.get(), kPluginFd);
+    bool started = spawnChild({runner.string(), "--describe", file_fd >= 0 ? pluginFdPath() : file.string()}, dups,
+                              &c, &err);
     ::close(p[1]);
     if (!started) {
         ::close(p[0]);
@@ -402,10 +412,24 @@ private:
         }
         const std::string level(spdlog::level::to_string_view(spdlog::get_level()).data(),
                                 spdlog::level::to_string_view(spdlog::get_level()).size());
+        std::vector<std::pair<int, int>> dups = {{theirs, proto::kRunnerFd}};
+        trust::UniqueFd file_fd;
+        if (opts_.require_trusted) {
+            auto opened = trust::openTrusted(info_.file, trust::Kind::RegularFile, trust::processOwners(), err);
+            if (!opened) {
+                ::close(theirs);
+                *err = "plugin file refused: " + *err;
+                return nullptr;
+            }
+            file_fd = trust::UniqueFd(::fcntl(opened->fd.get(), F_DUPFD_CLOEXEC, 10)); // see describeOutOfProcess()
+            dups.emplace_back(file_fd.get(), kPluginFd);
+        }
         std::vector<std::string> argv = {opts_.runner.string(), "--fd", std::to_string(proto::kRunnerFd),
                                          "--name", info_.name, "--log-level", level,
-                                         "--max-workers", std::to_string(opts_.max_workers), info_.file.string()};
-        bool ok = spawnChild(argv, {{theirs, proto::kRunnerFd}}, &r->child, err);
+                                         "--max-workers", std::to_string(opts_.max_workers)};
+        if (file_fd) argv.insert(argv.end(), {"--plugin-fd", std::to_string(kPluginFd)});
+        argv.push_back(info_.file.string()); // named for ps; loaded from --plugin-fd when given
+        bool ok = spawnChild(argv, dups, &r->child, err);
         ::close(theirs);
         if (!ok) return nullptr;
         r->pidfd.assign(r->child.pidfd);

@@ -40,8 +40,10 @@ struct Description {
 // Describes `file` in a short-lived runner process, so that a library that crashes while it is
 // loaded cannot take the daemon with it. Waits at most `timeout` (then kills the process).
 // Blocking: for start-up, before the event loop runs.
+// file_fd >= 0: the runner loads the plugin from that (trusted, already checked) descriptor, handed
+// to it as kPluginFd and named /proc/self/fd/<kPluginFd>, not from the path `file`.
 Description describeOutOfProcess(const std::filesystem::path& runner, const std::filesystem::path& file,
-                                 std::chrono::milliseconds timeout);
+                                 std::chrono::milliseconds timeout, int file_fd = -1);
 
 // The taskhub-runner a daemon uses: the one next to its own executable (/proc/self/exe), as in a
 // build tree, when there is one; otherwise `installed`.
@@ -55,6 +57,9 @@ public:
         std::chrono::milliseconds validate_timeout{2'000};
         std::chrono::milliseconds start_timeout{10'000}; // for the runner to load the plugin
         size_t max_workers = 32;           // the runner's worker pool (blocking execute)
+        // Each runner start opens the plugin file under the trust rule (common/trust.h) and hands
+        // the runner that descriptor to load from (see describeOutOfProcess()).
+        bool require_trusted = false;
     };
 
     // Starts the first runner for the plugin `described` and waits for it to load the plugin.

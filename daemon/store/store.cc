@@ -638,10 +638,44 @@ void migrate(sqlite3* db, const std::filesystem::path& path) {
     }
 }
 
+// The state directory and the database files are private to the daemon: they hold every run's
+// params and outputs, which others may only see through the control socket's access rules.
+// Opens `path` (a directory or a file of the state directory; a missing file is created when
+// `create`) and takes away every permission of group and others, logging when there were any, so
+// that the result does not depend on the umask or on how an older taskhubd left it.
+void makePrivate(const std::filesystem::path& path, bool directory, bool create) {
+    // The state directory itself may be a symbolic link the operator made; files in it may not.
+    const int flags = O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    int fd = create ? ::open(path.c_str(), flags | O_CREAT, 0600) : ::open(path.c_str(), flags);
+    if (fd < 0) {
+        if (errno == ENOENT && !create) return;
+        throw StoreError("cannot open " + path.string() + " to make it private to taskhubd: " + std::strerror(errno) +
+                         (errno == ELOOP ? " (it is a symbolic link: keep the state files themselves in state_dir)"
+                                         : ""));
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && (st.st_mode & 077) != 0) {
+        const mode_t want = st.st_mode & 0700;
+        if (::fchmod(fd, want) != 0) {
+            const int err = errno;
+            ::close(fd);
+            throw StoreError("cannot make " + path.string() + " private to taskhubd (chmod go= " + path.string() +
+                             "): " + std::strerror(err));
+        }
+        char from[8], to[8];
+        std::snprintf(from, sizeof from, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        std::snprintf(to, sizeof to, "%04o", static_cast<unsigned>(want));
+        spdlog::warn("STORE_PERMISSIONS_FIXED {} had mode {}, now {}: the state holds every run's params and "
+                     "outputs, only taskhubd may read it",
+                     path.string(), from, to);
+    }
+    ::close(fd);
+}
+
 // One daemon per state directory: a second one must not touch the first one's runs.
 int lockStateDir(const std::filesystem::path& state_dir) {
     auto lock_path = state_dir / "taskhub.lock";
-    int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) throw StoreError("cannot open " + lock_path.string() + ": " + std::strerror(errno));
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
         char buf[32] = "";
@@ -822,11 +856,19 @@ std::string Store::checkDatabase(const std::filesystem::path& state_dir) {
 
 std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir, const Options& options) {
     std::error_code ec;
-    std::filesystem::create_directories(state_dir, ec);
-    if (ec) throw StoreError("cannot create state directory " + state_dir.string() + ": " + ec.message());
+    // Made 0700 here (mkdir's mode is the most the umask leaves); its parents as usual.
+    const std::filesystem::path dir = state_dir.has_filename() ? state_dir : state_dir.parent_path();
+    std::filesystem::create_directories(dir.parent_path(), ec);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+        throw StoreError("cannot create state directory " + state_dir.string() + ": " + std::strerror(errno));
+    }
+    makePrivate(state_dir, true, false);
     int lock_fd = lockStateDir(state_dir);
     auto path = state_dir / "taskhub.db";
     try {
+        // SQLite gives the -wal and -shm files the database file's mode.
+        makePrivate(path, false, true);
+        for (const char* suffix : {"-wal", "-shm", "-journal"}) makePrivate(path.string() + suffix, false, false);
         // Detects a damaged file before anything is written to it.
         if (std::string damage = databaseDamage(path); !damage.empty()) throw StoreError(damagedMessage(path, damage));
         auto writer = std::make_unique<Conn>(openConnection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE), path);

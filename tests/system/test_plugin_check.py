@@ -96,7 +96,9 @@ class PluginCheckTest(unittest.TestCase):
         self.assertEqual(detail(report, "negotiation"),
                          "refused: requires host ABI 1.99 or newer, this taskhubd provides 1.3; upgrade taskhubd")
 
-        with tempfile.NamedTemporaryFile(suffix=".so") as junk:
+        # In a private directory: as root, a file directly in /tmp is refused before it is loaded.
+        with tempfile.TemporaryDirectory() as tmp, \
+                tempfile.NamedTemporaryFile(suffix=".so", dir=tmp) as junk:
             junk.write(b"not an ELF file")
             junk.flush()
             rc, report, _ = check(junk.name, json_output=True)
@@ -113,8 +115,8 @@ class PluginCheckTest(unittest.TestCase):
             rc, report, _ = check(copy, json_output=True)
             self.assertEqual(rc, 1)
             self.assertEqual(detail(report, "negotiation"),
-                             "refused: %s has mode 0666 and is world-writable, expected no write permission for "
-                             "group and others when taskhubd runs as root (chmod go-w %s)" % (copy, copy))
+                             "refused: %s is writable by group and others (mode 0666): make it 0644 (chmod go-w %s); "
+                             "what taskhubd trusts may be written only by its owner" % (copy, copy))
             # No code of the refused file ran: its table was not even read.
             self.assertIsNone(report["plugin"])
             os.chmod(copy, 0o755)

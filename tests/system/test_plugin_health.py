@@ -321,7 +321,7 @@ unhealthy_after = 2
         self.assertNotIn("fx_health_flaps", [p["name"] for p in listing["plugins"]])
         reasons = [r["reason"] for r in listing["refused"] if r["file"] == writable]
         self.assertEqual(len(reasons), 1, listing["refused"])
-        self.assertIn("has mode 0775 and is group-writable", reasons[0])
+        self.assertIn("is writable by group (mode 0775)", reasons[0])
         self.assertIn("chmod go-w", reasons[0])
         # The workflow that uses it is reported as not runnable, with the reason.
         errors = d.ctl_ok("list")["errors"]

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -58,6 +59,46 @@ class SystemdUnitTest(harness.DaemonTestCase):
         for pre in re.findall(r"(?m)^ExecStartPre=(.*)$", text):
             p = subprocess.run(shlex.split(pre), capture_output=True, text=True, timeout=harness.TIMEOUT)
             self.assertEqual(p.returncode, 0, pre + "\n" + p.stdout + p.stderr)
+
+    def test_default_unit_leaves_root_jobs_alone_and_the_hardened_drop_in_verifies(self):
+        unit = harness.BIN["unit"]
+        with open(unit) as f:
+            text = f.read()
+        # Tasks inherit the unit's sandbox: nothing that breaks ordinary root cron jobs by default.
+        for setting in ("ProtectClock", "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs",
+                        "ProtectControlGroups", "RestrictAddressFamilies", "RestrictRealtime", "LockPersonality"):
+            self.assertNotRegex(text, r"(?m)^%s=" % setting)
+        self.assertRegex(text, r"(?m)^StateDirectoryMode=0700$")
+        drop_in = os.path.join(os.path.dirname(unit), "taskhubd.service.d", "hardening.conf")
+        self.assertTrue(os.path.exists(drop_in), drop_in)
+        with open(drop_in) as f:
+            hardening = f.read()
+        for setting in ("ProtectClock=yes", "ProtectKernelTunables=yes", "ProtectKernelModules=yes",
+                        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"):
+            self.assertRegex(hardening, r"(?m)^%s$" % setting)
+
+        # systemd reads the drop-in next to the unit without a complaint, and rates it safer.
+        work = tempfile.mkdtemp(prefix="th-unit-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, work, True)
+        with open(os.path.join(work, "taskhubd.service"), "w") as f:
+            f.write(re.sub(r"(?m)^ExecStart=\S+", "ExecStart=" + harness.BIN["daemon"], text))
+        env = dict(os.environ, SYSTEMD_LOG_LEVEL="notice")
+
+        def exposure():
+            p = subprocess.run(["systemd-analyze", "security", "--offline=true",
+                                os.path.join(work, "taskhubd.service")],
+                               capture_output=True, text=True, timeout=60, env=env)
+            m = re.search(r"Overall exposure level for taskhubd.service: ([0-9.]+)", p.stdout + p.stderr)
+            self.assertIsNotNone(m, p.stdout + p.stderr)
+            return float(m.group(1))
+        default = exposure()
+        os.mkdir(os.path.join(work, "taskhubd.service.d"))
+        shutil.copy(drop_in, os.path.join(work, "taskhubd.service.d", "hardening.conf"))
+        p = subprocess.run(["systemd-analyze", "verify", os.path.join(work, "taskhubd.service")],
+                           capture_output=True, text=True, timeout=60, env=env)
+        complaints = [l for l in (p.stdout + p.stderr).splitlines() if "taskhubd.service" in l]
+        self.assertEqual((p.returncode, complaints), (0, []), p.stdout + p.stderr)
+        self.assertLess(exposure(), default)
 
 
 class SdNotifyTest(harness.DaemonTestCase):

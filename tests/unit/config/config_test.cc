@@ -528,7 +528,8 @@ TEST_CASE("daemon config: [history] limits and max_log_size", "[daemon_config]")
     auto none = loadDaemonConfig(dir.write("a.toml", "")).history;
     CHECK_FALSE(none.keep_runs);
     CHECK_FALSE(none.keep_days);
-    CHECK(none.max_log_size == 0);
+    CHECK(none.max_log_size == 64u << 20); // a default: a task printing without end cannot fill the disk
+    CHECK(none.max_log_size_text == "64MB");
     auto h = loadDaemonConfig(dir.write("b.toml", "[history]\nkeep_runs = 100\nkeep_days = 7\nmax_log_size = \"10MB\"\n"))
                  .history;
     CHECK(h.keep_runs == 100);

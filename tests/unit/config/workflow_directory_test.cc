@@ -2,8 +2,10 @@
 // by file that give the same result as reading the whole directory again.
 #include <catch2/catch.hpp>
 
+#include <fstream>
 #include <random>
 #include <thread>
+#include <sstream>
 #include <sys/stat.h>
 
 #include "config/workflow_directory.h"
@@ -151,9 +153,13 @@ TEST_CASE("a file the file check refuses does not load, with the reason", "[work
     FakeCatalog catalog;
     dir.write("a.toml", noopWorkflow("good"));
     WorkflowDefaults defaults{"UTC"};
-    defaults.file_problem = [](const std::filesystem::path& p) -> std::optional<std::string> {
+    defaults.read_file = [](const std::filesystem::path& p, std::string* text) -> std::optional<std::string> {
         struct stat st {};
         if (::stat(p.c_str(), &st) == 0 && (st.st_mode & S_IWGRP)) return p.string() + " is group-writable";
+        std::ifstream in(p);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        *text = ss.str();
         return std::nullopt;
     };
     WorkflowDirectory d(dir.path, defaults, catalog);
