@@ -33,6 +33,7 @@ namespace fs = std::filesystem;
 
 config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg) {
     config::WorkflowDefaults d{cfg.timezone};
+    d.default_run_as = cfg.default_run_as;
     if (::geteuid() == 0) d.file_problem = [](const fs::path& p) { return plugin_host::ownershipProblem(p, false); };
     return d;
 }
@@ -223,7 +224,7 @@ control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool deta
     w.params = wf.params;
     for (auto n : m_.scheduler->nextFirings(wf.name)) w.next_fire_ms.push_back(n.time_since_epoch().count() * 1000);
     for (const auto& t : wf.tasks) {
-        w.tasks.push_back({t.id, t.plugin, t.depends_on, detail ? t.params_json : "{}", t.workflow});
+        w.tasks.push_back({t.id, t.plugin, t.depends_on, detail ? t.params_json : "{}", t.workflow, t.run_as});
     }
     auto last = m_.store->runs({wf.name, std::nullopt, 1});
     if (!last.empty()) w.last_run = last.front();

@@ -79,6 +79,11 @@ const char* toString(Catchup c);
 // for it: with the alias, an unqualified call would be ambiguous.
 using TriggerRule = dag::TriggerRule;
 
+// Where a task's `run_as` account came from (docs/workflow-format.md, "run_as"): none (the task
+// runs as taskhubd's own user), taskhub.toml's default_run_as, the workflow's run_as, or its own.
+enum class RunAsSource { None, Default, Workflow, Task };
+const char* toString(RunAsSource s); // "none" | "default_run_as" | "workflow" | "task"
+
 struct TaskDef {
     size_t line = 0;
     std::string id;
@@ -104,6 +109,11 @@ struct TaskDef {
     std::string when;                     // condition text; empty = always (see expr/condition.h)
     // True when params_json, env values or child_params contain a ${...} template.
     bool has_templates = false;
+    // The account ("user" or "user:group") the task's processes run as; empty: taskhubd's own
+    // user. Checked against the password and group databases when the file was loaded, and
+    // resolved again when each attempt starts. Only ever set on tasks whose plugin honours it.
+    std::string run_as;
+    RunAsSource run_as_source = RunAsSource::None;
 };
 
 enum class Overlap { Skip, QueueOne, QueueAll, Replace, Allow };
@@ -139,6 +149,10 @@ struct Workflow {
     std::vector<TaskDef> tasks;
     dag::Graph graph;    // node i is tasks[i]
     std::string version; // content hash of the file, recorded with each run
+    std::string run_as;  // the workflow-level run_as as written; empty: none
+    // What the loader noticed but does not refuse (e.g. a watched directory others can write
+    // while tasks run as root), for `taskhubd --check` and `taskhubctl validate`.
+    std::vector<Diagnostic> warnings;
 };
 
 // What the loader needs to know about executor plugins, so that this module stays free of
@@ -156,6 +170,9 @@ public:
     // Runs the plugin's validate() on a task's parameters.
     virtual std::optional<Problem> validate(const std::string& plugin,
                                             const std::string& params_json) const = 0;
+    // Empty when the plugin's tasks can run as another user (`run_as`): it declares
+    // TH_CAP_RUN_AS and runs inside taskhubd. Otherwise why not and what to do instead.
+    virtual std::optional<std::string> runAsUnsupported(const std::string& plugin) const = 0;
 };
 
 struct WorkflowDefaults {
@@ -164,6 +181,9 @@ struct WorkflowDefaults {
         : timezone(std::move(zone)), file_problem(std::move(check)) {}
 
     std::string timezone; // empty: the system zone
+    // taskhub.toml's default_run_as ("user" or "user:group"; empty: none): the account of tasks
+    // that set no run_as (nor their workflow) and whose plugin honours run_as.
+    std::string default_run_as;
     // When set, asked about each file before it is read: a reason refuses the file (a problem at
     // line 0 naming it). taskhubd running as root sets plugin_host::ownershipProblem (cron's rule).
     FileCheck file_problem;

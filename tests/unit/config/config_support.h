@@ -29,6 +29,11 @@ public:
         }
         return std::nullopt;
     }
+    // Like the real shell and noop plugins: shell honours run_as, noop does not.
+    std::optional<std::string> runAsUnsupported(const std::string& plugin) const override {
+        if (plugin == "shell") return std::nullopt;
+        return "plugin " + plugin + " does not declare TH_CAP_RUN_AS";
+    }
 };
 
 // "line: message" for each problem.
