@@ -292,6 +292,12 @@ public:
     uint64_t start(const AttemptSpec& spec, Done done) {
         const uint64_t token = ++next_token_;
         auto r = runner_;
+        if (spec.run_as) {
+            // The loader refuses run_as for isolated plugins: their runner has one account.
+            fail(std::move(done), "plugin '" + info_.name + "' runs isolated and cannot run a task as another user "
+                                  "(set [plugins." + info_.name + "] user instead); the task did not run", false);
+            return token;
+        }
         if (!usable(r.get())) {
             fail(std::move(done), "plugin '" + info_.name + "' " + notRunning(), true);
             return token;
@@ -404,7 +410,12 @@ private:
                                 spdlog::level::to_string_view(spdlog::get_level()).size());
         std::vector<std::string> argv = {opts_.runner.string(), "--fd", std::to_string(proto::kRunnerFd),
                                          "--name", info_.name, "--log-level", level,
-                                         "--max-workers", std::to_string(opts_.max_workers), info_.file.string()};
+                                         "--max-workers", std::to_string(opts_.max_workers)};
+        if (!opts_.user.empty()) {
+            argv.push_back("--user");
+            argv.push_back(opts_.user);
+        }
+        argv.push_back(info_.file.string());
         bool ok = spawnChild(argv, {{theirs, proto::kRunnerFd}}, &r->child, err);
         ::close(theirs);
         if (!ok) return nullptr;

@@ -55,6 +55,7 @@ public:
         std::chrono::milliseconds validate_timeout{2'000};
         std::chrono::milliseconds start_timeout{10'000}; // for the runner to load the plugin
         size_t max_workers = 32;           // the runner's worker pool (blocking execute)
+        std::string user;                  // [plugins.NAME] user: the runner's account; empty: ours
     };
 
     // Starts the first runner for the plugin `described` and waits for it to load the plugin.
