@@ -704,3 +704,29 @@ TEST_CASE("shell: a cwd the run_as user cannot enter refuses to start, saying so
                        "): Permission denied (give that user search permission on it, or pick another cwd)");
     requireCleanHost(host);
 }
+
+TEST_CASE("shell: suspend, resume and cancel reach a command running as another user",
+          "[shell][run_as]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: switching users needs root");
+        return;
+    }
+    adoptOrphans();
+    NobodyIdentity nobody;
+    FakeHost host(shellPlugin());
+    LogFile log;
+    TaskSpec spec = shellTask(R"({"command":"echo pgid=$$; sleep 600"})", log);
+    spec.run_as = &nobody.id;
+    REQUIRE(host.execute(7, spec) == TH_OK);
+    pid_t pgid = waitForPgid(host, log);
+    GroupGuard guard(pgid);
+    REQUIRE(host.suspend(7) == TH_OK);
+    REQUIRE(host.resume(7) == TH_OK);
+    REQUIRE(host.cancel(7) == TH_OK);
+    auto done = host.waitFor(7, 3s);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_CANCELLED);
+    CHECK(done->message == "cancelled (SIGTERM)");
+    CHECK(groupGone(pgid, 2s));
+    requireCleanHost(host);
+}
