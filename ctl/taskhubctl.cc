@@ -722,10 +722,12 @@ int cmdShow(const Globals& g, const std::string& name) {
         std::string deps;
         for (const auto& dep : t.as_object().at("depends_on").as_array()) deps += (deps.empty() ? "" : ",") + str(dep);
         std::string wf = field(t, "workflow");
+        std::string run_as = field(t, "run_as");
         rows.push_back({field(t, "id"), wf.empty() || wf == "-" ? field(t, "plugin") : "workflow " + wf,
-                        deps.empty() ? "-" : deps, json::serialize(t.as_object().at("params"))});
+                        deps.empty() ? "-" : deps, run_as.empty() ? "-" : run_as,
+                        json::serialize(t.as_object().at("params"))});
     }
-    table({"TASK", "RUNS", "DEPENDS ON", "PARAMS"}, rows);
+    table({"TASK", "RUNS", "DEPENDS ON", "RUN AS", "PARAMS"}, rows);
     return 0;
 }
 
@@ -1087,13 +1089,18 @@ int cmdValidate(const Globals& g, const std::vector<std::string>& files) {
     // and stdout carries only the findings.
     spdlog::set_level(spdlog::level::off);
     plugin_host::PluginHost plugins(nullptr, nullptr);
+    plugin_host::LoadPolicy policy;
+    policy.default_isolation = cfg.default_isolation; // which plugins may use run_as depends on it
+    plugins.setLoadPolicy(policy);
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
     for (const auto& r : plugins.refused()) {
         std::fprintf(stderr, "taskhubctl: warning: plugin %s refused: %s\n", r.file.c_str(), r.reason.c_str());
     }
     // Workflow tasks are checked against the other files given and the daemon's workflows_dir.
     std::vector<fs::path> paths(files.begin(), files.end());
-    auto loads = config::validateWorkflowFiles(paths, cfg.workflows_dir, {cfg.timezone, {}, cfg.workflow_limits}, plugins);
+    config::WorkflowDefaults defaults{cfg.timezone, {}, {}, cfg.workflow_limits};
+    defaults.default_run_as = cfg.default_run_as;
+    auto loads = config::validateWorkflowFiles(paths, cfg.workflows_dir, defaults, plugins);
     json::array results;
     int bad = 0;
     for (size_t i = 0; i < files.size() && i < loads.size(); ++i) {
@@ -1118,6 +1125,12 @@ int cmdValidate(const Globals& g, const std::vector<std::string>& files) {
             if (!g.json) std::cout << p.str() << "\n";
         }
         r["problems"] = std::move(problems);
+        json::array warnings;
+        for (const auto& w : load.workflow ? load.workflow->warnings : std::vector<config::Diagnostic>{}) {
+            warnings.push_back(json::object{{"line", w.line}, {"message", w.message}, {"text", w.str()}});
+            if (!g.json) std::cout << w.file << ":" << w.line << ": warning: " << w.message << "\n";
+        }
+        r["warnings"] = std::move(warnings);
         if (!load.workflow) ++bad;
         else if (!g.json) std::cout << f << ": ok (" << load.workflow->tasks.size() << " task(s))\n";
         results.push_back(std::move(r));

@@ -6,8 +6,10 @@
 //   taskhub-runner --describe FILE
 //       loads FILE, negotiates its ABI (no instance is created) and prints one JSON object:
 //       {"info": {...}} or {"refused": "reason"}; exits 0 either way. A crash is the answer too.
-//   taskhub-runner --fd N --name NAME [--log-level L] [--max-workers N] FILE
-//       serves the framed protocol on descriptor N (a socketpair end from taskhubd).
+//   taskhub-runner --fd N --name NAME [--log-level L] [--max-workers N] [--user U[:G]] FILE
+//       serves the framed protocol on descriptor N (a socketpair end from taskhubd). With --user
+//       ([plugins.NAME] user), it first becomes that account for good (common/identity.h), before
+//       the plugin library is loaded, so no plugin code ever runs with the daemon's privileges.
 //
 // It exits at end of file on its socket and dies with the daemon (PR_SET_PDEATHSIG). Plugin log
 // lines and its own go to the daemon as log frames.
@@ -37,6 +39,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "common/identity.h"
 #include "plugin_host/plugin_host.h"
 #include "plugin_host/runner_protocol.h"
 #include "pool/worker_pool.h"
@@ -52,7 +55,8 @@ using namespace std::chrono_literals;
 
 const char* kUsage =
     "usage: taskhub-runner --describe FILE\n"
-    "       taskhub-runner --fd N --name NAME [--log-level LEVEL] [--max-workers N] [--plugin-fd M] FILE\n"
+    "       taskhub-runner --fd N --name NAME [--log-level LEVEL] [--max-workers N] [--plugin-fd M]\n"
+    "                      [--user USER[:GROUP]] FILE\n"
     "\n"
     "Hosts one TaskHub executor plugin for taskhubd (isolation = \"process\"). Started by taskhubd;\n"
     "not meant to be run by hand except with --describe. --plugin-fd: the plugin file FILE as the\n"
@@ -62,6 +66,7 @@ const char* kUsage =
 constexpr int kExitRefused = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitProtocol = 3;
+constexpr int kExitUser = 4; // --user could not be resolved or switched to
 // The runner's own limit for the plugin's health check, beyond the daemon's: a check that hangs
 // is the daemon's to notice (it kills and restarts this process), not answered as a timeout.
 constexpr auto kHealthMargin = 1s;
@@ -356,7 +361,7 @@ private:
 } // namespace
 
 int main(int argc, char** argv) {
-    std::string describe_file, name, level = "info";
+    std::string describe_file, name, level = "info", user;
     int fd = -1;
     int plugin_fd = -1;
     size_t max_workers = 32;
@@ -374,6 +379,7 @@ int main(int argc, char** argv) {
         else if (a == "--fd") fd = std::atoi(value().c_str());
         else if (a == "--plugin-fd") plugin_fd = std::atoi(value().c_str());
         else if (a == "--name") name = value();
+        else if (a == "--user") user = value();
         else if (a == "--log-level") level = value();
         else if (a == "--max-workers") max_workers = static_cast<size_t>(std::atol(value().c_str()));
         else if (a == "--help" || a == "-h") {
@@ -391,7 +397,17 @@ int main(int argc, char** argv) {
         return kExitUsage;
     }
 
-    // Die with the daemon; if it is already gone, the socket is at end of file.
+    if (!user.empty()) {
+        std::string err;
+        auto id = taskhub::resolveIdentity(user, &err);
+        if (!id || !taskhub::becomeIdentity(*id, &err)) {
+            std::fprintf(stderr, "taskhub-runner: plugin %s: user \"%s\": %s\n", name.c_str(), user.c_str(),
+                         err.c_str());
+            return kExitUser;
+        }
+    }
+    // Die with the daemon; if it is already gone, the socket is at end of file. (After the switch
+    // of user above, which clears the parent-death signal.)
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     const std::string comm = ("th-runner-" + name).substr(0, 15);
     ::prctl(PR_SET_NAME, comm.c_str());

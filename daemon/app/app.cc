@@ -69,6 +69,7 @@ int check(const config::DaemonConfig& cfg) {
     plugin_host::PluginHost plugins(nullptr, nullptr);
     plugin_host::LoadPolicy policy;
     policy.require_trusted = true;
+    policy.default_isolation = cfg.default_isolation; // which plugins may use run_as depends on it
     plugins.setLoadPolicy(policy);
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
     int problems = 0;
@@ -80,6 +81,24 @@ int check(const config::DaemonConfig& cfg) {
     for (const auto& p : set.problems) {
         std::printf("%s\n", p.str().c_str());
         ++problems;
+    }
+    // Warnings do not fail the check; default_run_as is spelled out because it silently skips the
+    // tasks of plugins that cannot run as another user.
+    for (const auto& [name, wf] : set.workflows) {
+        for (const auto& w : wf->warnings) std::printf("%s:%zu: warning: %s\n", w.file.c_str(), w.line, w.message.c_str());
+    }
+    if (!cfg.default_run_as.empty()) {
+        std::string honoured, not_honoured;
+        for (const auto* p : plugins.plugins()) {
+            const auto why = plugins.runAsUnsupported(p->info().name);
+            (why ? not_honoured : honoured) += (why ? "\n  " + p->info().name + ": " + *why
+                                                    : (honoured.empty() ? "" : ", ") + p->info().name);
+        }
+        std::printf("%s: default_run_as = \"%s\" applies to the tasks of plugin(s): %s\n", cfg.file.c_str(),
+                    cfg.default_run_as.c_str(), honoured.empty() ? "none" : honoured.c_str());
+        if (!not_honoured.empty())
+            std::printf("%s: default_run_as does not apply to (these tasks run as taskhubd's user):%s\n",
+                        cfg.file.c_str(), not_honoured.c_str());
     }
     // The state database, checked as taskhubd checks it at start (reading only: the daemon may
     // be running on it).

@@ -58,8 +58,10 @@ std::optional<std::string> trustedDirectoryProblem(const fs::path& dir) {
 }
 
 config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg) {
-    return config::WorkflowDefaults{cfg.timezone, trustedReader(cfg.workflow_limits), trustedDirectoryProblem,
-                                    cfg.workflow_limits};
+    config::WorkflowDefaults d{cfg.timezone, trustedReader(cfg.workflow_limits), trustedDirectoryProblem,
+                               cfg.workflow_limits};
+    d.default_run_as = cfg.default_run_as;
+    return d;
 }
 
 DaemonServices::DaemonServices(Modules m)
@@ -278,7 +280,7 @@ control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool deta
     w.params = wf.params;
     for (auto n : m_.scheduler->nextFirings(wf.name)) w.next_fire_ms.push_back(n.time_since_epoch().count() * 1000);
     for (const auto& t : wf.tasks) {
-        w.tasks.push_back({t.id, t.plugin, t.depends_on, detail ? t.params_json : "{}", t.workflow});
+        w.tasks.push_back({t.id, t.plugin, t.depends_on, detail ? t.params_json : "{}", t.workflow, t.run_as});
     }
     auto last = m_.store->runs({wf.name, std::nullopt, 1});
     if (!last.empty()) w.last_run = last.front();

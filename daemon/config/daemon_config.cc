@@ -2,6 +2,7 @@
 
 #include <date/tz.h>
 
+#include "config/run_as.h"
 #include "config/toml_support.h"
 
 namespace taskhub::config {
@@ -14,7 +15,8 @@ namespace {
 const std::set<std::string> kTopKeys = {
     "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
     "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "max_nesting_depth",
-    "max_workflow_file_size", "max_workflow_tasks", "pool", "plugins", "default_isolation", "history", "control"};
+    "max_workflow_file_size", "max_workflow_tasks", "pool", "plugins", "default_isolation", "history", "control",
+    "default_run_as"};
 const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
 const std::set<std::string> kHistoryKeys = {"keep_runs", "keep_days", "max_log_size"};
 const std::set<std::string> kControlKeys = {"max_connections", "max_connections_per_uid", "max_request_size",
@@ -130,6 +132,11 @@ bool parsePluginKey(const std::string& name, const std::string& key, const Value
         if (auto n = getInt(v, what, r, 0, 1'000'000)) s.max_concurrency = static_cast<int>(*n);
     } else if (key == "isolation") {
         if (auto i = getIsolation(v, what, r)) s.isolation = *i;
+    } else if (key == "user") {
+        if (auto u = getString(v, what, r)) {
+            if (auto why = accountProblem(*u)) r.add(v, what + ": " + *why + " (expected \"user\" or \"user:group\")");
+            else s.user = *u;
+        }
     } else if (key == "health_interval") {
         if (auto d = getDuration(v, what, r)) {
             if (d->count() < 10) r.add(v, what + " must be at least 10ms");
@@ -228,6 +235,11 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in, const FileReader& read) {
                     c.log_level = *s;
                 }
             }
+        } else if (key == "default_run_as") {
+            if (auto s = getString(v, what, r)) {
+                if (auto why = accountProblem(*s)) r.add(v, what + ": " + *why + " (expected \"user\" or \"user:group\")");
+                else c.default_run_as = *s;
+            }
         } else if (key == "admin_group") {
             if (auto s = getString(v, what, r)) c.admin_group = *s;
         } else if (key == "socket_group") {
@@ -298,6 +310,15 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in, const FileReader& read) {
         } else {
             unknownKey(r, v, "", key, kTopKeys);
         }
+    }
+    // A runner `user` only means something for a plugin that has a runner.
+    for (const auto& [name, s] : c.plugins) {
+        if (s.user.empty() || c.isolationOf(name) == Isolation::Process) continue;
+        const Value& uv = root->as_table().at("plugins").as_table().at(name).as_table().at("user");
+        r.add(uv, "'plugins." + name + ".user' applies to plugins with isolation = \"process\" (their "
+                  "taskhub-runner process runs as that user); plugin " + name +
+                  " runs inside taskhubd: add isolation = \"process\", or remove 'user' (its tasks' "
+                  "run_as decides who they run as)");
     }
     if (!r.ok()) throw ConfigError(r.sorted());
     return c;

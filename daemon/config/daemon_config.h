@@ -44,6 +44,9 @@ struct PluginSettings {
     std::optional<Isolation> isolation; // unset: in_process for TaskHub's own plugins, else
                                         // DaemonConfig::default_isolation
     HealthSettings health;
+    // The account ("user" or "user:group") the plugin's taskhub-runner process runs as when its
+    // isolation is process; empty: taskhubd's own user. Meaningless in process (a load error).
+    std::string user;
     std::string plugin_config_json = "{}";
 };
 
@@ -85,6 +88,9 @@ struct DaemonConfig {
     std::string log_level = "info";
     std::string admin_group;               // members may use mutating commands; empty: none
     std::string socket_group;              // group owner of the socket (who may connect); empty: the daemon's
+    // The account of tasks that set no run_as (nor does their workflow) and whose plugin honours
+    // run_as (TH_CAP_RUN_AS, in process); empty: they run as taskhubd's own user.
+    std::string default_run_as;
     std::chrono::milliseconds shutdown_grace{30'000};
     int max_running_tasks = 0;             // 0 = unlimited
     int max_nesting_depth = 10;            // child runs below a top-level run, at most

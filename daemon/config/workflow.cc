@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/time_util.h"
+#include "config/run_as.h"
 #include "config/toml_support.h"
 #include "config/workflow_checks.h"
 #include "expr/condition.h"
@@ -33,6 +34,16 @@ const char* toString(Overlap o) {
 }
 
 const char* toString(OnFailure o) { return o == OnFailure::FailFast ? "fail_fast" : "continue"; }
+
+const char* toString(RunAsSource s) {
+    switch (s) {
+    case RunAsSource::None: return "none";
+    case RunAsSource::Default: return "default_run_as";
+    case RunAsSource::Workflow: return "workflow";
+    case RunAsSource::Task: return "task";
+    }
+    return "?";
+}
 
 const char* toString(Catchup c) {
     switch (c) {
@@ -104,7 +115,7 @@ namespace {
 
 const std::set<std::string> kWorkflowKeys = {"description", "timezone", "dst_gap", "dst_fold", "trigger",
                                              "policy", "params", "max_parallel_tasks", "task",
-                                             "keep_runs", "keep_days"};
+                                             "keep_runs", "keep_days", "run_as"};
 const std::set<std::string> kTriggerKeys = {"cron",    "every",     "at",     "start_at", "jitter",
                                             "watch",   "pattern",   "recursive", "settle", "after"};
 // The keys that only a file-drop (watch) trigger takes.
@@ -116,7 +127,7 @@ const std::set<std::string> kWorkflowTaskKeys = {
     "id", "workflow", "params", "depends_on", "retries", "retry_delay", "retry_backoff",
     "retry_max_delay", "timeout", "trigger_rule", "priority", "when"};
 // Keys the engine reserves for features of later versions; never passed to plugins.
-const std::set<std::string> kTaskReservedKeys = {"run_as", "outputs"};
+const std::set<std::string> kTaskReservedKeys = {"outputs"};
 
 const std::vector<std::pair<const char*, TriggerRule>> kTriggerRules = {
     {"all_success", TriggerRule::AllSuccess}, {"all_done", TriggerRule::AllDone},
@@ -135,6 +146,7 @@ struct RefUse {
 // What the checks after loading a file need to know about a task beyond its TaskDef.
 struct TaskExtra {
     size_t workflow_line = 0;                      // of the `workflow` key
+    size_t run_as_line = 0;                        // of the task's own `run_as` key
     std::map<std::string, size_t> child_param_lines; // key of `params` -> its line
     std::vector<RefUse> refs;
 };
@@ -650,6 +662,22 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
             for (const auto& ref : std::get<expr::Condition>(parsed).refs())
                 extra.refs.push_back({r.lineOf(kv), what, expr::toString(ref), ref});
             task.when = *text;
+        } else if (key == "run_as") {
+            if (workflowTask) {
+                r.add(kv, what + " applies to plugin tasks only (a workflow task runs no process; the tasks "
+                                 "of workflow '" + childName + "' run as that workflow's own run_as)");
+                continue;
+            }
+            auto text = getString(kv, what, r);
+            if (!text) continue;
+            if (auto why = accountProblem(*text)) {
+                r.add(kv, what + ": " + *why + " (run_as names an existing account: \"user\" or "
+                                 "\"user:group\")");
+                continue;
+            }
+            task.run_as = *text;
+            task.run_as_source = RunAsSource::Task;
+            extra.run_as_line = r.lineOf(kv);
         } else if (kTaskReservedKeys.count(key)) {
             r.add(kv, label + ": '" + key +
                           "' is reserved for the engine and not supported by this version of taskhubd");
@@ -697,6 +725,69 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
     }
     wf.tasks.push_back(std::move(task));
     extras.push_back(std::move(extra));
+}
+
+// Settles each plugin task's account: its own run_as, else the workflow's, else default_run_as
+// when its plugin honours run_as. An explicit run_as (task or workflow) on a task whose plugin
+// cannot honour it is refused: the task would silently run as root.
+void applyRunAs(Workflow& wf, size_t wf_line, const std::vector<TaskExtra>& extras,
+                const WorkflowDefaults& defaults, const PluginCatalog& plugins, Reporter& r) {
+    for (size_t i = 0; i < wf.tasks.size() && i < extras.size(); ++i) {
+        TaskDef& task = wf.tasks[i];
+        if (task.plugin.empty() || !task.workflow.empty() || plugins.unavailable(task.plugin)) continue;
+        const auto unsupported = plugins.runAsUnsupported(task.plugin);
+        const std::string label = "task '" + task.id + "'";
+        if (task.run_as_source == RunAsSource::Task) {
+            if (unsupported)
+                r.add(extras[i].run_as_line, label + ": 'run_as' cannot be honoured: " + *unsupported);
+        } else if (!wf.run_as.empty()) {
+            if (unsupported) {
+                r.add(wf_line, "'run_as' cannot be honoured for " + label + " (plugin " + task.plugin + "): " +
+                                   *unsupported);
+                continue;
+            }
+            task.run_as = wf.run_as;
+            task.run_as_source = RunAsSource::Workflow;
+        } else if (!defaults.default_run_as.empty() && !unsupported) {
+            task.run_as = defaults.default_run_as;
+            task.run_as_source = RunAsSource::Default;
+        }
+    }
+}
+
+// A file-drop trigger whose directory users other than root can write, in a workflow with tasks
+// that run as root: those users choose the files root's tasks work on. A warning, not an error:
+// the tasks may be written for it (docs/workflow-format.md, "run_as").
+void warnRootWatch(Workflow& wf) {
+    if (std::none_of(wf.triggers.begin(), wf.triggers.end(),
+                     [](const TriggerDef& t) { return t.kind == TriggerDef::Kind::File; })) {
+        return;
+    }
+    std::map<std::string, bool> is_root; // by account text: one lookup each
+    std::vector<std::string> root_tasks;
+    for (const auto& t : wf.tasks) {
+        if (!t.workflow.empty()) continue;
+        if (!t.run_as.empty()) {
+            auto it = is_root.find(t.run_as);
+            if (it == is_root.end()) it = is_root.emplace(t.run_as, isRootAccount(t.run_as)).first;
+            if (!it->second) continue;
+        }
+        root_tasks.push_back(t.id);
+    }
+    if (root_tasks.empty()) return;
+    std::string names;
+    for (size_t i = 0; i < root_tasks.size() && i < 5; ++i) names += (i ? ", " : "") + root_tasks[i];
+    if (root_tasks.size() > 5) names += " and " + std::to_string(root_tasks.size() - 5) + " more";
+    for (const auto& trig : wf.triggers) {
+        if (trig.kind != TriggerDef::Kind::File) continue;
+        auto why = writableByOthers(trig.watch);
+        if (!why) continue;
+        wf.warnings.push_back({wf.file.string(), trig.line,
+                               "watch " + trig.watch.string() + ": " + *why +
+                                   ", so users other than root choose the files that task(s) " + names +
+                                   " handle as root; set run_as = \"user\" on the workflow or those tasks, or "
+                                   "let only root write there"});
+    }
 }
 
 // A workflow with a file-drop trigger: its runs carry kFileParams, declared here (default "") so
@@ -883,6 +974,7 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
 
     std::string zone = defaults.timezone;
     size_t zoneLine = 0;
+    size_t runAsLine = 0;
     const Value* tasks = nullptr;
     for (const auto& [key, v] : root->as_table()) {
         if (key == "description") {
@@ -920,6 +1012,16 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
             if (auto n = getInt(v, "'keep_runs'", r, 1, 100'000'000)) wf->keep_runs = static_cast<int>(*n);
         } else if (key == "keep_days") {
             if (auto n = getInt(v, "'keep_days'", r, 1, 100'000)) wf->keep_days = static_cast<int>(*n);
+        } else if (key == "run_as") {
+            if (auto s = getString(v, "'run_as'", r)) {
+                if (auto why = accountProblem(*s)) {
+                    r.add(v, "'run_as': " + *why + " (run_as names an existing account: \"user\" or "
+                             "\"user:group\")");
+                } else {
+                    wf->run_as = *s;
+                    runAsLine = r.lineOf(v);
+                }
+            }
         } else if (key == "task") {
             tasks = &v;
         } else {
@@ -950,6 +1052,8 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
     } else {
         size_t i = 0;
         for (const auto& t : tasks->as_array()) loadTask(t, i++, *wf, out.tasks, plugins, r);
+        applyRunAs(*wf, runAsLine, out.tasks, defaults, plugins, r);
+        warnRootWatch(*wf);
     }
 
     bool graph_ok = false;

@@ -80,6 +80,11 @@ const char* toString(Catchup c);
 // for it: with the alias, an unqualified call would be ambiguous.
 using TriggerRule = dag::TriggerRule;
 
+// Where a task's `run_as` account came from (docs/workflow-format.md, "run_as"): none (the task
+// runs as taskhubd's own user), taskhub.toml's default_run_as, the workflow's run_as, or its own.
+enum class RunAsSource { None, Default, Workflow, Task };
+const char* toString(RunAsSource s); // "none" | "default_run_as" | "workflow" | "task"
+
 struct TaskDef {
     size_t line = 0;
     std::string id;
@@ -108,6 +113,11 @@ struct TaskDef {
     // The keys of params_json that are shell text with templates (the plugin's shellParams()):
     // the engine expands them with shell escaping.
     std::vector<std::string> shell_params;
+    // The account ("user" or "user:group") the task's processes run as; empty: taskhubd's own
+    // user. Checked against the password and group databases when the file was loaded, and
+    // resolved again when each attempt starts. Only ever set on tasks whose plugin honours it.
+    std::string run_as;
+    RunAsSource run_as_source = RunAsSource::None;
 };
 
 enum class Overlap { Skip, QueueOne, QueueAll, Replace, Allow };
@@ -141,6 +151,10 @@ struct Workflow {
     std::vector<TaskDef> tasks;
     dag::Graph graph;    // node i is tasks[i]
     std::string version; // content hash of the file, recorded with each run
+    std::string run_as;  // the workflow-level run_as as written; empty: none
+    // What the loader noticed but does not refuse (e.g. a watched directory others can write
+    // while tasks run as root), for `taskhubd --check` and `taskhubctl validate`.
+    std::vector<Diagnostic> warnings;
 };
 
 // What the loader needs to know about executor plugins, so that this module stays free of
@@ -162,6 +176,9 @@ public:
     // the loader refuses templates in shell contexts that cannot be made safe, and the engine
     // escapes the values of the others (expr/shell_context.h). Default: none.
     virtual std::vector<std::string> shellParams(const std::string& /*plugin*/) const { return {}; }
+    // Empty when the plugin's tasks can run as another user (`run_as`): it declares
+    // TH_CAP_RUN_AS and runs inside taskhubd. Otherwise why not and what to do instead.
+    virtual std::optional<std::string> runAsUnsupported(const std::string& plugin) const = 0;
 };
 
 struct WorkflowDefaults {
@@ -179,6 +196,9 @@ struct WorkflowDefaults {
     // the directory, like one that cannot be read. taskhubd sets the trust rule for directories.
     DirCheck dir_problem;
     WorkflowLimits limits;
+    // taskhub.toml's default_run_as ("user" or "user:group"; empty: none): the account of tasks
+    // that set no run_as (nor their workflow) and whose plugin honours run_as.
+    std::string default_run_as;
 };
 
 struct WorkflowLoad {

@@ -193,6 +193,7 @@ json::object workflowJson(const WorkflowInfo& w, bool detail) {
             json::array deps;
             for (const auto& d : t.depends_on) deps.push_back(json::string(d));
             to["depends_on"] = std::move(deps);
+            to["run_as"] = t.run_as;
             to["params"] = json::parse(t.params_json);
             tasks.push_back(std::move(to));
         }

@@ -40,6 +40,7 @@ struct TaskInfo {
     std::vector<std::string> depends_on;
     std::string params_json;
     std::string workflow; // a workflow task: the workflow it runs as a child run
+    std::string run_as;   // the account its processes run as (config::TaskDef::run_as); empty: taskhubd's
 };
 
 struct WorkflowInfo {

@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "common/failpoint.h"
+#include "common/identity.h"
 #include "common/proc.h"
 #include "common/time_util.h"
 #include "dag/graph.h"
@@ -876,6 +877,21 @@ struct Engine::Impl {
                                              "environment (TASKHUB_PARAM_" + k + "); the task was not started", {}});
             return;
         }
+        // The account is looked up again for each attempt: the databases may have changed since
+        // the file was loaded, and the attempt must run as the account as it is now.
+        std::optional<Identity> identity;
+        if (!task.def->run_as.empty()) {
+            std::string err;
+            identity = resolveIdentity(task.def->run_as, &err);
+            if (!identity) {
+                endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
+                                                 "cannot run as \"" + task.def->run_as + "\" (run_as, from " +
+                                                     config::toString(task.def->run_as_source) + "): " + err +
+                                                     "; it resolved when the workflow was loaded",
+                                                 {}});
+                return;
+            }
+        }
         // A plugin that never writes output (TH_CAP_NO_LOG) costs no pipe.
         if (!(task.plugin->info().capabilities & TH_CAP_NO_LOG)) {
             std::string err;
@@ -903,6 +919,7 @@ struct Engine::Impl {
         }
         spec.log_fd = task.output ? task.output->writeFd() : -1;
         spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());
+        spec.run_as = std::move(identity);
         if (!state_dir.empty()) spec.env.push_back("TASKHUB_STATE_DIR=" + state_dir);
         const uint64_t serial = run.serial;
         const int attempt = task.rec.attempt;

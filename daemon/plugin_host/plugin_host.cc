@@ -133,6 +133,10 @@ PluginInfo infoOf(const th_plugin_api& api, const fs::path& file) {
     info.abi_major = api.abi_major;
     info.abi_minor = api.abi_minor;
     info.capabilities = api.capabilities;
+    // TH_CAP_RUN_AS means something only from a table built against ABI 1.3, whose plugin knows
+    // to read th_task.run_as; an older table's bit is an accident and not honoured.
+    if (api.struct_size < offsetof(th_plugin_api, shell_params) + sizeof(api.shell_params))
+        info.capabilities &= ~static_cast<uint64_t>(TH_CAP_RUN_AS);
     info.blocking = (api.capabilities & TH_CAP_BLOCKING_EXECUTE) != 0;
     info.thread_safe = api.thread_safety == TH_THREADS_SAFE;
     // ABI 1.3: read only when the table covers the field (negotiate() checked the list).
@@ -454,6 +458,30 @@ private:
         task.env = env.data();
         task.log_fd = spec.log_fd;
         task.timeout_ms = spec.timeout_ms;
+        // th_identity points into spec, which outlives the execute() call.
+        th_identity identity{};
+        std::vector<uint32_t> groups;
+        if (spec.run_as) {
+            if (!(info_.capabilities & TH_CAP_RUN_AS)) {
+                // The loader refuses run_as for such a plugin; never run it as root instead.
+                finish(token, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
+                                            "plugin " + info_.name + " cannot run tasks as another user (no "
+                                            "TH_CAP_RUN_AS); the task's run_as was not honoured, so it did not run",
+                                            {}});
+                return;
+            }
+            const Identity& id = *spec.run_as;
+            groups.assign(id.groups.begin(), id.groups.end());
+            identity.struct_size = sizeof identity;
+            identity.user = id.user.c_str();
+            identity.uid = id.uid;
+            identity.gid = id.gid;
+            identity.groups = groups.data();
+            identity.n_groups = groups.size();
+            identity.home = id.home.c_str();
+            identity.shell = id.shell.c_str();
+            task.run_as = &identity;
+        }
         char err[1024] = "";
         th_status st;
         try {
@@ -672,7 +700,7 @@ std::optional<std::string> ownershipProblem(const fs::path& path, bool directory
 std::vector<std::string> capabilityNames(uint64_t caps) {
     static const std::pair<uint64_t, const char*> kNames[] = {
         {TH_CAP_CANCEL, "cancel"},   {TH_CAP_HEALTH_CHECK, "health_check"}, {TH_CAP_BLOCKING_EXECUTE, "blocking_execute"},
-        {TH_CAP_SUSPEND, "suspend"}, {TH_CAP_NO_LOG, "no_log"},
+        {TH_CAP_SUSPEND, "suspend"}, {TH_CAP_NO_LOG, "no_log"}, {TH_CAP_RUN_AS, "run_as"},
     };
     std::vector<std::string> out;
     for (const auto& [bit, name] : kNames) {
@@ -752,12 +780,14 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
         const std::string& name = d.info->name;
         if (isolationOf(policy_, name, settings) == Isolation::Process) {
             if (auto why = duplicate(name)) return refuse(name, *why);
+            isolation_[name] = Isolation::Process;
             auto s = settings.find(name);
             RemotePlugin::Options o;
             o.runner = policy_.runner;
             o.require_trusted = policy_.require_trusted;
             if (s != settings.end()) {
                 o.config_json = s->second.plugin_config_json;
+                o.user = s->second.user;
                 o.validate_timeout = std::max(o.validate_timeout, s->second.health.timeout);
             }
             if (pool_) o.max_workers = pool_->maxWorkers();
@@ -777,6 +807,8 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
     if (auto why = openPlugin(load_path, &lib, &table)) return refuse("", *why);
     const std::string name = table->name;
     if (auto why = duplicate(name)) return refuse(name, *why);
+    // Offline (--check, validate) every plugin is loaded here; record how the daemon runs it.
+    isolation_[name] = isolationOf(policy_, name, settings);
     auto loaded = std::make_unique<Loaded>(std::move(lib), table, file, io_, pool_);
     loaded->holdFile(std::move(file_fd));
     auto s = settings.find(name);
@@ -824,6 +856,23 @@ std::optional<config::PluginCatalog::Problem> PluginHost::validate(const std::st
 std::vector<std::string> PluginHost::shellParams(const std::string& plugin) const {
     auto* p = find(plugin);
     return p ? p->info().shell_params : std::vector<std::string>{};
+}
+
+std::optional<std::string> PluginHost::runAsUnsupported(const std::string& plugin) const {
+    auto* p = find(plugin);
+    if (!p) return unavailable(plugin);
+    auto iso = isolation_.find(plugin);
+    if (iso != isolation_.end() && iso->second == Isolation::Process) {
+        return "plugin " + plugin + " runs in its own taskhub-runner process (isolation = \"process\"), "
+               "which runs every task as one user; set that user with [plugins." + plugin +
+               "] user = \"...\" in taskhub.toml instead";
+    }
+    if (!(p->info().capabilities & TH_CAP_RUN_AS)) {
+        return "plugin " + plugin + " does not declare TH_CAP_RUN_AS: it runs inside taskhubd, as taskhubd's "
+               "user, and cannot switch users; run it isolated with [plugins." + plugin +
+               "] isolation = \"process\" and user = \"...\" in taskhub.toml instead";
+    }
+    return std::nullopt;
 }
 
 } // namespace taskhub::plugin_host

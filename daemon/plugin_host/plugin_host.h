@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "common/identity.h"
 #include "config/daemon_config.h"
 #include "config/workflow.h"
 #include "store/records.h"
@@ -67,7 +68,8 @@ std::optional<std::string> describeFile(const std::filesystem::path& file, Plugi
 // location; cron's rule for crontabs: whoever can write it runs code as the daemon).
 std::optional<std::string> ownershipProblem(const std::filesystem::path& path, bool directory);
 
-// The names of TH_CAP_* bits ("cancel", "health_check", "blocking_execute", "suspend", "no_log"),
+// The names of TH_CAP_* bits ("cancel", "health_check", "blocking_execute", "suspend", "no_log",
+// "run_as"),
 // unknown bits as one hex number.
 std::vector<std::string> capabilityNames(uint64_t capabilities);
 
@@ -94,6 +96,9 @@ struct AttemptSpec {
     std::vector<std::string> env; // "NAME=value"
     int log_fd = -1;              // owned by the caller; kept open until done runs
     uint64_t timeout_ms = 0;
+    // The task's run_as account, resolved when the attempt starts; unset: taskhubd's own user.
+    // Handed to the plugin as th_task.run_as (only plugins with TH_CAP_RUN_AS get tasks with it).
+    std::optional<Identity> run_as;
     // Called on the event loop when the plugin reports the attempt's process, before `done`;
     // may be empty.
     std::function<void(const ProcessIdentity&)> on_process;
@@ -242,6 +247,9 @@ public:
     std::optional<Problem> validate(const std::string& plugin,
                                     const std::string& params_json) const override;
     std::vector<std::string> shellParams(const std::string& plugin) const override;
+    // Refuses run_as for a plugin without TH_CAP_RUN_AS (it runs inside taskhubd, as root) and
+    // for a plugin whose isolation is process (its runner has one user: [plugins.NAME] user).
+    std::optional<std::string> runAsUnsupported(const std::string& plugin) const override;
 
 private:
     class Loaded;
@@ -251,6 +259,7 @@ private:
     LoadPolicy policy_;
     std::map<std::string, std::unique_ptr<Plugin>> plugins_;
     std::vector<RefusedPlugin> refused_;
+    std::map<std::string, Isolation> isolation_; // of each loaded plugin, as configured
     HealthListener health_listener_;
     std::unique_ptr<Monitor> monitor_;
 };

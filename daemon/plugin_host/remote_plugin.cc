@@ -302,6 +302,12 @@ public:
     uint64_t start(const AttemptSpec& spec, Done done) {
         const uint64_t token = ++next_token_;
         auto r = runner_;
+        if (spec.run_as) {
+            // The loader refuses run_as for isolated plugins: their runner has one account.
+            fail(std::move(done), "plugin '" + info_.name + "' runs isolated and cannot run a task as another user "
+                                  "(set [plugins." + info_.name + "] user instead); the task did not run", false);
+            return token;
+        }
         if (!usable(r.get())) {
             fail(std::move(done), "plugin '" + info_.name + "' " + notRunning(), true);
             return token;
@@ -428,6 +434,7 @@ private:
                                          "--name", info_.name, "--log-level", level,
                                          "--max-workers", std::to_string(opts_.max_workers)};
         if (file_fd) argv.insert(argv.end(), {"--plugin-fd", std::to_string(kPluginFd)});
+        if (!opts_.user.empty()) argv.insert(argv.end(), {"--user", opts_.user});
         argv.push_back(info_.file.string()); // named for ps; loaded from --plugin-fd when given
         bool ok = spawnChild(argv, dups, &r->child, err);
         ::close(theirs);

@@ -60,6 +60,7 @@ public:
         // Each runner start opens the plugin file under the trust rule (common/trust.h) and hands
         // the runner that descriptor to load from (see describeOutOfProcess()).
         bool require_trusted = false;
+        std::string user;                  // [plugins.NAME] user: the runner's account; empty: ours
     };
 
     // Starts the first runner for the plugin `described` and waits for it to load the plugin.

@@ -54,10 +54,29 @@ struct ChildPlan {
     char* pwd_value = nullptr; // the value part of direct_envp's "PWD=" entry
     size_t pwd_capacity = 0;
     int log_fd = -1;         // stdout and stderr; -1: /dev/null
-    const char* cwd = nullptr; // nullptr: the daemon's
+    const char* cwd = nullptr; // nullptr: the daemon's (or, with run_as, home)
+    // run_as: become this account before anything else the task could notice, in cronie's order
+    // (supplementary groups, gid, uid, then proof that root cannot be regained), and without a
+    // cwd of its own start in `home` when that user can enter it, else in /.
+    bool drop = false;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    const gid_t* groups = nullptr;
+    size_t n_groups = 0;
+    const char* home = nullptr;
     int error = 0;           // set by the child when a step failed
     const char* failed = nullptr;
 };
+
+// The 32-bit-id variants where the architecture has both (i386, arm); elsewhere the plain ones
+// already take 32-bit ids.
+#ifdef SYS_setgroups32
+constexpr long kSysSetgroups = SYS_setgroups32, kSysSetresgid = SYS_setresgid32,
+               kSysSetresuid = SYS_setresuid32, kSysSetuid = SYS_setuid32;
+#else
+constexpr long kSysSetgroups = SYS_setgroups, kSysSetresgid = SYS_setresgid, kSysSetresuid = SYS_setresuid,
+               kSysSetuid = SYS_setuid;
+#endif
 
 // Errors after which execvp and the shells go on to the next PATH element.
 bool tryNextCandidate(int err) {
@@ -97,7 +116,26 @@ int childMain(void* arg) {
     long in = ::syscall(SYS_openat, (long)AT_FDCWD, "/dev/null", (long)O_RDONLY);
     if (in < 0) childFailed(plan, "open /dev/null");
     if (in != STDIN_FILENO && ::syscall(SYS_dup3, in, (long)STDIN_FILENO, 0L) < 0) childFailed(plan, "dup2");
-    if (plan->cwd != nullptr && ::syscall(SYS_chdir, plan->cwd) != 0) childFailed(plan, "cwd");
+    // Raw system calls, not setuid(3): glibc's would act on every thread sharing this memory,
+    // the daemon's own included. setres*id also clears the saved ids.
+    if (plan->drop) {
+        if (::syscall(kSysSetgroups, (long)plan->n_groups, plan->groups) != 0) childFailed(plan, "setgroups");
+        if (::syscall(kSysSetresgid, (long)plan->gid, (long)plan->gid, (long)plan->gid) != 0)
+            childFailed(plan, "setgid");
+        if (::syscall(kSysSetresuid, (long)plan->uid, (long)plan->uid, (long)plan->uid) != 0)
+            childFailed(plan, "setuid");
+        if (plan->uid != 0 && ::syscall(kSysSetuid, 0L) == 0) {
+            errno = EPERM;
+            childFailed(plan, "regain");
+        }
+    }
+    // After the switch, so that the directory is entered with the task user's permissions.
+    if (plan->cwd != nullptr) {
+        if (::syscall(SYS_chdir, plan->cwd) != 0) childFailed(plan, "cwd");
+    } else if (plan->home != nullptr && ::syscall(SYS_chdir, plan->home) != 0 &&
+               ::syscall(SYS_chdir, "/") != 0) {
+        childFailed(plan, "cwd");
+    }
     ::syscall(SYS_close_range, 3U, ~0U, 0U);
     unsigned long none = 0;
     ::syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &none, nullptr, 8L);
@@ -152,6 +190,16 @@ void ShellPlugin::validate(std::string_view params_json) { parseParams(params_js
 
 std::vector<std::string> ShellPlugin::environmentFor(const sdk::Task& task) const {
     std::vector<std::string> env = daemon_env_;
+    if (task.run_as) {
+        // The account's own, from the password database, as login(1) and cron set them.
+        std::erase_if(env, [](const std::string& e) {
+            return !e.starts_with("PATH=");
+        });
+        env.push_back("HOME=" + task.run_as->home);
+        env.push_back("USER=" + task.run_as->user);
+        env.push_back("LOGNAME=" + task.run_as->user);
+        env.push_back("SHELL=" + task.run_as->shell);
+    }
     env.reserve(env.size() + task.env.size());
     for (const std::string& entry : task.env) {
         size_t eq = entry.find('=');
@@ -181,6 +229,19 @@ ShellPlugin::Spawned ShellPlugin::spawn(const Params& params, const sdk::Task& t
     ChildPlan plan{argv_task ? nullptr : kShell, argv, envp.data()};
     plan.log_fd = task.log_fd;
     plan.cwd = params.cwd.empty() ? nullptr : params.cwd.c_str();
+    std::vector<gid_t> groups;
+    if (task.run_as) {
+        const sdk::Identity& id = *task.run_as;
+        groups.assign(id.groups.begin(), id.groups.end());
+        // An unprivileged daemon (tests, scripts/demo) may "switch" to itself; it cannot call
+        // setgroups, and needs not.
+        plan.drop = ::geteuid() == 0 || id.uid != ::geteuid();
+        plan.uid = id.uid;
+        plan.gid = id.gid;
+        plan.groups = groups.data();
+        plan.n_groups = groups.size();
+        plan.home = id.home.empty() ? "/" : id.home.c_str();
+    }
 
     // A command without shell syntax runs without the shell, with the environment the shell
     // would have given it: the same variables plus PWD (unless the task sets PWD itself, which
@@ -239,8 +300,24 @@ ShellPlugin::Spawned ShellPlugin::spawn(const Params& params, const sdk::Task& t
     if (plan.failed != nullptr) {
         reapBlocking(pidfd); // it has already exited
         ::close(pidfd);
-        if (std::strcmp(plan.failed, "cwd") == 0)
+        const std::string as_user =
+            task.run_as ? " as user " + task.run_as->user + " (uid " + std::to_string(task.run_as->uid) + ")" : "";
+        if (std::strcmp(plan.failed, "cwd") == 0 && !task.run_as)
             throw std::runtime_error(failure + "cwd '" + params.cwd + "': " + describeErrno(plan.error));
+        if (std::strcmp(plan.failed, "cwd") == 0)
+            throw std::runtime_error(failure + "cwd '" + (params.cwd.empty() ? "/" : params.cwd) +
+                                     "' cannot be entered" + as_user + ": " + describeErrno(plan.error) +
+                                     " (give that user search permission on it, or pick another cwd)");
+        if (std::strcmp(plan.failed, "regain") == 0)
+            throw std::runtime_error(failure + "after switching" + as_user +
+                                     ", setuid(0) still succeeded: refusing to run with root regainable");
+        if (task.run_as && (std::strcmp(plan.failed, "setgroups") == 0 ||
+                            std::strcmp(plan.failed, "setgid") == 0 || std::strcmp(plan.failed, "setuid") == 0))
+            throw std::runtime_error(failure + "cannot switch to user " + task.run_as->user + " (uid " +
+                                     std::to_string(task.run_as->uid) + ", gid " +
+                                     std::to_string(task.run_as->gid) + "): " + plan.failed + ": " +
+                                     describeErrno(plan.error) +
+                                     (::geteuid() != 0 ? " (run_as needs taskhubd to run as root)" : ""));
         throw std::runtime_error(failure + plan.failed + ": " + describeErrno(plan.error));
     }
     return {pid, pidfd};
@@ -414,4 +491,4 @@ sdk::Health ShellPlugin::health() {
 
 TASKHUB_PLUGIN(taskhub::plugins::shell::ShellPlugin, "shell", TASKHUB_PLUGIN_VERSION,
                "Runs a command line as /bin/sh -c does, in its own process group",
-               TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK | TH_CAP_SUSPEND, TH_THREADS_SERIAL)
+               TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK | TH_CAP_SUSPEND | TH_CAP_RUN_AS, TH_THREADS_SERIAL)

@@ -5,7 +5,11 @@
 // CLONE_VFORK), but on one child stack reused for every spawn) in a process group of its own, with
 // stdin from /dev/null, stdout and stderr on the attempt's log file, no other inherited
 // descriptors and a scrubbed environment (PATH, HOME, USER, LOGNAME and SHELL of the daemon plus
-// the task's env entries, which win). The plugin never blocks: it reaps the child through a pidfd
+// the task's env entries, which win). With th_task.run_as (TH_CAP_RUN_AS, see docs/workflow-format.md,
+// "run_as") the child becomes that account before exec, in cronie's order (supplementary groups,
+// gid, uid, then a check that setuid(0) fails), gets the account's HOME, USER, LOGNAME and SHELL
+// instead of the daemon's, and starts in cwd, else the account's home, else /, entered as the
+// account. The plugin never blocks: it reaps the child through a pidfd
 // the host watches on its event loop, so a running command holds no thread.
 //
 // Suspending (`taskhubctl pause --freeze`) sends SIGSTOP to the group, resuming SIGCONT.

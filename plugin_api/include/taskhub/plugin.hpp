@@ -37,6 +37,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -248,6 +249,16 @@ private:
     std::shared_ptr<Pending> pending_;
 };
 
+// The account an attempt runs as (ABI 1.3 th_identity), copied out of th_task.
+struct Identity {
+    std::string user;
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    std::vector<uint32_t> groups; // supplementary groups, as initgroups() would set them
+    std::string home;
+    std::string shell;
+};
+
 // One attempt, copied out of th_task so it may be kept after execute() returns.
 struct Task {
     uint64_t token = 0;
@@ -259,6 +270,9 @@ struct Task {
     std::vector<std::string> env; // "NAME=value"
     int log_fd = -1;              // host-owned; valid until complete()
     uint64_t timeout_ms = 0;
+    // ABI 1.3: set when the task has a run_as; the plugin must then run the attempt's processes
+    // as this account (and declare TH_CAP_RUN_AS). Unset: as the host's own user.
+    std::optional<Identity> run_as;
 };
 
 struct Health {
@@ -348,6 +362,17 @@ inline th_status execute(th_instance* i, const th_task* t, uint64_t token, th_bu
         for (const char* const* e = t->env; e && *e; ++e) task.env.emplace_back(*e);
         task.log_fd = t->log_fd;
         task.timeout_ms = t->timeout_ms;
+        if (t->struct_size >= offsetof(th_task, run_as) + sizeof(t->run_as) && t->run_as != nullptr) {
+            const th_identity& id = *t->run_as;
+            Identity copy;
+            copy.user = id.user ? id.user : "";
+            copy.uid = id.uid;
+            copy.gid = id.gid;
+            if (id.groups != nullptr) copy.groups.assign(id.groups, id.groups + id.n_groups);
+            copy.home = id.home ? id.home : "";
+            copy.shell = id.shell ? id.shell : "";
+            task.run_as = std::move(copy);
+        }
         self(i)->execute(task);
         return TH_OK;
     } catch (const std::exception& e) {

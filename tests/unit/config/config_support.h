@@ -34,6 +34,12 @@ public:
         if (plugin == "shell") return {"command"};
         return {};
     }
+
+    // Like the real shell and noop plugins: shell honours run_as, noop does not.
+    std::optional<std::string> runAsUnsupported(const std::string& plugin) const override {
+        if (plugin == "shell") return std::nullopt;
+        return "plugin " + plugin + " does not declare TH_CAP_RUN_AS";
+    }
 };
 
 // "line: message" for each problem.

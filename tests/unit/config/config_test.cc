@@ -89,12 +89,12 @@ comand = "true"
 )");
     CHECK(messages(load) == std::vector<std::string>{
               "1: unknown key 'descripton'; did you mean 'description'? (accepted: description, dst_fold, dst_gap, "
-              "keep_days, keep_runs, max_parallel_tasks, params, policy, task, timezone, trigger)",
+              "keep_days, keep_runs, max_parallel_tasks, params, policy, run_as, task, timezone, trigger)",
               "6: task 'a': plugin shell rejects parameter 'comand': unknown parameter 'comand'; did you mean "
               "'command'?"});
     CHECK(load.problems[0].str() == (dir.path / "w.toml").string() +
                                         ":1: unknown key 'descripton'; did you mean 'description'? (accepted: "
-                                        "description, dst_fold, dst_gap, keep_days, keep_runs, max_parallel_tasks, params, policy, task, "
+                                        "description, dst_fold, dst_gap, keep_days, keep_runs, max_parallel_tasks, params, policy, run_as, task, "
                                         "timezone, trigger)");
 }
 
@@ -209,12 +209,12 @@ catchup = "sometimes"
 [[task]]
 id = "a"
 plugin = "noop"
-run_as = "nobody"
+outputs = "x"
 )");
     CHECK(messages(load) ==
           std::vector<std::string>{
               "7: 'policy.catchup' must be none | latest | all, found \"sometimes\"",
-              "12: task 'a': 'run_as' is reserved for the engine and not supported by this version of "
+              "12: task 'a': 'outputs' is reserved for the engine and not supported by this version of "
               "taskhubd"});
 }
 
@@ -490,8 +490,9 @@ idel_timeout = "1m"
         for (const auto& p : e.problems()) got.push_back(std::to_string(p.line) + ": " + p.message);
         CHECK(got == std::vector<std::string>{
                          "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, control, "
-                         "default_isolation, history, log_level, max_nesting_depth, max_running_tasks, max_workflow_file_size, "
-                         "max_workflow_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, socket_group, "
+                         "default_isolation, default_run_as, history, log_level, max_nesting_depth, max_running_tasks, "
+                         "max_workflow_file_size, max_workflow_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, "
+                         "socket_group, "
                          "state_dir, timezone, workflows_dir)",
                          "2: 'plugin_dirs' must be an array of strings, found string",
                          "4: [pool] min_workers (8) must not exceed max_workers (2)",

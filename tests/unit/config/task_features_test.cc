@@ -166,7 +166,7 @@ id = "b"
 plugin = "noop"
 retry_backoff = "2x"
 retry_on_exit_codes = 3
-run_as = "nobody"
+run_as = "no-such-user-th"
 )");
     CHECK(messages(load) ==
           std::vector<std::string>{
@@ -185,7 +185,8 @@ run_as = "nobody"
               "22: task 'b': 'retry_backoff' must be a number, found string",
               "23: task 'b': 'retry_on_exit_codes' must be an array of integers 0-255, e.g. [75, 111], found "
               "integer",
-              "24: task 'b': 'run_as' is reserved for the engine and not supported by this version of taskhubd"});
+              "24: task 'b': 'run_as': no user 'no-such-user-th' in the password database (run_as names an "
+              "existing account: \"user\" or \"user:group\")"});
 }
 
 TEST_CASE("a task runs either a plugin or a workflow", "[workflow][features]") {

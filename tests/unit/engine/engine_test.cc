@@ -630,3 +630,21 @@ TEST_CASE("engine: recovery leaves a process alone whose pid no longer has the r
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);
 }
+
+TEST_CASE("engine: run_as is resolved when the attempt starts; an account gone since load fails it",
+          "[engine][run_as]") {
+    Harness h;
+    h.add("v", "[[task]]\nid = \"t\"\nplugin = \"shell\"\ncommand = \"true\"\nrun_as = \"nobody\"\n");
+    h.load();
+    // The loaded workflow, as if the account had been deleted after the file was loaded.
+    auto gone = std::make_shared<config::Workflow>(*h.workflow("v"));
+    gone->tasks[0].run_as = "no-such-user-th";
+    auto r = h.engine().trigger(gone, engine::TriggerKind::Manual, std::nullopt, {}, "test");
+    REQUIRE(r.ok);
+    auto run = h.waitEnd(r.run_id);
+    CHECK(run.state == "failed");
+    CHECK(task(run, "t").state == "failed");
+    CHECK(task(run, "t").message == "cannot run as \"no-such-user-th\" (run_as, from task): no user "
+                                    "'no-such-user-th' in the password database; it resolved when the "
+                                    "workflow was loaded");
+}

@@ -103,6 +103,7 @@ th_status FakeHost::execute(uint64_t token, const TaskSpec& spec, std::string* e
     task.env = env.data();
     task.log_fd = spec.log_fd;
     task.timeout_ms = 0;
+    task.run_as = spec.run_as;
 
     std::string message(kBufferSize, '\0');
     th_status status =

@@ -57,6 +57,7 @@ struct TaskSpec {
     int log_fd = -1;
     std::vector<std::string> env = {"TASKHUB_WORKFLOW=wf", "TASKHUB_RUN_ID=run-1",
                                     "TASKHUB_TASK_ID=t1"};
+    const th_identity* run_as = nullptr; // th_task.run_as (ABI 1.3)
 };
 
 class FakeHost {

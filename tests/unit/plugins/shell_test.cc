@@ -7,8 +7,11 @@
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -133,7 +136,7 @@ TEST_CASE("shell: declares its name, capabilities and threading", "[shell]") {
     CHECK(api->abi_major == TH_ABI_VERSION_MAJOR);
     CHECK(api->struct_size == sizeof(th_plugin_api));
     CHECK(std::string(api->name) == "shell");
-    CHECK(api->capabilities == (TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK | TH_CAP_SUSPEND));
+    CHECK(api->capabilities == (TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK | TH_CAP_SUSPEND | TH_CAP_RUN_AS));
     CHECK(api->suspend != nullptr);
     CHECK(api->resume != nullptr);
     CHECK(api->thread_safety == TH_THREADS_SERIAL);
@@ -644,5 +647,136 @@ TEST_CASE("shell: values that are not valid UTF-8 reach the program byte for byt
     done = runToEnd(host, 2, shellTask("{\"command\":\"printf %s '\xff\xfe;x'\"}", shell_log));
     CHECK(done.outcome == TH_OUTCOME_SUCCEEDED);
     CHECK(shell_log.contents() == "\xff\xfe;x");
+    requireCleanHost(host);
+}
+
+// ---- run_as (ABI 1.3 th_task.run_as) ----
+
+namespace {
+
+// th_identity for nobody:nogroup as Debian's base system has it (uid and gid looked up, so the
+// test does not hard-code 65534), with no supplementary groups beyond nogroup.
+struct NobodyIdentity {
+    std::vector<uint32_t> groups;
+    th_identity id{};
+    NobodyIdentity() {
+        const passwd* pw = ::getpwnam("nobody");
+        const group* gr = ::getgrnam("nogroup");
+        REQUIRE(pw != nullptr);
+        REQUIRE(gr != nullptr);
+        groups = {gr->gr_gid};
+        id.struct_size = sizeof id;
+        id.user = "nobody";
+        id.uid = pw->pw_uid;
+        id.gid = gr->gr_gid;
+        id.groups = groups.data();
+        id.n_groups = groups.size();
+        id.home = "/nonexistent";
+        id.shell = "/usr/sbin/nologin";
+    }
+};
+
+} // namespace
+
+TEST_CASE("shell: run_as drops to the account: ids, groups, environment, working directory",
+          "[shell][run_as]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: switching users needs root");
+        return;
+    }
+    NobodyIdentity nobody;
+    FakeHost host(shellPlugin());
+    LogFile log;
+    TaskSpec spec = shellTask(R"({"command":"id -u; id -g; id -G; pwd; cat /proc/$$/environ | tr '\\0' '\\n'"})",
+                              log);
+    spec.run_as = &nobody.id;
+    REQUIRE(host.execute(1, spec) == TH_OK);
+    auto done = host.waitFor(1, 3s);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_SUCCEEDED);
+    const std::string out = log.contents();
+    INFO(out);
+    const std::string uid = std::to_string(nobody.id.uid), gid = std::to_string(nobody.id.gid);
+    // uid, gid, the group list (only nogroup: root's groups are gone), then / because nobody's
+    // home does not exist.
+    CHECK(out.starts_with(uid + "\n" + gid + "\n" + gid + "\n/\n"));
+    CHECK(out.find("\nHOME=/nonexistent\n") != std::string::npos);
+    CHECK(out.find("\nUSER=nobody\n") != std::string::npos);
+    CHECK(out.find("\nLOGNAME=nobody\n") != std::string::npos);
+    CHECK(out.find("\nSHELL=/usr/sbin/nologin\n") != std::string::npos);
+    CHECK(out.find("\nPATH=") != std::string::npos);
+}
+
+TEST_CASE("shell: a run_as task cannot regain root or write what only root may write",
+          "[shell][run_as]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: switching users needs root");
+        return;
+    }
+    taskhub::testing::TempDir dir;
+    const std::string target = (dir.path / "root-only").string();
+    ::chmod(dir.path.c_str(), 0755);
+    NobodyIdentity nobody;
+    FakeHost host(shellPlugin());
+    LogFile log;
+    // perl is part of Debian's base system; its POSIX::setuid is the setuid(2) a task could try.
+    TaskSpec spec = shellTask(R"({"command":"echo x > )" + target +
+                                  R"( && echo WROTE; perl -MPOSIX -e 'print POSIX::setuid(0) ? \"ROOT\\n\" : \"no root\\n\"'; id -u"})",
+                              log);
+    spec.run_as = &nobody.id;
+    REQUIRE(host.execute(1, spec) == TH_OK);
+    auto done = host.waitFor(1, 3s);
+    REQUIRE(done);
+    const std::string out = log.contents();
+    INFO(out);
+    CHECK(out.find("WROTE") == std::string::npos);
+    CHECK(out.find("ROOT") == std::string::npos);
+    CHECK(out.find("no root\n" + std::to_string(nobody.id.uid) + "\n") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(target));
+}
+
+TEST_CASE("shell: a cwd the run_as user cannot enter refuses to start, saying so", "[shell][run_as]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: switching users needs root");
+        return;
+    }
+    taskhub::testing::TempDir dir;
+    ::chmod(dir.path.c_str(), 0700);
+    NobodyIdentity nobody;
+    FakeHost host(shellPlugin());
+    LogFile log;
+    TaskSpec spec = shellTask(R"({"command":"pwd","cwd":")" + dir.path.string() + R"("})", log);
+    spec.run_as = &nobody.id;
+    std::string error;
+    CHECK(host.execute(1, spec, &error) == TH_ERR_FAILED);
+    CHECK(error == "cannot start /bin/sh for task t1: cwd '" + dir.path.string() +
+                       "' cannot be entered as user nobody (uid " + std::to_string(nobody.id.uid) +
+                       "): Permission denied (give that user search permission on it, or pick another cwd)");
+    requireCleanHost(host);
+}
+
+TEST_CASE("shell: suspend, resume and cancel reach a command running as another user",
+          "[shell][run_as]") {
+    if (::geteuid() != 0) {
+        WARN("skipped: switching users needs root");
+        return;
+    }
+    adoptOrphans();
+    NobodyIdentity nobody;
+    FakeHost host(shellPlugin());
+    LogFile log;
+    TaskSpec spec = shellTask(R"({"command":"echo pgid=$$; sleep 600"})", log);
+    spec.run_as = &nobody.id;
+    REQUIRE(host.execute(7, spec) == TH_OK);
+    pid_t pgid = waitForPgid(host, log);
+    GroupGuard guard(pgid);
+    REQUIRE(host.suspend(7) == TH_OK);
+    REQUIRE(host.resume(7) == TH_OK);
+    REQUIRE(host.cancel(7) == TH_OK);
+    auto done = host.waitFor(7, 3s);
+    REQUIRE(done);
+    CHECK(done->outcome == TH_OUTCOME_CANCELLED);
+    CHECK(done->message == "cancelled (SIGTERM)");
+    CHECK(groupGone(pgid, 2s));
     requireCleanHost(host);
 }
