@@ -4,7 +4,9 @@
 #include <boost/asio/post.hpp>
 
 #include <condition_variable>
+#include <chrono>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -34,8 +36,16 @@ class LoopCatalog final : public config::PluginCatalog {
 public:
     explicit LoopCatalog(std::shared_ptr<WorkflowLoader::State> s) : s_(std::move(s)) {}
 
+    // What the plugin host knows of each plugin from loading it (its table, its isolation) does
+    // not change while the daemon runs: these answer on the loader thread.
     std::optional<std::string> unavailable(const std::string& plugin) const override {
         return s_->plugins.unavailable(plugin);
+    }
+    std::vector<std::string> shellParams(const std::string& plugin) const override {
+        return s_->plugins.shellParams(plugin);
+    }
+    std::optional<std::string> runAsUnsupported(const std::string& plugin) const override {
+        return s_->plugins.runAsUnsupported(plugin);
     }
 
     std::optional<Problem> validate(const std::string& plugin, const std::string& params_json) const override {
@@ -59,6 +69,53 @@ public:
         s_->cv.wait(lock, [&] { return call->done || s_->stopping; });
         if (!call->done) return Problem{"", "taskhubd is shutting down"}; // the job's result is dropped
         return std::move(call->result);
+    }
+
+    // All calls of a file in one hand-over: the loop runs them in slices of at most about 2 ms
+    // (posting the rest behind whatever else is waiting), so a 100,000-task file neither stalls
+    // the loop nor pays a thread switch per task.
+    std::vector<std::optional<Problem>> validateAll(const std::vector<ValidateCall>& calls) const override {
+        struct Batch {
+            // Copies: after stop() the loader thread may return (and free the workflow being
+            // read) while a slice still runs on the loop.
+            std::vector<std::pair<std::string, std::string>> calls;
+            std::vector<std::optional<Problem>> answers;
+            size_t next = 0;
+            bool done = false;
+        };
+        auto batch = std::make_shared<Batch>();
+        batch->calls.reserve(calls.size());
+        for (const auto& c : calls) batch->calls.emplace_back(*c.plugin, *c.params_json);
+        batch->answers.resize(calls.size());
+        auto slice = std::make_shared<std::function<void()>>();
+        *slice = [batch, s = s_, weak = std::weak_ptr<std::function<void()>>(slice)] {
+            {
+                std::lock_guard lock(s->mu);
+                if (s->stopping) return;
+            }
+            const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+            while (batch->next < batch->calls.size()) {
+                const auto& c = batch->calls[batch->next];
+                batch->answers[batch->next] = s->plugins.validate(c.first, c.second);
+                ++batch->next;
+                if (std::chrono::steady_clock::now() >= until) break;
+            }
+            if (batch->next < batch->calls.size()) {
+                if (auto again = weak.lock()) asio::post(s->io, [again] { (*again)(); });
+                return;
+            }
+            std::lock_guard lock(s->mu);
+            batch->done = true;
+            s->cv.notify_all();
+        };
+        asio::post(s_->io, [slice] { (*slice)(); });
+        std::unique_lock lock(s_->mu);
+        s_->cv.wait(lock, [&] { return batch->done || s_->stopping; });
+        if (!batch->done) {
+            // The job's result is dropped; every call answers so that the loader returns at once.
+            return std::vector<std::optional<Problem>>(calls.size(), Problem{"", "taskhubd is shutting down"});
+        }
+        return std::move(batch->answers);
     }
 
 private:

@@ -526,8 +526,16 @@ void checkShellParams(const Table& params, const std::string& label, const std::
     }
 }
 
+// A task whose parameters the plugin still has to validate(): asked for all tasks of a file at
+// once (PluginCatalog::validateAll) once every task is read.
+struct PendingValidation {
+    const Table* table; // the task's table in the parsed file
+    size_t task;        // index into Workflow::tasks
+    std::string label;
+};
+
 void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>& extras,
-              const PluginCatalog& plugins, Reporter& r) {
+              const PluginCatalog& plugins, std::vector<PendingValidation>& pending, Reporter& r) {
     if (!v.is_table()) {
         r.add(v, "[[task]] entries must be tables, found " + typeName(v));
         return;
@@ -710,17 +718,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
             r.add(pluginLine, label + ": " + *why);
         } else if (checkShellParams(params, label, plugins.shellParams(task.plugin), task, r);
                    r.problems().size() == before) {
-            if (auto problem = plugins.validate(task.plugin, task.params_json)) {
-                size_t line = task.line;
-                std::string where;
-                if (!problem->key.empty()) {
-                    auto it = t.find(problem->key);
-                    if (it != t.end()) line = r.lineOf(it->second);
-                    where = " '" + problem->key + "'";
-                }
-                r.add(line, label + ": plugin " + task.plugin + " rejects parameter" + where + ": " +
-                                problem->message);
-            }
+            pending.push_back({&t, wf.tasks.size(), label});
         }
     }
     wf.tasks.push_back(std::move(task));
@@ -787,6 +785,30 @@ void warnRootWatch(Workflow& wf) {
                                    ", so users other than root choose the files that task(s) " + names +
                                    " handle as root; set run_as = \"user\" on the workflow or those tasks, or "
                                    "let only root write there"});
+    }
+}
+
+// Asks the plugins about every pending task's parameters in one batch and reports each refusal
+// at the line of the parameter the plugin names (else the task's).
+void validatePending(const std::vector<PendingValidation>& pending, const Workflow& wf, const PluginCatalog& plugins,
+                     Reporter& r) {
+    if (pending.empty()) return;
+    std::vector<PluginCatalog::ValidateCall> calls;
+    calls.reserve(pending.size());
+    for (const auto& p : pending) calls.push_back({&wf.tasks[p.task].plugin, &wf.tasks[p.task].params_json});
+    auto answers = plugins.validateAll(calls);
+    for (size_t i = 0; i < pending.size() && i < answers.size(); ++i) {
+        if (!answers[i]) continue;
+        const auto& problem = *answers[i];
+        const auto& task = wf.tasks[pending[i].task];
+        size_t line = task.line;
+        std::string where;
+        if (!problem.key.empty()) {
+            auto it = pending[i].table->find(problem.key);
+            if (it != pending[i].table->end()) line = r.lineOf(it->second);
+            where = " '" + problem.key + "'";
+        }
+        r.add(line, pending[i].label + ": plugin " + task.plugin + " rejects parameter" + where + ": " + problem.message);
     }
 }
 
@@ -1051,7 +1073,9 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
                           "raise the limit (up to " + std::to_string(kMaxTasksPerWorkflow) + ")");
     } else {
         size_t i = 0;
-        for (const auto& t : tasks->as_array()) loadTask(t, i++, *wf, out.tasks, plugins, r);
+        std::vector<PendingValidation> pending;
+        for (const auto& t : tasks->as_array()) loadTask(t, i++, *wf, out.tasks, plugins, pending, r);
+        validatePending(pending, *wf, plugins, r);
         applyRunAs(*wf, runAsLine, out.tasks, defaults, plugins, r);
         warnRootWatch(*wf);
     }

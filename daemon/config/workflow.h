@@ -172,10 +172,25 @@ public:
     // Runs the plugin's validate() on a task's parameters.
     virtual std::optional<Problem> validate(const std::string& plugin,
                                             const std::string& params_json) const = 0;
+    // One validate() call of a batch: the plugin and a task's parameters.
+    struct ValidateCall {
+        const std::string* plugin;
+        const std::string* params_json;
+    };
+    // validate() for every call, answers in the same order. The loader asks for all the tasks of
+    // a file at once, so that a catalog whose calls must run elsewhere (the daemon's loader
+    // thread hands them to the event loop) pays one hand-over per file, not one per task.
+    virtual std::vector<std::optional<Problem>> validateAll(const std::vector<ValidateCall>& calls) const {
+        std::vector<std::optional<Problem>> out;
+        out.reserve(calls.size());
+        for (const auto& c : calls) out.push_back(validate(*c.plugin, *c.params_json));
+        return out;
+    }
     // The plugin's parameters whose string value is POSIX shell text (ABI 1.3 shell_params):
     // the loader refuses templates in shell contexts that cannot be made safe, and the engine
-    // escapes the values of the others (expr/shell_context.h). Default: none.
-    virtual std::vector<std::string> shellParams(const std::string& /*plugin*/) const { return {}; }
+    // escapes the values of the others (expr/shell_context.h). Pure virtual on purpose: a catalog
+    // that forgot it would let templates into shell text unescaped.
+    virtual std::vector<std::string> shellParams(const std::string& plugin) const = 0;
     // Empty when the plugin's tasks can run as another user (`run_as`): it declares
     // TH_CAP_RUN_AS and runs inside taskhubd. Otherwise why not and what to do instead.
     virtual std::optional<std::string> runAsUnsupported(const std::string& plugin) const = 0;
