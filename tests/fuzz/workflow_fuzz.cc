@@ -46,6 +46,16 @@ public:
         }
         return std::nullopt;
     }
+    // Like the real shell plugin: command is shell text (its templates go through the shell-context
+    // scanner) and tasks may run as another user.
+    std::vector<std::string> shellParams(const std::string& plugin) const override {
+        if (plugin == "shell") return {"command"};
+        return {};
+    }
+    std::optional<std::string> runAsUnsupported(const std::string& plugin) const override {
+        if (plugin == "shell") return std::nullopt;
+        return "plugin " + plugin + " does not declare TH_CAP_RUN_AS";
+    }
 };
 
 // One directory for the process, removed at exit; each input is written to the same file.
@@ -77,7 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     taskhub::config::WorkflowLimits limits;
     limits.max_file_size = 64 * 1024;
     limits.max_tasks = 64;
-    const auto load = taskhub::config::loadWorkflowFile(scratch.file, {"UTC", {}, limits}, catalog);
+    const auto load = taskhub::config::loadWorkflowFile(scratch.file, {"UTC", {}, {}, limits}, catalog);
 
     if ((load.workflow != nullptr) == !load.problems.empty()) {
         fail("a load must give a workflow or problems, not both or neither",

@@ -171,6 +171,25 @@ class TemplateInjectionTest(harness.DaemonTestCase):
         self.assertEqual(self.records(d, "consume.out"), [v.encode() for v in values for _ in range(2)])
         self.assert_nothing_ran(d)
 
+    def test_a_workflow_loaded_while_running_gets_the_same_escaping_and_refusals(self):
+        # Files added later are loaded on the loader thread (not the start-up path): the shell
+        # params and the refusals must reach that load too.
+        d = self.daemon()
+        d.write_workflow("adm", ADMIN_WORKFLOW.format(work=d.work))
+        d.write_workflow("sub", '[params]\nx = ""\n[[task]]\nid = "t"\nplugin = "shell"\n'
+                                'command = "echo $(cat ${params.x})"\n')
+        d.ctl("reload", json=False)
+        harness.wait_until(lambda: any(w["name"] == "adm" for w in d.ctl_ok("list")["workflows"]) or None,
+                           timeout=10, what="adm loaded")
+        value = "x;id>pwned;#'$(id>pwned)"
+        rid = d.ctl_ok("run", "adm", "--param", "date=" + value)["id"]
+        self.assertEqual(d.wait_run_state(rid, ("succeeded", "failed"))["state"], "succeeded", d.log())
+        self.assertEqual(self.records(d, "produce.out"), [value.encode()])
+        self.assertEqual(self.records(d, "consume.out"), [value.encode()] * 2)
+        harness.wait_until(lambda: "is inside a command substitution $(...)" in d.log() or None, timeout=10,
+                           what="the refusal of sub.toml in the log")
+        self.assert_nothing_ran(d)
+
     def test_an_isolated_shell_plugin_gets_the_same_escaping_and_refusals(self):
         # The runner forwards shell_params in its description of the plugin.
         d = self.daemon(start=False, extra_config='isolation = "process"\n')

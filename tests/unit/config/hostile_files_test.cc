@@ -160,9 +160,9 @@ TEST_CASE("a workflow file over max_workflow_file_size is refused, naming the fi
     limits.max_file_size = 4096;
     const std::string text = kTask + "description = \"" + std::string(4096 - kTask.size() - 17, 'x') + "\"\n";
     REQUIRE(text.size() == 4096);
-    auto at = loadWorkflowFile(dir.write("at.toml", text), {"UTC", {}, limits}, catalog);
+    auto at = loadWorkflowFile(dir.write("at.toml", text), {"UTC", {}, {}, limits}, catalog);
     CHECK(at.problems.empty());
-    auto over = loadWorkflowFile(dir.write("over.toml", text + "\n"), {"UTC", {}, limits}, catalog);
+    auto over = loadWorkflowFile(dir.write("over.toml", text + "\n"), {"UTC", {}, {}, limits}, catalog);
     REQUIRE_FALSE(over.workflow);
     REQUIRE(over.problems.size() == 1);
     CHECK(over.problems[0].file == (dir.path / "over.toml").string());
@@ -182,8 +182,8 @@ TEST_CASE("a workflow over max_workflow_tasks is refused, naming the limit", "[l
         for (size_t i = 0; i < n; ++i) out += "[[task]]\nid = \"t" + std::to_string(i) + "\"\nplugin = \"noop\"\n";
         return out;
     };
-    CHECK(loadWorkflowFile(dir.write("three.toml", tasks(3)), {"UTC", {}, limits}, catalog).workflow);
-    auto four = loadWorkflowFile(dir.write("four.toml", tasks(4)), {"UTC", {}, limits}, catalog);
+    CHECK(loadWorkflowFile(dir.write("three.toml", tasks(3)), {"UTC", {}, {}, limits}, catalog).workflow);
+    auto four = loadWorkflowFile(dir.write("four.toml", tasks(4)), {"UTC", {}, {}, limits}, catalog);
     REQUIRE_FALSE(four.workflow);
     REQUIRE(four.problems.size() == 1);
     CHECK(four.problems[0].file == (dir.path / "four.toml").string());
