@@ -242,7 +242,8 @@ void emitJson(const json::value& v) {
 
 // Text from the daemon as it may be shown on a terminal: control characters (C0, DEL and C1,
 // e.g. in a dropped file's name or a task's message) are written as \xNN, so that no value can
-// move the cursor, retitle the window or hide other output.
+// move the cursor, retitle the window or hide other output. `logs` alone prints what the task
+// wrote as it is, as cat would.
 std::string terminalSafe(std::string_view s) {
     static const char kHex[] = "0123456789abcdef";
     std::string out;
@@ -1048,7 +1049,7 @@ int cmdLogs(const Globals& g, const std::string& run, const std::string& task, i
         std::cout << json::serialize(d) << "\n" << std::flush;
     } else {
         if (d.as_object().at("truncated").as_bool()) std::cout << "[... earlier output not shown ...]\n";
-        std::cout << str(d.as_object().at("content")) << std::flush;
+        std::cout << std::string_view(d.as_object().at("content").as_string()) << std::flush;
     }
     if (!follow) return 0;
     a["attempt"] = d.as_object().at("attempt");
@@ -1062,7 +1063,7 @@ int cmdLogs(const Globals& g, const std::string& run, const std::string& task, i
         if (g.json) {
             if (!d.as_object().at("content").as_string().empty()) std::cout << json::serialize(d) << "\n";
         } else {
-            std::cout << str(d.as_object().at("content"));
+            std::cout << std::string_view(d.as_object().at("content").as_string());
         }
         std::cout << std::flush;
     }

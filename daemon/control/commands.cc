@@ -719,6 +719,48 @@ void cmdHelp(Context& c) {
     c.ok(std::move(cmds));
 }
 
+// An answer as the protocol promises it: UTF-8. Run params and outputs can hold bytes that are
+// not (a dropped file's name is passed to its task byte for byte); each invalid sequence is shown
+// as U+FFFD here, as the store does for event details. Valid text is returned as it is.
+std::string validUtf8(std::string text) {
+    const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+    const size_t n = text.size();
+    // The length of the valid sequence starting at i, or 0.
+    auto sequence = [&](size_t i) -> size_t {
+        const unsigned c = p[i];
+        if (c < 0x80) return 1;
+        size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        if (len == 0 || i + len > n) return 0;
+        for (size_t k = 1; k < len; ++k) {
+            if ((p[i + k] & 0xc0) != 0x80) return 0;
+        }
+        if (c == 0xe0 && p[i + 1] < 0xa0) return 0; // overlong
+        if (c == 0xed && p[i + 1] > 0x9f) return 0; // surrogate
+        if (c == 0xf0 && p[i + 1] < 0x90) return 0; // overlong
+        if (c == 0xf4 && p[i + 1] > 0x8f) return 0; // beyond U+10FFFF
+        return len;
+    };
+    size_t i = 0;
+    while (i < n) {
+        size_t len = sequence(i);
+        if (len == 0) break;
+        i += len;
+    }
+    if (i == n) return text;
+    std::string out(text, 0, i);
+    while (i < n) {
+        size_t len = sequence(i);
+        if (len == 0) {
+            out += "\xef\xbf\xbd";
+            ++i;
+        } else {
+            out.append(text, i, len);
+            i += len;
+        }
+    }
+    return out;
+}
+
 std::string errorLine(const json::value& id, const std::string& code, const std::string& message) {
     json::object o;
     o["proto"] = kProtoVersion;
@@ -728,7 +770,7 @@ std::string errorLine(const json::value& id, const std::string& code, const std:
     e["code"] = code;
     e["message"] = message;
     o["error"] = std::move(e);
-    return json::serialize(o);
+    return validUtf8(json::serialize(o));
 }
 
 } // namespace
@@ -799,7 +841,7 @@ void handleRequest(Services& services, const Caller& caller, const std::string& 
                         if (!id.is_null()) o["id"] = id;
                         o["ok"] = true;
                         o["data"] = std::move(data);
-                        std::string answer = json::serialize(o);
+                        std::string answer = validUtf8(json::serialize(o));
                         if (max_answer != 0 && answer.size() + 1 > max_answer) {
                             answer = errorLine(id, "too_large",
                                              "the answer to '" + name + "' would be " + std::to_string(answer.size() + 1) +

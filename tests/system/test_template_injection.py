@@ -149,6 +149,14 @@ class TemplateInjectionTest(harness.DaemonTestCase):
         runs = harness.wait_until(all_done, timeout=60, what="one finished run per dropped file")
         self.assertEqual([r["state"] for r in runs], ["succeeded"] * len(HOSTILE_NAMES), d.log())
 
+        # taskhubctl shows a run's params with control characters escaped: the name with a newline
+        # cannot forge lines (or terminal escapes) in what an operator reads.
+        newline_run = next(r for r in runs if "\n" in r["params"].get("file_name", ""))
+        shown = subprocess.run([harness.BIN["ctl"], "--socket", d.socket, "show", newline_run["id"]],
+                               capture_output=True, timeout=30).stdout
+        self.assertIn(b"n\\x0aid>pwned\\x0a.csv", shown)
+        self.assertNotIn(b"n\nid>pwned", shown)
+
         expected = sorted(HOSTILE_NAMES)
         for task in ("bare", "single", "double", "argv"):
             self.assertEqual(sorted(self.records(d, task + ".out")), expected, task)
@@ -174,7 +182,8 @@ class TemplateInjectionTest(harness.DaemonTestCase):
     def test_a_workflow_loaded_while_running_gets_the_same_escaping_and_refusals(self):
         # Files added later are loaded on the loader thread (not the start-up path): the shell
         # params and the refusals must reach that load too.
-        d = self.daemon()
+        d = self.daemon(start=False)
+        d.start()
         d.write_workflow("adm", ADMIN_WORKFLOW.format(work=d.work))
         d.write_workflow("sub", '[params]\nx = ""\n[[task]]\nid = "t"\nplugin = "shell"\n'
                                 'command = "echo $(cat ${params.x})"\n')
