@@ -22,6 +22,7 @@ import ctypes
 import datetime
 import json as _json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -425,6 +426,15 @@ class Daemon:
             run = self.run_record(run_id)
             return run if task(run, task_id)["state"] in states else None
         return wait_until(check, timeout, what="task %s of %s to reach %s" % (task_id, run_id, "/".join(states)))
+
+
+def demote_to_nobody():
+    """preexec_fn (or the first call of a forked child) that makes the process user nobody, with
+    group nogroup and no supplementary groups: the attacker of the attack tests."""
+    pw = pwd.getpwnam("nobody")
+    os.setgroups([])
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
 
 
 def task(run, task_id):

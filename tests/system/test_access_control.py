@@ -47,13 +47,7 @@ def raw_requests_as(demote, socket_path, requests):
 
 
 def as_nobody():
-    pw = pwd.getpwnam("nobody")
-
-    def demote():
-        os.setgroups([])
-        os.setgid(pw.pw_gid)
-        os.setuid(pw.pw_uid)
-    return pw.pw_uid, demote
+    return pwd.getpwnam("nobody").pw_uid, harness.demote_to_nobody
 
 
 def accessible_to_others(path):

@@ -169,7 +169,7 @@ class ControlLimitsTest(harness.DaemonTestCase):
             self.assertEqual(reply["error"]["message"],
                              "too many connections from uid %d (nobody) (max_connections_per_uid = 16)" % nobody)
         # taskhubctl run by nobody now says why it cannot get in.
-        rc, out, err = d.ctl("status", json=False, preexec_fn=demote_to_nobody)
+        rc, out, err = d.ctl("status", json=False, preexec_fn=harness.demote_to_nobody)
         self.assertNotEqual(rc, 0, out)
         self.assertIn("too many connections from uid %d (nobody) (max_connections_per_uid = 16)" % nobody, err)
         # Another user fills the rest of the total cap: 8 more, then refusals name max_connections.
@@ -269,7 +269,7 @@ class ControlLimitsTest(harness.DaemonTestCase):
                            what="the stuck readers to be closed")
         # That freed nobody's connections. A reader as nobody gets the tail that fits, marked as
         # such; root gets all of it.
-        rc, tail, err = d.ctl("logs", run["id"], "t", json=False, preexec_fn=demote_to_nobody)
+        rc, tail, err = d.ctl("logs", run["id"], "t", json=False, preexec_fn=harness.demote_to_nobody)
         self.assertEqual(rc, 0, err)
         self.assertIn("[... earlier output not shown ...]", tail)
         self.assertGreater(len(tail), 1 << 20)
@@ -394,10 +394,10 @@ class ControlLimitsTest(harness.DaemonTestCase):
         # the runs are loaded; asking for fewer that still do not fit is refused once built.
         for limit, message in (("1000", "more than 327 runs match, more than fit in max_answer_size = 65536"),
                                ("300", "the answer to 'runs' would be")):
-            rc, out, err = d.ctl("runs", "--limit", limit, json=False, preexec_fn=demote_to_nobody)
+            rc, out, err = d.ctl("runs", "--limit", limit, json=False, preexec_fn=harness.demote_to_nobody)
             self.assertEqual(rc, 1, out)
             self.assertIn(message, err)
-        rc, runs, err = d.ctl("runs", "--limit", "10", preexec_fn=demote_to_nobody)
+        rc, runs, err = d.ctl("runs", "--limit", "10", preexec_fn=harness.demote_to_nobody)
         self.assertEqual(rc, 0, err)
         self.assertEqual(len(runs), 10)
         # Root has no answer limit.
@@ -414,7 +414,7 @@ class ControlLimitsTest(harness.DaemonTestCase):
         d.start()
         self.open_socket(d)
         for args in (("run", "guarded"), ("pause", "guarded"), ("reload",)):
-            rc, out, err = d.ctl(*args, preexec_fn=demote_to_nobody)
+            rc, out, err = d.ctl(*args, preexec_fn=harness.demote_to_nobody)
             self.assertEqual(rc, 1, "%s by nobody: %s %s" % (args, out, err))
         log = d.log()
         for cmd in ("run", "pause", "reload"):
@@ -429,13 +429,6 @@ class ControlLimitsTest(harness.DaemonTestCase):
         out = p.stdout + p.stderr
         self.assertIn("'control.max_connections_per_uid' must be between 1 and 100000, found 0", out)
         self.assertIn("unknown key 'request_bufer' in [control]; did you mean 'request_buffer'?", out)
-
-
-def demote_to_nobody():
-    pw = pwd.getpwnam("nobody")
-    os.setgroups([])
-    os.setgid(pw.pw_gid)
-    os.setuid(pw.pw_uid)
 
 
 if __name__ == "__main__":

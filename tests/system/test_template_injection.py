@@ -6,7 +6,6 @@ anywhere), every task receives exactly the value, and the daemon keeps serving. 
 contexts are refused when the file is loaded, and an `argv` task gets each value as one argument."""
 
 import os
-import pwd
 import subprocess
 import sys
 import unittest
@@ -81,16 +80,6 @@ command = "printf '%s\\\\0' \\"${{tasks.produce.outputs.v}}\\" ${{tasks.produce.
 """
 
 
-def as_nobody():
-    pw = pwd.getpwnam("nobody")
-
-    def demote():
-        os.setgroups([])
-        os.setgid(pw.pw_gid)
-        os.setuid(pw.pw_uid)
-    return demote
-
-
 def pwned_files(*roots):
     found = []
     for root in roots:
@@ -131,7 +120,7 @@ class TemplateInjectionTest(harness.DaemonTestCase):
         if pid == 0:
             status = 1
             try:
-                as_nobody()()
+                harness.demote_to_nobody()
                 for name in HOSTILE_NAMES:
                     tmp = os.path.join(os.fsencode(d.work), b"upload.tmp")
                     with open(tmp, "wb") as f:
