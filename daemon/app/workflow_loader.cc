@@ -139,16 +139,18 @@ WorkflowLoader::WorkflowLoader(asio::io_context& io, const config::PluginCatalog
             }
             auto then = work(catalog);
             std::lock_guard lock(s->mu);
-            if (s->stopping) return;
             // Posted under the lock: stop() cannot pass between the check and the post, and a
-            // result posted before stop() checks the flag again on the loop.
-            asio::post(s->io, [s, then = std::move(then)] {
+            // result posted before stop() checks the flag again on the loop. The job goes along,
+            // even when stopping, so that what it holds (a control client's reply, and with it the
+            // client's session) is released on the loop's thread, never on this one.
+            asio::post(s->io, [s, then = std::move(then), work = std::move(work)] {
                 {
                     std::lock_guard l(s->mu);
                     if (s->stopping) return;
                 }
                 then();
             });
+            if (s->stopping) return;
         }
     });
 }

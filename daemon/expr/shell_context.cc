@@ -56,6 +56,23 @@ bool keepsCommandPosition(const std::string& w) {
     return std::any_of(std::begin(kWords), std::end(kWords), [&](const char* k) { return w == k; });
 }
 
+// A word as the shell sees it after quote removal, for recognising command names: `e"val"`,
+// `'eval'` and `\eval` all run eval.
+std::string withoutQuotes(const std::string& w) {
+    std::string out;
+    out.reserve(w.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+        if (w[i] == '\\' && i + 1 < w.size()) out += w[++i];
+        else if (w[i] != '\'' && w[i] != '"') out += w[i];
+    }
+    return out;
+}
+
+// Builtins that run their arguments, or the file an argument names, as shell code.
+bool runsArgumentsAsCode(const std::string& command) {
+    return command == "eval" || command == "let" || command == "trap" || command == "source" || command == ".";
+}
+
 // NAME=... : an assignment before the command keeps the next word in command position.
 bool isAssignment(const std::string& w) {
     if (w.empty() || !isNameStart(w[0])) return false;
@@ -116,8 +133,7 @@ private:
             const State* list = listFrame();
             if (list != nullptr) {
                 if (list->in_dbracket) c = ShellContext::DoubleBracket;
-                else if (list->command == "eval" || list->command == "let" || list->command == "trap")
-                    c = ShellContext::CodeArgument;
+                else if (runsArgumentsAsCode(list->command)) c = ShellContext::CodeArgument;
                 else if (list->command_position && inSubscript(list->word)) c = ShellContext::ArraySubscript;
             }
         }
@@ -135,7 +151,9 @@ private:
             return;
         }
         if (!list->command_position) return;
-        if (keepsCommandPosition(w) || isAssignment(w)) return;
+        if (isAssignment(w)) return;
+        w = withoutQuotes(w);
+        if (keepsCommandPosition(w)) return;
         if (w == "[[") list->in_dbracket = true;
         list->command = w;
         list->command_position = false;
@@ -244,6 +262,8 @@ private:
         State& f = top();
         switch (f.kind) {
         case Frame::Single:
+            // Quoted text is part of the current word too (a command name may be quoted).
+            addToWord(c);
             if (isRef(c)) record(c, ShellContext::SingleQuoted);
             else if (c == '\'') stack_.pop_back();
             ++i_;
@@ -271,6 +291,7 @@ private:
             ++i_;
             return;
         case Frame::Double:
+            if (c != '`' && c != '$') addToWord(c);
             if (isRef(c)) {
                 record(c, ShellContext::DoubleQuoted);
             } else if (c == '"') {
@@ -471,7 +492,7 @@ const char* describe(ShellContext c) {
     case ShellContext::AnsiCQuoted: return "inside $'...'";
     case ShellContext::DoubleBracket: return "inside [[ ... ]]";
     case ShellContext::ArraySubscript: return "inside an array subscript";
-    case ShellContext::CodeArgument: return "in an argument of eval, let or trap";
+    case ShellContext::CodeArgument: return "in an argument of eval, let, trap, source or .";
     }
     return "in an unknown context";
 }
@@ -516,7 +537,7 @@ std::string refusal(ShellContext c, std::string_view shown, const std::string& e
         instead = "put the template outside the $'...' string";
         break;
     case ShellContext::CodeArgument:
-        why = "eval, let and trap run their arguments as shell code";
+        why = "eval, let, trap, source and . run their arguments (or the file named) as shell code";
         instead = "pass the value as data, e.g. as \"$1\" of a function or script";
         break;
     default:

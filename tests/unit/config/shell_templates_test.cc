@@ -46,7 +46,14 @@ EOF""")T", "is inside a here-document (<<)"},
         {R"T("echo $${${params.file}}")T", "is inside a parameter expansion ${...}"},
         {R"T("echo hi # ${params.file}")T", "is inside a comment"},
         {R"T("echo \\${params.file}")T", "is right after a backslash"},
-        {R"T("eval ${params.file}")T", "is in an argument of eval, let or trap"},
+        {R"T("eval ${params.file}")T", "is in an argument of eval, let, trap, source or ."},
+        // Quote removal happens before the shell looks the command up: these all run eval.
+        {R"T("e\"val\" ${params.file}")T", "is in an argument of eval, let, trap, source or ."},
+        {R"T("'eval' ${params.file}")T", "is in an argument of eval, let, trap, source or ."},
+        {R"T("\\eval ${params.file}")T", "is in an argument of eval, let, trap, source or ."},
+        {R"T("true && 'let' ${params.file}")T", "is in an argument of eval, let, trap, source or ."},
+        {R"T(". ${params.file}")T", "is in an argument of eval, let, trap, source or ."},
+        {R"T("cd /tmp; source '${params.file}'")T", "is in an argument of eval, let, trap, source or ."},
         {R"T("[[ ${params.file} -eq 1 ]]")T", "is inside [[ ... ]]"},
     };
     for (const Case& c : cases) {
