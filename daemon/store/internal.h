@@ -1,0 +1,213 @@
+// What the store's rooms share and nothing outside daemon/store/ sees: one SQLite connection with
+// its prepared statements, and the helpers each room takes from another (schema.cc: migrate;
+// open_checks.cc: the checks open() makes; rows.cc: how records are spelled in columns;
+// connection.cc: the statements and how SQLite's errors are read).
+#ifndef TASKHUB_STORE_INTERNAL_H
+#define TASKHUB_STORE_INTERNAL_H
+
+#include "store/store.h"
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace taskhub::store {
+
+inline constexpr int kApplicationId = 0x54484231; // "THB1"
+
+// tasks.key = run key << kTaskKeyBits | position.
+inline constexpr int kTaskKeyBits = 20;
+static_assert(Store::kMaxTasksPerRun == 1 << kTaskKeyBits);
+
+#define TASKHUB_RUN_COLUMNS                                                                      \
+    "id, workflow, trigger, state, message, version, scheduled_ms, created_ms, started_ms, "    \
+    "ended_ms, params, parent_run, parent_task, depth, lost"
+
+#define TASKHUB_RUN_SELECT TASKHUB_RUN_COLUMNS ", key"
+
+enum StmtId {
+    kInsertRun,
+    kUpdateRun,
+    kReviveRun,
+    kDeleteTasks,
+    kPauseWorkflow,
+    kResumeWorkflow,
+    kSelectPauses,
+    kRunKey,
+    kUpdateTask,
+    kInsertTask,
+    kInsertEvents,
+    kRunExists,
+    kSelectRun,
+    kSelectTasks,
+    kSelectEvents,
+    kNextEventSeq,
+    kCountRuns,
+    kLastScheduled,
+    kUnfinished,
+    kChildren,
+    kInsertPluginEvent,
+    kSelectPluginEvents,
+    kInsertFileVersion,
+    kSelectFileVersions,
+    kStmtCount
+};
+
+// The text of each StmtId (connection.cc).
+extern const char* const kSql[kStmtCount];
+
+// A prepared statement: bind, step, read columns.
+class Stmt {
+public:
+    Stmt(sqlite3* db, const char* sql) {
+        if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s_, nullptr) != SQLITE_OK) {
+            throw StoreError(std::string("cannot prepare statement: ") + sqlite3_errmsg(db));
+        }
+    }
+    ~Stmt() { sqlite3_finalize(s_); }
+    Stmt& reset() {
+        sqlite3_reset(s_);
+        sqlite3_clear_bindings(s_);
+        return *this;
+    }
+    Stmt& bind(int i, std::string_view v) {
+        sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    // For text that stays unchanged until the statement is reset (SQLite does not copy it).
+    Stmt& bindRef(int i, std::string_view v) {
+        sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+        return *this;
+    }
+    Stmt& bind(int i, int64_t v) {
+        sqlite3_bind_int64(s_, i, v);
+        return *this;
+    }
+    template <class T>
+    Stmt& bind(int i, const std::optional<T>& v) {
+        if (v) {
+            bind(i, static_cast<int64_t>(*v));
+        } else {
+            sqlite3_bind_null(s_, i);
+        }
+        return *this;
+    }
+    int step() { return sqlite3_step(s_); }
+    // Ends a read early, so that the statement does not hold its snapshot open.
+    void finish() { sqlite3_reset(s_); }
+    std::string text(int c) const {
+        auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, c));
+        return p ? std::string(p, static_cast<size_t>(sqlite3_column_bytes(s_, c))) : std::string();
+    }
+    int64_t i64(int c) const { return sqlite3_column_int64(s_, c); }
+    std::optional<int64_t> opt(int c) const {
+        if (sqlite3_column_type(s_, c) == SQLITE_NULL) return std::nullopt;
+        return i64(c);
+    }
+
+private:
+    sqlite3_stmt* s_ = nullptr;
+};
+
+// One SQLite connection with its prepared statements; used by one thread at a time.
+class Store::Conn {
+public:
+    Conn(sqlite3* db, const std::filesystem::path& path) : db_(db), path_(path) {}
+    ~Conn() {
+        stmts_.clear();
+        sqlite3_close(db_);
+    }
+    void prepare() {
+        for (int i = 0; i < kStmtCount; ++i) stmts_.push_back(std::make_unique<Stmt>(db_, kSql[i]));
+    }
+    Stmt& stmt(int which) { return stmts_[which]->reset(); }
+    sqlite3* db() const { return db_; }
+
+    // Returns an error message, or "" on success.
+    std::string exec(const char* sql) {
+        char* msg = nullptr;
+        int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &msg);
+        if (rc == SQLITE_OK) return "";
+        noteError(rc);
+        std::string m = msg ? msg : sqlite3_errmsg(db_);
+        sqlite3_free(msg);
+        return m;
+    }
+    bool check(int rc, const char* what, std::string* err) {
+        if (rc == SQLITE_DONE || rc == SQLITE_ROW || rc == SQLITE_OK) return true;
+        noteError(rc);
+        if (err->empty()) *err = std::string(what) + ": " + sqlite3_errmsg(db_);
+        return false;
+    }
+
+    bool in_tx = false; // synchronous mode: a transaction is open
+    // The first failure since the writer cleared them: SQLite's primary result code and the
+    // operating system's errno behind it (0 when none), so that the writer can tell a database
+    // that cannot be written (retry) from a write that is wrong (drop).
+    int error_code = SQLITE_OK;
+    int system_errno = 0;
+    bool quiet_storage_errors = false; // the writer thread reports them itself (STORE_UNWRITABLE)
+
+private:
+    void noteError(int rc) {
+        if (error_code != SQLITE_OK) return;
+        error_code = rc & 0xff;
+        system_errno = sqlite3_system_errno(db_);
+    }
+
+    sqlite3* db_;
+    std::filesystem::path path_;
+    std::vector<std::unique_ptr<Stmt>> stmts_;
+};
+
+// ---- connection.cc ----
+// Runs sql on db; throws StoreError naming the database when it fails.
+void exec(sqlite3* db, const char* sql, const std::filesystem::path& path);
+std::string pragmaText(sqlite3* db, const char* sql, const std::filesystem::path& path);
+// Integer pragmas read through the text form SQLite gives any value; no row reads as 0.
+int64_t pragmaInt(sqlite3* db, const char* sql, const std::filesystem::path& path);
+// SQLite results that say the database cannot be written at the moment, rather than that a write
+// is wrong: a batch that failed with one is kept and tried again.
+bool isStorageError(int code);
+// What Store::writeProblem() says: the database, SQLite's error with the system's, what to do.
+std::string unwritableMessage(const std::filesystem::path& db, int code, int sys_errno);
+sqlite3* openConnection(const std::filesystem::path& path, int flags);
+
+// ---- schema.cc ----
+// Takes the database forward to Store::kSchemaVersion in one transaction (or refuses it).
+void migrate(sqlite3* db, const std::filesystem::path& path);
+
+// ---- open_checks.cc ----
+// Opens `path` (a directory or a file of the state directory; a missing file is created when
+// `create`) and takes away every permission of group and others.
+void makePrivate(const std::filesystem::path& path, bool directory, bool create);
+// One daemon per state directory: the fd of the lock held on state_dir/taskhub.lock.
+int lockStateDir(const std::filesystem::path& state_dir);
+// What is wrong with the database file at path, or "" when nothing is seen. Reads only.
+std::string databaseDamage(const std::filesystem::path& path);
+// The message a damaged database is refused with: what is wrong and what to do.
+std::string damagedMessage(const std::filesystem::path& path, const std::string& damage);
+
+// ---- rows.cc ----
+// NameValues as a JSON object text in their order, and back. The store writes these columns
+// itself; a value that does not parse (edited by hand) reads as empty and is logged.
+std::string toJsonObject(const NameValues& values);
+NameValues fromJsonObject(const std::string& text, const char* what);
+// One event as an element of a block: [seq,ts_ms,"task","kind","detail"].
+void appendEvent(std::string& out, int64_t seq, int64_t ts_ms, std::string_view task_id, std::string_view kind,
+                 std::string_view detail);
+// The events of one block, appended to out; a block that does not parse (edited by hand) is
+// logged and left out.
+void readEventBlock(const std::string& run_id, const std::string& text, std::vector<EventRecord>& out);
+// A run from a row of TASKHUB_RUN_COLUMNS.
+RunRecord readRun(const Stmt& s);
+
+} // namespace taskhub::store
+
+#endif // TASKHUB_STORE_INTERNAL_H

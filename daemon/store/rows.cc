@@ -1,0 +1,161 @@
+// How records are spelled in the store's columns: name/value lists and event blocks as JSON, and
+// a run read back from its row.
+#include "store/internal.h"
+
+#include <boost/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+
+namespace taskhub::store {
+
+namespace json = boost::json;
+
+// NameValues as a JSON object text in their order, and back. The store writes these columns
+// itself; a value that does not parse (edited by hand) reads as empty and is logged.
+std::string toJsonObject(const NameValues& values) {
+    if (values.empty()) return "{}";
+    json::object o;
+    o.reserve(values.size());
+    for (const auto& [name, value] : values) o[name] = value;
+    return json::serialize(o);
+}
+
+NameValues fromJsonObject(const std::string& text, const char* what) {
+    NameValues out;
+    if (text == "{}") return out;
+    json::error_code ec;
+    // Params can carry bytes that are not UTF-8 (a dropped file's name); they are kept as they are.
+    json::parse_options opts;
+    opts.allow_invalid_utf8 = true;
+    json::value v = json::parse(text, ec, {}, opts);
+    if (ec || !v.is_object()) {
+        spdlog::error("STORE_BAD_JSON {} is not a JSON object: {}", what, text.substr(0, 200));
+        return out;
+    }
+    out.reserve(v.get_object().size());
+    for (const auto& [name, value] : v.get_object()) {
+        if (value.is_string()) {
+            out.emplace_back(name, value.get_string());
+        } else {
+            out.emplace_back(name, json::serialize(value));
+        }
+    }
+    return out;
+}
+
+// Appends v as a JSON string. Bytes that are not valid UTF-8 become U+FFFD, so that every block
+// parses (event details can carry a plugin's or a process's bytes).
+void appendJsonString(std::string& out, std::string_view v) {
+    static const char kHex[] = "0123456789abcdef";
+    out += '"';
+    const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+    const auto* end = p + v.size();
+    while (p < end) {
+        unsigned char c = *p;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            const auto* run = p;
+            while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') ++p;
+            out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
+            continue;
+        }
+        if (c < 0x80) {
+            switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\t': out += "\\t"; break;
+            case '\r': out += "\\r"; break;
+            default:
+                out += "\\u00";
+                out += kHex[c >> 4];
+                out += kHex[c & 15];
+            }
+            ++p;
+            continue;
+        }
+        // A multi-byte sequence: its length from the lead byte, then continuation bytes, no
+        // overlong forms, no surrogates, nothing above U+10FFFF.
+        size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        bool ok = n != 0 && static_cast<size_t>(end - p) >= n;
+        for (size_t i = 1; ok && i < n; ++i) ok = (p[i] & 0xc0) == 0x80;
+        if (ok && n == 3) ok = !(c == 0xe0 && p[1] < 0xa0) && !(c == 0xed && p[1] >= 0xa0);
+        if (ok && n == 4) ok = !(c == 0xf0 && p[1] < 0x90) && !(c == 0xf4 && p[1] >= 0x90);
+        if (ok) {
+            out.append(reinterpret_cast<const char*>(p), n);
+            p += n;
+        } else {
+            out += "\xef\xbf\xbd";
+            ++p;
+        }
+    }
+    out += '"';
+}
+
+// One event as an element of a block: [seq,ts_ms,"task","kind","detail"].
+void appendEvent(std::string& out, int64_t seq, int64_t ts_ms, std::string_view task_id, std::string_view kind,
+                 std::string_view detail) {
+    if (!out.empty()) out += ',';
+    char num[24]; // an int64 needs at most 20
+    out += '[';
+    out.append(num, std::to_chars(num, num + sizeof num, seq).ptr);
+    out += ',';
+    out.append(num, std::to_chars(num, num + sizeof num, ts_ms).ptr);
+    out += ',';
+    appendJsonString(out, task_id);
+    out += ',';
+    appendJsonString(out, kind);
+    out += ',';
+    appendJsonString(out, detail);
+    out += ']';
+}
+
+// The events of one block, appended to out; a block that does not parse (edited by hand) is
+// logged and left out.
+void readEventBlock(const std::string& run_id, const std::string& text, std::vector<EventRecord>& out) {
+    json::error_code ec;
+    json::value v = json::parse(text, ec);
+    if (ec || !v.is_array()) {
+        spdlog::error("STORE_BAD_JSON event_blocks of run {} is not a JSON array: {}", run_id, text.substr(0, 200));
+        return;
+    }
+    for (const auto& e : v.get_array()) {
+        const auto* a = e.if_array();
+        if (!a || a->size() != 5 || !(*a)[0].is_int64() || !(*a)[1].is_int64() || !(*a)[2].is_string() ||
+            !(*a)[3].is_string() || !(*a)[4].is_string()) {
+            spdlog::error("STORE_BAD_JSON an event of run {} is not [seq, ts_ms, task, kind, detail]: {}", run_id,
+                          json::serialize(e).substr(0, 200));
+            continue;
+        }
+        EventRecord r;
+        r.seq = (*a)[0].get_int64();
+        r.ts_ms = (*a)[1].get_int64();
+        r.run_id = run_id;
+        r.task_id = (*a)[2].get_string();
+        r.kind = (*a)[3].get_string();
+        r.detail = (*a)[4].get_string();
+        out.push_back(std::move(r));
+    }
+}
+
+RunRecord readRun(const Stmt& s) {
+    RunRecord r;
+    r.id = s.text(0);
+    r.workflow = s.text(1);
+    r.trigger = s.text(2);
+    r.state = s.text(3);
+    r.message = s.text(4);
+    r.version = s.text(5);
+    r.scheduled_ms = s.opt(6);
+    r.created_ms = s.i64(7);
+    r.started_ms = s.opt(8);
+    r.ended_ms = s.opt(9);
+    r.params = fromJsonObject(s.text(10), "runs.params");
+    r.parent_run = s.text(11);
+    r.parent_task = s.text(12);
+    r.depth = static_cast<int>(s.i64(13));
+    r.lost = static_cast<int>(s.i64(14));
+    return r;
+}
+
+} // namespace taskhub::store

@@ -1,0 +1,205 @@
+// The schema, version by version, and the migration that takes an older database forward.
+#include "store/internal.h"
+
+#include <spdlog/spdlog.h>
+
+#include <iterator>
+
+namespace taskhub::store {
+
+namespace {
+
+const char* kSchemaV1 = R"sql(
+CREATE TABLE runs(
+  id TEXT PRIMARY KEY,
+  workflow TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  state TEXT NOT NULL,
+  message TEXT NOT NULL DEFAULT '',
+  version TEXT NOT NULL DEFAULT '',
+  scheduled_ms INTEGER,
+  created_ms INTEGER NOT NULL,
+  started_ms INTEGER,
+  ended_ms INTEGER);
+CREATE INDEX runs_by_workflow ON runs(workflow);
+CREATE INDEX runs_by_state ON runs(state);
+CREATE TABLE tasks(
+  run_id TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  plugin TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  exit_code INTEGER,
+  message TEXT NOT NULL DEFAULT '',
+  started_ms INTEGER,
+  ended_ms INTEGER,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY(run_id, task_id)) WITHOUT ROWID;
+CREATE TABLE events(
+  id INTEGER PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  task_id TEXT NOT NULL,
+  ts_ms INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX events_by_run ON events(run_id, id);
+)sql";
+
+// v2: run params and nesting, task outputs and child runs. ADD COLUMN with constant defaults only
+// rewrites the schema, not the rows, so migrating a large history is instant.
+const char* kSchemaV2 = R"sql(
+ALTER TABLE runs ADD COLUMN params TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN parent_run TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN parent_task TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN depth INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX runs_by_parent ON runs(parent_run);
+ALTER TABLE tasks ADD COLUMN outputs TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE tasks ADD COLUMN child_run TEXT NOT NULL DEFAULT '';
+)sql";
+
+// v3: integer keys and the event log in blocks, so that a task's write is one B-tree descent on
+// an integer and a commit's events are one row per run (a row per event and text keys made the
+// store most of the daemon's work on large runs).
+//   runs.key: an integer key (AUTOINCREMENT: never reused); runs.id stays the run's name.
+//   tasks.key = run key * 2^20 + the task's position in its workflow (kTaskKeyBits), so a run's
+//     tasks are one range of keys in workflow order; the run id and position columns go.
+//   event_blocks: per run and commit, the run's events of that commit as a JSON array of
+//     [seq, ts_ms, task_id, kind, detail]. seq numbers events across all runs (it orders the
+//     events of a run tree); the row's key is its last event's seq, so the next seq after a
+//     restart is max(last_seq) + 1, found in one B-tree descent.
+const char* kSchemaV3 = R"sql(
+CREATE TABLE runs_v3(
+  key INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  workflow TEXT NOT NULL,
+  trigger TEXT NOT NULL,
+  state TEXT NOT NULL,
+  message TEXT NOT NULL DEFAULT '',
+  version TEXT NOT NULL DEFAULT '',
+  scheduled_ms INTEGER,
+  created_ms INTEGER NOT NULL,
+  started_ms INTEGER,
+  ended_ms INTEGER,
+  params TEXT NOT NULL DEFAULT '{}',
+  parent_run TEXT NOT NULL DEFAULT '',
+  parent_task TEXT NOT NULL DEFAULT '',
+  depth INTEGER NOT NULL DEFAULT 0);
+INSERT INTO runs_v3(key, id, workflow, trigger, state, message, version, scheduled_ms, created_ms,
+                    started_ms, ended_ms, params, parent_run, parent_task, depth)
+  SELECT rowid, id, workflow, trigger, state, message, version, scheduled_ms, created_ms,
+         started_ms, ended_ms, params, parent_run, parent_task, depth FROM runs;
+CREATE TABLE tasks_v3(
+  key INTEGER PRIMARY KEY,
+  task_id TEXT NOT NULL,
+  plugin TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempt INTEGER NOT NULL,
+  exit_code INTEGER,
+  message TEXT NOT NULL DEFAULT '',
+  started_ms INTEGER,
+  ended_ms INTEGER,
+  outputs TEXT NOT NULL DEFAULT '{}',
+  child_run TEXT NOT NULL DEFAULT '');
+INSERT INTO tasks_v3
+  SELECT r.rowid * 1048576 + t.seq, t.task_id, t.plugin, t.state, t.attempt, t.exit_code, t.message,
+         t.started_ms, t.ended_ms, t.outputs, t.child_run
+  FROM tasks t JOIN runs r ON r.id = t.run_id;
+CREATE TABLE event_blocks(
+  last_seq INTEGER PRIMARY KEY,
+  run_key INTEGER NOT NULL,
+  events TEXT NOT NULL);
+INSERT INTO event_blocks(last_seq, run_key, events)
+  SELECT e.id, r.rowid, json_array(json_array(e.id, e.ts_ms, e.task_id, e.kind, e.detail))
+  FROM events e JOIN runs r ON r.id = e.run_id;
+DROP TABLE events;
+DROP TABLE tasks;
+DROP TABLE runs;
+ALTER TABLE runs_v3 RENAME TO runs;
+ALTER TABLE tasks_v3 RENAME TO tasks;
+CREATE INDEX runs_by_workflow ON runs(workflow);
+CREATE INDEX runs_by_state ON runs(state);
+CREATE INDEX runs_by_parent ON runs(parent_run);
+CREATE INDEX runs_by_schedule ON runs(workflow, scheduled_ms);
+CREATE INDEX event_blocks_by_run ON event_blocks(run_key, last_seq);
+CREATE TABLE workflow_pauses(
+  workflow TEXT PRIMARY KEY,
+  since_ms INTEGER NOT NULL,
+  by TEXT NOT NULL) WITHOUT ROWID;
+)sql";
+
+// 4: plugin health transitions.
+constexpr const char* kSchemaV4 = R"sql(
+CREATE TABLE plugin_events(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  plugin TEXT NOT NULL,
+  at_ms INTEGER NOT NULL,
+  from_state TEXT NOT NULL,
+  to_state TEXT NOT NULL,
+  message TEXT NOT NULL);
+CREATE INDEX plugin_events_by_plugin ON plugin_events(plugin, id);
+)sql";
+
+// 5: the file versions seen by file-drop triggers (exactly once per version).
+constexpr const char* kSchemaV5 = R"sql(
+CREATE TABLE file_versions(
+  workflow TEXT NOT NULL,
+  path TEXT NOT NULL,
+  inode INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL,
+  run_id TEXT NOT NULL,
+  recorded_ms INTEGER NOT NULL,
+  PRIMARY KEY(workflow, path, inode, size, mtime_ns)) WITHOUT ROWID;
+)sql";
+
+// 6: crash recovery. The process identity of a task's latest attempt; the attempts of a run
+// that recovery found lost; facts about the daemon's previous start (meta: boot_id).
+constexpr const char* kSchemaV6 = R"sql(
+ALTER TABLE tasks ADD COLUMN pid INTEGER;
+ALTER TABLE tasks ADD COLUMN pgid INTEGER;
+ALTER TABLE tasks ADD COLUMN proc_start INTEGER;
+ALTER TABLE runs ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE meta(
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL) WITHOUT ROWID;
+)sql";
+
+// Every migration, in order: kMigrations[i] takes schema version i to i + 1.
+const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6};
+static_assert(std::size(kMigrations) == Store::kSchemaVersion);
+
+} // namespace
+
+void migrate(sqlite3* db, const std::filesystem::path& path) {
+    int64_t app = pragmaInt(db, "PRAGMA application_id", path);
+    int64_t version = pragmaInt(db, "PRAGMA user_version", path);
+    int64_t tables = pragmaInt(db, "SELECT count(*) FROM sqlite_master", path);
+    if (app != kApplicationId && (app != 0 || tables != 0)) {
+        throw StoreError(path.string() + " is not a TaskHub state database (application_id " +
+                         std::to_string(app) + ")");
+    }
+    if (version > Store::kSchemaVersion) {
+        throw StoreError(path.string() + " was written by a newer taskhubd (schema version " +
+                         std::to_string(version) + ", this taskhubd knows up to " +
+                         std::to_string(Store::kSchemaVersion) + "); refusing to modify it");
+    }
+    if (version == Store::kSchemaVersion) return;
+    if (version > 0) {
+        spdlog::info("STORE_MIGRATING {} from schema version {} to {}", path.string(), version,
+                     Store::kSchemaVersion);
+    }
+    exec(db, "BEGIN IMMEDIATE", path);
+    try {
+        // Forward only, one step at a time, all in one transaction: a failure leaves the old
+        // version whole.
+        for (int64_t v = version; v < Store::kSchemaVersion; ++v) exec(db, kMigrations[v], path);
+        exec(db, ("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str(), path);
+        exec(db, ("PRAGMA user_version=" + std::to_string(Store::kSchemaVersion)).c_str(), path);
+        exec(db, "COMMIT", path);
+    } catch (...) {
+        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
+
+} // namespace taskhub::store
