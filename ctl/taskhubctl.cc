@@ -548,10 +548,16 @@ int cmdList(const Globals& g) {
     if (g.json) return emitJson(d), 0;
     std::vector<std::vector<std::string>> rows;
     for (const auto& w : d.as_object().at("workflows").as_array()) {
+        // NEXT: the earliest next firing over all triggers (a watch trigger has none).
         std::string triggers, next;
+        int64_t next_ms = -1;
         for (const auto& t : w.as_object().at("triggers").as_array()) {
             triggers += (triggers.empty() ? "" : ", ") + field(t, "text");
-            if (next.empty() || next == "-") next = shortTime(field(t, "next"));
+            const std::string at = field(t, "next");
+            if (int64_t ms = isoToMs(at); ms >= 0 && (next_ms < 0 || ms < next_ms)) {
+                next_ms = ms;
+                next = shortTime(at);
+            }
         }
         const auto& last = w.as_object().at("last_run");
         if (!w.as_object().at("paused").is_null()) next = "paused";
