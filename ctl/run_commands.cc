@@ -13,6 +13,7 @@
 
 #include "commands.h"
 #include "common/time_util.h"
+#include "model/states.h"
 #include "render.h"
 
 namespace taskhub::ctl {
@@ -48,7 +49,7 @@ bool fetchRunTree(const Context& ctx, const std::string& id, json::value* run, i
 // (in the table format; --json carries it in the data).
 int runExitStatus(const Context& ctx, const json::value& run) {
     std::string state = field(run, "state");
-    if (state == "succeeded") return 0;
+    if (model::parse<model::RunState>(state) == model::RunState::Succeeded) return 0;
     if (!ctx.globals.json) {
         std::fprintf(stderr, "taskhubctl: run %s %s: %s\n", field(run, "id").c_str(), state.c_str(),
                      field(run, "message").c_str());
@@ -113,7 +114,7 @@ int cmdRun(const Context& ctx, const Invocation& in) {
     if (int code = 0; !request(ctx, "run", a, &run, &code)) return code;
     if (follow == Follow::Wait) return finishedRun(ctx, run);
     // A firing skipped by the overlap policy did not run: that is a failure, in either format.
-    if (field(run, "state") == "skipped") {
+    if (model::parse<model::RunState>(field(run, "state")) == model::RunState::Skipped) {
         if (ctx.globals.json) emitJson(run);
         else std::cout << field(run, "id") << " " << field(run, "state") << "\n";
         std::fprintf(stderr, "taskhubctl: %s\n", field(run, "message").c_str());
@@ -166,7 +167,7 @@ int cmdRuns(const Context& ctx, const Invocation& in) {
         if (auto text = in.value(option)) {
             auto at = timeArg(option, *text, &err);
             if (!at) return usageError(err);
-            a[option + 2] = *at;
+            a[std::string_view(option).substr(2)] = *at; // "since", "until"
         }
     }
     a["limit"] = *limit;
