@@ -33,11 +33,17 @@ const Command* findCommand(const std::vector<std::string>& pos, size_t* words) {
     if (pos.size() > 1) {
         const std::string two = pos[0] + " " + pos[1];
         for (const auto& c : commands()) {
-            if (c.name == two) return *words = 2, &c;
+            if (c.name == two) {
+                *words = 2;
+                return &c;
+            }
         }
     }
     for (const auto& c : commands()) {
-        if (c.name == pos[0]) return *words = 1, &c;
+        if (c.name == pos[0]) {
+            *words = 1;
+            return &c;
+        }
     }
     return nullptr;
 }
@@ -208,12 +214,17 @@ std::optional<ParsedLine> parseCommandLine(const std::vector<std::string>& argv,
         }
         if (a == kHelp.name || a == kHelp.alias) {
             // The help of the command named so far, else the usage text.
-            if (pos.empty()) return line.help_text = usageText(), line;
             size_t words = 0;
-            if (const Command* c = findCommand(pos, &words)) return line.help_text = commandHelp(*c), line;
-            std::string group;
-            for (const Command* c : subcommands(pos[0])) group += (group.empty() ? "" : "\n") + commandHelp(*c);
-            line.help_text = group.empty() ? usageText() : group;
+            const Command* c = pos.empty() ? nullptr : findCommand(pos, &words);
+            if (c) {
+                line.help_text = commandHelp(*c);
+            } else {
+                std::string group;
+                for (const Command* sub : subcommands(pos.empty() ? "" : pos[0])) {
+                    group += (group.empty() ? "" : "\n") + commandHelp(*sub);
+                }
+                line.help_text = group.empty() ? usageText() : group;
+            }
             return line;
         }
         if (a.size() < 2 || a[0] != '-') {
