@@ -444,7 +444,7 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r) {
                                              {"replace", Overlap::Replace},
                                              {"allow", Overlap::Allow}},
                                             r))
-                wf.overlap = *o;
+                wf.overlap = wf.file_overlap = *o;
         } else if (key == "on_failure") {
             if (auto o = getChoice<OnFailure>(
                     kv, what, {{"fail_fast", OnFailure::FailFast}, {"continue", OnFailure::Continue}}, r))
@@ -460,7 +460,7 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r) {
             if (auto c = getChoice<Catchup>(kv, what,
                                             {{"none", Catchup::None}, {"latest", Catchup::Latest}, {"all", Catchup::All}},
                                             r))
-                wf.catchup = *c;
+                wf.catchup = wf.file_catchup = *c;
         } else if (key == "catchup_window") {
             if (auto d = getSeconds(kv, what, std::chrono::seconds(1), r)) wf.catchup_window = *d;
         } else {

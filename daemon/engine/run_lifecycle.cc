@@ -129,13 +129,14 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
     std::sort(active.begin(), active.end(), [](Run* a, Run* b) { return a->serial < b->serial; });
     std::string start = "run";
     std::string skip_reason = forced_skip; // decided by the caller: a paused workflow
-    if (skip_reason.empty() && wf->overlap == config::Overlap::Allow && wf->max_active_runs > 0 &&
+    const config::Overlap overlap = kind == TriggerKind::FileDrop ? wf->file_overlap : wf->overlap;
+    if (skip_reason.empty() && overlap == config::Overlap::Allow && wf->max_active_runs > 0 &&
                active.size() >= static_cast<size_t>(wf->max_active_runs)) {
         skip_reason = "skipped: " + std::to_string(active.size()) + " runs are active, max_active_runs = " +
                       std::to_string(wf->max_active_runs) + " (overlap = allow)";
     } else if (skip_reason.empty() && !active.empty()) {
         const std::string previous = active.back()->rec.id;
-        switch (wf->overlap) {
+        switch (overlap) {
         case config::Overlap::Skip:
             skip_reason = "skipped: run " + previous + " is still active (overlap = skip)";
             break;
@@ -184,7 +185,7 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
     if (start == "queue") {
         queued[wf->name].push_back(id);
         event(id, "", "run_queued", "waiting for " + active.back()->rec.id + " (overlap = " +
-                                        config::toString(wf->overlap) + ")");
+                                        config::toString(overlap) + ")");
         out.state = "queued";
         return out;
     }
