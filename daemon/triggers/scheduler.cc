@@ -186,6 +186,13 @@ struct Scheduler::Impl {
                 }
             }
             planAll(placed, now, lookback);
+            for (size_t t = 0; t < wf->triggers.size(); ++t) {
+                // cron::CronExpr::next() looks 8 years ahead.
+                if (wf->triggers[t].kind == Kind::Cron && placed.next_due[t] == sys_seconds{}) {
+                    spdlog::warn("SCHED_NEVER_FIRES {}: trigger #{} {} has no firing in the next 8 years", name, t,
+                                 wf->triggers[t].describe());
+                }
+            }
         }
         states = std::move(next); // entries of workflows no longer loaded are dropped when popped
         arm();
