@@ -34,10 +34,6 @@ RELAYS = {
 NOT_LOG_IDS = {
     "SCHED_IDLE": "the Linux scheduling policy (sched(7)), in docs/benchmarks.md",
 }
-# Docs not scanned for names of log ids, and why.
-NOT_SCANNED = {
-    os.path.join("docs", "architecture.md"): "rewritten for issue 15 on branch i15-docs; scan it once that has landed",
-}
 
 
 def read(rel):
@@ -179,8 +175,6 @@ def check_log_ids(problems):
     # emitted) and reads as one, e.g. `SCHED_FIRING_MISSED …` in a troubleshooting table.
     prefixes = {i.split("_")[0] + "_" for i in ids}
     for rel in docs_files():
-        if rel in NOT_SCANNED:
-            continue
         for n, line in enumerate(read(rel).splitlines(), 1):
             for tok in re.findall(r"`(%s)(?=[ `])" % ID, line):
                 if tok.startswith(tuple(prefixes)) and tok not in ids and tok not in NOT_LOG_IDS:
