@@ -87,19 +87,6 @@ std::string TriggerDef::describe() const {
     return out;
 }
 
-const char* toString(TriggerRule r) {
-    switch (r) {
-    case TriggerRule::AllSuccess: return "all_success";
-    case TriggerRule::AllDone: return "all_done";
-    case TriggerRule::AllFailed: return "all_failed";
-    case TriggerRule::OneSuccess: return "one_success";
-    case TriggerRule::OneFailed: return "one_failed";
-    case TriggerRule::NoneFailed: return "none_failed";
-    case TriggerRule::Always: return "always";
-    }
-    return "?";
-}
-
 bool isValidWorkflowName(const std::string& name) {
     if (name.empty() || name[0] == '.' || name.size() > 128) return false;
     return std::all_of(name.begin(), name.end(), [](char ch) {
@@ -128,12 +115,6 @@ const std::set<std::string> kWorkflowTaskKeys = {
     "retry_max_delay", "timeout", "trigger_rule", "priority", "when"};
 // Keys the engine reserves for features of later versions; never passed to plugins.
 const std::set<std::string> kTaskReservedKeys = {"outputs"};
-
-const std::vector<std::pair<const char*, TriggerRule>> kTriggerRules = {
-    {"all_success", TriggerRule::AllSuccess}, {"all_done", TriggerRule::AllDone},
-    {"all_failed", TriggerRule::AllFailed},   {"one_success", TriggerRule::OneSuccess},
-    {"one_failed", TriggerRule::OneFailed},   {"none_failed", TriggerRule::NoneFailed},
-    {"always", TriggerRule::Always}};
 
 // A reference to a param, an output or a task state, where it was written.
 struct RefUse {
@@ -187,6 +168,20 @@ std::optional<Enum> getChoice(const Value& v, const std::string& what,
     std::string allowed;
     for (const auto& [name, e] : choices) {
         if (*s == name) return e;
+        allowed += (allowed.empty() ? "" : " | ") + std::string(name);
+    }
+    r.add(v, what + " must be " + allowed + ", found \"" + *s + "\"");
+    return std::nullopt;
+}
+
+// The same for an enum with a name table (model/names.h): one of its names.
+template <class Enum>
+std::optional<Enum> getChoice(const Value& v, const std::string& what, Reporter& r) {
+    auto s = getString(v, what, r);
+    if (!s) return std::nullopt;
+    if (auto e = model::parse<Enum>(*s)) return e;
+    std::string allowed;
+    for (const auto& [e, name] : model::NameTable<Enum>::entries) {
         allowed += (allowed.empty() ? "" : " | ") + std::string(name);
     }
     r.add(v, what + " must be " + allowed + ", found \"" + *s + "\"");
@@ -645,7 +640,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
                 }
             }
         } else if (key == "trigger_rule") {
-            if (auto rule = getChoice<TriggerRule>(kv, what, kTriggerRules, r)) task.trigger_rule = *rule;
+            if (auto rule = getChoice<TriggerRule>(kv, what, r)) task.trigger_rule = *rule;
         } else if (key == "priority") {
             if (auto n = getInt(kv, what, r, -1'000'000, 1'000'000)) task.priority = static_cast<int>(*n);
         } else if (key == "at_most_once") {
