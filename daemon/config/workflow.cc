@@ -474,14 +474,14 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r) {
 void checkTemplate(const std::string& text, size_t line, const std::string& where, TaskDef& task,
                    TaskExtra& extra, Reporter& r) {
     if (text.find("${") == std::string::npos) return;
-    auto parsed = expr::Template::parse(text);
-    if (auto* err = std::get_if<std::string>(&parsed)) {
-        r.add(line, where + ": " + *err);
+    std::string err;
+    const auto t = expr::Template::parse(text, &err);
+    if (!t) {
+        r.add(line, where + ": " + err);
         return;
     }
-    const auto& t = std::get<expr::Template>(parsed);
-    if (!t.empty()) task.has_templates = true;
-    for (const auto& ref : t.refs()) extra.refs.push_back({line, where, "${" + expr::toString(ref) + "}", ref});
+    if (!t->empty()) task.has_templates = true;
+    for (const auto& ref : t->refs()) extra.refs.push_back({line, where, "${" + expr::toString(ref) + "}", ref});
 }
 
 // Every string inside a plugin parameter, at any depth.
@@ -506,9 +506,9 @@ void checkShellParams(const Table& params, const std::string& label, const std::
         if (it == params.end() || !it->second.is_string()) continue;
         const std::string& text = it->second.as_string().str;
         if (text.find("${") == std::string::npos) continue;
-        auto parsed = expr::Template::parse(text);
-        const auto* t = std::get_if<expr::Template>(&parsed);
-        if (t == nullptr) continue; // reported by checkTemplate()
+        std::string ignored; // reported by checkTemplate()
+        const auto t = expr::Template::parse(text, &ignored);
+        if (!t) continue;
         const auto contexts = expr::shellContexts(*t);
         for (size_t i = 0; i < contexts.size(); ++i) {
             if (expr::isSafe(contexts[i])) continue;
@@ -657,12 +657,13 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
         } else if (key == "when") {
             auto text = getString(kv, what, r);
             if (!text) continue;
-            auto parsed = expr::Condition::parse(*text);
-            if (auto* err = std::get_if<std::string>(&parsed)) {
-                r.add(kv, what + ": " + *err);
+            std::string err;
+            const auto parsed = expr::Condition::parse(*text, &err);
+            if (!parsed) {
+                r.add(kv, what + ": " + err);
                 continue;
             }
-            for (const auto& ref : std::get<expr::Condition>(parsed).refs())
+            for (const auto& ref : parsed->refs())
                 extra.refs.push_back({r.lineOf(kv), what, expr::toString(ref), ref});
             task.when = *text;
         } else if (key == "run_as") {

@@ -300,9 +300,9 @@ struct Engine::Impl {
 
     std::string expand(const Run& run, const std::string& text) const {
         if (text.find("${") == std::string::npos) return text;
-        auto parsed = expr::Template::parse(text);
-        if (auto* tpl = std::get_if<expr::Template>(&parsed)) return tpl->expand(lookupFor(run));
-        return text; // validated at load; a bad template stays as written
+        std::string ignored; // validated at load; a bad template stays as written
+        if (auto tpl = expr::Template::parse(text, &ignored)) return tpl->expand(lookupFor(run));
+        return text;
     }
 
     // ---- creating runs ----
@@ -530,8 +530,8 @@ struct Engine::Impl {
         if (!task.def->when.empty()) {
             auto& cond = run.conditions[t];
             if (!cond) {
-                auto parsed = expr::Condition::parse(task.def->when);
-                if (auto* c = std::get_if<expr::Condition>(&parsed)) cond = std::move(*c);
+                std::string ignored; // validated at load
+                cond = expr::Condition::parse(task.def->when, &ignored);
             }
             if (cond && !cond->evaluate(lookupFor(run))) {
                 *why = "when condition is false: " + task.def->when;
