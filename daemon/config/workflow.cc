@@ -674,8 +674,8 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
             }
             auto text = getString(kv, what, r);
             if (!text) continue;
-            if (auto why = accountProblem(*text)) {
-                r.add(kv, what + ": " + *why + " (run_as names an existing account: \"user\" or "
+            if (std::string why; !accountUsable(*text, &why)) {
+                r.add(kv, what + ": " + why + " (run_as names an existing account: \"user\" or "
                                  "\"user:group\")");
                 continue;
             }
@@ -774,10 +774,10 @@ void warnRootWatch(Workflow& wf) {
     if (root_tasks.size() > 5) names += " and " + std::to_string(root_tasks.size() - 5) + " more";
     for (const auto& trig : wf.triggers) {
         if (trig.kind != TriggerDef::Kind::File) continue;
-        auto why = writableByOthers(trig.watch);
-        if (!why) continue;
+        std::string why;
+        if (onlyRootWrites(trig.watch, &why)) continue;
         wf.warnings.push_back({wf.file.string(), trig.line,
-                               "watch " + trig.watch.string() + ": " + *why +
+                               "watch " + trig.watch.string() + ": " + why +
                                    ", so users other than root choose the files that task(s) " + names +
                                    " handle as root; set run_as = \"user\" on the workflow or those tasks, or "
                                    "let only root write there"});
@@ -1032,8 +1032,8 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
             if (auto n = getInt(v, "'keep_days'", r, 1, 100'000)) wf->keep_days = static_cast<int>(*n);
         } else if (key == "run_as") {
             if (auto s = getString(v, "'run_as'", r)) {
-                if (auto why = accountProblem(*s)) {
-                    r.add(v, "'run_as': " + *why + " (run_as names an existing account: \"user\" or "
+                if (std::string why; !accountUsable(*s, &why)) {
+                    r.add(v, "'run_as': " + why + " (run_as names an existing account: \"user\" or "
                              "\"user:group\")");
                 } else {
                     wf->run_as = *s;
