@@ -51,9 +51,9 @@ expr::Lookup Core::lookupFor(const Run& run) const {
 
 std::string Core::expand(const Run& run, const std::string& text) const {
     if (text.find("${") == std::string::npos) return text;
-    auto parsed = expr::Template::parse(text);
-    if (auto* tpl = std::get_if<expr::Template>(&parsed)) return tpl->expand(lookupFor(run));
-    return text; // validated at load; a bad template stays as written
+    std::string ignored; // validated at load; a bad template stays as written
+    if (auto tpl = expr::Template::parse(text, &ignored)) return tpl->expand(lookupFor(run));
+    return text;
 }
 
 } // namespace taskhub::engine

@@ -240,8 +240,8 @@ std::optional<TS> Core::admitDecision(Run& run, uint32_t t, std::string* why) {
     if (!task.def->when.empty()) {
         auto& cond = run.conditions[t];
         if (!cond) {
-            auto parsed = expr::Condition::parse(task.def->when);
-            if (auto* c = std::get_if<expr::Condition>(&parsed)) cond = std::move(*c);
+            std::string ignored; // validated at load
+            cond = expr::Condition::parse(task.def->when, &ignored);
         }
         if (cond && !cond->evaluate(lookupFor(run))) {
             *why = "when condition is false: " + task.def->when;
