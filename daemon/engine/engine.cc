@@ -101,7 +101,7 @@ EngineStats Engine::stats() const {
         if (r->rec.state == "queued") ++s.queued_runs;
         else ++s.active_runs;
     }
-    s.running_tasks = core_->running_tasks;
+    s.running_tasks = core_->queues.running();
     s.waiting_tasks = core_->ready_tasks;
     s.runs_started = core_->runs_started;
     return s;

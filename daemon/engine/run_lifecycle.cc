@@ -72,7 +72,7 @@ std::unique_ptr<Run> Core::makeRun(std::shared_ptr<const config::Workflow> wf,
 
 Run& Core::adopt(std::unique_ptr<Run> run) {
     Run& r = *run;
-    r.wf_running = &workflow_running[r.wf->name];
+    r.wf_running = &queues.workflowRunning(r.wf->name);
     by_serial[r.serial] = &r;
     runs.emplace(r.rec.id, std::move(run));
     return r;
