@@ -23,12 +23,7 @@ void Engine::setWorkflowLookup(WorkflowLookup lookup) { core_->lookup_workflow =
 
 RecoveryReport Engine::recover(bool same_boot) { return core_->recover(same_boot); }
 
-TriggerResult Engine::trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
-                              std::optional<std::chrono::sys_seconds> scheduled,
-                              const store::NameValues& params, const std::string& actor, const std::string& label,
-                              const std::string& skip_reason, const std::string& file_run_id) {
-    return core_->trigger(std::move(wf), kind, scheduled, params, actor, label, skip_reason, file_run_id);
-}
+TriggerResult Engine::trigger(const TriggerRequest& req) { return core_->trigger(req); }
 
 bool Engine::cancel(const std::string& run_id, const std::string& task_id, const std::string& actor,
                     std::string* err) {

@@ -231,10 +231,7 @@ struct Core {
     std::unique_ptr<Run> makeRun(std::shared_ptr<const config::Workflow> wf, std::string id,
                                  std::string trigger, store::NameValues params);
     Run& adopt(std::unique_ptr<Run> run);
-    TriggerResult trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
-                          std::optional<std::chrono::sys_seconds> scheduled, const store::NameValues& given,
-                          const std::string& actor, const std::string& label, const std::string& forced_skip,
-                          const std::string& file_run_id);
+    TriggerResult trigger(const TriggerRequest& req);
     void armRunTimeout(Run& run, std::optional<std::chrono::milliseconds> after = std::nullopt);
     void startRun(Run& run);
     std::optional<TS> admitDecision(Run& run, uint32_t t, std::string* why);
