@@ -102,15 +102,13 @@ std::string Core::unhealthyText(const std::string& plugin) const {
 void Core::holdForPlugin(Run& run, uint32_t t) {
     auto& task = run.tasks[t];
     if (failsWhenUnhealthy(task.def->plugin) || task.held_since != Clock::time_point{}) return;
-    task.held_since = Clock::now();
+    task.held_since = clock.now();
     event(run.rec.id, task.rec.task_id, "waiting", unhealthyText(task.def->plugin));
     if (task.def->timeout.count() <= 0) return;
     const auto left = std::max(task.def->timeout - task.waited, std::chrono::milliseconds(0));
-    task.timer = std::make_unique<asio::steady_timer>(io, left);
     const uint64_t serial = run.serial;
     const uint64_t seq = task.ready_seq;
-    task.timer->async_wait([this, serial, t, seq](const boost::system::error_code& ec) {
-        if (ec) return;
+    task.timer = clock.after(left, [this, serial, t, seq] {
         auto it = by_serial.find(serial);
         if (it == by_serial.end()) return;
         Run& r = *it->second;
@@ -125,7 +123,7 @@ void Core::holdForPlugin(Run& run, uint32_t t) {
 // The plugin can take tasks again: the wait so far counts against the attempt's timeout.
 void Core::releaseHold(TaskRun& task) {
     if (task.held_since == Clock::time_point{}) return;
-    task.waited += std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - task.held_since);
+    task.waited += std::chrono::duration_cast<std::chrono::milliseconds>(clock.now() - task.held_since);
     task.held_since = {};
     task.timer.reset();
 }
@@ -169,12 +167,10 @@ std::shared_ptr<TaskOutput> Core::openOutput(const Run& run, const TaskRun& task
 
 void Core::armTaskTimeout(Run& run, uint32_t t, std::chrono::milliseconds after) {
     auto& task = run.tasks[t];
-    task.deadline = Clock::now() + after;
-    task.timer = std::make_unique<asio::steady_timer>(io, after);
+    task.deadline = clock.now() + after;
     uint64_t serial = run.serial;
     int attempt = task.rec.attempt;
-    task.timer->async_wait([this, serial, t, attempt](const boost::system::error_code& ec) {
-        if (ec) return;
+    task.timer = clock.after(after, [this, serial, t, attempt] {
         auto it = by_serial.find(serial);
         if (it == by_serial.end()) return;
         Run& r = *it->second;
@@ -448,10 +444,8 @@ void Core::finishAttempt(Run& run, uint32_t t, AttemptResult r) {
         event(run.rec.id, task.rec.task_id, "end",
               "failed: " + message + "; retry " + std::to_string(task.rec.attempt) + " of " +
                   std::to_string(task.def->retries) + " in " + formatDuration(delay));
-        task.timer = std::make_unique<asio::steady_timer>(io, delay);
         const uint64_t serial = run.serial;
-        task.timer->async_wait([this, serial, t](const boost::system::error_code& ec) {
-            if (ec) return;
+        task.timer = clock.after(delay, [this, serial, t] {
             auto it = by_serial.find(serial);
             if (it == by_serial.end() || it->second->tasks[t].st != TS::Retrying) return;
             it->second->tasks[t].timer.reset();

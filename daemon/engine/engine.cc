@@ -15,7 +15,13 @@ static_assert(config::kMaxTasksPerWorkflow == static_cast<size_t>(store::Store::
 
 Engine::Engine(asio::io_context& io, store::Store& store, plugin_host::PluginHost& plugins,
                EngineOptions options)
-    : core_(std::make_unique<Core>(io, store, plugins, std::move(options))) {}
+    : own_plugins_(std::make_unique<PluginHostPort>(plugins)),
+      own_clock_(std::make_unique<AsioClock>(io)),
+      core_(std::make_unique<Core>(io, store, *own_plugins_, *own_clock_, std::move(options))) {}
+
+Engine::Engine(asio::io_context& io, store::Store& store, PluginPort& plugins, EngineClock& clock,
+               EngineOptions options)
+    : core_(std::make_unique<Core>(io, store, plugins, clock, std::move(options))) {}
 
 Engine::~Engine() = default;
 
@@ -76,9 +82,7 @@ void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> don
     }
     im.on_drained = std::move(done);
     spdlog::info("ENGINE_DRAINING waiting up to {} for {} active run(s)", formatDuration(grace), im.runs.size());
-    im.grace_timer = std::make_unique<asio::steady_timer>(im.io, grace);
-    im.grace_timer->async_wait([&im](const boost::system::error_code& ec) {
-        if (ec) return;
+    im.grace_timer = im.clock.after(grace, [&im] {
         std::vector<std::string> ids;
         for (auto& [id, r] : im.runs) {
             if (r->parent_id.empty()) ids.push_back(id); // children go with their parents

@@ -38,6 +38,8 @@ class PluginHost;
 namespace taskhub::engine {
 
 struct Core;
+class PluginPort;
+class EngineClock;
 
 struct EngineOptions {
     std::filesystem::path log_dir;              // task logs: log_dir/<run>/<task>.<attempt>.log
@@ -99,6 +101,10 @@ struct RecoveryReport {
 class Engine {
 public:
     Engine(boost::asio::io_context& io, store::Store& store, plugin_host::PluginHost& plugins,
+           EngineOptions options);
+    // With the plugins and the clock given (engine/plugin_port.h, engine/clock.h), for tests:
+    // fake plugins and simulated time. Both must outlive the engine.
+    Engine(boost::asio::io_context& io, store::Store& store, PluginPort& plugins, EngineClock& clock,
            EngineOptions options);
     ~Engine();
     Engine(const Engine&) = delete;
@@ -175,7 +181,9 @@ public:
     EngineStats stats() const;
 
 private:
-    std::unique_ptr<Core> core_; // engine_state.h
+    std::unique_ptr<PluginPort> own_plugins_; // the daemon's: PluginHostPort
+    std::unique_ptr<EngineClock> own_clock_;  // the daemon's: AsioClock
+    std::unique_ptr<Core> core_;              // engine_state.h
 
 };
 

@@ -11,7 +11,6 @@
 #define TASKHUB_ENGINE_ENGINE_STATE_H
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -30,8 +29,10 @@
 #include "common/proc.h"
 #include "config/workflow.h"
 #include "dag/graph.h"
+#include "engine/clock.h"
 #include "engine/engine.h"
 #include "engine/ready_queues.h"
+#include "engine/plugin_port.h"
 #include "engine/task_output.h"
 #include "expr/condition.h"
 #include "expr/template.h"
@@ -42,7 +43,7 @@ namespace taskhub::engine {
 
 namespace asio = boost::asio;
 using plugin_host::AttemptResult;
-using Clock = std::chrono::steady_clock;
+using Clock = std::chrono::steady_clock; // EngineClock::TimePoint is its time_point
 
 // A task's state inside the engine; its name is what the store and clients see.
 enum class TS : uint8_t { Pending, Ready, Running, Frozen, Retrying, Succeeded, Failed, Cancelled, Skipped };
@@ -131,7 +132,7 @@ struct TaskRun {
     bool cancel_requested = false;
     std::string cancel_reason;
     std::string timed_out; // non-empty: the attempt was stopped by its timeout
-    std::unique_ptr<asio::steady_timer> timer; // retry delay or attempt timeout
+    std::unique_ptr<Timer> timer;              // retry delay or attempt timeout
     Clock::time_point deadline{};              // the attempt's timeout, when it has one
     std::chrono::milliseconds frozen_left{0};  // what was left of it when frozen
     uint64_t ready_seq = 0;                    // the live ready-queue entry
@@ -174,7 +175,7 @@ struct Run {
     std::vector<std::string> children; // active child runs
     std::vector<ReadyItem> held;       // ready while paused
     int* wf_running = nullptr;         // queues.workflowRunning(wf->name)
-    std::unique_ptr<asio::steady_timer> run_timer;
+    std::unique_ptr<Timer> run_timer;
     std::vector<std::function<void(const store::RunRecord&)>> waiters;
 
     static std::vector<dag::TriggerRule> rulesOf(const config::Workflow& wf) {
@@ -192,7 +193,8 @@ struct Run {
 struct Core {
     asio::io_context& io;
     store::Store& store;
-    plugin_host::PluginHost& plugins;
+    PluginPort& plugins;
+    EngineClock& clock; // deadlines and timers
     EngineOptions opts;
     WorkflowLookup lookup_workflow;
 
@@ -209,10 +211,10 @@ struct Core {
     uint64_t runs_started = 0;
     bool stopping = false;
     std::function<void()> on_drained;
-    std::unique_ptr<asio::steady_timer> grace_timer;
+    std::unique_ptr<Timer> grace_timer;
     std::mt19937_64 rng{std::random_device{}()};
 
-    Core(asio::io_context& io, store::Store& store, plugin_host::PluginHost& plugins, EngineOptions options);
+    Core(asio::io_context& io, store::Store& store, PluginPort& plugins, EngineClock& clock, EngineOptions options);
 
     // engine_state.cc: persistence and templates
     void event(const std::string& run_id, const std::string& task_id, const std::string& kind,

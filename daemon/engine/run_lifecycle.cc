@@ -206,10 +206,8 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
 // after: when the run times out (default: the workflow's timeout from now).
 void Core::armRunTimeout(Run& run, std::optional<std::chrono::milliseconds> after) {
     if (run.wf->timeout.count() <= 0) return;
-    run.run_timer = std::make_unique<asio::steady_timer>(io, after.value_or(run.wf->timeout));
     uint64_t serial = run.serial;
-    run.run_timer->async_wait([this, serial](const boost::system::error_code& ec) {
-        if (ec) return;
+    run.run_timer = clock.after(after.value_or(run.wf->timeout), [this, serial] {
         auto it = by_serial.find(serial);
         if (it == by_serial.end()) return;
         stopRun(*it->second, "failed", "run timed out after " + formatDuration(it->second->wf->timeout));
