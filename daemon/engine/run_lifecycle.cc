@@ -72,18 +72,24 @@ std::unique_ptr<Run> Core::makeRun(std::shared_ptr<const config::Workflow> wf,
 
 Run& Core::adopt(std::unique_ptr<Run> run) {
     Run& r = *run;
-    r.wf_running = &workflow_running[r.wf->name];
+    r.wf_running = &queues.workflowRunning(r.wf->name);
     by_serial[r.serial] = &r;
     runs.emplace(r.rec.id, std::move(run));
     return r;
 }
 
-TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
-                            TriggerKind kind,
-                      std::optional<std::chrono::sys_seconds> scheduled,
-                      const store::NameValues& given, const std::string& actor, const std::string& label,
-                      const std::string& forced_skip, const std::string& file_run_id) {
+TriggerResult Core::trigger(const TriggerRequest& req) {
+    using model::TriggerSource;
+    const std::shared_ptr<const config::Workflow>& wf = req.workflow;
+    const std::optional<std::chrono::sys_seconds>& scheduled = req.scheduled;
+    const std::string forced_skip = req.skip == model::SkipCause::None ? std::string() : req.skip_reason;
+    const bool timed = req.source == TriggerSource::Cron || req.source == TriggerSource::Every ||
+                       req.source == TriggerSource::At || req.source == TriggerSource::Reboot;
     TriggerResult out;
+    if (req.source == TriggerSource::Parent) {
+        out.error = "a child run is started by its parent's workflow task, not triggered";
+        return out;
+    }
     if (stopping) {
         out.error = "taskhubd is shutting down; no new runs are started";
         return out;
@@ -93,14 +99,14 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
         return out;
     }
     store::NameValues params;
-    if (auto err = resolveParams(*wf, given, &params)) {
+    if (auto err = resolveParams(*wf, req.params, &params)) {
         out.error = *err;
         return out;
     }
     std::string id;
     bool revive = false;
-    if ((kind == TriggerKind::Scheduled && scheduled) || kind == TriggerKind::FileDrop) {
-        id = kind == TriggerKind::FileDrop ? file_run_id : wf->name + "@" + formatCompactUtc(*scheduled);
+    if ((timed && scheduled) || req.source == TriggerSource::File) {
+        id = req.source == TriggerSource::File ? req.file_run_id : wf->name + "@" + formatCompactUtc(*scheduled);
         if (runs.count(id) || store.runExists(id)) {
             // A firing recorded as skipped while the workflow was paused may still run: the
             // catch-up after `resume` turns that record into the run.
@@ -117,7 +123,7 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
         id = newManualId(wf->name);
     }
 
-    auto run = makeRun(wf, id, kind == TriggerKind::Manual ? "manual" : label.empty() ? "cron" : label,
+    auto run = makeRun(wf, id, std::string(model::name(req.source)),
                        std::move(params));
     if (scheduled) run->rec.scheduled_ms = scheduled->time_since_epoch().count() * 1000;
 
@@ -156,11 +162,10 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
 
     out.ok = true;
     out.run_id = id;
-    // "manual by uid 1000 (ada)"; "cron", "every: catch-up of ..." (a scheduled run's actor
-    // says why it fires when not on time).
-    const std::string by = actor.empty()                      ? run->rec.trigger
-                           : kind != TriggerKind::Manual    ? run->rec.trigger + ": " + actor
-                                                            : run->rec.trigger + " by " + actor;
+    // "manual by uid 1000 (ada)"; "cron", "every: catch-up of ..." (the note says why a firing
+    // fires when not on time).
+    const std::string by = run->rec.trigger + (req.actor.empty() ? "" : " by " + req.actor) +
+                           (req.note.empty() ? "" : ": " + req.note);
     if (!skip_reason.empty()) {
         run->rec.state = "skipped";
         run->rec.message = skip_reason;
@@ -202,10 +207,8 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
 // after: when the run times out (default: the workflow's timeout from now).
 void Core::armRunTimeout(Run& run, std::optional<std::chrono::milliseconds> after) {
     if (run.wf->timeout.count() <= 0) return;
-    run.run_timer = std::make_unique<asio::steady_timer>(io, after.value_or(run.wf->timeout));
     uint64_t serial = run.serial;
-    run.run_timer->async_wait([this, serial](const boost::system::error_code& ec) {
-        if (ec) return;
+    run.run_timer = clock.after(after.value_or(run.wf->timeout), [this, serial] {
         auto it = by_serial.find(serial);
         if (it == by_serial.end()) return;
         stopRun(*it->second, "failed", "run timed out after " + formatDuration(it->second->wf->timeout));

@@ -72,11 +72,11 @@ public:
     const std::filesystem::path& dir() const { return dir_.path; }
 
     engine::TriggerResult triggerResult(const std::string& name, const store::NameValues& params = {}) {
-        return engine_->trigger(workflows_.at(name), engine::TriggerKind::Manual, std::nullopt, params, "test");
+        return engine_->trigger({.workflow = workflows_.at(name), .params = params, .actor = "test"});
     }
 
     std::string trigger(const std::string& name, const store::NameValues& params = {}) {
-        auto r = engine_->trigger(workflows_.at(name), engine::TriggerKind::Manual, std::nullopt, params, "test");
+        auto r = engine_->trigger({.workflow = workflows_.at(name), .params = params, .actor = "test"});
         INFO(r.error);
         REQUIRE(r.ok);
         return r.run_id;
@@ -639,7 +639,7 @@ TEST_CASE("engine: run_as is resolved when the attempt starts; an account gone s
     // The loaded workflow, as if the account had been deleted after the file was loaded.
     auto gone = std::make_shared<config::Workflow>(*h.workflow("v"));
     gone->tasks[0].run_as = "no-such-user-th";
-    auto r = h.engine().trigger(gone, engine::TriggerKind::Manual, std::nullopt, {}, "test");
+    auto r = h.engine().trigger({.workflow = gone, .actor = "test"});
     REQUIRE(r.ok);
     auto run = h.waitEnd(r.run_id);
     CHECK(run.state == "failed");
