@@ -135,7 +135,7 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
     std::sort(active.begin(), active.end(), [](Run* a, Run* b) { return a->serial < b->serial; });
     std::string start = "run";
     std::string skip_reason = forced_skip; // decided by the caller: a paused workflow
-    const config::Overlap overlap = kind == TriggerKind::FileDrop ? wf->file_overlap : wf->overlap;
+    const config::Overlap overlap = req.source == TriggerSource::File ? wf->file_overlap : wf->overlap;
     if (skip_reason.empty() && overlap == config::Overlap::Allow && wf->max_active_runs > 0 &&
                active.size() >= static_cast<size_t>(wf->max_active_runs)) {
         skip_reason = "skipped: " + std::to_string(active.size()) + " runs are active, max_active_runs = " +
