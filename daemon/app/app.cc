@@ -306,7 +306,7 @@ int serve(const config::DaemonConfig& cfg) {
     services.releaseTriggers();
 
     std::unique_ptr<control::Server> server;
-    try {
+    {
         control::Limits limits;
         limits.max_connections = cfg.control.max_connections;
         limits.max_connections_per_uid = cfg.control.max_connections_per_uid;
@@ -314,11 +314,12 @@ int serve(const config::DaemonConfig& cfg) {
         limits.request_buffer = static_cast<size_t>(cfg.control.request_buffer);
         limits.max_answer_size = static_cast<size_t>(cfg.control.max_answer_size);
         limits.client_timeout = cfg.control.client_timeout;
-        server = std::make_unique<control::Server>(io, cfg.socket, services, cfg.admin_group, cfg.socket_group,
-                                                   limits);
-    } catch (const std::exception& e) {
-        spdlog::critical("CTRL_LISTEN_FAILED {}", e.what());
-        return 1;
+        server = std::make_unique<control::Server>(io, cfg.socket, services, cfg.admin_group, limits);
+        std::string err;
+        if (!server->open(cfg.socket_group, &err)) {
+            spdlog::critical("CTRL_LISTEN_FAILED {}", err);
+            return 1;
+        }
     }
 
     bool stopping = false;

@@ -128,7 +128,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     std::optional<gid_t> admin_gid;
     local::acceptor acceptor;
     asio::steady_timer accept_timer;
-    bool closed = false;
+    bool closed = true; // until open() succeeds
 
     // Accounting shared by all sessions.
     int descriptor_cap = 0;        // connections of anyone, at most
@@ -411,7 +411,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 };
 
 Server::Server(asio::io_context& io, const fs::path& path, Services& services, const std::string& admin_group,
-               const std::string& socket_group, const Limits& limits)
+               const Limits& limits)
     : impl_(std::make_shared<Impl>(io, path, services, limits)) {
     const rlim_t soft = raiseDescriptorLimit();
     const long open_now = openDescriptors();
@@ -433,40 +433,52 @@ Server::Server(asio::io_context& io, const fs::path& path, Services& services, c
                          "the daemon's user may use mutating commands", admin_group);
         }
     }
+}
+
+bool Server::open(const std::string& socket_group, std::string* err) {
+    const fs::path& path = impl_->path;
     std::error_code fec;
     fs::create_directories(path.parent_path(), fec);
     if (fs::exists(path, fec)) {
         // A socket file from an earlier process: reuse the path only if nobody answers there.
-        local::socket probe(io);
+        local::socket probe(impl_->acceptor.get_executor());
         boost::system::error_code ec;
         probe.connect(local::endpoint(path.string()), ec);
         if (!ec) {
-            throw std::runtime_error("another taskhubd is already listening on " + path.string());
+            *err = "another taskhubd is already listening on " + path.string();
+            return false;
         }
         fs::remove(path, fec);
     }
     if (path.string().size() >= sizeof(sockaddr_un::sun_path)) {
-        throw std::runtime_error("socket path " + path.string() + " is too long (max " +
-                                 std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)");
+        *err = "socket path " + path.string() + " is too long (max " +
+               std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes)";
+        return false;
     }
     boost::system::error_code ec;
     auto& acc = impl_->acceptor;
     acc.open(local(), ec);
     if (!ec) acc.bind(local::endpoint(path.string()), ec);
     if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) throw std::runtime_error("cannot listen on control socket " + path.string() + ": " + ec.message());
+    if (ec) {
+        *err = "cannot listen on control socket " + path.string() + ": " + ec.message();
+        return false;
+    }
     ::chmod(path.c_str(), 0660);
     if (!socket_group.empty()) {
         struct group* g = getgrnam(socket_group.c_str());
         if (!g) {
-            throw std::runtime_error("socket_group \"" + socket_group + "\" does not exist");
+            *err = "socket_group \"" + socket_group + "\" does not exist";
+            return false;
         }
         if (::chown(path.c_str(), static_cast<uid_t>(-1), g->gr_gid) != 0) {
-            throw std::runtime_error("cannot give " + path.string() + " to group " + socket_group + ": " +
-                                     std::strerror(errno));
+            *err = "cannot give " + path.string() + " to group " + socket_group + ": " + std::strerror(errno);
+            return false;
         }
     }
+    impl_->closed = false;
     impl_->accept();
+    return true;
 }
 
 Server::~Server() { close(); }

@@ -48,16 +48,18 @@ struct Limits {
 
 class Server {
 public:
-    // Binds path (removing a stale socket file; refusing when another daemon answers there) and
-    // starts accepting. Throws std::runtime_error with a precise message on failure.
-    // socket_group, when set, becomes the socket's group owner: its members may connect.
-    // Raises the soft RLIMIT_NOFILE to the hard limit first (logged), then sizes the descriptor
-    // bound on connections from the descriptors free at that point.
+    // Raises the soft RLIMIT_NOFILE to the hard limit (logged), then sizes the descriptor bound
+    // on connections from the descriptors free at that point. Nothing is bound until open().
     Server(boost::asio::io_context& io, const std::filesystem::path& path, Services& services,
-           const std::string& admin_group, const std::string& socket_group, const Limits& limits);
+           const std::string& admin_group, const Limits& limits);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
+
+    // Binds the path (removing a stale socket file; refusing when another daemon answers there)
+    // and starts accepting. socket_group, when set, becomes the socket's group owner: its members
+    // may connect. False with a precise *err on failure; the path is then left as it is.
+    bool open(const std::string& socket_group, std::string* err);
 
     // Stops accepting and removes the socket file. Open connections finish their current request.
     void close();
