@@ -66,8 +66,9 @@ struct TriggerRequest {
     store::NameValues params{}; // override the workflow's declared defaults
     std::string actor{};       // who asked, e.g. "uid 1000 (ada)": "manual by uid 1000 (ada)"
     std::string note{};        // why it fires when not on time, e.g. "catch-up of ...": "cron: catch-up of ..."
-    // Not None: record the run as skipped with skip_reason instead of starting it (Paused: a
-    // firing of a paused workflow, which its catch-up after `resume` may turn into the run).
+    // Not None: record the run as skipped with skip_reason (by default store::
+    // kPausedFiringMessage) instead of starting it. Paused: a firing of a paused workflow, which
+    // its catch-up after `resume` may turn into the run.
     model::SkipCause skip = model::SkipCause::None;
     std::string skip_reason{};
     std::string file_run_id{}; // a file drop's run id (see triggers/file_watch.h)

@@ -3,10 +3,13 @@
 //   engine_state.cc   persistence helpers (events, run and task records), templates
 //   run_lifecycle.cc  trigger, overlap and queued runs, admit, settle, end, child runs
 //   ready_queues.h    ready tasks waiting for a slot: limits, priorities, parking (its own class)
-//   dispatch.cc       taking ready tasks from the queues, dispatch and launch, attempt completion and retries, timeouts, plugin health
+//   dispatch.cc       taking ready tasks from the queues, dispatch and launch, attempt
+//                     completion and retries, task timeouts, plugin health, waiting reasons
 //   controls.cc       operator commands: cancel, pause, resume, retry
 //   recovery.cc       recover after a crash (the only code that kills processes)
-// Every method runs on the event-loop thread.
+// It reaches plugins through PluginPort (plugin_port.h) and time through EngineClock (clock.h),
+// so that tests run it on fake plugins and simulated time. Every method runs on the event-loop
+// thread.
 #ifndef TASKHUB_ENGINE_ENGINE_STATE_H
 #define TASKHUB_ENGINE_ENGINE_STATE_H
 

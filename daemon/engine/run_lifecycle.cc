@@ -82,7 +82,10 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
     using model::TriggerSource;
     const std::shared_ptr<const config::Workflow>& wf = req.workflow;
     const std::optional<std::chrono::sys_seconds>& scheduled = req.scheduled;
-    const std::string forced_skip = req.skip == model::SkipCause::None ? std::string() : req.skip_reason;
+    // A firing the caller records as skipped (a paused workflow's), with its message.
+    const std::string forced_skip = req.skip == model::SkipCause::None ? std::string()
+                                    : !req.skip_reason.empty()         ? req.skip_reason
+                                                                       : std::string(store::kPausedFiringMessage);
     const bool timed = req.source == TriggerSource::Cron || req.source == TriggerSource::Every ||
                        req.source == TriggerSource::At || req.source == TriggerSource::Reboot;
     TriggerResult out;

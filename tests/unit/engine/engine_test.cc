@@ -1,6 +1,8 @@
-// The engine driven in-process: a real store in a temporary directory, the real noop and shell
-// plugins, workflows loaded from TOML text. Checks what the event log records: start order under
-// limits and priorities, retries and their delays, nested runs, pause, cancel and retry.
+// The engine driven in-process: a real store in a temporary directory, workflows loaded from
+// TOML text, and either the real noop and shell plugins (Harness) or a fake plugin on simulated
+// time (sim::SimHarness, sim_harness.h) where a test only needs attempts to end when it says so.
+// Checks what the event log records: start order under limits and priorities, retries and their
+// delays, nested runs, pause, cancel and retry.
 #include <catch2/catch.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -22,12 +24,15 @@
 #include "plugin_host/plugin_host.h"
 #include "pool/worker_pool.h"
 #include "store/store.h"
+#include "sim_harness.h"
 #include "test_support.h"
 
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 using taskhub::testing::TempDir;
 using namespace taskhub;
+namespace sim = taskhub::testing::engine_sim;
+using O = plugin_host::AttemptResult::Outcome;
 
 namespace {
 
@@ -175,12 +180,14 @@ TEST_CASE("engine: under max_running_tasks, the highest priority starts first, t
           "[engine][limits]") {
     engine::EngineOptions options;
     options.max_running_tasks = 1;
-    Harness h(options);
+    sim::SimHarness h(options);
     h.add("prio", noopTask("low") + noopTask("mid1", "priority = 5") + noopTask("high", "priority = 10") +
                       noopTask("mid2", "priority = 5") + noopTask("neg", "priority = -1"));
     h.load();
     auto id = h.trigger("prio");
-    auto run = h.waitEnd(id);
+    while (h.finishRunning() > 0) {
+    }
+    auto run = h.record(id);
     CHECK(run.state == "succeeded");
     CHECK(h.startOrder(id) == std::vector<std::string>{"high", "mid1", "mid2", "low", "neg"});
 }
@@ -189,7 +196,7 @@ TEST_CASE("engine: per-plugin max_concurrency and per-workflow max_parallel_task
           "[engine][limits]") {
     engine::EngineOptions options;
     options.plugin_max_concurrency["noop"] = 2;
-    Harness h(options);
+    sim::SimHarness h(options);
     std::string six;
     for (int i = 0; i < 6; ++i) six += noopTask("t" + std::to_string(i));
     h.add("plugin_limited", six);
@@ -200,14 +207,15 @@ TEST_CASE("engine: per-plugin max_concurrency and per-workflow max_parallel_task
         INFO(name);
         auto id = h.trigger(name);
         // While it runs, the waiting tasks say why.
-        h.runFor(5ms);
         auto reasons = h.engine().waitingReasons(id);
         CHECK_FALSE(reasons.empty());
         for (const auto& [t, why] : reasons) {
             CHECK(why == (limit == 2 ? "waiting: plugin 'noop' is at max_concurrency (2)"
                                      : "waiting: workflow 'wf_limited' is at max_parallel_tasks (1)"));
         }
-        auto run = h.waitEnd(id);
+        while (h.finishRunning() > 0) {
+        }
+        auto run = h.record(id);
         CHECK(run.state == "succeeded");
         int running = 0, peak = 0;
         for (const auto& e : h.events(id)) {
@@ -362,21 +370,24 @@ TEST_CASE("engine: an undeclared param is refused with the declared ones", "[eng
 }
 
 TEST_CASE("engine: a paused run starts nothing new until resumed", "[engine][controls]") {
-    Harness h;
-    h.add("chain", noopTask("a", "sleep_ms = 150") + noopTask("b", "depends_on = [\"a\"]"));
+    sim::SimHarness h;
+    h.add("chain", noopTask("a") + noopTask("b", "depends_on = [\"a\"]"));
     h.load();
     auto id = h.trigger("chain");
-    h.runFor(30ms);
     std::string err;
     REQUIRE(h.engine().pause(id, false, "uid 0 (root)", &err));
     CHECK_FALSE(h.engine().pause(id, false, "uid 0 (root)", &err));
     CHECK(err == "run " + id + " is already paused (resume it with `taskhubctl resume " + id + "`)");
-    h.runFor(400ms); // a ends meanwhile; b must not start
+    h.plugin().finish("a", O::Succeeded); // a ends meanwhile; b must not start
+    h.settle();
     CHECK(h.startOrder(id) == std::vector<std::string>{"a"});
     CHECK(h.engine().waitingReasons(id) == std::map<std::string, std::string>{{"b", "waiting: the run is paused"}});
-    CHECK(h.finished(id).state == "paused");
+    CHECK(h.record(id).state == "paused");
     REQUIRE(h.engine().resume(id, "uid 0 (root)", &err));
-    auto run = h.waitEnd(id);
+    h.settle();
+    h.plugin().finish("b", O::Succeeded);
+    h.settle();
+    auto run = h.record(id);
     CHECK(run.state == "succeeded");
     CHECK(h.startOrder(id) == std::vector<std::string>{"a", "b"});
     bool paused_event = false;
@@ -385,18 +396,22 @@ TEST_CASE("engine: a paused run starts nothing new until resumed", "[engine][con
 }
 
 TEST_CASE("engine: cancelling one task lets its downstream follow the trigger rules", "[engine][controls]") {
-    Harness h;
-    h.add("handlers", noopTask("slow", "sleep_ms = 5000") + noopTask("next", "depends_on = [\"slow\"]") +
+    sim::SimHarness h;
+    h.add("handlers", noopTask("slow") + noopTask("next", "depends_on = [\"slow\"]") +
                           noopTask("on_fail", "depends_on = [\"slow\"]\ntrigger_rule = \"one_failed\"") +
                           noopTask("other"));
     h.load();
     auto id = h.trigger("handlers");
-    h.runFor(50ms);
     std::string err;
     CHECK_FALSE(h.engine().cancel(id, "slwo", "uid 0", &err));
     CHECK(err == "run " + id + " has no task 'slwo'; did you mean 'slow'?");
     REQUIRE(h.engine().cancel(id, "slow", "uid 0", &err));
-    auto run = h.waitEnd(id);
+    REQUIRE(h.plugin().latest("slow")->cancelled); // the plugin was asked to stop it
+    h.plugin().finish("slow", O::Cancelled, "stopped");
+    h.settle();
+    while (h.finishRunning() > 0) { // other, on_fail
+    }
+    auto run = h.record(id);
     CHECK(task(run, "slow").state == "cancelled");
     CHECK(task(run, "slow").message == "cancelled by uid 0");
     CHECK(task(run, "next").state == "skipped");
@@ -437,49 +452,65 @@ TEST_CASE("engine: retry re-runs failed tasks of an ended run in place, with --d
 
 TEST_CASE("engine: a workflow slot freed while the next parked task's run is paused goes to another run",
           "[engine][limits]") {
-    Harness h;
-    h.add("one", "max_parallel_tasks = 1\n[policy]\noverlap = \"allow\"\n\n" + noopTask("t", "sleep_ms = 100"));
+    sim::SimHarness h;
+    h.add("one", "max_parallel_tasks = 1\n[policy]\noverlap = \"allow\"\n\n" + noopTask("t"));
     h.load();
     auto r1 = h.trigger("one");
     auto r2 = h.trigger("one");
     auto r3 = h.trigger("one");
-    h.runFor(20ms);
     std::string err;
     REQUIRE(h.engine().pause(r2, false, "uid 0", &err));
-    CHECK(h.waitEnd(r1).state == "succeeded");
-    CHECK(h.waitEnd(r3).state == "succeeded"); // not stuck behind the paused r2
+    h.plugin().finish("t", O::Succeeded, {}, r1);
+    h.settle();
+    CHECK(h.record(r1).state == "succeeded");
+    h.plugin().finish("t", O::Succeeded, {}, r3); // not stuck behind the paused r2
+    h.settle();
+    CHECK(h.record(r3).state == "succeeded");
     REQUIRE(h.engine().cancel(r2, "", "uid 0", &err));
-    CHECK(h.waitEnd(r2).state == "cancelled");
+    h.settle();
+    CHECK(h.record(r2).state == "cancelled");
     CHECK(h.engine().stats().running_tasks == 0);
 }
 
 TEST_CASE("engine: a cancel also stops the clean-up tasks of a run that fail_fast is stopping",
           "[engine][controls]") {
-    Harness h;
-    h.add("ff", noopTask("bad", "fail = true") + noopTask("long", "sleep_ms = 300") +
-                    noopTask("cleanup", "sleep_ms = 5000\ndepends_on = [\"long\"]\ntrigger_rule = \"all_done\""));
+    sim::SimHarness h;
+    h.add("ff", noopTask("bad", "fail = true") + noopTask("long") +
+                    noopTask("cleanup", "depends_on = [\"long\"]\ntrigger_rule = \"all_done\""));
     h.load();
     auto id = h.trigger("ff");
-    h.runFor(400ms); // bad failed, long ended (cancelled), cleanup runs
+    h.plugin().finish("bad", O::Failed, "failed as requested"); // fail_fast stops long
+    h.settle();
+    REQUIRE(h.plugin().latest("long")->cancelled);
+    h.plugin().finish("long", O::Cancelled, "stopped");
+    h.settle();
+    REQUIRE(h.plugin().latest("cleanup")); // bad failed, long ended (cancelled), cleanup runs
     std::string err;
     REQUIRE(h.engine().cancel(id, "", "uid 0", &err));
-    auto run = h.waitEnd(id, 3s);
+    REQUIRE(h.plugin().latest("cleanup")->cancelled);
+    h.plugin().finish("cleanup", O::Cancelled, "stopped");
+    h.settle();
+    auto run = h.record(id);
     CHECK(run.state == "cancelled");
     CHECK(task(run, "cleanup").state == "cancelled");
     CHECK(h.engine().stats().running_tasks == 0);
 }
 
 TEST_CASE("engine: a task of a queued run cannot be cancelled on its own", "[engine][controls]") {
-    Harness h;
-    h.add("q", "[policy]\noverlap = \"queue_all\"\n\n" + noopTask("a", "sleep_ms = 200"));
+    sim::SimHarness h;
+    h.add("q", "[policy]\noverlap = \"queue_all\"\n\n" + noopTask("a"));
     h.load();
     auto r1 = h.trigger("q");
     auto r2 = h.trigger("q");
     std::string err;
     CHECK_FALSE(h.engine().cancel(r2, "a", "uid 0", &err));
     CHECK(err == "run " + r2 + " is queued and has started no task yet; cancel the whole run, or cancel the task once the run runs");
-    CHECK(h.waitEnd(r1).state == "succeeded");
-    CHECK(h.waitEnd(r2).state == "succeeded");
+    h.plugin().finish("a", O::Succeeded, {}, r1);
+    h.settle();
+    CHECK(h.record(r1).state == "succeeded");
+    h.plugin().finish("a", O::Succeeded, {}, r2);
+    h.settle();
+    CHECK(h.record(r2).state == "succeeded");
     CHECK(h.engine().stats().running_tasks == 0);
 }
 
