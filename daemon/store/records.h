@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
+
+#include "model/name_values.h"
+#include "model/states.h"
 
 namespace taskhub::store {
 
@@ -19,12 +21,8 @@ inline bool isFinalRunState(const std::string& s) {
     return s == "succeeded" || s == "failed" || s == "cancelled" || s == "skipped";
 }
 
-// The message of a firing recorded as skipped because its workflow's schedule was paused starts
-// with this. Such a record may become the real run when the workflow is resumed (catch-up).
-inline constexpr const char* kPausedFiringMessage = "skipped: the workflow is paused";
-
-// Name/value pairs in the order they were set: run params, task outputs.
-using NameValues = std::vector<std::pair<std::string, std::string>>;
+using model::kPausedFiringMessage;
+using model::NameValues;
 
 struct TaskRecord {
     std::string task_id;
@@ -36,6 +34,7 @@ struct TaskRecord {
     std::optional<int64_t> started_ms; // epoch milliseconds
     std::optional<int64_t> ended_ms;
     NameValues outputs;              // published by the latest attempt (::set-output, host call)
+    model::TaskKind kind = model::TaskKind::Plugin; // Workflow: its plugin reads "workflow:NAME"
     std::string child_run;           // a workflow task: the id of its latest child run
     // The process the latest attempt runs as, when its plugin reported one (the shell plugin
     // does): pid, process group and start time (clock ticks after boot, /proc/PID/stat field
@@ -51,6 +50,9 @@ struct RunRecord {
     std::string trigger;             // "cron", "manual", "parent"
     std::string state = "queued";
     std::string message;
+    // Why a firing was recorded as skipped (None otherwise); a Paused one may become the real
+    // run when its workflow is resumed (catch-up).
+    model::SkipCause skip_cause = model::SkipCause::None;
     std::string version;             // workflow definition hash
     std::optional<int64_t> scheduled_ms;
     int64_t created_ms = 0;

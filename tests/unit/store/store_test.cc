@@ -705,8 +705,10 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     TempDir dir;
     const fs::path db = dir.path / "taskhub.db";
     Store::open(dir.path).reset();
-    // What a version 4 database lacks: file_versions (5) and the recovery columns and meta (6).
-    sql(db, "DROP TABLE file_versions; DROP TABLE meta; ALTER TABLE tasks DROP COLUMN pid; "
+    // What a version 4 database lacks: file_versions (5), the recovery columns and meta (6), and
+    // the kind and skip cause columns (7).
+    sql(db, "ALTER TABLE tasks DROP COLUMN kind; ALTER TABLE runs DROP COLUMN skip_cause; "
+            "DROP TABLE file_versions; DROP TABLE meta; ALTER TABLE tasks DROP COLUMN pid; "
             "ALTER TABLE tasks DROP COLUMN pgid; ALTER TABLE tasks DROP COLUMN proc_start; "
             "ALTER TABLE runs DROP COLUMN lost; PRAGMA user_version = 4;");
     REQUIRE(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name = 'file_versions'") == 0);
@@ -734,5 +736,132 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name IN ('pid', 'pgid', 'proc_start')") == 3);
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'lost'") == 1);
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
-    CHECK(Store::kSchemaVersion == 6);
+    CHECK(Store::kSchemaVersion == 7);
+}
+
+namespace {
+
+// The text of a column of one row, or "(none)" when the query finds no row.
+std::string sqlText(const fs::path& db, const std::string& query) {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(h, query.c_str(), -1, &st, nullptr) == SQLITE_OK);
+    std::string v = "(none)";
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        auto p = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+        v = p ? p : "";
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+} // namespace
+
+TEST_CASE("a version 6 database gains task kinds and skip causes from the text its daemon wrote", "[store][migration]") {
+    using taskhub::model::SkipCause;
+    using taskhub::model::TaskKind;
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    Store::open(dir.path).reset();
+    // A version 6 database: no kind or skip_cause columns. Its rows, as taskhubd 6 wrote them.
+    sql(db, R"sql(
+ALTER TABLE tasks DROP COLUMN kind;
+ALTER TABLE runs DROP COLUMN skip_cause;
+PRAGMA user_version = 6;
+INSERT INTO runs(key, id, workflow, trigger, state, message, created_ms) VALUES
+  (1, 'w@paused', 'w', 'cron', 'skipped', 'skipped: the workflow is paused (paused by uid 0 (root) at 2026-01-01T00:00:00Z)', 1),
+  (2, 'w@overlap', 'w', 'cron', 'skipped', 'skipped: run w@paused is still active (overlap = skip)', 2),
+  (3, 'w@queued', 'w', 'cron', 'skipped', 'skipped: run w@x is already queued (overlap = queue_one)', 3),
+  (4, 'w@limit', 'w', 'cron', 'skipped', 'skipped: 3 runs are active, max_active_runs = 3 (overlap = allow)', 4),
+  (5, 'w@ran', 'w', 'cron', 'succeeded', 'skipped: the workflow is paused, said a task', 5),
+  (6, 'w@tasks', 'w', 'manual', 'skipped', 'every task was skipped', 6);
+INSERT INTO tasks(key, task_id, plugin, state, attempt) VALUES
+  (1048576 * 5 + 0, 'child', 'workflow:inner', 'succeeded', 1),
+  (1048576 * 5 + 1, 'plain', 'shell', 'succeeded', 1),
+  (1048576 * 5 + 2, 'named', 'workflowish', 'succeeded', 1);
+)sql");
+    REQUIRE(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'skip_cause'") == 0);
+    auto check = [&](Store& s) {
+        auto cause = [&](const char* id) {
+            auto r = s.run(id, false);
+            REQUIRE(r);
+            return r->skip_cause;
+        };
+        CHECK(cause("w@paused") == SkipCause::Paused);
+        CHECK(cause("w@overlap") == SkipCause::Overlap);
+        CHECK(cause("w@queued") == SkipCause::Overlap);
+        CHECK(cause("w@limit") == SkipCause::ActiveLimit);
+        CHECK(cause("w@ran") == SkipCause::None); // not skipped: its message does not matter
+        CHECK(cause("w@tasks") == SkipCause::None);
+        auto ran = s.run("w@ran", true);
+        REQUIRE(ran);
+        REQUIRE(ran->tasks.size() == 3);
+        CHECK(ran->tasks[0].kind == TaskKind::Workflow);
+        CHECK(ran->tasks[0].plugin == "workflow:inner"); // the text stays as it was
+        CHECK(ran->tasks[1].kind == TaskKind::Plugin);
+        CHECK(ran->tasks[2].kind == TaskKind::Plugin);
+    };
+    {
+        auto s = Store::open(dir.path);
+        check(*s);
+    }
+    CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
+    CHECK(sqlText(db, "SELECT skip_cause FROM runs WHERE id = 'w@paused'") == "paused");
+    CHECK(sqlText(db, "SELECT skip_cause FROM runs WHERE id = 'w@limit'") == "active_limit");
+    CHECK(sqlText(db, "SELECT skip_cause FROM runs WHERE id = 'w@ran'") == "");
+    CHECK(sqlText(db, "SELECT kind FROM tasks WHERE task_id = 'child'") == "workflow");
+    CHECK(sqlText(db, "SELECT kind FROM tasks WHERE task_id = 'plain'") == "plugin");
+    // Opened again, the migrated database is taken as it is and reads the same.
+    {
+        auto s = Store::open(dir.path);
+        check(*s);
+    }
+    CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
+}
+
+TEST_CASE("a task's kind and a run's skip cause are stored as such, whatever the message says", "[store]") {
+    using taskhub::model::SkipCause;
+    using taskhub::model::TaskKind;
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    {
+        auto s = Store::open(dir.path);
+        auto paused = makeRun("w@1", "w", 1000);
+        paused.state = "skipped";
+        paused.message = "a message reworded since"; // catch-up reads the cause, not this
+        paused.skip_cause = SkipCause::Paused;
+        s->insertRun(paused);
+        TaskRecord t;
+        t.task_id = "child";
+        t.plugin = "workflow:inner";
+        t.kind = TaskKind::Workflow;
+        s->upsertTask("w@1", 0, t);
+        t.task_id = "plain";
+        t.plugin = "workflow:looks-like-one"; // a plugin's name is no kind
+        t.kind = TaskKind::Plugin;
+        s->upsertTask("w@1", 1, t);
+        REQUIRE(s->commit());
+        auto r = s->run("w@1", true);
+        REQUIRE(r);
+        CHECK(r->skip_cause == SkipCause::Paused);
+        REQUIRE(r->tasks.size() == 2);
+        CHECK(r->tasks[0].kind == TaskKind::Workflow);
+        CHECK(r->tasks[1].kind == TaskKind::Plugin);
+
+        // Revived, the run takes the new record's cause (none: it runs).
+        auto revived = makeRun("w@1", "w", 2000);
+        revived.state = "queued";
+        s->reviveRun(revived);
+        REQUIRE(s->commit());
+        CHECK(s->run("w@1", false)->skip_cause == SkipCause::None);
+    }
+    CHECK(sqlText(db, "SELECT skip_cause FROM runs WHERE id = 'w@1'") == "");
+    sql(db, "UPDATE runs SET skip_cause = 'overlap' WHERE id = 'w@1'");
+    auto s = Store::open(dir.path);
+    CHECK(s->run("w@1", false)->skip_cause == SkipCause::Overlap);
+    // Text that is no cause (edited by hand) reads as none, and is logged.
+    sql(db, "UPDATE runs SET skip_cause = 'bogus' WHERE id = 'w@1'");
+    CHECK(s->run("w@1", false)->skip_cause == SkipCause::None);
 }
