@@ -6,7 +6,6 @@ measured in the same run by the same binary (bench/cron_next). See docs/benchmar
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
 
-import argparse
 import datetime
 import json
 import subprocess
@@ -27,13 +26,9 @@ def run_once(build, seconds):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default=str(bl.REPO / "build-bench"))
-    ap.add_argument("--reps", type=int, default=3)
+    ap = bl.argument_parser(__doc__, reps=3, strict_help="exit 3 when the goal is missed")
     ap.add_argument("--seconds", type=float, default=0.5,
                     help="seconds each measurement (next() or the baseline, whole mix) lasts")
-    ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--strict", action="store_true", help="exit 3 when the goal is missed")
     args = ap.parse_args()
 
     build = Path(args.build_dir).resolve()
@@ -89,9 +84,7 @@ def main():
                            for (e, z), v in per_expr.items()],
         "repetitions": reps,
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return 0 if met or not args.strict else 3
+    return bl.finish(args, results, lambda: not met)
 
 
 if __name__ == "__main__":

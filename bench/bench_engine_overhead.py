@@ -6,7 +6,6 @@ with atomic dependency counters) measured in the same invocation. See docs/bench
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -128,10 +127,8 @@ def daemon_run(d, name, n):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default=str(bl.REPO / "build-bench"))
+    ap = bl.argument_parser(__doc__, reps=3)
     ap.add_argument("--tasks", type=int, default=100_000, help="tasks per DAG (default 100000)")
-    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1, help="seed of the random DAG")
     ap.add_argument("--deps", type=int, default=3, help="dependencies per task in the random DAG")
     ap.add_argument("--threads", type=int, default=2, help="threads of the baseline's pool")
@@ -141,8 +138,6 @@ def main():
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated subset of " + ",".join(SHAPES))
     ap.add_argument("--load-timeout", type=float, default=600,
                     help="seconds taskhubd may take to load the workflows and answer")
-    ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--strict", action="store_true", help="exit 3 when a goal is missed")
     args = ap.parse_args()
     shapes = [s for s in args.shapes.split(",") if s]
     for s in shapes:
@@ -271,9 +266,7 @@ def run(args, build, work_root, shapes):
         "shapes": summary,
         "repetitions": reps,
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return 0 if met or not args.strict else 3
+    return bl.finish(args, results, lambda: not met)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ posix_spawns the same stamp_now. See docs/benchmarks.md.
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -92,13 +91,9 @@ def latencies(dropped, stamps, problems, what):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default=str(bl.REPO / "build-bench"))
+    ap = bl.argument_parser(__doc__, reps=1, reps_help="accepted for scripts/bench; one series is measured")
     ap.add_argument("--drops", type=int, default=1000, help="files dropped (one run each)")
     ap.add_argument("--interval-ms", type=float, default=10, help="time between two drops")
-    ap.add_argument("--reps", type=int, default=1, help="accepted for scripts/bench; one series is measured")
-    ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--strict", action="store_true", help="exit 3 when a goal is missed")
     args = ap.parse_args()
     if args.drops < 1:
         return fail("--drops must be at least 1")

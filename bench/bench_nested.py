@@ -7,7 +7,6 @@ DAG and against bench/raw_spawn starting the same 256 sleeps at once. See docs/b
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
 
-import argparse
 import datetime
 import json
 import subprocess
@@ -110,15 +109,11 @@ def nested_run(d, n_outer, n_inner, timeout):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default=str(bl.REPO / "build-bench"))
-    ap.add_argument("--reps", type=int, default=3)
+    ap = bl.argument_parser(__doc__, reps=3,
+                            strict_help="accepted for scripts/bench; the one goal (completion) fails the benchmark anyway")
     ap.add_argument("--outer", type=int, default=32, help="nested tasks of the outer workflow")
     ap.add_argument("--inner", type=int, default=8, help="sleep tasks of each nested workflow")
     ap.add_argument("--sleep", type=float, default=0.1, help="seconds each leaf sleeps")
-    ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--strict", action="store_true",
-                    help="accepted for scripts/bench; the one goal (completion) fails the benchmark anyway")
     args = ap.parse_args()
 
     build = Path(args.build_dir).resolve()
@@ -202,9 +197,8 @@ def run(args, build, work_root):
         "ratio_raw": med("ratio_raw"),
         "repetitions": reps,
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+    # --strict has nothing to add: a run that does not complete fails the benchmark anyway.
+    return bl.finish(args, results, lambda: False)
 
 
 if __name__ == "__main__":

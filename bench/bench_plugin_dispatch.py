@@ -10,7 +10,6 @@ docs/benchmarks.md.
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
 
-import argparse
 import datetime
 import json
 import subprocess
@@ -32,15 +31,11 @@ def raw_ipc(build, messages, window, reps):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default=str(bl.REPO / "build-bench"))
+    ap = bl.argument_parser(__doc__, reps=5, strict_help="exit 3 when the goal is missed")
     ap.add_argument("--tasks", type=int, default=10_000, help="tasks in the fan-out (default 10000)")
-    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2, help="threads of raw_dag's pool")
     ap.add_argument("--max-concurrency", type=int, default=1000,
                     help="[plugins.noop] max_concurrency of both daemons (and raw_ipc's window)")
-    ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--strict", action="store_true", help="exit 3 when the goal is missed")
     args = ap.parse_args()
     if args.tasks < 3:
         ap.error("--tasks must be at least 3")
@@ -143,9 +138,7 @@ def run(args, build, work_root):
         "repetitions": reps,
         "baselines": baselines,
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return 0 if met or not args.strict else 3
+    return bl.finish(args, results, lambda: not met)
 
 
 def children_cpu(pid):

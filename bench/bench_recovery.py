@@ -12,7 +12,6 @@ reading its unfinished runs, and a whole PRAGMA quick_check for scale. See docs/
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -127,13 +126,9 @@ def start(build, daemon, notify_path):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default=str(bl.REPO / "build-bench"))
+    ap = bl.argument_parser(__doc__, reps=3, strict_help="exit 3 when the goal is missed")
     ap.add_argument("--runs", type=int, default=100_000, help="finished runs in the history (default 100000)")
     ap.add_argument("--interrupted", type=int, default=100, help="runs left running by a crash (default 100)")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--strict", action="store_true", help="exit 3 when the goal is missed")
     args = ap.parse_args()
     build = Path(args.build_dir).resolve()
     if not (build / "bench" / "store_bench").exists():

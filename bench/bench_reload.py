@@ -11,7 +11,6 @@ See docs/benchmarks.md.
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
 
-import argparse
 import json
 import os
 import random
@@ -101,13 +100,9 @@ def raw_changes(build, wdir, names, n):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default=str(bl.REPO / "build-bench"))
+    ap = bl.argument_parser(__doc__, reps=1, reps_help="daemon starts (the load time's median)")
     ap.add_argument("--workflows", type=int, default=10_000)
     ap.add_argument("--changes", type=int, default=50)
-    ap.add_argument("--reps", type=int, default=1, help="daemon starts (the load time's median)")
-    ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--strict", action="store_true", help="exit 3 when a goal is missed")
     args = ap.parse_args()
     build = Path(args.build_dir).resolve()
     n = args.workflows

@@ -9,7 +9,6 @@ idle CPU and wake-ups, and what the schedules add. See docs/benchmarks.md.
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
 
-import argparse
 import datetime
 import json
 import math
@@ -196,18 +195,13 @@ def fail(msg):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default=str(bl.REPO / "build-bench"))
+    ap = bl.argument_parser(__doc__, reps=1, reps_help="accepted for scripts/bench; one idle window is measured")
     ap.add_argument("--workflows", type=int, default=10_000)
     ap.add_argument("--idle-seconds", type=float, default=60)
     ap.add_argument("--seed", type=int, default=1, help="seed of the expressions' random fields")
     ap.add_argument("--load-budget", type=float, default=60,
                     help="seconds allowed for loading: the window kept free of firings is the "
                          "load budget + the idle time + 30 s")
-    ap.add_argument("--reps", type=int, default=1,
-                    help="accepted for scripts/bench; one idle window is measured")
-    ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--strict", action="store_true", help="exit 3 when a goal is missed")
     args = ap.parse_args()
 
     build = Path(args.build_dir).resolve()

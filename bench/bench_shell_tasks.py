@@ -6,7 +6,6 @@ with the example workflows loaded. See docs/benchmarks.md for what each number m
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -116,10 +115,8 @@ def idle_rss(build_dir, work_root, settle):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default=str(bl.REPO / "build-bench"))
+    ap = bl.argument_parser(__doc__, reps=3)
     ap.add_argument("--tasks", type=int, default=2000)
-    ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--parallel", type=int, default=os.cpu_count(),
                     help="children in flight: the baseline's parallelism and the shell plugin's "
                          "max_concurrency (default: the number of CPUs)")
@@ -127,8 +124,6 @@ def main():
     ap.add_argument("--settle-timeout", type=float, default=330,
                     help="seconds to wait at most for file creation in the state directory to be "
                          "fast again after recent mass deletions (0: do not wait)")
-    ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--strict", action="store_true", help="exit 3 when a goal is missed")
     args = ap.parse_args()
 
     build = Path(args.build_dir).resolve()
@@ -278,10 +273,8 @@ def run(args, build, work_root):
         "repetitions": reps,
         "idle": idle,
     }
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     met = ratio_true >= GOAL_RATIO and idle_kb <= GOAL_IDLE_RSS_KB
-    return 0 if met or not args.strict else 3
+    return bl.finish(args, results, lambda: not met)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ completion, 1,000 completions per transaction). See docs/benchmarks.md.
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
 
-import argparse
 import datetime
 import json
 import shutil
@@ -37,16 +36,12 @@ def tool(build, *args):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default=str(bl.REPO / "build-bench"))
+    ap = bl.argument_parser(__doc__, reps=5, strict_help="exit 3 when the goal is missed")
     ap.add_argument("--runs", type=int, default=2_000, help="runs written per repetition (default 2000)")
     ap.add_argument("--tasks", type=int, default=10, help="tasks per run (default 10)")
-    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--inflight", type=int, nargs="*", default=[10, 100],
                     help="tasks in flight, each waiting for its starting record (default 10 100); the goal "
                          "applies to the smallest")
-    ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--strict", action="store_true", help="exit 3 when the goal is missed")
     args = ap.parse_args()
     build = Path(args.build_dir).resolve()
     for t in ("store_bench", "raw_fsync"):

@@ -11,7 +11,6 @@ not compete for the CPUs), which also posix_spawns the same stamp_now. See docs/
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
 
-import argparse
 import datetime
 import json
 import math
@@ -161,17 +160,12 @@ def fail(msg):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--build-dir", default=str(bl.REPO / "build-bench"))
+    ap = bl.argument_parser(__doc__, reps=1, reps_help="accepted for scripts/bench; one window of --seconds firings is measured")
     ap.add_argument("--seconds", type=int, default=60, help="firings measured (one per second)")
-    ap.add_argument("--reps", type=int, default=1,
-                    help="accepted for scripts/bench; one window of --seconds firings is measured")
     ap.add_argument("--settle-timeout", type=float, default=330,
                     help="seconds to wait at most for file creation in the state directory to be "
                          "fast again after recent mass deletions (each run creates its log "
                          "directory on the event loop; 0: do not wait)")
-    ap.add_argument("--json", help="also write the results to this file")
-    ap.add_argument("--strict", action="store_true", help="exit 3 when a goal is missed")
     args = ap.parse_args()
     if args.seconds < 1:
         return fail("--seconds must be at least 1")

@@ -5,6 +5,7 @@ Every benchmark compares TaskHub with a raw baseline measured in the same invoca
 ratio stays meaningful on a busy or slow machine; absolute numbers are printed for the record.
 """
 
+import argparse
 import json
 import os
 import re
@@ -18,6 +19,22 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+# ---- the command line -----------------------------------------------------------------------
+
+def argument_parser(doc, reps=3, reps_help=None, strict_help="exit 3 when a goal is missed"):
+    """The command line every benchmark shares: --build-dir, --reps, --json and --strict (what
+    scripts/bench passes to each of them), with the first paragraph of the benchmark's docstring
+    as the description. The benchmark adds its own options to the parser it gets and parses."""
+    ap = argparse.ArgumentParser(description=" ".join(doc.strip().split("\n\n")[0].split()))
+    ap.add_argument("--build-dir", default=str(REPO / "build-bench"),
+                    help="the Release build tree with taskhubd and the baselines (default: build-bench/)")
+    ap.add_argument("--reps", type=int, default=reps,
+                    help=reps_help or f"repetitions of the measurement (default {reps})")
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--strict", action="store_true", help=strict_help)
+    return ap
 
 
 # ---- the machine ----------------------------------------------------------------------------

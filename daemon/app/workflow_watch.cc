@@ -1,18 +1,14 @@
 #include "app/workflow_watch.h"
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <map>
 
+#include "common/inotify.h"
 #include "config/workflow.h"
 
 namespace taskhub::app {
@@ -34,59 +30,60 @@ struct WorkflowWatch::Impl {
     fs::path dir;
     Callbacks cb;
     std::chrono::milliseconds debounce;
-    int fd = -1;
+    common::Inotify inotify;
     int dir_wd = -1;      // the directory, while it is watched
     int ancestor_wd = -1; // its nearest existing ancestor, while it is missing
     bool missing = false; // logged as missing
     bool stopped = false;
-    asio::posix::stream_descriptor stream;
     asio::steady_timer timer;
     std::map<std::string, Clock::time_point> pending; // file name -> when to report it
 
     Impl(asio::io_context& io, fs::path d, Callbacks c, std::chrono::milliseconds db)
-        : dir(std::move(d)), cb(std::move(c)), debounce(db), stream(io), timer(io) {}
+        : dir(std::move(d)), cb(std::move(c)), debounce(db), inotify(io), timer(io) {}
 
     // Watches the directory, or its nearest existing ancestor when it is missing. True when the
     // directory itself is watched.
     bool arm() {
         if (ancestor_wd >= 0) {
-            ::inotify_rm_watch(fd, ancestor_wd);
+            inotify.removeWatch(ancestor_wd);
             ancestor_wd = -1;
         }
-        dir_wd = ::inotify_add_watch(fd, dir.c_str(), kDirMask);
+        std::string err;
+        dir_wd = inotify.addWatch(dir, kDirMask, &err);
         if (dir_wd >= 0) {
             if (missing) spdlog::info("CONFIG_WATCH_DIR_BACK workflows directory {} is back", dir.string());
             missing = false;
             return true;
         }
-        const int err = errno;
-        for (fs::path p = dir.parent_path(); !p.empty(); p = p.parent_path()) {
-            ancestor_wd = ::inotify_add_watch(fd, p.c_str(), kAncestorMask);
+        // An ancestor that exists but cannot be watched (no permission): the next one up.
+        for (fs::path p = common::nearestExistingParent(dir); !p.empty(); p = common::nearestExistingParent(p)) {
+            std::string ignored;
+            ancestor_wd = inotify.addWatch(p, kAncestorMask, &ignored);
             if (ancestor_wd >= 0) {
                 if (!missing) {
-                    spdlog::warn("CONFIG_WATCH_DIR_MISSING cannot watch workflows directory {}: {}; watching {} until "
-                                 "it is back (the workflows loaded keep running)",
-                                 dir.string(), std::strerror(err), p.string());
+                    spdlog::warn("CONFIG_WATCH_DIR_MISSING {} (the workflows directory); watching {} until it is "
+                                 "back (the workflows loaded keep running)",
+                                 err, p.string());
                 }
                 missing = true;
                 return false;
             }
             if (p == p.root_path()) break;
         }
-        spdlog::error("CONFIG_WATCH_FAILED cannot watch workflows directory {} nor any parent: {}; changes take "
-                      "effect at the next reload (SIGHUP)",
-                      dir.string(), std::strerror(err));
+        spdlog::error("CONFIG_WATCH_FAILED {} (the workflows directory), nor any parent; changes take effect at the "
+                      "next reload (SIGHUP)",
+                      err);
         return false;
     }
 
     void note(const std::string& name, Clock::duration delay) { pending[name] = Clock::now() + delay; }
 
+    void overflow() {
+        pending.clear();
+        cb.rescan("the inotify event queue overflowed");
+    }
+
     void handle(const inotify_event& ev) {
-        if (ev.mask & IN_Q_OVERFLOW) {
-            pending.clear();
-            cb.rescan("the inotify event queue overflowed");
-            return;
-        }
         if (ev.wd == ancestor_wd) {
             if (arm()) {
                 pending.clear();
@@ -98,7 +95,7 @@ struct WorkflowWatch::Impl {
         if (ev.mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT | IN_IGNORED)) {
             // Files deleted with the directory are not retired one by one: a missing directory
             // changes nothing until it is back (then it is read again).
-            ::inotify_rm_watch(fd, dir_wd);
+            inotify.removeWatch(dir_wd);
             dir_wd = -1;
             pending.clear();
             spdlog::warn("CONFIG_WATCH_DIR_GONE workflows directory {} was {}", dir.string(),
@@ -121,24 +118,6 @@ struct WorkflowWatch::Impl {
         } else {
             note(name, debounce);
         }
-    }
-
-    void wait() {
-        stream.async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
-            if (ec || stopped) return;
-            alignas(inotify_event) char buf[16384];
-            for (;;) {
-                const ssize_t n = ::read(fd, buf, sizeof buf);
-                if (n <= 0) break;
-                for (char* p = buf; p < buf + n;) {
-                    const auto* ev = reinterpret_cast<const inotify_event*>(p);
-                    handle(*ev);
-                    p += sizeof(inotify_event) + ev->len;
-                }
-            }
-            schedule();
-            wait();
-        });
     }
 
     // Arms the timer for the earliest pending report.
@@ -170,24 +149,22 @@ WorkflowWatch::WorkflowWatch(asio::io_context& io, fs::path dir, Callbacks callb
                              std::chrono::milliseconds debounce)
     : impl_(std::make_unique<Impl>(io, std::move(dir), std::move(callbacks), debounce)) {
     auto& im = *impl_;
-    im.fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    if (im.fd < 0) {
-        spdlog::error("CONFIG_WATCH_FAILED inotify_init1: {}; workflow changes take effect at the next reload (SIGHUP)",
-                      std::strerror(errno));
+    std::string err;
+    if (!im.inotify.open(&err)) {
+        spdlog::error("CONFIG_WATCH_FAILED {}; workflow changes take effect at the next reload (SIGHUP)", err);
         return;
     }
-    im.stream.assign(im.fd);
     im.arm();
-    im.wait();
+    im.inotify.start({[&im](const inotify_event& ev) { im.handle(ev); }, [&im] { im.overflow(); },
+                      [&im] { im.schedule(); }});
 }
 
 WorkflowWatch::~WorkflowWatch() = default;
 
 void WorkflowWatch::stop() {
     impl_->stopped = true;
-    boost::system::error_code ec;
     impl_->timer.cancel();
-    impl_->stream.cancel(ec);
+    impl_->inotify.stop();
 }
 
 } // namespace taskhub::app

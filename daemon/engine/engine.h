@@ -36,6 +36,8 @@ class PluginHost;
 
 namespace taskhub::engine {
 
+struct Core;
+
 struct EngineOptions {
     std::filesystem::path log_dir;              // task logs: log_dir/<run>/<task>.<attempt>.log
     std::filesystem::path state_dir;            // every attempt gets TASKHUB_STATE_DIR=state_dir
@@ -163,8 +165,8 @@ public:
     EngineStats stats() const;
 
 private:
-    struct Impl;
-    std::unique_ptr<Impl> impl_;
+    std::unique_ptr<Core> core_; // engine_state.h
+
 };
 
 } // namespace taskhub::engine

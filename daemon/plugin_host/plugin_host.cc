@@ -67,7 +67,7 @@ std::optional<std::string> negotiate(const th_plugin_api* api) {
     }
     // Every 1.0 field is required; later minors only append.
     constexpr size_t kTable10 = offsetof(th_plugin_api, health_check) + sizeof(th_plugin_api::health_check);
-    if (api->struct_size < kTable10) {
+    if (!TH_HAS_FIELD(api, th_plugin_api, health_check)) {
         return "plugin table too small (" + std::to_string(api->struct_size) +
                " bytes) for ABI 1.0 (" + std::to_string(kTable10) + " bytes)";
     }
@@ -81,15 +81,14 @@ std::optional<std::string> negotiate(const th_plugin_api* api) {
     }
     if (api->capabilities & TH_CAP_SUSPEND) {
         // ABI 1.1 fields: read only when the table covers them.
-        bool covered = api->struct_size >= offsetof(th_plugin_api, resume) + sizeof(api->resume);
+        bool covered = TH_HAS_FIELD(api, th_plugin_api, resume);
         if (!covered || !api->suspend || !api->resume) {
             return "the plugin declares TH_CAP_SUSPEND but its table " +
                    std::string(covered ? "does not set suspend and resume"
                                        : "ends before suspend and resume (ABI 1.1)");
         }
     }
-    if (api->struct_size >= offsetof(th_plugin_api, shell_params) + sizeof(api->shell_params) &&
-        api->shell_params != nullptr) {
+    if (TH_HAS_FIELD(api, th_plugin_api, shell_params) && api->shell_params != nullptr) {
         size_t n = 0;
         for (const char* const* p = api->shell_params; *p != nullptr; ++p) {
             if (++n > kMaxShellParams) {
@@ -135,13 +134,12 @@ PluginInfo infoOf(const th_plugin_api& api, const fs::path& file) {
     info.capabilities = api.capabilities;
     // TH_CAP_RUN_AS means something only from a table built against ABI 1.3, whose plugin knows
     // to read th_task.run_as; an older table's bit is an accident and not honoured.
-    if (api.struct_size < offsetof(th_plugin_api, shell_params) + sizeof(api.shell_params))
+    if (!TH_HAS_FIELD(&api, th_plugin_api, shell_params))
         info.capabilities &= ~static_cast<uint64_t>(TH_CAP_RUN_AS);
     info.blocking = (api.capabilities & TH_CAP_BLOCKING_EXECUTE) != 0;
     info.thread_safe = api.thread_safety == TH_THREADS_SAFE;
     // ABI 1.3: read only when the table covers the field (negotiate() checked the list).
-    if (api.struct_size >= offsetof(th_plugin_api, shell_params) + sizeof(api.shell_params) &&
-        api.shell_params != nullptr) {
+    if (TH_HAS_FIELD(&api, th_plugin_api, shell_params) && api.shell_params != nullptr) {
         for (const char* const* p = api.shell_params; *p != nullptr; ++p) info.shell_params.emplace_back(*p);
     }
     return info;

@@ -4,11 +4,9 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <fnmatch.h>
 #include <spdlog/spdlog.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,9 +17,9 @@
 #include <cstring>
 #include <filesystem>
 #include <set>
-#include <system_error>
 #include <unordered_map>
 
+#include "common/inotify.h"
 #include "triggers/beneath.h"
 
 namespace taskhub::triggers {
@@ -140,8 +138,8 @@ struct FileWatch::Impl {
 
     asio::io_context& io;
     Hooks hooks;
-    int fd = -1;
-    asio::posix::stream_descriptor stream;
+    common::Inotify inotify;
+    std::string inotify_error;     // not empty: inotify could not be used and nothing is watched
     asio::steady_timer timer;      // the earliest pending file
     asio::steady_timer hook_timer; // test hook: the end of the simulated overflow
     bool stopped = false;
@@ -166,10 +164,12 @@ struct FileWatch::Impl {
     // Mode of the descriptor walk: Auto, unless TASKHUB_TEST_NO_OPENAT2 (read in beneath.cc).
     static constexpr Resolver kResolver = Resolver::Auto;
 
-    Impl(asio::io_context& i, Hooks h) : io(i), hooks(std::move(h)), stream(i), timer(i), hook_timer(i) {
-        fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-        if (fd < 0) throw std::system_error(errno, std::generic_category(), "inotify_init1");
-        stream.assign(fd);
+    Impl(asio::io_context& i, Hooks h) : io(i), hooks(std::move(h)), inotify(i), timer(i), hook_timer(i) {
+        if (!inotify.open(&inotify_error)) {
+            spdlog::error("FILE_WATCH_FAILED {}; file drops are not watched (watch triggers do not fire until "
+                          "taskhubd is restarted)",
+                          inotify_error);
+        }
         if (const char* n = std::getenv("TASKHUB_TEST_INOTIFY_OVERFLOW_AFTER")) {
             overflow_after = std::atol(n);
             spdlog::warn("FILE_WATCH_TEST_HOOK TASKHUB_TEST_INOTIFY_OVERFLOW_AFTER={}: an inotify overflow is "
@@ -187,7 +187,11 @@ struct FileWatch::Impl {
                          "O_NOFOLLOW walk, as on a kernel without openat2",
                          n);
         }
-        wait();
+        inotify.start({[this](const inotify_event& ev) { onEvent(ev); },
+                       [this] {
+                           if (!discarding) overflow();
+                       },
+                       {}});
     }
 
     std::unordered_map<std::string, std::string>& seenOf(const std::string& workflow) {
@@ -306,27 +310,11 @@ struct FileWatch::Impl {
 
     // ---- inotify ----
 
-    void wait() {
-        stream.async_wait(asio::posix::stream_descriptor::wait_read, [this](const boost::system::error_code& ec) {
-            if (ec || stopped) return;
-            readEvents();
-            wait();
-        });
-    }
-
-    void readEvents() {
-        alignas(inotify_event) char buf[64 * 1024];
-        for (;;) {
-            const ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n <= 0) break;
-            for (char* p = buf; p < buf + n;) {
-                const auto* ev = reinterpret_cast<const inotify_event*>(p);
-                p += sizeof(inotify_event) + ev->len;
-                if (overflow_after >= 0 && ++events_read > overflow_after) startSimulatedOverflow();
-                if (discarding) continue;
-                handle(*ev);
-            }
-        }
+    void onEvent(const inotify_event& ev) {
+        if (stopped) return;
+        if (overflow_after >= 0 && ++events_read > overflow_after) startSimulatedOverflow();
+        if (discarding) return;
+        handle(ev);
     }
 
     void startSimulatedOverflow() {
@@ -342,10 +330,6 @@ struct FileWatch::Impl {
     }
 
     void handle(const inotify_event& ev) {
-        if (ev.mask & IN_Q_OVERFLOW) {
-            overflow();
-            return;
-        }
         if (ev.mask & (IN_IGNORED | kSelfEvents)) {
             requestResync();
             return;
@@ -377,19 +361,14 @@ struct FileWatch::Impl {
         });
     }
 
-    static fs::path nearestExisting(fs::path p) {
-        std::error_code ec;
-        while (p.has_parent_path() && p != p.root_path()) {
-            p = p.parent_path();
-            if (fs::is_directory(p, ec)) return p;
-        }
-        return p.root_path();
-    }
-
     // Watches what the triggers need now: each existing watched directory (and, recursive, its
     // subdirectories), or the nearest existing ancestor of a missing one. scan_new: files in
     // directories of a trigger that were not watched before are looked at (they appeared).
     void resync(bool scan_new) {
+        if (!inotify.isOpen()) {
+            for (auto& [key, t] : trigs) t.state = "not watched: " + inotify_error;
+            return;
+        }
         std::map<std::string, uint32_t> want;
         std::map<std::string, int64_t> inode_of;
         std::set<std::string> root_paths;
@@ -416,7 +395,7 @@ struct FileWatch::Impl {
                 }
                 state = "watching";
             } else {
-                const auto anc = nearestExisting(def.watch);
+                const auto anc = common::nearestExistingParent(def.watch);
                 want[anc.string()] |= IN_CREATE | IN_MOVED_TO | kSelfEvents | IN_ONLYDIR;
                 state = root.problem_kind == Refusal::Symlink
                             ? "refused: " + root.problem + " (watching " + anc.string() + ")"
@@ -441,7 +420,7 @@ struct FileWatch::Impl {
             const bool same = w != want.end() && ::lstat(it->first.c_str(), &st) == 0 &&
                               static_cast<int64_t>(st.st_ino) == it->second.inode;
             if (!same) {
-                ::inotify_rm_watch(fd, it->second.wd);
+                inotify.removeWatch(it->second.wd);
                 wd_dir.erase(it->second.wd);
                 it = watched.erase(it);
             } else {
@@ -452,9 +431,10 @@ struct FileWatch::Impl {
         for (const auto& [dir, mask] : want) {
             auto it = watched.find(dir);
             if (it != watched.end() && it->second.mask == mask) continue;
-            const int wd = ::inotify_add_watch(fd, dir.c_str(), mask);
+            std::string why;
+            const int wd = inotify.addWatch(dir, mask, &why);
             if (wd < 0) {
-                spdlog::warn("FILE_WATCH_FAILED cannot watch {}: {}", dir, std::strerror(errno));
+                spdlog::warn("FILE_WATCH_FAILED {}", why);
                 continue;
             }
             struct stat st {};
@@ -887,10 +867,9 @@ void FileWatch::resume(const std::string& workflow) { impl_->resume(workflow); }
 void FileWatch::stop() {
     auto& im = *impl_;
     im.stopped = true;
-    boost::system::error_code ec;
     im.timer.cancel();
     im.hook_timer.cancel();
-    im.stream.cancel(ec);
+    im.inotify.stop();
 }
 
 std::vector<std::string> FileWatch::states(const std::string& workflow) const {

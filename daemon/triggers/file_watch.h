@@ -95,8 +95,9 @@ public:
         std::function<void(const std::string& run_id, const std::string& kind, const std::string& detail)> event;
     };
 
-    // Throws std::system_error when the inotify instance cannot be created. Test hooks (logged as
-    // FILE_WATCH_TEST_HOOK; never for production):
+    // When inotify cannot be used, logs FILE_WATCH_FAILED and watches nothing: each file trigger's
+    // state says "not watched: WHY" (common/inotify.h, the watchers' one failure policy). Test
+    // hooks (logged as FILE_WATCH_TEST_HOOK; never for production):
     // - TASKHUB_TEST_INOTIFY_OVERFLOW_AFTER=N: after N events the watcher discards every event for
     //   200 ms and then handles a simulated IN_Q_OVERFLOW (once).
     // - TASKHUB_TEST_FILE_DROP_DELAY_MS=N: each firing waits N ms (on a timer, the loop keeps

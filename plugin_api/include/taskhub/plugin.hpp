@@ -116,8 +116,7 @@ public:
     }
     // True when the host offers set_output (ABI 1.1 or later).
     bool hasSetOutput() const noexcept {
-        return api_->struct_size >= offsetof(th_host_api, set_output) + sizeof(api_->set_output) &&
-               api_->set_output != nullptr;
+        return TH_HAS_FIELD(api_, th_host_api, set_output) && api_->set_output != nullptr;
     }
 
     // Tells the host which process (and process group) runs an attempt, so that a restart after
@@ -125,8 +124,7 @@ public:
     // complete() for the token. Returns TH_ERR_UNSUPPORTED when the host is older than ABI 1.2
     // (such a host cannot use it; the attempt is not affected).
     th_status reportProcess(uint64_t token, int32_t pid, int32_t pgid) const noexcept {
-        if (api_->struct_size < offsetof(th_host_api, report_process) + sizeof(api_->report_process) ||
-            api_->report_process == nullptr)
+        if (!TH_HAS_FIELD(api_, th_host_api, report_process) || api_->report_process == nullptr)
             return TH_ERR_UNSUPPORTED;
         return api_->report_process(ctx_, token, pid, pgid);
     }
@@ -362,7 +360,7 @@ inline th_status execute(th_instance* i, const th_task* t, uint64_t token, th_bu
         for (const char* const* e = t->env; e && *e; ++e) task.env.emplace_back(*e);
         task.log_fd = t->log_fd;
         task.timeout_ms = t->timeout_ms;
-        if (t->struct_size >= offsetof(th_task, run_as) + sizeof(t->run_as) && t->run_as != nullptr) {
+        if (TH_HAS_FIELD(t, th_task, run_as) && t->run_as != nullptr) {
             const th_identity& id = *t->run_as;
             Identity copy;
             copy.user = id.user ? id.user : "";

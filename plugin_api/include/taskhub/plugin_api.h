@@ -45,6 +45,16 @@ extern "C" {
 /* The one symbol a plugin exports. Its name never changes between ABI versions. */
 #define TH_PLUGIN_ENTRY_SYMBOL "th_plugin_entry"
 
+/* True when a struct received across the ABI covers `field`: ptr points to a `type` with a
+ * struct_size member (th_plugin_api, th_host_api, th_task, th_identity, th_result, th_health),
+ * and a field appended by a later minor version exists only when
+ * offsetof(type, field) + sizeof(field) <= struct_size. Check it before reading such a field,
+ * e.g. TH_HAS_FIELD(host, th_host_api, set_output) && host->set_output != NULL.
+ * Header-only: it adds no symbol and does not change the ABI version. Valid C99 and C++;
+ * evaluates ptr once (sizeof does not evaluate its operand). */
+#define TH_HAS_FIELD(ptr, type, field) \
+    ((size_t)(ptr)->struct_size >= offsetof(type, field) + sizeof((ptr)->field))
+
 #if defined(__GNUC__)
 #define TH_EXPORT __attribute__((visibility("default")))
 #else

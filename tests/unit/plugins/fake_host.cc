@@ -115,13 +115,13 @@ th_status FakeHost::execute(uint64_t token, const TaskSpec& spec, std::string* e
 th_status FakeHost::cancel(uint64_t token) { return plugin_->cancel(instance_, token); }
 
 th_status FakeHost::suspend(uint64_t token) {
-    REQUIRE(plugin_->struct_size >= offsetof(th_plugin_api, suspend) + sizeof plugin_->suspend);
+    REQUIRE(TH_HAS_FIELD(plugin_, th_plugin_api, suspend));
     REQUIRE(plugin_->suspend != nullptr);
     return plugin_->suspend(instance_, token);
 }
 
 th_status FakeHost::resume(uint64_t token) {
-    REQUIRE(plugin_->struct_size >= offsetof(th_plugin_api, resume) + sizeof plugin_->resume);
+    REQUIRE(TH_HAS_FIELD(plugin_, th_plugin_api, resume));
     REQUIRE(plugin_->resume != nullptr);
     return plugin_->resume(instance_, token);
 }

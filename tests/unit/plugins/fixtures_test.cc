@@ -75,6 +75,36 @@ TEST_CASE("fixtures: fx_abi_1_0 has a 1.0 table and works", "[fixtures]") {
     checkRunsOneTask(plugin);
 }
 
+TEST_CASE("TH_HAS_FIELD: a field is covered only when struct_size reaches its last byte",
+          "[fixtures]") {
+    th_host_api host{};
+    host.struct_size = offsetof(th_host_api, report_process) + sizeof host.report_process;
+    CHECK(TH_HAS_FIELD(&host, th_host_api, set_output));
+    CHECK(TH_HAS_FIELD(&host, th_host_api, report_process));
+    host.struct_size -= 1;
+    CHECK(TH_HAS_FIELD(&host, th_host_api, set_output));
+    CHECK_FALSE(TH_HAS_FIELD(&host, th_host_api, report_process));
+    host.struct_size = offsetof(th_host_api, set_output);
+    CHECK_FALSE(TH_HAS_FIELD(&host, th_host_api, set_output));
+
+    th_task task{};
+    task.struct_size = sizeof task;
+    CHECK(TH_HAS_FIELD(&task, th_task, run_as));
+    task.struct_size = offsetof(th_task, run_as);
+    CHECK_FALSE(TH_HAS_FIELD(&task, th_task, run_as));
+    CHECK(TH_HAS_FIELD(&task, th_task, timeout_ms));
+
+    // A real 1.0 table ends before the 1.1 fields; a longer one from a newer minor covers all.
+    LoadedPlugin old_plugin(TASKHUB_FX_ABI_1_0_PLUGIN_PATH);
+    REQUIRE(old_plugin.api() != nullptr);
+    CHECK(TH_HAS_FIELD(old_plugin.api(), th_plugin_api, health_check));
+    CHECK_FALSE(TH_HAS_FIELD(old_plugin.api(), th_plugin_api, suspend));
+    CHECK_FALSE(TH_HAS_FIELD(old_plugin.api(), th_plugin_api, shell_params));
+    LoadedPlugin newer(TASKHUB_FX_NEWER_MINOR_PLUGIN_PATH);
+    REQUIRE(newer.api() != nullptr);
+    CHECK(TH_HAS_FIELD(newer.api(), th_plugin_api, shell_params));
+}
+
 TEST_CASE("fixtures: fx_suspend_no_functions declares TH_CAP_SUSPEND without the functions",
           "[fixtures]") {
     LoadedPlugin plugin(TASKHUB_FX_SUSPEND_NO_FUNCTIONS_PLUGIN_PATH);

@@ -3,12 +3,16 @@
 #include <catch2/catch.hpp>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <string>
@@ -17,6 +21,7 @@
 
 #include "config_support.h"
 #include "triggers/file_watch.h"
+#include "triggers/zone_watch.h"
 
 namespace {
 
@@ -222,4 +227,45 @@ TEST_CASE("symlinks, hard links and fifos renamed into the box never fire; a box
     const auto states = f.watch->states("w");
     REQUIRE(states.size() == 1);
     CHECK(states[0].rfind("refused: " + f.in.string() + " is a symbolic link", 0) == 0);
+}
+
+TEST_CASE("without inotify the watchers say why and watch nothing; they do not throw", "[file_watch][zone]") {
+    // In a child, so that the lowered descriptor limit cannot leak into other tests.
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        Fixture f;
+        auto load = loadText(f.dir, "w.toml", "[[trigger]]\nwatch = \"" + f.in.string() +
+                                                  "\"\n[[task]]\nid = \"a\"\nplugin = \"noop\"\n");
+        if (!load.workflow) ::_exit(2);
+        boost::asio::steady_timer reactor(f.io); // the loop's own descriptors exist before the limit is lowered
+        rlimit old{};
+        ::getrlimit(RLIMIT_NOFILE, &old);
+        const rlimit none{0, old.rlim_max};
+        if (::setrlimit(RLIMIT_NOFILE, &none) != 0) ::_exit(2);
+        int code = 0;
+        try {
+            triggers::FileWatch watch(f.io, {});
+            watch.setWorkflows({{"w", load.workflow}});
+            if (watch.states("w") != std::vector<std::string>{"not watched: inotify_init1: Too many open files"}) {
+                code = 1;
+            }
+            int calls = 0;
+            triggers::ZoneWatch zone(f.io, [&] { ++calls; }, f.in.string());
+            f.runFor(50ms);
+            watch.stop();
+            zone.stop();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "unexpected exception: %s\n", e.what());
+            code = 3;
+        }
+        ::setrlimit(RLIMIT_NOFILE, &old);
+        std::error_code ec;
+        fs::remove_all(f.dir.path, ec); // _exit skips the destructor
+        ::_exit(code);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
 }

@@ -1,0 +1,46 @@
+// The socket client of taskhubctl: one request per connection to taskhubd's control socket
+// (JSON lines, docs/control-protocol.md), and where that socket is.
+#ifndef TASKHUB_CTL_CLIENT_H
+#define TASKHUB_CTL_CLIENT_H
+
+#include <boost/json.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace taskhub::ctl {
+
+// The options every command takes: --socket, --config, --json.
+struct Globals {
+    std::optional<std::string> socket;
+    std::optional<std::string> config;
+    bool json = false;
+};
+
+// Why a request (or finding the socket) failed, and the exit status taskhubctl ends with:
+// 1 the daemon refused the request, 2 the socket cannot be determined (a usage problem),
+// 3 the daemon could not be reached or answered nonsense.
+struct Failure {
+    int exit_code = 1;
+    std::string message;
+};
+
+// The socket: --socket, else $TASKHUB_SOCKET, else the config's socket (when --config is given
+// or the default config exists), else the default path. nullopt: *err says why.
+std::optional<std::string> socketPath(const Globals& g, Failure* err);
+
+class Client {
+public:
+    explicit Client(Globals globals) : globals_(std::move(globals)) {}
+
+    // Sends one request and returns the response's data; nullopt: *err says why.
+    std::optional<boost::json::value> call(std::string_view cmd, boost::json::object args, Failure* err) const;
+
+private:
+    Globals globals_;
+};
+
+} // namespace taskhub::ctl
+
+#endif // TASKHUB_CTL_CLIENT_H

@@ -1,0 +1,43 @@
+// The command files' side of the table: each file (daemon_commands.cc, run_commands.cc,
+// offline_commands.cc) returns its commands, and shares these helpers for what every handler
+// does on failure.
+#ifndef TASKHUB_CTL_COMMANDS_H
+#define TASKHUB_CTL_COMMANDS_H
+
+#include <boost/json.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cli.h"
+#include "client.h"
+
+namespace taskhub::ctl {
+
+// status, list, show, reload, plugins, plugin show: reading the daemon.
+std::vector<Command> daemonCommands();
+// run, watch, runs, pause, resume, cancel, retry, logs, wait: runs and their controls.
+std::vector<Command> runCommands();
+// validate, next, plugin check: offline (next WORKFLOW asks the daemon).
+std::vector<Command> offlineCommands();
+
+// Prints "taskhubctl: <why>" on stderr; returns code (the exit status).
+int failed(const std::string& why, int code = 1);
+int failed(const Failure& f);
+// Prints "taskhubctl: <why>" and the usage text on stderr; returns 2.
+int usageError(const std::string& why);
+
+// The value of a numeric option, from 1 to max; def when it is not given. nullopt: *err is the
+// usage error.
+std::optional<int> countOption(const Invocation& in, std::string_view name, int def, long max, std::string* err);
+
+// Sends one request and stores the response's data in *out. false: the failure is printed on
+// stderr and *exit_code is taskhubctl's exit status.
+bool request(const Context& ctx, std::string_view cmd, boost::json::object args, boost::json::value* out,
+             int* exit_code);
+
+} // namespace taskhub::ctl
+
+#endif // TASKHUB_CTL_COMMANDS_H

@@ -1,0 +1,237 @@
+// Commands that read the daemon's state: status, list, show, reload, plugins, plugin show.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "render.h"
+
+namespace taskhub::ctl {
+
+namespace json = boost::json;
+
+namespace {
+
+int cmdStatus(const Context& ctx, const Invocation&) {
+    json::value d;
+    if (int code = 0; !request(ctx, "status", {}, &d, &code)) return code;
+    if (ctx.globals.json) return emitJson(d), 0;
+    std::cout << "taskhubd " << field(d, "version") << " (pid " << field(d, "pid") << "), up "
+              << field(d, "uptime_s") << "s" << (d.as_object().at("shutting_down").as_bool() ? ", SHUTTING DOWN" : "")
+              << "\n"
+              << "config          " << field(d, "config") << "\n"
+              << "state           " << field(d, "state_dir") << "\n"
+              << "workflows       " << field(d, "workflows") << " loaded, " << field(d, "workflow_errors")
+              << " file(s) with errors\n"
+              << "plugins         " << field(d, "plugins") << " loaded, " << field(d, "plugins_refused")
+              << " refused, " << field(d, "plugins_unhealthy") << " unhealthy\n"
+              << "runs            " << field(d, "active_runs") << " active, " << field(d, "queued_runs")
+              << " queued, " << field(d, "runs_started") << " started since start\n"
+              << "tasks           " << field(d, "running_tasks") << " running, " << field(d, "waiting_tasks")
+              << " waiting for a slot\n"
+              << "worker threads  " << field(d, "worker_threads") << " of max " << field(d, "worker_threads_max")
+              << "\n";
+    // Older daemons do not send store_problem.
+    if (auto it = d.as_object().find("store_problem"); it != d.as_object().end() && it->value().is_string()) {
+        std::cout << "STORE           " << str(it->value())
+                  << "\n                no new runs and no changes until then; reads keep working\n";
+    }
+    return 0;
+}
+
+int cmdList(const Context& ctx, const Invocation&) {
+    json::value d;
+    if (int code = 0; !request(ctx, "list", {}, &d, &code)) return code;
+    if (ctx.globals.json) return emitJson(d), 0;
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& w : d.as_object().at("workflows").as_array()) {
+        // NEXT: the earliest next firing over all triggers (a watch trigger has none).
+        std::string triggers, next;
+        int64_t next_ms = -1;
+        for (const auto& t : w.as_object().at("triggers").as_array()) {
+            triggers += (triggers.empty() ? "" : ", ") + field(t, "text");
+            const std::string at = field(t, "next");
+            if (int64_t ms = isoToMs(at); ms >= 0 && (next_ms < 0 || ms < next_ms)) {
+                next_ms = ms;
+                next = shortTime(at);
+            }
+        }
+        const auto& last = w.as_object().at("last_run");
+        if (!w.as_object().at("paused").is_null()) next = "paused";
+        rows.push_back({field(w, "name"), triggers.empty() ? "(manual)" : triggers, next.empty() ? "-" : next,
+                        last.is_null() ? "-" : field(last, "state") + " " + shortTime(field(last, "created"))});
+    }
+    table({"WORKFLOW", "TRIGGERS", "NEXT", "LAST RUN"}, rows);
+    const auto& errors = d.as_object().at("errors").as_array();
+    if (!errors.empty()) {
+        std::cout << "\nfiles with errors (" << errors.size() << "):\n";
+        for (const auto& e : errors) std::cout << "  " << field(e, "message") << "\n";
+    }
+    return 0;
+}
+
+int cmdShow(const Context& ctx, const Invocation& in) {
+    const std::string& name = in.args[0];
+    json::object a;
+    a["name"] = name;
+    json::value d;
+    if (int code = 0; !request(ctx, "show", a, &d, &code)) return code;
+    const auto& o = d.as_object();
+    if (o.at("kind").as_string() == "run") {
+        json::value run = o.at("run");
+        run.as_object()["events"] = o.at("events");
+        if (ctx.globals.json) return emitJson(run), 0;
+        printRunDetail(run);
+        bool outputs = false;
+        auto printOutputs = [&](auto& self, const json::value& node, const std::string& label) -> void {
+            for (const auto& t : arrayField(node, "tasks")) {
+                const auto* out = t.as_object().if_contains("outputs");
+                if (!out || !out->is_object()) continue;
+                for (const auto& kv : out->as_object()) {
+                    if (!outputs) std::cout << "\nOUTPUTS\n";
+                    outputs = true;
+                    std::cout << "  " << label << field(t, "id") << "." << std::string(kv.key()) << " = "
+                              << str(kv.value()) << "\n";
+                }
+            }
+            for (const auto& c : arrayField(node, "children")) {
+                self(self, c, relativeRunId(field(run, "id"), field(c, "id")) + "/");
+            }
+        };
+        printOutputs(printOutputs, run, "");
+        printAttempts(field(run, "id"), run);
+        std::cout << "\nEVENTS\n";
+        printEvents(field(run, "id"), run);
+        return 0;
+    }
+    const auto& w = o.at("workflow");
+    if (ctx.globals.json) return emitJson(w), 0;
+    std::cout << "workflow     " << field(w, "name") << "\n"
+              << "file         " << field(w, "file") << "\n";
+    if (!field(w, "description").empty()) std::cout << "description  " << field(w, "description") << "\n";
+    std::cout << "timezone     " << field(w, "timezone") << "\n"
+              << "policy       overlap=" << field(w, "overlap") << " on_failure=" << field(w, "on_failure") << "\n"
+              << "version      " << field(w, "version") << "\n";
+    if (std::string params = paramsText(w); !params.empty()) std::cout << "params       " << params << "\n";
+    for (const auto& t : w.as_object().at("triggers").as_array()) {
+        if (field(t, "kind") == "file") {
+            std::cout << "trigger      " << field(t, "text") << ", " << field(t, "state") << "\n";
+        } else {
+            std::cout << "trigger      " << field(t, "text") << ", next " << shortTime(field(t, "next")) << "\n";
+        }
+    }
+    if (const auto& p = w.as_object().at("paused"); !p.is_null()) {
+        std::cout << "paused       since " << shortTime(field(p, "since")) << " by " << field(p, "by")
+                  << " (firings are recorded as skipped; `taskhubctl resume " << field(w, "name") << "`)\n";
+    }
+    const auto& last = w.as_object().at("last_run");
+    if (!last.is_null()) {
+        std::cout << "last run     " << field(last, "id") << " " << field(last, "state") << "\n";
+    }
+    std::cout << "\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& t : w.as_object().at("tasks").as_array()) {
+        std::string deps;
+        for (const auto& dep : t.as_object().at("depends_on").as_array()) deps += (deps.empty() ? "" : ",") + str(dep);
+        std::string wf = field(t, "workflow");
+        std::string run_as = field(t, "run_as");
+        rows.push_back({field(t, "id"), wf.empty() || wf == "-" ? field(t, "plugin") : "workflow " + wf,
+                        deps.empty() ? "-" : deps, run_as.empty() ? "-" : run_as,
+                        json::serialize(t.as_object().at("params"))});
+    }
+    table({"TASK", "RUNS", "DEPENDS ON", "RUN AS", "PARAMS"}, rows);
+    return 0;
+}
+
+int cmdReload(const Context& ctx, const Invocation&) {
+    json::value d;
+    if (int code = 0; !request(ctx, "reload", {}, &d, &code)) return code;
+    if (ctx.globals.json) return emitJson(d), 0;
+    std::cout << "loaded " << field(d, "loaded") << " workflow(s), " << field(d, "failed") << " file(s) with problems\n";
+    for (const auto& p : d.as_object().at("problems").as_array()) std::cout << "  " << str(p) << "\n";
+    return 0;
+}
+
+int cmdPlugins(const Context& ctx, const Invocation&) {
+    json::value d;
+    if (int code = 0; !request(ctx, "plugins", {}, &d, &code)) return code;
+    if (ctx.globals.json) return emitJson(d), 0;
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& p : arrayField(d, "plugins")) {
+        rows.push_back({field(p, "name"), field(p, "version"), field(p, "abi"), field(p, "isolation"),
+                        field(p, "state"), field(p, "running"), shortTime(field(p, "since")), field(p, "message")});
+    }
+    table({"PLUGIN", "VERSION", "ABI", "ISOLATION", "STATE", "RUNNING", "SINCE", "MESSAGE"}, rows);
+    const auto& refused = arrayField(d, "refused");
+    if (!refused.empty()) {
+        std::cout << "\nrefused (" << refused.size() << "):\n";
+        for (const auto& r : refused) std::cout << "  " << field(r, "file") << ": " << field(r, "reason") << "\n";
+    }
+    return 0;
+}
+
+int cmdPluginShow(const Context& ctx, const Invocation& in) {
+    std::string err;
+    const auto history = countOption(in, "--limit", 0, 100'000, &err);
+    if (!history) return usageError(err);
+    const std::string& name = in.args[0];
+    json::object a;
+    a["name"] = name;
+    if (*history > 0) a["history"] = *history;
+    json::value d;
+    if (int code = 0; !request(ctx, "plugin_show", a, &d, &code)) return code;
+    if (ctx.globals.json) return emitJson(d), 0;
+    const auto& h = d.as_object().at("health");
+    const std::string limit = field(d, "max_concurrency") == "0" ? "unlimited" : field(d, "max_concurrency");
+    std::cout << "plugin         " << field(d, "name") << " " << field(d, "version") << " (ABI " << field(d, "abi")
+              << ")\n"
+              << "description    " << field(d, "description") << "\n"
+              << "file           " << field(d, "file") << "\n"
+              << "capabilities   " << joinStrings(d.as_object().at("capabilities")) << "\n"
+              << "threads        " << field(d, "thread_safety") << "\n"
+              << "isolation      " << field(d, "isolation") << "\n"
+              << "state          " << field(d, "state") << " since " << shortTime(field(d, "since")) << "\n"
+              << "message        " << field(d, "message") << "\n"
+              << "last check     " << shortTime(field(d, "last_check")) << " (" << field(d, "checks")
+              << " checks, " << field(d, "failures") << " failed in a row)\n"
+              << "health checks  every " << formatMs(h.as_object().at("interval_ms").to_number<int64_t>())
+              << ", timeout " << formatMs(h.as_object().at("timeout_ms").to_number<int64_t>())
+              << ", unhealthy after " << field(h, "unhealthy_after") << ", healthy after "
+              << field(h, "healthy_after") << ", on_unhealthy = " << field(h, "on_unhealthy") << "\n"
+              << "running        " << field(d, "running") << " task(s), max_concurrency " << limit << "\n";
+    const auto& hist = arrayField(d, "history");
+    std::cout << "\nhealth transitions (" << hist.size() << (hist.empty() ? "" : ", oldest first") << "):\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& t : hist) {
+        rows.push_back({shortTime(field(t, "at")), field(t, "from") + " -> " + field(t, "to"), field(t, "message")});
+    }
+    if (!rows.empty()) table({"TIME", "CHANGE", "WHY"}, rows);
+    return 0;
+}
+
+} // namespace
+
+std::vector<Command> daemonCommands() {
+    return {
+        {"status", "", 0, 0, "no arguments", Section::Daemon, "daemon state and counters", {}, cmdStatus},
+        {"list", "", 0, 0, "no arguments", Section::Daemon,
+         "workflows with their next firing (the earliest over their triggers) and last run; files that failed to "
+         "load",
+         {}, cmdList},
+        {"show", "NAME", 1, 1, "one argument: a workflow name or a run id", Section::Daemon,
+         "a workflow, or a run (NAME = run id) with its tasks, child runs (indented under their workflow task) and "
+         "events",
+         {}, cmdShow},
+        {"reload", "", 0, 0, "no arguments", Section::Daemon, "re-read the workflows directory", {}, cmdReload},
+        {"plugins", "", 0, 0, "no arguments", Section::Daemon,
+         "loaded plugins: version, ABI, isolation, health state and its last message, running tasks; refused "
+         "plugin files and why",
+         {}, cmdPlugins},
+        {"plugin show", "NAME", 1, 1, "one argument: NAME", Section::Daemon,
+         "one plugin's details and its health transitions",
+         {{"--limit", {}, "N", "a number", false, "show the latest N health transitions (default 50)"}},
+         cmdPluginShow},
+    };
+}
+
+} // namespace taskhub::ctl

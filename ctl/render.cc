@@ -1,0 +1,506 @@
+#include "render.h"
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+
+#include "model/states.h"
+
+namespace taskhub::ctl {
+
+namespace json = boost::json;
+
+void printJson(const json::value& v, const std::string& indent) {
+    const std::string in2 = indent + "  ";
+    if (v.is_object()) {
+        const auto& o = v.as_object();
+        if (o.empty()) {
+            std::cout << "{}";
+            return;
+        }
+        std::cout << "{\n";
+        size_t i = 0;
+        for (const auto& kv : o) {
+            std::cout << in2 << json::serialize(json::string(kv.key())) << ": ";
+            printJson(kv.value(), in2);
+            std::cout << (++i < o.size() ? ",\n" : "\n");
+        }
+        std::cout << indent << "}";
+    } else if (v.is_array()) {
+        const auto& a = v.as_array();
+        if (a.empty()) {
+            std::cout << "[]";
+            return;
+        }
+        std::cout << "[\n";
+        for (size_t i = 0; i < a.size(); ++i) {
+            std::cout << in2;
+            printJson(a[i], in2);
+            std::cout << (i + 1 < a.size() ? ",\n" : "\n");
+        }
+        std::cout << indent << "]";
+    } else {
+        std::cout << json::serialize(v);
+    }
+}
+
+void emitJson(const json::value& v) {
+    printJson(v);
+    std::cout << "\n";
+}
+
+// Text from the daemon as it may be shown on a terminal: control characters (C0, DEL and C1,
+// e.g. in a dropped file's name or a task's message) are written as \xNN, so that no value can
+// move the cursor, retitle the window or hide other output. `logs` alone prints what the task
+// wrote as it is, as cat would.
+std::string terminalSafe(std::string_view s) {
+    static const char kHex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size(); ++i) {
+        auto c = static_cast<unsigned char>(s[i]);
+        const bool c1 = c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
+                        static_cast<unsigned char>(s[i + 1]) <= 0x9f;
+        if (c < 0x20 || c == 0x7f || c1) {
+            if (c1) c = static_cast<unsigned char>(s[++i]);
+            out += "\\x";
+            out += kHex[c >> 4];
+            out += kHex[c & 15];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
+std::string str(const json::value& v) {
+    if (v.is_string()) return terminalSafe(v.as_string());
+    if (v.is_null()) return "-";
+    return json::serialize(v);
+}
+
+std::string field(const json::value& obj, const char* key) {
+    if (!obj.is_object()) return "-";
+    auto* p = obj.as_object().if_contains(key);
+    return p ? str(*p) : "-";
+}
+
+// "2026-11-22T10:23:17.123Z" -> "2026-11-22 10:23:17"
+std::string shortTime(const std::string& iso) {
+    if (iso.size() < 19 || iso == "-") return iso;
+    std::string s = iso.substr(0, 19);
+    s[10] = ' ';
+    return s + "Z";
+}
+
+int64_t isoToMs(const std::string& iso) {
+    if (iso.size() < 23) return -1;
+    std::tm tm{};
+    if (!strptime(iso.substr(0, 19).c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return -1;
+    return static_cast<int64_t>(timegm(&tm)) * 1000 + std::atoi(iso.substr(20, 3).c_str());
+}
+
+std::string formatMs(int64_t ms) {
+    char buf[32];
+    if (ms < 1000) std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
+    else if (ms < 60'000) std::snprintf(buf, sizeof buf, "%.1fs", static_cast<double>(ms) / 1000);
+    else if (ms < 3'600'000)
+        std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(ms / 60'000),
+                      static_cast<long long>((ms / 1000) % 60));
+    else
+        std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(ms / 3'600'000),
+                      static_cast<long long>((ms / 60'000) % 60));
+    return buf;
+}
+
+// From started to ended; "running" while it lasts, "-" before it started.
+std::string duration(const json::value& o) {
+    int64_t a = isoToMs(field(o, "started"));
+    int64_t b = isoToMs(field(o, "ended"));
+    if (a < 0) return "-";
+    if (b < 0) return "running";
+    return formatMs(b - a);
+}
+
+// Lines of a table, columns padded to the widest cell.
+std::vector<std::string> tableLines(const std::vector<std::string>& head,
+                                    const std::vector<std::vector<std::string>>& rows) {
+    std::vector<size_t> w(head.size());
+    for (size_t i = 0; i < head.size(); ++i) w[i] = head[i].size();
+    for (const auto& r : rows)
+        for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+    std::vector<std::string> lines;
+    auto line = [&](const std::vector<std::string>& r) {
+        std::string out;
+        for (size_t i = 0; i < r.size(); ++i) {
+            out += r[i];
+            if (i + 1 < r.size()) out += std::string(w[i] - r[i].size() + 2, ' ');
+        }
+        while (!out.empty() && out.back() == ' ') out.pop_back();
+        lines.push_back(out);
+    };
+    line(head);
+    for (const auto& r : rows) line(r);
+    return lines;
+}
+
+void table(const std::vector<std::string>& head, const std::vector<std::vector<std::string>>& rows) {
+    for (const auto& l : tableLines(head, rows)) std::cout << l << "\n";
+}
+
+// The daemon's duration_ms (up to now while it lasts), as text; "-" before it started.
+std::string elapsed(const json::value& o) {
+    const auto* d = o.is_object() ? o.as_object().if_contains("duration_ms") : nullptr;
+    if (!d || d->is_null()) return "-";
+    if (d->is_int64()) return formatMs(d->as_int64());
+    if (d->is_uint64()) return formatMs(static_cast<int64_t>(d->as_uint64()));
+    return duration(o);
+}
+
+const json::array& arrayField(const json::value& o, const char* key) {
+    static const json::array empty;
+    const auto* p = o.is_object() ? o.as_object().if_contains(key) : nullptr;
+    return p && p->is_array() ? p->as_array() : empty;
+}
+
+bool runEnded(std::string_view state) {
+    auto s = model::parse<model::RunState>(state);
+    return s && model::isFinal(*s);
+}
+
+bool taskEnded(std::string_view state) {
+    auto s = model::parse<model::TaskState>(state);
+    return s && model::isFinal(*s);
+}
+
+// A child run's id relative to the root of its tree: "<root>/sub.1/inner.1" -> "sub.1/inner.1".
+std::string relativeRunId(const std::string& root, const std::string& id) {
+    if (id.size() > root.size() + 1 && id.compare(0, root.size(), root) == 0 && id[root.size()] == '/')
+        return id.substr(root.size() + 1);
+    return id;
+}
+
+// What a task row says besides its state: its message, else why it waits.
+std::string taskNote(const json::value& t) {
+    std::string msg = field(t, "message");
+    if (msg == "-") msg.clear();
+    std::string waiting = field(t, "waiting");
+    if (waiting != "-" && !waiting.empty()) msg += (msg.empty() ? "" : "; ") + waiting;
+    return msg;
+}
+
+namespace {
+
+// One row per task; the child runs of a workflow task follow it, indented, with their tasks.
+// Columns: TASK, STATE, ATTEMPT, EXIT, DURATION, MESSAGE.
+void treeRows(const std::string& root, const json::value& run, const std::string& indent,
+              std::vector<std::vector<std::string>>& rows) {
+    const auto& children = arrayField(run, "children");
+    for (const auto& t : arrayField(run, "tasks")) {
+        rows.push_back({indent + field(t, "id"), field(t, "state"), field(t, "attempt"), field(t, "exit_code"),
+                        elapsed(t), taskNote(t)});
+        for (const auto& c : children) {
+            if (field(c, "parent_task") != field(t, "id")) continue;
+            std::string msg = field(c, "message");
+            rows.push_back({indent + "  run " + relativeRunId(root, field(c, "id")), field(c, "state"), "-", "-",
+                            elapsed(c), field(c, "workflow") + (msg.empty() || msg == "-" ? "" : ": " + msg)});
+            treeRows(root, c, indent + "    ", rows);
+        }
+    }
+}
+
+const std::vector<std::string> kTaskHead = {"TASK", "STATE", "ATTEMPT", "EXIT", "DURATION", "MESSAGE"};
+
+} // namespace
+
+std::string paramsText(const json::value& run) {
+    const auto* p = run.is_object() ? run.as_object().if_contains("params") : nullptr;
+    if (!p || !p->is_object() || p->as_object().empty()) return "";
+    std::string out;
+    for (const auto& kv : p->as_object()) {
+        out += (out.empty() ? "" : ", ") + std::string(kv.key()) + "=" + str(kv.value());
+    }
+    return out;
+}
+
+void printRunDetail(const json::value& run) {
+    std::cout << "run       " << field(run, "id") << "\n"
+              << "workflow  " << field(run, "workflow") << " (" << field(run, "trigger") << ")\n"
+              << "state     " << field(run, "state") << "\n";
+    if (!field(run, "message").empty() && field(run, "message") != "-")
+        std::cout << "message   " << field(run, "message") << "\n";
+    if (std::string params = paramsText(run); !params.empty()) std::cout << "params    " << params << "\n";
+    if (std::string parent = field(run, "parent_run"); !parent.empty() && parent != "-")
+        std::cout << "parent    " << parent << " (task " << field(run, "parent_task") << ")\n";
+    if (std::string lost = field(run, "lost"); lost != "0" && lost != "-")
+        std::cout << "lost      " << lost << " attempt(s) interrupted by a taskhubd crash (events: lost, recovered)\n";
+    std::cout << "started   " << shortTime(field(run, "started")) << "\n"
+              << "ended     " << shortTime(field(run, "ended")) << "\n"
+              << "duration  " << elapsed(run) << "\n\n";
+    std::vector<std::vector<std::string>> rows;
+    treeRows(field(run, "id"), run, "", rows);
+    for (const auto& l : tableLines(kTaskHead, rows)) std::cout << l << "\n";
+}
+
+namespace {
+
+// Task counts over the whole tree, by state.
+void countTasks(const json::value& run, std::map<std::string, int>& counts) {
+    for (const auto& t : arrayField(run, "tasks")) ++counts[field(t, "state")];
+    for (const auto& c : arrayField(run, "children")) countTasks(c, counts);
+}
+
+} // namespace
+
+// "progress: 3/7 tasks done (2 succeeded, 1 skipped); 2 running, 2 pending; run running, 4.1s"
+std::string progressLine(const json::value& run) {
+    std::map<std::string, int> counts;
+    countTasks(run, counts);
+    int total = 0, done = 0;
+    std::string doneText, activeText;
+    for (const auto& [state, n] : counts) {
+        total += n;
+        if (taskEnded(state)) {
+            done += n;
+            doneText += (doneText.empty() ? "" : ", ") + std::to_string(n) + " " + state;
+        }
+    }
+    using model::TaskState;
+    static constexpr TaskState kActive[] = {TaskState::Running, TaskState::Frozen, TaskState::Retrying,
+                                            TaskState::Ready, TaskState::Pending};
+    for (TaskState state : kActive) {
+        if (auto it = counts.find(std::string(model::name(state))); it != counts.end()) {
+            activeText += (activeText.empty() ? "" : ", ") + std::to_string(it->second) + " " + it->first;
+        }
+    }
+    return "progress: " + std::to_string(done) + "/" + std::to_string(total) + " tasks done" +
+           (doneText.empty() ? "" : " (" + doneText + ")") + (activeText.empty() ? "" : "; " + activeText) +
+           "; run " + field(run, "state") + ", " + elapsed(run);
+}
+
+// "a, b, c" of a JSON array of strings; "-" when empty.
+std::string joinStrings(const json::value& arr) {
+    std::string out;
+    if (arr.is_array()) {
+        for (const auto& v : arr.as_array()) out += (out.empty() ? "" : ", ") + str(v);
+    }
+    return out.empty() ? "-" : out;
+}
+
+void printEvents(const std::string& root, const json::value& run) {
+    struct Row {
+        std::string time, who, kind, detail;
+        int64_t seq;
+    };
+    std::vector<Row> rows;
+    auto collect = [&](auto& self, const json::value& node) -> void {
+        std::string label = field(node, "id") == root ? "" : relativeRunId(root, field(node, "id")) + "/";
+        for (const auto& e : arrayField(node, "events")) {
+            std::string task = field(e, "task");
+            rows.push_back({field(e, "time"), task.empty() ? (label.empty() ? "(run)" : label + "(run)") : label + task,
+                            field(e, "kind"), field(e, "detail"),
+                            e.as_object().contains("seq") && e.at("seq").is_int64() ? e.at("seq").as_int64() : 0});
+        }
+        for (const auto& c : arrayField(node, "children")) self(self, c);
+    };
+    collect(collect, run);
+    // The store's recording order across the whole tree: a child's events come before the parent
+    // task's end that they caused, even within one millisecond.
+    std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.seq < b.seq; });
+    for (const auto& r : rows) {
+        std::cout << "  " << shortTime(r.time) << "  " << r.who << "  " << r.kind
+                  << (r.detail.empty() ? "" : "  " + r.detail) << "\n";
+    }
+}
+
+// Every attempt of the tasks (in the whole tree) that ran more than once, from the event log:
+// when it started, how long it took and how it ended ("failed: exit code 1; retry 1 of 2 in 5s").
+void printAttempts(const std::string& root, const json::value& run) {
+    struct Attempt {
+        std::string number, started, ended, outcome;
+    };
+    struct Event {
+        int64_t seq;
+        std::string task, kind, time, detail;
+    };
+    std::vector<Event> events;
+    auto collect = [&](auto& self, const json::value& node) -> void {
+        std::string label = field(node, "id") == root ? "" : relativeRunId(root, field(node, "id")) + "/";
+        for (const auto& e : arrayField(node, "events")) {
+            if (field(e, "task").empty() || field(e, "task") == "-") continue;
+            events.push_back({e.as_object().contains("seq") && e.at("seq").is_int64() ? e.at("seq").as_int64() : 0,
+                              label + field(e, "task"), field(e, "kind"), field(e, "time"), field(e, "detail")});
+        }
+        for (const auto& c : arrayField(node, "children")) self(self, c);
+    };
+    collect(collect, run);
+    std::stable_sort(events.begin(), events.end(), [](const Event& a, const Event& b) { return a.seq < b.seq; });
+    std::vector<std::string> order;
+    std::map<std::string, std::vector<Attempt>> attempts;
+    for (const auto& e : events) {
+        auto& list = attempts[e.task];
+        if (e.kind == "start") {
+            if (list.empty()) order.push_back(e.task);
+            // "attempt 2" or "attempt 2: child run ..."
+            std::string n = e.detail.rfind("attempt ", 0) == 0 ? e.detail.substr(8, e.detail.find(':') - 8) : "?";
+            list.push_back({n, e.time, "", ""});
+        } else if (!list.empty() && list.back().ended.empty() &&
+                   (e.kind == "end" || e.kind == "cancelled" || e.kind == "lost")) {
+            list.back().ended = e.time;
+            list.back().outcome = e.detail;
+        }
+    }
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& task : order) {
+        const auto& list = attempts[task];
+        if (list.size() < 2) continue;
+        for (const auto& at : list) {
+            int64_t a = isoToMs(at.started), b = isoToMs(at.ended);
+            rows.push_back({task, at.number, shortTime(at.started), a < 0 ? "-" : b < 0 ? "running" : formatMs(b - a),
+                            at.ended.empty() ? "" : at.outcome});
+        }
+    }
+    if (rows.empty()) return;
+    std::cout << "\nATTEMPTS (tasks that ran more than once)\n";
+    for (const auto& l : tableLines({"TASK", "ATTEMPT", "STARTED", "DURATION", "OUTCOME"}, rows)) {
+        std::cout << "  " << l << "\n";
+    }
+}
+
+namespace {
+
+std::string clockNow() {
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[16];
+    std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
+    return buf;
+}
+
+std::string isoNow() {
+    auto now = std::chrono::system_clock::now();
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
+    std::time_t t = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    char out[48];
+    std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms % 1000));
+    return out;
+}
+
+} // namespace
+
+// Prints what changed since the last poll: one line (or, with json_lines, one JSON object) per run or
+// task whose state or attempt changed. seen maps "run\ntask" to "state#attempt".
+void printChanges(bool json_lines, const std::string& root, const json::value& run,
+                  std::map<std::string, std::string>& seen) {
+    std::string id = field(run, "id");
+    std::string label = id == root ? "" : relativeRunId(root, id) + "/";
+    auto changed = [&](const std::string& key, const std::string& now) {
+        auto& before = seen[key];
+        if (before == now) return false;
+        before = now;
+        return true;
+    };
+    auto emit = [&](const std::string& task, const json::value& o, bool is_task) {
+        std::string state = field(o, "state");
+        std::string note = is_task ? taskNote(o) : field(o, "message");
+        if (note == "-") note.clear();
+        if (json_lines) {
+            json::object line;
+            line["time"] = isoNow();
+            line["run"] = id;
+            line["task"] = task;
+            line["state"] = state;
+            const auto* attempt = is_task ? o.as_object().if_contains("attempt") : nullptr;
+            line["attempt"] = attempt ? *attempt : json::value(nullptr);
+            const auto* d = o.as_object().if_contains("duration_ms");
+            line["duration_ms"] = d ? *d : json::value(nullptr);
+            line["message"] = note;
+            std::cout << json::serialize(line) << "\n";
+            return;
+        }
+        std::string text = clockNow() + "  ";
+        if (is_task) text += label + task + "  " + state + "  attempt " + field(o, "attempt");
+        else text += "run " + (label.empty() ? id : label.substr(0, label.size() - 1)) + "  " + state;
+        if (is_task ? taskEnded(state) : runEnded(state)) text += "  " + elapsed(o);
+        if (!note.empty()) text += "  " + note;
+        std::cout << text << "\n";
+    };
+    // In the order things happen: a run (or workflow task) starts before what it contains, and
+    // ends after it.
+    const bool ended = runEnded(field(run, "state"));
+    if (!ended && changed(id + "\n", field(run, "state"))) emit("", run, false);
+    for (const auto& t : arrayField(run, "tasks")) {
+        const bool task_ended = taskEnded(field(t, "state"));
+        auto children = [&] {
+            for (const auto& c : arrayField(run, "children")) {
+                if (field(c, "parent_task") == field(t, "id")) printChanges(json_lines, root, c, seen);
+            }
+        };
+        if (task_ended) children();
+        if (changed(id + "\n" + field(t, "id"), field(t, "state") + "#" + field(t, "attempt"))) {
+            emit(field(t, "id"), t, true);
+        }
+        if (!task_ended) children();
+    }
+    if (ended && changed(id + "\n", field(run, "state"))) emit("", run, false);
+}
+
+namespace {
+
+struct TerminalSize {
+    size_t rows = 24;
+    size_t cols = 80;
+};
+
+TerminalSize terminalSize() {
+    TerminalSize size;
+    struct winsize ws {};
+    if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row > 0 && ws.ws_col > 0) {
+        size.rows = ws.ws_row;
+        size.cols = ws.ws_col;
+    }
+    return size;
+}
+
+} // namespace
+
+// Redraws the run's view in place: the previous frame (`drawn` lines) is overwritten.
+void redraw(const json::value& run, size_t& drawn) {
+    std::vector<std::string> lines;
+    lines.push_back("run " + field(run, "id") + "  (" + field(run, "workflow") + ")");
+    std::vector<std::vector<std::string>> rows;
+    treeRows(field(run, "id"), run, "", rows);
+    for (auto& l : tableLines(kTaskHead, rows)) lines.push_back(std::move(l));
+    lines.push_back("");
+    lines.push_back(progressLine(run));
+    auto size = terminalSize();
+    if (size.rows > 2 && lines.size() > size.rows - 1) {
+        size_t hidden = lines.size() - (size.rows - 2);
+        std::string progress = lines.back();
+        lines.resize(size.rows - 3);
+        lines.push_back("... " + std::to_string(hidden) + " more line(s) (the terminal is too small)");
+        lines.push_back(progress);
+    }
+    std::string out;
+    if (drawn > 0) out += "\x1b[" + std::to_string(drawn) + "F"; // to the start of the previous frame
+    for (auto& l : lines) {
+        if (l.size() >= size.cols) l.resize(size.cols - 1);
+        out += "\x1b[2K" + l + "\n";
+    }
+    out += "\x1b[J"; // clear what the previous frame had below
+    std::cout << out << std::flush;
+    drawn = lines.size();
+}
+
+} // namespace taskhub::ctl

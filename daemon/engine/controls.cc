@@ -1,0 +1,296 @@
+// Operator commands on runs: cancel, pause (and freeze), resume, retry.
+#include "engine/engine_state.h"
+
+#include <spdlog/spdlog.h>
+
+#include <taskhub/suggest.hpp>
+
+#include <algorithm>
+
+#include "common/time_util.h"
+#include "store/store.h"
+
+namespace taskhub::engine {
+
+bool Core::activeRun(const std::string& id, Run** out, std::string* err) {
+    *out = findRun(id);
+    if (*out) return true;
+    auto rec = store.run(id, false);
+    *err = rec ? "run " + id + " has already ended (" + rec->state + ")" : "no run with id " + id;
+    return false;
+}
+
+std::optional<uint32_t> Core::taskIndex(const Run& run, const std::string& task_id, std::string* err) {
+    if (auto idx = run.wf->graph.index(task_id)) return *idx;
+    std::vector<std::string> ids;
+    for (const auto& t : run.wf->tasks) ids.push_back(t.id);
+    *err = "run " + run.rec.id + " has no task '" + task_id + "'";
+    if (auto s = sdk::closestKey(task_id, ids); !s.empty()) *err += "; did you mean '" + s + "'?";
+    return std::nullopt;
+}
+
+bool Core::cancel(const std::string& id, const std::string& task_id, const std::string& actor,
+                  std::string* err) {
+    Run* run = nullptr;
+    if (!activeRun(id, &run, err)) return false;
+    if (run->ending || (!run->stop_state.empty() && !run->fail_fast_stop)) {
+        *err = "run " + id + " is already ending";
+        return false;
+    }
+    const std::string reason = "cancelled by " + actorOr(actor);
+    if (task_id.empty()) {
+        event(id, "", "cancel_requested", reason);
+        cancelRun(*run, reason);
+        return true;
+    }
+    auto t = taskIndex(*run, task_id, err);
+    if (!t) return false;
+    if (run->rec.state == "queued") {
+        *err = "run " + id + " is queued and has started no task yet; cancel the whole run, or cancel the task once the run runs";
+        return false;
+    }
+    auto& task = run->tasks[*t];
+    if (isFinal(task.st)) {
+        *err = "task " + task_id + " of run " + id + " has already ended (" + stateName(task.st) + ")";
+        return false;
+    }
+    event(id, task_id, "cancel_requested", reason);
+    if (task.st == TS::Running || task.st == TS::Frozen) {
+        task.cancel_requested = true;
+        task.cancel_reason = reason;
+        stopAttempt(*run, *t);
+        return true;
+    }
+    const uint64_t serial = run->serial;
+    finishTask(*run, *t, TS::Cancelled, reason);
+    pump();
+    if (auto r = by_serial.find(serial); r != by_serial.end()) maybeEndRun(*r->second);
+    return true;
+}
+
+void Core::pauseTree(Run& run, bool freeze, const std::string& by) {
+    run.paused = true;
+    run.frozen = freeze;
+    run.rec.state = "paused";
+    saveRun(run);
+    event(run.rec.id, "", "paused", (freeze ? "paused with --freeze by " : "paused by ") + by);
+    if (freeze) {
+        for (uint32_t t = 0; t < run.tasks.size(); ++t) {
+            auto& task = run.tasks[t];
+            if (task.st != TS::Running || !task.def->workflow.empty() || !task.plugin || task.launching) continue;
+            // Already being stopped (cancel, timeout): let it act on the signal.
+            if (task.cancel_requested || !task.timed_out.empty()) continue;
+            if (!task.plugin->canSuspend()) {
+                event(run.rec.id, task.rec.task_id, "not_frozen",
+                      "plugin '" + task.def->plugin + "' cannot suspend; the task keeps running");
+                continue;
+            }
+            task.plugin->suspend(task.token);
+            if (task.timer) {
+                task.frozen_left = std::max(std::chrono::milliseconds(0),
+                                            std::chrono::duration_cast<std::chrono::milliseconds>(task.deadline - Clock::now()));
+                task.timer.reset();
+            }
+            setState(run, t, TS::Frozen);
+            saveTask(run, t);
+            event(run.rec.id, task.rec.task_id, "frozen", "stopped by pause --freeze");
+        }
+    }
+    for (const auto& child_id : run.children) {
+        if (Run* child = findRun(child_id); child && !child->paused && child->stop_state.empty())
+            pauseTree(*child, freeze, by);
+    }
+}
+
+void Core::resumeTree(Run& run, const std::string& by) {
+    run.paused = false;
+    run.frozen = false;
+    run.rec.state = "running";
+    saveRun(run);
+    event(run.rec.id, "", "resumed", "resumed by " + by);
+    for (uint32_t t = 0; t < run.tasks.size(); ++t) {
+        auto& task = run.tasks[t];
+        if (task.st != TS::Frozen) continue;
+        task.plugin->resume(task.token);
+        setState(run, t, TS::Running);
+        saveTask(run, t);
+        event(run.rec.id, task.rec.task_id, "thawed", "continued by resume");
+        if (task.def->timeout.count() > 0 && task.timed_out.empty()) armTaskTimeout(run, t, task.frozen_left);
+    }
+    for (const auto& item : run.held) {
+        auto [r, t] = live(item);
+        if (r) queueOf(r->tasks[t]).heap.push(item);
+    }
+    run.held.clear();
+    for (const auto& child_id : run.children) {
+        if (Run* child = findRun(child_id); child && child->paused) resumeTree(*child, by);
+    }
+}
+
+bool Core::pause(const std::string& id, bool freeze, const std::string& actor, std::string* err) {
+    Run* run = nullptr;
+    if (!activeRun(id, &run, err)) return false;
+    if (run->paused) {
+        *err = "run " + id + " is already paused (resume it with `taskhubctl resume " + id + "`)";
+        return false;
+    }
+    if (run->rec.state != "running" || run->ending || !run->stop_state.empty()) {
+        *err = "run " + id + " is " + (run->ending || !run->stop_state.empty() ? std::string("ending") : run->rec.state) +
+               "; only a running run can be paused";
+        return false;
+    }
+    pauseTree(*run, freeze, actorOr(actor));
+    return true;
+}
+
+bool Core::resume(const std::string& id, const std::string& actor, std::string* err) {
+    Run* run = nullptr;
+    if (!activeRun(id, &run, err)) return false;
+    if (!run->paused) {
+        *err = "run " + id + " is not paused (it is " + run->rec.state + ")";
+        return false;
+    }
+    if (!run->parent_id.empty()) {
+        if (Run* parent = findRun(run->parent_id); parent && parent->paused) {
+            *err = "run " + id + " was paused with its parent " + parent->rec.id + "; resume the parent";
+            return false;
+        }
+    }
+    resumeTree(*run, actorOr(actor));
+    pump();
+    return true;
+}
+
+bool Core::retry(const std::string& id, const std::string& task_id, bool downstream,
+                 const std::string& actor,
+           std::string* err) {
+    if (stopping) {
+        *err = "taskhubd is shutting down; no runs are retried";
+        return false;
+    }
+    if (findRun(id)) {
+        *err = "run " + id + " is still active; retry works on runs that have ended (cancel it first, or wait)";
+        return false;
+    }
+    auto rec = store.run(id, true);
+    if (!rec) {
+        *err = "no run with id " + id;
+        return false;
+    }
+    if (!rec->parent_run.empty()) {
+        *err = "run " + id + " is a child run of " + rec->parent_run + "; retry the top-level run (its task " +
+               rec->parent_task + " starts a new child run)";
+        return false;
+    }
+    if (rec->state == "skipped") {
+        *err = "run " + id + " was skipped and never ran; trigger a new run instead";
+        return false;
+    }
+    auto wf = lookup_workflow ? lookup_workflow(rec->workflow) : nullptr;
+    if (!wf) {
+        *err = "workflow '" + rec->workflow + "' is not loaded, so run " + id + " cannot be retried";
+        return false;
+    }
+    if (wf->version != rec->version || wf->tasks.size() != rec->tasks.size()) {
+        *err = "workflow '" + rec->workflow + "' has changed since run " + id +
+               " (version " + rec->version + ", now " + wf->version +
+               "); a retry needs the definition the run was made with; trigger a new run instead";
+        return false;
+    }
+    auto run = makeRun(wf, id, rec->trigger, rec->params);
+    run->rec = *rec;
+    run->rec.tasks.clear();
+    std::vector<std::optional<dag::Outcome>> outcomes(wf->tasks.size());
+    std::vector<char> again(wf->tasks.size(), 0);
+    for (uint32_t i = 0; i < wf->tasks.size(); ++i) {
+        auto& task = run->tasks[i];
+        task.rec = rec->tasks[i];
+        auto st = finalStateFromName(task.rec.state);
+        task.st = st.value_or(TS::Cancelled);
+        task.rec.state = stateName(task.st);
+    }
+    if (!task_id.empty()) {
+        auto t = taskIndex(*run, task_id, err);
+        if (!t) return false;
+        if (run->tasks[*t].st != TS::Failed && run->tasks[*t].st != TS::Cancelled) {
+            *err = "task " + task_id + " of run " + id + " " + stateName(run->tasks[*t].st) +
+                   "; only failed or cancelled tasks can be retried";
+            return false;
+        }
+        again[*t] = 1;
+    } else {
+        for (uint32_t i = 0; i < run->tasks.size(); ++i) {
+            if (run->tasks[i].st == TS::Failed || run->tasks[i].st == TS::Cancelled) again[i] = 1;
+        }
+    }
+    if (std::find(again.begin(), again.end(), 1) == again.end()) {
+        *err = "run " + id + " has no failed or cancelled task to retry";
+        return false;
+    }
+    // Downstream of what runs again: every task with --downstream, else the skipped ones
+    // (their trigger rules are decided anew).
+    std::vector<uint32_t> stack;
+    for (uint32_t i = 0; i < again.size(); ++i) {
+        if (again[i]) stack.push_back(i);
+    }
+    while (!stack.empty()) {
+        uint32_t n = stack.back();
+        stack.pop_back();
+        for (uint32_t d : wf->graph.dependents(n)) {
+            if (again[d]) continue;
+            if (downstream || run->tasks[d].st == TS::Skipped || run->tasks[d].st == TS::Cancelled) {
+                again[d] = 1;
+                stack.push_back(d);
+            }
+        }
+    }
+    std::vector<std::string> names;
+    run->unfinished = 0;
+    for (uint32_t i = 0; i < run->tasks.size(); ++i) {
+        auto& task = run->tasks[i];
+        if (!again[i]) {
+            outcomes[i] = outcomeOf(task.st);
+            if ((task.st == TS::Failed || task.st == TS::Cancelled) && run->first_failure.empty()) {
+                run->first_failure = "task '" + task.rec.task_id + "' " + stateName(task.st) +
+                                     (task.rec.message.empty() ? "" : ": " + task.rec.message);
+            }
+            continue;
+        }
+        names.push_back(task.rec.task_id);
+        task.st = TS::Pending;
+        task.rec.state = "pending";
+        task.rec.message.clear();
+        task.rec.started_ms.reset();
+        task.rec.ended_ms.reset();
+        task.rec.exit_code.reset();
+        task.rec.outputs.clear();
+        task.rec.child_run.clear();
+        ++run->unfinished;
+    }
+    run->rec.state = "running";
+    run->rec.message.clear();
+    run->rec.ended_ms.reset();
+    Run& r = adopt(std::move(run));
+    saveRun(r);
+    for (uint32_t i = 0; i < r.tasks.size(); ++i) {
+        if (again[i]) saveTask(r, i);
+    }
+    event(id, "", "run_retry",
+          "retry by " + actorOr(actor) + ": " + joinNames(names));
+    spdlog::info("ENGINE_RUN_RETRIED {} tasks {}", id, joinNames(names));
+    ++runs_started;
+    armRunTimeout(r);
+    std::vector<uint32_t> now_ready, now_skipped;
+    r.progress.restore(outcomes, &now_ready, &now_skipped);
+    settleSkipped(r, now_skipped);
+    const uint64_t serial = r.serial;
+    for (uint32_t t : now_ready) {
+        if (!by_serial.count(serial)) break;
+        admit(r, t);
+    }
+    pump();
+    if (by_serial.count(serial)) maybeEndRun(r);
+    return true;
+}
+
+} // namespace taskhub::engine

@@ -1,0 +1,449 @@
+// Starting attempts and their ends: dispatch, launch once the "starting" record is durable,
+// attempt completion and retries, task timeouts, stopping an attempt, plugin health, and why
+// ready tasks wait.
+#include "engine/engine_state.h"
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <taskhub/plugin_api.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "common/failpoint.h"
+#include "common/identity.h"
+#include "common/time_util.h"
+#include "engine/retry_policy.h"
+#include "store/store.h"
+
+namespace taskhub::engine {
+
+namespace fs = std::filesystem;
+
+// As PluginHost::dispatchable() said at its last transition.
+bool Core::isUnhealthy(const std::string& plugin) const {
+    if (unhealthy_plugins == 0) return false;
+    auto it = ready.find(plugin);
+    return it != ready.end() && it->second.unhealthy;
+}
+
+bool Core::failsWhenUnhealthy(const std::string& plugin) const {
+    const auto* h = plugins.health(plugin);
+    return h && h->settings.on_unhealthy == config::OnUnhealthy::Fail;
+}
+
+std::string Core::unhealthyText(const std::string& plugin) const {
+    const auto* h = plugins.health(plugin);
+    std::string out = "plugin '" + plugin + "' is unhealthy";
+    if (!h) return out;
+    out += " since " + formatIsoMillis(h->since_ms);
+    if (!h->message.empty()) out += ": " + h->message;
+    return out;
+}
+
+// A ready task starts waiting for its unhealthy plugin (on_unhealthy = hold); its timeout
+// goes on counting, and ends the wait as a failure.
+void Core::holdForPlugin(Run& run, uint32_t t) {
+    auto& task = run.tasks[t];
+    if (failsWhenUnhealthy(task.def->plugin) || task.held_since != Clock::time_point{}) return;
+    task.held_since = Clock::now();
+    event(run.rec.id, task.rec.task_id, "waiting", unhealthyText(task.def->plugin));
+    if (task.def->timeout.count() <= 0) return;
+    const auto left = std::max(task.def->timeout - task.waited, std::chrono::milliseconds(0));
+    task.timer = std::make_unique<asio::steady_timer>(io, left);
+    const uint64_t serial = run.serial;
+    const uint64_t seq = task.ready_seq;
+    task.timer->async_wait([this, serial, t, seq](const boost::system::error_code& ec) {
+        if (ec) return;
+        auto it = by_serial.find(serial);
+        if (it == by_serial.end()) return;
+        Run& r = *it->second;
+        auto& tk = r.tasks[t];
+        if (tk.st != TS::Ready || tk.ready_seq != seq) return;
+        tk.timer.reset();
+        failUnstarted(r, t, "timed out after " + formatDuration(tk.def->timeout) + " waiting for " +
+                                unhealthyText(tk.def->plugin));
+    });
+}
+
+// The plugin can take tasks again: the wait so far counts against the attempt's timeout.
+void Core::releaseHold(TaskRun& task) {
+    if (task.held_since == Clock::time_point{}) return;
+    task.waited += std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - task.held_since);
+    task.held_since = {};
+    task.timer.reset();
+}
+
+// Fails a ready task that never started (no attempt is recorded for it).
+void Core::failUnstarted(Run& run, uint32_t t, const std::string& message) {
+    auto& task = run.tasks[t];
+    releaseHold(task);
+    task.rec.ended_ms = nowMillis();
+    const uint64_t serial = run.serial;
+    finishTask(run, t, TS::Failed, message);
+    if (by_serial.count(serial)) maybeEndRun(run);
+}
+
+void Core::pluginHealthChanged(const std::string& plugin) {
+    const bool up = plugins.dispatchable(plugin);
+    auto& q = queueNamed(plugin);
+    if (q.unhealthy != !up) {
+        q.unhealthy = !up;
+        if (up) --unhealthy_plugins;
+        else ++unhealthy_plugins;
+    }
+    std::vector<std::pair<Run*, uint32_t>> affected;
+    for (auto& [id, run] : runs) {
+        for (uint32_t t = 0; t < run->tasks.size(); ++t) {
+            const auto& task = run->tasks[t];
+            if (task.st == TS::Ready && task.def->workflow.empty() && task.def->plugin == plugin) {
+                affected.emplace_back(run.get(), t);
+            }
+        }
+    }
+    for (auto [run, t] : affected) {
+        if (up) {
+            releaseHold(run->tasks[t]);
+        } else {
+            holdForPlugin(*run, t);
+        }
+    }
+    pump();
+}
+
+std::shared_ptr<TaskOutput> Core::openOutput(const Run& run, const TaskRun& task, std::string* err) {
+    fs::path file = opts.log_dir / run.rec.id / (task.rec.task_id + "." + std::to_string(task.rec.attempt) + ".log");
+    return TaskOutput::open(io, std::move(file), err, opts.log_cap);
+}
+
+void Core::armTaskTimeout(Run& run, uint32_t t, std::chrono::milliseconds after) {
+    auto& task = run.tasks[t];
+    task.deadline = Clock::now() + after;
+    task.timer = std::make_unique<asio::steady_timer>(io, after);
+    uint64_t serial = run.serial;
+    int attempt = task.rec.attempt;
+    task.timer->async_wait([this, serial, t, attempt](const boost::system::error_code& ec) {
+        if (ec) return;
+        auto it = by_serial.find(serial);
+        if (it == by_serial.end()) return;
+        Run& r = *it->second;
+        auto& tk = r.tasks[t];
+        if (tk.st != TS::Running || tk.rec.attempt != attempt) return;
+        tk.timed_out = "timed out after " + formatDuration(tk.def->timeout);
+        event(r.rec.id, tk.rec.task_id, "timeout", tk.timed_out);
+        stopAttempt(r, t);
+    });
+}
+
+void Core::dispatch(Run& run, uint32_t t) {
+    auto& task = run.tasks[t];
+    task.rec.attempt += 1;
+    task.rec.started_ms = nowMillis();
+    task.rec.ended_ms.reset();
+    task.rec.exit_code.reset();
+    task.rec.message.clear();
+    task.rec.outputs.clear();
+    task.cancel_requested = false;
+    task.cancel_reason.clear();
+    task.timed_out.clear();
+    ++*run.wf_running;
+    if (!task.def->workflow.empty()) {
+        startChild(run, t);
+        return;
+    }
+    setState(run, t, TS::Running);
+    // Recorded as starting, and the plugin called only once that is durable: after a crash
+    // the attempt is known to have maybe run (see recover()).
+    task.rec.state = "starting";
+    forgetProcess(task.rec);
+    if (launches.empty()) launch_since = store.writeMark();
+    saveTask(run, t);
+    event(run.rec.id, task.rec.task_id, "start", "attempt " + std::to_string(task.rec.attempt));
+    task.plugin = plugins.find(task.def->plugin);
+    if (!task.plugin) {
+        endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
+                                         *plugins.unavailable(task.def->plugin), {}});
+        return;
+    }
+    // Shell-text params get each value escaped for the shell context it lands in; a value no
+    // shell or environment can carry (a NUL byte) fails the attempt instead of being cut short.
+    std::string params_json = task.def->params_json;
+    if (task.def->has_templates) {
+        std::string err;
+        auto expanded = expr::expandJsonStrings(task.def->params_json, lookupFor(run), task.def->shell_params, &err);
+        if (!expanded) {
+            endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, err, {}});
+            return;
+        }
+        params_json = std::move(*expanded);
+    }
+    for (const auto& [k, v] : run.rec.params) {
+        if (v.find('\0') == std::string::npos) continue;
+        endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
+                                         "param '" + k + "' holds a NUL byte, which cannot be passed in the "
+                                         "environment (TASKHUB_PARAM_" + k + "); the task was not started", {}});
+        return;
+    }
+    // The account is looked up again for each attempt: the databases may have changed since
+    // the file was loaded, and the attempt must run as the account as it is now.
+    std::optional<Identity> identity;
+    if (!task.def->run_as.empty()) {
+        std::string err;
+        identity = resolveIdentity(task.def->run_as, &err);
+        if (!identity) {
+            endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
+                                             "cannot run as \"" + task.def->run_as + "\" (run_as, from " +
+                                                 config::toString(task.def->run_as_source) + "): " + err +
+                                                 "; it resolved when the workflow was loaded",
+                                             {}});
+            return;
+        }
+    }
+    // A plugin that never writes output (TH_CAP_NO_LOG) costs no pipe.
+    if (!(task.plugin->info().capabilities & TH_CAP_NO_LOG)) {
+        std::string err;
+        task.output = openOutput(run, task, &err);
+        if (!task.output) {
+            endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, err, {}});
+            return;
+        }
+    }
+    ++running_tasks;
+    ++queueOf(task).running;
+
+    plugin_host::AttemptSpec spec;
+    spec.workflow = run.rec.workflow;
+    spec.run_id = run.rec.id;
+    spec.task_id = task.rec.task_id;
+    spec.attempt = static_cast<uint32_t>(task.rec.attempt);
+    spec.params_json = std::move(params_json);
+    spec.env = {"TASKHUB_WORKFLOW=" + run.rec.workflow, "TASKHUB_RUN_ID=" + run.rec.id,
+                "TASKHUB_TASK_ID=" + task.rec.task_id,
+                "TASKHUB_ATTEMPT=" + std::to_string(task.rec.attempt)};
+    for (const auto& [k, v] : run.rec.params) spec.env.push_back("TASKHUB_PARAM_" + k + "=" + v);
+    for (const auto& [k, v] : task.def->env) {
+        spec.env.push_back(k + "=" + (task.def->has_templates ? expand(run, v) : v));
+    }
+    spec.log_fd = task.output ? task.output->writeFd() : -1;
+    spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());
+    spec.run_as = std::move(identity);
+    if (!state_dir.empty()) spec.env.push_back("TASKHUB_STATE_DIR=" + state_dir);
+    const uint64_t serial = run.serial;
+    const int attempt = task.rec.attempt;
+    spec.on_process = [this, serial, t, attempt](const plugin_host::ProcessIdentity& p) {
+        onProcess(serial, t, attempt, p);
+    };
+
+    releaseHold(task);
+    if (task.def->timeout.count() > 0) {
+        armTaskTimeout(run, t, std::max(task.def->timeout - task.waited, std::chrono::milliseconds(1)));
+    }
+    task.waited = {};
+    task.launching = true;
+    launches.push_back(Launch{serial, t, attempt, std::move(spec)});
+    // In chunks, so that the writer commits the first attempts' records while the loop
+    // dispatches the next ones.
+    if (launches.size() >= kLaunchChunk) flushLaunches();
+}
+
+// Calls the plugins of the attempts dispatched since the last call once their "starting"
+// records are committed (one wait for all of them: the store commits them in one batch).
+void Core::flushLaunches() {
+    if (launches.empty()) return;
+    auto batch = std::make_shared<std::vector<Launch>>(std::move(launches));
+    launches.clear();
+    store.whenDurable(launch_since, [this, batch](bool ok) {
+        for (auto& l : *batch) launch(l, ok);
+        pump();
+    });
+}
+
+void Core::launch(Launch& l, bool recorded) {
+    auto it = by_serial.find(l.serial);
+    if (it == by_serial.end()) return;
+    Run& run = *it->second;
+    auto& task = run.tasks[l.task];
+    if (!task.launching || task.rec.attempt != l.attempt) return;
+    task.launching = false;
+    TASKHUB_FAILPOINT("task_starting_committed");
+    if (!recorded) {
+        onAttemptDone(l.serial, l.task, l.attempt,
+                      AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
+                                    "not started: the state store could not record the attempt (" +
+                                        store.lastError() + ")",
+                                    {}});
+        return;
+    }
+    const uint64_t serial = l.serial;
+    const uint32_t t = l.task;
+    const int attempt = l.attempt;
+    task.token = task.plugin->start(l.spec, [this, serial, t, attempt](AttemptResult r) {
+        onAttemptDone(serial, t, attempt, std::move(r));
+    });
+    if (task.output) task.output->start();
+    if (task.st == TS::Running && task.rec.state == "starting") {
+        task.rec.state = "running";
+        saveTask(run, t);
+    }
+}
+
+// The plugin reported the process an attempt runs as: recorded, so that a restart after a
+// crash can stop exactly that process group.
+void Core::onProcess(uint64_t serial, uint32_t t, int attempt, const plugin_host::ProcessIdentity& p) {
+    auto it = by_serial.find(serial);
+    if (it == by_serial.end()) return;
+    auto& task = it->second->tasks[t];
+    if ((task.st != TS::Running && task.st != TS::Frozen) || task.rec.attempt != attempt) return;
+    task.rec.pid = p.pid;
+    task.rec.pgid = p.pgid;
+    task.rec.proc_start = p.start_ticks;
+    if (task.rec.state == "starting") task.rec.state = stateName(task.st);
+    saveTask(*it->second, t);
+}
+
+// Stops a running attempt: a plugin's is cancelled (after letting a frozen one continue, so
+// that it can act on the signal), one still waiting for its starting record ends without its
+// plugin being called, a child run is cancelled with its subtree.
+void Core::stopAttempt(Run& run, uint32_t t) {
+    auto& task = run.tasks[t];
+    if (!task.def->workflow.empty()) {
+        if (Run* child = findRun(task.rec.child_run)) {
+            cancelRun(*child, task.timed_out.empty() ? (task.cancel_reason.empty() ? run.stop_reason : task.cancel_reason)
+                                                     : "the parent task " + task.rec.task_id + " " + task.timed_out);
+        }
+        return;
+    }
+    if (task.launching) {
+        // Its plugin was never called: it ends now, without waiting for its record to be
+        // committed (which may take long while the state database cannot be written).
+        task.launching = false;
+        const uint64_t serial = run.serial;
+        const int attempt = task.rec.attempt;
+        asio::post(io, [this, serial, t, attempt] {
+            onAttemptDone(serial, t, attempt,
+                          AttemptResult{AttemptResult::Outcome::Cancelled, std::nullopt, "stopped before it started", {}});
+        });
+        return;
+    }
+    if (task.st == TS::Frozen) {
+        task.plugin->resume(task.token);
+        setState(run, t, TS::Running);
+        saveTask(run, t);
+    }
+    task.plugin->cancel(task.token);
+}
+
+void Core::onAttemptDone(uint64_t serial, uint32_t t, int attempt, AttemptResult r) {
+    auto it = by_serial.find(serial);
+    if (it == by_serial.end()) return;
+    Run& run = *it->second;
+    auto& task = run.tasks[t];
+    if ((task.st != TS::Running && task.st != TS::Frozen) || task.rec.attempt != attempt) return;
+    --running_tasks;
+    --queueOf(task).running;
+    // The attempt's output is in the log, and its outputs known, before its end is recorded.
+    if (task.output) {
+        task.output->attemptEnded();
+        task.output->addPluginOutputs(r.outputs);
+        task.rec.outputs = task.output->outputs();
+        if (!task.output->outputError().empty() && r.outcome == AttemptResult::Outcome::Succeeded) {
+            r.outcome = AttemptResult::Outcome::Failed;
+            r.message = task.output->outputError();
+        }
+        task.output.reset();
+    } else {
+        task.rec.outputs = std::move(r.outputs); // checked by the plugin host
+    }
+    endAttempt(run, t, std::move(r));
+}
+
+// Common end of an attempt (plugin or child run): frees its slot, records the result,
+// starts what can start now.
+void Core::endAttempt(Run& run, uint32_t t, AttemptResult r) {
+    auto& task = run.tasks[t];
+    task.timer.reset();
+    --*run.wf_running; // pump() offers the slot to parked tasks
+    const uint64_t serial = run.serial;
+    finishAttempt(run, t, std::move(r));
+    pump();
+    if (by_serial.count(serial)) maybeEndRun(run);
+}
+
+void Core::finishAttempt(Run& run, uint32_t t, AttemptResult r) {
+    auto& task = run.tasks[t];
+    task.rec.ended_ms = nowMillis();
+    task.rec.exit_code = r.exit_code;
+    using O = AttemptResult::Outcome;
+    if (r.outcome == O::Succeeded) {
+        finishTask(run, t, TS::Succeeded, r.message);
+        return;
+    }
+    std::string message = r.message;
+    if (!task.timed_out.empty()) {
+        message = task.timed_out + (r.message.empty() ? "" : " (" + r.message + ")");
+    } else if (task.cancel_requested || (r.outcome == O::Cancelled && !run.stop_state.empty())) {
+        std::string why = !task.cancel_reason.empty() ? task.cancel_reason
+                          : !run.stop_reason.empty()  ? run.stop_reason
+                                                      : r.message;
+        finishTask(run, t, TS::Cancelled, why);
+        return;
+    }
+    const auto& codes = task.def->retry_on_exit_codes;
+    const bool code_retryable = codes.empty() || r.transient ||
+                                (r.exit_code && std::find(codes.begin(), codes.end(), *r.exit_code) != codes.end());
+    if (run.stop_state.empty() && task.rec.attempt <= task.def->retries && code_retryable) {
+        const auto delay = retryDelay(*task.def, task.rec.attempt);
+        setState(run, t, TS::Retrying);
+        task.rec.message = message;
+        saveTask(run, t);
+        event(run.rec.id, task.rec.task_id, "end",
+              "failed: " + message + "; retry " + std::to_string(task.rec.attempt) + " of " +
+                  std::to_string(task.def->retries) + " in " + formatDuration(delay));
+        task.timer = std::make_unique<asio::steady_timer>(io, delay);
+        const uint64_t serial = run.serial;
+        task.timer->async_wait([this, serial, t](const boost::system::error_code& ec) {
+            if (ec) return;
+            auto it = by_serial.find(serial);
+            if (it == by_serial.end() || it->second->tasks[t].st != TS::Retrying) return;
+            it->second->tasks[t].timer.reset();
+            markReady(*it->second, t);
+            pump();
+        });
+        return;
+    }
+    if (!codes.empty() && !code_retryable && task.rec.attempt <= task.def->retries) {
+        message += " (not retried: exit code not in retry_on_exit_codes)";
+    }
+    finishTask(run, t, TS::Failed, message);
+}
+
+std::map<std::string, std::string> Core::waitingReasons(const std::string& id) const {
+    std::map<std::string, std::string> out;
+    auto it = runs.find(id);
+    if (it == runs.end()) return out;
+    const Run& run = *it->second;
+    for (const auto& task : run.tasks) {
+        if (task.st != TS::Ready) continue;
+        std::string why;
+        if (run.paused) {
+            why = "waiting: the run is paused";
+        } else if (task.def->workflow.empty() && isUnhealthy(task.def->plugin)) {
+            why = "waiting for plugin: " + unhealthyText(task.def->plugin);
+        } else if (workflowLimitReached(run)) {
+            why = "waiting: workflow '" + run.wf->name + "' is at max_parallel_tasks (" +
+                  std::to_string(run.wf->max_parallel_tasks) + ")";
+        } else if (task.def->workflow.empty() && pluginLimitReached(task.def->plugin)) {
+            why = "waiting: plugin '" + task.def->plugin + "' is at max_concurrency (" +
+                  std::to_string(pluginLimit(task.def->plugin)) + ")";
+        } else if (task.def->workflow.empty() && globalLimitReached()) {
+            why = "waiting: max_running_tasks (" + std::to_string(opts.max_running_tasks) + ") reached";
+        } else {
+            why = "waiting: starting";
+        }
+        out[task.rec.task_id] = why;
+    }
+    return out;
+}
+
+} // namespace taskhub::engine

@@ -1,0 +1,59 @@
+// The core's shared helpers: recording events, runs and tasks; expanding templates.
+#include "engine/engine_state.h"
+
+#include "common/time_util.h"
+#include "store/store.h"
+
+namespace taskhub::engine {
+
+Core::Core(asio::io_context& i, store::Store& s, plugin_host::PluginHost& p, EngineOptions o)
+    : io(i), store(s), plugins(p), opts(std::move(o)), state_dir(opts.state_dir.string()) {}
+
+void Core::event(const std::string& run_id, const std::string& task_id,
+                 const std::string& kind,
+           const std::string& detail) {
+    store.addEvent(nowMillis(), run_id, task_id, kind, detail);
+}
+
+void Core::saveRun(Run& run) { store.updateRun(run.rec); }
+
+void Core::saveTask(Run& run, uint32_t t) {
+    store.upsertTask(run.rec.id, static_cast<int>(t), run.tasks[t].rec);
+}
+
+void Core::setState(Run& run, uint32_t t, TS st) {
+    auto& task = run.tasks[t];
+    if (task.st == TS::Ready) --ready_tasks;
+    if (st == TS::Ready) ++ready_tasks;
+    task.st = st;
+    task.rec.state = stateName(st);
+}
+
+Run* Core::findRun(const std::string& id) {
+    auto it = runs.find(id);
+    return it == runs.end() ? nullptr : it->second.get();
+}
+
+expr::Lookup Core::lookupFor(const Run& run) const {
+    return [&run](const expr::Ref& ref) -> std::optional<std::string> {
+        if (ref.kind == expr::Ref::Param) {
+            const std::string* v = findValue(run.rec.params, ref.name);
+            return v ? std::optional<std::string>(*v) : std::nullopt;
+        }
+        auto idx = run.wf->graph.index(ref.task);
+        if (!idx) return std::nullopt;
+        const auto& task = run.tasks[*idx];
+        if (ref.kind == expr::Ref::TaskState) return task.rec.state;
+        const std::string* v = findValue(task.rec.outputs, ref.name);
+        return v ? std::optional<std::string>(*v) : std::nullopt;
+    };
+}
+
+std::string Core::expand(const Run& run, const std::string& text) const {
+    if (text.find("${") == std::string::npos) return text;
+    auto parsed = expr::Template::parse(text);
+    if (auto* tpl = std::get_if<expr::Template>(&parsed)) return tpl->expand(lookupFor(run));
+    return text; // validated at load; a bad template stays as written
+}
+
+} // namespace taskhub::engine

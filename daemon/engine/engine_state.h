@@ -1,0 +1,362 @@
+// The engine's shared state and the core class its rooms work on. Engine (engine.h) is the
+// facade; Core holds the active runs and is implemented in one file per concern:
+//   engine_state.cc   persistence helpers (events, run and task records), templates
+//   run_lifecycle.cc  trigger, overlap and queued runs, admit, settle, end, child runs
+//   ready_queues.cc   ready tasks waiting for a slot: limits, priorities, parking
+//   dispatch.cc       dispatch and launch, attempt completion and retries, timeouts, plugin health
+//   controls.cc       operator commands: cancel, pause, resume, retry
+//   recovery.cc       recover after a crash (the only code that kills processes)
+// Every method runs on the event-loop thread.
+#ifndef TASKHUB_ENGINE_ENGINE_STATE_H
+#define TASKHUB_ENGINE_ENGINE_STATE_H
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "common/proc.h"
+#include "config/workflow.h"
+#include "dag/graph.h"
+#include "engine/engine.h"
+#include "engine/task_output.h"
+#include "expr/condition.h"
+#include "expr/template.h"
+#include "plugin_host/plugin_host.h"
+#include "store/records.h"
+
+namespace taskhub::engine {
+
+namespace asio = boost::asio;
+using plugin_host::AttemptResult;
+using Clock = std::chrono::steady_clock;
+
+// A task's state inside the engine; its name is what the store and clients see.
+enum class TS : uint8_t { Pending, Ready, Running, Frozen, Retrying, Succeeded, Failed, Cancelled, Skipped };
+
+inline const char* stateName(TS s) {
+    switch (s) {
+    case TS::Pending: return "pending";
+    case TS::Ready: return "ready";
+    case TS::Running: return "running";
+    case TS::Frozen: return "frozen";
+    case TS::Retrying: return "retrying";
+    case TS::Succeeded: return "succeeded";
+    case TS::Failed: return "failed";
+    case TS::Cancelled: return "cancelled";
+    case TS::Skipped: return "skipped";
+    }
+    return "?";
+}
+
+inline bool isFinal(TS s) { return s >= TS::Succeeded; }
+
+inline std::optional<TS> finalStateFromName(const std::string& s) {
+    if (s == "succeeded") return TS::Succeeded;
+    if (s == "failed") return TS::Failed;
+    if (s == "cancelled") return TS::Cancelled;
+    if (s == "skipped") return TS::Skipped;
+    return std::nullopt;
+}
+
+// A stored task state of an attempt that may have been running when taskhubd stopped.
+inline bool attemptWasActive(const std::string& state) {
+    return state == "starting" || state == "running" || state == "frozen";
+}
+
+// Drops the process identity of a task's latest attempt (a new attempt, or one that ended).
+inline void forgetProcess(store::TaskRecord& t) {
+    t.pid.reset();
+    t.pgid.reset();
+    t.proc_start.reset();
+}
+
+inline dag::Outcome outcomeOf(TS s) {
+    switch (s) {
+    case TS::Succeeded: return dag::Outcome::Succeeded;
+    case TS::Skipped: return dag::Outcome::Skipped;
+    case TS::Cancelled: return dag::Outcome::Cancelled;
+    default: return dag::Outcome::Failed;
+    }
+}
+
+// Rules meant to run after failures (clean-up, notification): a fail_fast stop lets them run.
+inline bool runsAfterFailure(dag::TriggerRule r) {
+    return r == dag::TriggerRule::AllDone || r == dag::TriggerRule::AllFailed ||
+           r == dag::TriggerRule::OneFailed || r == dag::TriggerRule::Always;
+}
+
+inline std::string joinNames(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+    return out.empty() ? "none" : out;
+}
+
+// Who asked, for events and messages.
+inline std::string actorOr(const std::string& actor) { return actor.empty() ? "an operator" : actor; }
+
+// The ready queue a task waits in: its plugin's, or "" for workflow tasks (no plugin limits).
+inline const std::string& queueKey(const config::TaskDef& def) {
+    static const std::string workflow_tasks;
+    return def.workflow.empty() ? def.plugin : workflow_tasks;
+}
+
+inline const std::string* findValue(const store::NameValues& values, const std::string& name) {
+    for (const auto& [k, v] : values) {
+        if (k == name) return &v;
+    }
+    return nullptr;
+}
+
+struct ReadyItem {
+    int priority = 0;
+    uint64_t seq = 0;
+    uint64_t run = 0; // Run::serial
+    uint32_t task = 0;
+};
+
+// Highest priority first, then first come, first served.
+struct ItemOrder {
+    bool operator()(const ReadyItem& a, const ReadyItem& b) const {
+        return a.priority != b.priority ? a.priority < b.priority : a.seq > b.seq;
+    }
+};
+
+using ReadyHeap = std::priority_queue<ReadyItem, std::vector<ReadyItem>, ItemOrder>;
+
+// Ready tasks waiting for a slot: by plugin; "" holds workflow tasks, which start child runs
+// and are held back by no plugin or global limit (a parent waiting on a slot its own child
+// needs could never finish).
+// A plugin's ready tasks with what decides whether one may start: how many of its attempts
+// run, its max_concurrency, its health. Nodes of a std::map never move, so tasks and runs keep
+// pointers to their queue and counter instead of looking names up per dispatch.
+struct PluginQueue {
+    ReadyHeap heap;
+    int running = 0;
+    int limit = 0;          // max_concurrency; 0 = unlimited
+    bool unhealthy = false; // as PluginHost::dispatchable() said at the last transition
+};
+
+// Held back by a workflow's max_parallel_tasks, by workflow name.
+struct Parked {
+    int limit = 0;
+    ReadyHeap heap;
+};
+
+struct TaskRun {
+    store::TaskRecord rec;
+    TS st = TS::Pending;
+    const config::TaskDef* def = nullptr;
+    plugin_host::Plugin* plugin = nullptr;
+    uint64_t token = 0;
+    std::shared_ptr<TaskOutput> output; // while an attempt runs
+    bool cancel_requested = false;
+    std::string cancel_reason;
+    std::string timed_out; // non-empty: the attempt was stopped by its timeout
+    std::unique_ptr<asio::steady_timer> timer; // retry delay or attempt timeout
+    Clock::time_point deadline{};              // the attempt's timeout, when it has one
+    std::chrono::milliseconds frozen_left{0};  // what was left of it when frozen
+    uint64_t ready_seq = 0;                    // the live ready-queue entry
+    PluginQueue* queue = nullptr;              // where it waits and counts while running
+    // Ready while its plugin is unhealthy (on_unhealthy = hold): the attempt's timeout runs
+    // meanwhile. held_since is when the current wait began; waited sums earlier waits of
+    // this attempt.
+    Clock::time_point held_since{};
+    std::chrono::milliseconds waited{0};
+    // Dispatched, its "starting" record not yet durable: the plugin is called once it is.
+    bool launching = false;
+};
+
+// An attempt waiting for its "starting" record to be committed (see flushLaunches()).
+struct Launch {
+    uint64_t serial = 0;
+    uint32_t task = 0;
+    int attempt = 0;
+    plugin_host::AttemptSpec spec;
+};
+
+struct Run {
+    uint64_t serial = 0;
+    store::RunRecord rec;
+    std::shared_ptr<const config::Workflow> wf;
+    dag::Progress progress;
+    std::vector<TaskRun> tasks;
+    std::vector<std::optional<expr::Condition>> conditions; // parsed `when`, per task
+    size_t unfinished = 0;
+    std::string stop_state;  // set when the run is being stopped: "failed" or "cancelled"
+    std::string stop_reason;
+    bool fail_fast_stop = false; // stopped by fail_fast: after-failure rules still run
+    std::string first_failure;
+    bool paused = false;
+    bool frozen = false;
+    bool ending = false;
+    std::string parent_id; // a child run: its parent run, task and the task's attempt
+    uint32_t parent_task = 0;
+    int parent_attempt = 0;
+    std::vector<std::string> children; // active child runs
+    std::vector<ReadyItem> held;       // ready while paused
+    int* wf_running = nullptr;         // workflow_running[wf->name]
+    std::unique_ptr<asio::steady_timer> run_timer;
+    std::vector<std::function<void(const store::RunRecord&)>> waiters;
+
+    static std::vector<dag::TriggerRule> rulesOf(const config::Workflow& wf) {
+        std::vector<dag::TriggerRule> rules;
+        rules.reserve(wf.tasks.size());
+        for (const auto& t : wf.tasks) rules.push_back(t.trigger_rule);
+        return rules;
+    }
+    explicit Run(std::shared_ptr<const config::Workflow> w)
+        : wf(std::move(w)), progress(wf->graph, rulesOf(*wf)) {}
+};
+
+// The engine's state and behaviour; Engine forwards to it. Its methods are implemented in
+// the files named above each group.
+struct Core {
+    asio::io_context& io;
+    store::Store& store;
+    plugin_host::PluginHost& plugins;
+    EngineOptions opts;
+    WorkflowLookup lookup_workflow;
+
+    std::unordered_map<std::string, std::unique_ptr<Run>> runs; // active: queued, running, paused
+    std::unordered_map<uint64_t, Run*> by_serial;
+    uint64_t next_serial = 0;
+    std::map<std::string, std::deque<std::string>> queued; // workflow -> queued run ids
+    std::map<std::string, PluginQueue> ready; // by plugin; "" holds workflow tasks
+    static constexpr size_t kLaunchChunk = 256;
+    std::vector<Launch> launches; // dispatched since the last flushLaunches()
+    uint64_t launch_since = 0;    // the store's write mark before the first of them
+    std::string state_dir;        // TASKHUB_STATE_DIR of every attempt (recovery finds them by it)
+    std::map<std::string, Parked> parked; // by workflow name
+    uint64_t next_seq = 0;
+    size_t ready_tasks = 0;
+    size_t unhealthy_plugins = 0; // queues marked unhealthy
+    std::map<std::string, int> workflow_running;
+    size_t running_tasks = 0;
+    uint64_t runs_started = 0;
+    bool stopping = false;
+    std::function<void()> on_drained;
+    std::unique_ptr<asio::steady_timer> grace_timer;
+    std::mt19937_64 rng{std::random_device{}()};
+
+    Core(asio::io_context& io, store::Store& store, plugin_host::PluginHost& plugins, EngineOptions options);
+
+    // engine_state.cc: persistence and templates
+    void event(const std::string& run_id, const std::string& task_id, const std::string& kind,
+               const std::string& detail = {});
+    void saveRun(Run& run);
+    void saveTask(Run& run, uint32_t t);
+    void setState(Run& run, uint32_t t, TS st);
+    Run* findRun(const std::string& id);
+    expr::Lookup lookupFor(const Run& run) const;
+    std::string expand(const Run& run, const std::string& text) const;
+
+    // run_lifecycle.cc: runs from trigger to end
+    std::string newManualId(const std::string& workflow);
+    static std::optional<std::string> resolveParams(const config::Workflow& wf,
+                                                    const store::NameValues& given, store::NameValues* out);
+    std::unique_ptr<Run> makeRun(std::shared_ptr<const config::Workflow> wf, std::string id,
+                                 std::string trigger, store::NameValues params);
+    Run& adopt(std::unique_ptr<Run> run);
+    TriggerResult trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
+                          std::optional<std::chrono::sys_seconds> scheduled, const store::NameValues& given,
+                          const std::string& actor, const std::string& label, const std::string& forced_skip,
+                          const std::string& file_run_id);
+    void armRunTimeout(Run& run, std::optional<std::chrono::milliseconds> after = std::nullopt);
+    void startRun(Run& run);
+    std::optional<TS> admitDecision(Run& run, uint32_t t, std::string* why);
+    void admit(Run& run, uint32_t first);
+    void markReady(Run& run, uint32_t t);
+    std::string chainOf(const Run& run);
+    void startChild(Run& run, uint32_t t);
+    void settle(Run& run, uint32_t t, TS state, const std::string& message);
+    void settleSkipped(Run& run, const std::vector<uint32_t>& skipped);
+    void finishTask(Run& run, uint32_t t, TS state, const std::string& message);
+    void follow(Run& run, uint32_t t, dag::Outcome outcome);
+    void stopRun(Run& run, const std::string& state, const std::string& reason, bool fail_fast = false);
+    void cancelRun(Run& run, const std::string& reason);
+    void maybeEndRun(Run& run);
+    void endRun(Run& run);
+    void childEnded(const Run& child);
+    void startNextQueued(const std::string& workflow);
+
+    // ready_queues.cc: ready tasks and limits
+    PluginQueue& queueNamed(const std::string& key);
+    PluginQueue& queueOf(TaskRun& task);
+    void enqueue(Run& run, uint32_t t);
+    std::pair<Run*, uint32_t> live(const ReadyItem& item);
+    void dropStale(ReadyHeap& heap);
+    bool globalLimitReached() const;
+    int pluginLimit(const std::string& plugin) const;
+    static bool atLimit(const PluginQueue& q);
+    bool pluginLimitReached(const std::string& plugin) const;
+    static bool workflowLimitReached(const Run& run);
+    void pump();
+    void unpark();
+
+    // dispatch.cc: dispatch, attempts, plugin health
+    bool isUnhealthy(const std::string& plugin) const;
+    bool failsWhenUnhealthy(const std::string& plugin) const;
+    std::string unhealthyText(const std::string& plugin) const;
+    void holdForPlugin(Run& run, uint32_t t);
+    void releaseHold(TaskRun& task);
+    void failUnstarted(Run& run, uint32_t t, const std::string& message);
+    void pluginHealthChanged(const std::string& plugin);
+    std::shared_ptr<TaskOutput> openOutput(const Run& run, const TaskRun& task, std::string* err);
+    void armTaskTimeout(Run& run, uint32_t t, std::chrono::milliseconds after);
+    void dispatch(Run& run, uint32_t t);
+    void flushLaunches();
+    void launch(Launch& l, bool recorded);
+    void onProcess(uint64_t serial, uint32_t t, int attempt, const plugin_host::ProcessIdentity& p);
+    void stopAttempt(Run& run, uint32_t t);
+    void onAttemptDone(uint64_t serial, uint32_t t, int attempt, AttemptResult r);
+    void endAttempt(Run& run, uint32_t t, AttemptResult r);
+    void finishAttempt(Run& run, uint32_t t, AttemptResult r);
+    std::map<std::string, std::string> waitingReasons(const std::string& id) const;
+
+    // controls.cc: operator controls
+    bool activeRun(const std::string& id, Run** out, std::string* err);
+    std::optional<uint32_t> taskIndex(const Run& run, const std::string& task_id, std::string* err);
+    bool cancel(const std::string& id, const std::string& task_id, const std::string& actor,
+                std::string* err);
+    void pauseTree(Run& run, bool freeze, const std::string& by);
+    void resumeTree(Run& run, const std::string& by);
+    bool pause(const std::string& id, bool freeze, const std::string& actor, std::string* err);
+    bool resume(const std::string& id, const std::string& actor, std::string* err);
+    bool retry(const std::string& id, const std::string& task_id, bool downstream, const std::string& actor,
+               std::string* err);
+
+    // recovery.cc: recovery after a crash
+    // run id + "\n" + task id -> what stopLeftovers() found for the task's lost attempt.
+    using LostWhat = std::map<std::string, std::string>;
+    std::string stopLeftovers(const store::RunRecord& run, const store::TaskRecord& task, bool same_boot,
+                              const std::multimap<std::string, FoundProcess>& tagged,
+                              std::vector<FoundProcess>* killed);
+    static std::string lostText(const LostWhat& lost_what, const std::string& run_id,
+                                const std::string& task_id);
+    void recordLost(const std::string& run_id, const store::TaskRecord& t, const std::string& what,
+                    const std::string& then);
+    int abandon(const store::RunRecord& rec, const std::string& why, const std::map<std::string,
+                store::RunRecord>& unfinished, const LostWhat& lost_what, RecoveryReport* report);
+    int rebuild(const store::RunRecord& rec, Run* parent, uint32_t parent_task, const std::map<std::string,
+                store::RunRecord>& unfinished, const LostWhat& lost_what, std::vector<Run*>* rebuilt,
+                RecoveryReport* report);
+    void resumeRebuilt(Run& run);
+    RecoveryReport recover(bool same_boot);
+};
+
+} // namespace taskhub::engine
+
+#endif // TASKHUB_ENGINE_ENGINE_STATE_H

@@ -1,0 +1,370 @@
+// Recovery after a crash: runs the previous process left unfinished are rebuilt or abandoned,
+// and their lost attempts retried or failed. The only code in the engine that kills processes.
+#include "engine/engine_state.h"
+
+#include <spdlog/spdlog.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "common/proc.h"
+#include "common/time_util.h"
+#include "store/store.h"
+
+namespace taskhub::engine {
+
+using taskhub::FoundProcess;
+using taskhub::processesWithEnvironment;
+using taskhub::processStartTicks;
+using taskhub::sameProcess;
+
+// What recovery found and did about one attempt the previous process left starting, running
+// or frozen: its recorded process (pid + start time, so a reused pid is never hit) and any
+// other process that still carries the attempt's TASKHUB_* variables are stopped with
+// SIGKILL. Returns the sentence for the `lost` event.
+// tagged: the live processes carrying this daemon's TASKHUB_STATE_DIR, by
+// "run\ntask\nattempt" (their TASKHUB_RUN_ID, TASKHUB_TASK_ID, TASKHUB_ATTEMPT).
+std::string Core::stopLeftovers(const store::RunRecord& run, const store::TaskRecord& task,
+                                bool same_boot,
+                          const std::multimap<std::string,
+                                FoundProcess>& tagged,
+                          std::vector<FoundProcess>* killed) {
+    std::string what;
+    pid_t killed_group = 0;
+    if (task.pid && *task.pid > 0) {
+        const auto pid = static_cast<pid_t>(*task.pid);
+        const auto group = task.pgid && *task.pgid > 0 ? static_cast<pid_t>(*task.pgid) : pid;
+        if (same_boot && task.proc_start && *task.proc_start > 0 && sameProcess(pid, *task.proc_start)) {
+            // The group is killed only when the verified process leads it (its id cannot have
+            // been reused while the leader lives); the process itself in any case.
+            if (group == pid) {
+                ::kill(-group, SIGKILL);
+                killed_group = group;
+            }
+            ::kill(pid, SIGKILL);
+            killed->push_back({pid, *task.proc_start, {}});
+            what = "its process " + std::to_string(pid) + (group == pid ? " (and its process group)" : "") +
+                   " was still running and was killed (SIGKILL)";
+        } else if (same_boot && task.proc_start && *task.proc_start > 0 && processStartTicks(pid)) {
+            what = "its process " + std::to_string(pid) + " is gone (pid " + std::to_string(pid) +
+                   " now belongs to another process, which was left alone)";
+        } else {
+            what = "its process " + std::to_string(pid) + " is gone";
+        }
+    } else {
+        what = task.state == "starting" ? "taskhubd stopped while starting it; no process was recorded"
+                                        : "no process was recorded for it";
+    }
+    size_t extra = 0;
+    auto [from, to] = tagged.equal_range(run.id + "\n" + task.task_id + "\n" + std::to_string(task.attempt));
+    for (auto it = from; it != to; ++it) {
+        const FoundProcess& p = it->second;
+        if (std::any_of(killed->begin(), killed->end(), [&](const FoundProcess& k) { return k.pid == p.pid; }))
+            continue;
+        if (!sameProcess(p.pid, p.start_ticks)) continue; // gone since the scan
+        killed->push_back(p); // waited for below, like the rest
+        if (killed_group > 0 && ::getpgid(p.pid) == killed_group) continue; // signalled with its group
+        if (::getpgid(p.pid) == p.pid) ::kill(-p.pid, SIGKILL);
+        ::kill(p.pid, SIGKILL);
+        ++extra;
+    }
+    if (extra > 0) what += "; " + std::to_string(extra) + " other process(es) of the attempt were killed";
+    return what;
+}
+
+std::string Core::lostText(const LostWhat& lost_what, const std::string& run_id, const std::string& task_id) {
+    auto w = lost_what.find(run_id + "\n" + task_id);
+    return w != lost_what.end() ? w->second : "no process was recorded for it";
+}
+
+// Records a lost attempt: its `lost` event (what happened to it, and to the task: `then`).
+void Core::recordLost(const std::string& run_id, const store::TaskRecord& t,
+                      const std::string& what,
+                const std::string& then) {
+    event(run_id, t.task_id, "lost",
+          "attempt " + std::to_string(t.attempt) + " was lost when taskhubd stopped: " + what + "; " + then);
+    spdlog::warn("ENGINE_ATTEMPT_LOST {} task {}: {}; {}", run_id, t.task_id, what, then);
+}
+
+// Ends an unfinished run that cannot continue, with its unfinished tasks and child runs.
+// Returns the attempts lost in it and its child runs.
+int Core::abandon(const store::RunRecord& rec,
+                  const std::string& why,
+            const std::map<std::string,
+                  store::RunRecord>& unfinished,
+                  const LostWhat& lost_what,
+            RecoveryReport* report) {
+    store::RunRecord r = rec;
+    const int64_t now = nowMillis();
+    for (size_t i = 0; i < r.tasks.size(); ++i) {
+        auto& t = r.tasks[i];
+        if (finalStateFromName(t.state)) continue;
+        const bool was_running = attemptWasActive(t.state);
+        const bool workflow_task = t.plugin.rfind("workflow:", 0) == 0;
+        if (was_running && !workflow_task) {
+            ++r.lost;
+            ++report->lost;
+            const std::string what = lostText(lost_what, r.id, t.task_id);
+            recordLost(r.id, t, what, "failed: the run cannot continue");
+            t.message = "lost: " + what + "; " + why;
+        } else {
+            t.message = why;
+        }
+        t.state = was_running ? "failed" : "cancelled";
+        if (!t.ended_ms) t.ended_ms = now;
+        forgetProcess(t);
+        store.upsertTask(r.id, static_cast<int>(i), t);
+        event(r.id, t.task_id, was_running ? "end" : "cancelled", t.state + ": " + t.message);
+        if (!t.child_run.empty()) {
+            if (auto c = unfinished.find(t.child_run); c != unfinished.end()) {
+                r.lost += abandon(c->second, "its parent run " + r.id + " could not continue", unfinished,
+                                  lost_what, report);
+            }
+        }
+    }
+    r.state = "failed";
+    r.message = why;
+    r.ended_ms = now;
+    store.updateRun(r);
+    event(r.id, "", "recovered", "failed: " + why);
+    event(r.id, "", "run_end", "failed: " + why);
+    spdlog::warn("ENGINE_RUN_ABANDONED {} {}", r.id, why);
+    ++report->abandoned;
+    return r.lost - rec.lost;
+}
+
+// Rebuilds an unfinished run (and its child runs) as it was when the previous process died:
+// final tasks keep their outcome; tasks that were pending, ready or retrying wait again;
+// each attempt that was starting, running or frozen is lost: retried if the task has retries
+// left and is not at_most_once, else failed. A workflow task whose child run is unfinished
+// keeps running with that child, which is rebuilt the same way. Appends the runs rebuilt
+// (parent first) to *rebuilt; the caller admits them. A run's lost count includes the attempts
+// lost in its child runs (`runs --state lost` finds the top-level run). Returns the attempts
+// lost in this run and its child runs.
+int Core::rebuild(const store::RunRecord& rec, Run* parent,
+                  uint32_t parent_task,
+             const std::map<std::string,
+                  store::RunRecord>& unfinished,
+             const LostWhat& lost_what,
+                  std::vector<Run*>* rebuilt,
+             RecoveryReport* report) {
+    auto wf = lookup_workflow ? lookup_workflow(rec.workflow) : nullptr;
+    std::string why;
+    if (!wf) {
+        why = "taskhubd restarted and workflow '" + rec.workflow + "' is no longer loaded, so run " + rec.id +
+              " cannot continue";
+    } else if (wf->version != rec.version || wf->tasks.size() != rec.tasks.size()) {
+        why = "taskhubd restarted and workflow '" + rec.workflow + "' has changed since run " + rec.id +
+              " started (version " + rec.version + ", now " + wf->version + "), so it cannot continue";
+    }
+    if (!why.empty()) return abandon(rec, why, unfinished, lost_what, report);
+    auto run = makeRun(wf, rec.id, rec.trigger, rec.params);
+    run->rec = rec;
+    run->rec.tasks.clear();
+    if (parent) {
+        run->parent_id = parent->rec.id;
+        run->parent_task = parent_task;
+        run->parent_attempt = parent->tasks[parent_task].rec.attempt;
+    }
+    Run& r = adopt(std::move(run));
+    rebuilt->push_back(&r);
+    const int64_t now = nowMillis();
+    std::vector<std::string> notes;
+    r.unfinished = 0;
+    for (uint32_t i = 0; i < r.tasks.size(); ++i) {
+        auto& task = r.tasks[i];
+        task.rec = rec.tasks[i];
+        if (auto st = finalStateFromName(task.rec.state)) {
+            task.st = *st;
+            continue;
+        }
+        ++r.unfinished;
+        const bool was_running = attemptWasActive(task.rec.state);
+        task.st = TS::Pending;
+        if (!was_running) {
+            task.rec.state = "pending";
+            continue;
+        }
+        if (!task.def->workflow.empty()) {
+            auto child = unfinished.find(task.rec.child_run);
+            if (child != unfinished.end()) {
+                setState(r, i, TS::Running);
+                ++*r.wf_running;
+                r.children.push_back(child->first);
+                if (task.def->timeout.count() > 0) {
+                    const auto elapsed = std::chrono::milliseconds(now - task.rec.started_ms.value_or(now));
+                    armTaskTimeout(r, i, std::max(task.def->timeout - elapsed, std::chrono::milliseconds(1)));
+                }
+                r.rec.lost += rebuild(child->second, &r, i, unfinished, lost_what, rebuilt, report);
+                notes.push_back(task.rec.task_id + ": continues with child run " + child->first);
+                continue;
+            }
+            if (!task.rec.child_run.empty()) {
+                // The child ended but its end did not reach the parent before the crash.
+                if (auto c = store.run(task.rec.child_run, false); c && store::isFinalRunState(c->state)) {
+                    task.st = c->state == "succeeded" ? TS::Succeeded
+                              : c->state == "cancelled" ? TS::Cancelled
+                                                        : TS::Failed;
+                    task.rec.state = stateName(task.st);
+                    task.rec.message = "child run " + c->id + " " + c->state +
+                                       (c->message.empty() ? "" : ": " + c->message);
+                    task.rec.ended_ms = c->ended_ms.value_or(now);
+                    --r.unfinished;
+                    store.upsertTask(r.rec.id, static_cast<int>(i), task.rec);
+                    event(r.rec.id, task.rec.task_id, "end", std::string(stateName(task.st)) + ": " +
+                                                                task.rec.message + " (recorded at recovery)");
+                    continue;
+                }
+            }
+        }
+        // A lost attempt.
+        ++r.rec.lost;
+        ++report->lost;
+        const std::string what = lostText(lost_what, rec.id, task.rec.task_id);
+        forgetProcess(task.rec);
+        task.rec.ended_ms = now;
+        if (task.def->at_most_once) {
+            task.st = TS::Failed;
+            task.rec.message = "lost: " + what + "; not run again (at_most_once = true)";
+            notes.push_back(task.rec.task_id + ": failed (at_most_once)");
+        } else if (task.rec.attempt <= task.def->retries) {
+            task.rec.message = "lost: " + what;
+            notes.push_back(task.rec.task_id + ": retried");
+        } else {
+            task.st = TS::Failed;
+            task.rec.message = "lost: " + what + "; no retries left (retries = " +
+                               std::to_string(task.def->retries) + ")";
+            notes.push_back(task.rec.task_id + ": failed (no retries left)");
+        }
+        task.rec.state = stateName(task.st);
+        if (task.st == TS::Failed) --r.unfinished;
+        if (task.st == TS::Failed) {
+            recordLost(r.rec.id, task.rec, what, "failed");
+            event(r.rec.id, task.rec.task_id, "end", "failed: " + task.rec.message);
+        } else {
+            recordLost(r.rec.id, task.rec, what,
+                       "retry " + std::to_string(task.rec.attempt) + " of " + std::to_string(task.def->retries));
+        }
+    }
+    for (uint32_t i = 0; i < r.tasks.size(); ++i) {
+        if (r.tasks[i].rec.state != rec.tasks[i].state || r.tasks[i].rec.message != rec.tasks[i].message)
+            saveTask(r, i);
+    }
+    if (r.rec.state == "paused") r.paused = true;
+    saveRun(r);
+    event(r.rec.id, "", "recovered",
+          "taskhubd restarted; the run continues where it stopped" +
+              (notes.empty() ? std::string() : ": " + joinNames(notes)));
+    ++report->resumed;
+    return r.rec.lost - rec.lost;
+}
+
+// Starts what a rebuilt run can do now: queued runs wait their turn; the others restore their
+// progress from the tasks that ended and admit what is ready.
+void Core::resumeRebuilt(Run& run) {
+    if (run.rec.state == "queued") {
+        if (run.parent_id.empty()) queued[run.rec.workflow].push_back(run.rec.id);
+        return;
+    }
+    if (run.wf->timeout.count() > 0) {
+        const auto elapsed = std::chrono::milliseconds(nowMillis() - run.rec.started_ms.value_or(nowMillis()));
+        armRunTimeout(run, std::max(run.wf->timeout - elapsed, std::chrono::milliseconds(1)));
+    }
+    std::vector<std::optional<dag::Outcome>> outcomes(run.tasks.size());
+    std::vector<uint32_t> lost_failed;
+    for (uint32_t i = 0; i < run.tasks.size(); ++i) {
+        auto& task = run.tasks[i];
+        if (!isFinal(task.st)) continue;
+        outcomes[i] = outcomeOf(task.st);
+        if ((task.st == TS::Failed || task.st == TS::Cancelled) && run.first_failure.empty()) {
+            run.first_failure = "task '" + task.rec.task_id + "' " + stateName(task.st) +
+                                (task.rec.message.empty() ? "" : ": " + task.rec.message);
+        }
+    }
+    const uint64_t serial = run.serial;
+    std::vector<uint32_t> now_ready, now_skipped;
+    run.progress.restore(outcomes, &now_ready, &now_skipped);
+    settleSkipped(run, now_skipped);
+    if (run.wf->on_failure == config::OnFailure::FailFast && !run.first_failure.empty()) {
+        stopRun(run, "failed", "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
+    }
+    for (uint32_t t : now_ready) {
+        if (!by_serial.count(serial)) return;
+        admit(run, t);
+    }
+    if (by_serial.count(serial)) maybeEndRun(run);
+}
+
+RecoveryReport Core::recover(bool same_boot) {
+    RecoveryReport report;
+    std::map<std::string, store::RunRecord> unfinished;
+    std::vector<std::string> order; // oldest first
+    for (const auto& r : store.unfinishedRuns()) {
+        if (auto full = store.run(r.id, true)) {
+            order.push_back(r.id);
+            unfinished.emplace(r.id, std::move(*full));
+        }
+    }
+    report.runs = unfinished.size();
+    if (unfinished.empty()) return report;
+
+    // First stop every process the previous process left behind, so that no lost attempt
+    // still runs when its retry starts.
+    LostWhat lost_what;
+    std::vector<FoundProcess> killed;
+    std::multimap<std::string, FoundProcess> tagged;
+    bool scanned = false;
+    for (const auto& [id, rec] : unfinished) {
+        for (const auto& t : rec.tasks) {
+            if (!attemptWasActive(t.state)) continue;
+            if (t.plugin.rfind("workflow:", 0) == 0) continue;
+            if (!scanned && !state_dir.empty()) {
+                // One pass over /proc for all lost attempts.
+                for (auto& p : processesWithEnvironment("TASKHUB_STATE_DIR=" + state_dir,
+                                                        {"TASKHUB_RUN_ID", "TASKHUB_TASK_ID", "TASKHUB_ATTEMPT"})) {
+                    std::string key = p.values[0] + "\n" + p.values[1] + "\n" + p.values[2];
+                    tagged.emplace(std::move(key), std::move(p));
+                }
+            }
+            scanned = true;
+            lost_what[id + "\n" + t.task_id] = stopLeftovers(rec, t, same_boot, tagged, &killed);
+        }
+    }
+    report.killed = killed.size();
+    // SIGKILL is not instant: wait (briefly) until they are gone.
+    for (int i = 0; i < 200 && !killed.empty(); ++i) {
+        std::erase_if(killed, [](const FoundProcess& p) { return !sameProcess(p.pid, p.start_ticks); });
+        if (!killed.empty()) ::usleep(10'000);
+    }
+    for (const auto& p : killed) {
+        spdlog::error("ENGINE_RECOVERY_KILL_PENDING process {} has not exited 2 s after SIGKILL", p.pid);
+    }
+
+    std::vector<Run*> rebuilt;
+    for (const auto& id : order) {
+        const auto& rec = unfinished.at(id);
+        if (!rec.parent_run.empty()) {
+            // Child runs are rebuilt with their parent; one whose parent has ended cannot continue.
+            if (!unfinished.count(rec.parent_run)) {
+                abandon(rec, "its parent run " + rec.parent_run + " has ended", unfinished, lost_what, &report);
+            }
+            continue;
+        }
+        rebuild(rec, nullptr, 0, unfinished, lost_what, &rebuilt, &report);
+    }
+    std::vector<uint64_t> serials;
+    for (Run* r : rebuilt) serials.push_back(r->serial);
+    for (uint64_t serial : serials) {
+        if (auto it = by_serial.find(serial); it != by_serial.end()) resumeRebuilt(*it->second);
+    }
+    std::set<std::string> workflows;
+    for (const auto& [wf, q] : queued) workflows.insert(wf);
+    for (const auto& wf : workflows) startNextQueued(wf);
+    pump();
+    return report;
+}
+
+} // namespace taskhub::engine

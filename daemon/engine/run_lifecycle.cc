@@ -1,0 +1,542 @@
+// A run from its trigger to its end: overlap and queued runs, admitting tasks whose trigger rule
+// is met, settling their outcomes through the graph, stopping and ending runs, child runs.
+#include "engine/engine_state.h"
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <taskhub/suggest.hpp>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "common/time_util.h"
+#include "store/store.h"
+
+namespace taskhub::engine {
+
+std::string Core::newManualId(const std::string& workflow) {
+    for (;;) {
+        char suffix[8];
+        std::snprintf(suffix, sizeof suffix, "%04x", static_cast<unsigned>(rng() & 0xffff));
+        auto now = std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now());
+        std::string id = workflow + "@" + formatCompactUtc(now) + "-m" + suffix;
+        if (!runs.count(id) && !store.runExists(id)) return id;
+    }
+}
+
+// The run's params: the workflow's defaults, overridden by `given`. Returns an error for a
+// name the workflow does not declare.
+std::optional<std::string> Core::resolveParams(const config::Workflow& wf,
+                                                const store::NameValues& given,
+                                                store::NameValues* out) {
+    *out = wf.params;
+    for (const auto& [name, value] : given) {
+        auto it = std::find_if(out->begin(), out->end(), [&](const auto& p) { return p.first == name; });
+        if (it == out->end()) {
+            std::vector<std::string> declared;
+            for (const auto& p : wf.params) declared.push_back(p.first);
+            std::string msg = "workflow '" + wf.name + "' has no param '" + name + "' (declared: " +
+                              joinNames(declared) + ")";
+            if (auto s = sdk::closestKey(name, declared); !s.empty()) msg += "; did you mean '" + s + "'?";
+            return msg;
+        }
+        it->second = value;
+    }
+    return std::nullopt;
+}
+
+std::unique_ptr<Run> Core::makeRun(std::shared_ptr<const config::Workflow> wf,
+                                   std::string id,
+                             std::string trigger,
+                                   store::NameValues params) {
+    auto run = std::make_unique<Run>(wf);
+    run->serial = ++next_serial;
+    run->rec.id = std::move(id);
+    run->rec.workflow = wf->name;
+    run->rec.trigger = std::move(trigger);
+    run->rec.version = wf->version;
+    run->rec.created_ms = nowMillis();
+    run->rec.params = std::move(params);
+    run->tasks.resize(wf->tasks.size());
+    run->conditions.resize(wf->tasks.size());
+    run->unfinished = wf->tasks.size();
+    for (uint32_t i = 0; i < wf->tasks.size(); ++i) {
+        auto& t = run->tasks[i];
+        t.def = &wf->tasks[i];
+        t.rec.task_id = t.def->id;
+        t.rec.plugin = t.def->workflow.empty() ? t.def->plugin : "workflow:" + t.def->workflow;
+    }
+    return run;
+}
+
+Run& Core::adopt(std::unique_ptr<Run> run) {
+    Run& r = *run;
+    r.wf_running = &workflow_running[r.wf->name];
+    by_serial[r.serial] = &r;
+    runs.emplace(r.rec.id, std::move(run));
+    return r;
+}
+
+TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
+                            TriggerKind kind,
+                      std::optional<std::chrono::sys_seconds> scheduled,
+                      const store::NameValues& given, const std::string& actor, const std::string& label,
+                      const std::string& forced_skip, const std::string& file_run_id) {
+    TriggerResult out;
+    if (stopping) {
+        out.error = "taskhubd is shutting down; no new runs are started";
+        return out;
+    }
+    if (auto problem = store.writeProblem()) {
+        out.error = "no new runs are started while the state database cannot be written: " + *problem;
+        return out;
+    }
+    store::NameValues params;
+    if (auto err = resolveParams(*wf, given, &params)) {
+        out.error = *err;
+        return out;
+    }
+    std::string id;
+    bool revive = false;
+    if ((kind == TriggerKind::Scheduled && scheduled) || kind == TriggerKind::FileDrop) {
+        id = kind == TriggerKind::FileDrop ? file_run_id : wf->name + "@" + formatCompactUtc(*scheduled);
+        if (runs.count(id) || store.runExists(id)) {
+            // A firing recorded as skipped while the workflow was paused may still run: the
+            // catch-up after `resume` turns that record into the run.
+            auto old = runs.count(id) ? std::nullopt : store.run(id, false);
+            revive = forced_skip.empty() && old && old->state == "skipped" &&
+                     old->message.rfind(store::kPausedFiringMessage, 0) == 0;
+            if (!revive) {
+                out.error = "the firing " + id + " is already recorded";
+                out.duplicate = true;
+                return out;
+            }
+        }
+    } else {
+        id = newManualId(wf->name);
+    }
+
+    auto run = makeRun(wf, id, kind == TriggerKind::Manual ? "manual" : label.empty() ? "cron" : label,
+                       std::move(params));
+    if (scheduled) run->rec.scheduled_ms = scheduled->time_since_epoch().count() * 1000;
+
+    // Overlap policy: what to do while earlier top-level runs of this workflow are active.
+    std::vector<Run*> active;
+    for (auto& [rid, r] : runs) {
+        if (r->rec.workflow == wf->name && r->parent_id.empty()) active.push_back(r.get());
+    }
+    std::sort(active.begin(), active.end(), [](Run* a, Run* b) { return a->serial < b->serial; });
+    std::string start = "run";
+    std::string skip_reason = forced_skip; // decided by the caller: a paused workflow
+    if (skip_reason.empty() && wf->overlap == config::Overlap::Allow && wf->max_active_runs > 0 &&
+               active.size() >= static_cast<size_t>(wf->max_active_runs)) {
+        skip_reason = "skipped: " + std::to_string(active.size()) + " runs are active, max_active_runs = " +
+                      std::to_string(wf->max_active_runs) + " (overlap = allow)";
+    } else if (skip_reason.empty() && !active.empty()) {
+        const std::string previous = active.back()->rec.id;
+        switch (wf->overlap) {
+        case config::Overlap::Skip:
+            skip_reason = "skipped: run " + previous + " is still active (overlap = skip)";
+            break;
+        case config::Overlap::QueueOne:
+            if (!queued[wf->name].empty()) {
+                skip_reason = "skipped: run " + queued[wf->name].back() +
+                              " is already queued (overlap = queue_one)";
+            } else {
+                start = "queue";
+            }
+            break;
+        case config::Overlap::QueueAll: start = "queue"; break;
+        case config::Overlap::Replace: start = "replace"; break;
+        case config::Overlap::Allow: break;
+        }
+    }
+
+    out.ok = true;
+    out.run_id = id;
+    // "manual by uid 1000 (ada)"; "cron", "every: catch-up of ..." (a scheduled run's actor
+    // says why it fires when not on time).
+    const std::string by = actor.empty()                      ? run->rec.trigger
+                           : kind != TriggerKind::Manual    ? run->rec.trigger + ": " + actor
+                                                            : run->rec.trigger + " by " + actor;
+    if (!skip_reason.empty()) {
+        run->rec.state = "skipped";
+        run->rec.message = skip_reason;
+        run->rec.ended_ms = run->rec.created_ms;
+        revive ? store.reviveRun(run->rec) : store.insertRun(run->rec);
+        for (uint32_t i = 0; i < run->tasks.size(); ++i) {
+            run->tasks[i].rec.state = "skipped";
+            run->tasks[i].rec.message = "the run was skipped";
+            saveTask(*run, i);
+        }
+        event(id, "", "run_skipped", skip_reason);
+        spdlog::info("ENGINE_RUN_SKIPPED {} {}", id, skip_reason);
+        out.state = "skipped";
+        return out;
+    }
+
+    run->rec.state = "queued";
+    revive ? store.reviveRun(run->rec) : store.insertRun(run->rec);
+    for (uint32_t i = 0; i < run->tasks.size(); ++i) saveTask(*run, i);
+    event(id, "", "run_created", by);
+    Run& r = adopt(std::move(run));
+    if (start == "queue") {
+        queued[wf->name].push_back(id);
+        event(id, "", "run_queued", "waiting for " + active.back()->rec.id + " (overlap = " +
+                                        config::toString(wf->overlap) + ")");
+        out.state = "queued";
+        return out;
+    }
+    if (start == "replace") {
+        for (Run* old : active) {
+            if (old->stop_state.empty()) cancelRun(*old, "replaced by run " + id + " (overlap = replace)");
+        }
+    }
+    startRun(r);
+    out.state = r.rec.state;
+    return out;
+}
+
+// after: when the run times out (default: the workflow's timeout from now).
+void Core::armRunTimeout(Run& run, std::optional<std::chrono::milliseconds> after) {
+    if (run.wf->timeout.count() <= 0) return;
+    run.run_timer = std::make_unique<asio::steady_timer>(io, after.value_or(run.wf->timeout));
+    uint64_t serial = run.serial;
+    run.run_timer->async_wait([this, serial](const boost::system::error_code& ec) {
+        if (ec) return;
+        auto it = by_serial.find(serial);
+        if (it == by_serial.end()) return;
+        stopRun(*it->second, "failed", "run timed out after " + formatDuration(it->second->wf->timeout));
+    });
+}
+
+void Core::startRun(Run& run) {
+    ++runs_started;
+    run.rec.state = "running";
+    run.rec.started_ms = nowMillis();
+    saveRun(run);
+    event(run.rec.id, "", "run_start", "version " + run.rec.version);
+    spdlog::info("ENGINE_RUN_STARTED {} ({} tasks)", run.rec.id, run.tasks.size());
+    armRunTimeout(run);
+    const uint64_t serial = run.serial;
+    for (uint32_t t : run.progress.start()) {
+        admit(run, t);
+        if (!by_serial.count(serial)) return;
+    }
+    pump();
+    if (by_serial.count(serial)) maybeEndRun(run);
+}
+
+// A task whose trigger rule was just met: ready to start, unless the run is stopping or its
+// `when` condition says no. Returns the outcome when the task was finished here instead.
+std::optional<TS> Core::admitDecision(Run& run, uint32_t t, std::string* why) {
+    auto& task = run.tasks[t];
+    if (!run.stop_state.empty() && !(run.fail_fast_stop && runsAfterFailure(task.def->trigger_rule))) {
+        *why = run.stop_reason;
+        return TS::Cancelled;
+    }
+    if (!task.def->when.empty()) {
+        auto& cond = run.conditions[t];
+        if (!cond) {
+            auto parsed = expr::Condition::parse(task.def->when);
+            if (auto* c = std::get_if<expr::Condition>(&parsed)) cond = std::move(*c);
+        }
+        if (cond && !cond->evaluate(lookupFor(run))) {
+            *why = "when condition is false: " + task.def->when;
+            return TS::Skipped;
+        }
+    }
+    return std::nullopt;
+}
+
+// Marks t ready (or finishes it when it may not run), and follows the consequences through
+// the graph without recursion, so that a long chain of cancellations or skips cannot
+// overflow the stack.
+void Core::admit(Run& run, uint32_t first) {
+    // The vectors hold consequences only (a task finished here instead of made ready): the
+    // usual case, one task made ready, allocates nothing.
+    std::vector<std::pair<uint32_t, dag::Outcome>> work;
+    std::vector<uint32_t> candidates;
+    std::vector<uint32_t> now_ready, now_skipped;
+    bool first_done = false;
+    for (;;) {
+        while (!first_done || !candidates.empty()) {
+            uint32_t t = first;
+            if (first_done) {
+                t = candidates.back();
+                candidates.pop_back();
+            }
+            first_done = true;
+            if (run.tasks[t].st != TS::Pending) continue; // already ready, running or ended
+            std::string why;
+            if (auto outcome = admitDecision(run, t, &why)) {
+                settle(run, t, *outcome, why);
+                work.push_back({t, outcomeOf(*outcome)});
+                continue;
+            }
+            markReady(run, t);
+        }
+        if (work.empty()) return;
+        auto [n, outcome] = work.back();
+        work.pop_back();
+        now_ready.clear();
+        now_skipped.clear();
+        run.progress.finish(n, outcome, &now_ready, &now_skipped);
+        settleSkipped(run, now_skipped);
+        // Reverse, so that candidates are taken in graph order.
+        candidates.assign(now_ready.rbegin(), now_ready.rend());
+    }
+}
+
+void Core::markReady(Run& run, uint32_t t) {
+    auto& task = run.tasks[t];
+    setState(run, t, TS::Ready);
+    task.rec.message.clear();
+    task.held_since = {};
+    task.waited = {};
+    saveTask(run, t);
+    event(run.rec.id, task.rec.task_id, "ready");
+    enqueue(run, t);
+}
+
+// The chain of workflows from the top-level run down to `run`, e.g. "a -> b -> c".
+std::string Core::chainOf(const Run& run) {
+    std::vector<std::string> names{run.rec.workflow};
+    for (const Run* r = &run; !r->parent_id.empty();) {
+        r = findRun(r->parent_id);
+        if (!r) break;
+        names.push_back(r->rec.workflow);
+    }
+    std::string out;
+    for (auto it = names.rbegin(); it != names.rend(); ++it) out += (out.empty() ? "" : " -> ") + *it;
+    return out;
+}
+
+// A workflow task: starts its workflow as a child run. No thread waits for it; the task
+// ends when the child run ends (endRun).
+void Core::startChild(Run& run, uint32_t t) {
+    auto& task = run.tasks[t];
+    setState(run, t, TS::Running);
+    const auto fail = [&](const std::string& message) {
+        saveTask(run, t);
+        event(run.rec.id, task.rec.task_id, "start", "attempt " + std::to_string(task.rec.attempt));
+        endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, message, {}});
+    };
+    auto child_wf = lookup_workflow ? lookup_workflow(task.def->workflow) : nullptr;
+    if (!child_wf) {
+        fail("workflow '" + task.def->workflow + "' is not loaded (see `taskhubctl list`)");
+        return;
+    }
+    if (run.rec.depth + 1 > opts.max_nesting_depth) {
+        fail("nesting depth exceeds limit (" + std::to_string(opts.max_nesting_depth) + "): " +
+             chainOf(run) + " -> " + child_wf->name);
+        return;
+    }
+    store::NameValues given;
+    for (const auto& [name, value] : task.def->child_params) given.emplace_back(name, expand(run, value));
+    store::NameValues params;
+    if (auto err = resolveParams(*child_wf, given, &params)) {
+        fail(*err);
+        return;
+    }
+    const std::string id = run.rec.id + "/" + task.rec.task_id + "." + std::to_string(task.rec.attempt);
+    auto child = makeRun(child_wf, id, "parent", std::move(params));
+    child->rec.parent_run = run.rec.id;
+    child->rec.parent_task = task.rec.task_id;
+    child->rec.depth = run.rec.depth + 1;
+    child->parent_id = run.rec.id;
+    child->parent_task = t;
+    child->parent_attempt = task.rec.attempt;
+    task.rec.child_run = id;
+    saveTask(run, t);
+    event(run.rec.id, task.rec.task_id, "start",
+          "attempt " + std::to_string(task.rec.attempt) + ": child run " + id);
+    child->rec.state = "queued";
+    store.insertRun(child->rec);
+    for (uint32_t i = 0; i < child->tasks.size(); ++i) saveTask(*child, i);
+    event(id, "", "run_created", "parent " + run.rec.id + " task " + task.rec.task_id);
+    run.children.push_back(id);
+    Run& c = adopt(std::move(child));
+    if (task.def->timeout.count() > 0) armTaskTimeout(run, t, task.def->timeout);
+    startRun(c);
+}
+
+// Records a final state without following it through the graph (the caller does).
+void Core::settle(Run& run, uint32_t t, TS state, const std::string& message) {
+    auto& task = run.tasks[t];
+    setState(run, t, state);
+    task.rec.message = message;
+    if (state == TS::Skipped || state == TS::Cancelled) task.timer.reset();
+    if (!task.rec.ended_ms && state != TS::Skipped) task.rec.ended_ms = nowMillis();
+    saveTask(run, t);
+    const char* kind = state == TS::Succeeded || state == TS::Failed ? "end" : stateName(state);
+    event(run.rec.id, task.rec.task_id, kind,
+          std::string(stateName(state)) + (message.empty() ? "" : ": " + message));
+    --run.unfinished;
+    if (state == TS::Failed || (state == TS::Cancelled && run.stop_state.empty())) {
+        if (state == TS::Failed)
+            spdlog::warn("ENGINE_TASK_FAILED {} task {}: {}", run.rec.id, task.rec.task_id, message);
+        if (run.first_failure.empty()) {
+            run.first_failure = "task '" + task.rec.task_id + "' " +
+                                (state == TS::Failed ? "failed" : "was cancelled") +
+                                (message.empty() ? "" : ": " + message);
+        }
+    }
+}
+
+// Tasks dag::Progress reported skipped (it already followed the skips through the graph).
+void Core::settleSkipped(Run& run, const std::vector<uint32_t>& skipped) {
+    for (uint32_t s : skipped) {
+        if (isFinal(run.tasks[s].st)) continue;
+        settle(run, s, TS::Skipped, "its trigger_rule (" +
+                                        std::string(dag::toString(run.tasks[s].def->trigger_rule)) +
+                                        ") can no longer be met by its upstream tasks");
+    }
+}
+
+void Core::finishTask(Run& run, uint32_t t, TS state, const std::string& message) {
+    settle(run, t, state, message);
+    if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && run.stop_state.empty()) {
+        stopRun(run, "failed", "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
+    }
+    follow(run, t, outcomeOf(state));
+}
+
+// Follows a task's outcome through the graph: what became ready, what is skipped now.
+void Core::follow(Run& run, uint32_t t, dag::Outcome outcome) {
+    std::vector<uint32_t> now_ready, now_skipped;
+    run.progress.finish(t, outcome, &now_ready, &now_skipped);
+    settleSkipped(run, now_skipped);
+    for (uint32_t r : now_ready) admit(run, r);
+}
+
+// Stops a run: nothing new starts (except, after a fail_fast stop, tasks whose rule is meant
+// to run after failures); running attempts and child runs are asked to stop; the run ends as
+// `state` once they have.
+void Core::stopRun(Run& run, const std::string& state, const std::string& reason, bool fail_fast) {
+    if (run.ending) return; // its end is already decided
+    // Already stopping: only a fail_fast stop can still be made stricter (a cancel, the
+    // shutdown grace, a parent's cancel or timeout also stop the after-failure tasks).
+    if (!run.stop_state.empty() && (!run.fail_fast_stop || fail_fast)) return;
+    run.stop_state = state;
+    run.stop_reason = reason;
+    run.fail_fast_stop = fail_fast;
+    event(run.rec.id, "", "run_stopping", reason);
+    const uint64_t serial = run.serial;
+    for (uint32_t t = 0; t < run.tasks.size(); ++t) {
+        if (!by_serial.count(serial)) return;
+        auto& task = run.tasks[t];
+        if (fail_fast && runsAfterFailure(task.def->trigger_rule)) continue;
+        if (task.st == TS::Running || task.st == TS::Frozen) {
+            task.cancel_requested = true;
+            stopAttempt(run, t);
+        } else if (!isFinal(task.st)) {
+            // After fail_fast, a pending task is decided when its upstream ends (and is
+            // cancelled then, unless its rule runs after failures).
+            if (task.st == TS::Pending && fail_fast) continue;
+            settle(run, t, TS::Cancelled, reason);
+            if (fail_fast) follow(run, t, dag::Outcome::Cancelled);
+        }
+    }
+    if (run.parent_id.empty()) {
+        auto q = queued.find(run.rec.workflow);
+        if (q != queued.end()) std::erase(q->second, run.rec.id);
+    }
+    if (by_serial.count(serial)) maybeEndRun(run);
+}
+
+void Core::cancelRun(Run& run, const std::string& reason) {
+    if (run.rec.state == "queued") run.rec.state = "running"; // so that it can end
+    stopRun(run, "cancelled", reason);
+}
+
+void Core::maybeEndRun(Run& run) {
+    if (run.unfinished > 0 || run.ending || run.rec.state == "queued") return;
+    // Deferred so that callers up the stack never touch a destroyed Run.
+    run.ending = true;
+    const uint64_t serial = run.serial;
+    asio::post(io, [this, serial] {
+        auto it = by_serial.find(serial);
+        if (it != by_serial.end()) endRun(*it->second);
+    });
+}
+
+void Core::endRun(Run& run) {
+    if (!run.stop_state.empty()) {
+        run.rec.state = run.stop_state;
+        run.rec.message = run.fail_fast_stop && !run.first_failure.empty() ? run.first_failure : run.stop_reason;
+    } else if (!run.first_failure.empty()) {
+        run.rec.state = "failed";
+        run.rec.message = run.first_failure;
+    } else {
+        run.rec.state = "succeeded";
+        run.rec.message.clear();
+    }
+    run.rec.ended_ms = nowMillis();
+    run.run_timer.reset();
+    saveRun(run);
+    event(run.rec.id, "", "run_end", run.rec.state + (run.rec.message.empty() ? "" : ": " + run.rec.message));
+    if (run.rec.state == "succeeded") {
+        spdlog::info("ENGINE_RUN_SUCCEEDED {}", run.rec.id);
+    } else {
+        spdlog::warn("ENGINE_RUN_{} {} {}", run.rec.state == "failed" ? "FAILED" : "CANCELLED",
+                     run.rec.id, run.rec.message);
+    }
+    auto owned = std::move(runs.at(run.rec.id));
+    runs.erase(run.rec.id);
+    by_serial.erase(owned->serial);
+    for (auto& w : owned->waiters) w(owned->rec);
+    if (!owned->parent_id.empty()) {
+        childEnded(*owned);
+    } else {
+        startNextQueued(owned->rec.workflow);
+    }
+    if (stopping && runs.empty() && on_drained) {
+        auto done = std::move(on_drained);
+        on_drained = nullptr;
+        grace_timer.reset();
+        done();
+    }
+}
+
+// A child run ended: its workflow task in the parent ends with it.
+void Core::childEnded(const Run& child) {
+    Run* parent = findRun(child.parent_id);
+    if (!parent) return;
+    std::erase(parent->children, child.rec.id);
+    auto& task = parent->tasks[child.parent_task];
+    if (task.st != TS::Running && task.st != TS::Frozen) return;
+    if (task.rec.attempt != child.parent_attempt) return;
+    AttemptResult r;
+    if (child.rec.state == "succeeded") {
+        r.outcome = AttemptResult::Outcome::Succeeded;
+        r.message = "child run " + child.rec.id + " succeeded";
+    } else {
+        r.outcome = child.rec.state == "cancelled" ? AttemptResult::Outcome::Cancelled
+                                                   : AttemptResult::Outcome::Failed;
+        r.message = "child run " + child.rec.id + " " + child.rec.state +
+                    (child.rec.message.empty() ? "" : ": " + child.rec.message);
+    }
+    endAttempt(*parent, child.parent_task, std::move(r));
+}
+
+// Starts the oldest queued run of a workflow once none of its runs is running any more.
+void Core::startNextQueued(const std::string& workflow) {
+    auto q = queued.find(workflow);
+    if (q == queued.end()) return;
+    for (const auto& [id, r] : runs) {
+        if (r->rec.workflow == workflow && r->parent_id.empty() && r->rec.state != "queued") return;
+    }
+    while (!q->second.empty()) {
+        std::string next = q->second.front();
+        q->second.pop_front();
+        Run* r = findRun(next);
+        if (r && r->rec.state == "queued") {
+            startRun(*r);
+            return;
+        }
+    }
+}
+
+} // namespace taskhub::engine

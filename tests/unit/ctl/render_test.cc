@@ -1,0 +1,99 @@
+// taskhubctl's renderer: daemon text made safe for a terminal, table columns, times and states.
+#include "render.h"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace json = boost::json;
+using namespace taskhub::ctl;
+
+} // namespace
+
+TEST_CASE("control characters of daemon text are shown as \\xNN") {
+    CHECK(terminalSafe("plain text") == "plain text");
+    CHECK(terminalSafe("a\x1b[2Jb") == "a\\x1b[2Jb");
+    CHECK(terminalSafe("tab\there\nnext\r") == "tab\\x09here\\x0anext\\x0d");
+    CHECK(terminalSafe(std::string("nul\0end", 7)) == "nul\\x00end");
+    CHECK(terminalSafe("del\x7f") == "del\\x7f");
+    // C1 controls in UTF-8 (U+0080..U+009F, e.g. CSI U+009B) are one \xNN each.
+    CHECK(terminalSafe("csi\xc2\x9b" "2J") == "csi\\x9b2J");
+    CHECK(terminalSafe("\xc2\x80\xc2\x9f") == "\\x80\\x9f");
+    // Other UTF-8 is left alone: é, a no-break space (U+00A0), a lone 0xc2 at the end.
+    CHECK(terminalSafe("caf\xc3\xa9 \xc2\xa0x\xc2") == "caf\xc3\xa9 \xc2\xa0x\xc2");
+}
+
+TEST_CASE("cells of JSON values") {
+    json::value o = json::parse(R"({"s": "a\u001bb", "n": null, "i": 3, "b": true, "arr": ["x", "y\n"]})");
+    CHECK(field(o, "s") == "a\\x1bb");
+    CHECK(field(o, "n") == "-");
+    CHECK(field(o, "i") == "3");
+    CHECK(field(o, "b") == "true");
+    CHECK(field(o, "missing") == "-");
+    CHECK(field(json::value(3), "s") == "-");
+    CHECK(joinStrings(o.at("arr")) == "x, y\\x0a");
+    CHECK(joinStrings(json::array()) == "-");
+    CHECK(arrayField(o, "s").empty());
+    CHECK(arrayField(o, "arr").size() == 2);
+    CHECK(paramsText(json::parse(R"({"params": {"who": "w\u0007", "n": 2}})")) == "who=w\\x07, n=2");
+    CHECK(paramsText(json::parse(R"({"params": {}})")).empty());
+}
+
+TEST_CASE("table columns are as wide as their widest cell, two spaces apart") {
+    CHECK(tableLines({"A", "BBB", "C"}, {{"xxxx", "y", "z"}, {"", "yyyyy", ""}}) == std::vector<std::string>{
+                                                                                        "A     BBB    C",
+                                                                                        "xxxx  y      z",
+                                                                                        "      yyyyy",
+                                                                                    });
+    CHECK(tableLines({"ONLY"}, {}) == std::vector<std::string>{"ONLY"});
+    // Escaped text is measured as shown.
+    const std::string cell = terminalSafe("a\x1b");
+    CHECK(tableLines({"X", "Y"}, {{cell, "1"}}) == std::vector<std::string>{"X      Y", "a\\x1b  1"});
+}
+
+TEST_CASE("times and durations") {
+    CHECK(shortTime("2026-11-22T10:23:17.123Z") == "2026-11-22 10:23:17Z");
+    CHECK(shortTime("-") == "-");
+    CHECK(isoToMs("2026-11-22T10:23:17.123Z") == 1795342997123);
+    CHECK(isoToMs("-") == -1);
+    CHECK(isoToMs("2026-11-22") == -1);
+    CHECK(formatMs(950) == "950ms");
+    CHECK(formatMs(4'100) == "4.1s");
+    CHECK(formatMs(187'000) == "3m07s");
+    CHECK(formatMs(7'500'000) == "2h05m");
+    CHECK(duration(json::parse(R"({"started": "2026-11-22T10:00:00.000Z", "ended": "2026-11-22T10:00:01.500Z"})")) ==
+          "1.5s");
+    CHECK(duration(json::parse(R"({"started": "2026-11-22T10:00:00.000Z", "ended": null})")) == "running");
+    CHECK(duration(json::parse(R"({"started": null})")) == "-");
+    CHECK(elapsed(json::parse(R"({"duration_ms": 42})")) == "42ms");
+    CHECK(elapsed(json::parse(R"({"duration_ms": null})")) == "-");
+}
+
+TEST_CASE("final states are the domain model's") {
+    for (const char* s : {"succeeded", "failed", "cancelled", "skipped"}) {
+        CHECK(runEnded(s));
+        CHECK(taskEnded(s));
+    }
+    for (const char* s : {"queued", "running", "paused"}) CHECK_FALSE(runEnded(s));
+    for (const char* s : {"pending", "ready", "starting", "running", "frozen", "retrying"}) CHECK_FALSE(taskEnded(s));
+    CHECK_FALSE(runEnded("lost"));
+    CHECK_FALSE(taskEnded(""));
+}
+
+TEST_CASE("run views") {
+    CHECK(relativeRunId("w@1", "w@1/sub.1/inner.1") == "sub.1/inner.1");
+    CHECK(relativeRunId("w@1", "w@10/sub.1") == "w@10/sub.1");
+    CHECK(taskNote(json::parse(R"({"message": "exit code 1", "waiting": "a slot"})")) == "exit code 1; a slot");
+    CHECK(taskNote(json::parse(R"({"message": null, "waiting": "upstream"})")) == "upstream");
+    const json::value run = json::parse(R"({
+        "id": "w@1", "state": "running", "duration_ms": 4100,
+        "tasks": [{"id": "a", "state": "succeeded"}, {"id": "b", "state": "running"},
+                  {"id": "c", "state": "pending"}, {"id": "sub", "state": "running"}],
+        "children": [{"id": "w@1/sub.1", "parent_task": "sub", "state": "running",
+                      "tasks": [{"id": "x", "state": "skipped"}, {"id": "y", "state": "frozen"}]}]})");
+    CHECK(progressLine(run) ==
+          "progress: 2/6 tasks done (1 skipped, 1 succeeded); 2 running, 1 frozen, 1 pending; run running, 4.1s");
+}
