@@ -64,7 +64,7 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
             TaskRecord tr;
             tr.task_id = t.text(0);
             tr.plugin = t.text(1);
-            tr.state = t.text(2);
+            tr.state = nameFromColumn(t.text(2), model::TaskState::Failed, "tasks.state");
             tr.attempt = static_cast<int>(t.i64(3));
             if (auto x = t.opt(4)) tr.exit_code = static_cast<int>(*x);
             tr.message = t.text(5);

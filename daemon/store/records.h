@@ -13,21 +13,14 @@
 
 namespace taskhub::store {
 
-// Run states: queued, running, paused, succeeded, failed, cancelled, skipped.
-// Task states: pending, ready (waiting for a slot or for the run to resume), starting (the
-// attempt is recorded; its plugin is called once that record is durable), running, frozen (its
-// processes stopped by `pause --freeze`), retrying, succeeded, failed, cancelled, skipped.
-inline bool isFinalRunState(const std::string& s) {
-    return s == "succeeded" || s == "failed" || s == "cancelled" || s == "skipped";
-}
-
-using model::kPausedFiringMessage;
+// States, trigger sources, skip causes and task kinds are daemon/model's types; the store
+// writes and reads their names (model::name, model::parse), the control channel shows them.
 using model::NameValues;
 
 struct TaskRecord {
     std::string task_id;
     std::string plugin;
-    std::string state = "pending";
+    model::TaskState state = model::TaskState::Pending;
     int attempt = 0;                 // attempts started so far
     std::optional<int> exit_code;
     std::string message;
@@ -47,8 +40,8 @@ struct TaskRecord {
 struct RunRecord {
     std::string id;
     std::string workflow;
-    std::string trigger;             // "cron", "manual", "parent"
-    std::string state = "queued";
+    model::TriggerSource trigger = model::TriggerSource::Manual;
+    model::RunState state = model::RunState::Queued;
     std::string message;
     // Why a firing was recorded as skipped (None otherwise); a Paused one may become the real
     // run when its workflow is resumed (catch-up).

@@ -146,8 +146,8 @@ RunRecord readRun(const Stmt& s) {
     RunRecord r;
     r.id = s.text(0);
     r.workflow = s.text(1);
-    r.trigger = s.text(2);
-    r.state = s.text(3);
+    r.trigger = nameFromColumn(s.text(2), model::TriggerSource::Manual, "runs.trigger");
+    r.state = nameFromColumn(s.text(3), model::RunState::Failed, "runs.state");
     r.message = s.text(4);
     r.version = s.text(5);
     r.scheduled_ms = s.opt(6);

@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "store/store.h"
+#include "model_text.h"
 #include "test_support.h"
 
 using namespace taskhub::store;
@@ -25,8 +26,8 @@ RunRecord makeRun(const std::string& id, const std::string& wf, int64_t created)
     RunRecord r;
     r.id = id;
     r.workflow = wf;
-    r.trigger = "manual";
-    r.state = "running";
+    r.trigger = taskhub::model::TriggerSource::Manual;
+    r.state = taskhub::model::RunState::Running;
     r.created_ms = created;
     r.started_ms = created;
     return r;
@@ -51,18 +52,18 @@ TEST_CASE("runs, tasks and events survive closing and reopening", "[store]") {
         TaskRecord t;
         t.task_id = "b";
         t.plugin = "shell";
-        t.state = "failed";
+        t.state = taskhub::model::TaskState::Failed;
         t.attempt = 2;
         t.exit_code = 3;
         t.message = "exit code 3";
         s->upsertTask("wf@2", 1, t);
         t.task_id = "a";
-        t.state = "succeeded";
+        t.state = taskhub::model::TaskState::Succeeded;
         t.exit_code = 0;
         s->upsertTask("wf@2", 0, t);
         s->addEvent({5, "wf@2", "a", "start", "attempt 1"});
         auto r = makeRun("wf@2", "wf", 2000);
-        r.state = "failed";
+        r.state = taskhub::model::RunState::Failed;
         r.message = "task 'b' failed";
         r.ended_ms = 2500;
         s->updateRun(r);
@@ -225,7 +226,7 @@ TEST_CASE("a version 1 database is migrated to the current version when opened, 
 
         // The migrated database takes the new fields, and numbers new events after the old ones.
         auto child = makeRun("old@1/a.1", "inner", 2000);
-        child.trigger = "parent";
+        child.trigger = taskhub::model::TriggerSource::Parent;
         child.parent_run = "old@1";
         child.parent_task = "a";
         child.depth = 1;
@@ -269,14 +270,14 @@ TEST_CASE("params, outputs and nesting are stored in their order and read back",
         TaskRecord t;
         t.task_id = "sub";
         t.plugin = "";
-        t.state = "succeeded";
+        t.state = taskhub::model::TaskState::Succeeded;
         t.attempt = 2;
         t.outputs = {{"z", "last"}, {"a", "first"}, {"utf8", "gr\u00fc\u00dfe \xe2\x9c\x93"}};
         t.child_run = "wf@1/sub.2";
         s->upsertTask("wf@1", 0, t);
         for (int i = 1; i <= 2; ++i) {
             auto child = makeRun("wf@1/sub." + std::to_string(i), "inner", 1000 + i);
-            child.trigger = "parent";
+            child.trigger = taskhub::model::TriggerSource::Parent;
             child.parent_run = "wf@1";
             child.parent_task = "sub";
             child.depth = 1;
@@ -329,9 +330,9 @@ TEST_CASE("writer mode keeps only a task's latest outputs and child run", "[stor
     TaskRecord t;
     t.task_id = "a";
     t.plugin = "noop";
-    t.state = "running";
+    t.state = taskhub::model::TaskState::Running;
     s->upsertTask("wf@1", 0, t);
-    t.state = "succeeded";
+    t.state = taskhub::model::TaskState::Succeeded;
     t.outputs = {{"n", "1"}};
     t.child_run = "wf@1/a.1";
     s->upsertTask("wf@1", 0, t);
@@ -352,11 +353,11 @@ TEST_CASE("paused runs count as unfinished", "[store]") {
     TempDir dir;
     auto s = Store::open(dir.path);
     auto r = makeRun("wf@1", "wf", 1);
-    r.state = "paused";
+    r.state = taskhub::model::RunState::Paused;
     s->insertRun(r);
     s->insertRun(makeRun("wf@2", "wf", 2));
     auto done = makeRun("wf@3", "wf", 3);
-    done.state = "succeeded";
+    done.state = taskhub::model::RunState::Succeeded;
     s->insertRun(done);
     REQUIRE(s->commit());
     auto unfinished = s->unfinishedRuns();
@@ -474,7 +475,8 @@ TEST_CASE("writer mode: batches commit off the caller's thread and barriers fire
         TaskRecord t;
         t.task_id = "a";
         t.plugin = "noop";
-        for (const char* state : {"pending", "ready", "running", "succeeded"}) {
+        using taskhub::model::TaskState;
+        for (TaskState state : {TaskState::Pending, TaskState::Ready, TaskState::Running, TaskState::Succeeded}) {
             t.state = state;
             s->upsertTask("wf@1", 0, t);
         }
@@ -620,7 +622,7 @@ TEST_CASE("writer mode: the tasks of many runs and batches land in their runs, i
                 TaskRecord rec;
                 rec.task_id = "t" + std::to_string(t);
                 rec.plugin = "noop";
-                rec.state = round == 2 ? "succeeded" : "running";
+                rec.state = round == 2 ? taskhub::model::TaskState::Succeeded : taskhub::model::TaskState::Running;
                 rec.attempt = round + 1;
                 s->upsertTask("wf@" + std::to_string(r), t, rec);
                 if (t % 7 == 0) s->upsertTask("wf@" + std::to_string(r), t, rec);
@@ -660,13 +662,14 @@ TEST_CASE("workflow pauses persist; a revived run keeps its id and key and loses
         s->setWorkflowPaused("other", true, 2000, "uid 7 (ops)");
         s->setWorkflowPaused("other", false);
         auto skipped = makeRun("nightly@1", "nightly", 1500);
-        skipped.state = "skipped";
-        skipped.message = std::string(kPausedFiringMessage) + " (paused by uid 0 (root))";
+        skipped.state = taskhub::model::RunState::Skipped;
+        skipped.message = std::string(taskhub::model::kPausedFiringMessage) + " (paused by uid 0 (root))";
+        skipped.skip_cause = taskhub::model::SkipCause::Paused;
         skipped.ended_ms = 1500;
         s->insertRun(skipped);
         TaskRecord t;
         t.plugin = "noop";
-        t.state = "skipped";
+        t.state = taskhub::model::TaskState::Skipped;
         for (const char* id : {"a", "b", "c"}) {
             t.task_id = id;
             s->upsertTask("nightly@1", static_cast<int>(id[0] - 'a'), t);
@@ -675,12 +678,12 @@ TEST_CASE("workflow pauses persist; a revived run keeps its id and key and loses
         CHECK(s->lastScheduledMs("nightly") == std::nullopt); // makeRun has no scheduled instant
 
         auto revived = makeRun("nightly@1", "nightly", 3000);
-        revived.trigger = "cron";
-        revived.state = "queued";
+        revived.trigger = taskhub::model::TriggerSource::Cron;
+        revived.state = taskhub::model::RunState::Queued;
         revived.version = "v2";
         s->reviveRun(revived);
         t.task_id = "a";
-        t.state = "pending";
+        t.state = taskhub::model::TaskState::Pending;
         s->upsertTask("nightly@1", 0, t);
         REQUIRE(s->commit());
     }
@@ -829,7 +832,7 @@ TEST_CASE("a task's kind and a run's skip cause are stored as such, whatever the
     {
         auto s = Store::open(dir.path);
         auto paused = makeRun("w@1", "w", 1000);
-        paused.state = "skipped";
+        paused.state = taskhub::model::RunState::Skipped;
         paused.message = "a message reworded since"; // catch-up reads the cause, not this
         paused.skip_cause = SkipCause::Paused;
         s->insertRun(paused);
@@ -852,7 +855,7 @@ TEST_CASE("a task's kind and a run's skip cause are stored as such, whatever the
 
         // Revived, the run takes the new record's cause (none: it runs).
         auto revived = makeRun("w@1", "w", 2000);
-        revived.state = "queued";
+        revived.state = taskhub::model::RunState::Queued;
         s->reviveRun(revived);
         REQUIRE(s->commit());
         CHECK(s->run("w@1", false)->skip_cause == SkipCause::None);
