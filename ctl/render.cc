@@ -293,29 +293,40 @@ std::string joinStrings(const json::value& arr) {
     return out.empty() ? "-" : out;
 }
 
-void printEvents(const std::string& root, const json::value& run) {
-    struct Row {
-        std::string time, who, kind, detail;
-        int64_t seq;
-    };
-    std::vector<Row> rows;
+namespace {
+
+// One event of a run tree. label: "" for the root run's, else the child run's id relative to
+// the root and "/"; task: "" (or "-") for an event of the run itself.
+struct TreeEvent {
+    int64_t seq;
+    std::string label, task, kind, time, detail;
+};
+
+// The events of the run and its child runs in the store's recording order: a child's events
+// come before the parent task's end that they caused, even within one millisecond.
+std::vector<TreeEvent> treeEvents(const std::string& root, const json::value& run) {
+    std::vector<TreeEvent> events;
     auto collect = [&](auto& self, const json::value& node) -> void {
         std::string label = field(node, "id") == root ? "" : relativeRunId(root, field(node, "id")) + "/";
         for (const auto& e : arrayField(node, "events")) {
-            std::string task = field(e, "task");
-            rows.push_back({field(e, "time"), task.empty() ? (label.empty() ? "(run)" : label + "(run)") : label + task,
-                            field(e, "kind"), field(e, "detail"),
-                            e.as_object().contains("seq") && e.at("seq").is_int64() ? e.at("seq").as_int64() : 0});
+            events.push_back({e.as_object().contains("seq") && e.at("seq").is_int64() ? e.at("seq").as_int64() : 0,
+                              label, field(e, "task"), field(e, "kind"), field(e, "time"), field(e, "detail")});
         }
         for (const auto& c : arrayField(node, "children")) self(self, c);
     };
     collect(collect, run);
-    // The store's recording order across the whole tree: a child's events come before the parent
-    // task's end that they caused, even within one millisecond.
-    std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.seq < b.seq; });
-    for (const auto& r : rows) {
-        std::cout << "  " << shortTime(r.time) << "  " << r.who << "  " << r.kind
-                  << (r.detail.empty() ? "" : "  " + r.detail) << "\n";
+    std::stable_sort(events.begin(), events.end(),
+                     [](const TreeEvent& a, const TreeEvent& b) { return a.seq < b.seq; });
+    return events;
+}
+
+} // namespace
+
+void printEvents(const std::string& root, const json::value& run) {
+    for (const auto& e : treeEvents(root, run)) {
+        const std::string who = e.task.empty() ? e.label + "(run)" : e.label + e.task;
+        std::cout << "  " << shortTime(e.time) << "  " << who << "  " << e.kind
+                  << (e.detail.empty() ? "" : "  " + e.detail) << "\n";
     }
 }
 
@@ -325,28 +336,14 @@ void printAttempts(const std::string& root, const json::value& run) {
     struct Attempt {
         std::string number, started, ended, outcome;
     };
-    struct Event {
-        int64_t seq;
-        std::string task, kind, time, detail;
-    };
-    std::vector<Event> events;
-    auto collect = [&](auto& self, const json::value& node) -> void {
-        std::string label = field(node, "id") == root ? "" : relativeRunId(root, field(node, "id")) + "/";
-        for (const auto& e : arrayField(node, "events")) {
-            if (field(e, "task").empty() || field(e, "task") == "-") continue;
-            events.push_back({e.as_object().contains("seq") && e.at("seq").is_int64() ? e.at("seq").as_int64() : 0,
-                              label + field(e, "task"), field(e, "kind"), field(e, "time"), field(e, "detail")});
-        }
-        for (const auto& c : arrayField(node, "children")) self(self, c);
-    };
-    collect(collect, run);
-    std::stable_sort(events.begin(), events.end(), [](const Event& a, const Event& b) { return a.seq < b.seq; });
     std::vector<std::string> order;
     std::map<std::string, std::vector<Attempt>> attempts;
-    for (const auto& e : events) {
-        auto& list = attempts[e.task];
+    for (const auto& e : treeEvents(root, run)) {
+        if (e.task.empty() || e.task == "-") continue;
+        const std::string task = e.label + e.task;
+        auto& list = attempts[task];
         if (e.kind == "start") {
-            if (list.empty()) order.push_back(e.task);
+            if (list.empty()) order.push_back(task);
             // "attempt 2" or "attempt 2: child run ..."
             std::string n = e.detail.rfind("attempt ", 0) == 0 ? e.detail.substr(8, e.detail.find(':') - 8) : "?";
             list.push_back({n, e.time, "", ""});

@@ -126,8 +126,13 @@ triggers::FileWatch::Hooks fileWatchHooks(engine::Engine& engine, store::Store& 
     triggers::FileWatch::Hooks h;
     h.fire = [&engine, &store, version](const triggers::FileDrop& d) {
         const store::NameValues params{{"file", d.path}, {"file_name", d.name}, {"file_size", std::to_string(d.size)}};
-        auto r = engine.trigger(d.workflow, engine::TriggerKind::FileDrop, std::nullopt, params, d.note, "file",
-                                d.skip_reason, d.run_id);
+        auto r = engine.trigger({.workflow = d.workflow,
+                                 .source = model::TriggerSource::File,
+                                 .params = params,
+                                 .note = d.note,
+                                 .skip = d.skip_reason.empty() ? model::SkipCause::None : model::SkipCause::Paused,
+                                 .skip_reason = d.skip_reason,
+                                 .file_run_id = d.run_id});
         if (!r.ok && !r.duplicate) {
             spdlog::warn("FILE_DROP_NOT_STARTED {} {}: {}", d.workflow->name, d.path, r.error);
             return false;
@@ -232,8 +237,13 @@ int serve(const config::DaemonConfig& cfg) {
     triggers::Scheduler scheduler(
         io, sched_opts,
         [&engine](const triggers::Firing& f) {
-            auto r = engine.trigger(f.workflow, engine::TriggerKind::Scheduled, f.instant, {}, f.note, f.label,
-                                    f.skip_reason);
+            auto r = engine.trigger(
+                {.workflow = f.workflow,
+                 .source = model::parse<model::TriggerSource>(f.label).value_or(model::TriggerSource::Cron),
+                 .scheduled = f.instant,
+                 .note = f.note,
+                 .skip = f.skip_reason.empty() ? model::SkipCause::None : model::SkipCause::Paused,
+                 .skip_reason = f.skip_reason});
             // Two triggers of one workflow may name the same instant, and @reboot names the boot
             // once per boot: one firing, recorded once.
             if (!r.ok && !r.duplicate) spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);

@@ -310,7 +310,8 @@ control::TriggerOutcome DaemonServices::trigger(const std::string& workflow, con
         out.error = unknownWorkflow(workflow);
         return out;
     }
-    auto r = m_.engine->trigger(it->second, engine::TriggerKind::Manual, std::nullopt, params, caller.actor);
+    auto r = m_.engine->trigger(
+        {.workflow = it->second, .source = model::TriggerSource::Manual, .params = params, .actor = caller.actor});
     out.ok = r.ok;
     out.run_id = r.run_id;
     out.state = r.state;

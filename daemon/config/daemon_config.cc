@@ -134,7 +134,7 @@ bool parsePluginKey(const std::string& name, const std::string& key, const Value
         if (auto i = getIsolation(v, what, r)) s.isolation = *i;
     } else if (key == "user") {
         if (auto u = getString(v, what, r)) {
-            if (auto why = accountProblem(*u)) r.add(v, what + ": " + *why + " (expected \"user\" or \"user:group\")");
+            if (std::string why; !accountUsable(*u, &why)) r.add(v, what + ": " + why + " (expected \"user\" or \"user:group\")");
             else s.user = *u;
         }
     } else if (key == "health_interval") {
@@ -237,7 +237,7 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in, const FileReader& read) {
             }
         } else if (key == "default_run_as") {
             if (auto s = getString(v, what, r)) {
-                if (auto why = accountProblem(*s)) r.add(v, what + ": " + *why + " (expected \"user\" or \"user:group\")");
+                if (std::string why; !accountUsable(*s, &why)) r.add(v, what + ": " + why + " (expected \"user\" or \"user:group\")");
                 else c.default_run_as = *s;
             }
         } else if (key == "admin_group") {

@@ -6,24 +6,23 @@
 #define TASKHUB_CONFIG_RUN_AS_H
 
 #include <filesystem>
-#include <optional>
 #include <string>
 
 namespace taskhub::config::detail {
 
-// Why `text` ("user" or "user:group") cannot be run as, e.g. "no user 'bakup' in the password
-// database", or std::nullopt when it resolves.
-std::optional<std::string> accountProblem(const std::string& text);
+// True when `text` ("user" or "user:group") resolves to an account; otherwise *why says why not,
+// e.g. "no user 'bakup' in the password database".
+bool accountUsable(const std::string& text, std::string* why);
 
 // True when `text` resolves to uid 0 (root).
 bool isRootAccount(const std::string& text);
 
-// Why users other than root can change what is in `dir`: the first of dir and its ancestors (up
-// to /) that is owned by another user, or world- or group-writable (an ancestor with the sticky
-// bit excepted; dir itself counts even when sticky), as "/srv/in is owned by uid 1000, not root"
-// or "/srv has mode 0777 and is world-writable". std::nullopt when only root can, or when dir
-// does not exist (yet).
-std::optional<std::string> writableByOthers(const std::filesystem::path& dir);
+// True when only root can change what is in `dir`, or when dir does not exist (yet). Otherwise
+// *why names the first of dir and its ancestors (up to /) that is owned by another user, or
+// world- or group-writable (an ancestor with the sticky bit excepted; dir itself counts even when
+// sticky), as "/srv/in is owned by uid 1000, not root" or "/srv has mode 0777 and is
+// world-writable".
+bool onlyRootWrites(const std::filesystem::path& dir, std::string* why);
 
 } // namespace taskhub::config::detail
 

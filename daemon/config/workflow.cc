@@ -87,19 +87,6 @@ std::string TriggerDef::describe() const {
     return out;
 }
 
-const char* toString(TriggerRule r) {
-    switch (r) {
-    case TriggerRule::AllSuccess: return "all_success";
-    case TriggerRule::AllDone: return "all_done";
-    case TriggerRule::AllFailed: return "all_failed";
-    case TriggerRule::OneSuccess: return "one_success";
-    case TriggerRule::OneFailed: return "one_failed";
-    case TriggerRule::NoneFailed: return "none_failed";
-    case TriggerRule::Always: return "always";
-    }
-    return "?";
-}
-
 bool isValidWorkflowName(const std::string& name) {
     if (name.empty() || name[0] == '.' || name.size() > 128) return false;
     return std::all_of(name.begin(), name.end(), [](char ch) {
@@ -128,12 +115,6 @@ const std::set<std::string> kWorkflowTaskKeys = {
     "retry_max_delay", "timeout", "trigger_rule", "priority", "when"};
 // Keys the engine reserves for features of later versions; never passed to plugins.
 const std::set<std::string> kTaskReservedKeys = {"outputs"};
-
-const std::vector<std::pair<const char*, TriggerRule>> kTriggerRules = {
-    {"all_success", TriggerRule::AllSuccess}, {"all_done", TriggerRule::AllDone},
-    {"all_failed", TriggerRule::AllFailed},   {"one_success", TriggerRule::OneSuccess},
-    {"one_failed", TriggerRule::OneFailed},   {"none_failed", TriggerRule::NoneFailed},
-    {"always", TriggerRule::Always}};
 
 // A reference to a param, an output or a task state, where it was written.
 struct RefUse {
@@ -187,6 +168,20 @@ std::optional<Enum> getChoice(const Value& v, const std::string& what,
     std::string allowed;
     for (const auto& [name, e] : choices) {
         if (*s == name) return e;
+        allowed += (allowed.empty() ? "" : " | ") + std::string(name);
+    }
+    r.add(v, what + " must be " + allowed + ", found \"" + *s + "\"");
+    return std::nullopt;
+}
+
+// The same for an enum with a name table (model/names.h): one of its names.
+template <class Enum>
+std::optional<Enum> getChoice(const Value& v, const std::string& what, Reporter& r) {
+    auto s = getString(v, what, r);
+    if (!s) return std::nullopt;
+    if (auto e = model::parse<Enum>(*s)) return e;
+    std::string allowed;
+    for (const auto& [e, name] : model::NameTable<Enum>::entries) {
         allowed += (allowed.empty() ? "" : " | ") + std::string(name);
     }
     r.add(v, what + " must be " + allowed + ", found \"" + *s + "\"");
@@ -444,7 +439,7 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r) {
                                              {"replace", Overlap::Replace},
                                              {"allow", Overlap::Allow}},
                                             r))
-                wf.overlap = *o;
+                wf.overlap = wf.file_overlap = *o;
         } else if (key == "on_failure") {
             if (auto o = getChoice<OnFailure>(
                     kv, what, {{"fail_fast", OnFailure::FailFast}, {"continue", OnFailure::Continue}}, r))
@@ -460,7 +455,7 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r) {
             if (auto c = getChoice<Catchup>(kv, what,
                                             {{"none", Catchup::None}, {"latest", Catchup::Latest}, {"all", Catchup::All}},
                                             r))
-                wf.catchup = *c;
+                wf.catchup = wf.file_catchup = *c;
         } else if (key == "catchup_window") {
             if (auto d = getSeconds(kv, what, std::chrono::seconds(1), r)) wf.catchup_window = *d;
         } else {
@@ -479,14 +474,14 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r) {
 void checkTemplate(const std::string& text, size_t line, const std::string& where, TaskDef& task,
                    TaskExtra& extra, Reporter& r) {
     if (text.find("${") == std::string::npos) return;
-    auto parsed = expr::Template::parse(text);
-    if (auto* err = std::get_if<std::string>(&parsed)) {
-        r.add(line, where + ": " + *err);
+    std::string err;
+    const auto t = expr::Template::parse(text, &err);
+    if (!t) {
+        r.add(line, where + ": " + err);
         return;
     }
-    const auto& t = std::get<expr::Template>(parsed);
-    if (!t.empty()) task.has_templates = true;
-    for (const auto& ref : t.refs()) extra.refs.push_back({line, where, "${" + expr::toString(ref) + "}", ref});
+    if (!t->empty()) task.has_templates = true;
+    for (const auto& ref : t->refs()) extra.refs.push_back({line, where, "${" + expr::toString(ref) + "}", ref});
 }
 
 // Every string inside a plugin parameter, at any depth.
@@ -511,9 +506,9 @@ void checkShellParams(const Table& params, const std::string& label, const std::
         if (it == params.end() || !it->second.is_string()) continue;
         const std::string& text = it->second.as_string().str;
         if (text.find("${") == std::string::npos) continue;
-        auto parsed = expr::Template::parse(text);
-        const auto* t = std::get_if<expr::Template>(&parsed);
-        if (t == nullptr) continue; // reported by checkTemplate()
+        std::string ignored; // reported by checkTemplate()
+        const auto t = expr::Template::parse(text, &ignored);
+        if (!t) continue;
         const auto contexts = expr::shellContexts(*t);
         for (size_t i = 0; i < contexts.size(); ++i) {
             if (expr::isSafe(contexts[i])) continue;
@@ -645,7 +640,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
                 }
             }
         } else if (key == "trigger_rule") {
-            if (auto rule = getChoice<TriggerRule>(kv, what, kTriggerRules, r)) task.trigger_rule = *rule;
+            if (auto rule = getChoice<TriggerRule>(kv, what, r)) task.trigger_rule = *rule;
         } else if (key == "priority") {
             if (auto n = getInt(kv, what, r, -1'000'000, 1'000'000)) task.priority = static_cast<int>(*n);
         } else if (key == "at_most_once") {
@@ -662,12 +657,13 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
         } else if (key == "when") {
             auto text = getString(kv, what, r);
             if (!text) continue;
-            auto parsed = expr::Condition::parse(*text);
-            if (auto* err = std::get_if<std::string>(&parsed)) {
-                r.add(kv, what + ": " + *err);
+            std::string err;
+            const auto parsed = expr::Condition::parse(*text, &err);
+            if (!parsed) {
+                r.add(kv, what + ": " + err);
                 continue;
             }
-            for (const auto& ref : std::get<expr::Condition>(parsed).refs())
+            for (const auto& ref : parsed->refs())
                 extra.refs.push_back({r.lineOf(kv), what, expr::toString(ref), ref});
             task.when = *text;
         } else if (key == "run_as") {
@@ -678,8 +674,8 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
             }
             auto text = getString(kv, what, r);
             if (!text) continue;
-            if (auto why = accountProblem(*text)) {
-                r.add(kv, what + ": " + *why + " (run_as names an existing account: \"user\" or "
+            if (std::string why; !accountUsable(*text, &why)) {
+                r.add(kv, what + ": " + why + " (run_as names an existing account: \"user\" or "
                                  "\"user:group\")");
                 continue;
             }
@@ -778,10 +774,10 @@ void warnRootWatch(Workflow& wf) {
     if (root_tasks.size() > 5) names += " and " + std::to_string(root_tasks.size() - 5) + " more";
     for (const auto& trig : wf.triggers) {
         if (trig.kind != TriggerDef::Kind::File) continue;
-        auto why = writableByOthers(trig.watch);
-        if (!why) continue;
+        std::string why;
+        if (onlyRootWrites(trig.watch, &why)) continue;
         wf.warnings.push_back({wf.file.string(), trig.line,
-                               "watch " + trig.watch.string() + ": " + *why +
+                               "watch " + trig.watch.string() + ": " + why +
                                    ", so users other than root choose the files that task(s) " + names +
                                    " handle as root; set run_as = \"user\" on the workflow or those tasks, or "
                                    "let only root write there"});
@@ -1036,8 +1032,8 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
             if (auto n = getInt(v, "'keep_days'", r, 1, 100'000)) wf->keep_days = static_cast<int>(*n);
         } else if (key == "run_as") {
             if (auto s = getString(v, "'run_as'", r)) {
-                if (auto why = accountProblem(*s)) {
-                    r.add(v, "'run_as': " + *why + " (run_as names an existing account: \"user\" or "
+                if (std::string why; !accountUsable(*s, &why)) {
+                    r.add(v, "'run_as': " + why + " (run_as names an existing account: \"user\" or "
                              "\"user:group\")");
                 } else {
                     wf->run_as = *s;

@@ -136,9 +136,17 @@ struct Workflow {
     const date::time_zone* zone = nullptr;
     std::vector<TriggerDef> triggers;
     cron::DstPolicy dst;
+    // [policy] overlap and catchup as they apply to time triggers and manual runs: as written,
+    // else skip and latest (a late run of a periodic job stands for the ones before it).
     Overlap overlap = Overlap::Skip;
     int max_active_runs = 0; // overlap = allow: active top-level runs at most; 0 = unlimited
     Catchup catchup = Catchup::Latest;
+    // The same for file drops: as written in [policy] when set there, else queue_all and all.
+    // Each dropped file is its own piece of work, so no default may discard one: files dropped
+    // while a run is active wait their turn, and every file found at start (or when a watch
+    // trigger is added) within catchup_window runs, oldest first.
+    Overlap file_overlap = Overlap::QueueAll;
+    Catchup file_catchup = Catchup::All;
     std::chrono::seconds catchup_window{std::chrono::hours(24)};
     OnFailure on_failure = OnFailure::FailFast;
     std::chrono::milliseconds timeout{0}; // whole run; 0 = none

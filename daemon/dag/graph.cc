@@ -93,19 +93,6 @@ std::optional<uint32_t> Graph::index(std::string_view id) const {
     return it->second;
 }
 
-const char* toString(TriggerRule rule) {
-    switch (rule) {
-    case TriggerRule::AllSuccess: return "all_success";
-    case TriggerRule::AllDone: return "all_done";
-    case TriggerRule::AllFailed: return "all_failed";
-    case TriggerRule::OneSuccess: return "one_success";
-    case TriggerRule::OneFailed: return "one_failed";
-    case TriggerRule::NoneFailed: return "none_failed";
-    case TriggerRule::Always: return "always";
-    }
-    return "?";
-}
-
 Progress::Progress(const Graph& graph, std::vector<TriggerRule> rules)
     : graph_(&graph), nodes_(graph.size()) {
     for (uint32_t i = 0; i < nodes_.size(); ++i) {

@@ -4,12 +4,16 @@
 #ifndef TASKHUB_DAG_GRAPH_H
 #define TASKHUB_DAG_GRAPH_H
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
+
+#include "model/names.h"
 
 namespace taskhub::dag {
 
@@ -64,7 +68,31 @@ enum class Outcome { Succeeded, Failed, Skipped, Cancelled };
 // A node without dependencies is ready at the start under every rule.
 enum class TriggerRule { AllSuccess, AllDone, AllFailed, OneSuccess, OneFailed, NoneFailed, Always };
 
-const char* toString(TriggerRule rule);
+} // namespace taskhub::dag
+
+namespace taskhub::model {
+
+// The names workflow files use for trigger_rule, also shown in run events.
+template <>
+struct NameTable<dag::TriggerRule> {
+    static constexpr std::array<std::pair<dag::TriggerRule, std::string_view>, 7> entries{{
+        {dag::TriggerRule::AllSuccess, "all_success"},
+        {dag::TriggerRule::AllDone, "all_done"},
+        {dag::TriggerRule::AllFailed, "all_failed"},
+        {dag::TriggerRule::OneSuccess, "one_success"},
+        {dag::TriggerRule::OneFailed, "one_failed"},
+        {dag::TriggerRule::NoneFailed, "none_failed"},
+        {dag::TriggerRule::Always, "always"},
+    }};
+};
+static_assert(tableIsComplete<dag::TriggerRule>());
+
+} // namespace taskhub::model
+
+namespace taskhub::dag {
+
+// The name from the table above (a string literal, so the pointer is NUL-terminated).
+constexpr const char* toString(TriggerRule rule) { return model::name(rule).data(); }
 
 // Tracks one run's way through a Graph: which nodes become ready and which are skipped, under
 // each node's trigger rule. A skipped node is an outcome like any other, so skips propagate as

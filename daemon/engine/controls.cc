@@ -88,7 +88,7 @@ void Core::pauseTree(Run& run, bool freeze, const std::string& by) {
             task.plugin->suspend(task.token);
             if (task.timer) {
                 task.frozen_left = std::max(std::chrono::milliseconds(0),
-                                            std::chrono::duration_cast<std::chrono::milliseconds>(task.deadline - Clock::now()));
+                                            std::chrono::duration_cast<std::chrono::milliseconds>(task.deadline - clock.now()));
                 task.timer.reset();
             }
             setState(run, t, TS::Frozen);

@@ -1,6 +1,6 @@
-// Starting attempts and their ends: dispatch, launch once the "starting" record is durable,
-// attempt completion and retries, task timeouts, stopping an attempt, plugin health, and why
-// ready tasks wait.
+// Starting attempts and their ends: taking ready tasks from the queues (ready_queues.h) as the
+// limits allow, dispatch, launch once the "starting" record is durable, attempt completion and
+// retries, task timeouts, stopping an attempt, plugin health, and why ready tasks wait.
 #include "engine/engine_state.h"
 
 #include <boost/asio/post.hpp>
@@ -21,11 +21,66 @@ namespace taskhub::engine {
 
 namespace fs = std::filesystem;
 
-// As PluginHost::dispatchable() said at its last transition.
-bool Core::isUnhealthy(const std::string& plugin) const {
-    if (unhealthy_plugins == 0) return false;
-    auto it = ready.find(plugin);
-    return it != ready.end() && it->second.unhealthy;
+PluginQueue& Core::queueOf(TaskRun& task) {
+    if (!task.queue) task.queue = &queues.queue(queueKey(*task.def));
+    return *task.queue;
+}
+
+void Core::enqueue(Run& run, uint32_t t) {
+    auto& task = run.tasks[t];
+    auto& q = queueOf(task);
+    task.ready_seq = queues.push(q, task.def->priority, run.serial, t).seq;
+    if (q.unhealthy) holdForPlugin(run, t);
+}
+
+// The run and task of a queue entry, or null when the entry is stale (the task was
+// cancelled, or started, or queued again since).
+std::pair<Run*, uint32_t> Core::live(const ReadyItem& item) {
+    auto it = by_serial.find(item.run);
+    if (it == by_serial.end()) return {nullptr, 0};
+    auto& task = it->second->tasks[item.task];
+    if (task.st != TS::Ready || task.ready_seq != item.seq) return {nullptr, 0};
+    return {it->second, item.task};
+}
+
+bool Core::workflowLimitReached(const Run& run) {
+    return ReadyQueues::workflowLimitReached(run.wf->max_parallel_tasks, *run.wf_running);
+}
+
+// Starts ready tasks while the limits allow, always the best waiting one first: highest
+// priority, then the oldest. Cost per start is the number of plugins, not of waiting tasks.
+// Parked tasks compete for a slot again at the start of every round, so that a slot is offered
+// again even when the task it was offered to went to a paused run or was cancelled meanwhile.
+void Core::pump() {
+    const auto is_live = [this](const ReadyItem& item) { return live(item).first != nullptr; };
+    const auto queue_of_live = [this](const ReadyItem& item) -> PluginQueue* {
+        auto [run, t] = live(item);
+        return run ? &queueOf(run->tasks[t]) : nullptr;
+    };
+    const auto fails = [this](const std::string& plugin) { return failsWhenUnhealthy(plugin); };
+    for (;;) {
+        queues.unpark(queue_of_live);
+        auto next = queues.next(is_live, fails);
+        if (!next) {
+            flushLaunches();
+            return;
+        }
+        const ReadyItem item = next->item;
+        Run& run = *by_serial.at(item.run);
+        if (run.paused) {
+            run.held.push_back(item);
+            continue;
+        }
+        if (next->unhealthy) {
+            failUnstarted(run, item.task, unhealthyText(*next->unhealthy) + " (on_unhealthy = fail)");
+            continue;
+        }
+        if (workflowLimitReached(run)) {
+            queues.park(run.wf->name, run.wf->max_parallel_tasks, item);
+            continue;
+        }
+        dispatch(run, item.task);
+    }
 }
 
 bool Core::failsWhenUnhealthy(const std::string& plugin) const {
@@ -47,15 +102,13 @@ std::string Core::unhealthyText(const std::string& plugin) const {
 void Core::holdForPlugin(Run& run, uint32_t t) {
     auto& task = run.tasks[t];
     if (failsWhenUnhealthy(task.def->plugin) || task.held_since != Clock::time_point{}) return;
-    task.held_since = Clock::now();
+    task.held_since = clock.now();
     event(run.rec.id, task.rec.task_id, "waiting", unhealthyText(task.def->plugin));
     if (task.def->timeout.count() <= 0) return;
     const auto left = std::max(task.def->timeout - task.waited, std::chrono::milliseconds(0));
-    task.timer = std::make_unique<asio::steady_timer>(io, left);
     const uint64_t serial = run.serial;
     const uint64_t seq = task.ready_seq;
-    task.timer->async_wait([this, serial, t, seq](const boost::system::error_code& ec) {
-        if (ec) return;
+    task.timer = clock.after(left, [this, serial, t, seq] {
         auto it = by_serial.find(serial);
         if (it == by_serial.end()) return;
         Run& r = *it->second;
@@ -70,7 +123,7 @@ void Core::holdForPlugin(Run& run, uint32_t t) {
 // The plugin can take tasks again: the wait so far counts against the attempt's timeout.
 void Core::releaseHold(TaskRun& task) {
     if (task.held_since == Clock::time_point{}) return;
-    task.waited += std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - task.held_since);
+    task.waited += std::chrono::duration_cast<std::chrono::milliseconds>(clock.now() - task.held_since);
     task.held_since = {};
     task.timer.reset();
 }
@@ -87,12 +140,7 @@ void Core::failUnstarted(Run& run, uint32_t t, const std::string& message) {
 
 void Core::pluginHealthChanged(const std::string& plugin) {
     const bool up = plugins.dispatchable(plugin);
-    auto& q = queueNamed(plugin);
-    if (q.unhealthy != !up) {
-        q.unhealthy = !up;
-        if (up) --unhealthy_plugins;
-        else ++unhealthy_plugins;
-    }
+    queues.setUnhealthy(plugin, !up);
     std::vector<std::pair<Run*, uint32_t>> affected;
     for (auto& [id, run] : runs) {
         for (uint32_t t = 0; t < run->tasks.size(); ++t) {
@@ -119,12 +167,10 @@ std::shared_ptr<TaskOutput> Core::openOutput(const Run& run, const TaskRun& task
 
 void Core::armTaskTimeout(Run& run, uint32_t t, std::chrono::milliseconds after) {
     auto& task = run.tasks[t];
-    task.deadline = Clock::now() + after;
-    task.timer = std::make_unique<asio::steady_timer>(io, after);
+    task.deadline = clock.now() + after;
     uint64_t serial = run.serial;
     int attempt = task.rec.attempt;
-    task.timer->async_wait([this, serial, t, attempt](const boost::system::error_code& ec) {
-        if (ec) return;
+    task.timer = clock.after(after, [this, serial, t, attempt] {
         auto it = by_serial.find(serial);
         if (it == by_serial.end()) return;
         Run& r = *it->second;
@@ -209,8 +255,7 @@ void Core::dispatch(Run& run, uint32_t t) {
             return;
         }
     }
-    ++running_tasks;
-    ++queueOf(task).running;
+    queues.started(queueOf(task));
 
     plugin_host::AttemptSpec spec;
     spec.workflow = run.rec.workflow;
@@ -340,8 +385,7 @@ void Core::onAttemptDone(uint64_t serial, uint32_t t, int attempt, AttemptResult
     Run& run = *it->second;
     auto& task = run.tasks[t];
     if ((task.st != TS::Running && task.st != TS::Frozen) || task.rec.attempt != attempt) return;
-    --running_tasks;
-    --queueOf(task).running;
+    queues.ended(queueOf(task));
     // The attempt's output is in the log, and its outputs known, before its end is recorded.
     if (task.output) {
         task.output->attemptEnded();
@@ -400,10 +444,8 @@ void Core::finishAttempt(Run& run, uint32_t t, AttemptResult r) {
         event(run.rec.id, task.rec.task_id, "end",
               "failed: " + message + "; retry " + std::to_string(task.rec.attempt) + " of " +
                   std::to_string(task.def->retries) + " in " + formatDuration(delay));
-        task.timer = std::make_unique<asio::steady_timer>(io, delay);
         const uint64_t serial = run.serial;
-        task.timer->async_wait([this, serial, t](const boost::system::error_code& ec) {
-            if (ec) return;
+        task.timer = clock.after(delay, [this, serial, t] {
             auto it = by_serial.find(serial);
             if (it == by_serial.end() || it->second->tasks[t].st != TS::Retrying) return;
             it->second->tasks[t].timer.reset();
@@ -428,18 +470,10 @@ std::map<std::string, std::string> Core::waitingReasons(const std::string& id) c
         std::string why;
         if (run.paused) {
             why = "waiting: the run is paused";
-        } else if (task.def->workflow.empty() && isUnhealthy(task.def->plugin)) {
+        } else if (task.def->workflow.empty() && queues.isUnhealthy(task.def->plugin)) {
             why = "waiting for plugin: " + unhealthyText(task.def->plugin);
-        } else if (workflowLimitReached(run)) {
-            why = "waiting: workflow '" + run.wf->name + "' is at max_parallel_tasks (" +
-                  std::to_string(run.wf->max_parallel_tasks) + ")";
-        } else if (task.def->workflow.empty() && pluginLimitReached(task.def->plugin)) {
-            why = "waiting: plugin '" + task.def->plugin + "' is at max_concurrency (" +
-                  std::to_string(pluginLimit(task.def->plugin)) + ")";
-        } else if (task.def->workflow.empty() && globalLimitReached()) {
-            why = "waiting: max_running_tasks (" + std::to_string(opts.max_running_tasks) + ") reached";
         } else {
-            why = "waiting: starting";
+            why = queues.waitingReason(queueKey(*task.def), run.wf->name, run.wf->max_parallel_tasks, *run.wf_running);
         }
         out[task.rec.task_id] = why;
     }

@@ -15,7 +15,13 @@ static_assert(config::kMaxTasksPerWorkflow == static_cast<size_t>(store::Store::
 
 Engine::Engine(asio::io_context& io, store::Store& store, plugin_host::PluginHost& plugins,
                EngineOptions options)
-    : core_(std::make_unique<Core>(io, store, plugins, std::move(options))) {}
+    : own_plugins_(std::make_unique<PluginHostPort>(plugins)),
+      own_clock_(std::make_unique<AsioClock>(io)),
+      core_(std::make_unique<Core>(io, store, *own_plugins_, *own_clock_, std::move(options))) {}
+
+Engine::Engine(asio::io_context& io, store::Store& store, PluginPort& plugins, EngineClock& clock,
+               EngineOptions options)
+    : core_(std::make_unique<Core>(io, store, plugins, clock, std::move(options))) {}
 
 Engine::~Engine() = default;
 
@@ -23,12 +29,7 @@ void Engine::setWorkflowLookup(WorkflowLookup lookup) { core_->lookup_workflow =
 
 RecoveryReport Engine::recover(bool same_boot) { return core_->recover(same_boot); }
 
-TriggerResult Engine::trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
-                              std::optional<std::chrono::sys_seconds> scheduled,
-                              const store::NameValues& params, const std::string& actor, const std::string& label,
-                              const std::string& skip_reason, const std::string& file_run_id) {
-    return core_->trigger(std::move(wf), kind, scheduled, params, actor, label, skip_reason, file_run_id);
-}
+TriggerResult Engine::trigger(const TriggerRequest& req) { return core_->trigger(req); }
 
 bool Engine::cancel(const std::string& run_id, const std::string& task_id, const std::string& actor,
                     std::string* err) {
@@ -81,9 +82,7 @@ void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> don
     }
     im.on_drained = std::move(done);
     spdlog::info("ENGINE_DRAINING waiting up to {} for {} active run(s)", formatDuration(grace), im.runs.size());
-    im.grace_timer = std::make_unique<asio::steady_timer>(im.io, grace);
-    im.grace_timer->async_wait([&im](const boost::system::error_code& ec) {
-        if (ec) return;
+    im.grace_timer = im.clock.after(grace, [&im] {
         std::vector<std::string> ids;
         for (auto& [id, r] : im.runs) {
             if (r->parent_id.empty()) ids.push_back(id); // children go with their parents
@@ -101,7 +100,7 @@ EngineStats Engine::stats() const {
         if (r->rec.state == model::RunState::Queued) ++s.queued_runs;
         else ++s.active_runs;
     }
-    s.running_tasks = core_->running_tasks;
+    s.running_tasks = core_->queues.running();
     s.waiting_tasks = core_->ready_tasks;
     s.runs_started = core_->runs_started;
     return s;

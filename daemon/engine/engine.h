@@ -22,6 +22,7 @@
 
 #include "config/workflow.h"
 #include "engine/task_output.h"
+#include "model/states.h"
 #include "store/records.h"
 
 namespace boost::asio {
@@ -37,6 +38,8 @@ class PluginHost;
 namespace taskhub::engine {
 
 struct Core;
+class PluginPort;
+class EngineClock;
 
 struct EngineOptions {
     std::filesystem::path log_dir;              // task logs: log_dir/<run>/<task>.<attempt>.log
@@ -47,14 +50,28 @@ struct EngineOptions {
     LogCap log_cap;                             // the most one attempt's log file holds
 };
 
-// Scheduled: a time trigger's firing (the run's trigger field says which kind: cron, every, at,
-// reboot); Manual: `taskhubctl run`; FileDrop: a version of a file dropped for a `watch` trigger
-// (trigger field "file"; the caller gives the run id, see triggers/file_watch.h).
-enum class TriggerKind { Scheduled, Manual, FileDrop };
-
 // The workflows a workflow task may start as child runs, by name; replaced on reload. Runs
 // already active keep the definitions they started with.
 using WorkflowLookup = std::function<std::shared_ptr<const config::Workflow>(const std::string&)>;
+
+// What a firing asks of Engine::trigger; every caller names the fields it sets.
+struct TriggerRequest {
+    std::shared_ptr<const config::Workflow> workflow{};
+    // The run's trigger field. A time trigger's firing (cron, every, at, reboot) with its
+    // scheduled instant, and a file drop (with file_run_id), are created at most once; a manual
+    // run gets a unique id. Parent is not for trigger(): child runs start from their parent's
+    // workflow task.
+    model::TriggerSource source = model::TriggerSource::Manual;
+    std::optional<std::chrono::sys_seconds> scheduled{};
+    store::NameValues params{}; // override the workflow's declared defaults
+    std::string actor{};       // who asked, e.g. "uid 1000 (ada)": "manual by uid 1000 (ada)"
+    std::string note{};        // why it fires when not on time, e.g. "catch-up of ...": "cron: catch-up of ..."
+    // Not None: record the run as skipped with skip_reason instead of starting it (Paused: a
+    // firing of a paused workflow, which its catch-up after `resume` may turn into the run).
+    model::SkipCause skip = model::SkipCause::None;
+    std::string skip_reason{};
+    std::string file_run_id{}; // a file drop's run id (see triggers/file_watch.h)
+};
 
 struct TriggerResult {
     bool ok = false;
@@ -85,6 +102,10 @@ class Engine {
 public:
     Engine(boost::asio::io_context& io, store::Store& store, plugin_host::PluginHost& plugins,
            EngineOptions options);
+    // With the plugins and the clock given (engine/plugin_port.h, engine/clock.h), for tests:
+    // fake plugins and simulated time. Both must outlive the engine.
+    Engine(boost::asio::io_context& io, store::Store& store, PluginPort& plugins, EngineClock& clock,
+           EngineOptions options);
     ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
@@ -105,21 +126,16 @@ public:
     // Where workflow tasks find their child workflows. Set once before the first trigger.
     void setWorkflowLookup(WorkflowLookup lookup);
 
-    // Creates a run of wf and starts it, queues it or records it as skipped, as the workflow's
-    // overlap policy says. A scheduled firing's id is "<workflow>@<UTC instant>" and is created
-    // at most once: firing the same instant again returns ok=false. Manual runs get a unique id.
-    // params override the workflow's declared defaults; an undeclared name is refused
-    // (ok=false, "workflow 'x' has no param 'k' (declared: a, b)"). actor (e.g. "uid 1000") is
-    // recorded in the run_created event. label is a scheduled run's trigger field ("cron",
-    // "every", "at", "reboot"; default "cron"). skip_reason, when not empty, records the run as
-    // skipped with that reason instead of starting it (a paused workflow's firings). A FileDrop
-    // run takes file_run_id as its id and, like a scheduled firing, is created at most once
-    // (ok=false, duplicate) unless its record is a firing skipped while the workflow was paused.
-    TriggerResult trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
-                          std::optional<std::chrono::sys_seconds> scheduled = std::nullopt,
-                          const store::NameValues& params = {}, const std::string& actor = "",
-                          const std::string& label = "", const std::string& skip_reason = "",
-                          const std::string& file_run_id = "");
+    // Creates a run of req.workflow and starts it, queues it or records it as skipped, as the
+    // workflow's overlap policy says. A time trigger's firing's id is "<workflow>@<UTC instant>"
+    // and is created at most once: firing the same instant again returns ok=false, duplicate.
+    // Manual runs get a unique id. params override the workflow's declared defaults; an
+    // undeclared name is refused (ok=false, "workflow 'x' has no param 'k' (declared: a, b)").
+    // actor and note are recorded in the run_created event ("manual by uid 1000", "cron:
+    // catch-up of ..."). A file drop's run takes file_run_id as its id and, like a time firing,
+    // is created at most once (ok=false, duplicate) unless its record is a firing skipped while
+    // the workflow was paused.
+    TriggerResult trigger(const TriggerRequest& req);
 
     // Cancels a queued, running or paused run and its child runs: running tasks are asked to
     // stop, the rest are marked cancelled. With task_id, cancels only that task (a running
@@ -165,7 +181,9 @@ public:
     EngineStats stats() const;
 
 private:
-    std::unique_ptr<Core> core_; // engine_state.h
+    std::unique_ptr<PluginPort> own_plugins_; // the daemon's: PluginHostPort
+    std::unique_ptr<EngineClock> own_clock_;  // the daemon's: AsioClock
+    std::unique_ptr<Core> core_;              // engine_state.h
 
 };
 

@@ -6,8 +6,9 @@
 
 namespace taskhub::engine {
 
-Core::Core(asio::io_context& i, store::Store& s, plugin_host::PluginHost& p, EngineOptions o)
-    : io(i), store(s), plugins(p), opts(std::move(o)), state_dir(opts.state_dir.string()) {}
+Core::Core(asio::io_context& i, store::Store& s, PluginPort& p, EngineClock& c, EngineOptions o)
+    : io(i), store(s), plugins(p), clock(c), opts(std::move(o)), queues(opts.max_running_tasks, opts.plugin_max_concurrency),
+      state_dir(opts.state_dir.string()) {}
 
 void Core::event(const std::string& run_id, const std::string& task_id,
                  const std::string& kind,
@@ -51,9 +52,9 @@ expr::Lookup Core::lookupFor(const Run& run) const {
 
 std::string Core::expand(const Run& run, const std::string& text) const {
     if (text.find("${") == std::string::npos) return text;
-    auto parsed = expr::Template::parse(text);
-    if (auto* tpl = std::get_if<expr::Template>(&parsed)) return tpl->expand(lookupFor(run));
-    return text; // validated at load; a bad template stays as written
+    std::string ignored; // validated at load; a bad template stays as written
+    if (auto tpl = expr::Template::parse(text, &ignored)) return tpl->expand(lookupFor(run));
+    return text;
 }
 
 } // namespace taskhub::engine

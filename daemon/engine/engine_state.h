@@ -2,8 +2,8 @@
 // facade; Core holds the active runs and is implemented in one file per concern:
 //   engine_state.cc   persistence helpers (events, run and task records), templates
 //   run_lifecycle.cc  trigger, overlap and queued runs, admit, settle, end, child runs
-//   ready_queues.cc   ready tasks waiting for a slot: limits, priorities, parking
-//   dispatch.cc       dispatch and launch, attempt completion and retries, timeouts, plugin health
+//   ready_queues.h    ready tasks waiting for a slot: limits, priorities, parking (its own class)
+//   dispatch.cc       taking ready tasks from the queues, dispatch and launch, attempt completion and retries, timeouts, plugin health
 //   controls.cc       operator commands: cancel, pause, resume, retry
 //   recovery.cc       recover after a crash (the only code that kills processes)
 // Every method runs on the event-loop thread.
@@ -11,7 +11,6 @@
 #define TASKHUB_ENGINE_ENGINE_STATE_H
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -30,7 +29,10 @@
 #include "common/proc.h"
 #include "config/workflow.h"
 #include "dag/graph.h"
+#include "engine/clock.h"
 #include "engine/engine.h"
+#include "engine/ready_queues.h"
+#include "engine/plugin_port.h"
 #include "engine/task_output.h"
 #include "expr/condition.h"
 #include "expr/template.h"
@@ -41,7 +43,7 @@ namespace taskhub::engine {
 
 namespace asio = boost::asio;
 using plugin_host::AttemptResult;
-using Clock = std::chrono::steady_clock;
+using Clock = std::chrono::steady_clock; // EngineClock::TimePoint is its time_point
 
 // A task's state inside the engine (TaskRun::st) is the domain's task state. Starting is a
 // state of the record only: while its attempt's record is not yet durable the engine's own view
@@ -93,41 +95,6 @@ inline const std::string* findValue(const store::NameValues& values, const std::
     return nullptr;
 }
 
-struct ReadyItem {
-    int priority = 0;
-    uint64_t seq = 0;
-    uint64_t run = 0; // Run::serial
-    uint32_t task = 0;
-};
-
-// Highest priority first, then first come, first served.
-struct ItemOrder {
-    bool operator()(const ReadyItem& a, const ReadyItem& b) const {
-        return a.priority != b.priority ? a.priority < b.priority : a.seq > b.seq;
-    }
-};
-
-using ReadyHeap = std::priority_queue<ReadyItem, std::vector<ReadyItem>, ItemOrder>;
-
-// Ready tasks waiting for a slot: by plugin; "" holds workflow tasks, which start child runs
-// and are held back by no plugin or global limit (a parent waiting on a slot its own child
-// needs could never finish).
-// A plugin's ready tasks with what decides whether one may start: how many of its attempts
-// run, its max_concurrency, its health. Nodes of a std::map never move, so tasks and runs keep
-// pointers to their queue and counter instead of looking names up per dispatch.
-struct PluginQueue {
-    ReadyHeap heap;
-    int running = 0;
-    int limit = 0;          // max_concurrency; 0 = unlimited
-    bool unhealthy = false; // as PluginHost::dispatchable() said at the last transition
-};
-
-// Held back by a workflow's max_parallel_tasks, by workflow name.
-struct Parked {
-    int limit = 0;
-    ReadyHeap heap;
-};
-
 struct TaskRun {
     store::TaskRecord rec;
     TS st = TS::Pending;
@@ -138,7 +105,7 @@ struct TaskRun {
     bool cancel_requested = false;
     std::string cancel_reason;
     std::string timed_out; // non-empty: the attempt was stopped by its timeout
-    std::unique_ptr<asio::steady_timer> timer; // retry delay or attempt timeout
+    std::unique_ptr<Timer> timer;              // retry delay or attempt timeout
     Clock::time_point deadline{};              // the attempt's timeout, when it has one
     std::chrono::milliseconds frozen_left{0};  // what was left of it when frozen
     uint64_t ready_seq = 0;                    // the live ready-queue entry
@@ -180,8 +147,8 @@ struct Run {
     int parent_attempt = 0;
     std::vector<std::string> children; // active child runs
     std::vector<ReadyItem> held;       // ready while paused
-    int* wf_running = nullptr;         // workflow_running[wf->name]
-    std::unique_ptr<asio::steady_timer> run_timer;
+    int* wf_running = nullptr;         // queues.workflowRunning(wf->name)
+    std::unique_ptr<Timer> run_timer;
     std::vector<std::function<void(const store::RunRecord&)>> waiters;
 
     static std::vector<dag::TriggerRule> rulesOf(const config::Workflow& wf) {
@@ -199,7 +166,8 @@ struct Run {
 struct Core {
     asio::io_context& io;
     store::Store& store;
-    plugin_host::PluginHost& plugins;
+    PluginPort& plugins;
+    EngineClock& clock; // deadlines and timers
     EngineOptions opts;
     WorkflowLookup lookup_workflow;
 
@@ -207,24 +175,19 @@ struct Core {
     std::unordered_map<uint64_t, Run*> by_serial;
     uint64_t next_serial = 0;
     std::map<std::string, std::deque<std::string>> queued; // workflow -> queued run ids
-    std::map<std::string, PluginQueue> ready; // by plugin; "" holds workflow tasks
+    ReadyQueues queues; // ready tasks waiting for a slot
     static constexpr size_t kLaunchChunk = 256;
     std::vector<Launch> launches; // dispatched since the last flushLaunches()
     uint64_t launch_since = 0;    // the store's write mark before the first of them
     std::string state_dir;        // TASKHUB_STATE_DIR of every attempt (recovery finds them by it)
-    std::map<std::string, Parked> parked; // by workflow name
-    uint64_t next_seq = 0;
     size_t ready_tasks = 0;
-    size_t unhealthy_plugins = 0; // queues marked unhealthy
-    std::map<std::string, int> workflow_running;
-    size_t running_tasks = 0;
     uint64_t runs_started = 0;
     bool stopping = false;
     std::function<void()> on_drained;
-    std::unique_ptr<asio::steady_timer> grace_timer;
+    std::unique_ptr<Timer> grace_timer;
     std::mt19937_64 rng{std::random_device{}()};
 
-    Core(asio::io_context& io, store::Store& store, plugin_host::PluginHost& plugins, EngineOptions options);
+    Core(asio::io_context& io, store::Store& store, PluginPort& plugins, EngineClock& clock, EngineOptions options);
 
     // engine_state.cc: persistence and templates
     void event(const std::string& run_id, const std::string& task_id, const std::string& kind,
@@ -243,10 +206,7 @@ struct Core {
     std::unique_ptr<Run> makeRun(std::shared_ptr<const config::Workflow> wf, std::string id,
                                  model::TriggerSource trigger, store::NameValues params);
     Run& adopt(std::unique_ptr<Run> run);
-    TriggerResult trigger(std::shared_ptr<const config::Workflow> wf, TriggerKind kind,
-                          std::optional<std::chrono::sys_seconds> scheduled, const store::NameValues& given,
-                          const std::string& actor, const std::string& label, const std::string& forced_skip,
-                          const std::string& file_run_id);
+    TriggerResult trigger(const TriggerRequest& req);
     void armRunTimeout(Run& run, std::optional<std::chrono::milliseconds> after = std::nullopt);
     void startRun(Run& run);
     std::optional<TS> admitDecision(Run& run, uint32_t t, std::string* why);
@@ -265,22 +225,12 @@ struct Core {
     void childEnded(const Run& child);
     void startNextQueued(const std::string& workflow);
 
-    // ready_queues.cc: ready tasks and limits
-    PluginQueue& queueNamed(const std::string& key);
+    // dispatch.cc: dispatch, attempts, plugin health
     PluginQueue& queueOf(TaskRun& task);
     void enqueue(Run& run, uint32_t t);
     std::pair<Run*, uint32_t> live(const ReadyItem& item);
-    void dropStale(ReadyHeap& heap);
-    bool globalLimitReached() const;
-    int pluginLimit(const std::string& plugin) const;
-    static bool atLimit(const PluginQueue& q);
-    bool pluginLimitReached(const std::string& plugin) const;
     static bool workflowLimitReached(const Run& run);
     void pump();
-    void unpark();
-
-    // dispatch.cc: dispatch, attempts, plugin health
-    bool isUnhealthy(const std::string& plugin) const;
     bool failsWhenUnhealthy(const std::string& plugin) const;
     std::string unhealthyText(const std::string& plugin) const;
     void holdForPlugin(Run& run, uint32_t t);

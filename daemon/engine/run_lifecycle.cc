@@ -74,18 +74,24 @@ std::unique_ptr<Run> Core::makeRun(std::shared_ptr<const config::Workflow> wf,
 
 Run& Core::adopt(std::unique_ptr<Run> run) {
     Run& r = *run;
-    r.wf_running = &workflow_running[r.wf->name];
+    r.wf_running = &queues.workflowRunning(r.wf->name);
     by_serial[r.serial] = &r;
     runs.emplace(r.rec.id, std::move(run));
     return r;
 }
 
-TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
-                            TriggerKind kind,
-                      std::optional<std::chrono::sys_seconds> scheduled,
-                      const store::NameValues& given, const std::string& actor, const std::string& label,
-                      const std::string& forced_skip, const std::string& file_run_id) {
+TriggerResult Core::trigger(const TriggerRequest& req) {
+    using model::TriggerSource;
+    const std::shared_ptr<const config::Workflow>& wf = req.workflow;
+    const std::optional<std::chrono::sys_seconds>& scheduled = req.scheduled;
+    const std::string forced_skip = req.skip == model::SkipCause::None ? std::string() : req.skip_reason;
+    const bool timed = req.source == TriggerSource::Cron || req.source == TriggerSource::Every ||
+                       req.source == TriggerSource::At || req.source == TriggerSource::Reboot;
     TriggerResult out;
+    if (req.source == TriggerSource::Parent) {
+        out.error = "a child run is started by its parent's workflow task, not triggered";
+        return out;
+    }
     if (stopping) {
         out.error = "taskhubd is shutting down; no new runs are started";
         return out;
@@ -95,14 +101,14 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
         return out;
     }
     store::NameValues params;
-    if (auto err = resolveParams(*wf, given, &params)) {
+    if (auto err = resolveParams(*wf, req.params, &params)) {
         out.error = *err;
         return out;
     }
     std::string id;
     bool revive = false;
-    if ((kind == TriggerKind::Scheduled && scheduled) || kind == TriggerKind::FileDrop) {
-        id = kind == TriggerKind::FileDrop ? file_run_id : wf->name + "@" + formatCompactUtc(*scheduled);
+    if ((timed && scheduled) || req.source == TriggerSource::File) {
+        id = req.source == TriggerSource::File ? req.file_run_id : wf->name + "@" + formatCompactUtc(*scheduled);
         if (runs.count(id) || store.runExists(id)) {
             // A firing recorded as skipped while the workflow was paused may still run: the
             // catch-up after `resume` turns that record into the run.
@@ -119,11 +125,7 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
         id = newManualId(wf->name);
     }
 
-    // label: a time trigger's kind or "file" (the names of model::TriggerSource).
-    const model::TriggerSource source = kind == TriggerKind::Manual ? model::TriggerSource::Manual
-                                        : label.empty()             ? model::TriggerSource::Cron
-                                        : model::parse<model::TriggerSource>(label).value_or(model::TriggerSource::Cron);
-    auto run = makeRun(wf, id, source, std::move(params));
+    auto run = makeRun(wf, id, req.source, std::move(params));
     if (scheduled) run->rec.scheduled_ms = scheduled->time_since_epoch().count() * 1000;
 
     // Overlap policy: what to do while earlier top-level runs of this workflow are active.
@@ -134,15 +136,16 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
     std::sort(active.begin(), active.end(), [](Run* a, Run* b) { return a->serial < b->serial; });
     std::string start = "run";
     std::string skip_reason = forced_skip; // decided by the caller: a paused workflow
-    if (!forced_skip.empty()) run->rec.skip_cause = model::SkipCause::Paused;
-    if (skip_reason.empty() && wf->overlap == config::Overlap::Allow && wf->max_active_runs > 0 &&
+    if (!forced_skip.empty()) run->rec.skip_cause = req.skip;
+    const config::Overlap overlap = req.source == TriggerSource::File ? wf->file_overlap : wf->overlap;
+    if (skip_reason.empty() && overlap == config::Overlap::Allow && wf->max_active_runs > 0 &&
                active.size() >= static_cast<size_t>(wf->max_active_runs)) {
         run->rec.skip_cause = model::SkipCause::ActiveLimit;
         skip_reason = "skipped: " + std::to_string(active.size()) + " runs are active, max_active_runs = " +
                       std::to_string(wf->max_active_runs) + " (overlap = allow)";
     } else if (skip_reason.empty() && !active.empty()) {
         const std::string previous = active.back()->rec.id;
-        switch (wf->overlap) {
+        switch (overlap) {
         case config::Overlap::Skip:
             run->rec.skip_cause = model::SkipCause::Overlap;
             skip_reason = "skipped: run " + previous + " is still active (overlap = skip)";
@@ -164,12 +167,10 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
 
     out.ok = true;
     out.run_id = id;
-    // "manual by uid 1000 (ada)"; "cron", "every: catch-up of ..." (a scheduled run's actor
-    // says why it fires when not on time).
-    const std::string source_name = model::nameString(run->rec.trigger);
-    const std::string by = actor.empty()                      ? source_name
-                           : kind != TriggerKind::Manual    ? source_name + ": " + actor
-                                                            : source_name + " by " + actor;
+    // "manual by uid 1000 (ada)"; "cron", "every: catch-up of ..." (the note says why a firing
+    // fires when not on time).
+    const std::string by = model::nameString(run->rec.trigger) + (req.actor.empty() ? "" : " by " + req.actor) +
+                           (req.note.empty() ? "" : ": " + req.note);
     if (!skip_reason.empty()) {
         run->rec.state = model::RunState::Skipped;
         run->rec.message = skip_reason;
@@ -194,7 +195,7 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
     if (start == "queue") {
         queued[wf->name].push_back(id);
         event(id, "", "run_queued", "waiting for " + active.back()->rec.id + " (overlap = " +
-                                        config::toString(wf->overlap) + ")");
+                                        config::toString(overlap) + ")");
         out.state = model::RunState::Queued;
         return out;
     }
@@ -211,10 +212,8 @@ TriggerResult Core::trigger(std::shared_ptr<const config::Workflow> wf,
 // after: when the run times out (default: the workflow's timeout from now).
 void Core::armRunTimeout(Run& run, std::optional<std::chrono::milliseconds> after) {
     if (run.wf->timeout.count() <= 0) return;
-    run.run_timer = std::make_unique<asio::steady_timer>(io, after.value_or(run.wf->timeout));
     uint64_t serial = run.serial;
-    run.run_timer->async_wait([this, serial](const boost::system::error_code& ec) {
-        if (ec) return;
+    run.run_timer = clock.after(after.value_or(run.wf->timeout), [this, serial] {
         auto it = by_serial.find(serial);
         if (it == by_serial.end()) return;
         stopRun(*it->second, model::RunState::Failed, "run timed out after " + formatDuration(it->second->wf->timeout));
@@ -249,8 +248,8 @@ std::optional<TS> Core::admitDecision(Run& run, uint32_t t, std::string* why) {
     if (!task.def->when.empty()) {
         auto& cond = run.conditions[t];
         if (!cond) {
-            auto parsed = expr::Condition::parse(task.def->when);
-            if (auto* c = std::get_if<expr::Condition>(&parsed)) cond = std::move(*c);
+            std::string ignored; // validated at load
+            cond = expr::Condition::parse(task.def->when, &ignored);
         }
         if (cond && !cond->evaluate(lookupFor(run))) {
             *why = "when condition is false: " + task.def->when;

@@ -25,10 +25,6 @@ struct Token {
 
 const char* const kCmpOps[] = {"==", "!=", "<=", ">=", "<", ">"};
 
-struct ParseError {
-    std::string message;
-};
-
 bool isWordStart(char ch) { return std::isalpha(static_cast<unsigned char>(ch)) || ch == '_'; }
 bool isWordChar(char ch) { return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_'; }
 bool isDigit(char ch) { return std::isdigit(static_cast<unsigned char>(ch)) != 0; }
@@ -50,9 +46,20 @@ bool parseNumber(std::string_view s, double* out) {
     return r.ec == std::errc() && r.ptr == s.data() + s.size();
 }
 
+// Reads tokens; a token that cannot be read sets *err (the first error only) and ends the
+// text: End from then on.
 class Lexer {
 public:
-    explicit Lexer(std::string_view text) : text_(text) {}
+    Lexer(std::string_view text, std::string* err) : text_(text), err_(err) {}
+
+    // The first error wins; the rest of the text is not read.
+    Token fail(std::string message) {
+        if (err_->empty()) *err_ = std::move(message);
+        pos_ = text_.size();
+        Token t;
+        t.pos = pos_;
+        return t;
+    }
 
     Token next() {
         while (pos_ < text_.size() && std::isspace(static_cast<unsigned char>(text_[pos_]))) ++pos_;
@@ -79,14 +86,14 @@ public:
         if (ch == '!') return punct(Token::Not, 1);
         if (ch == '(') return punct(Token::LParen, 1);
         if (ch == ')') return punct(Token::RParen, 1);
-        if (ch == '|') throw ParseError{at(pos_, "'|' is not an operator (expected '||')")};
-        if (ch == '&') throw ParseError{at(pos_, "'&' is not an operator (expected '&&')")};
-        if (ch == '=') throw ParseError{at(pos_, "'=' is not an operator (expected '==')")};
+        if (ch == '|') return fail(at(pos_, "'|' is not an operator (expected '||')"));
+        if (ch == '&') return fail(at(pos_, "'&' is not an operator (expected '&&')"));
+        if (ch == '=') return fail(at(pos_, "'=' is not an operator (expected '==')"));
         if (ch == '\'' || ch == '"') return quoted(t);
         if (ch == '-' || isDigit(ch)) return number(t);
         if (isWordStart(ch)) return word(t);
-        throw ParseError{at(pos_, "unexpected character '" + std::string(1, ch) +
-                                      "' (expected a value, an operator or a parenthesis)")};
+        return fail(at(pos_, "unexpected character '" + std::string(1, ch) +
+                                 "' (expected a value, an operator or a parenthesis)"));
     }
 
 private:
@@ -98,7 +105,7 @@ private:
             t.text += text_[i++];
         }
         if (i >= text_.size()) {
-            throw ParseError{at(pos_, "quoted string is not closed (expected a closing " + std::string(1, quote) + ")")};
+            return fail(at(pos_, "quoted string is not closed (expected a closing " + std::string(1, quote) + ")"));
         }
         t.kind = Token::Value;
         t.src = std::string(text_.substr(pos_, i + 1 - pos_));
@@ -113,8 +120,8 @@ private:
         std::string_view src = text_.substr(pos_, i - pos_);
         double ignored = 0;
         if (!parseNumber(src, &ignored) || (i < text_.size() && isWordChar(text_[i]))) {
-            throw ParseError{at(pos_, "invalid number '" + std::string(src) +
-                                          "' (expected digits with an optional '-' and fraction, like 3, -1 or 2.5)")};
+            return fail(at(pos_, "invalid number '" + std::string(src) +
+                                     "' (expected digits with an optional '-' and fraction, like 3, -1 or 2.5)"));
         }
         t.kind = Token::Value;
         t.src = t.text = std::string(src);
@@ -133,15 +140,15 @@ private:
             return t;
         }
         if (head != "params" && head != "tasks") {
-            throw ParseError{at(pos_, "unknown name '" + head + "' (expected " + kValueForms +
-                                          "; quote text, like '" + head + "')")};
+            return fail(at(pos_, "unknown name '" + head + "' (expected " + kValueForms +
+                                     "; quote text, like '" + head + "')"));
         }
         auto ref = detail::parseRef(text_, pos_, true, "params.NAME, tasks.ID.outputs.NAME or tasks.ID.state");
-        if (!ref.ok) throw ParseError{at(ref.error_pos, ref.error)};
+        if (!ref.ok) return fail(at(ref.error_pos, ref.error));
         if (ref.end < text_.size() && (text_[ref.end] == '.' || text_[ref.end] == '-')) {
-            throw ParseError{at(ref.end, "unexpected '" + std::string(1, text_[ref.end]) + "' after '" +
-                                             toString(ref.ref) +
-                                             "' (expected params.NAME, tasks.ID.outputs.NAME or tasks.ID.state)")};
+            return fail(at(ref.end, "unexpected '" + std::string(1, text_[ref.end]) + "' after '" +
+                                        toString(ref.ref) +
+                                        "' (expected params.NAME, tasks.ID.outputs.NAME or tasks.ID.state)"));
         }
         t.kind = Token::RefTok;
         t.ref = ref.ref;
@@ -151,6 +158,7 @@ private:
     }
 
     std::string_view text_;
+    std::string* err_;
     size_t pos_ = 0;
 };
 
@@ -160,21 +168,28 @@ std::string describe(const Token& t) {
 
 } // namespace
 
+// Recursive descent. The first error sets *err and ends the input (fail()), so every loop ends
+// and the result is discarded.
 class Condition::Parser {
 public:
-    Parser(std::string_view text, Condition& c) : lexer_(text), c_(c) { advance(); }
+    Parser(std::string_view text, Condition& c, std::string* err) : lexer_(text, err), c_(c) { advance(); }
 
     size_t parseAll() {
         size_t n = parseOr();
         if (tok_.kind != Token::End) {
-            throw ParseError{at(tok_.pos, "expected an operator (&&, ||, ==, !=, <, <=, >, >=) or the end of the "
-                                          "condition, found " + describe(tok_))};
+            return fail(at(tok_.pos, "expected an operator (&&, ||, ==, !=, <, <=, >, >=) or the end of the "
+                                     "condition, found " + describe(tok_)));
         }
         return n;
     }
 
 private:
     void advance() { tok_ = lexer_.next(); }
+
+    size_t fail(std::string message) {
+        tok_ = lexer_.fail(std::move(message));
+        return 0;
+    }
 
     size_t add(Node n) {
         c_.nodes_.push_back(std::move(n));
@@ -222,8 +237,8 @@ private:
         advance();
         size_t n = binary(op, lhs, parseOperand());
         if (tok_.kind == Token::Cmp) {
-            throw ParseError{at(tok_.pos, "comparisons cannot be chained, found " + describe(tok_) +
-                                              " after a comparison (use parentheses, e.g. (a == b) == c)")};
+            return fail(at(tok_.pos, "comparisons cannot be chained, found " + describe(tok_) +
+                                         " after a comparison (use parentheses, e.g. (a == b) == c)"));
         }
         return n;
     }
@@ -250,14 +265,14 @@ private:
             advance();
             size_t n = parseOr();
             if (tok_.kind != Token::RParen) {
-                throw ParseError{at(tok_.pos, "expected ')' to close the '(' at column " + std::to_string(t.pos + 1) +
-                                                  ", found " + describe(tok_))};
+                return fail(at(tok_.pos, "expected ')' to close the '(' at column " + std::to_string(t.pos + 1) +
+                                             ", found " + describe(tok_)));
             }
             advance();
             return n;
         }
         default:
-            throw ParseError{at(t.pos, std::string("expected a value (") + kValueForms + "), found " + describe(t))};
+            return fail(at(t.pos, std::string("expected a value (") + kValueForms + "), found " + describe(t)));
         }
     }
 
@@ -266,16 +281,18 @@ private:
     Token tok_;
 };
 
-std::variant<Condition, std::string> Condition::parse(std::string_view text) {
+std::optional<Condition> Condition::parse(std::string_view text, std::string* err) {
     if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
-        return at(0, "the condition is empty (expected e.g. params.region == 'eu')");
+        *err = at(0, "the condition is empty (expected e.g. params.region == 'eu')");
+        return std::nullopt;
     }
     Condition c;
-    try {
-        Parser p(text, c);
-        c.root_ = p.parseAll();
-    } catch (const ParseError& e) {
-        return e.message;
+    std::string error;
+    Parser p(text, c, &error);
+    c.root_ = p.parseAll();
+    if (!error.empty()) {
+        *err = std::move(error);
+        return std::nullopt;
     }
     return c;
 }

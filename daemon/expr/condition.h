@@ -21,7 +21,7 @@
 
 #include <string>
 #include <string_view>
-#include <variant>
+#include <optional>
 #include <vector>
 
 #include "expr/ref.h"
@@ -30,9 +30,9 @@ namespace taskhub::expr {
 
 class Condition {
 public:
-    // Parses text. On a syntax error returns a message naming the 1-based column, what is wrong
-    // and what would be right, e.g. "column 15: '=' is not an operator (expected '==')".
-    static std::variant<Condition, std::string> parse(std::string_view text);
+    // Parses text. On a syntax error returns nullopt and *err names the 1-based column, what is
+    // wrong and what would be right, e.g. "column 15: '=' is not an operator (expected '==')".
+    static std::optional<Condition> parse(std::string_view text, std::string* err);
 
     // The references, in order of appearance (a reference used twice appears twice).
     const std::vector<Ref>& refs() const { return refs_; }

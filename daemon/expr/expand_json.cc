@@ -15,8 +15,8 @@ void expandValue(boost::json::value& v, const Lookup& lookup) {
     if (auto* s = v.if_string()) {
         std::string_view text(s->data(), s->size());
         if (text.find("${") == std::string_view::npos) return;
-        auto parsed = Template::parse(text);
-        if (auto* t = std::get_if<Template>(&parsed)) *s = t->expand(lookup);
+        std::string ignored; // never in a loaded workflow; left as written
+        if (auto t = Template::parse(text, &ignored)) *s = t->expand(lookup);
     } else if (auto* a = v.if_array()) {
         for (auto& e : *a) expandValue(e, lookup);
     } else if (auto* o = v.if_object()) {
@@ -28,9 +28,9 @@ void expandValue(boost::json::value& v, const Lookup& lookup) {
 bool expandShellText(boost::json::string& s, std::string_view key, const Lookup& lookup, std::string* err) {
     std::string_view text(s.data(), s.size());
     if (text.find("${") == std::string_view::npos) return true;
-    auto parsed = Template::parse(text);
-    auto* t = std::get_if<Template>(&parsed);
-    if (t == nullptr) return true; // never in a loaded workflow; left as written, like expandValue
+    std::string ignored;
+    auto t = Template::parse(text, &ignored);
+    if (!t) return true; // never in a loaded workflow; left as written, like expandValue
     const std::vector<ShellContext> contexts = shellContexts(*t);
     bool nul = false;
     size_t failed = 0;

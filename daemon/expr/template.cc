@@ -6,8 +6,12 @@ namespace taskhub::expr {
 
 using detail::at;
 
-std::variant<Template, std::string> Template::parse(std::string_view text) {
+std::optional<Template> Template::parse(std::string_view text, std::string* err) {
     static const std::string kExpected = "${params.NAME} or ${tasks.ID.outputs.NAME}";
+    auto fail = [err](std::string message) -> std::optional<Template> {
+        *err = std::move(message);
+        return std::nullopt;
+    };
     Template t;
     std::string literal;
     size_t i = 0;
@@ -26,17 +30,17 @@ std::variant<Template, std::string> Template::parse(std::string_view text) {
         auto ref = detail::parseRef(text, i + 2, false, kExpected);
         if (!ref.ok) {
             if (ref.error_pos == i + 2 && i + 2 < text.size() && text[i + 2] == '}') {
-                return at(open, "empty reference '${}' (expected " + kExpected + ")");
+                return fail(at(open, "empty reference '${}' (expected " + kExpected + ")"));
             }
-            return at(ref.error_pos, ref.error);
+            return fail(at(ref.error_pos, ref.error));
         }
         if (ref.end >= text.size()) {
-            return at(open, "'${' is not closed (expected '}' after the reference; write '$${' for a "
-                            "literal '${')");
+            return fail(at(open, "'${' is not closed (expected '}' after the reference; write '$${' for a "
+                                 "literal '${')"));
         }
         if (text[ref.end] != '}') {
-            return at(ref.end, "unexpected '" + std::string(1, text[ref.end]) + "' after '${" +
-                                   toString(ref.ref) + "' (expected '}')");
+            return fail(at(ref.end, "unexpected '" + std::string(1, text[ref.end]) + "' after '${" +
+                                        toString(ref.ref) + "' (expected '}')"));
         }
         t.parts_.push_back({std::move(literal), static_cast<int>(t.refs_.size())});
         literal.clear();

@@ -11,7 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <variant>
+#include <optional>
 #include <vector>
 
 #include "expr/ref.h"
@@ -20,10 +20,10 @@ namespace taskhub::expr {
 
 class Template {
 public:
-    // Parses text. On a syntax error returns a message naming the 1-based column, what is wrong
-    // and what would be right, e.g. "column 9: '${' is not closed (expected '}' after the
+    // Parses text. On a syntax error returns nullopt and *err names the 1-based column, what is
+    // wrong and what would be right, e.g. "column 9: '${' is not closed (expected '}' after the
     // reference; write '$${' for a literal '${')".
-    static std::variant<Template, std::string> parse(std::string_view text);
+    static std::optional<Template> parse(std::string_view text, std::string* err);
 
     // The references, in order of appearance (a reference used twice appears twice).
     const std::vector<Ref>& refs() const { return refs_; }

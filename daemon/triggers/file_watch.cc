@@ -768,8 +768,8 @@ struct FileWatch::Impl {
         size_t passed = 0;
         for (size_t i = 0; i < fresh.size(); ++i) {
             const bool chosen = fresh[i].second.mtime_ns >= window_start &&
-                                (wf.catchup == config::Catchup::All ||
-                                 (wf.catchup == config::Catchup::Latest && i + 1 == fresh.size()));
+                                (wf.file_catchup == config::Catchup::All ||
+                                 (wf.file_catchup == config::Catchup::Latest && i + 1 == fresh.size()));
             if (chosen) {
                 run.push_back(fresh[i]);
                 continue;
@@ -782,8 +782,8 @@ struct FileWatch::Impl {
         }
         spdlog::info("FILE_WATCH_CATCHUP {}: {} file(s) in {} not seen before; running {}, passing over {} "
                      "(catchup = {}, catchup_window = {}s)",
-                     wf.name, fresh.size(), t.def().watch.string(), run.size(), passed, config::toString(wf.catchup),
-                     wf.catchup_window.count());
+                     wf.name, fresh.size(), t.def().watch.string(), run.size(), passed,
+                     config::toString(wf.file_catchup), wf.catchup_window.count());
         for (auto& [path, v] : run) consider(trig, path, true);
     }
 
@@ -841,7 +841,7 @@ struct FileWatch::Impl {
             }
         }
         if (live.empty()) return;
-        const auto policy = live.front().second.workflow->catchup;
+        const auto policy = live.front().second.workflow->file_catchup;
         size_t first = policy == config::Catchup::All ? 0 : policy == config::Catchup::Latest ? live.size() - 1 : live.size();
         spdlog::info("FILE_WATCH_RESUMED {}: {} file(s) arrived while paused; running {} (catchup = {})", workflow,
                      live.size(), live.size() - first, config::toString(policy));

@@ -35,18 +35,22 @@ std::optional<PlannedFiring> nextFiring(const config::Workflow& wf, size_t t, sy
     return PlannedFiring{t, *scheduled, *scheduled + trig.jitter_offset};
 }
 
-std::vector<PlannedFiring> upcoming(const config::Workflow& wf, sys_seconds after, size_t n,
-                                    const PlanContext& ctx) {
+std::optional<PlannedFiring> nextToCome(const config::Workflow& wf, size_t t, sys_seconds now, sys_seconds handled,
+                                        const PlanContext& ctx, std::chrono::seconds lookback) {
+    // due = scheduled + jitter_offset, so due > now is scheduled > now - jitter_offset.
+    const auto back = std::max(wf.triggers.at(t).jitter_offset, lookback);
+    return nextFiring(wf, t, std::max(handled, now - back), ctx);
+}
+
+std::vector<PlannedFiring> upcoming(const config::Workflow& wf, sys_seconds now, size_t n, const PlanContext& ctx) {
     std::vector<PlannedFiring> out;
     if (n == 0) return out;
     // Each trigger's next n firings, merged: n per trigger is enough for the first n overall.
     for (size_t t = 0; t < wf.triggers.size(); ++t) {
-        sys_seconds from = after;
-        for (size_t i = 0; i < n; ++i) {
-            auto f = nextFiring(wf, t, from, ctx);
-            if (!f) break;
+        std::optional<PlannedFiring> f = nextToCome(wf, t, now, sys_seconds{}, ctx);
+        for (size_t i = 0; f && i < n; ++i) {
             out.push_back(*f);
-            from = f->scheduled;
+            f = nextFiring(wf, t, f->scheduled, ctx);
         }
     }
     std::stable_sort(out.begin(), out.end(), [](const PlannedFiring& a, const PlannedFiring& b) {

@@ -32,9 +32,20 @@ struct PlanContext {
 std::optional<PlannedFiring> nextFiring(const config::Workflow& wf, size_t t, std::chrono::sys_seconds after,
                                         const PlanContext& ctx);
 
-// The next n firings of all of wf's time triggers whose scheduled instants are strictly after
-// `after`, in order of due time (ties by trigger index).
-std::vector<PlannedFiring> upcoming(const config::Workflow& wf, std::chrono::sys_seconds after, size_t n,
+// The first firing of trigger `t` of `wf` that is still to come at `now`: its due instant is
+// after now and its scheduled instant after `handled` (what the trigger handled already). A
+// firing whose scheduled instant has passed but whose due instant has not (scheduled <= now <
+// due, held back by jitter) is pending and is this firing: a restart or a re-plan between the
+// two instants keeps it. `lookback` widens the window to firings scheduled after now - lookback
+// (a reload passes the trigger's jitter before the edit, so that a firing pending under the old
+// definition stays planned even when the new jitter made it due already).
+std::optional<PlannedFiring> nextToCome(const config::Workflow& wf, size_t t, std::chrono::sys_seconds now,
+                                        std::chrono::sys_seconds handled, const PlanContext& ctx,
+                                        std::chrono::seconds lookback = std::chrono::seconds(0));
+
+// The next n firings of all of wf's time triggers whose due instants are strictly after `now`
+// (pending ones included, see nextToCome), in order of due time (ties by trigger index).
+std::vector<PlannedFiring> upcoming(const config::Workflow& wf, std::chrono::sys_seconds now, size_t n,
                                     const PlanContext& ctx);
 
 // Why firings were missed: the daemon was not running (restart), or it was running but could not

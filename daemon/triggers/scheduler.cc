@@ -65,20 +65,31 @@ struct Scheduler::Impl {
         return opts.clock ? opts.clock() : std::chrono::system_clock::now();
     }
 
-    void plan(State& st, size_t t, sys_seconds after) {
-        auto f = nextFiring(*st.wf, t, after, context());
+    void push(State& st, size_t t, const std::optional<PlannedFiring>& f) {
         st.next_due[t] = f ? f->due : sys_seconds{};
         if (f) queue.push({f->due, f->scheduled, st.plan_generation, st.wf, t});
     }
 
-    // Plans every trigger of st's workflow afresh from `now` (and never at or before what each
-    // trigger already handled).
-    void planAll(State& st, sys_seconds now) {
+    // Plans every trigger of st's workflow afresh at `now`: its first firing due after now and
+    // scheduled after what the trigger already handled, so a firing held back by jitter
+    // (scheduled <= now < due) stays planned. lookback[t] (a reload: the trigger's jitter before
+    // the edit) also keeps a firing that was pending under the old definition.
+    void planAll(State& st, sys_seconds now, const std::vector<std::chrono::seconds>& lookback = {}) {
         ++st.plan_generation;
         st.next_due.assign(st.wf->triggers.size(), sys_seconds{});
         for (size_t t = 0; t < st.wf->triggers.size(); ++t) {
             if (st.wf->triggers[t].kind == Kind::Reboot) continue;
-            plan(st, t, std::max(now, st.last[t]));
+            push(st, t,
+                 nextToCome(*st.wf, t, now, st.last[t], context(),
+                            t < lookback.size() ? lookback[t] : std::chrono::seconds(0)));
+        }
+    }
+
+    // Marks as handled every firing of st's triggers that was due by now; the ones pending
+    // (scheduled <= now < due) are not, and planAll() plans them.
+    void handledUntil(State& st, sys_seconds now) {
+        for (size_t t = 0; t < st.last.size(); ++t) {
+            st.last[t] = std::max(st.last[t], now - st.wf->triggers[t].jitter_offset);
         }
     }
 
@@ -94,7 +105,7 @@ struct Scheduler::Impl {
         // years. include_handled: also the firings handled (recorded as skipped) while paused.
         auto missed = missedFirings(wf, from, now, include_handled ? std::vector<sys_seconds>{} : st.last, m,
                                     context(), 100 * kMaxCatchup);
-        for (auto& l : st.last) l = std::max(l, now);
+        handledUntil(st, now);
         if (missed.empty()) return;
         const size_t n = missed.size();
         const std::string span = formatIsoSeconds(missed.front().scheduled) +
@@ -134,16 +145,22 @@ struct Scheduler::Impl {
             State st;
             st.wf = wf;
             st.last.assign(wf->triggers.size(), sys_seconds{});
+            std::vector<std::chrono::seconds> lookback(wf->triggers.size(), std::chrono::seconds(0));
             const bool first_seen = old == states.end();
             if (!first_seen) {
                 // A reload: what was handled stays handled (by the triggers that are the same,
-                // in order; new or changed ones start after now).
-                st.plan_generation = old->second.plan_generation;
+                // in order). New or changed ones start after the latest instant the workflow
+                // handled and after now, except for a firing held back by jitter: one pending
+                // under the trigger's old definition or under its new one stays planned.
+                const State& was = old->second;
+                st.plan_generation = was.plan_generation;
+                const sys_seconds latest = was.last.empty() ? now : *std::max_element(was.last.begin(), was.last.end());
                 for (size_t t = 0; t < st.last.size(); ++t) {
-                    st.last[t] = t < old->second.last.size() &&
-                                         wf->triggers[t].describe() == old->second.wf->triggers[t].describe()
-                                     ? old->second.last[t]
-                                     : now;
+                    const bool existed = t < was.last.size();
+                    if (existed) lookback[t] = was.wf->triggers[t].jitter_offset;
+                    st.last[t] = existed && wf->triggers[t].describe() == was.wf->triggers[t].describe()
+                                     ? was.last[t]
+                                     : std::max(latest, now - std::max(lookback[t], wf->triggers[t].jitter_offset));
                 }
             }
             auto& placed = next[name] = std::move(st);
@@ -158,7 +175,7 @@ struct Scheduler::Impl {
                     // What was missed is decided at resume (from the start of the pause).
                     spdlog::info("SCHED_PAUSED {}: paused since {} by {}; catch-up waits for resume", name,
                                  formatIsoSeconds(pauses[name].since), pauses[name].by);
-                    for (auto& l : placed.last) l = std::max(l, now);
+                    handledUntil(placed, now);
                 } else {
                     catchUp(placed, from, now, MissedContext{true, recorded}, "taskhubd was not running");
                 }
@@ -168,7 +185,14 @@ struct Scheduler::Impl {
                     fire(Firing{wf, t, opts.boot, "reboot", {}, pausedReason(name)});
                 }
             }
-            planAll(placed, now);
+            planAll(placed, now, lookback);
+            for (size_t t = 0; t < wf->triggers.size(); ++t) {
+                // cron::CronExpr::next() looks 8 years ahead.
+                if (wf->triggers[t].kind == Kind::Cron && placed.next_due[t] == sys_seconds{}) {
+                    spdlog::warn("SCHED_NEVER_FIRES {}: trigger #{} {} has no firing in the next 8 years", name, t,
+                                 wf->triggers[t].describe());
+                }
+            }
         }
         states = std::move(next); // entries of workflows no longer loaded are dropped when popped
         arm();
@@ -229,9 +253,9 @@ struct Scheduler::Impl {
                 // Nothing could fire it on time: the machine slept, the clock jumped forward, or
                 // the loop was stalled. Missed firings follow the catch-up rules.
                 if (caught_up.insert(e.wf->name).second) {
-                    const sys_seconds from = std::max(e.scheduled - std::chrono::seconds(1),
-                                                      now - st.wf->catchup_window);
-                    catchUp(st, from, now, MissedContext{},
+                    // From the window's start: what each trigger handled bounds the rest (another
+                    // trigger's firing scheduled before this one may be due after it: jitter).
+                    catchUp(st, now - st.wf->catchup_window, now, MissedContext{},
                             "woke " + std::to_string((now - e.due).count()) + "s late");
                     planAll(st, now);
                 }
@@ -240,7 +264,7 @@ struct Scheduler::Impl {
             st.last[e.trigger] = e.scheduled;
             fire(Firing{st.wf, e.trigger, e.scheduled, config::toString(st.wf->triggers[e.trigger].kind), {},
                         pausedReason(e.wf->name)});
-            plan(st, e.trigger, e.scheduled);
+            push(st, e.trigger, nextFiring(*st.wf, e.trigger, e.scheduled, context()));
         }
         arm();
     }

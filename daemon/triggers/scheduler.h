@@ -14,6 +14,10 @@
 // kMaxCatchup, the older ones dropped with a warning naming how many). One-off `at` triggers of
 // a workflow that never fired count as missed when their instant is within the window.
 //
+// A firing held back by jitter is pending between its scheduled and due instants; a restart, a
+// reload or a catch-up in that time keeps it planned, and it fires at its due instant: no firing
+// is lost without a record (a run, a skipped run, or a SCHED_MISSED / SCHED_CATCHUP_DROPPED line).
+//
 // @reboot triggers fire once per machine boot, at start, with the boot's instant as their
 // scheduled instant (so the run id, and with it "fired in this boot", survives daemon restarts).
 //

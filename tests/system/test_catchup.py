@@ -4,6 +4,7 @@ triggers fire on their grid; no scheduled instant is ever recorded twice."""
 import datetime
 import os
 import sys
+import textwrap
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -216,6 +217,66 @@ class CatchupTest(harness.DaemonTestCase):
         self.assertIn("bad_catchup.toml:2: 'policy.catchup' must be none | latest | all, found \"some\"",
                       errors["bad_catchup.toml"])
         self.assertIn("'policy.max_active_runs' only applies with overlap = \"allow\"", errors["bad_max.toml"])
+
+    def test_a_jittered_firing_survives_a_restart_and_an_edit_before_it_is_due(self):
+        """A firing held back by jitter (scheduled <= now < due) fires at its due instant when
+        taskhubd restarts, or its file is edited, between the two instants; `next` lists it."""
+        # cron every 20 s with jitter 19s: the workflow name "pending" hashes to a stable offset
+        # of 17 s (config/workflow.cc: FNV-1a of "pending#0" modulo 20), so each firing waits
+        # 17 s between its scheduled and due instants: time to restart in between.
+        period, offset = 20, 17
+        wf = """\
+            [[trigger]]
+            cron = "*/20 * * * * *"
+            jitter = "19s"
+            """ + TASK
+        d = self.daemon(start=False)
+        d.write_workflow("pending", wf)
+        d.start()
+
+        def inside_a_window():
+            """Waits until 1-4 s after a scheduled instant; returns the instant."""
+            while True:
+                now = time.time()
+                into = now % period
+                if 1 <= into <= 4:
+                    return datetime.datetime.fromtimestamp(int(now - into), datetime.timezone.utc)
+                time.sleep(0.2)
+
+        def check_pending(instant, when):
+            firing = d.ctl_ok("next", "pending", "-n", "1")["firings"][0]
+            self.assertLess(time.time(), instant.timestamp() + offset - 1,
+                            "too slow: the firing of %s was due before `next` answered" % instant)
+            self.assertEqual((harness.parse_iso(firing["scheduled"]), harness.parse_iso(firing["due"])),
+                             (instant, instant + datetime.timedelta(seconds=offset)),
+                             "after %s, `next` does not list the pending firing of %s" % (when, instant))
+
+        def wait_for_run_of(instant, when):
+            run_id = "pending@" + instant.strftime("%Y%m%dT%H%M%SZ")
+            harness.wait_until(lambda: run_id in {r["id"] for r in d.ctl_ok("runs", "pending", "--limit", "1000")},
+                               timeout=offset + 10, what="the firing of %s after %s" % (instant, when))
+            run = d.wait_run_state(run_id, ("succeeded",))
+            self.assertEqual(run["trigger"], "cron")
+            created = [e for e in d.ctl_ok("show", run_id)["events"] if e["kind"] == "run_created"]
+            self.assertEqual(len(created), 1, created)
+            self.assertNotIn("catch-up", created[0]["detail"], "fired on time, not as a catch-up")
+
+        instant = inside_a_window()
+        self.assertEqual(d.stop()[0], 0)
+        d.start()
+        check_pending(instant, "a restart")
+        wait_for_run_of(instant, "a restart")
+
+        instant = inside_a_window()
+        d.write_workflow("pending", 'description = "edited"\n' + textwrap.dedent(wf))
+        harness.wait_until(lambda: [w for w in d.ctl_ok("list")["workflows"] if w["name"] == "pending"][0]
+                           ["description"] == "edited" or None, timeout=5, what="the edit to apply")
+        check_pending(instant, "an edit")
+        wait_for_run_of(instant, "an edit")
+
+        times, _ = self.scheduled(d, "pending")
+        self.assertEqual(len(set(times)), len(times), "an instant was recorded twice: %s" % times)
+        self.assertNotIn("SCHED_MISSED", d.log())
 
 
 if __name__ == "__main__":

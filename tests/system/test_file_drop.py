@@ -278,6 +278,57 @@ class FileDropTest(harness.DaemonTestCase):
                 self.runs(d, "p")), what="both drops to run after resume")
         self.assertEqual(sorted(r["params"]["file_name"] for r in done), ["a", "b"])
 
+    def test_default_policy_runs_every_file(self):
+        """Without [policy], a watch trigger loses no file: catchup = all for files dropped while
+        taskhubd was down or present when the trigger is added, queue_all for files dropped
+        while a run is active (docs/workflow-format.md, "[policy]")."""
+        d = self.daemon(start=False)
+        inbox, present = d.path("in"), d.path("present")
+        os.makedirs(inbox)
+        os.makedirs(present)
+        task = """
+            [[task]]
+            id = "t"
+            plugin = "shell"
+            command = 'sleep 0.2; echo "${params.file_name}" >> %s'
+            """
+        d.write_workflow("box", '[[trigger]]\nwatch = "%s"\n' % inbox + task % d.path("ledger"))
+        d.start()
+        self.assertEqual(d.stop()[0], 0)
+        down = ["down%02d" % i for i in range(20)]
+        for i, name in enumerate(down):
+            write(os.path.join(inbox, name))
+            os.utime(os.path.join(inbox, name), (time.time() - 30 + i, time.time() - 30 + i))
+        d.start()
+        runs = self.wait_runs(d, "box", 20, timeout=60)
+        self.assertEqual(sorted(r["params"]["file_name"] for r in runs), down)
+        self.assertEqual({r["state"] for r in runs}, {"succeeded"}, runs)
+        self.assertIn("FILE_WATCH_CATCHUP box: 20 file(s) in %s not seen before; running 20, passing over 0 "
+                      "(catchup = all" % inbox, d.log())
+
+        # Dropped while a run is active: each waits its turn.
+        during = ["during%d" % i for i in range(5)]
+        for name in during:
+            write(os.path.join(inbox, name))
+            time.sleep(0.02)
+        runs = self.wait_runs(d, "box", 25, timeout=60)
+        self.assertEqual(sorted(r["params"]["file_name"] for r in runs), sorted(down + during))
+        self.assertEqual({r["state"] for r in runs}, {"succeeded"}, runs)
+        queued = [e for r in runs if r["params"]["file_name"] in during
+                  for e in d.ctl_ok("show", r["id"])["events"] if e["kind"] == "run_queued"]
+        self.assertTrue(queued and all("(overlap = queue_all)" in e["detail"] for e in queued), queued)
+
+        # Present when a watch trigger is added: all run.
+        names = ["here%d" % i for i in range(5)]
+        for name in names:
+            write(os.path.join(present, name))
+        d.write_workflow("added", '[[trigger]]\nwatch = "%s"\n' % present + task % d.path("ledger2"))
+        runs = self.wait_runs(d, "added", 5, timeout=60)
+        self.assertEqual(sorted(r["params"]["file_name"] for r in runs), names)
+        self.assertEqual({r["state"] for r in runs}, {"succeeded"}, runs)
+        self.assertEqual(sorted(d.read("ledger2").split()), names)
+        self.assertEqual(sorted(d.read("ledger").split()), sorted(down + during))
+
 
 if __name__ == "__main__":
     harness.main()

@@ -263,6 +263,14 @@ class NextThroughDaemonTest(harness.DaemonTestCase):
             id = "t"
             plugin = "noop"
             """)
+        d.write_workflow("feb30", """\
+            [[trigger]]
+            cron = "0 0 30 2 *"
+
+            [[task]]
+            id = "t"
+            plugin = "noop"
+            """)
         d.start()
 
         firings = d.ctl_ok("next", "mixed", "-n", "30")["firings"]
@@ -293,6 +301,12 @@ class NextThroughDaemonTest(harness.DaemonTestCase):
         self.assertEqual((once["trigger_text"], once["scheduled"], once["due"]),
                          ("at " + at, at.replace("Z", ".000Z"), at.replace("Z", ".000Z")))
         self.assertEqual([f["due"] for f in firings], sorted(f["due"] for f in firings))
+
+        data = d.ctl_ok("next", "feb30")
+        self.assertEqual(data["firings"], [])
+        self.assertEqual(data["note"], "no time trigger of workflow 'feb30' fires again (cron \"0 0 30 2 *\")")
+        self.assertIn('SCHED_NEVER_FIRES feb30: trigger #0 cron "0 0 30 2 *" has no firing in the next 8 years',
+                      d.log())
 
         data = d.ctl_ok("next", "past")
         self.assertEqual(data["firings"], [])

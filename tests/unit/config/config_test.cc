@@ -631,3 +631,31 @@ TEST_CASE("a workflow may set its own keep_runs and keep_days", "[workflow]") {
     CHECK(messages(bad) == std::vector<std::string>{"1: 'keep_runs' must be between 1 and 100000000, found 0",
                                                     "2: 'keep_days' must be an integer, found string"});
 }
+
+TEST_CASE("file drops default to catchup = all and overlap = queue_all; time triggers to latest and skip; "
+          "what [policy] says applies to both",
+          "[workflow][policy]") {
+    TempDir dir;
+    const std::string task = "\n[[task]]\nid = \"a\"\nplugin = \"noop\"\n";
+    auto defaults = loadText(dir, "box.toml", "[[trigger]]\nwatch = \"/srv/in\"\n[[trigger]]\ncron = \"* * * * *\"\n" + task);
+    INFO(Catch::Detail::stringify(messages(defaults)));
+    REQUIRE(defaults.workflow);
+    CHECK(defaults.workflow->catchup == Catchup::Latest);
+    CHECK(defaults.workflow->overlap == Overlap::Skip);
+    CHECK(defaults.workflow->file_catchup == Catchup::All);
+    CHECK(defaults.workflow->file_overlap == Overlap::QueueAll);
+
+    auto set = loadText(dir, "set.toml",
+                        "[[trigger]]\nwatch = \"/srv/in\"\n[policy]\ncatchup = \"latest\"\noverlap = \"skip\"\n" + task);
+    INFO(Catch::Detail::stringify(messages(set)));
+    REQUIRE(set.workflow);
+    CHECK(set.workflow->file_catchup == Catchup::Latest);
+    CHECK(set.workflow->file_overlap == Overlap::Skip);
+    CHECK(set.workflow->catchup == Catchup::Latest);
+    CHECK(set.workflow->overlap == Overlap::Skip);
+
+    auto one = loadText(dir, "one.toml", "[[trigger]]\nwatch = \"/srv/in\"\n[policy]\ncatchup = \"none\"\n" + task);
+    REQUIRE(one.workflow);
+    CHECK(one.workflow->file_catchup == Catchup::None);
+    CHECK(one.workflow->file_overlap == Overlap::QueueAll); // not written: the file default
+}

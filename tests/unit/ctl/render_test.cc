@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <iostream>
+#include <sstream>
+
 #include <string>
 #include <vector>
 
@@ -96,4 +99,53 @@ TEST_CASE("run views") {
                       "tasks": [{"id": "x", "state": "skipped"}, {"id": "y", "state": "frozen"}]}]})");
     CHECK(progressLine(run) ==
           "progress: 2/6 tasks done (1 skipped, 1 succeeded); 2 running, 1 frozen, 1 pending; run running, 4.1s");
+}
+
+namespace {
+
+// What f prints on std::cout.
+template <class F>
+std::string printed(F f) {
+    std::ostringstream out;
+    auto* previous = std::cout.rdbuf(out.rdbuf());
+    f();
+    std::cout.rdbuf(previous);
+    return out.str();
+}
+
+// A run whose task "b" ran twice and whose workflow task "sub" has a child run; events out of
+// recording order in the JSON, as a tree arrives.
+const char* kTree = R"({
+    "id": "w@1", "state": "failed",
+    "events": [
+        {"seq": 1, "time": "2026-11-22T10:00:00.000Z", "task": "", "kind": "created", "detail": "cron"},
+        {"seq": 2, "time": "2026-11-22T10:00:00.100Z", "task": "b", "kind": "start", "detail": "attempt 1"},
+        {"seq": 3, "time": "2026-11-22T10:00:01.100Z", "task": "b", "kind": "end",
+         "detail": "failed: exit code 1; retry 1 of 1 in 1s"},
+        {"seq": 4, "time": "2026-11-22T10:00:02.100Z", "task": "b", "kind": "start", "detail": "attempt 2"},
+        {"seq": 5, "time": "2026-11-22T10:00:02.200Z", "task": "sub", "kind": "start",
+         "detail": "attempt 1: child run w@1/sub.1"},
+        {"seq": 9, "time": "2026-11-22T10:00:04.100Z", "task": "b", "kind": "end", "detail": "failed: exit code 2"}],
+    "children": [{"id": "w@1/sub.1", "parent_task": "sub", "events": [
+        {"seq": 7, "time": "2026-11-22T10:00:02.300Z", "task": "x", "kind": "start", "detail": "attempt 1"},
+        {"seq": 6, "time": "2026-11-22T10:00:02.250Z", "task": "", "kind": "created", "detail": "parent\u001b"}]}]})";
+
+} // namespace
+
+TEST_CASE("the events of a run tree in recording order, and the tasks that ran more than once") {
+    const json::value run = json::parse(kTree);
+    CHECK(printed([&] { printEvents("w@1", run); }) ==
+          "  2026-11-22 10:00:00Z  (run)  created  cron\n"
+          "  2026-11-22 10:00:00Z  b  start  attempt 1\n"
+          "  2026-11-22 10:00:01Z  b  end  failed: exit code 1; retry 1 of 1 in 1s\n"
+          "  2026-11-22 10:00:02Z  b  start  attempt 2\n"
+          "  2026-11-22 10:00:02Z  sub  start  attempt 1: child run w@1/sub.1\n"
+          "  2026-11-22 10:00:02Z  sub.1/(run)  created  parent\\x1b\n"
+          "  2026-11-22 10:00:02Z  sub.1/x  start  attempt 1\n"
+          "  2026-11-22 10:00:04Z  b  end  failed: exit code 2\n");
+    CHECK(printed([&] { printAttempts("w@1", run); }) ==
+          "\nATTEMPTS (tasks that ran more than once)\n"
+          "  TASK  ATTEMPT  STARTED               DURATION  OUTCOME\n"
+          "  b     1        2026-11-22 10:00:00Z  1.0s      failed: exit code 1; retry 1 of 1 in 1s\n"
+          "  b     2        2026-11-22 10:00:02Z  2.0s      failed: exit code 2\n");
 }

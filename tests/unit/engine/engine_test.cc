@@ -73,11 +73,11 @@ public:
     const std::filesystem::path& dir() const { return dir_.path; }
 
     engine::TriggerResult triggerResult(const std::string& name, const store::NameValues& params = {}) {
-        return engine_->trigger(workflows_.at(name), engine::TriggerKind::Manual, std::nullopt, params, "test");
+        return engine_->trigger({.workflow = workflows_.at(name), .params = params, .actor = "test"});
     }
 
     std::string trigger(const std::string& name, const store::NameValues& params = {}) {
-        auto r = engine_->trigger(workflows_.at(name), engine::TriggerKind::Manual, std::nullopt, params, "test");
+        auto r = engine_->trigger({.workflow = workflows_.at(name), .params = params, .actor = "test"});
         INFO(r.error);
         REQUIRE(r.ok);
         return r.run_id;
@@ -640,7 +640,7 @@ TEST_CASE("engine: run_as is resolved when the attempt starts; an account gone s
     // The loaded workflow, as if the account had been deleted after the file was loaded.
     auto gone = std::make_shared<config::Workflow>(*h.workflow("v"));
     gone->tasks[0].run_as = "no-such-user-th";
-    auto r = h.engine().trigger(gone, engine::TriggerKind::Manual, std::nullopt, {}, "test");
+    auto r = h.engine().trigger({.workflow = gone, .actor = "test"});
     REQUIRE(r.ok);
     auto run = h.waitEnd(r.run_id);
     CHECK(run.state == "failed");
@@ -657,16 +657,21 @@ TEST_CASE("engine: a firing skipped while its workflow was paused becomes the ru
     h.load();
     const auto instant = std::chrono::sys_seconds(std::chrono::hours(24 * 20000));
     // Recorded while paused, with a reason worded unlike model::kPausedFiringMessage.
-    auto skipped = h.engine().trigger(h.workflow("nightly"), engine::TriggerKind::Scheduled, instant, {}, "", "cron",
-                                      "not run: someone paused this workflow");
+    auto skipped = h.engine().trigger({.workflow = h.workflow("nightly"),
+                                       .source = model::TriggerSource::Cron,
+                                       .scheduled = instant,
+                                       .skip = model::SkipCause::Paused,
+                                       .skip_reason = "not run: someone paused this workflow"});
     REQUIRE(skipped.ok);
     CHECK(skipped.state == "skipped");
     auto rec = h.finished(skipped.run_id);
     CHECK(rec.skip_cause == "paused");
     CHECK(rec.message == "not run: someone paused this workflow");
     // The catch-up after `resume` fires the same instant again: the record becomes the run.
-    auto caught_up = h.engine().trigger(h.workflow("nightly"), engine::TriggerKind::Scheduled, instant, {},
-                                        "catch-up", "cron");
+    auto caught_up = h.engine().trigger({.workflow = h.workflow("nightly"),
+                                         .source = model::TriggerSource::Cron,
+                                         .scheduled = instant,
+                                         .note = "catch-up"});
     INFO(caught_up.error);
     REQUIRE(caught_up.ok);
     CHECK(caught_up.run_id == skipped.run_id);
@@ -674,7 +679,8 @@ TEST_CASE("engine: a firing skipped while its workflow was paused becomes the ru
     CHECK(run.state == "succeeded");
     CHECK(run.skip_cause == "");
     // Fired once more, the instant is a duplicate: only a paused firing is revived.
-    auto again = h.engine().trigger(h.workflow("nightly"), engine::TriggerKind::Scheduled, instant, {}, "", "cron");
+    auto again = h.engine().trigger(
+        {.workflow = h.workflow("nightly"), .source = model::TriggerSource::Cron, .scheduled = instant});
     CHECK_FALSE(again.ok);
     CHECK(again.duplicate);
 }

@@ -22,9 +22,10 @@ using namespace taskhub::expr;
 namespace {
 
 Template parsed(std::string_view text) {
-    auto r = Template::parse(text);
-    if (auto* err = std::get_if<std::string>(&r)) FAIL("unexpected parse error: " << *err);
-    return std::get<Template>(r);
+    std::string err;
+    auto r = Template::parse(text, &err);
+    if (!r) FAIL("unexpected parse error: " << err);
+    return *r;
 }
 
 std::vector<ShellContext> contexts(std::string_view text) { return shellContexts(parsed(text)); }

@@ -24,15 +24,16 @@ std::optional<std::string> lookup(const Ref& r) {
 }
 
 Template parsed(std::string_view text) {
-    auto r = Template::parse(text);
-    if (auto* err = std::get_if<std::string>(&r)) FAIL("unexpected parse error: " << *err);
-    return std::get<Template>(r);
+    std::string err;
+    auto r = Template::parse(text, &err);
+    if (!r) FAIL("unexpected parse error: " << err);
+    return *r;
 }
 
 std::string error(std::string_view text) {
-    auto r = Template::parse(text);
-    if (std::holds_alternative<Template>(r)) FAIL("expected a parse error for: " << text);
-    return std::get<std::string>(r);
+    std::string err;
+    if (Template::parse(text, &err)) FAIL("expected a parse error for: " << text);
+    return err;
 }
 
 } // namespace

@@ -144,6 +144,18 @@ TEST_CASE("the scan at start applies the catch-up policy to files not recorded y
         CHECK(f.passed.size() == 2);
         CHECK(f.passed[0].run_id.empty());
     }
+    SECTION("without a catchup setting: all of them run, oldest first (a file drop's default)") {
+        Fixture f;
+        for (int i = 0; i < 5; ++i) {
+            f.write("f" + std::to_string(i), "x");
+            fs::last_write_time(f.in / ("f" + std::to_string(i)), old + std::chrono::seconds(i));
+        }
+        f.start();
+        f.runFor(100ms);
+        REQUIRE(f.fired.size() == 5);
+        for (int i = 0; i < 5; ++i) CHECK(f.fired[i].name == "f" + std::to_string(i));
+        CHECK(f.passed.empty());
+    }
     SECTION("all, except what the store recorded; none passes everything over") {
         Fixture f;
         f.write("a", "x");

@@ -293,3 +293,103 @@ TEST_CASE("scheduler: a paused workflow's firings are recorded as skipped; resum
     std::sort(after.begin(), after.end());
     CHECK(after == std::vector<std::string>{"other 2026-05-01T10:03:00Z cron", "tick 2026-05-01T10:03:00Z cron"});
 }
+
+// A firing held back by jitter is pending between its scheduled and due instants: a restart, a
+// reload or a catch-up in that time keeps it, and it fires once, at its due instant.
+// "jittered": cron "* * * * *" with jitter 59s hashes to an offset of 51s (10s: 9s).
+TEST_CASE("plan: a pending jittered firing (scheduled <= now < due) is still to come", "[triggers][plan][jitter]") {
+    auto wf = workflow("jittered", "[[trigger]]\ncron = \"* * * * *\"\njitter = \"59s\"");
+    REQUIRE(wf->triggers[0].jitter_offset == 51s);
+    auto next = triggers::upcoming(*wf, at("2026-05-01T10:00:20Z"), 2, {});
+    CHECK(isoList(next) == std::vector<std::string>{"2026-05-01T10:00:00Z", "2026-05-01T10:01:00Z"});
+    CHECK(isoList(next, true) == std::vector<std::string>{"2026-05-01T10:00:51Z", "2026-05-01T10:01:51Z"});
+    // At its due instant it is no longer to come (the scheduler fires it then).
+    CHECK(isoList(triggers::upcoming(*wf, at("2026-05-01T10:00:51Z"), 1, {})) ==
+          std::vector<std::string>{"2026-05-01T10:01:00Z"});
+    // What the trigger handled already is not planned again.
+    auto f = triggers::nextToCome(*wf, 0, at("2026-05-01T10:00:20Z"), at("2026-05-01T10:00:00Z"), {});
+    REQUIRE(f);
+    CHECK(formatIsoSeconds(f->scheduled) == "2026-05-01T10:01:00Z");
+}
+
+TEST_CASE("scheduler: a restart between a firing's scheduled and due instants keeps it", "[triggers][scheduler][jitter]") {
+    auto wf = workflow("jittered", "[[trigger]]\ncron = \"* * * * *\"\njitter = \"59s\"");
+    SECTION("it fired before") {
+        Harness h(at("2026-05-01T10:00:20Z"));
+        h.recorded = {{"jittered", at("2026-05-01T09:59:00Z")}};
+        h.load({wf});
+        CHECK(h.take().empty()); // nothing was missed: 10:00 is not due yet
+        CHECK(formatIsoSeconds(h.sched->nextFirings("jittered").at(0)) == "2026-05-01T10:00:51Z");
+        h.advanceTo("2026-05-01T10:00:50Z");
+        CHECK(h.take().empty());
+        h.advanceTo("2026-05-01T10:00:51Z");
+        h.advanceTo("2026-05-01T10:01:51Z");
+        CHECK(h.take() == std::vector<std::string>{"jittered 2026-05-01T10:00:00Z cron", "jittered 2026-05-01T10:01:00Z cron"});
+    }
+    SECTION("it never fired") {
+        Harness h(at("2026-05-01T10:00:20Z"));
+        h.load({wf});
+        CHECK(h.take().empty());
+        h.advanceTo("2026-05-01T10:00:51Z");
+        CHECK(h.take() == std::vector<std::string>{"jittered 2026-05-01T10:00:00Z cron"});
+    }
+    SECTION("with firings missed before it: catch-up runs the missed, the pending one fires when due") {
+        Harness h(at("2026-05-01T10:00:20Z"));
+        h.recorded = {{"jittered", at("2026-05-01T09:57:00Z")}};
+        h.load({wf});
+        CHECK(h.take() == std::vector<std::string>{"jittered 2026-05-01T09:59:00Z cron (catch-up of the latest of 2 "
+                                                   "missed firing(s) (taskhubd was not running))"});
+        h.advanceTo("2026-05-01T10:00:51Z");
+        CHECK(h.take() == std::vector<std::string>{"jittered 2026-05-01T10:00:00Z cron"});
+    }
+}
+
+TEST_CASE("scheduler: a reload between a firing's scheduled and due instants keeps it", "[triggers][scheduler][jitter]") {
+    const std::string trigger = "[[trigger]]\ncron = \"* * * * *\"\njitter = \"59s\"";
+    Harness h(at("2026-05-01T09:59:30Z"));
+    h.load({workflow("jittered", trigger)});
+    h.advanceTo("2026-05-01T09:59:51Z");
+    CHECK(h.take() == std::vector<std::string>{"jittered 2026-05-01T09:59:00Z cron"});
+    h.advanceTo("2026-05-01T10:00:20Z");
+    CHECK(h.take().empty());
+
+    SECTION("an edit that keeps the trigger") {
+        h.load({workflow("jittered", "description = \"edited\"\n" + trigger)});
+        CHECK(formatIsoSeconds(h.sched->nextFirings("jittered").at(0)) == "2026-05-01T10:00:51Z");
+        h.advanceTo("2026-05-01T10:00:51Z");
+        h.advanceTo("2026-05-01T10:01:51Z");
+        CHECK(h.take() == std::vector<std::string>{"jittered 2026-05-01T10:00:00Z cron", "jittered 2026-05-01T10:01:00Z cron"});
+    }
+    SECTION("an edit that shortens the jitter: the firing is due at once") {
+        h.load({workflow("jittered", "[[trigger]]\ncron = \"* * * * *\"\njitter = \"10s\"")});
+        h.advanceTo("2026-05-01T10:00:21Z");
+        h.advanceTo("2026-05-01T10:01:09Z");
+        CHECK(h.take() == std::vector<std::string>{"jittered 2026-05-01T10:00:00Z cron", "jittered 2026-05-01T10:01:00Z cron"});
+    }
+    SECTION("an edit of the jitter after the firing fired does not fire it again") {
+        h.advanceTo("2026-05-01T10:00:51Z");
+        CHECK(h.take() == std::vector<std::string>{"jittered 2026-05-01T10:00:00Z cron"});
+        h.load({workflow("jittered", "[[trigger]]\ncron = \"* * * * *\"\njitter = \"58s\"")}); // offset 8s
+        h.advanceTo("2026-05-01T10:01:08Z");
+        CHECK(h.take() == std::vector<std::string>{"jittered 2026-05-01T10:01:00Z cron"});
+    }
+}
+
+TEST_CASE("scheduler: a late wake-up's catch-up keeps another trigger's pending firing", "[triggers][scheduler][jitter]") {
+    Harness h(at("2026-05-01T09:59:30Z"));
+    auto wf = workflow("jittered", "[[trigger]]\ncron = \"* * * * *\"\njitter = \"59s\"\n"
+                                   "[[trigger]]\ncron = \"15,45 * * * * *\"");
+    h.load({wf});
+    h.advanceTo("2026-05-01T09:59:51Z");
+    CHECK(h.take() == std::vector<std::string>{"jittered 2026-05-01T09:59:45Z cron", "jittered 2026-05-01T09:59:00Z cron"});
+    // The machine sleeps from 09:59:52 to 10:03:20: the second trigger wakes late and catches
+    // up; the first one's 10:03 firing is pending until 10:03:51.
+    h.advanceTo("2026-05-01T10:03:20Z");
+    auto caught = h.take();
+    REQUIRE(caught.size() == 1);
+    INFO(caught[0]);
+    CHECK(caught[0].rfind("jittered 2026-05-01T10:03:15Z cron (catch-up of the latest of 10 missed", 0) == 0);
+    h.advanceTo("2026-05-01T10:03:45Z");
+    h.advanceTo("2026-05-01T10:03:51Z");
+    CHECK(h.take() == std::vector<std::string>{"jittered 2026-05-01T10:03:45Z cron", "jittered 2026-05-01T10:03:00Z cron"});
+}
