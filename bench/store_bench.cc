@@ -95,8 +95,8 @@ RunRecord makeRun(const std::string& id, const std::string& workflow, int64_t t,
     RunRecord r;
     r.id = id;
     r.workflow = workflow;
-    r.trigger = "manual";
-    r.state = "running";
+    r.trigger = taskhub::model::TriggerSource::Manual;
+    r.state = taskhub::model::RunState::Running;
     r.version = version;
     r.created_ms = t;
     r.started_ms = t;
@@ -107,7 +107,7 @@ TaskRecord makeTask(int i, const std::string& state, int64_t t) {
     TaskRecord k;
     k.task_id = "t" + std::to_string(i);
     k.plugin = "shell";
-    k.state = state;
+    k.state = *taskhub::model::parse<taskhub::model::TaskState>(state); // the names below are all states
     if (state != "pending" && state != "ready") {
         k.attempt = 1;
         k.started_ms = t;
@@ -136,7 +136,7 @@ void writeRun(Store& s, const std::string& id, const std::string& workflow, int 
         s.addEvent(t, id, task, "end", "succeeded: exit status 0");
     }
     RunRecord end = makeRun(id, workflow, t);
-    end.state = "succeeded";
+    end.state = taskhub::model::RunState::Succeeded;
     end.ended_ms = t + 2;
     s.updateRun(end);
     s.addEvent(t, id, "", "run_end", "succeeded");

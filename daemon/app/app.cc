@@ -155,10 +155,10 @@ triggers::FileWatch::Hooks fileWatchHooks(engine::Engine& engine, store::Store& 
     };
     h.paused_skip = [&store](const std::string& run_id) {
         auto r = run_id.empty() ? std::nullopt : store.run(run_id, false);
-        return r && r->state == "skipped" && r->message.rfind(store::kPausedFiringMessage, 0) == 0;
+        return r && r->state == model::RunState::Skipped && r->skip_cause == model::SkipCause::Paused;
     };
     h.when_ended = [&engine, &store](const std::string& run_id, std::function<void(bool)> fn) {
-        auto ended = [fn = std::move(fn)](const store::RunRecord& r) { fn(r.state == "succeeded"); };
+        auto ended = [fn = std::move(fn)](const store::RunRecord& r) { fn(r.state == model::RunState::Succeeded); };
         if (engine.whenEnded(run_id, ended)) return true;
         // A run that ended before this call is only found in the store once it is committed.
         store.whenDurable(store.writeMark(), [&engine, run_id, ended](bool) { engine.whenEnded(run_id, ended); });

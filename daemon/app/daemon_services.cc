@@ -563,7 +563,7 @@ control::LogChunk DaemonServices::taskLog(const std::string& run_id, const std::
         return out;
     }
     if (task->attempt == 0) {
-        out.error = "task '" + task_id + "' of run " + run_id + " has not started (" + task->state + ")";
+        out.error = "task '" + task_id + "' of run " + run_id + " has not started (" + model::nameString(task->state) + ")";
         return out;
     }
     if (attempt == 0) attempt = task->attempt;
@@ -572,8 +572,7 @@ control::LogChunk DaemonServices::taskLog(const std::string& run_id, const std::
                     std::to_string(attempt);
         return out;
     }
-    out.active = attempt == task->attempt &&
-                 (task->state == "running" || task->state == "starting" || task->state == "frozen");
+    out.active = attempt == task->attempt && model::attemptIsActive(task->state);
     fs::path file = m_.config->state_dir / "logs" / run->id / (task->task_id + "." + std::to_string(attempt) + ".log");
     std::ifstream in(file, std::ios::binary | std::ios::ate);
     out.found = true;

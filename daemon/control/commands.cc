@@ -74,8 +74,8 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
     json::object o;
     o["id"] = r.id;
     o["workflow"] = r.workflow;
-    o["trigger"] = r.trigger;
-    o["state"] = r.state;
+    o["trigger"] = model::name(r.trigger);
+    o["state"] = model::name(r.state);
     o["message"] = r.message;
     o["version"] = r.version;
     o["scheduled"] = isoOrNull(r.scheduled_ms);
@@ -94,7 +94,7 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
             json::object to;
             to["id"] = t.task_id;
             to["plugin"] = t.plugin;
-            to["state"] = t.state;
+            to["state"] = model::name(t.state);
             to["attempt"] = t.attempt;
             to["exit_code"] = t.exit_code ? json::value(*t.exit_code) : json::value(nullptr);
             to["message"] = t.message;

@@ -110,7 +110,7 @@ struct ChangeOutcome {
 struct TriggerOutcome {
     bool ok = false;
     std::string run_id;
-    std::string state;
+    model::RunState state = model::RunState::Queued;
     std::string error;
     std::string code; // error code when !ok: not_found, bad_request, conflict, unavailable
 };

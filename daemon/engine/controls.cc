@@ -16,7 +16,7 @@ bool Core::activeRun(const std::string& id, Run** out, std::string* err) {
     *out = findRun(id);
     if (*out) return true;
     auto rec = store.run(id, false);
-    *err = rec ? "run " + id + " has already ended (" + rec->state + ")" : "no run with id " + id;
+    *err = rec ? "run " + id + " has already ended (" + model::nameString(rec->state) + ")" : "no run with id " + id;
     return false;
 }
 
@@ -33,7 +33,7 @@ bool Core::cancel(const std::string& id, const std::string& task_id, const std::
                   std::string* err) {
     Run* run = nullptr;
     if (!activeRun(id, &run, err)) return false;
-    if (run->ending || (!run->stop_state.empty() && !run->fail_fast_stop)) {
+    if (run->ending || (run->stop_state && !run->fail_fast_stop)) {
         *err = "run " + id + " is already ending";
         return false;
     }
@@ -45,13 +45,13 @@ bool Core::cancel(const std::string& id, const std::string& task_id, const std::
     }
     auto t = taskIndex(*run, task_id, err);
     if (!t) return false;
-    if (run->rec.state == "queued") {
+    if (run->rec.state == model::RunState::Queued) {
         *err = "run " + id + " is queued and has started no task yet; cancel the whole run, or cancel the task once the run runs";
         return false;
     }
     auto& task = run->tasks[*t];
     if (isFinal(task.st)) {
-        *err = "task " + task_id + " of run " + id + " has already ended (" + stateName(task.st) + ")";
+        *err = "task " + task_id + " of run " + id + " has already ended (" + model::nameString(task.st) + ")";
         return false;
     }
     event(id, task_id, "cancel_requested", reason);
@@ -71,7 +71,7 @@ bool Core::cancel(const std::string& id, const std::string& task_id, const std::
 void Core::pauseTree(Run& run, bool freeze, const std::string& by) {
     run.paused = true;
     run.frozen = freeze;
-    run.rec.state = "paused";
+    run.rec.state = model::RunState::Paused;
     saveRun(run);
     event(run.rec.id, "", "paused", (freeze ? "paused with --freeze by " : "paused by ") + by);
     if (freeze) {
@@ -97,7 +97,7 @@ void Core::pauseTree(Run& run, bool freeze, const std::string& by) {
         }
     }
     for (const auto& child_id : run.children) {
-        if (Run* child = findRun(child_id); child && !child->paused && child->stop_state.empty())
+        if (Run* child = findRun(child_id); child && !child->paused && !child->stop_state)
             pauseTree(*child, freeze, by);
     }
 }
@@ -105,7 +105,7 @@ void Core::pauseTree(Run& run, bool freeze, const std::string& by) {
 void Core::resumeTree(Run& run, const std::string& by) {
     run.paused = false;
     run.frozen = false;
-    run.rec.state = "running";
+    run.rec.state = model::RunState::Running;
     saveRun(run);
     event(run.rec.id, "", "resumed", "resumed by " + by);
     for (uint32_t t = 0; t < run.tasks.size(); ++t) {
@@ -134,8 +134,9 @@ bool Core::pause(const std::string& id, bool freeze, const std::string& actor, s
         *err = "run " + id + " is already paused (resume it with `taskhubctl resume " + id + "`)";
         return false;
     }
-    if (run->rec.state != "running" || run->ending || !run->stop_state.empty()) {
-        *err = "run " + id + " is " + (run->ending || !run->stop_state.empty() ? std::string("ending") : run->rec.state) +
+    if (run->rec.state != model::RunState::Running || run->ending || run->stop_state) {
+        *err = "run " + id + " is " +
+               (run->ending || run->stop_state ? std::string("ending") : model::nameString(run->rec.state)) +
                "; only a running run can be paused";
         return false;
     }
@@ -147,7 +148,7 @@ bool Core::resume(const std::string& id, const std::string& actor, std::string* 
     Run* run = nullptr;
     if (!activeRun(id, &run, err)) return false;
     if (!run->paused) {
-        *err = "run " + id + " is not paused (it is " + run->rec.state + ")";
+        *err = "run " + id + " is not paused (it is " + model::nameString(run->rec.state) + ")";
         return false;
     }
     if (!run->parent_id.empty()) {
@@ -182,7 +183,7 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
                rec->parent_task + " starts a new child run)";
         return false;
     }
-    if (rec->state == "skipped") {
+    if (rec->state == model::RunState::Skipped) {
         *err = "run " + id + " was skipped and never ran; trigger a new run instead";
         return false;
     }
@@ -205,15 +206,14 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
     for (uint32_t i = 0; i < wf->tasks.size(); ++i) {
         auto& task = run->tasks[i];
         task.rec = rec->tasks[i];
-        auto st = finalStateFromName(task.rec.state);
-        task.st = st.value_or(TS::Cancelled);
-        task.rec.state = stateName(task.st);
+        task.st = isFinal(task.rec.state) ? task.rec.state : TS::Cancelled;
+        task.rec.state = task.st;
     }
     if (!task_id.empty()) {
         auto t = taskIndex(*run, task_id, err);
         if (!t) return false;
         if (run->tasks[*t].st != TS::Failed && run->tasks[*t].st != TS::Cancelled) {
-            *err = "task " + task_id + " of run " + id + " " + stateName(run->tasks[*t].st) +
+            *err = "task " + task_id + " of run " + id + " " + model::nameString(run->tasks[*t].st) +
                    "; only failed or cancelled tasks can be retried";
             return false;
         }
@@ -251,14 +251,14 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
         if (!again[i]) {
             outcomes[i] = outcomeOf(task.st);
             if ((task.st == TS::Failed || task.st == TS::Cancelled) && run->first_failure.empty()) {
-                run->first_failure = "task '" + task.rec.task_id + "' " + stateName(task.st) +
+                run->first_failure = "task '" + task.rec.task_id + "' " + model::nameString(task.st) +
                                      (task.rec.message.empty() ? "" : ": " + task.rec.message);
             }
             continue;
         }
         names.push_back(task.rec.task_id);
         task.st = TS::Pending;
-        task.rec.state = "pending";
+        task.rec.state = TS::Pending;
         task.rec.message.clear();
         task.rec.started_ms.reset();
         task.rec.ended_ms.reset();
@@ -267,7 +267,7 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
         task.rec.child_run.clear();
         ++run->unfinished;
     }
-    run->rec.state = "running";
+    run->rec.state = model::RunState::Running;
     run->rec.message.clear();
     run->rec.ended_ms.reset();
     Run& r = adopt(std::move(run));

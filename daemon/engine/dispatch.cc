@@ -201,7 +201,7 @@ void Core::dispatch(Run& run, uint32_t t) {
     setState(run, t, TS::Running);
     // Recorded as starting, and the plugin called only once that is durable: after a crash
     // the attempt is known to have maybe run (see recover()).
-    task.rec.state = "starting";
+    task.rec.state = TS::Starting;
     forgetProcess(task.rec);
     if (launches.empty()) launch_since = store.writeMark();
     saveTask(run, t);
@@ -327,8 +327,8 @@ void Core::launch(Launch& l, bool recorded) {
         onAttemptDone(serial, t, attempt, std::move(r));
     });
     if (task.output) task.output->start();
-    if (task.st == TS::Running && task.rec.state == "starting") {
-        task.rec.state = "running";
+    if (task.st == TS::Running && task.rec.state == TS::Starting) {
+        task.rec.state = TS::Running;
         saveTask(run, t);
     }
 }
@@ -343,7 +343,7 @@ void Core::onProcess(uint64_t serial, uint32_t t, int attempt, const plugin_host
     task.rec.pid = p.pid;
     task.rec.pgid = p.pgid;
     task.rec.proc_start = p.start_ticks;
-    if (task.rec.state == "starting") task.rec.state = stateName(task.st);
+    if (task.rec.state == TS::Starting) task.rec.state = task.st;
     saveTask(*it->second, t);
 }
 
@@ -426,7 +426,7 @@ void Core::finishAttempt(Run& run, uint32_t t, AttemptResult r) {
     std::string message = r.message;
     if (!task.timed_out.empty()) {
         message = task.timed_out + (r.message.empty() ? "" : " (" + r.message + ")");
-    } else if (task.cancel_requested || (r.outcome == O::Cancelled && !run.stop_state.empty())) {
+    } else if (task.cancel_requested || (r.outcome == O::Cancelled && run.stop_state)) {
         std::string why = !task.cancel_reason.empty() ? task.cancel_reason
                           : !run.stop_reason.empty()  ? run.stop_reason
                                                       : r.message;
@@ -436,7 +436,7 @@ void Core::finishAttempt(Run& run, uint32_t t, AttemptResult r) {
     const auto& codes = task.def->retry_on_exit_codes;
     const bool code_retryable = codes.empty() || r.transient ||
                                 (r.exit_code && std::find(codes.begin(), codes.end(), *r.exit_code) != codes.end());
-    if (run.stop_state.empty() && task.rec.attempt <= task.def->retries && code_retryable) {
+    if (!run.stop_state && task.rec.attempt <= task.def->retries && code_retryable) {
         const auto delay = retryDelay(*task.def, task.rec.attempt);
         setState(run, t, TS::Retrying);
         task.rec.message = message;

@@ -97,7 +97,7 @@ void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> don
 EngineStats Engine::stats() const {
     EngineStats s;
     for (const auto& [id, r] : core_->runs) {
-        if (r->rec.state == "queued") ++s.queued_runs;
+        if (r->rec.state == model::RunState::Queued) ++s.queued_runs;
         else ++s.active_runs;
     }
     s.running_tasks = core_->queues.running();

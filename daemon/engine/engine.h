@@ -77,7 +77,7 @@ struct TriggerRequest {
 struct TriggerResult {
     bool ok = false;
     std::string run_id;
-    std::string state;  // the new run's state: running, queued or skipped
+    model::RunState state = model::RunState::Queued; // the new run's state: running, queued or skipped
     std::string error;  // when !ok
     bool duplicate = false; // !ok because this scheduled instant is already recorded
 };

@@ -27,7 +27,7 @@ void Core::setState(Run& run, uint32_t t, TS st) {
     if (task.st == TS::Ready) --ready_tasks;
     if (st == TS::Ready) ++ready_tasks;
     task.st = st;
-    task.rec.state = stateName(st);
+    task.rec.state = st;
 }
 
 Run* Core::findRun(const std::string& id) {
@@ -44,7 +44,7 @@ expr::Lookup Core::lookupFor(const Run& run) const {
         auto idx = run.wf->graph.index(ref.task);
         if (!idx) return std::nullopt;
         const auto& task = run.tasks[*idx];
-        if (ref.kind == expr::Ref::TaskState) return task.rec.state;
+        if (ref.kind == expr::Ref::TaskState) return model::nameString(task.rec.state);
         const std::string* v = findValue(task.rec.outputs, ref.name);
         return v ? std::optional<std::string>(*v) : std::nullopt;
     };

@@ -48,38 +48,11 @@ namespace asio = boost::asio;
 using plugin_host::AttemptResult;
 using Clock = std::chrono::steady_clock; // EngineClock::TimePoint is its time_point
 
-// A task's state inside the engine; its name is what the store and clients see.
-enum class TS : uint8_t { Pending, Ready, Running, Frozen, Retrying, Succeeded, Failed, Cancelled, Skipped };
-
-inline const char* stateName(TS s) {
-    switch (s) {
-    case TS::Pending: return "pending";
-    case TS::Ready: return "ready";
-    case TS::Running: return "running";
-    case TS::Frozen: return "frozen";
-    case TS::Retrying: return "retrying";
-    case TS::Succeeded: return "succeeded";
-    case TS::Failed: return "failed";
-    case TS::Cancelled: return "cancelled";
-    case TS::Skipped: return "skipped";
-    }
-    return "?";
-}
-
-inline bool isFinal(TS s) { return s >= TS::Succeeded; }
-
-inline std::optional<TS> finalStateFromName(const std::string& s) {
-    if (s == "succeeded") return TS::Succeeded;
-    if (s == "failed") return TS::Failed;
-    if (s == "cancelled") return TS::Cancelled;
-    if (s == "skipped") return TS::Skipped;
-    return std::nullopt;
-}
-
-// A stored task state of an attempt that may have been running when taskhubd stopped.
-inline bool attemptWasActive(const std::string& state) {
-    return state == "starting" || state == "running" || state == "frozen";
-}
+// A task's state inside the engine (TaskRun::st) is the domain's task state. Starting is a
+// state of the record only: while its attempt's record is not yet durable the engine's own view
+// of the task is Running, and its record says Starting.
+using TS = model::TaskState;
+using model::isFinal;
 
 // Drops the process identity of a task's latest attempt (a new attempt, or one that ended).
 inline void forgetProcess(store::TaskRecord& t) {
@@ -165,7 +138,7 @@ struct Run {
     std::vector<TaskRun> tasks;
     std::vector<std::optional<expr::Condition>> conditions; // parsed `when`, per task
     size_t unfinished = 0;
-    std::string stop_state;  // set when the run is being stopped: "failed" or "cancelled"
+    std::optional<model::RunState> stop_state; // set when the run is being stopped: Failed or Cancelled
     std::string stop_reason;
     bool fail_fast_stop = false; // stopped by fail_fast: after-failure rules still run
     std::string first_failure;
@@ -234,7 +207,7 @@ struct Core {
     static std::optional<std::string> resolveParams(const config::Workflow& wf,
                                                     const store::NameValues& given, store::NameValues* out);
     std::unique_ptr<Run> makeRun(std::shared_ptr<const config::Workflow> wf, std::string id,
-                                 std::string trigger, store::NameValues params);
+                                 model::TriggerSource trigger, store::NameValues params);
     Run& adopt(std::unique_ptr<Run> run);
     TriggerResult trigger(const TriggerRequest& req);
     void armRunTimeout(Run& run, std::optional<std::chrono::milliseconds> after = std::nullopt);
@@ -248,7 +221,7 @@ struct Core {
     void settleSkipped(Run& run, const std::vector<uint32_t>& skipped);
     void finishTask(Run& run, uint32_t t, TS state, const std::string& message);
     void follow(Run& run, uint32_t t, dag::Outcome outcome);
-    void stopRun(Run& run, const std::string& state, const std::string& reason, bool fail_fast = false);
+    void stopRun(Run& run, model::RunState state, const std::string& reason, bool fail_fast = false);
     void cancelRun(Run& run, const std::string& reason);
     void maybeEndRun(Run& run);
     void endRun(Run& run);

@@ -55,7 +55,7 @@ std::string Core::stopLeftovers(const store::RunRecord& run, const store::TaskRe
             what = "its process " + std::to_string(pid) + " is gone";
         }
     } else {
-        what = task.state == "starting" ? "taskhubd stopped while starting it; no process was recorded"
+        what = task.state == TS::Starting ? "taskhubd stopped while starting it; no process was recorded"
                                         : "no process was recorded for it";
     }
     size_t extra = 0;
@@ -101,9 +101,9 @@ int Core::abandon(const store::RunRecord& rec,
     const int64_t now = nowMillis();
     for (size_t i = 0; i < r.tasks.size(); ++i) {
         auto& t = r.tasks[i];
-        if (finalStateFromName(t.state)) continue;
-        const bool was_running = attemptWasActive(t.state);
-        const bool workflow_task = t.plugin.rfind("workflow:", 0) == 0;
+        if (isFinal(t.state)) continue;
+        const bool was_running = model::attemptIsActive(t.state);
+        const bool workflow_task = t.kind == model::TaskKind::Workflow;
         if (was_running && !workflow_task) {
             ++r.lost;
             ++report->lost;
@@ -113,11 +113,11 @@ int Core::abandon(const store::RunRecord& rec,
         } else {
             t.message = why;
         }
-        t.state = was_running ? "failed" : "cancelled";
+        t.state = was_running ? TS::Failed : TS::Cancelled;
         if (!t.ended_ms) t.ended_ms = now;
         forgetProcess(t);
         store.upsertTask(r.id, static_cast<int>(i), t);
-        event(r.id, t.task_id, was_running ? "end" : "cancelled", t.state + ": " + t.message);
+        event(r.id, t.task_id, was_running ? "end" : "cancelled", model::nameString(t.state) + ": " + t.message);
         if (!t.child_run.empty()) {
             if (auto c = unfinished.find(t.child_run); c != unfinished.end()) {
                 r.lost += abandon(c->second, "its parent run " + r.id + " could not continue", unfinished,
@@ -125,7 +125,7 @@ int Core::abandon(const store::RunRecord& rec,
             }
         }
     }
-    r.state = "failed";
+    r.state = model::RunState::Failed;
     r.message = why;
     r.ended_ms = now;
     store.updateRun(r);
@@ -177,15 +177,15 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
     for (uint32_t i = 0; i < r.tasks.size(); ++i) {
         auto& task = r.tasks[i];
         task.rec = rec.tasks[i];
-        if (auto st = finalStateFromName(task.rec.state)) {
-            task.st = *st;
+        if (isFinal(task.rec.state)) {
+            task.st = task.rec.state;
             continue;
         }
         ++r.unfinished;
-        const bool was_running = attemptWasActive(task.rec.state);
+        const bool was_running = model::attemptIsActive(task.rec.state);
         task.st = TS::Pending;
         if (!was_running) {
-            task.rec.state = "pending";
+            task.rec.state = TS::Pending;
             continue;
         }
         if (!task.def->workflow.empty()) {
@@ -204,17 +204,17 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
             }
             if (!task.rec.child_run.empty()) {
                 // The child ended but its end did not reach the parent before the crash.
-                if (auto c = store.run(task.rec.child_run, false); c && store::isFinalRunState(c->state)) {
-                    task.st = c->state == "succeeded" ? TS::Succeeded
-                              : c->state == "cancelled" ? TS::Cancelled
-                                                        : TS::Failed;
-                    task.rec.state = stateName(task.st);
-                    task.rec.message = "child run " + c->id + " " + c->state +
+                if (auto c = store.run(task.rec.child_run, false); c && model::isFinal(c->state)) {
+                    task.st = c->state == model::RunState::Succeeded   ? TS::Succeeded
+                              : c->state == model::RunState::Cancelled ? TS::Cancelled
+                                                                       : TS::Failed;
+                    task.rec.state = task.st;
+                    task.rec.message = "child run " + c->id + " " + model::nameString(c->state) +
                                        (c->message.empty() ? "" : ": " + c->message);
                     task.rec.ended_ms = c->ended_ms.value_or(now);
                     --r.unfinished;
                     store.upsertTask(r.rec.id, static_cast<int>(i), task.rec);
-                    event(r.rec.id, task.rec.task_id, "end", std::string(stateName(task.st)) + ": " +
+                    event(r.rec.id, task.rec.task_id, "end", model::nameString(task.st) + ": " +
                                                                 task.rec.message + " (recorded at recovery)");
                     continue;
                 }
@@ -239,7 +239,7 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
                                std::to_string(task.def->retries) + ")";
             notes.push_back(task.rec.task_id + ": failed (no retries left)");
         }
-        task.rec.state = stateName(task.st);
+        task.rec.state = task.st;
         if (task.st == TS::Failed) --r.unfinished;
         if (task.st == TS::Failed) {
             recordLost(r.rec.id, task.rec, what, "failed");
@@ -253,7 +253,7 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
         if (r.tasks[i].rec.state != rec.tasks[i].state || r.tasks[i].rec.message != rec.tasks[i].message)
             saveTask(r, i);
     }
-    if (r.rec.state == "paused") r.paused = true;
+    if (r.rec.state == model::RunState::Paused) r.paused = true;
     saveRun(r);
     event(r.rec.id, "", "recovered",
           "taskhubd restarted; the run continues where it stopped" +
@@ -265,7 +265,7 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
 // Starts what a rebuilt run can do now: queued runs wait their turn; the others restore their
 // progress from the tasks that ended and admit what is ready.
 void Core::resumeRebuilt(Run& run) {
-    if (run.rec.state == "queued") {
+    if (run.rec.state == model::RunState::Queued) {
         if (run.parent_id.empty()) queued[run.rec.workflow].push_back(run.rec.id);
         return;
     }
@@ -280,7 +280,7 @@ void Core::resumeRebuilt(Run& run) {
         if (!isFinal(task.st)) continue;
         outcomes[i] = outcomeOf(task.st);
         if ((task.st == TS::Failed || task.st == TS::Cancelled) && run.first_failure.empty()) {
-            run.first_failure = "task '" + task.rec.task_id + "' " + stateName(task.st) +
+            run.first_failure = "task '" + task.rec.task_id + "' " + model::nameString(task.st) +
                                 (task.rec.message.empty() ? "" : ": " + task.rec.message);
         }
     }
@@ -289,7 +289,7 @@ void Core::resumeRebuilt(Run& run) {
     run.progress.restore(outcomes, &now_ready, &now_skipped);
     settleSkipped(run, now_skipped);
     if (run.wf->on_failure == config::OnFailure::FailFast && !run.first_failure.empty()) {
-        stopRun(run, "failed", "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
+        stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
     }
     for (uint32_t t : now_ready) {
         if (!by_serial.count(serial)) return;
@@ -319,8 +319,8 @@ RecoveryReport Core::recover(bool same_boot) {
     bool scanned = false;
     for (const auto& [id, rec] : unfinished) {
         for (const auto& t : rec.tasks) {
-            if (!attemptWasActive(t.state)) continue;
-            if (t.plugin.rfind("workflow:", 0) == 0) continue;
+            if (!model::attemptIsActive(t.state)) continue;
+            if (t.kind == model::TaskKind::Workflow) continue;
             if (!scanned && !state_dir.empty()) {
                 // One pass over /proc for all lost attempts.
                 for (auto& p : processesWithEnvironment("TASKHUB_STATE_DIR=" + state_dir,

@@ -48,13 +48,13 @@ std::optional<std::string> Core::resolveParams(const config::Workflow& wf,
 
 std::unique_ptr<Run> Core::makeRun(std::shared_ptr<const config::Workflow> wf,
                                    std::string id,
-                             std::string trigger,
+                                   model::TriggerSource trigger,
                                    store::NameValues params) {
     auto run = std::make_unique<Run>(wf);
     run->serial = ++next_serial;
     run->rec.id = std::move(id);
     run->rec.workflow = wf->name;
-    run->rec.trigger = std::move(trigger);
+    run->rec.trigger = trigger;
     run->rec.version = wf->version;
     run->rec.created_ms = nowMillis();
     run->rec.params = std::move(params);
@@ -65,6 +65,8 @@ std::unique_ptr<Run> Core::makeRun(std::shared_ptr<const config::Workflow> wf,
         auto& t = run->tasks[i];
         t.def = &wf->tasks[i];
         t.rec.task_id = t.def->id;
+        t.rec.kind = t.def->workflow.empty() ? model::TaskKind::Plugin : model::TaskKind::Workflow;
+        // The text shown for a workflow task's plugin; the engine goes by kind.
         t.rec.plugin = t.def->workflow.empty() ? t.def->plugin : "workflow:" + t.def->workflow;
     }
     return run;
@@ -85,7 +87,7 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
     // A firing the caller records as skipped (a paused workflow's), with its message.
     const std::string forced_skip = req.skip == model::SkipCause::None ? std::string()
                                     : !req.skip_reason.empty()         ? req.skip_reason
-                                                                       : std::string(store::kPausedFiringMessage);
+                                                                       : std::string(model::kPausedFiringMessage);
     const bool timed = req.source == TriggerSource::Cron || req.source == TriggerSource::Every ||
                        req.source == TriggerSource::At || req.source == TriggerSource::Reboot;
     TriggerResult out;
@@ -114,8 +116,8 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
             // A firing recorded as skipped while the workflow was paused may still run: the
             // catch-up after `resume` turns that record into the run.
             auto old = runs.count(id) ? std::nullopt : store.run(id, false);
-            revive = forced_skip.empty() && old && old->state == "skipped" &&
-                     old->message.rfind(store::kPausedFiringMessage, 0) == 0;
+            revive = forced_skip.empty() && old && old->state == model::RunState::Skipped &&
+                     old->skip_cause == model::SkipCause::Paused;
             if (!revive) {
                 out.error = "the firing " + id + " is already recorded";
                 out.duplicate = true;
@@ -126,8 +128,7 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
         id = newManualId(wf->name);
     }
 
-    auto run = makeRun(wf, id, std::string(model::name(req.source)),
-                       std::move(params));
+    auto run = makeRun(wf, id, req.source, std::move(params));
     if (scheduled) run->rec.scheduled_ms = scheduled->time_since_epoch().count() * 1000;
 
     // Overlap policy: what to do while earlier top-level runs of this workflow are active.
@@ -138,19 +139,23 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
     std::sort(active.begin(), active.end(), [](Run* a, Run* b) { return a->serial < b->serial; });
     std::string start = "run";
     std::string skip_reason = forced_skip; // decided by the caller: a paused workflow
+    if (!forced_skip.empty()) run->rec.skip_cause = req.skip;
     const config::Overlap overlap = req.source == TriggerSource::File ? wf->file_overlap : wf->overlap;
     if (skip_reason.empty() && overlap == config::Overlap::Allow && wf->max_active_runs > 0 &&
                active.size() >= static_cast<size_t>(wf->max_active_runs)) {
+        run->rec.skip_cause = model::SkipCause::ActiveLimit;
         skip_reason = "skipped: " + std::to_string(active.size()) + " runs are active, max_active_runs = " +
                       std::to_string(wf->max_active_runs) + " (overlap = allow)";
     } else if (skip_reason.empty() && !active.empty()) {
         const std::string previous = active.back()->rec.id;
         switch (overlap) {
         case config::Overlap::Skip:
+            run->rec.skip_cause = model::SkipCause::Overlap;
             skip_reason = "skipped: run " + previous + " is still active (overlap = skip)";
             break;
         case config::Overlap::QueueOne:
             if (!queued[wf->name].empty()) {
+                run->rec.skip_cause = model::SkipCause::Overlap;
                 skip_reason = "skipped: run " + queued[wf->name].back() +
                               " is already queued (overlap = queue_one)";
             } else {
@@ -167,25 +172,25 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
     out.run_id = id;
     // "manual by uid 1000 (ada)"; "cron", "every: catch-up of ..." (the note says why a firing
     // fires when not on time).
-    const std::string by = run->rec.trigger + (req.actor.empty() ? "" : " by " + req.actor) +
+    const std::string by = model::nameString(run->rec.trigger) + (req.actor.empty() ? "" : " by " + req.actor) +
                            (req.note.empty() ? "" : ": " + req.note);
     if (!skip_reason.empty()) {
-        run->rec.state = "skipped";
+        run->rec.state = model::RunState::Skipped;
         run->rec.message = skip_reason;
         run->rec.ended_ms = run->rec.created_ms;
         revive ? store.reviveRun(run->rec) : store.insertRun(run->rec);
         for (uint32_t i = 0; i < run->tasks.size(); ++i) {
-            run->tasks[i].rec.state = "skipped";
+            run->tasks[i].rec.state = TS::Skipped;
             run->tasks[i].rec.message = "the run was skipped";
             saveTask(*run, i);
         }
         event(id, "", "run_skipped", skip_reason);
         spdlog::info("ENGINE_RUN_SKIPPED {} {}", id, skip_reason);
-        out.state = "skipped";
+        out.state = model::RunState::Skipped;
         return out;
     }
 
-    run->rec.state = "queued";
+    run->rec.state = model::RunState::Queued;
     revive ? store.reviveRun(run->rec) : store.insertRun(run->rec);
     for (uint32_t i = 0; i < run->tasks.size(); ++i) saveTask(*run, i);
     event(id, "", "run_created", by);
@@ -194,12 +199,12 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
         queued[wf->name].push_back(id);
         event(id, "", "run_queued", "waiting for " + active.back()->rec.id + " (overlap = " +
                                         config::toString(overlap) + ")");
-        out.state = "queued";
+        out.state = model::RunState::Queued;
         return out;
     }
     if (start == "replace") {
         for (Run* old : active) {
-            if (old->stop_state.empty()) cancelRun(*old, "replaced by run " + id + " (overlap = replace)");
+            if (!old->stop_state) cancelRun(*old, "replaced by run " + id + " (overlap = replace)");
         }
     }
     startRun(r);
@@ -214,13 +219,13 @@ void Core::armRunTimeout(Run& run, std::optional<std::chrono::milliseconds> afte
     run.run_timer = clock.after(after.value_or(run.wf->timeout), [this, serial] {
         auto it = by_serial.find(serial);
         if (it == by_serial.end()) return;
-        stopRun(*it->second, "failed", "run timed out after " + formatDuration(it->second->wf->timeout));
+        stopRun(*it->second, model::RunState::Failed, "run timed out after " + formatDuration(it->second->wf->timeout));
     });
 }
 
 void Core::startRun(Run& run) {
     ++runs_started;
-    run.rec.state = "running";
+    run.rec.state = model::RunState::Running;
     run.rec.started_ms = nowMillis();
     saveRun(run);
     event(run.rec.id, "", "run_start", "version " + run.rec.version);
@@ -239,7 +244,7 @@ void Core::startRun(Run& run) {
 // `when` condition says no. Returns the outcome when the task was finished here instead.
 std::optional<TS> Core::admitDecision(Run& run, uint32_t t, std::string* why) {
     auto& task = run.tasks[t];
-    if (!run.stop_state.empty() && !(run.fail_fast_stop && runsAfterFailure(task.def->trigger_rule))) {
+    if (run.stop_state && !(run.fail_fast_stop && runsAfterFailure(task.def->trigger_rule))) {
         *why = run.stop_reason;
         return TS::Cancelled;
     }
@@ -348,7 +353,7 @@ void Core::startChild(Run& run, uint32_t t) {
         return;
     }
     const std::string id = run.rec.id + "/" + task.rec.task_id + "." + std::to_string(task.rec.attempt);
-    auto child = makeRun(child_wf, id, "parent", std::move(params));
+    auto child = makeRun(child_wf, id, model::TriggerSource::Parent, std::move(params));
     child->rec.parent_run = run.rec.id;
     child->rec.parent_task = task.rec.task_id;
     child->rec.depth = run.rec.depth + 1;
@@ -359,7 +364,7 @@ void Core::startChild(Run& run, uint32_t t) {
     saveTask(run, t);
     event(run.rec.id, task.rec.task_id, "start",
           "attempt " + std::to_string(task.rec.attempt) + ": child run " + id);
-    child->rec.state = "queued";
+    child->rec.state = model::RunState::Queued;
     store.insertRun(child->rec);
     for (uint32_t i = 0; i < child->tasks.size(); ++i) saveTask(*child, i);
     event(id, "", "run_created", "parent " + run.rec.id + " task " + task.rec.task_id);
@@ -377,11 +382,10 @@ void Core::settle(Run& run, uint32_t t, TS state, const std::string& message) {
     if (state == TS::Skipped || state == TS::Cancelled) task.timer.reset();
     if (!task.rec.ended_ms && state != TS::Skipped) task.rec.ended_ms = nowMillis();
     saveTask(run, t);
-    const char* kind = state == TS::Succeeded || state == TS::Failed ? "end" : stateName(state);
-    event(run.rec.id, task.rec.task_id, kind,
-          std::string(stateName(state)) + (message.empty() ? "" : ": " + message));
+    const std::string kind = state == TS::Succeeded || state == TS::Failed ? "end" : model::nameString(state);
+    event(run.rec.id, task.rec.task_id, kind, model::nameString(state) + (message.empty() ? "" : ": " + message));
     --run.unfinished;
-    if (state == TS::Failed || (state == TS::Cancelled && run.stop_state.empty())) {
+    if (state == TS::Failed || (state == TS::Cancelled && !run.stop_state)) {
         if (state == TS::Failed)
             spdlog::warn("ENGINE_TASK_FAILED {} task {}: {}", run.rec.id, task.rec.task_id, message);
         if (run.first_failure.empty()) {
@@ -404,8 +408,8 @@ void Core::settleSkipped(Run& run, const std::vector<uint32_t>& skipped) {
 
 void Core::finishTask(Run& run, uint32_t t, TS state, const std::string& message) {
     settle(run, t, state, message);
-    if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && run.stop_state.empty()) {
-        stopRun(run, "failed", "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
+    if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state) {
+        stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
     }
     follow(run, t, outcomeOf(state));
 }
@@ -421,11 +425,11 @@ void Core::follow(Run& run, uint32_t t, dag::Outcome outcome) {
 // Stops a run: nothing new starts (except, after a fail_fast stop, tasks whose rule is meant
 // to run after failures); running attempts and child runs are asked to stop; the run ends as
 // `state` once they have.
-void Core::stopRun(Run& run, const std::string& state, const std::string& reason, bool fail_fast) {
+void Core::stopRun(Run& run, model::RunState state, const std::string& reason, bool fail_fast) {
     if (run.ending) return; // its end is already decided
     // Already stopping: only a fail_fast stop can still be made stricter (a cancel, the
     // shutdown grace, a parent's cancel or timeout also stop the after-failure tasks).
-    if (!run.stop_state.empty() && (!run.fail_fast_stop || fail_fast)) return;
+    if (run.stop_state && (!run.fail_fast_stop || fail_fast)) return;
     run.stop_state = state;
     run.stop_reason = reason;
     run.fail_fast_stop = fail_fast;
@@ -454,12 +458,12 @@ void Core::stopRun(Run& run, const std::string& state, const std::string& reason
 }
 
 void Core::cancelRun(Run& run, const std::string& reason) {
-    if (run.rec.state == "queued") run.rec.state = "running"; // so that it can end
-    stopRun(run, "cancelled", reason);
+    if (run.rec.state == model::RunState::Queued) run.rec.state = model::RunState::Running; // so that it can end
+    stopRun(run, model::RunState::Cancelled, reason);
 }
 
 void Core::maybeEndRun(Run& run) {
-    if (run.unfinished > 0 || run.ending || run.rec.state == "queued") return;
+    if (run.unfinished > 0 || run.ending || run.rec.state == model::RunState::Queued) return;
     // Deferred so that callers up the stack never touch a destroyed Run.
     run.ending = true;
     const uint64_t serial = run.serial;
@@ -470,24 +474,24 @@ void Core::maybeEndRun(Run& run) {
 }
 
 void Core::endRun(Run& run) {
-    if (!run.stop_state.empty()) {
-        run.rec.state = run.stop_state;
+    if (run.stop_state) {
+        run.rec.state = *run.stop_state;
         run.rec.message = run.fail_fast_stop && !run.first_failure.empty() ? run.first_failure : run.stop_reason;
     } else if (!run.first_failure.empty()) {
-        run.rec.state = "failed";
+        run.rec.state = model::RunState::Failed;
         run.rec.message = run.first_failure;
     } else {
-        run.rec.state = "succeeded";
+        run.rec.state = model::RunState::Succeeded;
         run.rec.message.clear();
     }
     run.rec.ended_ms = nowMillis();
     run.run_timer.reset();
     saveRun(run);
-    event(run.rec.id, "", "run_end", run.rec.state + (run.rec.message.empty() ? "" : ": " + run.rec.message));
-    if (run.rec.state == "succeeded") {
+    event(run.rec.id, "", "run_end", model::nameString(run.rec.state) + (run.rec.message.empty() ? "" : ": " + run.rec.message));
+    if (run.rec.state == model::RunState::Succeeded) {
         spdlog::info("ENGINE_RUN_SUCCEEDED {}", run.rec.id);
     } else {
-        spdlog::warn("ENGINE_RUN_{} {} {}", run.rec.state == "failed" ? "FAILED" : "CANCELLED",
+        spdlog::warn("ENGINE_RUN_{} {} {}", run.rec.state == model::RunState::Failed ? "FAILED" : "CANCELLED",
                      run.rec.id, run.rec.message);
     }
     auto owned = std::move(runs.at(run.rec.id));
@@ -516,13 +520,13 @@ void Core::childEnded(const Run& child) {
     if (task.st != TS::Running && task.st != TS::Frozen) return;
     if (task.rec.attempt != child.parent_attempt) return;
     AttemptResult r;
-    if (child.rec.state == "succeeded") {
+    if (child.rec.state == model::RunState::Succeeded) {
         r.outcome = AttemptResult::Outcome::Succeeded;
         r.message = "child run " + child.rec.id + " succeeded";
     } else {
-        r.outcome = child.rec.state == "cancelled" ? AttemptResult::Outcome::Cancelled
+        r.outcome = child.rec.state == model::RunState::Cancelled ? AttemptResult::Outcome::Cancelled
                                                    : AttemptResult::Outcome::Failed;
-        r.message = "child run " + child.rec.id + " " + child.rec.state +
+        r.message = "child run " + child.rec.id + " " + model::nameString(child.rec.state) +
                     (child.rec.message.empty() ? "" : ": " + child.rec.message);
     }
     endAttempt(*parent, child.parent_task, std::move(r));
@@ -533,13 +537,13 @@ void Core::startNextQueued(const std::string& workflow) {
     auto q = queued.find(workflow);
     if (q == queued.end()) return;
     for (const auto& [id, r] : runs) {
-        if (r->rec.workflow == workflow && r->parent_id.empty() && r->rec.state != "queued") return;
+        if (r->rec.workflow == workflow && r->parent_id.empty() && r->rec.state != model::RunState::Queued) return;
     }
     while (!q->second.empty()) {
         std::string next = q->second.front();
         q->second.pop_front();
         Run* r = findRun(next);
-        if (r && r->rec.state == "queued") {
+        if (r && r->rec.state == model::RunState::Queued) {
             startRun(*r);
             return;
         }

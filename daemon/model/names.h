@@ -35,6 +35,12 @@ constexpr std::optional<E> parse(std::string_view text) {
     return std::nullopt;
 }
 
+// name(e) as a std::string, for building messages.
+template <class E>
+std::string nameString(E e) {
+    return std::string(name(e));
+}
+
 // The names of every value, in table order, joined by ", " (for "expected one of ..." errors).
 template <class E>
 std::string allNames() {

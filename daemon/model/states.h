@@ -112,6 +112,10 @@ struct NameTable<SkipCause> {
 };
 static_assert(tableIsComplete<SkipCause>());
 
+// The message of a firing recorded as skipped because its workflow's schedule was paused starts
+// with this. It is text for people: what catch-up looks for is the run's SkipCause::Paused.
+inline constexpr std::string_view kPausedFiringMessage = "skipped: the workflow is paused";
+
 // A task runs a plugin, or starts a child run of another workflow (a workflow task).
 enum class TaskKind : uint8_t { Plugin, Workflow };
 

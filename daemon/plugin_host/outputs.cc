@@ -48,7 +48,7 @@ bool OutputSet::set(std::string_view name, std::string_view value, std::string* 
     return true;
 }
 
-store::NameValues OutputSet::take() noexcept {
+model::NameValues OutputSet::take() noexcept {
     bytes_ = 0;
     index_.clear();
     return std::exchange(values_, {});

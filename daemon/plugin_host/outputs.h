@@ -12,7 +12,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "store/records.h"
+#include "model/name_values.h"
 
 namespace taskhub::plugin_host {
 
@@ -31,13 +31,13 @@ public:
     // set is unchanged then.
     bool set(std::string_view name, std::string_view value, std::string* err);
 
-    const store::NameValues& values() const noexcept { return values_; }
-    store::NameValues take() noexcept;
+    const model::NameValues& values() const noexcept { return values_; }
+    model::NameValues take() noexcept;
     bool empty() const noexcept { return values_.empty(); }
     size_t bytes() const noexcept { return bytes_; }
 
 private:
-    store::NameValues values_;
+    model::NameValues values_;
     std::unordered_map<std::string, size_t> index_; // name -> position in values_
     size_t bytes_ = 0;                              // sum of name and value sizes
 };

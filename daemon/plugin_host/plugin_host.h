@@ -26,7 +26,7 @@
 #include "common/identity.h"
 #include "config/daemon_config.h"
 #include "config/workflow.h"
-#include "store/records.h"
+#include "model/name_values.h"
 
 struct th_plugin_api;
 
@@ -114,7 +114,7 @@ struct AttemptResult {
     // over a cap were refused to the plugin, so they are not here). Outputs written as
     // `::set-output` lines are parsed by engine::TaskOutput; TaskOutput::addPluginOutputs()
     // merges both.
-    store::NameValues outputs;
+    model::NameValues outputs;
     // The attempt was lost, not failed by the plugin: its plugin's runner process died while it
     // ran. The engine retries a transient failure whenever the task has retries left, whatever
     // its retry_on_exit_codes say.

@@ -27,7 +27,7 @@ static_assert(Store::kMaxTasksPerRun == 1 << kTaskKeyBits);
 
 #define TASKHUB_RUN_COLUMNS                                                                      \
     "id, workflow, trigger, state, message, version, scheduled_ms, created_ms, started_ms, "    \
-    "ended_ms, params, parent_run, parent_task, depth, lost"
+    "ended_ms, params, parent_run, parent_task, depth, lost, skip_cause"
 
 #define TASKHUB_RUN_SELECT TASKHUB_RUN_COLUMNS ", key"
 
@@ -207,6 +207,16 @@ void appendEvent(std::string& out, int64_t seq, int64_t ts_ms, std::string_view 
 void readEventBlock(const std::string& run_id, const std::string& text, std::vector<EventRecord>& out);
 // A run from a row of TASKHUB_RUN_COLUMNS.
 RunRecord readRun(const Stmt& s);
+// Logs a column's text that is no name of its enum (STORE_BAD_VALUE).
+void logBadName(const char* what, const std::string& text);
+// The value a column names; text that is no name of E (edited by hand) reads as `otherwise`
+// and is logged. The store's edge: columns hold the names of daemon/model's tables.
+template <class E>
+E nameFromColumn(const std::string& text, E otherwise, const char* what) {
+    if (auto v = model::parse<E>(text)) return *v;
+    logBadName(what, text);
+    return otherwise;
+}
 
 } // namespace taskhub::store
 

@@ -55,7 +55,7 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
     s.bind(1, id);
     if (s.step() != SQLITE_ROW) return std::nullopt;
     RunRecord r = readRun(s);
-    const int64_t key = s.i64(15);
+    const int64_t key = s.i64(16);
     s.finish();
     if (with_tasks) {
         auto& t = r_->stmt(kSelectTasks);
@@ -64,7 +64,7 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
             TaskRecord tr;
             tr.task_id = t.text(0);
             tr.plugin = t.text(1);
-            tr.state = t.text(2);
+            tr.state = nameFromColumn(t.text(2), model::TaskState::Failed, "tasks.state");
             tr.attempt = static_cast<int>(t.i64(3));
             if (auto x = t.opt(4)) tr.exit_code = static_cast<int>(*x);
             tr.message = t.text(5);
@@ -75,6 +75,7 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
             tr.pid = t.opt(10);
             tr.pgid = t.opt(11);
             tr.proc_start = t.opt(12);
+            tr.kind = nameFromColumn(t.text(13), model::TaskKind::Plugin, "tasks.kind");
             r.tasks.push_back(std::move(tr));
         }
     }

@@ -6,36 +6,28 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <utility>
 #include <vector>
+
+#include "model/name_values.h"
+#include "model/states.h"
 
 namespace taskhub::store {
 
-// Run states: queued, running, paused, succeeded, failed, cancelled, skipped.
-// Task states: pending, ready (waiting for a slot or for the run to resume), starting (the
-// attempt is recorded; its plugin is called once that record is durable), running, frozen (its
-// processes stopped by `pause --freeze`), retrying, succeeded, failed, cancelled, skipped.
-inline bool isFinalRunState(const std::string& s) {
-    return s == "succeeded" || s == "failed" || s == "cancelled" || s == "skipped";
-}
-
-// The message of a firing recorded as skipped because its workflow's schedule was paused starts
-// with this. Such a record may become the real run when the workflow is resumed (catch-up).
-inline constexpr const char* kPausedFiringMessage = "skipped: the workflow is paused";
-
-// Name/value pairs in the order they were set: run params, task outputs.
-using NameValues = std::vector<std::pair<std::string, std::string>>;
+// States, trigger sources, skip causes and task kinds are daemon/model's types; the store
+// writes and reads their names (model::name, model::parse), the control channel shows them.
+using model::NameValues;
 
 struct TaskRecord {
     std::string task_id;
     std::string plugin;
-    std::string state = "pending";
+    model::TaskState state = model::TaskState::Pending;
     int attempt = 0;                 // attempts started so far
     std::optional<int> exit_code;
     std::string message;
     std::optional<int64_t> started_ms; // epoch milliseconds
     std::optional<int64_t> ended_ms;
     NameValues outputs;              // published by the latest attempt (::set-output, host call)
+    model::TaskKind kind = model::TaskKind::Plugin; // Workflow: its plugin reads "workflow:NAME"
     std::string child_run;           // a workflow task: the id of its latest child run
     // The process the latest attempt runs as, when its plugin reported one (the shell plugin
     // does): pid, process group and start time (clock ticks after boot, /proc/PID/stat field
@@ -48,9 +40,12 @@ struct TaskRecord {
 struct RunRecord {
     std::string id;
     std::string workflow;
-    std::string trigger;             // "cron", "manual", "parent"
-    std::string state = "queued";
+    model::TriggerSource trigger = model::TriggerSource::Manual;
+    model::RunState state = model::RunState::Queued;
     std::string message;
+    // Why a firing was recorded as skipped (None otherwise); a Paused one may become the real
+    // run when its workflow is resumed (catch-up).
+    model::SkipCause skip_cause = model::SkipCause::None;
     std::string version;             // workflow definition hash
     std::optional<int64_t> scheduled_ms;
     int64_t created_ms = 0;

@@ -9,7 +9,15 @@ namespace taskhub::store {
 
 namespace {
 
-const char* kFinalStates = "('succeeded', 'failed', 'cancelled', 'skipped')";
+// The final run states as an SQL list: ('succeeded', 'failed', ...).
+std::string finalStatesSql() {
+    std::string out;
+    for (const auto& [state, text] : model::NameTable<model::RunState>::entries) {
+        if (!model::isFinal(state)) continue;
+        out += (out.empty() ? "('" : ", '") + std::string(text) + "'";
+    }
+    return out + ")";
+}
 
 } // namespace
 
@@ -22,7 +30,7 @@ std::vector<std::string> Store::prunableRuns(const std::function<Retention(const
     const std::string candidates_sql =
         std::string("SELECT id, scheduled_ms, coalesce(ended_ms, created_ms) FROM runs "
                     "WHERE workflow = ?1 AND parent_run = '' AND state IN ") +
-        kFinalStates + " AND (key <= ?2 OR created_ms < ?3) ORDER BY key LIMIT ?4";
+        finalStatesSql() + " AND (key <= ?2 OR created_ms < ?3) ORDER BY key LIMIT ?4";
     Stmt candidates(r_->db(), candidates_sql.c_str());
     Stmt latest(r_->db(), "SELECT max(scheduled_ms) FROM runs WHERE workflow = ?1");
     for (size_t looked = 0; looked < scan.max_workflows && out.size() < scan.max_runs; ++looked) {
@@ -135,7 +143,8 @@ bool Store::applyPrune(Conn& c, const Prune& op) {
             bool keep = false;
             tree.reset().bind(1, id);
             for (int rc; !keep && (rc = tree.step()) == SQLITE_ROW;) {
-                keep = !isFinalRunState(tree.text(2)) || hasWritesWaiting(tree.text(0));
+                const auto state = model::parse<model::RunState>(tree.text(2));
+                keep = !state || !model::isFinal(*state) || hasWritesWaiting(tree.text(0));
                 keys.push_back(tree.i64(1));
             }
             tree.finish();

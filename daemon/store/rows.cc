@@ -138,12 +138,16 @@ void readEventBlock(const std::string& run_id, const std::string& text, std::vec
     }
 }
 
+void logBadName(const char* what, const std::string& text) {
+    spdlog::error("STORE_BAD_VALUE {} is not a known name: '{}'", what, text.substr(0, 200));
+}
+
 RunRecord readRun(const Stmt& s) {
     RunRecord r;
     r.id = s.text(0);
     r.workflow = s.text(1);
-    r.trigger = s.text(2);
-    r.state = s.text(3);
+    r.trigger = nameFromColumn(s.text(2), model::TriggerSource::Manual, "runs.trigger");
+    r.state = nameFromColumn(s.text(3), model::RunState::Failed, "runs.state");
     r.message = s.text(4);
     r.version = s.text(5);
     r.scheduled_ms = s.opt(6);
@@ -155,6 +159,7 @@ RunRecord readRun(const Stmt& s) {
     r.parent_task = s.text(12);
     r.depth = static_cast<int>(s.i64(13));
     r.lost = static_cast<int>(s.i64(14));
+    r.skip_cause = nameFromColumn(s.text(15), model::SkipCause::None, "runs.skip_cause");
     return r;
 }
 

@@ -164,8 +164,27 @@ CREATE TABLE meta(
   value TEXT NOT NULL) WITHOUT ROWID;
 )sql";
 
+// 7: the domain recorded as such, not recognised by text. tasks.kind: plugin | workflow (a task
+// that starts a child run). runs.skip_cause: '' | paused | overlap | active_limit (why a firing
+// was recorded as skipped; catch-up after `resume` revives the paused ones). Older rows get them
+// from the text the daemon wrote before: a workflow task's plugin reads "workflow:NAME", and a
+// skipped firing's message starts as below (the spelling of schema 6 and before, whatever the
+// daemon writes today).
+constexpr const char* kSchemaV7 = R"sql(
+ALTER TABLE tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'plugin';
+UPDATE tasks SET kind = 'workflow' WHERE plugin GLOB 'workflow:*';
+ALTER TABLE runs ADD COLUMN skip_cause TEXT NOT NULL DEFAULT '';
+UPDATE runs SET skip_cause = 'paused'
+  WHERE state = 'skipped' AND message GLOB 'skipped: the workflow is paused*';
+UPDATE runs SET skip_cause = 'overlap'
+  WHERE state = 'skipped' AND skip_cause = '' AND message GLOB 'skipped: run * (overlap = *)';
+UPDATE runs SET skip_cause = 'active_limit'
+  WHERE state = 'skipped' AND skip_cause = '' AND message GLOB 'skipped: * runs are active, max_active_runs = *';
+)sql";
+
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
-const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6};
+const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
+                                   kSchemaV7};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace

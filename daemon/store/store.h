@@ -72,8 +72,9 @@ public:
     // (event_blocks: one row per run per commit, a JSON array of events) instead of one row per
     // event, runs_by_schedule, workflow_pauses. 4: plugin_events (health transitions).
     // 5: file_versions (file-drop triggers). 6: tasks.pid, pgid, proc_start (the process of
-    // the latest attempt), runs.lost, meta (boot_id). Older databases are migrated when opened.
-    static constexpr int kSchemaVersion = 6;
+    // the latest attempt), runs.lost, meta (boot_id). 7: tasks.kind, runs.skip_cause. Older
+    // databases are migrated when opened.
+    static constexpr int kSchemaVersion = 7;
     static constexpr int kMaxTasksPerRun = 1 << 20; // tasks.key holds the position in 20 bits
 
     // Opens (creating if needed) state_dir/taskhub.db and migrates it forward to kSchemaVersion

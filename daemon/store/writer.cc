@@ -51,15 +51,17 @@ bool Store::applyRun(Conn& c, const RunOp& op) {
     std::string err;
     if (const auto* o = std::get_if<RunRecord>(&op)) {
         auto& s = c.stmt(kInsertRun);
-        s.bind(1, o->id).bind(2, o->workflow).bind(3, o->trigger).bind(4, o->state).bind(5, o->message);
+        s.bind(1, o->id).bind(2, o->workflow).bind(3, model::name(o->trigger)).bind(4, model::name(o->state));
+        s.bind(5, o->message);
         s.bind(6, o->version).bind(7, o->scheduled_ms).bind(8, o->created_ms).bind(9, o->started_ms);
         s.bind(10, o->ended_ms).bind(11, toJsonObject(o->params)).bind(12, o->parent_run);
         s.bind(13, o->parent_task).bind(14, static_cast<int64_t>(o->depth)).bind(15, static_cast<int64_t>(o->lost));
+        s.bind(16, model::name(o->skip_cause));
         c.check(s.step(), "insert run", &err);
     } else if (const auto* u = std::get_if<UpdateRun>(&op)) {
         const auto& r = u->run;
         auto& s = c.stmt(kUpdateRun);
-        s.bind(1, r.id).bind(2, r.state).bind(3, r.message).bind(4, r.started_ms).bind(5, r.ended_ms);
+        s.bind(1, r.id).bind(2, model::name(r.state)).bind(3, r.message).bind(4, r.started_ms).bind(5, r.ended_ms);
         s.bind(6, static_cast<int64_t>(r.lost));
         c.check(s.step(), "update run", &err);
     } else if (const auto* v = std::get_if<ReviveRun>(&op)) {
@@ -67,8 +69,9 @@ bool Store::applyRun(Conn& c, const RunOp& op) {
         auto key = runKey(c, r.id);
         if (!key) return false;
         auto& s = c.stmt(kReviveRun);
-        s.bind(1, r.id).bind(2, r.trigger).bind(3, r.state).bind(4, r.message).bind(5, r.version);
+        s.bind(1, r.id).bind(2, model::name(r.trigger)).bind(3, model::name(r.state)).bind(4, r.message).bind(5, r.version);
         s.bind(6, r.created_ms).bind(7, r.started_ms).bind(8, r.ended_ms).bind(9, toJsonObject(r.params));
+        s.bind(10, model::name(r.skip_cause));
         if (c.check(s.step(), "revive run", &err)) {
             auto& d = c.stmt(kDeleteTasks);
             d.bind(1, *key << kTaskKeyBits).bind(2, (*key + 1) << kTaskKeyBits);
@@ -112,11 +115,11 @@ bool Store::applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t) 
     const std::string outputs = toJsonObject(t.outputs);
     for (int which : {kUpdateTask, kInsertTask}) {
         auto& s = c.stmt(which);
-        s.bind(1, (run_key << kTaskKeyBits) | order).bindRef(2, t.task_id).bindRef(3, t.state);
+        s.bind(1, (run_key << kTaskKeyBits) | order).bindRef(2, t.task_id).bindRef(3, model::name(t.state));
         s.bind(4, static_cast<int64_t>(t.attempt)).bind(5, t.exit_code).bindRef(6, t.message);
         s.bind(7, t.started_ms).bind(8, t.ended_ms).bindRef(9, outputs).bindRef(10, t.child_run);
         s.bind(12, t.pid).bind(13, t.pgid).bind(14, t.proc_start);
-        if (which == kInsertTask) s.bindRef(11, t.plugin);
+        if (which == kInsertTask) s.bindRef(11, t.plugin).bindRef(15, model::name(t.kind));
         bool ok = c.check(s.step(), which == kUpdateTask ? "update task" : "insert task", &err);
         s.reset(); // drops the references to the texts above
         if (!ok || (which == kUpdateTask && sqlite3_changes(c.db()) > 0)) break;

@@ -15,7 +15,7 @@
 #include <system_error>
 
 #include "common/time_util.h"
-#include "store/records.h"
+#include "model/states.h"
 #include "triggers/plan.h"
 
 namespace taskhub::triggers {
@@ -326,7 +326,7 @@ std::vector<sys_seconds> Scheduler::nextFirings(const std::string& workflow) con
 const Scheduler::Options& Scheduler::options() const { return impl_->opts; }
 
 std::string pausedFiringReason(const Scheduler::Pause& p) {
-    return std::string(store::kPausedFiringMessage) + " (paused by " + p.by + " at " + formatIsoSeconds(p.since) +
+    return std::string(model::kPausedFiringMessage) + " (paused by " + p.by + " at " + formatIsoSeconds(p.since) +
            ")";
 }
 

@@ -84,7 +84,7 @@ public:
     void poll();
 
     // Pausing a workflow's schedule (`taskhubctl pause WORKFLOW`): while paused, its firings are
-    // recorded as skipped runs with store::kPausedFiringMessage, and missed firings wait for
+    // recorded as skipped runs with model::kPausedFiringMessage, and missed firings wait for
     // resume(). Runs already active are not touched.
     struct Pause {
         std::chrono::sys_seconds since{};
@@ -110,7 +110,7 @@ private:
 };
 
 // The skip reason of a firing of a workflow paused as p (it starts with
-// store::kPausedFiringMessage, which resume() looks for): also used for file drops.
+// model::kPausedFiringMessage, which resume() looks for): also used for file drops.
 std::string pausedFiringReason(const Scheduler::Pause& p);
 
 // This boot's instant: boot_id and btime from /proc, remembered in state_dir/boot so that it does

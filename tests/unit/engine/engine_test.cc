@@ -24,6 +24,7 @@
 #include "plugin_host/plugin_host.h"
 #include "pool/worker_pool.h"
 #include "store/store.h"
+#include "model_text.h"
 #include "sim_harness.h"
 #include "test_support.h"
 
@@ -577,8 +578,8 @@ void leaveCrashedRun(Harness& h, const std::string& id, const std::string& workf
     store::RunRecord rec;
     rec.id = id;
     rec.workflow = workflow;
-    rec.trigger = "manual";
-    rec.state = "running";
+    rec.trigger = taskhub::model::TriggerSource::Manual;
+    rec.state = taskhub::model::RunState::Running;
     rec.version = wf->version;
     rec.created_ms = rec.started_ms.emplace(1000);
     h.store().insertRun(rec);
@@ -586,7 +587,7 @@ void leaveCrashedRun(Harness& h, const std::string& id, const std::string& workf
         store::TaskRecord t;
         t.task_id = wf->tasks[i].id;
         t.plugin = "noop";
-        t.state = states[i];
+        t.state = *taskhub::model::parse<taskhub::model::TaskState>(states[i]);
         t.attempt = states[i] == "pending" ? 0 : 1;
         if (auto p = processes.find(t.task_id); p != processes.end()) {
             t.pid = p->second.first;
@@ -678,4 +679,39 @@ TEST_CASE("engine: run_as is resolved when the attempt starts; an account gone s
     CHECK(task(run, "t").message == "cannot run as \"no-such-user-th\" (run_as, from task): no user "
                                     "'no-such-user-th' in the password database; it resolved when the "
                                     "workflow was loaded");
+}
+
+TEST_CASE("engine: a firing skipped while its workflow was paused becomes the run on catch-up, whatever its message says",
+          "[engine][catchup]") {
+    Harness h;
+    h.add("nightly", noopTask("a"));
+    h.load();
+    const auto instant = std::chrono::sys_seconds(std::chrono::hours(24 * 20000));
+    // Recorded while paused, with a reason worded unlike model::kPausedFiringMessage.
+    auto skipped = h.engine().trigger({.workflow = h.workflow("nightly"),
+                                       .source = model::TriggerSource::Cron,
+                                       .scheduled = instant,
+                                       .skip = model::SkipCause::Paused,
+                                       .skip_reason = "not run: someone paused this workflow"});
+    REQUIRE(skipped.ok);
+    CHECK(skipped.state == "skipped");
+    auto rec = h.finished(skipped.run_id);
+    CHECK(rec.skip_cause == "paused");
+    CHECK(rec.message == "not run: someone paused this workflow");
+    // The catch-up after `resume` fires the same instant again: the record becomes the run.
+    auto caught_up = h.engine().trigger({.workflow = h.workflow("nightly"),
+                                         .source = model::TriggerSource::Cron,
+                                         .scheduled = instant,
+                                         .note = "catch-up"});
+    INFO(caught_up.error);
+    REQUIRE(caught_up.ok);
+    CHECK(caught_up.run_id == skipped.run_id);
+    auto run = h.waitEnd(caught_up.run_id);
+    CHECK(run.state == "succeeded");
+    CHECK(run.skip_cause == "");
+    // Fired once more, the instant is a duplicate: only a paused firing is revived.
+    auto again = h.engine().trigger(
+        {.workflow = h.workflow("nightly"), .source = model::TriggerSource::Cron, .scheduled = instant});
+    CHECK_FALSE(again.ok);
+    CHECK(again.duplicate);
 }

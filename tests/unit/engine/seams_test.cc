@@ -8,6 +8,7 @@
 #include <set>
 
 #include "engine/ready_queues.h"
+#include "model_text.h"
 #include "sim_harness.h"
 
 using namespace std::chrono_literals;

@@ -7,7 +7,7 @@
 #include "plugin_host/outputs.h"
 
 using namespace taskhub::plugin_host;
-using taskhub::store::NameValues;
+using taskhub::model::NameValues;
 
 TEST_CASE("output names are identifiers", "[outputs]") {
     for (const char* ok : {"a", "_", "Z9", "row_count", "_x_1"}) {

@@ -160,7 +160,7 @@ TEST_CASE("outputs set by the plugin arrive with the attempt's result; bad ones 
     CHECK(r.outcome == Outcome::Succeeded);
     // greeting, count, greeting again: accepted; "2bad" and a 4097-byte value: TH_ERR_INVALID.
     CHECK(r.message == "statuses 0 0 0 1 1");
-    CHECK(r.outputs == taskhub::store::NameValues{{"greeting", "hi"}, {"count", "1"}});
+    CHECK(r.outputs == taskhub::model::NameValues{{"greeting", "hi"}, {"count", "1"}});
 
     // Each attempt has its own outputs.
     Attempt b(io, *p, "{}");

@@ -110,7 +110,7 @@ TEST_CASE("a process plugin runs attempts in its runner", "[isolation]") {
     CHECK(r->outcome == Outcome::Succeeded);
     CHECK(r->message == "statuses 0 0 0 1 1");
     CHECK_FALSE(r->transient);
-    CHECK(r->outputs == taskhub::store::NameValues{{"greeting", "hi"}, {"count", "1"}});
+    CHECK(r->outputs == taskhub::model::NameValues{{"greeting", "hi"}, {"count", "1"}});
     CHECK(p->running() == 0);
 
     // Suspend, resume and cancel reach the plugin in the runner, in order.

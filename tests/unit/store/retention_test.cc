@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "store/store.h"
+#include "model_text.h"
 #include "test_support.h"
 
 using namespace taskhub::store;
@@ -17,15 +18,16 @@ namespace {
 constexpr int64_t kDay = 86'400'000;
 constexpr int64_t kNow = 1000 * kDay;
 
-RunRecord finished(const std::string& id, const std::string& wf, int64_t created, const std::string& state = "succeeded") {
+RunRecord finished(const std::string& id, const std::string& wf, int64_t created,
+                   taskhub::model::RunState state = taskhub::model::RunState::Succeeded) {
     RunRecord r;
     r.id = id;
     r.workflow = wf;
-    r.trigger = "manual";
+    r.trigger = taskhub::model::TriggerSource::Manual;
     r.state = state;
     r.created_ms = created;
     r.started_ms = created;
-    if (isFinalRunState(state)) r.ended_ms = created + 1000;
+    if (taskhub::model::isFinal(state)) r.ended_ms = created + 1000;
     return r;
 }
 
@@ -35,7 +37,7 @@ void add(Store& s, const RunRecord& r) {
     TaskRecord t;
     t.task_id = "t";
     t.plugin = "shell";
-    t.state = "succeeded";
+    t.state = taskhub::model::TaskState::Succeeded;
     t.attempt = 1;
     s.upsertTask(r.id, 0, t);
     s.addEvent({r.created_ms, r.id, "t", "start", "attempt 1"});
@@ -63,7 +65,7 @@ TEST_CASE("keep_runs gives up the oldest finished top-level runs beyond the newe
     CHECK(prunable(*s, {std::nullopt, std::nullopt}).empty()); // no limit: everything stays
 
     SECTION("a run that is not final, or ended within min_age, stays") {
-        auto r = finished("wf@2", "wf", kNow - 10 * kDay + 2, "running");
+        auto r = finished("wf@2", "wf", kNow - 10 * kDay + 2, taskhub::model::RunState::Running);
         s->updateRun(r);
         auto late = finished("wf@3", "wf", kNow - 10 * kDay + 3);
         late.ended_ms = kNow - 1000;
@@ -161,11 +163,11 @@ TEST_CASE("a run that is no longer final when the deletion is applied stays", "[
     TempDir dir;
     auto s = Store::open(dir.path);
     add(*s, finished("wf@1", "wf", kNow - 10 * kDay));
-    auto child = finished("wf@1/sub.1", "inner", kNow - 10 * kDay, "running");
+    auto child = finished("wf@1/sub.1", "inner", kNow - 10 * kDay, taskhub::model::RunState::Running);
     child.parent_run = "wf@1";
     add(*s, finished("wf@2", "wf", kNow - 10 * kDay));
     add(*s, child);
-    auto retried = finished("wf@2", "wf", kNow - 10 * kDay, "running"); // `retry` revived it
+    auto retried = finished("wf@2", "wf", kNow - 10 * kDay, taskhub::model::RunState::Running); // `retry` revived it
     s->updateRun(retried);
     s->pruneRuns({"wf@1", "wf@2"});
     REQUIRE(s->commit());

@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "store/store.h"
+#include "model_text.h"
 #include "test_support.h"
 
 using namespace taskhub::store;
@@ -25,8 +26,8 @@ RunRecord makeRun(const std::string& id, const std::string& wf, int64_t created)
     RunRecord r;
     r.id = id;
     r.workflow = wf;
-    r.trigger = "manual";
-    r.state = "running";
+    r.trigger = taskhub::model::TriggerSource::Manual;
+    r.state = taskhub::model::RunState::Running;
     r.created_ms = created;
     r.started_ms = created;
     return r;
@@ -51,18 +52,18 @@ TEST_CASE("runs, tasks and events survive closing and reopening", "[store]") {
         TaskRecord t;
         t.task_id = "b";
         t.plugin = "shell";
-        t.state = "failed";
+        t.state = taskhub::model::TaskState::Failed;
         t.attempt = 2;
         t.exit_code = 3;
         t.message = "exit code 3";
         s->upsertTask("wf@2", 1, t);
         t.task_id = "a";
-        t.state = "succeeded";
+        t.state = taskhub::model::TaskState::Succeeded;
         t.exit_code = 0;
         s->upsertTask("wf@2", 0, t);
         s->addEvent({5, "wf@2", "a", "start", "attempt 1"});
         auto r = makeRun("wf@2", "wf", 2000);
-        r.state = "failed";
+        r.state = taskhub::model::RunState::Failed;
         r.message = "task 'b' failed";
         r.ended_ms = 2500;
         s->updateRun(r);
@@ -225,7 +226,7 @@ TEST_CASE("a version 1 database is migrated to the current version when opened, 
 
         // The migrated database takes the new fields, and numbers new events after the old ones.
         auto child = makeRun("old@1/a.1", "inner", 2000);
-        child.trigger = "parent";
+        child.trigger = taskhub::model::TriggerSource::Parent;
         child.parent_run = "old@1";
         child.parent_task = "a";
         child.depth = 1;
@@ -269,14 +270,14 @@ TEST_CASE("params, outputs and nesting are stored in their order and read back",
         TaskRecord t;
         t.task_id = "sub";
         t.plugin = "";
-        t.state = "succeeded";
+        t.state = taskhub::model::TaskState::Succeeded;
         t.attempt = 2;
         t.outputs = {{"z", "last"}, {"a", "first"}, {"utf8", "gr\u00fc\u00dfe \xe2\x9c\x93"}};
         t.child_run = "wf@1/sub.2";
         s->upsertTask("wf@1", 0, t);
         for (int i = 1; i <= 2; ++i) {
             auto child = makeRun("wf@1/sub." + std::to_string(i), "inner", 1000 + i);
-            child.trigger = "parent";
+            child.trigger = taskhub::model::TriggerSource::Parent;
             child.parent_run = "wf@1";
             child.parent_task = "sub";
             child.depth = 1;
@@ -329,9 +330,9 @@ TEST_CASE("writer mode keeps only a task's latest outputs and child run", "[stor
     TaskRecord t;
     t.task_id = "a";
     t.plugin = "noop";
-    t.state = "running";
+    t.state = taskhub::model::TaskState::Running;
     s->upsertTask("wf@1", 0, t);
-    t.state = "succeeded";
+    t.state = taskhub::model::TaskState::Succeeded;
     t.outputs = {{"n", "1"}};
     t.child_run = "wf@1/a.1";
     s->upsertTask("wf@1", 0, t);
@@ -352,11 +353,11 @@ TEST_CASE("paused runs count as unfinished", "[store]") {
     TempDir dir;
     auto s = Store::open(dir.path);
     auto r = makeRun("wf@1", "wf", 1);
-    r.state = "paused";
+    r.state = taskhub::model::RunState::Paused;
     s->insertRun(r);
     s->insertRun(makeRun("wf@2", "wf", 2));
     auto done = makeRun("wf@3", "wf", 3);
-    done.state = "succeeded";
+    done.state = taskhub::model::RunState::Succeeded;
     s->insertRun(done);
     REQUIRE(s->commit());
     auto unfinished = s->unfinishedRuns();
@@ -474,7 +475,8 @@ TEST_CASE("writer mode: batches commit off the caller's thread and barriers fire
         TaskRecord t;
         t.task_id = "a";
         t.plugin = "noop";
-        for (const char* state : {"pending", "ready", "running", "succeeded"}) {
+        using taskhub::model::TaskState;
+        for (TaskState state : {TaskState::Pending, TaskState::Ready, TaskState::Running, TaskState::Succeeded}) {
             t.state = state;
             s->upsertTask("wf@1", 0, t);
         }
@@ -620,7 +622,7 @@ TEST_CASE("writer mode: the tasks of many runs and batches land in their runs, i
                 TaskRecord rec;
                 rec.task_id = "t" + std::to_string(t);
                 rec.plugin = "noop";
-                rec.state = round == 2 ? "succeeded" : "running";
+                rec.state = round == 2 ? taskhub::model::TaskState::Succeeded : taskhub::model::TaskState::Running;
                 rec.attempt = round + 1;
                 s->upsertTask("wf@" + std::to_string(r), t, rec);
                 if (t % 7 == 0) s->upsertTask("wf@" + std::to_string(r), t, rec);
@@ -660,13 +662,14 @@ TEST_CASE("workflow pauses persist; a revived run keeps its id and key and loses
         s->setWorkflowPaused("other", true, 2000, "uid 7 (ops)");
         s->setWorkflowPaused("other", false);
         auto skipped = makeRun("nightly@1", "nightly", 1500);
-        skipped.state = "skipped";
-        skipped.message = std::string(kPausedFiringMessage) + " (paused by uid 0 (root))";
+        skipped.state = taskhub::model::RunState::Skipped;
+        skipped.message = std::string(taskhub::model::kPausedFiringMessage) + " (paused by uid 0 (root))";
+        skipped.skip_cause = taskhub::model::SkipCause::Paused;
         skipped.ended_ms = 1500;
         s->insertRun(skipped);
         TaskRecord t;
         t.plugin = "noop";
-        t.state = "skipped";
+        t.state = taskhub::model::TaskState::Skipped;
         for (const char* id : {"a", "b", "c"}) {
             t.task_id = id;
             s->upsertTask("nightly@1", static_cast<int>(id[0] - 'a'), t);
@@ -675,12 +678,12 @@ TEST_CASE("workflow pauses persist; a revived run keeps its id and key and loses
         CHECK(s->lastScheduledMs("nightly") == std::nullopt); // makeRun has no scheduled instant
 
         auto revived = makeRun("nightly@1", "nightly", 3000);
-        revived.trigger = "cron";
-        revived.state = "queued";
+        revived.trigger = taskhub::model::TriggerSource::Cron;
+        revived.state = taskhub::model::RunState::Queued;
         revived.version = "v2";
         s->reviveRun(revived);
         t.task_id = "a";
-        t.state = "pending";
+        t.state = taskhub::model::TaskState::Pending;
         s->upsertTask("nightly@1", 0, t);
         REQUIRE(s->commit());
     }
@@ -705,8 +708,10 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     TempDir dir;
     const fs::path db = dir.path / "taskhub.db";
     Store::open(dir.path).reset();
-    // What a version 4 database lacks: file_versions (5) and the recovery columns and meta (6).
-    sql(db, "DROP TABLE file_versions; DROP TABLE meta; ALTER TABLE tasks DROP COLUMN pid; "
+    // What a version 4 database lacks: file_versions (5), the recovery columns and meta (6), and
+    // the kind and skip cause columns (7).
+    sql(db, "ALTER TABLE tasks DROP COLUMN kind; ALTER TABLE runs DROP COLUMN skip_cause; "
+            "DROP TABLE file_versions; DROP TABLE meta; ALTER TABLE tasks DROP COLUMN pid; "
             "ALTER TABLE tasks DROP COLUMN pgid; ALTER TABLE tasks DROP COLUMN proc_start; "
             "ALTER TABLE runs DROP COLUMN lost; PRAGMA user_version = 4;");
     REQUIRE(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name = 'file_versions'") == 0);
@@ -734,5 +739,132 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name IN ('pid', 'pgid', 'proc_start')") == 3);
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'lost'") == 1);
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
-    CHECK(Store::kSchemaVersion == 6);
+    CHECK(Store::kSchemaVersion == 7);
+}
+
+namespace {
+
+// The text of a column of one row, or "(none)" when the query finds no row.
+std::string sqlText(const fs::path& db, const std::string& query) {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(h, query.c_str(), -1, &st, nullptr) == SQLITE_OK);
+    std::string v = "(none)";
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        auto p = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+        v = p ? p : "";
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return v;
+}
+
+} // namespace
+
+TEST_CASE("a version 6 database gains task kinds and skip causes from the text its daemon wrote", "[store][migration]") {
+    using taskhub::model::SkipCause;
+    using taskhub::model::TaskKind;
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    Store::open(dir.path).reset();
+    // A version 6 database: no kind or skip_cause columns. Its rows, as taskhubd 6 wrote them.
+    sql(db, R"sql(
+ALTER TABLE tasks DROP COLUMN kind;
+ALTER TABLE runs DROP COLUMN skip_cause;
+PRAGMA user_version = 6;
+INSERT INTO runs(key, id, workflow, trigger, state, message, created_ms) VALUES
+  (1, 'w@paused', 'w', 'cron', 'skipped', 'skipped: the workflow is paused (paused by uid 0 (root) at 2026-01-01T00:00:00Z)', 1),
+  (2, 'w@overlap', 'w', 'cron', 'skipped', 'skipped: run w@paused is still active (overlap = skip)', 2),
+  (3, 'w@queued', 'w', 'cron', 'skipped', 'skipped: run w@x is already queued (overlap = queue_one)', 3),
+  (4, 'w@limit', 'w', 'cron', 'skipped', 'skipped: 3 runs are active, max_active_runs = 3 (overlap = allow)', 4),
+  (5, 'w@ran', 'w', 'cron', 'succeeded', 'skipped: the workflow is paused, said a task', 5),
+  (6, 'w@tasks', 'w', 'manual', 'skipped', 'every task was skipped', 6);
+INSERT INTO tasks(key, task_id, plugin, state, attempt) VALUES
+  (1048576 * 5 + 0, 'child', 'workflow:inner', 'succeeded', 1),
+  (1048576 * 5 + 1, 'plain', 'shell', 'succeeded', 1),
+  (1048576 * 5 + 2, 'named', 'workflowish', 'succeeded', 1);
+)sql");
+    REQUIRE(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'skip_cause'") == 0);
+    auto check = [&](Store& s) {
+        auto cause = [&](const char* id) {
+            auto r = s.run(id, false);
+            REQUIRE(r);
+            return r->skip_cause;
+        };
+        CHECK(cause("w@paused") == SkipCause::Paused);
+        CHECK(cause("w@overlap") == SkipCause::Overlap);
+        CHECK(cause("w@queued") == SkipCause::Overlap);
+        CHECK(cause("w@limit") == SkipCause::ActiveLimit);
+        CHECK(cause("w@ran") == SkipCause::None); // not skipped: its message does not matter
+        CHECK(cause("w@tasks") == SkipCause::None);
+        auto ran = s.run("w@ran", true);
+        REQUIRE(ran);
+        REQUIRE(ran->tasks.size() == 3);
+        CHECK(ran->tasks[0].kind == TaskKind::Workflow);
+        CHECK(ran->tasks[0].plugin == "workflow:inner"); // the text stays as it was
+        CHECK(ran->tasks[1].kind == TaskKind::Plugin);
+        CHECK(ran->tasks[2].kind == TaskKind::Plugin);
+    };
+    {
+        auto s = Store::open(dir.path);
+        check(*s);
+    }
+    CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
+    CHECK(sqlText(db, "SELECT skip_cause FROM runs WHERE id = 'w@paused'") == "paused");
+    CHECK(sqlText(db, "SELECT skip_cause FROM runs WHERE id = 'w@limit'") == "active_limit");
+    CHECK(sqlText(db, "SELECT skip_cause FROM runs WHERE id = 'w@ran'") == "");
+    CHECK(sqlText(db, "SELECT kind FROM tasks WHERE task_id = 'child'") == "workflow");
+    CHECK(sqlText(db, "SELECT kind FROM tasks WHERE task_id = 'plain'") == "plugin");
+    // Opened again, the migrated database is taken as it is and reads the same.
+    {
+        auto s = Store::open(dir.path);
+        check(*s);
+    }
+    CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
+}
+
+TEST_CASE("a task's kind and a run's skip cause are stored as such, whatever the message says", "[store]") {
+    using taskhub::model::SkipCause;
+    using taskhub::model::TaskKind;
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    {
+        auto s = Store::open(dir.path);
+        auto paused = makeRun("w@1", "w", 1000);
+        paused.state = taskhub::model::RunState::Skipped;
+        paused.message = "a message reworded since"; // catch-up reads the cause, not this
+        paused.skip_cause = SkipCause::Paused;
+        s->insertRun(paused);
+        TaskRecord t;
+        t.task_id = "child";
+        t.plugin = "workflow:inner";
+        t.kind = TaskKind::Workflow;
+        s->upsertTask("w@1", 0, t);
+        t.task_id = "plain";
+        t.plugin = "workflow:looks-like-one"; // a plugin's name is no kind
+        t.kind = TaskKind::Plugin;
+        s->upsertTask("w@1", 1, t);
+        REQUIRE(s->commit());
+        auto r = s->run("w@1", true);
+        REQUIRE(r);
+        CHECK(r->skip_cause == SkipCause::Paused);
+        REQUIRE(r->tasks.size() == 2);
+        CHECK(r->tasks[0].kind == TaskKind::Workflow);
+        CHECK(r->tasks[1].kind == TaskKind::Plugin);
+
+        // Revived, the run takes the new record's cause (none: it runs).
+        auto revived = makeRun("w@1", "w", 2000);
+        revived.state = taskhub::model::RunState::Queued;
+        s->reviveRun(revived);
+        REQUIRE(s->commit());
+        CHECK(s->run("w@1", false)->skip_cause == SkipCause::None);
+    }
+    CHECK(sqlText(db, "SELECT skip_cause FROM runs WHERE id = 'w@1'") == "");
+    sql(db, "UPDATE runs SET skip_cause = 'overlap' WHERE id = 'w@1'");
+    auto s = Store::open(dir.path);
+    CHECK(s->run("w@1", false)->skip_cause == SkipCause::Overlap);
+    // Text that is no cause (edited by hand) reads as none, and is logged.
+    sql(db, "UPDATE runs SET skip_cause = 'bogus' WHERE id = 'w@1'");
+    CHECK(s->run("w@1", false)->skip_cause == SkipCause::None);
 }
