@@ -26,6 +26,7 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -178,6 +179,10 @@ struct Core {
     std::unordered_map<uint64_t, Run*> by_serial;
     uint64_t next_serial = 0;
     std::map<std::string, std::deque<std::string>> queued; // workflow -> queued run ids
+    // Firings this process recorded as skipped because their workflow was paused, until their
+    // record is committed: the store reads only committed records, and a catch-up right after
+    // `resume` must still find them to turn them into the run.
+    std::unordered_set<std::string> paused_uncommitted;
     ReadyQueues queues; // ready tasks waiting for a slot
     static constexpr size_t kLaunchChunk = 256;
     std::vector<Launch> launches; // dispatched since the last flushLaunches()

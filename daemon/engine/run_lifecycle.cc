@@ -115,9 +115,14 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
         if (runs.count(id) || store.runExists(id)) {
             // A firing recorded as skipped while the workflow was paused may still run: the
             // catch-up after `resume` turns that record into the run.
-            auto old = runs.count(id) ? std::nullopt : store.run(id, false);
-            revive = forced_skip.empty() && old && old->state == model::RunState::Skipped &&
-                     old->skip_cause == model::SkipCause::Paused;
+            // Until this process's own record of it is committed, the store cannot read it.
+            const bool active = runs.count(id) > 0;
+            auto old = active ? std::nullopt : store.run(id, false);
+            const bool paused_firing = old ? old->state == model::RunState::Skipped &&
+                                                 old->skip_cause == model::SkipCause::Paused
+                                           : !active && paused_uncommitted.count(id) > 0;
+            revive = forced_skip.empty() && paused_firing;
+            if (revive) paused_uncommitted.erase(id);
             if (!revive) {
                 out.error = "the firing " + id + " is already recorded";
                 out.duplicate = true;
@@ -185,6 +190,11 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
             saveTask(*run, i);
         }
         event(id, "", "run_skipped", skip_reason);
+        if (run->rec.skip_cause == model::SkipCause::Paused) {
+            // Registered after the record's writes: called once they are committed.
+            paused_uncommitted.insert(id);
+            store.whenDurable(store.writeMark(), [this, id](bool) { paused_uncommitted.erase(id); });
+        }
         spdlog::info("ENGINE_RUN_SKIPPED {} {}", id, skip_reason);
         out.state = model::RunState::Skipped;
         return out;

@@ -681,6 +681,38 @@ TEST_CASE("engine: run_as is resolved when the attempt starts; an account gone s
                                     "workflow was loaded");
 }
 
+TEST_CASE("engine: a paused firing caught up before its record is committed still becomes the run",
+          "[engine][catchup]") {
+    // `resume` right after a paused firing was recorded: the catch-up comes in the same turn of
+    // the loop, while the store's writer has not committed the skipped record (committing takes
+    // an fsync; the two calls below are microseconds apart). The firing must not be taken for a
+    // duplicate and lost.
+    Harness h;
+    h.add("nightly", noopTask("a"));
+    h.load();
+    const auto instant = std::chrono::sys_seconds(std::chrono::hours(24 * 20001));
+    auto skipped = h.engine().trigger({.workflow = h.workflow("nightly"),
+                                       .source = model::TriggerSource::Cron,
+                                       .scheduled = instant,
+                                       .skip = model::SkipCause::Paused});
+    REQUIRE(skipped.ok);
+    auto caught_up = h.engine().trigger({.workflow = h.workflow("nightly"),
+                                         .source = model::TriggerSource::Cron,
+                                         .scheduled = instant,
+                                         .note = "catch-up"});
+    INFO(caught_up.error);
+    REQUIRE(caught_up.ok);
+    CHECK(caught_up.run_id == skipped.run_id);
+    // Fired again while that run is active: a duplicate, not a second revival.
+    auto again = h.engine().trigger(
+        {.workflow = h.workflow("nightly"), .source = model::TriggerSource::Cron, .scheduled = instant});
+    CHECK_FALSE(again.ok);
+    CHECK(again.duplicate);
+    auto run = h.waitEnd(caught_up.run_id);
+    CHECK(run.state == "succeeded");
+    CHECK(run.skip_cause == "");
+}
+
 TEST_CASE("engine: a firing skipped while its workflow was paused becomes the run on catch-up, whatever its message says",
           "[engine][catchup]") {
     Harness h;
