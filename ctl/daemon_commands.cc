@@ -110,7 +110,9 @@ int cmdShow(const Context& ctx, const Invocation& in) {
               << "file         " << field(w, "file") << "\n";
     if (!field(w, "description").empty()) std::cout << "description  " << field(w, "description") << "\n";
     std::cout << "timezone     " << field(w, "timezone") << "\n"
-              << "policy       overlap=" << field(w, "overlap") << " on_failure=" << field(w, "on_failure") << "\n"
+              << "policy       overlap=" << field(w, "overlap")
+              << (field(w, "file_overlap") == "-" ? "" : " (file drops: " + field(w, "file_overlap") + ")")
+              << " on_failure=" << field(w, "on_failure") << "\n"
               << "version      " << field(w, "version") << "\n";
     if (std::string params = paramsText(w); !params.empty()) std::cout << "params       " << params << "\n";
     for (const auto& t : w.as_object().at("triggers").as_array()) {

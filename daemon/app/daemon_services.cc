@@ -267,6 +267,9 @@ control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool deta
     w.timezone = wf.timezone;
     w.version = wf.version;
     w.overlap = config::toString(wf.overlap);
+    const bool watches = std::any_of(wf.triggers.begin(), wf.triggers.end(),
+                                     [](const config::TriggerDef& t) { return t.kind == config::TriggerDef::Kind::File; });
+    if (watches) w.file_overlap = config::toString(wf.file_overlap);
     w.on_failure = config::toString(wf.on_failure);
     const auto watch_states = m_.file_watch ? m_.file_watch->states(wf.name) : std::vector<std::string>{};
     for (size_t i = 0; i < wf.triggers.size(); ++i) {

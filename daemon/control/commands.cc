@@ -182,6 +182,7 @@ json::object workflowJson(const WorkflowInfo& w, bool detail) {
     o["task_count"] = w.tasks.size();
     if (detail) {
         o["overlap"] = w.overlap;
+        if (!w.file_overlap.empty()) o["file_overlap"] = w.file_overlap;
         o["on_failure"] = w.on_failure;
         o["params"] = nameValuesJson(w.params);
         json::array tasks;

@@ -50,6 +50,7 @@ struct WorkflowInfo {
     std::string timezone;
     std::string version;
     std::string overlap;
+    std::string file_overlap; // a workflow with a watch trigger: the overlap its file drops follow; else empty
     std::string on_failure;
     struct Trigger {
         std::string kind; // cron, reboot, every, at, file

@@ -329,6 +329,12 @@ class FileDropTest(harness.DaemonTestCase):
         self.assertEqual(sorted(d.read("ledger2").split()), names)
         self.assertEqual(sorted(d.read("ledger").split()), sorted(down + during))
 
+        # show says which overlap file drops follow, next to the time triggers' one.
+        shown = d.ctl_ok("show", "box")
+        self.assertEqual((shown["overlap"], shown["file_overlap"]), ("skip", "queue_all"))
+        self.assertIn("policy       overlap=skip (file drops: queue_all) on_failure=",
+                      d.ctl_ok("show", "box", json=False))
+
 
 if __name__ == "__main__":
     harness.main()
