@@ -242,7 +242,6 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         warnRootWatch(*wf);
     }
 
-
     bool graph_ok = checkGraph(wf.get(), tasks, r);
     checkRefs(*wf, out.tasks, graph_ok, r);
 
