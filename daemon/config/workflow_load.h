@@ -1,0 +1,129 @@
+// Internal to the config module: what the files that load one workflow file share. The document
+// and its top-level keys are read in workflow.cc (loadOne()); the sections it hands over live in
+//   workflow_triggers.cc  [[trigger]]: cron, every, at, start_at, jitter, watch and its keys
+//   workflow_policy.cc    [policy]: overlap, max_active_runs, catchup, on_failure, timeout
+//   workflow_tasks.cc     [[task]]: plugin and workflow tasks, their keys, templates, run_as
+//   workflow_graph.cc     the checks across tasks (dependencies, references) and across files
+//                         (workflow tasks: missing children, params, cycles)
+#ifndef TASKHUB_CONFIG_WORKFLOW_LOAD_H
+#define TASKHUB_CONFIG_WORKFLOW_LOAD_H
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/toml_support.h"
+#include "config/workflow.h"
+#include "expr/template.h"
+
+namespace taskhub::config::detail {
+
+namespace fs = std::filesystem;
+
+// A reference to a param, an output or a task state, where it was written.
+struct RefUse {
+    size_t line = 0;
+    std::string where; // "task 'b': 'command'", the message prefix
+    std::string shown; // as written: "${params.x}" in a template, "params.x" in a condition
+    expr::Ref ref;
+};
+
+// What the checks after loading a file need to know about a task beyond its TaskDef.
+struct TaskExtra {
+    size_t workflow_line = 0;                      // of the `workflow` key
+    size_t run_as_line = 0;                        // of the task's own `run_as` key
+    std::map<std::string, size_t> child_param_lines; // key of `params` -> its line
+    std::vector<RefUse> refs;
+};
+
+// The outcome of loading one file, with what the cross-file checks need.
+struct FileLoad {
+    fs::path file;
+    std::string name;
+    std::shared_ptr<Workflow> workflow; // null when the file has problems
+    std::vector<Diagnostic> problems;
+    std::vector<TaskExtra> tasks;       // parallel to workflow->tasks
+};
+
+// A task whose parameters the plugin still has to validate(): asked for all tasks of a file at
+// once (PluginCatalog::validateAll) once every task is read.
+struct PendingValidation {
+    const Table* table; // the task's table in the parsed file
+    size_t task;        // index into Workflow::tasks
+    std::string label;
+};
+
+template <class Enum>
+std::optional<Enum> getChoice(const Value& v, const std::string& what,
+                              const std::vector<std::pair<const char*, Enum>>& choices,
+                              Reporter& r) {
+    auto s = getString(v, what, r);
+    if (!s) return std::nullopt;
+    std::string allowed;
+    for (const auto& [name, e] : choices) {
+        if (*s == name) return e;
+        allowed += (allowed.empty() ? "" : " | ") + std::string(name);
+    }
+    r.add(v, what + " must be " + allowed + ", found \"" + *s + "\"");
+    return std::nullopt;
+}
+
+// The same for an enum with a name table (model/names.h): one of its names.
+template <class Enum>
+std::optional<Enum> getChoice(const Value& v, const std::string& what, Reporter& r) {
+    auto s = getString(v, what, r);
+    if (!s) return std::nullopt;
+    if (auto e = model::parse<Enum>(*s)) return e;
+    std::string allowed;
+    for (const auto& [e, name] : model::NameTable<Enum>::entries) {
+        allowed += (allowed.empty() ? "" : " | ") + std::string(name);
+    }
+    r.add(v, what + " must be " + allowed + ", found \"" + *s + "\"");
+    return std::nullopt;
+}
+
+// workflow_triggers.cc
+
+// A duration in whole seconds, at least `min`.
+std::optional<std::chrono::seconds> getSeconds(const Value& v, const std::string& what, std::chrono::seconds min,
+                                               Reporter& r);
+
+// Reads one [[trigger]] table into wf.triggers (nothing is added when it has problems).
+void loadTrigger(const Value& v, Workflow& wf, Reporter& r);
+
+// workflow_policy.cc
+
+// Reads the [policy] table into wf.
+void loadPolicy(const Value& v, Workflow& wf, Reporter& r);
+
+// workflow_tasks.cc
+
+// Reads one [[task]] table (the index-th) into wf.tasks and extras; queues its plugin parameters
+// in pending for validatePending().
+void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>& extras,
+              const PluginCatalog& plugins, std::vector<PendingValidation>& pending, Reporter& r);
+void validatePending(const std::vector<PendingValidation>& pending, const Workflow& wf, const PluginCatalog& plugins,
+                     Reporter& r);
+void applyRunAs(Workflow& wf, size_t wf_line, const std::vector<TaskExtra>& extras,
+                const WorkflowDefaults& defaults, const PluginCatalog& plugins, Reporter& r);
+void warnRootWatch(Workflow& wf);
+
+// workflow_graph.cc
+
+// Checks the task graph of wf (tasks: the file's [[task]] array; dependencies name existing
+// tasks, no cycles) when the file has no problems so far, and sets wf->graph; returns whether the
+// graph is valid.
+bool checkGraph(Workflow* wf, const Value* tasks, Reporter& r);
+void checkRefs(const Workflow& wf, const std::vector<TaskExtra>& extras, bool graph_ok, Reporter& r);
+void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir,
+                       const std::set<std::string>* all_names = nullptr);
+
+} // namespace taskhub::config::detail
+
+#endif // TASKHUB_CONFIG_WORKFLOW_LOAD_H
