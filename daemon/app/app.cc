@@ -410,13 +410,13 @@ int run(int argc, char** argv) {
         }
     }
 
-    config::DaemonConfig cfg;
-    try {
-        cfg = config::loadDaemonConfig(opts.config, trustedReader());
-    } catch (const config::ConfigError& e) {
-        for (const auto& p : e.problems()) std::fprintf(stderr, "%s\n", p.str().c_str());
+    std::vector<config::Diagnostic> problems;
+    auto loaded = config::loadDaemonConfig(opts.config, &problems, trustedReader());
+    if (!loaded) {
+        for (const auto& p : problems) std::fprintf(stderr, "%s\n", p.str().c_str());
         return 1;
     }
+    const config::DaemonConfig& cfg = *loaded;
     logging::init(opts.log_level.empty() ? cfg.log_level : opts.log_level);
     if (opts.check) {
         spdlog::set_level(spdlog::level::off); // --check prints its own findings
