@@ -183,11 +183,10 @@ int serve(const config::DaemonConfig& cfg) {
         }
     }
 
-    std::unique_ptr<store::Store> store;
-    try {
-        store = store::Store::open(cfg.state_dir);
-    } catch (const store::StoreError& e) {
-        spdlog::critical("STORE_OPEN_FAILED {}", e.what());
+    std::string store_err;
+    std::unique_ptr<store::Store> store = store::Store::open(cfg.state_dir, &store_err);
+    if (!store) {
+        spdlog::critical("STORE_OPEN_FAILED {}", store_err);
         return 1;
     }
     pool::WorkerPool pool(static_cast<size_t>(cfg.pool.min_workers), static_cast<size_t>(cfg.pool.max_workers),
