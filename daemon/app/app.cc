@@ -254,6 +254,9 @@ int serve(const config::DaemonConfig& cfg) {
                 std::chrono::milliseconds(*ms)));
         });
 
+    if (std::string err; !scheduler.start(&err)) {
+        spdlog::error("SCHED_TIMER_FAILED {}; time triggers do not fire until taskhubd is restarted", err);
+    }
     {
         std::map<std::string, triggers::Scheduler::Pause> pauses;
         for (auto& p : store->pausedWorkflows()) {
