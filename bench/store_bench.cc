@@ -145,7 +145,12 @@ void writeRun(Store& s, const std::string& id, const std::string& workflow, int 
 int throughput(const std::filesystem::path& dir, int runs, int tasks, bool normal) {
     Store::Options opts;
     opts.sync_normal = normal;
-    auto store = Store::open(dir, opts);
+    std::string err;
+    auto store = Store::open(dir, opts, &err);
+    if (!store) {
+        std::fprintf(stderr, "store_bench: %s\n", err.c_str());
+        return 1;
+    }
     Loop loop;
     std::atomic<uint64_t> commits{0};
     store->startWriter([&](std::function<void()> fn) {
@@ -171,7 +176,12 @@ int throughput(const std::filesystem::path& dir, int runs, int tasks, bool norma
 int inflight(const std::filesystem::path& dir, int runs, int tasks, bool normal, int window) {
     Store::Options opts;
     opts.sync_normal = normal;
-    auto store = Store::open(dir, opts);
+    std::string err;
+    auto store = Store::open(dir, opts, &err);
+    if (!store) {
+        std::fprintf(stderr, "store_bench: %s\n", err.c_str());
+        return 1;
+    }
     const int64_t t = nowMs();
     for (int r = 0; r < runs; ++r) {
         const std::string id = "bench@" + std::to_string(r);
@@ -295,7 +305,12 @@ int rawSqlite(const std::filesystem::path& dir, int completions, int batch, bool
 
 int generate(const std::filesystem::path& dir, int runs, int interrupted, const std::string& workflow,
              const std::string& version) {
-    auto store = Store::open(dir);
+    std::string err;
+    auto store = Store::open(dir, &err);
+    if (!store) {
+        std::fprintf(stderr, "store_bench: %s\n", err.c_str());
+        return 1;
+    }
     const int64_t day = 24 * 3600 * 1000LL;
     const int64_t start = nowMs() - 30 * day;
     const int64_t step = 30 * day / (runs + interrupted + 1);

@@ -31,11 +31,13 @@ std::optional<std::string> socketPath(const Globals& g, Failure* err) {
     std::string cfgPath = g.config.value_or(config::kDefaultConfigPath);
     std::error_code ec;
     if (g.config || fs::exists(cfgPath, ec)) {
-        try {
-            return config::loadDaemonConfig(cfgPath).socket.string();
-        } catch (const config::ConfigError& e) {
-            return failure(err, 2, "cannot read " + cfgPath + " to find the socket: " + e.what() + " (use --socket)");
+        std::vector<config::Diagnostic> problems;
+        auto cfg = config::loadDaemonConfig(cfgPath, &problems);
+        if (!cfg) {
+            return failure(err, 2, "cannot read " + cfgPath + " to find the socket: " + config::firstProblem(problems) +
+                                       " (use --socket)");
         }
+        return cfg->socket.string();
     }
     return std::string(config::kDefaultSocketPath);
 }

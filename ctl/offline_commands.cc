@@ -33,13 +33,13 @@ namespace {
 int cmdValidate(const Context& ctx, const Invocation& in) {
     const std::vector<std::string>& files = in.args;
     std::string cfgPath = ctx.globals.config.value_or(config::kDefaultConfigPath);
-    config::DaemonConfig cfg;
-    try {
-        cfg = config::loadDaemonConfig(cfgPath);
-    } catch (const config::ConfigError& e) {
-        for (const auto& p : e.problems()) std::fprintf(stderr, "%s\n", p.str().c_str());
+    std::vector<config::Diagnostic> config_problems;
+    auto loaded = config::loadDaemonConfig(cfgPath, &config_problems);
+    if (!loaded) {
+        for (const auto& p : config_problems) std::fprintf(stderr, "%s\n", p.str().c_str());
         return failed("validate needs the daemon config to find the plugins (use --config FILE)", 2);
     }
+    const config::DaemonConfig& cfg = *loaded;
     // The plugin host logs for the daemon's journal; here a refused plugin is a warning on stderr
     // and stdout carries only the findings.
     spdlog::set_level(spdlog::level::off);
@@ -101,13 +101,14 @@ const date::time_zone* defaultZone(const Globals& g, std::string* err) {
     std::string cfgPath = g.config.value_or(config::kDefaultConfigPath);
     std::error_code ec;
     if (g.config || fs::exists(cfgPath, ec)) {
-        try {
-            std::string zone = config::loadDaemonConfig(cfgPath).timezone;
-            if (!zone.empty()) return date::locate_zone(zone);
-        } catch (const config::ConfigError& e) {
-            *err = "cannot read " + cfgPath + " to find the default time zone: " + e.what() + " (use --tz)";
+        std::vector<config::Diagnostic> problems;
+        auto cfg = config::loadDaemonConfig(cfgPath, &problems);
+        if (!cfg) {
+            *err = "cannot read " + cfgPath + " to find the default time zone: " + config::firstProblem(problems) +
+                   " (use --tz)";
             return nullptr;
         }
+        if (!cfg->timezone.empty()) return date::locate_zone(cfg->timezone);
     }
     try {
         return date::current_zone();

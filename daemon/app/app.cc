@@ -183,11 +183,10 @@ int serve(const config::DaemonConfig& cfg) {
         }
     }
 
-    std::unique_ptr<store::Store> store;
-    try {
-        store = store::Store::open(cfg.state_dir);
-    } catch (const store::StoreError& e) {
-        spdlog::critical("STORE_OPEN_FAILED {}", e.what());
+    std::string store_err;
+    std::unique_ptr<store::Store> store = store::Store::open(cfg.state_dir, &store_err);
+    if (!store) {
+        spdlog::critical("STORE_OPEN_FAILED {}", store_err);
         return 1;
     }
     pool::WorkerPool pool(static_cast<size_t>(cfg.pool.min_workers), static_cast<size_t>(cfg.pool.max_workers),
@@ -255,6 +254,9 @@ int serve(const config::DaemonConfig& cfg) {
                 std::chrono::milliseconds(*ms)));
         });
 
+    if (std::string err; !scheduler.start(&err)) {
+        spdlog::error("SCHED_TIMER_FAILED {}; time triggers do not fire until taskhubd is restarted", err);
+    }
     {
         std::map<std::string, triggers::Scheduler::Pause> pauses;
         for (auto& p : store->pausedWorkflows()) {
@@ -410,13 +412,13 @@ int run(int argc, char** argv) {
         }
     }
 
-    config::DaemonConfig cfg;
-    try {
-        cfg = config::loadDaemonConfig(opts.config, trustedReader());
-    } catch (const config::ConfigError& e) {
-        for (const auto& p : e.problems()) std::fprintf(stderr, "%s\n", p.str().c_str());
+    std::vector<config::Diagnostic> problems;
+    auto loaded = config::loadDaemonConfig(opts.config, &problems, trustedReader());
+    if (!loaded) {
+        for (const auto& p : problems) std::fprintf(stderr, "%s\n", p.str().c_str());
         return 1;
     }
+    const config::DaemonConfig& cfg = *loaded;
     logging::init(opts.log_level.empty() ? cfg.log_level : opts.log_level);
     if (opts.check) {
         spdlog::set_level(spdlog::level::off); // --check prints its own findings

@@ -56,13 +56,14 @@ std::string typeText(mode_t mode) {
     return "of an unknown type";
 }
 
-std::optional<std::string> ownerProblem(const std::string& what, const std::string& path, uid_t uid,
-                                        Owners owners) {
-    if (owners.allows(uid)) return std::nullopt;
+// Whether uid may own what taskhubd trusts; false: *why says who should own `what path`.
+bool ownerAllowed(const std::string& what, const std::string& path, uid_t uid, Owners owners, std::string* why) {
+    if (owners.allows(uid)) return true;
     std::string allowed = "root";
     if (owners.daemon_uid != 0) allowed += " or the daemon's user (" + userText(owners.daemon_uid) + ")";
-    return what + path + " is owned by " + userText(uid) + ": make it owned by " + allowed + " (chown root " +
+    *why = what + path + " is owned by " + userText(uid) + ": make it owned by " + allowed + " (chown root " +
            path + ")";
+    return false;
 }
 
 std::string writersText(mode_t mode) {
@@ -76,47 +77,54 @@ std::string errnoText(const std::string& what, const std::string& path, int err)
 
 } // namespace
 
-std::optional<std::string> objectProblem(const std::string& path, const struct stat& st, Kind kind, Owners owners) {
+bool trustedObject(const std::string& path, const struct stat& st, Kind kind, Owners owners, std::string* why) {
     const bool dir = kind == Kind::Directory;
     if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
-        return path + " is " + typeText(st.st_mode) + ", expected " + (dir ? "a directory" : "a regular file");
+        *why = path + " is " + typeText(st.st_mode) + ", expected " + (dir ? "a directory" : "a regular file");
+        return false;
     }
-    if (auto why = ownerProblem("", path, st.st_uid, owners)) return why;
+    if (!ownerAllowed("", path, st.st_uid, owners, why)) return false;
     if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-        return path + " is writable by " + writersText(st.st_mode) + " (mode " + modeText(st.st_mode) +
+        *why = path + " is writable by " + writersText(st.st_mode) + " (mode " + modeText(st.st_mode) +
                "): make it " + modeText(st.st_mode & ~mode_t{S_IWGRP | S_IWOTH | S_ISVTX}) +
                " (chmod go-w " + path + "); what taskhubd trusts may be written only by its owner";
+        return false;
     }
     if (!dir && st.st_nlink > 1) {
-        return path + " has " + std::to_string(st.st_nlink) +
+        *why = path + " has " + std::to_string(st.st_nlink) +
                " hard links: a trusted file must have exactly one (another link may sit where others can "
                "write); replace it with a copy (cp " + path + " " + path + ".new && mv " + path + ".new " + path + ")";
+        return false;
     }
-    return std::nullopt;
+    return true;
 }
 
-std::optional<std::string> directoryProblem(const std::string& path, const struct stat& st, bool is_parent,
-                                            Owners owners) {
+bool trustedDirectory(const std::string& path, const struct stat& st, bool is_parent, Owners owners,
+                      std::string* why) {
     const std::string what = "directory ";
-    if (!S_ISDIR(st.st_mode)) return path + " is " + typeText(st.st_mode) + ", expected a directory";
-    if (!(st.st_mode & (S_IWGRP | S_IWOTH))) return ownerProblem(what, path, st.st_uid, owners);
+    if (!S_ISDIR(st.st_mode)) {
+        *why = path + " is " + typeText(st.st_mode) + ", expected a directory";
+        return false;
+    }
+    if (!(st.st_mode & (S_IWGRP | S_IWOTH))) return ownerAllowed(what, path, st.st_uid, owners, why);
     // Others may write here. Only a root-owned sticky directory above the trusted object's own
     // directory is acceptable: the sticky bit keeps others from renaming or replacing our entries.
-    if ((st.st_mode & S_ISVTX) && st.st_uid == 0 && !is_parent) return std::nullopt;
-    std::string why = what + path + " is writable by " + writersText(st.st_mode) + " (mode " +
-                      modeText(st.st_mode) + "): make it " +
-                      modeText(st.st_mode & ~mode_t{S_IWGRP | S_IWOTH | S_ISVTX}) + " (chmod go-w " + path + ")";
+    if ((st.st_mode & S_ISVTX) && st.st_uid == 0 && !is_parent) return true;
+    std::string message = what + path + " is writable by " + writersText(st.st_mode) + " (mode " +
+                          modeText(st.st_mode) + "): make it " +
+                          modeText(st.st_mode & ~mode_t{S_IWGRP | S_IWOTH | S_ISVTX}) + " (chmod go-w " + path + ")";
     if (is_parent) {
-        why += "; a trusted file's own directory may not be writable by others, sticky or not";
+        message += "; a trusted file's own directory may not be writable by others, sticky or not";
     } else {
-        why += "; above a trusted file only a root-owned sticky directory such as /tmp may be writable by others";
+        message += "; above a trusted file only a root-owned sticky directory such as /tmp may be writable by others";
     }
-    if (auto owner = ownerProblem(what, path, st.st_uid, owners)) why += "; also " + *owner;
-    return why;
+    if (std::string owner; !ownerAllowed(what, path, st.st_uid, owners, &owner)) message += "; also " + owner;
+    *why = std::move(message);
+    return false;
 }
 
-std::optional<std::string> symlinkProblem(const std::string& path, const struct stat& st, Owners owners) {
-    return ownerProblem("symbolic link ", path, st.st_uid, owners);
+bool trustedSymlink(const std::string& path, const struct stat& st, Owners owners, std::string* why) {
+    return ownerAllowed("symbolic link ", path, st.st_uid, owners, why);
 }
 
 std::optional<Opened> openTrusted(const fs::path& path_in, Kind kind, Owners owners, std::string* why) {
@@ -139,8 +147,7 @@ std::optional<Opened> openTrusted(const fs::path& path_in, Kind kind, Owners own
             *why = errnoText("directory ", "/", errno);
             return std::nullopt;
         }
-        if (auto p = directoryProblem("/", root.st, false, owners)) {
-            *why = *p;
+        if (!trustedDirectory("/", root.st, false, owners, why)) {
             return std::nullopt;
         }
         walked.push_back(std::move(root));
@@ -169,8 +176,7 @@ std::optional<Opened> openTrusted(const fs::path& path_in, Kind kind, Owners own
         if (S_ISLNK(st.st_mode)) {
             // The link's own directory has been checked; the link is followed only when its owner
             // is trusted (in a sticky directory, someone else's link could point anywhere).
-            if (auto p = symlinkProblem(here, st, owners)) {
-                *why = *p;
+            if (!trustedSymlink(here, st, owners, why)) {
                 return std::nullopt;
             }
             if (++links > 40) {
@@ -199,8 +205,7 @@ std::optional<Opened> openTrusted(const fs::path& path_in, Kind kind, Owners own
                        ", not a directory";
                 return std::nullopt;
             }
-            if (auto p = directoryProblem(here, st, false, owners)) {
-                *why = *p;
+            if (!trustedDirectory(here, st, false, owners, why)) {
                 return std::nullopt;
             }
             walked.push_back(Step{here, std::move(fd), st});
@@ -209,13 +214,11 @@ std::optional<Opened> openTrusted(const fs::path& path_in, Kind kind, Owners own
         // The object itself. A file's own directory gets the strict rule (no sticky exception); a
         // trusted directory may sit in a root-owned sticky one such as /tmp.
         if (kind == Kind::RegularFile) {
-            if (auto p = directoryProblem(walked.back().path, walked.back().st, true, owners)) {
-                *why = *p;
+            if (!trustedDirectory(walked.back().path, walked.back().st, true, owners, why)) {
                 return std::nullopt;
             }
         }
-        if (auto p = objectProblem(here, st, kind, owners)) {
-            *why = *p;
+        if (!trustedObject(here, st, kind, owners, why)) {
             return std::nullopt;
         }
         const int flags = O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
@@ -231,8 +234,7 @@ std::optional<Opened> openTrusted(const fs::path& path_in, Kind kind, Owners own
             return std::nullopt;
         }
         // Checked again on what was opened: the mode or owner may have changed in between.
-        if (auto p = objectProblem(here, out.st, kind, owners)) {
-            *why = *p;
+        if (!trustedObject(here, out.st, kind, owners, why)) {
             return std::nullopt;
         }
         if (kind == Kind::RegularFile) ::fcntl(out.fd.get(), F_SETFL, ::fcntl(out.fd.get(), F_GETFL) & ~O_NONBLOCK);
@@ -246,8 +248,7 @@ std::optional<Opened> openTrusted(const fs::path& path_in, Kind kind, Owners own
         *why = errnoText("", "/", errno);
         return std::nullopt;
     }
-    if (auto p = objectProblem("/", out.st, kind, owners)) {
-        *why = *p;
+    if (!trustedObject("/", out.st, kind, owners, why)) {
         return std::nullopt;
     }
     out.real_path = "/";

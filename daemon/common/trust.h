@@ -81,14 +81,16 @@ std::optional<Opened> openTrusted(const std::filesystem::path& path, Kind kind, 
 // The checks openTrusted() applies, over stat results, exposed for tests and for callers that
 // already hold a descriptor. `path` is only used in the message.
 //
+// Each returns true when the check passes, or false with *why saying what is wrong and how to fix it.
+//
 // The trusted object itself: type, owner, not group/world-writable (sticky or not), one link.
-std::optional<std::string> objectProblem(const std::string& path, const struct stat& st, Kind kind, Owners owners);
+bool trustedObject(const std::string& path, const struct stat& st, Kind kind, Owners owners, std::string* why);
 // A directory above the trusted object. `is_parent`: it is a trusted file's own directory, where
 // the sticky exception does not apply.
-std::optional<std::string> directoryProblem(const std::string& path, const struct stat& st, bool is_parent,
-                                            Owners owners);
+bool trustedDirectory(const std::string& path, const struct stat& st, bool is_parent, Owners owners,
+                      std::string* why);
 // A symbolic link on the way.
-std::optional<std::string> symlinkProblem(const std::string& path, const struct stat& st, Owners owners);
+bool trustedSymlink(const std::string& path, const struct stat& st, Owners owners, std::string* why);
 
 // Reads the whole file from `fd` (from its current offset). Returns false with *err set on error.
 bool readAll(int fd, std::string* out, std::string* err);

@@ -176,7 +176,8 @@ void unknownKey(Reporter& r, const Value& v, const std::string& where, const std
 
 } // namespace
 
-DaemonConfig loadDaemonConfig(const fs::path& file_in, const FileReader& read) {
+std::optional<DaemonConfig> loadDaemonConfig(const fs::path& file_in, std::vector<Diagnostic>* problems,
+                                             const FileReader& read) {
     std::error_code ec;
     fs::path file = fs::absolute(file_in, ec);
     if (ec) file = file_in;
@@ -186,13 +187,17 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in, const FileReader& read) {
         std::string text;
         if (auto why = read(file, &text)) {
             r.add(0, "config file refused: " + *why);
-            throw ConfigError(r.problems());
+            *problems = r.problems();
+            return std::nullopt;
         }
         root = parseText(text, file, r);
     } else {
         root = parseFile(file, r);
     }
-    if (!root) throw ConfigError(r.problems());
+    if (!root) {
+        *problems = r.problems();
+        return std::nullopt;
+    }
 
     DaemonConfig c;
     c.file = file;
@@ -202,7 +207,10 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in, const FileReader& read) {
     c.state_dir = "/var/lib/taskhub";
     c.socket = kDefaultSocketPath;
 
-    if (!root->is_table()) throw ConfigError({{file.string(), 0, "expected a TOML table"}});
+    if (!root->is_table()) {
+        *problems = {{file.string(), 0, "expected a TOML table"}};
+        return std::nullopt;
+    }
     for (const auto& [key, v] : root->as_table()) {
         const std::string what = "'" + key + "'";
         if (key == "workflows_dir") {
@@ -320,7 +328,10 @@ DaemonConfig loadDaemonConfig(const fs::path& file_in, const FileReader& read) {
                   " runs inside taskhubd: add isolation = \"process\", or remove 'user' (its tasks' "
                   "run_as decides who they run as)");
     }
-    if (!r.ok()) throw ConfigError(r.sorted());
+    if (!r.ok()) {
+        *problems = r.sorted();
+        return std::nullopt;
+    }
     return c;
 }
 

@@ -121,9 +121,10 @@ inline constexpr const char* kDefaultPluginDir = TASKHUB_DEFAULT_PLUGIN_DIR;
 std::optional<uint64_t> parseByteSize(const std::string& text, std::string* err);
 
 // Reads and validates a config file. Relative paths resolve against the file's directory.
-// Throws ConfigError with one diagnostic per problem (unknown keys, wrong types, bad values).
+// nullopt: *problems holds one diagnostic per problem (unknown keys, wrong types, bad values).
 // `read`, when set, reads the file (taskhubd: through the trust check; a refusal is a problem).
-DaemonConfig loadDaemonConfig(const std::filesystem::path& file, const FileReader& read = {});
+std::optional<DaemonConfig> loadDaemonConfig(const std::filesystem::path& file, std::vector<Diagnostic>* problems,
+                                             const FileReader& read = {});
 
 } // namespace taskhub::config
 

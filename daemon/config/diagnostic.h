@@ -6,7 +6,6 @@
 #include <filesystem>
 #include <functional>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -23,17 +22,11 @@ struct Diagnostic {
     }
 };
 
-// Thrown when the daemon configuration cannot be used; carries one diagnostic per problem.
-class ConfigError : public std::runtime_error {
-public:
-    explicit ConfigError(std::vector<Diagnostic> problems)
-        : std::runtime_error(problems.empty() ? "invalid configuration" : problems.front().str()),
-          problems_(std::move(problems)) {}
-    const std::vector<Diagnostic>& problems() const noexcept { return problems_; }
-
-private:
-    std::vector<Diagnostic> problems_;
-};
+// The first problem as "file:line: message" (what a one-line report shows), or "invalid
+// configuration" when there is none.
+inline std::string firstProblem(const std::vector<Diagnostic>& problems) {
+    return problems.empty() ? "invalid configuration" : problems.front().str();
+}
 
 // How a loader reads a file when the caller decides who may have written it (taskhubd: the trust
 // rule of common/trust.h, checked on the opened descriptor). Fills *text and returns nullopt, or

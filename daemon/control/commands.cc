@@ -28,13 +28,14 @@ constexpr int kProtoVersion = 1;
 
 enum class Access { ReadOnly, Mutating };
 
-struct CommandError {
+// Why a command was refused: the error code and message of its answer.
+struct Error {
     std::string code;
     std::string message;
 };
 
 using Reply = std::function<void(json::value)>;
-using Fail = std::function<void(CommandError)>;
+using Fail = std::function<void(Error)>;
 
 struct Context {
     Services& services;
@@ -49,7 +50,8 @@ struct Command {
     const char* name;
     const char* summary;
     Access access;
-    void (*handler)(Context&);
+    // false: *err is the answer; true: the handler answers through Context::ok / fail, perhaps later.
+    bool (*handler)(Context&, Error* err);
 };
 
 json::value isoOrNull(const std::optional<int64_t>& ms) {
@@ -205,51 +207,73 @@ json::object workflowJson(const WorkflowInfo& w, bool detail) {
 
 // ---- argument access ----
 
-std::optional<std::string> optString(Context& c, const char* key) {
+// Each sets *out (nullopt, the default or false when the argument is absent or null) or says in
+// *err why the argument is not usable.
+
+bool optString(Context& c, const char* key, std::optional<std::string>* out, Error* err) {
     auto it = c.args.find(key);
-    if (it == c.args.end() || it->value().is_null()) return std::nullopt;
+    if (it == c.args.end() || it->value().is_null()) {
+        *out = std::nullopt;
+        return true;
+    }
     if (!it->value().is_string()) {
-        throw CommandError{"bad_request", std::string("argument '") + key + "' must be a string"};
+        *err = {"bad_request", std::string("argument '") + key + "' must be a string"};
+        return false;
     }
-    return std::string(it->value().as_string());
+    *out = std::string(it->value().as_string());
+    return true;
 }
 
-std::string needString(Context& c, const char* key) {
-    auto v = optString(c, key);
+bool needString(Context& c, const char* key, std::string* out, Error* err) {
+    std::optional<std::string> v;
+    if (!optString(c, key, &v, err)) return false;
     if (!v || v->empty()) {
-        throw CommandError{"bad_request", std::string("missing argument '") + key + "'"};
+        *err = {"bad_request", std::string("missing argument '") + key + "'"};
+        return false;
     }
-    return *v;
+    *out = std::move(*v);
+    return true;
 }
 
-int64_t optInt(Context& c, const char* key, int64_t def, int64_t min, int64_t max) {
+bool optInt(Context& c, const char* key, int64_t def, int64_t min, int64_t max, int64_t* out, Error* err) {
     auto it = c.args.find(key);
-    if (it == c.args.end() || it->value().is_null()) return def;
+    if (it == c.args.end() || it->value().is_null()) {
+        *out = def;
+        return true;
+    }
     if (!it->value().is_int64() && !it->value().is_uint64()) {
-        throw CommandError{"bad_request", std::string("argument '") + key + "' must be an integer"};
+        *err = {"bad_request", std::string("argument '") + key + "' must be an integer"};
+        return false;
     }
     int64_t v = it->value().is_int64() ? it->value().as_int64() : static_cast<int64_t>(it->value().as_uint64());
     if (v < min || v > max) {
-        throw CommandError{"bad_request", std::string("argument '") + key + "' must be between " +
-                                              std::to_string(min) + " and " + std::to_string(max)};
+        *err = {"bad_request", std::string("argument '") + key + "' must be between " + std::to_string(min) +
+                                   " and " + std::to_string(max)};
+        return false;
     }
-    return v;
+    *out = v;
+    return true;
 }
 
-bool optBool(Context& c, const char* key) {
+bool optBool(Context& c, const char* key, bool* out, Error* err) {
     auto it = c.args.find(key);
-    if (it == c.args.end() || it->value().is_null()) return false;
-    if (!it->value().is_bool()) {
-        throw CommandError{"bad_request", std::string("argument '") + key + "' must be true or false"};
+    if (it == c.args.end() || it->value().is_null()) {
+        *out = false;
+        return true;
     }
-    return it->value().as_bool();
+    if (!it->value().is_bool()) {
+        *err = {"bad_request", std::string("argument '") + key + "' must be true or false"};
+        return false;
+    }
+    *out = it->value().as_bool();
+    return true;
 }
 
 // ---- handlers ----
 
-void cmdHelp(Context& c);
+bool cmdHelp(Context& c, Error* err);
 
-void cmdStatus(Context& c) {
+bool cmdStatus(Context& c, Error*) {
     auto s = c.services.status();
     json::object o;
     o["version"] = s.version;
@@ -274,9 +298,10 @@ void cmdStatus(Context& c) {
     o["store_problem"] = s.store_problem.empty() ? json::value(nullptr) : json::value(s.store_problem);
     o["proto"] = kProtoVersion;
     c.ok(std::move(o));
+    return true;
 }
 
-void cmdList(Context& c) {
+bool cmdList(Context& c, Error*) {
     json::array wfs;
     for (const auto& w : c.services.workflows()) wfs.push_back(workflowJson(w, false));
     json::array errors;
@@ -290,16 +315,18 @@ void cmdList(Context& c) {
     o["workflows"] = std::move(wfs);
     o["errors"] = std::move(errors);
     c.ok(std::move(o));
+    return true;
 }
 
-void cmdShow(Context& c) {
-    std::string name = needString(c, "name");
+bool cmdShow(Context& c, Error* err) {
+    std::string name;
+    if (!needString(c, "name", &name, err)) return false;
     if (auto w = c.services.workflow(name)) {
         json::object o;
         o["kind"] = "workflow";
         o["workflow"] = workflowJson(*w, true);
         c.ok(std::move(o));
-        return;
+        return true;
     }
     if (auto r = c.services.run(name)) {
         json::object o;
@@ -307,26 +334,29 @@ void cmdShow(Context& c) {
         o["run"] = runTreeJson(c.services, *r, 0);
         o["events"] = eventsJson(c.services.events(name));
         c.ok(std::move(o));
-        return;
+        return true;
     }
     // A workflow whose file did not load: say why, as `run` does.
     std::string msg = "no workflow or run named '" + name + "'";
     for (const auto& p : c.services.workflowProblems()) {
         if (std::filesystem::path(p.file).stem() == name) msg += " (its file failed to load: " + p.message + ")";
     }
-    throw CommandError{"not_found", msg};
+    *err = {"not_found", msg};
+    return false;
 }
 
 // Refuses a change while the state database cannot be written: it could not be made durable,
 // and the client should hear why now rather than wait for the disk (new runs are refused by the
 // engine with the same reason).
-void needWritableStore(Context& c) {
+bool storeWritable(Context& c, Error* err) {
     auto problem = c.services.status().store_problem;
-    if (!problem.empty()) throw CommandError{"unavailable", "taskhubd accepts no changes now: " + problem};
+    if (problem.empty()) return true;
+    *err = {"unavailable", "taskhubd accepts no changes now: " + problem};
+    return false;
 }
 
 // The error for a change that is not durable: lost, or kept until the database can be written.
-CommandError notDurable(Services& services, const std::string& what) {
+Error notDurable(Services& services, const std::string& what) {
     auto problem = services.status().store_problem;
     if (problem.empty()) return {"store_failed", what + " could not be committed to the state database"};
     return {"store_failed", what + " is not committed yet (taskhubd keeps it and writes it once it can): " + problem};
@@ -351,31 +381,42 @@ void replyRunWhenDurable(Services& services, uint64_t mark, const std::string& i
 }
 
 // args.params: an object of strings, in the order given.
-store::NameValues paramsArg(Context& c) {
-    store::NameValues out;
+bool paramsArg(Context& c, store::NameValues* out, Error* err) {
+    out->clear();
     auto it = c.args.find("params");
-    if (it == c.args.end() || it->value().is_null()) return out;
+    if (it == c.args.end() || it->value().is_null()) return true;
     if (!it->value().is_object()) {
-        throw CommandError{"bad_request", "argument 'params' must be an object of strings, like {\"date\": \"2026-11-22\"}"};
+        *err = {"bad_request", "argument 'params' must be an object of strings, like {\"date\": \"2026-11-22\"}"};
+        return false;
     }
     for (const auto& kv : it->value().as_object()) {
         std::string name(kv.key());
-        if (name.empty()) throw CommandError{"bad_request", "argument 'params' has an empty param name"};
-        if (!kv.value().is_string()) {
-            throw CommandError{"bad_request", "argument 'params': the value of '" + name +
-                                                  "' must be a string, found " + json::serialize(kv.value())};
+        if (name.empty()) {
+            *err = {"bad_request", "argument 'params' has an empty param name"};
+            return false;
         }
-        out.emplace_back(std::move(name), std::string(kv.value().as_string()));
+        if (!kv.value().is_string()) {
+            *err = {"bad_request", "argument 'params': the value of '" + name + "' must be a string, found " +
+                                       json::serialize(kv.value())};
+            return false;
+        }
+        out->emplace_back(std::move(name), std::string(kv.value().as_string()));
     }
-    return out;
+    return true;
 }
 
-void cmdRun(Context& c) {
-    std::string wf = needString(c, "workflow");
-    bool wait = optBool(c, "wait");
-    auto params = paramsArg(c);
+bool cmdRun(Context& c, Error* err) {
+    std::string wf;
+    bool wait = false;
+    store::NameValues params;
+    if (!needString(c, "workflow", &wf, err) || !optBool(c, "wait", &wait, err) || !paramsArg(c, &params, err)) {
+        return false;
+    }
     auto out = c.services.trigger(wf, params, c.caller);
-    if (!out.ok) throw CommandError{out.code.empty() ? "conflict" : out.code, out.error};
+    if (!out.ok) {
+        *err = {out.code.empty() ? "conflict" : out.code, out.error};
+        return false;
+    }
     Services& services = c.services;
     auto ok = c.ok;
     auto fail = c.fail;
@@ -383,15 +424,17 @@ void cmdRun(Context& c) {
     uint64_t mark = c.mark;
     if (!wait) {
         replyRunWhenDurable(services, mark, id, ok, fail, "run " + id);
-        return;
+        return true;
     }
     services.whenRunEnds(id, [&services, mark, id, ok, fail] {
         replyRunWhenDurable(services, mark, id, ok, fail, "run " + id);
     });
+    return true;
 }
 
-void cmdWait(Context& c) {
-    std::string id = needString(c, "run");
+bool cmdWait(Context& c, Error* err) {
+    std::string id;
+    if (!needString(c, "run", &id, err)) return false;
     Services& services = c.services;
     auto ok = c.ok;
     auto fail = c.fail;
@@ -399,29 +442,42 @@ void cmdWait(Context& c) {
     if (!services.whenRunEnds(id, [&services, mark, id, ok, fail] {
             replyRunWhenDurable(services, mark, id, ok, fail, "run " + id);
         })) {
-        throw CommandError{"not_found", "no run with id " + id};
+        *err = {"not_found", "no run with id " + id};
+        return false;
     }
+    return true;
 }
 
 // An ISO 8601 instant argument (with its offset), as epoch milliseconds.
-std::optional<int64_t> optInstant(Context& c, const char* key) {
-    auto text = optString(c, key);
-    if (!text) return std::nullopt;
-    std::string err;
-    auto t = parseIsoInstant(*text, &err);
-    if (!t) throw CommandError{"bad_request", std::string("argument '") + key + "': " + err};
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
+bool optInstant(Context& c, const char* key, std::optional<int64_t>* out, Error* err) {
+    std::optional<std::string> text;
+    if (!optString(c, key, &text, err)) return false;
+    if (!text) {
+        *out = std::nullopt;
+        return true;
+    }
+    std::string why;
+    auto t = parseIsoInstant(*text, &why);
+    if (!t) {
+        *err = {"bad_request", std::string("argument '") + key + "': " + why};
+        return false;
+    }
+    *out = std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
+    return true;
 }
 
-void cmdRuns(Context& c) {
+bool cmdRuns(Context& c, Error* err) {
     RunQuery q;
-    q.workflow = optString(c, "workflow");
-    q.state = optString(c, "state");
-    q.since_ms = optInstant(c, "since");
-    q.until_ms = optInstant(c, "until");
-    q.limit = static_cast<size_t>(optInt(c, "limit", 50, 1, 100000));
+    int64_t limit = 0;
+    bool all = false;
+    if (!optString(c, "workflow", &q.workflow, err) || !optString(c, "state", &q.state, err) ||
+        !optInstant(c, "since", &q.since_ms, err) || !optInstant(c, "until", &q.until_ms, err) ||
+        !optInt(c, "limit", 50, 1, 100000, &limit, err) || !optBool(c, "all", &all, err)) {
+        return false;
+    }
+    q.limit = static_cast<size_t>(limit);
     // Child runs are listed when asked for, or when their workflow is named.
-    q.top_level_only = !optBool(c, "all") && !q.workflow;
+    q.top_level_only = !all && !q.workflow;
     // A caller with an answer limit never makes the daemon load more runs than could fit in it
     // (a run takes more than kMinRunJsonBytes): more than that would be refused anyway.
     constexpr size_t kMinRunJsonBytes = 200;
@@ -429,32 +485,52 @@ void cmdRuns(Context& c) {
     if (c.caller.max_answer_size != 0) q.limit = std::min(q.limit, c.caller.max_answer_size / kMinRunJsonBytes);
     auto found = c.services.runs(q);
     if (found.size() == q.limit && q.limit < asked) {
-        throw CommandError{"too_large", "more than " + std::to_string(q.limit) + " runs match, more than fit in " +
-                                            "max_answer_size = " + std::to_string(c.caller.max_answer_size) +
-                                            " ([control] in taskhub.toml); ask for fewer (limit) or narrow the query"};
+        *err = {"too_large", "more than " + std::to_string(q.limit) + " runs match, more than fit in " +
+                                 "max_answer_size = " + std::to_string(c.caller.max_answer_size) +
+                                 " ([control] in taskhub.toml); ask for fewer (limit) or narrow the query"};
+        return false;
     }
     json::array runs;
     for (const auto& r : found) runs.push_back(runJson(r, false));
     c.ok(std::move(runs));
+    return true;
+}
+
+// A change Services refused: its code (conflict when it gives none) and message.
+Error changeRefused(const ChangeOutcome& out) {
+    return {out.code.empty() ? "conflict" : out.code, out.error};
 }
 
 // Answers a change to a run once it is durable, with the run as stored then.
-void replyChange(Context& c, const ChangeOutcome& out, const std::string& id, const std::string& what) {
-    if (!out.ok) throw CommandError{out.code.empty() ? "conflict" : out.code, out.error};
+bool replyChange(Context& c, const ChangeOutcome& out, const std::string& id, const std::string& what, Error* err) {
+    if (!out.ok) {
+        *err = changeRefused(out);
+        return false;
+    }
     replyRunWhenDurable(c.services, c.mark, id, c.ok, c.fail, what);
+    return true;
 }
 
-void cmdCancel(Context& c) {
-    needWritableStore(c);
-    std::string id = needString(c, "run");
-    std::string task = optString(c, "task").value_or("");
-    replyChange(c, c.services.cancel(id, task, c.caller), id,
-                task.empty() ? "the cancellation of " + id : "the cancellation of task '" + task + "' of " + id);
+bool cmdCancel(Context& c, Error* err) {
+    std::string id;
+    std::optional<std::string> task_arg;
+    if (!storeWritable(c, err) || !needString(c, "run", &id, err) || !optString(c, "task", &task_arg, err)) {
+        return false;
+    }
+    std::string task = task_arg.value_or("");
+    return replyChange(c, c.services.cancel(id, task, c.caller), id,
+                       task.empty() ? "the cancellation of " + id
+                                    : "the cancellation of task '" + task + "' of " + id,
+                       err);
 }
 
 // Answers a change to a workflow's schedule once it is durable, with the workflow as it is then.
-void replyWorkflowChange(Context& c, const ChangeOutcome& out, const std::string& name, const std::string& what) {
-    if (!out.ok) throw CommandError{out.code.empty() ? "conflict" : out.code, out.error};
+bool replyWorkflowChange(Context& c, const ChangeOutcome& out, const std::string& name, const std::string& what,
+                         Error* err) {
+    if (!out.ok) {
+        *err = changeRefused(out);
+        return false;
+    }
     Services& services = c.services;
     auto ok = c.ok;
     auto fail = c.fail;
@@ -464,46 +540,60 @@ void replyWorkflowChange(Context& c, const ChangeOutcome& out, const std::string
         if (!w) return fail({"not_found", "workflow '" + name + "' is no longer loaded"});
         ok(workflowJson(*w, false));
     });
+    return true;
 }
 
-// pause/resume take a run (args.run) or a workflow's schedule (args.workflow), not both.
-std::optional<std::string> workflowTarget(Context& c) {
-    auto wf = optString(c, "workflow");
-    if (wf && c.args.contains("run")) {
-        throw CommandError{"bad_request", "give either 'run' or 'workflow', not both"};
+// pause/resume take a run (args.run) or a workflow's schedule (args.workflow), not both: *wf is
+// the workflow, or nullopt for a run.
+bool workflowTarget(Context& c, std::optional<std::string>* wf, Error* err) {
+    if (!optString(c, "workflow", wf, err)) return false;
+    if (*wf && c.args.contains("run")) {
+        *err = {"bad_request", "give either 'run' or 'workflow', not both"};
+        return false;
     }
-    return wf;
+    return true;
 }
 
-void cmdPause(Context& c) {
-    needWritableStore(c);
-    if (auto wf = workflowTarget(c)) {
-        if (optBool(c, "freeze")) {
-            throw CommandError{"bad_request", "'freeze' applies to runs; pausing workflow '" + *wf +
-                                                  "' stops its schedule and touches no running task"};
+bool cmdPause(Context& c, Error* err) {
+    std::optional<std::string> wf;
+    bool freeze = false;
+    if (!storeWritable(c, err) || !workflowTarget(c, &wf, err)) return false;
+    if (wf) {
+        if (!optBool(c, "freeze", &freeze, err)) return false;
+        if (freeze) {
+            *err = {"bad_request", "'freeze' applies to runs; pausing workflow '" + *wf +
+                                       "' stops its schedule and touches no running task"};
+            return false;
         }
-        return replyWorkflowChange(c, c.services.pauseWorkflow(*wf, c.caller), *wf, "pausing workflow " + *wf);
+        return replyWorkflowChange(c, c.services.pauseWorkflow(*wf, c.caller), *wf, "pausing workflow " + *wf, err);
     }
-    std::string id = needString(c, "run");
-    bool freeze = optBool(c, "freeze");
-    replyChange(c, c.services.pause(id, freeze, c.caller), id, "pausing " + id);
+    std::string id;
+    if (!needString(c, "run", &id, err) || !optBool(c, "freeze", &freeze, err)) return false;
+    return replyChange(c, c.services.pause(id, freeze, c.caller), id, "pausing " + id, err);
 }
 
-void cmdResume(Context& c) {
-    needWritableStore(c);
-    if (auto wf = workflowTarget(c)) {
-        return replyWorkflowChange(c, c.services.resumeWorkflow(*wf, c.caller), *wf, "resuming workflow " + *wf);
+bool cmdResume(Context& c, Error* err) {
+    std::optional<std::string> wf;
+    if (!storeWritable(c, err) || !workflowTarget(c, &wf, err)) return false;
+    if (wf) {
+        return replyWorkflowChange(c, c.services.resumeWorkflow(*wf, c.caller), *wf, "resuming workflow " + *wf,
+                                   err);
     }
-    std::string id = needString(c, "run");
-    replyChange(c, c.services.resume(id, c.caller), id, "resuming " + id);
+    std::string id;
+    if (!needString(c, "run", &id, err)) return false;
+    return replyChange(c, c.services.resume(id, c.caller), id, "resuming " + id, err);
 }
 
-void cmdRetry(Context& c) {
-    needWritableStore(c);
-    std::string id = needString(c, "run");
-    std::string task = optString(c, "task").value_or("");
-    bool downstream = optBool(c, "downstream");
-    replyChange(c, c.services.retry(id, task, downstream, c.caller), id, "the retry of " + id);
+bool cmdRetry(Context& c, Error* err) {
+    std::string id;
+    std::optional<std::string> task;
+    bool downstream = false;
+    if (!storeWritable(c, err) || !needString(c, "run", &id, err) || !optString(c, "task", &task, err) ||
+        !optBool(c, "downstream", &downstream, err)) {
+        return false;
+    }
+    return replyChange(c, c.services.retry(id, task.value_or(""), downstream, c.caller), id, "the retry of " + id,
+                       err);
 }
 
 // The most bytes `text` takes as a JSON string's content: control characters may become \u00XX.
@@ -550,21 +640,33 @@ void fitLogChunk(LogChunk& chunk, size_t room, bool from_offset) {
     }
 }
 
-void cmdLogs(Context& c) {
-    std::string run = needString(c, "run");
-    std::string task = needString(c, "task");
-    int attempt = static_cast<int>(optInt(c, "attempt", 0, 0, 1000));
-    auto max_bytes = optInt(c, "max_bytes", 1 << 20, 1, 16 << 20);
+bool cmdLogs(Context& c, Error* err) {
+    std::string run;
+    std::string task;
+    int64_t attempt = 0;
+    int64_t max_bytes = 0;
+    if (!needString(c, "run", &run, err) || !needString(c, "task", &task, err) ||
+        !optInt(c, "attempt", 0, 0, 1000, &attempt, err) || !optInt(c, "max_bytes", 1 << 20, 1, 16 << 20, &max_bytes, err)) {
+        return false;
+    }
     std::optional<uint64_t> offset;
     if (c.args.contains("offset") && !c.args.at("offset").is_null()) {
-        offset = static_cast<uint64_t>(optInt(c, "offset", 0, 0, INT64_MAX));
+        int64_t from = 0;
+        if (!optInt(c, "offset", 0, 0, INT64_MAX, &from, err)) return false;
+        offset = static_cast<uint64_t>(from);
     }
     // A caller with an answer limit is sent what fits; it pages on next_offset for the rest.
     const size_t room = logContentRoom(c.caller.max_answer_size, {run, task});
-    if (room == 0) throw CommandError{"too_large", "the run and task ids leave no room for log content"};
+    if (room == 0) {
+        *err = {"too_large", "the run and task ids leave no room for log content"};
+        return false;
+    }
     const size_t ask = std::min(static_cast<size_t>(max_bytes), room);
-    auto chunk = c.services.taskLog(run, task, attempt, ask, offset);
-    if (!chunk.found) throw CommandError{"not_found", chunk.error};
+    auto chunk = c.services.taskLog(run, task, static_cast<int>(attempt), ask, offset);
+    if (!chunk.found) {
+        *err = {"not_found", chunk.error};
+        return false;
+    }
     fitLogChunk(chunk, logContentRoom(c.caller.max_answer_size, {run, task, chunk.path}), offset.has_value());
     json::object o;
     o["run"] = run;
@@ -577,9 +679,10 @@ void cmdLogs(Context& c) {
     o["dropped"] = chunk.dropped;
     o["active"] = chunk.active;
     c.ok(std::move(o));
+    return true;
 }
 
-void cmdReload(Context& c) {
+bool cmdReload(Context& c, Error*) {
     c.services.reload(c.caller, [ok = c.ok](const ReloadOutcome& r) {
         json::object o;
         o["loaded"] = r.loaded;
@@ -589,13 +692,18 @@ void cmdReload(Context& c) {
         o["problems"] = std::move(problems);
         ok(std::move(o));
     });
+    return true;
 }
 
-void cmdNext(Context& c) {
-    std::string wf = needString(c, "workflow");
-    auto n = optInt(c, "n", 5, 1, 10000);
+bool cmdNext(Context& c, Error* err) {
+    std::string wf;
+    int64_t n = 0;
+    if (!needString(c, "workflow", &wf, err) || !optInt(c, "n", 5, 1, 10000, &n, err)) return false;
     auto out = c.services.upcoming(wf, static_cast<size_t>(n));
-    if (!out.found) throw CommandError{"not_found", out.error};
+    if (!out.found) {
+        *err = {"not_found", out.error};
+        return false;
+    }
     json::array firings;
     for (const auto& f : out.firings) {
         json::object fo;
@@ -612,6 +720,7 @@ void cmdNext(Context& c) {
     o["firings"] = std::move(firings);
     o["note"] = out.note;
     c.ok(std::move(o));
+    return true;
 }
 
 json::object pluginJson(const PluginStatus& p) {
@@ -644,7 +753,7 @@ json::object pluginJson(const PluginStatus& p) {
     return o;
 }
 
-void cmdPlugins(Context& c) {
+bool cmdPlugins(Context& c, Error*) {
     json::array loaded;
     for (const auto& p : c.services.plugins()) loaded.push_back(pluginJson(p));
     json::array refused;
@@ -659,11 +768,13 @@ void cmdPlugins(Context& c) {
     o["plugins"] = std::move(loaded);
     o["refused"] = std::move(refused);
     c.ok(std::move(o));
+    return true;
 }
 
-void cmdPluginShow(Context& c) {
-    std::string name = needString(c, "name");
-    auto n = optInt(c, "history", 50, 1, 10000);
+bool cmdPluginShow(Context& c, Error* err) {
+    std::string name;
+    int64_t n = 0;
+    if (!needString(c, "name", &name, err) || !optInt(c, "history", 50, 1, 10000, &n, err)) return false;
     auto p = c.services.plugin(name, static_cast<int>(n));
     if (!p) {
         std::vector<std::string> names;
@@ -673,7 +784,8 @@ void cmdPluginShow(Context& c) {
         for (const auto& r : c.services.refusedPlugins()) {
             if (r.name == name) msg = "plugin '" + name + "' was refused: " + r.file + ": " + r.reason;
         }
-        throw CommandError{"not_found", msg};
+        *err = {"not_found", msg};
+        return false;
     }
     json::object o = pluginJson(*p);
     json::array history;
@@ -687,6 +799,7 @@ void cmdPluginShow(Context& c) {
     }
     o["history"] = std::move(history);
     c.ok(std::move(o));
+    return true;
 }
 
 const Command kCommands[] = {
@@ -708,7 +821,7 @@ const Command kCommands[] = {
     {"reload", "re-read the workflows directory", Access::Mutating, cmdReload},
 };
 
-void cmdHelp(Context& c) {
+bool cmdHelp(Context& c, Error*) {
     json::array cmds;
     for (const auto& cmd : kCommands) {
         json::object o;
@@ -718,6 +831,7 @@ void cmdHelp(Context& c) {
         cmds.push_back(std::move(o));
     }
     c.ok(std::move(cmds));
+    return true;
 }
 
 // An answer as the protocol promises it: UTF-8. Run params and outputs can hold bytes that are
@@ -852,11 +966,12 @@ void handleRequest(Services& services, const Caller& caller, const std::string& 
                         }
                         (*shared_reply)(std::move(answer));
                     },
-                    [id, shared_reply](CommandError e) { (*shared_reply)(errorLine(id, e.code, e.message)); }};
+                    [id, shared_reply](Error e) { (*shared_reply)(errorLine(id, e.code, e.message)); }};
+        // Boost.JSON and the standard library may throw (bad_alloc, a damaged stored value):
+        // this is the edge where their exceptions become the answer.
         try {
-            cmd->handler(ctx);
-        } catch (const CommandError& e) {
-            ctx.fail(e);
+            Error err;
+            if (!cmd->handler(ctx, &err)) ctx.fail(std::move(err));
         } catch (const std::exception& e) {
             ctx.fail({"internal", e.what()});
         }

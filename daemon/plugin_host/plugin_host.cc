@@ -686,13 +686,10 @@ private:
 
 
 
-std::optional<std::string> ownershipProblem(const fs::path& path, bool directory) {
-    std::string why;
-    if (trust::openTrusted(path, directory ? trust::Kind::Directory : trust::Kind::RegularFile,
-                           trust::processOwners(), &why)) {
-        return std::nullopt;
-    }
-    return why;
+bool ownershipTrusted(const fs::path& path, bool directory, std::string* why) {
+    return trust::openTrusted(path, directory ? trust::Kind::Directory : trust::Kind::RegularFile,
+                              trust::processOwners(), why)
+        .has_value();
 }
 
 std::vector<std::string> capabilityNames(uint64_t caps) {
@@ -719,9 +716,9 @@ void PluginHost::loadDirectories(const std::vector<fs::path>& dirs,
                                  const std::map<std::string, config::PluginSettings>& settings) {
     for (const auto& dir : dirs) {
         if (policy_.require_trusted) {
-            if (auto why = ownershipProblem(dir, true)) {
-                spdlog::error("PLUGIN_DIR_REFUSED {}", *why);
-                refused_.push_back({dir, "", "plugin directory refused: " + *why});
+            if (std::string why; !ownershipTrusted(dir, true, &why)) {
+                spdlog::error("PLUGIN_DIR_REFUSED {}", why);
+                refused_.push_back({dir, "", "plugin directory refused: " + why});
                 continue;
             }
         }

@@ -62,11 +62,11 @@ struct PluginInfo {
 // or std::nullopt with *info filled in.
 std::optional<std::string> describeFile(const std::filesystem::path& file, PluginInfo* info);
 
-// Why `path` may not be (or hold) a plugin, or std::nullopt: the trust rule of common/trust.h
-// (a directory, directory = true, or a single-link regular file, owned by root or the daemon's
-// user, that neither group nor others may write, and so is every directory above its real
-// location; cron's rule for crontabs: whoever can write it runs code as the daemon).
-std::optional<std::string> ownershipProblem(const std::filesystem::path& path, bool directory);
+// Whether `path` may be (or hold) a plugin, or false with *why saying why not: the trust rule of
+// common/trust.h (a directory, directory = true, or a single-link regular file, owned by root or
+// the daemon's user, that neither group nor others may write, and so is every directory above its
+// real location; cron's rule for crontabs: whoever can write it runs code as the daemon).
+bool ownershipTrusted(const std::filesystem::path& path, bool directory, std::string* why);
 
 // The names of TH_CAP_* bits ("cancel", "health_check", "blocking_execute", "suspend", "no_log",
 // "run_as"),
@@ -202,7 +202,7 @@ struct LoadPolicy {
     bool isolate = false;
     Isolation default_isolation = Isolation::InProcess; // for plugins not shipped with TaskHub
     std::filesystem::path runner;                       // the taskhub-runner executable
-    // Refuse plugin directories and files that fail the trust rule (ownershipProblem()), and load
+    // Refuse plugin directories and files that fail the trust rule (ownershipTrusted()), and load
     // each plugin from the descriptor that was checked (taskhubd sets this).
     bool require_trusted = false;
 };

@@ -44,19 +44,23 @@ const char* const kSql[kStmtCount] = {
     "SELECT path, inode, size, mtime_ns, run_id, recorded_ms FROM file_versions WHERE workflow = ?1",
 };
 
-void exec(sqlite3* db, const char* sql, const std::filesystem::path& path) {
+bool exec(sqlite3* db, const char* sql, const std::filesystem::path& path, std::string* err) {
     char* msg = nullptr;
     if (sqlite3_exec(db, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
         std::string m = msg ? msg : "unknown error";
         sqlite3_free(msg);
-        throw StoreError("state database " + path.string() + ": " + m);
+        *err = "state database " + path.string() + ": " + m;
+        return false;
     }
+    return true;
 }
 
-std::string pragmaText(sqlite3* db, const char* sql, const std::filesystem::path& path) {
+std::optional<std::string> pragmaText(sqlite3* db, const char* sql, const std::filesystem::path& path,
+                                      std::string* err) {
     sqlite3_stmt* s = nullptr;
     if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) {
-        throw StoreError("state database " + path.string() + ": " + sqlite3_errmsg(db));
+        *err = "state database " + path.string() + ": " + sqlite3_errmsg(db);
+        return std::nullopt;
     }
     std::string v;
     int rc = sqlite3_step(s);
@@ -66,16 +70,18 @@ std::string pragmaText(sqlite3* db, const char* sql, const std::filesystem::path
     } else if (rc != SQLITE_DONE) {
         std::string m = sqlite3_errmsg(db);
         sqlite3_finalize(s);
-        throw StoreError("state database " + path.string() + ": " + m);
+        *err = "state database " + path.string() + ": " + m;
+        return std::nullopt;
     }
     sqlite3_finalize(s);
     return v;
 }
 
 // Integer pragmas read through the text form SQLite gives any value; no row reads as 0.
-int64_t pragmaInt(sqlite3* db, const char* sql, const std::filesystem::path& path) {
-    std::string text = pragmaText(db, sql, path);
-    return text.empty() ? 0 : std::stoll(text);
+std::optional<int64_t> pragmaInt(sqlite3* db, const char* sql, const std::filesystem::path& path, std::string* err) {
+    auto text = pragmaText(db, sql, path, err);
+    if (!text) return std::nullopt;
+    return text->empty() ? 0 : std::stoll(*text);
 }
 
 // SQLite results that say the database cannot be written at the moment, rather than that a write
@@ -120,13 +126,14 @@ std::string unwritableMessage(const std::filesystem::path& db, int code, int sys
     return "cannot write the state database " + db.string() + ": " + what + "; " + todo;
 }
 
-sqlite3* openConnection(const std::filesystem::path& path, int flags) {
+sqlite3* openConnection(const std::filesystem::path& path, int flags, std::string* err) {
     sqlite3* db = nullptr;
     int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
         std::string m = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
         sqlite3_close(db);
-        throw StoreError("cannot open state database " + path.string() + ": " + m);
+        *err = "cannot open state database " + path.string() + ": " + m;
+        return nullptr;
     }
     sqlite3_busy_timeout(db, 5000);
     return db;

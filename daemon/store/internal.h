@@ -65,12 +65,23 @@ extern const char* const kSql[kStmtCount];
 // A prepared statement: bind, step, read columns.
 class Stmt {
 public:
+    Stmt() = default;
+    // The queries' and retention's own statements: throws StoreError when sql cannot be prepared
+    // (their callers have no error path yet).
     Stmt(sqlite3* db, const char* sql) {
-        if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s_, nullptr) != SQLITE_OK) {
-            throw StoreError(std::string("cannot prepare statement: ") + sqlite3_errmsg(db));
-        }
+        if (std::string err; !prepare(db, sql, &err)) throw StoreError(err);
     }
     ~Stmt() { sqlite3_finalize(s_); }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+    // Prepares sql on db, once. False: *err says why it could not be.
+    bool prepare(sqlite3* db, const char* sql, std::string* err) {
+        if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s_, nullptr) != SQLITE_OK) {
+            *err = std::string("cannot prepare statement: ") + sqlite3_errmsg(db);
+            return false;
+        }
+        return true;
+    }
     Stmt& reset() {
         sqlite3_reset(s_);
         sqlite3_clear_bindings(s_);
@@ -123,8 +134,13 @@ public:
         stmts_.clear();
         sqlite3_close(db_);
     }
-    void prepare() {
-        for (int i = 0; i < kStmtCount; ++i) stmts_.push_back(std::make_unique<Stmt>(db_, kSql[i]));
+    // Prepares every StmtId. False: *err says why one could not be.
+    bool prepare(std::string* err) {
+        for (int i = 0; i < kStmtCount; ++i) {
+            stmts_.push_back(std::make_unique<Stmt>());
+            if (!stmts_.back()->prepare(db_, kSql[i], err)) return false;
+        }
+        return true;
     }
     Stmt& stmt(int which) { return stmts_[which]->reset(); }
     sqlite3* db() const { return db_; }
@@ -167,28 +183,33 @@ private:
 };
 
 // ---- connection.cc ----
-// Runs sql on db; throws StoreError naming the database when it fails.
-void exec(sqlite3* db, const char* sql, const std::filesystem::path& path);
-std::string pragmaText(sqlite3* db, const char* sql, const std::filesystem::path& path);
+// Runs sql on db. False: *err says why, naming the database.
+bool exec(sqlite3* db, const char* sql, const std::filesystem::path& path, std::string* err);
+// The first column of the first row of sql ("" when there is no row). nullopt: *err says why.
+std::optional<std::string> pragmaText(sqlite3* db, const char* sql, const std::filesystem::path& path,
+                                      std::string* err);
 // Integer pragmas read through the text form SQLite gives any value; no row reads as 0.
-int64_t pragmaInt(sqlite3* db, const char* sql, const std::filesystem::path& path);
+std::optional<int64_t> pragmaInt(sqlite3* db, const char* sql, const std::filesystem::path& path, std::string* err);
 // SQLite results that say the database cannot be written at the moment, rather than that a write
 // is wrong: a batch that failed with one is kept and tried again.
 bool isStorageError(int code);
 // What Store::writeProblem() says: the database, SQLite's error with the system's, what to do.
 std::string unwritableMessage(const std::filesystem::path& db, int code, int sys_errno);
-sqlite3* openConnection(const std::filesystem::path& path, int flags);
+// A connection to path (busy timeout 5 s). nullptr: *err says why.
+sqlite3* openConnection(const std::filesystem::path& path, int flags, std::string* err);
 
 // ---- schema.cc ----
-// Takes the database forward to Store::kSchemaVersion in one transaction (or refuses it).
-void migrate(sqlite3* db, const std::filesystem::path& path);
+// Takes the database forward to Store::kSchemaVersion in one transaction, or refuses it: false
+// and *err says why (the database is left as it was).
+bool migrate(sqlite3* db, const std::filesystem::path& path, std::string* err);
 
 // ---- open_checks.cc ----
 // Opens `path` (a directory or a file of the state directory; a missing file is created when
-// `create`) and takes away every permission of group and others.
-void makePrivate(const std::filesystem::path& path, bool directory, bool create);
-// One daemon per state directory: the fd of the lock held on state_dir/taskhub.lock.
-int lockStateDir(const std::filesystem::path& state_dir);
+// `create`) and takes away every permission of group and others. False: *err says why not.
+bool makePrivate(const std::filesystem::path& path, bool directory, bool create, std::string* err);
+// One daemon per state directory: the fd of the lock held on state_dir/taskhub.lock, or -1 and
+// *err says why (another taskhubd holds it, or the file cannot be opened).
+int lockStateDir(const std::filesystem::path& state_dir, std::string* err);
 // What is wrong with the database file at path, or "" when nothing is seen. Reads only.
 std::string databaseDamage(const std::filesystem::path& path);
 // The message a damaged database is refused with: what is wrong and what to do.

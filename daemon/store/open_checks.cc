@@ -22,24 +22,25 @@ namespace taskhub::store {
 // Opens `path` (a directory or a file of the state directory; a missing file is created when
 // `create`) and takes away every permission of group and others, logging when there were any, so
 // that the result does not depend on the umask or on how an older taskhubd left it.
-void makePrivate(const std::filesystem::path& path, bool directory, bool create) {
+bool makePrivate(const std::filesystem::path& path, bool directory, bool create, std::string* err) {
     // The state directory itself may be a symbolic link the operator made; files in it may not.
     const int flags = O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
     int fd = create ? ::open(path.c_str(), flags | O_CREAT, 0600) : ::open(path.c_str(), flags);
     if (fd < 0) {
-        if (errno == ENOENT && !create) return;
-        throw StoreError("cannot open " + path.string() + " to make it private to taskhubd: " + std::strerror(errno) +
-                         (errno == ELOOP ? " (it is a symbolic link: keep the state files themselves in state_dir)"
-                                         : ""));
+        if (errno == ENOENT && !create) return true;
+        *err = "cannot open " + path.string() + " to make it private to taskhubd: " + std::strerror(errno) +
+               (errno == ELOOP ? " (it is a symbolic link: keep the state files themselves in state_dir)" : "");
+        return false;
     }
     struct stat st {};
     if (::fstat(fd, &st) == 0 && (st.st_mode & 077) != 0) {
         const mode_t want = st.st_mode & 0700;
         if (::fchmod(fd, want) != 0) {
-            const int err = errno;
+            const int errno_chmod = errno;
             ::close(fd);
-            throw StoreError("cannot make " + path.string() + " private to taskhubd (chmod go= " + path.string() +
-                             "): " + std::strerror(err));
+            *err = "cannot make " + path.string() + " private to taskhubd (chmod go= " + path.string() +
+                   "): " + std::strerror(errno_chmod);
+            return false;
         }
         char from[8], to[8];
         std::snprintf(from, sizeof from, "%04o", static_cast<unsigned>(st.st_mode & 07777));
@@ -49,21 +50,26 @@ void makePrivate(const std::filesystem::path& path, bool directory, bool create)
                      path.string(), from, to);
     }
     ::close(fd);
+    return true;
 }
 
 // One daemon per state directory: a second one must not touch the first one's runs.
-int lockStateDir(const std::filesystem::path& state_dir) {
+int lockStateDir(const std::filesystem::path& state_dir, std::string* err) {
     auto lock_path = state_dir / "taskhub.lock";
     int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) throw StoreError("cannot open " + lock_path.string() + ": " + std::strerror(errno));
+    if (fd < 0) {
+        *err = "cannot open " + lock_path.string() + ": " + std::strerror(errno);
+        return -1;
+    }
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
         char buf[32] = "";
         ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
         ::close(fd);
         std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
         while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-        throw StoreError("state directory " + state_dir.string() + " is in use by another taskhubd (pid " + pid +
-                         "); stop it first or give this one its own state_dir");
+        *err = "state directory " + state_dir.string() + " is in use by another taskhubd (pid " + pid +
+               "); stop it first or give this one its own state_dir";
+        return -1;
     }
     std::string pid = std::to_string(::getpid()) + "\n";
     // The pid is informational only; the lock itself is what counts.
@@ -190,15 +196,14 @@ std::string databaseDamage(const std::filesystem::path& path) {
     sqlite3_finalize(s);
     if (out.empty() && after_crash) {
         // A -wal from another database would make its pages ours when replayed.
-        try {
-            const int64_t app = pragmaInt(db, "PRAGMA application_id", path);
-            const int64_t tables = pragmaInt(db, "SELECT count(*) FROM sqlite_master", path);
-            if (app != kApplicationId && (app != 0 || tables != 0)) {
-                out = "its -wal file does not belong to it: with it, the database is not a TaskHub state database "
-                      "(application_id " + std::to_string(app) + ")";
-            }
-        } catch (const StoreError& e) {
-            out = e.what();
+        std::string why;
+        const auto app = pragmaInt(db, "PRAGMA application_id", path, &why);
+        const auto tables = app ? pragmaInt(db, "SELECT count(*) FROM sqlite_master", path, &why) : std::nullopt;
+        if (!tables) {
+            out = why;
+        } else if (*app != kApplicationId && (*app != 0 || *tables != 0)) {
+            out = "its -wal file does not belong to it: with it, the database is not a TaskHub state database "
+                  "(application_id " + std::to_string(*app) + ")";
         }
     }
     sqlite3_close(db);

@@ -189,36 +189,38 @@ static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace
 
-void migrate(sqlite3* db, const std::filesystem::path& path) {
-    int64_t app = pragmaInt(db, "PRAGMA application_id", path);
-    int64_t version = pragmaInt(db, "PRAGMA user_version", path);
-    int64_t tables = pragmaInt(db, "SELECT count(*) FROM sqlite_master", path);
+bool migrate(sqlite3* db, const std::filesystem::path& path, std::string* err) {
+    auto app_id = pragmaInt(db, "PRAGMA application_id", path, err);
+    if (!app_id) return false;
+    auto schema_version = pragmaInt(db, "PRAGMA user_version", path, err);
+    if (!schema_version) return false;
+    auto table_count = pragmaInt(db, "SELECT count(*) FROM sqlite_master", path, err);
+    if (!table_count) return false;
+    const int64_t app = *app_id, version = *schema_version, tables = *table_count;
     if (app != kApplicationId && (app != 0 || tables != 0)) {
-        throw StoreError(path.string() + " is not a TaskHub state database (application_id " +
-                         std::to_string(app) + ")");
+        *err = path.string() + " is not a TaskHub state database (application_id " + std::to_string(app) + ")";
+        return false;
     }
     if (version > Store::kSchemaVersion) {
-        throw StoreError(path.string() + " was written by a newer taskhubd (schema version " +
-                         std::to_string(version) + ", this taskhubd knows up to " +
-                         std::to_string(Store::kSchemaVersion) + "); refusing to modify it");
+        *err = path.string() + " was written by a newer taskhubd (schema version " + std::to_string(version) +
+               ", this taskhubd knows up to " + std::to_string(Store::kSchemaVersion) + "); refusing to modify it";
+        return false;
     }
-    if (version == Store::kSchemaVersion) return;
+    if (version == Store::kSchemaVersion) return true;
     if (version > 0) {
         spdlog::info("STORE_MIGRATING {} from schema version {} to {}", path.string(), version,
                      Store::kSchemaVersion);
     }
-    exec(db, "BEGIN IMMEDIATE", path);
-    try {
-        // Forward only, one step at a time, all in one transaction: a failure leaves the old
-        // version whole.
-        for (int64_t v = version; v < Store::kSchemaVersion; ++v) exec(db, kMigrations[v], path);
-        exec(db, ("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str(), path);
-        exec(db, ("PRAGMA user_version=" + std::to_string(Store::kSchemaVersion)).c_str(), path);
-        exec(db, "COMMIT", path);
-    } catch (...) {
-        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-        throw;
-    }
+    if (!exec(db, "BEGIN IMMEDIATE", path, err)) return false;
+    // Forward only, one step at a time, all in one transaction: a failure leaves the old
+    // version whole.
+    bool ok = true;
+    for (int64_t v = version; ok && v < Store::kSchemaVersion; ++v) ok = exec(db, kMigrations[v], path, err);
+    ok = ok && exec(db, ("PRAGMA application_id=" + std::to_string(kApplicationId)).c_str(), path, err) &&
+         exec(db, ("PRAGMA user_version=" + std::to_string(Store::kSchemaVersion)).c_str(), path, err) &&
+         exec(db, "COMMIT", path, err);
+    if (!ok) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    return ok;
 }
 
 } // namespace taskhub::store

@@ -12,58 +12,74 @@
 
 namespace taskhub::store {
 
-std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir, const Options& options) {
+std::unique_ptr<Store> Store::open(const std::filesystem::path& state_dir, const Options& options, std::string* err) {
     std::error_code ec;
     // Made 0700 here (mkdir's mode is the most the umask leaves); its parents as usual.
     const std::filesystem::path dir = state_dir.has_filename() ? state_dir : state_dir.parent_path();
     std::filesystem::create_directories(dir.parent_path(), ec);
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-        throw StoreError("cannot create state directory " + state_dir.string() + ": " + std::strerror(errno));
+        *err = "cannot create state directory " + state_dir.string() + ": " + std::strerror(errno);
+        return nullptr;
     }
-    makePrivate(state_dir, true, false);
-    int lock_fd = lockStateDir(state_dir);
-    auto path = state_dir / "taskhub.db";
-    try {
+    if (!makePrivate(state_dir, true, false, err)) return nullptr;
+    const int lock_fd = lockStateDir(state_dir, err);
+    if (lock_fd < 0) return nullptr;
+    const auto path = state_dir / "taskhub.db";
+    // Everything after the lock: on failure the lock is released below.
+    auto opened = [&]() -> std::unique_ptr<Store> {
         // SQLite gives the -wal and -shm files the database file's mode.
-        makePrivate(path, false, true);
-        for (const char* suffix : {"-wal", "-shm", "-journal"}) makePrivate(path.string() + suffix, false, false);
+        if (!makePrivate(path, false, true, err)) return nullptr;
+        for (const char* suffix : {"-wal", "-shm", "-journal"}) {
+            if (!makePrivate(path.string() + suffix, false, false, err)) return nullptr;
+        }
         // Detects a damaged file before anything is written to it.
-        if (std::string damage = databaseDamage(path); !damage.empty()) throw StoreError(damagedMessage(path, damage));
-        auto writer = std::make_unique<Conn>(openConnection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE), path);
+        if (std::string damage = databaseDamage(path); !damage.empty()) {
+            *err = damagedMessage(path, damage);
+            return nullptr;
+        }
+        sqlite3* writer_db = openConnection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, err);
+        if (!writer_db) return nullptr;
+        auto writer = std::make_unique<Conn>(writer_db, path);
         // SQLite falls back to reading a file it may not write; such a connection never writes,
         // even once the file is writable again.
         if (sqlite3_db_readonly(writer->db(), "main") == 1) {
-            throw StoreError(unwritableMessage(path, SQLITE_READONLY, 0) + "; taskhubd cannot start until it can write it");
+            *err = unwritableMessage(path, SQLITE_READONLY, 0) + "; taskhubd cannot start until it can write it";
+            return nullptr;
         }
-        try {
-            exec(writer->db(), "PRAGMA journal_mode=WAL; PRAGMA cache_size=-16384;", path);
-            exec(writer->db(), options.sync_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", path);
-            migrate(writer->db(), path);
-        } catch (const StoreError& e) {
+        std::string why;
+        if (!exec(writer->db(), "PRAGMA journal_mode=WAL; PRAGMA cache_size=-16384;", path, &why) ||
+            !exec(writer->db(), options.sync_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL", path,
+                  &why) ||
+            !migrate(writer->db(), path, &why)) {
             // A database that cannot be written (read-only file or file system, full disk) is
             // not damaged: say what to do about that instead.
             if (int code = sqlite3_errcode(writer->db()) & 0xff; isStorageError(code)) {
-                throw StoreError(unwritableMessage(path, code, sqlite3_system_errno(writer->db())) +
-                                 "; taskhubd cannot start until it can write it");
+                *err = unwritableMessage(path, code, sqlite3_system_errno(writer->db())) +
+                       "; taskhubd cannot start until it can write it";
+                return nullptr;
             }
-            throw StoreError(std::string(e.what()) +
-                             "\nThe state database was left untouched. If it is damaged, stop taskhubd, move " +
-                             path.string() + " (and its -wal/-shm files) aside and start again to begin with an "
-                             "empty history; `sqlite3 FILE .recover` may save the old one.");
+            *err = why + "\nThe state database was left untouched. If it is damaged, stop taskhubd, move " +
+                   path.string() + " (and its -wal/-shm files) aside and start again to begin with an "
+                   "empty history; `sqlite3 FILE .recover` may save the old one.";
+            return nullptr;
         }
-        writer->prepare();
-        auto reader = std::make_unique<Conn>(openConnection(path, SQLITE_OPEN_READONLY), path);
-        reader->prepare();
+        if (!writer->prepare(err)) return nullptr;
+        sqlite3* reader_db = openConnection(path, SQLITE_OPEN_READONLY, err);
+        if (!reader_db) return nullptr;
+        auto reader = std::make_unique<Conn>(reader_db, path);
+        if (!reader->prepare(err)) return nullptr;
         std::unique_ptr<Store> store(new Store(std::move(writer), std::move(reader), path));
-        store->lock_fd_ = lock_fd;
         auto& next = store->w_->stmt(kNextEventSeq);
         if (next.step() == SQLITE_ROW) store->next_event_seq_ = next.i64(0);
         next.finish();
         return store;
-    } catch (...) {
+    }();
+    if (!opened) {
         ::close(lock_fd);
-        throw;
+        return nullptr;
     }
+    opened->lock_fd_ = lock_fd;
+    return opened;
 }
 
 Store::Store(std::unique_ptr<Conn> writer, std::unique_ptr<Conn> reader, std::filesystem::path path)

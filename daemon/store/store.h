@@ -13,7 +13,7 @@
 //
 // Threading: the write and read methods are for one thread (the event loop); the writer thread
 // is internal. Reads use their own connection and see committed data only.
-// Errors: open() throws StoreError with a message saying what to do (a damaged database file is
+// Errors: open() returns nullptr with a message saying what to do (a damaged database file is
 // refused and left as it is). After that, a batch that fails because the database cannot be
 // written (disk full, read-only file or file system, I/O error) is rolled back, kept and retried
 // every second, newer writes queued behind it in order, until it commits: nothing written is
@@ -50,6 +50,8 @@ struct sqlite3_stmt;
 
 namespace taskhub::store {
 
+// Thrown by the statements queries and retention prepare for themselves when SQLite cannot
+// prepare one (store/internal.h); open() reports its failures through *err.
 class StoreError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
@@ -86,8 +88,8 @@ public:
     // The database file is checked first, reading only: a file that is not a SQLite database, is
     // cut short (truncated mid-page, or shorter than its header says), fails PRAGMA quick_check
     // (run for at most 500 ms: a large database on a cold disk is checked as far as that goes)
-    // or has a -wal file beside it that belongs to another database is refused with a StoreError
-    // naming the file, what is wrong and what to do; it is never modified. An empty file is a
+    // or has a -wal file beside it that belongs to another database is refused (nullptr; *err names
+    // the file, what is wrong and what to do; it is never modified. An empty file is a
     // new database (SQLite leaves one when the daemon dies before its first commit).
     struct Options {
         // synchronous=NORMAL instead of FULL: a commit does not wait for the WAL's fsync (the
@@ -95,8 +97,12 @@ public:
         // taskhubd always uses FULL.
         bool sync_normal = false;
     };
-    static std::unique_ptr<Store> open(const std::filesystem::path& state_dir, const Options& options);
-    static std::unique_ptr<Store> open(const std::filesystem::path& state_dir) { return open(state_dir, Options{}); }
+    // nullptr: *err says why the store cannot be used, and what to do.
+    static std::unique_ptr<Store> open(const std::filesystem::path& state_dir, const Options& options,
+                                       std::string* err);
+    static std::unique_ptr<Store> open(const std::filesystem::path& state_dir, std::string* err) {
+        return open(state_dir, Options{}, err);
+    }
     // The same check of state_dir/taskhub.db as open() makes, for `taskhubd --check`: "" when the
     // file is missing or looks sound, otherwise the message open() would refuse it with. Reads
     // only, takes no lock (a running daemon may hold the database).

@@ -55,9 +55,17 @@ struct Scheduler::Impl {
 
     Impl(asio::io_context& i, Options o, FireFn f, LastFiringFn l)
         : io(i), opts(o), fire(std::move(f)), last_firing(std::move(l)),
-          tfd(::timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC)), timer(i) {
-        if (tfd < 0) throw std::system_error(errno, std::generic_category(), "timerfd_create(CLOCK_REALTIME)");
+          timer(i) {}
+
+    bool start(std::string* err) {
+        const int fd = ::timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (fd < 0) {
+            *err = std::string("timerfd_create(CLOCK_REALTIME): ") + std::strerror(errno);
+            return false;
+        }
+        tfd = fd;
         timer.assign(tfd);
+        return true;
     }
 
     PlanContext context() const { return PlanContext{opts.daemon_start}; }
@@ -201,6 +209,7 @@ struct Scheduler::Impl {
     void arm() {
         if (stopped) return;
         while (!queue.empty() && !current(queue.top())) queue.pop();
+        if (tfd < 0) return; // no timer (start() failed or was not called): poll() fires what is due
         itimerspec spec{};
         if (!queue.empty()) {
             spec.it_value.tv_sec = queue.top().due.time_since_epoch().count();
@@ -274,6 +283,8 @@ Scheduler::Scheduler(asio::io_context& io, Options options, FireFn fire, LastFir
     : impl_(std::make_unique<Impl>(io, options, std::move(fire), std::move(last_firing))) {}
 
 Scheduler::~Scheduler() = default;
+
+bool Scheduler::start(std::string* err) { return impl_->start(err); }
 
 void Scheduler::setWorkflows(const std::map<std::string, std::shared_ptr<const config::Workflow>>& wfs) {
     impl_->setWorkflows(wfs);

@@ -68,11 +68,18 @@ public:
         std::function<std::chrono::system_clock::time_point()> clock;
     };
 
-    // Throws std::system_error when the timerfd cannot be created.
+    // Plans nothing on its own until start() has given it its timer.
     Scheduler(boost::asio::io_context& io, Options options, FireFn fire, LastFiringFn last_firing);
     ~Scheduler();
     Scheduler(const Scheduler&) = delete;
     Scheduler& operator=(const Scheduler&) = delete;
+
+    // Creates the timer (a timerfd on CLOCK_REALTIME) that wakes it when a firing is due. False
+    // with *err (e.g. "timerfd_create(CLOCK_REALTIME): Too many open files") when it cannot: the
+    // caller logs that; then no firing is due by itself (poll() still fires what is due), and the
+    // rest of the scheduler (pauses, next firings) keeps working, as the watchers do without
+    // inotify (common/inotify.h).
+    bool start(std::string* err);
 
     // Replaces the set of scheduled workflows and plans each trigger's next firing. A workflow
     // seen for the first time since the daemon started gets its catch-up and @reboot firings

@@ -72,62 +72,51 @@ bool runningAsRoot() { return ::geteuid() == 0; }
 } // namespace
 
 TEST_CASE("the trusted object: owner, writers, links and type", "[trust]") {
-    CHECK_FALSE(trust::objectProblem("/f", statOf(S_IFREG | 0644, 0), Kind::RegularFile, kRoot));
-    CHECK_FALSE(trust::objectProblem("/d", statOf(S_IFDIR | 0755, 0), Kind::Directory, kRoot));
+    std::string why;
+    CHECK(trust::trustedObject("/f", statOf(S_IFREG | 0644, 0), Kind::RegularFile, kRoot, &why));
+    CHECK(trust::trustedObject("/d", statOf(S_IFDIR | 0755, 0), Kind::Directory, kRoot, &why));
 
-    auto other = trust::objectProblem("/f", statOf(S_IFREG | 0644, kNobody), Kind::RegularFile, kRoot);
-    REQUIRE(other);
-    CHECK_THAT(*other, Catch::Contains("/f is owned by uid 65534") && Catch::Contains("make it owned by root"));
+    REQUIRE_FALSE(trust::trustedObject("/f", statOf(S_IFREG | 0644, kNobody), Kind::RegularFile, kRoot, &why));
+    CHECK_THAT(why, Catch::Contains("/f is owned by uid 65534") && Catch::Contains("make it owned by root"));
     // Unprivileged: the daemon's own user passes, others still do not.
-    CHECK_FALSE(trust::objectProblem("/f", statOf(S_IFREG | 0644, 1000), Kind::RegularFile, trust::Owners{1000}));
-    auto stranger = trust::objectProblem("/f", statOf(S_IFREG | 0644, 1001), Kind::RegularFile, trust::Owners{1000});
-    REQUIRE(stranger);
-    CHECK_THAT(*stranger, Catch::Contains("root or the daemon's user (uid 1000"));
+    CHECK(trust::trustedObject("/f", statOf(S_IFREG | 0644, 1000), Kind::RegularFile, trust::Owners{1000}, &why));
+    REQUIRE_FALSE(trust::trustedObject("/f", statOf(S_IFREG | 0644, 1001), Kind::RegularFile, trust::Owners{1000}, &why));
+    CHECK_THAT(why, Catch::Contains("root or the daemon's user (uid 1000"));
 
-    auto world = trust::objectProblem("/w", statOf(S_IFDIR | 0777, 0), Kind::Directory, kRoot);
-    REQUIRE(world);
-    CHECK_THAT(*world, Catch::Contains("/w is writable by group and others (mode 0777): make it 0755"));
-    auto group = trust::objectProblem("/f", statOf(S_IFREG | 0664, 0), Kind::RegularFile, kRoot);
-    REQUIRE(group);
-    CHECK_THAT(*group, Catch::Contains("writable by group (mode 0664): make it 0644"));
+    REQUIRE_FALSE(trust::trustedObject("/w", statOf(S_IFDIR | 0777, 0), Kind::Directory, kRoot, &why));
+    CHECK_THAT(why, Catch::Contains("/w is writable by group and others (mode 0777): make it 0755"));
+    REQUIRE_FALSE(trust::trustedObject("/f", statOf(S_IFREG | 0664, 0), Kind::RegularFile, kRoot, &why));
+    CHECK_THAT(why, Catch::Contains("writable by group (mode 0664): make it 0644"));
     // Sticky does not excuse the object itself.
-    auto sticky = trust::objectProblem("/d", statOf(S_IFDIR | 01777, 0), Kind::Directory, kRoot);
-    REQUIRE(sticky);
-    CHECK_THAT(*sticky, Catch::Contains("mode 1777): make it 0755"));
+    REQUIRE_FALSE(trust::trustedObject("/d", statOf(S_IFDIR | 01777, 0), Kind::Directory, kRoot, &why));
+    CHECK_THAT(why, Catch::Contains("mode 1777): make it 0755"));
 
-    auto linked = trust::objectProblem("/f", statOf(S_IFREG | 0644, 0, 2), Kind::RegularFile, kRoot);
-    REQUIRE(linked);
-    CHECK_THAT(*linked, Catch::Contains("/f has 2 hard links"));
+    REQUIRE_FALSE(trust::trustedObject("/f", statOf(S_IFREG | 0644, 0, 2), Kind::RegularFile, kRoot, &why));
+    CHECK_THAT(why, Catch::Contains("/f has 2 hard links"));
 
-    auto fifo = trust::objectProblem("/f", statOf(S_IFIFO | 0644, 0), Kind::RegularFile, kRoot);
-    REQUIRE(fifo);
-    CHECK_THAT(*fifo, Catch::Contains("/f is a FIFO, expected a regular file"));
-    auto notDir = trust::objectProblem("/d", statOf(S_IFREG | 0755, 0), Kind::Directory, kRoot);
-    REQUIRE(notDir);
-    CHECK_THAT(*notDir, Catch::Contains("expected a directory"));
+    REQUIRE_FALSE(trust::trustedObject("/f", statOf(S_IFIFO | 0644, 0), Kind::RegularFile, kRoot, &why));
+    CHECK_THAT(why, Catch::Contains("/f is a FIFO, expected a regular file"));
+    REQUIRE_FALSE(trust::trustedObject("/d", statOf(S_IFREG | 0755, 0), Kind::Directory, kRoot, &why));
+    CHECK_THAT(why, Catch::Contains("expected a directory"));
 }
 
 TEST_CASE("the directories above: sticky root directories only above the object's own", "[trust]") {
-    CHECK_FALSE(trust::directoryProblem("/etc", statOf(S_IFDIR | 0755, 0), false, kRoot));
-    CHECK_FALSE(trust::directoryProblem("/tmp", statOf(S_IFDIR | 01777, 0), false, kRoot));
+    std::string why;
+    CHECK(trust::trustedDirectory("/etc", statOf(S_IFDIR | 0755, 0), false, kRoot, &why));
+    CHECK(trust::trustedDirectory("/tmp", statOf(S_IFDIR | 01777, 0), false, kRoot, &why));
 
-    auto asParent = trust::directoryProblem("/tmp", statOf(S_IFDIR | 01777, 0), true, kRoot);
-    REQUIRE(asParent);
-    CHECK_THAT(*asParent, Catch::Contains("own directory may not be writable by others, sticky or not"));
-    auto notRoot = trust::directoryProblem("/srv/box", statOf(S_IFDIR | 01777, 1000), false, trust::Owners{1000});
-    REQUIRE(notRoot);
-    CHECK_THAT(*notRoot, Catch::Contains("only a root-owned sticky directory"));
-    auto plain = trust::directoryProblem("/srv", statOf(S_IFDIR | 0777, 0), false, kRoot);
-    REQUIRE(plain);
-    CHECK_THAT(*plain, Catch::Contains("directory /srv is writable by group and others (mode 0777): make it 0755"));
-    auto group = trust::directoryProblem("/srv", statOf(S_IFDIR | 0775, 0), false, kRoot);
-    REQUIRE(group);
-    CHECK_THAT(*group, Catch::Contains("writable by group (mode 0775)"));
-    auto owner = trust::directoryProblem("/home/u", statOf(S_IFDIR | 0755, kNobody), false, kRoot);
-    REQUIRE(owner);
-    CHECK_THAT(*owner, Catch::Contains("directory /home/u is owned by uid 65534"));
-    CHECK(trust::symlinkProblem("/l", statOf(S_IFLNK | 0777, kNobody), kRoot));
-    CHECK_FALSE(trust::symlinkProblem("/l", statOf(S_IFLNK | 0777, 0), kRoot));
+    REQUIRE_FALSE(trust::trustedDirectory("/tmp", statOf(S_IFDIR | 01777, 0), true, kRoot, &why));
+    CHECK_THAT(why, Catch::Contains("own directory may not be writable by others, sticky or not"));
+    REQUIRE_FALSE(trust::trustedDirectory("/srv/box", statOf(S_IFDIR | 01777, 1000), false, trust::Owners{1000}, &why));
+    CHECK_THAT(why, Catch::Contains("only a root-owned sticky directory"));
+    REQUIRE_FALSE(trust::trustedDirectory("/srv", statOf(S_IFDIR | 0777, 0), false, kRoot, &why));
+    CHECK_THAT(why, Catch::Contains("directory /srv is writable by group and others (mode 0777): make it 0755"));
+    REQUIRE_FALSE(trust::trustedDirectory("/srv", statOf(S_IFDIR | 0775, 0), false, kRoot, &why));
+    CHECK_THAT(why, Catch::Contains("writable by group (mode 0775)"));
+    REQUIRE_FALSE(trust::trustedDirectory("/home/u", statOf(S_IFDIR | 0755, kNobody), false, kRoot, &why));
+    CHECK_THAT(why, Catch::Contains("directory /home/u is owned by uid 65534"));
+    CHECK_FALSE(trust::trustedSymlink("/l", statOf(S_IFLNK | 0777, kNobody), kRoot, &why));
+    CHECK(trust::trustedSymlink("/l", statOf(S_IFLNK | 0777, 0), kRoot, &why));
 }
 
 TEST_CASE("a file in a private directory under /tmp is trusted and read from its descriptor", "[trust]") {

@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
+#include "config/daemon_config.h"
 #include "config/workflow.h"
 #include "test_support.h"
 
@@ -50,6 +53,23 @@ inline std::vector<std::string> messages(const std::vector<Diagnostic>& problems
 }
 
 inline std::vector<std::string> messages(const WorkflowLoad& load) { return messages(load.problems); }
+
+// The daemon config in `file`, which must load.
+inline DaemonConfig loadConfig(const std::filesystem::path& file) {
+    std::vector<Diagnostic> problems;
+    auto cfg = loadDaemonConfig(file, &problems);
+    INFO("problems: " << firstProblem(problems));
+    REQUIRE(cfg);
+    return *cfg;
+}
+
+// The problems of the daemon config in `file`, which must be refused.
+inline std::vector<Diagnostic> configRefusal(const std::filesystem::path& file) {
+    std::vector<Diagnostic> problems;
+    auto cfg = loadDaemonConfig(file, &problems);
+    REQUIRE_FALSE(cfg);
+    return problems;
+}
 
 inline WorkflowLoad loadText(const TempDir& dir, const std::string& name, const std::string& text) {
     FakeCatalog catalog;

@@ -23,12 +23,9 @@ WorkflowLoad loadWithDefault(const TempDir& dir, const std::string& text, const 
 }
 
 std::vector<std::string> configProblems(const TempDir& dir, const std::string& text) {
-    try {
-        loadDaemonConfig(dir.write("taskhub.toml", text));
-    } catch (const ConfigError& e) {
-        return messages(e.problems());
-    }
-    return {};
+    std::vector<Diagnostic> problems;
+    if (loadDaemonConfig(dir.write("taskhub.toml", text), &problems)) return {};
+    return messages(problems);
 }
 
 } // namespace
@@ -181,7 +178,7 @@ TEST_CASE("run_as: a watched directory others can write warns while tasks run as
 
 TEST_CASE("daemon config: default_run_as and [plugins.NAME] user", "[daemon_config][run_as]") {
     TempDir dir;
-    auto ok = loadDaemonConfig(dir.write("taskhub.toml", R"(default_run_as = "nobody:nogroup"
+    auto ok = loadConfig(dir.write("taskhub.toml", R"(default_run_as = "nobody:nogroup"
 
 [plugins.x]
 isolation = "process"

@@ -41,7 +41,10 @@ class Harness {
 public:
     explicit Harness(engine::EngineOptions options = {}, std::map<std::string, config::PluginSettings> settings = {})
         : pool_(1, 2, 1000ms), plugins_(&io_, &pool_) {
-        store_ = store::Store::open(dir_.path / "state");
+        std::string err;
+        store_ = store::Store::open(dir_.path / "state", &err);
+        INFO(err);
+        REQUIRE(store_);
         REQUIRE_FALSE(plugins_.loadFile(TASKHUB_NOOP_PLUGIN_PATH, settings));
         REQUIRE_FALSE(plugins_.loadFile(TASKHUB_SHELL_PLUGIN_PATH, settings));
         options.log_dir = dir_.path / "logs";

@@ -128,7 +128,10 @@ private:
 class SimHarness {
 public:
     explicit SimHarness(engine::EngineOptions options = {}) : pool_(1, 1, 1000ms), catalog_(&io_, &pool_) {
-        store_ = store::Store::open(dir_.path / "state");
+        std::string err;
+        store_ = store::Store::open(dir_.path / "state", &err);
+        INFO(err);
+        REQUIRE(store_);
         REQUIRE_FALSE(catalog_.loadFile(TASKHUB_NOOP_PLUGIN_PATH, {}));
         options_ = std::move(options);
         options_.log_dir = dir_.path / "logs";

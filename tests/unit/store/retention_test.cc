@@ -8,9 +8,11 @@
 
 #include "store/store.h"
 #include "model_text.h"
+#include "store_support.h"
 #include "test_support.h"
 
 using namespace taskhub::store;
+using namespace taskhub::store::testing;
 using taskhub::testing::TempDir;
 
 namespace {
@@ -57,7 +59,7 @@ using Ids = std::vector<std::string>;
 
 TEST_CASE("keep_runs gives up the oldest finished top-level runs beyond the newest N", "[store][retention]") {
     TempDir dir;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     for (int i = 1; i <= 5; ++i) add(*s, finished("wf@" + std::to_string(i), "wf", kNow - 10 * kDay + i));
     add(*s, finished("other@1", "other", kNow - 10 * kDay));
     CHECK(prunable(*s, {2, std::nullopt}) == Ids{"wf@1", "wf@2", "wf@3"});
@@ -93,7 +95,7 @@ TEST_CASE("keep_runs gives up the oldest finished top-level runs beyond the newe
 
 TEST_CASE("keep_days gives up finished runs created before the limit", "[store][retention]") {
     TempDir dir;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     add(*s, finished("wf@old", "wf", kNow - 8 * kDay));
     add(*s, finished("wf@young", "wf", kNow - 6 * kDay));
     add(*s, finished("wf@today", "wf", kNow - 1000 * 60));
@@ -105,7 +107,7 @@ TEST_CASE("keep_days gives up finished runs created before the limit", "[store][
 
 TEST_CASE("a bounded amount per call, round robin over the workflows", "[store][retention]") {
     TempDir dir;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     for (const char* wf : {"a", "b", "c"}) {
         for (int i = 1; i <= 3; ++i) add(*s, finished(std::string(wf) + "@" + std::to_string(i), wf, kNow - kDay));
     }
@@ -127,7 +129,7 @@ TEST_CASE("a bounded amount per call, round robin over the workflows", "[store][
 
 TEST_CASE("deleting a run takes its child runs, tasks and events, and nothing else", "[store][retention]") {
     TempDir dir;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     add(*s, finished("wf@1", "wf", kNow - 10 * kDay));
     auto child = finished("wf@1/sub.1", "inner", kNow - 10 * kDay);
     child.parent_run = "wf@1";
@@ -161,7 +163,7 @@ TEST_CASE("deleting a run takes its child runs, tasks and events, and nothing el
 
 TEST_CASE("a run that is no longer final when the deletion is applied stays", "[store][retention]") {
     TempDir dir;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     add(*s, finished("wf@1", "wf", kNow - 10 * kDay));
     auto child = finished("wf@1/sub.1", "inner", kNow - 10 * kDay, taskhub::model::RunState::Running);
     child.parent_run = "wf@1";
@@ -177,7 +179,7 @@ TEST_CASE("a run that is no longer final when the deletion is applied stays", "[
 
 TEST_CASE("file versions whose run is gone are found, and forgotten only while it stays gone", "[store][retention]") {
     TempDir dir;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     add(*s, finished("drop@kept", "drop", kNow));
     s->recordFileVersion({"drop", "/in/a.csv", 1, 10, 100, "drop@kept", kNow});
     s->recordFileVersion({"drop", "/in/b.csv", 2, 10, 100, "drop@deleted", kNow});

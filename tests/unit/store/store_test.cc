@@ -14,9 +14,11 @@
 
 #include "store/store.h"
 #include "model_text.h"
+#include "store_support.h"
 #include "test_support.h"
 
 using namespace taskhub::store;
+using namespace taskhub::store::testing;
 namespace fs = std::filesystem;
 using taskhub::testing::TempDir;
 
@@ -45,7 +47,7 @@ void sql(const fs::path& db, const std::string& statement) {
 TEST_CASE("runs, tasks and events survive closing and reopening", "[store]") {
     TempDir dir;
     {
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         s->insertRun(makeRun("wf@1", "wf", 1000));
         s->insertRun(makeRun("wf@2", "wf", 2000));
         s->insertRun(makeRun("other@1", "other", 1500));
@@ -69,7 +71,7 @@ TEST_CASE("runs, tasks and events survive closing and reopening", "[store]") {
         s->updateRun(r);
         REQUIRE(s->commit());
     }
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     CHECK(s->countRuns() == 3);
     auto run = s->run("wf@2", true);
     REQUIRE(run);
@@ -96,7 +98,7 @@ TEST_CASE("runs, tasks and events survive closing and reopening", "[store]") {
 
 TEST_CASE("only committed writes are visible outside, and survive the process", "[store]") {
     TempDir dir;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     s->insertRun(makeRun("kept", "wf", 1));
     REQUIRE(s->commit());
     s->insertRun(makeRun("pending", "wf", 2));
@@ -118,22 +120,19 @@ TEST_CASE("only committed writes are visible outside, and survive the process", 
 
 TEST_CASE("a second store on the same state directory is refused before it touches anything", "[store]") {
     TempDir dir;
-    auto first = Store::open(dir.path);
-    CHECK_THROWS_WITH(Store::open(dir.path),
-                      Catch::Contains("is in use by another taskhubd (pid " + std::to_string(getpid()) + ")"));
+    auto first = openStore(dir.path);
+    CHECK_THAT(openRefusal(dir.path),
+               Catch::Contains("is in use by another taskhubd (pid " + std::to_string(getpid()) + ")"));
     first.reset();
-    CHECK_NOTHROW(Store::open(dir.path));
+    CHECK(opens(dir.path));
 }
 
 TEST_CASE("a database from a newer taskhubd is refused and left untouched", "[store]") {
     TempDir dir;
-    { Store::open(dir.path); }
+    { openStore(dir.path); }
     sql(dir.path / "taskhub.db", "PRAGMA user_version=99");
-    try {
-        Store::open(dir.path);
-        FAIL("expected StoreError");
-    } catch (const StoreError& e) {
-        std::string m = e.what();
+    {
+        std::string m = openRefusal(dir.path);
         CHECK(m.find("was written by a newer taskhubd (schema version 99, this taskhubd knows up to " +
                      std::to_string(Store::kSchemaVersion) + ")") != std::string::npos);
         CHECK(m.find("left untouched") != std::string::npos);
@@ -203,7 +202,7 @@ TEST_CASE("a version 1 database is migrated to the current version when opened, 
     sql(db, kV1Database);
     REQUIRE(sqlInt(db, "PRAGMA user_version") == 1);
     {
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         auto run = s->run("old@1", true);
         REQUIRE(run);
         CHECK(run->state == "succeeded");
@@ -245,7 +244,7 @@ TEST_CASE("a version 1 database is migrated to the current version when opened, 
     CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('events', 'runs_v3', 'tasks_v3')") == 0);
     CHECK(sqlInt(db, "SELECT count(*) FROM runs WHERE params = '{}' AND depth = 0") == 1); // the old run
     // Opening again changes nothing.
-    CHECK_NOTHROW(Store::open(dir.path));
+    CHECK(opens(dir.path));
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
 }
 
@@ -254,7 +253,7 @@ TEST_CASE("a migration that fails leaves the version 1 database as it was", "[st
     const fs::path db = dir.path / "taskhub.db";
     sql(db, kV1Database);
     sql(db, "ALTER TABLE tasks ADD COLUMN child_run INTEGER"); // collides with the v2 column
-    CHECK_THROWS_WITH(Store::open(dir.path), Catch::Contains("duplicate column name: child_run") &&
+    CHECK_THAT(openRefusal(dir.path), Catch::Contains("duplicate column name: child_run") &&
                                                  Catch::Contains("left untouched"));
     CHECK(sqlInt(db, "PRAGMA user_version") == 1);
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'params'") == 0);
@@ -263,7 +262,7 @@ TEST_CASE("a migration that fails leaves the version 1 database as it was", "[st
 TEST_CASE("params, outputs and nesting are stored in their order and read back", "[store]") {
     TempDir dir;
     {
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         auto parent = makeRun("wf@1", "wf", 1000);
         parent.params = {{"region", "eu"}, {"date", "2024-03-01"}, {"quote", "say \"hi\"\n\\ ok"}, {"empty", ""}};
         s->insertRun(parent);
@@ -291,7 +290,7 @@ TEST_CASE("params, outputs and nesting are stored in their order and read back",
         s->insertRun(grandchild);
         REQUIRE(s->commit());
     }
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     auto run = s->run("wf@1", true);
     REQUIRE(run);
     CHECK(run->params == NameValues{{"region", "eu"}, {"date", "2024-03-01"}, {"quote", "say \"hi\"\n\\ ok"}, {"empty", ""}});
@@ -324,7 +323,7 @@ TEST_CASE("params, outputs and nesting are stored in their order and read back",
 
 TEST_CASE("writer mode keeps only a task's latest outputs and child run", "[store]") {
     TempDir dir;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     s->startWriter([](std::function<void()>) {});
     s->insertRun(makeRun("wf@1", "wf", 1));
     TaskRecord t;
@@ -351,7 +350,7 @@ TEST_CASE("writer mode keeps only a task's latest outputs and child run", "[stor
 
 TEST_CASE("paused runs count as unfinished", "[store]") {
     TempDir dir;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     auto r = makeRun("wf@1", "wf", 1);
     r.state = taskhub::model::RunState::Paused;
     s->insertRun(r);
@@ -369,13 +368,13 @@ TEST_CASE("paused runs count as unfinished", "[store]") {
 TEST_CASE("a foreign SQLite database is refused", "[store]") {
     TempDir dir;
     sql(dir.path / "taskhub.db", "CREATE TABLE mine(x)");
-    CHECK_THROWS_WITH(Store::open(dir.path), Catch::Contains("is not a TaskHub state database"));
+    CHECK_THAT(openRefusal(dir.path), Catch::Contains("is not a TaskHub state database"));
 }
 
 TEST_CASE("a corrupted database is refused with what to do", "[store]") {
     TempDir dir;
     std::ofstream(dir.path / "taskhub.db") << std::string(8192, 'x');
-    CHECK_THROWS_WITH(Store::open(dir.path), Catch::Contains("move") && Catch::Contains("aside"));
+    CHECK_THAT(openRefusal(dir.path), Catch::Contains("move") && Catch::Contains("aside"));
     // Never replaced silently.
     std::ifstream in(dir.path / "taskhub.db");
     std::string content((std::istreambuf_iterator<char>(in)), {});
@@ -396,7 +395,7 @@ TEST_CASE("a damaged database is refused untouched, and checkDatabase says the s
     const auto db = dir.path / "taskhub.db";
     CHECK(Store::checkDatabase(dir.path).empty()); // none yet
     {
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         for (int i = 0; i < 50; ++i) s->insertRun(makeRun("wf@" + std::to_string(i), "wf", i));
         REQUIRE(s->commit());
     }
@@ -411,7 +410,7 @@ TEST_CASE("a damaged database is refused untouched, and checkDatabase says the s
         CHECK_THAT(said, Catch::Contains(db.string() + " is damaged (" + what) &&
                              Catch::Contains("taskhubd will not modify it") &&
                              Catch::Contains("mv " + db.string() + " " + db.string() + ".damaged"));
-        CHECK_THROWS_WITH(Store::open(dir.path), Catch::Contains(said));
+        CHECK_THAT(openRefusal(dir.path), Catch::Contains(said));
         CHECK(fileText(db) == content);
         CHECK_FALSE(std::filesystem::exists(dir.path / "taskhub.db-wal")); // the check made none
     };
@@ -424,13 +423,13 @@ TEST_CASE("a damaged database is refused untouched, and checkDatabase says the s
     SECTION("an empty file is a new database") {
         std::ofstream(db, std::ios::trunc).close();
         CHECK(Store::checkDatabase(dir.path).empty());
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         CHECK(s->countRuns() == 0);
     }
     SECTION("a -wal beside an empty file") {
         std::ofstream(db, std::ios::trunc).close();
         std::ofstream(dir.path / "taskhub.db-wal", std::ios::binary) << std::string(4096 + 32, 'w');
-        CHECK_THROWS_WITH(Store::open(dir.path), Catch::Contains("the database file is empty but a 4128-byte -wal"));
+        CHECK_THAT(openRefusal(dir.path), Catch::Contains("the database file is empty but a 4128-byte -wal"));
         CHECK(fileText(dir.path / "taskhub.db-wal") == std::string(4096 + 32, 'w'));
     }
 }
@@ -467,7 +466,7 @@ TEST_CASE("writer mode: batches commit off the caller's thread and barriers fire
     TempDir dir;
     FakeLoop loop;
     {
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         s->startWriter([&](std::function<void()> fn) { loop.post(std::move(fn)); });
         const uint64_t mark = s->writeMark();
         s->insertRun(makeRun("wf@1", "wf", 1));
@@ -499,14 +498,14 @@ TEST_CASE("writer mode: batches commit off the caller's thread and barriers fire
 
         s->insertRun(makeRun("wf@2", "wf", 2)); // flushed by the destructor
     }
-    auto reopened = Store::open(dir.path);
+    auto reopened = openStore(dir.path);
     CHECK(reopened->countRuns() == 2);
 }
 
 TEST_CASE("writer mode: a batch with a failing write is lost whole, and its waiters hear so", "[store]") {
     TempDir dir;
     FakeLoop loop;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     s->startWriter([&](std::function<void()> fn) { loop.post(std::move(fn)); });
     s->insertRun(makeRun("wf@1", "wf", 1));
     REQUIRE(s->commit());
@@ -540,7 +539,7 @@ TEST_CASE("events are numbered across runs and restarts, and read back per run i
     TempDir dir;
     FakeLoop loop;
     {
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         s->insertRun(makeRun("a@1", "a", 1));
         s->insertRun(makeRun("b@1", "b", 1));
         s->addEvent({10, "a@1", "", "run_created", "manual"}); // synchronous mode: 1
@@ -556,7 +555,7 @@ TEST_CASE("events are numbered across runs and restarts, and read back per run i
         REQUIRE(s->commit());
         loop.drain();
     }
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     auto a = s->events("a@1");
     auto b = s->events("b@1");
     REQUIRE(a.size() == 4);
@@ -591,7 +590,7 @@ TEST_CASE("events are numbered across runs and restarts, and read back per run i
 
 TEST_CASE("event details keep any text; bytes that are not UTF-8 become U+FFFD", "[store][events]") {
     TempDir dir;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     s->insertRun(makeRun("wf@1", "wf", 1));
     const std::string fine = "quote \" backslash \\ tab\t newline\n bell\x07 gr\u00fc\u00dfe \xe2\x9c\x93 \xf0\x9f\x98\x80";
     s->addEvent({1, "wf@1", "t\"1", "end", fine});
@@ -611,7 +610,7 @@ TEST_CASE("event details keep any text; bytes that are not UTF-8 become U+FFFD",
 TEST_CASE("writer mode: the tasks of many runs and batches land in their runs, in workflow order", "[store]") {
     TempDir dir;
     FakeLoop loop;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     s->startWriter([&](std::function<void()> fn) { loop.post(std::move(fn)); });
     const int kRuns = 5, kTasks = 300;
     for (int round = 0; round < 3; ++round) {
@@ -645,7 +644,7 @@ TEST_CASE("writer mode: the tasks of many runs and batches land in their runs, i
 
 TEST_CASE("a task written for a run the store does not have is an error, not a stray row", "[store]") {
     TempDir dir;
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     TaskRecord t;
     t.task_id = "a";
     t.plugin = "noop";
@@ -657,7 +656,7 @@ TEST_CASE("a task written for a run the store does not have is an error, not a s
 TEST_CASE("workflow pauses persist; a revived run keeps its id and key and loses its old tasks", "[store]") {
     TempDir dir;
     {
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         s->setWorkflowPaused("nightly", true, 1000, "uid 0 (root)");
         s->setWorkflowPaused("other", true, 2000, "uid 7 (ops)");
         s->setWorkflowPaused("other", false);
@@ -687,7 +686,7 @@ TEST_CASE("workflow pauses persist; a revived run keeps its id and key and loses
         s->upsertTask("nightly@1", 0, t);
         REQUIRE(s->commit());
     }
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     auto pauses = s->pausedWorkflows();
     REQUIRE(pauses.size() == 1);
     CHECK(pauses[0].workflow == "nightly");
@@ -707,7 +706,7 @@ TEST_CASE("workflow pauses persist; a revived run keeps its id and key and loses
 TEST_CASE("a version 4 database gains file_versions when opened; a file version is recorded once", "[store][migration]") {
     TempDir dir;
     const fs::path db = dir.path / "taskhub.db";
-    Store::open(dir.path).reset();
+    openStore(dir.path).reset();
     // What a version 4 database lacks: file_versions (5), the recovery columns and meta (6), and
     // the kind and skip cause columns (7).
     sql(db, "ALTER TABLE tasks DROP COLUMN kind; ALTER TABLE runs DROP COLUMN skip_cause; "
@@ -716,7 +715,7 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
             "ALTER TABLE runs DROP COLUMN lost; PRAGMA user_version = 4;");
     REQUIRE(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name = 'file_versions'") == 0);
     {
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         s->recordFileVersion({"w", "/in/a", 7, 10, 123456789, "w@file-1", 1000});
         s->recordFileVersion({"w", "/in/a", 7, 10, 123456789, "w@file-1", 2000}); // the same version
         s->recordFileVersion({"w", "/in/a", 7, 11, 123456790, "w@file-2", 3000}); // a new version
@@ -767,7 +766,7 @@ TEST_CASE("a version 6 database gains task kinds and skip causes from the text i
     using taskhub::model::TaskKind;
     TempDir dir;
     const fs::path db = dir.path / "taskhub.db";
-    Store::open(dir.path).reset();
+    openStore(dir.path).reset();
     // A version 6 database: no kind or skip_cause columns. Its rows, as taskhubd 6 wrote them.
     sql(db, R"sql(
 ALTER TABLE tasks DROP COLUMN kind;
@@ -807,7 +806,7 @@ INSERT INTO tasks(key, task_id, plugin, state, attempt) VALUES
         CHECK(ran->tasks[2].kind == TaskKind::Plugin);
     };
     {
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         check(*s);
     }
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
@@ -818,7 +817,7 @@ INSERT INTO tasks(key, task_id, plugin, state, attempt) VALUES
     CHECK(sqlText(db, "SELECT kind FROM tasks WHERE task_id = 'plain'") == "plugin");
     // Opened again, the migrated database is taken as it is and reads the same.
     {
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         check(*s);
     }
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
@@ -830,7 +829,7 @@ TEST_CASE("a task's kind and a run's skip cause are stored as such, whatever the
     TempDir dir;
     const fs::path db = dir.path / "taskhub.db";
     {
-        auto s = Store::open(dir.path);
+        auto s = openStore(dir.path);
         auto paused = makeRun("w@1", "w", 1000);
         paused.state = taskhub::model::RunState::Skipped;
         paused.message = "a message reworded since"; // catch-up reads the cause, not this
@@ -862,7 +861,7 @@ TEST_CASE("a task's kind and a run's skip cause are stored as such, whatever the
     }
     CHECK(sqlText(db, "SELECT skip_cause FROM runs WHERE id = 'w@1'") == "");
     sql(db, "UPDATE runs SET skip_cause = 'overlap' WHERE id = 'w@1'");
-    auto s = Store::open(dir.path);
+    auto s = openStore(dir.path);
     CHECK(s->run("w@1", false)->skip_cause == SkipCause::Overlap);
     // Text that is no cause (edited by hand) reads as none, and is logged.
     sql(db, "UPDATE runs SET skip_cause = 'bogus' WHERE id = 'w@1'");

@@ -149,6 +149,7 @@ struct Harness {
                 if (it == recorded.end()) return std::nullopt;
                 return it->second;
             });
+        if (std::string err; !sched->start(&err)) FAIL(err);
     }
     void load(std::initializer_list<std::shared_ptr<const config::Workflow>> wfs) {
         std::map<std::string, std::shared_ptr<const config::Workflow>> m;
