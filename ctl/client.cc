@@ -25,20 +25,24 @@ std::nullopt_t failure(Failure* err, int code, std::string message) {
 
 } // namespace
 
+bool daemonConfig(const Globals& g, const std::string& purpose, std::optional<config::DaemonConfig>* out,
+                  std::string* err) {
+    const std::string path = g.config.value_or(config::kDefaultConfigPath);
+    std::error_code ec;
+    if (!g.config && !fs::exists(path, ec)) return true;
+    std::vector<config::Diagnostic> problems;
+    *out = config::loadDaemonConfig(path, &problems);
+    if (*out) return true;
+    *err = "cannot read " + path + " " + purpose + ": " + config::firstProblem(problems);
+    return false;
+}
+
 std::optional<std::string> socketPath(const Globals& g, Failure* err) {
     if (g.socket) return *g.socket;
     if (const char* env = std::getenv("TASKHUB_SOCKET"); env && *env) return env;
-    std::string cfgPath = g.config.value_or(config::kDefaultConfigPath);
-    std::error_code ec;
-    if (g.config || fs::exists(cfgPath, ec)) {
-        std::vector<config::Diagnostic> problems;
-        auto cfg = config::loadDaemonConfig(cfgPath, &problems);
-        if (!cfg) {
-            return failure(err, 2, "cannot read " + cfgPath + " to find the socket: " + config::firstProblem(problems) +
-                                       " (use --socket)");
-        }
-        return cfg->socket.string();
-    }
+    std::optional<config::DaemonConfig> cfg;
+    if (std::string why; !daemonConfig(g, "to find the socket", &cfg, &why)) return failure(err, 2, why + " (use --socket)");
+    if (cfg) return cfg->socket.string();
     return std::string(config::kDefaultSocketPath);
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "config/daemon_config.h"
+
 namespace taskhub::ctl {
 
 // The options every command takes: --socket, --config, --json.
@@ -25,6 +27,12 @@ struct Failure {
     int exit_code = 1;
     std::string message;
 };
+
+// taskhubd's config, read when --config is given or the default config file exists, for what
+// it says the daemon does (its socket, its default time zone). Returns false with *err ("cannot
+// read FILE <purpose>: WHY") when that file cannot be read; *out stays empty when there is no file.
+bool daemonConfig(const Globals& g, const std::string& purpose, std::optional<config::DaemonConfig>* out,
+                  std::string* err);
 
 // The socket: --socket, else $TASKHUB_SOCKET, else the config's socket (when --config is given
 // or the default config exists), else the default path. nullopt: *err says why.

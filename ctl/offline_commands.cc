@@ -98,18 +98,12 @@ int cmdValidate(const Context& ctx, const Invocation& in) {
 // zone. The config is read when --config is given or the default file exists.
 // nullptr: *err says why.
 const date::time_zone* defaultZone(const Globals& g, std::string* err) {
-    std::string cfgPath = g.config.value_or(config::kDefaultConfigPath);
-    std::error_code ec;
-    if (g.config || fs::exists(cfgPath, ec)) {
-        std::vector<config::Diagnostic> problems;
-        auto cfg = config::loadDaemonConfig(cfgPath, &problems);
-        if (!cfg) {
-            *err = "cannot read " + cfgPath + " to find the default time zone: " + config::firstProblem(problems) +
-                   " (use --tz)";
-            return nullptr;
-        }
-        if (!cfg->timezone.empty()) return date::locate_zone(cfg->timezone);
+    std::optional<config::DaemonConfig> cfg;
+    if (!daemonConfig(g, "to find the default time zone", &cfg, err)) {
+        *err += " (use --tz)";
+        return nullptr;
     }
+    if (cfg && !cfg->timezone.empty()) return date::locate_zone(cfg->timezone);
     try {
         return date::current_zone();
     } catch (const std::exception& e) {
