@@ -1,0 +1,193 @@
+// The JSON shapes of the control channel's answers (replies.h); code moved from commands.cc.
+#include "control/replies.h"
+
+#include <algorithm>
+
+#include "common/time_util.h"
+
+namespace taskhub::control {
+
+namespace json = boost::json;
+
+json::value isoOrNull(const std::optional<int64_t>& ms) {
+    return ms ? json::value(formatIsoMillis(*ms)) : json::value(nullptr);
+}
+
+json::object nameValuesJson(const store::NameValues& values) {
+    json::object o;
+    for (const auto& [name, value] : values) o[name] = value;
+    return o;
+}
+
+// Milliseconds from started to ended, or to now while it lasts; null before it started.
+json::value durationMs(const std::optional<int64_t>& started, const std::optional<int64_t>& ended) {
+    if (!started) return nullptr;
+    return std::max<int64_t>(0, (ended ? *ended : nowMillis()) - *started);
+}
+
+// waiting: why ready tasks have not started (Services::waitingReasons), for `show`; may be null.
+json::object runJson(const store::RunRecord& r, bool with_tasks,
+                     const std::map<std::string, std::string>* waiting) {
+    json::object o;
+    o["id"] = r.id;
+    o["workflow"] = r.workflow;
+    o["trigger"] = model::name(r.trigger);
+    o["state"] = model::name(r.state);
+    o["message"] = r.message;
+    o["version"] = r.version;
+    o["scheduled"] = isoOrNull(r.scheduled_ms);
+    o["created"] = formatIsoMillis(r.created_ms);
+    o["started"] = isoOrNull(r.started_ms);
+    o["ended"] = isoOrNull(r.ended_ms);
+    o["duration_ms"] = durationMs(r.started_ms, r.ended_ms);
+    o["params"] = nameValuesJson(r.params);
+    o["parent_run"] = r.parent_run;
+    o["parent_task"] = r.parent_task;
+    o["depth"] = r.depth;
+    o["lost"] = r.lost;
+    if (with_tasks) {
+        json::array tasks;
+        for (const auto& t : r.tasks) {
+            json::object to;
+            to["id"] = t.task_id;
+            to["plugin"] = t.plugin;
+            to["state"] = model::name(t.state);
+            to["attempt"] = t.attempt;
+            to["exit_code"] = t.exit_code ? json::value(*t.exit_code) : json::value(nullptr);
+            to["message"] = t.message;
+            to["started"] = isoOrNull(t.started_ms);
+            to["ended"] = isoOrNull(t.ended_ms);
+            to["duration_ms"] = durationMs(t.started_ms, t.ended_ms);
+            to["outputs"] = nameValuesJson(t.outputs);
+            to["child_run"] = t.child_run;
+            to["pid"] = t.pid ? json::value(*t.pid) : json::value(nullptr);
+            json::value why = nullptr;
+            if (waiting) {
+                if (auto it = waiting->find(t.task_id); it != waiting->end()) why = json::string(it->second);
+            }
+            to["waiting"] = std::move(why);
+            tasks.push_back(std::move(to));
+        }
+        o["tasks"] = std::move(tasks);
+    }
+    return o;
+}
+
+json::array eventsJson(const std::vector<store::EventRecord>& events) {
+    json::array out;
+    for (const auto& e : events) {
+        json::object eo;
+        eo["time"] = formatIsoMillis(e.ts_ms);
+        eo["task"] = e.task_id;
+        eo["kind"] = e.kind;
+        eo["detail"] = e.detail;
+        eo["seq"] = e.seq;
+        out.push_back(std::move(eo));
+    }
+    return out;
+}
+
+// Child runs are at most max_nesting_depth (1..100) below their root; this only guards against
+// a damaged database whose parent links form a loop.
+constexpr int kMaxTreeDepth = 128;
+
+// A run with its tasks (and why ready ones wait) and, under "children", its child runs, each
+// with its own events and children.
+json::object runTreeJson(Services& services, const store::RunRecord& r, int depth) {
+    auto waiting = services.waitingReasons(r.id);
+    json::object o = runJson(r, true, &waiting);
+    json::array children;
+    if (depth < kMaxTreeDepth) {
+        for (const auto& child : services.children(r.id)) {
+            json::object co = runTreeJson(services, child, depth + 1);
+            co["events"] = eventsJson(services.events(child.id));
+            children.push_back(std::move(co));
+        }
+    }
+    o["children"] = std::move(children);
+    return o;
+}
+
+json::object workflowJson(const WorkflowInfo& w, bool detail) {
+    json::object o;
+    o["name"] = w.name;
+    o["file"] = w.file;
+    o["description"] = w.description;
+    o["timezone"] = w.timezone;
+    o["version"] = w.version;
+    json::array triggers;
+    for (size_t i = 0; i < w.triggers.size(); ++i) {
+        json::object t;
+        t["kind"] = w.triggers[i].kind;
+        t["text"] = w.triggers[i].text;
+        t["cron"] = w.triggers[i].cron.empty() ? json::value(nullptr) : json::value(w.triggers[i].cron);
+        t["state"] = w.triggers[i].state.empty() ? json::value(nullptr) : json::value(w.triggers[i].state);
+        int64_t next = i < w.next_fire_ms.size() ? w.next_fire_ms[i] : 0;
+        t["next"] = next ? json::value(formatIsoMillis(next)) : json::value(nullptr);
+        triggers.push_back(std::move(t));
+    }
+    o["triggers"] = std::move(triggers);
+    if (w.paused) {
+        json::object p;
+        p["since"] = formatIsoMillis(w.paused->since_ms);
+        p["by"] = w.paused->by;
+        o["paused"] = std::move(p);
+    } else {
+        o["paused"] = nullptr;
+    }
+    o["last_run"] = w.last_run ? json::value(runJson(*w.last_run, false)) : json::value(nullptr);
+    o["task_count"] = w.tasks.size();
+    if (detail) {
+        o["overlap"] = w.overlap;
+        if (!w.file_overlap.empty()) o["file_overlap"] = w.file_overlap;
+        o["on_failure"] = w.on_failure;
+        o["params"] = nameValuesJson(w.params);
+        json::array tasks;
+        for (const auto& t : w.tasks) {
+            json::object to;
+            to["id"] = t.id;
+            to["plugin"] = t.plugin;
+            to["workflow"] = t.workflow;
+            json::array deps;
+            for (const auto& d : t.depends_on) deps.push_back(json::string(d));
+            to["depends_on"] = std::move(deps);
+            to["run_as"] = t.run_as;
+            to["params"] = json::parse(t.params_json);
+            tasks.push_back(std::move(to));
+        }
+        o["tasks"] = std::move(tasks);
+    }
+    return o;
+}
+
+json::object pluginJson(const PluginStatus& p) {
+    json::object o;
+    o["name"] = p.name;
+    o["version"] = p.version;
+    o["description"] = p.description;
+    o["file"] = p.file;
+    o["abi"] = std::to_string(p.abi_major) + "." + std::to_string(p.abi_minor);
+    json::array caps;
+    for (const auto& cap : p.capabilities) caps.push_back(json::string(cap));
+    o["capabilities"] = std::move(caps);
+    o["thread_safety"] = p.thread_safety;
+    o["isolation"] = p.isolation;
+    o["state"] = p.state;
+    o["message"] = p.message;
+    o["since"] = formatIsoMillis(p.since_ms);
+    o["last_check"] = p.last_check_ms ? json::value(formatIsoMillis(p.last_check_ms)) : json::value(nullptr);
+    o["failures"] = p.failures;
+    o["checks"] = p.checks;
+    o["running"] = p.running;
+    o["max_concurrency"] = p.max_concurrency;
+    json::object health;
+    health["interval_ms"] = p.health_interval_ms;
+    health["timeout_ms"] = p.health_timeout_ms;
+    health["unhealthy_after"] = p.unhealthy_after;
+    health["healthy_after"] = p.healthy_after;
+    health["on_unhealthy"] = p.on_unhealthy;
+    o["health"] = std::move(health);
+    return o;
+}
+
+} // namespace taskhub::control

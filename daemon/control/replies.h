@@ -1,0 +1,39 @@
+// How runs, events, workflows and plugins look on the control channel (docs/control-protocol.md):
+// the JSON shapes the command handlers (commands.cc) answer with. The values come from the
+// daemon's records and the domain's name tables, so the wire spells states and triggers exactly
+// as the store does.
+#ifndef TASKHUB_CONTROL_REPLIES_H
+#define TASKHUB_CONTROL_REPLIES_H
+
+#include <boost/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "control/services.h"
+
+namespace taskhub::control {
+
+// An ISO 8601 UTC time with milliseconds, or null.
+boost::json::value isoOrNull(const std::optional<int64_t>& ms);
+boost::json::object nameValuesJson(const store::NameValues& values);
+// Milliseconds from started to ended, or to now while it lasts; null before it started.
+boost::json::value durationMs(const std::optional<int64_t>& started, const std::optional<int64_t>& ended);
+// A run (with its tasks when with_tasks); waiting: why ready tasks have not started
+// (Services::waitingReasons), for `show`; may be null.
+boost::json::object runJson(const store::RunRecord& r, bool with_tasks,
+                            const std::map<std::string, std::string>* waiting = nullptr);
+boost::json::array eventsJson(const std::vector<store::EventRecord>& events);
+// A run with its tasks (and why ready ones wait) and, under "children", its child runs, each
+// with its own events and children.
+boost::json::object runTreeJson(Services& services, const store::RunRecord& r, int depth);
+// A workflow for `list` (detail false) or `show` (detail true).
+boost::json::object workflowJson(const WorkflowInfo& w, bool detail);
+boost::json::object pluginJson(const PluginStatus& p);
+
+} // namespace taskhub::control
+
+#endif // TASKHUB_CONTROL_REPLIES_H
