@@ -179,6 +179,9 @@ struct Core {
     std::unordered_map<uint64_t, Run*> by_serial;
     uint64_t next_serial = 0;
     std::map<std::string, std::deque<std::string>> queued; // workflow -> queued run ids
+    // workflow -> its active top-level runs (queued, running, paused) by serial, oldest first:
+    // what the overlap policy looks at, without a walk over every active run per firing.
+    std::unordered_map<std::string, std::map<uint64_t, Run*>> top_level;
     // Firings this process recorded as skipped because their workflow was paused, until their
     // record is committed: the store reads only committed records, and a catch-up right after
     // `resume` must still find them to turn them into the run.

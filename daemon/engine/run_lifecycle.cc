@@ -76,6 +76,7 @@ Run& Core::adopt(std::unique_ptr<Run> run) {
     Run& r = *run;
     r.wf_running = &queues.workflowRunning(r.wf->name);
     by_serial[r.serial] = &r;
+    if (r.parent_id.empty()) top_level[r.rec.workflow][r.serial] = &r;
     runs.emplace(r.rec.id, std::move(run));
     return r;
 }
@@ -137,11 +138,11 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
     if (scheduled) run->rec.scheduled_ms = scheduled->time_since_epoch().count() * 1000;
 
     // Overlap policy: what to do while earlier top-level runs of this workflow are active.
-    std::vector<Run*> active;
-    for (auto& [rid, r] : runs) {
-        if (r->rec.workflow == wf->name && r->parent_id.empty()) active.push_back(r.get());
-    }
-    std::sort(active.begin(), active.end(), [](Run* a, Run* b) { return a->serial < b->serial; });
+    static const std::map<uint64_t, Run*> kNone;
+    const auto tl = top_level.find(wf->name);
+    const std::map<uint64_t, Run*>& active = tl == top_level.end() ? kNone : tl->second;
+    Run* const newest = active.empty() ? nullptr : active.rbegin()->second;
+    std::vector<Run*> replaced; // overlap = replace: the runs the new one cancels
     std::string start = "run";
     std::string skip_reason = forced_skip; // decided by the caller: a paused workflow
     if (!forced_skip.empty()) run->rec.skip_cause = req.skip;
@@ -152,7 +153,7 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
         skip_reason = "skipped: " + std::to_string(active.size()) + " runs are active, max_active_runs = " +
                       std::to_string(wf->max_active_runs) + " (overlap = allow)";
     } else if (skip_reason.empty() && !active.empty()) {
-        const std::string previous = active.back()->rec.id;
+        const std::string previous = newest->rec.id;
         switch (overlap) {
         case config::Overlap::Skip:
             run->rec.skip_cause = model::SkipCause::Overlap;
@@ -168,7 +169,10 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
             }
             break;
         case config::Overlap::QueueAll: start = "queue"; break;
-        case config::Overlap::Replace: start = "replace"; break;
+        case config::Overlap::Replace:
+            start = "replace";
+            for (const auto& [serial, old] : active) replaced.push_back(old);
+            break;
         case config::Overlap::Allow: break;
         }
     }
@@ -207,13 +211,13 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
     Run& r = adopt(std::move(run));
     if (start == "queue") {
         queued[wf->name].push_back(id);
-        event(id, "", "run_queued", "waiting for " + active.back()->rec.id + " (overlap = " +
+        event(id, "", "run_queued", "waiting for " + newest->rec.id + " (overlap = " +
                                         config::toString(overlap) + ")");
         out.state = model::RunState::Queued;
         return out;
     }
     if (start == "replace") {
-        for (Run* old : active) {
+        for (Run* old : replaced) {
             if (!old->stop_state) cancelRun(*old, "replaced by run " + id + " (overlap = replace)");
         }
     }
@@ -506,6 +510,11 @@ void Core::endRun(Run& run) {
     }
     auto owned = std::move(runs.at(run.rec.id));
     runs.erase(run.rec.id);
+    if (owned->parent_id.empty()) {
+        auto tl = top_level.find(owned->rec.workflow);
+        tl->second.erase(owned->serial);
+        if (tl->second.empty()) top_level.erase(tl);
+    }
     by_serial.erase(owned->serial);
     for (auto& w : owned->waiters) w(owned->rec);
     if (!owned->parent_id.empty()) {
@@ -546,8 +555,10 @@ void Core::childEnded(const Run& child) {
 void Core::startNextQueued(const std::string& workflow) {
     auto q = queued.find(workflow);
     if (q == queued.end()) return;
-    for (const auto& [id, r] : runs) {
-        if (r->rec.workflow == workflow && r->parent_id.empty() && r->rec.state != model::RunState::Queued) return;
+    if (auto tl = top_level.find(workflow); tl != top_level.end()) {
+        for (const auto& [serial, r] : tl->second) {
+            if (r->rec.state != model::RunState::Queued) return;
+        }
     }
     while (!q->second.empty()) {
         std::string next = q->second.front();

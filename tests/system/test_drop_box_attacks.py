@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -335,6 +336,37 @@ class DropBoxAttackTest(harness.DaemonTestCase):
     def test_symlinks_hard_links_and_fifos_are_not_acted_on(self):
         d = self.start_daemon()
         self.links_and_fifos(d)
+
+    def test_a_flood_of_files_queues_each_and_the_daemon_keeps_answering(self):
+        """nobody drops 20,000 files while a run of the box's workflow is active: with the default
+        policy each file becomes a queued run (none is discarded), and control keeps answering.
+        Deciding a firing's overlap once walked every active run, so each queued file made the
+        next one slower: 20,000 files held the event loop for over a minute (0.25 s since)."""
+        os.mkdir(self.p("flood"), 0o755)
+        os.chown(self.p("flood"), self.nobody.pw_uid, self.nobody.pw_gid)
+        d = self.daemon(start=False)
+        d.write_workflow("flood", """\
+            [[trigger]]
+            watch = "%s"
+            [[task]]
+            id = "t"
+            plugin = "shell"
+            command = "sleep 600"
+            """ % self.p("flood"))
+        d.start()
+        n = 20000
+        for i in range(n):
+            self.attacker.do("write", self.p("flood", "f%05d" % i), "x")
+        slowest = 0.0
+        def all_queued():
+            nonlocal slowest
+            started = time.monotonic()
+            st = d.ctl_ok("status", timeout=120)
+            slowest = max(slowest, time.monotonic() - started)
+            return st["queued_runs"] == n - 1 and st["active_runs"] == 1 or None
+        harness.wait_until(all_queued, timeout=90, interval=0.2, what="%d queued runs" % (n - 1))
+        # The bound is loose for a busy machine; the walk it guards against took minutes.
+        self.assertLess(slowest, 10.0, "status took %.1f s while the files were queued" % slowest)
 
 
 if __name__ == "__main__":
