@@ -130,13 +130,7 @@ public:
     }
 
     // Task ids in the order their (first) attempts started.
-    std::vector<std::string> startOrder(const std::string& id) {
-        std::vector<std::string> order;
-        for (const auto& e : events(id)) {
-            if (e.kind == "start") order.push_back(e.task_id);
-        }
-        return order;
-    }
+    std::vector<std::string> startOrder(const std::string& id) { return sim::startedTasks(events(id)); }
 
 private:
     TempDir dir_{"th-engine"};

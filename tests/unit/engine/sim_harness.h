@@ -125,6 +125,15 @@ private:
     mutable FakePlugin noop_{"noop"};
 };
 
+// Task ids in the order their attempts started (a task once per attempt), from a run's events.
+inline std::vector<std::string> startedTasks(const std::vector<store::EventRecord>& events) {
+    std::vector<std::string> order;
+    for (const auto& e : events) {
+        if (e.kind == "start") order.push_back(e.task_id);
+    }
+    return order;
+}
+
 class SimHarness {
 public:
     explicit SimHarness(engine::EngineOptions options = {}) : pool_(1, 1, 1000ms), catalog_(&io_, &pool_) {
@@ -222,14 +231,7 @@ public:
         REQUIRE(store_->commit());
         return store_->events(id);
     }
-    // Task ids in the order their (first) attempts started.
-    std::vector<std::string> startOrder(const std::string& id) {
-        std::vector<std::string> order;
-        for (const auto& e : events(id)) {
-            if (e.kind == "start") order.push_back(e.task_id);
-        }
-        return order;
-    }
+    std::vector<std::string> startOrder(const std::string& id) { return startedTasks(events(id)); }
 
 private:
     taskhub::testing::TempDir dir_{"th-engine-sim"};
