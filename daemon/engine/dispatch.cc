@@ -410,6 +410,7 @@ void Core::endAttempt(Run& run, uint32_t t, AttemptResult r) {
     --*run.wf_running; // pump() offers the slot to parked tasks
     const uint64_t serial = run.serial;
     finishAttempt(run, t, std::move(r));
+    for (auto* o : observers) o->attemptEnded(run.rec, task.rec);
     pump();
     if (by_serial.count(serial)) maybeEndRun(run);
 }

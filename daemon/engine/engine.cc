@@ -94,6 +94,10 @@ void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> don
     });
 }
 
+void Engine::addObserver(EngineObserver* observer) { core_->observers.push_back(observer); }
+
+void Engine::removeObserver(EngineObserver* observer) { std::erase(core_->observers, observer); }
+
 EngineStats Engine::stats() const {
     EngineStats s;
     for (const auto& [id, r] : core_->runs) {

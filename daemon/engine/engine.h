@@ -40,6 +40,7 @@ namespace taskhub::engine {
 struct Core;
 class PluginPort;
 class EngineClock;
+class EngineObserver;
 
 struct EngineOptions {
     std::filesystem::path log_dir;              // task logs: log_dir/<run>/<task>.<attempt>.log
@@ -180,6 +181,11 @@ public:
     void shutdown(std::chrono::milliseconds grace, std::function<void()> done);
 
     EngineStats stats() const;
+
+    // Adds an observer of runs and attempts (engine/observer.h); it must outlive the engine or
+    // be removed first. Add before recover() to hear of what recovery finds.
+    void addObserver(EngineObserver* observer);
+    void removeObserver(EngineObserver* observer);
 
 private:
     std::unique_ptr<PluginPort> own_plugins_; // the daemon's: PluginHostPort

@@ -16,6 +16,10 @@ void Core::event(const std::string& run_id, const std::string& task_id,
     store.addEvent(nowMillis(), run_id, task_id, kind, detail);
 }
 
+void Core::notifyRunEnded(const store::RunRecord& rec, const std::vector<const store::TaskRecord*>& tasks) {
+    for (auto* o : observers) o->runEnded(rec, tasks);
+}
+
 void Core::saveRun(Run& run) { store.updateRun(run.rec); }
 
 void Core::saveTask(Run& run, uint32_t t) {

@@ -35,6 +35,7 @@
 #include "dag/graph.h"
 #include "engine/clock.h"
 #include "engine/engine.h"
+#include "engine/observer.h"
 #include "engine/ready_queues.h"
 #include "engine/plugin_port.h"
 #include "engine/task_output.h"
@@ -193,6 +194,7 @@ struct Core {
     std::string state_dir;        // TASKHUB_STATE_DIR of every attempt (recovery finds them by it)
     size_t ready_tasks = 0;
     uint64_t runs_started = 0;
+    std::vector<EngineObserver*> observers; // Engine::addObserver
     bool stopping = false;
     std::function<void()> on_drained;
     std::unique_ptr<Timer> grace_timer;
@@ -208,6 +210,8 @@ struct Core {
     void setState(Run& run, uint32_t t, TS st);
     Run* findRun(const std::string& id);
     expr::Lookup lookupFor(const Run& run) const;
+    // Observers (observer.h): a run's end, with its tasks' records.
+    void notifyRunEnded(const store::RunRecord& rec, const std::vector<const store::TaskRecord*>& tasks);
     std::string expand(const Run& run, const std::string& text) const;
 
     // run_lifecycle.cc: runs from trigger to end
@@ -280,7 +284,7 @@ struct Core {
                               std::vector<FoundProcess>* killed);
     static std::string lostText(const LostWhat& lost_what, const std::string& run_id,
                                 const std::string& task_id);
-    void recordLost(const std::string& run_id, const store::TaskRecord& t, const std::string& what,
+    void recordLost(const store::RunRecord& run, const store::TaskRecord& t, const std::string& what,
                     const std::string& then);
     int abandon(const store::RunRecord& rec, const std::string& why, const std::map<std::string,
                 store::RunRecord>& unfinished, const LostWhat& lost_what, RecoveryReport* report);

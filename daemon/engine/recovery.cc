@@ -81,12 +81,13 @@ std::string Core::lostText(const LostWhat& lost_what, const std::string& run_id,
 }
 
 // Records a lost attempt: its `lost` event (what happened to it, and to the task: `then`).
-void Core::recordLost(const std::string& run_id, const store::TaskRecord& t,
+void Core::recordLost(const store::RunRecord& run, const store::TaskRecord& t,
                       const std::string& what,
                 const std::string& then) {
-    event(run_id, t.task_id, "lost",
+    event(run.id, t.task_id, "lost",
           "attempt " + std::to_string(t.attempt) + " was lost when taskhubd stopped: " + what + "; " + then);
-    spdlog::warn("ENGINE_ATTEMPT_LOST {} task {}: {}; {}", run_id, t.task_id, what, then);
+    spdlog::warn("ENGINE_ATTEMPT_LOST {} task {}: {}; {}", run.id, t.task_id, what, then);
+    for (auto* o : observers) o->attemptLost(run, t);
 }
 
 // Ends an unfinished run that cannot continue, with its unfinished tasks and child runs.
@@ -108,7 +109,7 @@ int Core::abandon(const store::RunRecord& rec,
             ++r.lost;
             ++report->lost;
             const std::string what = lostText(lost_what, r.id, t.task_id);
-            recordLost(r.id, t, what, "failed: the run cannot continue");
+            recordLost(r, t, what, "failed: the run cannot continue");
             t.message = "lost: " + what + "; " + why;
         } else {
             t.message = why;
@@ -132,6 +133,13 @@ int Core::abandon(const store::RunRecord& rec,
     event(r.id, "", "recovered", "failed: " + why);
     event(r.id, "", "run_end", "failed: " + why);
     spdlog::warn("ENGINE_RUN_ABANDONED {} {}", r.id, why);
+    if (!observers.empty()) {
+        std::vector<const store::TaskRecord*> tasks;
+        for (const auto& t : r.tasks) tasks.push_back(&t);
+        store::RunRecord ended = r;
+        ended.tasks.clear();
+        notifyRunEnded(ended, tasks);
+    }
     ++report->abandoned;
     return r.lost - rec.lost;
 }
@@ -242,10 +250,10 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
         task.rec.state = task.st;
         if (task.st == TS::Failed) --r.unfinished;
         if (task.st == TS::Failed) {
-            recordLost(r.rec.id, task.rec, what, "failed");
+            recordLost(r.rec, task.rec, what, "failed");
             event(r.rec.id, task.rec.task_id, "end", "failed: " + task.rec.message);
         } else {
-            recordLost(r.rec.id, task.rec, what,
+            recordLost(r.rec, task.rec, what,
                        "retry " + std::to_string(task.rec.attempt) + " of " + std::to_string(task.def->retries));
         }
     }

@@ -200,6 +200,7 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
             store.whenDurable(store.writeMark(), [this, id](bool) { paused_uncommitted.erase(id); });
         }
         spdlog::info("ENGINE_RUN_SKIPPED {} {}", id, skip_reason);
+        for (auto* o : observers) o->runCreated(run->rec);
         out.state = model::RunState::Skipped;
         return out;
     }
@@ -209,6 +210,7 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
     for (uint32_t i = 0; i < run->tasks.size(); ++i) saveTask(*run, i);
     event(id, "", "run_created", by);
     Run& r = adopt(std::move(run));
+    for (auto* o : observers) o->runCreated(r.rec);
     if (start == "queue") {
         queued[wf->name].push_back(id);
         event(id, "", "run_queued", "waiting for " + newest->rec.id + " (overlap = " +
@@ -244,6 +246,7 @@ void Core::startRun(Run& run) {
     saveRun(run);
     event(run.rec.id, "", "run_start", "version " + run.rec.version);
     spdlog::info("ENGINE_RUN_STARTED {} ({} tasks)", run.rec.id, run.tasks.size());
+    for (auto* o : observers) o->runStarted(run.rec);
     armRunTimeout(run);
     const uint64_t serial = run.serial;
     for (uint32_t t : run.progress.start()) {
@@ -507,6 +510,12 @@ void Core::endRun(Run& run) {
     } else {
         spdlog::warn("ENGINE_RUN_{} {} {}", run.rec.state == model::RunState::Failed ? "FAILED" : "CANCELLED",
                      run.rec.id, run.rec.message);
+    }
+    if (!observers.empty()) {
+        std::vector<const store::TaskRecord*> tasks;
+        tasks.reserve(run.tasks.size());
+        for (const auto& t : run.tasks) tasks.push_back(&t.rec);
+        notifyRunEnded(run.rec, tasks);
     }
     auto owned = std::move(runs.at(run.rec.id));
     runs.erase(run.rec.id);

@@ -7,7 +7,9 @@
 #include <map>
 #include <set>
 
+#include "engine/observer.h"
 #include "engine/ready_queues.h"
+#include "model/names.h"
 #include "model_text.h"
 #include "sim_harness.h"
 
@@ -319,4 +321,45 @@ TEST_CASE("engine sim: recovery marks a running attempt lost and retries it", "[
     h.plugin().finish("b", O::Succeeded);
     h.settle();
     CHECK(h.record(id).state == "succeeded");
+}
+
+namespace {
+
+// Writes down what the engine tells its observers, in order.
+struct RecordingObserver : engine::EngineObserver {
+    std::vector<std::string> seen;
+    void runCreated(const store::RunRecord& run) override { seen.push_back("created " + model::nameString(run.state)); }
+    void runStarted(const store::RunRecord& run) override { seen.push_back("started " + run.workflow); }
+    void runEnded(const store::RunRecord& run, const std::vector<const store::TaskRecord*>& tasks) override {
+        std::string s = "ended " + model::nameString(run.state);
+        for (const auto* t : tasks) s += " " + t->task_id + "=" + model::nameString(t->state);
+        seen.push_back(s);
+    }
+    void attemptEnded(const store::RunRecord&, const store::TaskRecord& task) override {
+        seen.push_back("attempt " + task.task_id + "." + std::to_string(task.attempt) + " " +
+                       model::nameString(task.state) + (task.started_ms && task.ended_ms ? " timed" : " untimed"));
+    }
+};
+
+} // namespace
+
+TEST_CASE("engine sim: observers hear of a run's creation, start, each attempt (retries included) and end",
+          "[engine][sim][observer]") {
+    SimHarness h;
+    RecordingObserver seen;
+    h.engine().addObserver(&seen);
+    h.add("flaky", fakeTask("t", "retries = 1\nretry_delay = \"1s\""));
+    h.load();
+    auto id = h.trigger("flaky");
+    h.plugin().finish("t", O::Failed, "boom");
+    h.settle();
+    h.advance(1000ms);
+    h.plugin().finish("t", O::Failed, "boom again");
+    h.settle();
+    CHECK(h.record(id).state == "failed");
+    CHECK(seen.seen == std::vector<std::string>{"created queued", "started flaky", "attempt t.1 retrying timed",
+                                                "attempt t.2 failed timed", "ended failed t=failed"});
+    h.engine().removeObserver(&seen);
+    h.trigger("flaky");
+    CHECK(seen.seen.size() == 5);
 }
