@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -31,6 +32,13 @@ using namespace taskhub;
 using namespace std::chrono_literals;
 
 namespace {
+
+// The receivers are on 127.0.0.1: a proxy set in the environment running the tests must not be
+// asked to reach them (one test sets http_proxy itself).
+const bool kNoProxy = [] {
+    for (const char* name : {"http_proxy", "https_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"}) ::unsetenv(name);
+    return true;
+}();
 
 // What the receiver does with one connection.
 struct Reply {
@@ -595,4 +603,20 @@ TEST_CASE("webhook: post() refuses a URL that checkWebhookUrl refuses", "[webhoo
     CHECK_FALSE(client.post("file:///etc/shadow", "{}", {}, [](notify::PostResult) { FAIL("done ran"); }, &err));
     CHECK(err.find("scheme 'file'") != std::string::npos);
     CHECK(client.queued() == 0);
+}
+
+TEST_CASE("webhook: http_proxy from the environment is honoured, as docs/operations.md says", "[webhook]") {
+    Receiver proxy{respond(200)};
+    REQUIRE(::setenv("http_proxy", proxy.url("").c_str(), 1) == 0);
+    boost::asio::io_context io;
+    notify::WebhookClient client(io, {});
+    // 192.0.2.1 (TEST-NET-1) is reachable only through the proxy.
+    const auto r = postAndWait(io, client, "http://192.0.2.1:9/hook", "{\"a\":1}");
+    ::unsetenv("http_proxy");
+    CHECK(r.ok);
+    const auto got = proxy.received();
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].method == "POST");
+    CHECK(got[0].target == "http://192.0.2.1:9/hook");
+    CHECK(got[0].body == "{\"a\":1}");
 }
