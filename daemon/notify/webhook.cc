@@ -23,6 +23,7 @@ constexpr size_t kMaxUrlBytes = 8192;
 constexpr size_t kKeptBodyBytes = 4096;   // of a response, for the error text
 constexpr size_t kMaxReceiverText = 200;  // bytes of receiver text (body line, Location) shown
 constexpr size_t kMaxHeaderValueBytes = 8192;
+constexpr int kIdleWaitMs = 24 * 3600 * 1000;
 
 // curl_global_init is not safe to run twice or concurrently with other curl calls in every
 // libcurl version; once per process, never cleaned up (the process ends with it).
@@ -413,8 +414,9 @@ void WebhookClient::Impl::run() {
                 finish(msg->easy_handle, msg->data.result);
             }
         }
-        // Wakes up for socket activity, a curl timer, curl_multi_wakeup (post, destructor).
-        curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+        // Returns on socket activity, curl_multi_wakeup (post, destructor) or when a curl timer
+        // is due (curl shortens the wait to it); an idle client does not wake up at all.
+        curl_multi_poll(multi, nullptr, 0, kIdleWaitMs, nullptr);
     }
 }
 
