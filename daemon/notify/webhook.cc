@@ -2,14 +2,20 @@
 
 #include <curl/curl.h>
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <set>
 #include <string_view>
 #include <system_error>
 #include <thread>
@@ -94,6 +100,39 @@ std::string firstLine(std::string_view body) {
 std::string formatDuration(std::chrono::milliseconds d) {
     if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
     return std::to_string(d.count()) + "ms";
+}
+
+// The descriptors open in this process.
+std::set<int> openDescriptors() {
+    std::set<int> fds;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+        while (const dirent* e = ::readdir(d)) {
+            if (e->d_name[0] != '.') fds.insert(std::atoi(e->d_name));
+        }
+        fds.erase(::dirfd(d));  // closed below: curl's socket pair may get its number
+        ::closedir(d);
+    }
+    return fds;
+}
+
+// curl_multi_init with its descriptors (the wake-up socket pair, which libcurl 7.88 creates without
+// close-on-exec) made close-on-exec, so that no task or command the daemon starts inherits them.
+// Every descriptor taskhubd itself opens is close-on-exec from the start; so is every one this
+// marks that another thread may have opened meanwhile.
+CURLM* multiInitCloseOnExec() {
+    const std::set<int> before = openDescriptors();
+    CURLM* multi = curl_multi_init();
+    for (int fd : openDescriptors()) {
+        if (before.count(fd)) continue;
+        const int flags = ::fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC)) ::fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    return multi;
+}
+
+// Connection sockets, close-on-exec from the start (libcurl's own socket() call is not).
+curl_socket_t openSocketCloseOnExec(void*, curlsocktype, curl_sockaddr* addr) {
+    return ::socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
 // One parsed URL; the parts curl gives back, empty where absent.
@@ -384,6 +423,7 @@ std::unique_ptr<Transfer> WebhookClient::Impl::makeTransfer(std::string url, std
     opt(CURLOPT_WRITEDATA, t.get());
     opt(CURLOPT_ERRORBUFFER, t->errbuf);
     opt(CURLOPT_PRIVATE, t.get());
+    opt(CURLOPT_OPENSOCKETFUNCTION, &openSocketCloseOnExec);
     if (!opts.user_agent.empty()) opt(CURLOPT_USERAGENT, opts.user_agent.c_str());
     if (!set) {
         *err = "libcurl refused the webhook request's options (libcurl older than 7.85?)";
@@ -440,7 +480,7 @@ void WebhookClient::Impl::finish(CURL* easy, CURLcode code) {
 WebhookClient::WebhookClient(boost::asio::io_context& io, WebhookOptions opts)
     : impl_(std::make_unique<Impl>(io, std::move(opts))) {
     if (!curlGlobalInit(&impl_->initError)) return;
-    impl_->multi = curl_multi_init();
+    impl_->multi = multiInitCloseOnExec();
     if (!impl_->multi) {
         impl_->initError = "libcurl could not create its multi handle (out of memory)";
         return;

@@ -18,6 +18,11 @@
 //   "could not connect to 127.0.0.1:1: Connection refused"
 // Text from the receiver (body line, Location) has control characters replaced and is bounded.
 //
+// Descriptors: the client's sockets are close-on-exec, except that libcurl's threaded resolver
+// holds a socket pair without it while it looks a name up (not for IP addresses and localhost); a
+// child started by another thread in that moment inherits it unless it closes descriptors above 2
+// (the shell plugin and the plugin runner do).
+//
 // Threading: post() and queued() may be called from any thread; done runs on io's thread. The
 // destructor stops the worker promptly: posts still in flight are abandoned without a call to
 // done (the notification outbox upstream is durable and sends them again). Destroy the client on

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -22,6 +23,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -278,6 +280,21 @@ int closedPort() {
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
     ::close(fd);
     return ntohs(addr.sin_port);
+}
+
+// Descriptors open in this process that a child would inherit (not close-on-exec), beyond 0-2.
+std::set<int> inheritableDescriptors() {
+    std::set<int> fds;
+    DIR* d = ::opendir("/proc/self/fd");
+    REQUIRE(d != nullptr);
+    while (const dirent* e = ::readdir(d)) {
+        const int fd = std::atoi(e->d_name);
+        if (e->d_name[0] == '.' || fd <= 2 || fd == ::dirfd(d)) continue;
+        const int flags = ::fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC)) fds.insert(fd);
+    }
+    ::closedir(d);
+    return fds;
 }
 
 } // namespace
@@ -619,4 +636,21 @@ TEST_CASE("webhook: http_proxy from the environment is honoured, as docs/operati
     CHECK(got[0].method == "POST");
     CHECK(got[0].target == "http://192.0.2.1:9/hook");
     CHECK(got[0].body == "{\"a\":1}");
+}
+
+TEST_CASE("webhook: no descriptor of the client is inherited by the daemon's children", "[webhook]") {
+    const std::set<int> before = inheritableDescriptors();
+    Receiver hanging{hang()};
+    Receiver healthy{respond(200)};
+    boost::asio::io_context io;
+    notify::WebhookOptions opts;
+    opts.timeout = 600s;
+    notify::WebhookClient client(io, opts);
+    CHECK(inheritableDescriptors() == before);
+    std::string err;
+    REQUIRE(client.post(hanging.url(), "{}", {}, [](notify::PostResult) {}, &err));
+    REQUIRE(runUntil(io, [&] { return hanging.connections() >= 1; }));
+    CHECK(inheritableDescriptors() == before);
+    CHECK(postAndWait(io, client, healthy.url()).ok);
+    CHECK(inheritableDescriptors() == before);
 }
