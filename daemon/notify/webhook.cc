@@ -516,6 +516,10 @@ bool WebhookClient::post(std::string url, std::string body, std::vector<Header> 
         *err = impl_->initError;
         return false;
     }
+    if (!done) {
+        *err = "webhook post without a completion handler";
+        return false;
+    }
     if (!checkWebhookUrl(url, err)) return false;
     if (body.size() > impl_->opts.max_body) {
         *err = "webhook body of " + std::to_string(body.size()) + " bytes for " + redactWebhookUrl(url) +

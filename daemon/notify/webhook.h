@@ -80,7 +80,7 @@ public:
 
     // Queues one POST of body to url; done(result) runs later on io's thread, exactly once, unless
     // the client is destroyed first. Returns false with *err (and done is never called) when:
-    // max_queue posts are already queued, the body is larger than max_body, url fails
+    // max_queue posts are already queued, done is empty, the body is larger than max_body, url fails
     // checkWebhookUrl, or a header is not valid: its name must be an HTTP token, its value free
     // of control characters other than tab (CR and LF above all), and it may not be one of the
     // headers the client sets itself (Content-Type, Content-Length, Transfer-Encoding, Host,

@@ -619,6 +619,8 @@ TEST_CASE("webhook: post() refuses a URL that checkWebhookUrl refuses", "[webhoo
     std::string err;
     CHECK_FALSE(client.post("file:///etc/shadow", "{}", {}, [](notify::PostResult) { FAIL("done ran"); }, &err));
     CHECK(err.find("scheme 'file'") != std::string::npos);
+    CHECK_FALSE(client.post("http://127.0.0.1:1/h", "{}", {}, nullptr, &err));
+    CHECK(err == "webhook post without a completion handler");
     CHECK(client.queued() == 0);
 }
 
