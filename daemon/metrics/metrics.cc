@@ -176,4 +176,11 @@ void Metrics::renderLive(Writer& w) const {
 
 std::string Metrics::render() const { return registry_.render(); }
 
+void Metrics::render(std::string* out) const {
+    out->clear();
+    Writer w(out);
+    registry_.renderInto(w);
+    w.finish();
+}
+
 } // namespace taskhub::metrics

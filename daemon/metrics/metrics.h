@@ -91,6 +91,9 @@ public:
 
     // The whole OpenMetrics exposition, ending in "# EOF\n".
     std::string render() const;
+    // The same into *out (cleared first): a caller that renders periodically keeps one buffer
+    // and its capacity instead of a fresh allocation (and its page faults) per render.
+    void render(std::string* out) const;
 
     // engine::EngineObserver
     void runCreated(const store::RunRecord& run) override;
