@@ -11,6 +11,7 @@ used here, and the escaping of hostile values is tested in tests/unit/metrics.""
 
 import os
 import shutil
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -270,6 +271,33 @@ class MetricsTest(harness.DaemonTestCase):
         s = harness.wait_until(gone_dropped, what="the series of the removed workflow to go")
         self.assertEqual(s.value("taskhub_workflows_loaded"), 1)
         self.assertIsNotNone(s.get("taskhub_runs_started_total", workflow="ticker"))
+
+    def test_lost_attempt_after_kill9(self):
+        """Recovery reports what it finds to the metrics: the observer is added before recover()."""
+        d = self.daemon(start=False)
+        marker = harness.new_marker()
+        d.write_workflow("long", """\
+            [[task]]
+            id = "wait"
+            plugin = "shell"
+            retries = 1
+            command = "if [ -e %s ]; then exit 0; fi; touch %s; sleep 600 # %s"
+            env = { SYSTEST_MARKER = "%s" }
+            """ % (d.path("second"), d.path("second"), marker, marker))
+        d.start()
+        run = d.ctl_ok("run", "long")
+        d.wait_task_state(run["id"], "wait", "running")
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(harness.TIMEOUT)
+        d.start()
+        run = d.wait_run_state(run["id"], "succeeded")
+        self.assertEqual(run["lost"], 1)
+        s = scrape(d)
+        self.assertEqual(s.value("taskhub_task_attempts_lost_total", workflow="long"), 1)
+        self.assertEqual(s.value("taskhub_runs_finished_total", workflow="long", state="succeeded"), 1)
+        self.assertEqual(s.value("taskhub_runs_started_total", workflow="long"), 0,
+                         "the run started before the restart; recovery continues it")
+        self.assertEqual(harness.processes_with_marker(marker), [])
 
     def test_json_answer_and_read_access(self):
         d = self.daemon()
