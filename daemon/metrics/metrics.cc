@@ -87,11 +87,23 @@ void Metrics::setWorkflows(const std::set<std::string>& names) {
         if (last.failed_ms) moveForward(last_failure_, w, *last.failed_ms);
     }
     for (const auto& w : workflows_) {
+        for (auto* f : workflow_counters_) f->at({w});
         runs_started_.at({w});
         for (RunState s : kFinalStates) runs_finished_.at({w, std::string(model::name(s))});
         task_retries_.at({w});
         attempts_lost_.at({w});
     }
+}
+
+ScalarFamily& Metrics::workflowCounter(std::string name, std::string help) {
+    auto& f = registry_.counter(std::move(name), std::move(help), {"workflow"});
+    workflow_counters_.push_back(&f);
+    for (const auto& w : workflows_) f.at({w});
+    return f;
+}
+
+void Metrics::countWorkflow(ScalarFamily& family, const std::string& workflow, double by) {
+    if (loaded(workflow)) family.inc({workflow}, by);
 }
 
 void Metrics::setPlugins(const std::set<std::string>& names) { plugins_ = names; }

@@ -87,7 +87,15 @@ public:
     void setPlugins(const std::set<std::string>& names);
 
     // Where other modules add their families (see the header comment for reserved names).
+    // A family of theirs with a "workflow" label loses the series of removed workflows too.
     Registry& registry() { return registry_; }
+    // A counter family with the one label "workflow" for another module (e.g. the deadline
+    // module's taskhub_deadline_misses), kept like this module's own: a series at 0 for every
+    // loaded workflow, none for others. Count into it with countWorkflow().
+    ScalarFamily& workflowCounter(std::string name, std::string help);
+    // Adds `by` to the workflow's series of a workflowCounter() family, if the workflow is loaded.
+    void countWorkflow(ScalarFamily& family, const std::string& workflow, double by = 1);
+    bool workflowLoaded(const std::string& workflow) const { return workflows_.count(workflow) > 0; }
 
     // The whole OpenMetrics exposition, ending in "# EOF\n".
     std::string render() const;
@@ -108,7 +116,7 @@ public:
     static const std::vector<double>& triggerLatenessBounds();
 
 private:
-    bool loaded(const std::string& workflow) const { return workflows_.count(workflow) > 0; }
+    bool loaded(const std::string& workflow) const { return workflowLoaded(workflow); }
     void moveForward(ScalarFamily& f, const std::string& workflow, int64_t ms);
     void renderLive(Writer& w) const;
 
@@ -127,6 +135,7 @@ private:
     ScalarFamily& task_retries_;
     ScalarFamily& attempts_lost_;
     HistogramFamily& trigger_lateness_;
+    std::vector<ScalarFamily*> workflow_counters_; // workflowCounter()'s
 };
 
 } // namespace taskhub::metrics

@@ -193,3 +193,21 @@ TEST_CASE("render into a kept buffer gives the same text", "[metrics]") {
     mp->render(&buf);
     CHECK(buf == mp->render());
 }
+
+TEST_CASE("another module's per-workflow counter follows the loaded workflows", "[metrics]") {
+    auto mp = make();
+    auto& m = *mp;
+    m.setWorkflows({"a"});
+    auto& misses = m.workflowCounter("taskhub_deadline_misses", "Deadlines missed");
+    m.setWorkflows({"a", "b"});
+    m.countWorkflow(misses, "b");
+    m.countWorkflow(misses, "b");
+    m.countWorkflow(misses, "unknown");
+    std::string text = m.render();
+    CHECK(contains(text, "# TYPE taskhub_deadline_misses counter\n"));
+    CHECK(contains(text, "taskhub_deadline_misses_total{workflow=\"a\"} 0\n"));
+    CHECK(contains(text, "taskhub_deadline_misses_total{workflow=\"b\"} 2\n"));
+    CHECK_FALSE(contains(text, "unknown"));
+    m.setWorkflows({"a"});
+    CHECK_FALSE(contains(m.render(), "workflow=\"b\""));
+}
