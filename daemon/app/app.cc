@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <set>
 
 #include <unistd.h>
 
@@ -27,6 +28,7 @@
 #include "config/workflow.h"
 #include "control/server.h"
 #include "engine/engine.h"
+#include "metrics/metrics.h"
 #include "plugin_host/plugin_host.h"
 #include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
@@ -202,6 +204,21 @@ int serve(const config::DaemonConfig& cfg) {
     }
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
 
+    // Metrics hear of runs and attempts from the engine (added before recover(), so that what
+    // recovery finds is counted) and outlive it (declared before it).
+    metrics::Metrics metrics({TASKHUB_VERSION,
+                              std::to_string(TH_ABI_VERSION_MAJOR) + "." + std::to_string(TH_ABI_VERSION_MINOR),
+                              nowMillis()});
+    {
+        std::set<std::string> names;
+        for (const auto* p : plugins.plugins()) names.insert(p->info().name);
+        metrics.setPlugins(names);
+    }
+    metrics.setHistory([&store](const std::string& workflow) {
+        return metrics::LastEnded{store->lastEndedMs(workflow, model::RunState::Succeeded),
+                                  store->lastEndedMs(workflow, model::RunState::Failed)};
+    });
+
     engine::EngineOptions eopts;
     eopts.log_dir = cfg.state_dir / "logs";
     eopts.state_dir = cfg.state_dir;
@@ -210,6 +227,7 @@ int serve(const config::DaemonConfig& cfg) {
     eopts.log_cap = {cfg.history.max_log_size, cfg.history.max_log_size_text};
     for (const auto& [name, s] : cfg.plugins) eopts.plugin_max_concurrency[name] = s.max_concurrency;
     engine::Engine engine(io, *store, plugins, eopts);
+    engine.addObserver(&metrics);
     // Recorded processes of the previous daemon can only still exist in the same boot.
     const std::string boot_id = bootId();
     const bool same_boot = !boot_id.empty() && store->exchangeMeta("boot_id", boot_id) == boot_id;
@@ -267,7 +285,24 @@ int serve(const config::DaemonConfig& cfg) {
         scheduler.restorePauses(std::move(pauses));
     }
     triggers::FileWatch file_watch(io, fileWatchHooks(engine, *store, scheduler));
-    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch});
+    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch, &metrics});
+    metrics.setLiveSource([&services, &plugins] {
+        const control::StatusInfo st = services.status();
+        metrics::LiveState s;
+        s.active_runs = st.active_runs;
+        s.queued_runs = st.queued_runs;
+        s.running_tasks = st.running_tasks;
+        s.waiting_tasks = st.waiting_tasks;
+        s.store_write_problem = !st.store_problem.empty();
+        s.workflows_loaded = st.workflows;
+        s.workflow_errors = st.workflow_errors;
+        for (const auto* p : plugins.plugins()) {
+            const std::string& name = p->info().name;
+            const auto* h = plugins.health(name);
+            s.plugins.push_back({name, h ? plugin_host::toString(h->state) : "healthy", plugins.dispatchable(name)});
+        }
+        return s;
+    });
     // Workflow files apply as they change (set up first, so that no change is missed after the
     // load below); SIGHUP and `taskhubctl reload` read them all again.
     WorkflowWatch workflow_watch(

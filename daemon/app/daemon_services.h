@@ -28,6 +28,9 @@ class Plugin;
 namespace taskhub::pool {
 class WorkerPool;
 }
+namespace taskhub::metrics {
+class Metrics;
+}
 
 namespace taskhub::app {
 
@@ -41,6 +44,7 @@ struct Modules {
     engine::Engine* engine = nullptr;
     triggers::Scheduler* scheduler = nullptr;
     triggers::FileWatch* file_watch = nullptr; // file-drop triggers
+    metrics::Metrics* metrics = nullptr;       // told the loaded workflows; renders `metrics`
 };
 
 // Reads a file the daemon trusts (the config file, workflow files): opened first, then it and every
@@ -110,6 +114,7 @@ public:
     control::UpcomingOutcome upcoming(const std::string& workflow, size_t n) override;
     uint64_t writeMark() override;
     void whenDurable(uint64_t since, std::function<void(bool ok)> fn) override;
+    std::string metrics() override;
 
 private:
     control::WorkflowInfo info(const config::Workflow& wf, bool detail);
