@@ -334,6 +334,18 @@ std::vector<sys_seconds> Scheduler::nextFirings(const std::string& workflow) con
     return it->second.next_due;
 }
 
+std::optional<Scheduler::Next> Scheduler::earliestFiring() const {
+    std::optional<Next> best;
+    for (const auto& [name, st] : impl_->states) {
+        if (impl_->pauses.count(name)) continue;
+        for (const auto& due : st.next_due) {
+            if (due == sys_seconds{}) continue;
+            if (!best || due < best->due) best = Next{name, due};
+        }
+    }
+    return best;
+}
+
 const Scheduler::Options& Scheduler::options() const { return impl_->opts; }
 
 std::string pausedFiringReason(const Scheduler::Pause& p) {
