@@ -134,7 +134,8 @@ class JournalTest(harness.DaemonTestCase):
             command = "echo not-forwarded"
             """)
         j = self.journal(d)
-        d.start(log_target="journal", extra_env={"TASKHUB_JOURNAL_SOCKET": j.path})
+        # auto: stderr is a file, and the journal socket exists.
+        d.start(log_target="auto", extra_env={"TASKHUB_JOURNAL_SOCKET": j.path})
         harness.wait_until(lambda: j.find(with_id("APP_READY")), what="APP_READY in the journal")
         ready = j.find(with_id("APP_READY"))[0]
         self.assertEqual(field(ready, "PRIORITY"), "6")
@@ -204,9 +205,16 @@ class JournalTest(harness.DaemonTestCase):
         arena = tempfile.mkdtemp(prefix="th-journal-", dir="/tmp")
         self.addCleanup(shutil.rmtree, arena, True)
         os.chmod(arena, 0o711)
-        box = os.path.join(arena, "box")
-        os.mkdir(box, 0o755)
-        os.chown(box, nobody.pw_uid, nobody.pw_gid)
+        box, stage = os.path.join(arena, "box"), os.path.join(arena, "stage")
+        for directory in (box, stage):
+            os.mkdir(directory, 0o755)
+            os.chown(directory, nobody.pw_uid, nobody.pw_gid)
+
+        def drop_symlink(name):
+            """nobody makes a symlink and moves it into the box (the move is what the watch sees)."""
+            subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+                            "sh", "-c", 'ln -s /etc/hostname "$1" && mv "$1" "$2"', "sh",
+                            os.path.join(stage, name), os.path.join(box, name)], check=True)
         d = self.daemon()
         d.write_workflow("drops", """\
             [[trigger]]
@@ -220,8 +228,7 @@ class JournalTest(harness.DaemonTestCase):
         j = self.journal(d)
         d.start(log_target="journal", extra_env={"TASKHUB_JOURNAL_SOCKET": j.path})
         harness.wait_until(lambda: j.find(with_id("FILE_WATCH_WATCHING")), what="the box to be watched")
-        subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
-                        "ln", "-s", "/etc/hostname", os.path.join(box, hostile)], check=True)
+        drop_symlink(hostile)
         harness.wait_until(lambda: j.find(with_id("FILE_DROP_REFUSED")), what="FILE_DROP_REFUSED in the journal")
         refused = j.find(with_id("FILE_DROP_REFUSED"))[0]
         self.assertEqual(field(refused, "PRIORITY"), "4")
@@ -237,8 +244,7 @@ class JournalTest(harness.DaemonTestCase):
         # so `<0>` in the name is text, not a priority.
         os.unlink(os.path.join(box, hostile))
         d.start(extra_env={"TASKHUB_JOURNAL_SOCKET": os.path.join(d.dir, "absent.sock")}, log_target="auto")
-        subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
-                        "ln", "-s", "/etc/hostname", os.path.join(box, hostile + "2")], check=True)
+        drop_symlink(hostile + "2")
         harness.wait_until(lambda: "<4>warning FILE_DROP_REFUSED" in d.log(), what="FILE_DROP_REFUSED on stderr")
         self.assertIn("<4>PRIORITY=0\n<4>MESSAGE_ID=", d.log())
         self.assertIn("<4><0>APP_READY forged", d.log())
