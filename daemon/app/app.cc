@@ -139,6 +139,7 @@ triggers::FileWatch::Hooks fileWatchHooks(engine::Engine& engine, store::Store& 
                                  .skip_reason = d.skip_reason,
                                  .file_run_id = d.run_id});
         if (!r.ok && !r.duplicate) {
+            logging::Context log_ctx({.workflow = d.workflow->name});
             spdlog::warn("FILE_DROP_NOT_STARTED {} {}: {}", d.workflow->name, d.path, r.error);
             return false;
         }
@@ -250,7 +251,10 @@ int serve(const config::DaemonConfig& cfg) {
                  .skip_reason = f.skip_reason});
             // Two triggers of one workflow may name the same instant, and @reboot names the boot
             // once per boot: one firing, recorded once.
-            if (!r.ok && !r.duplicate) spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
+            if (!r.ok && !r.duplicate) {
+                logging::Context log_ctx({.workflow = f.workflow->name});
+                spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
+            }
         },
         [&store](const std::string& workflow) -> std::optional<std::chrono::sys_seconds> {
             auto ms = store->lastScheduledMs(workflow);

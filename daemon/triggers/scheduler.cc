@@ -14,6 +14,7 @@
 #include <set>
 #include <system_error>
 
+#include "common/log.h"
 #include "common/time_util.h"
 #include "model/states.h"
 #include "triggers/plan.h"
@@ -119,6 +120,7 @@ struct Scheduler::Impl {
         const std::string span = formatIsoSeconds(missed.front().scheduled) +
                                  (n > 1 ? " to " + formatIsoSeconds(missed.back().scheduled) : "");
         const auto choice = chooseCatchup(wf.catchup, missed, kMaxCatchup);
+        logging::Context log_ctx({.workflow = wf.name});
         if (choice.run.empty()) {
             spdlog::warn("SCHED_MISSED {}: {} firing(s) missed ({}; {}), not run (catchup = none)", wf.name, n, span,
                          why);

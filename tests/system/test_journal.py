@@ -233,6 +233,7 @@ class JournalTest(harness.DaemonTestCase):
         refused = j.find(with_id("FILE_DROP_REFUSED"))[0]
         self.assertEqual(field(refused, "PRIORITY"), "4")
         self.assertEqual(field(refused, "MESSAGE_ID"), message_id("FILE_DROP_REFUSED"))
+        self.assertEqual(field(refused, "TASKHUB_WORKFLOW"), "drops")
         self.assertIn(hostile, field(refused, "MESSAGE"))
         self.assertEqual([n for n, _ in refused].count("PRIORITY"), 1)
         self.assertEqual([n for n, _ in refused].count("MESSAGE_ID"), 1)
