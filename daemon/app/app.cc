@@ -18,6 +18,7 @@
 
 #include "app/daemon_services.h"
 #include "app/housekeeping.h"
+#include "app/service_watchdog.h"
 #include "app/workflow_loader.h"
 #include "app/workflow_watch.h"
 #include "common/log.h"
@@ -51,18 +52,22 @@ namespace asio = boost::asio;
 namespace {
 
 const char* kUsage =
-    "usage: taskhubd [--config FILE] [--check] [--log-level LEVEL]\n"
+    "usage: taskhubd [--config FILE] [--check] [--log-level LEVEL] [--log-target TARGET]\n"
     "\n"
     "  --config FILE     daemon configuration (default /etc/taskhub/taskhub.toml)\n"
     "  --check           validate the configuration, the plugins and every workflow, print one\n"
     "                    line per problem, and exit 0 (all valid) or 1\n"
     "  --log-level LEVEL trace, debug, info, warn or error (overrides log_level in the config)\n"
+    "  --log-target TARGET\n"
+    "                    auto (default), journal or stderr: where log lines go (auto: the\n"
+    "                    journal when stderr is the journal or its socket exists, else stderr)\n"
     "  --version         print the version and exit\n";
 
 struct Options {
     std::string config = config::kDefaultConfigPath;
     bool check = false;
     std::string log_level;
+    logging::Target log_target = logging::Target::Auto;
 };
 
 // Validates everything offline. Returns the exit code.
@@ -136,6 +141,7 @@ triggers::FileWatch::Hooks fileWatchHooks(engine::Engine& engine, store::Store& 
                                  .skip_reason = d.skip_reason,
                                  .file_run_id = d.run_id});
         if (!r.ok && !r.duplicate) {
+            logging::Context log_ctx({.workflow = d.workflow->name});
             spdlog::warn("FILE_DROP_NOT_STARTED {} {}: {}", d.workflow->name, d.path, r.error);
             return false;
         }
@@ -263,7 +269,10 @@ int serve(const config::DaemonConfig& cfg) {
                  .skip_reason = f.skip_reason});
             // Two triggers of one workflow may name the same instant, and @reboot names the boot
             // once per boot: one firing, recorded once.
-            if (!r.ok && !r.duplicate) spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
+            if (!r.ok && !r.duplicate) {
+                logging::Context log_ctx({.workflow = f.workflow->name});
+                spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
+            }
         },
         [&store](const std::string& workflow) -> std::optional<std::chrono::sys_seconds> {
             auto ms = store->lastScheduledMs(workflow);
@@ -359,6 +368,14 @@ int serve(const config::DaemonConfig& cfg) {
         }
     }
 
+    // WATCHDOG=1 from the loop itself, and STATUS= with what runs and what fires next.
+    ServiceWatchdog watchdog(io, [&engine, &scheduler] {
+        const auto s = engine.stats();
+        std::string status = std::to_string(s.running_tasks) + " running, " + std::to_string(s.waiting_tasks) + " waiting";
+        if (auto next = scheduler.earliestFiring()) status += "; next: " + next->workflow + " at " + formatIsoSeconds(next->due);
+        return status;
+    });
+
     bool stopping = false;
     asio::steady_timer final_timer(io);
     asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
@@ -404,6 +421,7 @@ int serve(const config::DaemonConfig& cfg) {
     waitSignal();
 
     notifyServiceManager("READY=1");
+    watchdog.start();
     spdlog::info("APP_READY taskhubd {} listening on {} (pid {})", TASKHUB_VERSION, cfg.socket.string(), getpid());
     io.run();
     spdlog::info("APP_STOPPED clean shutdown");
@@ -435,6 +453,15 @@ int run(int argc, char** argv) {
                 return 2;
             }
         }
+        else if (a == "--log-target") {
+            const std::string t = value("--log-target");
+            auto target = logging::parseTarget(t);
+            if (!target) {
+                std::fprintf(stderr, "taskhubd: --log-target must be auto, journal or stderr, found '%s'\n", t.c_str());
+                return 2;
+            }
+            opts.log_target = *target;
+        }
         else if (a == "--version") {
             std::printf("taskhubd %s (plugin ABI %d.%d)\n", TASKHUB_VERSION, TH_ABI_VERSION_MAJOR, TH_ABI_VERSION_MINOR);
             return 0;
@@ -454,7 +481,7 @@ int run(int argc, char** argv) {
         return 1;
     }
     const config::DaemonConfig& cfg = *loaded;
-    logging::init(opts.log_level.empty() ? cfg.log_level : opts.log_level);
+    logging::init(opts.log_level.empty() ? cfg.log_level : opts.log_level, opts.log_target);
     if (opts.check) {
         spdlog::set_level(spdlog::level::off); // --check prints its own findings
         return check(cfg);
