@@ -35,8 +35,8 @@ constexpr int kIdleWaitMs = 24 * 3600 * 1000;
 
 // libcurl, opened with dlopen on first use rather than linked: linked, it and the libraries it
 // needs (OpenSSL, GnuTLS, Kerberos, LDAP, ...) cost every taskhubd 5.6 MB of idle RSS, webhooks or
-// not (docs/benchmarks.md). The functions used here, found once; used only after curlApi() said
-// yes (every entry point of this file asks it first).
+// not (webhook.h). The functions used here, found once; used only after curlApi() said yes (every
+// entry point of this file asks it first).
 struct CurlApi {
     decltype(&::curl_global_init) global_init;
     decltype(&::curl_easy_strerror) easy_strerror;

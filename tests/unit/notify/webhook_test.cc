@@ -691,7 +691,7 @@ TEST_CASE("webhook child: lazy start", "[.webhook_child]") {
     std::string err;
     REQUIRE(client.post("http://127.0.0.1:1/h", "{}", {}, [](notify::PostResult) {}, &err));
     CHECK(libcurlMapped());
-    CHECK(threadCount() == threads + 1);
+    CHECK(threadCount() > threads);  // the worker (and, under TSan, its background thread)
 }
 
 TEST_CASE("webhook: a client costs no libcurl and no thread until its first post", "[webhook]") {
