@@ -28,6 +28,10 @@ class Plugin;
 namespace taskhub::pool {
 class WorkerPool;
 }
+namespace taskhub::metrics_export {
+class TextfileWriter;
+class HttpListener;
+}
 
 namespace taskhub::app {
 
@@ -41,6 +45,9 @@ struct Modules {
     engine::Engine* engine = nullptr;
     triggers::Scheduler* scheduler = nullptr;
     triggers::FileWatch* file_watch = nullptr; // file-drop triggers
+    // [metrics] textfile and listen; null when not configured (status shows their health).
+    const metrics_export::TextfileWriter* metrics_textfile = nullptr;
+    const metrics_export::HttpListener* metrics_listener = nullptr;
 };
 
 // Reads a file the daemon trusts (the config file, workflow files): opened first, then it and every
