@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <set>
 
 #include <unistd.h>
 
@@ -27,6 +28,9 @@
 #include "config/workflow.h"
 #include "control/server.h"
 #include "engine/engine.h"
+#include "metrics/metrics.h"
+#include "metrics_export/http_listener.h"
+#include "metrics_export/textfile_writer.h"
 #include "plugin_host/plugin_host.h"
 #include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
@@ -291,6 +295,60 @@ int serve(const config::DaemonConfig& cfg) {
         return it == map.end() ? nullptr : it->second;
     };
     engine.setWorkflowLookup(lookupWorkflow);
+    // Prometheus metrics (metrics/metrics.h): fed by the engine's observers from here on, seeded
+    // with each workflow's last success and failure from history, read at each render.
+    metrics::Metrics metrics(
+        {TASKHUB_VERSION, std::to_string(TH_ABI_VERSION_MAJOR) + "." + std::to_string(TH_ABI_VERSION_MINOR),
+         nowMillis()},
+        [&] {
+            metrics::LiveState live;
+            const auto st = engine.stats();
+            live.active_runs = st.active_runs;
+            live.queued_runs = st.queued_runs;
+            live.running_tasks = st.running_tasks;
+            live.waiting_tasks = st.waiting_tasks;
+            for (const auto* p : plugins.plugins()) {
+                const auto& name = p->info().name;
+                const auto* h = plugins.health(name);
+                live.plugins.push_back({name, plugin_host::toString(h ? h->state : plugin_host::HealthState::Healthy),
+                                        plugins.dispatchable(name)});
+            }
+            live.store_write_problem = store->writeProblem().has_value();
+            const auto st2 = services.status();
+            live.workflows_loaded = st2.workflows;
+            live.workflow_errors = st2.workflow_errors;
+            return live;
+        });
+    {
+        std::set<std::string> names, plugin_names;
+        for (const auto& [name, wf] : services.workflowMap()) names.insert(name);
+        for (const auto* p : plugins.plugins()) plugin_names.insert(p->info().name);
+        metrics.setWorkflows(names);
+        metrics.setPlugins(plugin_names);
+        for (const auto& name : names) {
+            metrics.seedLastEnded(name, store->lastEndedMs(name, model::RunState::Succeeded),
+                                  store->lastEndedMs(name, model::RunState::Failed));
+        }
+        services.setWorkflowsListener([&metrics](const std::map<std::string, std::shared_ptr<const config::Workflow>>& wfs) {
+            std::set<std::string> loaded;
+            for (const auto& [name, wf] : wfs) loaded.insert(name);
+            metrics.setWorkflows(loaded);
+        });
+    }
+    engine.addObserver(&metrics);
+    // [metrics] textfile and listen: how the metrics leave the daemon (both off by default).
+    const std::function<std::string()> renderMetrics = [&metrics] { return metrics.render(); };
+    std::unique_ptr<metrics_export::TextfileWriter> metrics_textfile;
+    std::unique_ptr<metrics_export::HttpListener> metrics_listener;
+    if (!cfg.metrics.textfile.empty()) {
+        metrics_textfile = std::make_unique<metrics_export::TextfileWriter>(io, cfg.metrics.textfile,
+                                                                            cfg.metrics.textfile_interval, renderMetrics);
+    }
+    if (!cfg.metrics.listen.empty()) {
+        metrics_listener = std::make_unique<metrics_export::HttpListener>(io, cfg.metrics.listen, cfg.metrics.listen_host,
+                                                                          cfg.metrics.listen_port, renderMetrics);
+    }
+    services.setMetricsExport(metrics_textfile.get(), metrics_listener.get());
     // History retention in the background (keep_runs, keep_days).
     Housekeeping housekeeping(io, *store, pool, eopts.log_dir, cfg.history, lookupWorkflow);
     // Runs a crash left unfinished are reconciled (leftover processes killed, lost attempts
@@ -324,6 +382,16 @@ int serve(const config::DaemonConfig& cfg) {
         }
     }
 
+    // The metrics go out once recovery's outcome is in them.
+    if (metrics_textfile) metrics_textfile->start();
+    if (metrics_listener) {
+        if (std::string err; !metrics_listener->open(&err)) {
+            spdlog::error("METRICS_LISTEN_FAILED {}; no HTTP /metrics until taskhubd is restarted", err);
+        } else {
+            spdlog::info("METRICS_LISTENING serving /metrics on {} (no authentication)", cfg.metrics.listen);
+        }
+    }
+
     bool stopping = false;
     asio::steady_timer final_timer(io);
     asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
@@ -354,6 +422,9 @@ int serve(const config::DaemonConfig& cfg) {
                     // A store that cannot write keeps its writes and tries them once more
                     // as it closes (Store::~Store); the exit does not wait for the disk.
                     store->whenDurableOrUnwritable(0, [&](bool) {
+                        // The textfile keeps the last numbers; the listener served until now.
+                        if (metrics_textfile) metrics_textfile->stop();
+                        if (metrics_listener) metrics_listener->close();
                         server->close();
                         signals.cancel();
                         final_timer.expires_after(std::chrono::milliseconds(100));
@@ -371,6 +442,7 @@ int serve(const config::DaemonConfig& cfg) {
     notifyServiceManager("READY=1");
     spdlog::info("APP_READY taskhubd {} listening on {} (pid {})", TASKHUB_VERSION, cfg.socket.string(), getpid());
     io.run();
+    engine.removeObserver(&metrics);
     spdlog::info("APP_STOPPED clean shutdown");
     return 0;
 }

@@ -173,6 +173,7 @@ void DaemonServices::applyWorkflowSet() {
     }
     m_.scheduler->setWorkflows(running());
     if (m_.file_watch) m_.file_watch->setWorkflows(running());
+    if (workflows_listener_) workflows_listener_(running());
 }
 
 control::PluginStatus DaemonServices::pluginStatus(const plugin_host::Plugin& p) const {

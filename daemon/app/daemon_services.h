@@ -87,6 +87,17 @@ public:
         return directory_.running();
     }
     void setShuttingDown() { shutting_down_ = true; }
+    // Told the running set of workflows each time it is handed to the triggers (the metrics keep
+    // series of loaded workflows only).
+    void setWorkflowsListener(
+        std::function<void(const std::map<std::string, std::shared_ptr<const config::Workflow>>&)> fn) {
+        workflows_listener_ = std::move(fn);
+    }
+    // The [metrics] textfile writer and listener (null when off), for status().
+    void setMetricsExport(const metrics_export::TextfileWriter* textfile, const metrics_export::HttpListener* listener) {
+        m_.metrics_textfile = textfile;
+        m_.metrics_listener = listener;
+    }
 
     control::StatusInfo status() override;
     std::vector<control::WorkflowInfo> workflows() override;
@@ -145,6 +156,7 @@ private:
     bool apply_pending_ = false; // a set arrived while held
     config::WorkflowDirectory directory_;
     WorkflowLoader* loader_ = nullptr;
+    std::function<void(const std::map<std::string, std::shared_ptr<const config::Workflow>>&)> workflows_listener_;
     std::vector<control::WorkflowProblem> problems_;
     // Workflows whose file was removed: name -> "its file F was removed at T", for the errors of
     // commands that name them (run, pause, next, ...).

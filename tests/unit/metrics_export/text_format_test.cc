@@ -1,5 +1,5 @@
 // The text format 0.0.4 made from OpenMetrics, and content negotiation.
-#include <catch2/catch_test_macros.hpp>
+#include <catch2/catch.hpp>
 
 #include "metrics_export/text_format.h"
 
