@@ -151,10 +151,22 @@ struct HttpListener::Impl : std::enable_shared_from_this<Impl> {
 
     void admit(tcp::socket sock) {
         if (conns.size() >= limits.max_connections) {
-            auto victim = std::find_if(conns.begin(), conns.end(), [](const auto& c) { return !c->answering; });
-            drop(victim != conns.end() ? *victim : conns.front());
+            // What has arrived on the connections still reading is taken first: a scraper whose
+            // request is waiting in its socket is answered, not evicted, however fast others
+            // connect. Then the oldest connection still reading goes (else the oldest).
+            const std::vector<std::shared_ptr<Conn>> reading(conns.begin(), conns.end());
+            for (const auto& c : reading) {
+                if (!c->answering && !c->closed) takeWhatArrived(c);
+            }
+            if (conns.size() >= limits.max_connections) {
+                auto victim = std::find_if(conns.begin(), conns.end(), [](const auto& c) { return !c->answering; });
+                drop(victim != conns.end() ? *victim : conns.front());
+            }
         }
         auto c = std::make_shared<Conn>(std::move(sock), io);
+        boost::system::error_code ec;
+        c->socket.non_blocking(true, ec);
+        if (ec) return; // c goes with its socket
         conns.push_back(c);
         c->pos = std::prev(conns.end());
         c->head.reserve(1024);
@@ -181,23 +193,37 @@ struct HttpListener::Impl : std::enable_shared_from_this<Impl> {
         conns.erase(c->pos);
     }
 
+    // Waits until the peer sends, then takes what it sent. Reads happen only in
+    // takeWhatArrived(), in program order, so admit() may take bytes early without reordering.
     void read(const std::shared_ptr<Conn>& c) {
         auto self = shared_from_this();
-        auto buf = std::make_shared<std::array<char, 2048>>();
-        c->socket.async_read_some(asio::buffer(*buf), [self, c, buf](const boost::system::error_code& ec, size_t n) {
-            if (c->closed) return;
-            if (ec) return self->drop(c); // the peer went away (or closed before finishing)
-            const size_t room = self->limits.max_request_head - c->head.size();
-            c->head.insert(c->head.end(), buf->begin(), buf->begin() + static_cast<std::ptrdiff_t>(std::min(n, room)));
-            const std::string_view data(c->head.data(), c->head.size());
-            if (headEnd(data) != std::string_view::npos) return self->answer(c, data);
-            if (n > room || c->head.size() >= self->limits.max_request_head) {
-                const std::string body = "request head too large: at most " +
-                                         std::to_string(self->limits.max_request_head) + " bytes\n";
-                return self->send(c, 431, "Request Header Fields Too Large", body);
-            }
-            self->read(c);
+        c->socket.async_wait(tcp::socket::wait_read, [self, c](const boost::system::error_code& ec) {
+            if (c->closed || c->answering) return;
+            if (ec) return self->drop(c);
+            self->takeWhatArrived(c);
+            if (!c->closed && !c->answering) self->read(c);
         });
+    }
+
+    // Reads what has arrived without waiting; answers once the head is complete or too large;
+    // drops the connection at end of file or on an error.
+    void takeWhatArrived(const std::shared_ptr<Conn>& c) {
+        std::array<char, 2048> buf;
+        while (!c->closed && !c->answering) {
+            boost::system::error_code ec;
+            const size_t n = c->socket.read_some(asio::buffer(buf), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) return;
+            if (ec || n == 0) return drop(c); // the peer went away (or closed before finishing)
+            const size_t room = limits.max_request_head - c->head.size();
+            c->head.insert(c->head.end(), buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(std::min(n, room)));
+            const std::string_view data(c->head.data(), c->head.size());
+            if (headEnd(data) != std::string_view::npos) return answer(c, data);
+            if (n > room || c->head.size() >= limits.max_request_head) {
+                const std::string body = "request head too large: at most " + std::to_string(limits.max_request_head) +
+                                         " bytes\n";
+                return send(c, 431, "Request Header Fields Too Large", body);
+            }
+        }
     }
 
     void send(const std::shared_ptr<Conn>& c, int code, std::string_view reason, const std::string& body,

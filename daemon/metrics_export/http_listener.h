@@ -10,11 +10,11 @@
 //
 // Hostile clients (anyone who can connect) cannot make it hold much or for long
 // (ListenerLimits): a request head is at most max_request_head bytes and must arrive within
-// head_timeout; an answer must be taken within write_timeout; at most max_connections are open,
-// and a new connection beyond that closes the oldest one still sending its request (else the
-// oldest one). A scraper sends its request as it connects and is answered at once, so a client
-// holding connections open delays a scrape by nothing and a flood of connections has to outrun
-// it. The text is rendered at most once per render_interval (scrapes within it share one text),
+// head_timeout; an answer must be taken within write_timeout; at most max_connections are open.
+// A new connection beyond that first makes the listener take what has arrived on the connections
+// still reading (a complete request is answered on the spot), then closes the oldest one still
+// reading (else the oldest one). A scraper sends its request as it connects, so a client holding
+// connections open or flooding new ones cannot crowd it out. The text is rendered at most once per render_interval (scrapes within it share one text),
 // so scraping in a loop cannot make the event loop render without pause.
 //
 // Threading: event-loop thread only; render is called there.

@@ -301,6 +301,9 @@ class MetricsExportTest(harness.DaemonTestCase):
             if attacker.poll() is None:
                 attacker.kill()
             attacker.wait()
+            attacker.stdout.close()
+            if not attacker.stdin.closed:
+                attacker.stdin.close()
         self.addCleanup(finish)
         self.assertEqual(attacker.stdout.readline().strip(), "ready")
         # While the attacker holds its connections and floods new ones, scrapes keep working.
