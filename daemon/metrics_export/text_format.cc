@@ -3,19 +3,10 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <vector>
 
 namespace taskhub::metrics_export {
 
 namespace {
-
-struct Family {
-    std::string name;
-    std::string type; // OpenMetrics type; empty: none given
-    std::string help; // escaped as in OpenMetrics; has_help tells an empty help from none
-    bool has_help = false;
-    std::vector<std::string_view> samples;
-};
 
 bool startsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 bool endsWith(std::string_view s, std::string_view suffix) {
@@ -29,9 +20,22 @@ void metadata(std::string_view rest, std::string_view* name, std::string_view* t
     *text = sp == std::string_view::npos ? std::string_view() : rest.substr(sp + 1);
 }
 
-// A sample line cut down to "NAME{LABELS} VALUE": no timestamp, no exemplar. Label values are
-// quoted with \\, \" and \n escapes, so a space or '#' inside them is skipped over.
-std::string sampleWithoutExtras(std::string_view line, std::string_view* name_out) {
+// The length of "NAME{LABELS} VALUE" at the start of a sample line (what stays once a timestamp
+// and an exemplar are cut off), and the sample's name. Label values are quoted with \\, \" and
+// \n escapes, so a space, '}' or '#' inside them is skipped over.
+size_t sampleEnd(std::string_view line, std::string_view* name_out) {
+    // The common line, "NAME{LABELS} VALUE" or "NAME VALUE" with no '#' (no exemplar): the
+    // labels end at the last '}' (values and timestamps have none), found with memchr-speed
+    // searches rather than walked through.
+    if (line.find('#') == std::string_view::npos) {
+        const size_t brace = line.find('{');
+        const size_t name_end = std::min(brace, line.find(' '));
+        *name_out = line.substr(0, name_end);
+        size_t i = brace == std::string_view::npos || brace > name_end ? name_end : line.rfind('}') + 1;
+        while (i < line.size() && line[i] == ' ') ++i;
+        const size_t end = line.find(' ', i);
+        return end == std::string_view::npos ? line.size() : end;
+    }
     size_t i = 0;
     while (i < line.size() && line[i] != '{' && line[i] != ' ') ++i;
     *name_out = line.substr(0, i);
@@ -50,107 +54,109 @@ std::string sampleWithoutExtras(std::string_view line, std::string_view* name_ou
         }
     }
     // i is at the space before the value.
-    size_t v = i;
-    while (v < line.size() && line[v] == ' ') ++v;
-    size_t end = v;
+    size_t end = i;
+    while (end < line.size() && line[end] == ' ') ++end;
     while (end < line.size() && line[end] != ' ') ++end;
-    std::string out(line.substr(0, i));
-    out += ' ';
-    out += line.substr(v, end - v);
-    return out;
+    return end;
 }
 
-std::string helpFor04(std::string_view om_help) {
-    std::string out;
-    out.reserve(om_help.size());
+void appendHelp04(std::string& out, std::string_view om_help) {
     for (size_t i = 0; i < om_help.size(); ++i) {
         if (om_help[i] == '\\' && i + 1 < om_help.size()) {
             const char next = om_help[i + 1];
-            if (next == '"') out += '"';
-            else (out += '\\') += next;
+            if (next != '"') out += '\\';
+            out += next;
             ++i;
         } else {
             out += om_help[i];
         }
     }
-    return out;
 }
 
-void emit(const Family& f, std::string& out) {
-    std::string name = f.name;
-    std::string type;
-    bool drop_created = false;
-    if (f.type == "counter") {
-        if (!endsWith(name, "_total")) name += "_total";
-        type = "counter";
-        drop_created = true;
-    } else if (f.type == "histogram" || f.type == "summary") {
-        type = f.type;
-        drop_created = true;
-    } else if (f.type == "gauge") {
-        type = "gauge";
-    } else if (f.type == "info") {
-        name += "_info";
-        type = "gauge";
-    } else if (f.type == "stateset") {
-        type = "gauge";
-    } else if (f.type == "unknown") {
-        type = "untyped";
-    }
-    // gaugehistogram (and a family without TYPE): no metadata, the samples stay untyped.
-    if (!type.empty()) {
-        if (f.has_help) out += "# HELP " + name + " " + helpFor04(f.help) + "\n";
-        out += "# TYPE " + name + " " + type + "\n";
-    }
-    const std::string created = f.name + "_created";
-    for (auto line : f.samples) {
-        std::string_view sample_name;
-        std::string sample = sampleWithoutExtras(line, &sample_name);
-        if (drop_created && sample_name == created) continue;
-        out += sample;
+// One family while it is converted: its metadata is held until its first sample (or the next
+// family), because the name the text format gives it depends on its type.
+struct Family {
+    std::string_view name;
+    std::string_view type; // OpenMetrics type; empty: none given
+    std::string_view help;
+    bool has_help = false;
+    bool header_done = false;
+
+    void header(std::string& out) {
+        if (header_done) return;
+        header_done = true;
+        std::string_view suffix;
+        std::string_view type04;
+        if (type == "counter") {
+            if (!endsWith(name, "_total")) suffix = "_total";
+            type04 = "counter";
+        } else if (type == "histogram" || type == "summary" || type == "gauge") {
+            type04 = type;
+        } else if (type == "info") {
+            suffix = "_info";
+            type04 = "gauge";
+        } else if (type == "stateset") {
+            type04 = "gauge";
+        } else if (type == "unknown") {
+            type04 = "untyped";
+        }
+        // gaugehistogram (and a family without TYPE): no metadata, the samples stay untyped.
+        if (type04.empty()) return;
+        if (has_help) {
+            ((out += "# HELP ") += name) += suffix;
+            out += ' ';
+            appendHelp04(out, help);
+            out += '\n';
+        }
+        ((((out += "# TYPE ") += name) += suffix) += ' ') += type04;
         out += '\n';
     }
-}
+    bool dropsCreated() const { return type == "counter" || type == "histogram" || type == "summary"; }
+};
 
 } // namespace
 
 std::string toPrometheusText(std::string_view om) {
     std::string out;
     out.reserve(om.size());
-    std::vector<Family> families;
-    Family loose; // samples before any metadata
-    auto current = [&](std::string_view name) -> Family& {
-        if (families.empty() || families.back().name != name) {
-            families.push_back(Family{});
-            families.back().name = std::string(name);
-        }
-        return families.back();
-    };
+    Family f;
     size_t pos = 0;
     while (pos < om.size()) {
         size_t nl = om.find('\n', pos);
         if (nl == std::string_view::npos) nl = om.size();
-        std::string_view line = om.substr(pos, nl - pos);
+        const std::string_view line = om.substr(pos, nl - pos);
         pos = nl + 1;
         if (line.empty()) continue;
         if (line[0] == '#') {
+            const bool type = startsWith(line, "# TYPE ");
+            const bool help = !type && startsWith(line, "# HELP ");
+            if (!type && !help) continue; // "# EOF", "# UNIT" and other comments: left out
             std::string_view name, text;
-            if (startsWith(line, "# TYPE ")) {
-                metadata(line.substr(7), &name, &text);
-                current(name).type = std::string(text);
-            } else if (startsWith(line, "# HELP ")) {
-                metadata(line.substr(7), &name, &text);
-                auto& f = current(name);
-                f.help = std::string(text);
+            metadata(line.substr(7), &name, &text);
+            if (name != f.name) {
+                if (!f.name.empty()) f.header(out); // a family without samples keeps its metadata
+                f = Family{};
+                f.name = name;
+            }
+            if (type) {
+                f.type = text;
+            } else {
+                f.help = text;
                 f.has_help = true;
             }
-            // "# EOF", "# UNIT" and other comments: left out.
             continue;
         }
-        (families.empty() ? loose : families.back()).samples.push_back(line);
+        if (!f.name.empty()) f.header(out);
+        std::string_view sample_name;
+        const size_t end = sampleEnd(line, &sample_name);
+        if (f.dropsCreated() && sample_name.size() == f.name.size() + 8 && startsWith(sample_name, f.name) &&
+            endsWith(sample_name, "_created")) {
+            continue;
+        }
+        out.append(line.data(), end);
+        out += '\n';
     }
-    emit(loose, out);
-    for (const auto& f : families) emit(f, out);
+    if (!f.name.empty()) f.header(out);
     return out;
 }
 

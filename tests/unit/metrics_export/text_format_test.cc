@@ -58,6 +58,11 @@ TEST_CASE("label values with spaces, '#', braces and escapes survive the convers
                                   "taskhub_x{workflow=\"a # b } \\\" \\\\ \\n c\"} 7\n");
 }
 
+TEST_CASE("braces and spaces inside label values do not confuse the fast path", "[text_format]") {
+    CHECK(toPrometheusText("# TYPE x gauge\nx{a=\"} {\",b=\"x y\"} 1 1700000000\nx 2\n# EOF\n") ==
+          "# TYPE x gauge\nx{a=\"} {\",b=\"x y\"} 1\nx 2\n");
+}
+
 TEST_CASE("HELP keeps the escapes the text format allows", "[text_format]") {
     CHECK(toPrometheusText("# HELP m a \\\\ b \\n c \\\" d\n# TYPE m gauge\nm 1\n# EOF\n") ==
           "# HELP m a \\\\ b \\n c \" d\n# TYPE m gauge\nm 1\n");
