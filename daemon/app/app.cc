@@ -206,6 +206,21 @@ int serve(const config::DaemonConfig& cfg) {
     }
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
 
+    // Metrics hear of runs and attempts from the engine (added before recover(), so that what
+    // recovery finds is counted) and outlive it (declared before it).
+    metrics::Metrics metrics({TASKHUB_VERSION,
+                              std::to_string(TH_ABI_VERSION_MAJOR) + "." + std::to_string(TH_ABI_VERSION_MINOR),
+                              nowMillis()});
+    {
+        std::set<std::string> names;
+        for (const auto* p : plugins.plugins()) names.insert(p->info().name);
+        metrics.setPlugins(names);
+    }
+    metrics.setHistory([&store](const std::string& workflow) {
+        return metrics::LastEnded{store->lastEndedMs(workflow, model::RunState::Succeeded),
+                                  store->lastEndedMs(workflow, model::RunState::Failed)};
+    });
+
     engine::EngineOptions eopts;
     eopts.log_dir = cfg.state_dir / "logs";
     eopts.state_dir = cfg.state_dir;
@@ -214,6 +229,7 @@ int serve(const config::DaemonConfig& cfg) {
     eopts.log_cap = {cfg.history.max_log_size, cfg.history.max_log_size_text};
     for (const auto& [name, s] : cfg.plugins) eopts.plugin_max_concurrency[name] = s.max_concurrency;
     engine::Engine engine(io, *store, plugins, eopts);
+    engine.addObserver(&metrics);
     // Recorded processes of the previous daemon can only still exist in the same boot.
     const std::string boot_id = bootId();
     const bool same_boot = !boot_id.empty() && store->exchangeMeta("boot_id", boot_id) == boot_id;
@@ -271,7 +287,24 @@ int serve(const config::DaemonConfig& cfg) {
         scheduler.restorePauses(std::move(pauses));
     }
     triggers::FileWatch file_watch(io, fileWatchHooks(engine, *store, scheduler));
-    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch});
+    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch, &metrics});
+    metrics.setLiveSource([&services, &plugins] {
+        const control::StatusInfo st = services.status();
+        metrics::LiveState s;
+        s.active_runs = st.active_runs;
+        s.queued_runs = st.queued_runs;
+        s.running_tasks = st.running_tasks;
+        s.waiting_tasks = st.waiting_tasks;
+        s.store_write_problem = !st.store_problem.empty();
+        s.workflows_loaded = st.workflows;
+        s.workflow_errors = st.workflow_errors;
+        for (const auto* p : plugins.plugins()) {
+            const std::string& name = p->info().name;
+            const auto* h = plugins.health(name);
+            s.plugins.push_back({name, h ? plugin_host::toString(h->state) : "healthy", plugins.dispatchable(name)});
+        }
+        return s;
+    });
     // Workflow files apply as they change (set up first, so that no change is missed after the
     // load below); SIGHUP and `taskhubctl reload` read them all again.
     WorkflowWatch workflow_watch(
@@ -295,47 +328,6 @@ int serve(const config::DaemonConfig& cfg) {
         return it == map.end() ? nullptr : it->second;
     };
     engine.setWorkflowLookup(lookupWorkflow);
-    // Prometheus metrics (metrics/metrics.h): fed by the engine's observers from here on, seeded
-    // with each workflow's last success and failure from history, read at each render.
-    metrics::Metrics metrics(
-        {TASKHUB_VERSION, std::to_string(TH_ABI_VERSION_MAJOR) + "." + std::to_string(TH_ABI_VERSION_MINOR),
-         nowMillis()},
-        [&] {
-            metrics::LiveState live;
-            const auto st = engine.stats();
-            live.active_runs = st.active_runs;
-            live.queued_runs = st.queued_runs;
-            live.running_tasks = st.running_tasks;
-            live.waiting_tasks = st.waiting_tasks;
-            for (const auto* p : plugins.plugins()) {
-                const auto& name = p->info().name;
-                const auto* h = plugins.health(name);
-                live.plugins.push_back({name, plugin_host::toString(h ? h->state : plugin_host::HealthState::Healthy),
-                                        plugins.dispatchable(name)});
-            }
-            live.store_write_problem = store->writeProblem().has_value();
-            const auto st2 = services.status();
-            live.workflows_loaded = st2.workflows;
-            live.workflow_errors = st2.workflow_errors;
-            return live;
-        });
-    {
-        std::set<std::string> names, plugin_names;
-        for (const auto& [name, wf] : services.workflowMap()) names.insert(name);
-        for (const auto* p : plugins.plugins()) plugin_names.insert(p->info().name);
-        metrics.setWorkflows(names);
-        metrics.setPlugins(plugin_names);
-        for (const auto& name : names) {
-            metrics.seedLastEnded(name, store->lastEndedMs(name, model::RunState::Succeeded),
-                                  store->lastEndedMs(name, model::RunState::Failed));
-        }
-        services.setWorkflowsListener([&metrics](const std::map<std::string, std::shared_ptr<const config::Workflow>>& wfs) {
-            std::set<std::string> loaded;
-            for (const auto& [name, wf] : wfs) loaded.insert(name);
-            metrics.setWorkflows(loaded);
-        });
-    }
-    engine.addObserver(&metrics);
     // [metrics] textfile and listen: how the metrics leave the daemon (both off by default).
     const std::function<std::string()> renderMetrics = [&metrics] { return metrics.render(); };
     std::unique_ptr<metrics_export::TextfileWriter> metrics_textfile;
@@ -442,7 +434,6 @@ int serve(const config::DaemonConfig& cfg) {
     notifyServiceManager("READY=1");
     spdlog::info("APP_READY taskhubd {} listening on {} (pid {})", TASKHUB_VERSION, cfg.socket.string(), getpid());
     io.run();
-    engine.removeObserver(&metrics);
     spdlog::info("APP_STOPPED clean shutdown");
     return 0;
 }

@@ -28,6 +28,9 @@ class Plugin;
 namespace taskhub::pool {
 class WorkerPool;
 }
+namespace taskhub::metrics {
+class Metrics;
+}
 namespace taskhub::metrics_export {
 class TextfileWriter;
 class HttpListener;
@@ -45,6 +48,7 @@ struct Modules {
     engine::Engine* engine = nullptr;
     triggers::Scheduler* scheduler = nullptr;
     triggers::FileWatch* file_watch = nullptr; // file-drop triggers
+    metrics::Metrics* metrics = nullptr;       // told the loaded workflows; renders `metrics`
     // [metrics] textfile and listen; null when not configured (status shows their health).
     const metrics_export::TextfileWriter* metrics_textfile = nullptr;
     const metrics_export::HttpListener* metrics_listener = nullptr;
@@ -87,12 +91,6 @@ public:
         return directory_.running();
     }
     void setShuttingDown() { shutting_down_ = true; }
-    // Told the running set of workflows each time it is handed to the triggers (the metrics keep
-    // series of loaded workflows only).
-    void setWorkflowsListener(
-        std::function<void(const std::map<std::string, std::shared_ptr<const config::Workflow>>&)> fn) {
-        workflows_listener_ = std::move(fn);
-    }
     // The [metrics] textfile writer and listener (null when off), for status().
     void setMetricsExport(const metrics_export::TextfileWriter* textfile, const metrics_export::HttpListener* listener) {
         m_.metrics_textfile = textfile;
@@ -128,6 +126,7 @@ public:
     control::UpcomingOutcome upcoming(const std::string& workflow, size_t n) override;
     uint64_t writeMark() override;
     void whenDurable(uint64_t since, std::function<void(bool ok)> fn) override;
+    std::string metrics() override;
 
 private:
     control::WorkflowInfo info(const config::Workflow& wf, bool detail);
@@ -156,7 +155,6 @@ private:
     bool apply_pending_ = false; // a set arrived while held
     config::WorkflowDirectory directory_;
     WorkflowLoader* loader_ = nullptr;
-    std::function<void(const std::map<std::string, std::shared_ptr<const config::Workflow>>&)> workflows_listener_;
     std::vector<control::WorkflowProblem> problems_;
     // Workflows whose file was removed: name -> "its file F was removed at T", for the errors of
     // commands that name them (run, pause, next, ...).

@@ -1,6 +1,7 @@
 #include "metrics/metrics.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "model/names.h"
 
@@ -38,8 +39,8 @@ const std::vector<double>& Metrics::triggerLatenessBounds() {
     return b;
 }
 
-Metrics::Metrics(DaemonInfo info, std::function<LiveState()> live)
-    : info_(std::move(info)), live_(std::move(live)),
+Metrics::Metrics(DaemonInfo info)
+    : info_(std::move(info)),
       runs_started_(registry_.counter("taskhub_runs_started", "Runs started (top-level and child runs)",
                                       {"workflow"})),
       runs_finished_(registry_.counter("taskhub_runs_finished",
@@ -73,10 +74,20 @@ Metrics::Metrics(DaemonInfo info, std::function<LiveState()> live)
 }
 
 void Metrics::setWorkflows(const std::set<std::string>& names) {
+    std::set<std::string> added;
+    std::set_difference(names.begin(), names.end(), workflows_.begin(), workflows_.end(),
+                        std::inserter(added, added.end()));
     workflows_ = names;
     registry_.retainLabelValues("workflow",
                                 [this](std::string_view w) { return workflows_.count(std::string(w)) > 0; });
+    for (const auto& w : added) {
+        if (!history_) break;
+        const LastEnded last = history_(w);
+        if (last.succeeded_ms) moveForward(last_success_, w, *last.succeeded_ms);
+        if (last.failed_ms) moveForward(last_failure_, w, *last.failed_ms);
+    }
     for (const auto& w : workflows_) {
+        for (auto* f : workflow_counters_) f->at({w});
         runs_started_.at({w});
         for (RunState s : kFinalStates) runs_finished_.at({w, std::string(model::name(s))});
         task_retries_.at({w});
@@ -84,18 +95,22 @@ void Metrics::setWorkflows(const std::set<std::string>& names) {
     }
 }
 
+ScalarFamily& Metrics::workflowCounter(std::string name, std::string help) {
+    auto& f = registry_.counter(std::move(name), std::move(help), {"workflow"});
+    workflow_counters_.push_back(&f);
+    for (const auto& w : workflows_) f.at({w});
+    return f;
+}
+
+void Metrics::countWorkflow(ScalarFamily& family, const std::string& workflow, double by) {
+    if (loaded(workflow)) family.inc({workflow}, by);
+}
+
 void Metrics::setPlugins(const std::set<std::string>& names) { plugins_ = names; }
 
 void Metrics::moveForward(ScalarFamily& f, const std::string& workflow, int64_t ms) {
     double& v = f.at({workflow});
     v = std::max(v, seconds(ms));
-}
-
-void Metrics::seedLastEnded(const std::string& workflow, std::optional<int64_t> succeeded_ms,
-                            std::optional<int64_t> failed_ms) {
-    if (!loaded(workflow)) return;
-    if (succeeded_ms) moveForward(last_success_, workflow, *succeeded_ms);
-    if (failed_ms) moveForward(last_failure_, workflow, *failed_ms);
 }
 
 void Metrics::runCreated(const store::RunRecord& run) {
@@ -172,5 +187,12 @@ void Metrics::renderLive(Writer& w) const {
 }
 
 std::string Metrics::render() const { return registry_.render(); }
+
+void Metrics::render(std::string* out) const {
+    out->clear();
+    Writer w(out);
+    registry_.renderInto(w);
+    w.finish();
+}
 
 } // namespace taskhub::metrics

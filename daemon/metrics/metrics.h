@@ -1,8 +1,8 @@
 // The daemon's Prometheus metrics (docs/operations.md, "Metrics"): what the engine reports
 // through its observer seam (engine/observer.h) counted as it happens, plus a few gauges read
-// from the live modules at render time. Nothing here reads history per scrape: the last success
-// and failure times are seeded once at start (seedLastEnded, from the store) and then kept
-// current by runEnded.
+// from the live modules at render time. Nothing here reads history per scrape: a workflow's
+// last success and failure times are read from history once, when the workflow is first
+// loaded (setHistory), and then kept current by runEnded.
 //
 // Cardinality: the only label values are workflow names (only workflows loaded now: see
 // setWorkflows; a workflow removed by a reload loses its series), plugin names (loaded plugins,
@@ -60,29 +60,48 @@ struct LiveState {
 // The plugin health states taskhub_plugin_state has a series for, per plugin.
 inline constexpr const char* kPluginStates[] = {"healthy", "degraded", "unhealthy"};
 
+// When a workflow's latest succeeded and failed runs ended (epoch ms), from history.
+struct LastEnded {
+    std::optional<int64_t> succeeded_ms;
+    std::optional<int64_t> failed_ms;
+};
+
 class Metrics final : public engine::EngineObserver {
 public:
-    // live is called at each render() (event-loop thread).
-    Metrics(DaemonInfo info, std::function<LiveState()> live);
+    explicit Metrics(DaemonInfo info);
+
+    // Where render() reads the live numbers (called at each render; until set, all are 0).
+    void setLiveSource(std::function<LiveState()> live) { live_ = std::move(live); }
+    // Where a newly loaded workflow's last success and failure times come from (the store);
+    // called once per workflow as setWorkflows() first sees it. Set before the first setWorkflows().
+    void setHistory(std::function<LastEnded(const std::string& workflow)> history) { history_ = std::move(history); }
 
     // The workflows loaded now (start-up and after every reload or file change): series of
     // workflows not in the set are dropped, in every family of the registry (other modules'
     // too), and events of runs of other workflows are not counted. New workflows get their
-    // counters at 0, so that rate() and increase() see their first run.
+    // counters at 0, so that rate() and increase() see their first run, and their last success
+    // and failure times from history (setHistory).
     void setWorkflows(const std::set<std::string>& names);
     // The loaded plugins (fixed after start): the plugin label of task attempt durations takes
     // these values and "workflow"; attempts of other plugin names are not observed.
     void setPlugins(const std::set<std::string>& names);
-    // Seeds a workflow's last success and last failure times from history (at start, before
-    // recover(); call after setWorkflows). Later events only move them forward.
-    void seedLastEnded(const std::string& workflow, std::optional<int64_t> succeeded_ms,
-                       std::optional<int64_t> failed_ms);
 
     // Where other modules add their families (see the header comment for reserved names).
+    // A family of theirs with a "workflow" label loses the series of removed workflows too.
     Registry& registry() { return registry_; }
+    // A counter family with the one label "workflow" for another module (e.g. the deadline
+    // module's taskhub_deadline_misses), kept like this module's own: a series at 0 for every
+    // loaded workflow, none for others. Count into it with countWorkflow().
+    ScalarFamily& workflowCounter(std::string name, std::string help);
+    // Adds `by` to the workflow's series of a workflowCounter() family, if the workflow is loaded.
+    void countWorkflow(ScalarFamily& family, const std::string& workflow, double by = 1);
+    bool workflowLoaded(const std::string& workflow) const { return workflows_.count(workflow) > 0; }
 
     // The whole OpenMetrics exposition, ending in "# EOF\n".
     std::string render() const;
+    // The same into *out (cleared first): a caller that renders periodically keeps one buffer
+    // and its capacity instead of a fresh allocation (and its page faults) per render.
+    void render(std::string* out) const;
 
     // engine::EngineObserver
     void runCreated(const store::RunRecord& run) override;
@@ -97,12 +116,13 @@ public:
     static const std::vector<double>& triggerLatenessBounds();
 
 private:
-    bool loaded(const std::string& workflow) const { return workflows_.count(workflow) > 0; }
+    bool loaded(const std::string& workflow) const { return workflowLoaded(workflow); }
     void moveForward(ScalarFamily& f, const std::string& workflow, int64_t ms);
     void renderLive(Writer& w) const;
 
     DaemonInfo info_;
     std::function<LiveState()> live_;
+    std::function<LastEnded(const std::string&)> history_;
     std::set<std::string> workflows_;
     std::set<std::string> plugins_;
     Registry registry_;
@@ -115,6 +135,7 @@ private:
     ScalarFamily& task_retries_;
     ScalarFamily& attempts_lost_;
     HistogramFamily& trigger_lateness_;
+    std::vector<ScalarFamily*> workflow_counters_; // workflowCounter()'s
 };
 
 } // namespace taskhub::metrics

@@ -104,7 +104,35 @@ void appendValue(std::string* out, double value) {
     out->append(buf, r.ptr);
 }
 
+std::string labelText(const std::vector<std::string>& names, const std::vector<std::string>& values) {
+    std::string out;
+    for (size_t i = 0; i < names.size() && i < values.size(); ++i) {
+        if (i > 0) out.push_back(',');
+        out.append(names[i]).append("=\"");
+        appendEscapedLabelValue(&out, values[i]);
+        out.push_back('"');
+    }
+    return out;
+}
+
 // ---- Writer ----
+
+void Writer::sampleEscaped(std::string_view name, std::string_view labels, std::string_view last_label,
+                           std::string_view last_value, double value) {
+    out_->append(name);
+    if (!labels.empty() || !last_label.empty()) {
+        out_->push_back('{');
+        out_->append(labels);
+        if (!last_label.empty()) {
+            if (!labels.empty()) out_->push_back(',');
+            out_->append(last_label).append("=\"").append(last_value).push_back('"');
+        }
+        out_->push_back('}');
+    }
+    out_->push_back(' ');
+    appendValue(out_, value);
+    out_->push_back('\n');
+}
 
 void Writer::family(std::string_view name, Type type, std::string_view help, std::string_view unit) {
     out_->append("# TYPE ").append(name).append(" ").append(typeName(type)).append("\n");
@@ -136,31 +164,6 @@ void Writer::sample(std::string_view name,
     out_->push_back('\n');
 }
 
-void Writer::sample(std::string_view name, const std::vector<std::string>& label_names,
-                    const std::vector<std::string>& label_values, std::string_view extra_label,
-                    std::string_view extra_value, double value) {
-    out_->append(name);
-    if (!label_names.empty() || !extra_label.empty()) {
-        out_->push_back('{');
-        for (size_t i = 0; i < label_names.size(); ++i) {
-            if (i > 0) out_->push_back(',');
-            out_->append(label_names[i]).append("=\"");
-            appendEscapedLabelValue(out_, label_values[i]);
-            out_->push_back('"');
-        }
-        if (!extra_label.empty()) {
-            if (!label_names.empty()) out_->push_back(',');
-            out_->append(extra_label).append("=\"");
-            appendEscapedLabelValue(out_, extra_value);
-            out_->push_back('"');
-        }
-        out_->push_back('}');
-    }
-    out_->push_back(' ');
-    appendValue(out_, value);
-    out_->push_back('\n');
-}
-
 // ---- families ----
 
 Family::Family(std::string name, Type type, std::string help, std::string unit, std::vector<std::string> label_names)
@@ -182,30 +185,30 @@ void Family::checkArity(const LabelValues& values) const {
 }
 
 double& ScalarFamily::at(const LabelValues& values) {
-    if (auto it = series_.find(values); it != series_.end()) return it->second;
+    if (auto it = series_.find(values); it != series_.end()) return it->second.value;
     checkArity(values);
-    return series_.emplace(values, 0.0).first->second;
+    return series_.insert(values, Series{0.0, labelText(label_names_, values)})->second.value;
 }
 
 const double* ScalarFamily::find(const LabelValues& values) const {
     auto it = series_.find(values);
-    return it == series_.end() ? nullptr : &it->second;
+    return it == series_.end() ? nullptr : &it->second.value;
 }
 
 void ScalarFamily::removeSeries(std::string_view label, std::string_view value) {
     const int i = labelIndex(label);
     if (i < 0) return;
-    std::erase_if(series_, [&](const auto& kv) { return kv.first[static_cast<size_t>(i)] == value; });
+    series_.eraseIf([&](const auto& kv) { return kv.first[static_cast<size_t>(i)] == value; });
 }
 
 void ScalarFamily::retainSeries(const std::function<bool(const LabelValues&)>& keep) {
-    std::erase_if(series_, [&](const auto& kv) { return !keep(kv.first); });
+    series_.eraseIf([&](const auto& kv) { return !keep(kv.first); });
 }
 
 void ScalarFamily::render(Writer& w) const {
     w.family(name_, type_, help_, unit_);
     const std::string sample = type_ == Type::Counter ? name_ + "_total" : name_;
-    for (const auto& [values, v] : series_) w.sample(sample, label_names_, values, {}, {}, v);
+    for (const auto& [values, s] : series_) w.sampleEscaped(sample, s.labels, {}, {}, s.value);
 }
 
 HistogramFamily::HistogramFamily(std::string name, std::string help, std::string unit,
@@ -229,7 +232,8 @@ void HistogramFamily::observe(const LabelValues& values, double v) {
     auto it = series_.find(values);
     if (it == series_.end()) {
         checkArity(values);
-        it = series_.emplace(values, HistogramSeries{std::vector<uint64_t>(bounds_.size() + 1, 0), 0, 0}).first;
+        it = series_.insert(values, HistogramSeries{std::vector<uint64_t>(bounds_.size() + 1, 0), 0, 0,
+                                                    labelText(label_names_, values)});
     }
     auto& s = it->second;
     const size_t b = static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin());
@@ -246,11 +250,11 @@ const HistogramSeries* HistogramFamily::find(const LabelValues& values) const {
 void HistogramFamily::removeSeries(std::string_view label, std::string_view value) {
     const int i = labelIndex(label);
     if (i < 0) return;
-    std::erase_if(series_, [&](const auto& kv) { return kv.first[static_cast<size_t>(i)] == value; });
+    series_.eraseIf([&](const auto& kv) { return kv.first[static_cast<size_t>(i)] == value; });
 }
 
 void HistogramFamily::retainSeries(const std::function<bool(const LabelValues&)>& keep) {
-    std::erase_if(series_, [&](const auto& kv) { return !keep(kv.first); });
+    series_.eraseIf([&](const auto& kv) { return !keep(kv.first); });
 }
 
 void HistogramFamily::render(Writer& w) const {
@@ -260,10 +264,10 @@ void HistogramFamily::render(Writer& w) const {
         uint64_t cumulative = 0;
         for (size_t i = 0; i < s.buckets.size(); ++i) {
             cumulative += s.buckets[i];
-            w.sample(bucket, label_names_, values, "le", le_[i], static_cast<double>(cumulative));
+            w.sampleEscaped(bucket, s.labels, "le", le_[i], static_cast<double>(cumulative));
         }
-        w.sample(sum, label_names_, values, {}, {}, s.sum);
-        w.sample(count, label_names_, values, {}, {}, static_cast<double>(s.count));
+        w.sampleEscaped(sum, s.labels, {}, {}, s.sum);
+        w.sampleEscaped(count, s.labels, {}, {}, static_cast<double>(s.count));
     }
 }
 

@@ -18,6 +18,7 @@
 #define TASKHUB_METRICS_REGISTRY_H
 
 #include <cstdint>
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -40,6 +41,9 @@ bool validLabelName(std::string_view name);
 // invalid UTF-8 -> U+FFFD.
 void appendEscapedLabelValue(std::string* out, std::string_view value);
 
+// `a="x",b="y"` for these label names and values, values escaped (appendEscapedLabelValue).
+std::string labelText(const std::vector<std::string>& names, const std::vector<std::string>& values);
+
 // Appends a sample value: integers without a fraction ("3"), others in the shortest form that
 // reads back to the same double ("0.25"), "+Inf", "-Inf", "NaN".
 void appendValue(std::string* out, double value);
@@ -57,9 +61,10 @@ public:
     // order given (names are the program's; values are escaped), the value.
     void sample(std::string_view name, std::initializer_list<std::pair<std::string_view, std::string_view>> labels,
                 double value);
-    void sample(std::string_view name, const std::vector<std::string>& label_names,
-                const std::vector<std::string>& label_values, std::string_view extra_label,
-                std::string_view extra_value, double value);
+    // A sample whose labels are already escaped and joined (`a="x",b="y"`, as labelText()
+    // makes them), plus an optional last label (`le`) whose value needs no escaping.
+    void sampleEscaped(std::string_view name, std::string_view labels, std::string_view last_label,
+                       std::string_view last_value, double value);
     void finish() { out_->append("# EOF\n"); }
 
 private:
@@ -69,6 +74,40 @@ private:
 // ---- families ----
 
 using LabelValues = std::vector<std::string>;
+
+// A family's series, kept sorted by label values in one vector: a render walks memory in order
+// (a std::map's nodes cost a cache miss each with thousands of series), a lookup is a binary
+// search, and a new series (rare: a new workflow or plugin) shifts the ones after it.
+template <class S>
+class SeriesList {
+public:
+    using Item = std::pair<LabelValues, S>;
+    using iterator = typename std::vector<Item>::iterator;
+    using const_iterator = typename std::vector<Item>::const_iterator;
+    iterator begin() { return items_.begin(); }
+    iterator end() { return items_.end(); }
+    const_iterator begin() const { return items_.begin(); }
+    const_iterator end() const { return items_.end(); }
+    size_t size() const { return items_.size(); }
+    iterator find(const LabelValues& key) {
+        auto it = lowerBound(key);
+        return it != items_.end() && it->first == key ? it : items_.end();
+    }
+    const_iterator find(const LabelValues& key) const { return const_cast<SeriesList*>(this)->find(key); }
+    // Inserts (key, s) in order; key must not be present.
+    iterator insert(const LabelValues& key, S s) { return items_.insert(lowerBound(key), Item{key, std::move(s)}); }
+    template <class Pred>
+    void eraseIf(Pred pred) {
+        std::erase_if(items_, pred);
+    }
+
+private:
+    iterator lowerBound(const LabelValues& key) {
+        return std::lower_bound(items_.begin(), items_.end(), key,
+                                [](const Item& item, const LabelValues& k) { return item.first < k; });
+    }
+    std::vector<Item> items_;
+};
 
 class Family {
 public:
@@ -98,11 +137,12 @@ protected:
     std::vector<std::string> label_names_;
 };
 
-// A counter or a gauge: one double per series, rendered in label-value order.
+// A counter or a gauge: one double per series, rendered in label-value order. Each series
+// keeps its labels escaped once, when it is made, so that a render only copies them.
 class ScalarFamily final : public Family {
 public:
     using Family::Family;
-    // The series' value, created at 0 on first use.
+    // The series' value, created at 0 on first use; valid until the next series is made.
     double& at(const LabelValues& values);
     void inc(const LabelValues& values, double by = 1) { at(values) += by; }
     void set(const LabelValues& values, double v) { at(values) = v; }
@@ -114,13 +154,18 @@ public:
     void render(Writer& w) const override;
 
 private:
-    std::map<LabelValues, double> series_;
+    struct Series {
+        double value = 0;
+        std::string labels; // labelText()
+    };
+    SeriesList<Series> series_;
 };
 
 struct HistogramSeries {
     std::vector<uint64_t> buckets; // non-cumulative counts per upper bound; the last is +Inf
     double sum = 0;
     uint64_t count = 0;
+    std::string labels; // labelText(), made once
 };
 
 class HistogramFamily final : public Family {
@@ -139,7 +184,7 @@ public:
 private:
     std::vector<double> bounds_;
     std::vector<std::string> le_; // the le label of each bucket, +Inf last
-    std::map<LabelValues, HistogramSeries> series_;
+    SeriesList<HistogramSeries> series_;
 };
 
 // Families in the order they were made, plus collectors: functions that write families of

@@ -5,6 +5,8 @@
 
 #include "metrics/metrics.h"
 
+#include <memory>
+
 using namespace taskhub;
 using namespace taskhub::metrics;
 using model::RunState;
@@ -36,16 +38,25 @@ store::TaskRecord attempt(const std::string& plugin, TaskState state, int64_t st
     return t;
 }
 
-Metrics make(LiveState live = {}) {
-    return Metrics({"1.2.3", "1.3", 1765062000000}, [live] { return live; });
+std::unique_ptr<Metrics> make(LiveState live = {}) {
+    auto m = std::make_unique<Metrics>(DaemonInfo{"1.2.3", "1.3", 1765062000000});
+    m->setLiveSource([live] { return live; });
+    return m;
 }
 
 } // namespace
 
 TEST_CASE("runs are counted per workflow and final state; last success and failure move forward", "[metrics]") {
-    auto m = make();
+    auto mp = make();
+    auto& m = *mp;
+    std::vector<std::string> asked;
+    m.setHistory([&asked](const std::string& w) {
+        asked.push_back(w);
+        return w == "backup" ? LastEnded{1000000, 2000000} : LastEnded{};
+    });
     m.setWorkflows({"backup", "report"});
-    m.seedLastEnded("backup", 1000000, 2000000);
+    m.setWorkflows({"backup", "report"}); // history is read once per workflow
+    CHECK(asked == std::vector<std::string>{"backup", "report"});
     m.runStarted(run("backup", RunState::Running, 3000000, 0));
     m.runEnded(run("backup", RunState::Succeeded, 3000000, 3090000), {});
     m.runStarted(run("backup", RunState::Running, 4000000, 0));
@@ -78,7 +89,8 @@ TEST_CASE("runs are counted per workflow and final state; last success and failu
 }
 
 TEST_CASE("attempts: durations per workflow and plugin, retries, lost; workflow tasks as plugin workflow", "[metrics]") {
-    auto m = make();
+    auto mp = make();
+    auto& m = *mp;
     m.setWorkflows({"w"});
     m.setPlugins({"shell"});
     const auto r = run("w", RunState::Running, 0, 0);
@@ -102,7 +114,8 @@ TEST_CASE("attempts: durations per workflow and plugin, retries, lost; workflow 
 }
 
 TEST_CASE("trigger lateness is observed for time triggers only, by trigger kind", "[metrics]") {
-    auto m = make();
+    auto mp = make();
+    auto& m = *mp;
     m.setWorkflows({"w"});
     auto r = run("w", RunState::Running, 0, 0);
     r.trigger = model::TriggerSource::Cron;
@@ -126,14 +139,15 @@ TEST_CASE("trigger lateness is observed for time triggers only, by trigger kind"
 }
 
 TEST_CASE("only loaded workflows have series; a workflow removed by a reload loses them", "[metrics]") {
-    auto m = make();
+    auto mp = make();
+    auto& m = *mp;
     auto& other = m.registry().counter("taskhub_deadline_misses", "from the deadline module", {"workflow"});
     m.setWorkflows({"a", "b"});
     other.inc({"b"});
     m.runStarted(run("b", RunState::Running, 0, 0));
     m.runEnded(run("b", RunState::Succeeded, 0, 1000), {});
     m.runStarted(run("never_loaded", RunState::Running, 0, 0));
-    m.seedLastEnded("never_loaded", 5, 5);
+    m.runEnded(run("never_loaded", RunState::Failed, 0, 5), {});
     CHECK(contains(m.render(), "taskhub_runs_started_total{workflow=\"b\"} 1\n"));
     CHECK_FALSE(contains(m.render(), "never_loaded"));
 
@@ -154,7 +168,8 @@ TEST_CASE("live gauges, plugin health, store problem and build info are read at 
     live.store_write_problem = true;
     live.workflows_loaded = 7;
     live.workflow_errors = 1;
-    auto m = make(live);
+    auto mp = make(live);
+    auto& m = *mp;
     const std::string text = m.render();
     CHECK(contains(text, "taskhub_runs_active 2\n"));
     CHECK(contains(text, "taskhub_runs_queued 1\n"));
@@ -169,4 +184,30 @@ TEST_CASE("live gauges, plugin health, store problem and build info are read at 
     CHECK(contains(text, "taskhub_workflow_load_errors 1\n"));
     CHECK(contains(text, "taskhub_build_info{version=\"1.2.3\",abi=\"1.3\"} 1\n"));
     CHECK(contains(text, "taskhub_start_time_seconds 1765062000\n"));
+}
+
+TEST_CASE("render into a kept buffer gives the same text", "[metrics]") {
+    auto mp = make();
+    mp->setWorkflows({"w"});
+    std::string buf = "old content";
+    mp->render(&buf);
+    CHECK(buf == mp->render());
+}
+
+TEST_CASE("another module's per-workflow counter follows the loaded workflows", "[metrics]") {
+    auto mp = make();
+    auto& m = *mp;
+    m.setWorkflows({"a"});
+    auto& misses = m.workflowCounter("taskhub_deadline_misses", "Deadlines missed");
+    m.setWorkflows({"a", "b"});
+    m.countWorkflow(misses, "b");
+    m.countWorkflow(misses, "b");
+    m.countWorkflow(misses, "unknown");
+    std::string text = m.render();
+    CHECK(contains(text, "# TYPE taskhub_deadline_misses counter\n"));
+    CHECK(contains(text, "taskhub_deadline_misses_total{workflow=\"a\"} 0\n"));
+    CHECK(contains(text, "taskhub_deadline_misses_total{workflow=\"b\"} 2\n"));
+    CHECK_FALSE(contains(text, "unknown"));
+    m.setWorkflows({"a"});
+    CHECK_FALSE(contains(m.render(), "workflow=\"b\""));
 }
