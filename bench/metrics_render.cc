@@ -27,15 +27,16 @@ int main(int argc, char** argv) {
     }
     metrics::LiveState live;
     live.plugins = {{"noop", "healthy", true}, {"shell", "healthy", true}};
-    metrics::Metrics m({"0.1.0", "1.3", 1765062000000}, [live] { return live; });
+    metrics::Metrics m({"0.1.0", "1.3", 1765062000000});
+    m.setLiveSource([live] { return live; });
     std::set<std::string> names;
     for (int i = 0; i < workflows; ++i) {
         char name[32];
         std::snprintf(name, sizeof name, "wf%04d", i);
         names.insert(name);
     }
-    m.setWorkflows(names);
     m.setPlugins({"noop", "shell"});
+    m.setWorkflows(names);
     for (const auto& w : names) {
         store::RunRecord r;
         r.id = w + "@x";
