@@ -170,13 +170,6 @@ Family::Family(std::string name, Type type, std::string help, std::string unit, 
     : name_(std::move(name)), type_(type), help_(std::move(help)), unit_(std::move(unit)),
       label_names_(std::move(label_names)) {}
 
-int Family::labelIndex(std::string_view label) const {
-    for (size_t i = 0; i < label_names_.size(); ++i) {
-        if (label_names_[i] == label) return static_cast<int>(i);
-    }
-    return -1;
-}
-
 void Family::checkArity(const LabelValues& values) const {
     if (values.size() != label_names_.size()) {
         throw std::invalid_argument("metric " + name_ + " has " + std::to_string(label_names_.size()) +
@@ -193,12 +186,6 @@ double& ScalarFamily::at(const LabelValues& values) {
 const double* ScalarFamily::find(const LabelValues& values) const {
     auto it = series_.find(values);
     return it == series_.end() ? nullptr : &it->second.value;
-}
-
-void ScalarFamily::removeSeries(std::string_view label, std::string_view value) {
-    const int i = labelIndex(label);
-    if (i < 0) return;
-    series_.eraseIf([&](const auto& kv) { return kv.first[static_cast<size_t>(i)] == value; });
 }
 
 void ScalarFamily::retainSeries(const std::function<bool(const LabelValues&)>& keep) {
@@ -245,12 +232,6 @@ void HistogramFamily::observe(const LabelValues& values, double v) {
 const HistogramSeries* HistogramFamily::find(const LabelValues& values) const {
     auto it = series_.find(values);
     return it == series_.end() ? nullptr : &it->second;
-}
-
-void HistogramFamily::removeSeries(std::string_view label, std::string_view value) {
-    const int i = labelIndex(label);
-    if (i < 0) return;
-    series_.eraseIf([&](const auto& kv) { return kv.first[static_cast<size_t>(i)] == value; });
 }
 
 void HistogramFamily::retainSeries(const std::function<bool(const LabelValues&)>& keep) {

@@ -11,7 +11,8 @@
 //
 // Cardinality: a family holds one series per distinct label-value tuple it was asked for; the
 // caller decides which values are allowed (daemon/metrics/metrics.h admits only loaded
-// workflows and plugins) and removes series with removeSeries() when a value goes away.
+// workflows and plugins) and removes series with retainSeries() / Registry::retainLabelValues()
+// when a value goes away.
 //
 // Threading: none inside. The daemon uses a registry on the event-loop thread only.
 #ifndef TASKHUB_METRICS_REGISTRY_H
@@ -116,17 +117,12 @@ public:
     const std::string& name() const { return name_; }
     Type type() const { return type_; }
     const std::vector<std::string>& labelNames() const { return label_names_; }
-    // Drops every series whose label `label` has value `value` (no-op for a label this family
-    // does not have).
-    virtual void removeSeries(std::string_view label, std::string_view value) = 0;
     // Drops every series for which keep(values) is false.
     virtual void retainSeries(const std::function<bool(const LabelValues&)>& keep) = 0;
     virtual size_t seriesCount() const = 0;
     virtual void render(Writer& w) const = 0;
 
 protected:
-    // The index of `label` in labelNames(), or -1.
-    int labelIndex(std::string_view label) const;
     // Throws std::invalid_argument unless values has one value per label name.
     void checkArity(const LabelValues& values) const;
 
@@ -148,7 +144,6 @@ public:
     void set(const LabelValues& values, double v) { at(values) = v; }
     // The series' value, or nullptr when it does not exist (tests, seeding).
     const double* find(const LabelValues& values) const;
-    void removeSeries(std::string_view label, std::string_view value) override;
     void retainSeries(const std::function<bool(const LabelValues&)>& keep) override;
     size_t seriesCount() const override { return series_.size(); }
     void render(Writer& w) const override;
@@ -176,7 +171,6 @@ public:
     void observe(const LabelValues& values, double v);
     const HistogramSeries* find(const LabelValues& values) const;
     const std::vector<double>& bounds() const { return bounds_; }
-    void removeSeries(std::string_view label, std::string_view value) override;
     void retainSeries(const std::function<bool(const LabelValues&)>& keep) override;
     size_t seriesCount() const override { return series_.size(); }
     void render(Writer& w) const override;
