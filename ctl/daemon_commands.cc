@@ -49,6 +49,26 @@ int cmdStatus(const Context& ctx, const Invocation&) {
         std::cout << "STORE           " << str(it->value())
                   << "\n                no new runs and no changes until then; reads keep working\n";
     }
+    // [metrics]: each way out that is configured, and whether it works (older daemons: absent).
+    if (const auto* m = d.as_object().if_contains("metrics"); m && m->is_object()) {
+        const auto& textfile = m->as_object().at("textfile");
+        const auto& listen = m->as_object().at("listen");
+        if (textfile.is_null() && listen.is_null()) std::cout << "metrics         off (no [metrics] textfile or listen)\n";
+        if (textfile.is_object()) {
+            std::cout << "metrics file    " << field(textfile, "path");
+            const auto& written = textfile.as_object().at("last_write");
+            std::cout << (written.is_string() ? ", written " + shortTime(str(written)) : ", not written yet") << "\n";
+            if (textfile.as_object().at("error").is_string()) {
+                std::cout << "                FAILING since " << shortTime(field(textfile, "error_since")) << ": "
+                          << field(textfile, "error") << "\n";
+            }
+        }
+        if (listen.is_object()) {
+            std::cout << "metrics http    " << field(listen, "address");
+            if (listen.as_object().at("serving").as_bool()) std::cout << ", serving /metrics, " << field(listen, "scrapes") << " scrape(s)\n";
+            else std::cout << ", NOT SERVING: " << field(listen, "error") << "\n";
+        }
+    }
     return 0;
 }
 

@@ -30,6 +30,8 @@
 #include "control/server.h"
 #include "engine/engine.h"
 #include "metrics/metrics.h"
+#include "metrics_export/http_listener.h"
+#include "metrics_export/textfile_writer.h"
 #include "plugin_host/plugin_host.h"
 #include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
@@ -335,6 +337,19 @@ int serve(const config::DaemonConfig& cfg) {
         return it == map.end() ? nullptr : it->second;
     };
     engine.setWorkflowLookup(lookupWorkflow);
+    // [metrics] textfile and listen: how the metrics leave the daemon (both off by default).
+    const std::function<std::string()> renderMetrics = [&metrics] { return metrics.render(); };
+    std::unique_ptr<metrics_export::TextfileWriter> metrics_textfile;
+    std::unique_ptr<metrics_export::HttpListener> metrics_listener;
+    if (!cfg.metrics.textfile.empty()) {
+        metrics_textfile = std::make_unique<metrics_export::TextfileWriter>(io, cfg.metrics.textfile,
+                                                                            cfg.metrics.textfile_interval, renderMetrics);
+    }
+    if (!cfg.metrics.listen.empty()) {
+        metrics_listener = std::make_unique<metrics_export::HttpListener>(io, cfg.metrics.listen, cfg.metrics.listen_host,
+                                                                          cfg.metrics.listen_port, renderMetrics);
+    }
+    services.setMetricsExport(metrics_textfile.get(), metrics_listener.get());
     // History retention in the background (keep_runs, keep_days).
     Housekeeping housekeeping(io, *store, pool, eopts.log_dir, cfg.history, lookupWorkflow);
     // Runs a crash left unfinished are reconciled (leftover processes killed, lost attempts
@@ -365,6 +380,16 @@ int serve(const config::DaemonConfig& cfg) {
         if (!server->open(cfg.socket_group, &err)) {
             spdlog::critical("CTRL_LISTEN_FAILED {}", err);
             return 1;
+        }
+    }
+
+    // The metrics go out once recovery's outcome is in them.
+    if (metrics_textfile) metrics_textfile->start();
+    if (metrics_listener) {
+        if (std::string err; !metrics_listener->open(&err)) {
+            spdlog::error("METRICS_LISTEN_FAILED {}; no HTTP /metrics until taskhubd is restarted", err);
+        } else {
+            spdlog::info("METRICS_LISTENING serving /metrics on {} (no authentication)", cfg.metrics.listen);
         }
     }
 
@@ -406,6 +431,9 @@ int serve(const config::DaemonConfig& cfg) {
                     // A store that cannot write keeps its writes and tries them once more
                     // as it closes (Store::~Store); the exit does not wait for the disk.
                     store->whenDurableOrUnwritable(0, [&](bool) {
+                        // The textfile keeps the last numbers; the listener served until now.
+                        if (metrics_textfile) metrics_textfile->stop();
+                        if (metrics_listener) metrics_listener->close();
                         server->close();
                         signals.cancel();
                         final_timer.expires_after(std::chrono::milliseconds(100));

@@ -19,6 +19,8 @@
 #include "engine/engine.h"
 #include "engine/task_output.h"
 #include "metrics/metrics.h"
+#include "metrics_export/http_listener.h"
+#include "metrics_export/textfile_writer.h"
 #include "plugin_host/plugin_host.h"
 #include "pool/worker_pool.h"
 #include "store/store.h"
@@ -264,6 +266,20 @@ control::StatusInfo DaemonServices::status() {
     s.worker_threads_max = m_.pool->maxWorkers();
     s.shutting_down = shutting_down_;
     s.store_problem = m_.store->writeProblem().value_or("");
+    if (m_.metrics_textfile) {
+        const auto h = m_.metrics_textfile->health();
+        s.metrics.textfile = h.path;
+        s.metrics.textfile_written_ms = h.written_ms;
+        s.metrics.textfile_error = h.error;
+        s.metrics.textfile_error_since_ms = h.error_since_ms;
+    }
+    if (m_.metrics_listener) {
+        const auto h = m_.metrics_listener->health();
+        s.metrics.listen = h.address;
+        s.metrics.listen_serving = h.serving;
+        s.metrics.listen_error = h.error;
+        s.metrics.scrapes = h.scrapes;
+    }
     return s;
 }
 

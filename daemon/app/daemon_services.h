@@ -31,6 +31,10 @@ class WorkerPool;
 namespace taskhub::metrics {
 class Metrics;
 }
+namespace taskhub::metrics_export {
+class TextfileWriter;
+class HttpListener;
+}
 
 namespace taskhub::app {
 
@@ -45,6 +49,9 @@ struct Modules {
     triggers::Scheduler* scheduler = nullptr;
     triggers::FileWatch* file_watch = nullptr; // file-drop triggers
     metrics::Metrics* metrics = nullptr;       // told the loaded workflows; renders `metrics`
+    // [metrics] textfile and listen; null when not configured (status shows their health).
+    const metrics_export::TextfileWriter* metrics_textfile = nullptr;
+    const metrics_export::HttpListener* metrics_listener = nullptr;
 };
 
 // Reads a file the daemon trusts (the config file, workflow files): opened first, then it and every
@@ -84,6 +91,11 @@ public:
         return directory_.running();
     }
     void setShuttingDown() { shutting_down_ = true; }
+    // The [metrics] textfile writer and listener (null when off), for status().
+    void setMetricsExport(const metrics_export::TextfileWriter* textfile, const metrics_export::HttpListener* listener) {
+        m_.metrics_textfile = textfile;
+        m_.metrics_listener = listener;
+    }
 
     control::StatusInfo status() override;
     std::vector<control::WorkflowInfo> workflows() override;

@@ -2,6 +2,9 @@
 
 #include <date/tz.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "config/run_as.h"
 #include "config/toml_support.h"
 
@@ -16,11 +19,13 @@ const std::set<std::string> kTopKeys = {
     "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
     "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "max_nesting_depth",
     "max_workflow_file_size", "max_workflow_tasks", "pool", "plugins", "default_isolation", "history", "control",
-    "default_run_as"};
+    "default_run_as", "metrics"};
 const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
 const std::set<std::string> kHistoryKeys = {"keep_runs", "keep_days", "max_log_size"};
 const std::set<std::string> kControlKeys = {"max_connections", "max_connections_per_uid", "max_request_size",
                                             "request_buffer", "max_answer_size", "client_timeout"};
+
+const std::set<std::string> kMetricsKeys = {"textfile", "textfile_interval", "listen"};
 
 // The smallest max_log_size: a log keeps half of it after a truncation, and the marker line.
 constexpr uint64_t kMinLogSize = 1024;
@@ -111,6 +116,45 @@ void loadControl(const Value& v, ControlSettings& c, Reporter& r) {
         r.add(v, "[control] request_buffer (" + std::to_string(c.request_buffer) +
                      " bytes) must be at least max_request_size (" + std::to_string(c.max_request_size) +
                      " bytes): one full request line must fit");
+    }
+}
+
+void loadMetrics(const Value& v, const fs::path& base, MetricsSettings& m, Reporter& r) {
+    if (!v.is_table()) {
+        r.add(v, "[metrics] must be a table, found " + typeName(v));
+        return;
+    }
+    for (const auto& [key, mv] : v.as_table()) {
+        const std::string what = "'metrics." + key + "'";
+        if (key == "textfile") {
+            auto s = getString(mv, what, r);
+            if (!s) continue;
+            const fs::path p(*s);
+            if (s->empty() || !p.has_filename()) {
+                r.add(mv, what + " must name a file, like \"/var/lib/prometheus/node-exporter/taskhub.prom\", found \"" +
+                              *s + "\"");
+            } else if (p.extension() != ".prom") {
+                r.add(mv, what + " must end in .prom (node_exporter's textfile collector reads only *.prom files), "
+                                 "found \"" + *s + "\"");
+            } else {
+                m.textfile = p.is_absolute() ? p : (base / p).lexically_normal();
+            }
+        } else if (key == "textfile_interval") {
+            if (auto d = getDuration(mv, what, r)) {
+                if (*d < std::chrono::seconds(1) || *d > std::chrono::hours(24))
+                    r.add(mv, what + " must be between 1s and 24h");
+                else m.textfile_interval = *d;
+            }
+        } else if (key == "listen") {
+            auto s = getString(mv, what, r);
+            if (!s) continue;
+            std::string err;
+            if (!parseListenAddress(*s, &m.listen_host, &m.listen_port, &err)) r.add(mv, what + ": " + err);
+            else m.listen = *s;
+        } else {
+            r.add(mv, "unknown key '" + key + "' in [metrics]" + didYouMean(key, kMetricsKeys) +
+                          " (accepted: " + joinKeys(kMetricsKeys) + ")");
+        }
     }
 }
 
@@ -276,6 +320,8 @@ std::optional<DaemonConfig> loadDaemonConfig(const fs::path& file_in, std::vecto
             loadHistory(v, c.history, r);
         } else if (key == "control") {
             loadControl(v, c.control, r);
+        } else if (key == "metrics") {
+            loadMetrics(v, base, c.metrics, r);
         } else if (key == "pool") {
             if (!v.is_table()) {
                 r.add(v, "[pool] must be a table, found " + typeName(v));
@@ -362,6 +408,51 @@ std::optional<uint64_t> parseByteSize(const std::string& text, std::string* err)
         return std::nullopt;
     }
     return n * u->second;
+}
+
+bool parseListenAddress(const std::string& text, std::string* host, uint16_t* port, std::string* err) {
+    const std::string expected = " (expected an IP address and a port, like \"127.0.0.1:9464\" or \"[::1]:9464\")";
+    std::string h, p;
+    bool v6 = false;
+    if (!text.empty() && text.front() == '[') {
+        const auto close = text.find(']');
+        if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+            *err = "\"" + text + "\" is not [IPv6 address]:port" + expected;
+            return false;
+        }
+        h = text.substr(1, close - 1);
+        p = text.substr(close + 2);
+        v6 = true;
+    } else {
+        const auto colon = text.rfind(':');
+        if (colon == std::string::npos) {
+            *err = "\"" + text + "\" has no port" + expected;
+            return false;
+        }
+        h = text.substr(0, colon);
+        p = text.substr(colon + 1);
+        if (h.find(':') != std::string::npos) {
+            *err = "\"" + text + "\": an IPv6 address needs brackets" + expected;
+            return false;
+        }
+    }
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (h.empty() || inet_pton(v6 ? AF_INET6 : AF_INET, h.c_str(), buf) != 1) {
+        *err = "\"" + h + "\" in \"" + text + "\" is not an " + (v6 ? "IPv6" : "IPv4") + " address" +
+               (v6 ? "" : " (host names are not resolved)") + expected;
+        return false;
+    }
+    unsigned long n = 0;
+    bool digits = !p.empty() && p.size() <= 5;
+    for (char ch : p) digits = digits && ch >= '0' && ch <= '9';
+    if (digits) n = std::stoul(p);
+    if (!digits || n < 1 || n > 65535) {
+        *err = "port \"" + p + "\" in \"" + text + "\" is not a number from 1 to 65535" + expected;
+        return false;
+    }
+    *host = h;
+    *port = static_cast<uint16_t>(n);
+    return true;
 }
 
 const char* toString(Isolation i) noexcept { return i == Isolation::Process ? "process" : "in_process"; }

@@ -75,6 +75,25 @@ struct ControlSettings {
     std::chrono::milliseconds client_timeout{30'000}; // to finish a request line or take an answer
 };
 
+// [metrics]: how the Prometheus metrics leave the daemon (docs/operations.md, "Prometheus").
+// Both ways are off by default.
+struct MetricsSettings {
+    // The file node_exporter's textfile collector reads (it reads *.prom only); empty: off.
+    // Written every textfile_interval, at start and at shutdown, atomically (write + rename).
+    std::filesystem::path textfile;
+    std::chrono::milliseconds textfile_interval{15'000};
+    // The HTTP listener for a direct scrape of /metrics, as written ("127.0.0.1:9464",
+    // "[::1]:9464"); empty: off. listen_host is the IP address without brackets.
+    std::string listen;
+    std::string listen_host;
+    uint16_t listen_port = 0;
+};
+
+// Splits "host:port" (IPv4 literal) or "[host]:port" (IPv6 literal) into an IP address and a
+// port 1-65535. Host names are refused (the listener binds before anything resolves names).
+// false: *err says what is wrong and what would be right.
+bool parseListenAddress(const std::string& text, std::string* host, uint16_t* port, std::string* err);
+
 // The plugins shipped with TaskHub (always in_process unless configured otherwise).
 bool isFirstPartyPlugin(const std::string& name) noexcept;
 
@@ -98,6 +117,7 @@ struct DaemonConfig {
     PoolConfig pool;
     HistorySettings history;
     ControlSettings control;
+    MetricsSettings metrics;
     Isolation default_isolation = Isolation::InProcess; // for plugins not shipped with TaskHub
     std::map<std::string, PluginSettings> plugins;
 

@@ -147,6 +147,32 @@ bool cmdStatus(Context& c, Error*) {
     o["runs_started"] = s.runs_started;
     o["shutting_down"] = s.shutting_down;
     o["store_problem"] = s.store_problem.empty() ? json::value(nullptr) : json::value(s.store_problem);
+    {
+        const auto& m = s.metrics;
+        json::object metrics;
+        if (m.textfile.empty()) {
+            metrics["textfile"] = nullptr;
+        } else {
+            json::object t;
+            t["path"] = m.textfile;
+            t["last_write"] = m.textfile_written_ms ? json::value(formatIsoMillis(m.textfile_written_ms)) : nullptr;
+            t["error"] = m.textfile_error.empty() ? json::value(nullptr) : json::value(m.textfile_error);
+            t["error_since"] =
+                m.textfile_error_since_ms ? json::value(formatIsoMillis(m.textfile_error_since_ms)) : nullptr;
+            metrics["textfile"] = std::move(t);
+        }
+        if (m.listen.empty()) {
+            metrics["listen"] = nullptr;
+        } else {
+            json::object l;
+            l["address"] = m.listen;
+            l["serving"] = m.listen_serving;
+            l["error"] = m.listen_error.empty() ? json::value(nullptr) : json::value(m.listen_error);
+            l["scrapes"] = m.scrapes;
+            metrics["listen"] = std::move(l);
+        }
+        o["metrics"] = std::move(metrics);
+    }
     o["proto"] = kProtoVersion;
     c.ok(std::move(o));
     return true;

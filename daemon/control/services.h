@@ -77,6 +77,18 @@ struct WorkflowProblem {
     std::string message; // "file:line: ..."
 };
 
+// How the Prometheus metrics leave the daemon ([metrics] of taskhub.toml), for `status`.
+struct MetricsExportInfo {
+    std::string textfile;            // the configured file; empty: no textfile
+    int64_t textfile_written_ms = 0; // its last successful write; 0: none yet
+    std::string textfile_error;      // why writing it fails now; "" while it works
+    int64_t textfile_error_since_ms = 0;
+    std::string listen;              // the configured address; empty: no listener
+    bool listen_serving = false;
+    std::string listen_error;        // why it does not serve; "" while it does
+    uint64_t scrapes = 0;            // /metrics answered since start
+};
+
 struct StatusInfo {
     std::string version;
     int64_t started_ms = 0;
@@ -99,6 +111,7 @@ struct StatusInfo {
     // Why the state database cannot be written at the moment (disk full, read-only, ...) and
     // what to do, or "" while it can. Meanwhile no new run starts and changes are refused.
     std::string store_problem;
+    MetricsExportInfo metrics;
 };
 
 // The outcome of a change a client asked for (pause, resume, cancel, retry).

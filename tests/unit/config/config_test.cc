@@ -487,8 +487,8 @@ idel_timeout = "1m"
         CHECK(got == std::vector<std::string>{
                          "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, control, "
                          "default_isolation, default_run_as, history, log_level, max_nesting_depth, max_running_tasks, "
-                         "max_workflow_file_size, max_workflow_tasks, plugin_dirs, plugins, pool, shutdown_grace, socket, "
-                         "socket_group, "
+                         "max_workflow_file_size, max_workflow_tasks, metrics, plugin_dirs, plugins, pool, shutdown_grace, "
+                         "socket, socket_group, "
                          "state_dir, timezone, workflows_dir)",
                          "2: 'plugin_dirs' must be an array of strings, found string",
                          "4: [pool] min_workers (8) must not exceed max_workers (2)",
@@ -583,6 +583,68 @@ TEST_CASE("daemon config: [control] bounds the control socket, with defaults", "
                          "[control] max_connections_per_uid (9) must not exceed max_connections (8)",
                          "[control] request_buffer (1048576 bytes) must be at least max_request_size (2097152 "
                          "bytes): one full request line must fit"});
+    }
+}
+
+TEST_CASE("daemon config: [metrics] is off by default; textfile, interval and listen address", "[daemon_config]") {
+    TempDir dir;
+    auto d = loadConfig(dir.write("a.toml", "")).metrics;
+    CHECK(d.textfile.empty());
+    CHECK(d.textfile_interval == std::chrono::seconds(15));
+    CHECK(d.listen.empty());
+    auto c = loadConfig(dir.write("etc/b.toml", "[metrics]\ntextfile = \"prom/taskhub.prom\"\n"
+                                                  "textfile_interval = \"1m\"\nlisten = \"127.0.0.1:9464\"\n"))
+                 .metrics;
+    CHECK(c.textfile == dir.path / "etc/prom/taskhub.prom");
+    CHECK(c.textfile_interval == std::chrono::minutes(1));
+    CHECK(c.listen == "127.0.0.1:9464");
+    CHECK(c.listen_host == "127.0.0.1");
+    CHECK(c.listen_port == 9464);
+    auto v6 = loadConfig(dir.write("c.toml", "[metrics]\nlisten = \"[::1]:9100\"\n")).metrics;
+    CHECK(v6.listen_host == "::1");
+    CHECK(v6.listen_port == 9100);
+    {
+        const auto problems = configRefusal(dir.write("d.toml", "[metrics]\ntextfile = \"/tmp/taskhub.txt\"\n"
+                                                               "textfile_interval = \"100ms\"\nlisten = \"9464\"\n"
+                                                               "lsiten = \"x\"\n"));
+        std::vector<std::string> got;
+        for (const auto& p : problems) got.push_back(std::to_string(p.line) + ": " + p.message);
+        CHECK(got == std::vector<std::string>{
+                         "2: 'metrics.textfile' must end in .prom (node_exporter's textfile collector reads only "
+                         "*.prom files), found \"/tmp/taskhub.txt\"",
+                         "3: 'metrics.textfile_interval' must be between 1s and 24h",
+                         "4: 'metrics.listen': \"9464\" has no port (expected an IP address and a port, like "
+                         "\"127.0.0.1:9464\" or \"[::1]:9464\")",
+                         "5: unknown key 'lsiten' in [metrics]; did you mean 'listen'? (accepted: listen, textfile, "
+                         "textfile_interval)"});
+    }
+}
+
+TEST_CASE("listen addresses: an IP literal and a port; precise refusals", "[daemon_config]") {
+    std::string host, err;
+    uint16_t port = 0;
+    CHECK(parseListenAddress("0.0.0.0:1", &host, &port, &err));
+    CHECK((host == "0.0.0.0" && port == 1));
+    CHECK(parseListenAddress("[::]:65535", &host, &port, &err));
+    CHECK((host == "::" && port == 65535));
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"localhost:9464", "\"localhost\" in \"localhost:9464\" is not an IPv4 address (host names are not resolved)"},
+        {"::1:9464", "\"::1:9464\": an IPv6 address needs brackets"},
+        {"[::1]9464", "\"[::1]9464\" is not [IPv6 address]:port"},
+        {"[127.0.0.1]:80", "\"127.0.0.1\" in \"[127.0.0.1]:80\" is not an IPv6 address"},
+        {"127.0.0.1:0", "port \"0\" in \"127.0.0.1:0\" is not a number from 1 to 65535"},
+        {"127.0.0.1:65536", "port \"65536\" in \"127.0.0.1:65536\" is not a number from 1 to 65535"},
+        {"127.0.0.1:", "port \"\" in \"127.0.0.1:\" is not a number from 1 to 65535"},
+        {"127.0.0.1:+80", "port \"+80\" in \"127.0.0.1:+80\" is not a number from 1 to 65535"},
+        {":9464", "\"\" in \":9464\" is not an IPv4 address"},
+    };
+    for (const auto& [text, why] : bad) {
+        CAPTURE(text);
+        err.clear();
+        CHECK_FALSE(parseListenAddress(text, &host, &port, &err));
+        CHECK(err.rfind(why, 0) == 0);
+        CHECK(err.find("(expected an IP address and a port, like \"127.0.0.1:9464\" or \"[::1]:9464\")") !=
+              std::string::npos);
     }
 }
 
