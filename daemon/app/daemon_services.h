@@ -20,6 +20,7 @@ class Store;
 namespace taskhub::triggers {
 class Scheduler;
 class FileWatch;
+class DeadlineWatch;
 }
 namespace taskhub::plugin_host {
 class PluginHost;
@@ -41,6 +42,7 @@ struct Modules {
     engine::Engine* engine = nullptr;
     triggers::Scheduler* scheduler = nullptr;
     triggers::FileWatch* file_watch = nullptr; // file-drop triggers
+    triggers::DeadlineWatch* deadlines = nullptr; // workflow deadlines
 };
 
 // Reads a file the daemon trusts (the config file, workflow files): opened first, then it and every
@@ -101,6 +103,8 @@ public:
     bool whenRunEnds(const std::string& run_id, std::function<void()> fn) override;
     std::vector<store::RunRecord> runs(const control::RunQuery& query) override;
     std::optional<store::RunRecord> run(const std::string& id) override;
+    std::optional<store::DeadlineMissRecord> deadlineMiss(const std::string& run_id) override;
+    int64_t deadlineSeconds(const std::string& workflow) override;
     std::vector<store::RunRecord> children(const std::string& run_id) override;
     std::map<std::string, std::string> waitingReasons(const std::string& run_id) override;
     std::vector<store::EventRecord> events(const std::string& run_id) override;
