@@ -89,7 +89,7 @@ bool Store::applyRun(Conn& c, const RunOp& op) {
     } else if (const auto* m = std::get_if<DeadlineMissRecord>(&op)) {
         auto& s = c.stmt(kInsertDeadlineMiss);
         s.bind(1, m->workflow).bind(2, m->scheduled_ms).bind(3, m->run_id).bind(4, m->due_ms).bind(5, m->deadline_s);
-        s.bind(6, m->detected_ms).bind(7, m->run_state ? model::name(*m->run_state) : std::string_view())
+        s.bind(6, m->detected_ms).bind(7, m->run_state ? model::name(*m->run_state) : std::string_view(""))
             .bind(8, m->reason);
         c.check(s.step(), "record deadline miss", &err);
     } else if (const auto* k = std::get_if<DeadlineMark>(&op)) {
