@@ -130,8 +130,8 @@ int cmdShow(const Context& ctx, const Invocation& in) {
     if (!last.is_null()) {
         std::cout << "last run     " << field(last, "id") << " " << field(last, "state") << "\n";
     }
-    if (const auto* d = w.as_object().if_contains("deadline"); d && !d->is_null()) {
-        std::cout << "deadline     " << str(*d) << " after each scheduled instant\n";
+    if (const auto* dl = w.as_object().if_contains("deadline"); dl && !dl->is_null()) {
+        std::cout << "deadline     " << str(*dl) << " after each scheduled instant\n";
     }
     if (const auto* misses = w.as_object().if_contains("deadline_misses"); misses && misses->is_array()) {
         for (const auto& m : misses->as_array()) {

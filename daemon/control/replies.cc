@@ -69,9 +69,6 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
             tasks.push_back(std::move(to));
         }
         o["tasks"] = std::move(tasks);
-        json::array misses;
-        for (const auto& m : w.deadline_misses) misses.push_back(deadlineMissJson(m));
-        o["deadline_misses"] = std::move(misses);
     }
     return o;
 }
@@ -160,6 +157,9 @@ json::object workflowJson(const WorkflowInfo& w, bool detail) {
             tasks.push_back(std::move(to));
         }
         o["tasks"] = std::move(tasks);
+        json::array misses;
+        for (const auto& m : w.deadline_misses) misses.push_back(deadlineMissJson(m));
+        o["deadline_misses"] = std::move(misses);
     }
     return o;
 }
