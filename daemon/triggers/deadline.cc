@@ -256,7 +256,11 @@ struct DeadlineWatch::Impl {
             }
             next.emplace(name, std::move(w));
         }
-        // Workflows no longer loaded keep their mark: a file that comes back continues from it.
+        // A workflow whose file is gone forgets its mark: firings while it did not exist never
+        // count, so one that comes back starts afresh.
+        for (const auto& [name, w] : watched) {
+            if (!wfs.count(name)) book.setMark(name, std::nullopt);
+        }
         watched = std::move(next);
         onTimer();
     }

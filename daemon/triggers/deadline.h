@@ -103,7 +103,8 @@ public:
     // Replaces the watched workflows (those with a deadline). Call it before the scheduler's
     // setWorkflows, so that the watch's view of a restart is taken before catch-up fires runs.
     // A workflow seen for the first time is checked back from its mark (or marked now); a
-    // workflow whose deadline was removed loses its mark.
+    // workflow whose deadline was removed, or that is no longer loaded (its file is gone), loses
+    // its mark.
     void setWorkflows(const std::map<std::string, std::shared_ptr<const config::Workflow>>& wfs);
     // A run was created, started or ended (engine observer).
     void runChanged(const FiringRun& run);

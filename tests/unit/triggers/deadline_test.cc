@@ -264,4 +264,7 @@ TEST_CASE("deadline: removing the deadline forgets the mark; adding it again sta
     CHECK(d.take() == std::vector<std::string>{}); // 11:00 was scheduled before it came back
     d.advanceTo("2026-05-01T11:15:00Z");
     CHECK(d.take().size() == 1);
+    // Its file removed (no workflows loaded): the mark goes too.
+    d.load({});
+    CHECK(book.marks.count("backup") == 0);
 }
