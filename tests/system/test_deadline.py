@@ -4,8 +4,9 @@
 - a task still running at S + deadline misses it then (while it still runs), one that fails
   misses it, a firing skipped because the workflow is paused misses it; `runs` marks them and
   `show WORKFLOW` lists them;
-- taskhubd stopped across S and S + deadline (SIGTERM, then kill -9): the miss is found after the
-  restart, once, and not again after a further restart;
+- taskhubd stopped across S and S + deadline (SIGTERM, then kill -9), or killed while the run
+  runs and started again after S + deadline: the miss is found after the restart, once, and not
+  again after a further restart;
 - firings from before the key was added never count.
 """
 
@@ -145,6 +146,32 @@ class DeadlineTest(harness.DaemonTestCase):
         self.assertTrue(found <= {m["run_id"] for m in misses(d, "nightly")})
         for firing, lines in missed_lines(d, "nightly").items():
             self.assertEqual(len(lines), 1, "%s logged %d times:\n%s" % (firing, len(lines), "\n".join(lines)))
+
+    def test_killed_while_the_run_runs_and_back_after_its_due_instant(self):
+        d = self.daemon()
+        d.write_workflow("longrun", workflow("sleep 4"))
+        d.start()
+
+        def running_early():
+            # A run of the current firing that is running, seen well before S + 2s.
+            for r in d.ctl_ok("runs", "longrun"):
+                if r["state"] == "running" and time.time() < ts(r["scheduled"]) + 1.5:
+                    return r
+            return None
+        run = harness.wait_until(running_early, WAIT, interval=0.02, what="a run of longrun early in its firing")
+        d.proc.kill()
+        d.proc.wait()
+        time.sleep(4)  # past S + 2s
+        d.start()
+        found = [m for m in misses(d, "longrun") if m["run_id"] == run["id"]]
+        self.assertEqual(len(found), 1, misses(d, "longrun"))
+        # What the store said at the restart: still running, or failed once recovery found the
+        # attempt lost.
+        self.assertIn(found[0]["run_state"], ("running", "failed"), found[0])
+        d.stop()
+        d.start()
+        time.sleep(1)
+        self.assertEqual(len(missed_lines(d, "longrun").get(run["id"], [])), 1)
 
     def test_firings_before_the_key_never_count(self):
         d = self.daemon()
