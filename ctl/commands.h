@@ -16,7 +16,7 @@
 
 namespace taskhub::ctl {
 
-// status, list, show, reload, plugins, plugin show: reading the daemon.
+// status, metrics, list, show, reload, plugins, plugin show: reading the daemon.
 std::vector<Command> daemonCommands();
 // run, watch, runs, pause, resume, cancel, retry, logs, wait: runs and their controls.
 std::vector<Command> runCommands();

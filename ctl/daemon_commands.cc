@@ -1,4 +1,4 @@
-// Commands that read the daemon's state: status, list, show, reload, plugins, plugin show.
+// Commands that read the daemon's state: status, metrics, list, show, reload, plugins, plugin show.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -11,6 +11,19 @@ namespace taskhub::ctl {
 namespace json = boost::json;
 
 namespace {
+
+// The OpenMetrics text as the daemon renders it, unchanged (for a pipe into a parser or promtool).
+int cmdMetrics(const Context& ctx, const Invocation&) {
+    json::value d;
+    if (int code = 0; !request(ctx, "metrics", {}, &d, &code)) return code;
+    if (ctx.globals.json) return emitJson(d), 0;
+    const auto* text = d.is_object() ? d.as_object().if_contains("text") : nullptr;
+    if (!text || !text->is_string()) return failed("the daemon's answer to 'metrics' has no text");
+    const auto& s = text->as_string();
+    std::cout.write(s.data(), static_cast<std::streamsize>(s.size()));
+    std::cout.flush();
+    return 0;
+}
 
 int cmdStatus(const Context& ctx, const Invocation&) {
     json::value d;
@@ -225,6 +238,9 @@ int cmdPluginShow(const Context& ctx, const Invocation& in) {
 std::vector<Command> daemonCommands() {
     return {
         {"status", "", 0, 0, "no arguments", Section::Daemon, "daemon state and counters", {}, cmdStatus},
+        {"metrics", "", 0, 0, "no arguments", Section::Daemon,
+         "the daemon's metrics as OpenMetrics text, as Prometheus scrapes them (docs/operations.md, Metrics)", {},
+         cmdMetrics},
         {"list", "", 0, 0, "no arguments", Section::Daemon,
          "workflows with their next firing (the earliest over their triggers) and last run; files that failed to "
          "load",

@@ -12,12 +12,14 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <set>
 
 #include <unistd.h>
 
 #include "app/deadlines.h"
 #include "app/daemon_services.h"
 #include "app/housekeeping.h"
+#include "app/service_watchdog.h"
 #include "app/workflow_loader.h"
 #include "app/workflow_watch.h"
 #include "common/log.h"
@@ -28,6 +30,7 @@
 #include "config/workflow.h"
 #include "control/server.h"
 #include "engine/engine.h"
+#include "metrics/metrics.h"
 #include "plugin_host/plugin_host.h"
 #include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
@@ -51,18 +54,22 @@ namespace asio = boost::asio;
 namespace {
 
 const char* kUsage =
-    "usage: taskhubd [--config FILE] [--check] [--log-level LEVEL]\n"
+    "usage: taskhubd [--config FILE] [--check] [--log-level LEVEL] [--log-target TARGET]\n"
     "\n"
     "  --config FILE     daemon configuration (default /etc/taskhub/taskhub.toml)\n"
     "  --check           validate the configuration, the plugins and every workflow, print one\n"
     "                    line per problem, and exit 0 (all valid) or 1\n"
     "  --log-level LEVEL trace, debug, info, warn or error (overrides log_level in the config)\n"
+    "  --log-target TARGET\n"
+    "                    auto (default), journal or stderr: where log lines go (auto: the\n"
+    "                    journal when stderr is the journal or its socket exists, else stderr)\n"
     "  --version         print the version and exit\n";
 
 struct Options {
     std::string config = config::kDefaultConfigPath;
     bool check = false;
     std::string log_level;
+    logging::Target log_target = logging::Target::Auto;
 };
 
 // Validates everything offline. Returns the exit code.
@@ -136,6 +143,7 @@ triggers::FileWatch::Hooks fileWatchHooks(engine::Engine& engine, store::Store& 
                                  .skip_reason = d.skip_reason,
                                  .file_run_id = d.run_id});
         if (!r.ok && !r.duplicate) {
+            logging::Context log_ctx({.workflow = d.workflow->name});
             spdlog::warn("FILE_DROP_NOT_STARTED {} {}: {}", d.workflow->name, d.path, r.error);
             return false;
         }
@@ -204,6 +212,21 @@ int serve(const config::DaemonConfig& cfg) {
     }
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
 
+    // Metrics hear of runs and attempts from the engine (added before recover(), so that what
+    // recovery finds is counted) and outlive it (declared before it).
+    metrics::Metrics metrics({TASKHUB_VERSION,
+                              std::to_string(TH_ABI_VERSION_MAJOR) + "." + std::to_string(TH_ABI_VERSION_MINOR),
+                              nowMillis()});
+    {
+        std::set<std::string> names;
+        for (const auto* p : plugins.plugins()) names.insert(p->info().name);
+        metrics.setPlugins(names);
+    }
+    metrics.setHistory([&store](const std::string& workflow) {
+        return metrics::LastEnded{store->lastEndedMs(workflow, model::RunState::Succeeded),
+                                  store->lastEndedMs(workflow, model::RunState::Failed)};
+    });
+
     engine::EngineOptions eopts;
     eopts.log_dir = cfg.state_dir / "logs";
     eopts.state_dir = cfg.state_dir;
@@ -212,6 +235,7 @@ int serve(const config::DaemonConfig& cfg) {
     eopts.log_cap = {cfg.history.max_log_size, cfg.history.max_log_size_text};
     for (const auto& [name, s] : cfg.plugins) eopts.plugin_max_concurrency[name] = s.max_concurrency;
     engine::Engine engine(io, *store, plugins, eopts);
+    engine.addObserver(&metrics);
     // Recorded processes of the previous daemon can only still exist in the same boot.
     const std::string boot_id = bootId();
     const bool same_boot = !boot_id.empty() && store->exchangeMeta("boot_id", boot_id) == boot_id;
@@ -247,7 +271,10 @@ int serve(const config::DaemonConfig& cfg) {
                  .skip_reason = f.skip_reason});
             // Two triggers of one workflow may name the same instant, and @reboot names the boot
             // once per boot: one firing, recorded once.
-            if (!r.ok && !r.duplicate) spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
+            if (!r.ok && !r.duplicate) {
+                logging::Context log_ctx({.workflow = f.workflow->name});
+                spdlog::warn("SCHED_FIRING_NOT_STARTED {}: {}", f.workflow->name, r.error);
+            }
         },
         [&store](const std::string& workflow) -> std::optional<std::chrono::sys_seconds> {
             auto ms = store->lastScheduledMs(workflow);
@@ -282,7 +309,24 @@ int serve(const config::DaemonConfig& cfg) {
         scheduler.restorePauses(std::move(pauses));
     }
     triggers::FileWatch file_watch(io, fileWatchHooks(engine, *store, scheduler));
-    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch, &deadlines});
+    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch, &metrics, &deadlines});
+    metrics.setLiveSource([&services, &plugins] {
+        const control::StatusInfo st = services.status();
+        metrics::LiveState s;
+        s.active_runs = st.active_runs;
+        s.queued_runs = st.queued_runs;
+        s.running_tasks = st.running_tasks;
+        s.waiting_tasks = st.waiting_tasks;
+        s.store_write_problem = !st.store_problem.empty();
+        s.workflows_loaded = st.workflows;
+        s.workflow_errors = st.workflow_errors;
+        for (const auto* p : plugins.plugins()) {
+            const std::string& name = p->info().name;
+            const auto* h = plugins.health(name);
+            s.plugins.push_back({name, h ? plugin_host::toString(h->state) : "healthy", plugins.dispatchable(name)});
+        }
+        return s;
+    });
     // Workflow files apply as they change (set up first, so that no change is missed after the
     // load below); SIGHUP and `taskhubctl reload` read them all again.
     WorkflowWatch workflow_watch(
@@ -339,6 +383,14 @@ int serve(const config::DaemonConfig& cfg) {
         }
     }
 
+    // WATCHDOG=1 from the loop itself, and STATUS= with what runs and what fires next.
+    ServiceWatchdog watchdog(io, [&engine, &scheduler] {
+        const auto s = engine.stats();
+        std::string status = std::to_string(s.running_tasks) + " running, " + std::to_string(s.waiting_tasks) + " waiting";
+        if (auto next = scheduler.earliestFiring()) status += "; next: " + next->workflow + " at " + formatIsoSeconds(next->due);
+        return status;
+    });
+
     bool stopping = false;
     asio::steady_timer final_timer(io);
     asio::signal_set signals(io, SIGTERM, SIGINT, SIGHUP);
@@ -385,6 +437,7 @@ int serve(const config::DaemonConfig& cfg) {
     waitSignal();
 
     notifyServiceManager("READY=1");
+    watchdog.start();
     spdlog::info("APP_READY taskhubd {} listening on {} (pid {})", TASKHUB_VERSION, cfg.socket.string(), getpid());
     io.run();
     spdlog::info("APP_STOPPED clean shutdown");
@@ -416,6 +469,15 @@ int run(int argc, char** argv) {
                 return 2;
             }
         }
+        else if (a == "--log-target") {
+            const std::string t = value("--log-target");
+            auto target = logging::parseTarget(t);
+            if (!target) {
+                std::fprintf(stderr, "taskhubd: --log-target must be auto, journal or stderr, found '%s'\n", t.c_str());
+                return 2;
+            }
+            opts.log_target = *target;
+        }
         else if (a == "--version") {
             std::printf("taskhubd %s (plugin ABI %d.%d)\n", TASKHUB_VERSION, TH_ABI_VERSION_MAJOR, TH_ABI_VERSION_MINOR);
             return 0;
@@ -435,7 +497,7 @@ int run(int argc, char** argv) {
         return 1;
     }
     const config::DaemonConfig& cfg = *loaded;
-    logging::init(opts.log_level.empty() ? cfg.log_level : opts.log_level);
+    logging::init(opts.log_level.empty() ? cfg.log_level : opts.log_level, opts.log_target);
     if (opts.check) {
         spdlog::set_level(spdlog::level::off); // --check prints its own findings
         return check(cfg);

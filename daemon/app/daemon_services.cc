@@ -18,6 +18,7 @@
 #include "common/trust.h"
 #include "engine/engine.h"
 #include "engine/task_output.h"
+#include "metrics/metrics.h"
 #include "plugin_host/plugin_host.h"
 #include "pool/worker_pool.h"
 #include "store/store.h"
@@ -166,6 +167,13 @@ void DaemonServices::releaseTriggers() {
 }
 
 void DaemonServices::applyWorkflowSet() {
+    // Metrics follow the loaded set at once (also while the triggers are held: recovery's runs
+    // are counted under the workflows loaded before it).
+    if (m_.metrics) {
+        std::set<std::string> names;
+        for (const auto& [name, wf] : running()) names.insert(name);
+        m_.metrics->setWorkflows(names);
+    }
     if (triggers_held_) {
         apply_pending_ = true;
         return;
@@ -634,5 +642,7 @@ uint64_t DaemonServices::writeMark() { return m_.store->writeMark(); }
 void DaemonServices::whenDurable(uint64_t since, std::function<void(bool ok)> fn) {
     m_.store->whenDurableOrUnwritable(since, std::move(fn));
 }
+
+std::string DaemonServices::metrics() { return m_.metrics ? m_.metrics->render() : std::string("# EOF\n"); }
 
 } // namespace taskhub::app

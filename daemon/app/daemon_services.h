@@ -29,6 +29,9 @@ class Plugin;
 namespace taskhub::pool {
 class WorkerPool;
 }
+namespace taskhub::metrics {
+class Metrics;
+}
 
 namespace taskhub::app {
 
@@ -42,6 +45,7 @@ struct Modules {
     engine::Engine* engine = nullptr;
     triggers::Scheduler* scheduler = nullptr;
     triggers::FileWatch* file_watch = nullptr; // file-drop triggers
+    metrics::Metrics* metrics = nullptr;       // told the loaded workflows; renders `metrics`
     triggers::DeadlineWatch* deadlines = nullptr; // workflow deadlines
 };
 
@@ -114,6 +118,7 @@ public:
     control::UpcomingOutcome upcoming(const std::string& workflow, size_t n) override;
     uint64_t writeMark() override;
     void whenDurable(uint64_t since, std::function<void(bool ok)> fn) override;
+    std::string metrics() override;
 
 private:
     control::WorkflowInfo info(const config::Workflow& wf, bool detail);

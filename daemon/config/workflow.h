@@ -122,6 +122,8 @@ struct TaskDef {
     // resolved again when each attempt starts. Only ever set on tasks whose plugin honours it.
     std::string run_as;
     RunAsSource run_as_source = RunAsSource::None;
+    // log_to_journal as the task sets it; unset: the workflow's (Workflow::log_to_journal).
+    std::optional<bool> log_to_journal;
 };
 
 enum class Overlap { Skip, QueueOne, QueueAll, Replace, Allow };
@@ -168,6 +170,9 @@ struct Workflow {
     dag::Graph graph;    // node i is tasks[i]
     std::string version; // content hash of the file, recorded with each run
     std::string run_as;  // the workflow-level run_as as written; empty: none
+    // Task output lines also go to the journal (common/log.h forwardTaskLine()), for the tasks
+    // that do not set log_to_journal themselves.
+    bool log_to_journal = false;
     // What the loader noticed but does not refuse (e.g. a watched directory others can write
     // while tasks run as root), for `taskhubd --check` and `taskhubctl validate`.
     std::vector<Diagnostic> warnings;

@@ -220,6 +220,17 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
                 continue;
             }
             task.at_most_once = kv.as_boolean();
+        } else if (key == "log_to_journal") {
+            if (workflowTask) {
+                r.add(kv, what + " applies to plugin tasks only (a workflow task prints nothing; set log_to_journal "
+                                 "in workflow '" + childName + "')");
+                continue;
+            }
+            if (!kv.is_boolean()) {
+                r.add(kv, what + " must be true or false, found " + typeName(kv));
+                continue;
+            }
+            task.log_to_journal = kv.as_boolean();
         } else if (key == "when") {
             auto text = getString(kv, what, r);
             if (!text) continue;

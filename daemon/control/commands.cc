@@ -152,6 +152,14 @@ bool cmdStatus(Context& c, Error*) {
     return true;
 }
 
+bool cmdMetrics(Context& c, Error*) {
+    json::object o;
+    o["content_type"] = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    o["text"] = c.services.metrics();
+    c.ok(std::move(o));
+    return true;
+}
+
 bool cmdList(Context& c, Error*) {
     json::array wfs;
     for (const auto& w : c.services.workflows()) wfs.push_back(workflowJson(w, false));
@@ -632,6 +640,7 @@ bool cmdPluginShow(Context& c, Error* err) {
 const Command kCommands[] = {
     {"help", "list the commands this daemon understands", Access::ReadOnly, cmdHelp},
     {"status", "daemon health and counters", Access::ReadOnly, cmdStatus},
+    {"metrics", "the daemon's metrics as OpenMetrics text (Prometheus)", Access::ReadOnly, cmdMetrics},
     {"list", "loaded workflows with next firing and last run; files that failed to load", Access::ReadOnly, cmdList},
     {"show", "one workflow (args: name) or one run with tasks, events and child runs (args: name = run id)", Access::ReadOnly, cmdShow},
     {"runs", "runs, newest first; child runs only with all or workflow (args: workflow, state, since, until, limit, all)", Access::ReadOnly, cmdRuns},

@@ -271,6 +271,8 @@ public:
     // written (StatusInfo::store_problem: the changes are kept and written later, but a client
     // should not wait for that). Answers to clients are given only then.
     virtual void whenDurable(uint64_t since, std::function<void(bool ok)> fn) = 0;
+    // The daemon's metrics as OpenMetrics text, ending in "# EOF\n" (docs/operations.md, "Metrics").
+    virtual std::string metrics() = 0;
 };
 
 } // namespace taskhub::control

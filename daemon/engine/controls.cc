@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "common/log.h"
 #include "common/time_util.h"
 #include "store/store.h"
 
@@ -277,7 +278,10 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
     }
     event(id, "", "run_retry",
           "retry by " + actorOr(actor) + ": " + joinNames(names));
-    spdlog::info("ENGINE_RUN_RETRIED {} tasks {}", id, joinNames(names));
+    {
+        logging::Context log_ctx({.workflow = r.rec.workflow, .run_id = id});
+        spdlog::info("ENGINE_RUN_RETRIED {} tasks {}", id, joinNames(names));
+    }
     ++runs_started;
     armRunTimeout(r);
     std::vector<uint32_t> now_ready, now_skipped;

@@ -13,6 +13,7 @@
 
 #include "common/failpoint.h"
 #include "common/identity.h"
+#include "common/log.h"
 #include "common/time_util.h"
 #include "engine/retry_policy.h"
 #include "store/store.h"
@@ -162,7 +163,10 @@ void Core::pluginHealthChanged(const std::string& plugin) {
 
 std::shared_ptr<TaskOutput> Core::openOutput(const Run& run, const TaskRun& task, std::string* err) {
     fs::path file = opts.log_dir / run.rec.id / (task.rec.task_id + "." + std::to_string(task.rec.attempt) + ".log");
-    return TaskOutput::open(io, std::move(file), err, opts.log_cap);
+    std::optional<JournalForward> journal;
+    if (task.def->log_to_journal.value_or(run.wf->log_to_journal) && logging::journalActive())
+        journal = JournalForward{run.rec.workflow, run.rec.id, task.rec.task_id, task.rec.attempt};
+    return TaskOutput::open(io, std::move(file), err, opts.log_cap, std::move(journal));
 }
 
 void Core::armTaskTimeout(Run& run, uint32_t t, std::chrono::milliseconds after) {

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <set>
 
+#include "common/log.h"
 #include "common/proc.h"
 #include "common/time_util.h"
 #include "store/store.h"
@@ -86,7 +87,10 @@ void Core::recordLost(const store::RunRecord& run, const store::TaskRecord& t,
                 const std::string& then) {
     event(run.id, t.task_id, "lost",
           "attempt " + std::to_string(t.attempt) + " was lost when taskhubd stopped: " + what + "; " + then);
-    spdlog::warn("ENGINE_ATTEMPT_LOST {} task {}: {}; {}", run.id, t.task_id, what, then);
+    {
+        logging::Context log_ctx({.workflow = run.workflow, .run_id = run.id, .task = t.task_id, .attempt = t.attempt});
+        spdlog::warn("ENGINE_ATTEMPT_LOST {} task {}: {}; {}", run.id, t.task_id, what, then);
+    }
     for (auto* o : observers) o->attemptLost(run, t);
 }
 
@@ -132,7 +136,10 @@ int Core::abandon(const store::RunRecord& rec,
     store.updateRun(r);
     event(r.id, "", "recovered", "failed: " + why);
     event(r.id, "", "run_end", "failed: " + why);
-    spdlog::warn("ENGINE_RUN_ABANDONED {} {}", r.id, why);
+    {
+        logging::Context log_ctx({.workflow = r.workflow, .run_id = r.id});
+        spdlog::warn("ENGINE_RUN_ABANDONED {} {}", r.id, why);
+    }
     if (!observers.empty()) {
         std::vector<const store::TaskRecord*> tasks;
         for (const auto& t : r.tasks) tasks.push_back(&t);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "common/log.h"
 #include "common/time_util.h"
 #include "store/store.h"
 
@@ -199,7 +200,10 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
             paused_uncommitted.insert(id);
             store.whenDurable(store.writeMark(), [this, id](bool) { paused_uncommitted.erase(id); });
         }
-        spdlog::info("ENGINE_RUN_SKIPPED {} {}", id, skip_reason);
+        {
+            logging::Context log_ctx({.workflow = run->rec.workflow, .run_id = id});
+            spdlog::info("ENGINE_RUN_SKIPPED {} {}", id, skip_reason);
+        }
         for (auto* o : observers) o->runCreated(run->rec);
         out.state = model::RunState::Skipped;
         return out;
@@ -245,7 +249,10 @@ void Core::startRun(Run& run) {
     run.rec.started_ms = nowMillis();
     saveRun(run);
     event(run.rec.id, "", "run_start", "version " + run.rec.version);
-    spdlog::info("ENGINE_RUN_STARTED {} ({} tasks)", run.rec.id, run.tasks.size());
+    {
+        logging::Context log_ctx({.workflow = run.rec.workflow, .run_id = run.rec.id});
+        spdlog::info("ENGINE_RUN_STARTED {} ({} tasks)", run.rec.id, run.tasks.size());
+    }
     for (auto* o : observers) o->runStarted(run.rec);
     armRunTimeout(run);
     const uint64_t serial = run.serial;
@@ -403,8 +410,11 @@ void Core::settle(Run& run, uint32_t t, TS state, const std::string& message) {
     event(run.rec.id, task.rec.task_id, kind, model::nameString(state) + (message.empty() ? "" : ": " + message));
     --run.unfinished;
     if (state == TS::Failed || (state == TS::Cancelled && !run.stop_state)) {
-        if (state == TS::Failed)
+        if (state == TS::Failed) {
+            logging::Context log_ctx({.workflow = run.rec.workflow, .run_id = run.rec.id, .task = task.rec.task_id,
+                                      .attempt = task.rec.attempt});
             spdlog::warn("ENGINE_TASK_FAILED {} task {}: {}", run.rec.id, task.rec.task_id, message);
+        }
         if (run.first_failure.empty()) {
             run.first_failure = "task '" + task.rec.task_id + "' " +
                                 (state == TS::Failed ? "failed" : "was cancelled") +
@@ -505,7 +515,8 @@ void Core::endRun(Run& run) {
     run.run_timer.reset();
     saveRun(run);
     event(run.rec.id, "", "run_end", model::nameString(run.rec.state) + (run.rec.message.empty() ? "" : ": " + run.rec.message));
-    if (run.rec.state == model::RunState::Succeeded) {
+    if (logging::Context log_ctx({.workflow = run.rec.workflow, .run_id = run.rec.id});
+        run.rec.state == model::RunState::Succeeded) {
         spdlog::info("ENGINE_RUN_SUCCEEDED {}", run.rec.id);
     } else {
         spdlog::warn("ENGINE_RUN_{} {} {}", run.rec.state == model::RunState::Failed ? "FAILED" : "CANCELLED",

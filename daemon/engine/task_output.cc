@@ -15,6 +15,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "common/log.h"
 #include "plugin_host/outputs.h"
 
 namespace taskhub::engine {
@@ -98,10 +99,15 @@ struct TaskOutput::Impl {
     bool truncated = false;    // captured stopped at kMaxCapture
     plugin_host::OutputSet outputs;
     std::string output_error;
+
+    // Journal forwarding (log_to_journal).
+    std::optional<JournalForward> journal;
+    std::string line_buf;   // the current line so far, at most logging::kTaskLineMax bytes
+    bool line_cut = false;  // the current line was cut and sent: skip to its newline
 };
 
 std::shared_ptr<TaskOutput> TaskOutput::open(asio::io_context& io, std::filesystem::path file, std::string* err,
-                                             LogCap cap) {
+                                             LogCap cap, std::optional<JournalForward> journal) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) {
         *err = std::string("cannot create the output pipe: ") + std::strerror(errno);
@@ -118,6 +124,7 @@ std::shared_ptr<TaskOutput> TaskOutput::open(asio::io_context& io, std::filesyst
         return nullptr;
     }
     out->write_fd_ = fds[1];
+    out->impl_->journal = std::move(journal);
     return out;
 }
 
@@ -230,6 +237,7 @@ TaskOutput::Drain TaskOutput::drain(size_t budget) {
         if (n > 0) {
             append(im.buf.data(), static_cast<size_t>(n));
             if (im.scanning) scan(im.buf.data(), static_cast<size_t>(n));
+            if (im.journal) forward(im.buf.data(), static_cast<size_t>(n));
             total += static_cast<size_t>(n);
             continue;
         }
@@ -286,6 +294,43 @@ void TaskOutput::scan(const char* data, size_t n) {
         }
         }
     }
+}
+
+void TaskOutput::forward(const char* data, size_t n) {
+    auto& im = *impl_;
+    const logging::Fields fields{im.journal->workflow, im.journal->run_id, im.journal->task, im.journal->attempt};
+    auto send = [&] {
+        std::string_view line = im.line_buf;
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        logging::forwardTaskLine(fields, line);
+        im.line_buf.clear();
+    };
+    const char* p = data;
+    const char* const end = data + n;
+    while (p < end) {
+        const void* nl = std::memchr(p, '\n', static_cast<size_t>(end - p));
+        const char* stop = nl ? static_cast<const char*>(nl) : end;
+        if (!im.line_cut) {
+            const size_t room = logging::kTaskLineMax - im.line_buf.size();
+            const size_t len = static_cast<size_t>(stop - p);
+            im.line_buf.append(p, std::min(len, room));
+            if (len > room) { // longer than kTaskLineMax: send what fits, skip the rest
+                im.line_buf += " [line cut at 4096 bytes]";
+                send();
+                im.line_cut = true;
+            }
+        }
+        if (nl == nullptr) return;
+        if (!im.line_cut) send();
+        im.line_cut = false;
+        p = stop + 1;
+    }
+}
+
+void TaskOutput::flushForward() {
+    auto& im = *impl_;
+    if (!im.journal || im.line_cut || im.line_buf.empty()) return;
+    forward("\n", 1);
 }
 
 void TaskOutput::setOutputLine() {
@@ -367,6 +412,7 @@ void TaskOutput::close() {
     auto& im = *impl_;
     if (im.closed) return;
     im.closed = true;
+    flushForward();
     boost::system::error_code ec;
     im.reader.close(ec);
     im.linger.cancel();

@@ -18,6 +18,13 @@
 // is still known (see parseLogTruncationMarker). The new file replaces the old one by rename, so
 // a reader sees one or the other, never half of either.
 //
+// Journal (log_to_journal = true, when the daemon logs to the journal): each line of output is
+// also sent to the journal (common/log.h forwardTaskLine(): PRIORITY=6,
+// SYSLOG_IDENTIFIER=taskhub-task, the TASKHUB_* fields of the attempt), a trailing CR dropped, a
+// line longer than logging::kTaskLineMax cut there with " [line cut at 4096 bytes]" and its rest
+// not sent; a last line without a newline is sent when the output closes. The rate bound of
+// forwardTaskLine() applies; the log file always has everything.
+//
 // Lifetime: owned through shared_ptr; pending reads keep it alive until end of file or close().
 // Threading: event-loop thread only (the plugin may write to the pipe from any thread).
 #ifndef TASKHUB_ENGINE_TASK_OUTPUT_H
@@ -46,6 +53,14 @@ struct LogCap {
     std::string text;       // as configured, e.g. "10MB", for the marker
 };
 
+// Where an attempt's output lines go besides its log file: the journal fields of the attempt.
+struct JournalForward {
+    std::string workflow;
+    std::string run_id;
+    std::string task;
+    int attempt = 0;
+};
+
 // The first line of a log file that LogCap truncated:
 // "[taskhub: N bytes of older output dropped (max_log_size = 10MB)]\n", N counting every byte
 // dropped since the attempt began.
@@ -63,7 +78,8 @@ public:
     // Creates the pipe; the log file is created later, at `file`, when output arrives.
     // Returns null with *err set when no pipe could be made.
     static std::shared_ptr<TaskOutput> open(boost::asio::io_context& io, std::filesystem::path file,
-                                            std::string* err, LogCap cap = {});
+                                            std::string* err, LogCap cap = {},
+                                            std::optional<JournalForward> journal = std::nullopt);
     ~TaskOutput();
     TaskOutput(const TaskOutput&) = delete;
     TaskOutput& operator=(const TaskOutput&) = delete;
@@ -110,6 +126,10 @@ private:
     void truncateAndAppend(const char* data, size_t n);
     // Finds `::set-output` lines in output as it arrives (lines may span reads).
     void scan(const char* data, size_t n);
+    // Sends complete lines of output to the journal (journal forwarding only); flush: also the
+    // last line without its newline.
+    void forward(const char* data, size_t n);
+    void flushForward();
     // Handles the captured rest of a `::set-output` line.
     void setOutputLine();
     // The attempt ended: a `::set-output` line still open counts as complete; stop scanning.

@@ -33,6 +33,7 @@ const char* const kSql[kStmtCount] = {
     "SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks",
     "SELECT count(*) FROM runs",
     "SELECT max(scheduled_ms) FROM runs WHERE workflow = ?1",
+    "SELECT max(ended_ms) FROM runs WHERE workflow = ?1 AND state = ?2",
     "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE state IN ('queued', 'running', 'paused') "
     "ORDER BY key",
     "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE parent_run = ?1 ORDER BY key",

@@ -50,6 +50,7 @@ enum StmtId {
     kNextEventSeq,
     kCountRuns,
     kLastScheduled,
+    kLastEnded,
     kUnfinished,
     kChildren,
     kInsertPluginEvent,

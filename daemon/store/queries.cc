@@ -174,6 +174,16 @@ std::optional<int64_t> Store::lastScheduledMs(const std::string& workflow) {
     return v;
 }
 
+std::optional<int64_t> Store::lastEndedMs(const std::string& workflow, model::RunState state) {
+    auto& s = r_->stmt(kLastEnded);
+    s.bind(1, workflow);
+    s.bind(2, model::name(state));
+    std::optional<int64_t> v;
+    if (s.step() == SQLITE_ROW) v = s.opt(0);
+    s.finish();
+    return v;
+}
+
 std::vector<RunRecord> Store::unfinishedRuns() {
     auto& s = r_->stmt(kUnfinished);
     std::vector<RunRecord> out;

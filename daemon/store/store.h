@@ -196,6 +196,9 @@ public:
     // (started, queued or recorded as skipped), or std::nullopt when it has none.
     std::optional<int64_t> lastScheduledMs(const std::string& workflow);
 
+    // When the workflow's latest run (top-level or child) that ended in `state` ended (epoch ms),
+    // or std::nullopt when none did: seeds the metrics' last success and failure times at start.
+    std::optional<int64_t> lastEndedMs(const std::string& workflow, model::RunState state);
     // Runs left queued, running or paused by a previous daemon process, oldest first (child runs
     // included: their parent_run says where they belong).
     std::vector<RunRecord> unfinishedRuns();

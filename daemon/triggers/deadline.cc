@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "common/log.h"
 #include "common/time_util.h"
 #include "model/names.h"
 #include "triggers/plan.h"
@@ -124,6 +125,7 @@ struct DeadlineWatch::Impl {
 
     // Decides every firing of w due by now, oldest first, and moves the mark past them.
     void decide(const std::string& name, Watched& w, sys_seconds now) {
+        logging::Context log_ctx({.workflow = name});
         const auto deadline = w.wf->deadline;
         const sys_seconds oldest = oldestChecked(*w.wf, now);
         // The walk: firings whose due instants passed join those known from runs. A gap longer
@@ -173,6 +175,7 @@ struct DeadlineWatch::Impl {
             miss.detected = now;
             if (node.mapped()) miss.run_state = node.mapped()->state;
             miss.reason = std::move(*why);
+            logging::Context miss_ctx({.workflow = name, .run_id = miss.run_id});
             spdlog::warn("DEADLINE_MISSED {}: firing {} (scheduled {}) has not succeeded within its deadline of {} "
                          "(due {}): {}",
                          name, miss.run_id, formatIsoSeconds(scheduled), formatDuration(deadline),
@@ -187,6 +190,7 @@ struct DeadlineWatch::Impl {
     // A workflow seen with a deadline for the first time in this process: its firings since its
     // mark (the daemon was not running, or the deadline is new).
     void checkBack(const std::string& name, Watched& w, sys_seconds now) {
+        logging::Context log_ctx({.workflow = name});
         const auto& wf = *w.wf;
         auto mark = book.mark(name);
         if (!mark) {

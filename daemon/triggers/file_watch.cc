@@ -20,6 +20,7 @@
 #include <unordered_map>
 
 #include "common/inotify.h"
+#include "common/log.h"
 #include "triggers/beneath.h"
 
 namespace taskhub::triggers {
@@ -287,7 +288,10 @@ struct FileWatch::Impl {
     // A dropped file that is not acted on: said in the log, and in the run's events if it has one.
     void refuse(const std::string& workflow, const std::string& path, Refusal r, const std::string& why,
                 const std::string& run_id = {}) {
-        spdlog::warn("FILE_DROP_REFUSED {} {}: not acted on ({}): {}", workflow, path, refusalName(r), why);
+        {
+            logging::Context log_ctx({.workflow = workflow, .run_id = run_id});
+            spdlog::warn("FILE_DROP_REFUSED {} {}: not acted on ({}): {}", workflow, path, refusalName(r), why);
+        }
         if (!run_id.empty() && hooks.event) {
             hooks.event(run_id, "file_refused", path + " not acted on (" + refusalName(r) + "): " + why);
         }

@@ -14,6 +14,7 @@
 #include <set>
 #include <system_error>
 
+#include "common/log.h"
 #include "common/time_util.h"
 #include "model/states.h"
 #include "triggers/plan.h"
@@ -119,6 +120,7 @@ struct Scheduler::Impl {
         const std::string span = formatIsoSeconds(missed.front().scheduled) +
                                  (n > 1 ? " to " + formatIsoSeconds(missed.back().scheduled) : "");
         const auto choice = chooseCatchup(wf.catchup, missed, kMaxCatchup);
+        logging::Context log_ctx({.workflow = wf.name});
         if (choice.run.empty()) {
             spdlog::warn("SCHED_MISSED {}: {} firing(s) missed ({}; {}), not run (catchup = none)", wf.name, n, span,
                          why);
@@ -332,6 +334,18 @@ std::vector<sys_seconds> Scheduler::nextFirings(const std::string& workflow) con
     auto it = impl_->states.find(workflow);
     if (it == impl_->states.end()) return {};
     return it->second.next_due;
+}
+
+std::optional<Scheduler::Next> Scheduler::earliestFiring() const {
+    std::optional<Next> best;
+    for (const auto& [name, st] : impl_->states) {
+        if (impl_->pauses.count(name)) continue;
+        for (const auto& due : st.next_due) {
+            if (due == sys_seconds{}) continue;
+            if (!best || due < best->due) best = Next{name, due};
+        }
+    }
+    return best;
 }
 
 const Scheduler::Options& Scheduler::options() const { return impl_->opts; }

@@ -109,6 +109,14 @@ public:
     // will not fire again); empty when the workflow is unknown.
     std::vector<std::chrono::sys_seconds> nextFirings(const std::string& workflow) const;
 
+    // The earliest planned firing of the workflows not paused (workflow name, due instant), for
+    // the service status line; nullopt when none will fire. Walks every workflow's plan.
+    struct Next {
+        std::string workflow;
+        std::chrono::sys_seconds due{};
+    };
+    std::optional<Next> earliestFiring() const;
+
     const Options& options() const;
 
 private:

@@ -13,15 +13,22 @@
    is what README.md, docs/operations.md, docs/control-protocol.md, docs/plugin-abi.md and
    docs/plugin-guide.md give as the current version (ABI_CLAIMS), and no doc names a newer one.
 3. The systemd unit listed in docs/operations.md is systemd/taskhubd.service as it is.
+4. The journal catalog systemd/taskhub.catalog is what catalog_text() makes of the log id table:
+   one entry per documented id, under the MESSAGE_ID taskhubd sends for it (FNV-1a 128 of
+   "taskhub:" + id, common/journal.h), with the table's level and meaning. So every emitted id
+   (check 1) has an entry with the right MESSAGE_ID, and the catalog cannot drift from the docs.
 
 Usage: check_docs.py [SOURCE_DIR] (default: the repository this file is in). Exit 0 when all
-holds; else 1, with one line per problem."""
+holds; else 1, with one line per problem. check_docs.py --write-catalog [SOURCE_DIR] rewrites
+systemd/taskhub.catalog from docs/operations.md (after a change to the table)."""
 
 import os
 import re
 import sys
 
-ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", ".."))
+WRITE_CATALOG = "--write-catalog" in sys.argv[1:]
+ARGS = [a for a in sys.argv[1:] if a != "--write-catalog"]
+ROOT = os.path.abspath(ARGS[0] if ARGS else os.path.join(os.path.dirname(__file__), "..", ".."))
 LOG_SOURCES = ("daemon", "runner")
 ID = r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+"
 LEVELS = ("trace", "debug", "info", "warn", "error", "critical")
@@ -137,18 +144,76 @@ def emitted_ids():
     return ids, problems
 
 
-def documented_ids():
-    """The ids in the first column of the table in docs/operations.md, section "Logging"."""
+def documented_rows():
+    """[(ids, level, meaning)] of the table in docs/operations.md, section "Logging" (the rows
+    whose first column names ids), or None without the section."""
     text = read("docs/operations.md")
     m = re.search(r"^## Logging\n(.*?)(?=^## )", text, re.M | re.S)
     if not m:
         return None
-    ids = set()
+    rows = []
     for line in m.group(1).splitlines():
         cells = line.split("|")
-        if line.startswith("|") and len(cells) > 2:
-            ids.update(re.findall(r"`(%s)`" % ID, cells[1]))
-    return ids
+        if line.startswith("|") and len(cells) > 4:
+            ids = re.findall(r"`(%s)`" % ID, cells[1])
+            if ids:
+                rows.append((ids, cells[2].strip(), "|".join(cells[3:-1]).strip()))
+    return rows
+
+
+def documented_ids():
+    """The ids in the first column of the table in docs/operations.md, section "Logging"."""
+    rows = documented_rows()
+    return None if rows is None else {i for ids, _, _ in rows for i in ids}
+
+
+def message_id(log_id):
+    """The MESSAGE_ID taskhubd sends with a log id (common/journal.h messageId())."""
+    h, prime = 0x6C62272E07BB014262B821756295C58D, (1 << 88) + 0x13B
+    for c in ("taskhub:" + log_id).encode():
+        h = ((h ^ c) * prime) % (1 << 128)
+    return "%032x" % h
+
+
+def plain(markdown):
+    """Table text as plain text: links become their text, backquotes go."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", markdown)
+    return text.replace("`", "").replace("\\|", "|")
+
+
+def catalog_text():
+    """systemd/taskhub.catalog as the log id table says (see check 4)."""
+    out = ["# The journal catalog of taskhubd: `journalctl -x` shows the entry of a line's MESSAGE_ID.\n"
+           "# Generated from docs/operations.md, section Logging, by tests/docs/check_docs.py --write-catalog;\n"
+           "# do not edit (ctest -R docs checks that it matches).\n"]
+    for ids, level, meaning in documented_rows() or []:
+        levels = [l.strip() for l in level.split(" / ")]
+        for k, i in enumerate(ids):
+            lvl = levels[k] if len(levels) == len(ids) else level
+            first = re.split(r"; |: |\. ", plain(meaning), maxsplit=1)[0]
+            out.append("-- %s\n"
+                       "Subject: taskhubd %s: %s\n"
+                       "Defined-By: taskhub\n"
+                       "Support: file:/usr/share/doc/taskhub/operations.md\n"
+                       "Documentation: file:/usr/share/doc/taskhub/operations.md\n"
+                       "\n"
+                       "Log id %s (level %s): %s.\n"
+                       "\n"
+                       "Find such lines with journalctl TASKHUB_LOG_ID=%s; docs/operations.md, section\n"
+                       "Logging, lists every log id.\n"
+                       % (message_id(i), i, first[:100], i, plain(lvl), plain(meaning).rstrip("."), i))
+    return "\n".join(out)
+
+
+def check_catalog(problems):
+    try:
+        text = read("systemd/taskhub.catalog")
+    except FileNotFoundError:
+        problems.append("systemd/taskhub.catalog is missing; make it with tests/docs/check_docs.py --write-catalog")
+        return
+    if text != catalog_text():
+        problems.append("systemd/taskhub.catalog differs from the log id table of docs/operations.md; "
+                        "run tests/docs/check_docs.py --write-catalog")
 
 
 def docs_files():
@@ -234,16 +299,22 @@ def check_unit(problems):
 
 
 def main():
+    if WRITE_CATALOG:
+        with open(os.path.join(ROOT, "systemd", "taskhub.catalog"), "w", encoding="utf-8") as f:
+            f.write(catalog_text())
+        print("wrote systemd/taskhub.catalog")
+        return 0
     problems = []
     check_log_ids(problems)
     check_abi(problems)
     check_unit(problems)
+    check_catalog(problems)
     for p in problems:
         print(p)
     if problems:
         print("%d problem(s); see tests/docs/check_docs.py" % len(problems))
         return 1
-    print("log ids, the plugin ABI version and the systemd unit in the docs match the code")
+    print("log ids, the plugin ABI version, the systemd unit and the journal catalog in the docs match the code")
     return 0
 
 

@@ -316,14 +316,16 @@ class Daemon:
 
     # ---- process ----
 
-    def start(self, wait=True, extra_env=None):
+    def start(self, wait=True, extra_env=None, log_target="stderr"):
         """Starts taskhubd (and waits until it answers, unless wait is false). extra_env: variables
-        added to this process's environment for this start only (e.g. TASKHUB_FAILPOINT)."""
+        added to this process's environment for this start only (e.g. TASKHUB_FAILPOINT).
+        log_target: taskhubd's --log-target; stderr (lines "<N>LEVEL MESSAGE" in daemon.log)
+        unless a test asks for the journal, so that no test depends on the machine's journal."""
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                [BIN["daemon"], "--config", self.config],
+                [BIN["daemon"], "--config", self.config, "--log-target", log_target],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir,
                 env=dict(os.environ, **extra_env) if extra_env else None,
                 preexec_fn=lambda: _prctl(PR_SET_PDEATHSIG, signal.SIGTERM))

@@ -340,7 +340,8 @@ class ControlLimitsTest(harness.DaemonTestCase):
         # Start taskhubd with only 64 descriptors (prlimit execs it: same pid, same cleanup).
         with open(d.log_path, "ab") as log:
             d.proc = subprocess.Popen(
-                ["prlimit", "--nofile=64:64", "--", harness.BIN["daemon"], "--config", d.config],
+                ["prlimit", "--nofile=64:64", "--", harness.BIN["daemon"], "--config", d.config, "--log-target",
+                 "stderr"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=d.dir,
                 preexec_fn=lambda: harness._prctl(harness.PR_SET_PDEATHSIG, signal.SIGTERM))
         d.wait_ready()

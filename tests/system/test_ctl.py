@@ -92,7 +92,7 @@ def ctl(*args):
 
 
 class CommandLineTest(harness.unittest.TestCase):
-    COMMANDS = ["status", "list", "show", "reload", "plugins", "plugin show", "run", "watch", "runs", "pause",
+    COMMANDS = ["status", "metrics", "list", "show", "reload", "plugins", "plugin show", "run", "watch", "runs", "pause",
                 "resume", "cancel", "retry", "logs", "wait", "validate", "next", "plugin check"]
 
     def test_usage_lists_every_command(self):

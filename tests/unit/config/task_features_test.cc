@@ -404,3 +404,45 @@ when = "tasks.a.state == 'succeeded' && tasks.side.state == 'succeeded' && tasks
               "18: task 'c': 'x': ${tasks.sid.outputs.p}: no task 'sid' in this workflow; did you mean 'side'?",
               "24: task 'd': 'when': tasks.sid.state: no task 'sid' in this workflow; did you mean 'side'?"});
 }
+
+TEST_CASE("log_to_journal: the workflow's value, a task's own, and what is refused", "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "chatty.toml", R"(log_to_journal = true
+
+[[task]]
+id = "a"
+plugin = "noop"
+
+[[task]]
+id = "b"
+plugin = "noop"
+log_to_journal = false
+)");
+    REQUIRE(messages(load) == std::vector<std::string>{});
+    CHECK(load.workflow->log_to_journal);
+    CHECK_FALSE(load.workflow->tasks[0].log_to_journal.has_value());
+    CHECK(load.workflow->tasks[1].log_to_journal == std::optional<bool>(false));
+
+    auto quiet = loadText(dir, "quiet.toml", "[[task]]\nid = \"a\"\nplugin = \"noop\"\n");
+    REQUIRE(quiet.workflow);
+    CHECK_FALSE(quiet.workflow->log_to_journal);
+
+    auto bad = loadText(dir, "bad.toml", R"(log_to_journal = "yes"
+
+[[task]]
+id = "a"
+plugin = "noop"
+log_to_journal = 1
+
+[[task]]
+id = "sub"
+workflow = "quiet"
+log_to_journal = true
+)");
+    CHECK(messages(bad) ==
+          std::vector<std::string>{
+              "1: 'log_to_journal' must be true or false, found string",
+              "6: task 'a': 'log_to_journal' must be true or false, found integer",
+              "11: task 'sub': 'log_to_journal' applies to plugin tasks only (a workflow task prints nothing; set "
+              "log_to_journal in workflow 'quiet')"});
+}

@@ -59,7 +59,7 @@ const Command& command(std::string_view name) {
 } // namespace
 
 TEST_CASE("every command of the table is complete") {
-    REQUIRE(commands().size() == 18);
+    REQUIRE(commands().size() == 19); // 18 + metrics (issue 16)
     std::vector<std::string_view> names;
     for (const auto& c : commands()) {
         INFO(c.name);
@@ -167,6 +167,7 @@ TEST_CASE("the number of arguments is checked with the command's own words") {
     CHECK(refused({"pause"}) == "pause takes one argument: RUN or WORKFLOW");
     CHECK(refused({"logs", "r@1"}) == "logs takes two arguments: RUN TASK");
     CHECK(refused({"status", "x"}) == "status takes no arguments");
+    CHECK(refused({"metrics", "x"}) == "metrics takes no arguments");
     CHECK(refused({"runs", "a", "b"}) == "runs takes at most one argument: WORKFLOW");
     CHECK(refused({"validate"}) == "validate takes one or more FILEs");
     CHECK(refused({"plugin", "check"}) == "plugin check takes one argument: PATH.so");

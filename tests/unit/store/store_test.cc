@@ -118,6 +118,29 @@ TEST_CASE("only committed writes are visible outside, and survive the process", 
     sqlite3_close(other);
 }
 
+TEST_CASE("lastEndedMs is when the workflow's latest run in that state ended", "[store]") {
+    TempDir dir;
+    auto s = openStore(dir.path);
+    using taskhub::model::RunState;
+    auto ended = [&](const std::string& id, const std::string& wf, RunState state, int64_t end) {
+        auto r = makeRun(id, wf, end - 10);
+        r.state = state;
+        r.ended_ms = end;
+        s->insertRun(r);
+    };
+    ended("wf@1", "wf", RunState::Succeeded, 1000);
+    ended("wf@2", "wf", RunState::Succeeded, 3000);
+    ended("wf@3", "wf", RunState::Failed, 2000);
+    ended("wf@4", "wf", RunState::Cancelled, 9000);
+    ended("other@1", "other", RunState::Succeeded, 7000);
+    s->insertRun(makeRun("wf@5", "wf", 8000)); // running: no end
+    REQUIRE(s->commit());
+    CHECK(s->lastEndedMs("wf", RunState::Succeeded) == 3000);
+    CHECK(s->lastEndedMs("wf", RunState::Failed) == 2000);
+    CHECK(s->lastEndedMs("other", RunState::Failed) == std::nullopt);
+    CHECK(s->lastEndedMs("none", RunState::Succeeded) == std::nullopt);
+}
+
 TEST_CASE("a second store on the same state directory is refused before it touches anything", "[store]") {
     TempDir dir;
     auto first = openStore(dir.path);
