@@ -163,6 +163,15 @@ int cmdShow(const Context& ctx, const Invocation& in) {
     if (!last.is_null()) {
         std::cout << "last run     " << field(last, "id") << " " << field(last, "state") << "\n";
     }
+    if (const auto* dl = w.as_object().if_contains("deadline"); dl && !dl->is_null()) {
+        std::cout << "deadline     " << str(*dl) << " after each scheduled instant\n";
+    }
+    if (const auto* misses = w.as_object().if_contains("deadline_misses"); misses && misses->is_array()) {
+        for (const auto& m : misses->as_array()) {
+            std::cout << "missed       " << field(m, "run_id") << " at " << shortTime(field(m, "due")) << ": "
+                      << field(m, "reason") << "\n";
+        }
+    }
     std::cout << "\n";
     std::vector<std::vector<std::string>> rows;
     for (const auto& t : w.as_object().at("tasks").as_array()) {

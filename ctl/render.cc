@@ -240,6 +240,24 @@ void printRunDetail(const json::value& run) {
         std::cout << "parent    " << parent << " (task " << field(run, "parent_task") << ")\n";
     if (std::string lost = field(run, "lost"); lost != "0" && lost != "-")
         std::cout << "lost      " << lost << " attempt(s) interrupted by a taskhubd crash (events: lost, recovered)\n";
+    if (const auto* d = run.as_object().if_contains("deadline"); d && d->is_object()) {
+        const std::string state = field(*d, "state");
+        std::cout << "deadline  ";
+        if (state == "missed") {
+            std::cout << "missed at " << shortTime(field(*d, "due")) << " (" << field(*d, "deadline")
+                      << " after its scheduled instant " << shortTime(field(run, "scheduled")) << "): "
+                      << field(*d, "reason");
+            if (field(*d, "detected") != field(*d, "due")) std::cout << "; found " << shortTime(field(*d, "detected"));
+        } else if (state == "met") {
+            std::cout << "met (" << field(*d, "deadline") << " after its scheduled instant)";
+        } else if (state == "pending") {
+            std::cout << "due by " << shortTime(field(*d, "due")) << " (" << field(*d, "deadline")
+                      << " after its scheduled instant)";
+        } else {
+            std::cout << "not checked (the firing came before the deadline was configured)";
+        }
+        std::cout << "\n";
+    }
     std::cout << "started   " << shortTime(field(run, "started")) << "\n"
               << "ended     " << shortTime(field(run, "ended")) << "\n"
               << "duration  " << elapsed(run) << "\n\n";

@@ -177,8 +177,13 @@ int cmdRuns(const Context& ctx, const Invocation& in) {
     if (ctx.globals.json) return emitJson(d), 0;
     std::vector<std::vector<std::string>> rows;
     for (const auto& r : d.as_array()) {
+        // A firing that missed its workflow's deadline is marked in its message column.
+        const std::string message = field(r, "message");
+        const bool missed = field(r, "deadline_missed_ms") != "-";
         rows.push_back({field(r, "id"), field(r, "workflow"), field(r, "trigger"), field(r, "state"),
-                        shortTime(field(r, "started")), duration(r), field(r, "message")});
+                        shortTime(field(r, "started")), duration(r),
+                        missed ? "! deadline missed" + (message.empty() || message == "-" ? "" : "; " + message)
+                               : message});
     }
     table({"RUN", "WORKFLOW", "TRIGGER", "STATE", "STARTED", "DURATION", "MESSAGE"}, rows);
     return 0;

@@ -16,6 +16,7 @@
 
 #include <unistd.h>
 
+#include "app/deadlines.h"
 #include "app/daemon_services.h"
 #include "app/housekeeping.h"
 #include "app/service_watchdog.h"
@@ -37,6 +38,7 @@
 #include "pool/worker_pool.h"
 #include "store/store.h"
 #include "triggers/file_watch.h"
+#include "triggers/deadline.h"
 #include "triggers/scheduler.h"
 #include "triggers/zone_watch.h"
 
@@ -283,6 +285,19 @@ int serve(const config::DaemonConfig& cfg) {
                 std::chrono::milliseconds(*ms)));
         });
 
+    // Deadlines: the watch hears of runs from the engine (from recovery on) and is handed the
+    // workflows just before the scheduler. A miss is logged (DEADLINE_MISSED) and recorded by
+    // the watch; the callback is where notifications and metrics hear of it.
+    StoreDeadlineBook deadline_book(*store);
+    triggers::DeadlineWatch deadlines(io, {sched_opts.daemon_start, {}}, deadline_book, {});
+    DeadlineObserver deadline_observer(deadlines);
+    engine.addObserver(&deadline_observer);
+    struct ObserverGuard {
+        engine::Engine& engine;
+        engine::EngineObserver* observer;
+        ~ObserverGuard() { engine.removeObserver(observer); }
+    } deadline_observer_guard{engine, &deadline_observer};
+
     if (std::string err; !scheduler.start(&err)) {
         spdlog::error("SCHED_TIMER_FAILED {}; time triggers do not fire until taskhubd is restarted", err);
     }
@@ -296,7 +311,7 @@ int serve(const config::DaemonConfig& cfg) {
         scheduler.restorePauses(std::move(pauses));
     }
     triggers::FileWatch file_watch(io, fileWatchHooks(engine, *store, scheduler));
-    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch, &metrics});
+    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch, &metrics, &deadlines});
     metrics.setLiveSource([&services, &plugins] {
         const control::StatusInfo st = services.status();
         metrics::LiveState s;
@@ -419,6 +434,7 @@ int serve(const config::DaemonConfig& cfg) {
                 services.setShuttingDown();
                 store->stopWaitingWhileUnwritable();
                 scheduler.stop();
+                deadlines.stop();
                 file_watch.stop();
                 plugins.stopHealthChecks();
                 zone_watch.stop();

@@ -28,6 +28,7 @@
 #include <taskhub/plugin_api.h>
 #include "triggers/plan.h"
 #include "triggers/file_watch.h"
+#include "triggers/deadline.h"
 #include "triggers/scheduler.h"
 
 #ifndef TASKHUB_VERSION
@@ -179,6 +180,8 @@ void DaemonServices::applyWorkflowSet() {
         apply_pending_ = true;
         return;
     }
+    // The deadline watch first: it takes its view of a restart before catch-up fires runs.
+    if (m_.deadlines) m_.deadlines->setWorkflows(running());
     m_.scheduler->setWorkflows(running());
     if (m_.file_watch) m_.file_watch->setWorkflows(running());
 }
@@ -311,6 +314,8 @@ control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool deta
     }
     auto last = m_.store->runs({wf.name, std::nullopt, 1});
     if (!last.empty()) w.last_run = last.front();
+    w.deadline_s = wf.deadline.count();
+    if (detail) w.deadline_misses = m_.store->deadlineMisses(wf.name, 0, control::kDeadlineMissesShown);
     return w;
 }
 
@@ -555,6 +560,16 @@ std::vector<store::RunRecord> DaemonServices::runs(const control::RunQuery& q) {
 }
 
 std::optional<store::RunRecord> DaemonServices::run(const std::string& id) { return m_.store->run(id, true); }
+
+std::optional<store::DeadlineMissRecord> DaemonServices::deadlineMiss(const std::string& run_id) {
+    return m_.store->deadlineMiss(run_id);
+}
+
+int64_t DaemonServices::deadlineSeconds(const std::string& workflow) {
+    const auto& map = running();
+    auto it = map.find(workflow);
+    return it == map.end() ? 0 : it->second->deadline.count();
+}
 
 std::vector<store::RunRecord> DaemonServices::children(const std::string& run_id) {
     std::vector<store::RunRecord> out;

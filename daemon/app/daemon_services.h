@@ -20,6 +20,7 @@ class Store;
 namespace taskhub::triggers {
 class Scheduler;
 class FileWatch;
+class DeadlineWatch;
 }
 namespace taskhub::plugin_host {
 class PluginHost;
@@ -49,6 +50,7 @@ struct Modules {
     triggers::Scheduler* scheduler = nullptr;
     triggers::FileWatch* file_watch = nullptr; // file-drop triggers
     metrics::Metrics* metrics = nullptr;       // told the loaded workflows; renders `metrics`
+    triggers::DeadlineWatch* deadlines = nullptr; // workflow deadlines
     // [metrics] textfile and listen; null when not configured (status shows their health).
     const metrics_export::TextfileWriter* metrics_textfile = nullptr;
     const metrics_export::HttpListener* metrics_listener = nullptr;
@@ -117,6 +119,8 @@ public:
     bool whenRunEnds(const std::string& run_id, std::function<void()> fn) override;
     std::vector<store::RunRecord> runs(const control::RunQuery& query) override;
     std::optional<store::RunRecord> run(const std::string& id) override;
+    std::optional<store::DeadlineMissRecord> deadlineMiss(const std::string& run_id) override;
+    int64_t deadlineSeconds(const std::string& workflow) override;
     std::vector<store::RunRecord> children(const std::string& run_id) override;
     std::map<std::string, std::string> waitingReasons(const std::string& run_id) override;
     std::vector<store::EventRecord> events(const std::string& run_id) override;

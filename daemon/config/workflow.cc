@@ -37,7 +37,7 @@ namespace {
 
 const std::set<std::string> kWorkflowKeys = {"description", "timezone", "dst_gap", "dst_fold", "trigger",
                                              "policy", "params", "max_parallel_tasks", "task",
-                                             "keep_runs", "keep_days", "run_as", "log_to_journal"};
+                                             "keep_runs", "keep_days", "run_as", "deadline", "log_to_journal"};
 
 std::string contentHash(const std::string& text) {
     uint64_t h = 1469598103934665603ULL; // FNV-1a
@@ -159,6 +159,7 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
     std::string zone = defaults.timezone;
     size_t zoneLine = 0;
     size_t runAsLine = 0;
+    size_t deadlineLine = 0;
     const Value* tasks = nullptr;
     for (const auto& [key, v] : root->as_table()) {
         if (key == "description") {
@@ -206,6 +207,11 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
                     runAsLine = r.lineOf(v);
                 }
             }
+        } else if (key == "deadline") {
+            if (auto d = getSeconds(v, "'deadline'", std::chrono::seconds(1), r)) {
+                wf->deadline = *d;
+                deadlineLine = r.lineOf(v);
+            }
         } else if (key == "log_to_journal") {
             if (!v.is_boolean()) r.add(v, "'log_to_journal' must be true or false, found " + typeName(v));
             else wf->log_to_journal = v.as_boolean();
@@ -218,6 +224,13 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
     }
 
     addFileParams(*root, *wf, r);
+    if (wf->deadline.count() > 0 && !hasDeadlineTrigger(*wf)) {
+        // A deadline is measured from a scheduled instant, which only these triggers have: a
+        // file drop or a manual run has none, and @reboot's is the boot.
+        r.add(deadlineLine, "'deadline' needs a cron, every or at trigger: it is measured from a firing's "
+                            "scheduled instant (@reboot, watch triggers and manual runs have no schedule); add "
+                            "such a [[trigger]] or remove 'deadline'");
+    }
 
     try {
         wf->zone = zone.empty() ? date::current_zone() : date::locate_zone(zone);

@@ -68,6 +68,10 @@ struct TriggerDef {
 // "cron", "reboot", "every", "at", "file": a trigger's kind, as runs record it (their trigger field).
 const char* toString(TriggerDef::Kind k);
 
+// True for the triggers whose firings have a scheduled instant a deadline is measured from:
+// cron, every and at (not @reboot, whose instant is the boot, nor file drops).
+bool hasDeadline(TriggerDef::Kind k);
+
 // The params every run of a file-drop trigger carries (a workflow with a `watch` trigger may not
 // declare them itself): the file's absolute path, its name and its size in bytes.
 inline constexpr const char* kFileParams[] = {"file", "file_name", "file_size"};
@@ -152,6 +156,10 @@ struct Workflow {
     std::chrono::seconds catchup_window{std::chrono::hours(24)};
     OnFailure on_failure = OnFailure::FailFast;
     std::chrono::milliseconds timeout{0}; // whole run; 0 = none
+    // `deadline = "45m"`: a firing of a time trigger (cron, every, at) that has no succeeded run
+    // this long after its scheduled instant missed its deadline (triggers/deadline.h). 0 = none.
+    // Only loaded with at least one cron, every or at trigger.
+    std::chrono::seconds deadline{0};
     // Declared params with their defaults, in file order. A run may only set declared params.
     std::vector<std::pair<std::string, std::string>> params;
     int max_parallel_tasks = 0;           // running tasks of this workflow, all runs; 0 = unlimited
@@ -169,6 +177,9 @@ struct Workflow {
     // while tasks run as root), for `taskhubd --check` and `taskhubctl validate`.
     std::vector<Diagnostic> warnings;
 };
+
+// True when wf has a trigger that hasDeadline() (its deadline applies to that trigger's firings).
+bool hasDeadlineTrigger(const Workflow& wf);
 
 // What the loader needs to know about executor plugins, so that this module stays free of
 // plugin loading. Implemented by the plugin host.

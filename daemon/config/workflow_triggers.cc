@@ -18,6 +18,14 @@ const char* toString(TriggerDef::Kind k) {
     return "?";
 }
 
+bool hasDeadline(TriggerDef::Kind k) {
+    return k == TriggerDef::Kind::Cron || k == TriggerDef::Kind::Every || k == TriggerDef::Kind::At;
+}
+
+bool hasDeadlineTrigger(const Workflow& wf) {
+    return std::any_of(wf.triggers.begin(), wf.triggers.end(), [](const TriggerDef& t) { return hasDeadline(t.kind); });
+}
+
 std::string TriggerDef::describe() const {
     std::string out;
     switch (kind) {

@@ -216,7 +216,9 @@ bool cmdShow(Context& c, Error* err) {
     if (auto r = c.services.run(name)) {
         json::object o;
         o["kind"] = "run";
-        o["run"] = runTreeJson(c.services, *r, 0);
+        auto run = runTreeJson(c.services, *r, 0);
+        addDeadline(c.services, *r, true, run);
+        o["run"] = std::move(run);
         o["events"] = eventsJson(c.services.events(name));
         c.ok(std::move(o));
         return true;
@@ -376,7 +378,11 @@ bool cmdRuns(Context& c, Error* err) {
         return false;
     }
     json::array runs;
-    for (const auto& r : found) runs.push_back(runJson(r, false));
+    for (const auto& r : found) {
+        auto ro = runJson(r, false);
+        addDeadline(c.services, r, false, ro);
+        runs.push_back(std::move(ro));
+    }
     c.ok(std::move(runs));
     return true;
 }

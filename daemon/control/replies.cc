@@ -137,6 +137,7 @@ json::object workflowJson(const WorkflowInfo& w, bool detail) {
     }
     o["last_run"] = w.last_run ? json::value(runJson(*w.last_run, false)) : json::value(nullptr);
     o["task_count"] = w.tasks.size();
+    o["deadline"] = w.deadline_s ? json::value(formatDuration(std::chrono::seconds(w.deadline_s))) : json::value(nullptr);
     if (detail) {
         o["overlap"] = w.overlap;
         if (!w.file_overlap.empty()) o["file_overlap"] = w.file_overlap;
@@ -156,8 +157,57 @@ json::object workflowJson(const WorkflowInfo& w, bool detail) {
             tasks.push_back(std::move(to));
         }
         o["tasks"] = std::move(tasks);
+        json::array misses;
+        for (const auto& m : w.deadline_misses) misses.push_back(deadlineMissJson(m));
+        o["deadline_misses"] = std::move(misses);
     }
     return o;
+}
+
+json::object deadlineMissJson(const store::DeadlineMissRecord& m) {
+    json::object o;
+    o["run_id"] = m.run_id;
+    o["scheduled"] = formatIsoMillis(m.scheduled_ms);
+    o["due"] = formatIsoMillis(m.due_ms);
+    o["deadline"] = formatDuration(std::chrono::seconds(m.deadline_s));
+    o["detected"] = formatIsoMillis(m.detected_ms);
+    o["run_state"] = m.run_state ? json::value(model::name(*m.run_state)) : json::value(nullptr);
+    o["reason"] = m.reason;
+    return o;
+}
+
+void addDeadline(Services& services, const store::RunRecord& r, bool detail, json::object& o) {
+    const bool firing = r.parent_run.empty() && r.scheduled_ms &&
+                        (r.trigger == model::TriggerSource::Cron || r.trigger == model::TriggerSource::Every ||
+                         r.trigger == model::TriggerSource::At);
+    auto miss = firing ? services.deadlineMiss(r.id) : std::nullopt;
+    o["deadline_missed_ms"] = miss ? json::value(miss->due_ms) : json::value(nullptr);
+    if (!detail) return;
+    const int64_t deadline_s = firing ? services.deadlineSeconds(r.workflow) : 0;
+    if (!miss && deadline_s == 0) {
+        o["deadline"] = nullptr;
+        return;
+    }
+    json::object d;
+    if (miss) {
+        d["deadline"] = formatDuration(std::chrono::seconds(miss->deadline_s));
+        d["due"] = formatIsoMillis(miss->due_ms);
+        d["state"] = "missed";
+        d["detected"] = formatIsoMillis(miss->detected_ms);
+        d["reason"] = miss->reason;
+    } else {
+        const int64_t due = *r.scheduled_ms + deadline_s * 1000;
+        d["deadline"] = formatDuration(std::chrono::seconds(deadline_s));
+        d["due"] = formatIsoMillis(due);
+        // Met: it succeeded by its due instant. Otherwise, before the due instant it is still
+        // pending; after it, a firing without a recorded miss was not checked (it came before
+        // the deadline was configured, or the watch has yet to look at it).
+        const bool met = r.state == model::RunState::Succeeded && r.ended_ms && *r.ended_ms <= due;
+        d["state"] = met ? "met" : nowMillis() < due ? "pending" : "not_checked";
+        d["detected"] = nullptr;
+        d["reason"] = nullptr;
+    }
+    o["deadline"] = std::move(d);
 }
 
 json::object pluginJson(const PluginStatus& p) {

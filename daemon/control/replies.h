@@ -32,6 +32,13 @@ boost::json::array eventsJson(const std::vector<store::EventRecord>& events);
 boost::json::object runTreeJson(Services& services, const store::RunRecord& r, int depth);
 // A workflow for `list` (detail false) or `show` (detail true).
 boost::json::object workflowJson(const WorkflowInfo& w, bool detail);
+// A deadline miss as `show WORKFLOW` lists it.
+boost::json::object deadlineMissJson(const store::DeadlineMissRecord& m);
+// Adds a run's deadline fields: "deadline_missed_ms" (the instant its firing missed its
+// deadline, S + deadline, or null) and, with detail (`show RUN`), "deadline": null when the
+// run's workflow has no deadline or the run is not a firing of a cron, every or at trigger,
+// else {deadline, due, state: missed | met | pending | not_checked, detected, reason}.
+void addDeadline(Services& services, const store::RunRecord& r, bool detail, boost::json::object& o);
 boost::json::object pluginJson(const PluginStatus& p);
 
 } // namespace taskhub::control

@@ -70,7 +70,14 @@ struct WorkflowInfo {
     store::NameValues params;                 // declared params with their defaults
     std::vector<TaskInfo> tasks;
     std::optional<store::RunRecord> last_run; // without tasks
+    int64_t deadline_s = 0;                   // `deadline`; 0 = none
+    // `show WORKFLOW` only: its latest misses (kDeadlineMissesShown at most), newest first,
+    // firings without a run included.
+    std::vector<store::DeadlineMissRecord> deadline_misses;
 };
+
+// How many of a workflow's latest deadline misses `show WORKFLOW` lists.
+inline constexpr int kDeadlineMissesShown = 10;
 
 struct WorkflowProblem {
     std::string file;
@@ -250,6 +257,10 @@ public:
     virtual bool whenRunEnds(const std::string& run_id, std::function<void()> fn) = 0;
     virtual std::vector<store::RunRecord> runs(const RunQuery& query) = 0;
     virtual std::optional<store::RunRecord> run(const std::string& id) = 0; // with tasks
+    // Deadlines: the recorded miss of a firing (by its run id), if it missed; the deadline of
+    // a loaded workflow in seconds, 0 when it has none.
+    virtual std::optional<store::DeadlineMissRecord> deadlineMiss(const std::string& run_id) = 0;
+    virtual int64_t deadlineSeconds(const std::string& workflow) = 0;
     // The runs started by the workflow tasks of run_id (every attempt), oldest first, with tasks.
     virtual std::vector<store::RunRecord> children(const std::string& run_id) = 0;
     // Why each ready task of an active run has not started (task id -> reason); empty for a

@@ -43,6 +43,18 @@ const char* const kSql[kStmtCount] = {
     "INSERT OR IGNORE INTO file_versions(workflow, path, inode, size, mtime_ns, run_id, recorded_ms) "
     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     "SELECT path, inode, size, mtime_ns, run_id, recorded_ms FROM file_versions WHERE workflow = ?1",
+    "INSERT OR IGNORE INTO deadline_misses(workflow, scheduled_ms, run_id, due_ms, deadline_s, detected_ms, "
+    "run_state, reason) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    "INSERT INTO deadline_marks(workflow, checked_ms) VALUES(?1, ?2) "
+    "ON CONFLICT(workflow) DO UPDATE SET checked_ms = max(checked_ms, ?2)",
+    "DELETE FROM deadline_marks WHERE workflow = ?1",
+    "SELECT workflow, checked_ms FROM deadline_marks ORDER BY workflow",
+    "SELECT workflow, scheduled_ms, run_id, due_ms, deadline_s, detected_ms, run_state, reason "
+    "FROM deadline_misses WHERE workflow = ?1 AND scheduled_ms > ?2 ORDER BY scheduled_ms DESC LIMIT ?3",
+    "SELECT workflow, scheduled_ms, run_id, due_ms, deadline_s, detected_ms, run_state, reason "
+    "FROM deadline_misses WHERE run_id = ?1",
+    "SELECT " TASKHUB_RUN_COLUMNS " FROM runs WHERE workflow = ?1 AND scheduled_ms > ?2 AND parent_run = '' "
+    "ORDER BY scheduled_ms LIMIT ?3",
 };
 
 bool exec(sqlite3* db, const char* sql, const std::filesystem::path& path, std::string* err) {

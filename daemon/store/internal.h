@@ -57,6 +57,13 @@ enum StmtId {
     kSelectPluginEvents,
     kInsertFileVersion,
     kSelectFileVersions,
+    kInsertDeadlineMiss,
+    kSetDeadlineMark,
+    kDeleteDeadlineMark,
+    kSelectDeadlineMarks,
+    kSelectDeadlineMisses,
+    kSelectDeadlineMissOfRun,
+    kSelectScheduledRuns,
     kStmtCount
 };
 

@@ -14,6 +14,48 @@ std::vector<Store::FileVersion> Store::fileVersions(const std::string& workflow)
     return out;
 }
 
+namespace {
+
+DeadlineMissRecord readDeadlineMiss(const Stmt& s) {
+    DeadlineMissRecord m{s.text(0), s.text(2), s.i64(1), s.i64(3), s.i64(4), s.i64(5), std::nullopt, s.text(7)};
+    if (auto state = s.text(6); !state.empty()) m.run_state = model::parse<model::RunState>(state);
+    return m;
+}
+
+} // namespace
+
+std::map<std::string, int64_t> Store::deadlineMarks() {
+    auto& s = r_->stmt(kSelectDeadlineMarks);
+    std::map<std::string, int64_t> out;
+    while (s.step() == SQLITE_ROW) out.emplace(s.text(0), s.i64(1));
+    return out;
+}
+
+std::vector<DeadlineMissRecord> Store::deadlineMisses(const std::string& workflow, int64_t after_ms, int limit) {
+    auto& s = r_->stmt(kSelectDeadlineMisses);
+    s.bind(1, workflow).bind(2, after_ms).bind(3, static_cast<int64_t>(limit));
+    std::vector<DeadlineMissRecord> out;
+    while (s.step() == SQLITE_ROW) out.push_back(readDeadlineMiss(s));
+    return out;
+}
+
+std::optional<DeadlineMissRecord> Store::deadlineMiss(const std::string& run_id) {
+    auto& s = r_->stmt(kSelectDeadlineMissOfRun);
+    s.bind(1, run_id);
+    std::optional<DeadlineMissRecord> out;
+    if (s.step() == SQLITE_ROW) out = readDeadlineMiss(s);
+    s.finish();
+    return out;
+}
+
+std::vector<RunRecord> Store::scheduledRuns(const std::string& workflow, int64_t after_ms, int limit) {
+    auto& s = r_->stmt(kSelectScheduledRuns);
+    s.bind(1, workflow).bind(2, after_ms).bind(3, static_cast<int64_t>(limit));
+    std::vector<RunRecord> out;
+    while (s.step() == SQLITE_ROW) out.push_back(readRun(s));
+    return out;
+}
+
 std::vector<Store::PluginEvent> Store::pluginEvents(const std::string& plugin, int limit) {
     auto& s = r_->stmt(kSelectPluginEvents);
     s.bind(1, plugin).bind(2, static_cast<int64_t>(limit));

@@ -59,6 +59,19 @@ struct RunRecord {
     std::vector<TaskRecord> tasks;   // filled when asked for
 };
 
+// A firing of a workflow with a deadline that had no succeeded run by its due instant (scheduled
+// + deadline; triggers/deadline.h). One per firing: recording it again changes nothing.
+struct DeadlineMissRecord {
+    std::string workflow;
+    std::string run_id;       // the firing's run id (workflow@instant), whether or not a run exists
+    int64_t scheduled_ms = 0; // the firing's scheduled instant (epoch ms)
+    int64_t due_ms = 0;       // scheduled + deadline
+    int64_t deadline_s = 0;   // the deadline then, in seconds
+    int64_t detected_ms = 0;  // when the miss was found (after a daemon outage: after the restart)
+    std::optional<model::RunState> run_state; // the run's state when found; nullopt: no run
+    std::string reason;       // for people: "not run (taskhubd was not running)", "still running", ...
+};
+
 struct EventRecord {
     int64_t ts_ms = 0;
     std::string run_id;

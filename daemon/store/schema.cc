@@ -182,9 +182,32 @@ UPDATE runs SET skip_cause = 'active_limit'
   WHERE state = 'skipped' AND skip_cause = '' AND message GLOB 'skipped: * runs are active, max_active_runs = *';
 )sql";
 
+// 8: issue 16.
+// ---- 8, deadlines (triggers/deadline.h): begin ----
+// deadline_misses: each firing that missed its workflow's deadline (run_state '' = no run).
+// deadline_marks: per workflow with a deadline, the latest scheduled instant whose firing has been
+// decided (met or missed); later firings are checked, earlier ones never again.
+constexpr const char* kSchemaV8Deadlines = R"sql(
+CREATE TABLE deadline_misses(
+  workflow TEXT NOT NULL,
+  scheduled_ms INTEGER NOT NULL,
+  run_id TEXT NOT NULL,
+  due_ms INTEGER NOT NULL,
+  deadline_s INTEGER NOT NULL,
+  detected_ms INTEGER NOT NULL,
+  run_state TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  PRIMARY KEY(workflow, scheduled_ms)) WITHOUT ROWID;
+CREATE INDEX deadline_misses_by_run ON deadline_misses(run_id);
+CREATE TABLE deadline_marks(
+  workflow TEXT PRIMARY KEY,
+  checked_ms INTEGER NOT NULL) WITHOUT ROWID;
+)sql";
+// ---- 8, deadlines: end ----
+
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
 const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
-                                   kSchemaV7};
+                                   kSchemaV7, kSchemaV8Deadlines};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace

@@ -31,6 +31,7 @@
 #include <deque>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -76,7 +77,7 @@ public:
     // 5: file_versions (file-drop triggers). 6: tasks.pid, pgid, proc_start (the process of
     // the latest attempt), runs.lost, meta (boot_id). 7: tasks.kind, runs.skip_cause. Older
     // databases are migrated when opened.
-    static constexpr int kSchemaVersion = 7;
+    static constexpr int kSchemaVersion = 8;
     static constexpr int kMaxTasksPerRun = 1 << 20; // tasks.key holds the position in 20 bits
 
     // Opens (creating if needed) state_dir/taskhub.db and migrates it forward to kSchemaVersion
@@ -146,6 +147,12 @@ public:
         int64_t recorded_ms = 0;
     };
     void recordFileVersion(const FileVersion& version);
+    // Deadlines (triggers/deadline.h): a missed firing, recorded once (a second record of the same
+    // workflow and scheduled instant changes nothing); and the workflow's mark, the latest
+    // scheduled instant decided (it never moves back), or nullopt to forget it (the workflow no
+    // longer has a deadline).
+    void recordDeadlineMiss(const DeadlineMissRecord& miss);
+    void setDeadlineMark(const std::string& workflow, std::optional<int64_t> checked_ms);
     // order: the task's position in its workflow, which is the order tasks are listed in
     // (0 <= order < kMaxTasksPerRun).
     // Writes every field, outputs (a JSON object in their order) and child_run included.
@@ -203,6 +210,14 @@ public:
     std::vector<PausedWorkflow> pausedWorkflows(); // committed, by name
     // Every file version recorded for the workflow (committed), in no particular order.
     std::vector<FileVersion> fileVersions(const std::string& workflow);
+    // Deadlines (committed): every workflow's mark (by name); a workflow's misses scheduled after
+    // after_ms, newest first, at most limit; the miss of a run id (a firing's id), if any.
+    std::map<std::string, int64_t> deadlineMarks();
+    std::vector<DeadlineMissRecord> deadlineMisses(const std::string& workflow, int64_t after_ms, int limit);
+    std::optional<DeadlineMissRecord> deadlineMiss(const std::string& run_id);
+    // The top-level runs of a workflow's scheduled firings after after_ms, oldest first (by
+    // scheduled instant), at most limit, without tasks.
+    std::vector<RunRecord> scheduledRuns(const std::string& workflow, int64_t after_ms, int limit);
     // The plugin's latest `limit` health transitions, oldest first.
     std::vector<PluginEvent> pluginEvents(const std::string& plugin, int limit);
     // The direct child runs of run_id (runs whose parent_run is run_id), oldest first, without
@@ -266,8 +281,12 @@ private:
         std::vector<std::string> run_ids;
         std::vector<FileVersion> file_versions;
     };
+    struct DeadlineMark {
+        std::string workflow;
+        std::optional<int64_t> checked_ms;
+    };
     using RunOp = std::variant<RunRecord, UpdateRun, ReviveRun, WorkflowPause, PluginEvent,
-                               FileVersion, Prune>; // insert, update, ...
+                               FileVersion, Prune, DeadlineMissRecord, DeadlineMark>; // insert, update, ...
     struct StringHash {
         using is_transparent = void;
         size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }

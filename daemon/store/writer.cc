@@ -86,6 +86,17 @@ bool Store::applyRun(Conn& c, const RunOp& op) {
         s.bind(1, f->workflow).bind(2, f->path).bind(3, f->inode).bind(4, f->size).bind(5, f->mtime_ns);
         s.bind(6, f->run_id).bind(7, f->recorded_ms);
         c.check(s.step(), "record file version", &err);
+    } else if (const auto* m = std::get_if<DeadlineMissRecord>(&op)) {
+        auto& s = c.stmt(kInsertDeadlineMiss);
+        s.bind(1, m->workflow).bind(2, m->scheduled_ms).bind(3, m->run_id).bind(4, m->due_ms).bind(5, m->deadline_s);
+        s.bind(6, m->detected_ms).bind(7, m->run_state ? model::name(*m->run_state) : std::string_view(""))
+            .bind(8, m->reason);
+        c.check(s.step(), "record deadline miss", &err);
+    } else if (const auto* k = std::get_if<DeadlineMark>(&op)) {
+        auto& s = c.stmt(k->checked_ms ? kSetDeadlineMark : kDeleteDeadlineMark);
+        s.bind(1, k->workflow);
+        if (k->checked_ms) s.bind(2, *k->checked_ms);
+        c.check(s.step(), "record deadline mark", &err);
     } else if (const auto* prune = std::get_if<Prune>(&op)) {
         return applyPrune(c, *prune);
     } else {
@@ -190,6 +201,10 @@ void Store::setWorkflowPaused(const std::string& workflow, bool paused, int64_t 
 
 void Store::addPluginEvent(const PluginEvent& event) { enqueueRun(event); }
 void Store::recordFileVersion(const FileVersion& version) { enqueueRun(version); }
+void Store::recordDeadlineMiss(const DeadlineMissRecord& miss) { enqueueRun(miss); }
+void Store::setDeadlineMark(const std::string& workflow, std::optional<int64_t> checked_ms) {
+    enqueueRun(DeadlineMark{workflow, checked_ms});
+}
 
 std::string Store::exchangeMeta(const std::string& key, const std::string& value) {
     std::string old;

@@ -88,13 +88,13 @@ plugin = "shell"
 comand = "true"
 )");
     CHECK(messages(load) == std::vector<std::string>{
-              "1: unknown key 'descripton'; did you mean 'description'? (accepted: description, dst_fold, dst_gap, "
+              "1: unknown key 'descripton'; did you mean 'description'? (accepted: deadline, description, dst_fold, dst_gap, "
               "keep_days, keep_runs, log_to_journal, max_parallel_tasks, params, policy, run_as, task, timezone, trigger)",
               "6: task 'a': plugin shell rejects parameter 'comand': unknown parameter 'comand'; did you mean "
               "'command'?"});
     CHECK(load.problems[0].str() == (dir.path / "w.toml").string() +
                                         ":1: unknown key 'descripton'; did you mean 'description'? (accepted: "
-                                        "description, dst_fold, dst_gap, keep_days, keep_runs, log_to_journal, max_parallel_tasks, params, policy, run_as, task, "
+                                        "deadline, description, dst_fold, dst_gap, keep_days, keep_runs, log_to_journal, max_parallel_tasks, params, policy, run_as, task, "
                                         "timezone, trigger)");
 }
 

@@ -730,9 +730,10 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     TempDir dir;
     const fs::path db = dir.path / "taskhub.db";
     openStore(dir.path).reset();
-    // What a version 4 database lacks: file_versions (5), the recovery columns and meta (6), and
-    // the kind and skip cause columns (7).
-    sql(db, "ALTER TABLE tasks DROP COLUMN kind; ALTER TABLE runs DROP COLUMN skip_cause; "
+    // What a version 4 database lacks: file_versions (5), the recovery columns and meta (6),
+    // the kind and skip cause columns (7) and the deadline tables (8).
+    sql(db, "DROP TABLE deadline_misses; DROP TABLE deadline_marks; "
+            "ALTER TABLE tasks DROP COLUMN kind; ALTER TABLE runs DROP COLUMN skip_cause; "
             "DROP TABLE file_versions; DROP TABLE meta; ALTER TABLE tasks DROP COLUMN pid; "
             "ALTER TABLE tasks DROP COLUMN pgid; ALTER TABLE tasks DROP COLUMN proc_start; "
             "ALTER TABLE runs DROP COLUMN lost; PRAGMA user_version = 4;");
@@ -761,7 +762,47 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name IN ('pid', 'pgid', 'proc_start')") == 3);
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'lost'") == 1);
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
-    CHECK(Store::kSchemaVersion == 7);
+    CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('deadline_misses', 'deadline_marks')") == 2);
+    CHECK(Store::kSchemaVersion == 8);
+}
+
+TEST_CASE("deadline misses are recorded once per firing; marks move forward only and can be forgotten",
+          "[store][deadline]") {
+    using taskhub::model::RunState;
+    TempDir dir;
+    {
+        auto s = openStore(dir.path);
+        DeadlineMissRecord m{"wf", "wf@20260501T101000Z", 1000, 3000, 2, 3500, RunState::Running, "still running"};
+        s->recordDeadlineMiss(m);
+        m.reason = "recorded again";
+        s->recordDeadlineMiss(m); // the same firing: ignored
+        s->recordDeadlineMiss({"wf", "wf@20260501T102000Z", 2000, 4000, 2, 9000, std::nullopt,
+                               "no run: taskhubd was not running at its scheduled instant"});
+        s->setDeadlineMark("wf", 2000);
+        s->setDeadlineMark("wf", 1000); // never back
+        s->setDeadlineMark("gone", 5);
+        s->setDeadlineMark("gone", std::nullopt);
+        auto r = makeRun("wf@20260501T101000Z", "wf", 1000);
+        r.trigger = taskhub::model::TriggerSource::Cron;
+        r.scheduled_ms = 1000;
+        s->insertRun(r);
+        REQUIRE(s->commit());
+    }
+    auto s = openStore(dir.path);
+    CHECK(s->deadlineMarks() == std::map<std::string, int64_t>{{"wf", 2000}});
+    auto misses = s->deadlineMisses("wf", 0, 10);
+    REQUIRE(misses.size() == 2);
+    CHECK(misses[0].run_id == "wf@20260501T102000Z"); // newest first
+    CHECK_FALSE(misses[0].run_state);
+    CHECK(misses[1].reason == "still running");
+    CHECK(misses[1].run_state == RunState::Running);
+    CHECK(misses[1].due_ms == 3000);
+    CHECK(misses[1].detected_ms == 3500);
+    CHECK(s->deadlineMisses("wf", 1000, 10).size() == 1);
+    CHECK(s->deadlineMiss("wf@20260501T101000Z")->scheduled_ms == 1000);
+    CHECK_FALSE(s->deadlineMiss("wf@20260501T103000Z"));
+    CHECK(s->scheduledRuns("wf", 0, 10).size() == 1);
+    CHECK(s->scheduledRuns("wf", 1000, 10).empty());
 }
 
 namespace {
@@ -790,8 +831,11 @@ TEST_CASE("a version 6 database gains task kinds and skip causes from the text i
     TempDir dir;
     const fs::path db = dir.path / "taskhub.db";
     openStore(dir.path).reset();
-    // A version 6 database: no kind or skip_cause columns. Its rows, as taskhubd 6 wrote them.
+    // A version 6 database: no kind or skip_cause columns (7), no deadline tables (8). Its rows,
+    // as taskhubd 6 wrote them.
     sql(db, R"sql(
+DROP TABLE deadline_misses;
+DROP TABLE deadline_marks;
 ALTER TABLE tasks DROP COLUMN kind;
 ALTER TABLE runs DROP COLUMN skip_cause;
 PRAGMA user_version = 6;
