@@ -37,7 +37,7 @@ namespace {
 
 const std::set<std::string> kWorkflowKeys = {"description", "timezone", "dst_gap", "dst_fold", "trigger",
                                              "policy", "params", "max_parallel_tasks", "task",
-                                             "keep_runs", "keep_days", "run_as"};
+                                             "keep_runs", "keep_days", "run_as", "notify"};
 
 std::string contentHash(const std::string& text) {
     uint64_t h = 1469598103934665603ULL; // FNV-1a
@@ -206,6 +206,8 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
                     runAsLine = r.lineOf(v);
                 }
             }
+        } else if (key == "notify") {
+            wf->notify_set = loadNotify(v, &wf->notify, r);
         } else if (key == "task") {
             tasks = &v;
         } else {

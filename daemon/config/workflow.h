@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/diagnostic.h"
+#include "config/notify_target.h"
 #include "config/workflow_limits.h"
 #include "cron/cron.h"
 #include "dag/graph.h"
@@ -160,6 +161,10 @@ struct Workflow {
     dag::Graph graph;    // node i is tasks[i]
     std::string version; // content hash of the file, recorded with each run
     std::string run_as;  // the workflow-level run_as as written; empty: none
+    // [[notify]]: when notify_set, this workflow's own targets (empty: `on = []`, notifications
+    // off); otherwise taskhub.toml's [[notify]] applies.
+    std::vector<NotifyTarget> notify;
+    bool notify_set = false;
     // What the loader noticed but does not refuse (e.g. a watched directory others can write
     // while tasks run as root), for `taskhubd --check` and `taskhubctl validate`.
     std::vector<Diagnostic> warnings;

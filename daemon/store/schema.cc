@@ -182,9 +182,34 @@ UPDATE runs SET skip_cause = 'active_limit'
   WHERE state = 'skipped' AND skip_cause = '' AND message GLOB 'skipped: * runs are active, max_active_runs = *';
 )sql";
 
+// 8: notifications.
+// ---- schema 8, notifications (daemon/notify's durable outbox): begin ----
+// One row per (run, event, target); id is derived from the three, so recording one twice keeps
+// the first. state: pending | sent | failed | dropped. payload: the run's facts as JSON.
+constexpr const char* kSchemaV8Notifications = R"sql(
+CREATE TABLE notifications(
+  id TEXT PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  workflow TEXT NOT NULL,
+  event TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  target TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  created_ms INTEGER NOT NULL,
+  sent_ms INTEGER,
+  payload TEXT NOT NULL,
+  run_as TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
+CREATE INDEX notifications_by_run ON notifications(run_id);
+CREATE INDEX notifications_by_state ON notifications(state, created_ms);
+)sql";
+// ---- schema 8, notifications: end ----
+
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
 const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
-                                   kSchemaV7};
+                                   kSchemaV7, kSchemaV8Notifications};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace
