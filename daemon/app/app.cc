@@ -27,6 +27,7 @@
 #include "config/workflow.h"
 #include "control/server.h"
 #include "engine/engine.h"
+#include "notify/notifier.h"
 #include "plugin_host/plugin_host.h"
 #include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
@@ -209,7 +210,16 @@ int serve(const config::DaemonConfig& cfg) {
     eopts.max_nesting_depth = cfg.max_nesting_depth;
     eopts.log_cap = {cfg.history.max_log_size, cfg.history.max_log_size_text};
     for (const auto& [name, s] : cfg.plugins) eopts.plugin_max_concurrency[name] = s.max_concurrency;
+    // Notifications observe the engine (declared first: the engine goes before it); the
+    // workflow lookup is set once the workflows are loaded.
+    std::function<std::shared_ptr<const config::Workflow>(const std::string&)> workflow_of;
+    notify::Notifier notifier(io, *store,
+                              {cfg.notifications, cfg.notify, cfg.default_run_as, cfg.state_dir, eopts.log_dir},
+                              [&workflow_of](const std::string& name) -> std::shared_ptr<const config::Workflow> {
+                                  return workflow_of ? workflow_of(name) : nullptr;
+                              });
     engine::Engine engine(io, *store, plugins, eopts);
+    engine.addObserver(&notifier);
     // Recorded processes of the previous daemon can only still exist in the same boot.
     const std::string boot_id = bootId();
     const bool same_boot = !boot_id.empty() && store->exchangeMeta("boot_id", boot_id) == boot_id;
@@ -267,7 +277,7 @@ int serve(const config::DaemonConfig& cfg) {
         scheduler.restorePauses(std::move(pauses));
     }
     triggers::FileWatch file_watch(io, fileWatchHooks(engine, *store, scheduler));
-    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch});
+    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch, &notifier});
     // Workflow files apply as they change (set up first, so that no change is missed after the
     // load below); SIGHUP and `taskhubctl reload` read them all again.
     WorkflowWatch workflow_watch(
@@ -291,6 +301,12 @@ int serve(const config::DaemonConfig& cfg) {
         return it == map.end() ? nullptr : it->second;
     };
     engine.setWorkflowLookup(lookupWorkflow);
+    workflow_of = lookupWorkflow;
+    {
+        std::vector<std::shared_ptr<const config::Workflow>> loaded;
+        for (const auto& [name, wf] : services.workflowMap()) loaded.push_back(wf);
+        notifier.start(loaded);
+    }
     // History retention in the background (keep_runs, keep_days).
     Housekeeping housekeeping(io, *store, pool, eopts.log_dir, cfg.history, lookupWorkflow);
     // Runs a crash left unfinished are reconciled (leftover processes killed, lost attempts
@@ -305,6 +321,7 @@ int serve(const config::DaemonConfig& cfg) {
                          same_boot ? "" : " (a new boot: no process of the previous one can remain)");
         }
     }
+    notifier.resumeDelivery();
     services.releaseTriggers();
 
     std::unique_ptr<control::Server> server;

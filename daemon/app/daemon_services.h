@@ -28,6 +28,9 @@ class Plugin;
 namespace taskhub::pool {
 class WorkerPool;
 }
+namespace taskhub::notify {
+class Notifier;
+}
 
 namespace taskhub::app {
 
@@ -41,6 +44,7 @@ struct Modules {
     engine::Engine* engine = nullptr;
     triggers::Scheduler* scheduler = nullptr;
     triggers::FileWatch* file_watch = nullptr; // file-drop triggers
+    notify::Notifier* notifier = nullptr;      // notifications; may be null (no status, no test)
 };
 
 // Reads a file the daemon trusts (the config file, workflow files): opened first, then it and every
@@ -108,6 +112,9 @@ public:
                               size_t max_bytes, std::optional<uint64_t> offset) override;
     void reload(const control::Caller& caller, std::function<void(const control::ReloadOutcome&)> done) override;
     control::UpcomingOutcome upcoming(const std::string& workflow, size_t n) override;
+    std::vector<store::NotificationRecord> notifications(const std::string& run_id) override;
+    bool notifyTest(const std::string& workflow, std::function<void(std::vector<control::NotifyTestResult>)> done,
+                    std::string* code, std::string* err) override;
     uint64_t writeMark() override;
     void whenDurable(uint64_t since, std::function<void(bool ok)> fn) override;
 

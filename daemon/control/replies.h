@@ -33,6 +33,8 @@ boost::json::object runTreeJson(Services& services, const store::RunRecord& r, i
 // A workflow for `list` (detail false) or `show` (detail true).
 boost::json::object workflowJson(const WorkflowInfo& w, bool detail);
 boost::json::object pluginJson(const PluginStatus& p);
+// A run's notifications for `show`: event, target, state, attempts, sent, last_error, ...
+boost::json::array notificationsJson(const std::vector<store::NotificationRecord>& notes);
 
 } // namespace taskhub::control
 
