@@ -98,6 +98,7 @@ bool runProcess(const ProcessSpec& spec, std::string* err) {
         for (int fd : {in[0], in[1], out[0], out[1]}) ::close(fd);
         return false;
     }
+    if (pid > 0) ::setpgid(pid, pid); // also here: kill(-pid) must find the group at once
     if (pid == 0) {
         sigset_t none;
         sigemptyset(&none);
@@ -136,8 +137,12 @@ bool runProcess(const ProcessSpec& spec, std::string* err) {
     }
     std::string output;
     int status = 0;
-    bool exited = false, timed_out = false;
+    bool exited = false, timed_out = false, cancelled = false;
     while (!exited) {
+        if (spec.cancel && spec.cancel->load()) {
+            cancelled = timed_out = true;
+            break;
+        }
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) {
             timed_out = true;
@@ -182,6 +187,10 @@ bool runProcess(const ProcessSpec& spec, std::string* err) {
         while ((r = ::read(out_fd, buf, sizeof buf)) > 0) output.append(buf, static_cast<size_t>(r));
     }
     if (out_fd >= 0) ::close(out_fd);
+    if (cancelled) {
+        *err = "cancelled: taskhubd is stopping (killed)";
+        return false;
+    }
     if (timed_out) {
         *err = "timed out after " + std::to_string(spec.timeout.count()) + " ms (killed)";
         return false;

@@ -4,6 +4,7 @@
 #ifndef TASKHUB_NOTIFY_DELIVER_H
 #define TASKHUB_NOTIFY_DELIVER_H
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -18,13 +19,15 @@ struct ProcessSpec {
     std::string stdin_data;
     std::string run_as;              // "user" or "user:group"; "" = taskhubd's own user
     std::chrono::milliseconds timeout{30'000};
+    // When set and it becomes true (taskhubd is stopping), the program is killed at once.
+    const std::atomic<bool>* cancel = nullptr;
 };
 
 // Runs the program in its own process group with stdin fed from stdin_data, stdout and stderr
 // captured (the last 512 bytes are kept for the error), as run_as when given (the account is
 // resolved now; supplementary groups, gid and uid are dropped in the child before exec). Killed
 // with its whole process group after timeout. true when it exited 0; else *err says why
-// ("exit 3: <its last output>", "timed out after 30s", "cannot run ...").
+// ("exit 3: <its last output>", "timed out after 30000 ms (killed)", "cancelled: ...").
 bool runProcess(const ProcessSpec& spec, std::string* err);
 
 // The mbox that takes mail when no MTA is installed, and its bound: when appending would take it

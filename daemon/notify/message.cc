@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 
 #include "common/time_util.h"
@@ -51,10 +52,17 @@ json::value optMs(const std::optional<int64_t>& ms) { return ms ? json::value(fo
 std::optional<int64_t> msOf(const json::object& o, const char* key) {
     auto it = o.find(key);
     if (it == o.end() || !it->value().is_string()) return std::nullopt;
+    // formatIsoMillis()'s form, "2026-12-06T02:30:00.100Z": whole seconds, then milliseconds.
+    std::string text(it->value().as_string());
+    int64_t ms = 0;
+    if (text.size() == 24 && text[19] == '.' && text[23] == 'Z') {
+        ms = std::atoi(text.substr(20, 3).c_str());
+        text = text.substr(0, 19) + "Z";
+    }
     std::string err;
-    auto t = parseIsoInstant(std::string(it->value().as_string()), &err);
+    auto t = parseIsoInstant(text, &err);
     if (!t) return std::nullopt;
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count() + ms;
 }
 
 std::string str(const json::object& o, const char* key) {

@@ -75,6 +75,7 @@ Notifier::Notifier(asio::io_context& io, store::Store& store, Options options, W
 
 Notifier::~Notifier() {
     *alive_ = false;
+    stopping_ = true;
     {
         std::lock_guard lock(mu_);
         quit_ = true;
@@ -355,6 +356,7 @@ bool Notifier::attempt(const store::NotificationRecord& rec, const Facts& facts,
         spec.stdin_data = factsJson(facts);
         spec.run_as = rec.run_as;
         spec.timeout = s.timeout;
+        spec.cancel = &stopping_;
         return runProcess(spec, err);
     }
     MailOptions mo;
@@ -374,6 +376,7 @@ bool Notifier::attempt(const store::NotificationRecord& rec, const Facts& facts,
     spec.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
     spec.stdin_data = mail;
     spec.timeout = s.timeout;
+    spec.cancel = &stopping_;
     if (!runProcess(spec, err)) {
         *err = s.sendmail + ": " + *err;
         return false;

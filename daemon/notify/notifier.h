@@ -27,6 +27,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -179,6 +180,7 @@ private:
     std::condition_variable cv_;
     std::deque<std::function<void()>> jobs_; // guarded by mu_
     bool quit_ = false;                      // guarded by mu_
+    std::atomic<bool> stopping_{false};      // the destructor: programs in flight are killed
     std::vector<std::thread> threads_;
     std::shared_ptr<bool> alive_;            // posted results check it: the notifier may be gone
 };

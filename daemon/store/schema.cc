@@ -187,7 +187,7 @@ UPDATE runs SET skip_cause = 'active_limit'
 // One row per (run, event, target); id is derived from the three, so recording one twice keeps
 // the first. state: pending | sent | failed | dropped. payload: the run's facts as JSON.
 constexpr const char* kSchemaV8Notifications = R"sql(
-CREATE TABLE notifications(
+CREATE TABLE IF NOT EXISTS notifications(
   id TEXT PRIMARY KEY,
   run_id TEXT NOT NULL,
   workflow TEXT NOT NULL,
@@ -202,8 +202,8 @@ CREATE TABLE notifications(
   sent_ms INTEGER,
   payload TEXT NOT NULL,
   run_as TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
-CREATE INDEX notifications_by_run ON notifications(run_id);
-CREATE INDEX notifications_by_state ON notifications(state, created_ms);
+CREATE INDEX IF NOT EXISTS notifications_by_run ON notifications(run_id);
+CREATE INDEX IF NOT EXISTS notifications_by_state ON notifications(state, created_ms);
 )sql";
 // ---- schema 8, notifications: end ----
 

@@ -390,6 +390,15 @@ class NotifyTest(harness.DaemonTestCase):
         rc, out, err = d.ctl("notify", "test", "nosuch", json=False)
         self.assertNotEqual(rc, 0)
         self.assertIn("nosuch", err)
+        # Sending is for admins: a reader (here user nobody, let onto the socket) is refused.
+        if os.geteuid() == 0 and os.stat(harness.BIN["ctl"]).st_mode & stat.S_IXOTH:
+            os.unlink(d.path("sample.env"))
+            os.chmod(d.dir, 0o755)
+            os.chmod(d.socket, 0o666)
+            rc, out, err = d.ctl("notify", "test", "wf", json=False, preexec_fn=harness.demote_to_nobody)
+            self.assertEqual(rc, 1, out + err)
+            self.assertIn("may only use read-only commands", err)
+            self.assertFalse(os.path.exists(d.path("sample.env")), "nobody made taskhubd send a sample")
 
 
 if __name__ == "__main__":

@@ -738,7 +738,8 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name IN ('pid', 'pgid', 'proc_start')") == 3);
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'lost'") == 1);
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
-    CHECK(Store::kSchemaVersion == 7);
+    CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name = 'notifications'") == 1);
+    CHECK(Store::kSchemaVersion == 8);
 }
 
 namespace {
