@@ -218,10 +218,10 @@ class NotifyTest(harness.DaemonTestCase):
     def test_failure_success_recovery_over_a_sequence(self):
         # A workflow without [[notify]] uses taskhub.toml's; one with on = [] sends nothing.
         d = self.daemon(extra_config='\n[[notify]]\non = ["failure", "success", "recovery"]\n'
-                                     'command = "echo $TASKHUB_EVENT $TASKHUB_WORKFLOW >> %s/events"\n' % "WORK"
+                                     'command = "echo $TASKHUB_EVENT $TASKHUB_WORKFLOW >> @WORKDIR@/events"\n'
                                      + FAST)
         with open(d.config) as f:
-            cfg = f.read().replace("WORK", d.work)
+            cfg = f.read().replace("@WORKDIR@", d.work)
         with open(d.config, "w") as f:
             f.write(cfg)
         flaky = """\
