@@ -28,6 +28,7 @@
 #include "control/server.h"
 #include "engine/engine.h"
 #include "notify/notifier.h"
+#include "notify/webhook.h"
 #include "plugin_host/plugin_host.h"
 #include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
@@ -213,12 +214,19 @@ int serve(const config::DaemonConfig& cfg) {
     // Notifications observe the engine (declared first: the engine goes before it); the
     // workflow lookup is set once the workflows are loaded.
     std::function<std::shared_ptr<const config::Workflow>(const std::string&)> workflow_of;
+    notify::WebhookOptions webhook_opts;
+    webhook_opts.timeout = cfg.notifications.timeout;
+    webhook_opts.connect_timeout = std::min(webhook_opts.connect_timeout, cfg.notifications.timeout);
+    webhook_opts.max_queue = cfg.notifications.max_pending;
+    webhook_opts.user_agent = "taskhubd/" TASKHUB_VERSION;
+    notify::WebhookClient webhooks(io, webhook_opts);
     notify::Notifier notifier(io, *store,
                               {cfg.notifications, cfg.notify, cfg.default_run_as, cfg.state_dir, eopts.log_dir},
                               [&workflow_of](const std::string& name) -> std::shared_ptr<const config::Workflow> {
                                   return workflow_of ? workflow_of(name) : nullptr;
                               });
     engine::Engine engine(io, *store, plugins, eopts);
+    notifier.setWebhookClient(&webhooks);
     engine.addObserver(&notifier);
     // Recorded processes of the previous daemon can only still exist in the same boot.
     const std::string boot_id = bootId();

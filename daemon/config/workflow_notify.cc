@@ -19,7 +19,7 @@ const std::set<std::string> kNotifyKeys = {"on", "command", "mail", "webhook"};
 const std::set<std::string> kNotificationsKeys = {"sendmail", "mail_from", "timeout", "retries",
                                                   "retry_delay", "max_pending", "log_lines"};
 constexpr size_t kMaxCommandBytes = 4096;
-constexpr size_t kMaxUrlBytes = 2048;
+constexpr size_t kMaxUrlBytes = 8192;
 constexpr size_t kMaxAddresses = 50;
 constexpr size_t kMaxNotifyTables = 32;
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -124,6 +125,13 @@ bool runProcess(const ProcessSpec& spec, std::string* err) {
     }
     ::close(in[0]);
     ::close(out[1]);
+    // A program that exits without reading all of its stdin must not raise SIGPIPE in this
+    // process (taskhubd ignores it; a test or another caller may not): blocked in this thread while
+    // it writes, and a pending one taken away after.
+    sigset_t pipe_set, old_mask;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
     ::fcntl(in[1], F_SETFL, O_NONBLOCK);
     ::fcntl(out[0], F_SETFL, O_NONBLOCK);
 
@@ -176,6 +184,12 @@ bool runProcess(const ProcessSpec& spec, std::string* err) {
         if (::waitpid(pid, &status, WNOHANG) == pid) exited = true;
     }
     if (in_fd >= 0) ::close(in_fd);
+    if (!sigismember(&old_mask, SIGPIPE)) {
+        const timespec zero{0, 0};
+        while (::sigtimedwait(&pipe_set, nullptr, &zero) == SIGPIPE) {
+        }
+        ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    }
     if (timed_out) {
         ::kill(-pid, SIGKILL);
         ::kill(pid, SIGKILL);

@@ -11,6 +11,7 @@
 
 #include "common/time_util.h"
 #include "notify/deliver.h"
+#include "notify/webhook.h"
 #include "store/store.h"
 
 namespace taskhub::notify {
@@ -24,11 +25,8 @@ namespace {
 
 constexpr int64_t kMaxRetryDelayMs = 3'600'000;
 
-// The value of a target from its outbox text ("mail: a@x.org" -> "a@x.org").
-std::string targetValue(const store::NotificationRecord& rec) {
-    const std::string prefix = model::nameString(rec.kind) + ": ";
-    return rec.target.rfind(prefix, 0) == 0 ? rec.target.substr(prefix.size()) : rec.target;
-}
+// Where a notification goes: its destination (the command, the addresses, the URL).
+const std::string& targetValue(const store::NotificationRecord& rec) { return rec.destination; }
 
 std::vector<std::string> addresses(const std::string& value) {
     std::vector<std::string> out;
@@ -105,6 +103,11 @@ void Notifier::submit(std::function<void()> job) {
         jobs_.push_back(std::move(job));
     }
     cv_.notify_one();
+}
+
+std::string Notifier::displayTarget(const config::NotifyTarget& t) {
+    if (t.kind == NotifyKind::Webhook) return "webhook: " + redactWebhookUrl(t.value);
+    return t.describe();
 }
 
 bool Notifier::sendmailPresent() const { return isExecutable(opts_.settings.sendmail); }
@@ -248,8 +251,9 @@ void Notifier::raise(NotifyEvent event, const DeadlineFacts& d) {
 void Notifier::record(NotifyEvent event, const Facts& base, const config::NotifyTarget& target,
                       const std::string& run_as) {
     store::NotificationRecord rec;
-    rec.target = target.describe();
-    rec.id = notificationId(base.run_id, event, rec.target);
+    rec.target = displayTarget(target);
+    rec.destination = target.value;
+    rec.id = notificationId(base.run_id, event, target.describe());
     if (items_.count(rec.id)) return;
     Facts facts = base;
     facts.event = event;
@@ -328,13 +332,13 @@ void Notifier::deliver(Item& item) {
     std::string err;
     if (!parseFacts(rec.payload, &facts, &err)) {
         asio::post(io_, [this, id = rec.id, err, alive = alive_] {
-            if (*alive) delivered(id, false, err, "");
+            if (*alive) delivered(id, false, err, "", false);
         });
         return;
     }
     if (rec.kind == NotifyKind::Webhook) {
-        postWebhook(rec, facts, [this, id = rec.id, alive = alive_](bool ok, std::string error) {
-            if (*alive) delivered(id, ok, ok ? "" : error, "");
+        postWebhook(rec, facts, [this, id = rec.id, alive = alive_](bool ok, bool retryable, std::string error) {
+            if (*alive) delivered(id, ok, ok ? "" : error, "", retryable);
         });
         return;
     }
@@ -342,7 +346,7 @@ void Notifier::deliver(Item& item) {
         std::string error, detail;
         const bool ok = attempt(rec, facts, &error, &detail);
         asio::post(io_, [this, id = rec.id, ok, error, detail, alive] {
-            if (*alive) delivered(id, ok, error, detail);
+            if (*alive) delivered(id, ok, error, detail, true);
         });
     });
 }
@@ -384,7 +388,7 @@ bool Notifier::attempt(const store::NotificationRecord& rec, const Facts& facts,
     return true;
 }
 
-void Notifier::delivered(const std::string& id, bool ok, std::string error, std::string detail) {
+void Notifier::delivered(const std::string& id, bool ok, std::string error, std::string detail, bool retryable) {
     auto it = items_.find(id);
     if (it == items_.end()) return;
     --in_flight_;
@@ -411,7 +415,7 @@ void Notifier::delivered(const std::string& id, bool ok, std::string error, std:
     ++per.attempts_failed;
     stats_.last_error = rec.target + ": " + rec.last_error;
     stats_.last_error_ms = now;
-    if (rec.attempts > opts_.settings.retries) {
+    if (rec.attempts > opts_.settings.retries || !retryable) {
         rec.state = NotifyState::Failed;
         ++per.failed;
         ++stats_.total_failed;
@@ -463,12 +467,13 @@ bool Notifier::sendTest(const std::string& workflow, std::function<void(std::vec
     for (size_t i = 0; i < targets.size(); ++i) {
         const auto& t = targets[i];
         store::NotificationRecord rec;
-        rec.target = t.describe();
+        rec.target = displayTarget(t);
+        rec.destination = t.value;
         rec.kind = t.kind;
         rec.event = NotifyEvent::Test;
         rec.run_id = run_id;
         rec.workflow = workflow;
-        rec.id = notificationId(run_id, NotifyEvent::Test, rec.target);
+        rec.id = notificationId(run_id, NotifyEvent::Test, t.describe());
         rec.run_as = t.kind == NotifyKind::Command ? run_as : "";
         Facts f;
         f.sample = true;
@@ -491,7 +496,7 @@ bool Notifier::sendTest(const std::string& workflow, std::function<void(std::vec
             if (--p->left == 0) p->done(std::move(p->results));
         };
         if (t.kind == NotifyKind::Webhook) {
-            postWebhook(rec, f, [finish, alive = alive_](bool ok, std::string error) {
+            postWebhook(rec, f, [finish, alive = alive_](bool ok, bool, std::string error) {
                 if (*alive) finish(ok, error);
             });
             continue;

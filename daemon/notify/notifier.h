@@ -85,7 +85,7 @@ struct DeadlineFacts {
 
 // The outcome of one target of `notify test`.
 struct TestResult {
-    std::string target; // NotifyTarget::describe()
+    std::string target; // as the outbox names it (a webhook URL without credentials and query)
     bool ok = false;
     std::string detail; // the error, or where the mail went
 };
@@ -148,12 +148,16 @@ private:
     void afterRecord();
     void schedule();
     void deliver(Item& item);
-    void delivered(const std::string& id, bool ok, std::string error, std::string detail);
+    // One attempt's outcome; a failure that is not retryable (a webhook's 4xx) gives up at once.
+    void delivered(const std::string& id, bool ok, std::string error, std::string detail, bool retryable);
+    // A target as the outbox, logs and `show` name it: a webhook URL without credentials and query.
+    static std::string displayTarget(const config::NotifyTarget& t);
     // Blocking, on a delivery thread: one attempt for a command or mail target.
     bool attempt(const store::NotificationRecord& rec, const Facts& facts, std::string* err, std::string* detail);
-    // One POST through the webhook client; done(ok, error) on the loop (notifier_webhook.cc).
+    // One POST through the webhook client; done(ok, retryable, error) on the loop
+    // (notifier_webhook.cc).
     void postWebhook(const store::NotificationRecord& rec, const Facts& facts,
-                     std::function<void(bool, std::string)> done);
+                     std::function<void(bool, bool, std::string)> done);
     void submit(std::function<void()> job);
     void workerLoop();
     std::string runAsOf(const std::string& workflow) const;

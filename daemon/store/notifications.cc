@@ -9,7 +9,7 @@ namespace {
 
 constexpr const char* kNotificationColumns =
     "id, run_id, workflow, event, kind, target, state, attempts, next_attempt_ms, last_error, created_ms, "
-    "sent_ms, payload, run_as";
+    "sent_ms, payload, run_as, destination";
 
 NotificationRecord readNotification(const Stmt& s) {
     NotificationRecord n;
@@ -27,6 +27,7 @@ NotificationRecord readNotification(const Stmt& s) {
     n.sent_ms = s.opt(11);
     n.payload = s.text(12);
     n.run_as = s.text(13);
+    n.destination = s.text(14);
     return n;
 }
 
@@ -45,12 +46,12 @@ bool Store::applyNotification(Conn& c, const NotificationWrite& op) {
     const auto& n = op.n;
     if (op.insert) {
         Stmt s(c.db(), "INSERT OR IGNORE INTO notifications(id, run_id, workflow, event, kind, target, state, attempts, "
-                       "next_attempt_ms, last_error, created_ms, sent_ms, payload, run_as) "
-                       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+                       "next_attempt_ms, last_error, created_ms, sent_ms, payload, run_as, destination) "
+                       "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
         s.bind(1, n.id).bind(2, n.run_id).bind(3, n.workflow).bind(4, model::name(n.event)).bind(5, model::name(n.kind));
         s.bind(6, n.target).bind(7, model::name(n.state)).bind(8, static_cast<int64_t>(n.attempts));
         s.bind(9, n.next_attempt_ms).bind(10, n.last_error).bind(11, n.created_ms).bind(12, n.sent_ms);
-        s.bind(13, n.payload).bind(14, n.run_as);
+        s.bind(13, n.payload).bind(14, n.run_as).bind(15, n.destination);
         c.check(s.step(), "record notification", &err);
     } else {
         Stmt s(c.db(), "UPDATE notifications SET state = ?2, attempts = ?3, next_attempt_ms = ?4, last_error = ?5, "

@@ -77,7 +77,9 @@ struct NotificationRecord {
     std::string workflow;
     model::NotifyEvent event = model::NotifyEvent::Failure;
     model::NotifyKind kind = model::NotifyKind::Command;
-    std::string target;              // config::NotifyTarget::describe(): "mail: ops@example.org"
+    std::string target;              // for people: "mail: ops@example.org", "webhook: https://host/path"
+                                     // (a webhook URL without credentials and query)
+    std::string destination;         // where it goes: the command, the addresses, the whole URL
     model::NotifyState state = model::NotifyState::Pending;
     int attempts = 0;                // delivery attempts made
     int64_t next_attempt_ms = 0;     // pending: when the next attempt is due

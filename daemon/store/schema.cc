@@ -185,7 +185,8 @@ UPDATE runs SET skip_cause = 'active_limit'
 // 8: notifications.
 // ---- schema 8, notifications (daemon/notify's durable outbox): begin ----
 // One row per (run, event, target); id is derived from the three, so recording one twice keeps
-// the first. state: pending | sent | failed | dropped. payload: the run's facts as JSON.
+// the first. state: pending | sent | failed | dropped. payload: the run's facts as JSON. target is for people (a
+// webhook URL without its credentials and query), destination where it goes.
 constexpr const char* kSchemaV8Notifications = R"sql(
 CREATE TABLE IF NOT EXISTS notifications(
   id TEXT PRIMARY KEY,
@@ -194,6 +195,7 @@ CREATE TABLE IF NOT EXISTS notifications(
   event TEXT NOT NULL,
   kind TEXT NOT NULL,
   target TEXT NOT NULL,
+  destination TEXT NOT NULL,
   state TEXT NOT NULL,
   attempts INTEGER NOT NULL DEFAULT 0,
   next_attempt_ms INTEGER NOT NULL DEFAULT 0,
