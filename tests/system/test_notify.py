@@ -215,6 +215,33 @@ class NotifyTest(harness.DaemonTestCase):
         self.assertEqual(doc["failed_tasks"][0]["log"], log)
         self.assertFalse(doc["sample"])
 
+    @harness.unittest.skipUnless(os.geteuid() == 0, "needs root to run a notifier as another user")
+    def test_command_runs_as_the_workflows_run_as(self):
+        d = self.daemon(extra_config=FAST)
+        out = os.path.join(d.dir, "drop")
+        os.makedirs(out)
+        os.chmod(out, 0o1777)
+        os.chmod(d.dir, 0o755)
+        d.write_workflow("wf", """\
+            run_as = "nobody"
+
+            [[notify]]
+            command = "id -un > %s/who; echo $HOME $USER >> %s/who"
+
+            [[task]]
+            id = "bad"
+            plugin = "shell"
+            command = "exit 1"
+            """ % (out, out))
+        d.start()
+        _, run, _ = d.ctl("run", "wf", "--wait")
+        self.wait_notification(d, run["id"])
+        with open(os.path.join(out, "who")) as f:
+            who = f.read().split("\n")
+        self.assertEqual(who[0], "nobody")
+        self.assertTrue(who[1].endswith(" nobody"), who)
+        self.assertEqual(os.stat(os.path.join(out, "who")).st_uid, harness.pwd.getpwnam("nobody").pw_uid)
+
     def test_failure_success_recovery_over_a_sequence(self):
         # A workflow without [[notify]] uses taskhub.toml's; one with on = [] sends nothing.
         d = self.daemon(extra_config='\n[[notify]]\non = ["failure", "success", "recovery"]\n'
