@@ -136,7 +136,7 @@ void Notifier::start(const std::vector<std::shared_ptr<const config::Workflow>>&
     };
     bool mail = hasMail(opts_.defaults);
     for (const auto& wf : workflows) mail = mail || (wf && hasMail(wf->notify));
-    stats_.mail_to_mbox = true;
+    stats_.mail_to_mbox = mail;
     if (mail) {
         spdlog::warn("NOTIFY_NO_MTA {} is not installed (or not executable): mail notifications are written to {} "
                      "instead of being sent; install an MTA (e.g. apt install postfix, or msmtp-mta) or set "
@@ -154,11 +154,6 @@ void Notifier::resumeDelivery() {
     for (auto& [id, item] : items_) item.durable = true; // committed before this call (recovery's commit)
     if (loaded > 0) spdlog::info("NOTIFY_RESUMED {} pending notification(s) from before the restart", loaded);
     schedule();
-}
-
-void Notifier::stop() {
-    stopped_ = true;
-    timer_.cancel();
 }
 
 Facts Notifier::runFacts(const store::RunRecord& run, const std::vector<const store::TaskRecord*>& tasks) const {
@@ -302,7 +297,6 @@ void Notifier::afterRecord() {
 }
 
 void Notifier::schedule() {
-    if (stopped_) return;
     const int64_t now = nowMillis();
     std::optional<int64_t> next;
     for (auto& [id, item] : items_) {
@@ -402,6 +396,7 @@ void Notifier::delivered(const std::string& id, bool ok, std::string error, std:
         rec.state = NotifyState::Sent;
         rec.sent_ms = now;
         rec.last_error = detail;
+        if (rec.kind == NotifyKind::Mail && !detail.empty()) stats_.mail_to_mbox = true;
         ++per.sent;
         ++stats_.total_sent;
         spdlog::info("NOTIFY_SENT {} {} for {} (attempt {}){}", model::name(rec.event), rec.target, rec.run_id,

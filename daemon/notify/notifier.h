@@ -116,8 +116,6 @@ public:
     void start(const std::vector<std::shared_ptr<const config::Workflow>>& workflows);
     // After recovery: delivers the pending notifications of the outbox.
     void resumeDelivery();
-    // Shutdown: no new attempts start.
-    void stop();
 
     // engine::EngineObserver
     void runEnding(const store::RunRecord& run, const std::vector<const store::TaskRecord*>& tasks) override;
@@ -175,7 +173,6 @@ private:
     std::map<std::string, Item> items_;                   // pending notifications by id
     std::vector<std::string> fresh_;                      // recorded, waiting for afterRecord()
     size_t in_flight_ = 0;
-    bool stopped_ = false;
     NotifyStats stats_;
     std::string hostname_;
 
