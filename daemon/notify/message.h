@@ -91,8 +91,9 @@ std::string headerText(const std::string& text);
 // with "From " (after any '>') quoted with one more '>', and a blank line after it.
 std::string mboxEntry(const std::string& sender, int64_t now_ms, const std::string& message);
 
-// The id of a notification: "<run>/<event>/<8 hex digits of the target>", stable across restarts.
-std::string notificationId(const std::string& run_id, model::NotifyEvent e, const std::string& target);
+// The id of a notification: "<run>/<event>/<8 hex digits of key>" (key: the target, plus when the
+// run ended for a run's outcome), stable across restarts.
+std::string notificationId(const std::string& run_id, model::NotifyEvent e, const std::string& key);
 
 } // namespace taskhub::notify
 

@@ -248,7 +248,14 @@ void Notifier::record(NotifyEvent event, const Facts& base, const config::Notify
     store::NotificationRecord rec;
     rec.target = displayTarget(target);
     rec.destination = target.value;
-    rec.id = notificationId(base.run_id, event, target.describe());
+    // A run's outcome is keyed by when it ended too: a run retried (`taskhubctl retry`) that ends
+    // again is a new outcome. Lost and deadline_missed happen once per run or firing.
+    std::string key = target.describe();
+    if (base.ended_ms && (event == NotifyEvent::Failure || event == NotifyEvent::Success ||
+                          event == NotifyEvent::Recovery)) {
+        key += "|" + std::to_string(*base.ended_ms);
+    }
+    rec.id = notificationId(base.run_id, event, key);
     if (items_.count(rec.id)) return;
     Facts facts = base;
     facts.event = event;

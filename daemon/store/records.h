@@ -70,9 +70,10 @@ struct EventRecord {
 };
 
 // One notification in the outbox (daemon/notify): what it is about, where it goes, how far its
-// delivery got. Exactly one per (run, event, target): its id is derived from them.
+// delivery got. Exactly one per (run, event, target) -- per ending of the run for its outcome, so
+// that a retried run that ends again notifies again: its id is derived from them.
 struct NotificationRecord {
-    std::string id;                  // "<run_id>/<event>/<8 hex of the target>"
+    std::string id;                  // "<run_id>/<event>/<8 hex>" (notify::notificationId)
     std::string run_id;              // or a firing id "<workflow>@<instant>" (deadline_missed)
     std::string workflow;
     model::NotifyEvent event = model::NotifyEvent::Failure;
