@@ -323,6 +323,27 @@ class NotifyTest(harness.DaemonTestCase):
         self.assertIn("NOTIFICATIONS", text)
         self.assertIn("command: exit 9", text)
 
+    def test_retried_run_that_fails_again_notifies_again(self):
+        d = self.daemon(extra_config=FAST)
+        d.write_workflow("wf", """\
+            [[notify]]
+            command = "echo $TASKHUB_NOTIFICATION_ID >> %s/ids"
+
+            [[task]]
+            id = "bad"
+            plugin = "shell"
+            command = "exit 1"
+            """ % d.work)
+        d.start()
+        _, run, _ = d.ctl("run", "wf", "--wait")
+        self.wait_notification(d, run["id"])
+        d.ctl_ok("retry", run["id"])
+        d.ctl("wait", run["id"])
+        notes = self.wait_notification(d, run["id"], count=2)
+        self.assertEqual([n["event"] for n in notes], ["failure", "failure"])
+        self.assertNotEqual(notes[0]["id"], notes[1]["id"])
+        self.assertEqual(d.read("ids").split(), [n["id"] for n in notes])
+
     def test_hanging_notifier_does_not_block_runs(self):
         marker = harness.new_marker()
         d = self.daemon(extra_config=FAST.replace('"10s"', '"120s"'))
