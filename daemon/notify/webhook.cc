@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 
@@ -19,6 +20,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <type_traits>
 #include <unordered_map>
 
 namespace taskhub::notify {
@@ -31,14 +33,82 @@ constexpr size_t kMaxReceiverText = 200;  // bytes of receiver text (body line, 
 constexpr size_t kMaxHeaderValueBytes = 8192;
 constexpr int kIdleWaitMs = 24 * 3600 * 1000;
 
-// curl_global_init is not safe to run twice or concurrently with other curl calls in every
-// libcurl version; once per process, never cleaned up (the process ends with it).
-bool curlGlobalInit(std::string* err) {
+// libcurl, opened with dlopen on first use rather than linked: linked, it and the libraries it
+// needs (OpenSSL, GnuTLS, Kerberos, LDAP, ...) cost every taskhubd 5.6 MB of idle RSS, webhooks or
+// not (webhook.h). The functions used here, found once; used only after curlApi() said yes (every
+// entry point of this file asks it first).
+struct CurlApi {
+    decltype(&::curl_global_init) global_init;
+    decltype(&::curl_easy_strerror) easy_strerror;
+    decltype(&::curl_easy_init) easy_init;
+    decltype(&::curl_easy_cleanup) easy_cleanup;
+    decltype(&::curl_easy_setopt) easy_setopt;
+    decltype(&::curl_easy_getinfo) easy_getinfo;
+    decltype(&::curl_slist_append) slist_append;
+    decltype(&::curl_slist_free_all) slist_free_all;
+    decltype(&::curl_multi_init) multi_init;
+    decltype(&::curl_multi_cleanup) multi_cleanup;
+    decltype(&::curl_multi_add_handle) multi_add_handle;
+    decltype(&::curl_multi_remove_handle) multi_remove_handle;
+    decltype(&::curl_multi_perform) multi_perform;
+    decltype(&::curl_multi_info_read) multi_info_read;
+    decltype(&::curl_multi_poll) multi_poll;
+    decltype(&::curl_multi_wakeup) multi_wakeup;
+    decltype(&::curl_url) url;
+    decltype(&::curl_url_cleanup) url_cleanup;
+    decltype(&::curl_url_set) url_set;
+    decltype(&::curl_url_get) url_get;
+    decltype(&::curl_url_strerror) url_strerror;
+    decltype(&::curl_free) free;
+};
+CurlApi curl;
+constexpr const char* kLibcurl = "libcurl.so.4";
+
+// Opens libcurl and runs curl_global_init, once per process (neither is undone: the process ends
+// with them). False with *err when libcurl cannot be used.
+bool curlApi(std::string* err) {
     static std::once_flag once;
-    static CURLcode code = CURLE_OK;
-    std::call_once(once, [] { code = curl_global_init(CURL_GLOBAL_DEFAULT); });
-    if (code != CURLE_OK) {
-        *err = std::string("libcurl could not be initialised: ") + curl_easy_strerror(code);
+    static std::string failed;
+    std::call_once(once, [] {
+        void* lib = ::dlopen(kLibcurl, RTLD_NOW | RTLD_LOCAL);
+        if (!lib) {
+            const char* why = ::dlerror();
+            failed = std::string("webhooks need libcurl (Debian package libcurl4): ") + (why ? why : kLibcurl);
+            return;
+        }
+        const auto find = [&](auto* slot, const char* name) {
+            void* sym = ::dlsym(lib, name);
+            if (!sym && failed.empty()) failed = std::string(kLibcurl) + " has no " + name + " (libcurl 7.85 or later is needed)";
+            *slot = reinterpret_cast<std::remove_pointer_t<decltype(slot)>>(sym);
+        };
+        find(&curl.global_init, "curl_global_init");
+        find(&curl.easy_strerror, "curl_easy_strerror");
+        find(&curl.easy_init, "curl_easy_init");
+        find(&curl.easy_cleanup, "curl_easy_cleanup");
+        find(&curl.easy_setopt, "curl_easy_setopt");
+        find(&curl.easy_getinfo, "curl_easy_getinfo");
+        find(&curl.slist_append, "curl_slist_append");
+        find(&curl.slist_free_all, "curl_slist_free_all");
+        find(&curl.multi_init, "curl_multi_init");
+        find(&curl.multi_cleanup, "curl_multi_cleanup");
+        find(&curl.multi_add_handle, "curl_multi_add_handle");
+        find(&curl.multi_remove_handle, "curl_multi_remove_handle");
+        find(&curl.multi_perform, "curl_multi_perform");
+        find(&curl.multi_info_read, "curl_multi_info_read");
+        find(&curl.multi_poll, "curl_multi_poll");
+        find(&curl.multi_wakeup, "curl_multi_wakeup");
+        find(&curl.url, "curl_url");
+        find(&curl.url_cleanup, "curl_url_cleanup");
+        find(&curl.url_set, "curl_url_set");
+        find(&curl.url_get, "curl_url_get");
+        find(&curl.url_strerror, "curl_url_strerror");
+        find(&curl.free, "curl_free");
+        if (!failed.empty()) return;
+        if (const CURLcode code = curl.global_init(CURL_GLOBAL_DEFAULT); code != CURLE_OK)
+            failed = std::string("libcurl could not be initialised: ") + curl.easy_strerror(code);
+    });
+    if (!failed.empty()) {
+        *err = failed;
         return false;
     }
     return true;
@@ -121,7 +191,7 @@ std::set<int> openDescriptors() {
 // marks that another thread may have opened meanwhile.
 CURLM* multiInitCloseOnExec() {
     const std::set<int> before = openDescriptors();
-    CURLM* multi = curl_multi_init();
+    CURLM* multi = curl.multi_init();
     for (int fd : openDescriptors()) {
         if (before.count(fd)) continue;
         const int flags = ::fcntl(fd, F_GETFD);
@@ -142,17 +212,17 @@ struct UrlParts {
 
 std::string getPart(CURLU* u, CURLUPart part, unsigned flags = 0) {
     char* s = nullptr;
-    if (curl_url_get(u, part, &s, flags) != CURLUE_OK || !s) return {};
+    if (curl.url_get(u, part, &s, flags) != CURLUE_OK || !s) return {};
     std::string out(s);
-    curl_free(s);
+    curl.free(s);
     return out;
 }
 
 // Parses url; the curl error code when it cannot.
 CURLUcode parseUrl(const std::string& url, UrlParts* out) {
-    CURLU* u = curl_url();
+    CURLU* u = curl.url();
     if (!u) return CURLUE_OUT_OF_MEMORY;
-    const CURLUcode rc = curl_url_set(u, CURLUPART_URL, url.c_str(), 0);
+    const CURLUcode rc = curl.url_set(u, CURLUPART_URL, url.c_str(), 0);
     if (rc == CURLUE_OK) {
         out->scheme = getPart(u, CURLUPART_SCHEME);
         out->user = getPart(u, CURLUPART_USER);
@@ -161,7 +231,7 @@ CURLUcode parseUrl(const std::string& url, UrlParts* out) {
         out->port = getPart(u, CURLUPART_PORT, CURLU_DEFAULT_PORT);
         out->path = getPart(u, CURLUPART_PATH);
     }
-    curl_url_cleanup(u);
+    curl.url_cleanup(u);
     return rc;
 }
 
@@ -226,8 +296,8 @@ struct Transfer {
     Transfer(const Transfer&) = delete;
     Transfer& operator=(const Transfer&) = delete;
     ~Transfer() {
-        if (easy) curl_easy_cleanup(easy);
-        curl_slist_free_all(headers);
+        if (easy) curl.easy_cleanup(easy);
+        curl.slist_free_all(headers);
     }
 };
 
@@ -247,7 +317,7 @@ size_t keepBody(char* data, size_t size, size_t nmemb, void* userdata) {
 
 // libcurl's own message with the URL's user name and password cut out, should it contain them.
 std::string curlMessage(const Transfer& t, CURLcode code) {
-    std::string msg = t.errbuf[0] ? t.errbuf : curl_easy_strerror(code);
+    std::string msg = t.errbuf[0] ? t.errbuf : curl.easy_strerror(code);
     for (const std::string* secret : {&t.url.user, &t.url.password}) {
         if (secret->empty()) continue;
         for (size_t at = msg.find(*secret); at != std::string::npos; at = msg.find(*secret, at + 3))
@@ -259,7 +329,7 @@ std::string curlMessage(const Transfer& t, CURLcode code) {
 std::string hostPort(const Transfer& t) {
     std::string out = t.url.host + ":" + t.url.port;
     const char* ip = nullptr;
-    if (curl_easy_getinfo(t.easy, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip && *ip && t.url.host != ip &&
+    if (curl.easy_getinfo(t.easy, CURLINFO_PRIMARY_IP, &ip) == CURLE_OK && ip && *ip && t.url.host != ip &&
         t.url.host != std::string("[") + ip + "]") {
         out += std::string(" (") + ip + ")";
     }
@@ -269,7 +339,7 @@ std::string hostPort(const Transfer& t) {
 PostResult outcome(const Transfer& t, CURLcode code, const WebhookOptions& opts) {
     PostResult r;
     long status = 0;
-    curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
+    curl.easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
     if (code == CURLE_OK || (code == CURLE_WRITE_ERROR && t.truncated && status != 0)) {
         r.http_status = status;
         if (status >= 200 && status <= 299) {
@@ -281,7 +351,7 @@ PostResult outcome(const Transfer& t, CURLcode code, const WebhookOptions& opts)
             r.retryable = false;
             r.error += ": redirects are not followed";
             const char* location = nullptr;
-            if (curl_easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &location) == CURLE_OK && location)
+            if (curl.easy_getinfo(t.easy, CURLINFO_REDIRECT_URL, &location) == CURLE_OK && location)
                 r.error += " (Location: " + printable(redactWebhookUrl(location), kMaxReceiverText) + ")";
             return r;
         }
@@ -292,12 +362,12 @@ PostResult outcome(const Transfer& t, CURLcode code, const WebhookOptions& opts)
     }
     r.http_status = status;
     long osErrno = 0;
-    curl_easy_getinfo(t.easy, CURLINFO_OS_ERRNO, &osErrno);
+    curl.easy_getinfo(t.easy, CURLINFO_OS_ERRNO, &osErrno);
     const std::string why = osErrno != 0 ? std::strerror(static_cast<int>(osErrno)) : curlMessage(t, code);
     switch (code) {
     case CURLE_OPERATION_TIMEDOUT: {
         curl_off_t connected = 0;
-        curl_easy_getinfo(t.easy, CURLINFO_CONNECT_TIME_T, &connected);
+        curl.easy_getinfo(t.easy, CURLINFO_CONNECT_TIME_T, &connected);
         if (connected == 0) {
             r.error = "could not connect to " + hostPort(t) + ": timed out after " +
                       formatDuration(std::min(opts.connect_timeout, opts.timeout));
@@ -350,7 +420,9 @@ struct WebhookClient::Impl {
     const WebhookOptions opts;
     // Cleared by the destructor; a done already handed to io checks it before it runs.
     const std::shared_ptr<std::atomic<bool>> alive = std::make_shared<std::atomic<bool>>(true);
-    std::string initError;  // non-empty: libcurl is unusable, post() says so
+    // Set up by the first post(): libcurl, the multi handle, the worker.
+    std::once_flag started;
+    std::string startError;  // non-empty: the client cannot post, post() says why
     CURLM* multi = nullptr;
     std::thread worker;
 
@@ -366,6 +438,9 @@ struct WebhookClient::Impl {
 
     std::unique_ptr<Transfer> makeTransfer(std::string url, std::string body, const std::vector<Header>& headers,
                                            std::function<void(PostResult)> done, std::string* err) const;
+    // The first call sets up libcurl, the multi handle and the worker; false + *err when that
+    // failed (then and for every later call).
+    bool start(std::string* err);
     void run();
     void finish(CURL* easy, CURLcode code);
 };
@@ -389,14 +464,14 @@ std::unique_ptr<Transfer> WebhookClient::Impl::makeTransfer(std::string url, std
              for (const auto& [name, value] : headers) lines.push_back(name + ": " + value);
              return lines;
          }()) {
-        curl_slist* next = curl_slist_append(t->headers, line.c_str());
+        curl_slist* next = curl.slist_append(t->headers, line.c_str());
         if (!next) {
             *err = "out of memory building the webhook request";
             return nullptr;
         }
         t->headers = next;
     }
-    t->easy = curl_easy_init();
+    t->easy = curl.easy_init();
     if (!t->easy) {
         *err = "libcurl could not create a request (out of memory)";
         return nullptr;
@@ -405,7 +480,7 @@ std::unique_ptr<Transfer> WebhookClient::Impl::makeTransfer(std::string url, std
     const long timeoutMs = std::max<long>(1, static_cast<long>(opts.timeout.count()));
     const long connectMs = std::clamp<long>(static_cast<long>(opts.connect_timeout.count()), 1, timeoutMs);
     bool set = true;
-    auto opt = [&](CURLoption o, auto v) { set = set && curl_easy_setopt(e, o, v) == CURLE_OK; };
+    auto opt = [&](CURLoption o, auto v) { set = set && curl.easy_setopt(e, o, v) == CURLE_OK; };
     opt(CURLOPT_URL, url.c_str());
     opt(CURLOPT_PROTOCOLS_STR, "http,https");
     opt(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -443,20 +518,20 @@ void WebhookClient::Impl::run() {
         for (auto& t : added) {
             CURL* easy = t->easy;
             active.emplace(easy, std::move(t));
-            if (curl_multi_add_handle(multi, easy) != CURLM_OK) finish(easy, CURLE_OUT_OF_MEMORY);
+            if (curl.multi_add_handle(multi, easy) != CURLM_OK) finish(easy, CURLE_OUT_OF_MEMORY);
         }
         int running = 0;
-        curl_multi_perform(multi, &running);
+        curl.multi_perform(multi, &running);
         int left = 0;
-        while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+        while (CURLMsg* msg = curl.multi_info_read(multi, &left)) {
             if (msg->msg == CURLMSG_DONE) {
-                curl_multi_remove_handle(multi, msg->easy_handle);
+                curl.multi_remove_handle(multi, msg->easy_handle);
                 finish(msg->easy_handle, msg->data.result);
             }
         }
         // Returns on socket activity, curl_multi_wakeup (post, destructor) or when a curl timer
         // is due (curl shortens the wait to it); an idle client does not wake up at all.
-        curl_multi_poll(multi, nullptr, 0, kIdleWaitMs, nullptr);
+        curl.multi_poll(multi, nullptr, 0, kIdleWaitMs, nullptr);
     }
 }
 
@@ -478,18 +553,27 @@ void WebhookClient::Impl::finish(CURL* easy, CURLcode code) {
 }
 
 WebhookClient::WebhookClient(boost::asio::io_context& io, WebhookOptions opts)
-    : impl_(std::make_unique<Impl>(io, std::move(opts))) {
-    if (!curlGlobalInit(&impl_->initError)) return;
-    impl_->multi = multiInitCloseOnExec();
-    if (!impl_->multi) {
-        impl_->initError = "libcurl could not create its multi handle (out of memory)";
-        return;
+    : impl_(std::make_unique<Impl>(io, std::move(opts))) {}
+
+bool WebhookClient::Impl::start(std::string* err) {
+    std::call_once(started, [this] {
+        if (!curlApi(&startError)) return;
+        multi = multiInitCloseOnExec();
+        if (!multi) {
+            startError = "libcurl could not create its multi handle (out of memory)";
+            return;
+        }
+        try {
+            worker = std::thread([this] { run(); });
+        } catch (const std::system_error& e) {
+            startError = std::string("the webhook thread could not be started: ") + e.what();
+        }
+    });
+    if (!startError.empty()) {
+        *err = startError;
+        return false;
     }
-    try {
-        impl_->worker = std::thread([impl = impl_.get()] { impl->run(); });
-    } catch (const std::system_error& e) {
-        impl_->initError = std::string("the webhook thread could not be started: ") + e.what();
-    }
+    return true;
 }
 
 WebhookClient::~WebhookClient() {
@@ -499,23 +583,20 @@ WebhookClient::~WebhookClient() {
             std::lock_guard lock(impl_->mu);
             impl_->stop = true;
         }
-        curl_multi_wakeup(impl_->multi);
+        curl.multi_wakeup(impl_->multi);
         impl_->worker.join();
     }
     if (impl_->multi) {
-        for (auto& [easy, t] : impl_->active) curl_multi_remove_handle(impl_->multi, easy);
+        for (auto& [easy, t] : impl_->active) curl.multi_remove_handle(impl_->multi, easy);
     }
     impl_->active.clear();
     impl_->incoming.clear();
-    if (impl_->multi) curl_multi_cleanup(impl_->multi);
+    if (impl_->multi) curl.multi_cleanup(impl_->multi);
 }
 
 bool WebhookClient::post(std::string url, std::string body, std::vector<Header> headers,
                          std::function<void(PostResult)> done, std::string* err) {
-    if (!impl_->initError.empty()) {
-        *err = impl_->initError;
-        return false;
-    }
+    if (!impl_->start(err)) return false;
     if (!done) {
         *err = "webhook post without a completion handler";
         return false;
@@ -542,7 +623,7 @@ bool WebhookClient::post(std::string url, std::string body, std::vector<Header> 
         ++impl_->count;
         impl_->incoming.push_back(std::move(t));
     }
-    curl_multi_wakeup(impl_->multi);
+    curl.multi_wakeup(impl_->multi);
     return true;
 }
 
@@ -588,9 +669,9 @@ bool checkWebhookUrl(const std::string& url, std::string* err) {
         *err = std::string("webhook URL has no host; ") + kExpected;
         return false;
     }
-    std::string ignored;
-    if (!curlGlobalInit(&ignored)) {
-        *err = "webhook URL cannot be checked: " + ignored;
+    std::string why;
+    if (!curlApi(&why)) {
+        *err = "webhook URL cannot be checked: " + why;
         return false;
     }
     UrlParts parts;
@@ -600,7 +681,7 @@ bool checkWebhookUrl(const std::string& url, std::string* err) {
         return false;
     }
     if (rc != CURLUE_OK) {
-        *err = std::string("webhook URL is not a valid URL (") + curl_url_strerror(rc) + "); " + kExpected;
+        *err = std::string("webhook URL is not a valid URL (") + curl.url_strerror(rc) + "); " + kExpected;
         return false;
     }
     return true;
@@ -609,7 +690,7 @@ bool checkWebhookUrl(const std::string& url, std::string* err) {
 std::string redactWebhookUrl(const std::string& url) {
     UrlParts p;
     std::string ignored;
-    if (!curlGlobalInit(&ignored) || parseUrl(url, &p) != CURLUE_OK || p.host.empty()) return "<invalid URL>";
+    if (!curlApi(&ignored) || parseUrl(url, &p) != CURLUE_OK || p.host.empty()) return "<invalid URL>";
     std::string out = asciiLower(p.scheme) + "://" + p.host;
     const bool defaultPort = (p.port == "80" && p.scheme == "http") || (p.port == "443" && p.scheme == "https");
     if (!p.port.empty() && !defaultPort) out += ":" + p.port;

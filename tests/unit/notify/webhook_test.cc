@@ -13,12 +13,15 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <chrono>
 #include <deque>
+#include <fstream>
+#include <sstream>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -655,4 +658,54 @@ TEST_CASE("webhook: no descriptor of the client is inherited by the daemon's chi
     CHECK(inheritableDescriptors() == before);
     CHECK(postAndWait(io, client, healthy.url()).ok);
     CHECK(inheritableDescriptors() == before);
+}
+
+namespace {
+
+bool libcurlMapped() {
+    std::ifstream maps("/proc/self/maps");
+    std::stringstream text;
+    text << maps.rdbuf();
+    return text.str().find("/libcurl.so") != std::string::npos;
+}
+
+int threadCount() {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("Threads:", 0) == 0) return std::stoi(line.substr(8));
+    }
+    return -1;
+}
+
+} // namespace
+
+// Run by the test below in a fresh process of this executable, where libcurl is not loaded yet.
+TEST_CASE("webhook child: lazy start", "[.webhook_child]") {
+    boost::asio::io_context io;
+    const int threads = threadCount();
+    REQUIRE(threads > 0);
+    REQUIRE_FALSE(libcurlMapped());
+    notify::WebhookClient client(io, {});
+    CHECK_FALSE(libcurlMapped());
+    CHECK(threadCount() == threads);
+    std::string err;
+    REQUIRE(client.post("http://127.0.0.1:1/h", "{}", {}, [](notify::PostResult) {}, &err));
+    CHECK(libcurlMapped());
+    CHECK(threadCount() > threads);  // the worker (and, under TSan, its background thread)
+}
+
+TEST_CASE("webhook: a client costs no libcurl and no thread until its first post", "[webhook]") {
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        const int null = ::open("/dev/null", O_WRONLY);
+        ::dup2(null, 1);
+        ::execl("/proc/self/exe", "unit_notify", "webhook child: lazy start", static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    INFO("run `unit_notify \"webhook child: lazy start\"` to see what failed");
+    CHECK(WEXITSTATUS(status) == 0);
 }
