@@ -69,6 +69,19 @@ int cmdStatus(const Context& ctx, const Invocation&) {
             else std::cout << ", NOT SERVING: " << field(listen, "error") << "\n";
         }
     }
+    // Older daemons do not send notifications.
+    if (auto it = d.as_object().find("notifications"); it != d.as_object().end() && it->value().is_object()) {
+        const auto& n = it->value();
+        std::cout << "notifications   " << field(n, "pending") << " pending, " << field(n, "sent") << " sent, "
+                  << field(n, "failed") << " failed, " << field(n, "dropped") << " dropped; "
+                  << field(n, "failed_attempts") << " failed attempt(s) since start\n";
+        if (const auto* e = n.as_object().if_contains("last_error"); e && e->is_string()) {
+            std::cout << "  last error    " << shortTime(field(n, "last_error_at")) << " " << str(*e) << "\n";
+        }
+        if (const auto* m = n.as_object().if_contains("mbox"); m && m->is_string()) {
+            std::cout << "  no MTA        mail is written to " << str(*m) << "\n";
+        }
+    }
     return 0;
 }
 
@@ -113,6 +126,7 @@ int cmdShow(const Context& ctx, const Invocation& in) {
     if (o.at("kind").as_string() == "run") {
         json::value run = o.at("run");
         run.as_object()["events"] = o.at("events");
+        if (const auto* notes = o.if_contains("notifications")) run.as_object()["notifications"] = *notes;
         if (ctx.globals.json) return emitJson(run), 0;
         printRunDetail(run);
         bool outputs = false;
@@ -133,6 +147,16 @@ int cmdShow(const Context& ctx, const Invocation& in) {
         };
         printOutputs(printOutputs, run, "");
         printAttempts(field(run, "id"), run);
+        if (const auto* notes = o.if_contains("notifications"); notes && notes->is_array() && !notes->as_array().empty()) {
+            std::cout << "\nNOTIFICATIONS\n";
+            std::vector<std::vector<std::string>> rows;
+            for (const auto& n : notes->as_array()) {
+                const auto& sent = n.as_object().at("sent");
+                rows.push_back({field(n, "event"), field(n, "target"), field(n, "state"), field(n, "attempts"),
+                                sent.is_null() ? "-" : shortTime(str(sent)), field(n, "last_error")});
+            }
+            table({"EVENT", "TARGET", "STATE", "ATTEMPTS", "SENT", "LAST ERROR"}, rows);
+        }
         std::cout << "\nEVENTS\n";
         printEvents(field(run, "id"), run);
         return 0;
@@ -253,6 +277,26 @@ int cmdPluginShow(const Context& ctx, const Invocation& in) {
     return 0;
 }
 
+int cmdNotifyTest(const Context& ctx, const Invocation& in) {
+    json::object a;
+    a["workflow"] = in.args[0];
+    json::value d;
+    if (int code = 0; !request(ctx, "notify_test", a, &d, &code)) return code;
+    int failures = 0;
+    for (const auto& r : arrayField(d, "results")) failures += !r.as_object().at("ok").as_bool();
+    if (ctx.globals.json) {
+        emitJson(d);
+    } else {
+        for (const auto& r : arrayField(d, "results")) {
+            const bool ok = r.as_object().at("ok").as_bool();
+            const std::string detail = field(r, "detail");
+            std::cout << (ok ? "ok     " : "error  ") << field(r, "target")
+                      << (detail.empty() || detail == "-" ? "" : " (" + detail + ")") << "\n";
+        }
+    }
+    return failures == 0 ? 0 : 1;
+}
+
 } // namespace
 
 std::vector<Command> daemonCommands() {
@@ -278,6 +322,10 @@ std::vector<Command> daemonCommands() {
          "one plugin's details and its health transitions",
          {{"--limit", {}, "N", "a number", false, "show the latest N health transitions (default 50)"}},
          cmdPluginShow},
+        {"notify test", "WORKFLOW", 1, 1, "one argument: WORKFLOW", Section::Daemon,
+         "send a sample notification to each [[notify]] target of WORKFLOW (its own, or taskhub.toml's) and print "
+         "one line per target: ok or error; exit status 1 when any failed",
+         {}, cmdNotifyTest},
     };
 }
 

@@ -33,6 +33,8 @@
 #include "metrics/metrics.h"
 #include "metrics_export/http_listener.h"
 #include "metrics_export/textfile_writer.h"
+#include "notify/notifier.h"
+#include "notify/webhook.h"
 #include "plugin_host/plugin_host.h"
 #include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
@@ -236,8 +238,49 @@ int serve(const config::DaemonConfig& cfg) {
     eopts.max_nesting_depth = cfg.max_nesting_depth;
     eopts.log_cap = {cfg.history.max_log_size, cfg.history.max_log_size_text};
     for (const auto& [name, s] : cfg.plugins) eopts.plugin_max_concurrency[name] = s.max_concurrency;
+    // Notifications observe the engine (declared first: the engine goes before it); the
+    // workflow lookup is set once the workflows are loaded.
+    std::function<std::shared_ptr<const config::Workflow>(const std::string&)> workflow_of;
+    notify::WebhookOptions webhook_opts;
+    webhook_opts.timeout = cfg.notifications.timeout;
+    webhook_opts.connect_timeout = std::min(webhook_opts.connect_timeout, cfg.notifications.timeout);
+    webhook_opts.max_queue = cfg.notifications.max_pending;
+    webhook_opts.user_agent = "taskhubd/" TASKHUB_VERSION;
+    notify::WebhookClient webhooks(io, webhook_opts);
+    notify::Notifier notifier(io, *store,
+                              {cfg.notifications, cfg.notify, cfg.default_run_as, cfg.state_dir, eopts.log_dir},
+                              [&workflow_of](const std::string& name) -> std::shared_ptr<const config::Workflow> {
+                                  return workflow_of ? workflow_of(name) : nullptr;
+                              });
     engine::Engine engine(io, *store, plugins, eopts);
     engine.addObserver(&metrics);
+    notifier.setWebhookClient(&webhooks);
+    engine.addObserver(&notifier);
+    // Deliveries by target kind and result, read from the notifier at each scrape.
+    metrics.registry().addCollector([&notifier](metrics::Writer& w) {
+        const notify::NotifyStats n = notifier.stats();
+        w.family("taskhub_notifications", metrics::Type::Counter,
+                 "Notifications since taskhubd started by target kind and result (sent, failed: given up, "
+                 "dropped: beyond max_pending)");
+        for (const auto& [kind, name] : model::NameTable<model::NotifyKind>::entries) {
+            const auto& k = n.by_kind[static_cast<size_t>(kind)];
+            const std::string target(name);
+            w.sample("taskhub_notifications_total", {{"target", target}, {"result", "sent"}}, double(k.sent));
+            w.sample("taskhub_notifications_total", {{"target", target}, {"result", "failed"}}, double(k.failed));
+            w.sample("taskhub_notifications_total", {{"target", target}, {"result", "dropped"}}, double(k.dropped));
+        }
+        w.family("taskhub_notification_attempts_failed", metrics::Type::Counter,
+                 "Failed delivery attempts since taskhubd started (each retry counts)");
+        for (const auto& [kind, name] : model::NameTable<model::NotifyKind>::entries) {
+            w.sample("taskhub_notification_attempts_failed_total", {{"target", name}},
+                     double(n.by_kind[static_cast<size_t>(kind)].attempts_failed));
+        }
+        w.family("taskhub_notifications_pending", metrics::Type::Gauge, "Notifications waiting for delivery");
+        for (const auto& [kind, name] : model::NameTable<model::NotifyKind>::entries) {
+            w.sample("taskhub_notifications_pending", {{"target", name}},
+                     double(n.by_kind[static_cast<size_t>(kind)].pending));
+        }
+    });
     // Recorded processes of the previous daemon can only still exist in the same boot.
     const std::string boot_id = bootId();
     const bool same_boot = !boot_id.empty() && store->exchangeMeta("boot_id", boot_id) == boot_id;
@@ -289,7 +332,16 @@ int serve(const config::DaemonConfig& cfg) {
     // workflows just before the scheduler. A miss is logged (DEADLINE_MISSED) and recorded by
     // the watch; the callback is where notifications and metrics hear of it.
     StoreDeadlineBook deadline_book(*store);
-    triggers::DeadlineWatch deadlines(io, {sched_opts.daemon_start, {}}, deadline_book, {});
+    auto& deadline_misses = metrics.workflowCounter(
+        "taskhub_deadline_misses", "Scheduled firings whose run had not succeeded by the workflow's deadline");
+    triggers::DeadlineWatch deadlines(
+        io, {sched_opts.daemon_start, {}}, deadline_book,
+        [&notifier, &metrics, &deadline_misses](const triggers::DeadlineMiss& m) {
+            metrics.countWorkflow(deadline_misses, m.workflow);
+            const auto ms = [](std::chrono::sys_seconds t) { return int64_t{t.time_since_epoch().count()} * 1000; };
+            notifier.raise(model::NotifyEvent::DeadlineMissed,
+                           notify::DeadlineFacts{m.workflow, m.run_id, ms(m.scheduled), ms(m.due), m.run_state});
+        });
     DeadlineObserver deadline_observer(deadlines);
     engine.addObserver(&deadline_observer);
     struct ObserverGuard {
@@ -311,7 +363,7 @@ int serve(const config::DaemonConfig& cfg) {
         scheduler.restorePauses(std::move(pauses));
     }
     triggers::FileWatch file_watch(io, fileWatchHooks(engine, *store, scheduler));
-    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch, &metrics, &deadlines});
+    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch, &metrics, &deadlines, &notifier});
     metrics.setLiveSource([&services, &plugins] {
         const control::StatusInfo st = services.status();
         metrics::LiveState s;
@@ -365,6 +417,12 @@ int serve(const config::DaemonConfig& cfg) {
                                                                           cfg.metrics.listen_port, renderMetrics);
     }
     services.setMetricsExport(metrics_textfile.get(), metrics_listener.get());
+    workflow_of = lookupWorkflow;
+    {
+        std::vector<std::shared_ptr<const config::Workflow>> loaded;
+        for (const auto& [name, wf] : services.workflowMap()) loaded.push_back(wf);
+        notifier.start(loaded);
+    }
     // History retention in the background (keep_runs, keep_days).
     Housekeeping housekeeping(io, *store, pool, eopts.log_dir, cfg.history, lookupWorkflow);
     // Runs a crash left unfinished are reconciled (leftover processes killed, lost attempts
@@ -379,6 +437,7 @@ int serve(const config::DaemonConfig& cfg) {
                          same_boot ? "" : " (a new boot: no process of the previous one can remain)");
         }
     }
+    notifier.resumeDelivery();
     services.releaseTriggers();
 
     std::unique_ptr<control::Server> server;

@@ -21,6 +21,7 @@
 #include "metrics/metrics.h"
 #include "metrics_export/http_listener.h"
 #include "metrics_export/textfile_writer.h"
+#include "notify/notifier.h"
 #include "plugin_host/plugin_host.h"
 #include "pool/worker_pool.h"
 #include "store/store.h"
@@ -283,7 +284,48 @@ control::StatusInfo DaemonServices::status() {
         s.metrics.listen_error = h.error;
         s.metrics.scrapes = h.scrapes;
     }
+    if (m_.notifier) {
+        const auto n = m_.notifier->stats();
+        for (const auto& k : n.by_kind) {
+            s.notifications.pending += k.pending;
+            s.notifications.failed_attempts += k.attempts_failed;
+        }
+        s.notifications.sent = n.total_sent;
+        s.notifications.failed = n.total_failed;
+        s.notifications.dropped = n.total_dropped;
+        s.notifications.last_error = n.last_error;
+        s.notifications.last_error_ms = n.last_error_ms;
+        if (n.mail_to_mbox) s.notifications.mbox = n.mbox_path;
+    }
     return s;
+}
+
+std::vector<store::NotificationRecord> DaemonServices::notifications(const std::string& run_id) {
+    return m_.store->notifications(run_id);
+}
+
+bool DaemonServices::notifyTest(const std::string& workflow,
+                                std::function<void(std::vector<control::NotifyTestResult>)> done, std::string* code,
+                                std::string* err) {
+    if (!m_.notifier) {
+        *code = "unavailable";
+        *err = "notifications are not set up in this daemon";
+        return false;
+    }
+    if (!running().count(workflow)) {
+        *code = "not_found";
+        *err = unknownWorkflow(workflow);
+        return false;
+    }
+    *code = "conflict";
+    return m_.notifier->sendTest(
+        workflow,
+        [done = std::move(done)](std::vector<notify::TestResult> results) {
+            std::vector<control::NotifyTestResult> out;
+            for (auto& r : results) out.push_back({std::move(r.target), r.ok, std::move(r.detail)});
+            done(std::move(out));
+        },
+        err);
 }
 
 control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool detail) {

@@ -36,6 +36,9 @@ namespace taskhub::metrics_export {
 class TextfileWriter;
 class HttpListener;
 }
+namespace taskhub::notify {
+class Notifier;
+}
 
 namespace taskhub::app {
 
@@ -51,6 +54,7 @@ struct Modules {
     triggers::FileWatch* file_watch = nullptr; // file-drop triggers
     metrics::Metrics* metrics = nullptr;       // told the loaded workflows; renders `metrics`
     triggers::DeadlineWatch* deadlines = nullptr; // workflow deadlines
+    notify::Notifier* notifier = nullptr;      // notifications; may be null (no status, no test)
     // [metrics] textfile and listen; null when not configured (status shows their health).
     const metrics_export::TextfileWriter* metrics_textfile = nullptr;
     const metrics_export::HttpListener* metrics_listener = nullptr;
@@ -128,6 +132,9 @@ public:
                               size_t max_bytes, std::optional<uint64_t> offset) override;
     void reload(const control::Caller& caller, std::function<void(const control::ReloadOutcome&)> done) override;
     control::UpcomingOutcome upcoming(const std::string& workflow, size_t n) override;
+    std::vector<store::NotificationRecord> notifications(const std::string& run_id) override;
+    bool notifyTest(const std::string& workflow, std::function<void(std::vector<control::NotifyTestResult>)> done,
+                    std::string* code, std::string* err) override;
     uint64_t writeMark() override;
     void whenDurable(uint64_t since, std::function<void(bool ok)> fn) override;
     std::string metrics() override;

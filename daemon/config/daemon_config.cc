@@ -7,6 +7,7 @@
 
 #include "config/run_as.h"
 #include "config/toml_support.h"
+#include "config/workflow_load.h"
 
 namespace taskhub::config {
 
@@ -19,7 +20,7 @@ const std::set<std::string> kTopKeys = {
     "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
     "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "max_nesting_depth",
     "max_workflow_file_size", "max_workflow_tasks", "pool", "plugins", "default_isolation", "history", "control",
-    "default_run_as", "metrics"};
+    "default_run_as", "metrics", "notify", "notifications"};
 const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
 const std::set<std::string> kHistoryKeys = {"keep_runs", "keep_days", "max_log_size"};
 const std::set<std::string> kControlKeys = {"max_connections", "max_connections_per_uid", "max_request_size",
@@ -250,6 +251,7 @@ std::optional<DaemonConfig> loadDaemonConfig(const fs::path& file_in, std::vecto
     c.plugin_dirs = {kDefaultPluginDir};
     c.state_dir = "/var/lib/taskhub";
     c.socket = kDefaultSocketPath;
+    c.notifications.mail_from = defaultMailFrom();
 
     if (!root->is_table()) {
         *problems = {{file.string(), 0, "expected a TOML table"}};
@@ -318,6 +320,10 @@ std::optional<DaemonConfig> loadDaemonConfig(const fs::path& file_in, std::vecto
             if (auto i = getIsolation(v, what, r)) c.default_isolation = *i;
         } else if (key == "history") {
             loadHistory(v, c.history, r);
+        } else if (key == "notify") {
+            loadNotify(v, &c.notify, r);
+        } else if (key == "notifications") {
+            loadNotificationSettings(v, c.notifications, r);
         } else if (key == "control") {
             loadControl(v, c.control, r);
         } else if (key == "metrics") {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "config/diagnostic.h"
+#include "config/notify_target.h"
 #include "config/workflow_limits.h"
 
 namespace taskhub::config {
@@ -120,6 +121,10 @@ struct DaemonConfig {
     MetricsSettings metrics;
     Isolation default_isolation = Isolation::InProcess; // for plugins not shipped with TaskHub
     std::map<std::string, PluginSettings> plugins;
+    // [[notify]]: the targets of workflows without their own [[notify]]; [notifications]: how
+    // every notification is delivered.
+    std::vector<NotifyTarget> notify;
+    NotificationSettings notifications;
 
     // The isolation plugin `name` runs with, and its settings (defaults when not configured).
     Isolation isolationOf(const std::string& name) const;

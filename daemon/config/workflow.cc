@@ -37,7 +37,7 @@ namespace {
 
 const std::set<std::string> kWorkflowKeys = {"description", "timezone", "dst_gap", "dst_fold", "trigger",
                                              "policy", "params", "max_parallel_tasks", "task",
-                                             "keep_runs", "keep_days", "run_as", "deadline", "log_to_journal"};
+                                             "keep_runs", "keep_days", "run_as", "deadline", "log_to_journal", "notify"};
 
 std::string contentHash(const std::string& text) {
     uint64_t h = 1469598103934665603ULL; // FNV-1a
@@ -215,6 +215,8 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         } else if (key == "log_to_journal") {
             if (!v.is_boolean()) r.add(v, "'log_to_journal' must be true or false, found " + typeName(v));
             else wf->log_to_journal = v.as_boolean();
+        } else if (key == "notify") {
+            wf->notify_set = loadNotify(v, &wf->notify, r);
         } else if (key == "task") {
             tasks = &v;
         } else {

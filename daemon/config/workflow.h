@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "config/diagnostic.h"
+#include "config/notify_target.h"
 #include "config/workflow_limits.h"
 #include "cron/cron.h"
 #include "dag/graph.h"
@@ -173,6 +174,10 @@ struct Workflow {
     // Task output lines also go to the journal (common/log.h forwardTaskLine()), for the tasks
     // that do not set log_to_journal themselves.
     bool log_to_journal = false;
+    // [[notify]]: when notify_set, this workflow's own targets (empty: `on = []`, notifications
+    // off); otherwise taskhub.toml's [[notify]] applies.
+    std::vector<NotifyTarget> notify;
+    bool notify_set = false;
     // What the loader noticed but does not refuse (e.g. a watched directory others can write
     // while tasks run as root), for `taskhubd --check` and `taskhubctl validate`.
     std::vector<Diagnostic> warnings;

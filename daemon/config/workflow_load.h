@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "config/notify_target.h"
 #include "config/toml_support.h"
 #include "config/workflow.h"
 #include "expr/template.h"
@@ -113,6 +114,17 @@ void validatePending(const std::vector<PendingValidation>& pending, const Workfl
 void applyRunAs(Workflow& wf, size_t wf_line, const std::vector<TaskExtra>& extras,
                 const WorkflowDefaults& defaults, const PluginCatalog& plugins, Reporter& r);
 void warnRootWatch(Workflow& wf);
+
+// workflow_notify.cc
+
+// Reads a `notify` array of tables ([[notify]], a workflow's or taskhub.toml's) into *out: false
+// with problems reported when it has any. An array of only `on = []` tables leaves *out empty:
+// notifications are off.
+bool loadNotify(const Value& v, std::vector<NotifyTarget>* out, Reporter& r);
+// Reads [notifications] into n.
+void loadNotificationSettings(const Value& v, NotificationSettings& n, Reporter& r);
+// "taskhub@<hostname>", or "taskhub" when the host name is not usable in an address.
+std::string defaultMailFrom();
 
 // workflow_graph.cc
 

@@ -172,6 +172,17 @@ bool cmdStatus(Context& c, Error*) {
             metrics["listen"] = std::move(l);
         }
         o["metrics"] = std::move(metrics);
+        const auto& n = s.notifications;
+        json::object no;
+        no["pending"] = n.pending;
+        no["sent"] = n.sent;
+        no["failed"] = n.failed;
+        no["dropped"] = n.dropped;
+        no["failed_attempts"] = n.failed_attempts;
+        no["last_error"] = n.last_error.empty() ? json::value(nullptr) : json::value(n.last_error);
+        no["last_error_at"] = n.last_error_ms ? json::value(formatIsoMillis(n.last_error_ms)) : json::value(nullptr);
+        no["mbox"] = n.mbox.empty() ? json::value(nullptr) : json::value(n.mbox);
+        o["notifications"] = std::move(no);
     }
     o["proto"] = kProtoVersion;
     c.ok(std::move(o));
@@ -220,6 +231,7 @@ bool cmdShow(Context& c, Error* err) {
         addDeadline(c.services, *r, true, run);
         o["run"] = std::move(run);
         o["events"] = eventsJson(c.services.events(name));
+        o["notifications"] = notificationsJson(c.services.notifications(name));
         c.ok(std::move(o));
         return true;
     }
@@ -663,6 +675,34 @@ bool cmdPluginShow(Context& c, Error* err) {
     return true;
 }
 
+// Sends a sample to each notification target of a workflow and answers once all are through.
+bool cmdNotifyTest(Context& c, Error* err) {
+    std::string wf;
+    if (!needString(c, "workflow", &wf, err)) return false;
+    auto ok = c.ok;
+    std::string code, why;
+    if (!c.services.notifyTest(
+            wf,
+            [ok](std::vector<NotifyTestResult> results) {
+                json::array out;
+                for (const auto& r : results) {
+                    json::object o;
+                    o["target"] = r.target;
+                    o["ok"] = r.ok;
+                    o["detail"] = r.detail;
+                    out.push_back(std::move(o));
+                }
+                json::object o;
+                o["results"] = std::move(out);
+                ok(std::move(o));
+            },
+            &code, &why)) {
+        *err = {code.empty() ? "not_found" : code, why};
+        return false;
+    }
+    return true;
+}
+
 const Command kCommands[] = {
     {"help", "list the commands this daemon understands", Access::ReadOnly, cmdHelp},
     {"status", "daemon health and counters", Access::ReadOnly, cmdStatus},
@@ -681,6 +721,7 @@ const Command kCommands[] = {
     {"resume", "resume a paused run and its child runs (args: run); or a workflow's schedule, with catch-up (args: workflow)", Access::Mutating, cmdResume},
     {"retry", "re-run failed and cancelled tasks of a finished run as new attempts (args: run, task, downstream)", Access::Mutating, cmdRetry},
     {"reload", "re-read the workflows directory", Access::Mutating, cmdReload},
+    {"notify_test", "send a sample notification to each target of a workflow and report each outcome (args: workflow)", Access::Mutating, cmdNotifyTest},
 };
 
 bool cmdHelp(Context& c, Error*) {

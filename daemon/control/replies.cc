@@ -240,4 +240,24 @@ json::object pluginJson(const PluginStatus& p) {
     return o;
 }
 
+json::array notificationsJson(const std::vector<store::NotificationRecord>& notes) {
+    json::array out;
+    for (const auto& n : notes) {
+        json::object o;
+        o["id"] = n.id;
+        o["event"] = model::name(n.event);
+        o["kind"] = model::name(n.kind);
+        o["target"] = n.target;
+        o["state"] = model::name(n.state);
+        o["attempts"] = n.attempts;
+        o["created"] = formatIsoMillis(n.created_ms);
+        o["sent"] = isoOrNull(n.sent_ms);
+        o["next_attempt"] = n.state == model::NotifyState::Pending ? json::value(formatIsoMillis(n.next_attempt_ms))
+                                                                    : json::value(nullptr);
+        o["last_error"] = n.last_error;
+        out.push_back(std::move(o));
+    }
+    return out;
+}
+
 } // namespace taskhub::control

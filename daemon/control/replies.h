@@ -40,6 +40,8 @@ boost::json::object deadlineMissJson(const store::DeadlineMissRecord& m);
 // else {deadline, due, state: missed | met | pending | not_checked, detected, reason}.
 void addDeadline(Services& services, const store::RunRecord& r, bool detail, boost::json::object& o);
 boost::json::object pluginJson(const PluginStatus& p);
+// A run's notifications for `show`: event, target, state, attempts, sent, last_error, ...
+boost::json::array notificationsJson(const std::vector<store::NotificationRecord>& notes);
 
 } // namespace taskhub::control
 

@@ -96,6 +96,25 @@ struct MetricsExportInfo {
     uint64_t scrapes = 0;            // /metrics answered since start
 };
 
+// Notifications (daemon/notify): the outbox's totals and how delivery goes.
+struct NotifyStatusInfo {
+    size_t pending = 0;          // waiting for delivery now
+    int64_t sent = 0;            // delivered (all time: the outbox's count)
+    int64_t failed = 0;          // given up after their retries (all time)
+    int64_t dropped = 0;         // not queued, [notifications] max_pending was reached (all time)
+    uint64_t failed_attempts = 0; // failed delivery attempts since taskhubd started
+    std::string last_error;      // the latest failed attempt, "" when none since the start
+    int64_t last_error_ms = 0;
+    std::string mbox;            // when no MTA is installed: where mail goes instead; "" otherwise
+};
+
+// `notify test`: the outcome for one target.
+struct NotifyTestResult {
+    std::string target;
+    bool ok = false;
+    std::string detail;
+};
+
 struct StatusInfo {
     std::string version;
     int64_t started_ms = 0;
@@ -119,6 +138,7 @@ struct StatusInfo {
     // what to do, or "" while it can. Meanwhile no new run starts and changes are refused.
     std::string store_problem;
     MetricsExportInfo metrics;
+    NotifyStatusInfo notifications;
 };
 
 // The outcome of a change a client asked for (pause, resume, cancel, retry).
@@ -277,6 +297,12 @@ public:
     virtual void reload(const Caller& caller, std::function<void(const ReloadOutcome&)> done) = 0;
     // The next n firings of a loaded workflow's time triggers strictly after now.
     virtual UpcomingOutcome upcoming(const std::string& workflow, size_t n) = 0;
+    // The notifications of a run (or a deadline's firing id), oldest first.
+    virtual std::vector<store::NotificationRecord> notifications(const std::string& run_id) = 0;
+    // Sends a sample notification to each target of the workflow; done gets one result per target
+    // (later, on the loop). false with *err (not_found code in *code) when nothing can be sent.
+    virtual bool notifyTest(const std::string& workflow, std::function<void(std::vector<NotifyTestResult>)> done,
+                            std::string* code, std::string* err) = 0;
     // A mark in the stream of state changes; take it before making changes.
     virtual uint64_t writeMark() = 0;
     // Calls fn(ok) once every state change made so far is durable; ok is false when a change made

@@ -24,6 +24,14 @@ public:
     virtual void runCreated(const store::RunRecord& run) { (void)run; }
     // A run started (run.started_ms set); also each child run.
     virtual void runStarted(const store::RunRecord& run) { (void)run; }
+    // A run is about to reach its final state: run.state and run.ended_ms are final, and the
+    // record saying so is handed to the store right after this call, so that a record an
+    // observer adds now is durable whenever the run's end is (the store commits in order: the
+    // notification outbox relies on it). run.tasks is empty; tasks as for runEnded.
+    virtual void runEnding(const store::RunRecord& run, const std::vector<const store::TaskRecord*>& tasks) {
+        (void)run;
+        (void)tasks;
+    }
     // A run reached its final state (succeeded, failed or cancelled), also when recovery after a
     // crash found that it could not continue. run.tasks is empty; tasks holds each task's
     // record (its latest attempt), in the workflow's order. run.lost counts the attempts lost in

@@ -133,6 +133,13 @@ int Core::abandon(const store::RunRecord& rec,
     r.state = model::RunState::Failed;
     r.message = why;
     r.ended_ms = now;
+    if (!observers.empty()) {
+        std::vector<const store::TaskRecord*> tasks;
+        for (const auto& t : r.tasks) tasks.push_back(&t);
+        store::RunRecord ending = r;
+        ending.tasks.clear();
+        for (auto* o : observers) o->runEnding(ending, tasks);
+    }
     store.updateRun(r);
     event(r.id, "", "recovered", "failed: " + why);
     event(r.id, "", "run_end", "failed: " + why);

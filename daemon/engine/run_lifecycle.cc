@@ -513,6 +513,12 @@ void Core::endRun(Run& run) {
     }
     run.rec.ended_ms = nowMillis();
     run.run_timer.reset();
+    std::vector<const store::TaskRecord*> tasks;
+    if (!observers.empty()) {
+        tasks.reserve(run.tasks.size());
+        for (const auto& t : run.tasks) tasks.push_back(&t.rec);
+        for (auto* o : observers) o->runEnding(run.rec, tasks);
+    }
     saveRun(run);
     event(run.rec.id, "", "run_end", model::nameString(run.rec.state) + (run.rec.message.empty() ? "" : ": " + run.rec.message));
     if (logging::Context log_ctx({.workflow = run.rec.workflow, .run_id = run.rec.id});
@@ -522,12 +528,7 @@ void Core::endRun(Run& run) {
         spdlog::warn("ENGINE_RUN_{} {} {}", run.rec.state == model::RunState::Failed ? "FAILED" : "CANCELLED",
                      run.rec.id, run.rec.message);
     }
-    if (!observers.empty()) {
-        std::vector<const store::TaskRecord*> tasks;
-        tasks.reserve(run.tasks.size());
-        for (const auto& t : run.tasks) tasks.push_back(&t.rec);
-        notifyRunEnded(run.rec, tasks);
-    }
+    if (!observers.empty()) notifyRunEnded(run.rec, tasks);
     auto owned = std::move(runs.at(run.rec.id));
     runs.erase(run.rec.id);
     if (owned->parent_id.empty()) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/name_values.h"
+#include "model/notify_event.h"
 #include "model/states.h"
 
 namespace taskhub::store {
@@ -79,6 +80,28 @@ struct EventRecord {
     std::string kind;                // ready, start, end, skipped, cancelled, retry, run_*, ...
     std::string detail;
     int64_t seq = 0;                 // order of recording across all runs (set by the store)
+};
+
+// One notification in the outbox (daemon/notify): what it is about, where it goes, how far its
+// delivery got. Exactly one per (run, event, target) -- per ending of the run for its outcome, so
+// that a retried run that ends again notifies again: its id is derived from them.
+struct NotificationRecord {
+    std::string id;                  // "<run_id>/<event>/<8 hex>" (notify::notificationId)
+    std::string run_id;              // or a firing id "<workflow>@<instant>" (deadline_missed)
+    std::string workflow;
+    model::NotifyEvent event = model::NotifyEvent::Failure;
+    model::NotifyKind kind = model::NotifyKind::Command;
+    std::string target;              // for people: "mail: ops@example.org", "webhook: https://host/path"
+                                     // (a webhook URL without credentials and query)
+    std::string destination;         // where it goes: the command, the addresses, the whole URL
+    model::NotifyState state = model::NotifyState::Pending;
+    int attempts = 0;                // delivery attempts made
+    int64_t next_attempt_ms = 0;     // pending: when the next attempt is due
+    std::string last_error;
+    int64_t created_ms = 0;
+    std::optional<int64_t> sent_ms;
+    std::string payload;             // the run's facts as JSON: what every target sends
+    std::string run_as;              // command: the account it runs as ("" = taskhubd's own)
 };
 
 } // namespace taskhub::store

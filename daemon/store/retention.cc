@@ -138,6 +138,7 @@ bool Store::applyPrune(Conn& c, const Prune& op) {
         Stmt del_tasks(c.db(), "DELETE FROM tasks WHERE key >= ?1 AND key < ?2");
         Stmt del_events(c.db(), "DELETE FROM event_blocks WHERE run_key = ?1");
         Stmt del_run(c.db(), "DELETE FROM runs WHERE key = ?1");
+        Stmt del_notes(c.db(), "DELETE FROM notifications WHERE run_id = ?1 AND state <> 'pending'");
         for (const auto& id : op.run_ids) {
             std::vector<int64_t> keys;
             bool keep = false;
@@ -157,6 +158,8 @@ bool Store::applyPrune(Conn& c, const Prune& op) {
                 del_run.reset().bind(1, key);
                 c.check(del_run.step(), "prune run", &err);
             }
+            del_notes.reset().bind(1, id);
+            c.check(del_notes.step(), "prune run: delete its notifications", &err);
         }
     }
     if (!op.file_versions.empty()) {

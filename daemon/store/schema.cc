@@ -182,13 +182,16 @@ UPDATE runs SET skip_cause = 'active_limit'
   WHERE state = 'skipped' AND skip_cause = '' AND message GLOB 'skipped: * runs are active, max_active_runs = *';
 )sql";
 
-// 8: issue 16.
-// ---- 8, deadlines (triggers/deadline.h): begin ----
+// 8 (issue 16): deadlines (triggers/deadline.h) and notifications (daemon/notify's durable outbox).
 // deadline_misses: each firing that missed its workflow's deadline (run_state '' = no run).
 // deadline_marks: per workflow with a deadline, the latest scheduled instant whose firing has been
 // decided (met or missed); later firings are checked, earlier ones never again.
-constexpr const char* kSchemaV8Deadlines = R"sql(
-CREATE TABLE deadline_misses(
+// notifications: one row per (run, event, target); id is derived from the three, so recording one
+// twice keeps the first. state: pending | sent | failed | dropped. payload: the run's facts as
+// JSON. target is for people (a webhook URL without its credentials and query), destination
+// where it goes.
+constexpr const char* kSchemaV8 = R"sql(
+CREATE TABLE IF NOT EXISTS deadline_misses(
   workflow TEXT NOT NULL,
   scheduled_ms INTEGER NOT NULL,
   run_id TEXT NOT NULL,
@@ -198,16 +201,33 @@ CREATE TABLE deadline_misses(
   run_state TEXT NOT NULL,
   reason TEXT NOT NULL,
   PRIMARY KEY(workflow, scheduled_ms)) WITHOUT ROWID;
-CREATE INDEX deadline_misses_by_run ON deadline_misses(run_id);
-CREATE TABLE deadline_marks(
+CREATE INDEX IF NOT EXISTS deadline_misses_by_run ON deadline_misses(run_id);
+CREATE TABLE IF NOT EXISTS deadline_marks(
   workflow TEXT PRIMARY KEY,
   checked_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notifications(
+  id TEXT PRIMARY KEY,
+  run_id TEXT NOT NULL,
+  workflow TEXT NOT NULL,
+  event TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  target TEXT NOT NULL,
+  destination TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  created_ms INTEGER NOT NULL,
+  sent_ms INTEGER,
+  payload TEXT NOT NULL,
+  run_as TEXT NOT NULL DEFAULT '') WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS notifications_by_run ON notifications(run_id);
+CREATE INDEX IF NOT EXISTS notifications_by_state ON notifications(state, created_ms);
 )sql";
-// ---- 8, deadlines: end ----
 
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
 const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
-                                   kSchemaV7, kSchemaV8Deadlines};
+                                   kSchemaV7, kSchemaV8};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace

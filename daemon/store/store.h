@@ -75,8 +75,9 @@ public:
     // (event_blocks: one row per run per commit, a JSON array of events) instead of one row per
     // event, runs_by_schedule, workflow_pauses. 4: plugin_events (health transitions).
     // 5: file_versions (file-drop triggers). 6: tasks.pid, pgid, proc_start (the process of
-    // the latest attempt), runs.lost, meta (boot_id). 7: tasks.kind, runs.skip_cause. Older
-    // databases are migrated when opened.
+    // the latest attempt), runs.lost, meta (boot_id). 7: tasks.kind, runs.skip_cause.
+    // 8: deadline_misses, deadline_marks (triggers/deadline.h) and notifications (the outbox of
+    // daemon/notify). Older databases are migrated when opened.
     static constexpr int kSchemaVersion = 8;
     static constexpr int kMaxTasksPerRun = 1 << 20; // tasks.key holds the position in 20 bits
 
@@ -186,6 +187,21 @@ public:
     // none) and stores value in its place (durable with the next commit()).
     std::string exchangeMeta(const std::string& key, const std::string& value);
 
+    // ---- notifications (daemon/notify's durable outbox) ----
+    // Records a notification; one that exists already (same id) is left as it is.
+    void addNotification(const NotificationRecord& n);
+    // Writes its state, attempts, next_attempt_ms, last_error and sent_ms.
+    void updateNotification(const NotificationRecord& n);
+    // The notifications of a run (or firing), oldest first.
+    std::vector<NotificationRecord> notifications(const std::string& run_id);
+    // Pending notifications, oldest first, at most limit (start-up: what to deliver).
+    std::vector<NotificationRecord> pendingNotifications(size_t limit);
+    // How many notifications are in each state (indexed by model::NotifyState).
+    std::vector<int64_t> notificationCounts();
+    // Per workflow, the final state (succeeded or failed) of its latest top-level run that
+    // succeeded or failed: what `recovery` compares with. One pass, at start-up.
+    std::vector<std::pair<std::string, model::RunState>> lastOutcomes();
+
     // ---- reads: committed data, plus run ids not yet committed for runExists ----
     bool runExists(const std::string& id);
     std::optional<RunRecord> run(const std::string& id, bool with_tasks);
@@ -285,8 +301,13 @@ private:
         std::string workflow;
         std::optional<int64_t> checked_ms;
     };
+    struct NotificationWrite { // addNotification (insert) or updateNotification
+        NotificationRecord n;
+        bool insert = false;
+    };
     using RunOp = std::variant<RunRecord, UpdateRun, ReviveRun, WorkflowPause, PluginEvent,
-                               FileVersion, Prune, DeadlineMissRecord, DeadlineMark>; // insert, update, ...
+                               FileVersion, Prune, DeadlineMissRecord, DeadlineMark,
+                               NotificationWrite>; // insert, update, ...
     struct StringHash {
         using is_transparent = void;
         size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
@@ -323,6 +344,7 @@ private:
     void enqueueRun(RunOp op);
     bool applyRun(Conn& c, const RunOp& op);
     bool applyPrune(Conn& c, const Prune& op);    // history retention
+    bool applyNotification(Conn& c, const NotificationWrite& op); // notifications.cc
     bool hasWritesWaiting(const std::string& run_id); // history retention: writer thread
     std::optional<int64_t> runKey(Conn& c, std::string_view run_id); // logs and records a miss
     bool applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t);

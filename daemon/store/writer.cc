@@ -99,6 +99,8 @@ bool Store::applyRun(Conn& c, const RunOp& op) {
         c.check(s.step(), "record deadline mark", &err);
     } else if (const auto* prune = std::get_if<Prune>(&op)) {
         return applyPrune(c, *prune);
+    } else if (const auto* note = std::get_if<NotificationWrite>(&op)) {
+        return applyNotification(c, *note);
     } else {
         const auto& p = std::get<WorkflowPause>(op);
         auto& s = c.stmt(p.paused ? kPauseWorkflow : kResumeWorkflow);

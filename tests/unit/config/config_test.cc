@@ -89,12 +89,12 @@ comand = "true"
 )");
     CHECK(messages(load) == std::vector<std::string>{
               "1: unknown key 'descripton'; did you mean 'description'? (accepted: deadline, description, dst_fold, dst_gap, "
-              "keep_days, keep_runs, log_to_journal, max_parallel_tasks, params, policy, run_as, task, timezone, trigger)",
+              "keep_days, keep_runs, log_to_journal, max_parallel_tasks, notify, params, policy, run_as, task, timezone, trigger)",
               "6: task 'a': plugin shell rejects parameter 'comand': unknown parameter 'comand'; did you mean "
               "'command'?"});
     CHECK(load.problems[0].str() == (dir.path / "w.toml").string() +
                                         ":1: unknown key 'descripton'; did you mean 'description'? (accepted: "
-                                        "deadline, description, dst_fold, dst_gap, keep_days, keep_runs, log_to_journal, max_parallel_tasks, params, policy, run_as, task, "
+                                        "deadline, description, dst_fold, dst_gap, keep_days, keep_runs, log_to_journal, max_parallel_tasks, notify, params, policy, run_as, task, "
                                         "timezone, trigger)");
 }
 
@@ -487,7 +487,7 @@ idel_timeout = "1m"
         CHECK(got == std::vector<std::string>{
                          "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, control, "
                          "default_isolation, default_run_as, history, log_level, max_nesting_depth, max_running_tasks, "
-                         "max_workflow_file_size, max_workflow_tasks, metrics, plugin_dirs, plugins, pool, shutdown_grace, "
+                         "max_workflow_file_size, max_workflow_tasks, metrics, notifications, notify, plugin_dirs, plugins, pool, shutdown_grace, "
                          "socket, socket_group, "
                          "state_dir, timezone, workflows_dir)",
                          "2: 'plugin_dirs' must be an array of strings, found string",

@@ -59,7 +59,7 @@ const Command& command(std::string_view name) {
 } // namespace
 
 TEST_CASE("every command of the table is complete") {
-    REQUIRE(commands().size() == 19); // 18 + metrics (issue 16)
+    REQUIRE(commands().size() == 20); // 18 + metrics + notify test (issue 16)
     std::vector<std::string_view> names;
     for (const auto& c : commands()) {
         INFO(c.name);
@@ -211,6 +211,8 @@ TEST_CASE("global options go anywhere; aliases and repeated options") {
     CHECK(accepted({"show", "-"}).args == std::vector<std::string>{"-"});
     CHECK(accepted({"next", "--cron", "* * * * *", "-n", "-3"}).value("-n") == "-3");
     CHECK(accepted({"plugin", "show", "shell"}).command == &command("plugin show"));
+    CHECK(accepted({"notify", "test", "nightly"}).command == &command("notify test"));
+    CHECK(accepted({"notify", "test", "nightly"}).args == std::vector<std::string>{"nightly"});
 }
 
 TEST_CASE("--help: the usage text, or the help of the command named before it") {
