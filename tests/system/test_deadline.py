@@ -7,7 +7,9 @@
 - taskhubd stopped across S and S + deadline (SIGTERM, then kill -9), or killed while the run
   runs and started again after S + deadline: the miss is found after the restart, once, and not
   again after a further restart;
-- firings from before the key was added never count.
+- firings from before the key was added never count;
+- a miss reaches the workflow's `deadline_missed` notify targets once and counts in
+  taskhub_deadline_misses_total.
 """
 
 import os
@@ -195,6 +197,41 @@ class DeadlineTest(harness.DaemonTestCase):
         after = misses(d, "late")
         self.assertFalse({m["run_id"] for m in after} & earlier, after)
         self.assertFalse(set(missed_lines(d, "late")) & earlier)
+
+    def test_a_miss_notifies_once_and_is_counted(self):
+        # A miss reaches the workflow's deadline_missed targets once per firing, with the firing's
+        # facts, and counts in taskhub_deadline_misses_total.
+        d = self.daemon(start=False)
+        events = os.path.join(d.work, "events")
+        d.write_workflow("late", workflow("exit 3") + """
+        [[notify]]
+        on = ["deadline_missed"]
+        command = "echo $TASKHUB_EVENT $TASKHUB_RUN_ID $TASKHUB_WORKFLOW >> %s"
+        """ % events)
+        d.start()
+        miss = harness.wait_until(lambda: misses(d, "late"), WAIT, what="a miss of late")[-1]
+
+        def notified():
+            if not os.path.exists(events):
+                return None
+            with open(events) as f:
+                lines = f.read().splitlines()
+            return lines if ("deadline_missed %s late" % miss["run_id"]) in lines else None
+
+        lines = harness.wait_until(notified, WAIT, what="the deadline_missed notification")
+        self.assertEqual(len([l for l in lines if miss["run_id"] in l]), 1, lines)
+        self.assertTrue(all(l.startswith("deadline_missed ") for l in lines), lines)
+
+        def value(name_and_labels):
+            text = d.ctl_ok("metrics", json=False)
+            m = re.search(r"^%s (\S+)$" % re.escape(name_and_labels), text, re.M)
+            self.assertIsNotNone(m, text)
+            return float(m.group(1))
+
+        self.assertGreaterEqual(value('taskhub_deadline_misses_total{workflow="late"}'), 1.0)
+        # The command has written its line; the notifier counts it sent once the command exits.
+        harness.wait_until(lambda: value('taskhub_notifications_total{target="command",result="sent"}') >= 1.0,
+                           WAIT, what="the notification counted as sent")
 
     def test_deadline_without_time_trigger_is_refused(self):
         d = self.daemon()
