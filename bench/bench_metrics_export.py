@@ -3,7 +3,8 @@
 against a bare HTTP server answering a static body of the same size on loopback
 (bench/raw_http.cc), measured in the same invocation; and what [metrics] textfile + listen cost:
 shell_tasks throughput (2,000 `true` tasks, scraped every second meanwhile) and idle RSS, with
-them on and off, back to back. See docs/benchmarks.md.
+them on and off, back to back; and what notifications cost: runs/s of one-task runs with a command
+notification per run and without. See docs/benchmarks.md.
 
 Usually run through scripts/bench, which builds build-bench/ (Release) first.
 """
@@ -137,6 +138,41 @@ def throughput(build, work_root, tasks, parallel, metrics_on):
     return tasks / (st.iso_ms(run["ended"]) - st.iso_ms(run["started"]))
 
 
+def run_rate(build, work_root, runs, notify_on):
+    """One fresh taskhubd; `runs` runs of a one-task workflow (`true`) triggered back to back
+    (overlap = allow). With notify_on, every run's end is a `command = "true"` notification (a
+    durable outbox row and a program started by the notifier). Returns (runs/s from the first
+    run's creation to the last run's end, seconds until the last notification was delivered or
+    None)."""
+    cfg = st.example_config()
+    cfg.pop("notify", None)
+    if notify_on:
+        cfg["notify"] = [{"on": ["success", "failure"], "command": "true"}]
+    work = Path(tempfile.mkdtemp(prefix="runs-", dir=work_root))
+    wf = '[policy]\noverlap = "allow"\n\n[[task]]\nid = "t"\nplugin = "shell"\ncommand = "true"\n'
+    with bl.Daemon(build, work, cfg, {"one": wf}) as d:
+        d.start()
+        t0 = time.time()
+        for _ in range(runs):
+            d.ctl("run", "one")
+        while True:
+            recs = json.loads(d.ctl("runs", "--json", "--limit", str(runs + 10)).stdout)
+            if len(recs) >= runs and all(r["state"] == "succeeded" for r in recs):
+                break
+            time.sleep(0.1)
+        first = min(st.iso_ms(r["created"]) for r in recs)
+        last = max(st.iso_ms(r["ended"]) for r in recs)
+        delivered = None
+        if notify_on:
+            while True:
+                n = json.loads(d.ctl("status", "--json").stdout)["notifications"]
+                if n["sent"] + n["failed"] >= runs:
+                    break
+                time.sleep(0.05)
+            delivered = time.time() - t0
+    return runs / (last - first), delivered
+
+
 def idle_rss(build, work_root, settle, metrics_on):
     workflows = {p.stem: p.read_text() for p in sorted((bl.REPO / "etc" / "workflows.d").glob("*.toml"))}
     work = Path(tempfile.mkdtemp(prefix="idle-", dir=work_root))
@@ -158,6 +194,7 @@ def main():
     ap.add_argument("--tasks", type=int, default=2000)
     ap.add_argument("--parallel", type=int, default=2, help="the shell plugin's max_concurrency")
     ap.add_argument("--idle-settle", type=float, default=3.0)
+    ap.add_argument("--runs", type=int, default=200, help="runs triggered for notifications on/off")
     args = ap.parse_args()
     build = Path(args.build_dir).resolve()
     return bl.in_work_root(build, lambda work_root: run(args, build, work_root))
@@ -190,9 +227,18 @@ def run(args, build, work_root):
         r["ratio"] = r["on"] / r["off"]
         r["rss_off"], r["threads_off"] = idle_rss(build, work_root, args.idle_settle, False)
         r["rss_on"], r["threads_on"] = idle_rss(build, work_root, args.idle_settle, True)
+        # Notifications: runs/s with a command notification per run vs none (off, on, on, off).
+        n_off = [run_rate(build, work_root, args.runs, False)[0]]
+        n_on = [run_rate(build, work_root, args.runs, True) for _ in range(2)]
+        n_off.append(run_rate(build, work_root, args.runs, False)[0])
+        r["runs_off"], r["runs_on"] = bl.mean(n_off), bl.mean([x[0] for x in n_on])
+        r["runs_ratio"] = r["runs_on"] / r["runs_off"]
+        r["delivered_s"] = bl.mean([x[1] for x in n_on])
         reps.append(r)
         print(f"   rep {rep + 1}: {r['on']:.0f} tasks/s with metrics vs {r['off']:.0f} without ({r['ratio']:.2f}); "
-              f"idle RSS {r['rss_on'] / 1024:.1f} MB vs {r['rss_off'] / 1024:.1f} MB", flush=True)
+              f"idle RSS {r['rss_on'] / 1024:.1f} MB vs {r['rss_off'] / 1024:.1f} MB; {r['runs_on']:.0f} runs/s with "
+              f"a notification per run vs {r['runs_off']:.0f} without ({r['runs_ratio']:.2f}), the last of "
+              f"{args.runs} delivered {r['delivered_s']:.1f}s after the first trigger", flush=True)
 
     def med(key):
         return bl.median([r[key] for r in reps])
@@ -210,6 +256,9 @@ def run(args, build, work_root):
          f"{med('ratio'):.2f} ({bl.spread2([r['ratio'] for r in reps])})", "-", "info"],
         ["idle RSS, example workflows", f"{med('rss_on') / 1024:.1f} MB", f"{med('rss_off') / 1024:.1f} MB off",
          f"+{(med('rss_on') - med('rss_off')) / 1024:.2f} MB", "-", "info"],
+        [f"runs/s, {args.runs} one-task runs, a command notification each", f"{med('runs_on'):.0f}",
+         f"{med('runs_off'):.0f} no notification", f"{med('runs_ratio'):.2f} "
+         f"({bl.spread2([r['runs_ratio'] for r in reps])})", "-", "info"],
     ]
     bl.print_table(["metric", "TaskHub", "baseline", "ratio", "goal", "result"], rows)
     results = {"benchmark": "metrics_export", "machine": machine, "scrape": s, "reps": reps, "problems": [],

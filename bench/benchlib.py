@@ -243,9 +243,14 @@ def toml_value(v):
     raise TypeError(f"no TOML form for {v!r}")
 
 
+def is_table_array(v):
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
 def toml_dump(doc):
-    """Writes a daemon config: top-level scalars, then [table] and [table.sub] sections."""
-    lines = [f"{k} = {toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict)]
+    """Writes a daemon config: top-level scalars, then [table] and [table.sub] sections, then
+    [[array]] tables (such as [[notify]])."""
+    lines = [f"{k} = {toml_value(v)}" for k, v in doc.items() if not isinstance(v, dict) and not is_table_array(v)]
 
     def section(prefix, table):
         scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
@@ -259,6 +264,11 @@ def toml_dump(doc):
     for k, v in doc.items():
         if isinstance(v, dict):
             section(k, v)
+    for k, v in doc.items():
+        if is_table_array(v):
+            for table in v:
+                lines.append(f"\n[[{k}]]")
+                lines.extend(f"{key} = {toml_value(val)}" for key, val in table.items())
     return "\n".join(lines) + "\n"
 
 
