@@ -325,9 +325,13 @@ bool cmdRun(Context& c, Error* err) {
         replyRunWhenDurable(services, mark, id, ok, fail, "run " + id);
         return true;
     }
-    services.whenRunEnds(id, [&services, mark, id, ok, fail] {
+    // A firing recorded as skipped (overlap, max_active_runs) has ended already, and the store
+    // reads it only once it is committed: then whenRunEnds knows no such run yet.
+    if (!services.whenRunEnds(id, [&services, mark, id, ok, fail] {
+            replyRunWhenDurable(services, mark, id, ok, fail, "run " + id);
+        })) {
         replyRunWhenDurable(services, mark, id, ok, fail, "run " + id);
-    });
+    }
     return true;
 }
 

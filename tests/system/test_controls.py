@@ -349,5 +349,28 @@ class CancelControlsTest(harness.DaemonTestCase):
         self.assertEqual(final["children"][0]["state"], "succeeded")
 
 
+class RunWaitTest(harness.DaemonTestCase):
+    def test_run_wait_answers_a_firing_skipped_by_overlap_at_once(self):
+        # `run --wait` of a run that its overlap policy records as skipped answers with that
+        # skipped run (it has ended), instead of dropping the connection.
+        d = self.daemon()
+        go = d.path("go")
+        d.write_workflow("q", """\
+            [[task]]
+            id = "t"
+            plugin = "shell"
+            command = "while [ ! -e %s ]; do sleep 0.1; done"
+            """ % go)
+        d.start()
+        first = d.ctl_ok("run", "q")
+        self.assertEqual(first["state"], "running")
+        rc, run, err = d.ctl("run", "q", "--wait")
+        self.assertEqual(rc, 1, err)  # like any run --wait whose run did not succeed
+        self.assertEqual(run["state"], "skipped")
+        self.assertIn("is still active (overlap = skip)", run["message"])
+        open(go, "w").close()
+        self.assertEqual(d.wait_run_state(first["id"], "succeeded")["state"], "succeeded")
+
+
 if __name__ == "__main__":
     harness.main()
