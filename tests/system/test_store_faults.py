@@ -154,6 +154,11 @@ class StoreFaultsTest(harness.DaemonTestCase):
         harness.wait_until(lambda: self.status(d).get("store_problem") is None, RECOVERY_TIMEOUT,
                            what="taskhubd to recover once the database can be written")
         self.assertIn("STORE_WRITABLE", d.log())
+        # Runs accepted during the outage go on once their records are committed; quick's overlap
+        # is skip, so the run below waits until none of them is active.
+        harness.wait_until(lambda: all(r["state"] not in ("queued", "running", "paused")
+                                       for r in d.ctl_ok("runs") if r["workflow"] == "quick"),
+                           RECOVERY_TIMEOUT, what="the runs of quick accepted during the outage to end")
         # Runs are accepted again.
         rc, run, err = d.ctl("run", "quick", "--wait")
         self.assertEqual(rc, 0, err)
