@@ -12,6 +12,7 @@
 
 #include "common/time_util.h"
 #include "config_support.h"
+#include "trigger_support.h"
 #include "triggers/deadline.h"
 
 namespace {
@@ -23,21 +24,8 @@ using triggers::DeadlineMiss;
 using triggers::DeadlineWatch;
 using triggers::FiringRun;
 
-sys_seconds at(const char* iso) {
-    std::string err;
-    auto t = parseIsoInstant(iso, &err);
-    INFO(err);
-    REQUIRE(t);
-    return *t;
-}
-
-std::shared_ptr<const config::Workflow> workflow(const std::string& name, const std::string& text) {
-    config::testing::TempDir dir;
-    auto load = config::testing::loadText(dir, name + ".toml", text + "\n[[task]]\nid = \"t\"\nplugin = \"noop\"\n");
-    INFO(Catch::Detail::stringify(config::testing::messages(load)));
-    REQUIRE(load.workflow);
-    return load.workflow;
-}
+using testing::triggers_support::at;
+using testing::triggers_support::workflow;
 
 // The store, in memory: outlives each "daemon process" (watch).
 struct Book final : triggers::DeadlineBook {

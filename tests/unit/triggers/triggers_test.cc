@@ -13,6 +13,7 @@
 
 #include "common/time_util.h"
 #include "config_support.h"
+#include "trigger_support.h"
 #include "triggers/plan.h"
 #include "triggers/scheduler.h"
 #include "triggers/zone_watch.h"
@@ -25,21 +26,8 @@ using std::chrono::sys_seconds;
 using triggers::PlannedFiring;
 using triggers::Scheduler;
 
-sys_seconds at(const char* iso) {
-    std::string err;
-    auto t = parseIsoInstant(iso, &err);
-    INFO(err);
-    REQUIRE(t);
-    return *t;
-}
-
-std::shared_ptr<const config::Workflow> workflow(const std::string& name, const std::string& text) {
-    config::testing::TempDir dir;
-    auto load = config::testing::loadText(dir, name + ".toml", text + "\n[[task]]\nid = \"t\"\nplugin = \"noop\"\n");
-    INFO(Catch::Detail::stringify(config::testing::messages(load)));
-    REQUIRE(load.workflow);
-    return load.workflow;
-}
+using testing::triggers_support::at;
+using testing::triggers_support::workflow;
 
 std::vector<std::string> isoList(const std::vector<PlannedFiring>& fs, bool due = false) {
     std::vector<std::string> out;
