@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "cgroup/resources.h"
 #include "config/diagnostic.h"
 #include "config/notify_target.h"
 #include "config/workflow_limits.h"
@@ -125,6 +126,11 @@ struct TaskDef {
     RunAsSource run_as_source = RunAsSource::None;
     // log_to_journal as the task sets it; unset: the workflow's (Workflow::log_to_journal).
     std::optional<bool> log_to_journal;
+    // memory_max, cpu_max, tasks_max, io_weight and leftovers in effect for this task: its own
+    // keys, else its workflow's (Workflow::limits, Workflow::leftovers). Applied through the
+    // attempt's cgroup (cgroup/cgroup.h); a limit the machine cannot apply refuses the file.
+    cgroup::Limits limits;
+    cgroup::Leftovers leftovers = cgroup::Leftovers::Kill;
 };
 
 enum class Overlap { Skip, QueueOne, QueueAll, Replace, Allow };
@@ -178,6 +184,10 @@ struct Workflow {
     // off); otherwise taskhub.toml's [[notify]] applies.
     std::vector<NotifyTarget> notify;
     bool notify_set = false;
+    // The workflow-level memory_max, cpu_max, tasks_max, io_weight and leftovers as written
+    // (each task's effective values are in TaskDef).
+    cgroup::Limits limits;
+    cgroup::Leftovers leftovers = cgroup::Leftovers::Kill;
     // What the loader noticed but does not refuse (e.g. a watched directory others can write
     // while tasks run as root), for `taskhubd --check` and `taskhubctl validate`.
     std::vector<Diagnostic> warnings;

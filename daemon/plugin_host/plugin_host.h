@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "cgroup/resources.h"
 #include "common/identity.h"
 #include "config/daemon_config.h"
 #include "config/workflow.h"
@@ -102,10 +103,20 @@ struct AttemptSpec {
     // Called on the event loop when the plugin reports the attempt's process, before `done`;
     // may be empty.
     std::function<void(const ProcessIdentity&)> on_process;
+    // Containment (cgroup/cgroup.h): the attempt's limits (refused at load time when the
+    // machine cannot apply them) and what happens to processes left after its main process
+    // exited. Used only when the daemon runs with cgroups and the plugin declares TH_CAP_CGROUP.
+    cgroup::Limits limits;
+    cgroup::Leftovers leftovers = cgroup::Leftovers::Kill;
 };
 
 struct AttemptResult {
     enum class Outcome { Succeeded, Failed, Cancelled };
+    AttemptResult() = default;
+    AttemptResult(Outcome o, std::optional<int> code, std::string msg, model::NameValues outs = {},
+                  bool is_transient = false)
+        : outcome(o), exit_code(code), message(std::move(msg)), outputs(std::move(outs)),
+          transient(is_transient) {}
     Outcome outcome = Outcome::Failed;
     std::optional<int> exit_code;
     std::string message;
@@ -119,6 +130,12 @@ struct AttemptResult {
     // ran. The engine retries a transient failure whenever the task has retries left, whatever
     // its retry_on_exit_codes say.
     bool transient = false;
+    // What the attempt cost (its cgroup; or its main process's rusage in process-group mode);
+    // unset when nothing could be measured (e.g. a plugin without processes).
+    std::optional<cgroup::Usage> usage;
+    // Processes found in the attempt's cgroup after its main process exited, and what was done
+    // with them; unset without a cgroup, or when none were left.
+    std::optional<cgroup::LeftoverReport> leftovers;
 };
 
 // One plugin's health: what a check answered, or what the host concluded.

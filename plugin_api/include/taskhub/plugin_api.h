@@ -87,6 +87,10 @@ typedef enum th_status {
                                         the child before exec). The host refuses `run_as` for the
                                         tasks of a plugin without this flag when the workflow file
                                         is loaded. */
+#define TH_CAP_CGROUP 0x40u          /* ABI 1.4: the plugin starts every process of an attempt in
+                                        th_task.cgroup_fd when it is not -1 (e.g. clone3 with
+                                        CLONE_INTO_CGROUP), so that the host can freeze, kill and
+                                        measure the attempt as a whole. */
 
 /* How the host may call into one plugin instance. */
 typedef enum th_thread_safety {
@@ -232,6 +236,13 @@ typedef struct th_task {
     /* ---- ABI 1.3: present when struct_size covers it ---- */
     const th_identity *run_as; /* NULL: run as the daemon's own user. Only ever set for plugins
                                   that declare TH_CAP_RUN_AS. */
+    /* ---- ABI 1.4: present when struct_size covers it ---- */
+    int cgroup_fd;          /* a directory descriptor of the attempt's cgroup v2 (O_RDONLY |
+                               O_DIRECTORY), where the attempt's processes must start; -1 when the
+                               host does not contain attempts in cgroups or the plugin did not
+                               declare TH_CAP_CGROUP. Owned by the host, open until complete() was
+                               called. The host freezes (suspend), kills what is left after
+                               complete() and measures this cgroup itself. */
 } th_task;
 
 /* Result of a health check; the message buffer is host-owned. */
