@@ -108,6 +108,11 @@ struct AttemptSpec {
     // exited. Used only when the daemon runs with cgroups and the plugin declares TH_CAP_CGROUP.
     cgroup::Limits limits;
     cgroup::Leftovers leftovers = cgroup::Leftovers::Kill;
+    // Set by the host's containment (never by the engine): the attempt's cgroup as a directory
+    // descriptor (th_task.cgroup_fd) and as a path from the cgroup2 mount (for a runner, which
+    // opens it itself). -1 / empty: the attempt has no cgroup.
+    int cgroup_fd = -1;
+    std::string cgroup_path;
 };
 
 struct AttemptResult {
