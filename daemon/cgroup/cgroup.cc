@@ -818,7 +818,9 @@ private:
         waiters_.emplace(id, std::move(w));
         if (waiters_.at(id).wd < 0) schedulePoll(id);
         // Re-check after arming: a change between the caller's look and the watch is not lost.
-        asio::post(io_, [this, id] { check(id); });
+        asio::post(io_, [this, alive = std::weak_ptr<int>(alive_), id] {
+            if (alive.lock()) check(id);
+        });
         return id;
     }
 
@@ -889,6 +891,8 @@ private:
     std::map<uint64_t, Waiter> waiters_;
     std::map<int, std::set<uint64_t>> watches_;
     uint64_t next_id_ = 1;
+    // Posted handlers hold a weak reference: one that runs after the Manager is gone does nothing.
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 } // namespace
