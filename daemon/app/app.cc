@@ -221,8 +221,8 @@ int serve(const config::DaemonConfig& cfg) {
                 spdlog::info("CONTAINMENT_MODE process-group: {}", why);
             } else {
                 spdlog::warn("CONTAINMENT_MODE process-group: {}; tasks run in process groups (a task that calls setsid "
-                             "or double-forks can escape cancel and timeouts; no freeze, accounting by rusage only, "
-                             "no limits)",
+                             "or double-forks can escape cancel, timeouts and pause --freeze; an attempt's cost is its "
+                             "main process's rusage; limits are refused)",
                              why);
             }
         }
