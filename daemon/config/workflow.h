@@ -253,6 +253,9 @@ struct WorkflowDefaults {
     // taskhub.toml's default_run_as ("user" or "user:group"; empty: none): the account of tasks
     // that set no run_as (nor their workflow) and whose plugin honours run_as.
     std::string default_run_as;
+    // What the daemon's containment offers (cgroups or not, which controllers): a limit it cannot
+    // apply refuses the workflow at load time (cgroup::unsupported()).
+    cgroup::Support containment;
 };
 
 struct WorkflowLoad {
