@@ -53,11 +53,11 @@ def iso_ms(s):
 def daemon_run(build_dir, work_root, tasks, max_concurrency, command="true", containment=None):
     """One fresh taskhubd, one run of the benchmark workflow. Returns a dict of measurements.
     Nothing is deleted here (see create_cost): work_root goes once the benchmark is over.
-    containment: taskhub.toml's `containment` ("cgroup", "process-group"); None: as configured."""
+    containment: taskhub.toml's `[daemon] containment` ("cgroup", "process-group"); None: as configured."""
     cfg = example_config()
     cfg.setdefault("plugins", {}).setdefault("shell", {})["max_concurrency"] = max_concurrency
     if containment:
-        cfg["containment"] = containment
+        cfg.setdefault("daemon", {})["containment"] = containment
     work = Path(tempfile.mkdtemp(prefix="tasks-", dir=work_root))
     with bl.Daemon(build_dir, work, cfg, {"bench": throughput_workflow(tasks, command)}) as d:
         d.start()

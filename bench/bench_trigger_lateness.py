@@ -163,7 +163,7 @@ def main():
     ap = bl.argument_parser(__doc__, reps=1, reps_help="accepted for scripts/bench; one window of --seconds firings is measured")
     ap.add_argument("--seconds", type=int, default=60, help="firings measured (one per second)")
     ap.add_argument("--containment", choices=["cgroup", "process-group"],
-                    help="taskhub.toml's `containment` for the daemon (default: as etc/taskhub.toml says)")
+                    help="taskhub.toml's `[daemon] containment` for the daemon (default: as etc/taskhub.toml says)")
     ap.add_argument("--settle-timeout", type=float, default=330,
                     help="seconds to wait at most for file creation in the state directory to be "
                          "fast again after recent mass deletions (each run creates its log "
@@ -208,7 +208,7 @@ def run(args, build, work_root):
     raw = None
     cfg = lateness_config()
     if args.containment:
-        cfg["containment"] = args.containment
+        cfg.setdefault("daemon", {})["containment"] = args.containment
     with LatenessDaemon(build, work_root / "daemon", cfg, texts) as d:
         load_s = d.start()
         machine["containment"] = json.loads(d.ctl("status", "--json").stdout).get(
