@@ -8,7 +8,12 @@
 // never inside Plugin::start().
 //
 // Lifetime: a loaded library is never unloaded while the daemon runs; instances are destroyed,
-// then libraries closed, when the PluginHost is destroyed.
+// then libraries closed, when the PluginHost is destroyed. Except a plugin with a thread still
+// inside its code (a blocking execute() that has not returned, e.g. after its attempt was
+// cancelled or timed out): it is never destroyed nor unloaded; the PluginHost's destruction logs
+// PLUGIN_THREAD_HELD for each such thread, lets the worker pool detach it instead of joining it,
+// and keeps the plugin until the process exits, which must then end without running static
+// destructors under that thread (threadsLeftInPlugins()).
 #ifndef TASKHUB_PLUGIN_HOST_PLUGIN_HOST_H
 #define TASKHUB_PLUGIN_HOST_PLUGIN_HOST_H
 
@@ -210,6 +215,22 @@ struct PluginHealth {
     std::deque<HealthTransition> recent; // the latest transitions, oldest first (at most 64)
 };
 
+// A thread inside a plugin's code: a blocking execute() that has not returned yet.
+struct ThreadInPlugin {
+    std::string plugin;
+    std::string workflow;
+    std::string run_id;
+    std::string task_id;
+    uint32_t attempt = 0;
+    int64_t since_ms = 0; // Unix milliseconds: when execute() was called
+};
+
+// How many threads destroyed PluginHosts of this process left running inside plugins (see
+// "Lifetime" above). When not 0, the process must end with _exit() (std::_Exit) after its last
+// orderly step: exit() would run static destructors (the plugin's own, spdlog's) while those
+// threads still run plugin code that may use them.
+size_t threadsLeftInPlugins();
+
 struct RefusedPlugin {
     std::filesystem::path file;
     std::string name; // when known
@@ -250,6 +271,8 @@ public:
 
     Plugin* find(const std::string& name) const;
     std::vector<const Plugin*> plugins() const;
+    // The threads inside in-process plugins' execute() now (any thread may ask).
+    std::vector<ThreadInPlugin> threadsInside() const;
     const std::vector<RefusedPlugin>& refused() const noexcept { return refused_; }
 
     // Health checks (docs/operations.md, "Plugin health"). startHealthChecks() arms one timer per
@@ -276,6 +299,8 @@ public:
 private:
     class Loaded;
     class Monitor;
+    // At destruction: takes each plugin with a thread inside out of plugins_, for good.
+    void keepHeldPlugins();
     boost::asio::io_context* io_;
     pool::WorkerPool* pool_;
     LoadPolicy policy_;
