@@ -156,12 +156,10 @@ private:
     void onLiveness(Entry& e, bool up, const std::string& message) {
         ++e.generation; // an answer from before this report says nothing about what is running now
         auto& h = e.health;
-        if (up && h.state == HealthState::Unhealthy) {
+        if (up && h.state == HealthState::Unhealthy && !e.down_reason.empty()) {
             // The restart is news, not the reason: the reason (how the runner went down; checks
             // meanwhile could only say it was not running) stays until checks pass.
-            std::string why = !e.down_reason.empty() ? e.down_reason
-                                                     : h.message.substr(0, h.message.find(" (recovering: "));
-            h.message = why.empty() ? message : why + "; " + message;
+            h.message = e.down_reason + "; " + message;
         } else {
             h.message = message;
         }
