@@ -125,11 +125,8 @@ bool killAndReap(const Child& c, siginfo_t* info) {
     return false;
 }
 
-// How a child reaped by killAndReap() ended, or why that is not known.
-std::string reapedExit(bool reaped, const siginfo_t& info) {
-    if (reaped) return proto::describeExit(info);
-    return "did not exit within " + formatDuration(kReapWait) + " of SIGKILL; not reaped";
-}
+// What the log says of a child that killAndReap() could not reap (RUNNER_UNREAPED).
+std::string notReaped() { return "did not exit within " + formatDuration(kReapWait) + " of SIGKILL; not reaped"; }
 
 // "3s" for a delay shown to operators: whole seconds, rounded up.
 std::string inSeconds(Clock::duration d) {
@@ -188,7 +185,7 @@ Description describeOutOfProcess(const fs::path& runner, const fs::path& file, m
     if (!waitExit(c, deadline, &info)) {
         if (!killAndReap(c, &info)) {
             spdlog::warn("RUNNER_UNREAPED runner pid {} describing {}: {}", c.pid, file.string(),
-                         reapedExit(false, info));
+                         notReaped());
         }
         ::close(c.pidfd);
         d.refusal = "did not finish loading within " + formatDuration(timeout) + " (runner pid " +
@@ -276,7 +273,7 @@ public:
         bool exited = waitExit(r->child, Clock::now() + milliseconds(200), &info);
         if (!exited && !killAndReap(r->child, &info)) {
             spdlog::warn("RUNNER_UNREAPED plugin {}: runner pid {} {}", info_.name, r->child.pid,
-                         reapedExit(false, info));
+                         notReaped());
         }
         if (r->refused) *refusal = *r->refused;
         else if (!r->kill_reason.empty()) *refusal = "runner pid " + std::to_string(r->child.pid) + " " + r->kill_reason;
@@ -812,7 +809,7 @@ private:
                          proto::describeExit(info));
         } else {
             spdlog::warn("RUNNER_UNREAPED plugin {}: runner pid {} {}", info_.name, r.child.pid,
-                         reapedExit(false, info));
+                         notReaped());
         }
     }
 
