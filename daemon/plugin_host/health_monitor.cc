@@ -225,7 +225,10 @@ PluginHost::PluginHost(asio::io_context* io, pool::WorkerPool* pool) : io_(io), 
 
 PluginHost::~PluginHost() {
     monitor_.reset(); // before the plugins it checks
-    keepHeldPlugins(); // plugins with a thread inside are not destroyed below
+    for (auto& [name, p] : plugins_) {
+        // Kept, never destroyed: code still runs in it (see Plugin::abandonIfHeld()).
+        if (p->abandonIfHeld()) (void)p.release();
+    }
 }
 
 } // namespace taskhub::plugin_host

@@ -209,22 +209,19 @@ public:
     // The trusted descriptor the library was loaded from (see loadFile()); closed after lib_.
     void holdFile(trust::UniqueFd fd) { file_fd_ = std::move(fd); }
 
-    // The threads inside the plugin's execute() now (blocking plugins: worker-pool threads).
-    std::vector<ThreadInPlugin> threadsInside() const {
+    // Plugin: the worker-pool threads inside a blocking execute() now.
+    std::vector<ThreadInPlugin> threadsInside() const override {
         std::lock_guard lock(pending_mu_);
         std::vector<ThreadInPlugin> out;
         for (const auto& [token, in] : inside_) out.push_back(in.what);
         return out;
     }
 
-    // The host goes away (event-loop thread, the loop no longer running). With no thread inside
-    // execute(), returns false: the caller destroys the plugin as usual. Otherwise the plugin is
-    // never destroyed nor its library unloaded (code still runs in it, and may call the host
-    // functions with this object as their context): it is cut off from the event loop (nothing
-    // more is posted to it; its watches, timers and health check are dropped now, while the loop
-    // exists), the threads are logged (PLUGIN_THREAD_HELD) and let go by the worker pool, and the
-    // caller keeps this object until the process exits. Returns true then.
-    bool abandonIfHeld() {
+    // Plugin: with a thread inside execute(), this object is never destroyed nor its library
+    // unloaded (code still runs in it, and may call the host functions with this object as their
+    // context): nothing more is posted to the loop, and its watches, timers and health check are
+    // dropped now, while the loop exists.
+    bool abandonIfHeld() override {
         std::vector<Inside> held;
         {
             std::lock_guard lock(pending_mu_);
@@ -758,20 +755,10 @@ size_t threadsLeftInPlugins() { return threads_held_total.load(); }
 std::vector<ThreadInPlugin> PluginHost::threadsInside() const {
     std::vector<ThreadInPlugin> out;
     for (const auto& [name, p] : plugins_) {
-        if (const auto* loaded = dynamic_cast<const Loaded*>(p.get())) {
-            auto in = loaded->threadsInside();
-            out.insert(out.end(), in.begin(), in.end());
-        }
+        auto in = p->threadsInside();
+        out.insert(out.end(), in.begin(), in.end());
     }
     return out;
-}
-
-void PluginHost::keepHeldPlugins() {
-    for (auto& [name, p] : plugins_) {
-        auto* loaded = dynamic_cast<Loaded*>(p.get());
-        // Kept, never destroyed: code still runs in it (see Loaded::abandonIfHeld()).
-        if (loaded && loaded->abandonIfHeld()) (void)p.release();
-    }
 }
 
 bool ownershipTrusted(const fs::path& path, bool directory, std::string* why) {
