@@ -811,6 +811,7 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
             RemotePlugin::Options o;
             o.runner = policy_.runner;
             o.require_trusted = policy_.require_trusted;
+            o.cgroups = policy_.cgroups;
             if (s != settings.end()) {
                 o.config_json = s->second.plugin_config_json;
                 o.user = s->second.user;

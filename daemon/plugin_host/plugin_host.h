@@ -37,6 +37,9 @@ class io_context;
 namespace taskhub::pool {
 class WorkerPool;
 }
+namespace taskhub::cgroup {
+class Manager;
+}
 
 namespace taskhub::plugin_host {
 
@@ -226,6 +229,11 @@ struct LoadPolicy {
     // Refuse plugin directories and files that fail the trust rule (ownershipTrusted()), and load
     // each plugin from the descriptor that was checked (taskhubd sets this).
     bool require_trusted = false;
+    // Containment with cgroups (taskhubd sets this when it runs with cgroups; not owned): each
+    // runner process starts in cgroups->runnerCgroup(plugin, its uid, its gid) before it loads
+    // the plugin, and is told the cgroup2 mount, so that it can open the cgroups of its attempts
+    // (AttemptSpec::cgroup_path). null: runners stay in taskhubd's cgroup.
+    cgroup::Manager* cgroups = nullptr;
 };
 
 class PluginHost : public config::PluginCatalog {
