@@ -42,6 +42,9 @@ class io_context;
 namespace taskhub::pool {
 class WorkerPool;
 }
+namespace taskhub::cgroup {
+class Manager;
+}
 
 namespace taskhub::plugin_host {
 
@@ -75,8 +78,7 @@ std::optional<std::string> describeFile(const std::filesystem::path& file, Plugi
 bool ownershipTrusted(const std::filesystem::path& path, bool directory, std::string* why);
 
 // The names of TH_CAP_* bits ("cancel", "health_check", "blocking_execute", "suspend", "no_log",
-// "run_as"),
-// unknown bits as one hex number.
+// "run_as", "cgroup"), unknown bits as one hex number.
 std::vector<std::string> capabilityNames(uint64_t capabilities);
 
 // Checks a plugin's table against this host's ABI version: magic, major, the host minor the plugin
@@ -259,6 +261,11 @@ struct LoadPolicy {
     // Refuse plugin directories and files that fail the trust rule (ownershipTrusted()), and load
     // each plugin from the descriptor that was checked (taskhubd sets this).
     bool require_trusted = false;
+    // Containment with cgroups (taskhubd sets this when it runs with cgroups; not owned): each
+    // runner process starts in cgroups->runnerCgroup(plugin, its uid, its gid) before it loads
+    // the plugin, and is told the cgroup2 mount, so that it can open the cgroups of its attempts
+    // (AttemptSpec::cgroup_path). null: runners stay in taskhubd's cgroup.
+    cgroup::Manager* cgroups = nullptr;
 };
 
 class PluginHost : public config::PluginCatalog {
