@@ -65,7 +65,19 @@ struct AttemptKey {
 // The cgroup directory name of an attempt: unambiguous, at most 255 bytes, no '/', never "." or
 // ".."; parseAttemptCgroupName() inverts it.
 std::string attemptCgroupName(const AttemptKey& key);
+//
+// Form: "<attempt>.<task_id>.<run_id>", task and run id percent-encoded ("%2E" for '.', "%2F" for
+// '/'; only [A-Za-z0-9_@:+=,-] stay as they are). When that is longer than 255 bytes (a run id of
+// more than ~120 characters), "<attempt>.~<16 hex digits of a hash of task and run id>": that name
+// identifies no attempt (parseAttemptCgroupName() returns nullopt), so recovery treats such a
+// cgroup as an unknown leftover.
+std::string attemptCgroupName(const AttemptKey& key);
 std::optional<AttemptKey> parseAttemptCgroupName(const std::string& name);
+
+// The subtree a daemon with this state directory uses outside systemd: "taskhub-" followed by 16
+// hex digits of the FNV-1a 64-bit hash of the absolute, normalised state directory (without a
+// trailing '/'). Test harnesses compute the same name to remove what a killed daemon left.
+std::string subtreeName(const std::filesystem::path& state_dir);
 
 // One attempt's cgroup. Destroying the object closes its descriptor; it does not remove the cgroup.
 class AttemptCgroup {
@@ -96,6 +108,9 @@ public:
         Containment containment = Containment::Auto;
         std::filesystem::path state_dir;           // names the subtree outside systemd
         std::filesystem::path proc_self = "/proc/self";
+        // false: leave the calling process where it is (unit tests, which must not move the test
+        // runner); <base>/daemon is still created, and shutdown() does not move anything back.
+        bool move_self = true;
     };
     // Sets up the base (moving taskhubd into <base>/daemon and enabling every available
     // controller in the subtree_control files on the way to the attempts). nullptr with *why
@@ -133,6 +148,8 @@ public:
 
     // Recovery: every attempt cgroup left in tasks/ and runners/*/tasks/ (by a previous daemon
     // that crashed, or kept leftovers), opened so that it can be killed, measured and removed.
+    // A cgroup whose name parseAttemptCgroupName() does not accept has an empty key (attempt 0,
+    // empty run and task id): an unknown leftover.
     virtual std::vector<std::unique_ptr<AttemptCgroup>> existingAttempts() = 0;
 
     // At exit: removes empty attempt cgroups and, outside systemd, moves taskhubd back to the
