@@ -74,8 +74,7 @@ std::optional<std::string> describeFile(const std::filesystem::path& file, Plugi
 bool ownershipTrusted(const std::filesystem::path& path, bool directory, std::string* why);
 
 // The names of TH_CAP_* bits ("cancel", "health_check", "blocking_execute", "suspend", "no_log",
-// "run_as"),
-// unknown bits as one hex number.
+// "run_as", "cgroup"), unknown bits as one hex number.
 std::vector<std::string> capabilityNames(uint64_t capabilities);
 
 // Checks a plugin's table against this host's ABI version: magic, major, the host minor the plugin
