@@ -253,6 +253,11 @@ struct WorkflowDefaults {
     // taskhub.toml's default_run_as ("user" or "user:group"; empty: none): the account of tasks
     // that set no run_as (nor their workflow) and whose plugin honours run_as.
     std::string default_run_as;
+    // What the attempts' cgroups can apply: a limit (memory_max, cpu_max, tasks_max, io_weight)
+    // whose controller is missing refuses its file (cgroup::unsupported()). taskhubd sets it from
+    // its cgroup::Manager (process-group mode: no cgroups); the offline checks (taskhubd --check,
+    // taskhubctl validate) from offlineContainment(). The default refuses every limit.
+    cgroup::Support containment{false, {}, "cgroups unavailable", {}};
 };
 
 struct WorkflowLoad {
