@@ -279,6 +279,8 @@ void Core::dispatch(Run& run, uint32_t t) {
     spec.log_fd = task.output ? task.output->writeFd() : -1;
     spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());
     spec.run_as = std::move(identity);
+    spec.limits = task.def->limits;
+    spec.leftovers = task.def->leftovers;
     if (!state_dir.empty()) spec.env.push_back("TASKHUB_STATE_DIR=" + state_dir);
     const uint64_t serial = run.serial;
     const int attempt = task.rec.attempt;

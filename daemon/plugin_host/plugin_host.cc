@@ -25,6 +25,7 @@
 #include "common/time_util.h"
 #include "common/trust.h"
 
+#include "plugin_host/containment.h"
 #include "plugin_host/outputs.h"
 #include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
@@ -122,6 +123,20 @@ Isolation isolationOf(const LoadPolicy& policy, const std::string& name,
     return config::isFirstPartyPlugin(name) ? Isolation::InProcess : policy.default_isolation;
 }
 
+// ABI 1.4: the rusage of an attempt's main process a plugin reported in th_result, as the
+// attempt's usage; nullopt when the result is older than 1.4 or its CPU times are unknown.
+std::optional<cgroup::Usage> rusageOf(const th_result& res) {
+    if (!TH_HAS_FIELD(&res, th_result, max_rss_kb) || res.cpu_user_us < 0 || res.cpu_system_us < 0)
+        return std::nullopt;
+    cgroup::Usage usage;
+    usage.source = cgroup::Usage::Source::Rusage;
+    usage.cpu_user_us = static_cast<uint64_t>(res.cpu_user_us);
+    usage.cpu_system_us = static_cast<uint64_t>(res.cpu_system_us);
+    if (res.max_rss_kb >= 0 && static_cast<uint64_t>(res.max_rss_kb) <= UINT64_MAX / 1024)
+        usage.memory_peak = static_cast<uint64_t>(res.max_rss_kb) * 1024;
+    return usage;
+}
+
 // The description of a table negotiate() accepted.
 PluginInfo infoOf(const th_plugin_api& api, const fs::path& file) {
     PluginInfo info;
@@ -136,6 +151,9 @@ PluginInfo infoOf(const th_plugin_api& api, const fs::path& file) {
     // to read th_task.run_as; an older table's bit is an accident and not honoured.
     if (!TH_HAS_FIELD(&api, th_plugin_api, shell_params))
         info.capabilities &= ~static_cast<uint64_t>(TH_CAP_RUN_AS);
+    // Likewise TH_CAP_CGROUP needs a table built against 1.4, whose plugin reads th_task.cgroup_fd
+    // (1.4 appended no field to the table, so the version tells).
+    if (api.abi_minor < 4) info.capabilities &= ~static_cast<uint64_t>(TH_CAP_CGROUP);
     info.blocking = (api.capabilities & TH_CAP_BLOCKING_EXECUTE) != 0;
     info.thread_safe = api.thread_safety == TH_THREADS_SAFE;
     // ABI 1.3: read only when the table covers the field (negotiate() checked the list).
@@ -264,7 +282,7 @@ public:
         const uint64_t token = next_token_.fetch_add(1) + 1;
         {
             std::lock_guard lock(pending_mu_);
-            pending_.emplace(token, Pending{std::move(done), {}, spec.on_process});
+            pending_.emplace(token, Pending{std::move(done), {}, spec.on_process, handsCgroup(spec)});
         }
         running_.fetch_add(1);
         if (info_.blocking) {
@@ -407,7 +425,16 @@ private:
         Done done;
         OutputSet outputs; // from set_output
         std::function<void(const ProcessIdentity&)> on_process;
+        // The plugin got the attempt's cgroup (th_task.cgroup_fd): the containment measures the
+        // cgroup, so the main process's rusage is not the attempt's usage.
+        bool contained = false;
     };
+
+    // Whether the attempt's cgroup goes to the plugin: only one that declared TH_CAP_CGROUP
+    // (in a table of ABI 1.4 or later; see infoOf()) knows to start its processes there.
+    bool handsCgroup(const AttemptSpec& spec) const {
+        return spec.cgroup_fd >= 0 && (info_.capabilities & TH_CAP_CGROUP) != 0;
+    }
 
     th_host_ctx* ctx() { return reinterpret_cast<th_host_ctx*>(this); }
 
@@ -456,6 +483,8 @@ private:
         task.env = env.data();
         task.log_fd = spec.log_fd;
         task.timeout_ms = spec.timeout_ms;
+        // ABI 1.4: -1 (not th_task{}'s 0, which is a descriptor) unless the plugin contains it.
+        task.cgroup_fd = handsCgroup(spec) ? spec.cgroup_fd : -1;
         // th_identity points into spec, which outlives the execute() call.
         th_identity identity{};
         std::vector<uint32_t> groups;
@@ -514,6 +543,7 @@ private:
             }
             done = std::move(it->second.done);
             result.outputs = it->second.outputs.take();
+            if (it->second.contained) result.usage.reset();
             pending_.erase(it);
         }
         running_.fetch_sub(1);
@@ -534,6 +564,7 @@ private:
             }
             if (res->exit_code >= 0) r.exit_code = res->exit_code;
             if (res->message) r.message = res->message;
+            r.usage = rusageOf(*res);
         }
         self(c)->finish(token, std::move(r));
     }
@@ -696,6 +727,7 @@ std::vector<std::string> capabilityNames(uint64_t caps) {
     static const std::pair<uint64_t, const char*> kNames[] = {
         {TH_CAP_CANCEL, "cancel"},   {TH_CAP_HEALTH_CHECK, "health_check"}, {TH_CAP_BLOCKING_EXECUTE, "blocking_execute"},
         {TH_CAP_SUSPEND, "suspend"}, {TH_CAP_NO_LOG, "no_log"}, {TH_CAP_RUN_AS, "run_as"},
+        {TH_CAP_CGROUP, "cgroup"},
     };
     std::vector<std::string> out;
     for (const auto& [bit, name] : kNames) {
@@ -793,7 +825,7 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
                          remote->info().version, remote->info().abi_major, remote->info().abi_minor,
                          remote->info().blocking ? ", blocking execute" : "", remote->canSuspend() ? ", suspend" : "",
                          remote->runnerPid(), file.string());
-            plugins_.emplace(name, std::move(remote));
+            plugins_.emplace(name, contain(std::move(remote), true));
             return std::nullopt;
         }
     }
@@ -814,8 +846,17 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
                  loaded->info().abi_major, loaded->info().abi_minor,
                  loaded->info().blocking ? ", blocking execute" : "",
                  loaded->canSuspend() ? ", suspend" : "", file.string());
-    plugins_.emplace(name, std::move(loaded));
+    plugins_.emplace(name, contain(std::move(loaded), false));
     return std::nullopt;
+}
+
+std::unique_ptr<Plugin> PluginHost::contain(std::unique_ptr<Plugin> plugin, bool isolated) {
+    if (!policy_.cgroups || !io_ || !(plugin->info().capabilities & TH_CAP_CGROUP)) return plugin;
+    ContainedPlugin::Options o;
+    o.manager = policy_.cgroups;
+    o.isolated = isolated;
+    o.kill_after = policy_.cgroup_kill_after;
+    return std::make_unique<ContainedPlugin>(*io_, std::move(plugin), o);
 }
 
 Plugin* PluginHost::find(const std::string& name) const {

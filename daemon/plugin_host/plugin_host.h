@@ -31,6 +31,10 @@
 
 struct th_plugin_api;
 
+namespace taskhub::cgroup {
+class Manager;
+}
+
 namespace boost::asio {
 class io_context;
 }
@@ -70,8 +74,7 @@ std::optional<std::string> describeFile(const std::filesystem::path& file, Plugi
 bool ownershipTrusted(const std::filesystem::path& path, bool directory, std::string* why);
 
 // The names of TH_CAP_* bits ("cancel", "health_check", "blocking_execute", "suspend", "no_log",
-// "run_as"),
-// unknown bits as one hex number.
+// "run_as", "cgroup"), unknown bits as one hex number.
 std::vector<std::string> capabilityNames(uint64_t capabilities);
 
 // Checks a plugin's table against this host's ABI version: magic, major, the host minor the plugin
@@ -227,6 +230,13 @@ struct LoadPolicy {
     // Refuse plugin directories and files that fail the trust rule (ownershipTrusted()), and load
     // each plugin from the descriptor that was checked (taskhubd sets this).
     bool require_trusted = false;
+    // Containment (cgroup/cgroup.h): with a Manager, the attempts of every plugin that declares
+    // TH_CAP_CGROUP run in cgroups of their own (plugin_host/containment.h); null: process
+    // groups. The Manager must outlive the PluginHost.
+    cgroup::Manager* cgroups = nullptr;
+    // How long after cancelling an attempt the host writes cgroup.kill itself when the plugin has
+    // not completed it (ContainedPlugin::Options::kill_after).
+    std::chrono::milliseconds cgroup_kill_after{15'000};
 };
 
 class PluginHost : public config::PluginCatalog {
@@ -276,6 +286,8 @@ public:
 private:
     class Loaded;
     class Monitor;
+    // Wraps a plugin that declares TH_CAP_CGROUP in a ContainedPlugin when the policy has cgroups.
+    std::unique_ptr<Plugin> contain(std::unique_ptr<Plugin> plugin, bool isolated);
     boost::asio::io_context* io_;
     pool::WorkerPool* pool_;
     LoadPolicy policy_;

@@ -10,15 +10,28 @@
 // gid, uid, then a check that setuid(0) fails), gets the account's HOME, USER, LOGNAME and SHELL
 // instead of the daemon's, and starts in cwd, else the account's home, else /, entered as the
 // account. The plugin never blocks: it reaps the child through a pidfd
-// the host watches on its event loop, so a running command holds no thread.
+// the host watches on its event loop, so a running command holds no thread. Reaping collects the
+// child's rusage (CPU times, peak RSS), reported in th_result (ABI 1.4).
 //
-// Suspending (`taskhubctl pause --freeze`) sends SIGSTOP to the group, resuming SIGCONT.
+// Cgroups (TH_CAP_CGROUP, ABI 1.4): with th_task.cgroup_fd the child starts inside the attempt's
+// cgroup, before it can run any of the task's code: clone3 with CLONE_INTO_CGROUP (same flags and
+// reused stack as above; a small trampoline per architecture, x86_64 and aarch64). Elsewhere, and
+// on kernels without it (clone3 failing with ENOSYS, E2BIG or EINVAL), today's clone, and the
+// child's first step writes "0" to the cgroup's cgroup.procs; if that fails the spawn fails and
+// says so. Test hook: TASKHUB_SHELL_TEST_NO_CLONE3 set in the environment when an instance is
+// created forces that fallback for the instance (tests/unit/plugins/shell_test.cc).
+//
+// Suspending (`taskhubctl pause --freeze`) sends SIGSTOP to the group (with a cgroup: to every
+// process in it), resuming SIGCONT. With cgroups the host freezes the cgroup itself instead.
 //
 // Cancelling sends SIGTERM to the group and, after kill_grace, SIGKILL; a suspended group also
 // gets SIGCONT, so that it can act on the SIGTERM. Once the group leader
 // has exited after a cancel, the whole group is SIGKILLed at once, so nothing it started in the
-// background survives the attempt. A command that ends on its own is not followed up: like cron,
-// the plugin leaves whatever it deliberately started in the background running.
+// background survives the attempt. With a cgroup the same happens to the cgroup, which nothing
+// escapes (setsid, double forks): SIGTERM to every process in it (cgroup.procs, recursively) and
+// to the main process, SIGKILL through cgroup.kill. Either way the process group is kept (setpgid).
+// A command that ends on its own is not followed up: like cron, the plugin leaves whatever it
+// deliberately started in the background running (with a cgroup, the host's `leftovers` decide).
 //
 // Threading: TH_THREADS_SERIAL and non-blocking, so every call (execute, cancel, the fd and timer
 // callbacks) arrives on the host's event-loop thread, one at a time; no locking is needed.
@@ -77,6 +90,7 @@ private:
     struct Child {
         pid_t pid = -1;
         int pidfd = -1;
+        int cgroup_fd = -1; // our duplicate of th_task.cgroup_fd; -1: a process group only
         uint64_t watch_id = 0;
         uint64_t grace_timer = 0;
         Stop stop = Stop::none;
@@ -95,11 +109,21 @@ private:
     // Sends sig to the group of a running attempt; ESRCH (all gone, the exit is being reported)
     // counts as done. Throws std::runtime_error on any other error.
     void signalGroup(const Child& child, int sig, const char* why) const;
+    // sig to the attempt's process group, or with a cgroup to its main process and every process
+    // in the cgroup. Returns 0 or the first errno other than ESRCH.
+    int signalAll(const Child& child, int sig) const;
+    // SIGKILL to the process group, or with a cgroup to everything in it (cgroup.kill).
+    void killAll(const Child& child) const;
 
     static constexpr size_t kChildStackSize = 64 * 1024;
 
     Config config_;
+    // 16-byte aligned (new[] of char is aligned for any fundamental type): the stack pointers
+    // both clone variants derive from it need it.
     std::unique_ptr<char[]> child_stack_ = std::make_unique<char[]>(kChildStackSize);
+    // Cleared for good when clone3 turned out missing (ENOSYS) or without CLONE_INTO_CGROUP
+    // (E2BIG); false from the start under the test hook.
+    bool clone3_works_ = true;
     std::vector<std::string> daemon_env_; // "NAME=value" taken from the daemon at creation
     std::unordered_map<uint64_t, Child> children_; // by attempt token
 };

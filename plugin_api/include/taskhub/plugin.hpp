@@ -79,6 +79,14 @@ private:
     std::string key_;
 };
 
+// What an attempt's main process cost (ABI 1.4 th_result fields, from the rusage of reaping it);
+// -1: unknown.
+struct Rusage {
+    int64_t cpu_user_us = -1;
+    int64_t cpu_system_us = -1;
+    int64_t max_rss_kb = -1;
+};
+
 // Thin, copyable wrapper over the host's services. Valid for the life of the plugin instance.
 //
 // watchFd() and addTimer() take a C++ callback; the wrapper keeps it alive until it has run or
@@ -90,14 +98,18 @@ public:
     Host(const th_host_api* api, th_host_ctx* ctx)
         : api_(api), ctx_(ctx), pending_(std::make_shared<Pending>()) {}
 
-    // Reports the end of an attempt; see th_host_api.complete. Any thread.
-    void complete(uint64_t token, th_outcome outcome, int exit_code,
-                  const std::string& message) const noexcept {
+    // Reports the end of an attempt; see th_host_api.complete. Any thread. usage: the rusage of
+    // the attempt's main process when the plugin reaped one (an older host ignores it).
+    void complete(uint64_t token, th_outcome outcome, int exit_code, const std::string& message,
+                  const Rusage& usage = {}) const noexcept {
         th_result r{};
         r.struct_size = sizeof r;
         r.outcome = outcome;
         r.exit_code = exit_code;
         r.message = message.c_str();
+        r.cpu_user_us = usage.cpu_user_us;
+        r.cpu_system_us = usage.cpu_system_us;
+        r.max_rss_kb = usage.max_rss_kb;
         api_->complete(ctx_, token, &r);
     }
 
@@ -271,6 +283,10 @@ struct Task {
     // ABI 1.3: set when the task has a run_as; the plugin must then run the attempt's processes
     // as this account (and declare TH_CAP_RUN_AS). Unset: as the host's own user.
     std::optional<Identity> run_as;
+    // ABI 1.4: the attempt's cgroup v2 directory (th_task.cgroup_fd), where every process of the
+    // attempt must start (the plugin declares TH_CAP_CGROUP); -1: none. Host-owned; valid until
+    // complete(): dup() it to keep it longer.
+    int cgroup_fd = -1;
 };
 
 struct Health {
@@ -371,6 +387,7 @@ inline th_status execute(th_instance* i, const th_task* t, uint64_t token, th_bu
             copy.shell = id.shell ? id.shell : "";
             task.run_as = std::move(copy);
         }
+        if (TH_HAS_FIELD(t, th_task, cgroup_fd)) task.cgroup_fd = t->cgroup_fd;
         self(i)->execute(task);
         return TH_OK;
     } catch (const std::exception& e) {

@@ -1,7 +1,8 @@
 /*
- * TaskHub executor plugin ABI, version 1.3 (1.0 plus set_output, suspend and resume in 1.1,
- * report_process in 1.2, and shell_params, TH_CAP_RUN_AS and th_task.run_as in 1.3; see
- * docs/plugin-abi.md for the version history).
+ * TaskHub executor plugin ABI, version 1.4 (1.0 plus set_output, suspend and resume in 1.1,
+ * report_process in 1.2, shell_params, TH_CAP_RUN_AS and th_task.run_as in 1.3, and TH_CAP_CGROUP,
+ * th_task.cgroup_fd and the rusage fields of th_result in 1.4; see docs/plugin-abi.md for the
+ * version history).
  *
  * A plugin is a shared library that exports one C function, TH_PLUGIN_ENTRY_SYMBOL, returning a
  * static table (th_plugin_api) that describes the plugin and holds its entry points. The host
@@ -40,7 +41,7 @@ extern "C" {
 
 #define TH_ABI_MAGIC 0x54484231u /* "THB1" */
 #define TH_ABI_VERSION_MAJOR 1
-#define TH_ABI_VERSION_MINOR 3
+#define TH_ABI_VERSION_MINOR 4
 
 /* The one symbol a plugin exports. Its name never changes between ABI versions. */
 #define TH_PLUGIN_ENTRY_SYMBOL "th_plugin_entry"
@@ -90,7 +91,8 @@ typedef enum th_status {
 #define TH_CAP_CGROUP 0x40u          /* ABI 1.4: the plugin starts every process of an attempt in
                                         th_task.cgroup_fd when it is not -1 (e.g. clone3 with
                                         CLONE_INTO_CGROUP), so that the host can freeze, kill and
-                                        measure the attempt as a whole. */
+                                        measure the attempt as a whole. Honoured only in
+                                        a table built against ABI 1.4 or later (abi_minor). */
 
 /* How the host may call into one plugin instance. */
 typedef enum th_thread_safety {
@@ -140,6 +142,16 @@ typedef struct th_result {
     int32_t outcome;       /* th_outcome */
     int32_t exit_code;     /* process exit code, or -1 when it does not apply */
     const char *message;   /* may be NULL; copied by the host before complete() returns */
+    /* ---- ABI 1.4: read by the host only when struct_size covers them ---- */
+    /* What the attempt's main process cost, from the rusage its reaping returned (wait4(), or
+     * waitid() with a rusage argument): user and system CPU time in microseconds and its peak
+     * resident set size in KiB (ru_maxrss); -1 when unknown (no process, or not measured). The
+     * host records them as the attempt's usage when the attempt had no cgroup; with a cgroup it
+     * measures the whole cgroup instead. A plugin that sets struct_size to this size must set
+     * all three (to -1 when it has nothing to say). */
+    int64_t cpu_user_us;
+    int64_t cpu_system_us;
+    int64_t max_rss_kb;
 } th_result;
 
 typedef void (*th_fd_callback)(void *user, int fd);
