@@ -9,6 +9,7 @@ available, a task over memory_max ends "killed: memory limit 32M reached"."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -196,6 +197,41 @@ class LimitsTest(harness.DaemonTestCase):
             total += float(m.group(1))
         self.assertAlmostEqual(total, cpu_us / 1e6, places=3)
         self.assertRegex(metrics, r'(?m)^taskhub_task_oom_kills_total\{workflow="burn"\} 0$')
+
+    def test_leftovers_are_counted_in_the_tasks_events(self):
+        d = self.daemon()
+        marker = harness.new_marker()
+
+        def kill_marked():
+            for pid in harness.processes_with_marker(marker):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.addCleanup(kill_marked)
+        # Two processes the main shell does not wait for: a setsid sleep and a double-forked one.
+        d.write_workflow("litter", """\
+            [[task]]
+            id = "t"
+            plugin = "shell"
+            command = "setsid sleep 301 & (sleep 302 &); echo started"
+            env = { SYSTEST_MARKER = "%s" }
+            """ % marker)
+        d.start()
+        c = containment(d)
+        if not c or c.get("mode") != "cgroup":
+            self.skipTest("taskhubd runs without cgroups here (%r): no cgroup to find leftovers in" % c)
+        rc, run, err = d.ctl("run", "litter", "--wait")
+        self.assertEqual(rc, 0, err)
+        shown = d.ctl_ok("show", run["id"])
+        t = harness.task(shown, "t")
+        found = t["leftovers"]["found"]
+        self.assertGreaterEqual(found, 2, t)  # the two sleeps (and a setsid not yet exec'd)
+        self.assertEqual(t["leftovers"]["action"], "kill", t)
+        self.assertIn({"kind": "leftovers", "task": "t",
+                       "detail": "%d processes left after the main process exited: killed" % found},
+                      [{k: e[k] for k in ("kind", "task", "detail")} for e in shown["events"]])
+        self.assertEqual(harness.processes_with_marker(marker), [])
 
     def test_memory_limit_kill_says_so(self):
         d = self.daemon()
