@@ -104,8 +104,10 @@ class ContainmentTest(harness.DaemonTestCase):
 
     def escaped(self, at_least=4):
         """Waits until the task's processes (the shell and the three escapees at least) run."""
-        return harness.wait_until(lambda: len(harness.processes_with_marker(self.marker)) >= at_least,
-                                  what="the task and its escapees to run")
+        def enough():
+            pids = harness.processes_with_marker(self.marker)
+            return pids if len(pids) >= at_least else None
+        return harness.wait_until(enough, what="the task and its escapees to run")
 
     def assertNothingLeft(self):
         harness.wait_until(lambda: not harness.processes_with_marker(self.marker), timeout=10,
