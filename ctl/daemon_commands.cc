@@ -69,6 +69,19 @@ int cmdStatus(const Context& ctx, const Invocation&) {
             else std::cout << ", NOT SERVING: " << field(listen, "error") << "\n";
         }
     }
+    // Older daemons do not send containment.
+    if (const auto* c = d.as_object().if_contains("containment"); c && c->is_object()) {
+        if (field(*c, "mode") == "cgroup") {
+            std::string controllers;
+            if (const auto* list = c->as_object().if_contains("controllers"); list && list->is_array()) {
+                for (const auto& name : list->as_array()) controllers += (controllers.empty() ? "" : " ") + str(name);
+            }
+            std::cout << "containment: cgroup (" << field(*c, "base")
+                      << ", controllers: " << (controllers.empty() ? "none" : controllers) << ")\n";
+        } else {
+            std::cout << "containment: process-group (" << field(*c, "reason") << ")\n";
+        }
+    }
     // Older daemons do not send notifications.
     if (auto it = d.as_object().find("notifications"); it != d.as_object().end() && it->value().is_object()) {
         const auto& n = it->value();

@@ -22,6 +22,7 @@
 #include "app/service_watchdog.h"
 #include "app/workflow_loader.h"
 #include "app/workflow_watch.h"
+#include "cgroup/cgroup.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/proc.h"
@@ -90,7 +91,7 @@ int check(const config::DaemonConfig& cfg) {
         std::printf("%s: plugin refused: %s\n", r.file.c_str(), r.reason.c_str());
         ++problems;
     }
-    auto set = config::loadWorkflowDir(cfg.workflows_dir, workflowDefaults(cfg), plugins);
+    auto set = config::loadWorkflowDir(cfg.workflows_dir, workflowDefaults(cfg, probedContainment(cfg)), plugins);
     for (const auto& p : set.problems) {
         std::printf("%s\n", p.str().c_str());
         ++problems;
@@ -196,6 +197,42 @@ int serve(const config::DaemonConfig& cfg) {
             return 1;
         }
     }
+
+    // Containment first, before any plugin loads or task starts: taskhubd moves itself into its
+    // leaf cgroup (cgroup/cgroup.h). The guard gives the cgroups back at every exit from here on,
+    // after everything declared below (plugin hosts and their runners) is gone.
+    cgroup::Support containment;
+    std::unique_ptr<cgroup::Manager> cgroups;
+    {
+        std::string why;
+        cgroups = cgroup::Manager::setup(io, {.containment = cfg.containment, .state_dir = cfg.state_dir}, &why);
+        if (cgroups) {
+            containment = cgroups->support();
+            spdlog::info("CONTAINMENT cgroup: {}", cgroups->describe());
+        } else if (cfg.containment == cgroup::Containment::Cgroup) {
+            spdlog::critical("CONTAINMENT_UNAVAILABLE [daemon] containment = \"cgroup\" in {}, but {}; refusing to "
+                             "start (give taskhubd a writable cgroup2 (under systemd: Delegate=yes), or set "
+                             "containment = \"auto\" to fall back to process groups)",
+                             cfg.file.string(), why);
+            return 1;
+        } else {
+            containment.why_not = why;
+            if (cfg.containment == cgroup::Containment::ProcessGroup) {
+                spdlog::info("CONTAINMENT process-group: {}", why);
+            } else {
+                spdlog::warn("CONTAINMENT process-group: {}; tasks run in process groups (a task that calls setsid "
+                             "or double-forks can escape cancel and timeouts; no freeze, accounting by rusage only, "
+                             "no limits)",
+                             why);
+            }
+        }
+    }
+    struct CgroupsShutdown {
+        cgroup::Manager* manager;
+        ~CgroupsShutdown() {
+            if (manager) manager->shutdown();
+        }
+    } cgroups_shutdown{cgroups.get()};
 
     std::string store_err;
     std::unique_ptr<store::Store> store = store::Store::open(cfg.state_dir, &store_err);
@@ -363,7 +400,8 @@ int serve(const config::DaemonConfig& cfg) {
         scheduler.restorePauses(std::move(pauses));
     }
     triggers::FileWatch file_watch(io, fileWatchHooks(engine, *store, scheduler));
-    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch, &metrics, &deadlines, &notifier});
+    DaemonServices services({&cfg, store.get(), &pool, &plugins, &engine, &scheduler, &file_watch, &metrics, &deadlines,
+                             &notifier, nullptr, nullptr, cgroups.get(), containment});
     metrics.setLiveSource([&services, &plugins] {
         const control::StatusInfo st = services.status();
         metrics::LiveState s;

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <set>
 
+#include "cgroup/cgroup.h"
 #include "common/time_util.h"
 #include "common/trust.h"
 #include "engine/engine.h"
@@ -62,16 +63,31 @@ std::optional<std::string> trustedDirectoryProblem(const fs::path& dir) {
     return why;
 }
 
-config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg) {
+config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg, const cgroup::Support& containment) {
     config::WorkflowDefaults d{cfg.timezone, trustedReader(cfg.workflow_limits), trustedDirectoryProblem,
                                cfg.workflow_limits};
     d.default_run_as = cfg.default_run_as;
+    d.containment = containment;
     return d;
+}
+
+cgroup::Support probedContainment(const config::DaemonConfig& cfg) {
+    cgroup::Support s;
+    if (cfg.containment == cgroup::Containment::ProcessGroup) {
+        s.why_not = "[daemon] containment = \"process-group\" in taskhub.toml";
+        return s;
+    }
+    const cgroup::Probe p = cgroup::probe();
+    s.cgroups = p.why_not.empty();
+    s.why_not = p.why_not;
+    if (s.cgroups) s.controllers = p.controllers;
+    s.hint = p.hint;
+    return s;
 }
 
 DaemonServices::DaemonServices(Modules m)
     : m_(m), started_ms_(nowMillis()),
-      directory_(m.config->workflows_dir, workflowDefaults(*m.config), *m.plugins) {}
+      directory_(m.config->workflows_dir, workflowDefaults(*m.config, m.containment), *m.plugins) {}
 
 control::ReloadOutcome DaemonServices::loadWorkflows() { return settleReload(directory_.reloadAll()); }
 
@@ -270,6 +286,13 @@ control::StatusInfo DaemonServices::status() {
     s.worker_threads_max = m_.pool->maxWorkers();
     s.shutting_down = shutting_down_;
     s.store_problem = m_.store->writeProblem().value_or("");
+    s.containment.cgroup = m_.cgroups != nullptr;
+    if (m_.cgroups) {
+        s.containment.base = m_.cgroups->base().string();
+        s.containment.controllers.assign(m_.containment.controllers.begin(), m_.containment.controllers.end());
+    } else {
+        s.containment.reason = m_.containment.why_not;
+    }
     if (m_.metrics_textfile) {
         const auto h = m_.metrics_textfile->health();
         s.metrics.textfile = h.path;

@@ -39,6 +39,9 @@ class HttpListener;
 namespace taskhub::notify {
 class Notifier;
 }
+namespace taskhub::cgroup {
+class Manager;
+}
 
 namespace taskhub::app {
 
@@ -58,6 +61,10 @@ struct Modules {
     // [metrics] textfile and listen; null when not configured (status shows their health).
     const metrics_export::TextfileWriter* metrics_textfile = nullptr;
     const metrics_export::HttpListener* metrics_listener = nullptr;
+    // Containment (cgroup/cgroup.h): the Manager, null in process-group mode; and what it offers
+    // (from Manager::support(), or cgroups = false with why_not saying why not).
+    cgroup::Manager* cgroups = nullptr;
+    cgroup::Support containment;
 };
 
 // Reads a file the daemon trusts (the config file, workflow files): opened first, then it and every
@@ -67,9 +74,14 @@ config::FileReader trustedReader(config::WorkflowLimits limits = {});
 // Why a directory the daemon trusts (workflows_dir) is refused, if it is (common/trust.h).
 std::optional<std::string> trustedDirectoryProblem(const std::filesystem::path& dir);
 
-// How workflow files are loaded: the configured time zone and the trust rule of common/trust.h
-// for workflows_dir and each file (root or the daemon's user may write them, nobody else).
-config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg);
+// How workflow files are loaded: the configured time zone, the trust rule of common/trust.h
+// for workflows_dir and each file (root or the daemon's user may write them, nobody else), and
+// what containment offers (limits it cannot apply refuse the workflow).
+config::WorkflowDefaults workflowDefaults(const config::DaemonConfig& cfg, const cgroup::Support& containment);
+
+// What containment would offer, found without changing anything (taskhubd --check): the
+// machine's probe() under the configured containment.
+cgroup::Support probedContainment(const config::DaemonConfig& cfg);
 
 class DaemonServices final : public control::Services {
 public:

@@ -636,7 +636,13 @@ public:
             }
             const fs::path plugin_dir = base_ / "runners" / runner_plugin;
             parent = plugin_dir / "tasks";
+            std::error_code ec;
+            const bool fresh = !fs::exists(parent, ec);
             if (!makeDir(plugin_dir, err) || !makeDir(parent, err)) return nullptr;
+            if (fresh) { // normally runnerCgroup() made them
+                enableControllers(plugin_dir);
+                enableControllers(parent);
+            }
             struct stat st {};
             if (::stat((parent / "cgroup.procs").c_str(), &st) == 0) owner = {st.st_uid, st.st_gid};
         }
@@ -889,7 +895,7 @@ private:
 
 std::unique_ptr<Manager> Manager::setup(asio::io_context& io, const Options& options, std::string* why) {
     if (options.containment == Containment::ProcessGroup) {
-        *why = "containment = \"process-group\" in taskhub.toml";
+        *why = "[daemon] containment = \"process-group\" in taskhub.toml";
         return nullptr;
     }
     Probe p = probe(options.proc_self);

@@ -20,7 +20,7 @@ const std::set<std::string> kTopKeys = {
     "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
     "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "max_nesting_depth",
     "max_workflow_file_size", "max_workflow_tasks", "pool", "plugins", "default_isolation", "history", "control",
-    "default_run_as", "metrics", "notify", "notifications"};
+    "default_run_as", "metrics", "notify", "notifications", "daemon"};
 const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
 const std::set<std::string> kHistoryKeys = {"keep_runs", "keep_days", "max_log_size"};
 const std::set<std::string> kControlKeys = {"max_connections", "max_connections_per_uid", "max_request_size",
@@ -80,6 +80,30 @@ std::optional<uint64_t> getSize(const Value& v, const std::string& what, Reporte
         return std::nullopt;
     }
     return n;
+}
+
+const std::set<std::string> kDaemonKeys = {"containment"};
+
+// [daemon]: how taskhubd itself runs.
+void loadDaemonTable(const Value& v, DaemonConfig& c, Reporter& r) {
+    if (!v.is_table()) {
+        r.add(v, "[daemon] must be a table, found " + typeName(v));
+        return;
+    }
+    for (const auto& [key, dv] : v.as_table()) {
+        const std::string what = "'daemon." + key + "'";
+        if (key == "containment") {
+            if (auto s = getString(dv, what, r)) {
+                if (*s == "auto") c.containment = cgroup::Containment::Auto;
+                else if (*s == "cgroup") c.containment = cgroup::Containment::Cgroup;
+                else if (*s == "process-group") c.containment = cgroup::Containment::ProcessGroup;
+                else r.add(dv, what + " must be \"auto\", \"cgroup\" or \"process-group\", found \"" + *s + "\"");
+            }
+        } else {
+            r.add(dv, "unknown key '" + key + "' in [daemon]" + didYouMean(key, kDaemonKeys) +
+                          " (accepted: " + joinKeys(kDaemonKeys) + ")");
+        }
+    }
 }
 
 void loadControl(const Value& v, ControlSettings& c, Reporter& r) {
@@ -318,6 +342,8 @@ std::optional<DaemonConfig> loadDaemonConfig(const fs::path& file_in, std::vecto
                 c.workflow_limits.max_tasks = static_cast<size_t>(*n);
         } else if (key == "default_isolation") {
             if (auto i = getIsolation(v, what, r)) c.default_isolation = *i;
+        } else if (key == "daemon") {
+            loadDaemonTable(v, c, r);
         } else if (key == "history") {
             loadHistory(v, c.history, r);
         } else if (key == "notify") {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cgroup/cgroup.h"
 #include "config/diagnostic.h"
 #include "config/notify_target.h"
 #include "config/workflow_limits.h"
@@ -120,6 +121,10 @@ struct DaemonConfig {
     ControlSettings control;
     MetricsSettings metrics;
     Isolation default_isolation = Isolation::InProcess; // for plugins not shipped with TaskHub
+    // [daemon] containment: how tasks are contained (docs/operations.md, "Containment"): a cgroup per attempt when a
+    // writable cgroup2 exists (auto), always (cgroup: taskhubd refuses to start without), or
+    // process groups only (process-group).
+    cgroup::Containment containment = cgroup::Containment::Auto;
     std::map<std::string, PluginSettings> plugins;
     // [[notify]]: the targets of workflows without their own [[notify]]; [notifications]: how
     // every notification is delivered.

@@ -184,6 +184,17 @@ bool cmdStatus(Context& c, Error*) {
         no["mbox"] = n.mbox.empty() ? json::value(nullptr) : json::value(n.mbox);
         o["notifications"] = std::move(no);
     }
+    {
+        const auto& ci = s.containment;
+        json::object co;
+        co["mode"] = ci.cgroup ? "cgroup" : "process-group";
+        co["base"] = ci.cgroup ? json::value(ci.base) : json::value(nullptr);
+        json::array controllers;
+        for (const auto& name : ci.controllers) controllers.emplace_back(name);
+        co["controllers"] = std::move(controllers);
+        co["reason"] = ci.cgroup ? json::value(nullptr) : json::value(ci.reason);
+        o["containment"] = std::move(co);
+    }
     o["proto"] = kProtoVersion;
     c.ok(std::move(o));
     return true;

@@ -108,6 +108,14 @@ struct NotifyStatusInfo {
     std::string mbox;            // when no MTA is installed: where mail goes instead; "" otherwise
 };
 
+// How tasks are contained (docs/operations.md, "Containment").
+struct ContainmentInfo {
+    bool cgroup = false;                  // a cgroup per attempt; false: process groups
+    std::string base;                     // cgroup: the daemon's subtree in cgroupfs
+    std::vector<std::string> controllers; // cgroup: the controllers attempts get
+    std::string reason;                   // process-group: why
+};
+
 // `notify test`: the outcome for one target.
 struct NotifyTestResult {
     std::string target;
@@ -139,6 +147,7 @@ struct StatusInfo {
     std::string store_problem;
     MetricsExportInfo metrics;
     NotifyStatusInfo notifications;
+    ContainmentInfo containment;
 };
 
 // The outcome of a change a client asked for (pause, resume, cancel, retry).

@@ -14,7 +14,10 @@ To run one file by hand: TASKHUB_BUILD_DIR=build-systest python3 tests/system/te
 
 Cleanup: every daemon is stopped (SIGTERM, then SIGKILL) when its test ends, and gets SIGTERM if
 this process dies first (PR_SET_PDEATHSIG). This process is a child subreaper, so task processes
-orphaned by a killed daemon are re-parented here and killed at cleanup as well.
+orphaned by a killed daemon are re-parented here and killed at cleanup as well. The cgroup
+subtree a daemon made (docs/operations.md, "Containment": <own cgroup>/taskhub-<hash of the state
+directory>) is emptied with cgroup.kill and removed once the daemon is gone, so that a daemon
+killed with SIGKILL leaves no cgroup behind.
 """
 
 import atexit
@@ -165,6 +168,93 @@ def _descendants(root, children, exclude=()):
     return out
 
 
+def cgroup2_mount():
+    """The cgroup2 mount point from /proc/self/mountinfo, or None."""
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if "-" not in fields:
+                    continue
+                dash = fields.index("-")
+                if dash + 1 < len(fields) and fields[dash + 1] == "cgroup2" and fields[3] == "/":
+                    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+    except OSError:
+        pass
+    return None
+
+
+def own_cgroup(pid="self"):
+    """The cgroup2 path ("/...") of a process, from /proc/PID/cgroup, or None."""
+    try:
+        with open("/proc/%s/cgroup" % pid) as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].rstrip("\n")
+    except OSError:
+        pass
+    return None
+
+
+def cgroup_subtree_name(state_dir):
+    """taskhubd's subtree outside systemd: "taskhub-" + FNV-1a 64 of the absolute, normalised state
+    directory (cgroup::subtreeName())."""
+    h = 1469598103934665603
+    for b in os.path.normpath(os.path.abspath(state_dir)).encode():
+        h = ((h ^ b) * 1099511628211) % (1 << 64)
+    return "taskhub-%016x" % h
+
+
+def remove_cgroup_tree(path, timeout=10.0):
+    """Kills every process in the cgroup path and below (cgroup.kill, or SIGKILL to each where the
+    kernel has none), then removes its cgroups deepest first. Returns what could not be removed."""
+    if not os.path.isdir(path):
+        return []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with open(os.path.join(path, "cgroup.kill"), "w") as f:
+                f.write("1")
+        except FileNotFoundError:
+            for root, _, files in os.walk(path):
+                try:
+                    with open(os.path.join(root, "cgroup.procs")) as f:
+                        for pid in f.read().split():
+                            try:
+                                os.kill(int(pid), signal.SIGKILL)
+                            except ProcessLookupError:
+                                pass
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        reap_orphans(timeout=0.5)
+        try:
+            with open(os.path.join(path, "cgroup.events")) as f:
+                populated = "populated 1" in f.read()
+        except OSError:
+            populated = False
+        if not populated or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    left = []
+    for root, dirs, _ in os.walk(path, topdown=False):
+        for d in dirs:
+            try:
+                os.rmdir(os.path.join(root, d))
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                left.append("%s (%s)" % (os.path.join(root, d), e.strerror))
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        left.append("%s (%s)" % (path, e.strerror))
+    return left
+
+
 def reap_orphans(timeout=5.0):
     """Kills and reaps the processes left below this one -- task processes re-parented here
     because their daemon died -- except live daemons and their own tasks."""
@@ -290,6 +380,7 @@ class Daemon:
         self.proc = None
         self.final_log = ""
         self.cleaned = False
+        self.cgroup_subtrees = set()  # what the daemon's cgroups were seen to be (for cleanup)
         Daemon._all.append(self)
 
     # ---- files ----
@@ -316,24 +407,57 @@ class Daemon:
 
     # ---- process ----
 
-    def start(self, wait=True, extra_env=None, log_target="stderr"):
+    def start(self, wait=True, extra_env=None, log_target="stderr", prefix=()):
         """Starts taskhubd (and waits until it answers, unless wait is false). extra_env: variables
         added to this process's environment for this start only (e.g. TASKHUB_FAILPOINT).
         log_target: taskhubd's --log-target; stderr (lines "<N>LEVEL MESSAGE" in daemon.log)
-        unless a test asks for the journal, so that no test depends on the machine's journal."""
+        unless a test asks for the journal, so that no test depends on the machine's journal.
+        prefix: a command that execs taskhubd's argv (e.g. unshare ...), keeping its pid."""
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
-                [BIN["daemon"], "--config", self.config, "--log-target", log_target],
+                list(prefix) + [BIN["daemon"], "--config", self.config, "--log-target", log_target],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.dir,
-                env=dict(os.environ, **extra_env) if extra_env else None,
+                env=self._env(extra_env),
                 preexec_fn=lambda: _prctl(PR_SET_PDEATHSIG, signal.SIGTERM))
         finally:
             log.close()
         if wait:
             self.wait_ready()
         return self.proc
+
+    @staticmethod
+    def _env(extra_env):
+        # Without INVOCATION_ID: a test runner started by a systemd service passes it on, and
+        # taskhubd would take the runner's own cgroup for one systemd delegated to it.
+        env = dict(os.environ, **extra_env) if extra_env else dict(os.environ)
+        env.pop("INVOCATION_ID", None)
+        return env
+
+    def cgroup_subtree(self):
+        """Where this daemon's cgroup subtree is (it need not exist): below the cgroup this process
+        (and so the daemon it starts) runs in; None without cgroup2."""
+        mount, own = cgroup2_mount(), own_cgroup()
+        if mount is None or own is None:
+            return None
+        return os.path.join(mount, own.lstrip("/"), cgroup_subtree_name(self.state_dir))
+
+    def _note_cgroup(self):
+        own = own_cgroup(self.proc.pid) if self.proc is not None else None
+        mount = cgroup2_mount()
+        if own and mount and own.endswith("/daemon"):
+            base = os.path.dirname(own)
+            if os.path.basename(base).startswith("taskhub-"):
+                self.cgroup_subtrees.add(os.path.join(mount, base.lstrip("/")))
+
+    def remove_cgroups(self):
+        """Kills what is left in the daemon's cgroup subtree and removes it (the daemon must be
+        gone). Returns what could not be removed."""
+        left = []
+        for path in self.cgroup_subtrees | {p for p in [self.cgroup_subtree()] if p}:
+            left += remove_cgroup_tree(path)
+        return left
 
     def wait_ready(self, timeout=TIMEOUT):
         def ready():
@@ -343,6 +467,8 @@ class Daemon:
             if not os.path.exists(self.socket):
                 return False
             rc, _, _ = self.ctl("status", json=True, timeout=TIMEOUT)
+            if rc == 0:
+                self._note_cgroup()
             return rc == 0
         wait_until(ready, timeout, what="taskhubd to answer `taskhubctl status`")
 
@@ -375,6 +501,9 @@ class Daemon:
                     self.proc.wait()
         finally:
             reap_orphans()
+            left = self.remove_cgroups()
+            if left:
+                sys.stderr.write("harness: cgroups of %s left behind: %s\n" % (self.dir, ", ".join(left)))
             self.final_log = self.log()
             shutil.rmtree(self.dir, ignore_errors=True)
 

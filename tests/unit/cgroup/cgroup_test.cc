@@ -241,7 +241,7 @@ TEST_CASE("setup with containment = process-group touches nothing") {
     std::string why;
     auto manager = Manager::setup(io, {.containment = Containment::ProcessGroup, .state_dir = "/nonexistent"}, &why);
     CHECK_FALSE(manager);
-    CHECK(why == "containment = \"process-group\" in taskhub.toml");
+    CHECK(why == "[daemon] containment = \"process-group\" in taskhub.toml");
     CHECK(std::string(toString(Containment::ProcessGroup)) == "process-group");
     CHECK(std::string(toString(Containment::Auto)) == "auto");
     CHECK(std::string(toString(Containment::Cgroup)) == "cgroup");
@@ -268,9 +268,16 @@ bool realCgroupsUsable() {
         WARN("skipped: needs root to create cgroups");
         return false;
     }
+    // A delegated cgroup would be the base itself: the test must never set up in the cgroup the
+    // test runner lives in. (INVOCATION_ID is what a systemd service passes on to its children.)
+    ::unsetenv("INVOCATION_ID");
     const Probe p = probe();
     if (!p.why_not.empty()) {
         WARN("skipped: no writable cgroup2 here: " << p.why_not);
+        return false;
+    }
+    if (p.delegated) {
+        WARN("skipped: this process's cgroup " << p.own << " is delegated; the test sets up only below an undelegated one");
         return false;
     }
     return true;

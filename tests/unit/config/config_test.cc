@@ -470,6 +470,32 @@ health_timeout = "soon"
     }
 }
 
+TEST_CASE("daemon config: [daemon] containment", "[daemon_config]") {
+    TempDir dir;
+    CHECK(loadConfig(dir.write("a.toml", "")).containment == taskhub::cgroup::Containment::Auto);
+    CHECK(loadConfig(dir.write("b.toml", "[daemon]\ncontainment = \"cgroup\"\n")).containment ==
+          taskhub::cgroup::Containment::Cgroup);
+    CHECK(loadConfig(dir.write("c.toml", "[daemon]\ncontainment = \"process-group\"\n")).containment ==
+          taskhub::cgroup::Containment::ProcessGroup);
+    CHECK(loadConfig(dir.write("d.toml", "[daemon]\ncontainment = \"auto\"\n")).containment ==
+          taskhub::cgroup::Containment::Auto);
+    {
+        const auto problems = configRefusal(dir.write("e.toml", "[daemon]\ncontainment = \"cgroups\"\ncontainmnet = 1\n"));
+        REQUIRE(problems.size() == 2);
+        CHECK(problems[0].line == 2);
+        CHECK(problems[0].message ==
+              "'daemon.containment' must be \"auto\", \"cgroup\" or \"process-group\", found \"cgroups\"");
+        CHECK(problems[1].line == 3);
+        CHECK(problems[1].message ==
+              "unknown key 'containmnet' in [daemon]; did you mean 'containment'? (accepted: containment)");
+    }
+    {
+        const auto problems = configRefusal(dir.write("f.toml", "daemon = \"cgroup\"\n"));
+        REQUIRE(problems.size() == 1);
+        CHECK(problems[0].message == "[daemon] must be a table, found string");
+    }
+}
+
 TEST_CASE("daemon config: every problem is reported at once", "[daemon_config]") {
     TempDir dir;
     auto file = dir.write("taskhub.toml", R"(workflow_dir = "w"
@@ -486,7 +512,7 @@ idel_timeout = "1m"
         for (const auto& p : problems) got.push_back(std::to_string(p.line) + ": " + p.message);
         CHECK(got == std::vector<std::string>{
                          "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, control, "
-                         "default_isolation, default_run_as, history, log_level, max_nesting_depth, max_running_tasks, "
+                         "daemon, default_isolation, default_run_as, history, log_level, max_nesting_depth, max_running_tasks, "
                          "max_workflow_file_size, max_workflow_tasks, metrics, notifications, notify, plugin_dirs, plugins, pool, shutdown_grace, "
                          "socket, socket_group, "
                          "state_dir, timezone, workflows_dir)",
