@@ -13,6 +13,7 @@
 #include <date/tz.h>
 #include <spdlog/spdlog.h>
 
+#include "cgroup/cgroup.h"
 #include "commands.h"
 #include "common/time_util.h"
 #include "common/trust.h"
@@ -29,6 +30,20 @@ namespace json = boost::json;
 namespace fs = std::filesystem;
 
 namespace {
+
+// What limits (memory_max, ...) the machine's cgroup2 could apply, for validate: the controllers
+// offered where this process runs (on a hybrid hierarchy, where v1 owns them: none of the four).
+// Whether the hierarchy is writable is not asked: validate may run as any user, taskhubd as root.
+// docs/workflow-format.md, "Resource limits and leftovers".
+cgroup::Support offlineContainment() {
+    const cgroup::Probe p = cgroup::probe();
+    cgroup::Support s;
+    s.cgroups = !p.mount.empty() && !p.own.empty();
+    s.why_not = p.why_not;
+    if (s.cgroups) s.controllers = p.controllers;
+    s.hint = p.hint;
+    return s;
+}
 
 int cmdValidate(const Context& ctx, const Invocation& in) {
     const std::vector<std::string>& files = in.args;
@@ -55,6 +70,7 @@ int cmdValidate(const Context& ctx, const Invocation& in) {
     std::vector<fs::path> paths(files.begin(), files.end());
     config::WorkflowDefaults defaults{cfg.timezone, {}, {}, cfg.workflow_limits};
     defaults.default_run_as = cfg.default_run_as;
+    defaults.containment = offlineContainment();
     auto loads = config::validateWorkflowFiles(paths, cfg.workflows_dir, defaults, plugins);
     json::array results;
     int bad = 0;

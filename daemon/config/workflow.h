@@ -255,8 +255,9 @@ struct WorkflowDefaults {
     std::string default_run_as;
     // What the attempts' cgroups can apply: a limit (memory_max, cpu_max, tasks_max, io_weight)
     // whose controller is missing refuses its file (cgroup::unsupported()). taskhubd sets it from
-    // its cgroup::Manager (process-group mode: no cgroups); the offline checks (taskhubd --check,
-    // taskhubctl validate) from offlineContainment(). The default refuses every limit.
+    // its cgroup::Manager (process-group mode: no cgroups), taskhubd --check from
+    // probedContainment() (daemon/app), taskhubctl validate from the machine's cgroup2 controllers
+    // (ctl/offline_commands.cc). The default refuses every limit.
     cgroup::Support containment{false, {}, "cgroups unavailable", {}};
 };
 
