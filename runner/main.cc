@@ -6,10 +6,14 @@
 //   taskhub-runner --describe FILE
 //       loads FILE, negotiates its ABI (no instance is created) and prints one JSON object:
 //       {"info": {...}} or {"refused": "reason"}; exits 0 either way. A crash is the answer too.
-//   taskhub-runner --fd N --name NAME [--log-level L] [--max-workers N] [--user U[:G]] FILE
+//   taskhub-runner --fd N --name NAME [--log-level L] [--max-workers N] [--user U[:G]]
+//                  [--cgroup-mount DIR] FILE
 //       serves the framed protocol on descriptor N (a socketpair end from taskhubd). With --user
 //       ([plugins.NAME] user), it first becomes that account for good (common/identity.h), before
 //       the plugin library is loaded, so no plugin code ever runs with the daemon's privileges.
+//       With --cgroup-mount (taskhubd runs with cgroups; it moved this process into its runner
+//       cgroup before sending create), an execute frame's "cgroup" names the attempt's cgroup
+//       below DIR: the runner opens it and hands the plugin the descriptor (th_task.cgroup_fd).
 //
 // It exits at end of file on its socket and dies with the daemon (PR_SET_PDEATHSIG). Plugin log
 // lines and its own go to the daemon as log frames.
@@ -56,11 +60,12 @@ using namespace std::chrono_literals;
 const char* kUsage =
     "usage: taskhub-runner --describe FILE\n"
     "       taskhub-runner --fd N --name NAME [--log-level LEVEL] [--max-workers N] [--plugin-fd M]\n"
-    "                      [--user USER[:GROUP]] FILE\n"
+    "                      [--user USER[:GROUP]] [--cgroup-mount DIR] FILE\n"
     "\n"
     "Hosts one TaskHub executor plugin for taskhubd (isolation = \"process\"). Started by taskhubd;\n"
     "not meant to be run by hand except with --describe. --plugin-fd: the plugin file FILE as the\n"
-    "daemon opened and checked it; the plugin is loaded from that descriptor, not from the path.\n";
+    "daemon opened and checked it; the plugin is loaded from that descriptor, not from the path.\n"
+    "--cgroup-mount: the cgroup2 mount below which the attempts' cgroups of execute frames lie.\n";
 
 // Exit codes: 0 shut down or end of file; 1 the plugin was refused; 2 usage; 3 protocol error.
 constexpr int kExitRefused = 1;
@@ -145,9 +150,10 @@ private:
 
 class Runner {
 public:
-    Runner(asio::io_context& io, int fd, std::string name, fs::path file, size_t max_workers)
+    Runner(asio::io_context& io, int fd, std::string name, fs::path file, size_t max_workers,
+           fs::path cgroup_mount)
         : io_(io), sock_(io, fd), channel_(io, fd), name_(std::move(name)), file_(std::move(file)),
-          pool_(0, max_workers, 60s), stop_timer_(io) {}
+          cgroup_mount_(std::move(cgroup_mount)), pool_(0, max_workers, 60s), stop_timer_(io) {}
 
     Channel& channel() { return channel_; }
 
@@ -306,24 +312,63 @@ private:
             spec.log_fd = fds_.front();
             fds_.pop_front();
         }
+        if (auto cgroup = proto::getString(f, "cgroup")) {
+            std::string why;
+            spec.cgroup_fd = openAttemptCgroup(*cgroup, &why);
+            if (spec.cgroup_fd < 0) {
+                if (spec.log_fd >= 0) ::close(spec.log_fd);
+                // Never run it outside its cgroup: the attempt fails, saying why.
+                json::object c{{"op", "complete"}, {"token", token}, {"outcome", "failed"}, {"message", why},
+                               {"outputs", json::array()}, {"exit_code", nullptr}};
+                channel_.send(c);
+                return true;
+            }
+            spec.cgroup_path = std::string(*cgroup);
+        }
         spec.on_process = [this, token](const ph::ProcessIdentity& id) {
             channel_.send(json::object{{"op", "process"}, {"token", token}, {"pid", id.pid}, {"pgid", id.pgid},
                                        {"start_ticks", id.start_ticks}});
         };
         const int fd = spec.log_fd;
-        const uint64_t local = plugin_->start(spec, [this, token, fd](ph::AttemptResult r) {
+        const int cgroup_fd = spec.cgroup_fd;
+        const uint64_t local = plugin_->start(spec, [this, token, fd, cgroup_fd](ph::AttemptResult r) {
             if (fd >= 0) ::close(fd);
+            if (cgroup_fd >= 0) ::close(cgroup_fd);
             running_.erase(token);
             json::array outputs;
             for (auto& [n, v] : r.outputs) outputs.push_back(json::array{json::string(n), json::string(v)});
             json::object c{{"op", "complete"}, {"token", token}, {"outcome", proto::outcomeName(r.outcome)},
                            {"message", r.message}, {"outputs", std::move(outputs)}};
             c["exit_code"] = r.exit_code ? json::value(*r.exit_code) : json::value(nullptr);
+            if (r.usage && r.usage->source == taskhub::cgroup::Usage::Source::Rusage)
+                c["rusage"] = proto::rusageToJson(*r.usage);
             channel_.send(c);
             if (stopping_ && running_.empty()) io_.stop();
         });
         running_.emplace(token, local);
         return true;
+    }
+
+    // Opens <--cgroup-mount>/<relative> as th_task.cgroup_fd wants it; -1 with *why. relative
+    // must stay below the mount: no leading '/', no "." or ".." component.
+    int openAttemptCgroup(std::string_view relative, std::string* why) const {
+        const std::string shown = "the attempt's cgroup '" + std::string(relative) + "'";
+        if (cgroup_mount_.empty()) {
+            *why = "runner of plugin " + name_ + " was given " + shown + " but no --cgroup-mount; the task did not run";
+            return -1;
+        }
+        bool below = !relative.empty() && relative.front() != '/' && relative.find('\0') == std::string_view::npos;
+        for (const auto& part : fs::path(std::string(relative)))
+            if (part == "." || part == "..") below = false;
+        if (!below) {
+            *why = shown + " is not a path below the cgroup2 mount; the task did not run";
+            return -1;
+        }
+        const fs::path dir = cgroup_mount_ / std::string(relative);
+        int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) *why = "cannot open " + shown + " (" + dir.string() + "): " + std::strerror(errno) +
+                           "; the task did not run";
+        return fd;
     }
 
     // Ends the loop once running attempts are done (cancelled first) or kStopGrace passed.
@@ -347,6 +392,7 @@ private:
     Channel channel_;
     std::string name_;
     fs::path file_;
+    fs::path cgroup_mount_; // --cgroup-mount; empty: attempts have no cgroups
     proto::FrameReader reader_;
     std::deque<int> fds_; // log descriptors received, in the order of their execute frames
     taskhub::pool::WorkerPool pool_;
@@ -361,7 +407,7 @@ private:
 } // namespace
 
 int main(int argc, char** argv) {
-    std::string describe_file, name, level = "info", user;
+    std::string describe_file, name, level = "info", user, cgroup_mount;
     int fd = -1;
     int plugin_fd = -1;
     size_t max_workers = 32;
@@ -380,6 +426,7 @@ int main(int argc, char** argv) {
         else if (a == "--plugin-fd") plugin_fd = std::atoi(value().c_str());
         else if (a == "--name") name = value();
         else if (a == "--user") user = value();
+        else if (a == "--cgroup-mount") cgroup_mount = value();
         else if (a == "--log-level") level = value();
         else if (a == "--max-workers") max_workers = static_cast<size_t>(std::atol(value().c_str()));
         else if (a == "--help" || a == "-h") {
@@ -428,7 +475,7 @@ int main(int argc, char** argv) {
     asio::io_context io(1);
     // The daemon's trusted descriptor, when given, is what is loaded (through /proc/self/fd).
     const fs::path load = plugin_fd >= 0 ? fs::path("/proc/self/fd/" + std::to_string(plugin_fd)) : file;
-    Runner runner(io, fd, name, load, max_workers);
+    Runner runner(io, fd, name, load, max_workers, cgroup_mount);
     auto logger = std::make_shared<spdlog::logger>("runner", std::make_shared<FrameSink>(runner.channel()));
     logger->set_pattern("%v");
     spdlog::set_default_logger(logger);

@@ -208,7 +208,7 @@ int serve(const config::DaemonConfig& cfg) {
         cgroups = cgroup::Manager::setup(io, {.containment = cfg.containment, .state_dir = cfg.state_dir}, &why);
         if (cgroups) {
             containment = cgroups->support();
-            spdlog::info("CONTAINMENT cgroup: {}", cgroups->describe());
+            spdlog::info("CONTAINMENT_MODE cgroup: {}", cgroups->describe());
         } else if (cfg.containment == cgroup::Containment::Cgroup) {
             spdlog::critical("CONTAINMENT_UNAVAILABLE [daemon] containment = \"cgroup\" in {}, but {}; refusing to "
                              "start (give taskhubd a writable cgroup2 (under systemd: Delegate=yes), or set "
@@ -218,9 +218,9 @@ int serve(const config::DaemonConfig& cfg) {
         } else {
             containment.why_not = why;
             if (cfg.containment == cgroup::Containment::ProcessGroup) {
-                spdlog::info("CONTAINMENT process-group: {}", why);
+                spdlog::info("CONTAINMENT_MODE process-group: {}", why);
             } else {
-                spdlog::warn("CONTAINMENT process-group: {}; tasks run in process groups (a task that calls setsid "
+                spdlog::warn("CONTAINMENT_MODE process-group: {}; tasks run in process groups (a task that calls setsid "
                              "or double-forks can escape cancel and timeouts; no freeze, accounting by rusage only, "
                              "no limits)",
                              why);
@@ -249,6 +249,8 @@ int serve(const config::DaemonConfig& cfg) {
         policy.isolate = true;
         policy.default_isolation = cfg.default_isolation;
         policy.runner = plugin_host::findRunner(TASKHUB_RUNNER_INSTALLED);
+        // Attempts of TH_CAP_CGROUP plugins (and runners) in cgroups; null: process groups.
+        policy.cgroups = cgroups.get();
         plugins.setLoadPolicy(policy);
     }
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
@@ -271,6 +273,7 @@ int serve(const config::DaemonConfig& cfg) {
     engine::EngineOptions eopts;
     eopts.log_dir = cfg.state_dir / "logs";
     eopts.state_dir = cfg.state_dir;
+    eopts.cgroups = cgroups.get(); // recovery by cgroup
     eopts.max_running_tasks = cfg.max_running_tasks;
     eopts.max_nesting_depth = cfg.max_nesting_depth;
     eopts.log_cap = {cfg.history.max_log_size, cfg.history.max_log_size_text};

@@ -332,6 +332,11 @@ bool delegatedBySystemd(const fs::path& dir, const std::string& own) {
            own.compare(own.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// The directory of cgroup `own` ("/..." from /proc/self/cgroup) below mount.
+fs::path cgroupDir(const fs::path& mount, const std::string& own) {
+    return own.size() <= 1 ? mount : mount / own.substr(1);
+}
+
 std::string controllerHint(const std::set<std::string>& controllers, const std::set<std::string>& v1) {
     std::set<std::string> in_v1, missing;
     for (const char* c : {"memory", "cpu", "pids", "io"}) {
@@ -389,7 +394,7 @@ Probe probe(const fs::path& proc_self) {
         return p;
     }
     if (p.own.size() > 1 && p.own.back() == '/') p.own.pop_back();
-    const fs::path dir = p.mount / p.own.substr(1);
+    const fs::path dir = cgroupDir(p.mount, p.own);
     p.delegated = delegatedBySystemd(dir, p.own);
     std::vector<std::string> needed = {"", "cgroup.procs"};
     if (p.delegated) needed.emplace_back("cgroup.subtree_control");
@@ -779,7 +784,7 @@ public:
         if (probe_.delegated) return; // systemd owns the base; it removes it when the unit stops
         if (moved_) {
             std::string err;
-            const fs::path own = probe_.mount / probe_.own.substr(1);
+            const fs::path own = cgroupDir(probe_.mount, probe_.own);
             if (!writeFile(own / "cgroup.procs", std::to_string(::getpid()), &err)) {
                 spdlog::warn("CGROUP_SUBTREE_LEFT taskhubd could not move back to {} ({}); {} stays", own.string(), err,
                              base_.string());
@@ -818,7 +823,9 @@ private:
         waiters_.emplace(id, std::move(w));
         if (waiters_.at(id).wd < 0) schedulePoll(id);
         // Re-check after arming: a change between the caller's look and the watch is not lost.
-        asio::post(io_, [this, id] { check(id); });
+        asio::post(io_, [this, alive = std::weak_ptr<int>(alive_), id] {
+            if (alive.lock()) check(id);
+        });
         return id;
     }
 
@@ -889,6 +896,8 @@ private:
     std::map<uint64_t, Waiter> waiters_;
     std::map<int, std::set<uint64_t>> watches_;
     uint64_t next_id_ = 1;
+    // Posted handlers hold a weak reference: one that runs after the Manager is gone does nothing.
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 } // namespace
@@ -903,7 +912,7 @@ std::unique_ptr<Manager> Manager::setup(asio::io_context& io, const Options& opt
         *why = p.why_not;
         return nullptr;
     }
-    const fs::path own = p.mount / p.own.substr(1);
+    const fs::path own = cgroupDir(p.mount, p.own);
     const fs::path base = p.delegated ? own : own / subtreeName(options.state_dir);
     std::string mountinfo;
     readFile(options.proc_self / "mountinfo", &mountinfo);

@@ -495,7 +495,7 @@ RecoveryReport Core::recover(bool same_boot) {
             lost_what[id + "\n" + t.task_id] = stopLeftovers(rec, t, same_boot, tagged, &killed);
         }
     }
-    report.killed = killed.size();
+    report.killed += killed.size();
     // SIGKILL is not instant: wait (briefly) until they are gone.
     for (int i = 0; i < 200 && !killed.empty(); ++i) {
         std::erase_if(killed, [](const FoundProcess& p) { return !sameProcess(p.pid, p.start_ticks); });

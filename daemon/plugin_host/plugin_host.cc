@@ -128,6 +128,9 @@ Isolation isolationOf(const LoadPolicy& policy, const std::string& name,
 std::optional<cgroup::Usage> rusageOf(const th_result& res) {
     if (!TH_HAS_FIELD(&res, th_result, max_rss_kb) || res.cpu_user_us < 0 || res.cpu_system_us < 0)
         return std::nullopt;
+    // A zero-initialised th_result of a plugin rebuilt against 1.4 that measured nothing (a
+    // process that ran has a resident set).
+    if (res.cpu_user_us == 0 && res.cpu_system_us == 0 && res.max_rss_kb == 0) return std::nullopt;
     cgroup::Usage usage;
     usage.source = cgroup::Usage::Source::Rusage;
     usage.cpu_user_us = static_cast<uint64_t>(res.cpu_user_us);
@@ -812,6 +815,7 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
             RemotePlugin::Options o;
             o.runner = policy_.runner;
             o.require_trusted = policy_.require_trusted;
+            o.cgroups = policy_.cgroups;
             if (s != settings.end()) {
                 o.config_json = s->second.plugin_config_json;
                 o.user = s->second.user;

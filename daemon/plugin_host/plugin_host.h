@@ -31,15 +31,14 @@
 
 struct th_plugin_api;
 
-namespace taskhub::cgroup {
-class Manager;
-}
-
 namespace boost::asio {
 class io_context;
 }
 namespace taskhub::pool {
 class WorkerPool;
+}
+namespace taskhub::cgroup {
+class Manager;
 }
 
 namespace taskhub::plugin_host {
@@ -230,9 +229,13 @@ struct LoadPolicy {
     // Refuse plugin directories and files that fail the trust rule (ownershipTrusted()), and load
     // each plugin from the descriptor that was checked (taskhubd sets this).
     bool require_trusted = false;
-    // Containment (cgroup/cgroup.h): with a Manager, the attempts of every plugin that declares
-    // TH_CAP_CGROUP run in cgroups of their own (plugin_host/containment.h); null: process
-    // groups. The Manager must outlive the PluginHost.
+    // Containment with cgroups (cgroup/cgroup.h; taskhubd sets this when it runs with cgroups;
+    // not owned, must outlive the PluginHost; null: process groups):
+    // - the attempts of every plugin that declares TH_CAP_CGROUP run in cgroups of their own
+    //   (plugin_host/containment.h);
+    // - each runner process starts in cgroups->runnerCgroup(plugin, its uid, its gid) before it
+    //   loads the plugin, and is told the cgroup2 mount, so that it can open the cgroups of its
+    //   attempts (AttemptSpec::cgroup_path).
     cgroup::Manager* cgroups = nullptr;
     // How long after cancelling an attempt the host writes cgroup.kill itself when the plugin has
     // not completed it (ContainedPlugin::Options::kill_after).

@@ -21,8 +21,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <unordered_map>
 
+#include "cgroup/cgroup.h"
+#include "common/identity.h"
 #include "common/time_util.h"
 #include "common/trust.h"
 #include "plugin_host/runner_protocol.h"
@@ -318,6 +321,10 @@ public:
                        {"run_id", spec.run_id},   {"task_id", spec.task_id}, {"attempt", spec.attempt},
                        {"params", spec.params_json}, {"env", std::move(env)}, {"timeout_ms", spec.timeout_ms},
                        {"log_fd", spec.log_fd >= 0}};
+        // The runner opens the attempt's cgroup itself, below the mount it was told at start
+        // (only a plugin that declared TH_CAP_CGROUP gets one; see PluginHost).
+        if (!spec.cgroup_path.empty() && (info_.capabilities & TH_CAP_CGROUP) && opts_.cgroups)
+            f["cgroup"] = spec.cgroup_path;
         std::string err;
         if (!r->out.push(f, spec.log_fd, &err)) {
             fail(std::move(done), "plugin '" + info_.name + "' could not start the task: " + err, false);
@@ -430,19 +437,68 @@ private:
             file_fd = trust::UniqueFd(::fcntl(opened->fd.get(), F_DUPFD_CLOEXEC, 10)); // see describeOutOfProcess()
             dups.emplace_back(file_fd.get(), kPluginFd);
         }
+        std::optional<fs::path> cgroup;
+        if (opts_.cgroups) {
+            cgroup = runnerCgroup(err);
+            if (!cgroup) {
+                ::close(theirs);
+                return nullptr;
+            }
+        }
         std::vector<std::string> argv = {opts_.runner.string(), "--fd", std::to_string(proto::kRunnerFd),
                                          "--name", info_.name, "--log-level", level,
                                          "--max-workers", std::to_string(opts_.max_workers)};
         if (file_fd) argv.insert(argv.end(), {"--plugin-fd", std::to_string(kPluginFd)});
         if (!opts_.user.empty()) argv.insert(argv.end(), {"--user", opts_.user});
+        if (cgroup) argv.insert(argv.end(), {"--cgroup-mount", opts_.cgroups->mount().string()});
         argv.push_back(info_.file.string()); // named for ps; loaded from --plugin-fd when given
         bool ok = spawnChild(argv, dups, &r->child, err);
         ::close(theirs);
         if (!ok) return nullptr;
+        // Before the create frame is queued: the runner loads no plugin code until it reads it.
+        if (cgroup && !enterCgroup(r->child.pid, *cgroup, err)) {
+            ::kill(r->child.pid, SIGKILL);
+            siginfo_t info{};
+            while (::waitid(P_PIDFD, static_cast<id_t>(r->child.pidfd), &info, WEXITED) < 0 && errno == EINTR) {
+            }
+            ::close(r->child.pidfd);
+            return nullptr;
+        }
         r->pidfd.assign(r->child.pidfd);
         ::fcntl(sv[0], F_SETFL, ::fcntl(sv[0], F_GETFL) | O_NONBLOCK);
         r->out.push(json::object{{"op", "create"}, {"proto", proto::kVersion}, {"config", opts_.config_json}}, -1, err);
         return r;
+    }
+
+    // The runner's cgroup (Manager::runnerCgroup()), delegated to the account it runs as.
+    std::optional<fs::path> runnerCgroup(std::string* err) {
+        uid_t uid = ::geteuid();
+        gid_t gid = ::getegid();
+        if (!opts_.user.empty()) {
+            auto id = resolveIdentity(opts_.user, err);
+            if (!id) {
+                *err = "user \"" + opts_.user + "\": " + *err;
+                return std::nullopt;
+            }
+            uid = id->uid;
+            gid = id->gid;
+        }
+        auto path = opts_.cgroups->runnerCgroup(info_.name, uid, gid, err);
+        if (!path) *err = "cannot create the runner's cgroup: " + *err;
+        return path;
+    }
+
+    // Moves pid into the cgroup at `dir` (its cgroup.procs).
+    static bool enterCgroup(pid_t pid, const fs::path& dir, std::string* err) {
+        const fs::path procs = dir / "cgroup.procs";
+        int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+        const std::string text = std::to_string(pid);
+        bool ok = fd >= 0 && ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+        const int saved = errno;
+        if (fd >= 0) ::close(fd);
+        if (!ok) *err = "cannot move runner pid " + text + " into its cgroup: writing " + procs.string() + ": " +
+                        std::strerror(saved);
+        return ok;
     }
 
     // Arms the watches of a runner: readable socket, exited process.
@@ -651,6 +707,11 @@ private:
                 }
                 res.outputs.emplace_back(std::string((*a)[0].get_string()), std::string((*a)[1].get_string()));
             }
+        }
+        if (auto* ru = f.if_contains("rusage"); ru && !ru->is_null()) {
+            auto usage = ru->is_object() ? proto::rusageFromJson(ru->get_object()) : std::nullopt;
+            if (!usage) return protocolError(r, "complete with a malformed rusage");
+            res.usage = *usage;
         }
         auto it = pending_.find(*token);
         if (it == pending_.end()) {

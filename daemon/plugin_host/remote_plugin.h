@@ -61,6 +61,11 @@ public:
         // the runner that descriptor to load from (see describeOutOfProcess()).
         bool require_trusted = false;
         std::string user;                  // [plugins.NAME] user: the runner's account; empty: ours
+        // Not owned; see LoadPolicy::cgroups. Each runner is moved into runnerCgroup() by this
+        // process, after it started and before it is sent the create frame (a runner loads no
+        // plugin code before create, so none runs outside that cgroup), and gets
+        // --cgroup-mount; attempts with AttemptSpec::cgroup_path have the runner open it there.
+        cgroup::Manager* cgroups = nullptr;
     };
 
     // Starts the first runner for the plugin `described` and waits for it to load the plugin.

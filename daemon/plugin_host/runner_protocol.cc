@@ -189,6 +189,28 @@ std::optional<uint64_t> getUint(const json::object& o, std::string_view key) {
     return std::nullopt;
 }
 
+json::object rusageToJson(const cgroup::Usage& usage) {
+    json::object o{{"cpu_user_us", usage.cpu_user_us}, {"cpu_system_us", usage.cpu_system_us}};
+    if (usage.memory_peak) o["max_rss_kb"] = *usage.memory_peak / 1024;
+    return o;
+}
+
+std::optional<cgroup::Usage> rusageFromJson(const json::object& o) {
+    auto user = getUint(o, "cpu_user_us");
+    auto system = getUint(o, "cpu_system_us");
+    if (!user || !system) return std::nullopt;
+    cgroup::Usage usage;
+    usage.source = cgroup::Usage::Source::Rusage;
+    usage.cpu_user_us = *user;
+    usage.cpu_system_us = *system;
+    if (o.contains("max_rss_kb")) {
+        auto rss = getUint(o, "max_rss_kb");
+        if (!rss || *rss > UINT64_MAX / 1024) return std::nullopt;
+        usage.memory_peak = *rss * 1024;
+    }
+    return usage;
+}
+
 std::optional<PluginInfo> infoFromJson(const json::value& v, std::string* err) {
     if (!v.is_object()) {
         *err = "plugin info is not an object";

@@ -92,6 +92,12 @@ ssize_t receive(int sock, FrameReader& reader, std::deque<int>& fds);
 boost::json::object infoToJson(const PluginInfo& info);
 std::optional<PluginInfo> infoFromJson(const boost::json::value& v, std::string* err);
 
+// The rusage of an attempt's main process (a Usage with Source::Rusage) as a complete frame
+// carries it: {"cpu_user_us": N, "cpu_system_us": N, "max_rss_kb": N (optional)}; and back,
+// nullopt when a member is missing, not an unsigned number, or out of range.
+boost::json::object rusageToJson(const cgroup::Usage& usage);
+std::optional<cgroup::Usage> rusageFromJson(const boost::json::object& o);
+
 // AttemptResult outcomes and health states as the frames spell them.
 const char* outcomeName(AttemptResult::Outcome o) noexcept; // "succeeded" | "failed" | "cancelled"
 std::optional<AttemptResult::Outcome> outcomeFromName(std::string_view s) noexcept;

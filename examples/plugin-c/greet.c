@@ -159,6 +159,7 @@ static void write_log(int fd, const char *line) {
 static void finish(greet_plugin *p, uint64_t token, int outcome, const char *message) {
     th_result r;
     r.struct_size = sizeof r;
+    r.cpu_user_us = r.cpu_system_us = r.max_rss_kb = -1; /* ABI 1.4: no process measured */
     r.outcome = outcome;
     r.exit_code = -1; /* no process involved */
     r.message = message;

@@ -317,23 +317,26 @@ void collectCgroupPids(int dir, int depth, std::vector<pid_t>* out) {
 }
 
 // SIGKILL to everything in the cgroup and below, atomically against forks (cgroup.kill, Linux
-// 5.14); on an older kernel, SIGKILL to each process found until none is left. Returns 0 or
-// the errno of the failure.
+// 5.14). Where cgroup.kill is missing (an older kernel) or not ours to write (a runner's account
+// that was delegated only cgroup.procs), SIGKILL to each process found until none is left.
+// Returns 0, or the errno of the failure when processes remain.
 int killCgroup(int dir) {
     int kill_file = ::openat(dir, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+    int err = errno;
     if (kill_file >= 0) {
-        int err = ::write(kill_file, "1", 1) == 1 ? 0 : errno;
+        err = ::write(kill_file, "1", 1) == 1 ? 0 : errno;
         ::close(kill_file);
-        return err;
+        if (err == 0) return 0;
     }
-    if (errno != ENOENT) return errno;
     for (int round = 0; round < 100; ++round) {
         std::vector<pid_t> pids;
         collectCgroupPids(dir, 0, &pids);
         if (pids.empty()) return 0;
-        for (pid_t pid : pids) ::kill(pid, SIGKILL);
+        int sent = 0;
+        for (pid_t pid : pids) sent += ::kill(pid, SIGKILL) == 0 || errno == ESRCH;
+        if (sent == 0) return err; // none of them may be killed by us
     }
-    return EAGAIN; // still forking faster than it is killed
+    return err != 0 ? err : EAGAIN; // still forking faster than it is killed
 }
 
 // Waits for an exited or SIGKILLed child without WNOHANG; used only where the child is known to

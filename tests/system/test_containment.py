@@ -104,8 +104,10 @@ class ContainmentTest(harness.DaemonTestCase):
 
     def escaped(self, at_least=4):
         """Waits until the task's processes (the shell and the three escapees at least) run."""
-        return harness.wait_until(lambda: len(harness.processes_with_marker(self.marker)) >= at_least,
-                                  what="the task and its escapees to run")
+        def enough():
+            pids = harness.processes_with_marker(self.marker)
+            return pids if len(pids) >= at_least else None
+        return harness.wait_until(enough, what="the task and its escapees to run")
 
     def assertNothingLeft(self):
         harness.wait_until(lambda: not harness.processes_with_marker(self.marker), timeout=10,
@@ -202,6 +204,12 @@ class ContainmentTest(harness.DaemonTestCase):
         self.assertEqual(harness.processes_with_marker(self.marker), [])
         self.assertRegex(d.log(), r"CONTAINMENT_LEFTOVERS .*task t attempt 1 of plugin shell: [34] process\(es\) left "
                                   r"in its cgroup after its main process exited; killed \(leftovers = \"kill\"\)")
+        # The task's events say how many were found and what was done.
+        shown = d.ctl_ok("show", run["id"])
+        found = harness.task(shown, "t")["leftovers"]["found"]
+        self.assertIn(found, (3, 4), shown)  # the escapees (and a setsid not yet exec'd)
+        self.assertIn("%d processes left after the main process exited: killed" % found,
+                      [e["detail"] for e in shown["events"] if e["kind"] == "leftovers"])
 
     def test_leftovers_keep_leaves_them_running(self):
         d = self.daemon()
@@ -216,6 +224,11 @@ class ContainmentTest(harness.DaemonTestCase):
         self.assertEqual(len(cgroups), 1, cgroups)
         self.assertRegex(d.log(), r"CONTAINMENT_LEFTOVERS .*task t attempt 1 of plugin shell: [34] process\(es\) left "
                                   r"in its cgroup after its main process exited; kept")
+        shown = d.ctl_ok("show", run["id"])
+        found = harness.task(shown, "t")["leftovers"]["found"]
+        self.assertEqual(harness.task(shown, "t")["leftovers"]["action"], "keep", shown)
+        self.assertIn("%d processes left after the main process exited: kept (leftovers = keep)" % found,
+                      [e["detail"] for e in shown["events"] if e["kind"] == "leftovers"])
         # Once they are gone the cgroup is removed.
         kill_marked(self.marker)
         self.assertNothingLeft()

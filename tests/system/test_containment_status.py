@@ -69,9 +69,9 @@ class ContainmentStatusTest(harness.DaemonTestCase):
         controllers = " ".join(c["controllers"]) or "none"
         self.assertIn("containment: cgroup (%s, controllers: %s)\n" % (subtree, controllers), text)
 
-        lines = log_lines(d, "CONTAINMENT")
+        lines = log_lines(d, "CONTAINMENT_MODE")
         self.assertEqual(len(lines), 1, d.log())
-        self.assertIn("CONTAINMENT cgroup: %s (controllers: %s)" % (subtree, controllers), lines[0])
+        self.assertIn("CONTAINMENT_MODE cgroup: %s (controllers: %s)" % (subtree, controllers), lines[0])
 
         # A clean stop gives the subtree back.
         rc, _ = d.stop()
@@ -91,6 +91,15 @@ class ContainmentStatusTest(harness.DaemonTestCase):
         self.assertEqual(rc, 0, d.log())
         self.assertFalse(os.path.exists(subtree))
 
+    def test_harness_removes_what_a_killed_daemon_left(self):
+        d = self.daemon()
+        d.start()
+        subtree = d.ctl_ok("status")["containment"]["base"]
+        d.stop(sig=signal.SIGKILL)
+        self.assertTrue(os.path.isdir(subtree))
+        d.cleanup()
+        self.assertFalse(os.path.exists(subtree), "the harness leaves no cgroup behind")
+
     def test_process_group_when_configured(self):
         d = self.daemon(extra_config='\n[daemon]\ncontainment = "process-group"\n')
         d.start()
@@ -101,7 +110,7 @@ class ContainmentStatusTest(harness.DaemonTestCase):
                       d.ctl_ok("status", json=False))
         self.assertFalse(os.path.exists(d.cgroup_subtree()), "process-group mode never touches cgroups")
         self.assertEqual(harness.own_cgroup(d.proc.pid), harness.own_cgroup())
-        lines = log_lines(d, "CONTAINMENT")
+        lines = log_lines(d, "CONTAINMENT_MODE")
         self.assertEqual(len(lines), 1, d.log())
         self.assertTrue(lines[0].startswith("<6>"), "configured, so info, not a warning: %s" % lines[0])
 
@@ -119,7 +128,7 @@ class ContainmentStatusTest(harness.DaemonTestCase):
         self.assertFalse(os.path.exists(d.cgroup_subtree()))
 
         # Said once, at start, as a warning naming why and what is lost.
-        lines = log_lines(d, "CONTAINMENT")
+        lines = log_lines(d, "CONTAINMENT_MODE")
         self.assertEqual(len(lines), 1, d.log())
         self.assertTrue(lines[0].startswith("<4>"), lines[0])
         self.assertIn("Read-only file system", lines[0])

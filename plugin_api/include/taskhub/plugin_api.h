@@ -148,7 +148,8 @@ typedef struct th_result {
      * resident set size in KiB (ru_maxrss); -1 when unknown (no process, or not measured). The
      * host records them as the attempt's usage when the attempt had no cgroup; with a cgroup it
      * measures the whole cgroup instead. A plugin that sets struct_size to this size must set
-     * all three (to -1 when it has nothing to say). */
+     * all three (to -1 when it has nothing to say); all three 0, as in a zero-initialised
+     * th_result, also reads as unknown. */
     int64_t cpu_user_us;
     int64_t cpu_system_us;
     int64_t max_rss_kb;

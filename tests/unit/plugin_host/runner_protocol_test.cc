@@ -284,3 +284,27 @@ TEST_CASE("outcomes, health states and exits have one spelling", "[runner_protoc
     info.si_status = SIGABRT;
     CHECK(proto::describeExit(info) == "killed by signal 6 (SIGABRT), core dumped");
 }
+
+TEST_CASE("the rusage of complete survives the trip and is refused when malformed", "[runner_protocol]") {
+    taskhub::cgroup::Usage usage;
+    usage.source = taskhub::cgroup::Usage::Source::Rusage;
+    usage.cpu_user_us = 1500;
+    usage.cpu_system_us = 250;
+    usage.memory_peak = 4096 * 1024;
+    auto back = proto::rusageFromJson(proto::rusageToJson(usage));
+    REQUIRE(back);
+    CHECK(*back == usage);
+    usage.memory_peak.reset();
+    back = proto::rusageFromJson(proto::rusageToJson(usage));
+    REQUIRE(back);
+    CHECK(*back == usage);
+
+    // A runner runs plugin code: whatever it sends is checked, never trusted.
+    for (const char* bad : {R"({})", R"({"cpu_user_us":1})", R"({"cpu_user_us":-1,"cpu_system_us":0})",
+                            R"({"cpu_user_us":"1","cpu_system_us":0})", R"({"cpu_user_us":1.5,"cpu_system_us":0})",
+                            R"({"cpu_user_us":1,"cpu_system_us":0,"max_rss_kb":-3})",
+                            R"({"cpu_user_us":1,"cpu_system_us":0,"max_rss_kb":18446744073709551615})"}) {
+        INFO(bad);
+        CHECK_FALSE(proto::rusageFromJson(json::parse(bad).as_object()));
+    }
+}

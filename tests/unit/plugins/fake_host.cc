@@ -104,6 +104,7 @@ th_status FakeHost::execute(uint64_t token, const TaskSpec& spec, std::string* e
     task.log_fd = spec.log_fd;
     task.timeout_ms = 0;
     task.run_as = spec.run_as;
+    task.cgroup_fd = spec.cgroup_fd;
 
     std::string message(kBufferSize, '\0');
     th_status status =
@@ -213,6 +214,11 @@ void FakeHost::onComplete(th_host_ctx* ctx, uint64_t token, const th_result* res
     c.outcome = result->outcome;
     c.exit_code = result->exit_code;
     c.message = result->message ? result->message : "";
+    if (TH_HAS_FIELD(result, th_result, max_rss_kb)) {
+        c.cpu_user_us = result->cpu_user_us;
+        c.cpu_system_us = result->cpu_system_us;
+        c.max_rss_kb = result->max_rss_kb;
+    }
     if (!host->completions_.emplace(token, c).second) ++host->duplicate_completions_;
 }
 

@@ -43,6 +43,8 @@ struct Completion {
     int32_t outcome = -1;
     int32_t exit_code = 0;
     std::string message;
+    // ABI 1.4 th_result fields; nullopt when the plugin's th_result does not cover them.
+    std::optional<int64_t> cpu_user_us, cpu_system_us, max_rss_kb;
 };
 
 struct ValidateResult {
@@ -58,6 +60,7 @@ struct TaskSpec {
     std::vector<std::string> env = {"TASKHUB_WORKFLOW=wf", "TASKHUB_RUN_ID=run-1",
                                     "TASKHUB_TASK_ID=t1"};
     const th_identity* run_as = nullptr; // th_task.run_as (ABI 1.3)
+    int cgroup_fd = -1;                  // th_task.cgroup_fd (ABI 1.4)
 };
 
 class FakeHost {

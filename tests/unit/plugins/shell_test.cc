@@ -136,7 +136,8 @@ TEST_CASE("shell: declares its name, capabilities and threading", "[shell]") {
     CHECK(api->abi_major == TH_ABI_VERSION_MAJOR);
     CHECK(api->struct_size == sizeof(th_plugin_api));
     CHECK(std::string(api->name) == "shell");
-    CHECK(api->capabilities == (TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK | TH_CAP_SUSPEND | TH_CAP_RUN_AS));
+    CHECK(api->capabilities ==
+          (TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK | TH_CAP_SUSPEND | TH_CAP_RUN_AS | TH_CAP_CGROUP));
     CHECK(api->suspend != nullptr);
     CHECK(api->resume != nullptr);
     CHECK(api->thread_safety == TH_THREADS_SERIAL);
