@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
+#include <iterator>
+#include <optional>
 
 #include "model/states.h"
 
@@ -119,6 +121,69 @@ std::string formatMs(int64_t ms) {
     return buf;
 }
 
+namespace {
+
+// A non-negative integer member of a usage object; nullopt when absent, null or not one.
+std::optional<uint64_t> usageNumber(const json::value& usage, const char* key) {
+    const auto* o = usage.if_object();
+    const auto* v = o ? o->if_contains(key) : nullptr;
+    if (!v) return std::nullopt;
+    if (v->is_uint64()) return v->as_uint64();
+    if (v->is_int64() && v->as_int64() >= 0) return static_cast<uint64_t>(v->as_int64());
+    return std::nullopt;
+}
+
+std::string seconds(uint64_t us) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2fs", static_cast<double>(us) / 1e6);
+    return buf;
+}
+
+std::string bytesText(uint64_t b) {
+    static const char* const kUnits[] = {"K", "M", "G", "T", "P", "E"};
+    if (b < 1024) return std::to_string(b) + "B";
+    double v = static_cast<double>(b) / 1024;
+    size_t unit = 0;
+    while (v >= 1024 && unit + 1 < std::size(kUnits)) {
+        v /= 1024;
+        ++unit;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f%s", v, kUnits[unit]);
+    return buf;
+}
+
+} // namespace
+
+std::string cpuText(const json::value& usage) {
+    auto user = usageNumber(usage, "cpu_user_us");
+    auto system = usageNumber(usage, "cpu_system_us");
+    if (!user || !system) return "-";
+    return seconds(*user + *system);
+}
+
+std::string memoryText(const json::value& usage) {
+    auto peak = usageNumber(usage, "memory_peak");
+    return peak ? bytesText(*peak) : "-";
+}
+
+std::string usageEventText(const std::string& detail) {
+    json::error_code ec;
+    json::value v = json::parse(detail, ec);
+    auto attempt = ec ? std::nullopt : usageNumber(v, "attempt");
+    auto user = attempt ? usageNumber(v, "cpu_user_us") : std::nullopt;
+    auto system = attempt ? usageNumber(v, "cpu_system_us") : std::nullopt;
+    if (!user || !system) return detail;
+    std::string out = "attempt " + std::to_string(*attempt) + ": cpu " + seconds(*user + *system) + " (user " +
+                      seconds(*user) + ", system " + seconds(*system) + ")";
+    if (auto peak = usageNumber(v, "memory_peak")) out += ", memory peak " + bytesText(*peak);
+    if (auto oom = usageNumber(v, "oom_kills")) out += ", oom kills " + std::to_string(*oom);
+    auto read = usageNumber(v, "io_read_bytes");
+    auto written = usageNumber(v, "io_write_bytes");
+    if (read && written) out += ", io read " + bytesText(*read) + " written " + bytesText(*written);
+    return out + " (" + field(v, "source") + ")";
+}
+
 // From started to ended; "running" while it lasts, "-" before it started.
 std::string duration(const json::value& o) {
     int64_t a = isoToMs(field(o, "started"));
@@ -198,24 +263,26 @@ std::string taskNote(const json::value& t) {
 namespace {
 
 // One row per task; the child runs of a workflow task follow it, indented, with their tasks.
-// Columns: TASK, STATE, ATTEMPT, EXIT, DURATION, MESSAGE.
+// Columns: TASK, STATE, ATTEMPT, EXIT, DURATION, CPU, MEM, MESSAGE.
 void treeRows(const std::string& root, const json::value& run, const std::string& indent,
               std::vector<std::vector<std::string>>& rows) {
     const auto& children = arrayField(run, "children");
     for (const auto& t : arrayField(run, "tasks")) {
+        const json::value* usage = t.is_object() ? t.as_object().if_contains("usage") : nullptr;
+        const json::value none;
         rows.push_back({indent + field(t, "id"), field(t, "state"), field(t, "attempt"), field(t, "exit_code"),
-                        elapsed(t), taskNote(t)});
+                        elapsed(t), cpuText(usage ? *usage : none), memoryText(usage ? *usage : none), taskNote(t)});
         for (const auto& c : children) {
             if (field(c, "parent_task") != field(t, "id")) continue;
             std::string msg = field(c, "message");
             rows.push_back({indent + "  run " + relativeRunId(root, field(c, "id")), field(c, "state"), "-", "-",
-                            elapsed(c), field(c, "workflow") + (msg.empty() || msg == "-" ? "" : ": " + msg)});
+                            elapsed(c), "-", "-", field(c, "workflow") + (msg.empty() || msg == "-" ? "" : ": " + msg)});
             treeRows(root, c, indent + "    ", rows);
         }
     }
 }
 
-const std::vector<std::string> kTaskHead = {"TASK", "STATE", "ATTEMPT", "EXIT", "DURATION", "MESSAGE"};
+const std::vector<std::string> kTaskHead = {"TASK", "STATE", "ATTEMPT", "EXIT", "DURATION", "CPU", "MEM", "MESSAGE"};
 
 } // namespace
 
@@ -343,8 +410,9 @@ std::vector<TreeEvent> treeEvents(const std::string& root, const json::value& ru
 void printEvents(const std::string& root, const json::value& run) {
     for (const auto& e : treeEvents(root, run)) {
         const std::string who = e.task.empty() ? e.label + "(run)" : e.label + e.task;
+        const std::string detail = e.kind == "usage" ? terminalSafe(usageEventText(e.detail)) : e.detail;
         std::cout << "  " << shortTime(e.time) << "  " << who << "  " << e.kind
-                  << (e.detail.empty() ? "" : "  " + e.detail) << "\n";
+                  << (detail.empty() ? "" : "  " + detail) << "\n";
     }
 }
 
@@ -353,7 +421,9 @@ void printEvents(const std::string& root, const json::value& run) {
 void printAttempts(const std::string& root, const json::value& run) {
     struct Attempt {
         std::string number, started, ended, outcome;
+        std::string cpu = "-", memory = "-"; // from its "usage" event
     };
+    bool any_usage = false;
     std::vector<std::string> order;
     std::map<std::string, std::vector<Attempt>> attempts;
     for (const auto& e : treeEvents(root, run)) {
@@ -365,6 +435,18 @@ void printAttempts(const std::string& root, const json::value& run) {
             // "attempt 2" or "attempt 2: child run ..."
             std::string n = e.detail.rfind("attempt ", 0) == 0 ? e.detail.substr(8, e.detail.find(':') - 8) : "?";
             list.push_back({n, e.time, "", ""});
+        } else if (e.kind == "usage") {
+            // {"attempt":N,...}: recorded just before its attempt's end.
+            json::error_code ec;
+            json::value u = json::parse(e.detail, ec);
+            if (ec) continue;
+            const std::string n = field(u, "attempt");
+            for (auto& at : list) {
+                if (at.number != n) continue;
+                at.cpu = cpuText(u);
+                at.memory = memoryText(u);
+                any_usage = true;
+            }
         } else if (!list.empty() && list.back().ended.empty() &&
                    (e.kind == "end" || e.kind == "cancelled" || e.kind == "lost")) {
             list.back().ended = e.time;
@@ -377,13 +459,23 @@ void printAttempts(const std::string& root, const json::value& run) {
         if (list.size() < 2) continue;
         for (const auto& at : list) {
             int64_t a = isoToMs(at.started), b = isoToMs(at.ended);
-            rows.push_back({task, at.number, shortTime(at.started), a < 0 ? "-" : b < 0 ? "running" : formatMs(b - a),
-                            at.ended.empty() ? "" : at.outcome});
+            std::vector<std::string> row = {task, at.number, shortTime(at.started),
+                                            a < 0 ? "-" : b < 0 ? "running" : formatMs(b - a)};
+            if (any_usage) {
+                row.push_back(at.cpu);
+                row.push_back(at.memory);
+            }
+            row.push_back(at.ended.empty() ? "" : at.outcome);
+            rows.push_back(std::move(row));
         }
     }
     if (rows.empty()) return;
     std::cout << "\nATTEMPTS (tasks that ran more than once)\n";
-    for (const auto& l : tableLines({"TASK", "ATTEMPT", "STARTED", "DURATION", "OUTCOME"}, rows)) {
+    // CPU and MEM only where attempts were measured (a daemon before schema 9 recorded none).
+    const std::vector<std::string> head =
+        any_usage ? std::vector<std::string>{"TASK", "ATTEMPT", "STARTED", "DURATION", "CPU", "MEM", "OUTCOME"}
+                  : std::vector<std::string>{"TASK", "ATTEMPT", "STARTED", "DURATION", "OUTCOME"};
+    for (const auto& l : tableLines(head, rows)) {
         std::cout << "  " << l << "\n";
     }
 }

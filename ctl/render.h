@@ -52,6 +52,14 @@ std::string duration(const boost::json::value& o);
 // The daemon's duration_ms (up to now while it lasts), as text; "-" before it started.
 std::string elapsed(const boost::json::value& o);
 
+// What an attempt cost (a task's or an attempt's "usage" object of `show --json`; null: not
+// measured): CPU time user + system ("0.52s"), peak memory ("12.3M"); "-" when unknown.
+std::string cpuText(const boost::json::value& usage);
+std::string memoryText(const boost::json::value& usage);
+// A "usage" event's detail for people: "attempt 1: cpu 0.52s (user 0.40s, system 0.12s), memory
+// peak 12.3M, oom kills 0 (cgroup)"; the detail itself when it is no usage object.
+std::string usageEventText(const std::string& detail);
+
 // True when state names a final run (task) state in the domain model's names.
 bool runEnded(std::string_view state);
 bool taskEnded(std::string_view state);

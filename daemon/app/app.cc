@@ -250,6 +250,8 @@ int serve(const config::DaemonConfig& cfg) {
         policy.isolate = true;
         policy.default_isolation = cfg.default_isolation;
         policy.runner = plugin_host::findRunner(TASKHUB_RUNNER_INSTALLED);
+        // Attempts of TH_CAP_CGROUP plugins (and runners) in cgroups; null: process groups.
+        policy.cgroups = cgroups.get();
         plugins.setLoadPolicy(policy);
     }
     plugins.loadDirectories(cfg.plugin_dirs, cfg.plugins);
@@ -272,6 +274,7 @@ int serve(const config::DaemonConfig& cfg) {
     engine::EngineOptions eopts;
     eopts.log_dir = cfg.state_dir / "logs";
     eopts.state_dir = cfg.state_dir;
+    eopts.cgroups = cgroups.get(); // recovery by cgroup
     eopts.max_running_tasks = cfg.max_running_tasks;
     eopts.max_nesting_depth = cfg.max_nesting_depth;
     eopts.log_cap = {cfg.history.max_log_size, cfg.history.max_log_size_text};

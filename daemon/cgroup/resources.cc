@@ -94,7 +94,8 @@ std::optional<std::string> unsupported(const Limits& limits, const Support& supp
     }
     if (missing.empty()) return std::nullopt;
     if (!support.cgroups) {
-        return keys + " needs cgroup containment, which is unavailable (" + support.why_not +
+        return keys + " needs cgroup containment, which is unavailable (" +
+               (support.why_not.empty() ? std::string("cgroups unavailable") : support.why_not) +
                "); taskhubd runs tasks in process groups and cannot apply limits (remove the key, or give "
                "taskhubd a writable cgroup2: under systemd, Delegate=yes)";
     }

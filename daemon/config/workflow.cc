@@ -37,7 +37,8 @@ namespace {
 
 const std::set<std::string> kWorkflowKeys = {"description", "timezone", "dst_gap", "dst_fold", "trigger",
                                              "policy", "params", "max_parallel_tasks", "task",
-                                             "keep_runs", "keep_days", "run_as", "deadline", "log_to_journal", "notify"};
+                                             "keep_runs", "keep_days", "run_as", "deadline", "log_to_journal", "notify",
+                                             "memory_max", "cpu_max", "tasks_max", "io_weight", "leftovers"};
 
 std::string contentHash(const std::string& text) {
     uint64_t h = 1469598103934665603ULL; // FNV-1a
@@ -160,6 +161,7 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
     size_t zoneLine = 0;
     size_t runAsLine = 0;
     size_t deadlineLine = 0;
+    ResourceKeys resources;
     const Value* tasks = nullptr;
     for (const auto& [key, v] : root->as_table()) {
         if (key == "description") {
@@ -217,6 +219,8 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
             else wf->log_to_journal = v.as_boolean();
         } else if (key == "notify") {
             wf->notify_set = loadNotify(v, &wf->notify, r);
+        } else if (isResourceKey(key)) {
+            loadResourceKey(key, v, "'" + key + "'", resources, r);
         } else if (key == "task") {
             tasks = &v;
         } else {
@@ -259,6 +263,7 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         applyRunAs(*wf, runAsLine, out.tasks, defaults, plugins, r);
         warnRootWatch(*wf);
     }
+    applyResources(*wf, resources, out.tasks, defaults, r);
 
     bool graph_ok = checkGraph(wf.get(), tasks, r);
     checkRefs(*wf, out.tasks, graph_ok, r);

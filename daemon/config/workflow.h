@@ -253,9 +253,12 @@ struct WorkflowDefaults {
     // taskhub.toml's default_run_as ("user" or "user:group"; empty: none): the account of tasks
     // that set no run_as (nor their workflow) and whose plugin honours run_as.
     std::string default_run_as;
-    // What the daemon's containment offers (cgroups or not, which controllers): a limit it cannot
-    // apply refuses the workflow at load time (cgroup::unsupported()).
-    cgroup::Support containment;
+    // What the attempts' cgroups can apply: a limit (memory_max, cpu_max, tasks_max, io_weight)
+    // whose controller is missing refuses its file (cgroup::unsupported()). taskhubd sets it from
+    // its cgroup::Manager (process-group mode: no cgroups), taskhubd --check from
+    // probedContainment() (daemon/app), taskhubctl validate from the machine's cgroup2 controllers
+    // (ctl/offline_commands.cc). The default refuses every limit.
+    cgroup::Support containment{false, {}, "cgroups unavailable", {}};
 };
 
 struct WorkflowLoad {

@@ -35,11 +35,20 @@ struct RefUse {
     expr::Ref ref;
 };
 
+// memory_max, cpu_max, tasks_max, io_weight and leftovers as a workflow or a task sets them
+// itself, with the line of each key.
+struct ResourceKeys {
+    cgroup::Limits limits;
+    std::optional<cgroup::Leftovers> leftovers;
+    std::map<std::string, size_t> lines; // key -> line
+};
+
 // What the checks after loading a file need to know about a task beyond its TaskDef.
 struct TaskExtra {
     size_t workflow_line = 0;                      // of the `workflow` key
     size_t run_as_line = 0;                        // of the task's own `run_as` key
     std::map<std::string, size_t> child_param_lines; // key of `params` -> its line
+    ResourceKeys resources;                        // the task's own resource keys
     std::vector<RefUse> refs;
 };
 
@@ -114,6 +123,19 @@ void validatePending(const std::vector<PendingValidation>& pending, const Workfl
 void applyRunAs(Workflow& wf, size_t wf_line, const std::vector<TaskExtra>& extras,
                 const WorkflowDefaults& defaults, const PluginCatalog& plugins, Reporter& r);
 void warnRootWatch(Workflow& wf);
+
+// workflow_resources.cc
+
+// The resource keys, accepted at the top of a workflow and in a plugin task.
+const std::vector<std::string>& resourceKeys();
+bool isResourceKey(const std::string& key);
+// Reads one resource key into out (a problem is reported when its value is bad).
+void loadResourceKey(const std::string& key, const Value& v, const std::string& what, ResourceKeys& out,
+                     Reporter& r);
+// Sets wf.limits/.leftovers and each plugin task's effective limits/leftovers (its own keys, else
+// the workflow's), and refuses each limit defaults.containment cannot apply, at its key's line.
+void applyResources(Workflow& wf, const ResourceKeys& workflow_keys, const std::vector<TaskExtra>& extras,
+                    const WorkflowDefaults& defaults, Reporter& r);
 
 // workflow_notify.cc
 

@@ -259,6 +259,13 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
             task.run_as = *text;
             task.run_as_source = RunAsSource::Task;
             extra.run_as_line = r.lineOf(kv);
+        } else if (isResourceKey(key)) {
+            if (workflowTask) {
+                r.add(kv, what + " applies to plugin tasks only (a workflow task runs no process; set " + key +
+                                 " in workflow '" + childName + "' or on its tasks)");
+                continue;
+            }
+            loadResourceKey(key, kv, what, extra.resources, r);
         } else if (kTaskReservedKeys.count(key)) {
             r.add(kv, label + ": '" + key +
                           "' is reserved for the engine and not supported by this version of taskhubd");

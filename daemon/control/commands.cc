@@ -238,10 +238,11 @@ bool cmdShow(Context& c, Error* err) {
     if (auto r = c.services.run(name)) {
         json::object o;
         o["kind"] = "run";
-        auto run = runTreeJson(c.services, *r, 0);
+        const auto events = c.services.events(name);
+        auto run = runTreeJson(c.services, *r, 0, &events);
         addDeadline(c.services, *r, true, run);
         o["run"] = std::move(run);
-        o["events"] = eventsJson(c.services.events(name));
+        o["events"] = eventsJson(events);
         o["notifications"] = notificationsJson(c.services.notifications(name));
         c.ok(std::move(o));
         return true;

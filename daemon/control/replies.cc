@@ -25,6 +25,19 @@ json::value durationMs(const std::optional<int64_t>& started, const std::optiona
     return std::max<int64_t>(0, (ended ? *ended : nowMillis()) - *started);
 }
 
+json::object usageJson(const cgroup::Usage& u) {
+    auto opt = [](const std::optional<uint64_t>& v) { return v ? json::value(*v) : json::value(nullptr); };
+    json::object o;
+    o["source"] = cgroup::toString(u.source);
+    o["cpu_user_us"] = u.cpu_user_us;
+    o["cpu_system_us"] = u.cpu_system_us;
+    o["memory_peak"] = opt(u.memory_peak);
+    o["oom_kills"] = opt(u.oom_kills);
+    o["io_read_bytes"] = opt(u.io_read_bytes);
+    o["io_write_bytes"] = opt(u.io_write_bytes);
+    return o;
+}
+
 // waiting: why ready tasks have not started (Services::waitingReasons), for `show`; may be null.
 json::object runJson(const store::RunRecord& r, bool with_tasks,
                      const std::map<std::string, std::string>* waiting) {
@@ -61,6 +74,15 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
             to["outputs"] = nameValuesJson(t.outputs);
             to["child_run"] = t.child_run;
             to["pid"] = t.pid ? json::value(*t.pid) : json::value(nullptr);
+            to["usage"] = t.usage ? json::value(usageJson(*t.usage)) : json::value(nullptr);
+            if (t.leftovers) {
+                json::object lo;
+                lo["found"] = t.leftovers->found;
+                lo["action"] = cgroup::toString(t.leftovers->action);
+                to["leftovers"] = std::move(lo);
+            } else {
+                to["leftovers"] = nullptr;
+            }
             json::value why = nullptr;
             if (waiting) {
                 if (auto it = waiting->find(t.task_id); it != waiting->end()) why = json::string(it->second);
@@ -87,20 +109,54 @@ json::array eventsJson(const std::vector<store::EventRecord>& events) {
     return out;
 }
 
+namespace {
+
+// Each task's "attempts": [{"attempt": N, "usage": {...}}] from the run's "usage" events, one per
+// measured attempt (an attempt nothing measured has none).
+void addAttempts(json::object& run, const std::vector<store::EventRecord>& events) {
+    std::map<std::string, json::array> by_task;
+    for (const auto& e : events) {
+        if (e.kind != "usage") continue;
+        auto parsed = store::parseUsageDetail(e.detail);
+        if (!parsed) continue;
+        json::object a;
+        a["attempt"] = parsed->first;
+        a["usage"] = usageJson(parsed->second);
+        by_task[e.task_id].push_back(std::move(a));
+    }
+    auto* tasks = run.if_contains("tasks");
+    if (!tasks || !tasks->is_array()) return;
+    for (auto& t : tasks->as_array()) {
+        auto& to = t.as_object();
+        auto it = by_task.find(std::string(to["id"].as_string()));
+        to["attempts"] = it == by_task.end() ? json::array() : std::move(it->second);
+    }
+}
+
+} // namespace
+
 // Child runs are at most max_nesting_depth (1..100) below their root; this only guards against
 // a damaged database whose parent links form a loop.
 constexpr int kMaxTreeDepth = 128;
 
 // A run with its tasks (and why ready ones wait) and, under "children", its child runs, each
 // with its own events and children.
-json::object runTreeJson(Services& services, const store::RunRecord& r, int depth) {
+json::object runTreeJson(Services& services, const store::RunRecord& r, int depth,
+                         const std::vector<store::EventRecord>* events) {
     auto waiting = services.waitingReasons(r.id);
     json::object o = runJson(r, true, &waiting);
+    std::vector<store::EventRecord> own;
+    if (events == nullptr) {
+        own = services.events(r.id);
+        events = &own;
+    }
+    addAttempts(o, *events);
     json::array children;
     if (depth < kMaxTreeDepth) {
         for (const auto& child : services.children(r.id)) {
-            json::object co = runTreeJson(services, child, depth + 1);
-            co["events"] = eventsJson(services.events(child.id));
+            const auto child_events = services.events(child.id);
+            json::object co = runTreeJson(services, child, depth + 1, &child_events);
+            co["events"] = eventsJson(child_events);
             children.push_back(std::move(co));
         }
     }

@@ -29,7 +29,13 @@ boost::json::object runJson(const store::RunRecord& r, bool with_tasks,
 boost::json::array eventsJson(const std::vector<store::EventRecord>& events);
 // A run with its tasks (and why ready ones wait) and, under "children", its child runs, each
 // with its own events and children.
-boost::json::object runTreeJson(Services& services, const store::RunRecord& r, int depth);
+// events: r's own (services.events(r.id)), for each task's "attempts"; read when null.
+boost::json::object runTreeJson(Services& services, const store::RunRecord& r, int depth,
+                                const std::vector<store::EventRecord>* events = nullptr);
+// What an attempt cost, as `show --json` gives it (docs/control-protocol.md, "Accounting"):
+// {"source", "cpu_user_us", "cpu_system_us", "memory_peak", "oom_kills", "io_read_bytes",
+// "io_write_bytes"}; the last four are null when not measured.
+boost::json::object usageJson(const cgroup::Usage& u);
 // A workflow for `list` (detail false) or `show` (detail true).
 boost::json::object workflowJson(const WorkflowInfo& w, bool detail);
 // A deadline miss as `show WORKFLOW` lists it.

@@ -194,6 +194,8 @@ void Core::dispatch(Run& run, uint32_t t) {
     task.rec.exit_code.reset();
     task.rec.message.clear();
     task.rec.outputs.clear();
+    task.rec.usage.reset(); // the previous attempt's stays in its "usage" event
+    task.rec.leftovers.reset();
     task.cancel_requested = false;
     task.cancel_reason.clear();
     task.timed_out.clear();
@@ -277,6 +279,8 @@ void Core::dispatch(Run& run, uint32_t t) {
     spec.log_fd = task.output ? task.output->writeFd() : -1;
     spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());
     spec.run_as = std::move(identity);
+    spec.limits = task.def->limits;
+    spec.leftovers = task.def->leftovers;
     if (!state_dir.empty()) spec.env.push_back("TASKHUB_STATE_DIR=" + state_dir);
     const uint64_t serial = run.serial;
     const int attempt = task.rec.attempt;
@@ -419,10 +423,27 @@ void Core::endAttempt(Run& run, uint32_t t, AttemptResult r) {
     if (by_serial.count(serial)) maybeEndRun(run);
 }
 
+namespace {
+
+// "2 processes left after the main process exited: killed" (the "leftovers" event).
+std::string leftoversText(const cgroup::LeftoverReport& l) {
+    return std::to_string(l.found) + (l.found == 1 ? " process" : " processes") +
+           " left after the main process exited: " +
+           (l.action == cgroup::Leftovers::Keep ? "kept (leftovers = keep)" : "killed");
+}
+
+} // namespace
+
 void Core::finishAttempt(Run& run, uint32_t t, AttemptResult r) {
     auto& task = run.tasks[t];
     task.rec.ended_ms = nowMillis();
     task.rec.exit_code = r.exit_code;
+    // What the attempt cost and left behind: on the task's row (the latest attempt), and in
+    // events, so that earlier attempts' stay visible.
+    task.rec.usage = r.usage;
+    task.rec.leftovers = r.leftovers;
+    if (r.usage) event(run.rec.id, task.rec.task_id, "usage", store::usageDetail(task.rec.attempt, *r.usage));
+    if (r.leftovers && r.leftovers->found > 0) event(run.rec.id, task.rec.task_id, "leftovers", leftoversText(*r.leftovers));
     using O = AttemptResult::Outcome;
     if (r.outcome == O::Succeeded) {
         finishTask(run, t, TS::Succeeded, r.message);

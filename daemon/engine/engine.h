@@ -35,6 +35,10 @@ namespace taskhub::plugin_host {
 class PluginHost;
 }
 
+namespace taskhub::cgroup {
+class Manager;
+}
+
 namespace taskhub::engine {
 
 struct Core;
@@ -49,6 +53,10 @@ struct EngineOptions {
     std::map<std::string, int> plugin_max_concurrency; // per plugin; absent or 0 = unlimited
     int max_nesting_depth = 10;                 // child runs below a top-level run, at most
     LogCap log_cap;                             // the most one attempt's log file holds
+    // Containment with cgroups (cgroup/cgroup.h); null in process-group mode. recover() then
+    // finds lost attempts by their cgroups, and the /proc environ scan is not made. Must
+    // outlive the engine.
+    cgroup::Manager* cgroups = nullptr;
 };
 
 // The workflows a workflow task may start as child runs, by name; replaced on reload. Runs
@@ -98,6 +106,8 @@ struct RecoveryReport {
     size_t abandoned = 0; // runs that could not continue (their workflow changed or is gone)
     size_t lost = 0;      // attempts found lost
     size_t killed = 0;    // leftover processes killed
+    size_t cgroups_removed = 0; // attempt cgroups of the previous process killed and removed
+    size_t cgroups_kept = 0;    // cgroups of ended attempts with leftovers = "keep", left alone
 };
 
 class Engine {

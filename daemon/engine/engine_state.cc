@@ -10,6 +10,12 @@ Core::Core(asio::io_context& i, store::Store& s, PluginPort& p, EngineClock& c, 
     : io(i), store(s), plugins(p), clock(c), opts(std::move(o)), queues(opts.max_running_tasks, opts.plugin_max_concurrency),
       state_dir(opts.state_dir.string()) {}
 
+Core::~Core() {
+    if (opts.cgroups) {
+        for (auto& cg : kept_cgroups) opts.cgroups->cancelWaits(*cg);
+    }
+}
+
 void Core::event(const std::string& run_id, const std::string& task_id,
                  const std::string& kind,
            const std::string& detail) {

@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <queue>
+#include <set>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -30,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "cgroup/cgroup.h"
 #include "common/proc.h"
 #include "config/workflow.h"
 #include "dag/graph.h"
@@ -199,8 +201,11 @@ struct Core {
     std::function<void()> on_drained;
     std::unique_ptr<Timer> grace_timer;
     std::mt19937_64 rng{std::random_device{}()};
+    // Cgroups recovery found of ended attempts whose leftovers were kept: removed once empty.
+    std::vector<std::unique_ptr<cgroup::AttemptCgroup>> kept_cgroups;
 
     Core(asio::io_context& io, store::Store& store, PluginPort& plugins, EngineClock& clock, EngineOptions options);
+    ~Core();
 
     // engine_state.cc: persistence and templates
     void event(const std::string& run_id, const std::string& task_id, const std::string& kind,
@@ -292,6 +297,12 @@ struct Core {
                 store::RunRecord>& unfinished, const LostWhat& lost_what, std::vector<Run*>* rebuilt,
                 RecoveryReport* report);
     void resumeRebuilt(Run& run);
+    // Recovery by cgroup: kills, measures and removes the attempt cgroups the previous process
+    // left; fills lost_what for the lost attempts it found (run id + "\n" + task id, also put
+    // in *contained).
+    void recoverCgroups(const std::map<std::string, store::RunRecord>& unfinished, LostWhat* lost_what,
+                        std::set<std::string>* contained, RecoveryReport* report);
+    bool leftoversKept(const std::string& workflow, const std::string& task_id) const;
     RecoveryReport recover(bool same_boot);
 };
 

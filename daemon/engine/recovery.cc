@@ -7,7 +7,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <boost/asio/post.hpp>
+
 #include <algorithm>
+#include <cstdio>
 #include <set>
 
 #include "common/log.h"
@@ -320,6 +323,139 @@ void Core::resumeRebuilt(Run& run) {
     if (by_serial.count(serial)) maybeEndRun(run);
 }
 
+namespace {
+
+// Kills what is in a cgroup and waits (briefly: recovery runs before the event loop) until it is
+// empty. Returns how many processes it held.
+size_t killAndEmpty(cgroup::AttemptCgroup& cg) {
+    const size_t held = cg.pids().size();
+    if (held == 0 && !cg.populated()) return 0;
+    if (std::string err; !cg.kill(&err)) {
+        spdlog::error("CONTAINMENT_KILL_FAILED recovery: cgroup {}: {}", cg.path().string(), err);
+    }
+    for (int i = 0; i < 200 && cg.populated(); ++i) ::usleep(10'000);
+    if (cg.populated()) {
+        spdlog::error("ENGINE_RECOVERY_KILL_PENDING cgroup {} still holds {} process(es) 2 s after cgroup.kill",
+                      cg.path().string(), cg.pids().size());
+    }
+    return held;
+}
+
+std::string cpuText(const cgroup::Usage& u) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "CPU %.2f s user, %.2f s system", static_cast<double>(u.cpu_user_us) / 1e6,
+                  static_cast<double>(u.cpu_system_us) / 1e6);
+    return buf;
+}
+
+} // namespace
+
+// Recovery by cgroup (docs/reliability.md): every attempt cgroup the previous process left is
+// one of
+// - an attempt the store shows starting, running or frozen: lost; what is in it is killed,
+//   measured, and the cgroup removed (the attempt is then recorded lost by rebuild/abandon);
+// - an attempt whose starting record was never committed (the store shows an earlier attempt
+//   of the task in an unfinished run): the same, and a `lost` event says so;
+// - an ended attempt whose task says leftovers = "keep": left alone, removed once empty;
+// - anything else (an unknown name, an ended run): killed and removed, with a log line.
+void Core::recoverCgroups(const std::map<std::string, store::RunRecord>& unfinished, LostWhat* lost_what,
+                          std::set<std::string>* contained, RecoveryReport* report) {
+    for (auto& cg : opts.cgroups->existingAttempts()) {
+        const cgroup::AttemptKey& key = cg->key();
+        const std::string name = cg->path().filename().string();
+        std::optional<store::RunRecord> ended;
+        const store::RunRecord* rec = nullptr;
+        if (auto it = unfinished.find(key.run_id); it != unfinished.end()) {
+            rec = &it->second;
+        } else if ((ended = store.run(key.run_id, true))) {
+            rec = &*ended;
+        }
+        const store::TaskRecord* task = nullptr;
+        if (rec) {
+            for (const auto& t : rec->tasks) {
+                if (t.task_id == key.task_id && t.kind == model::TaskKind::Plugin) task = &t;
+            }
+        }
+        const bool run_active = unfinished.count(key.run_id) > 0;
+        const int attempt = static_cast<int>(key.attempt);
+        if (task && run_active && task->attempt == attempt && model::attemptIsActive(task->state)) {
+            const size_t held = killAndEmpty(*cg);
+            report->killed += held;
+            const cgroup::Usage usage = cg->usage();
+            std::string what = held > 0 ? "its cgroup " + name + " still held " + std::to_string(held) +
+                                              " process(es), which were killed (cgroup.kill)"
+                                        : "its cgroup " + name + " was empty (its processes had exited)";
+            what += "; it had used " + cpuText(usage);
+            (*lost_what)[key.run_id + "\n" + key.task_id] = what;
+            contained->insert(key.run_id + "\n" + key.task_id);
+        } else if (task && run_active && task->attempt < attempt) {
+            const size_t held = killAndEmpty(*cg);
+            report->killed += held;
+            store::TaskRecord lost = *task;
+            lost.attempt = attempt;
+            ++report->lost;
+            recordLost(*rec, lost,
+                       "taskhubd stopped before its starting record was committed; its cgroup " + name + " held " +
+                           std::to_string(held) + " process(es), which were killed (cgroup.kill); it had used " +
+                           cpuText(cg->usage()),
+                       "the task runs again as attempt " + std::to_string(attempt));
+        } else if (task && (task->attempt > attempt || (task->attempt == attempt && !model::attemptIsActive(task->state))) &&
+                   cg->populated() && leftoversKept(rec->workflow, key.task_id)) {
+            spdlog::info("CONTAINMENT_RECOVERY_KEPT cgroup {}: attempt {} of task {} of run {} ended with leftovers = "
+                         "\"keep\"; its {} process(es) are left alone and the cgroup is removed when they have exited",
+                         cg->path().string(), attempt, key.task_id, key.run_id, cg->pids().size());
+            ++report->cgroups_kept;
+            cgroup::AttemptCgroup& ref = *cg;
+            kept_cgroups.push_back(std::move(cg));
+            opts.cgroups->whenEmpty(ref, [this, &ref] {
+                asio::post(io, [this, &ref] {
+                    auto it = std::find_if(kept_cgroups.begin(), kept_cgroups.end(),
+                                           [&](const auto& k) { return k.get() == &ref; });
+                    if (it == kept_cgroups.end()) return;
+                    opts.cgroups->cancelWaits(ref);
+                    if (std::string err; !ref.remove(&err)) {
+                        spdlog::warn("CONTAINMENT_REMOVE_FAILED kept cgroup {}: {}", ref.path().string(), err);
+                    }
+                    kept_cgroups.erase(it);
+                });
+            });
+            continue;
+        } else {
+            const size_t held = killAndEmpty(*cg);
+            report->killed += held;
+            spdlog::warn("CONTAINMENT_RECOVERY_STRAY cgroup {} belongs to no attempt the previous process left running "
+                         "({}); its {} process(es) were killed and the cgroup removed",
+                         cg->path().string(),
+                         !rec    ? "no run " + key.run_id + " is recorded"
+                         : !task ? "run " + key.run_id + " has no task " + key.task_id
+                                 : "attempt " + std::to_string(attempt) + " of task " + key.task_id + " of run " +
+                                       key.run_id + " has ended",
+                         held);
+        }
+        opts.cgroups->cancelWaits(*cg);
+        if (std::string err; !cg->remove(&err)) {
+            spdlog::warn("CONTAINMENT_REMOVE_FAILED recovery: {}", err);
+        } else {
+            ++report->cgroups_removed;
+        }
+    }
+    if (report->cgroups_removed > 0 || report->cgroups_kept > 0) {
+        spdlog::warn("CONTAINMENT_RECOVERED {} attempt cgroup(s) of the previous process emptied and removed, {} "
+                     "kept (leftovers = \"keep\")",
+                     report->cgroups_removed, report->cgroups_kept);
+    }
+}
+
+// Whether the task's current definition keeps leftovers.
+bool Core::leftoversKept(const std::string& workflow, const std::string& task_id) const {
+    auto wf = lookup_workflow ? lookup_workflow(workflow) : nullptr;
+    if (!wf) return false;
+    for (const auto& t : wf->tasks) {
+        if (t.id == task_id) return t.leftovers == cgroup::Leftovers::Keep;
+    }
+    return false;
+}
+
 RecoveryReport Core::recover(bool same_boot) {
     RecoveryReport report;
     std::map<std::string, store::RunRecord> unfinished;
@@ -331,11 +467,13 @@ RecoveryReport Core::recover(bool same_boot) {
         }
     }
     report.runs = unfinished.size();
-    if (unfinished.empty()) return report;
 
     // First stop every process the previous process left behind, so that no lost attempt
-    // still runs when its retry starts.
+    // still runs when its retry starts. With cgroups, each attempt's cgroup holds all of them.
     LostWhat lost_what;
+    std::set<std::string> contained;
+    if (opts.cgroups) recoverCgroups(unfinished, &lost_what, &contained, &report);
+    if (unfinished.empty()) return report;
     std::vector<FoundProcess> killed;
     std::multimap<std::string, FoundProcess> tagged;
     bool scanned = false;
@@ -343,7 +481,9 @@ RecoveryReport Core::recover(bool same_boot) {
         for (const auto& t : rec.tasks) {
             if (!model::attemptIsActive(t.state)) continue;
             if (t.kind == model::TaskKind::Workflow) continue;
-            if (!scanned && !state_dir.empty()) {
+            if (contained.count(id + "\n" + t.task_id)) continue;
+            // The environ scan finds what escaped a process group; with cgroups nothing can.
+            if (!scanned && !state_dir.empty() && !opts.cgroups) {
                 // One pass over /proc for all lost attempts.
                 for (auto& p : processesWithEnvironment("TASKHUB_STATE_DIR=" + state_dir,
                                                         {"TASKHUB_RUN_ID", "TASKHUB_TASK_ID", "TASKHUB_ATTEMPT"})) {
@@ -355,7 +495,7 @@ RecoveryReport Core::recover(bool same_boot) {
             lost_what[id + "\n" + t.task_id] = stopLeftovers(rec, t, same_boot, tagged, &killed);
         }
     }
-    report.killed = killed.size();
+    report.killed += killed.size();
     // SIGKILL is not instant: wait (briefly) until they are gone.
     for (int i = 0; i < 200 && !killed.empty(); ++i) {
         std::erase_if(killed, [](const FoundProcess& p) { return !sameProcess(p.pid, p.start_ticks); });

@@ -66,6 +66,14 @@ Metrics::Metrics(DaemonInfo info)
       attempts_lost_(registry_.counter("taskhub_task_attempts_lost",
                                        "Task attempts found lost by recovery after a crash of taskhubd",
                                        {"workflow"})),
+      task_cpu_(registry_.counter("taskhub_task_cpu_seconds",
+                                  "CPU time of ended task attempts, user and system, as measured in their cgroups "
+                                  "(or, in process-group mode, the main process's rusage)",
+                                  {"workflow", "mode"})),
+      task_oom_kills_(registry_.counter("taskhub_task_oom_kills",
+                                        "Processes of task attempts killed by the kernel's OOM killer in their "
+                                        "cgroups (memory controller only)",
+                                        {"workflow"})),
       trigger_lateness_(registry_.histogram("taskhub_trigger_lateness_seconds",
                                             "Time from a time trigger's scheduled instant to the creation of its run "
                                             "(jitter and catch-up included)",
@@ -92,6 +100,9 @@ void Metrics::setWorkflows(const std::set<std::string>& names) {
         for (RunState s : kFinalStates) runs_finished_.at({w, std::string(model::name(s))});
         task_retries_.at({w});
         attempts_lost_.at({w});
+        task_cpu_.at({w, "user"});
+        task_cpu_.at({w, "system"});
+        task_oom_kills_.at({w});
     }
 }
 
@@ -140,6 +151,11 @@ void Metrics::runEnded(const store::RunRecord& run, const std::vector<const stor
 void Metrics::attemptEnded(const store::RunRecord& run, const store::TaskRecord& task) {
     if (!loaded(run.workflow)) return;
     if (task.state == model::TaskState::Retrying) task_retries_.inc({run.workflow});
+    if (const auto& u = task.usage) {
+        task_cpu_.inc({run.workflow, "user"}, static_cast<double>(u->cpu_user_us) / 1e6);
+        task_cpu_.inc({run.workflow, "system"}, static_cast<double>(u->cpu_system_us) / 1e6);
+        if (u->oom_kills && *u->oom_kills > 0) task_oom_kills_.inc({run.workflow}, static_cast<double>(*u->oom_kills));
+    }
     const std::string plugin = task.kind == model::TaskKind::Workflow ? "workflow" : task.plugin;
     if (plugin != "workflow" && plugins_.count(plugin) == 0) return;
     if (task.started_ms && task.ended_ms) {

@@ -7,7 +7,8 @@
 // Cardinality: the only label values are workflow names (only workflows loaded now: see
 // setWorkflows; a workflow removed by a reload loses its series), plugin names (loaded plugins,
 // plus "workflow" for workflow tasks), run states, trigger kinds, plugin health states and what
-// other modules' collectors add. Never run ids, params or messages.
+// other modules' collectors add, and the CPU modes user and system. Never run ids, params or
+// messages.
 //
 // Other modules' numbers (notification outcomes, deadline misses) are rendered through
 // registry(): they add counters of their own there, or a collector that writes whole families,
@@ -134,6 +135,8 @@ private:
     HistogramFamily& task_duration_;
     ScalarFamily& task_retries_;
     ScalarFamily& attempts_lost_;
+    ScalarFamily& task_cpu_;       // {workflow, mode = user | system}
+    ScalarFamily& task_oom_kills_; // {workflow}
     HistogramFamily& trigger_lateness_;
     std::vector<ScalarFamily*> workflow_counters_; // workflowCounter()'s
 };

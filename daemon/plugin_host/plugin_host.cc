@@ -25,6 +25,7 @@
 #include "common/time_util.h"
 #include "common/trust.h"
 
+#include "plugin_host/containment.h"
 #include "plugin_host/outputs.h"
 #include "plugin_host/remote_plugin.h"
 #include "pool/worker_pool.h"
@@ -903,7 +904,7 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
                          remote->info().version, remote->info().abi_major, remote->info().abi_minor,
                          remote->info().blocking ? ", blocking execute" : "", remote->canSuspend() ? ", suspend" : "",
                          remote->runnerPid(), file.string());
-            plugins_.emplace(name, std::move(remote));
+            plugins_.emplace(name, contain(std::move(remote), true));
             return std::nullopt;
         }
     }
@@ -924,8 +925,17 @@ std::optional<std::string> PluginHost::loadFile(const fs::path& file,
                  loaded->info().abi_major, loaded->info().abi_minor,
                  loaded->info().blocking ? ", blocking execute" : "",
                  loaded->canSuspend() ? ", suspend" : "", file.string());
-    plugins_.emplace(name, std::move(loaded));
+    plugins_.emplace(name, contain(std::move(loaded), false));
     return std::nullopt;
+}
+
+std::unique_ptr<Plugin> PluginHost::contain(std::unique_ptr<Plugin> plugin, bool isolated) {
+    if (!policy_.cgroups || !io_ || !(plugin->info().capabilities & TH_CAP_CGROUP)) return plugin;
+    ContainedPlugin::Options o;
+    o.manager = policy_.cgroups;
+    o.isolated = isolated;
+    o.kill_after = policy_.cgroup_kill_after;
+    return std::make_unique<ContainedPlugin>(*io_, std::move(plugin), o);
 }
 
 Plugin* PluginHost::find(const std::string& name) const {

@@ -261,11 +261,17 @@ struct LoadPolicy {
     // Refuse plugin directories and files that fail the trust rule (ownershipTrusted()), and load
     // each plugin from the descriptor that was checked (taskhubd sets this).
     bool require_trusted = false;
-    // Containment with cgroups (taskhubd sets this when it runs with cgroups; not owned): each
-    // runner process starts in cgroups->runnerCgroup(plugin, its uid, its gid) before it loads
-    // the plugin, and is told the cgroup2 mount, so that it can open the cgroups of its attempts
-    // (AttemptSpec::cgroup_path). null: runners stay in taskhubd's cgroup.
+    // Containment with cgroups (cgroup/cgroup.h; taskhubd sets this when it runs with cgroups;
+    // not owned, must outlive the PluginHost; null: process groups):
+    // - the attempts of every plugin that declares TH_CAP_CGROUP run in cgroups of their own
+    //   (plugin_host/containment.h);
+    // - each runner process starts in cgroups->runnerCgroup(plugin, its uid, its gid) before it
+    //   loads the plugin, and is told the cgroup2 mount, so that it can open the cgroups of its
+    //   attempts (AttemptSpec::cgroup_path).
     cgroup::Manager* cgroups = nullptr;
+    // How long after cancelling an attempt the host writes cgroup.kill itself when the plugin has
+    // not completed it (ContainedPlugin::Options::kill_after).
+    std::chrono::milliseconds cgroup_kill_after{15'000};
 };
 
 class PluginHost : public config::PluginCatalog {
@@ -317,6 +323,8 @@ public:
 private:
     class Loaded;
     class Monitor;
+    // Wraps a plugin that declares TH_CAP_CGROUP in a ContainedPlugin when the policy has cgroups.
+    std::unique_ptr<Plugin> contain(std::unique_ptr<Plugin> plugin, bool isolated);
     boost::asio::io_context* io_;
     pool::WorkerPool* pool_;
     LoadPolicy policy_;

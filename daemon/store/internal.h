@@ -236,6 +236,17 @@ void appendEvent(std::string& out, int64_t seq, int64_t ts_ms, std::string_view 
 void readEventBlock(const std::string& run_id, const std::string& text, std::vector<EventRecord>& out);
 // A run from a row of TASKHUB_RUN_COLUMNS.
 RunRecord readRun(const Stmt& s);
+// A task's usage and leftovers from the nine columns of schema 9 starting at `first`.
+void readUsage(const Stmt& s, int first, TaskRecord& t);
+
+// A counter for an INTEGER column (SQLite's are signed): values above INT64_MAX are stored as it.
+inline int64_t clampToInt64(uint64_t v) {
+    return v > static_cast<uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<int64_t>(v);
+}
+inline std::optional<int64_t> clampToInt64(const std::optional<uint64_t>& v) {
+    if (!v) return std::nullopt;
+    return clampToInt64(*v);
+}
 // Logs a column's text that is no name of its enum (STORE_BAD_VALUE).
 void logBadName(const char* what, const std::string& text);
 // The value a column names; text that is no name of E (edited by hand) reads as `otherwise`

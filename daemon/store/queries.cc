@@ -118,6 +118,7 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
             tr.pgid = t.opt(11);
             tr.proc_start = t.opt(12);
             tr.kind = nameFromColumn(t.text(13), model::TaskKind::Plugin, "tasks.kind");
+            readUsage(t, 14, tr);
             r.tasks.push_back(std::move(tr));
         }
     }

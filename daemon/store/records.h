@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cgroup/resources.h"
 #include "model/name_values.h"
 #include "model/notify_event.h"
 #include "model/states.h"
@@ -36,7 +37,19 @@ struct TaskRecord {
     std::optional<int64_t> pid;
     std::optional<int64_t> pgid;
     std::optional<int64_t> proc_start;
+    // What the latest attempt cost (cgroup/resources.h), when it was measured; earlier attempts'
+    // are in their "usage" events (usageDetail()). Leftovers: processes found in its cgroup after
+    // its main process exited, and what was done with them; unset when none were found.
+    std::optional<cgroup::Usage> usage;
+    std::optional<cgroup::LeftoverReport> leftovers;
 };
+
+// The detail of a "usage" event, one per measured attempt, as a JSON object text:
+// {"attempt":N,"source":"cgroup"|"rusage","cpu_user_us":U,"cpu_system_us":S,"memory_peak":B|null,
+// "oom_kills":K|null,"io_read_bytes":R|null,"io_write_bytes":W|null}; and back (nullopt when the
+// text is not such an object).
+std::string usageDetail(int attempt, const cgroup::Usage& usage);
+std::optional<std::pair<int, cgroup::Usage>> parseUsageDetail(const std::string& detail);
 
 struct RunRecord {
     std::string id;

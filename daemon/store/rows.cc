@@ -5,7 +5,9 @@
 #include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
+#include <climits>
 
 namespace taskhub::store {
 
@@ -161,6 +163,92 @@ RunRecord readRun(const Stmt& s) {
     r.lost = static_cast<int>(s.i64(14));
     r.skip_cause = nameFromColumn(s.text(15), model::SkipCause::None, "runs.skip_cause");
     return r;
+}
+
+namespace {
+
+std::optional<uint64_t> unsignedColumn(const Stmt& s, int c) {
+    auto v = s.opt(c);
+    if (!v) return std::nullopt;
+    return static_cast<uint64_t>(std::max<int64_t>(0, *v));
+}
+
+} // namespace
+
+void readUsage(const Stmt& s, int first, TaskRecord& t) {
+    const std::string source = s.text(first + 6);
+    if (auto user = unsignedColumn(s, first); user && !source.empty()) {
+        cgroup::Usage u;
+        u.source = source == "rusage" ? cgroup::Usage::Source::Rusage : cgroup::Usage::Source::Cgroup;
+        if (source != "rusage" && source != "cgroup") logBadName("tasks.usage_source", source);
+        u.cpu_user_us = *user;
+        u.cpu_system_us = unsignedColumn(s, first + 1).value_or(0);
+        u.memory_peak = unsignedColumn(s, first + 2);
+        u.oom_kills = unsignedColumn(s, first + 3);
+        u.io_read_bytes = unsignedColumn(s, first + 4);
+        u.io_write_bytes = unsignedColumn(s, first + 5);
+        t.usage = u;
+    }
+    if (auto found = s.opt(first + 7)) {
+        const std::string action = s.text(first + 8);
+        if (action != "kill" && action != "keep") logBadName("tasks.leftovers_action", action);
+        t.leftovers = cgroup::LeftoverReport{static_cast<int>(std::clamp<int64_t>(*found, 0, INT32_MAX)),
+                                             action == "keep" ? cgroup::Leftovers::Keep : cgroup::Leftovers::Kill};
+    }
+}
+
+namespace {
+
+json::value optionalNumber(const std::optional<uint64_t>& v) {
+    return v ? json::value(*v) : json::value(nullptr);
+}
+
+std::optional<uint64_t> optionalField(const json::object& o, const char* key, bool* ok) {
+    const auto* v = o.if_contains(key);
+    if (!v || v->is_null()) return std::nullopt;
+    if (v->is_uint64()) return v->get_uint64();
+    if (v->is_int64() && v->get_int64() >= 0) return static_cast<uint64_t>(v->get_int64());
+    *ok = false;
+    return std::nullopt;
+}
+
+} // namespace
+
+std::string usageDetail(int attempt, const cgroup::Usage& u) {
+    json::object o;
+    o["attempt"] = attempt;
+    o["source"] = cgroup::toString(u.source);
+    o["cpu_user_us"] = u.cpu_user_us;
+    o["cpu_system_us"] = u.cpu_system_us;
+    o["memory_peak"] = optionalNumber(u.memory_peak);
+    o["oom_kills"] = optionalNumber(u.oom_kills);
+    o["io_read_bytes"] = optionalNumber(u.io_read_bytes);
+    o["io_write_bytes"] = optionalNumber(u.io_write_bytes);
+    return json::serialize(o);
+}
+
+std::optional<std::pair<int, cgroup::Usage>> parseUsageDetail(const std::string& detail) {
+    json::error_code ec;
+    json::value v = json::parse(detail, ec);
+    if (ec || !v.is_object()) return std::nullopt;
+    const auto& o = v.get_object();
+    const auto* attempt = o.if_contains("attempt");
+    const auto* source = o.if_contains("source");
+    if (!attempt || !attempt->is_int64() || attempt->get_int64() < 0 || attempt->get_int64() > INT32_MAX ||
+        !source || !source->is_string()) {
+        return std::nullopt;
+    }
+    bool ok = true;
+    cgroup::Usage u;
+    u.source = source->get_string() == "rusage" ? cgroup::Usage::Source::Rusage : cgroup::Usage::Source::Cgroup;
+    u.cpu_user_us = optionalField(o, "cpu_user_us", &ok).value_or(0);
+    u.cpu_system_us = optionalField(o, "cpu_system_us", &ok).value_or(0);
+    u.memory_peak = optionalField(o, "memory_peak", &ok);
+    u.oom_kills = optionalField(o, "oom_kills", &ok);
+    u.io_read_bytes = optionalField(o, "io_read_bytes", &ok);
+    u.io_write_bytes = optionalField(o, "io_write_bytes", &ok);
+    if (!ok) return std::nullopt;
+    return std::make_pair(static_cast<int>(attempt->get_int64()), u);
 }
 
 } // namespace taskhub::store

@@ -225,9 +225,25 @@ CREATE INDEX IF NOT EXISTS notifications_by_run ON notifications(run_id);
 CREATE INDEX IF NOT EXISTS notifications_by_state ON notifications(state, created_ms);
 )sql";
 
+// 9 (issue 17): what each task's latest attempt cost (cgroup/resources.h Usage; NULL cpu_user_us:
+// not measured; usage_source: '' | cgroup | rusage) and the processes left in its cgroup after its
+// main process exited (leftovers_found NULL: none; leftovers_action: '' | kill | keep). Earlier
+// attempts' costs are in their "usage" events.
+constexpr const char* kSchemaV9 = R"sql(
+ALTER TABLE tasks ADD COLUMN cpu_user_us INTEGER;
+ALTER TABLE tasks ADD COLUMN cpu_system_us INTEGER;
+ALTER TABLE tasks ADD COLUMN memory_peak INTEGER;
+ALTER TABLE tasks ADD COLUMN oom_kills INTEGER;
+ALTER TABLE tasks ADD COLUMN io_read_bytes INTEGER;
+ALTER TABLE tasks ADD COLUMN io_write_bytes INTEGER;
+ALTER TABLE tasks ADD COLUMN usage_source TEXT NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN leftovers_found INTEGER;
+ALTER TABLE tasks ADD COLUMN leftovers_action TEXT NOT NULL DEFAULT '';
+)sql";
+
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
 const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
-                                   kSchemaV7, kSchemaV8};
+                                   kSchemaV7, kSchemaV8, kSchemaV9};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace

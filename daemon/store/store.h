@@ -77,8 +77,10 @@ public:
     // 5: file_versions (file-drop triggers). 6: tasks.pid, pgid, proc_start (the process of
     // the latest attempt), runs.lost, meta (boot_id). 7: tasks.kind, runs.skip_cause.
     // 8: deadline_misses, deadline_marks (triggers/deadline.h) and notifications (the outbox of
-    // daemon/notify). Older databases are migrated when opened.
-    static constexpr int kSchemaVersion = 8;
+    // daemon/notify). 9: tasks.cpu_user_us, cpu_system_us, memory_peak, oom_kills,
+    // io_read_bytes, io_write_bytes, usage_source, leftovers_found, leftovers_action (what the
+    // latest attempt cost and left behind). Older databases are migrated when opened.
+    static constexpr int kSchemaVersion = 9;
     static constexpr int kMaxTasksPerRun = 1 << 20; // tasks.key holds the position in 20 bits
 
     // Opens (creating if needed) state_dir/taskhub.db and migrates it forward to kSchemaVersion

@@ -132,6 +132,19 @@ bool Store::applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t) 
         s.bind(4, static_cast<int64_t>(t.attempt)).bind(5, t.exit_code).bindRef(6, t.message);
         s.bind(7, t.started_ms).bind(8, t.ended_ms).bindRef(9, outputs).bindRef(10, t.child_run);
         s.bind(12, t.pid).bind(13, t.pgid).bind(14, t.proc_start);
+        if (const auto& u = t.usage) {
+            s.bind(16, clampToInt64(u->cpu_user_us)).bind(17, clampToInt64(u->cpu_system_us));
+            s.bind(18, clampToInt64(u->memory_peak)).bind(19, clampToInt64(u->oom_kills));
+            s.bind(20, clampToInt64(u->io_read_bytes)).bind(21, clampToInt64(u->io_write_bytes));
+            s.bindRef(22, cgroup::toString(u->source));
+        } else {
+            s.bindRef(22, "");
+        }
+        if (const auto& l = t.leftovers) {
+            s.bind(23, static_cast<int64_t>(l->found)).bindRef(24, cgroup::toString(l->action));
+        } else {
+            s.bindRef(24, "");
+        }
         if (which == kInsertTask) s.bindRef(11, t.plugin).bindRef(15, model::name(t.kind));
         bool ok = c.check(s.step(), which == kUpdateTask ? "update task" : "insert task", &err);
         s.reset(); // drops the references to the texts above

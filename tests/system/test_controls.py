@@ -20,10 +20,30 @@ def actor():
         return "uid %d" % uid
 
 
+def cgroup_frozen(pid):
+    """True when pid is in a cgroup v2 whose cgroup.events says "frozen 1" (with cgroups, pause
+    --freeze freezes the attempt's cgroup instead of sending SIGSTOP; a frozen process keeps its
+    state letter, usually S)."""
+    try:
+        with open("/proc/%d/cgroup" % pid) as f:
+            rel = next((line[3:].strip() for line in f if line.startswith("0::")), None)
+        if not rel or rel == "/":
+            return False
+        with open("/proc/self/mountinfo") as f:
+            mounts = [l.split() for l in f]
+        mount = next(m[4] for m in mounts if m[m.index("-") + 1] == "cgroup2")
+        with open(os.path.join(mount, rel.lstrip("/"), "cgroup.events")) as f:
+            return "frozen 1" in f.read().split("\n")
+    except (OSError, StopIteration):
+        return False
+
+
 def is_stopped(pid):
     """True when pid is stopped, or about to be: dash starts commands with vfork(), and a SIGSTOP
     that catches the child between vfork and exec leaves dash in the uninterruptible vfork wait
-    (state D) with the SIGSTOP pending (SIGCONT discards it)."""
+    (state D) with the SIGSTOP pending (SIGCONT discards it). Or frozen by its cgroup."""
+    if cgroup_frozen(pid):
+        return True
     state = proc_state(pid)
     if state == "T":
         return True

@@ -149,3 +149,48 @@ TEST_CASE("the events of a run tree in recording order, and the tasks that ran m
           "  b     1        2026-11-22 10:00:00Z  1.0s      failed: exit code 1; retry 1 of 1 in 1s\n"
           "  b     2        2026-11-22 10:00:02Z  2.0s      failed: exit code 2\n");
 }
+
+TEST_CASE("usage cells: CPU as user + system seconds, MEM as peak with a unit, '-' when unknown") {
+    const json::value u = json::parse(R"({"source": "cgroup", "cpu_user_us": 401233, "cpu_system_us": 121939,
+        "memory_peak": 12897484, "oom_kills": 0, "io_read_bytes": null, "io_write_bytes": null})");
+    CHECK(cpuText(u) == "0.52s");
+    CHECK(memoryText(u) == "12.3M");
+    CHECK(cpuText(json::value(nullptr)) == "-");
+    CHECK(memoryText(json::value(nullptr)) == "-");
+    CHECK(memoryText(json::parse(R"({"memory_peak": null})")) == "-");
+    CHECK(memoryText(json::parse(R"({"memory_peak": 512})")) == "512B");
+    CHECK(memoryText(json::parse(R"({"memory_peak": 1536})")) == "1.5K");
+    CHECK(memoryText(json::parse(R"({"memory_peak": 3221225472})")) == "3.0G");
+    CHECK(cpuText(json::parse(R"({"cpu_user_us": -1, "cpu_system_us": 0})")) == "-");
+    CHECK(usageEventText(R"({"attempt":2,"source":"rusage","cpu_user_us":400000,"cpu_system_us":120000,)"
+                         R"("memory_peak":2048,"oom_kills":null,"io_read_bytes":null,"io_write_bytes":null})") ==
+          "attempt 2: cpu 0.52s (user 0.40s, system 0.12s), memory peak 2.0K (rusage)");
+    CHECK(usageEventText(R"({"attempt":1,"source":"cgroup","cpu_user_us":1,"cpu_system_us":2,"memory_peak":null,)"
+                         R"("oom_kills":1,"io_read_bytes":4096,"io_write_bytes":0})") ==
+          "attempt 1: cpu 0.00s (user 0.00s, system 0.00s), oom kills 1, io read 4.0K written 0B (cgroup)");
+    CHECK(usageEventText("not json") == "not json");
+}
+
+TEST_CASE("measured attempts get CPU and MEM columns in the ATTEMPTS table and readable usage events") {
+    const json::value run = json::parse(R"({
+        "id": "w@1", "state": "succeeded",
+        "events": [
+            {"seq": 1, "time": "2026-11-22T10:00:00.100Z", "task": "b", "kind": "start", "detail": "attempt 1"},
+            {"seq": 2, "time": "2026-11-22T10:00:01.100Z", "task": "b", "kind": "usage",
+             "detail": "{\"attempt\":1,\"source\":\"cgroup\",\"cpu_user_us\":500000,\"cpu_system_us\":20000,\"memory_peak\":1048576,\"oom_kills\":null,\"io_read_bytes\":null,\"io_write_bytes\":null}"},
+            {"seq": 3, "time": "2026-11-22T10:00:01.100Z", "task": "b", "kind": "leftovers",
+             "detail": "2 processes left after the main process exited: killed"},
+            {"seq": 4, "time": "2026-11-22T10:00:01.100Z", "task": "b", "kind": "end",
+             "detail": "failed: exit code 1; retry 1 of 1 in 1s"},
+            {"seq": 5, "time": "2026-11-22T10:00:02.100Z", "task": "b", "kind": "start", "detail": "attempt 2"},
+            {"seq": 6, "time": "2026-11-22T10:00:04.100Z", "task": "b", "kind": "end", "detail": "succeeded"}]})");
+    CHECK(printed([&] { printAttempts("w@1", run); }) ==
+          "\nATTEMPTS (tasks that ran more than once)\n"
+          "  TASK  ATTEMPT  STARTED               DURATION  CPU    MEM   OUTCOME\n"
+          "  b     1        2026-11-22 10:00:00Z  1.0s      0.52s  1.0M  failed: exit code 1; retry 1 of 1 in 1s\n"
+          "  b     2        2026-11-22 10:00:02Z  2.0s      -      -     succeeded\n");
+    const std::string events = printed([&] { printEvents("w@1", run); });
+    CHECK(events.find("  b  usage  attempt 1: cpu 0.52s (user 0.50s, system 0.02s), memory peak 1.0M (cgroup)\n") !=
+          std::string::npos);
+    CHECK(events.find("  b  leftovers  2 processes left after the main process exited: killed\n") != std::string::npos);
+}

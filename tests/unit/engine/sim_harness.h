@@ -73,13 +73,17 @@ public:
     // callback).
     void finish(const std::string& task_id, AttemptResult::Outcome outcome, std::string message = {},
                 const std::string& run_id = {}) {
+        AttemptResult r;
+        r.outcome = outcome;
+        r.message = std::move(message);
+        finishWith(task_id, std::move(r), run_id);
+    }
+    // The same with a whole result (usage, leftovers, ...).
+    void finishWith(const std::string& task_id, AttemptResult r, const std::string& run_id = {}) {
         Attempt* a = latest(task_id, run_id);
         REQUIRE(a);
         REQUIRE_FALSE(a->ended);
         a->ended = true;
-        AttemptResult r;
-        r.outcome = outcome;
-        r.message = std::move(message);
         auto done = std::move(a->done); // a may move when done starts another attempt
         done(std::move(r));
     }

@@ -211,3 +211,33 @@ TEST_CASE("another module's per-workflow counter follows the loaded workflows", 
     m.setWorkflows({"a"});
     CHECK_FALSE(contains(m.render(), "workflow=\"b\""));
 }
+
+TEST_CASE("attempts: CPU seconds per workflow and mode, OOM kills; unmeasured attempts add nothing", "[metrics][usage]") {
+    auto mp = make();
+    auto& m = *mp;
+    m.setWorkflows({"w", "idle"});
+    m.setPlugins({"shell"});
+    const auto r = run("w", RunState::Running, 0, 0);
+    auto measured = attempt("shell", TaskState::Retrying, 1000, 1200);
+    measured.usage = cgroup::Usage{cgroup::Usage::Source::Cgroup, 400'000, 120'000, 1 << 20, 2, 0, 0};
+    m.attemptEnded(r, measured);
+    auto second = attempt("shell", TaskState::Succeeded, 2000, 3000);
+    second.usage = cgroup::Usage{cgroup::Usage::Source::Rusage, 100'000, 5'000, std::nullopt, std::nullopt,
+                                 std::nullopt, std::nullopt};
+    m.attemptEnded(r, second);
+    m.attemptEnded(r, attempt("shell", TaskState::Failed, 0, 1)); // not measured
+    // Another workflow's attempts count in its own series; an unloaded one's nowhere.
+    auto other = attempt("shell", TaskState::Succeeded, 0, 1);
+    other.usage = cgroup::Usage{cgroup::Usage::Source::Cgroup, 1'000'000, 0, std::nullopt, 9, 0, 0};
+    m.attemptEnded(run("gone", RunState::Running, 0, 0), other);
+
+    const std::string text = m.render();
+    CHECK(contains(text, "# TYPE taskhub_task_cpu_seconds counter\n"));
+    CHECK(contains(text, "taskhub_task_cpu_seconds_total{workflow=\"w\",mode=\"user\"} 0.5\n"));
+    CHECK(contains(text, "taskhub_task_cpu_seconds_total{workflow=\"w\",mode=\"system\"} 0.125\n"));
+    CHECK(contains(text, "taskhub_task_oom_kills_total{workflow=\"w\"} 2\n"));
+    // Loaded workflows start at 0.
+    CHECK(contains(text, "taskhub_task_cpu_seconds_total{workflow=\"idle\",mode=\"user\"} 0\n"));
+    CHECK(contains(text, "taskhub_task_oom_kills_total{workflow=\"idle\"} 0\n"));
+    CHECK_FALSE(contains(text, "gone"));
+}

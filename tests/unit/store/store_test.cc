@@ -42,6 +42,15 @@ void sql(const fs::path& db, const std::string& statement) {
     sqlite3_close(h);
 }
 
+// What schema 9 added (what a version 8 database lacks).
+const char* const kDropSchema9Columns =
+    "ALTER TABLE tasks DROP COLUMN cpu_user_us; ALTER TABLE tasks DROP COLUMN cpu_system_us; "
+    "ALTER TABLE tasks DROP COLUMN memory_peak; ALTER TABLE tasks DROP COLUMN oom_kills; "
+    "ALTER TABLE tasks DROP COLUMN io_read_bytes; ALTER TABLE tasks DROP COLUMN io_write_bytes; "
+    "ALTER TABLE tasks DROP COLUMN usage_source; ALTER TABLE tasks DROP COLUMN leftovers_found; "
+    "ALTER TABLE tasks DROP COLUMN leftovers_action;";
+
+
 } // namespace
 
 TEST_CASE("runs, tasks and events survive closing and reopening", "[store]") {
@@ -731,7 +740,8 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     const fs::path db = dir.path / "taskhub.db";
     openStore(dir.path).reset();
     // What a version 4 database lacks: file_versions (5), the recovery columns and meta (6),
-    // the kind and skip cause columns (7) and the deadline tables (8).
+    // the kind and skip cause columns (7), the deadline tables (8) and the usage columns (9).
+    sql(db, kDropSchema9Columns);
     sql(db, "DROP TABLE deadline_misses; DROP TABLE deadline_marks; "
             "ALTER TABLE tasks DROP COLUMN kind; ALTER TABLE runs DROP COLUMN skip_cause; "
             "DROP TABLE file_versions; DROP TABLE meta; ALTER TABLE tasks DROP COLUMN pid; "
@@ -764,7 +774,7 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
     CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('deadline_misses', 'deadline_marks')") == 2);
     CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name = 'notifications'") == 1);
-    CHECK(Store::kSchemaVersion == 8);
+    CHECK(Store::kSchemaVersion == 9);
 }
 
 TEST_CASE("deadline misses are recorded once per firing; marks move forward only and can be forgotten",
@@ -832,8 +842,9 @@ TEST_CASE("a version 6 database gains task kinds and skip causes from the text i
     TempDir dir;
     const fs::path db = dir.path / "taskhub.db";
     openStore(dir.path).reset();
-    // A version 6 database: no kind or skip_cause columns (7), no deadline tables (8). Its rows,
-    // as taskhubd 6 wrote them.
+    // A version 6 database: no kind or skip_cause columns (7), no deadline tables (8), no usage
+    // columns (9). Its rows, as taskhubd 6 wrote them.
+    sql(db, kDropSchema9Columns);
     sql(db, R"sql(
 DROP TABLE deadline_misses;
 DROP TABLE deadline_marks;
@@ -934,4 +945,105 @@ TEST_CASE("a task's kind and a run's skip cause are stored as such, whatever the
     // Text that is no cause (edited by hand) reads as none, and is logged.
     sql(db, "UPDATE runs SET skip_cause = 'bogus' WHERE id = 'w@1'");
     CHECK(s->run("w@1", false)->skip_cause == SkipCause::None);
+}
+
+TEST_CASE("a task's usage and leftovers are stored with it and read back; absent ones stay absent", "[store][usage]") {
+    using taskhub::cgroup::LeftoverReport;
+    using taskhub::cgroup::Leftovers;
+    using taskhub::cgroup::Usage;
+    TempDir dir;
+    const Usage cg{Usage::Source::Cgroup, 520'000, 30'000, 12'900'000, 1, 4096, 8192};
+    const Usage ru{Usage::Source::Rusage, 7, 0, std::nullopt, std::nullopt, std::nullopt, std::nullopt};
+    {
+        auto s = openStore(dir.path);
+        s->insertRun(makeRun("w@1", "w", 1000));
+        TaskRecord t;
+        t.plugin = "shell";
+        t.task_id = "measured";
+        t.usage = cg;
+        t.leftovers = LeftoverReport{3, Leftovers::Keep};
+        s->upsertTask("w@1", 0, t);
+        t.task_id = "rusage";
+        t.usage = ru;
+        t.leftovers.reset();
+        s->upsertTask("w@1", 1, t);
+        t.task_id = "none";
+        t.usage.reset();
+        s->upsertTask("w@1", 2, t);
+        // Counters above what SQLite's signed integers hold are kept at their maximum.
+        t.task_id = "huge";
+        t.usage = Usage{Usage::Source::Cgroup, UINT64_MAX, 0, UINT64_MAX, 0, 0, 0};
+        s->upsertTask("w@1", 3, t);
+        REQUIRE(s->commit());
+        // An update replaces them: the row is the latest attempt's.
+        t.task_id = "measured";
+        t.usage = ru;
+        t.leftovers.reset();
+        s->upsertTask("w@1", 0, t);
+        t.usage = cg;
+        t.leftovers = LeftoverReport{3, Leftovers::Keep};
+        s->upsertTask("w@1", 0, t);
+        REQUIRE(s->commit());
+    }
+    auto s = openStore(dir.path);
+    auto r = s->run("w@1", true);
+    REQUIRE(r);
+    REQUIRE(r->tasks.size() == 4);
+    CHECK(r->tasks[0].usage == cg);
+    REQUIRE(r->tasks[0].leftovers);
+    CHECK(*r->tasks[0].leftovers == LeftoverReport{3, Leftovers::Keep});
+    CHECK(r->tasks[1].usage == ru);
+    CHECK_FALSE(r->tasks[1].leftovers);
+    CHECK_FALSE(r->tasks[2].usage);
+    CHECK_FALSE(r->tasks[2].leftovers);
+    REQUIRE(r->tasks[3].usage);
+    CHECK(r->tasks[3].usage->cpu_user_us == static_cast<uint64_t>(INT64_MAX));
+    CHECK(r->tasks[3].usage->memory_peak == static_cast<uint64_t>(INT64_MAX));
+}
+
+TEST_CASE("a usage event's detail reads back as the attempt's usage; other text does not", "[store][usage]") {
+    using taskhub::cgroup::Usage;
+    const Usage u{Usage::Source::Cgroup, 1, 2, 3, 0, std::nullopt, std::nullopt};
+    const std::string detail = usageDetail(4, u);
+    CHECK(detail == R"({"attempt":4,"source":"cgroup","cpu_user_us":1,"cpu_system_us":2,"memory_peak":3,)"
+                    R"("oom_kills":0,"io_read_bytes":null,"io_write_bytes":null})");
+    auto back = parseUsageDetail(detail);
+    REQUIRE(back);
+    CHECK(back->first == 4);
+    CHECK(back->second == u);
+    CHECK_FALSE(parseUsageDetail("attempt 4"));
+    CHECK_FALSE(parseUsageDetail("[]"));
+    CHECK_FALSE(parseUsageDetail(R"({"attempt":"4","source":"cgroup"})"));
+    CHECK_FALSE(parseUsageDetail(R"({"attempt":1,"source":"cgroup","cpu_user_us":-5})"));
+}
+
+TEST_CASE("a version 8 database gains the usage columns; its tasks read as not measured", "[store][migration]") {
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    openStore(dir.path).reset();
+    sql(db, kDropSchema9Columns);
+    sql(db, "PRAGMA user_version = 8; "
+            "INSERT INTO runs(key, id, workflow, trigger, state, created_ms) VALUES(1, 'w@1', 'w', 'manual', 'succeeded', 1); "
+            "INSERT INTO tasks(key, task_id, plugin, state, attempt) VALUES(1048576, 'a', 'shell', 'succeeded', 2);");
+    REQUIRE(sqlInt(db, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name = 'cpu_user_us'") == 0);
+    {
+        auto s = openStore(dir.path);
+        auto r = s->run("w@1", true);
+        REQUIRE(r);
+        REQUIRE(r->tasks.size() == 1);
+        CHECK(r->tasks[0].attempt == 2);
+        CHECK_FALSE(r->tasks[0].usage);
+        CHECK_FALSE(r->tasks[0].leftovers);
+        TaskRecord t = r->tasks[0];
+        t.usage = taskhub::cgroup::Usage{taskhub::cgroup::Usage::Source::Cgroup, 5, 6, std::nullopt, std::nullopt,
+                                         std::nullopt, std::nullopt};
+        s->upsertTask("w@1", 0, t);
+        REQUIRE(s->commit());
+        CHECK(s->run("w@1", true)->tasks[0].usage == t.usage);
+    }
+    CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
+    CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('tasks') WHERE name IN ('cpu_user_us', 'cpu_system_us', "
+                     "'memory_peak', 'oom_kills', 'io_read_bytes', 'io_write_bytes', 'usage_source', "
+                     "'leftovers_found', 'leftovers_action')") == 9);
+    CHECK(sqlText(db, "SELECT usage_source FROM tasks") == "cgroup");
 }
