@@ -47,6 +47,9 @@ public:
     std::optional<std::string> runAsUnsupported(const std::string& plugin) const override {
         return s_->plugins.runAsUnsupported(plugin);
     }
+    std::optional<std::string> limitsUnsupported(const std::string& plugin) const override {
+        return s_->plugins.limitsUnsupported(plugin);
+    }
 
     std::optional<Problem> validate(const std::string& plugin, const std::string& params_json) const override {
         struct Call {

@@ -263,7 +263,7 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         applyRunAs(*wf, runAsLine, out.tasks, defaults, plugins, r);
         warnRootWatch(*wf);
     }
-    applyResources(*wf, resources, out.tasks, defaults, r);
+    applyResources(*wf, resources, out.tasks, defaults, plugins, r);
 
     bool graph_ok = checkGraph(wf.get(), tasks, r);
     checkRefs(*wf, out.tasks, graph_ok, r);

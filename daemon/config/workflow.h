@@ -233,6 +233,13 @@ public:
     // Empty when the plugin's tasks can run as another user (`run_as`): it declares
     // TH_CAP_RUN_AS and runs inside taskhubd. Otherwise why not and what to do instead.
     virtual std::optional<std::string> runAsUnsupported(const std::string& plugin) const = 0;
+    // Empty when limits (memory_max, cpu_max, tasks_max, io_weight) can apply to the plugin's
+    // tasks: it declares TH_CAP_CGROUP, so its attempts run in cgroups of their own. Otherwise why
+    // not. Default: they can (for catalogs that know no capabilities, e.g. test fakes).
+    virtual std::optional<std::string> limitsUnsupported(const std::string& plugin) const {
+        (void)plugin;
+        return std::nullopt;
+    }
 };
 
 struct WorkflowDefaults {

@@ -134,8 +134,10 @@ void loadResourceKey(const std::string& key, const Value& v, const std::string& 
                      Reporter& r);
 // Sets wf.limits/.leftovers and each plugin task's effective limits/leftovers (its own keys, else
 // the workflow's), and refuses each limit defaults.containment cannot apply, at its key's line.
+// A plugin task whose plugin cannot be limited (PluginCatalog::limitsUnsupported) is refused when
+// it has limits: at its own key's line, or at the workflow's key's line when it inherits them.
 void applyResources(Workflow& wf, const ResourceKeys& workflow_keys, const std::vector<TaskExtra>& extras,
-                    const WorkflowDefaults& defaults, Reporter& r);
+                    const WorkflowDefaults& defaults, const PluginCatalog& plugins, Reporter& r);
 
 // workflow_notify.cc
 

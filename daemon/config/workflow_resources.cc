@@ -107,7 +107,7 @@ void refuseUnsupported(const ResourceKeys& keys, const std::string& prefix, cons
 } // namespace
 
 void applyResources(Workflow& wf, const ResourceKeys& workflow_keys, const std::vector<TaskExtra>& extras,
-                    const WorkflowDefaults& defaults, Reporter& r) {
+                    const WorkflowDefaults& defaults, const PluginCatalog& plugins, Reporter& r) {
     wf.limits = workflow_keys.limits;
     wf.leftovers = workflow_keys.leftovers.value_or(cgroup::Leftovers::Kill);
     refuseUnsupported(workflow_keys, "", defaults.containment, r);
@@ -118,6 +118,32 @@ void applyResources(Workflow& wf, const ResourceKeys& workflow_keys, const std::
         task.limits = cgroup::merged(wf.limits, own.limits);
         task.leftovers = own.leftovers.value_or(wf.leftovers);
         refuseUnsupported(own, "task '" + task.id + "': ", defaults.containment, r);
+        if (task.limits.empty() || task.plugin.empty() || plugins.unavailable(task.plugin)) continue;
+        if (auto why = plugins.limitsUnsupported(task.plugin)) {
+            // At the first limit key that applies: the task's own, else the workflow's.
+            size_t line = 0;
+            std::string key;
+            for (const char* k : {"memory_max", "cpu_max", "tasks_max", "io_weight"}) {
+                auto it = own.lines.find(k);
+                if (it == own.lines.end()) continue;
+                line = it->second;
+                key = k;
+                break;
+            }
+            if (key.empty()) {
+                for (const char* k : {"memory_max", "cpu_max", "tasks_max", "io_weight"}) {
+                    auto it = workflow_keys.lines.find(k);
+                    if (it == workflow_keys.lines.end()) continue;
+                    line = it->second;
+                    key = k;
+                    break;
+                }
+                r.add(line, "task '" + task.id + "' inherits the workflow's '" + key + "', but " + *why +
+                                " (set limits on the tasks that can take them instead of the whole workflow)");
+            } else {
+                r.add(line, "task '" + task.id + "': '" + key + "' cannot apply: " + *why + " (remove the key)");
+            }
+        }
     }
 }
 

@@ -973,6 +973,14 @@ std::vector<std::string> PluginHost::shellParams(const std::string& plugin) cons
     return p ? p->info().shell_params : std::vector<std::string>{};
 }
 
+std::optional<std::string> PluginHost::limitsUnsupported(const std::string& plugin) const {
+    auto* p = find(plugin);
+    if (!p) return unavailable(plugin);
+    if (p->info().capabilities & TH_CAP_CGROUP) return std::nullopt;
+    return "plugin " + plugin + " does not declare TH_CAP_CGROUP: its attempts do not run in cgroups of their "
+           "own, so no limit can be applied to them";
+}
+
 std::optional<std::string> PluginHost::runAsUnsupported(const std::string& plugin) const {
     auto* p = find(plugin);
     if (!p) return unavailable(plugin);

@@ -319,6 +319,8 @@ public:
     // Refuses run_as for a plugin without TH_CAP_RUN_AS (it runs inside taskhubd, as root) and
     // for a plugin whose isolation is process (its runner has one user: [plugins.NAME] user).
     std::optional<std::string> runAsUnsupported(const std::string& plugin) const override;
+    // Refuses limits for a plugin without TH_CAP_CGROUP (its attempts get no cgroup to apply them to).
+    std::optional<std::string> limitsUnsupported(const std::string& plugin) const override;
 
 private:
     class Loaded;
