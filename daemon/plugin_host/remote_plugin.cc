@@ -21,7 +21,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <unordered_map>
 
 #include "cgroup/cgroup.h"

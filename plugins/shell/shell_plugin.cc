@@ -191,7 +191,9 @@ constexpr bool kHaveClone3 = false;
 // it returns the result (a pid, or -errno). fn and arg travel in registers the system call
 // preserves. Our own words for what glibc's internal __clone3 does.
 //   long taskhub_shell_clone3(CloneArgs* args, size_t size, int (*fn)(void*), void* arg)
+#if defined(__x86_64__) || defined(__aarch64__)
 extern "C" long taskhub_shell_clone3(void* args, size_t size, int (*fn)(void*), void* arg);
+#endif
 #if defined(__x86_64__)
 // rdi = args, rsi = size, rdx = fn, rcx = arg. The syscall instruction clobbers rcx and r11, so
 // fn and arg move to r8 and r9 first (clone3 takes two arguments and leaves both alone).
@@ -248,6 +250,9 @@ taskhub_shell_clone3:
     .size taskhub_shell_clone3, .-taskhub_shell_clone3
     .popsection
 )");
+#else
+// No trampoline for this architecture: every contained spawn takes the fallback.
+static long taskhub_shell_clone3(void*, size_t, int (*)(void*), void*) { return -ENOSYS; }
 #endif
 
 namespace taskhub::plugins::shell {
