@@ -34,10 +34,15 @@ namespace {
 // What limits (memory_max, ...) the machine's cgroup2 could apply, for validate: the controllers
 // offered where this process runs (on a hybrid hierarchy, where v1 owns them: none of the four).
 // Whether the hierarchy is writable is not asked: validate may run as any user, taskhubd as root.
+// [daemon] containment = "process-group" means no cgroups, as for taskhubd.
 // docs/workflow-format.md, "Resource limits and leftovers".
-cgroup::Support offlineContainment() {
-    const cgroup::Probe p = cgroup::probe();
+cgroup::Support offlineContainment(const config::DaemonConfig& cfg) {
     cgroup::Support s;
+    if (cfg.containment == cgroup::Containment::ProcessGroup) {
+        s.why_not = "[daemon] containment = \"process-group\" in taskhub.toml";
+        return s;
+    }
+    const cgroup::Probe p = cgroup::probe();
     s.cgroups = !p.mount.empty() && !p.own.empty();
     s.why_not = p.why_not;
     if (s.cgroups) s.controllers = p.controllers;
@@ -70,7 +75,7 @@ int cmdValidate(const Context& ctx, const Invocation& in) {
     std::vector<fs::path> paths(files.begin(), files.end());
     config::WorkflowDefaults defaults{cfg.timezone, {}, {}, cfg.workflow_limits};
     defaults.default_run_as = cfg.default_run_as;
-    defaults.containment = offlineContainment();
+    defaults.containment = offlineContainment(cfg);
     auto loads = config::validateWorkflowFiles(paths, cfg.workflows_dir, defaults, plugins);
     json::array results;
     int bad = 0;
