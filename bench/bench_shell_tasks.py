@@ -50,14 +50,19 @@ def iso_ms(s):
     return datetime.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
 
 
-def daemon_run(build_dir, work_root, tasks, max_concurrency, command="true"):
+def daemon_run(build_dir, work_root, tasks, max_concurrency, command="true", containment=None):
     """One fresh taskhubd, one run of the benchmark workflow. Returns a dict of measurements.
-    Nothing is deleted here (see create_cost): work_root goes once the benchmark is over."""
+    Nothing is deleted here (see create_cost): work_root goes once the benchmark is over.
+    containment: taskhub.toml's `[daemon] containment` ("cgroup", "process-group"); None: as configured."""
     cfg = example_config()
     cfg.setdefault("plugins", {}).setdefault("shell", {})["max_concurrency"] = max_concurrency
+    if containment:
+        cfg.setdefault("daemon", {})["containment"] = containment
     work = Path(tempfile.mkdtemp(prefix="tasks-", dir=work_root))
     with bl.Daemon(build_dir, work, cfg, {"bench": throughput_workflow(tasks, command)}) as d:
         d.start()
+        status = json.loads(d.ctl("status", "--json").stdout)
+        mode = status.get("containment", {}).get("mode", "process-group")
         before = bl.proc_status(d.pid)
         with bl.ProcessSampler(d.pid) as sampler:
             t0 = time.monotonic()
@@ -88,6 +93,7 @@ def daemon_run(build_dir, work_root, tasks, max_concurrency, command="true"):
         "rss_peak_sampled_kb": max(sampler.max_rss, after["VmRSS"]),
         "vmhwm_kb": after["VmHWM"],
         "threads": after["Threads"],
+        "containment": mode,
     }
 
 

@@ -162,6 +162,8 @@ def fail(msg):
 def main():
     ap = bl.argument_parser(__doc__, reps=1, reps_help="accepted for scripts/bench; one window of --seconds firings is measured")
     ap.add_argument("--seconds", type=int, default=60, help="firings measured (one per second)")
+    ap.add_argument("--containment", choices=["cgroup", "process-group"],
+                    help="taskhub.toml's `[daemon] containment` for the daemon (default: as etc/taskhub.toml says)")
     ap.add_argument("--settle-timeout", type=float, default=330,
                     help="seconds to wait at most for file creation in the state directory to be "
                          "fast again after recent mass deletions (each run creates its log "
@@ -204,8 +206,13 @@ def run(args, build, work_root):
 
     texts = {WORKFLOW: workflow_toml(stamp_file, recorder, shell_file)}
     raw = None
-    with LatenessDaemon(build, work_root / "daemon", lateness_config(), texts) as d:
+    cfg = lateness_config()
+    if args.containment:
+        cfg.setdefault("daemon", {})["containment"] = args.containment
+    with LatenessDaemon(build, work_root / "daemon", cfg, texts) as d:
         load_s = d.start()
+        machine["containment"] = json.loads(d.ctl("status", "--json").stdout).get(
+            "containment", {}).get("mode", "process-group")
         listed = json.loads(d.ctl("list", "--json").stdout)
         if listed["errors"] or [w["name"] for w in listed["workflows"]] != [WORKFLOW]:
             return fail("this taskhubd does not load the benchmark's workflow:\n" +

@@ -165,8 +165,13 @@ public:
             // Attempts that did not stop: the instance cannot be destroyed under them.
             std::_Exit(exit_code_);
         }
-        host_.reset();
-        pool_.stop();
+        host_.reset(); // a plugin with a thread still inside is kept (PLUGIN_THREAD_HELD)
+        pool_.stop();  // and that thread detached, not joined
+        if (ph::threadsLeftInPlugins() > 0) {
+            // No static destructor may run under a thread that still runs plugin code.
+            channel_.flush();
+            std::_Exit(exit_code_);
+        }
         return exit_code_;
     }
 

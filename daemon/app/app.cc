@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <set>
@@ -221,8 +222,8 @@ int serve(const config::DaemonConfig& cfg) {
                 spdlog::info("CONTAINMENT_MODE process-group: {}", why);
             } else {
                 spdlog::warn("CONTAINMENT_MODE process-group: {}; tasks run in process groups (a task that calls setsid "
-                             "or double-forks can escape cancel and timeouts; no freeze, accounting by rusage only, "
-                             "no limits)",
+                             "or double-forks can escape cancel, timeouts and pause --freeze; an attempt's cost is its "
+                             "main process's rusage; limits are refused)",
                              why);
             }
         }
@@ -631,7 +632,17 @@ int run(int argc, char** argv) {
         return check(cfg);
     }
     std::signal(SIGPIPE, SIG_IGN);
-    return serve(cfg);
+    const int rc = serve(cfg);
+    if (plugin_host::threadsLeftInPlugins() > 0) {
+        // Every module is gone (the store closed), but a thread still runs plugin code
+        // (PLUGIN_THREAD_HELD): no static destructor may run under it.
+        spdlog::info("APP_EXIT {} thread(s) left inside plugins; exiting without running static destructors",
+                     plugin_host::threadsLeftInPlugins());
+        if (auto logger = spdlog::default_logger()) logger->flush();
+        std::fflush(nullptr);
+        std::_Exit(rc);
+    }
+    return rc;
 }
 
 } // namespace taskhub::app

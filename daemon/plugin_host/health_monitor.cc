@@ -9,7 +9,10 @@
 //     message;
 //   - unhealthy: H consecutive passes make it healthy or degraded (as the last check answered);
 //   - a liveness report "down" (a process plugin's runner died) makes it unhealthy at once; "up"
-//     (restarted) runs a check at once, and H passes are still needed;
+//     (restarted) runs a check at once, and H passes are still needed; until then the message
+//     still says why it is unhealthy, followed by the news ("runner pid 12 did not answer a
+//     health check within 2s; killed it (SIGKILL); restarting in 1s; runner pid 13 started
+//     (restart 1)"), so that tasks failed or held meanwhile name the fault;
 //   - while unhealthy, checks come every min(health_interval, 5s), so recovery is noticed soon.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -69,6 +72,7 @@ private:
         asio::steady_timer timer;
         bool checking = false;
         uint64_t generation = 0; // bumped by liveness reports: answers of older checks are stale
+        std::string down_reason; // the last "down" report's message, until the next "up"
     };
 
     void schedule(Entry& e, std::chrono::milliseconds delay) {
@@ -152,7 +156,14 @@ private:
     void onLiveness(Entry& e, bool up, const std::string& message) {
         ++e.generation; // an answer from before this report says nothing about what is running now
         auto& h = e.health;
-        h.message = message;
+        if (up && h.state == HealthState::Unhealthy && !e.down_reason.empty()) {
+            // The restart is news, not the reason: the reason (how the runner went down; checks
+            // meanwhile could only say it was not running) stays until checks pass.
+            h.message = e.down_reason + "; " + message;
+        } else {
+            h.message = message;
+        }
+        e.down_reason = up ? std::string() : message;
         if (!up) {
             h.failures = std::max(h.failures + 1, h.settings.unhealthy_after);
             h.passes = 0;
@@ -161,7 +172,7 @@ private:
             schedule(e, nextDelay(e));
             return;
         }
-        spdlog::info("PLUGIN_HEALTH plugin {}: {}; checking it now", e.plugin->info().name, message);
+        spdlog::info("PLUGIN_HEALTH plugin {}: {}; checking it now", e.plugin->info().name, h.message);
         e.timer.cancel();
         schedule(e, 0ms);
     }
@@ -214,6 +225,10 @@ PluginHost::PluginHost(asio::io_context* io, pool::WorkerPool* pool) : io_(io), 
 
 PluginHost::~PluginHost() {
     monitor_.reset(); // before the plugins it checks
+    for (auto& [name, p] : plugins_) {
+        // Kept, never destroyed: code still runs in it (see Plugin::abandonIfHeld()).
+        if (p->abandonIfHeld()) (void)p.release();
+    }
 }
 
 } // namespace taskhub::plugin_host

@@ -104,6 +104,9 @@ std::optional<std::string> negotiate(const th_plugin_api* api) {
 
 namespace {
 
+// Threads that a destroyed PluginHost left inside plugins (see threadsLeftInPlugins()).
+std::atomic<size_t> threads_held_total{0};
+
 // How long `taskhub-runner --describe` may take to load a plugin.
 constexpr std::chrono::milliseconds kDescribeTimeout{10'000};
 
@@ -226,6 +229,47 @@ public:
 
     // The trusted descriptor the library was loaded from (see loadFile()); closed after lib_.
     void holdFile(trust::UniqueFd fd) { file_fd_ = std::move(fd); }
+
+    // Plugin: the worker-pool threads inside a blocking execute() now.
+    std::vector<ThreadInPlugin> threadsInside() const override {
+        std::lock_guard lock(pending_mu_);
+        std::vector<ThreadInPlugin> out;
+        for (const auto& [token, in] : inside_) out.push_back(in.what);
+        return out;
+    }
+
+    // Plugin: with a thread inside execute(), this object is never destroyed nor its library
+    // unloaded (code still runs in it, and may call the host functions with this object as their
+    // context): nothing more is posted to the loop, and its watches, timers and health check are
+    // dropped now, while the loop exists.
+    bool abandonIfHeld() override {
+        std::vector<Inside> held;
+        {
+            std::lock_guard lock(pending_mu_);
+            if (inside_.empty()) return false;
+            abandoned_ = true;
+            for (const auto& [token, in] : inside_) held.push_back(in);
+        }
+        const int64_t now = nowMillis();
+        for (const auto& in : held) {
+            const auto& w = in.what;
+            spdlog::warn("PLUGIN_THREAD_HELD plugin {}: execute() of task {} (workflow {}, run {}, attempt {}) has "
+                         "not returned after {}; the plugin is neither destroyed nor unloaded, and its thread is "
+                         "left running until the process exits",
+                         info_.name, w.task_id, w.workflow, w.run_id, w.attempt,
+                         formatDuration(std::chrono::milliseconds(std::max<int64_t>(now - w.since_ms, 0))));
+            if (pool_) pool_->letGo(in.thread);
+        }
+        threads_held_total.fetch_add(held.size());
+        for (auto& [id, sd] : watches_) sd->release(); // the plugin owns those descriptors
+        watches_.clear();
+        timers_.clear();
+        if (health_call_) {
+            health_call_->timer.reset();
+            health_call_->detach();
+        }
+        return true;
+    }
 
     ~Loaded() override {
         for (auto& [id, sd] : watches_) sd->release(); // the plugin owns those descriptors
@@ -423,6 +467,12 @@ private:
         }
     }
 
+    // A worker thread inside execute() (see callExecute()).
+    struct Inside {
+        std::thread::id thread;
+        ThreadInPlugin what;
+    };
+
     // An accepted attempt until the plugin completes it.
     struct Pending {
         Done done;
@@ -512,6 +562,14 @@ private:
             identity.shell = id.shell.c_str();
             task.run_as = &identity;
         }
+        // On a worker thread, the thread is known to be inside the plugin from here (also while it
+        // waits for serial_, held by another thread inside) until execute() returned.
+        if (info_.blocking) {
+            std::lock_guard lock(pending_mu_);
+            inside_.emplace(token, Inside{std::this_thread::get_id(),
+                                          {info_.name, spec.workflow, spec.run_id, spec.task_id, spec.attempt,
+                                           nowMillis()}});
+        }
         char err[1024] = "";
         th_status st;
         try {
@@ -524,6 +582,11 @@ private:
             std::snprintf(err, sizeof err, "execute() threw a C++ exception across the C ABI");
             st = TH_ERR_FAILED;
         }
+        if (info_.blocking) {
+            std::lock_guard lock(pending_mu_);
+            inside_.erase(token);
+            if (abandoned_) return; // the host is gone: nothing of this object but the lock is used
+        }
         if (st != TH_OK) {
             AttemptResult r;
             r.outcome = AttemptResult::Outcome::Failed;
@@ -534,21 +597,20 @@ private:
     }
 
     void finish(uint64_t token, AttemptResult result) {
-        Done done;
-        {
-            std::lock_guard lock(pending_mu_);
-            auto it = pending_.find(token);
-            if (it == pending_.end()) {
-                spdlog::warn("PLUGIN_EXTRA_COMPLETION plugin {} completed token {} which is not "
-                             "running (completed twice, or never started); ignored",
-                             info_.name, token);
-                return;
-            }
-            done = std::move(it->second.done);
-            result.outputs = it->second.outputs.take();
-            if (it->second.contained) result.usage.reset();
-            pending_.erase(it);
+        // Posted under the lock: abandonIfHeld() takes it, so nothing reaches the loop after it.
+        std::lock_guard lock(pending_mu_);
+        if (abandoned_) return;
+        auto it = pending_.find(token);
+        if (it == pending_.end()) {
+            spdlog::warn("PLUGIN_EXTRA_COMPLETION plugin {} completed token {} which is not "
+                         "running (completed twice, or never started); ignored",
+                         info_.name, token);
+            return;
         }
+        Done done = std::move(it->second.done);
+        result.outputs = it->second.outputs.take();
+        if (it->second.contained) result.usage.reset();
+        pending_.erase(it);
         running_.fetch_sub(1);
         asio::post(*io_, [done = std::move(done), result = std::move(result)]() mutable {
             done(std::move(result));
@@ -600,19 +662,19 @@ private:
         }
         // Read now, while the process surely is the one meant.
         ProcessIdentity id{pid, pgid, processStartTicks(pid).value_or(0)};
-        std::function<void(const ProcessIdentity&)> fn;
-        {
-            std::lock_guard lock(self_->pending_mu_);
-            auto it = self_->pending_.find(token);
-            if (it == self_->pending_.end()) {
-                spdlog::warn("PLUGIN_PROCESS_REJECTED plugin {}: report_process() for attempt {}, which is not "
-                             "running (completed, or never started)", self_->info_.name, token);
-                return TH_ERR_INVALID;
-            }
-            fn = it->second.on_process;
+        std::lock_guard lock(self_->pending_mu_);
+        if (self_->abandoned_) return TH_ERR_INVALID; // the host is gone
+        auto it = self_->pending_.find(token);
+        if (it == self_->pending_.end()) {
+            spdlog::warn("PLUGIN_PROCESS_REJECTED plugin {}: report_process() for attempt {}, which is not "
+                         "running (completed, or never started)", self_->info_.name, token);
+            return TH_ERR_INVALID;
         }
-        // Posted before any completion of the token (complete() posts after this returns).
-        if (fn && self_->io_) asio::post(*self_->io_, [fn = std::move(fn), id] { fn(id); });
+        // Posted before any completion of the token (complete() posts after this returns), and
+        // under the lock, like finish().
+        if (it->second.on_process && self_->io_) {
+            asio::post(*self_->io_, [fn = it->second.on_process, id] { fn(id); });
+        }
         return TH_OK;
     }
 
@@ -705,8 +767,10 @@ private:
     pool::WorkerPool* pool_;
 
     mutable std::mutex serial_;
-    std::mutex pending_mu_;
+    mutable std::mutex pending_mu_; // guards pending_, inside_ and abandoned_
     std::unordered_map<uint64_t, Pending> pending_;
+    std::unordered_map<uint64_t, Inside> inside_; // by token
+    bool abandoned_ = false;                      // see abandonIfHeld()
     bool can_suspend_ = false;
     std::atomic<uint64_t> next_token_{0};
     std::atomic<size_t> running_{0};
@@ -719,6 +783,17 @@ private:
 };
 
 
+
+size_t threadsLeftInPlugins() { return threads_held_total.load(); }
+
+std::vector<ThreadInPlugin> PluginHost::threadsInside() const {
+    std::vector<ThreadInPlugin> out;
+    for (const auto& [name, p] : plugins_) {
+        auto in = p->threadsInside();
+        out.insert(out.end(), in.begin(), in.end());
+    }
+    return out;
+}
 
 bool ownershipTrusted(const fs::path& path, bool directory, std::string* why) {
     return trust::openTrusted(path, directory ? trust::Kind::Directory : trust::Kind::RegularFile,

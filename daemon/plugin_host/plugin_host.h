@@ -8,7 +8,12 @@
 // never inside Plugin::start().
 //
 // Lifetime: a loaded library is never unloaded while the daemon runs; instances are destroyed,
-// then libraries closed, when the PluginHost is destroyed.
+// then libraries closed, when the PluginHost is destroyed. Except a plugin with a thread still
+// inside its code (a blocking execute() that has not returned, e.g. after its attempt was
+// cancelled or timed out): it is never destroyed nor unloaded; the PluginHost's destruction logs
+// PLUGIN_THREAD_HELD for each such thread, lets the worker pool detach it instead of joining it,
+// and keeps the plugin until the process exits, which must then end without running static
+// destructors under that thread (threadsLeftInPlugins()).
 #ifndef TASKHUB_PLUGIN_HOST_PLUGIN_HOST_H
 #define TASKHUB_PLUGIN_HOST_PLUGIN_HOST_H
 
@@ -154,6 +159,22 @@ struct HealthReport {
     std::string message;
 };
 
+// A thread inside a plugin's code: a blocking execute() that has not returned yet.
+struct ThreadInPlugin {
+    std::string plugin;
+    std::string workflow;
+    std::string run_id;
+    std::string task_id;
+    uint32_t attempt = 0;
+    int64_t since_ms = 0; // Unix milliseconds: when execute() was called
+};
+
+// How many threads destroyed PluginHosts of this process left running inside plugins (see
+// "Lifetime" above). When not 0, the process must end with _exit() (std::_Exit) after its last
+// orderly step: exit() would run static destructors (the plugin's own, spdlog's) while those
+// threads still run plugin code that may use them.
+size_t threadsLeftInPlugins();
+
 class Plugin {
 public:
     using Done = std::function<void(AttemptResult)>;
@@ -189,6 +210,17 @@ public:
     // Where the plugin reports changes of its availability between checks (process isolation:
     // the runner died, or was restarted). Set once, before the first start(). Default: never.
     virtual void setLivenessListener(LivenessListener) {}
+
+    // The threads inside the plugin's code now: blocking execute() calls that have not returned
+    // (an in-process plugin's; a runner reports its own). Any thread. Default: none.
+    virtual std::vector<ThreadInPlugin> threadsInside() const { return {}; }
+    // The host is being destroyed (its event loop no longer runs). False: no thread is inside,
+    // destroy the plugin as usual. True: a thread still runs in the plugin's code, so the plugin
+    // has logged PLUGIN_THREAD_HELD for it, handed the thread to the worker pool to detach
+    // (WorkerPool::letGo()) and cut itself off from the event loop; it must then never be
+    // destroyed (nor its library unloaded) and is kept until the process exits. A plugin that
+    // wraps another forwards both calls to it. Default: false.
+    virtual bool abandonIfHeld() { return false; }
 };
 
 // A change of a plugin's health state, as `taskhubctl plugin show` lists it.
@@ -263,6 +295,8 @@ public:
 
     Plugin* find(const std::string& name) const;
     std::vector<const Plugin*> plugins() const;
+    // Every plugin's threadsInside() (any thread may ask).
+    std::vector<ThreadInPlugin> threadsInside() const;
     const std::vector<RefusedPlugin>& refused() const noexcept { return refused_; }
 
     // Health checks (docs/operations.md, "Plugin health"). startHealthChecks() arms one timer per

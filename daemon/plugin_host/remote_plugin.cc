@@ -47,6 +47,8 @@ constexpr milliseconds kMaxRestartDelay{60'000};
 constexpr milliseconds kStableUptime{60'000}; // a runner up this long resets the restart delay
 constexpr milliseconds kShutdownWait{2'000};
 constexpr milliseconds kEofGrace{1'000}; // a runner that closed its socket has this long to exit
+constexpr milliseconds kReapWait{5'000}; // a process sent SIGKILL has this long to be reapable
+constexpr int kMaxDrainReads = 256;      // bounds what a dead runner's last words may cost
 constexpr size_t kMaxDescribeOutput = 1 << 20;
 
 // A started child process and the pidfd it is reaped through.
@@ -113,12 +115,20 @@ bool waitExit(const Child& c, Clock::time_point deadline, siginfo_t* info) {
     }
 }
 
-void killAndReap(const Child& c, siginfo_t* info) {
+// Kills the child and reaps it. Never a blocking waitid(P_PIDFD): Asio made the pidfd of a
+// runner it watched non-blocking (O_NONBLOCK), and waitid() on such a pidfd fails at once with
+// EAGAIN while the process still exists (it takes a moment to die of SIGKILL). waitExit() polls
+// the pidfd, which turns readable when the process exited, and collects with WNOHANG. False, with
+// *info cleared, when the process did not exit within kReapWait (stuck in the kernel).
+bool killAndReap(const Child& c, siginfo_t* info) {
     ::kill(c.pid, SIGKILL);
+    if (waitExit(c, Clock::now() + kReapWait, info)) return true;
     *info = {};
-    while (::waitid(P_PIDFD, static_cast<id_t>(c.pidfd), info, WEXITED) < 0 && errno == EINTR) {
-    }
+    return false;
 }
+
+// What the log says of a child that killAndReap() could not reap (RUNNER_UNREAPED).
+std::string notReaped() { return "did not exit within " + formatDuration(kReapWait) + " of SIGKILL; not reaped"; }
 
 // "3s" for a delay shown to operators: whole seconds, rounded up.
 std::string inSeconds(Clock::duration d) {
@@ -175,7 +185,10 @@ Description describeOutOfProcess(const fs::path& runner, const fs::path& file, m
     ::close(p[0]);
     siginfo_t info{};
     if (!waitExit(c, deadline, &info)) {
-        killAndReap(c, &info);
+        if (!killAndReap(c, &info)) {
+            spdlog::warn("RUNNER_UNREAPED runner pid {} describing {}: {}", c.pid, file.string(),
+                         notReaped());
+        }
         ::close(c.pidfd);
         d.refusal = "did not finish loading within " + formatDuration(timeout) + " (runner pid " +
                     std::to_string(c.pid) + " killed)";
@@ -260,7 +273,10 @@ public:
         }
         siginfo_t info{};
         bool exited = waitExit(r->child, Clock::now() + milliseconds(200), &info);
-        if (!exited) killAndReap(r->child, &info);
+        if (!exited && !killAndReap(r->child, &info)) {
+            spdlog::warn("RUNNER_UNREAPED plugin {}: runner pid {} {}", info_.name, r->child.pid,
+                         notReaped());
+        }
         if (r->refused) *refusal = *r->refused;
         else if (!r->kill_reason.empty()) *refusal = "runner pid " + std::to_string(r->child.pid) + " " + r->kill_reason;
         else if (exited) *refusal = "crashed while loading: " + proto::describeExit(info);
@@ -841,12 +857,41 @@ private:
                 ::poll(&p, 1, 50);
             }
         }
+        bool reaped = true;
         if (!waitExit(r.child, deadline, &info)) {
             spdlog::warn("RUNNER_KILLED plugin {}: runner pid {} did not exit within {} of shutdown; killed it",
                          info_.name, r.child.pid, formatDuration(kShutdownWait));
-            killAndReap(r.child, &info);
+            reaped = killAndReap(r.child, &info);
         }
-        spdlog::info("RUNNER_STOPPED plugin {}: runner pid {} {}", info_.name, r.child.pid, proto::describeExit(info));
+        drainLogs(r);
+        if (reaped) {
+            spdlog::info("RUNNER_STOPPED plugin {}: runner pid {} {}", info_.name, r.child.pid,
+                         proto::describeExit(info));
+        } else {
+            spdlog::warn("RUNNER_UNREAPED plugin {}: runner pid {} {}", info_.name, r.child.pid,
+                         notReaped());
+        }
+    }
+
+    // The log lines a runner wrote as it shut down (e.g. PLUGIN_THREAD_HELD), read from its
+    // socket without waiting; every other frame is dropped (nothing may reach the event loop
+    // from a plugin being destroyed). Bounded: at most kMaxDrainReads reads.
+    void drainLogs(Runner& r) {
+        for (int i = 0; i < kMaxDrainReads && !r.closed; ++i) {
+            ssize_t n = proto::receive(r.sock.native_handle(), r.reader, r.fds_in);
+            for (int fd : r.fds_in) ::close(fd);
+            r.fds_in.clear();
+            if (n == 0) r.closed = true;
+            if (n <= 0) break; // end of file, nothing more now (EAGAIN) or an error
+        }
+        json::object frame;
+        std::string err;
+        while (r.reader.next(&frame, &err) == proto::FrameReader::Result::Frame) {
+            if (frame.at("op").get_string() != "log") continue;
+            auto level = proto::getString(frame, "level");
+            auto message = proto::getString(frame, "message");
+            if (level && message) spdlog::log(spdlog::level::from_str(std::string(*level)), "{}", *message);
+        }
     }
 
     asio::io_context& io_;

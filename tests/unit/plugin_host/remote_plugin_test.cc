@@ -5,12 +5,22 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include <chrono>
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "plugin_host/plugin_host.h"
@@ -34,6 +44,46 @@ bool runUntil(boost::asio::io_context& io, const std::function<bool()>& pred, st
     }
     return pred();
 }
+
+// Collects the log lines of its lifetime (the default logger is replaced meanwhile).
+class LogCapture {
+public:
+    LogCapture() : previous_(spdlog::default_logger()) {
+        auto logger = std::make_shared<spdlog::logger>("capture", std::make_shared<Sink>(*this));
+        logger->set_level(spdlog::level::trace);
+        spdlog::set_default_logger(logger);
+    }
+    ~LogCapture() { spdlog::set_default_logger(previous_); }
+    LogCapture(const LogCapture&) = delete;
+    LogCapture& operator=(const LogCapture&) = delete;
+
+    bool contains(const std::string& text) {
+        std::lock_guard lock(mu_);
+        for (const auto& l : lines_) {
+            if (l.find(text) != std::string::npos) return true;
+        }
+        return false;
+    }
+
+private:
+    class Sink final : public spdlog::sinks::base_sink<std::mutex> {
+    public:
+        explicit Sink(LogCapture& owner) : owner_(owner) {}
+
+    protected:
+        void sink_it_(const spdlog::details::log_msg& msg) override {
+            std::lock_guard lock(owner_.mu_);
+            owner_.lines_.emplace_back(msg.payload.data(), msg.payload.size());
+        }
+        void flush_() override {}
+
+    private:
+        LogCapture& owner_;
+    };
+    std::shared_ptr<spdlog::logger> previous_;
+    std::mutex mu_;
+    std::vector<std::string> lines_;
+};
 
 struct Liveness {
     std::vector<std::pair<bool, std::string>> events;
@@ -290,4 +340,97 @@ TEST_CASE("exceptions a plugin lets escape become failures and log lines", "[iso
     REQUIRE(runUntil(io, [&] { return timer.has_value(); }));
     CHECK(timer->outcome == Outcome::Succeeded);
     CHECK(timer->message == "fixture: completed by the timer");
+}
+
+TEST_CASE("a runner killed at shutdown is reaped and the log names its signal", "[isolation][shutdown]") {
+    // Before: killAndReap() waited with waitid(P_PIDFD) on the pidfd Asio had made non-blocking,
+    // got EAGAIN, gave up: the runner stayed a zombie and the log said "killed by signal 0".
+    LogCapture logs;
+    boost::asio::io_context io;
+    std::string refusal;
+    auto p = launch(io, "fx_good", &refusal);
+    REQUIRE(p);
+    runUntil(io, [] { return false; }, 50ms); // its pidfd watched on the loop, as in the daemon
+    const int pid = p->runnerPid();
+    REQUIRE(pid > 0);
+    REQUIRE(::kill(pid, SIGSTOP) == 0); // it cannot answer the shutdown request
+    p.reset();                          // asks, waits 2 s, kills, reaps
+    // Reaped: this process, its parent, has no such child any more (a zombie would be reaped here).
+    errno = 0;
+    CHECK(::waitpid(pid, nullptr, WNOHANG) == -1);
+    CHECK(errno == ECHILD);
+    const std::string who = "plugin fx_good: runner pid " + std::to_string(pid);
+    CHECK(logs.contains("RUNNER_KILLED " + who + " did not exit within 2s of shutdown; killed it"));
+    CHECK(logs.contains("RUNNER_STOPPED " + who + " killed by signal 9 (SIGKILL)"));
+}
+
+TEST_CASE("an unhealthy plugin's reason survives its runner's restart until a check passes",
+          "[isolation][health]") {
+    // Before: the restart's liveness report replaced the reason with "runner pid N started
+    // (restart 1)", so tasks failed or held meanwhile named no fault.
+    boost::asio::io_context io;
+    PluginHost host(&io, nullptr);
+    LoadPolicy policy;
+    policy.isolate = true;
+    policy.runner = RUNNER;
+    host.setLoadPolicy(policy);
+    std::map<std::string, taskhub::config::PluginSettings> settings;
+    auto& s = settings["fx_health_hangs"];
+    s.isolation = Isolation::Process;
+    s.health.interval = 10ms;
+    s.health.timeout = 300ms;
+    s.health.unhealthy_after = 1;
+    s.health.healthy_after = 1;
+    REQUIRE_FALSE(host.loadFile(fixture("fx_health_hangs"), settings));
+    auto* remote = dynamic_cast<RemotePlugin*>(host.find("fx_health_hangs"));
+    REQUIRE(remote);
+    const int first = remote->runnerPid();
+    host.startHealthChecks(settings);
+    auto health = [&] { return host.health("fx_health_hangs"); };
+    REQUIRE(runUntil(io, [&] { return health()->message.find("started (restart 1)") != std::string::npos; }));
+    const int second = remote->runnerPid();
+    CHECK(health()->state == HealthState::Unhealthy);
+    CHECK(health()->message == "runner pid " + std::to_string(first) +
+                                   " did not answer a health check within 300ms; killed it (SIGKILL); restarting "
+                                   "in 1s; runner pid " + std::to_string(second) + " started (restart 1)");
+    host.stopHealthChecks();
+}
+
+TEST_CASE("a plugin with a thread still inside execute() is neither destroyed nor unloaded",
+          "[isolation][shutdown]") {
+    // Before: the host destroyed the instance and unloaded the library under the thread, which
+    // then ran unmapped code (SIGSEGV), and the pool joined a thread that never returns.
+    LogCapture logs;
+    boost::asio::io_context io;
+    std::optional<AttemptResult> result;
+    const size_t held_before = threadsLeftInPlugins();
+    {
+        taskhub::pool::WorkerPool pool(0, 2, 1s);
+        {
+            PluginHost host(&io, &pool);
+            REQUIRE_FALSE(host.loadFile(fixture("fx_stuck_loop"), {}));
+            Plugin& p = *host.find("fx_stuck_loop");
+            AttemptSpec spec;
+            spec.workflow = "wf";
+            spec.run_id = "run-1";
+            spec.task_id = "t";
+            const uint64_t token = p.start(spec, [&](AttemptResult r) { result = std::move(r); });
+            REQUIRE(runUntil(io, [&] { return host.threadsInside().size() == 1; }));
+            p.cancel(token); // completes the attempt; execute() goes on
+            REQUIRE(runUntil(io, [&] { return result.has_value(); }));
+            CHECK(result->outcome == Outcome::Cancelled);
+            const auto inside = host.threadsInside();
+            REQUIRE(inside.size() == 1);
+            CHECK(inside[0].plugin == "fx_stuck_loop");
+            CHECK(inside[0].task_id == "t");
+            CHECK(inside[0].run_id == "run-1");
+        } // the host goes: the plugin is kept
+        CHECK(logs.contains("PLUGIN_THREAD_HELD plugin fx_stuck_loop: execute() of task t (workflow wf, run run-1, "
+                            "attempt 1) has not returned after "));
+        CHECK(threadsLeftInPlugins() == held_before + 1);
+        CHECK(pool.letGone() == 1);
+    } // the pool goes without joining it
+    // The thread still runs in the plugin, whose code is still mapped.
+    std::this_thread::sleep_for(50ms);
+    CHECK(threadsLeftInPlugins() == held_before + 1);
 }

@@ -41,8 +41,14 @@ const LoadedPlugin& shellPlugin() {
 // The command line of a process, arguments separated by spaces; empty when it is gone (or a
 // zombie).
 std::string cmdline(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-    std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // read(2), not a stream: a process that exits while it is read (other tests run beside this
+    // one) makes the read fail with ESRCH, which must read as "gone", not throw.
+    std::string s;
+    int fd = ::open(("/proc/" + std::to_string(pid) + "/cmdline").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return s;
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) s.append(buf, static_cast<size_t>(n));
+    ::close(fd);
     for (char& c : s)
         if (c == '\0') c = ' ';
     while (!s.empty() && s.back() == ' ') s.pop_back();

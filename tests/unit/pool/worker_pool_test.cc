@@ -98,3 +98,41 @@ TEST_CASE("stop lets queued jobs finish and joins", "[pool]") {
     }
     CHECK(done == 10);
 }
+
+TEST_CASE("a thread let go is detached by stop(), not joined, and takes no other job", "[pool]") {
+    Gate gate;
+    std::atomic<bool> returned{false};
+    std::atomic<bool> second_ran{false};
+    std::mutex mu;
+    std::thread::id worker;
+    {
+        WorkerPool pool(0, 1, 60s);
+        pool.post([&] {
+            {
+                std::lock_guard lock(mu);
+                worker = std::this_thread::get_id();
+            }
+            gate.wait(); // as a plugin's execute() that does not return
+            returned = true;
+        });
+        pool.post([&] { second_ran = true; }); // queued behind it (one worker at most)
+        REQUIRE(eventually([&] { return gate.entered == 1; }));
+        std::thread::id id;
+        {
+            std::lock_guard lock(mu);
+            id = worker;
+        }
+        pool.letGo(std::this_thread::get_id()); // not one of the pool's: ignored
+        CHECK(pool.letGone() == 0);
+        pool.letGo(id);
+        CHECK(pool.letGone() == 1);
+        pool.stop(); // would wait for the gate forever without letGo()
+    }
+    // The pool is gone; the thread's job returns at last and the thread ends on the pool's
+    // shared state, without running the queued job.
+    CHECK_FALSE(returned);
+    gate.release();
+    CHECK(eventually([&] { return returned.load(); }));
+    std::this_thread::sleep_for(50ms);
+    CHECK_FALSE(second_ran);
+}
