@@ -356,7 +356,8 @@ std::string cpuText(const cgroup::Usage& u) {
 //   measured, and the cgroup removed (the attempt is then recorded lost by rebuild/abandon);
 // - an attempt whose starting record was never committed (the store shows an earlier attempt
 //   of the task in an unfinished run): the same, and a `lost` event says so;
-// - an ended attempt whose task says leftovers = "keep": left alone, removed once empty;
+// - an ended attempt that kept its leftovers (leftovers = "keep", as recorded with the attempt, else as
+//   its task says now): left alone, removed once empty;
 // - anything else (an unknown name, an ended run): killed and removed, with a log line.
 void Core::recoverCgroups(const std::map<std::string, store::RunRecord>& unfinished, LostWhat* lost_what,
                           std::set<std::string>* contained, RecoveryReport* report) {
@@ -400,7 +401,11 @@ void Core::recoverCgroups(const std::map<std::string, store::RunRecord>& unfinis
                            cpuText(cg->usage()),
                        "the task runs again as attempt " + std::to_string(attempt));
         } else if (task && (task->attempt > attempt || (task->attempt == attempt && !model::attemptIsActive(task->state))) &&
-                   cg->populated() && leftoversKept(rec->workflow, key.task_id)) {
+                   cg->populated() &&
+                   // As recorded with the attempt; for an earlier attempt, as the task says now.
+                   (task->attempt == attempt && task->leftovers
+                        ? task->leftovers->action == cgroup::Leftovers::Keep
+                        : leftoversKept(rec->workflow, key.task_id))) {
             spdlog::info("CONTAINMENT_RECOVERY_KEPT cgroup {}: attempt {} of task {} of run {} ended with leftovers = "
                          "\"keep\"; its {} process(es) are left alone and the cgroup is removed when they have exited",
                          cg->path().string(), attempt, key.task_id, key.run_id, cg->pids().size());

@@ -66,7 +66,10 @@ uint64_t ContainedPlugin::start(const AttemptSpec& spec, Done done) {
     a->done = std::move(done);
     AttemptSpec contained = spec;
     contained.cgroup_fd = a->cg->fd();
+    // Relative to the mount, without a leading '/' (a runner refuses anything that is not below
+    // its --cgroup-mount).
     contained.cgroup_path = a->cg->relativePath();
+    contained.cgroup_path.erase(0, contained.cgroup_path.find_first_not_of('/'));
     Attempt& ref = *a;
     attempts_.emplace(token, std::move(a));
     std::weak_ptr<bool> alive = alive_;

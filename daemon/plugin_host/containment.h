@@ -70,6 +70,10 @@ public:
         inner_->checkHealth(timeout, std::move(done));
     }
     void setLivenessListener(LivenessListener l) override { inner_->setLivenessListener(std::move(l)); }
+    std::vector<ThreadInPlugin> threadsInside() const override { return inner_->threadsInside(); }
+    // A held plugin is kept to the end of the process; so is this wrapper around it (its attempts'
+    // cgroups stay for Manager::shutdown() and the next start's recovery).
+    bool abandonIfHeld() override { return inner_->abandonIfHeld(); }
 
     // The wrapped plugin (for its own diagnostics, e.g. a runner's pid).
     Plugin& inner() { return *inner_; }

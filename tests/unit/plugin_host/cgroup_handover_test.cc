@@ -25,6 +25,7 @@
 #include <taskhub/plugin_api.h>
 
 #include "cgroup/cgroup.h"
+#include "plugin_host/containment.h"
 #include "plugin_host/plugin_host.h"
 #include "pool/worker_pool.h"
 #include "scratch_cgroup.h"
@@ -198,7 +199,11 @@ TEST_CASE("isolated: the runner starts in its runner cgroup and opens the attemp
         std::map<std::string, taskhub::config::PluginSettings> settings;
         settings["shell"].isolation = Isolation::Process;
         REQUIRE_FALSE(host.loadFile(SHELL_PLUGIN, settings));
-        Plugin& shell = *host.find("shell");
+        // The runner's side of the handover, below the host's containment (containment.h), which
+        // would create the attempt's cgroup itself.
+        Plugin* found = host.find("shell");
+        if (auto* contained = dynamic_cast<ContainedPlugin*>(found)) found = &contained->inner();
+        Plugin& shell = *found;
         REQUIRE(shell.info().isolation == Isolation::Process);
         CHECK(manager.runner_calls == 1);
         CHECK(manager.last_uid == ::geteuid());

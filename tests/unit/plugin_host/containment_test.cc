@@ -202,7 +202,7 @@ TEST_CASE("an attempt starts in a cgroup of its own, named after it, and the plu
     REQUIRE(f.manager.created == std::vector<std::string>{"wf@1/t/2 "});
     const auto& spec = f.plugin->started.begin()->second.spec;
     CHECK(spec.cgroup_fd == 42);
-    CHECK(spec.cgroup_path == "/th/tasks/" + cgroup::attemptCgroupName({"wf@1", "t", 2}));
+    CHECK(spec.cgroup_path == "th/tasks/" + cgroup::attemptCgroupName({"wf@1", "t", 2})); // below the mount
     CHECK(f.contained->canSuspend());
     CHECK(f.contained->running() == 1);
 }
