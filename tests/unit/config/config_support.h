@@ -43,6 +43,11 @@ public:
         if (plugin == "shell") return std::nullopt;
         return "plugin " + plugin + " does not declare TH_CAP_RUN_AS";
     }
+    // Like the real plugins: shell starts its attempts in cgroups (TH_CAP_CGROUP), noop does not.
+    std::optional<std::string> limitsUnsupported(const std::string& plugin) const override {
+        if (plugin == "shell") return std::nullopt;
+        return "plugin " + plugin + " does not declare TH_CAP_CGROUP";
+    }
 };
 
 // "line: message" for each problem.

@@ -209,3 +209,44 @@ TEST_CASE("limits: unknown top-level keys still list the resource keys", "[workf
     REQUIRE_FALSE(load.workflow);
     CHECK(anyContains(messages(load), "unknown key 'memory_maxx'; did you mean 'memory_max'?"));
 }
+
+TEST_CASE("limits: a task whose plugin cannot be contained (no TH_CAP_CGROUP) refuses limits, never ignores them",
+          "[workflow][limits]") {
+    TempDir dir;
+    // Its own key: refused at that key's line.
+    auto own = loadWith(dir, R"([[task]]
+id = "quiet"
+plugin = "noop"
+tasks_max = 10
+)",
+                        allControllers());
+    CHECK_FALSE(own.workflow);
+    CHECK(anyContains(messages(own), "4: task 'quiet': 'tasks_max' cannot apply: plugin noop does not declare "
+                                     "TH_CAP_CGROUP (remove the key)"));
+    // Inherited from the workflow: refused at the workflow's key, naming the task.
+    auto inherited = loadWith(dir, R"(cpu_max = "50%"
+
+[[task]]
+id = "sh"
+plugin = "shell"
+command = "true"
+
+[[task]]
+id = "quiet"
+plugin = "noop"
+)",
+                              allControllers());
+    CHECK_FALSE(inherited.workflow);
+    CHECK(anyContains(messages(inherited), "1: task 'quiet' inherits the workflow's 'cpu_max', but plugin noop"));
+    CHECK_FALSE(anyContains(messages(inherited), "task 'sh'"));
+    // leftovers alone is no limit: accepted.
+    auto keep = loadWith(dir, R"(leftovers = "keep"
+
+[[task]]
+id = "quiet"
+plugin = "noop"
+)",
+                         allControllers());
+    INFO(firstProblem(keep.problems));
+    CHECK(keep.workflow);
+}
