@@ -158,6 +158,9 @@ std::vector<pid_t> procsOf(const fs::path& dir) {
 // rmdir of dir's subdirectories (deepest first), then of dir. false: *err names the first that
 // failed.
 bool removeTree(const fs::path& dir, std::string* err) {
+    // The usual case, once per attempt: an empty cgroup without children. Walking the directory
+    // (a few dozen interface files) costs more than the rmdir itself.
+    if (::rmdir(dir.c_str()) == 0 || errno == ENOENT) return true;
     for (const fs::path& sub : subdirectoriesDeepestFirst(dir)) {
         if (::rmdir(sub.c_str()) != 0 && errno != ENOENT) {
             *err = "cannot remove " + sub.string() + ": " + errnoText(errno);
@@ -456,8 +459,10 @@ namespace {
 
 class AttemptCgroupImpl final : public AttemptCgroup {
 public:
-    AttemptCgroupImpl(AttemptKey key, fs::path path, fs::path mount, int fd)
-        : key_(std::move(key)), path_(std::move(path)), mount_(std::move(mount)), fd_(fd) {}
+    // memory / io: whether those controllers are enabled for the cgroup (their files exist), so
+    // that usage() does not try to open files that cannot be there.
+    AttemptCgroupImpl(AttemptKey key, fs::path path, fs::path mount, int fd, bool memory, bool io)
+        : key_(std::move(key)), path_(std::move(path)), mount_(std::move(mount)), fd_(fd), memory_(memory), io_(io) {}
     ~AttemptCgroupImpl() override {
         if (fd_ >= 0) ::close(fd_);
     }
@@ -465,13 +470,13 @@ public:
     AttemptCgroupImpl& operator=(const AttemptCgroupImpl&) = delete;
 
     static std::unique_ptr<AttemptCgroupImpl> open(AttemptKey key, const fs::path& path, const fs::path& mount,
-                                                   std::string* err) {
+                                                   std::string* err, bool memory = true, bool io = true) {
         const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0) {
             *err = "cannot open cgroup " + path.string() + ": " + errnoText(errno);
             return nullptr;
         }
-        return std::make_unique<AttemptCgroupImpl>(std::move(key), path, mount, fd);
+        return std::make_unique<AttemptCgroupImpl>(std::move(key), path, mount, fd, memory, io);
     }
 
     const AttemptKey& key() const override { return key_; }
@@ -539,12 +544,12 @@ public:
         std::string text;
         if (readFileAt(fd_, "cpu.stat", &text)) parseCpuStat(text, &u);
         uint64_t peak = 0;
-        if (readFileAt(fd_, "memory.peak", &text)) {
+        if (memory_ && readFileAt(fd_, "memory.peak", &text)) {
             const char* first = text.data();
             if (std::from_chars(first, first + text.size(), peak).ec == std::errc()) u.memory_peak = peak;
         }
-        if (readFileAt(fd_, "memory.events", &text)) parseMemoryEvents(text, &u);
-        if (readFileAt(fd_, "io.stat", &text)) parseIoStat(text, &u);
+        if (memory_ && readFileAt(fd_, "memory.events", &text)) parseMemoryEvents(text, &u);
+        if (io_ && readFileAt(fd_, "io.stat", &text)) parseIoStat(text, &u);
         return u;
     }
 
@@ -555,6 +560,7 @@ private:
     fs::path path_;
     fs::path mount_;
     int fd_;
+    bool memory_, io_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -660,7 +666,8 @@ public:
             }
             reused = true;
         }
-        auto cg = AttemptCgroupImpl::open(key, dir, probe_.mount, err);
+        auto cg = AttemptCgroupImpl::open(key, dir, probe_.mount, err, controllers_.count("memory") > 0,
+                                          controllers_.count("io") > 0);
         if (!cg) return nullptr;
         if (reused && cg->populated()) {
             std::string kill_err;

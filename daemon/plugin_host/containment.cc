@@ -149,11 +149,13 @@ void ContainedPlugin::onPluginDone(uint64_t token, AttemptResult r) {
     // A lost attempt (its runner died) leaves nothing behind either.
     if (a->result.transient) a->stopping = true;
     if (a->frozen) resume(token);
-    const size_t found = a->cg->pids().size();
-    if (found == 0 && !a->cg->populated()) {
+    // One read of cgroup.events in the usual case (nothing left); the processes are listed only
+    // when there are some.
+    if (!a->cg->populated()) {
         finish(token);
         return;
     }
+    const size_t found = a->cg->pids().size();
     const bool kill = a->stopping || a->leftovers == cgroup::Leftovers::Kill;
     a->result.leftovers = cgroup::LeftoverReport{static_cast<int>(found), kill ? cgroup::Leftovers::Kill
                                                                             : cgroup::Leftovers::Keep};
