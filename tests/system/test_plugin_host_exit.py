@@ -71,7 +71,12 @@ class ThreadHeldInPluginTest(harness.DaemonTestCase):
         """Runs a workflow whose two tasks time out with a thread left inside their plugin, then
         stops the daemon; returns (daemon, run id, exit status)."""
         d = fixture_daemon(self, STUCK, isolation)
+        # on_failure = "continue": each task times out on its own (fail_fast would cancel the
+        # second one when the first times out a moment earlier, as under TSan).
         d.write_workflow("stuck", """\
+            [policy]
+            on_failure = "continue"
+
             [[task]]
             id = "loops"
             plugin = "fx_stuck_loop"
