@@ -18,6 +18,7 @@ Runs as root with a writable cgroup2; skipped when the harness daemon reports
 import os
 import signal
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -86,7 +87,9 @@ def utime(pid):
     return int(stat[stat.rfind(b")") + 2:].split()[11])
 
 
-class ContainmentTest(harness.DaemonTestCase):
+class ContainmentCase(harness.DaemonTestCase):
+    """Set-up and checks shared by the tests below (no tests of its own)."""
+
     def setUp(self):
         super().setUp()
         if os.geteuid() != 0:
@@ -123,6 +126,8 @@ class ContainmentTest(harness.DaemonTestCase):
             harness.wait_until(lambda: not os.path.exists(path), timeout=10,
                                what="the attempt's cgroup %s to be removed" % path)
 
+
+class ContainmentTest(ContainmentCase):
     def test_every_process_of_an_attempt_is_in_its_cgroup(self):
         d = self.daemon()
         d.write_workflow("hide", escaping_task("t", self.marker))
@@ -293,6 +298,56 @@ class ContainmentTest(harness.DaemonTestCase):
         self.assertTrue([e for e in run["events"] if e["kind"] == "lost"], run["events"])
         self.assertRemoved(cgroups)
         self.assertIn("CONTAINMENT_RECOVERED 1 attempt cgroup(s)", d.log())
+
+
+class ContainmentAttackTest(ContainmentCase):
+    """A task that does not run as root cannot leave its attempt's cgroup: cgroupfs is root's, so
+    moving itself (or a child) to another cgroup, or making a cgroup of its own, is refused, and
+    the end of the attempt still reaches everything it started."""
+
+    def test_task_as_nobody_cannot_move_out_of_its_cgroup(self):
+        d = self.daemon()
+        mount = cgroup_mount()
+        # Each escape route and its result on a line of its own; then a setsid child and a long
+        # wait. In a file nobody can read (the daemon's directory is root's, mode 0700).
+        fd, script = tempfile.mkstemp(prefix="th-attack-", suffix=".sh", dir="/tmp")
+        self.addCleanup(os.unlink, script)
+        with os.fdopen(fd, "w") as f:
+            f.write("""own=$(cut -d: -f3 /proc/self/cgroup | tail -n 1)
+for t in %(mount)s/cgroup.procs "$(dirname "%(mount)s$own")/cgroup.procs"; do
+  if echo 0 > "$t"; then echo "moved-to $t"; else echo "refused $t"; fi
+done
+if mkdir "%(mount)s/escape-$$" 2>/dev/null; then echo made-cgroup; rmdir "%(mount)s/escape-$$"; else echo mkdir-refused; fi
+setsid sleep 3011 &
+sleep 600
+""" % {"mount": mount})
+        os.chmod(script, 0o644)
+        d.write_workflow("attack", """
+            [[task]]
+            id = "t"
+            plugin = "shell"
+            run_as = "nobody"
+            command = "sh %s"
+            env = { SYSTEST_MARKER = "%s" }
+            """ % (script, self.marker))
+        self.start(d)
+        rid = d.ctl_ok("run", "attack")["id"]
+        pids = self.escaped(at_least=2)
+        cgroups = self.attempt_cgroups(pids)
+        self.assertEqual(len(cgroups), 1, "every process stayed in the attempt's cgroup: %r" % cgroups)
+        self.assertTrue(os.path.basename(next(iter(cgroups))).startswith("1.t."), cgroups)
+
+        def logged():
+            rc, out, _ = d.ctl("logs", rid, "t", json=False)
+            return out if rc == 0 and "mkdir-" in str(out) else None
+        out = harness.wait_until(logged, what="the task to report its escape attempts")
+        self.assertNotIn("moved-to", out)
+        self.assertNotIn("made-cgroup", out)
+        self.assertEqual(out.count("refused "), 2, out)
+        d.ctl_ok("cancel", rid)
+        d.wait_run_state(rid, FINAL, timeout=30)
+        self.assertNothingLeft()
+        self.assertRemoved(cgroups)
 
 
 if __name__ == "__main__":
