@@ -170,6 +170,9 @@ public:
     bool commit();
     // A position in the stream of writes: the number of writes handed to the store so far.
     uint64_t writeMark() const;
+    // Whether every write up to and including the mark's is committed (or its batch failed):
+    // writeMark() taken right after a write tells whether that write has reached the disk yet.
+    bool isDurable(uint64_t mark) const;
     // Calls fn(ok) on the event loop once every write made before this call is committed (at
     // once, through post, when nothing is pending). ok is false when any write made after
     // writeMark() returned `since` was lost (its batch failed). While the store cannot write

@@ -498,6 +498,11 @@ uint64_t Store::writeMark() const {
     return written_seq_;
 }
 
+bool Store::isDurable(uint64_t mark) const {
+    std::lock_guard lock(mu_);
+    return durable_seq_ >= mark;
+}
+
 void Store::whenDurable(uint64_t since, std::function<void(bool)> fn) { waitDurable(since, std::move(fn), false); }
 
 void Store::whenDurableOrUnwritable(uint64_t since, std::function<void(bool)> fn) {

@@ -1,8 +1,8 @@
 /*
- * TaskHub executor plugin ABI, version 1.4 (1.0 plus set_output, suspend and resume in 1.1,
- * report_process in 1.2, shell_params, TH_CAP_RUN_AS and th_task.run_as in 1.3, and TH_CAP_CGROUP,
- * th_task.cgroup_fd and the rusage fields of th_result in 1.4; see docs/plugin-abi.md for the
- * version history).
+ * TaskHub executor plugin ABI, version 1.5 (1.0 plus set_output, suspend and resume in 1.1,
+ * report_process in 1.2, shell_params, TH_CAP_RUN_AS and th_task.run_as in 1.3, TH_CAP_CGROUP,
+ * th_task.cgroup_fd and the rusage fields of th_result in 1.4, and TH_CAP_DURABLE_START in 1.5;
+ * see docs/plugin-abi.md for the version history).
  *
  * A plugin is a shared library that exports one C function, TH_PLUGIN_ENTRY_SYMBOL, returning a
  * static table (th_plugin_api) that describes the plugin and holds its entry points. The host
@@ -41,7 +41,7 @@ extern "C" {
 
 #define TH_ABI_MAGIC 0x54484231u /* "THB1" */
 #define TH_ABI_VERSION_MAJOR 1
-#define TH_ABI_VERSION_MINOR 4
+#define TH_ABI_VERSION_MINOR 5
 
 /* The one symbol a plugin exports. Its name never changes between ABI versions. */
 #define TH_PLUGIN_ENTRY_SYMBOL "th_plugin_entry"
@@ -93,6 +93,15 @@ typedef enum th_status {
                                         CLONE_INTO_CGROUP), so that the host can freeze, kill and
                                         measure the attempt as a whole. Honoured only in
                                         a table built against ABI 1.4 or later (abi_minor). */
+#define TH_CAP_DURABLE_START 0x80u   /* ABI 1.5: an attempt of this plugin must not be repeated
+                                        unseen: the host commits its "starting" record to disk
+                                        before it calls execute(), as for tasks with
+                                        at_most_once = true. Without it, an attempt's records
+                                        ride the next group commit and a crash in the
+                                        milliseconds before it may run the attempt again (see
+                                        docs/reliability.md). Declare it when the attempt's
+                                        effect lives where a restarted taskhubd cannot find and
+                                        stop it (a remote job, a message sent). */
 
 /* How the host may call into one plugin instance. */
 typedef enum th_thread_safety {
