@@ -42,9 +42,33 @@ Armed& armed() {
     return a;
 }
 
+// TASKHUB_TEST_DELAY=NAME:MS: every pass through the failpoint NAME sleeps MS milliseconds first
+// (e.g. store_commit:2000 holds each commit back, so that a test can crash taskhubd while a
+// write is known not to be on disk yet).
+struct Delay {
+    std::string name; // empty: none
+    long ms = 0;
+
+    Delay() {
+        const char* spec = std::getenv("TASKHUB_TEST_DELAY");
+        if (!spec || !*spec) return;
+        std::string s = spec;
+        auto colon = s.rfind(':');
+        if (colon == std::string::npos) return;
+        ms = std::strtol(s.c_str() + colon + 1, nullptr, 10);
+        if (ms > 0) name = s.substr(0, colon);
+    }
+};
+
+Delay& delay() {
+    static Delay d;
+    return d;
+}
+
 } // namespace
 
 void failpointPass(const char* name) noexcept {
+    if (Delay& d = delay(); !d.name.empty() && d.name == name) ::usleep(static_cast<useconds_t>(d.ms) * 1000);
     Armed& a = armed();
     if (a.name.empty() || a.name != name) return;
     long n = ++a.passes;

@@ -7,11 +7,17 @@
 // variable TASKHUB_FAILPOINT=NAME[@N][:hang] makes the N-th time (default: the first) the daemon
 // passes the failpoint NAME raise SIGKILL, after writing "FAILPOINT NAME hit N" to stderr; with
 // ":hang" the thread that passes it sleeps for good instead (a wedged event loop, for the
-// watchdog's test: tests/system/test_watchdog.py).
+// watchdog's test: tests/system/test_watchdog.py). TASKHUB_TEST_DELAY=NAME:MS makes every pass
+// through NAME sleep MS milliseconds first (store_commit:2000 holds each commit back by 2 s).
 //
 // The failpoints:
 //   task_starting_committed  an attempt's "starting" state is committed; its plugin is not called
-//                            (on the event loop)
+//                            (on the event loop). Only attempts that wait for a durable start
+//                            (at_most_once = true, plugins with TH_CAP_DURABLE_START) pass it.
+//   task_started_uncommitted an attempt's plugin was called (a shell task's process runs) while
+//                            the attempt's start is not yet committed (on the event loop, in the
+//                            turn that started it): only its cgroup or its processes' environment
+//                            tell a restart that it ran
 //   store_commit             the store writer wrote a batch but has not committed it
 #ifndef TASKHUB_COMMON_FAILPOINT_H
 #define TASKHUB_COMMON_FAILPOINT_H

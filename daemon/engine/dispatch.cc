@@ -1,5 +1,6 @@
 // Starting attempts and their ends: taking ready tasks from the queues (ready_queues.h) as the
-// limits allow, dispatch, launch once the "starting" record is durable, attempt completion and
+// limits allow, dispatch, launch (at once, or once the "starting" record is durable where the
+// attempt must not repeat unseen), attempt completion and
 // retries, task timeouts, stopping an attempt, plugin health, and why ready tasks wait.
 #include "engine/engine_state.h"
 
@@ -205,14 +206,20 @@ void Core::dispatch(Run& run, uint32_t t) {
         return;
     }
     setState(run, t, TS::Running);
-    // Recorded as starting, and the plugin called only once that is durable: after a crash
-    // the attempt is known to have maybe run (see recover()).
-    task.rec.state = TS::Starting;
+    task.plugin = plugins.find(task.def->plugin);
+    // An attempt that must not be repeated unseen, and the first attempts of a run whose own
+    // record is not yet on disk, are recorded as starting, and their plugin called only once that
+    // is durable (one commit for all of them): after a crash they are known to have maybe run, and
+    // nothing has run for a run the store does not know. Every other attempt starts at once and
+    // its record rides the next group commit; a restart finds one that ran unrecorded by its
+    // cgroup or its processes' environment (recover()).
+    const bool durable = needsDurableStart(task) || !store.isDurable(run.created_mark);
+    task.rec.state = durable ? TS::Starting : TS::Running;
     forgetProcess(task.rec);
-    if (launches.empty()) launch_since = store.writeMark();
+    if (durable && launches.empty()) launch_since = store.writeMark();
     saveTask(run, t);
     event(run.rec.id, task.rec.task_id, "start", "attempt " + std::to_string(task.rec.attempt));
-    task.plugin = plugins.find(task.def->plugin);
+    task.start_mark = store.writeMark();
     if (!task.plugin) {
         endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
                                          *plugins.unavailable(task.def->plugin), {}});
@@ -287,6 +294,15 @@ void Core::dispatch(Run& run, uint32_t t) {
     spec.on_process = [this, serial, t, attempt](const plugin_host::ProcessIdentity& p) {
         onProcess(serial, t, attempt, p);
     };
+    if (!durable) {
+        spec.after_start_durable = [this, mark = task.start_mark](std::function<void()> fn) {
+            if (store.isDurable(mark)) {
+                fn();
+                return;
+            }
+            store.afterDurable([fn = std::move(fn)](bool) { fn(); });
+        };
+    }
 
     releaseHold(task);
     if (task.def->timeout.count() > 0) {
@@ -294,10 +310,23 @@ void Core::dispatch(Run& run, uint32_t t) {
     }
     task.waited = {};
     task.launching = true;
+    if (!durable) {
+        Launch now{serial, t, attempt, std::move(spec)};
+        launch(now, true);
+        return;
+    }
     launches.push_back(Launch{serial, t, attempt, std::move(spec)});
     // In chunks, so that the writer commits the first attempts' records while the loop
     // dispatches the next ones.
     if (launches.size() >= kLaunchChunk) flushLaunches();
+}
+
+// at_most_once, a plugin that declares TH_CAP_DURABLE_START, and every attempt while the state
+// database cannot be written (nothing starts then that could not be recorded).
+bool Core::needsDurableStart(const TaskRun& task) const {
+    if (task.def->at_most_once) return true;
+    if (task.plugin && (task.plugin->info().capabilities & TH_CAP_DURABLE_START)) return true;
+    return store.writeProblem().has_value();
 }
 
 // Calls the plugins of the attempts dispatched since the last call once their "starting"
@@ -319,7 +348,7 @@ void Core::launch(Launch& l, bool recorded) {
     auto& task = run.tasks[l.task];
     if (!task.launching || task.rec.attempt != l.attempt) return;
     task.launching = false;
-    TASKHUB_FAILPOINT("task_starting_committed");
+    if (task.rec.state == TS::Starting) TASKHUB_FAILPOINT("task_starting_committed");
     if (!recorded) {
         onAttemptDone(l.serial, l.task, l.attempt,
                       AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
@@ -335,6 +364,7 @@ void Core::launch(Launch& l, bool recorded) {
         onAttemptDone(serial, t, attempt, std::move(r));
     });
     if (task.output) task.output->start();
+    if (!store.isDurable(task.start_mark)) TASKHUB_FAILPOINT("task_started_uncommitted");
     if (task.st == TS::Running && task.rec.state == TS::Starting) {
         task.rec.state = TS::Running;
         saveTask(run, t);

@@ -124,6 +124,7 @@ struct TaskRun {
     std::chrono::milliseconds waited{0};
     // Dispatched, its "starting" record not yet durable: the plugin is called once it is.
     bool launching = false;
+    uint64_t start_mark = 0; // the store's write mark after the attempt's start was recorded
 };
 
 // An attempt waiting for its "starting" record to be committed (see flushLaunches()).
@@ -155,6 +156,9 @@ struct Run {
     std::vector<std::string> children; // active child runs
     std::vector<ReadyItem> held;       // ready while paused
     int* wf_running = nullptr;         // queues.workflowRunning(wf->name)
+    // The store's write mark after the run's record was written (adopt()): until it is durable,
+    // its attempts wait for a durable start, so that nothing runs for a run a crash could forget.
+    uint64_t created_mark = 0;
     std::unique_ptr<Timer> run_timer;
     std::vector<std::function<void(const store::RunRecord&)>> waiters;
 
@@ -260,6 +264,7 @@ struct Core {
     std::shared_ptr<TaskOutput> openOutput(const Run& run, const TaskRun& task, std::string* err);
     void armTaskTimeout(Run& run, uint32_t t, std::chrono::milliseconds after);
     void dispatch(Run& run, uint32_t t);
+    bool needsDurableStart(const TaskRun& task) const;
     void flushLaunches();
     void launch(Launch& l, bool recorded);
     void onProcess(uint64_t serial, uint32_t t, int attempt, const plugin_host::ProcessIdentity& p);
@@ -284,6 +289,18 @@ struct Core {
     // recovery.cc: recovery after a crash
     // run id + "\n" + task id -> what stopLeftovers() found for the task's lost attempt.
     using LostWhat = std::map<std::string, std::string>;
+    // During recover(): run id + "\n" + task id -> the highest attempt found running (its cgroup,
+    // or its processes' environment) whose start had not been committed; already recorded as
+    // lost. The task's next attempt takes the number after it.
+    std::map<std::string, int> unrecorded_attempts;
+    void noteUnrecorded(const store::RunRecord& run, const store::TaskRecord& task, int attempt,
+                        const std::string& what, RecoveryReport* report);
+    // Process-group mode: kills the processes of the previous process's attempts that no recorded
+    // active attempt accounts for (tagged entries not in `matched`).
+    void stopUnrecorded(const std::map<std::string, store::RunRecord>& unfinished,
+                        const std::multimap<std::string, FoundProcess>& tagged,
+                        const std::set<std::string>& matched, std::vector<FoundProcess>* killed,
+                        RecoveryReport* report);
     std::string stopLeftovers(const store::RunRecord& run, const store::TaskRecord& task, bool same_boot,
                               const std::multimap<std::string, FoundProcess>& tagged,
                               std::vector<FoundProcess>* killed);

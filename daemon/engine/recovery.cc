@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <set>
 
 #include "common/log.h"
@@ -109,6 +110,7 @@ int Core::abandon(const store::RunRecord& rec,
     const int64_t now = nowMillis();
     for (size_t i = 0; i < r.tasks.size(); ++i) {
         auto& t = r.tasks[i];
+        if (unrecorded_attempts.count(r.id + "\n" + t.task_id)) ++r.lost; // recorded by noteUnrecorded()
         if (isFinal(t.state)) continue;
         const bool was_running = model::attemptIsActive(t.state);
         const bool workflow_task = t.kind == model::TaskKind::Workflow;
@@ -202,6 +204,11 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
     for (uint32_t i = 0; i < r.tasks.size(); ++i) {
         auto& task = r.tasks[i];
         task.rec = rec.tasks[i];
+        if (auto u = unrecorded_attempts.find(rec.id + "\n" + task.rec.task_id);
+            u != unrecorded_attempts.end() && u->second > task.rec.attempt) {
+            task.rec.attempt = u->second; // recorded as lost by noteUnrecorded()
+            ++r.rec.lost;
+        }
         if (isFinal(task.rec.state)) {
             task.st = task.rec.state;
             continue;
@@ -275,7 +282,8 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
         }
     }
     for (uint32_t i = 0; i < r.tasks.size(); ++i) {
-        if (r.tasks[i].rec.state != rec.tasks[i].state || r.tasks[i].rec.message != rec.tasks[i].message)
+        if (r.tasks[i].rec.state != rec.tasks[i].state || r.tasks[i].rec.message != rec.tasks[i].message ||
+            r.tasks[i].rec.attempt != rec.tasks[i].attempt)
             saveTask(r, i);
     }
     if (r.rec.state == model::RunState::Paused) r.paused = true;
@@ -392,14 +400,10 @@ void Core::recoverCgroups(const std::map<std::string, store::RunRecord>& unfinis
         } else if (task && run_active && task->attempt < attempt) {
             const size_t held = killAndEmpty(*cg);
             report->killed += held;
-            store::TaskRecord lost = *task;
-            lost.attempt = attempt;
-            ++report->lost;
-            recordLost(*rec, lost,
-                       "taskhubd stopped before its starting record was committed; its cgroup " + name + " held " +
-                           std::to_string(held) + " process(es), which were killed (cgroup.kill); it had used " +
-                           cpuText(cg->usage()),
-                       "the task runs again as attempt " + std::to_string(attempt));
+            noteUnrecorded(*rec, *task, attempt,
+                           "its cgroup " + name + " held " + std::to_string(held) +
+                               " process(es), which were killed (cgroup.kill); it had used " + cpuText(cg->usage()),
+                           report);
         } else if (task && (task->attempt > attempt || (task->attempt == attempt && !model::attemptIsActive(task->state))) &&
                    cg->populated() &&
                    // As recorded with the attempt; for an earlier attempt, as the task says now.
@@ -451,6 +455,58 @@ void Core::recoverCgroups(const std::map<std::string, store::RunRecord>& unfinis
     }
 }
 
+// An attempt that ran, or was being started, while its start was not yet committed (starts that
+// need not be durable ride the next group commit): found by its cgroup or its processes after
+// the crash. It is recorded as lost, and the task runs again with the next attempt number; it
+// costs no retry, since the store never knew it had started (at-least-once).
+void Core::noteUnrecorded(const store::RunRecord& run, const store::TaskRecord& task, int attempt,
+                          const std::string& what, RecoveryReport* report) {
+    int& highest = unrecorded_attempts[run.id + "\n" + task.task_id];
+    if (attempt <= highest) return; // a second process of the same attempt: recorded once
+    highest = attempt;
+    store::TaskRecord lost = task;
+    lost.attempt = attempt;
+    ++report->lost;
+    recordLost(run, lost, "taskhubd stopped before its start was committed; " + what,
+               "the task runs again as attempt " + std::to_string(attempt + 1));
+}
+
+void Core::stopUnrecorded(const std::map<std::string, store::RunRecord>& unfinished,
+                          const std::multimap<std::string, FoundProcess>& tagged, const std::set<std::string>& matched,
+                          std::vector<FoundProcess>* killed, RecoveryReport* report) {
+    for (const auto& [key, p] : tagged) {
+        if (matched.count(key)) continue;
+        if (!sameProcess(p.pid, p.start_ticks)) continue; // gone since the scan
+        const bool leader = ::getpgid(p.pid) == p.pid;
+        if (leader) ::kill(-p.pid, SIGKILL);
+        ::kill(p.pid, SIGKILL);
+        killed->push_back(p);
+        const std::string& run_id = p.values[0];
+        const std::string& task_id = p.values[1];
+        char* end = nullptr;
+        const long attempt = std::strtol(p.values[2].c_str(), &end, 10);
+        const store::TaskRecord* task = nullptr;
+        auto r = unfinished.find(run_id);
+        if (r != unfinished.end() && end && *end == '\0') {
+            for (const auto& t : r->second.tasks) {
+                if (t.task_id == task_id && t.kind == model::TaskKind::Plugin) task = &t;
+            }
+        }
+        const std::string what = "its process " + std::to_string(p.pid) + (leader ? " (and its process group)" : "") +
+                                 " was killed (SIGKILL)";
+        if (task && task->attempt < attempt) {
+            noteUnrecorded(r->second, *task, static_cast<int>(attempt), what, report);
+            continue;
+        }
+        spdlog::warn("ENGINE_RECOVERY_STRAY process {} of attempt {} of task {} of run {} belongs to no attempt the "
+                     "previous process left running ({}); it was killed (SIGKILL)",
+                     p.pid, p.values[2], task_id, run_id,
+                     r == unfinished.end() ? "the run is not recorded, or has ended"
+                     : !task               ? "the run has no such task"
+                                           : "that attempt has ended");
+    }
+}
+
 // Whether the task's current definition keeps leftovers.
 bool Core::leftoversKept(const std::string& workflow, const std::string& task_id) const {
     auto wf = lookup_workflow ? lookup_workflow(workflow) : nullptr;
@@ -477,29 +533,31 @@ RecoveryReport Core::recover(bool same_boot) {
     // still runs when its retry starts. With cgroups, each attempt's cgroup holds all of them.
     LostWhat lost_what;
     std::set<std::string> contained;
+    unrecorded_attempts.clear();
     if (opts.cgroups) recoverCgroups(unfinished, &lost_what, &contained, &report);
-    if (unfinished.empty()) return report;
     std::vector<FoundProcess> killed;
     std::multimap<std::string, FoundProcess> tagged;
-    bool scanned = false;
+    // Process-group mode: one pass over /proc finds every process of the previous process's
+    // attempts by its environment, those that left their process group and those whose attempt's
+    // start never reached the disk included. With cgroups nothing can be outside its cgroup.
+    if (!opts.cgroups && !state_dir.empty()) {
+        for (auto& p : processesWithEnvironment("TASKHUB_STATE_DIR=" + state_dir,
+                                                {"TASKHUB_RUN_ID", "TASKHUB_TASK_ID", "TASKHUB_ATTEMPT"})) {
+            std::string key = p.values[0] + "\n" + p.values[1] + "\n" + p.values[2];
+            tagged.emplace(std::move(key), std::move(p));
+        }
+    }
+    std::set<std::string> matched; // tagged keys of recorded active attempts
     for (const auto& [id, rec] : unfinished) {
         for (const auto& t : rec.tasks) {
             if (!model::attemptIsActive(t.state)) continue;
             if (t.kind == model::TaskKind::Workflow) continue;
             if (contained.count(id + "\n" + t.task_id)) continue;
-            // The environ scan finds what escaped a process group; with cgroups nothing can.
-            if (!scanned && !state_dir.empty() && !opts.cgroups) {
-                // One pass over /proc for all lost attempts.
-                for (auto& p : processesWithEnvironment("TASKHUB_STATE_DIR=" + state_dir,
-                                                        {"TASKHUB_RUN_ID", "TASKHUB_TASK_ID", "TASKHUB_ATTEMPT"})) {
-                    std::string key = p.values[0] + "\n" + p.values[1] + "\n" + p.values[2];
-                    tagged.emplace(std::move(key), std::move(p));
-                }
-            }
-            scanned = true;
+            matched.insert(id + "\n" + t.task_id + "\n" + std::to_string(t.attempt));
             lost_what[id + "\n" + t.task_id] = stopLeftovers(rec, t, same_boot, tagged, &killed);
         }
     }
+    stopUnrecorded(unfinished, tagged, matched, &killed, &report);
     report.killed += killed.size();
     // SIGKILL is not instant: wait (briefly) until they are gone.
     for (int i = 0; i < 200 && !killed.empty(); ++i) {
@@ -509,6 +567,7 @@ RecoveryReport Core::recover(bool same_boot) {
     for (const auto& p : killed) {
         spdlog::error("ENGINE_RECOVERY_KILL_PENDING process {} has not exited 2 s after SIGKILL", p.pid);
     }
+    if (unfinished.empty()) return report;
 
     std::vector<Run*> rebuilt;
     for (const auto& id : order) {

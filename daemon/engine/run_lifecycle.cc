@@ -75,6 +75,8 @@ std::unique_ptr<Run> Core::makeRun(std::shared_ptr<const config::Workflow> wf,
 
 Run& Core::adopt(std::unique_ptr<Run> run) {
     Run& r = *run;
+    // Adopted right after its record was written: its first attempts wait until that is durable.
+    r.created_mark = store.writeMark();
     r.wf_running = &queues.workflowRunning(r.wf->name);
     by_serial[r.serial] = &r;
     if (r.parent_id.empty()) top_level[r.rec.workflow][r.serial] = &r;

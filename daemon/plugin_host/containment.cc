@@ -16,6 +16,7 @@ struct ContainedPlugin::Attempt {
     std::unique_ptr<cgroup::AttemptCgroup> cg;
     cgroup::Limits limits;
     cgroup::Leftovers leftovers = cgroup::Leftovers::Kill;
+    std::function<void(std::function<void()>)> after_start_durable; // AttemptSpec's
     Done done;
     uint64_t inner = 0;     // the wrapped plugin's token
     bool stopping = false;  // cancel() was called: nothing of the attempt may stay
@@ -63,6 +64,7 @@ uint64_t ContainedPlugin::start(const AttemptSpec& spec, Done done) {
     }
     a->limits = spec.limits;
     a->leftovers = spec.leftovers;
+    a->after_start_durable = spec.after_start_durable;
     a->done = std::move(done);
     AttemptSpec contained = spec;
     contained.cgroup_fd = a->cg->fd();
@@ -206,6 +208,14 @@ void ContainedPlugin::finish(uint64_t token) {
     }
     if (r.leftovers && r.leftovers->action == cgroup::Leftovers::Keep) {
         forget(std::move(a->cg));
+    } else if (a->after_start_durable) {
+        // The empty cgroup stays until the attempt's start is on disk: until then it is the only
+        // trace a restart after a crash would find of an attempt that ran.
+        std::shared_ptr<cgroup::AttemptCgroup> cg = std::move(a->cg);
+        a->after_start_durable([cg, what = a->name(), plugin = info().name] {
+            if (std::string err; !cg->remove(&err))
+                spdlog::warn("CONTAINMENT_REMOVE_FAILED {} of plugin {}: {}", what, plugin, err);
+        });
     } else if (std::string err; !a->cg->remove(&err)) {
         spdlog::warn("CONTAINMENT_REMOVE_FAILED {} of plugin {}: {}", a->name(), info().name, err);
     }

@@ -115,6 +115,11 @@ struct AttemptSpec {
     // exited. Used only when the daemon runs with cgroups and the plugin declares TH_CAP_CGROUP.
     cgroup::Limits limits;
     cgroup::Leftovers leftovers = cgroup::Leftovers::Kill;
+    // Set by the engine for an attempt started before its start was committed: the host's
+    // containment hands it the removal of the attempt's (empty) cgroup, to be run once the start
+    // is on disk, so that a crash before then still finds the attempt by its cgroup. Empty: the
+    // cgroup is removed as soon as the attempt has ended.
+    std::function<void(std::function<void()>)> after_start_durable;
     // Set by the host's containment (never by the engine): the attempt's cgroup as a directory
     // descriptor (th_task.cgroup_fd) and as a path from the cgroup2 mount (for a runner, which
     // opens it itself). -1 / empty: the attempt has no cgroup.

@@ -182,6 +182,10 @@ public:
     // once, also when the store becomes unwritable while fn waits: for answers to clients, who
     // should hear about the problem rather than wait until the disk has room again.
     void whenDurableOrUnwritable(uint64_t since, std::function<void(bool ok)> fn);
+    // As whenDurable, but fn does not hurry the commit: it runs after whichever commit covers
+    // the writes made so far, when the writer would make it anyway (for clean-up that must wait
+    // until a record is on disk, not for anyone who waits).
+    void afterDurable(std::function<void(bool ok)> fn);
     // For a daemon that begins to stop: from now on every whenDurable callback behaves as a
     // whenDurableOrUnwritable one (those waiting already too), so that nothing the shutdown
     // waits for (an attempt waiting for its "starting" record) waits for a disk that may not
@@ -365,7 +369,7 @@ private:
     bool writeBatch(std::string* err, bool* storage_error);
     void setWriteProblemLocked(const std::string& problem); // "" when the store can write again
     void onUnwritable();
-    void waitDurable(uint64_t since, std::function<void(bool)> fn, bool answer_when_unwritable);
+    void waitDurable(uint64_t since, std::function<void(bool)> fn, bool answer_when_unwritable, bool hurry = true);
     void onCommitted(uint64_t seq);
     bool failedBetweenLocked(uint64_t since, uint64_t until) const;
 

@@ -509,13 +509,15 @@ void Store::whenDurableOrUnwritable(uint64_t since, std::function<void(bool)> fn
     waitDurable(since, std::move(fn), true);
 }
 
+void Store::afterDurable(std::function<void(bool)> fn) { waitDurable(0, std::move(fn), false, false); }
+
 void Store::stopWaitingWhileUnwritable() {
     stop_waiting_while_unwritable_ = true;
     for (auto& w : waiters_) w.answer_when_unwritable = true;
     onUnwritable();
 }
 
-void Store::waitDurable(uint64_t since, std::function<void(bool)> fn, bool answer_when_unwritable) {
+void Store::waitDurable(uint64_t since, std::function<void(bool)> fn, bool answer_when_unwritable, bool hurry) {
     answer_when_unwritable = answer_when_unwritable || stop_waiting_while_unwritable_;
     uint64_t target;
     bool done;
@@ -529,13 +531,13 @@ void Store::waitDurable(uint64_t since, std::function<void(bool)> fn, bool answe
             done = true;
             ok = false;
         }
-        if (!done) urgent_ = true;
+        if (!done && hurry) urgent_ = true;
     }
     if (done) {
         post_([fn = std::move(fn), ok] { fn(ok); });
         return;
     }
-    cv_.notify_one();
+    if (hurry) cv_.notify_one();
     waiters_.push_back({target, since, std::move(fn), answer_when_unwritable});
 }
 

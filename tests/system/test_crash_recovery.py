@@ -32,7 +32,9 @@ import random
 import signal
 import sqlite3
 import subprocess
+import shutil
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -215,14 +217,14 @@ class CrashRecoveryTest(harness.DaemonTestCase):
         if not FAILPOINTS:
             self.skipTest("this build has no failpoints (configure with -DTASKHUB_FAILPOINTS=ON, as scripts/test does)")
 
-    def crash_at(self, d, failpoint, action=None, timeout=15.0):
+    def crash_at(self, d, failpoint, action=None, timeout=15.0, env=None):
         """Starts taskhubd with TASKHUB_FAILPOINT=failpoint, calls action() once it answers (it may
         die before, or during the call) and waits until the failpoint has killed it. A failpoint
         that is not hit fails the test: the build was asked for failpoints."""
         self.require_failpoints()
         name = failpoint.split("@")[0]
         log_before = len(d.log())
-        d.start(wait=False, extra_env={"TASKHUB_FAILPOINT": failpoint})
+        d.start(wait=False, extra_env=dict(env or {}, TASKHUB_FAILPOINT=failpoint))
         result = action() if action and self._wait_answering(d) else None
         deadline = time.monotonic() + timeout
         while d.proc.poll() is None and time.monotonic() < deadline:
@@ -454,19 +456,45 @@ class CrashRecoveryTest(harness.DaemonTestCase):
 
     # ---- targeted kills ----
 
+    def durable_plugin_dir(self):
+        """A plugin directory holding fx_durable (TH_CAP_DURABLE_START: its attempts wait for a
+        durable start), which appends each attempt it runs to $FX_DURABLE_LEDGER."""
+        plugins = tempfile.mkdtemp(prefix="taskhub-fx-durable-")
+        self.addCleanup(shutil.rmtree, plugins, True)
+        shutil.copy(os.path.join(harness.BIN["fixture_dir"], "fx_durable.so"), plugins)
+        ledger = os.path.join(plugins, "executed")
+        old = os.environ.get("FX_DURABLE_LEDGER")
+        os.environ["FX_DURABLE_LEDGER"] = ledger
+        self.addCleanup(lambda: os.environ.pop("FX_DURABLE_LEDGER") if old is None
+                        else os.environ.__setitem__("FX_DURABLE_LEDGER", old))
+        return plugins, ledger
+
     def test_kill_after_starting_committed(self):
-        """Killed after an attempt is committed as starting, before its plugin is called: the
-        attempt never ran; recovery records it lost and retries it, or fails the task as lost."""
-        d = self.daemon()
+        """Killed after an attempt that must not repeat unseen (a plugin that declares
+        TH_CAP_DURABLE_START, a task with at_most_once = true) is committed as starting, before its
+        plugin is called: the attempt never ran; recovery records it lost and retries it, or fails
+        the task as lost."""
+        plugins, fx_ledger = self.durable_plugin_dir()
+        d = self.daemon(start=False, extra_plugin_dirs=(plugins,))
         marker = harness.new_marker()
         ledger = d.path("ledger")
-        d.write_workflow("retry1", shell_task(ledger, marker, "r", "true", retries=1))
-        d.write_workflow("noretry", shell_task(ledger, marker, "n", "true"))
+        d.write_workflow("retry1", '[[task]]\nid = "r"\nplugin = "fx_durable"\nretries = 1\n')
+        d.write_workflow("noretry", '[[task]]\nid = "n"\nplugin = "fx_durable"\n')
         d.write_workflow("amo", shell_task(ledger, marker, "a", "true", retries=2, at_most_once=True))
 
         def trigger(wf):
             rc, out, _ = d.ctl("run", wf)  # the daemon may die before it answers
             return out["id"] if rc == 0 else None
+
+        def executed(rid, tid):
+            if tid == "a":
+                return [x.attempt for x in starts(read_ledger(ledger), rid, tid)]
+            try:
+                with open(fx_ledger) as f:
+                    lines = [line.split() for line in f.read().splitlines()]
+            except FileNotFoundError:
+                return []
+            return [int(a) for r, t, a in lines if r == rid and t == tid]
 
         for wf, tid in (("retry1", "r"), ("noretry", "n"), ("amo", "a")):
             rid = self.crash_at(d, "task_starting_committed", lambda: trigger(wf))
@@ -490,18 +518,106 @@ class CrashRecoveryTest(harness.DaemonTestCase):
             self.assertIn(rid, self.lost_listing(d), "runs --state lost does not list %s" % rid)
             if "lost" in run:
                 self.assertEqual(run["lost"], 1, "%s: the run's lost counter" % rid)
-            executed = starts(read_ledger(ledger), rid, tid)
             if wf == "retry1":
                 self.assertEqual((run["state"], t["state"], t["attempt"]), ("succeeded", "succeeded", 2), t)
-                self.assertEqual([x.attempt for x in executed], [2], "attempt 1 never reached its plugin")
+                self.assertEqual(executed(rid, tid), [2], "attempt 1 never reached its plugin")
             else:
                 self.assertEqual((run["state"], t["state"], t["attempt"]), ("failed", "failed", 1), t)
-                self.assertEqual(executed, [], "a lost attempt that never started was executed")
+                self.assertEqual(executed(rid, tid), [], "a lost attempt that never started was executed")
                 self.assertIn("lost", t["message"])
                 if wf == "amo":
                     self.assertTrue(t["message"].startswith("lost:"), t["message"])
             self.assertEqual(d.stop()[0], 0)
             self.assertEqual(integrity(d), "ok")
+
+    def test_at_most_once_waits_for_its_start_on_disk(self):
+        """Killed while the commit that holds an at_most_once attempt's starting record is being
+        written (every commit held back by 3 s, TASKHUB_TEST_DELAY=store_commit:3000): its plugin
+        was not called, so after the restart the task runs once, as attempt 1, with nothing lost.
+        Its upstream task's end was in the same commit: that attempt ended unseen and runs again."""
+        self.require_failpoints()
+        d = self.daemon(start=False)
+        marker = harness.new_marker()
+        ledger = d.path("ledger")
+        d.write_workflow("amo", shell_task(ledger, marker, "a", "sleep 1", retries=1)
+                         + shell_task(ledger, marker, "b", "true", depends=["a"], at_most_once=True))
+        d.start(extra_env={"TASKHUB_TEST_DELAY": "store_commit:3000"})
+        rid = d.ctl_ok("run", "amo", timeout=30)["id"]
+        harness.wait_until(lambda: [x for x in read_ledger(ledger) if x.task == "a" and x.phase == "end"],
+                           timeout=30, what="a's end in the ledger")
+        time.sleep(0.5)  # a's end and b's starting record are written; their commit takes 3 s
+        self.kill9(d)
+        self.assertEqual(starts(read_ledger(ledger), rid, "b"), [], "b ran before its start was committed")
+        d.start()
+        run = shown(d, self.wait_final(d, rid)["id"])
+        b = harness.task(run, "b")
+        self.assertEqual((run["state"], b["state"], b["attempt"]), ("succeeded", "succeeded", 1), run)
+        lines = read_ledger(ledger)
+        self.assertEqual([x.attempt for x in starts(lines, rid, "b")], [1])
+        self.assertEqual([x.attempt for x in starts(lines, rid, "a")], [1, 2], "a's unseen end: a runs again")
+        self.assertEqual(events(run, "lost", "b"), [], "an attempt that never started was recorded as lost")
+        self.assertEqual(len(events(run, "lost", "a")), 1, run["events"])
+        self.assertEqual(d.stop()[0], 0)
+        self.assertEqual(integrity(d), "ok")
+
+    def check_unrecorded_start(self, containment):
+        """Killed right after an ordinary attempt's process was started, in the same turn of the
+        event loop, so that its start is not yet on disk: the restart finds the attempt by its
+        cgroup or by its processes' environment, kills it, records it as lost and runs the task
+        again as the next attempt."""
+        d = self.daemon(start=False, extra_config='\n[daemon]\ncontainment = "%s"\n' % containment)
+        d.start()
+        mode = (d.ctl_ok("status").get("containment") or {}).get("mode")
+        self.assertEqual(d.stop()[0], 0)
+        if mode != containment:
+            self.skipTest("containment %s is not available here (%s)" % (containment, mode))
+        marker = harness.new_marker()
+        ledger = d.path("ledger")
+        # Attempt 1 fails at once; attempt 2 starts from its retry timer, a turn of its own long
+        # after everything before it was committed, and runs for a minute; attempt 3 succeeds.
+        body = 'case $TASKHUB_ATTEMPT in 1) exit 3;; 2) sleep 60;; esac'
+        d.write_workflow("uncommitted", shell_task(ledger, marker, "b", body, retries=2)
+                         + 'retry_delay = "1s"\n')
+
+        def trigger():
+            rc, out, _ = d.ctl("run", "uncommitted")
+            return out["id"] if rc == 0 else None
+
+        # Attempt 1 waits for the commit that records the run (nothing runs for a run a crash
+        # could forget), so the first pass is attempt 2's.
+        rid = self.crash_at(d, "task_started_uncommitted", trigger)
+        self.assertIsNotNone(rid, "the run was not acknowledged before the kill")
+        b2 = [x for x in starts(read_ledger(ledger), rid, "b") if x.attempt == 2] or \
+            [harness.wait_until(lambda: [x for x in starts(read_ledger(ledger), rid, "b") if x.attempt == 2],
+                                what="attempt 2 in the ledger")[0]]
+        self.assertEqual(b2[0].attempt, 2)
+        old = task_processes(marker)
+        self.assertTrue(old, "attempt 2's process died with the daemon")
+        d.start()
+        time.sleep(0.2)
+        self.assertEqual(still_alive(old), {}, "attempt 2's process still runs after the restart")
+        run = shown(d, self.wait_final(d, rid)["id"])
+        b = harness.task(run, "b")
+        lost = events(run, "lost", "b")
+        sys.stdout.write("\n%s (%s): b %s attempt %d; lost: %r\n" % (rid, containment, b["state"], b["attempt"],
+                                                                   [e["detail"] for e in lost]))
+        self.assertEqual((run["state"], b["state"], b["attempt"]), ("succeeded", "succeeded", 3), run)
+        self.assertEqual([x.attempt for x in starts(read_ledger(ledger), rid, "b")], [1, 2, 3])
+        self.assertEqual(len(lost), 1, run["events"])
+        self.assertIn("attempt 2 was lost", lost[0]["detail"])
+        self.assertIn("before its start was committed", lost[0]["detail"])
+        self.assertIn(rid, self.lost_listing(d))
+        if "lost" in run:
+            self.assertEqual(run["lost"], 1, "the run's lost counter")
+        self.assertEqual(task_processes(marker), {})
+        self.assertEqual(d.stop()[0], 0)
+        self.assertEqual(integrity(d), "ok")
+
+    def test_unrecorded_start_found_by_cgroup(self):
+        self.check_unrecorded_start("cgroup")
+
+    def test_unrecorded_start_found_by_environment(self):
+        self.check_unrecorded_start("process-group")
 
     def test_kill_during_store_commit(self):
         """Killed while the store writer commits: the database is intact, every run a client was

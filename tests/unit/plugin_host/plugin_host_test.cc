@@ -27,7 +27,7 @@ TEST_CASE("a valid plugin is accepted and described", "[abi]") {
     auto* p = host.find("fx_good");
     REQUIRE(p);
     CHECK(p->info().abi_major == 1);
-    CHECK(p->info().abi_minor == 4); // TH_ABI_VERSION_MINOR, which the fixture was built against
+    CHECK(p->info().abi_minor == 5); // TH_ABI_VERSION_MINOR, which the fixture was built against
     CHECK(p->info().shell_params.empty()); // it declares none
     CHECK(host.shellParams("fx_good").empty());
     CHECK(p->info().file == fixture("fx_good"));
@@ -50,7 +50,7 @@ TEST_CASE("every incompatible plugin is refused with a precise reason", "[abi]")
     CHECK(load(host, "fx_abi_major2") ==
           "ABI major version 2, this taskhubd supports 1; rebuild the plugin against the TaskHub 1.x SDK");
     CHECK(load(host, "fx_needs_newer_host") ==
-          "requires host ABI 1.99 or newer, this taskhubd provides 1.4; upgrade taskhubd");
+          "requires host ABI 1.99 or newer, this taskhubd provides 1.5; upgrade taskhubd");
     CHECK(load(host, "fx_create_fails") == "create() failed: fixture: create always fails");
     CHECK(load(host, "fx_suspend_no_functions") ==
           "the plugin declares TH_CAP_SUSPEND but its table does not set suspend and resume");
