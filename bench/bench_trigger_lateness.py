@@ -28,6 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 
 GOAL_P99_MS = {"stamp": 2.0, "shell": 5.0}
+# Issue 18: the shell row's p99 at most this much above its raw baseline's p99 in the same run.
+# (the row, its baseline)
+OVER_RAW_BASE = {"shell": "raw_spawn"}
+GOAL_OVER_RAW_P99_MS = {"shell": 1.0}
 WORKFLOW = "lateness"
 # The baseline wakes this long after each whole second: the daemon's work for second S (timer,
 # run, tasks, the store's commit) is over by then, and the baseline's by S + 1.
@@ -288,6 +292,14 @@ def run(args, build, work_root):
         problems.append(f"{len(not_ok)} runs did not succeed: " +
                         ", ".join(f"+{i} {s}" for i, s in sorted(not_ok.items())[:10]))
 
+    def over_raw_ok(goal_key, s, b):
+        limit = GOAL_OVER_RAW_P99_MS.get(goal_key)
+        return limit is None or (b["n"] > 0 and s["p99"] - b["p99"] <= limit)
+
+    def over_raw_text(goal_key):
+        limit = GOAL_OVER_RAW_P99_MS.get(goal_key)
+        return "" if limit is None else f" and <= baseline + {limit:g} ms"
+
     def ms(x):
         return f"{x:.2f}" if x < 10 else f"{x:.1f}"
 
@@ -295,8 +307,8 @@ def run(args, build, work_root):
         s = stats[k]
         seen = f"{s['n']}/{n}"
         if goal_key:
-            ok = s["n"] == n and s["p99"] <= GOAL_P99_MS[goal_key]
-            goal, verdict = f"p99 <= {GOAL_P99_MS[goal_key]:g} ms, {n}/{n}", "pass" if ok else "FAIL"
+            ok = s["n"] == n and s["p99"] <= GOAL_P99_MS[goal_key] and over_raw_ok(goal_key, s, stats[base])
+            goal, verdict = f"p99 <= {GOAL_P99_MS[goal_key]:g} ms{over_raw_text(goal_key)}, {n}/{n}", "pass" if ok else "FAIL"
         else:
             goal, verdict = "-", "info"
         if base is None:
@@ -354,7 +366,8 @@ def run(args, build, work_root):
         "lateness_ms": {**late, "raw_wake": raw_wake, "created": created_ms},
         "problems": problems,
     }
-    return bl.finish(args, results, lambda: any(stats[k]["p99"] > GOAL_P99_MS[k] for k in GOAL_P99_MS))
+    return bl.finish(args, results, lambda: any(stats[k]["p99"] > GOAL_P99_MS[k] for k in GOAL_P99_MS)
+                     or any(not over_raw_ok(k, stats[k], stats[base]) for k, base in OVER_RAW_BASE.items()))
 
 
 if __name__ == "__main__":
