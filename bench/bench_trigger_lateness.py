@@ -293,8 +293,7 @@ def run(args, build, work_root):
                         ", ".join(f"+{i} {s}" for i, s in sorted(not_ok.items())[:10]))
 
     def over_raw_ok(goal_key, s, b):
-        limit = GOAL_OVER_RAW_P99_MS.get(goal_key)
-        return limit is None or (b["n"] > 0 and s["p99"] - b["p99"] <= limit)
+        return bl.p99_over_baseline_ok(s, b, GOAL_OVER_RAW_P99_MS.get(goal_key))
 
     def over_raw_text(goal_key):
         limit = GOAL_OVER_RAW_P99_MS.get(goal_key)

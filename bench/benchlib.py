@@ -412,3 +412,9 @@ def finish(args, results, missed):
     if results.get("problems"):
         return 1
     return 3 if args.strict and missed() else 0
+
+
+def p99_over_baseline_ok(stats, baseline, limit_ms):
+    """Whether a latency summary's p99 is at most limit_ms above its baseline's p99 measured in the
+    same run (True when there is no such goal: limit_ms None)."""
+    return limit_ms is None or (baseline["n"] > 0 and stats["p99"] - baseline["p99"] <= limit_ms)
