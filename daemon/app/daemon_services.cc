@@ -374,8 +374,11 @@ control::WorkflowInfo DaemonServices::info(const config::Workflow& wf, bool deta
     }
     w.params = wf.params;
     for (auto n : m_.scheduler->nextFirings(wf.name)) w.next_fire_ms.push_back(n.time_since_epoch().count() * 1000);
-    for (const auto& t : wf.tasks) {
-        w.tasks.push_back({t.id, t.plugin, t.depends_on, detail ? t.params_json : "{}", t.workflow, t.run_as});
+    w.task_count = wf.tasks.size();
+    for (size_t i = 0; detail && i < wf.tasks.size(); ++i) {
+        const auto& t = wf.tasks[i];
+        const auto deps = config::dependsOn(wf, i);
+        w.tasks.push_back({t.id, t.plugin, {deps.begin(), deps.end()}, t.params_json, t.workflow, t.run_as});
     }
     auto last = m_.store->runs({wf.name, std::nullopt, 1});
     if (!last.empty()) w.last_run = last.front();

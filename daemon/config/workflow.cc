@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <malloc.h>
 #include <sstream>
 
 #include "common/time_util.h"
@@ -102,7 +103,9 @@ std::string fileTooLarge(uint64_t size, const WorkflowLimits& limits) {
     return "file refused: " + fileSizeProblem(size, limits);
 }
 
-FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const PluginCatalog& plugins) {
+// loadOne() without what follows a large file's load; *file_size: the bytes read.
+FileLoad loadAndCheck(const fs::path& file, const WorkflowDefaults& defaults, const PluginCatalog& plugins,
+                      size_t* file_size) {
     Reporter r(file);
     FileLoad out;
     out.file = file;
@@ -145,6 +148,7 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
         return out;
     }
     wf->version = contentHash(text);
+    *file_size = text.size();
 
     if (!isValidWorkflowName(wf->name)) {
         r.add(0, "workflow name \"" + wf->name +
@@ -163,6 +167,7 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
     size_t deadlineLine = 0;
     ResourceKeys resources;
     const Value* tasks = nullptr;
+    std::vector<TaskExtra> extras; // parallel to wf->tasks
     for (const auto& [key, v] : root->as_table()) {
         if (key == "description") {
             if (auto s = getString(v, "'description'", r)) wf->description = *s;
@@ -258,18 +263,66 @@ FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const P
     } else {
         size_t i = 0;
         std::vector<PendingValidation> pending;
-        for (const auto& t : tasks->as_array()) loadTask(t, i++, *wf, out.tasks, plugins, pending, r);
+        SharedPool<std::string> names;
+        wf->tasks.reserve(tasks->as_array().size());
+        extras.reserve(tasks->as_array().size());
+        for (const auto& t : tasks->as_array()) loadTask(t, i++, *wf, extras, plugins, names, pending, r);
         validatePending(pending, *wf, plugins, r);
-        applyRunAs(*wf, runAsLine, out.tasks, defaults, plugins, r);
+        applyRunAs(*wf, runAsLine, extras, defaults, plugins, r);
         warnRootWatch(*wf);
     }
-    applyResources(*wf, resources, out.tasks, defaults, plugins, r);
+    applyResources(*wf, resources, extras, defaults, plugins, r);
 
-    bool graph_ok = checkGraph(wf.get(), tasks, r);
-    checkRefs(*wf, out.tasks, graph_ok, r);
+    bool graph_ok = checkGraph(wf.get(), extras, tasks, r);
+    checkRefs(*wf, extras, graph_ok, r);
+    for (size_t k = 0; k < wf->tasks.size() && k < extras.size(); ++k) {
+        if (wf->tasks[k].workflow.empty()) continue;
+        out.workflow_tasks.push_back({k, extras[k].workflow_line, std::move(extras[k].child_param_lines)});
+    }
 
     out.problems = r.sorted();
     if (out.problems.empty()) out.workflow = std::move(wf);
+    return out;
+}
+
+// Moves what a workflow keeps per task on the heap (ids and parameters too long for a
+// std::string to hold in place, the graph) into fresh memory, packed together. Made while the file
+// was parsed, these blocks lie scattered among the parse tree's nodes; once the tree is freed,
+// each keeps its page of the heap resident. Called after a trim has merged the freed space: every
+// copy is made before any original is freed, so that the copies fill that space in order instead
+// of the holes the originals leave.
+void repack(Workflow& wf) {
+    std::vector<std::string> copies;
+    copies.reserve(2 * wf.tasks.size());
+    for (const auto& t : wf.tasks) {
+        copies.push_back(t.id);
+        copies.push_back(t.params_json);
+    }
+    dag::Graph graph(wf.graph);
+    for (size_t i = 0; i < wf.tasks.size(); ++i) {
+        wf.tasks[i].id.swap(copies[2 * i]);
+        wf.tasks[i].params_json.swap(copies[2 * i + 1]);
+    }
+    wf.graph = std::move(graph);
+}
+
+// A file at least this large is repacked and the heap trimmed after its load.
+constexpr size_t kLargeFile = size_t{1} << 20;
+
+// Loads and checks one file on its own. After a large file, gives the heap its load freed back
+// to the system: parsing 100,000 tasks allocates a few hundred MB of short-lived TOML nodes,
+// and glibc's free() returns none of the holes they leave below the top of the heap. Small files
+// skip the walk over the heap (a few ms after a large load).
+FileLoad loadOne(const fs::path& file, const WorkflowDefaults& defaults, const PluginCatalog& plugins) {
+    size_t file_size = 0;
+    FileLoad out = loadAndCheck(file, defaults, plugins, &file_size);
+    if (file_size >= kLargeFile) {
+        ::malloc_trim(0);
+        if (out.workflow) {
+            repack(*out.workflow);
+            ::malloc_trim(0);
+        }
+    }
     return out;
 }
 
@@ -360,7 +413,7 @@ LoadedFile loadAlone(const fs::path& file, const WorkflowDefaults& defaults, con
     if (f.workflow) {
         std::set<std::string> seen;
         for (const auto& t : f.workflow->tasks) {
-            if (!t.workflow.empty() && seen.insert(t.workflow).second) out.children.push_back(t.workflow);
+            if (!t.workflow.empty() && seen.insert(t.workflow.get()).second) out.children.push_back(t.workflow.get());
         }
     }
     out.data = std::move(data);

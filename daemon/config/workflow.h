@@ -4,18 +4,21 @@
 #define TASKHUB_CONFIG_WORKFLOW_H
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "cgroup/resources.h"
 #include "config/diagnostic.h"
 #include "config/notify_target.h"
+#include "config/shared_value.h"
 #include "config/workflow_limits.h"
 #include "cron/cron.h"
 #include "dag/graph.h"
@@ -88,49 +91,52 @@ using TriggerRule = dag::TriggerRule;
 
 // Where a task's `run_as` account came from (docs/workflow-format.md, "run_as"): none (the task
 // runs as taskhubd's own user), taskhub.toml's default_run_as, the workflow's run_as, or its own.
-enum class RunAsSource { None, Default, Workflow, Task };
+enum class RunAsSource : uint8_t { None, Default, Workflow, Task };
 const char* toString(RunAsSource s); // "none" | "default_run_as" | "workflow" | "task"
 
+// One task of a loaded workflow. Compact, because a workflow may have 100,000 of them: what most
+// tasks leave empty or share with other tasks (the plugin's name, env, limits, ...) is a Shared
+// handle of 8 bytes that reads like the value itself (config/shared_value.h); the dependencies
+// are in Workflow::graph (dependsOn() names them); the parameters stay one JSON text.
 struct TaskDef {
-    size_t line = 0;
+    uint32_t line = 0;
+    int retries = 0;
     std::string id;
-    std::string plugin;   // an executor task; empty for a workflow task
-    std::string workflow; // a workflow task: runs this workflow as a child run; empty otherwise
+    SharedText plugin;   // an executor task; empty for a workflow task
+    SharedText workflow; // a workflow task: runs this workflow as a child run; empty otherwise
+    std::string params_json = "{}"; // every key the engine does not own, as a JSON object
     // A workflow task's `params` table: the child run's params, values as written (they may
     // contain ${...} templates, expanded when the task starts).
-    std::vector<std::pair<std::string, std::string>> child_params;
-    std::vector<std::string> depends_on;
-    std::string params_json = "{}"; // every key the engine does not own, as a JSON object
-    int retries = 0;
+    Shared<std::vector<std::pair<std::string, std::string>>> child_params;
     std::chrono::milliseconds retry_delay{0};
     double retry_backoff = 1.0;               // each further delay is the previous one times this
     std::chrono::milliseconds retry_max_delay{0}; // cap on the delay; 0 = none
-    std::vector<int> retry_on_exit_codes;     // empty: retry any failure; else only these codes
+    Shared<std::vector<int>> retry_on_exit_codes; // empty: retry any failure; else only these codes
+    std::chrono::milliseconds timeout{0}; // 0 = none
+    Shared<std::vector<std::pair<std::string, std::string>>> env;
+    int priority = 0;                     // higher starts first when a limit binds
+    TriggerRule trigger_rule = TriggerRule::AllSuccess;
     // An attempt a crash of taskhubd interrupted (it may or may not have run) is not run again:
     // the task fails as lost instead of being retried.
     bool at_most_once = false;
-    std::chrono::milliseconds timeout{0}; // 0 = none
-    std::vector<std::pair<std::string, std::string>> env;
-    TriggerRule trigger_rule = TriggerRule::AllSuccess;
-    int priority = 0;                     // higher starts first when a limit binds
-    std::string when;                     // condition text; empty = always (see expr/condition.h)
     // True when params_json, env values or child_params contain a ${...} template.
     bool has_templates = false;
-    // The keys of params_json that are shell text with templates (the plugin's shellParams()):
-    // the engine expands them with shell escaping.
-    std::vector<std::string> shell_params;
-    // The account ("user" or "user:group") the task's processes run as; empty: taskhubd's own
-    // user. Checked against the password and group databases when the file was loaded, and
-    // resolved again when each attempt starts. Only ever set on tasks whose plugin honours it.
-    std::string run_as;
     RunAsSource run_as_source = RunAsSource::None;
     // log_to_journal as the task sets it; unset: the workflow's (Workflow::log_to_journal).
     std::optional<bool> log_to_journal;
+    cgroup::Leftovers leftovers = cgroup::Leftovers::Kill;
+    SharedText when; // condition text; empty = always (see expr/condition.h)
+    // The keys of params_json that are shell text with templates (the plugin's shellParams()):
+    // the engine expands them with shell escaping.
+    Shared<std::vector<std::string>> shell_params;
+    // The account ("user" or "user:group") the task's processes run as; empty: taskhubd's own
+    // user. Checked against the password and group databases when the file was loaded, and
+    // resolved again when each attempt starts. Only ever set on tasks whose plugin honours it.
+    SharedText run_as;
     // memory_max, cpu_max, tasks_max, io_weight and leftovers in effect for this task: its own
     // keys, else its workflow's (Workflow::limits, Workflow::leftovers). Applied through the
     // attempt's cgroup (cgroup/cgroup.h); a limit the machine cannot apply refuses the file.
-    cgroup::Limits limits;
-    cgroup::Leftovers leftovers = cgroup::Leftovers::Kill;
+    Shared<cgroup::Limits> limits;
 };
 
 enum class Overlap { Skip, QueueOne, QueueAll, Replace, Allow };
@@ -192,6 +198,9 @@ struct Workflow {
     // while tasks run as root), for `taskhubd --check` and `taskhubctl validate`.
     std::vector<Diagnostic> warnings;
 };
+
+// The ids of the tasks task depends on (its depends_on), from wf.graph, in the order written.
+std::vector<std::string_view> dependsOn(const Workflow& wf, size_t task);
 
 // True when wf has a trigger that hasDeadline() (its deadline applies to that trigger's firings).
 bool hasDeadlineTrigger(const Workflow& wf);

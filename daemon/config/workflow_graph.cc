@@ -17,12 +17,14 @@ std::string joinNames(const std::vector<std::string>& names) {
 
 } // namespace
 
-bool checkGraph(Workflow* wf, const Value* tasks, Reporter& r) {
+bool checkGraph(Workflow* wf, const std::vector<TaskExtra>& extras, const Value* tasks, Reporter& r) {
     bool graph_ok = false;
     if (r.ok()) {
         std::vector<dag::NodeSpec> specs;
         specs.reserve(wf->tasks.size());
-        for (const auto& t : wf->tasks) specs.push_back({t.id, t.depends_on});
+        for (size_t i = 0; i < wf->tasks.size() && i < extras.size(); ++i) {
+            specs.push_back({wf->tasks[i].id, {extras[i].depends_on.begin(), extras[i].depends_on.end()}});
+        }
         for (const auto& p : dag::validate(specs)) {
             const auto& t = tasks->as_array()[p.node].as_table();
             auto it = t.find(p.key);
@@ -135,26 +137,27 @@ void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir,
     };
     auto label = [](const TaskDef& t) { return "task '" + t.id + "'"; };
 
-    // Each workflow task's child, as an index into files (or none).
+    // Each workflow task's child (parallel to FileLoad::workflow_tasks), as an index into files
+    // (or none).
     std::vector<std::vector<std::optional<size_t>>> child(files.size());
     // The params each file declares, built when first needed.
     std::vector<std::optional<std::set<std::string>>> declaredOf(files.size());
     for (size_t i = 0; i < files.size(); ++i) {
         if (!files[i].workflow) continue;
         const auto& tasks = files[i].workflow->tasks;
-        child[i].resize(tasks.size());
-        for (size_t k = 0; k < tasks.size(); ++k) {
+        child[i].resize(files[i].workflow_tasks.size());
+        for (size_t j = 0; j < files[i].workflow_tasks.size(); ++j) {
+            const WorkflowTaskLines& extra = files[i].workflow_tasks[j];
+            const size_t k = extra.task;
             const TaskDef& t = tasks[k];
-            if (t.workflow.empty()) continue;
-            const TaskExtra& extra = files[i].tasks[k];
-            auto it = byName.find(t.workflow);
+            auto it = byName.find(t.workflow.get());
             if (it == byName.end()) {
                 add(i, k, extra.workflow_line,
                     label(t) + ": no workflow named '" + t.workflow + "'" + didYouMean(t.workflow, names) +
                         " (expected the file " + (dir / (t.workflow + ".toml")).string() + ")");
                 continue;
             }
-            child[i][k] = it->second;
+            child[i][j] = it->second;
             const auto& target = files[it->second].workflow;
             if (!target) continue;
             auto& declared = declaredOf[it->second];
@@ -190,12 +193,12 @@ void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir,
     for (size_t i = 0; i < files.size(); ++i) {
         if (!files[i].workflow) continue;
         std::set<size_t> searched;
-        for (size_t k = 0; k < child[i].size(); ++k) {
-            if (!child[i][k] || *child[i][k] == i || !searched.insert(*child[i][k]).second) continue;
+        for (size_t j = 0; j < child[i].size(); ++j) {
+            if (!child[i][j] || *child[i][j] == i || !searched.insert(*child[i][j]).second) continue;
             // Breadth-first from the child back to i, over loaded workflows.
             std::map<size_t, size_t> parent;
-            std::vector<size_t> queue{*child[i][k]};
-            parent[*child[i][k]] = *child[i][k];
+            std::vector<size_t> queue{*child[i][j]};
+            parent[*child[i][j]] = *child[i][j];
             bool closed = false;
             for (size_t q = 0; q < queue.size() && !closed; ++q) {
                 size_t n = queue[q];
@@ -211,16 +214,16 @@ void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir,
                 }
             }
             if (!closed) continue;
-            const size_t start = *child[i][k];
+            const size_t start = *child[i][j];
             std::vector<std::string> chain; // start -> ... -> i
             for (size_t n = i;; n = parent[n]) {
                 chain.insert(chain.begin(), files[n].name);
                 if (n == start) break;
             }
             chain.insert(chain.begin(), files[i].name);
-            const TaskDef& t = files[i].workflow->tasks[k];
-            add(i, k, files[i].tasks[k].workflow_line,
-                label(t) + ": workflow reference cycle: " + joinNames(chain) +
+            const WorkflowTaskLines& extra = files[i].workflow_tasks[j];
+            add(i, extra.task, extra.workflow_line,
+                label(files[i].workflow->tasks[extra.task]) + ": workflow reference cycle: " + joinNames(chain) +
                     " (a workflow cannot run itself, directly or through other workflows)");
             break;
         }
@@ -249,12 +252,13 @@ void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir,
     }
     for (size_t i = 0; i < files.size(); ++i) {
         if (!files[i].workflow) continue;
-        for (size_t k = 0; k < child[i].size(); ++k) {
-            if (!child[i][k] || !bad[*child[i][k]] || reported[i].count(k) || *child[i][k] == i) continue;
-            const TaskDef& t = files[i].workflow->tasks[k];
-            add(i, k, files[i].tasks[k].workflow_line,
+        for (size_t j = 0; j < child[i].size(); ++j) {
+            const WorkflowTaskLines& extra = files[i].workflow_tasks[j];
+            if (!child[i][j] || !bad[*child[i][j]] || reported[i].count(extra.task) || *child[i][j] == i) continue;
+            const TaskDef& t = files[i].workflow->tasks[extra.task];
+            add(i, extra.task, extra.workflow_line,
                 label(t) + ": workflow '" + t.workflow + "' did not load (fix the problems reported for " +
-                    files[*child[i][k]].file.filename().string() + ")");
+                    files[*child[i][j]].file.filename().string() + ")");
         }
     }
 
@@ -269,3 +273,14 @@ void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir,
 }
 
 } // namespace taskhub::config::detail
+
+namespace taskhub::config {
+
+std::vector<std::string_view> dependsOn(const Workflow& wf, size_t task) {
+    std::vector<std::string_view> out;
+    if (task >= wf.graph.size()) return out;
+    for (uint32_t d : wf.graph.dependencies(static_cast<uint32_t>(task))) out.push_back(wf.graph.id(d));
+    return out;
+}
+
+} // namespace taskhub::config

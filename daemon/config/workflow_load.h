@@ -45,6 +45,7 @@ struct ResourceKeys {
 
 // What the checks after loading a file need to know about a task beyond its TaskDef.
 struct TaskExtra {
+    std::vector<std::string> depends_on;           // as written; Workflow::graph keeps them as indexes
     size_t workflow_line = 0;                      // of the `workflow` key
     size_t run_as_line = 0;                        // of the task's own `run_as` key
     std::map<std::string, size_t> child_param_lines; // key of `params` -> its line
@@ -52,13 +53,21 @@ struct TaskExtra {
     std::vector<RefUse> refs;
 };
 
-// The outcome of loading one file, with what the cross-file checks need.
+// A workflow task (workflow = "x") of a file: what the cross-file checks need beyond its TaskDef.
+struct WorkflowTaskLines {
+    size_t task = 0;          // index into Workflow::tasks
+    size_t workflow_line = 0; // of the `workflow` key
+    std::map<std::string, size_t> child_param_lines; // key of `params` -> its line
+};
+
+// The outcome of loading one file, with what the cross-file checks need. Kept between changes
+// (WorkflowDirectory), so it holds nothing per task but for workflow tasks.
 struct FileLoad {
     fs::path file;
     std::string name;
     std::shared_ptr<Workflow> workflow; // null when the file has problems
     std::vector<Diagnostic> problems;
-    std::vector<TaskExtra> tasks;       // parallel to workflow->tasks
+    std::vector<WorkflowTaskLines> workflow_tasks; // in task order
 };
 
 // A task whose parameters the plugin still has to validate(): asked for all tasks of a file at
@@ -115,9 +124,11 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r);
 // workflow_tasks.cc
 
 // Reads one [[task]] table (the index-th) into wf.tasks and extras; queues its plugin parameters
-// in pending for validatePending().
+// in pending for validatePending(). Plugin and workflow names come from names, so that the tasks
+// of a file share one copy of each.
 void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>& extras,
-              const PluginCatalog& plugins, std::vector<PendingValidation>& pending, Reporter& r);
+              const PluginCatalog& plugins, SharedPool<std::string>& names, std::vector<PendingValidation>& pending,
+              Reporter& r);
 void validatePending(const std::vector<PendingValidation>& pending, const Workflow& wf, const PluginCatalog& plugins,
                      Reporter& r);
 void applyRunAs(Workflow& wf, size_t wf_line, const std::vector<TaskExtra>& extras,
@@ -155,7 +166,7 @@ std::string defaultMailFrom();
 // Checks the task graph of wf (tasks: the file's [[task]] array; dependencies name existing
 // tasks, no cycles) when the file has no problems so far, and sets wf->graph; returns whether the
 // graph is valid.
-bool checkGraph(Workflow* wf, const Value* tasks, Reporter& r);
+bool checkGraph(Workflow* wf, const std::vector<TaskExtra>& extras, const Value* tasks, Reporter& r);
 void checkRefs(const Workflow& wf, const std::vector<TaskExtra>& extras, bool graph_ok, Reporter& r);
 void checkWorkflowRefs(std::vector<FileLoad>& files, const fs::path& dir,
                        const std::set<std::string>* all_names = nullptr);

@@ -111,11 +111,12 @@ void applyResources(Workflow& wf, const ResourceKeys& workflow_keys, const std::
     wf.limits = workflow_keys.limits;
     wf.leftovers = workflow_keys.leftovers.value_or(cgroup::Leftovers::Kill);
     refuseUnsupported(workflow_keys, "", defaults.containment, r);
+    const Shared<cgroup::Limits> inherited(wf.limits); // one copy for the tasks without limits of their own
     for (size_t i = 0; i < wf.tasks.size() && i < extras.size(); ++i) {
         TaskDef& task = wf.tasks[i];
         if (!task.workflow.empty()) continue; // no processes: its own keys were refused
         const ResourceKeys& own = extras[i].resources;
-        task.limits = cgroup::merged(wf.limits, own.limits);
+        task.limits = own.limits.empty() ? inherited : Shared(cgroup::merged(wf.limits, own.limits));
         task.leftovers = own.leftovers.value_or(wf.leftovers);
         refuseUnsupported(own, "task '" + task.id + "': ", defaults.containment, r);
         if (task.limits.empty() || task.plugin.empty() || plugins.unavailable(task.plugin)) continue;

@@ -73,6 +73,7 @@ void checkTemplates(const Value& v, const std::string& where, TaskDef& task, Tas
 // recorded so that the engine escapes their values.
 void checkShellParams(const Table& params, const std::string& label, const std::vector<std::string>& shell_params,
                       TaskDef& task, Reporter& r) {
+    std::vector<std::string> templated;
     for (const auto& key : shell_params) {
         auto it = params.find(key);
         if (it == params.end() || !it->second.is_string()) continue;
@@ -89,14 +90,16 @@ void checkShellParams(const Table& params, const std::string& label, const std::
                                   expr::refusal(contexts[i], "${" + expr::toString(ref) + "}",
                                                 ref.kind == expr::Ref::Param ? "TASKHUB_PARAM_" + ref.name : ""));
         }
-        task.shell_params.push_back(key);
+        templated.push_back(key);
     }
+    task.shell_params = std::move(templated);
 }
 
 } // namespace
 
 void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>& extras,
-              const PluginCatalog& plugins, std::vector<PendingValidation>& pending, Reporter& r) {
+              const PluginCatalog& plugins, SharedPool<std::string>& names, std::vector<PendingValidation>& pending,
+              Reporter& r) {
     if (!v.is_table()) {
         r.add(v, "[[task]] entries must be tables, found " + typeName(v));
         return;
@@ -104,7 +107,9 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
     const auto& t = v.as_table();
     TaskDef task;
     TaskExtra extra;
-    task.line = r.lineOf(v);
+    task.line = static_cast<uint32_t>(r.lineOf(v));
+    std::vector<std::pair<std::string, std::string>> child_params, env;
+    std::vector<int> exit_codes;
     const size_t before = r.problems().size();
 
     auto idIt = t.find("id");
@@ -130,7 +135,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
         if (key == "id") {
             continue;
         } else if (key == "plugin") {
-            if (auto p = getString(kv, what, r)) task.plugin = *p;
+            if (auto p = getString(kv, what, r)) task.plugin = names.get(*p);
         } else if (key == "workflow") {
             extra.workflow_line = r.lineOf(kv);
             auto name = getString(kv, what, r);
@@ -142,7 +147,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
                 r.add(kv, label + ": workflow reference cycle: " + wf.name + " -> " + wf.name +
                               " (a workflow cannot run itself, directly or through other workflows)");
             }
-            task.workflow = *name;
+            task.workflow = names.get(*name);
         } else if (key == "params") {
             if (!workflowTask) {
                 r.add(kv, what + " is only for workflow tasks (with workflow = \"...\"); a plugin task's "
@@ -160,10 +165,10 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
                 auto text = getScalarText(*pv, pwhat, r);
                 if (!text) continue;
                 checkTemplate(*text, r.lineOf(*pv), pwhat, task, extra, r);
-                task.child_params.emplace_back(name, *text);
+                child_params.emplace_back(name, *text);
             }
         } else if (key == "depends_on") {
-            if (auto a = getStringArray(kv, what, r)) task.depends_on = *a;
+            if (auto a = getStringArray(kv, what, r)) extra.depends_on = std::move(*a);
         } else if (key == "retries") {
             if (auto n = getInt(kv, what, r, 0, 100)) task.retries = static_cast<int>(*n);
         } else if (key == "retry_delay") {
@@ -184,7 +189,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
             }
             for (const auto& e : kv.as_array()) {
                 if (auto n = getInt(e, label + ": 'retry_on_exit_codes' entries", r, 0, 255))
-                    task.retry_on_exit_codes.push_back(static_cast<int>(*n));
+                    exit_codes.push_back(static_cast<int>(*n));
             }
         } else if (key == "timeout") {
             if (auto d = getDuration(kv, what, r)) task.timeout = *d;
@@ -202,7 +207,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
                 const std::string ewhat = label + ": 'env." + name + "'";
                 if (auto s = getString(ev, ewhat, r)) {
                     checkTemplate(*s, r.lineOf(ev), ewhat, task, extra, r);
-                    task.env.emplace_back(name, *s);
+                    env.emplace_back(name, *s);
                 }
             }
         } else if (key == "trigger_rule") {
@@ -242,7 +247,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
             }
             for (const auto& ref : parsed->refs())
                 extra.refs.push_back({r.lineOf(kv), what, expr::toString(ref), ref});
-            task.when = *text;
+            task.when = std::move(*text);
         } else if (key == "run_as") {
             if (workflowTask) {
                 r.add(kv, what + " applies to plugin tasks only (a workflow task runs no process; the tasks "
@@ -256,7 +261,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
                                  "\"user:group\")");
                 continue;
             }
-            task.run_as = *text;
+            task.run_as = std::move(*text);
             task.run_as_source = RunAsSource::Task;
             extra.run_as_line = r.lineOf(kv);
         } else if (isResourceKey(key)) {
@@ -291,6 +296,10 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
                                            formatDuration(task.retry_delay) + "), or \"0s\" for no cap");
     }
     task.params_json = toJson(params);
+    task.params_json.shrink_to_fit();
+    task.child_params = std::move(child_params);
+    task.env = std::move(env);
+    task.retry_on_exit_codes = std::move(exit_codes);
 
     if (!task.plugin.empty() && !workflowTask) {
         auto pluginLine = r.lineOf(t.at("plugin"));
@@ -310,6 +319,8 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
 // cannot honour it is refused: the task would silently run as root.
 void applyRunAs(Workflow& wf, size_t wf_line, const std::vector<TaskExtra>& extras,
                 const WorkflowDefaults& defaults, const PluginCatalog& plugins, Reporter& r) {
+    // One copy of each account for all the tasks that inherit it.
+    const SharedText workflow_account(wf.run_as), default_account(defaults.default_run_as);
     for (size_t i = 0; i < wf.tasks.size() && i < extras.size(); ++i) {
         TaskDef& task = wf.tasks[i];
         if (task.plugin.empty() || !task.workflow.empty() || plugins.unavailable(task.plugin)) continue;
@@ -324,10 +335,10 @@ void applyRunAs(Workflow& wf, size_t wf_line, const std::vector<TaskExtra>& extr
                                    *unsupported);
                 continue;
             }
-            task.run_as = wf.run_as;
+            task.run_as = workflow_account;
             task.run_as_source = RunAsSource::Workflow;
         } else if (!defaults.default_run_as.empty() && !unsupported) {
-            task.run_as = defaults.default_run_as;
+            task.run_as = default_account;
             task.run_as_source = RunAsSource::Default;
         }
     }
@@ -375,7 +386,7 @@ void validatePending(const std::vector<PendingValidation>& pending, const Workfl
     if (pending.empty()) return;
     std::vector<PluginCatalog::ValidateCall> calls;
     calls.reserve(pending.size());
-    for (const auto& p : pending) calls.push_back({&wf.tasks[p.task].plugin, &wf.tasks[p.task].params_json});
+    for (const auto& p : pending) calls.push_back({&wf.tasks[p.task].plugin.get(), &wf.tasks[p.task].params_json});
     auto answers = plugins.validateAll(calls);
     for (size_t i = 0; i < pending.size() && i < answers.size(); ++i) {
         if (!answers[i]) continue;

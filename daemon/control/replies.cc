@@ -192,7 +192,7 @@ json::object workflowJson(const WorkflowInfo& w, bool detail) {
         o["paused"] = nullptr;
     }
     o["last_run"] = w.last_run ? json::value(runJson(*w.last_run, false)) : json::value(nullptr);
-    o["task_count"] = w.tasks.size();
+    o["task_count"] = w.task_count;
     o["deadline"] = w.deadline_s ? json::value(formatDuration(std::chrono::seconds(w.deadline_s))) : json::value(nullptr);
     if (detail) {
         o["overlap"] = w.overlap;

@@ -68,7 +68,8 @@ struct WorkflowInfo {
     };
     std::optional<Pause> paused;              // the schedule is paused (taskhubctl pause WORKFLOW)
     store::NameValues params;                 // declared params with their defaults
-    std::vector<TaskInfo> tasks;
+    size_t task_count = 0;
+    std::vector<TaskInfo> tasks;              // `show` only (empty in `list`)
     std::optional<store::RunRecord> last_run; // without tasks
     int64_t deadline_s = 0;                   // `deadline`; 0 = none
     // `show WORKFLOW` only: its latest misses (kDeadlineMissesShown at most), newest first,

@@ -1,22 +1,25 @@
 #include "dag/graph.h"
 
 #include <algorithm>
+#include <bit>
+#include <functional>
 #include <tuple>
+#include <unordered_map>
 
 namespace taskhub::dag {
 
 std::vector<Problem> validate(const std::vector<NodeSpec>& nodes) {
     std::vector<Problem> problems;
-    std::unordered_map<std::string, size_t> first;
+    std::unordered_map<std::string_view, size_t> first;
     for (size_t i = 0; i < nodes.size(); ++i) {
-        const auto& id = nodes[i].id;
+        const std::string_view id = nodes[i].id;
         if (id.empty()) {
             problems.push_back({i, "id", "task id must not be empty"});
             continue;
         }
         auto [it, inserted] = first.emplace(id, i);
         if (!inserted) {
-            problems.push_back({i, "id", "duplicate task id '" + id + "' (first defined by task #" +
+            problems.push_back({i, "id", "duplicate task id '" + std::string(id) + "' (first defined by task #" +
                                              std::to_string(it->second + 1) + ")"});
         }
     }
@@ -24,11 +27,11 @@ std::vector<Problem> validate(const std::vector<NodeSpec>& nodes) {
     for (size_t i = 0; i < nodes.size(); ++i) {
         for (const auto& dep : nodes[i].depends_on) {
             if (dep == nodes[i].id) {
-                problems.push_back({i, "depends_on", "task '" + dep + "' depends on itself"});
+                problems.push_back({i, "depends_on", "task '" + std::string(dep) + "' depends on itself"});
                 references_ok = false;
             } else if (!first.count(dep)) {
-                problems.push_back({i, "depends_on", "task '" + nodes[i].id +
-                                                         "' depends on unknown task '" + dep + "'"});
+                problems.push_back({i, "depends_on", "task '" + std::string(nodes[i].id) +
+                                                         "' depends on unknown task '" + std::string(dep) + "'"});
                 references_ok = false;
             }
         }
@@ -52,8 +55,8 @@ std::vector<Problem> validate(const std::vector<NodeSpec>& nodes) {
                 if (colour[dep] == Grey) {
                     auto from = std::find(path.begin(), path.end(), dep);
                     std::string cycle;
-                    for (auto it = from; it != path.end(); ++it) cycle += nodes[*it].id + " -> ";
-                    cycle += nodes[dep].id;
+                    for (auto it = from; it != path.end(); ++it) cycle.append(nodes[*it].id).append(" -> ");
+                    cycle.append(nodes[dep].id);
                     problems.push_back({dep, "depends_on", "dependency cycle: " + cycle});
                     return problems;
                 }
@@ -72,25 +75,55 @@ std::vector<Problem> validate(const std::vector<NodeSpec>& nodes) {
     return problems;
 }
 
-Graph::Graph(const std::vector<NodeSpec>& nodes)
-    : ids_(nodes.size()), deps_(nodes.size()), dependents_(nodes.size()) {
-    for (uint32_t i = 0; i < nodes.size(); ++i) {
-        ids_[i] = nodes[i].id;
-        by_id_.emplace(nodes[i].id, i);
+Graph::Graph(const std::vector<NodeSpec>& nodes) {
+    const size_t n = nodes.size();
+    size_t text = 0, edges = 0;
+    for (const auto& node : nodes) {
+        text += node.id.size();
+        edges += node.depends_on.size();
     }
-    for (uint32_t i = 0; i < nodes.size(); ++i) {
-        for (const auto& dep : nodes[i].depends_on) {
-            uint32_t d = by_id_.at(dep);
-            deps_[i].push_back(d);
-            dependents_[d].push_back(i);
+    ids_.reserve(text);
+    id_start_.reserve(n + 1);
+    id_start_.push_back(0);
+    slots_.assign(std::bit_ceil(n + n / 3 + 1), 0);
+    for (uint32_t i = 0; i < n; ++i) {
+        ids_.append(nodes[i].id);
+        id_start_.push_back(static_cast<uint32_t>(ids_.size()));
+        slots_[slotOf(nodes[i].id)] = i + 1;
+    }
+    // Dependencies in spec order; dependents counted first, then filled in node order.
+    deps_.reserve(edges);
+    dep_start_.reserve(n + 1);
+    dep_start_.push_back(0);
+    std::vector<uint32_t> count(n + 1, 0);
+    for (const auto& node : nodes) {
+        for (const auto dep : node.depends_on) {
+            const uint32_t d = slots_[slotOf(dep)] - 1;
+            deps_.push_back(d);
+            ++count[d + 1];
         }
+        dep_start_.push_back(static_cast<uint32_t>(deps_.size()));
+    }
+    for (size_t i = 0; i < n; ++i) count[i + 1] += count[i];
+    dependent_start_ = count;
+    dependents_.resize(edges);
+    for (uint32_t i = 0; i < n; ++i) {
+        for (uint32_t d : dependencies(i)) dependents_[count[d]++] = i;
+    }
+}
+
+size_t Graph::slotOf(std::string_view id) const {
+    const size_t mask = slots_.size() - 1;
+    for (size_t s = std::hash<std::string_view>{}(id) & mask;; s = (s + 1) & mask) {
+        if (slots_[s] == 0 || this->id(slots_[s] - 1) == id) return s;
     }
 }
 
 std::optional<uint32_t> Graph::index(std::string_view id) const {
-    auto it = by_id_.find(std::string(id));
-    if (it == by_id_.end()) return std::nullopt;
-    return it->second;
+    if (slots_.empty()) return std::nullopt;
+    const uint32_t node = slots_[slotOf(id)];
+    if (node == 0) return std::nullopt;
+    return node - 1;
 }
 
 Progress::Progress(const Graph& graph, std::vector<TriggerRule> rules)

@@ -7,9 +7,9 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -17,9 +17,10 @@
 
 namespace taskhub::dag {
 
+// A node as validate() and Graph read it: views of text the caller keeps alive during the call.
 struct NodeSpec {
-    std::string id;
-    std::vector<std::string> depends_on;
+    std::string_view id;
+    std::vector<std::string_view> depends_on;
 };
 
 // One problem found by validate(): the node (index into the input), the key at fault ("id" or
@@ -36,23 +37,37 @@ struct Problem {
 std::vector<Problem> validate(const std::vector<NodeSpec>& nodes);
 
 // An immutable, index-based graph built from specs that passed validate(). Node indexes follow
-// the input (file) order.
+// the input (file) order. Compact, for workflows of 100,000 tasks: the ids are one block of text,
+// the edges two arrays of indexes with an offset per node (compressed sparse rows), and the
+// lookup by id an open-addressing table of node indexes; about 30 bytes per node and 8 per edge.
 class Graph {
 public:
     Graph() = default;
     explicit Graph(const std::vector<NodeSpec>& nodes);
 
-    size_t size() const noexcept { return ids_.size(); }
-    const std::string& id(uint32_t node) const { return ids_[node]; }
+    size_t size() const noexcept { return id_start_.empty() ? 0 : id_start_.size() - 1; }
+    std::string_view id(uint32_t node) const {
+        return std::string_view(ids_).substr(id_start_[node], id_start_[node + 1] - id_start_[node]);
+    }
     std::optional<uint32_t> index(std::string_view id) const;
-    const std::vector<uint32_t>& dependencies(uint32_t node) const { return deps_[node]; }
-    const std::vector<uint32_t>& dependents(uint32_t node) const { return dependents_[node]; }
+    std::span<const uint32_t> dependencies(uint32_t node) const { return row(deps_, dep_start_, node); }
+    std::span<const uint32_t> dependents(uint32_t node) const { return row(dependents_, dependent_start_, node); }
 
 private:
-    std::vector<std::string> ids_;
-    std::vector<std::vector<uint32_t>> deps_;
-    std::vector<std::vector<uint32_t>> dependents_;
-    std::unordered_map<std::string, uint32_t> by_id_;
+    static std::span<const uint32_t> row(const std::vector<uint32_t>& edges, const std::vector<uint32_t>& start,
+                                         uint32_t node) {
+        return std::span<const uint32_t>(edges).subspan(start[node], start[node + 1] - start[node]);
+    }
+    // The slot of id in slots_: the one holding its node, or the empty one where it would go.
+    size_t slotOf(std::string_view id) const;
+
+    std::string ids_;                   // every id, one after another
+    std::vector<uint32_t> id_start_;    // node i's id is ids_[id_start_[i], id_start_[i + 1])
+    std::vector<uint32_t> deps_;        // node i's dependencies: deps_[dep_start_[i], dep_start_[i + 1])
+    std::vector<uint32_t> dep_start_;
+    std::vector<uint32_t> dependents_;  // the same for the nodes that depend on node i
+    std::vector<uint32_t> dependent_start_;
+    std::vector<uint32_t> slots_;       // node + 1, or 0 for an empty slot; a power of two in size
 };
 
 enum class Outcome { Succeeded, Failed, Skipped, Cancelled };
@@ -66,7 +81,7 @@ enum class Outcome { Succeeded, Failed, Skipped, Cancelled };
 // - NoneFailed: once all ended, if none failed; skipped as soon as one failed.
 // - Always:     at once, without waiting for its dependencies.
 // A node without dependencies is ready at the start under every rule.
-enum class TriggerRule { AllSuccess, AllDone, AllFailed, OneSuccess, OneFailed, NoneFailed, Always };
+enum class TriggerRule : uint8_t { AllSuccess, AllDone, AllFailed, OneSuccess, OneFailed, NoneFailed, Always };
 
 } // namespace taskhub::dag
 

@@ -63,7 +63,8 @@ command = "rclone copy /var/backups remote:"
     CHECK(wf.tasks[0].timeout == std::chrono::minutes(20));
     CHECK(wf.tasks[0].env == std::vector<std::pair<std::string, std::string>>{{"PGHOST", "db"}});
     CHECK(wf.tasks[0].params_json == R"({"command":"pg_dump mydb > /var/backups/mydb.sql"})");
-    CHECK(wf.tasks[1].depends_on == std::vector<std::string>{"dump"});
+    CHECK(dependsOn(wf, 1) == std::vector<std::string_view>{"dump"});
+    CHECK(dependsOn(wf, 0).empty());
     CHECK(wf.graph.size() == 2);
     CHECK(wf.version.size() == 16);
 }

@@ -67,12 +67,12 @@ leftovers = "kill"
     CHECK(inherits.leftovers == cgroup::Leftovers::Keep);
 
     const auto& own = wf.tasks[1];
-    CHECK(own.limits.memory_max == 1048576u);
-    CHECK(own.limits.memory_max_text == "1048576");
-    CHECK(own.limits.cpu_quota_us == 150'000u);
-    CHECK(own.limits.cpu_max_text == "1.5");
-    CHECK(own.limits.tasks_max == 64u);
-    CHECK(own.limits.io_weight == 200u);
+    CHECK(own.limits->memory_max == 1048576u);
+    CHECK(own.limits->memory_max_text == "1048576");
+    CHECK(own.limits->cpu_quota_us == 150'000u);
+    CHECK(own.limits->cpu_max_text == "1.5");
+    CHECK(own.limits->tasks_max == 64u);
+    CHECK(own.limits->io_weight == 200u);
     CHECK(own.leftovers == cgroup::Leftovers::Kill);
     // The resource keys are the engine's, never the plugin's parameters.
     CHECK(own.params_json.find("memory_max") == std::string::npos);
@@ -128,8 +128,8 @@ TEST_CASE("limits: cpu_max as a TOML number is a number of CPUs", "[workflow][li
     INFO(firstProblem(load.problems));
     REQUIRE(load.workflow);
     CHECK(load.workflow->limits.cpu_quota_us == 200'000u);
-    CHECK(load.workflow->tasks[0].limits.cpu_quota_us == 25'000u);
-    CHECK(load.workflow->tasks[0].limits.cpu_max_text == "0.25");
+    CHECK(load.workflow->tasks[0].limits->cpu_quota_us == 25'000u);
+    CHECK(load.workflow->tasks[0].limits->cpu_max_text == "0.25");
 }
 
 TEST_CASE("limits: a workflow task runs no process and refuses the resource keys", "[workflow][limits]") {

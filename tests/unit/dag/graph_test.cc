@@ -11,7 +11,7 @@ namespace {
 
 std::vector<std::string> names(const Graph& g, const std::vector<uint32_t>& nodes) {
     std::vector<std::string> out;
-    for (auto n : nodes) out.push_back(g.id(n));
+    for (auto n : nodes) out.emplace_back(g.id(n));
     return out;
 }
 
@@ -185,4 +185,36 @@ TEST_CASE("restore: a retried node runs again, its skipped dependants are decide
     q.restore({Outcome::Failed, std::nullopt, std::nullopt, Outcome::Succeeded}, &ready, &skipped);
     CHECK(ready.empty());
     CHECK(names(g, skipped) == Strings{"b", "c"});
+}
+
+TEST_CASE("a large graph finds every id and keeps every edge as written", "[dag]") {
+    // Ids of varied length, each node depending on up to three earlier ones (in the order given).
+    const uint32_t n = 5000;
+    std::vector<std::string> ids;
+    for (uint32_t i = 0; i < n; ++i) ids.push_back(std::string(i % 7 + 1, 'a' + static_cast<char>(i % 26)) + std::to_string(i));
+    std::vector<NodeSpec> specs(n);
+    std::vector<std::vector<uint32_t>> deps(n), dependents(n);
+    for (uint32_t i = 0; i < n; ++i) {
+        specs[i].id = ids[i];
+        for (uint32_t d : {i / 2, i / 3 + 1, i - 1}) {
+            if (i == 0 || d >= i || std::find(deps[i].begin(), deps[i].end(), d) != deps[i].end()) continue;
+            specs[i].depends_on.push_back(ids[d]);
+            deps[i].push_back(d);
+            dependents[d].push_back(i);
+        }
+    }
+    REQUIRE(validate(specs).empty());
+    const Graph g(specs);
+    REQUIRE(g.size() == n);
+    for (uint32_t i = 0; i < n; ++i) {
+        INFO(ids[i]);
+        REQUIRE(g.id(i) == ids[i]);
+        REQUIRE(g.index(ids[i]) == i);
+        REQUIRE(std::vector<uint32_t>(g.dependencies(i).begin(), g.dependencies(i).end()) == deps[i]);
+        REQUIRE(std::vector<uint32_t>(g.dependents(i).begin(), g.dependents(i).end()) == dependents[i]);
+    }
+    CHECK_FALSE(g.index("nobody"));
+    CHECK_FALSE(g.index(""));
+    CHECK_FALSE(Graph().index("a"));
+    CHECK(Graph().size() == 0);
 }
