@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -83,6 +84,7 @@ Notifier::~Notifier() {
 }
 
 void Notifier::workerLoop() {
+    pthread_setname_np(pthread_self(), "taskhubd-notify"); // as top -H and /proc show it
     for (;;) {
         std::function<void()> job;
         {
