@@ -27,9 +27,9 @@ string(REPLACE "-O3" "-O2" CMAKE_CXX_FLAGS_RELEASE "${CMAKE_CXX_FLAGS_RELEASE}")
 add_compile_options(-ffunction-sections -fdata-sections)
 add_link_options(-Wl,--gc-sections)
 
-# A module that runs at start or on request only (control requests, notifications, the daemon's
-# wiring) is compiled for size: its code stays resident once it has run, and nothing in it is on
-# a task's path. Not the configuration: -Os made loading a 20,000-task workflow 35 % slower.
+# A module that runs at start, on request or once per run (control requests, notifications, the
+# daemon's wiring), never per task, is compiled for size: its code stays resident once it has run.
+# Not the configuration: -Os made loading a 20,000-task workflow 35 % slower.
 function(taskhub_optimise_for_size target)
   target_compile_options(${target} PRIVATE $<$<CONFIG:Release,RelWithDebInfo>:-Os>)
 endfunction()
