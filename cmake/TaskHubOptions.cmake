@@ -26,3 +26,10 @@ string(REPLACE "-O3" "-O2" CMAKE_C_FLAGS_RELEASE "${CMAKE_C_FLAGS_RELEASE}")
 string(REPLACE "-O3" "-O2" CMAKE_CXX_FLAGS_RELEASE "${CMAKE_CXX_FLAGS_RELEASE}")
 add_compile_options(-ffunction-sections -fdata-sections)
 add_link_options(-Wl,--gc-sections)
+
+# A module that runs at start, on request or once per run (control requests, notifications, the
+# daemon's wiring), never per task, is compiled for size: its code stays resident once it has run.
+# Not the configuration: -Os made loading a 20,000-task workflow 35 % slower.
+function(taskhub_optimise_for_size target)
+  target_compile_options(${target} PRIVATE $<$<CONFIG:Release,RelWithDebInfo>:-Os>)
+endfunction()

@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,7 +69,6 @@ Notifier::Notifier(asio::io_context& io, store::Store& store, Options options, W
     char host[HOST_NAME_MAX + 1] = {};
     hostname_ = ::gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "localhost";
     stats_.mbox_path = (opts_.state_dir / "mail" / "undelivered.mbox").string();
-    for (int i = 0; i < kDeliveryThreads; ++i) threads_.emplace_back([this] { workerLoop(); });
 }
 
 Notifier::~Notifier() {
@@ -84,11 +84,14 @@ Notifier::~Notifier() {
 }
 
 void Notifier::workerLoop() {
+    pthread_setname_np(pthread_self(), "taskhubd-notify"); // as top -H and /proc show it
     for (;;) {
         std::function<void()> job;
         {
             std::unique_lock lock(mu_);
+            ++idle_;
             cv_.wait(lock, [this] { return quit_ || !jobs_.empty(); });
+            --idle_;
             if (quit_) return;
             job = std::move(jobs_.front());
             jobs_.pop_front();
@@ -98,10 +101,14 @@ void Notifier::workerLoop() {
 }
 
 void Notifier::submit(std::function<void()> job) {
+    bool start_thread;
     {
         std::lock_guard lock(mu_);
         jobs_.push_back(std::move(job));
+        // One more thread when the queued jobs outnumber the threads waiting for them.
+        start_thread = jobs_.size() > idle_ && threads_.size() < static_cast<size_t>(kDeliveryThreads);
     }
+    if (start_thread) threads_.emplace_back([this] { workerLoop(); });
     cv_.notify_one();
 }
 

@@ -19,8 +19,9 @@
 // (TASKHUB_NOTIFICATION_ID, X-TaskHub-Notification-Id, the mail's Message-ID).
 //
 // Threading: every method on the event-loop thread. Commands and sendmail run on the notifier's
-// own delivery threads (kDeliveryThreads): a hanging notifier holds one of them for at most
-// [notifications] timeout and never a run.
+// own delivery threads (at most kDeliveryThreads, started as deliveries need them: a daemon that
+// never notifies runs none): a hanging notifier holds one of them for at most [notifications]
+// timeout and never a run.
 #ifndef TASKHUB_NOTIFY_NOTIFIER_H
 #define TASKHUB_NOTIFY_NOTIFIER_H
 
@@ -181,8 +182,9 @@ private:
     std::condition_variable cv_;
     std::deque<std::function<void()>> jobs_; // guarded by mu_
     bool quit_ = false;                      // guarded by mu_
+    size_t idle_ = 0;                        // delivery threads waiting for a job; guarded by mu_
     std::atomic<bool> stopping_{false};      // the destructor: programs in flight are killed
-    std::vector<std::thread> threads_;
+    std::vector<std::thread> threads_;       // started by submit(), on the loop thread
     std::shared_ptr<bool> alive_;            // posted results check it: the notifier may be gone
 };
 

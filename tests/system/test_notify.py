@@ -164,6 +164,37 @@ class NotifyTest(harness.DaemonTestCase):
         text_status = d.ctl_ok("status", json=False)
         self.assertIn("mail is written to " + mbox, text_status)
 
+    def test_delivery_threads_start_with_the_first_delivery(self):
+        """An idle daemon runs no delivery thread (they cost it memory); the first mail starts one."""
+        d = self.daemon()
+        sendmail = self.fake_sendmail(d)
+        with open(d.config, "a") as f:
+            f.write(FAST + 'sendmail = "%s"\n' % sendmail)
+        d.write_workflow("failing", """\
+            [[notify]]
+            mail = "ops@example.org"
+
+            [[task]]
+            id = "bad"
+            plugin = "shell"
+            command = "exit 1"
+            """)
+        d.start()
+
+        def delivery_threads():
+            names = []
+            for tid in os.listdir("/proc/%d/task" % d.proc.pid):
+                with open("/proc/%d/task/%s/comm" % (d.proc.pid, tid)) as f:
+                    names.append(f.read().strip())
+            return names.count("taskhubd-notify")
+
+        self.assertEqual(delivery_threads(), 0)
+        rc, run, _ = d.ctl("run", "failing", "--wait")
+        self.assertEqual(rc, 1)
+        self.wait_notification(d, run["id"])
+        self.assertEqual(len(self.mails(d)), 1)
+        self.assertEqual(delivery_threads(), 1, "one mail, one thread")
+
     # ---- command ----
 
     def test_command_gets_the_facts_in_env_and_json_on_stdin(self):
