@@ -144,10 +144,10 @@ std::string unwritableMessage(const std::filesystem::path& db, int code, int sys
     return "cannot write the state database " + db.string() + ": " + what + "; " + todo;
 }
 
-// SQLite's global settings, made before its first use (any open initialises it and ends them):
-// no page cache is allocated in bulk up front. By default each connection's cache allocates 20
-// pages at once (87 KB) at its first read; pages then come one at a time as they are read, which
-// an idle daemon with a small database does not need all of.
+// SQLite's global settings, made before its first use (the first open initialises SQLite, and
+// settings made after that are refused): no page cache allocated in bulk. By default each
+// connection allocates 20 pages (87 KB) at its first read; without that, pages are allocated as
+// they are read, and an idle daemon with a small database reads few.
 [[maybe_unused]] const int kSqliteConfigured = sqlite3_config(SQLITE_CONFIG_PAGECACHE, nullptr, 0, 0);
 
 sqlite3* openConnection(const std::filesystem::path& path, int flags, std::string* err) {
