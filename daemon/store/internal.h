@@ -40,8 +40,7 @@ enum StmtId {
     kResumeWorkflow,
     kSelectPauses,
     kRunKey,
-    kUpdateTask,
-    kInsertTask,
+    kUpsertTask,
     kInsertEvents,
     kRunExists,
     kSelectRun,
@@ -224,6 +223,8 @@ std::string databaseDamage(const std::filesystem::path& path);
 std::string damagedMessage(const std::filesystem::path& path, const std::string& damage);
 
 // ---- rows.cc ----
+// The text of an empty NameValues (what nearly every task's outputs are).
+inline constexpr std::string_view kEmptyJsonObject = "{}";
 // NameValues as a JSON object text in their order, and back. The store writes these columns
 // itself; a value that does not parse (edited by hand) reads as empty and is logged.
 std::string toJsonObject(const NameValues& values);
