@@ -118,26 +118,6 @@ std::vector<TaskRecord> listedTasks(const RunRecord& run, const std::string& lis
     return std::move(*tasks);
 }
 
-TaskRecord readTask(const Stmt& t) {
-    TaskRecord tr;
-    tr.task_id = t.text(0);
-    tr.plugin = t.text(1);
-    tr.state = nameFromColumn(t.text(2), model::TaskState::Failed, "tasks.state");
-    tr.attempt = static_cast<int>(t.i64(3));
-    if (auto x = t.opt(4)) tr.exit_code = static_cast<int>(*x);
-    tr.message = t.text(5);
-    tr.started_ms = t.opt(6);
-    tr.ended_ms = t.opt(7);
-    tr.outputs = fromJsonObject(t.text(8), "tasks.outputs");
-    tr.child_run = t.text(9);
-    tr.pid = t.opt(10);
-    tr.pgid = t.opt(11);
-    tr.proc_start = t.opt(12);
-    tr.kind = nameFromColumn(t.text(13), model::TaskKind::Plugin, "tasks.kind");
-    readUsage(t, 14, tr);
-    return tr;
-}
-
 } // namespace
 
 std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {

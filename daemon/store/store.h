@@ -13,8 +13,10 @@
 //   - writer thread (after startWriter()): writes are queued as plain records and a writer
 //     thread with its own connection commits them in batches (group commit). The first write of a
 //     batch posts a kick to the event loop, which runs after the handler that wrote it: the kick
-//     wakes the writer, so that everything one event-loop turn writes (an attempt's end, the next
-//     one's start, their events) goes into one commit. The writer commits at once when idle or
+//     wakes the writer, so that an idle store commits everything that handler writes (an
+//     attempt's end, the next one's start, their events) together, not just its first write. A
+//     batch taken when its 20 ms are up or for a waiter may still end within a handler's writes
+//     (the rest follow in the next commit, in order). The writer commits at once when idle or
 //     when someone waits for the writes through whenDurable (that wakes it at once, without the
 //     kick), else at most every 20 ms under load, so fsync never blocks the event loop. Several
 //     updates of one task within a batch collapse into its latest state. whenDurable(fn) calls fn

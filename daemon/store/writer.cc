@@ -129,7 +129,7 @@ bool Store::applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t) 
     // One statement: the task's first write (when it leaves pending) inserts its row, every later
     // one updates it.
     std::string err;
-    auto& s = c.stmt(kUpsertTask);
+    auto& s = c.stmtRebound(kUpsertTask); // every parameter is bound below
     s.bind(1, (run_key << kTaskKeyBits) | order).bindRef(2, t.task_id).bindRef(3, model::name(t.state));
     s.bind(4, static_cast<int64_t>(t.attempt)).bind(5, t.exit_code).bindRef(6, t.message);
     s.bind(7, t.started_ms).bind(8, t.ended_ms).bindRef(10, t.child_run);
@@ -147,15 +147,18 @@ bool Store::applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t) 
         s.bind(20, clampToInt64(u->io_read_bytes)).bind(21, clampToInt64(u->io_write_bytes));
         s.bindRef(22, cgroup::toString(u->source));
     } else {
+        for (int i = 16; i <= 21; ++i) s.bindNull(i);
         s.bindRef(22, "");
     }
     if (const auto& l = t.leftovers) {
         s.bind(23, static_cast<int64_t>(l->found)).bindRef(24, cgroup::toString(l->action));
     } else {
-        s.bindRef(24, "");
+        s.bindNull(23).bindRef(24, "");
     }
     c.check(s.step(), "write task", &err);
-    s.reset(); // drops the references to the texts above
+    // The references to the texts above stay bound but are never read: the next write binds every
+    // parameter again before it steps.
+    s.resetKeepingBindings();
     return err.empty() || fail(err);
 }
 
@@ -215,9 +218,9 @@ void Store::enqueueRun(RunOp op) {
 
 void Store::kick() {
     // Runs after the event-loop handler that made the batch's first write (and any handlers
-    // queued before it), so that the writer takes that handler's writes in one batch. A kick that
-    // runs late (its batch was taken at once for a waiter) lets the writer take whatever is
-    // pending then: the writes of whole handlers, never of half of one.
+    // queued before it), so that a writer woken by it takes at least all of that handler's writes.
+    // A batch taken later (when the 20 ms since the last commit are up, or at once for a waiter)
+    // may end within a handler's writes: the rest go into the next commit, in order.
     post_([this] {
         {
             std::lock_guard lock(mu_);
