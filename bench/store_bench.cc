@@ -2,10 +2,11 @@
 // real taskhub_store:
 //
 //   store_bench throughput DIR RUNS TASKS full|normal
-//       RUNS runs of TASKS tasks each, written as the engine writes them (run created; per task
-//       ready, starting, running and succeeded upserts with their events; run ended) through the
-//       store's writer thread, as fast as the writes can be handed over; prints one JSON line:
-//       completions (tasks that succeeded), seconds until everything was committed, commits.
+//       RUNS runs of TASKS tasks each, written as the engine writes them (run created with its
+//       task list, no task rows; per task ready, starting, running and succeeded upserts with their
+//       events; run ended) through the store's writer thread, as fast as the writes can be handed
+//       over; prints one JSON line: completions (tasks that succeeded), seconds until everything
+//       was committed, commits, and the CPU time of the writer thread per completion.
 //   store_bench inflight DIR RUNS TASKS full|normal INFLIGHT
 //       The same runs and tasks, created first; then, as the engine runs them, INFLIGHT tasks at a
 //       time each write "starting", wait until that is durable (as an attempt waits before its
@@ -27,6 +28,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -34,6 +36,9 @@
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include <dirent.h>
+#include <unistd.h>
 
 #include "store/store.h"
 
@@ -91,6 +96,37 @@ private:
     std::thread t_;
 };
 
+// CPU seconds (user + system) the store's writer thread ("taskhubd-store") has used so far; 0
+// before it exists.
+double writerCpuSeconds() {
+    double total = 0;
+    DIR* d = ::opendir("/proc/self/task");
+    if (!d) return 0;
+    while (const dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        const std::string base = std::string("/proc/self/task/") + e->d_name;
+        char comm[32] = {};
+        if (FILE* f = std::fopen((base + "/comm").c_str(), "r")) {
+            if (!std::fgets(comm, sizeof comm, f)) comm[0] = 0;
+            std::fclose(f);
+        }
+        if (std::string(comm) != "taskhubd-store\n") continue;
+        char stat[1024] = {};
+        if (FILE* f = std::fopen((base + "/stat").c_str(), "r")) {
+            if (!std::fgets(stat, sizeof stat, f)) stat[0] = 0;
+            std::fclose(f);
+        }
+        // Fields 14 and 15 (utime, stime), counted after the command name's closing parenthesis.
+        const char* p = std::strrchr(stat, ')');
+        unsigned long long utime = 0, stime = 0;
+        if (p && std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) == 2) {
+            total += static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+        }
+    }
+    ::closedir(d);
+    return total;
+}
+
 RunRecord makeRun(const std::string& id, const std::string& workflow, int64_t t, const std::string& version = "bench") {
     RunRecord r;
     r.id = id;
@@ -120,11 +156,19 @@ TaskRecord makeTask(int i, const std::string& state, int64_t t) {
     return k;
 }
 
+// A new run with its task list (TASKS tasks "tN" of the shell plugin), as the engine inserts it.
+void insertRun(Store& s, const std::string& id, const std::string& workflow, int tasks, int64_t t,
+               const std::string& version = "bench") {
+    Store::TaskList list;
+    list.reserve(static_cast<size_t>(tasks));
+    for (int i = 0; i < tasks; ++i) list.add("t" + std::to_string(i), "shell", taskhub::model::TaskKind::Plugin);
+    s.insertRun(makeRun(id, workflow, t, version), std::move(list));
+}
+
 // One run's writes, as the engine makes them for a run whose tasks all succeed.
 void writeRun(Store& s, const std::string& id, const std::string& workflow, int tasks, int64_t t) {
-    s.insertRun(makeRun(id, workflow, t));
+    insertRun(s, id, workflow, tasks, t);
     s.addEvent(t, id, "", "run_created", "manual by bench");
-    for (int i = 0; i < tasks; ++i) s.upsertTask(id, i, makeTask(i, "pending", t));
     for (int i = 0; i < tasks; ++i) {
         const std::string task = "t" + std::to_string(i);
         s.upsertTask(id, i, makeTask(i, "ready", t));
@@ -158,6 +202,7 @@ int throughput(const std::filesystem::path& dir, int runs, int tasks, bool norma
         loop.post(std::move(fn));
     });
     const int64_t t = nowMs();
+    const double cpu0 = writerCpuSeconds();
     const auto t0 = Clock::now();
     for (int r = 0; r < runs; ++r) writeRun(*store, "bench@" + std::to_string(r), "bench", tasks, t);
     const auto handed = Clock::now();
@@ -166,9 +211,12 @@ int throughput(const std::filesystem::path& dir, int runs, int tasks, bool norma
         return 1;
     }
     const auto t1 = Clock::now();
-    std::printf("{\"completions\": %lld, \"seconds\": %.6f, \"handover_seconds\": %.6f, \"commits\": %llu}\n",
-                static_cast<long long>(runs) * tasks, std::chrono::duration<double>(t1 - t0).count(),
-                std::chrono::duration<double>(handed - t0).count(), static_cast<unsigned long long>(commits.load()));
+    const long long completions = static_cast<long long>(runs) * tasks;
+    std::printf("{\"completions\": %lld, \"seconds\": %.6f, \"handover_seconds\": %.6f, \"commits\": %llu, "
+                "\"writer_cpu_us_per_completion\": %.3f}\n",
+                completions, std::chrono::duration<double>(t1 - t0).count(),
+                std::chrono::duration<double>(handed - t0).count(), static_cast<unsigned long long>(commits.load()),
+                (writerCpuSeconds() - cpu0) * 1e6 / static_cast<double>(completions));
     return 0;
 }
 
@@ -184,9 +232,7 @@ int inflight(const std::filesystem::path& dir, int runs, int tasks, bool normal,
     }
     const int64_t t = nowMs();
     for (int r = 0; r < runs; ++r) {
-        const std::string id = "bench@" + std::to_string(r);
-        store->insertRun(makeRun(id, "bench", t));
-        for (int i = 0; i < tasks; ++i) store->upsertTask(id, i, makeTask(i, "pending", t));
+        insertRun(*store, "bench@" + std::to_string(r), "bench", tasks, t);
     }
     if (!store->commit()) return 1;
     Loop loop;
@@ -221,6 +267,7 @@ int inflight(const std::filesystem::path& dir, int runs, int tasks, bool normal,
         });
     };
     commits = 0;
+    const double cpu0 = writerCpuSeconds();
     const auto t0 = Clock::now();
     loop.post([&] {
         for (int k = 0; k < window; ++k) startOne();
@@ -234,8 +281,9 @@ int inflight(const std::filesystem::path& dir, int runs, int tasks, bool normal,
     flushed.get_future().wait();
     if (!store->commit()) return 1;
     const auto t1 = Clock::now();
-    std::printf("{\"completions\": %d, \"seconds\": %.6f, \"commits\": %llu}\n", total,
-                std::chrono::duration<double>(t1 - t0).count(), static_cast<unsigned long long>(commits.load()));
+    std::printf("{\"completions\": %d, \"seconds\": %.6f, \"commits\": %llu, \"writer_cpu_us_per_completion\": %.3f}\n",
+                total, std::chrono::duration<double>(t1 - t0).count(), static_cast<unsigned long long>(commits.load()),
+                (writerCpuSeconds() - cpu0) * 1e6 / total);
     return 0;
 }
 
@@ -324,14 +372,13 @@ int generate(const std::filesystem::path& dir, int runs, int interrupted, const 
     }
     for (int r = 0; r < interrupted; ++r, t += step) {
         // As a crash leaves a run: running, its first task running, the second starting, the third
-        // not yet ready.
+        // not yet ready (no row: pending from the run's task list).
         const std::string id = workflow + "@crashed-" + std::to_string(r);
-        store->insertRun(makeRun(id, workflow, t, version));
+        insertRun(*store, id, workflow, 3, t, version);
         store->addEvent(t, id, "", "run_created", "manual by bench");
         store->upsertTask(id, 0, makeTask(0, "running", t));
         store->addEvent(t, id, "t0", "start", "attempt 1");
         store->upsertTask(id, 1, makeTask(1, "starting", t));
-        store->upsertTask(id, 2, makeTask(2, "pending", t));
     }
     if (!store->commit()) {
         std::fprintf(stderr, "store_bench: a commit failed: %s\n", store->lastError().c_str());

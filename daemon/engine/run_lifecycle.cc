@@ -16,6 +16,18 @@
 
 namespace taskhub::engine {
 
+namespace {
+
+// What the store writes of a new run's tasks: their ids, plugins and kinds, in workflow order.
+store::Store::TaskList taskListOf(const Run& run) {
+    store::Store::TaskList list;
+    list.reserve(run.tasks.size());
+    for (const auto& t : run.tasks) list.add(t.rec.task_id, t.rec.plugin, t.rec.kind);
+    return list;
+}
+
+} // namespace
+
 std::string Core::newManualId(const std::string& workflow) {
     for (;;) {
         char suffix[8];
@@ -190,12 +202,8 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
         run->rec.state = model::RunState::Skipped;
         run->rec.message = skip_reason;
         run->rec.ended_ms = run->rec.created_ms;
-        revive ? store.reviveRun(run->rec) : store.insertRun(run->rec);
-        for (uint32_t i = 0; i < run->tasks.size(); ++i) {
-            run->tasks[i].rec.state = TS::Skipped;
-            run->tasks[i].rec.message = "the run was skipped";
-            saveTask(*run, i);
-        }
+        // Its tasks have no rows: the store reads them as skipped from the run's task list.
+        revive ? store.reviveRun(run->rec, taskListOf(*run)) : store.insertRun(run->rec, taskListOf(*run));
         event(id, "", "run_skipped", skip_reason);
         if (run->rec.skip_cause == model::SkipCause::Paused) {
             // Registered after the record's writes: called once they are committed.
@@ -212,8 +220,9 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
     }
 
     run->rec.state = model::RunState::Queued;
-    revive ? store.reviveRun(run->rec) : store.insertRun(run->rec);
-    for (uint32_t i = 0; i < run->tasks.size(); ++i) saveTask(*run, i);
+    // A task's row is written when it first leaves pending; until then the run's task list is
+    // all the store needs.
+    revive ? store.reviveRun(run->rec, taskListOf(*run)) : store.insertRun(run->rec, taskListOf(*run));
     event(id, "", "run_created", by);
     Run& r = adopt(std::move(run));
     for (auto* o : observers) o->runCreated(r.rec);
@@ -391,8 +400,7 @@ void Core::startChild(Run& run, uint32_t t) {
     event(run.rec.id, task.rec.task_id, "start",
           "attempt " + std::to_string(task.rec.attempt) + ": child run " + id);
     child->rec.state = model::RunState::Queued;
-    store.insertRun(child->rec);
-    for (uint32_t i = 0; i < child->tasks.size(); ++i) saveTask(*child, i);
+    store.insertRun(child->rec, taskListOf(*child));
     event(id, "", "run_created", "parent " + run.rec.id + " task " + task.rec.task_id);
     run.children.push_back(id);
     Run& c = adopt(std::move(child));

@@ -8,32 +8,32 @@
 namespace taskhub::store {
 
 const char* const kSql[kStmtCount] = {
-    "INSERT INTO runs(" TASKHUB_RUN_COLUMNS ") "
-    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    "INSERT INTO runs(" TASKHUB_RUN_COLUMNS ", tasks) "
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     "UPDATE runs SET state = ?2, message = ?3, started_ms = ?4, ended_ms = ?5, lost = ?6 WHERE id = ?1",
     "UPDATE runs SET trigger = ?2, state = ?3, message = ?4, version = ?5, created_ms = ?6, started_ms = ?7, "
-    "ended_ms = ?8, params = ?9, skip_cause = ?10 WHERE id = ?1",
+    "ended_ms = ?8, params = ?9, skip_cause = ?10, tasks = ?11 WHERE id = ?1",
     "DELETE FROM tasks WHERE key >= ?1 AND key < ?2",
     "INSERT INTO workflow_pauses(workflow, since_ms, by) VALUES(?1, ?2, ?3) "
     "ON CONFLICT(workflow) DO UPDATE SET since_ms = ?2, by = ?3",
     "DELETE FROM workflow_pauses WHERE workflow = ?1",
     "SELECT workflow, since_ms, by FROM workflow_pauses ORDER BY workflow",
     "SELECT key FROM runs WHERE id = ?1",
-    "UPDATE tasks SET state = ?3, attempt = ?4, exit_code = ?5, message = ?6, started_ms = ?7, "
-    "ended_ms = ?8, outputs = ?9, child_run = ?10, pid = ?12, pgid = ?13, proc_start = ?14, cpu_user_us = ?16, "
-    "cpu_system_us = ?17, memory_peak = ?18, oom_kills = ?19, io_read_bytes = ?20, io_write_bytes = ?21, "
-    "usage_source = ?22, leftovers_found = ?23, leftovers_action = ?24 WHERE key = ?1",
     "INSERT INTO tasks(key, task_id, plugin, state, attempt, exit_code, message, started_ms, "
     "ended_ms, outputs, child_run, pid, pgid, proc_start, kind, cpu_user_us, cpu_system_us, memory_peak, "
     "oom_kills, io_read_bytes, io_write_bytes, usage_source, leftovers_found, leftovers_action) "
     "VALUES(?1, ?2, ?11, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
-    "?23, ?24)",
+    "?23, ?24) ON CONFLICT(key) DO UPDATE SET state = ?3, attempt = ?4, exit_code = ?5, message = ?6, "
+    "started_ms = ?7, ended_ms = ?8, outputs = ?9, child_run = ?10, pid = ?12, pgid = ?13, proc_start = ?14, "
+    "cpu_user_us = ?16, cpu_system_us = ?17, memory_peak = ?18, oom_kills = ?19, io_read_bytes = ?20, "
+    "io_write_bytes = ?21, usage_source = ?22, leftovers_found = ?23, leftovers_action = ?24",
     "INSERT INTO event_blocks(last_seq, run_key, events) VALUES(?1, ?2, ?3)",
     "SELECT 1 FROM runs WHERE id = ?1",
-    "SELECT " TASKHUB_RUN_SELECT " FROM runs WHERE id = ?1",
+    "SELECT " TASKHUB_RUN_SELECT ", tasks FROM runs WHERE id = ?1",
     "SELECT task_id, plugin, state, attempt, exit_code, message, started_ms, ended_ms, outputs, "
     "child_run, pid, pgid, proc_start, kind, cpu_user_us, cpu_system_us, memory_peak, oom_kills, io_read_bytes, "
-    "io_write_bytes, usage_source, leftovers_found, leftovers_action FROM tasks WHERE key >= ?1 AND key < ?2 ORDER BY key",
+    "io_write_bytes, usage_source, leftovers_found, leftovers_action, key FROM tasks WHERE key >= ?1 AND key < ?2 "
+    "ORDER BY key",
     "SELECT events FROM event_blocks WHERE run_key = ?1 ORDER BY last_seq",
     "SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks",
     "SELECT count(*) FROM runs",

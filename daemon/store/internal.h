@@ -40,8 +40,7 @@ enum StmtId {
     kResumeWorkflow,
     kSelectPauses,
     kRunKey,
-    kUpdateTask,
-    kInsertTask,
+    kUpsertTask,
     kInsertEvents,
     kRunExists,
     kSelectRun,
@@ -95,6 +94,11 @@ public:
         sqlite3_clear_bindings(s_);
         return *this;
     }
+    // Resets without clearing the bindings: for a statement whose every parameter is bound anew.
+    Stmt& resetKeepingBindings() {
+        sqlite3_reset(s_);
+        return *this;
+    }
     Stmt& bind(int i, std::string_view v) {
         sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
         return *this;
@@ -106,6 +110,10 @@ public:
     }
     Stmt& bind(int i, int64_t v) {
         sqlite3_bind_int64(s_, i, v);
+        return *this;
+    }
+    Stmt& bindNull(int i) {
+        sqlite3_bind_null(s_, i);
         return *this;
     }
     template <class T>
@@ -151,6 +159,8 @@ public:
         return true;
     }
     Stmt& stmt(int which) { return stmts_[which]->reset(); }
+    // For a statement whose caller binds every parameter (the hottest one, a task's write).
+    Stmt& stmtRebound(int which) { return stmts_[which]->resetKeepingBindings(); }
     sqlite3* db() const { return db_; }
 
     // Returns an error message, or "" on success.
@@ -224,6 +234,8 @@ std::string databaseDamage(const std::filesystem::path& path);
 std::string damagedMessage(const std::filesystem::path& path, const std::string& damage);
 
 // ---- rows.cc ----
+// The text of an empty NameValues (what nearly every task's outputs are).
+inline constexpr std::string_view kEmptyJsonObject = "{}";
 // NameValues as a JSON object text in their order, and back. The store writes these columns
 // itself; a value that does not parse (edited by hand) reads as empty and is logged.
 std::string toJsonObject(const NameValues& values);
@@ -236,6 +248,8 @@ void appendEvent(std::string& out, int64_t seq, int64_t ts_ms, std::string_view 
 void readEventBlock(const std::string& run_id, const std::string& text, std::vector<EventRecord>& out);
 // A run from a row of TASKHUB_RUN_COLUMNS.
 RunRecord readRun(const Stmt& s);
+// A task from a row of kSelectTasks (its first 23 columns).
+TaskRecord readTask(const Stmt& s);
 // A task's usage and leftovers from the nine columns of schema 9 starting at `first`.
 void readUsage(const Stmt& s, int first, TaskRecord& t);
 

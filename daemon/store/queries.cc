@@ -2,6 +2,8 @@
 // in synchronous mode, for runExists).
 #include "store/internal.h"
 
+#include <spdlog/spdlog.h>
+
 namespace taskhub::store {
 
 std::vector<Store::FileVersion> Store::fileVersions(const std::string& workflow) {
@@ -91,6 +93,33 @@ bool Store::runExists(const std::string& id) {
     return found;
 }
 
+namespace {
+
+// The message of the tasks of a run recorded as skipped, which have no rows.
+constexpr const char* kRunSkipped = "the run was skipped";
+
+// The tasks of a run from its task list (schema 10): pending, or skipped in a skipped run. A list
+// that does not parse (edited by hand) is logged and left out: the run's rows are all it has.
+std::vector<TaskRecord> listedTasks(const RunRecord& run, const std::string& list) {
+    if (list.empty()) return {};
+    auto tasks = Store::TaskList::parse(list);
+    if (!tasks) {
+        spdlog::error("STORE_BAD_VALUE runs.tasks of run {} is not a task list (KIND LEN:ID LEN:PLUGIN ...): {}; "
+                      "only its tasks that have rows are shown",
+                      run.id, list.substr(0, 200));
+        return {};
+    }
+    if (run.state == model::RunState::Skipped) {
+        for (auto& t : *tasks) {
+            t.state = model::TaskState::Skipped;
+            t.message = kRunSkipped;
+        }
+    }
+    return std::move(*tasks);
+}
+
+} // namespace
+
 std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
     if (pruning_.count(id)) return std::nullopt; // being deleted by history retention
     auto& s = r_->stmt(kSelectRun);
@@ -98,28 +127,19 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
     if (s.step() != SQLITE_ROW) return std::nullopt;
     RunRecord r = readRun(s);
     const int64_t key = s.i64(16);
+    const std::string list = with_tasks ? s.text(17) : std::string();
     s.finish();
-    if (with_tasks) {
-        auto& t = r_->stmt(kSelectTasks);
-        t.bind(1, key << kTaskKeyBits).bind(2, (key + 1) << kTaskKeyBits);
-        while (t.step() == SQLITE_ROW) {
-            TaskRecord tr;
-            tr.task_id = t.text(0);
-            tr.plugin = t.text(1);
-            tr.state = nameFromColumn(t.text(2), model::TaskState::Failed, "tasks.state");
-            tr.attempt = static_cast<int>(t.i64(3));
-            if (auto x = t.opt(4)) tr.exit_code = static_cast<int>(*x);
-            tr.message = t.text(5);
-            tr.started_ms = t.opt(6);
-            tr.ended_ms = t.opt(7);
-            tr.outputs = fromJsonObject(t.text(8), "tasks.outputs");
-            tr.child_run = t.text(9);
-            tr.pid = t.opt(10);
-            tr.pgid = t.opt(11);
-            tr.proc_start = t.opt(12);
-            tr.kind = nameFromColumn(t.text(13), model::TaskKind::Plugin, "tasks.kind");
-            readUsage(t, 14, tr);
-            r.tasks.push_back(std::move(tr));
+    if (!with_tasks) return r;
+    // Every task in workflow order: those with a row as written, the others from the list.
+    r.tasks = listedTasks(r, list);
+    auto& t = r_->stmt(kSelectTasks);
+    t.bind(1, key << kTaskKeyBits).bind(2, (key + 1) << kTaskKeyBits);
+    while (t.step() == SQLITE_ROW) {
+        const auto order = static_cast<size_t>(t.i64(23) & (kMaxTasksPerRun - 1));
+        if (order < r.tasks.size()) {
+            r.tasks[order] = readTask(t);
+        } else {
+            r.tasks.push_back(readTask(t)); // a run without a list (schema 9 and before)
         }
     }
     return r;

@@ -16,7 +16,7 @@ namespace json = boost::json;
 // NameValues as a JSON object text in their order, and back. The store writes these columns
 // itself; a value that does not parse (edited by hand) reads as empty and is logged.
 std::string toJsonObject(const NameValues& values) {
-    if (values.empty()) return "{}";
+    if (values.empty()) return std::string(kEmptyJsonObject);
     json::object o;
     o.reserve(values.size());
     for (const auto& [name, value] : values) o[name] = value;
@@ -25,7 +25,7 @@ std::string toJsonObject(const NameValues& values) {
 
 NameValues fromJsonObject(const std::string& text, const char* what) {
     NameValues out;
-    if (text == "{}") return out;
+    if (text == kEmptyJsonObject) return out;
     json::error_code ec;
     // Params can carry bytes that are not UTF-8 (a dropped file's name); they are kept as they are.
     json::parse_options opts;
@@ -140,6 +140,55 @@ void readEventBlock(const std::string& run_id, const std::string& text, std::vec
     }
 }
 
+namespace {
+
+constexpr char kindLetter(model::TaskKind kind) { return kind == model::TaskKind::Workflow ? 'w' : 'p'; }
+
+void appendCounted(std::string& out, std::string_view v) {
+    char num[24];
+    out.append(num, std::to_chars(num, num + sizeof num, v.size()).ptr);
+    out += ':';
+    out += v;
+}
+
+// Reads "LEN:BYTES" at the front of *text into *v; false when the text does not hold one.
+bool takeCounted(std::string_view* text, std::string_view* v) {
+    size_t len = 0;
+    const char* end = text->data() + text->size();
+    auto [p, ec] = std::from_chars(text->data(), end, len);
+    if (ec != std::errc() || p == end || *p != ':' || static_cast<size_t>(end - p - 1) < len) return false;
+    *v = std::string_view(p + 1, len);
+    text->remove_prefix(static_cast<size_t>(p + 1 + len - text->data()));
+    return true;
+}
+
+} // namespace
+
+void Store::TaskList::add(std::string_view task_id, std::string_view plugin, model::TaskKind kind) {
+    text_ += kindLetter(kind);
+    appendCounted(text_, task_id);
+    appendCounted(text_, plugin);
+    ++size_;
+}
+
+std::optional<std::vector<TaskRecord>> Store::TaskList::parse(std::string_view text) {
+    std::vector<TaskRecord> out;
+    while (!text.empty()) {
+        const char kind = text.front();
+        text.remove_prefix(1);
+        std::string_view id, plugin;
+        if ((kind != 'p' && kind != 'w') || !takeCounted(&text, &id) || !takeCounted(&text, &plugin) ||
+            out.size() >= static_cast<size_t>(kMaxTasksPerRun)) {
+            return std::nullopt;
+        }
+        TaskRecord& t = out.emplace_back();
+        t.task_id = id;
+        t.plugin = plugin;
+        t.kind = kind == 'w' ? model::TaskKind::Workflow : model::TaskKind::Plugin;
+    }
+    return out;
+}
+
 void logBadName(const char* what, const std::string& text) {
     spdlog::error("STORE_BAD_VALUE {} is not a known name: '{}'", what, text.substr(0, 200));
 }
@@ -164,6 +213,28 @@ RunRecord readRun(const Stmt& s) {
     r.skip_cause = nameFromColumn(s.text(15), model::SkipCause::None, "runs.skip_cause");
     return r;
 }
+
+// A task from a row of kSelectTasks.
+TaskRecord readTask(const Stmt& t) {
+    TaskRecord tr;
+    tr.task_id = t.text(0);
+    tr.plugin = t.text(1);
+    tr.state = nameFromColumn(t.text(2), model::TaskState::Failed, "tasks.state");
+    tr.attempt = static_cast<int>(t.i64(3));
+    if (auto x = t.opt(4)) tr.exit_code = static_cast<int>(*x);
+    tr.message = t.text(5);
+    tr.started_ms = t.opt(6);
+    tr.ended_ms = t.opt(7);
+    tr.outputs = fromJsonObject(t.text(8), "tasks.outputs");
+    tr.child_run = t.text(9);
+    tr.pid = t.opt(10);
+    tr.pgid = t.opt(11);
+    tr.proc_start = t.opt(12);
+    tr.kind = nameFromColumn(t.text(13), model::TaskKind::Plugin, "tasks.kind");
+    readUsage(t, 14, tr);
+    return tr;
+}
+
 
 namespace {
 

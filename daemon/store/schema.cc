@@ -241,9 +241,16 @@ ALTER TABLE tasks ADD COLUMN leftovers_found INTEGER;
 ALTER TABLE tasks ADD COLUMN leftovers_action TEXT NOT NULL DEFAULT '';
 )sql";
 
+// 10 (issue 18): the run's task list (Store::TaskList: each task's kind, id and plugin in workflow
+// order), written once with the run; a task's row is written when it first leaves pending. Runs
+// written before keep their rows and an empty list, and read as before.
+constexpr const char* kSchemaV10 = R"sql(
+ALTER TABLE runs ADD COLUMN tasks TEXT NOT NULL DEFAULT '';
+)sql";
+
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
 const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
-                                   kSchemaV7, kSchemaV8, kSchemaV9};
+                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace

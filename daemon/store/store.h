@@ -1,15 +1,28 @@
 // Durable state in SQLite under the state directory: runs, their tasks and an event log.
 //
+// What is written per task: a run's row carries its task list (each task's id, plugin and kind,
+// in workflow order, written once with the run); a task gets a row of its own only when it first
+// leaves `pending`, and every later change of it rewrites that row (one UPSERT per task and
+// batch, however often it changed within the batch). Reads build the tasks without a row from
+// the list: pending, or skipped ("the run was skipped") in a run recorded as skipped. Events are
+// appended to the run's block of the batch (event_blocks: one row per run per commit).
+//
 // Durability: WAL journal with synchronous=FULL. Two modes:
 //   - synchronous (after open()): writes join an open transaction on the calling thread and
 //     commit() makes them durable. Used at start-up (recovery) and by tests.
 //   - writer thread (after startWriter()): writes are queued as plain records and a writer
-//     thread with its own connection commits them in batches (group commit: at once when idle
-//     or when someone waits for them through whenDurable, else at most every 20 ms under load), so
-//     fsync never blocks the event loop. Several updates of one task within a batch collapse into
-//     its latest state. whenDurable(fn) calls fn (through the poster given to startWriter) once
-//     everything written so far is committed: the control channel answers a client only then, so
-//     nothing acknowledged is ever lost and every answer reads its own writes.
+//     thread with its own connection commits them in batches (group commit). The first write of a
+//     batch posts a kick to the event loop, which runs after the handler that wrote it: the kick
+//     wakes the writer, so that an idle store commits everything that handler writes (an
+//     attempt's end, the next one's start, their events) together, not just its first write. A
+//     batch taken when its 20 ms are up or for a waiter may still end within a handler's writes
+//     (the rest follow in the next commit, in order). The writer commits at once when idle or
+//     when someone waits for the writes through whenDurable (that wakes it at once, without the
+//     kick), else at most every 20 ms under load, so fsync never blocks the event loop. Several
+//     updates of one task within a batch collapse into its latest state. whenDurable(fn) calls fn
+//     (through the poster given to startWriter) once everything written so far is committed: the
+//     control channel answers a client only then, so nothing acknowledged is ever lost and every
+//     answer reads its own writes.
 //
 // Threading: the write and read methods are for one thread (the event loop); the writer thread
 // is internal. Reads use their own connection and see committed data only.
@@ -79,8 +92,11 @@ public:
     // 8: deadline_misses, deadline_marks (triggers/deadline.h) and notifications (the outbox of
     // daemon/notify). 9: tasks.cpu_user_us, cpu_system_us, memory_peak, oom_kills,
     // io_read_bytes, io_write_bytes, usage_source, leftovers_found, leftovers_action (what the
-    // latest attempt cost and left behind). Older databases are migrated when opened.
-    static constexpr int kSchemaVersion = 9;
+    // latest attempt cost and left behind). 10: runs.tasks, the run's task list (ids, plugins,
+    // kinds in workflow order; see TaskList): a task's row is written when it first leaves
+    // pending, not with the run. Runs of older schemas keep their rows and read as before.
+    // Older databases are migrated when opened.
+    static constexpr int kSchemaVersion = 10;
     static constexpr int kMaxTasksPerRun = 1 << 20; // tasks.key holds the position in 20 bits
 
     // Opens (creating if needed) state_dir/taskhub.db and migrates it forward to kSchemaVersion
@@ -118,13 +134,37 @@ public:
     // Switches to writer-thread mode (see above). post(fn) must run fn on the event-loop thread.
     void startWriter(std::function<void(std::function<void()>)> post);
 
+    // A run's tasks as written with the run: each task's id, plugin and kind, in workflow order,
+    // as one text (runs.tasks). Each task is its kind ('p' plugin, 'w' workflow) followed by the
+    // id and the plugin, each as its length in decimal, ':' and its bytes ("p2:t04:noop"), so that
+    // any bytes are kept.
+    class TaskList {
+    public:
+        void reserve(size_t tasks) { text_.reserve(tasks * 12); }
+        void add(std::string_view task_id, std::string_view plugin, model::TaskKind kind);
+        size_t size() const noexcept { return size_; }
+        const std::string& text() const noexcept { return text_; }
+        std::string release() && { return std::move(text_); }
+        // The tasks of a list text, pending; nullopt when the text is no such list.
+        static std::optional<std::vector<TaskRecord>> parse(std::string_view text);
+
+    private:
+        std::string text_;
+        size_t size_ = 0;
+    };
+
     // ---- writes ----
-    void insertRun(const RunRecord& run); // every field but tasks; params as a JSON object
+    // Every field; params as a JSON object; the tasks' ids, plugins and kinds from run.tasks (or
+    // from `tasks`), as the run's task list. No task row is written: each task reads as pending
+    // (skipped, when run is recorded as skipped) until upsertTask writes it.
+    void insertRun(const RunRecord& run);
+    void insertRun(const RunRecord& run, TaskList tasks);
     void updateRun(const RunRecord& run); // state, message, started, ended
     // Turns a recorded run (a firing recorded as skipped while its workflow was paused) into
     // this new one: the row keeps its id and key, takes run's trigger, state, message, version,
-    // times and params, and loses its tasks (write the new ones after).
+    // times, params and task list (as insertRun), and loses its task rows.
     void reviveRun(const RunRecord& run);
+    void reviveRun(const RunRecord& run, TaskList tasks);
     // Records that a workflow's schedule is paused (since, by whom), or no longer is.
     void setWorkflowPaused(const std::string& workflow, bool paused, int64_t since_ms = 0,
                            const std::string& by = {});
@@ -173,6 +213,8 @@ public:
     // Whether every write up to and including the mark's is committed (or its batch failed):
     // writeMark() taken right after a write tells whether that write has reached the disk yet.
     bool isDurable(uint64_t mark) const;
+    // Writer mode: the batches committed (or lost) so far. For tests and benchmarks.
+    uint64_t batchesWritten() const;
     // Calls fn(ok) on the event loop once every write made before this call is committed (at
     // once, through post, when nothing is pending). ok is false when any write made after
     // writeMark() returned `since` was lost (its batch failed). While the store cannot write
@@ -290,11 +332,16 @@ public:
     const std::filesystem::path& path() const noexcept { return path_; }
 
 private:
+    struct InsertRun {
+        RunRecord run; // without tasks
+        std::string tasks; // TaskList::text()
+    };
     struct UpdateRun {
         RunRecord run;
     };
     struct ReviveRun {
-        RunRecord run;
+        RunRecord run; // without tasks
+        std::string tasks;
     };
     struct WorkflowPause {
         std::string workflow;
@@ -314,7 +361,7 @@ private:
         NotificationRecord n;
         bool insert = false;
     };
-    using RunOp = std::variant<RunRecord, UpdateRun, ReviveRun, WorkflowPause, PluginEvent,
+    using RunOp = std::variant<InsertRun, UpdateRun, ReviveRun, WorkflowPause, PluginEvent,
                                FileVersion, Prune, DeadlineMissRecord, DeadlineMark,
                                NotificationWrite>; // insert, update, ...
     struct StringHash {
@@ -349,6 +396,9 @@ private:
     Store(std::unique_ptr<Conn> writer, std::unique_ptr<Conn> reader, std::filesystem::path path);
     // Writer mode: the pending batch, with the write counted; the caller holds mu_.
     Batch& pendingLocked();
+    // Writer mode, after the first write of a batch: posts the kick that lets the writer take the
+    // batch once the event-loop handler writing it has returned.
+    void kick();
     RunPart& partLocked(std::string_view run_id);
     void enqueueRun(RunOp op);
     bool applyRun(Conn& c, const RunOp& op);
@@ -391,6 +441,8 @@ private:
     std::unordered_set<std::string> committing_runs_; // guarded by mu_: run ids in the batch being written
     bool stopping_ = false;             // guarded by mu_
     bool urgent_ = false;               // guarded by mu_: a waiter wants the pending writes committed now
+    bool kicked_ = false;               // guarded by mu_: the kick of the pending batch ran (see kick())
+    uint64_t batches_written_ = 0;      // guarded by mu_: batchesWritten()
     uint64_t written_seq_ = 0;          // guarded by mu_: last write handed to the store
     uint64_t durable_seq_ = 0;          // guarded by mu_: last write committed (or failed)
     std::deque<std::pair<uint64_t, uint64_t>> failed_; // guarded by mu_: seq ranges of lost batches

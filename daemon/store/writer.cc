@@ -49,15 +49,17 @@ bool Store::fail(const std::string& err) {
 
 bool Store::applyRun(Conn& c, const RunOp& op) {
     std::string err;
-    if (const auto* o = std::get_if<RunRecord>(&op)) {
+    if (const auto* insert = std::get_if<InsertRun>(&op)) {
+        const RunRecord* o = &insert->run;
         auto& s = c.stmt(kInsertRun);
         s.bind(1, o->id).bind(2, o->workflow).bind(3, model::name(o->trigger)).bind(4, model::name(o->state));
         s.bind(5, o->message);
         s.bind(6, o->version).bind(7, o->scheduled_ms).bind(8, o->created_ms).bind(9, o->started_ms);
         s.bind(10, o->ended_ms).bind(11, toJsonObject(o->params)).bind(12, o->parent_run);
         s.bind(13, o->parent_task).bind(14, static_cast<int64_t>(o->depth)).bind(15, static_cast<int64_t>(o->lost));
-        s.bind(16, model::name(o->skip_cause));
+        s.bind(16, model::name(o->skip_cause)).bindRef(17, insert->tasks);
         c.check(s.step(), "insert run", &err);
+        s.reset(); // drops the reference to the task list
     } else if (const auto* u = std::get_if<UpdateRun>(&op)) {
         const auto& r = u->run;
         auto& s = c.stmt(kUpdateRun);
@@ -71,8 +73,10 @@ bool Store::applyRun(Conn& c, const RunOp& op) {
         auto& s = c.stmt(kReviveRun);
         s.bind(1, r.id).bind(2, model::name(r.trigger)).bind(3, model::name(r.state)).bind(4, r.message).bind(5, r.version);
         s.bind(6, r.created_ms).bind(7, r.started_ms).bind(8, r.ended_ms).bind(9, toJsonObject(r.params));
-        s.bind(10, model::name(r.skip_cause));
-        if (c.check(s.step(), "revive run", &err)) {
+        s.bind(10, model::name(r.skip_cause)).bindRef(11, v->tasks);
+        const bool revived = c.check(s.step(), "revive run", &err);
+        s.reset(); // drops the reference to the task list
+        if (revived) {
             auto& d = c.stmt(kDeleteTasks);
             d.bind(1, *key << kTaskKeyBits).bind(2, (*key + 1) << kTaskKeyBits);
             c.check(d.step(), "revive run: delete its tasks", &err);
@@ -122,34 +126,39 @@ std::optional<int64_t> Store::runKey(Conn& c, std::string_view run_id) {
 }
 
 bool Store::applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t) {
-    // Nearly every write of a task changes a row written before (the engine writes every task of
-    // a run when it creates the run): an UPDATE, and an INSERT only when it changed nothing.
+    // One statement: the task's first write (when it leaves pending) inserts its row, every later
+    // one updates it.
     std::string err;
-    const std::string outputs = toJsonObject(t.outputs);
-    for (int which : {kUpdateTask, kInsertTask}) {
-        auto& s = c.stmt(which);
-        s.bind(1, (run_key << kTaskKeyBits) | order).bindRef(2, t.task_id).bindRef(3, model::name(t.state));
-        s.bind(4, static_cast<int64_t>(t.attempt)).bind(5, t.exit_code).bindRef(6, t.message);
-        s.bind(7, t.started_ms).bind(8, t.ended_ms).bindRef(9, outputs).bindRef(10, t.child_run);
-        s.bind(12, t.pid).bind(13, t.pgid).bind(14, t.proc_start);
-        if (const auto& u = t.usage) {
-            s.bind(16, clampToInt64(u->cpu_user_us)).bind(17, clampToInt64(u->cpu_system_us));
-            s.bind(18, clampToInt64(u->memory_peak)).bind(19, clampToInt64(u->oom_kills));
-            s.bind(20, clampToInt64(u->io_read_bytes)).bind(21, clampToInt64(u->io_write_bytes));
-            s.bindRef(22, cgroup::toString(u->source));
-        } else {
-            s.bindRef(22, "");
-        }
-        if (const auto& l = t.leftovers) {
-            s.bind(23, static_cast<int64_t>(l->found)).bindRef(24, cgroup::toString(l->action));
-        } else {
-            s.bindRef(24, "");
-        }
-        if (which == kInsertTask) s.bindRef(11, t.plugin).bindRef(15, model::name(t.kind));
-        bool ok = c.check(s.step(), which == kUpdateTask ? "update task" : "insert task", &err);
-        s.reset(); // drops the references to the texts above
-        if (!ok || (which == kUpdateTask && sqlite3_changes(c.db()) > 0)) break;
+    auto& s = c.stmtRebound(kUpsertTask); // every parameter is bound below
+    s.bind(1, (run_key << kTaskKeyBits) | order).bindRef(2, t.task_id).bindRef(3, model::name(t.state));
+    s.bind(4, static_cast<int64_t>(t.attempt)).bind(5, t.exit_code).bindRef(6, t.message);
+    s.bind(7, t.started_ms).bind(8, t.ended_ms).bindRef(10, t.child_run);
+    s.bindRef(11, t.plugin).bind(12, t.pid).bind(13, t.pgid).bind(14, t.proc_start).bindRef(15, model::name(t.kind));
+    std::string outputs;
+    if (t.outputs.empty()) {
+        s.bindRef(9, kEmptyJsonObject);
+    } else {
+        outputs = toJsonObject(t.outputs);
+        s.bindRef(9, outputs);
     }
+    if (const auto& u = t.usage) {
+        s.bind(16, clampToInt64(u->cpu_user_us)).bind(17, clampToInt64(u->cpu_system_us));
+        s.bind(18, clampToInt64(u->memory_peak)).bind(19, clampToInt64(u->oom_kills));
+        s.bind(20, clampToInt64(u->io_read_bytes)).bind(21, clampToInt64(u->io_write_bytes));
+        s.bindRef(22, cgroup::toString(u->source));
+    } else {
+        for (int i = 16; i <= 21; ++i) s.bindNull(i);
+        s.bindRef(22, "");
+    }
+    if (const auto& l = t.leftovers) {
+        s.bind(23, static_cast<int64_t>(l->found)).bindRef(24, cgroup::toString(l->action));
+    } else {
+        s.bindNull(23).bindRef(24, "");
+    }
+    c.check(s.step(), "write task", &err);
+    // The references to the texts above stay bound but are never read: the next write binds every
+    // parameter again before it steps.
+    s.resetKeepingBindings();
     return err.empty() || fail(err);
 }
 
@@ -200,16 +209,58 @@ void Store::enqueueRun(RunOp op) {
     {
         std::lock_guard lock(mu_);
         auto& b = pendingLocked();
-        if (auto* r = std::get_if<RunRecord>(&op)) b.run_ids.insert(r->id);
+        if (auto* r = std::get_if<InsertRun>(&op)) b.run_ids.insert(r->run.id);
         b.run_ops.push_back(std::move(op));
-        if (b.writes > 1) return; // the writer already knows there is work
+        if (b.writes > 1) return; // the kick is posted already
     }
-    cv_.notify_one();
+    kick();
 }
 
-void Store::insertRun(const RunRecord& run) { enqueueRun(run); }
-void Store::updateRun(const RunRecord& run) { enqueueRun(UpdateRun{run}); }
-void Store::reviveRun(const RunRecord& run) { enqueueRun(ReviveRun{run}); }
+void Store::kick() {
+    // Runs after the event-loop handler that made the batch's first write (and any handlers
+    // queued before it), so that a writer woken by it takes at least all of that handler's writes.
+    // A batch taken later (when the 20 ms since the last commit are up, or at once for a waiter)
+    // may end within a handler's writes: the rest go into the next commit, in order.
+    post_([this] {
+        {
+            std::lock_guard lock(mu_);
+            if (pending_.writes == 0) return;
+            kicked_ = true;
+        }
+        cv_.notify_one();
+    });
+}
+
+namespace {
+
+// A run's task list from its tasks.
+Store::TaskList taskListOf(const std::vector<TaskRecord>& tasks) {
+    Store::TaskList list;
+    list.reserve(tasks.size());
+    for (const auto& t : tasks) list.add(t.task_id, t.plugin, t.kind);
+    return list;
+}
+
+// The run's fields, without its tasks.
+RunRecord withoutTasks(const RunRecord& run) {
+    if (run.tasks.empty()) return run;
+    RunRecord copy = run;
+    copy.tasks.clear();
+    copy.tasks.shrink_to_fit();
+    return copy;
+}
+
+} // namespace
+
+void Store::insertRun(const RunRecord& run) { insertRun(run, taskListOf(run.tasks)); }
+void Store::insertRun(const RunRecord& run, TaskList tasks) {
+    enqueueRun(InsertRun{withoutTasks(run), std::move(tasks).release()});
+}
+void Store::updateRun(const RunRecord& run) { enqueueRun(UpdateRun{withoutTasks(run)}); }
+void Store::reviveRun(const RunRecord& run) { reviveRun(run, taskListOf(run.tasks)); }
+void Store::reviveRun(const RunRecord& run, TaskList tasks) {
+    enqueueRun(ReviveRun{withoutTasks(run), std::move(tasks).release()});
+}
 void Store::setWorkflowPaused(const std::string& workflow, bool paused, int64_t since_ms, const std::string& by) {
     enqueueRun(WorkflowPause{workflow, paused, since_ms, by});
 }
@@ -255,7 +306,7 @@ void Store::upsertTask(const std::string& run_id, int order, const TaskRecord& t
         }
         if (b.writes > 1) return;
     }
-    cv_.notify_one();
+    kick();
 }
 
 void Store::addEvent(const EventRecord& e) { addEvent(e.ts_ms, e.run_id, e.task_id, e.kind, e.detail); }
@@ -278,7 +329,7 @@ void Store::addEvent(int64_t ts_ms, std::string_view run_id, std::string_view ta
         appendEvent(part.events, part.last_event_seq, ts_ms, task_id, kind, detail);
         if (b.writes > 1) return;
     }
-    cv_.notify_one();
+    kick();
 }
 
 #undef TASKHUB_SYNC_WRITE
@@ -349,7 +400,9 @@ void Store::writerLoop() {
     bool gave_up = false; // stopping, and a batch was given up: the later ones get one try each
     std::unique_lock lock(mu_);
     for (;;) {
-        cv_.wait(lock, [this] { return stopping_ || pending_.writes != 0; });
+        // Woken by the kick of the pending batch (its first writer's event-loop handler has
+        // returned) or by someone waiting for the writes.
+        cv_.wait(lock, [this] { return stopping_ || (pending_.writes != 0 && (kicked_ || urgent_)); });
         if (pending_.writes == 0) break; // stopping and nothing left
         // Unless someone waits for these writes (an answer to a client, an attempt whose plugin
         // is called once its "starting" record is durable): then they are committed at once,
@@ -359,6 +412,7 @@ void Store::writerLoop() {
             cv_.wait_until(lock, due, [this] { return stopping_ || urgent_; });
         }
         urgent_ = false;
+        kicked_ = false;
         last_commit = std::chrono::steady_clock::now();
         // The two batches take turns: the event loop fills one while this thread writes the
         // other, and each keeps its storage, so a busy run allocates nothing per write.
@@ -412,6 +466,7 @@ void Store::writerLoop() {
             }
         }
         durable_seq_ = seq;
+        ++batches_written_;
         flushed_cv_.notify_all();
         if (post_) post_([this, seq] { onCommitted(seq); });
         if (checkpoint_due_) {
@@ -489,6 +544,10 @@ bool Store::commit() {
     std::unique_lock lock(mu_);
     const uint64_t since = durable_seq_;
     const uint64_t target = written_seq_;
+    if (durable_seq_ < target) {
+        urgent_ = true; // the kick cannot run while the caller blocks the event loop
+        cv_.notify_one();
+    }
     flushed_cv_.wait(lock, [&] { return durable_seq_ >= target; });
     return !failedBetweenLocked(since, target);
 }
@@ -501,6 +560,11 @@ uint64_t Store::writeMark() const {
 bool Store::isDurable(uint64_t mark) const {
     std::lock_guard lock(mu_);
     return durable_seq_ >= mark;
+}
+
+uint64_t Store::batchesWritten() const {
+    std::lock_guard lock(mu_);
+    return batches_written_;
 }
 
 void Store::whenDurable(uint64_t since, std::function<void(bool)> fn) { waitDurable(since, std::move(fn), false); }

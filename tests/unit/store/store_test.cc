@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <thread>
 
 #include "store/store.h"
 #include "model_text.h"
@@ -42,9 +44,13 @@ void sql(const fs::path& db, const std::string& statement) {
     sqlite3_close(h);
 }
 
-// What schema 9 added (what a version 8 database lacks).
+// What schema 10 added (what a version 9 database lacks).
+#define TASKHUB_DROP_SCHEMA_10 "ALTER TABLE runs DROP COLUMN tasks;"
+
+// What schemas 9 and 10 added (what a version 8 database lacks).
 const char* const kDropSchema9Columns =
-    "ALTER TABLE tasks DROP COLUMN cpu_user_us; ALTER TABLE tasks DROP COLUMN cpu_system_us; "
+    TASKHUB_DROP_SCHEMA_10
+    " ALTER TABLE tasks DROP COLUMN cpu_user_us; ALTER TABLE tasks DROP COLUMN cpu_system_us; "
     "ALTER TABLE tasks DROP COLUMN memory_peak; ALTER TABLE tasks DROP COLUMN oom_kills; "
     "ALTER TABLE tasks DROP COLUMN io_read_bytes; ALTER TABLE tasks DROP COLUMN io_write_bytes; "
     "ALTER TABLE tasks DROP COLUMN usage_source; ALTER TABLE tasks DROP COLUMN leftovers_found; "
@@ -774,7 +780,8 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
     CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('deadline_misses', 'deadline_marks')") == 2);
     CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name = 'notifications'") == 1);
-    CHECK(Store::kSchemaVersion == 9);
+    CHECK(Store::kSchemaVersion == 10);
+    CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'tasks'") == 1);
 }
 
 TEST_CASE("deadline misses are recorded once per firing; marks move forward only and can be forgotten",
@@ -1046,4 +1053,224 @@ TEST_CASE("a version 8 database gains the usage columns; its tasks read as not m
                      "'memory_peak', 'oom_kills', 'io_read_bytes', 'io_write_bytes', 'usage_source', "
                      "'leftovers_found', 'leftovers_action')") == 9);
     CHECK(sqlText(db, "SELECT usage_source FROM tasks") == "cgroup");
+}
+
+// ---- schema 10: a run's task list instead of a pending row per task ----
+
+namespace {
+
+TaskRecord listedTask(const std::string& id, const std::string& plugin,
+                      taskhub::model::TaskKind kind = taskhub::model::TaskKind::Plugin) {
+    TaskRecord t;
+    t.task_id = id;
+    t.plugin = plugin;
+    t.kind = kind;
+    return t;
+}
+
+// A run of three tasks: a (noop), b (shell), c (a workflow task).
+RunRecord runWithTasks(const std::string& id, int64_t created) {
+    RunRecord r = makeRun(id, "wf", created);
+    r.tasks = {listedTask("a", "noop"), listedTask("b", "shell"),
+               listedTask("c", "workflow:child", taskhub::model::TaskKind::Workflow)};
+    return r;
+}
+
+} // namespace
+
+TEST_CASE("a run's tasks are written with it; a task gets a row only when it leaves pending", "[store][tasklist]") {
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    FakeLoop loop;
+    {
+        auto s = openStore(dir.path);
+        s->startWriter([&](std::function<void()> fn) { loop.post(std::move(fn)); });
+        s->insertRun(runWithTasks("wf@1", 1));
+        TaskRecord b = listedTask("b", "shell");
+        b.state = taskhub::model::TaskState::Running;
+        b.attempt = 1;
+        b.started_ms = 5;
+        s->upsertTask("wf@1", 1, b);
+        REQUIRE(s->commit());
+        loop.drain();
+        for (bool reopened : {false, true}) {
+            INFO("reopened: " << reopened);
+            auto check = [&](Store& store) {
+                auto run = store.run("wf@1", true);
+                REQUIRE(run);
+                REQUIRE(run->tasks.size() == 3);
+                CHECK(run->tasks[0].task_id == "a");
+                CHECK(run->tasks[0].plugin == "noop");
+                CHECK(run->tasks[0].state == "pending");
+                CHECK(run->tasks[0].attempt == 0);
+                CHECK(run->tasks[1].task_id == "b");
+                CHECK(run->tasks[1].state == "running");
+                CHECK(run->tasks[1].started_ms == 5);
+                CHECK(run->tasks[2].task_id == "c");
+                CHECK(run->tasks[2].plugin == "workflow:child");
+                CHECK(run->tasks[2].kind == taskhub::model::TaskKind::Workflow);
+                CHECK(run->tasks[2].state == "pending");
+                CHECK(store.run("wf@1", false)->tasks.empty());
+            };
+            if (!reopened) {
+                check(*s);
+            } else {
+                s.reset();
+                check(*openStore(dir.path));
+            }
+        }
+    }
+    CHECK(sqlInt(db, "SELECT count(*) FROM tasks") == 1);
+}
+
+TEST_CASE("a run recorded as skipped reads its tasks as skipped without a row each", "[store][tasklist]") {
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    {
+        auto s = openStore(dir.path);
+        auto skipped = runWithTasks("wf@1", 1);
+        skipped.state = taskhub::model::RunState::Skipped;
+        skipped.skip_cause = taskhub::model::SkipCause::Overlap;
+        skipped.message = "skipped: run wf@0 is still active (overlap = skip)";
+        skipped.ended_ms = 1;
+        s->insertRun(skipped);
+        REQUIRE(s->commit());
+        auto run = s->run("wf@1", true);
+        REQUIRE(run);
+        REQUIRE(run->tasks.size() == 3);
+        for (const auto& t : run->tasks) {
+            CHECK(t.state == "skipped");
+            CHECK(t.message == "the run was skipped");
+        }
+        CHECK(run->tasks[2].kind == taskhub::model::TaskKind::Workflow);
+
+        // Revived (catch-up of a paused firing): the new task list, pending, no rows of the old.
+        auto revived = makeRun("wf@1", "wf", 2);
+        revived.state = taskhub::model::RunState::Queued;
+        revived.tasks = {listedTask("x", "noop"), listedTask("y", "noop")};
+        s->reviveRun(revived);
+        REQUIRE(s->commit());
+        run = s->run("wf@1", true);
+        REQUIRE(run);
+        REQUIRE(run->tasks.size() == 2);
+        CHECK(run->tasks[0].task_id == "x");
+        CHECK(run->tasks[1].task_id == "y");
+        CHECK(run->tasks[1].state == "pending");
+    }
+    CHECK(sqlInt(db, "SELECT count(*) FROM tasks") == 0);
+}
+
+TEST_CASE("a task list keeps any bytes; a list that does not parse is logged and the rows still read",
+          "[store][tasklist]") {
+    Store::TaskList list;
+    list.add("a", "plug in\nwith: 12:odd bytes", taskhub::model::TaskKind::Plugin);
+    list.add("b-2", "", taskhub::model::TaskKind::Workflow);
+    CHECK(list.size() == 2);
+    auto tasks = Store::TaskList::parse(list.text());
+    REQUIRE(tasks);
+    REQUIRE(tasks->size() == 2);
+    CHECK((*tasks)[0].plugin == "plug in\nwith: 12:odd bytes");
+    CHECK((*tasks)[1].task_id == "b-2");
+    CHECK((*tasks)[1].plugin.empty());
+    CHECK((*tasks)[1].kind == taskhub::model::TaskKind::Workflow);
+    for (const char* bad : {"x1:a1:b", "p1:a", "p9:a1:b", "p1:a1:bp", "p-1:a1:b", "p1a1:b"}) {
+        INFO(bad);
+        CHECK_FALSE(Store::TaskList::parse(bad));
+    }
+    CHECK(Store::TaskList::parse("")->empty());
+
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    {
+        auto s = openStore(dir.path);
+        s->insertRun(runWithTasks("wf@1", 1));
+        TaskRecord b = listedTask("b", "shell");
+        b.state = taskhub::model::TaskState::Succeeded;
+        s->upsertTask("wf@1", 1, b);
+        REQUIRE(s->commit());
+    }
+    sql(db, "UPDATE runs SET tasks = 'p3:a' WHERE id = 'wf@1'"); // edited by hand
+    auto run = openStore(dir.path)->run("wf@1", true);
+    REQUIRE(run);
+    REQUIRE(run->tasks.size() == 1);
+    CHECK(run->tasks[0].task_id == "b");
+    CHECK(run->tasks[0].state == "succeeded");
+}
+
+TEST_CASE("a version 9 database gains task lists; its runs keep their pending rows and read the same",
+          "[store][migration][tasklist]") {
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    openStore(dir.path).reset();
+    sql(db, TASKHUB_DROP_SCHEMA_10 " PRAGMA user_version = 9; "
+            "INSERT INTO runs(key, id, workflow, trigger, state, created_ms) VALUES(1, 'w@1', 'w', 'manual', 'running', 1); "
+            "INSERT INTO tasks(key, task_id, plugin, state, attempt) VALUES(1048576, 'a', 'noop', 'succeeded', 1); "
+            "INSERT INTO tasks(key, task_id, plugin, state, attempt) VALUES(1048577, 'b', 'noop', 'pending', 0); "
+            "INSERT INTO tasks(key, task_id, plugin, state, attempt, kind) "
+            "VALUES(1048578, 'c', 'workflow:x', 'pending', 0, 'workflow');");
+    {
+        auto s = openStore(dir.path);
+        auto run = s->run("w@1", true);
+        REQUIRE(run);
+        REQUIRE(run->tasks.size() == 3);
+        CHECK(run->tasks[0].state == "succeeded");
+        CHECK(run->tasks[1].task_id == "b");
+        CHECK(run->tasks[1].state == "pending");
+        CHECK(run->tasks[2].kind == taskhub::model::TaskKind::Workflow);
+        TaskRecord b = run->tasks[1];
+        b.state = taskhub::model::TaskState::Running;
+        s->upsertTask("w@1", 1, b); // the UPSERT updates the old row
+        REQUIRE(s->commit());
+        CHECK(s->run("w@1", true)->tasks[1].state == "running");
+    }
+    CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
+    CHECK(sqlInt(db, "SELECT count(*) FROM tasks") == 3);
+}
+
+TEST_CASE("writer mode: one event-loop turn's writes are committed together, once the turn's kick runs",
+          "[store][writer]") {
+    TempDir dir;
+    FakeLoop loop;
+    auto s = openStore(dir.path);
+    s->startWriter([&](std::function<void()> fn) { loop.post(std::move(fn)); });
+    const auto waitDurable = [&] {
+        // No timing is asserted: the bound only keeps a broken writer from hanging the test.
+        for (int i = 0; i < 10000 && !s->isDurable(s->writeMark()); ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        return s->isDurable(s->writeMark());
+    };
+    const uint64_t before = s->batchesWritten();
+    // One turn: a run, a task's end and the next one's start, their events.
+    s->insertRun(runWithTasks("wf@1", 1));
+    TaskRecord a = listedTask("a", "noop");
+    a.state = taskhub::model::TaskState::Succeeded;
+    s->upsertTask("wf@1", 0, a);
+    s->addEvent(2, "wf@1", "a", "end", "succeeded");
+    // The writer waits for the turn to end (the kick), however long the turn takes.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    TaskRecord b = listedTask("b", "shell");
+    b.state = taskhub::model::TaskState::Running;
+    s->upsertTask("wf@1", 1, b);
+    s->addEvent(3, "wf@1", "b", "start", "attempt 1");
+    CHECK_FALSE(s->isDurable(s->writeMark()));
+    CHECK(s->batchesWritten() == before);
+    CHECK(loop.drain() == 1); // one kick for the batch
+    REQUIRE(waitDurable());
+    CHECK(s->batchesWritten() == before + 1);
+    auto run = s->run("wf@1", true);
+    REQUIRE(run);
+    CHECK(run->tasks[0].state == "succeeded");
+    CHECK(run->tasks[1].state == "running");
+    CHECK(s->events("wf@1").size() == 2);
+
+    // A waiter does not wait for the kick: whenDurable wakes the writer at once.
+    const uint64_t mark = s->writeMark();
+    s->addEvent(4, "wf@1", "b", "end", "succeeded");
+    bool durable = false;
+    s->whenDurable(mark, [&](bool ok) { durable = ok; });
+    REQUIRE(waitDurable());
+    CHECK(s->batchesWritten() == before + 2);
+    loop.drain();
+    CHECK(durable);
 }
