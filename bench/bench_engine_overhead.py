@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: the engine's overhead per task on large DAGs of noop tasks (a wide fan-out/fan-in,
 a seeded random DAG, a chain), against bench/raw_dag (the same DAG on a plain thread pool with
-atomic dependency counters) measured in the same invocation. Also per shape the CPU time of the
+atomic dependency counters) measured in the same invocation (goals: fan-out <= 4 us, random DAG
+<= 5 us per task; the ratio is reported). Also per shape the CPU time of the
 store's writer thread (`taskhubd-store`) per task (goal for the fan-out: <= 3 us), and for the
 chains (--chain-tasks, plain and with at_most_once = true on every task, whose starts wait for a
 durable record) the time per step against one 4 KiB write + fdatasync (bench/raw_fsync, in the
@@ -23,14 +24,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 
-GOAL_US_PER_TASK = 5.0
-GOAL_RATIO = 5.0
+# Issue 18's goals per task: fan-out <= 4 us, random DAG <= 5 us. The ratio to the raw pool (a
+# thread pool with atomic counters, no store, no plugin ABI) is reported, not judged: no engine that
+# records every task durably comes within 5x of it (issue 3 set that goal; it was never met).
+GOAL_US_PER_TASK = {"fanout": 4.0, "random": 5.0}
 GOAL_WRITER_US = 3.0      # the store's writer thread, CPU per task, fan-out
 GOAL_FSYNC_RATIO = 1.3    # chain: time per step / one write + fdatasync
 SHAPES = ("fanout", "random", "chain", "chain_amo")
 LABELS = {"fanout": "fan-out/fan-in", "random": "random DAG", "chain": "chain",
           "chain_amo": "chain, at_most_once"}
-GOALS = {"fanout": True, "random": True, "chain": False, "chain_amo": False}  # per-task goal judged or not
 CHAINS = ("chain", "chain_amo")  # judged per step against raw_fsync
 
 
@@ -252,9 +254,9 @@ def run(args, build, work_root, shapes):
         us = bl.median([r["us_per_task"] for r in reps[s]])
         base_ns = bl.median([x for r in reps[s] for x in r["baseline_ns"]])
         ratio = bl.median([r["ratio"] for r in reps[s]])
-        ok = us <= GOAL_US_PER_TASK and ratio <= GOAL_RATIO
-        if GOALS[s]:
-            met = met and ok
+        goal_us = GOAL_US_PER_TASK.get(s)
+        ok = goal_us is None or us <= goal_us
+        met = met and ok
         writer_us = bl.median([r["store_cpu_us_per_task"] for r in reps[s]])
         summary[s] = {"tasks": sizes[s], "us_per_task": us, "baseline_ns_per_task": base_ns, "ratio": ratio,
                       "store_cpu_us_per_task": writer_us,
@@ -262,8 +264,8 @@ def run(args, build, work_root, shapes):
                       "wall_seconds": bl.median([r["wall_seconds"] for r in reps[s]]), **info[s]}
         rows.append([f"us/task, {LABELS[s]}", f"{us:.2f}",
                      f"{base_ns / 1000:.3f} raw pool, {args.threads} threads", f"{ratio:.0f}",
-                     f"<= {GOAL_US_PER_TASK:g} us, <= {GOAL_RATIO:g}x" if GOALS[s] else "-",
-                     ("pass" if ok else "FAIL") if GOALS[s] else "info"])
+                     f"<= {goal_us:g} us" if goal_us is not None else "-",
+                     ("pass" if ok else "FAIL") if goal_us is not None else "info"])
         # The writer thread's CPU per task: judged for the fan-out, shown for the others.
         writer_ok = writer_us <= GOAL_WRITER_US
         if s == "fanout":

@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
 
-GOAL_RATIO = 0.85
+GOAL_RATIO = 0.90  # issue 18 (issue 2 set 0.85)
 SHELL_COMMAND = "exit 0"
-GOAL_IDLE_RSS_KB = 8 * 1024
+GOAL_IDLE_RSS_KB = 6 * 1024  # issue 18 (issue 2 set 8 MB)
 
 
 def raw_spawn(build_dir, count, parallel, command, plugin_like=False, log_dir=None):
@@ -226,7 +226,7 @@ def run(args, build, work_root):
             ["diagnostic: the daemon around it", f"{tps_sh:.0f}", f"{b_like:.0f} plugin-like sh -c",
              f"{med('ratio_like'):.2f}", "-", "info"],
             ["peak RSS during the run", f"{peak / 1024:.1f} MB", "-", "-", "-", "info"],
-            ["idle RSS, example workflows", f"{idle_kb / 1024:.1f} MB", "-", "-", "<= 8 MB",
+            ["idle RSS, example workflows", f"{idle_kb / 1024:.1f} MB", "-", "-", f"<= {GOAL_IDLE_RSS_KB // 1024} MB",
              verdict(idle_kb <= GOAL_IDLE_RSS_KB)],
         ])
     print()
