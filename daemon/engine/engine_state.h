@@ -295,8 +295,8 @@ struct Core {
     std::map<std::string, int> unrecorded_attempts;
     void noteUnrecorded(const store::RunRecord& run, const store::TaskRecord& task, int attempt,
                         const std::string& what, RecoveryReport* report);
-    // Process-group mode: kills the processes of the previous process's attempts that no recorded
-    // active attempt accounts for (tagged entries not in `matched`).
+    // Process-group mode: kills the processes of attempts whose start was not committed (a later
+    // attempt than the store shows, in an unfinished run; tagged entries not in `matched`).
     void stopUnrecorded(const std::map<std::string, store::RunRecord>& unfinished,
                         const std::multimap<std::string, FoundProcess>& tagged,
                         const std::set<std::string>& matched, std::vector<FoundProcess>* killed,

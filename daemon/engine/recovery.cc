@@ -476,34 +476,28 @@ void Core::stopUnrecorded(const std::map<std::string, store::RunRecord>& unfinis
                           std::vector<FoundProcess>* killed, RecoveryReport* report) {
     for (const auto& [key, p] : tagged) {
         if (matched.count(key)) continue;
+        // Only a later attempt than the store shows, in an unfinished run: its start was not
+        // committed. Processes of ended attempts are their leftovers, which process-group mode
+        // leaves alone while the daemon runs, and so after a restart too.
+        auto r = unfinished.find(p.values[0]);
+        if (r == unfinished.end()) continue;
+        char* end = nullptr;
+        const long attempt = std::strtol(p.values[2].c_str(), &end, 10);
+        if (!end || *end != '\0') continue;
+        const store::TaskRecord* task = nullptr;
+        for (const auto& t : r->second.tasks) {
+            if (t.task_id == p.values[1] && t.kind == model::TaskKind::Plugin) task = &t;
+        }
+        if (!task || task->attempt >= attempt) continue;
         if (!sameProcess(p.pid, p.start_ticks)) continue; // gone since the scan
         const bool leader = ::getpgid(p.pid) == p.pid;
         if (leader) ::kill(-p.pid, SIGKILL);
         ::kill(p.pid, SIGKILL);
         killed->push_back(p);
-        const std::string& run_id = p.values[0];
-        const std::string& task_id = p.values[1];
-        char* end = nullptr;
-        const long attempt = std::strtol(p.values[2].c_str(), &end, 10);
-        const store::TaskRecord* task = nullptr;
-        auto r = unfinished.find(run_id);
-        if (r != unfinished.end() && end && *end == '\0') {
-            for (const auto& t : r->second.tasks) {
-                if (t.task_id == task_id && t.kind == model::TaskKind::Plugin) task = &t;
-            }
-        }
-        const std::string what = "its process " + std::to_string(p.pid) + (leader ? " (and its process group)" : "") +
-                                 " was killed (SIGKILL)";
-        if (task && task->attempt < attempt) {
-            noteUnrecorded(r->second, *task, static_cast<int>(attempt), what, report);
-            continue;
-        }
-        spdlog::warn("ENGINE_RECOVERY_STRAY process {} of attempt {} of task {} of run {} belongs to no attempt the "
-                     "previous process left running ({}); it was killed (SIGKILL)",
-                     p.pid, p.values[2], task_id, run_id,
-                     r == unfinished.end() ? "the run is not recorded, or has ended"
-                     : !task               ? "the run has no such task"
-                                           : "that attempt has ended");
+        noteUnrecorded(r->second, *task, static_cast<int>(attempt),
+                       "its process " + std::to_string(p.pid) + (leader ? " (and its process group)" : "") +
+                           " was killed (SIGKILL)",
+                       report);
     }
 }
 
@@ -535,6 +529,7 @@ RecoveryReport Core::recover(bool same_boot) {
     std::set<std::string> contained;
     unrecorded_attempts.clear();
     if (opts.cgroups) recoverCgroups(unfinished, &lost_what, &contained, &report);
+    if (unfinished.empty()) return report;
     std::vector<FoundProcess> killed;
     std::multimap<std::string, FoundProcess> tagged;
     // Process-group mode: one pass over /proc finds every process of the previous process's
@@ -567,7 +562,6 @@ RecoveryReport Core::recover(bool same_boot) {
     for (const auto& p : killed) {
         spdlog::error("ENGINE_RECOVERY_KILL_PENDING process {} has not exited 2 s after SIGKILL", p.pid);
     }
-    if (unfinished.empty()) return report;
 
     std::vector<Run*> rebuilt;
     for (const auto& id : order) {
