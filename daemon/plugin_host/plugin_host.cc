@@ -805,7 +805,7 @@ std::vector<std::string> capabilityNames(uint64_t caps) {
     static const std::pair<uint64_t, const char*> kNames[] = {
         {TH_CAP_CANCEL, "cancel"},   {TH_CAP_HEALTH_CHECK, "health_check"}, {TH_CAP_BLOCKING_EXECUTE, "blocking_execute"},
         {TH_CAP_SUSPEND, "suspend"}, {TH_CAP_NO_LOG, "no_log"}, {TH_CAP_RUN_AS, "run_as"},
-        {TH_CAP_CGROUP, "cgroup"},
+        {TH_CAP_CGROUP, "cgroup"},   {TH_CAP_DURABLE_START, "durable_start"},
     };
     std::vector<std::string> out;
     for (const auto& [bit, name] : kNames) {
