@@ -102,6 +102,14 @@ std::vector<FoundProcess> processesWithEnvironment(const std::string& required,
         if (!found) continue;
         auto st = readStat(static_cast<pid_t>(pid));
         if (!st || st->state == 'Z' || st->state == 'X') continue;
+        // "Uid:\t<real>\t<effective>...": the real user id.
+        const std::string status = readProcFile(std::string("/proc/") + e->d_name + "/status");
+        const size_t at = status.find("\nUid:");
+        if (at == std::string::npos) continue;
+        char* uid_end = nullptr;
+        const unsigned long uid = std::strtoul(status.c_str() + at + 5, &uid_end, 10);
+        if (uid_end == status.c_str() + at + 5) continue;
+        p.uid = static_cast<uid_t>(uid);
         p.pid = static_cast<pid_t>(pid);
         p.start_ticks = st->start_ticks;
         out.push_back(std::move(p));

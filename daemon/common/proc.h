@@ -29,12 +29,14 @@ std::string bootId();
 
 // The processes (other than this one) whose environment holds the entry `required`
 // ("NAME=value"), each with its start time and the values of the variables `names` (in that
-// order; "" for one it lacks). Processes whose environment cannot be read are passed over. One
-// pass over /proc.
+// order; "" for one it lacks), and its real user id (/proc/PID/status: anyone can put any
+// variable in a process's environment, so who runs it is what tells whose it can be). Processes
+// whose environment or status cannot be read are passed over. One pass over /proc.
 struct FoundProcess {
     pid_t pid = 0;
     int64_t start_ticks = 0;
     std::vector<std::string> values;
+    uid_t uid = 0;
 };
 std::vector<FoundProcess> processesWithEnvironment(const std::string& required,
                                                    const std::vector<std::string>& names);

@@ -297,6 +297,7 @@ struct Core {
                         const std::string& what, RecoveryReport* report);
     // Process-group mode: kills the processes of attempts whose start was not committed (a later
     // attempt than the store shows, in an unfinished run; tagged entries not in `matched`).
+    std::set<uid_t> attemptOwners(const std::map<std::string, store::RunRecord>& unfinished) const;
     void stopUnrecorded(const std::map<std::string, store::RunRecord>& unfinished,
                         const std::multimap<std::string, FoundProcess>& tagged,
                         const std::set<std::string>& matched, std::vector<FoundProcess>* killed,

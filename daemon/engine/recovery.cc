@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <set>
 
+#include "common/identity.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/time_util.h"
@@ -488,7 +489,9 @@ void Core::stopUnrecorded(const std::map<std::string, store::RunRecord>& unfinis
         for (const auto& t : r->second.tasks) {
             if (t.task_id == p.values[1] && t.kind == model::TaskKind::Plugin) task = &t;
         }
-        if (!task || task->attempt >= attempt) continue;
+        // No dispatch makes this many attempts between two commits: not an attempt of ours.
+        constexpr long kMaxUnrecorded = 1000;
+        if (!task || task->attempt >= attempt || attempt > task->attempt + kMaxUnrecorded) continue;
         if (!sameProcess(p.pid, p.start_ticks)) continue; // gone since the scan
         const bool leader = ::getpgid(p.pid) == p.pid;
         if (leader) ::kill(-p.pid, SIGKILL);
@@ -499,6 +502,25 @@ void Core::stopUnrecorded(const std::map<std::string, store::RunRecord>& unfinis
                            " was killed (SIGKILL)",
                        report);
     }
+}
+
+// The accounts the attempts of these runs run as: taskhubd's own, and every task's run_as (as
+// its workflow says now; a run whose workflow changed cannot continue, but its attempts ran as
+// the old definition said: taskhubd's own account covers the usual case).
+std::set<uid_t> Core::attemptOwners(const std::map<std::string, store::RunRecord>& unfinished) const {
+    std::set<uid_t> owners{::geteuid()};
+    std::set<std::string> workflows;
+    for (const auto& [id, rec] : unfinished) workflows.insert(rec.workflow);
+    for (const auto& name : workflows) {
+        auto wf = lookup_workflow ? lookup_workflow(name) : nullptr;
+        if (!wf) continue;
+        for (const auto& def : wf->tasks) {
+            if (def.run_as.empty()) continue;
+            std::string err;
+            if (auto id = resolveIdentity(std::string_view(def.run_as), &err)) owners.insert(id->uid);
+        }
+    }
+    return owners;
 }
 
 // Whether the task's current definition keeps leftovers.
@@ -535,9 +557,13 @@ RecoveryReport Core::recover(bool same_boot) {
     // Process-group mode: one pass over /proc finds every process of the previous process's
     // attempts by its environment, those that left their process group and those whose attempt's
     // start never reached the disk included. With cgroups nothing can be outside its cgroup.
+    // Anyone can give a process those variables: only processes of the accounts the attempts
+    // run as count.
     if (!opts.cgroups && !state_dir.empty()) {
+        const std::set<uid_t> owners = attemptOwners(unfinished);
         for (auto& p : processesWithEnvironment("TASKHUB_STATE_DIR=" + state_dir,
                                                 {"TASKHUB_RUN_ID", "TASKHUB_TASK_ID", "TASKHUB_ATTEMPT"})) {
+            if (!owners.count(p.uid)) continue;
             std::string key = p.values[0] + "\n" + p.values[1] + "\n" + p.values[2];
             tagged.emplace(std::move(key), std::move(p));
         }

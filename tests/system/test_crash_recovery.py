@@ -593,9 +593,20 @@ class CrashRecoveryTest(harness.DaemonTestCase):
         self.assertEqual(b2[0].attempt, 2)
         old = task_processes(marker)
         self.assertTrue(old, "attempt 2's process died with the daemon")
+        decoy = None
+        if containment == "process-group":
+            # The attack: a local user's process that claims a later attempt of b through the
+            # environment alone. It must neither be killed nor move b's attempts or lost count.
+            decoy = subprocess.Popen(["sleep", "60"], user="nobody", start_new_session=True,
+                                     env={"TASKHUB_STATE_DIR": proc_environ(next(iter(old))[0])["TASKHUB_STATE_DIR"],
+                                          "TASKHUB_RUN_ID": rid,
+                                          "TASKHUB_TASK_ID": "b", "TASKHUB_ATTEMPT": "50"})
+            self.decoys.append(decoy)
         d.start()
         time.sleep(0.2)
         self.assertEqual(still_alive(old), {}, "attempt 2's process still runs after the restart")
+        if decoy is not None:
+            self.assertIsNone(decoy.poll(), "recovery killed another user's process that only claimed an attempt")
         run = shown(d, self.wait_final(d, rid)["id"])
         b = harness.task(run, "b")
         lost = events(run, "lost", "b")
