@@ -1,5 +1,9 @@
 #include "metrics_export/http_listener.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -111,6 +115,15 @@ struct HttpListener::Impl : std::enable_shared_from_this<Impl> {
             health.error = *err;
             return false;
         }
+        // Deferred accept: the kernel hands over a connection only once its first bytes have
+        // arrived (or after about head_timeout, when it gives up waiting), so a scraper is never
+        // accepted in the moment between its connect and its send. Its request is then always in
+        // its socket when admit() looks, and a flood of new connections cannot evict it as the
+        // oldest one still reading. If setting it fails, that
+        // moment stays open and everything else works as before.
+        const int defer_s = static_cast<int>(std::max<long long>(
+            1, std::chrono::duration_cast<std::chrono::seconds>(limits.head_timeout).count()));
+        (void)::setsockopt(acceptor.native_handle(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s);
         health.serving = true;
         health.error.clear();
         accept();

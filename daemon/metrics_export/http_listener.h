@@ -13,8 +13,9 @@
 // head_timeout; an answer must be taken within write_timeout; at most max_connections are open.
 // A new connection beyond that first makes the listener take what has arrived on the connections
 // still reading (a complete request is answered on the spot), then closes the oldest one still
-// reading (else the oldest one). A scraper sends its request as it connects, so a client holding
-// connections open or flooding new ones cannot crowd it out. The text is rendered at most once per render_interval (scrapes within it share one text),
+// reading (else the oldest one). The kernel hands a connection over only once its first bytes
+// arrived (TCP_DEFER_ACCEPT), so a scraper's request is in its socket when it is admitted, and a
+// client holding connections open or flooding new ones cannot crowd it out. The text is rendered at most once per render_interval (scrapes within it share one text),
 // so scraping in a loop cannot make the event loop render without pause.
 //
 // Threading: event-loop thread only; render is called there.

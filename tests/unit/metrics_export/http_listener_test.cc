@@ -189,6 +189,26 @@ TEST_CASE("connections held open by a client do not stop a scrape", "[http]") {
     CHECK(closed >= 16);
 }
 
+TEST_CASE("a scraper between its connect and its request is not evicted by a flood", "[http]") {
+    // Prometheus connects, then sends. If the scraper is descheduled in between while a client
+    // floods new connections, it must still be answered: the listener is handed a connection
+    // only once its first bytes arrived (TCP_DEFER_ACCEPT), so it never sees the silent one.
+    ListenerLimits limits;
+    limits.max_connections = 4;
+    Fixture f(limits);
+    const int scraper = connectTo(f.port);
+    std::vector<int> flood;
+    for (int i = 0; i < 20; ++i) {
+        flood.push_back(connectTo(f.port));
+        sendAll(flood.back(), "GET /metrics HTTP/1.1\r\n"); // never finished
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300)); // the listener has taken the flood
+    sendAll(scraper, "GET /metrics HTTP/1.1\r\n\r\n");
+    CHECK(body(readAll(scraper)) == kTextFormat);
+    ::close(scraper);
+    for (int fd : flood) ::close(fd);
+}
+
 TEST_CASE("the text is rendered at most once per render_interval", "[http]") {
     ListenerLimits limits;
     limits.render_interval = std::chrono::hours(1);
