@@ -19,6 +19,8 @@
 //                            turn that started it): only its cgroup or its processes' environment
 //                            tell a restart that it ran
 //   store_commit             the store writer wrote a batch but has not committed it
+//   file_watch_add           a file trigger's directory is about to be watched (inotify_add_watch);
+//                            with TASKHUB_TEST_DELAY, the directory can be removed in between
 #ifndef TASKHUB_COMMON_FAILPOINT_H
 #define TASKHUB_COMMON_FAILPOINT_H
 

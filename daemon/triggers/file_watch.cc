@@ -19,6 +19,7 @@
 #include <set>
 #include <unordered_map>
 
+#include "common/failpoint.h"
 #include "common/inotify.h"
 #include "common/log.h"
 #include "triggers/beneath.h"
@@ -436,9 +437,13 @@ struct FileWatch::Impl {
             auto it = watched.find(dir);
             if (it != watched.end() && it->second.mask == mask) continue;
             std::string why;
+            TASKHUB_FAILPOINT("file_watch_add");
             const int wd = inotify.addWatch(dir, mask, &why);
             if (wd < 0) {
                 spdlog::warn("FILE_WATCH_FAILED {}", why);
+                // Removed between looking and watching (a tree being deleted): look again, so
+                // that its nearest existing ancestor is watched instead and nothing is missed.
+                if (struct stat st {}; ::lstat(dir.c_str(), &st) != 0 && errno == ENOENT) requestResync();
                 continue;
             }
             struct stat st {};

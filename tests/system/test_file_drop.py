@@ -265,6 +265,31 @@ class FileDropTest(harness.DaemonTestCase):
         write(os.path.join(inbox, "y"))
         self.wait_runs(d, "late", 2)
 
+    def test_directory_removed_between_looking_and_watching_is_watched_again(self):
+        """A tree removed while the daemon moves its watch up to the nearest existing directory:
+        the directory it was about to watch is gone before inotify_add_watch (held back by 400 ms
+        with TASKHUB_TEST_DELAY at the failpoint file_watch_add). It looks again and watches the
+        directory above, so the tree created again is noticed."""
+        if os.environ.get("TASKHUB_FAILPOINTS") != "1":
+            self.skipTest("this build has no failpoints (configure with -DTASKHUB_FAILPOINTS=ON, as scripts/test does)")
+        d = self.daemon(start=False)
+        inbox = d.path("later", "in")
+        os.makedirs(inbox)
+        d.write_workflow("late", '[[trigger]]\nwatch = "%s"\n' % inbox + NOOP_TASK)
+        d.start(extra_env={"TASKHUB_TEST_DELAY": "file_watch_add:400"})
+        state = lambda: d.ctl_ok("show", "late")["triggers"][0]["state"]  # noqa: E731
+        harness.wait_until(lambda: state() == "watching" or None, what="the directory to be watched")
+        os.rmdir(inbox)  # the daemon moves its watch to "later", and waits 400 ms before adding it
+        time.sleep(0.15)
+        os.rmdir(d.path("later"))  # gone before the watch is added
+        harness.wait_until(lambda: state().startswith("waiting: %s does not exist (watching %s)"
+                                                      % (inbox, d.path())) or None,
+                           what="the watch moved up to the work directory")
+        os.makedirs(inbox)
+        harness.wait_until(lambda: state() == "watching" or None, what="the directory to be watched again")
+        write(os.path.join(inbox, "x"))
+        self.wait_runs(d, "late", 1)
+
     def test_paused_workflow_records_drops_and_resume_catches_up(self):
         d, inbox = self.watching("p", 'overlap = "allow"\ncatchup = "all"')
         d.ctl_ok("pause", "p")
