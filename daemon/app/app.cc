@@ -474,8 +474,9 @@ int serve(const config::DaemonConfig& cfg) {
         store->commit();
         if (r.runs > 0) {
             spdlog::warn("ENGINE_RECOVERED {} unfinished run(s) from the previous process: {} continue, {} could not "
-                         "continue; {} attempt(s) lost, {} leftover process(es) killed{}",
-                         r.runs, r.resumed, r.abandoned, r.lost, r.killed,
+                         "continue; {} attempt(s) lost, {} re-attached to their plugins, {} leftover process(es) "
+                         "killed{}",
+                         r.runs, r.resumed, r.abandoned, r.lost, r.adopted, r.killed,
                          same_boot ? "" : " (a new boot: no process of the previous one can remain)");
         }
     }

@@ -74,6 +74,7 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
             to["outputs"] = nameValuesJson(t.outputs);
             to["child_run"] = t.child_run;
             to["pid"] = t.pid ? json::value(*t.pid) : json::value(nullptr);
+            to["handle"] = t.handle.empty() ? json::value(nullptr) : json::value(t.handle);
             to["usage"] = t.usage ? json::value(usageJson(*t.usage)) : json::value(nullptr);
             if (t.leftovers) {
                 json::object lo;

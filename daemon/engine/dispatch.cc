@@ -162,8 +162,12 @@ void Core::pluginHealthChanged(const std::string& plugin) {
     pump();
 }
 
+fs::path Core::logFile(const Run& run, const TaskRun& task) const {
+    return opts.log_dir / run.rec.id / (task.rec.task_id + "." + std::to_string(task.rec.attempt) + ".log");
+}
+
 std::shared_ptr<TaskOutput> Core::openOutput(const Run& run, const TaskRun& task, std::string* err) {
-    fs::path file = opts.log_dir / run.rec.id / (task.rec.task_id + "." + std::to_string(task.rec.attempt) + ".log");
+    fs::path file = logFile(run, task);
     std::optional<JournalForward> journal;
     if (task.def->log_to_journal.value_or(run.wf->log_to_journal) && logging::journalActive())
         journal = JournalForward{run.rec.workflow, run.rec.id, task.rec.task_id, task.rec.attempt};
@@ -225,39 +229,11 @@ void Core::dispatch(Run& run, uint32_t t) {
                                          *plugins.unavailable(task.def->plugin), {}});
         return;
     }
-    // Shell-text params get each value escaped for the shell context it lands in; a value no
-    // shell or environment can carry (a NUL byte) fails the attempt instead of being cut short.
-    std::string params_json = task.def->params_json;
-    if (task.def->has_templates) {
-        std::string err;
-        auto expanded = expr::expandJsonStrings(task.def->params_json, lookupFor(run), task.def->shell_params, &err);
-        if (!expanded) {
-            endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, err, {}});
-            return;
-        }
-        params_json = std::move(*expanded);
-    }
-    for (const auto& [k, v] : run.rec.params) {
-        if (v.find('\0') == std::string::npos) continue;
-        endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
-                                         "param '" + k + "' holds a NUL byte, which cannot be passed in the "
-                                         "environment (TASKHUB_PARAM_" + k + "); the task was not started", {}});
-        return;
-    }
-    // The account is looked up again for each attempt: the databases may have changed since
-    // the file was loaded, and the attempt must run as the account as it is now.
+    std::string params_json;
     std::optional<Identity> identity;
-    if (!task.def->run_as.empty()) {
-        std::string err;
-        identity = resolveIdentity(task.def->run_as, &err);
-        if (!identity) {
-            endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt,
-                                             "cannot run as \"" + task.def->run_as + "\" (run_as, from " +
-                                                 config::toString(task.def->run_as_source) + "): " + err +
-                                                 "; it resolved when the workflow was loaded",
-                                             {}});
-            return;
-        }
+    if (auto err = attemptInputs(run, t, &params_json, &identity)) {
+        endAttempt(run, t, AttemptResult{AttemptResult::Outcome::Failed, std::nullopt, *err, {}});
+        return;
     }
     // A plugin that never writes output (TH_CAP_NO_LOG) costs no pipe.
     if (!(task.plugin->info().capabilities & TH_CAP_NO_LOG)) {
@@ -270,30 +246,9 @@ void Core::dispatch(Run& run, uint32_t t) {
     }
     queues.started(queueOf(task));
 
-    plugin_host::AttemptSpec spec;
-    spec.workflow = run.rec.workflow;
-    spec.run_id = run.rec.id;
-    spec.task_id = task.rec.task_id;
-    spec.attempt = static_cast<uint32_t>(task.rec.attempt);
-    spec.params_json = std::move(params_json);
-    spec.env = {"TASKHUB_WORKFLOW=" + run.rec.workflow, "TASKHUB_RUN_ID=" + run.rec.id,
-                "TASKHUB_TASK_ID=" + task.rec.task_id,
-                "TASKHUB_ATTEMPT=" + std::to_string(task.rec.attempt)};
-    for (const auto& [k, v] : run.rec.params) spec.env.push_back("TASKHUB_PARAM_" + k + "=" + v);
-    for (const auto& [k, v] : task.def->env) {
-        spec.env.push_back(k + "=" + (task.def->has_templates ? expand(run, v) : v));
-    }
-    spec.log_fd = task.output ? task.output->writeFd() : -1;
-    spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());
-    spec.run_as = std::move(identity);
-    spec.limits = task.def->limits;
-    spec.leftovers = task.def->leftovers;
-    if (!state_dir.empty()) spec.env.push_back("TASKHUB_STATE_DIR=" + state_dir);
+    plugin_host::AttemptSpec spec = attemptSpec(run, t, std::move(params_json), std::move(identity));
     const uint64_t serial = run.serial;
     const int attempt = task.rec.attempt;
-    spec.on_process = [this, serial, t, attempt](const plugin_host::ProcessIdentity& p) {
-        onProcess(serial, t, attempt, p);
-    };
     if (!durable) {
         spec.after_start_durable = [this, mark = task.start_mark](std::function<void()> fn) {
             if (store.isDurable(mark)) {
@@ -319,6 +274,67 @@ void Core::dispatch(Run& run, uint32_t t) {
     // In chunks, so that the writer commits the first attempts' records while the loop
     // dispatches the next ones.
     if (launches.size() >= kLaunchChunk) flushLaunches();
+}
+
+std::optional<std::string> Core::attemptInputs(Run& run, uint32_t t, std::string* params_json,
+                                               std::optional<Identity>* identity) {
+    auto& task = run.tasks[t];
+    // Shell-text params get each value escaped for the shell context it lands in; a value no
+    // shell or environment can carry (a NUL byte) fails the attempt instead of being cut short.
+    *params_json = task.def->params_json;
+    if (task.def->has_templates) {
+        std::string err;
+        auto expanded = expr::expandJsonStrings(task.def->params_json, lookupFor(run), task.def->shell_params, &err);
+        if (!expanded) return err;
+        *params_json = std::move(*expanded);
+    }
+    for (const auto& [k, v] : run.rec.params) {
+        if (v.find('\0') == std::string::npos) continue;
+        return "param '" + k + "' holds a NUL byte, which cannot be passed in the environment (TASKHUB_PARAM_" + k +
+               "); the task was not started";
+    }
+    // The account is looked up again for each attempt: the databases may have changed since
+    // the file was loaded, and the attempt must run as the account as it is now.
+    if (!task.def->run_as.empty()) {
+        std::string err;
+        *identity = resolveIdentity(task.def->run_as, &err);
+        if (!*identity) {
+            return "cannot run as \"" + task.def->run_as + "\" (run_as, from " +
+                   config::toString(task.def->run_as_source) + "): " + err + "; it resolved when the workflow was loaded";
+        }
+    }
+    return std::nullopt;
+}
+
+plugin_host::AttemptSpec Core::attemptSpec(Run& run, uint32_t t, std::string params_json,
+                                           std::optional<Identity> identity) {
+    auto& task = run.tasks[t];
+    plugin_host::AttemptSpec spec;
+    spec.workflow = run.rec.workflow;
+    spec.run_id = run.rec.id;
+    spec.task_id = task.rec.task_id;
+    spec.attempt = static_cast<uint32_t>(task.rec.attempt);
+    spec.params_json = std::move(params_json);
+    spec.env = {"TASKHUB_WORKFLOW=" + run.rec.workflow, "TASKHUB_RUN_ID=" + run.rec.id,
+                "TASKHUB_TASK_ID=" + task.rec.task_id,
+                "TASKHUB_ATTEMPT=" + std::to_string(task.rec.attempt)};
+    for (const auto& [k, v] : run.rec.params) spec.env.push_back("TASKHUB_PARAM_" + k + "=" + v);
+    for (const auto& [k, v] : task.def->env) {
+        spec.env.push_back(k + "=" + (task.def->has_templates ? expand(run, v) : v));
+    }
+    spec.log_fd = task.output ? task.output->writeFd() : -1;
+    spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());
+    spec.run_as = std::move(identity);
+    spec.limits = task.def->limits;
+    spec.leftovers = task.def->leftovers;
+    if (!state_dir.empty()) spec.env.push_back("TASKHUB_STATE_DIR=" + state_dir);
+    const uint64_t serial = run.serial;
+    const int attempt = task.rec.attempt;
+    spec.on_process = [this, serial, t, attempt](const plugin_host::ProcessIdentity& p) {
+        onProcess(serial, t, attempt, p);
+    };
+    spec.on_handle = [this, serial, t, attempt](const std::string& handle) { onHandle(serial, t, attempt, handle); };
+    return spec;
 }
 
 // at_most_once, a plugin that declares TH_CAP_DURABLE_START, and every attempt while the state
@@ -371,6 +387,62 @@ void Core::launch(Launch& l, bool recorded) {
     }
 }
 
+// Hands an attempt the previous process left running back to its plugin (ABI 1.6 adopt()), with
+// the handle recorded for it. Its log starts afresh (the plugin delivers the attempt's output from
+// its beginning where it can), and its timeout counts from the attempt's start. When the plugin
+// refuses, or the attempt's inputs no longer resolve, the attempt is lost (finishAttempt()).
+void Core::adoptAttempt(Run& run, uint32_t t) {
+    auto& task = run.tasks[t];
+    task.plugin = plugins.find(task.def->plugin);
+    queues.started(queueOf(task));
+    const uint64_t serial = run.serial;
+    const int attempt = task.rec.attempt;
+    auto lose = [this, serial, t, attempt](std::string why) {
+        asio::post(io, [this, serial, t, attempt, why = std::move(why)] {
+            AttemptResult r{AttemptResult::Outcome::Failed, std::nullopt, why, {}};
+            r.lost = true;
+            onAttemptDone(serial, t, attempt, std::move(r));
+        });
+    };
+    std::string params_json;
+    std::optional<Identity> identity;
+    if (auto err = attemptInputs(run, t, &params_json, &identity)) return lose("it could not be adopted: " + *err);
+    if (!(task.plugin->info().capabilities & TH_CAP_NO_LOG)) {
+        std::error_code ec;
+        fs::remove(logFile(run, task), ec);
+        std::string err;
+        task.output = openOutput(run, task, &err);
+        if (!task.output) return lose("it could not be adopted: " + err);
+    }
+    plugin_host::AttemptSpec spec = attemptSpec(run, t, std::move(params_json), std::move(identity));
+    if (task.def->timeout.count() > 0) {
+        const auto elapsed = std::chrono::milliseconds(nowMillis() - task.rec.started_ms.value_or(nowMillis()));
+        armTaskTimeout(run, t, std::max(task.def->timeout - elapsed, std::chrono::milliseconds(1)));
+    }
+    std::optional<std::string> handle;
+    if (!task.rec.handle.empty()) handle = task.rec.handle;
+    event(run.rec.id, task.rec.task_id, "adopted",
+          "attempt " + std::to_string(attempt) + " re-attached to plugin " + task.def->plugin +
+              " after taskhubd restarted (" + (handle ? "handle " + *handle : std::string("no handle was recorded")) +
+              ")");
+    {
+        logging::Context log_ctx({.workflow = run.rec.workflow, .run_id = run.rec.id, .task = task.rec.task_id,
+                                  .attempt = attempt});
+        spdlog::info("ENGINE_ATTEMPT_ADOPTED {} task {} attempt {}: handed back to plugin {} ({})", run.rec.id,
+                     task.rec.task_id, attempt, task.def->plugin, handle ? "handle " + *handle : "no handle");
+    }
+    auto token = task.plugin->adopt(spec, handle, [this, serial, t, attempt](AttemptResult r) {
+        onAttemptDone(serial, t, attempt, std::move(r));
+    });
+    if (!token) return lose("plugin " + task.def->plugin + " cannot adopt attempts");
+    task.token = *token;
+    if (task.output) task.output->start();
+    if (task.rec.state != TS::Running) {
+        task.rec.state = TS::Running;
+        saveTask(run, t);
+    }
+}
+
 // The plugin reported the process an attempt runs as: recorded, so that a restart after a
 // crash can stop exactly that process group.
 void Core::onProcess(uint64_t serial, uint32_t t, int attempt, const plugin_host::ProcessIdentity& p) {
@@ -383,6 +455,21 @@ void Core::onProcess(uint64_t serial, uint32_t t, int attempt, const plugin_host
     task.rec.proc_start = p.start_ticks;
     if (task.rec.state == TS::Starting) task.rec.state = task.st;
     saveTask(*it->second, t);
+}
+
+// The plugin reported the attempt's external handle (ABI 1.6): recorded with the attempt (in
+// the next commit), so that a restart can hand it back to the plugin's adopt().
+void Core::onHandle(uint64_t serial, uint32_t t, int attempt, const std::string& handle) {
+    auto it = by_serial.find(serial);
+    if (it == by_serial.end()) return;
+    auto& task = it->second->tasks[t];
+    if ((task.st != TS::Running && task.st != TS::Frozen) || task.rec.attempt != attempt) return;
+    if (task.rec.handle == handle) return;
+    task.rec.handle = handle;
+    if (task.rec.state == TS::Starting) task.rec.state = task.st;
+    saveTask(*it->second, t);
+    event(it->second->rec.id, task.rec.task_id, "handle",
+          "attempt " + std::to_string(attempt) + ": " + task.plugin->info().name + " handle " + handle);
 }
 
 // Stops a running attempt: a plugin's is cancelled (after letting a frozen one continue, so
@@ -488,6 +575,24 @@ void Core::finishAttempt(Run& run, uint32_t t, AttemptResult r) {
                                                       : r.message;
         finishTask(run, t, TS::Cancelled, why);
         return;
+    }
+    if (r.lost) {
+        // The plugin lost the attempt's work (ABI 1.6): a lost attempt, as recovery records one.
+        ++run.rec.lost;
+        saveRun(run);
+        const bool again = !run.stop_state && !task.def->at_most_once && task.rec.attempt <= task.def->retries;
+        recordLost(run.rec, task.rec, r.message,
+                   task.def->at_most_once ? "failed (at_most_once = true)"
+                   : again ? "retry " + std::to_string(task.rec.attempt) + " of " + std::to_string(task.def->retries)
+                           : "failed",
+                   false);
+        message = "lost: " + r.message;
+        if (task.def->at_most_once) {
+            finishTask(run, t, TS::Failed, message + "; not run again (at_most_once = true)");
+            return;
+        }
+        if (!again && !run.stop_state) message += "; no retries left (retries = " + std::to_string(task.def->retries) + ")";
+        r.transient = true;
     }
     const auto& codes = task.def->retry_on_exit_codes;
     const bool code_retryable = codes.empty() || r.transient ||

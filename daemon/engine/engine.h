@@ -105,6 +105,7 @@ struct RecoveryReport {
     size_t resumed = 0;   // runs that continue
     size_t abandoned = 0; // runs that could not continue (their workflow changed or is gone)
     size_t lost = 0;      // attempts found lost
+    size_t adopted = 0;   // attempts handed back to their plugins (TH_CAP_ADOPT, ABI 1.6)
     size_t killed = 0;    // leftover processes killed
     size_t cgroups_removed = 0; // attempt cgroups of the previous process killed and removed
     size_t cgroups_kept = 0;    // cgroups of ended attempts with leftovers = "keep", left alone

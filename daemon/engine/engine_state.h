@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -63,6 +64,7 @@ inline void forgetProcess(store::TaskRecord& t) {
     t.pid.reset();
     t.pgid.reset();
     t.proc_start.reset();
+    t.handle.clear();
 }
 
 inline dag::Outcome outcomeOf(TS s) {
@@ -261,6 +263,7 @@ struct Core {
     void releaseHold(TaskRun& task);
     void failUnstarted(Run& run, uint32_t t, const std::string& message);
     void pluginHealthChanged(const std::string& plugin);
+    std::filesystem::path logFile(const Run& run, const TaskRun& task) const; // the attempt's log
     std::shared_ptr<TaskOutput> openOutput(const Run& run, const TaskRun& task, std::string* err);
     void armTaskTimeout(Run& run, uint32_t t, std::chrono::milliseconds after);
     void dispatch(Run& run, uint32_t t);
@@ -268,6 +271,13 @@ struct Core {
     void flushLaunches();
     void launch(Launch& l, bool recorded);
     void onProcess(uint64_t serial, uint32_t t, int attempt, const plugin_host::ProcessIdentity& p);
+    void onHandle(uint64_t serial, uint32_t t, int attempt, const std::string& handle);
+    // What an attempt of the task is started (or adopted) with: its parameters with templates
+    // expanded, and its run_as account as it is now. An error: the sentence the attempt fails with.
+    std::optional<std::string> attemptInputs(Run& run, uint32_t t, std::string* params_json,
+                                             std::optional<Identity>* identity);
+    plugin_host::AttemptSpec attemptSpec(Run& run, uint32_t t, std::string params_json,
+                                         std::optional<Identity> identity);
     void stopAttempt(Run& run, uint32_t t);
     void onAttemptDone(uint64_t serial, uint32_t t, int attempt, AttemptResult r);
     void endAttempt(Run& run, uint32_t t, AttemptResult r);
@@ -307,14 +317,24 @@ struct Core {
                               std::vector<FoundProcess>* killed);
     static std::string lostText(const LostWhat& lost_what, const std::string& run_id,
                                 const std::string& task_id);
+    // at_restart: found by recovery ("was lost when taskhubd stopped"); else reported by its
+    // plugin while the daemon runs (TH_OUTCOME_LOST, a refused adoption).
     void recordLost(const store::RunRecord& run, const store::TaskRecord& t, const std::string& what,
-                    const std::string& then);
+                    const std::string& then, bool at_restart = true);
     int abandon(const store::RunRecord& rec, const std::string& why, const std::map<std::string,
                 store::RunRecord>& unfinished, const LostWhat& lost_what, RecoveryReport* report);
     int rebuild(const store::RunRecord& rec, Run* parent, uint32_t parent_task, const std::map<std::string,
                 store::RunRecord>& unfinished, const LostWhat& lost_what, std::vector<Run*>* rebuilt,
                 RecoveryReport* report);
     void resumeRebuilt(Run& run);
+    // ABI 1.6: attempts of plugins that can adopt (TH_CAP_ADOPT) which the previous process left
+    // running; rebuild() keeps them running and recover() hands them back to their plugin with
+    // adoptAttempt(), before anything new starts. Run serial, task index.
+    std::vector<std::pair<uint64_t, uint32_t>> adoptions;
+    // Whether the attempt the previous process left running can be adopted; if not and its
+    // plugin declares TH_CAP_ADOPT, *why_not says why (for the lost event).
+    bool adoptable(const TaskRun& task, std::string* why_not) const;
+    void adoptAttempt(Run& run, uint32_t t);
     // Recovery by cgroup: kills, measures and removes the attempt cgroups the previous process
     // left; fills lost_what for the lost attempts it found (run id + "\n" + task id, also put
     // in *contained).

@@ -8,11 +8,13 @@
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
+#include <taskhub/plugin_api.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <set>
+#include <utility>
 
 #include "common/identity.h"
 #include "common/log.h"
@@ -87,11 +89,11 @@ std::string Core::lostText(const LostWhat& lost_what, const std::string& run_id,
 }
 
 // Records a lost attempt: its `lost` event (what happened to it, and to the task: `then`).
-void Core::recordLost(const store::RunRecord& run, const store::TaskRecord& t,
-                      const std::string& what,
-                const std::string& then) {
+void Core::recordLost(const store::RunRecord& run, const store::TaskRecord& t, const std::string& what,
+                      const std::string& then, bool at_restart) {
     event(run.id, t.task_id, "lost",
-          "attempt " + std::to_string(t.attempt) + " was lost when taskhubd stopped: " + what + "; " + then);
+          "attempt " + std::to_string(t.attempt) + " was lost" + (at_restart ? " when taskhubd stopped" : "") + ": " +
+              what + "; " + then);
     {
         logging::Context log_ctx({.workflow = run.workflow, .run_id = run.id, .task = t.task_id, .attempt = t.attempt});
         spdlog::warn("ENGINE_ATTEMPT_LOST {} task {}: {}; {}", run.id, t.task_id, what, then);
@@ -253,10 +255,22 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
                 }
             }
         }
+        // An attempt that runs elsewhere, whose plugin can re-attach to it: it goes on running,
+        // adopted by recover() before anything new starts.
+        std::string why_not;
+        if (adoptable(task, &why_not)) {
+            setState(r, i, TS::Running);
+            ++*r.wf_running;
+            adoptions.emplace_back(r.serial, i);
+            ++report->adopted;
+            notes.push_back(task.rec.task_id + ": re-attached to plugin " + task.def->plugin);
+            continue;
+        }
         // A lost attempt.
         ++r.rec.lost;
         ++report->lost;
-        const std::string what = lostText(lost_what, rec.id, task.rec.task_id);
+        std::string what = lostText(lost_what, rec.id, task.rec.task_id);
+        if (!why_not.empty()) what += "; " + why_not;
         forgetProcess(task.rec);
         task.rec.ended_ms = now;
         if (task.def->at_most_once) {
@@ -523,6 +537,18 @@ std::set<uid_t> Core::attemptOwners(const std::map<std::string, store::RunRecord
     return owners;
 }
 
+bool Core::adoptable(const TaskRun& task, std::string* why_not) const {
+    if (!task.def->workflow.empty()) return false;
+    plugin_host::Plugin* p = plugins.find(task.def->plugin);
+    if (!p || !(p->info().capabilities & TH_CAP_ADOPT)) return false;
+    if (!p->canAdopt()) {
+        *why_not = "plugin " + task.def->plugin + " can adopt attempts (TH_CAP_ADOPT), but not while it runs in a "
+                   "taskhub-runner process (isolation = \"process\")";
+        return false;
+    }
+    return true;
+}
+
 // Whether the task's current definition keeps leftovers.
 bool Core::leftoversKept(const std::string& workflow, const std::string& task_id) const {
     auto wf = lookup_workflow ? lookup_workflow(workflow) : nullptr;
@@ -590,6 +616,7 @@ RecoveryReport Core::recover(bool same_boot) {
     }
 
     std::vector<Run*> rebuilt;
+    adoptions.clear();
     for (const auto& id : order) {
         const auto& rec = unfinished.at(id);
         if (!rec.parent_run.empty()) {
@@ -600,6 +627,10 @@ RecoveryReport Core::recover(bool same_boot) {
             continue;
         }
         rebuild(rec, nullptr, 0, unfinished, lost_what, &rebuilt, &report);
+    }
+    // Attempts that run elsewhere are handed back to their plugins before anything new starts.
+    for (auto [serial, t] : std::exchange(adoptions, {})) {
+        if (auto it = by_serial.find(serial); it != by_serial.end()) adoptAttempt(*it->second, t);
     }
     std::vector<uint64_t> serials;
     for (Run* r : rebuilt) serials.push_back(r->serial);

@@ -89,6 +89,18 @@ std::optional<std::string> negotiate(const th_plugin_api* api) {
                                        : "ends before suspend and resume (ABI 1.1)");
         }
     }
+    if ((api->capabilities & TH_CAP_ADOPT) && (api->capabilities & TH_CAP_CGROUP) && api->abi_minor >= 6) {
+        return "the plugin declares both TH_CAP_ADOPT and TH_CAP_CGROUP: an attempt that runs elsewhere and is "
+               "adopted after a restart has no local processes for the host to contain; declare one of them";
+    }
+    if ((api->capabilities & TH_CAP_ADOPT) && api->abi_minor >= 6) {
+        // ABI 1.6 field: read only when the table covers it.
+        bool covered = TH_HAS_FIELD(api, th_plugin_api, adopt);
+        if (!covered || !api->adopt) {
+            return "the plugin declares TH_CAP_ADOPT but its table " +
+                   std::string(covered ? "does not set adopt" : "ends before adopt (ABI 1.6)");
+        }
+    }
     if (TH_HAS_FIELD(api, th_plugin_api, shell_params) && api->shell_params != nullptr) {
         size_t n = 0;
         for (const char* const* p = api->shell_params; *p != nullptr; ++p) {
@@ -160,6 +172,8 @@ PluginInfo infoOf(const th_plugin_api& api, const fs::path& file) {
     // Likewise TH_CAP_CGROUP needs a table built against 1.4, whose plugin reads th_task.cgroup_fd
     // (1.4 appended no field to the table, so the version tells).
     if (api.abi_minor < 4) info.capabilities &= ~static_cast<uint64_t>(TH_CAP_CGROUP);
+    // And TH_CAP_ADOPT a table built against 1.6 (negotiate() checked that it covers adopt).
+    if (api.abi_minor < 6) info.capabilities &= ~static_cast<uint64_t>(TH_CAP_ADOPT);
     info.blocking = (api.capabilities & TH_CAP_BLOCKING_EXECUTE) != 0;
     info.thread_safe = api.thread_safety == TH_THREADS_SAFE;
     // ABI 1.3: read only when the table covers the field (negotiate() checked the list).
@@ -225,6 +239,7 @@ public:
         host_.cancel_timer = &Loaded::hostCancelTimer;
         host_.set_output = &Loaded::hostSetOutput;
         host_.report_process = &Loaded::hostReportProcess;
+        host_.report_handle = &Loaded::hostReportHandle;
     }
 
     // The trusted descriptor the library was loaded from (see loadFile()); closed after lib_.
@@ -325,19 +340,13 @@ public:
         return config::PluginCatalog::Problem{key, msg[0] ? msg : "rejected without a message"};
     }
 
-    uint64_t start(const AttemptSpec& spec, Done done) override {
-        const uint64_t token = next_token_.fetch_add(1) + 1;
-        {
-            std::lock_guard lock(pending_mu_);
-            pending_.emplace(token, Pending{std::move(done), {}, spec.on_process, handsCgroup(spec)});
-        }
-        running_.fetch_add(1);
-        if (info_.blocking) {
-            pool_->post([this, spec, token] { callExecute(spec, token); });
-        } else {
-            callExecute(spec, token);
-        }
-        return token;
+    uint64_t start(const AttemptSpec& spec, Done done) override { return begin(spec, std::nullopt, std::move(done)); }
+
+    bool canAdopt() const override { return (info_.capabilities & TH_CAP_ADOPT) != 0; }
+
+    std::optional<uint64_t> adopt(const AttemptSpec& spec, std::optional<std::string> handle, Done done) override {
+        if (!canAdopt()) return std::nullopt;
+        return begin(spec, Adoption{std::move(handle)}, std::move(done));
     }
 
     void cancel(uint64_t token) override {
@@ -467,6 +476,26 @@ private:
         }
     }
 
+    // What adopt() hands the plugin: the recorded handle, if any.
+    struct Adoption {
+        std::optional<std::string> handle;
+    };
+
+    uint64_t begin(const AttemptSpec& spec, std::optional<Adoption> adoption, Done done) {
+        const uint64_t token = next_token_.fetch_add(1) + 1;
+        {
+            std::lock_guard lock(pending_mu_);
+            pending_.emplace(token, Pending{std::move(done), {}, spec.on_process, spec.on_handle, handsCgroup(spec)});
+        }
+        running_.fetch_add(1);
+        if (info_.blocking) {
+            pool_->post([this, spec, token, adoption] { callExecute(spec, token, adoption); });
+        } else {
+            callExecute(spec, token, adoption);
+        }
+        return token;
+    }
+
     // A worker thread inside execute() (see callExecute()).
     struct Inside {
         std::thread::id thread;
@@ -478,6 +507,7 @@ private:
         Done done;
         OutputSet outputs; // from set_output
         std::function<void(const ProcessIdentity&)> on_process;
+        std::function<void(const std::string&)> on_handle;
         // The plugin got the attempt's cgroup (th_task.cgroup_fd): the containment measures the
         // cgroup, so the main process's rusage is not the attempt's usage.
         bool contained = false;
@@ -520,7 +550,8 @@ private:
         return info_.thread_safe ? std::unique_lock<std::mutex>() : std::unique_lock<std::mutex>(serial_);
     }
 
-    void callExecute(const AttemptSpec& spec, uint64_t token) {
+    // execute(), or adopt() with the attempt's recorded handle.
+    void callExecute(const AttemptSpec& spec, uint64_t token, const std::optional<Adoption>& adoption) {
         std::vector<const char*> env;
         env.reserve(spec.env.size() + 1);
         for (const auto& e : spec.env) env.push_back(e.c_str());
@@ -574,12 +605,17 @@ private:
         th_status st;
         try {
             auto lock = serialLock();
-            st = api_.execute(inst_, &task, token, th_buffer{err, sizeof err});
+            if (adoption) {
+                st = api_.adopt(inst_, &task, adoption->handle ? adoption->handle->c_str() : nullptr, token,
+                                th_buffer{err, sizeof err});
+            } else {
+                st = api_.execute(inst_, &task, token, th_buffer{err, sizeof err});
+            }
         } catch (const std::exception& e) {
-            std::snprintf(err, sizeof err, "execute() threw: %s", e.what());
+            std::snprintf(err, sizeof err, "%s() threw: %s", adoption ? "adopt" : "execute", e.what());
             st = TH_ERR_FAILED;
         } catch (...) {
-            std::snprintf(err, sizeof err, "execute() threw a C++ exception across the C ABI");
+            std::snprintf(err, sizeof err, "%s() threw a C++ exception across the C ABI", adoption ? "adopt" : "execute");
             st = TH_ERR_FAILED;
         }
         if (info_.blocking) {
@@ -590,8 +626,13 @@ private:
         if (st != TH_OK) {
             AttemptResult r;
             r.outcome = AttemptResult::Outcome::Failed;
-            r.message = "plugin " + info_.name + " could not start the task: " +
-                        std::string(err[0] ? err : "no message");
+            if (adoption) {
+                r.lost = true;
+                r.message = "plugin " + info_.name + " could not adopt it: " + std::string(err[0] ? err : "no message");
+            } else {
+                r.message = "plugin " + info_.name + " could not start the task: " +
+                            std::string(err[0] ? err : "no message");
+            }
             finish(token, std::move(r));
         }
     }
@@ -625,6 +666,10 @@ private:
             switch (res->outcome) {
             case TH_OUTCOME_SUCCEEDED: r.outcome = AttemptResult::Outcome::Succeeded; break;
             case TH_OUTCOME_CANCELLED: r.outcome = AttemptResult::Outcome::Cancelled; break;
+            case TH_OUTCOME_LOST:
+                r.outcome = AttemptResult::Outcome::Failed;
+                r.lost = true;
+                break;
             default: r.outcome = AttemptResult::Outcome::Failed; break;
             }
             if (res->exit_code >= 0) r.exit_code = res->exit_code;
@@ -674,6 +719,29 @@ private:
         // under the lock, like finish().
         if (it->second.on_process && self_->io_) {
             asio::post(*self_->io_, [fn = it->second.on_process, id] { fn(id); });
+        }
+        return TH_OK;
+    }
+
+    static th_status hostReportHandle(th_host_ctx* c, uint64_t token, const char* handle) {
+        Loaded* self_ = self(c);
+        std::string why;
+        if (!validHandle(handle, &why)) {
+            spdlog::warn("PLUGIN_HANDLE_REJECTED plugin {}: report_handle() for attempt {}: {}", self_->info_.name,
+                         token, why);
+            return TH_ERR_INVALID;
+        }
+        std::lock_guard lock(self_->pending_mu_);
+        if (self_->abandoned_) return TH_ERR_INVALID; // the host is gone
+        auto it = self_->pending_.find(token);
+        if (it == self_->pending_.end()) {
+            spdlog::warn("PLUGIN_HANDLE_REJECTED plugin {}: report_handle() for attempt {}, which is not "
+                         "running (completed, or never started)", self_->info_.name, token);
+            return TH_ERR_INVALID;
+        }
+        // Posted before any completion of the token, under the lock, like report_process().
+        if (it->second.on_handle && self_->io_) {
+            asio::post(*self_->io_, [fn = it->second.on_handle, h = std::string(handle)] { fn(h); });
         }
         return TH_OK;
     }
@@ -801,11 +869,32 @@ bool ownershipTrusted(const fs::path& path, bool directory, std::string* why) {
         .has_value();
 }
 
+bool validHandle(const char* handle, std::string* why) {
+    if (handle == nullptr) {
+        *why = "the handle is NULL";
+        return false;
+    }
+    const size_t n = std::strlen(handle);
+    if (n == 0 || n > kMaxHandle) {
+        *why = "the handle is " + std::to_string(n) + " bytes long (expected 1 to " + std::to_string(kMaxHandle) + ")";
+        return false;
+    }
+    for (size_t i = 0; i < n; ++i) {
+        const auto ch = static_cast<unsigned char>(handle[i]);
+        if (ch < 0x20 || ch == 0x7f) {
+            *why = "the handle holds a control character (byte " + std::to_string(ch) + " at offset " +
+                   std::to_string(i) + ")";
+            return false;
+        }
+    }
+    return true;
+}
+
 std::vector<std::string> capabilityNames(uint64_t caps) {
     static const std::pair<uint64_t, const char*> kNames[] = {
         {TH_CAP_CANCEL, "cancel"},   {TH_CAP_HEALTH_CHECK, "health_check"}, {TH_CAP_BLOCKING_EXECUTE, "blocking_execute"},
         {TH_CAP_SUSPEND, "suspend"}, {TH_CAP_NO_LOG, "no_log"}, {TH_CAP_RUN_AS, "run_as"},
-        {TH_CAP_CGROUP, "cgroup"},   {TH_CAP_DURABLE_START, "durable_start"},
+        {TH_CAP_CGROUP, "cgroup"},   {TH_CAP_DURABLE_START, "durable_start"}, {TH_CAP_ADOPT, "adopt"},
     };
     std::vector<std::string> out;
     for (const auto& [bit, name] : kNames) {

@@ -78,8 +78,12 @@ std::optional<std::string> describeFile(const std::filesystem::path& file, Plugi
 bool ownershipTrusted(const std::filesystem::path& path, bool directory, std::string* why);
 
 // The names of TH_CAP_* bits ("cancel", "health_check", "blocking_execute", "suspend", "no_log",
-// "run_as", "cgroup"), unknown bits as one hex number.
+// "run_as", "cgroup", "durable_start", "adopt"), unknown bits as one hex number.
 std::vector<std::string> capabilityNames(uint64_t capabilities);
+// An attempt's external handle (th_host_api.report_handle, ABI 1.6): 1 to kMaxHandle bytes of
+// text without control characters. False with *why saying what is wrong.
+constexpr size_t kMaxHandle = 256;
+bool validHandle(const char* handle, std::string* why);
 
 // Checks a plugin's table against this host's ABI version: magic, major, the host minor the plugin
 // requires, that the table covers every 1.0 field, the name and the required functions.
@@ -110,6 +114,9 @@ struct AttemptSpec {
     // Called on the event loop when the plugin reports the attempt's process, before `done`;
     // may be empty.
     std::function<void(const ProcessIdentity&)> on_process;
+    // Called on the event loop when the plugin reports the attempt's external handle
+    // (th_host_api.report_handle, ABI 1.6), before `done`; may be empty.
+    std::function<void(const std::string&)> on_handle;
     // Containment (cgroup/cgroup.h): the attempt's limits (refused at load time when the
     // machine cannot apply them) and what happens to processes left after its main process
     // exited. Used only when the daemon runs with cgroups and the plugin declares TH_CAP_CGROUP.
@@ -147,6 +154,10 @@ struct AttemptResult {
     // ran. The engine retries a transient failure whenever the task has retries left, whatever
     // its retry_on_exit_codes say.
     bool transient = false;
+    // The attempt's work could not be found (TH_OUTCOME_LOST, or an adoption the plugin refused,
+    // ABI 1.6): the engine records it as lost, with the message as the reason, and runs the task
+    // again if its retries and at_most_once allow.
+    bool lost = false;
     // What the attempt cost (its cgroup; or its main process's rusage in process-group mode);
     // unset when nothing could be measured (e.g. a plugin without processes).
     std::optional<cgroup::Usage> usage;
@@ -194,6 +205,16 @@ public:
     // start() returned: with the plugin's result, or with a failure when the plugin refused to
     // start the attempt.
     virtual uint64_t start(const AttemptSpec& spec, Done done) = 0;
+    // ABI 1.6 (TH_CAP_ADOPT): whether the plugin can re-attach to an attempt a previous taskhubd
+    // process started, and adopt() to do so: like start(), with the handle the plugin reported
+    // for the attempt (std::nullopt: none was recorded). Returns the attempt's token, and `done`
+    // runs exactly once, on the event loop, after adopt() returned: with the attempt's result, or
+    // with a lost result (lost = true) when the plugin could not adopt it. Returns std::nullopt,
+    // without calling `done`, when the plugin cannot adopt. Default: cannot.
+    virtual bool canAdopt() const { return false; }
+    virtual std::optional<uint64_t> adopt(const AttemptSpec&, std::optional<std::string>, Done) {
+        return std::nullopt;
+    }
     // Asks a running attempt to stop; harmless after it finished.
     virtual void cancel(uint64_t token) = 0;
     // True when the plugin can stop and continue running attempts (TH_CAP_SUSPEND, ABI 1.1).

@@ -37,6 +37,9 @@ struct TaskRecord {
     std::optional<int64_t> pid;
     std::optional<int64_t> pgid;
     std::optional<int64_t> proc_start;
+    // The latest attempt's external handle, when its plugin reported one (ABI 1.6 report_handle:
+    // for a Slurm job, its id), so that after a restart the plugin can adopt the attempt.
+    std::string handle;
     // What the latest attempt cost (cgroup/resources.h), when it was measured; earlier attempts'
     // are in their "usage" events (usageDetail()). Leftovers: processes found in its cgroup after
     // its main process exited, and what was done with them; unset when none were found.

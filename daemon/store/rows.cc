@@ -232,6 +232,7 @@ TaskRecord readTask(const Stmt& t) {
     tr.proc_start = t.opt(12);
     tr.kind = nameFromColumn(t.text(13), model::TaskKind::Plugin, "tasks.kind");
     readUsage(t, 14, tr);
+    tr.handle = t.text(24);
     return tr;
 }
 

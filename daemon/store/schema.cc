@@ -248,9 +248,15 @@ constexpr const char* kSchemaV10 = R"sql(
 ALTER TABLE runs ADD COLUMN tasks TEXT NOT NULL DEFAULT '';
 )sql";
 
+// 11 (issue 19): the external handle of a task's latest attempt (ABI 1.6 report_handle; '' when
+// none was reported), handed back to its plugin's adopt() after a restart.
+constexpr const char* kSchemaV11 = R"sql(
+ALTER TABLE tasks ADD COLUMN handle TEXT NOT NULL DEFAULT '';
+)sql";
+
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
 const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
-                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10};
+                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace

@@ -1,7 +1,7 @@
 // Header-only C++ helper for writing TaskHub executor plugins against taskhub/plugin_api.h.
 //
 // Derive from taskhub::sdk::Plugin, implement execute() (and, as needed, validate(), cancel(),
-// suspend(), resume(), health()), then export it with one macro:
+// suspend(), resume(), health(), adopt()), then export it with one macro:
 //
 //     class Echo : public taskhub::sdk::Plugin {
 //     public:
@@ -139,6 +139,17 @@ public:
         if (!TH_HAS_FIELD(api_, th_host_api, report_process) || api_->report_process == nullptr)
             return TH_ERR_UNSUPPORTED;
         return api_->report_process(ctx_, token, pid, pgid);
+    }
+
+    // Tells the host the attempt's external handle (a remote job's id), which it records so that
+    // after a restart it can hand it back to adopt(); see th_host_api.report_handle. Any thread,
+    // until complete() for the token. Returns TH_ERR_INVALID when the host rejected it (empty,
+    // over 256 bytes, a control character, unknown token; the host logs why), and
+    // TH_ERR_UNSUPPORTED when the host is older than ABI 1.6.
+    th_status reportHandle(uint64_t token, const std::string& handle) const noexcept {
+        if (!TH_HAS_FIELD(api_, th_host_api, report_handle) || api_->report_handle == nullptr)
+            return TH_ERR_UNSUPPORTED;
+        return api_->report_handle(ctx_, token, handle.c_str());
     }
 
     // One-shot readiness callback on the host's event loop; see th_host_api.watch_fd.
@@ -313,6 +324,14 @@ public:
     virtual void suspend(uint64_t /*token*/) {}
     virtual void resume(uint64_t /*token*/) {}
     virtual Health health() { return {}; }
+    // ABI 1.6, called only when the plugin declares TH_CAP_ADOPT: re-attach to an attempt a
+    // previous taskhubd process started with execute() (see th_plugin_api.adopt). handle: the last
+    // one reported with Host::reportHandle() for it, or std::nullopt when none was recorded. Call
+    // host().complete(task.token, ...) exactly once, as after execute(); throw to say the attempt
+    // cannot be adopted (what() is the reason it is recorded lost with).
+    virtual void adopt(const Task& /*task*/, const std::optional<std::string>& /*handle*/) {
+        throw std::runtime_error("this plugin does not adopt attempts");
+    }
 
     const Host& host() const noexcept { return host_; }
 
@@ -364,36 +383,56 @@ inline th_status validate(th_instance* i, const char* params, th_buffer msg,
     return TH_ERR_INVALID;
 }
 
+// The attempt, copied out of th_task.
+inline Task taskOf(const th_task* t, uint64_t token) {
+    Task task;
+    task.token = token;
+    task.workflow = t->workflow ? t->workflow : "";
+    task.run_id = t->run_id ? t->run_id : "";
+    task.task_id = t->task_id ? t->task_id : "";
+    task.attempt = t->attempt;
+    task.params_json.assign(t->params_json ? t->params_json : "{}");
+    for (const char* const* e = t->env; e && *e; ++e) task.env.emplace_back(*e);
+    task.log_fd = t->log_fd;
+    task.timeout_ms = t->timeout_ms;
+    if (TH_HAS_FIELD(t, th_task, run_as) && t->run_as != nullptr) {
+        const th_identity& id = *t->run_as;
+        Identity copy;
+        copy.user = id.user ? id.user : "";
+        copy.uid = id.uid;
+        copy.gid = id.gid;
+        if (id.groups != nullptr) copy.groups.assign(id.groups, id.groups + id.n_groups);
+        copy.home = id.home ? id.home : "";
+        copy.shell = id.shell ? id.shell : "";
+        task.run_as = std::move(copy);
+    }
+    if (TH_HAS_FIELD(t, th_task, cgroup_fd)) task.cgroup_fd = t->cgroup_fd;
+    return task;
+}
+
 inline th_status execute(th_instance* i, const th_task* t, uint64_t token, th_buffer err) noexcept {
     try {
-        Task task;
-        task.token = token;
-        task.workflow = t->workflow ? t->workflow : "";
-        task.run_id = t->run_id ? t->run_id : "";
-        task.task_id = t->task_id ? t->task_id : "";
-        task.attempt = t->attempt;
-        task.params_json.assign(t->params_json ? t->params_json : "{}");
-        for (const char* const* e = t->env; e && *e; ++e) task.env.emplace_back(*e);
-        task.log_fd = t->log_fd;
-        task.timeout_ms = t->timeout_ms;
-        if (TH_HAS_FIELD(t, th_task, run_as) && t->run_as != nullptr) {
-            const th_identity& id = *t->run_as;
-            Identity copy;
-            copy.user = id.user ? id.user : "";
-            copy.uid = id.uid;
-            copy.gid = id.gid;
-            if (id.groups != nullptr) copy.groups.assign(id.groups, id.groups + id.n_groups);
-            copy.home = id.home ? id.home : "";
-            copy.shell = id.shell ? id.shell : "";
-            task.run_as = std::move(copy);
-        }
-        if (TH_HAS_FIELD(t, th_task, cgroup_fd)) task.cgroup_fd = t->cgroup_fd;
-        self(i)->execute(task);
+        self(i)->execute(taskOf(t, token));
         return TH_OK;
     } catch (const std::exception& e) {
         writeBuffer(err, e.what());
     } catch (...) {
         writeBuffer(err, "unknown exception in execute");
+    }
+    return TH_ERR_FAILED;
+}
+
+inline th_status adopt(th_instance* i, const th_task* t, const char* handle, uint64_t token,
+                       th_buffer err) noexcept {
+    try {
+        std::optional<std::string> h;
+        if (handle != nullptr) h.emplace(handle);
+        self(i)->adopt(taskOf(t, token), h);
+        return TH_OK;
+    } catch (const std::exception& e) {
+        writeBuffer(err, e.what());
+    } catch (...) {
+        writeBuffer(err, "unknown exception in adopt");
     }
     return TH_ERR_FAILED;
 }
@@ -491,6 +530,7 @@ struct ShellParamsOf<Class, std::void_t<decltype(Class::kShellParams)>> {
             &::taskhub::sdk::detail::suspend,                                                    \
             &::taskhub::sdk::detail::resume,                                                     \
             ::taskhub::sdk::detail::ShellParamsOf<Class>::value,                                  \
+            &::taskhub::sdk::detail::adopt,                                                      \
         };                                                                                       \
         return &api;                                                                             \
     }

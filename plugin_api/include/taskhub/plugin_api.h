@@ -1,8 +1,9 @@
 /*
- * TaskHub executor plugin ABI, version 1.5 (1.0 plus set_output, suspend and resume in 1.1,
+ * TaskHub executor plugin ABI, version 1.6 (1.0 plus set_output, suspend and resume in 1.1,
  * report_process in 1.2, shell_params, TH_CAP_RUN_AS and th_task.run_as in 1.3, TH_CAP_CGROUP,
- * th_task.cgroup_fd and the rusage fields of th_result in 1.4, and TH_CAP_DURABLE_START in 1.5;
- * see docs/plugin-abi.md for the version history).
+ * th_task.cgroup_fd and the rusage fields of th_result in 1.4, TH_CAP_DURABLE_START in 1.5, and
+ * TH_CAP_ADOPT, report_handle, adopt and TH_OUTCOME_LOST in 1.6; see docs/plugin-abi.md for the
+ * version history).
  *
  * A plugin is a shared library that exports one C function, TH_PLUGIN_ENTRY_SYMBOL, returning a
  * static table (th_plugin_api) that describes the plugin and holds its entry points. The host
@@ -41,7 +42,7 @@ extern "C" {
 
 #define TH_ABI_MAGIC 0x54484231u /* "THB1" */
 #define TH_ABI_VERSION_MAJOR 1
-#define TH_ABI_VERSION_MINOR 5
+#define TH_ABI_VERSION_MINOR 6
 
 /* The one symbol a plugin exports. Its name never changes between ABI versions. */
 #define TH_PLUGIN_ENTRY_SYMBOL "th_plugin_entry"
@@ -102,6 +103,14 @@ typedef enum th_status {
                                         docs/reliability.md). Declare it when the attempt's
                                         effect lives where a restarted taskhubd cannot find and
                                         stop it (a remote job, a message sent). */
+#define TH_CAP_ADOPT 0x100u          /* ABI 1.6: the plugin's attempts run elsewhere (a cluster's
+                                        batch job) and can be re-attached after taskhubd restarts:
+                                        it reports each attempt's external handle with
+                                        th_host_api.report_handle, which the host records, and
+                                        after a restart the host calls adopt() with that handle
+                                        instead of declaring the attempt lost. The table must
+                                        cover and set adopt; honoured only in a table built
+                                        against ABI 1.6 or later. */
 
 /* How the host may call into one plugin instance. */
 typedef enum th_thread_safety {
@@ -124,7 +133,12 @@ typedef enum th_log_level {
 typedef enum th_outcome {
     TH_OUTCOME_SUCCEEDED = 0,
     TH_OUTCOME_FAILED = 1,
-    TH_OUTCOME_CANCELLED = 2
+    TH_OUTCOME_CANCELLED = 2,
+    TH_OUTCOME_LOST = 3       /* ABI 1.6: the attempt's work can no longer be found (an adopted
+                                 attempt whose job the cluster no longer knows): the host records
+                                 the attempt as lost, with the message as the reason, and runs the
+                                 task again if its retries and at_most_once allow. A host before
+                                 1.6 reads it as failed. */
 } th_outcome;
 
 typedef enum th_health_state {
@@ -222,6 +236,16 @@ typedef struct th_host_api {
      * complete() is called for the token; a later call replaces the earlier one. Returns TH_OK,
      * or TH_ERR_INVALID (logged by the host) for an unknown or completed token or a pid <= 0. */
     th_status (*report_process)(th_host_ctx *ctx, uint64_t token, int32_t pid, int32_t pgid);
+    /* ---- ABI 1.6: present when struct_size covers it ---- */
+    /* Tells the host the external handle of attempt `token`: what identifies its work where it
+     * runs (for a Slurm job, its job id), so that after a restart of taskhubd the host can hand it
+     * back to adopt(). NUL-terminated printable text (no control characters) of 1 to 256 bytes;
+     * copied before the call returns. The host records it with the attempt in its next commit
+     * (it does not wait for the disk). Call as soon as the work exists, from any thread, until
+     * complete() is called for the token; a later call replaces the earlier one. Returns TH_OK,
+     * or TH_ERR_INVALID (logged by the host) for an unknown or completed token or an invalid
+     * handle. */
+    th_status (*report_handle)(th_host_ctx *ctx, uint64_t token, const char *handle);
 } th_host_api;
 
 /* ABI 1.3: the account an attempt's processes run as (a task's `run_as`), resolved by the host
@@ -348,6 +372,23 @@ typedef struct th_plugin_api {
      * here-document, an arithmetic expansion, a variable name) when the workflow file is loaded.
      * Static storage in the plugin. */
     const char *const *shell_params;
+    /* ---- ABI 1.6: read by the host only when struct_size covers it ---- */
+    /* Re-attaches to an attempt that a previous taskhubd process started (with execute() of this
+     * plugin) and that was still running when that process stopped. Called once per such
+     * attempt, after create() and before any new execute(), only with TH_CAP_ADOPT. task is the
+     * attempt as execute() got it (same workflow, run, task, attempt number and parameters; a new
+     * log_fd, whose log starts empty: deliver the attempt's output from its beginning if you
+     * can). handle is the last one reported for the attempt with report_handle, or NULL when none
+     * was recorded (the previous process may have stopped between starting the work and
+     * recording its handle: look for the work by the attempt's identity if you can). token is the
+     * attempt's new token. Return TH_OK when the attempt is adopted: the plugin then calls
+     * complete() exactly once, as after execute(); use TH_OUTCOME_LOST when it turns out later
+     * that the work no longer exists. Any other status means the attempt is lost, err saying why
+     * ("job 4242 is no longer known to Slurm"); complete() must not be called then. Called like
+     * execute() (the event-loop thread, or a worker for TH_CAP_BLOCKING_EXECUTE). May be NULL
+     * when TH_CAP_ADOPT is not declared. */
+    th_status (*adopt)(th_instance *inst, const th_task *task, const char *handle, uint64_t token,
+                       th_buffer err);
 } th_plugin_api;
 
 /* The entry function every plugin exports as TH_PLUGIN_ENTRY_SYMBOL. host_major and host_minor

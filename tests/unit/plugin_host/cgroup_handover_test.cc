@@ -129,7 +129,8 @@ AttemptSpec catCgroup(const LogFile& log) {
 
 TEST_CASE("capabilityNames names TH_CAP_CGROUP \"cgroup\"", "[cgroup]") {
     CHECK(capabilityNames(TH_CAP_CGROUP | TH_CAP_CANCEL) == std::vector<std::string>{"cancel", "cgroup"});
-    CHECK(capabilityNames(TH_CAP_DURABLE_START | 0x100) == std::vector<std::string>{"durable_start", "0x100"});
+    CHECK(capabilityNames(TH_CAP_DURABLE_START | 0x200) == std::vector<std::string>{"durable_start", "0x200"});
+    CHECK(capabilityNames(TH_CAP_ADOPT) == std::vector<std::string>{"adopt"});
 }
 
 TEST_CASE("in process: the shell plugin gets the attempt's cgroup and starts the task in it", "[cgroup]") {

@@ -4,8 +4,15 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include <taskhub/plugin_api.h>
+
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 
 #include "plugin_host/plugin_host.h"
 
@@ -27,7 +34,7 @@ TEST_CASE("a valid plugin is accepted and described", "[abi]") {
     auto* p = host.find("fx_good");
     REQUIRE(p);
     CHECK(p->info().abi_major == 1);
-    CHECK(p->info().abi_minor == 5); // TH_ABI_VERSION_MINOR, which the fixture was built against
+    CHECK(p->info().abi_minor == 6); // TH_ABI_VERSION_MINOR, which the fixture was built against
     CHECK(p->info().shell_params.empty()); // it declares none
     CHECK(host.shellParams("fx_good").empty());
     CHECK(p->info().file == fixture("fx_good"));
@@ -50,7 +57,7 @@ TEST_CASE("every incompatible plugin is refused with a precise reason", "[abi]")
     CHECK(load(host, "fx_abi_major2") ==
           "ABI major version 2, this taskhubd supports 1; rebuild the plugin against the TaskHub 1.x SDK");
     CHECK(load(host, "fx_needs_newer_host") ==
-          "requires host ABI 1.99 or newer, this taskhubd provides 1.5; upgrade taskhubd");
+          "requires host ABI 1.99 or newer, this taskhubd provides 1.6; upgrade taskhubd");
     CHECK(load(host, "fx_create_fails") == "create() failed: fixture: create always fails");
     CHECK(load(host, "fx_suspend_no_functions") ==
           "the plugin declares TH_CAP_SUSPEND but its table does not set suspend and resume");
@@ -185,4 +192,134 @@ TEST_CASE("suspend and resume reach a plugin that declares TH_CAP_SUSPEND", "[ab
     // After the end, suspend and resume are not passed on.
     p->suspend(a.token);
     p->resume(a.token);
+}
+
+namespace {
+
+// A scratch FX_ADOPT_DIR for fx_adopt's "remote jobs" (files), removed afterwards.
+struct AdoptDir {
+    std::filesystem::path path;
+    AdoptDir() {
+        char tmpl[] = "/tmp/taskhub-fx-adopt-XXXXXX";
+        path = ::mkdtemp(tmpl);
+        ::setenv("FX_ADOPT_DIR", path.c_str(), 1);
+    }
+    ~AdoptDir() {
+        ::unsetenv("FX_ADOPT_DIR");
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    void write(const std::string& name, const std::string& text) const { std::ofstream(path / name) << text; }
+    std::string ledger() const {
+        std::ifstream in(path / "ledger");
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    }
+};
+
+bool runUntil(boost::asio::io_context& io, const std::function<bool()>& pred) {
+    for (int i = 0; i < 300 && !pred(); ++i) {
+        io.restart();
+        io.run_for(std::chrono::milliseconds(10));
+    }
+    return pred();
+}
+
+AttemptSpec adoptSpec(uint32_t attempt = 1) {
+    AttemptSpec spec;
+    spec.workflow = "wf";
+    spec.run_id = "run-1";
+    spec.task_id = "t";
+    spec.attempt = attempt;
+    return spec;
+}
+
+} // namespace
+
+TEST_CASE("ABI 1.6: a plugin reports its attempt's handle and adopts the attempt again by it", "[abi][adopt]") {
+    AdoptDir dir;
+    boost::asio::io_context io;
+    PluginHost host(&io, nullptr);
+    REQUIRE_FALSE(load(host, "fx_adopt"));
+    Plugin* p = host.find("fx_adopt");
+    REQUIRE(p);
+    CHECK(p->canAdopt());
+    CHECK(capabilityNames(p->info().capabilities) ==
+          std::vector<std::string>{"cancel", "durable_start", "adopt"});
+
+    // execute(): the handle reaches the engine's on_handle before the end.
+    std::vector<std::string> handles;
+    std::optional<AttemptResult> first;
+    AttemptSpec spec = adoptSpec();
+    spec.on_handle = [&](const std::string& h) { handles.push_back(h); };
+    p->start(spec, [&](AttemptResult r) { first = std::move(r); });
+    REQUIRE(runUntil(io, [&] { return !handles.empty(); }));
+    CHECK(handles == std::vector<std::string>{"J1"});
+    CHECK_FALSE(first);
+
+    // adopt() of the same job (as a restarted host would): it ends with the job's result.
+    std::optional<AttemptResult> adopted;
+    auto token = p->adopt(adoptSpec(), std::string("J1"), [&](AttemptResult r) { adopted = std::move(r); });
+    REQUIRE(token);
+    dir.write("J1.exit", "3\n");
+    REQUIRE(runUntil(io, [&] { return adopted.has_value() && first.has_value(); }));
+    CHECK(adopted->outcome == Outcome::Failed);
+    CHECK(adopted->exit_code == 3);
+    CHECK_FALSE(adopted->lost);
+    CHECK(adopted->message == "job J1 finished with exit code 3");
+    CHECK(dir.ledger() == "submit J1 run-1 t 1\nadopt J1 run-1 t 1\n");
+}
+
+TEST_CASE("ABI 1.6: an adoption the plugin refuses, and TH_OUTCOME_LOST, end the attempt as lost", "[abi][adopt]") {
+    AdoptDir dir;
+    boost::asio::io_context io;
+    PluginHost host(&io, nullptr);
+    REQUIRE_FALSE(load(host, "fx_adopt"));
+    Plugin* p = host.find("fx_adopt");
+    REQUIRE(p);
+
+    std::optional<AttemptResult> unknown, none, vanished;
+    REQUIRE(p->adopt(adoptSpec(), std::string("J9"), [&](AttemptResult r) { unknown = std::move(r); }));
+    REQUIRE(p->adopt(adoptSpec(), std::nullopt, [&](AttemptResult r) { none = std::move(r); }));
+    CHECK_FALSE(unknown); // never inside adopt()
+    REQUIRE(runUntil(io, [&] { return unknown && none; }));
+    CHECK(unknown->lost);
+    CHECK(unknown->outcome == Outcome::Failed);
+    CHECK(unknown->message == "plugin fx_adopt could not adopt it: job J9 is unknown");
+    CHECK(none->lost);
+    CHECK(none->message == "plugin fx_adopt could not adopt it: no job id was recorded for it");
+
+    // A job that disappears while it is followed: TH_OUTCOME_LOST.
+    std::vector<std::string> handles;
+    AttemptSpec spec = adoptSpec();
+    spec.on_handle = [&](const std::string& h) { handles.push_back(h); };
+    p->start(spec, [&](AttemptResult r) { vanished = std::move(r); });
+    REQUIRE(runUntil(io, [&] { return !handles.empty(); }));
+    std::filesystem::remove(dir.path / (handles[0] + ".job"));
+    REQUIRE(runUntil(io, [&] { return vanished.has_value(); }));
+    CHECK(vanished->lost);
+    CHECK(vanished->message == "job " + handles[0] + " is no longer known");
+}
+
+TEST_CASE("ABI 1.6: handles are checked; plugins that cannot adopt say so", "[abi][adopt]") {
+    std::string why;
+    CHECK(validHandle("4242", &why));
+    CHECK(validHandle(std::string(kMaxHandle, 'x').c_str(), &why));
+    CHECK_FALSE(validHandle(std::string(kMaxHandle + 1, 'x').c_str(), &why));
+    CHECK(why == "the handle is 257 bytes long (expected 1 to 256)");
+    CHECK_FALSE(validHandle("", &why));
+    CHECK_FALSE(validHandle(nullptr, &why));
+    CHECK(why == "the handle is NULL");
+    CHECK_FALSE(validHandle("42\n43", &why));
+    CHECK(why == "the handle holds a control character (byte 10 at offset 2)");
+
+    boost::asio::io_context io;
+    PluginHost host(&io, nullptr);
+    REQUIRE_FALSE(load(host, "fx_good"));
+    Plugin* p = host.find("fx_good");
+    CHECK_FALSE(p->canAdopt());
+    bool called = false;
+    CHECK_FALSE(p->adopt(adoptSpec(), std::string("1"), [&](AttemptResult) { called = true; }));
+    io.restart();
+    io.poll();
+    CHECK_FALSE(called);
 }
