@@ -251,10 +251,13 @@ std::string relativeRunId(const std::string& root, const std::string& id) {
     return id;
 }
 
-// What a task row says besides its state: its message, else why it waits.
+// What a task row says besides its state: its message, else why it waits; and the external
+// handle of its attempt (a cluster job's id) when its plugin reported one.
 std::string taskNote(const json::value& t) {
     std::string msg = field(t, "message");
     if (msg == "-") msg.clear();
+    if (const std::string handle = field(t, "handle"); handle != "-" && !handle.empty())
+        msg = "handle " + handle + (msg.empty() ? "" : "; " + msg);
     std::string waiting = field(t, "waiting");
     if (waiting != "-" && !waiting.empty()) msg += (msg.empty() ? "" : "; ") + waiting;
     return msg;

@@ -58,7 +58,7 @@ class PluginCheckTest(unittest.TestCase):
         self.assertTrue(report["passed"])
         self.assertEqual(statuses(report), dict.fromkeys(STEPS, "passed"))
         self.assertEqual(report["plugin"]["name"], "fx_good")
-        self.assertEqual((report["plugin"]["abi_major"], report["plugin"]["abi_minor"]), (1, 5))
+        self.assertEqual((report["plugin"]["abi_major"], report["plugin"]["abi_minor"]), (1, 6))
         self.assertEqual(report["plugin"]["capabilities"], [])
         self.assertEqual(report["plugin"]["thread_safety"], "safe")
         self.assertEqual(detail(report, "validate"), 'accepts {"any":1}')
@@ -94,7 +94,7 @@ class PluginCheckTest(unittest.TestCase):
         rc, report, _ = check(fixture("fx_needs_newer_host"), json_output=True)
         self.assertEqual(rc, 1)
         self.assertEqual(detail(report, "negotiation"),
-                         "refused: requires host ABI 1.99 or newer, this taskhubd provides 1.5; upgrade taskhubd")
+                         "refused: requires host ABI 1.99 or newer, this taskhubd provides 1.6; upgrade taskhubd")
 
         # In a private directory: as root, a file directly in /tmp is refused before it is loaded.
         with tempfile.TemporaryDirectory() as tmp, \

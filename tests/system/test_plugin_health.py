@@ -83,7 +83,7 @@ unhealthy_after = 2
         fails = self.wait_state(d, "fx_health_fails", "unhealthy")
         self.assertEqual(fails["message"], "fixture: disk /data is full")
         self.assertEqual(fails["isolation"], "in_process")
-        self.assertEqual(fails["abi"], "%d.%d" % (1, 5))
+        self.assertEqual(fails["abi"], "%d.%d" % (1, 6))
         self.assertIn("health_check", fails["capabilities"])
         self.assertEqual(fails["health"]["on_unhealthy"], "fail")
         self.assertGreaterEqual(fails["failures"], 2)
@@ -259,7 +259,7 @@ unhealthy_after = 2
             "fx_bad_magic": "expected 0x54484231 (TH_ABI_MAGIC)",
             "fx_abi_major2": "ABI major version 2, this taskhubd supports 1; rebuild the plugin against the "
                              "TaskHub 1.x SDK",
-            "fx_needs_newer_host": "requires host ABI 1.99 or newer, this taskhubd provides 1.5; upgrade taskhubd",
+            "fx_needs_newer_host": "requires host ABI 1.99 or newer, this taskhubd provides 1.6; upgrade taskhubd",
             "fx_create_fails": "create() failed: fixture: create always fails",
         }
         plugins_dir = os.path.join(d.dir, "plugins")

@@ -44,8 +44,11 @@ void sql(const fs::path& db, const std::string& statement) {
     sqlite3_close(h);
 }
 
-// What schema 10 added (what a version 9 database lacks).
-#define TASKHUB_DROP_SCHEMA_10 "ALTER TABLE runs DROP COLUMN tasks;"
+// What schema 11 added (what a version 10 database lacks).
+#define TASKHUB_DROP_SCHEMA_11 "ALTER TABLE tasks DROP COLUMN handle;"
+
+// What schemas 10 and 11 added (what a version 9 database lacks).
+#define TASKHUB_DROP_SCHEMA_10 TASKHUB_DROP_SCHEMA_11 " ALTER TABLE runs DROP COLUMN tasks;"
 
 // What schemas 9 and 10 added (what a version 8 database lacks).
 const char* const kDropSchema9Columns =
@@ -780,7 +783,7 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
     CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('deadline_misses', 'deadline_marks')") == 2);
     CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name = 'notifications'") == 1);
-    CHECK(Store::kSchemaVersion == 10);
+    CHECK(Store::kSchemaVersion == 11);
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'tasks'") == 1);
 }
 
@@ -1273,4 +1276,28 @@ TEST_CASE("writer mode: one event-loop turn's writes are committed together, onc
     CHECK(s->batchesWritten() == before + 2);
     loop.drain();
     CHECK(durable);
+}
+
+TEST_CASE("a version 10 database gains attempt handles; a handle is written and read back", "[store][migration]") {
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    openStore(dir.path).reset();
+    sql(db, TASKHUB_DROP_SCHEMA_11 " PRAGMA user_version = 10; "
+            "INSERT INTO runs(key, id, workflow, trigger, state, created_ms) VALUES(1, 'w@1', 'w', 'manual', 'running', 1); "
+            "INSERT INTO tasks(key, task_id, plugin, state, attempt) VALUES(1048576, 'a', 'slurm', 'running', 1);");
+    auto s = openStore(dir.path);
+    CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
+    auto run = s->run("w@1", true);
+    REQUIRE(run);
+    REQUIRE(run->tasks.size() == 1);
+    CHECK(run->tasks[0].handle.empty()); // written before handles: none
+    TaskRecord a = run->tasks[0];
+    a.handle = "4242";
+    s->upsertTask("w@1", 0, a);
+    REQUIRE(s->commit());
+    CHECK(s->run("w@1", true)->tasks[0].handle == "4242");
+    a.handle.clear();
+    s->upsertTask("w@1", 0, a);
+    REQUIRE(s->commit());
+    CHECK(s->run("w@1", true)->tasks[0].handle.empty());
 }
