@@ -76,16 +76,30 @@ void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> don
     for (const auto& id : queued_ids) {
         if (auto* run = im.findRun(id)) im.cancelRun(*run, "cancelled: taskhubd is shutting down");
     }
-    if (im.runs.empty()) {
+    // Runs whose only active attempts run elsewhere and can be re-attached after the restart (a
+    // Slurm job) are left running: cancelling them would throw away hours of a cluster's work.
+    size_t detached = 0;
+    for (auto& [id, r] : im.runs) {
+        bool any = false;
+        if (r->parent_id.empty() && im.detachable(*r, &any) && any) {
+            im.detach(*r);
+            ++detached;
+        }
+    }
+    if (im.drained()) {
+        if (detached > 0) spdlog::info("ENGINE_DETACHED {} run(s) left to their remote attempts", detached);
         done();
         return;
     }
     im.on_drained = std::move(done);
-    spdlog::info("ENGINE_DRAINING waiting up to {} for {} active run(s)", formatDuration(grace), im.runs.size());
+    size_t active = 0;
+    for (auto& [id, r] : im.runs) active += r->detached ? 0 : 1;
+    spdlog::info("ENGINE_DRAINING waiting up to {} for {} active run(s){}", formatDuration(grace), active,
+                 detached > 0 ? "; " + std::to_string(detached) + " run(s) left to their remote attempts" : "");
     im.grace_timer = im.clock.after(grace, [&im] {
         std::vector<std::string> ids;
         for (auto& [id, r] : im.runs) {
-            if (r->parent_id.empty()) ids.push_back(id); // children go with their parents
+            if (r->parent_id.empty() && !r->detached) ids.push_back(id); // children go with their parents
         }
         for (const auto& id : ids) {
             if (auto* run = im.findRun(id); run && !run->ending)

@@ -152,6 +152,9 @@ struct Run {
     bool paused = false;
     bool frozen = false;
     bool ending = false;
+    // Left running at shutdown (Engine::shutdown): its only active attempts run elsewhere, and the
+    // next start re-attaches to them (ABI 1.6). Not drained, not cancelled; starts nothing new.
+    bool detached = false;
     std::string parent_id; // a child run: its parent run, task and the task's attempt
     uint32_t parent_task = 0;
     int parent_attempt = 0;
@@ -205,6 +208,12 @@ struct Core {
     std::vector<EngineObserver*> observers; // Engine::addObserver
     bool stopping = false;
     std::function<void()> on_drained;
+    // True when every active run has ended or is detached (the shutdown's drain is over).
+    bool drained() const;
+    // At shutdown: whether the run (with its child runs) has an active attempt, and every one of
+    // them is of a plugin that can adopt it after a restart (TH_CAP_ADOPT).
+    bool detachable(const Run& run, bool* any_active) const;
+    void detach(Run& run);
     std::unique_ptr<Timer> grace_timer;
     std::mt19937_64 rng{std::random_device{}()};
     // Cgroups recovery found of ended attempts whose leftovers were kept: removed once empty.

@@ -553,7 +553,7 @@ void Core::endRun(Run& run) {
     } else {
         startNextQueued(owned->rec.workflow);
     }
-    if (stopping && runs.empty() && on_drained) {
+    if (stopping && drained() && on_drained) {
         auto done = std::move(on_drained);
         on_drained = nullptr;
         grace_timer.reset();
@@ -598,6 +598,36 @@ void Core::startNextQueued(const std::string& workflow) {
         if (r && r->rec.state == model::RunState::Queued) {
             startRun(*r);
             return;
+        }
+    }
+}
+
+bool Core::drained() const {
+    return std::all_of(runs.begin(), runs.end(), [](const auto& r) { return r.second->detached; });
+}
+
+bool Core::detachable(const Run& run, bool* any_active) const {
+    for (const auto& task : run.tasks) {
+        if (task.st != TS::Running && task.st != TS::Frozen) continue;
+        if (!task.def->workflow.empty()) {
+            auto it = runs.find(task.rec.child_run);
+            if (it == runs.end() || !detachable(*it->second, any_active)) return false;
+            continue;
+        }
+        if (task.launching || !task.plugin || !task.plugin->canAdopt()) return false;
+        *any_active = true;
+    }
+    return true;
+}
+
+void Core::detach(Run& run) {
+    run.detached = true;
+    run.paused = true; // in memory only: what becomes ready waits for the next start
+    event(run.rec.id, "", "detached",
+          "taskhubd is shutting down; the run's remote attempts go on and are re-attached when it starts again");
+    for (auto& task : run.tasks) {
+        if (!task.def->workflow.empty() && (task.st == TS::Running || task.st == TS::Frozen)) {
+            if (auto it = runs.find(task.rec.child_run); it != runs.end()) detach(*it->second);
         }
     }
 }

@@ -169,6 +169,35 @@ class AdoptionTest(harness.DaemonTestCase):
         self.assertEqual(final["state"], "cancelled")
         self.assertTrue(os.path.exists(os.path.join(self.jobs, handle + ".cancelled")))
 
+    def test_graceful_stop_leaves_remote_jobs_running(self):
+        """SIGTERM: a run whose only active attempt runs elsewhere is not drained nor cancelled
+        (that would throw the job away): taskhubd exits at once, the job goes on, and the next
+        start re-attaches to it. A run with a local attempt is drained and cancelled as before."""
+        d = self.daemon(start=False, extra_plugin_dirs=(self.plugins,), shutdown_grace="2s")
+        d.write_workflow("remote", '[[task]]\nid = "job"\nplugin = "fx_adopt"\n')
+        d.write_workflow("local", '[[task]]\nid = "l"\nplugin = "shell"\ncommand = "sleep 60"\n')
+        self.start(d)
+        rid = d.ctl_ok("run", "remote")["id"]
+        handle = harness.wait_until(lambda: self.recorded_handle(d, rid, "job"), what="the job's handle on disk")
+        lid = d.ctl_ok("run", "local")["id"]
+        d.wait_task_state(lid, "l", "running")
+        started = time.monotonic()
+        rc, _ = d.stop()
+        self.assertEqual(rc, 0)
+        self.assertLess(time.monotonic() - started, 15)
+        log = d.log()
+        self.assertIn("1 run(s) left to their remote attempts", log)
+        self.assertFalse(os.path.exists(os.path.join(self.jobs, handle + ".cancelled")), "the job was cancelled")
+        self.start(d)
+        self.assertEqual(d.wait_run_state(lid, ("cancelled", "failed", "succeeded"))["state"], "cancelled")
+        harness.wait_until(lambda: [x for x in self.ledger() if x[0] == "adopt"], what="the adoption")
+        run = d.ctl_ok("show", rid)
+        self.assertEqual(len(events(run, "detached")), 1, run["events"])
+        self.finish_job(handle, 0)
+        self.assertEqual(d.wait_run_state(rid, ("succeeded", "failed"))["state"], "succeeded")
+        self.assertEqual([x[0] for x in self.ledger()], ["submit", "adopt"])
+        self.assertEqual(d.ctl_ok("show", rid)["lost"], 0)
+
     def test_at_most_once_job_is_adopted_and_never_repeated(self):
         d = self.make('[[task]]\nid = "job"\nplugin = "fx_adopt"\nat_most_once = true\n')
         rid, handle = self.submit_and_crash(d)
