@@ -108,6 +108,7 @@ private:
     void copyOutput(Job& job, Output& out, bool whole, bool* complete);
     void scancel(Job& job);
 
+    static constexpr uint64_t kPollPerJobMs = 10; // see arm()
     Config config_;
     std::map<uint64_t, Job> jobs_;
     std::map<uint64_t, Running> running_; // by our own id
