@@ -137,6 +137,7 @@ def iso_s(s):
 def slurm_daemon(build, work, cluster, workflows, poll_interval):
     cfg = {
         "pool": {"min_workers": 1, "max_workers": 2},
+        "plugin_dirs": [str(build / "plugins-slurm")],
         "plugins": {"slurm": {"slurm_conf": cluster.conf, "output_dir": str(work / "out"),
                               "poll_interval": poll_interval}},
     }
@@ -326,7 +327,7 @@ def main():
     if os.geteuid() != 0:
         ap.error("needs root: scripts/slurm-local runs slurmd, which starts jobs as their users")
     build = Path(args.build_dir).resolve()
-    for p in (build / "daemon" / "taskhubd", build / "ctl" / "taskhubctl", build / "plugins" / "slurm.so"):
+    for p in (build / "daemon" / "taskhubd", build / "ctl" / "taskhubctl", build / "plugins-slurm" / "slurm.so"):
         if not p.exists():
             ap.error(f"{p} is missing: build taskhubd, taskhubctl and the slurm plugin")
     return bl.in_work_root(build, lambda work_root: run(args, build, work_root))

@@ -294,7 +294,8 @@ class Daemon:
         doc = dict(config)
         doc.update({
             "workflows_dir": str(self.dir / "workflows.d"),
-            "plugin_dirs": [str(self.build_dir / "plugins")],
+            # The build's plugins, then any more the benchmark names (config "plugin_dirs").
+            "plugin_dirs": [str(self.build_dir / "plugins")] + list(config.get("plugin_dirs", [])),
             "state_dir": str(self.dir / "state"),
             "socket": str(self.socket),
         })

@@ -58,9 +58,16 @@ SlurmPlugin::SlurmPlugin(sdk::Host host, std::string_view config_json) : Plugin(
     if (config_.slurm_conf.empty()) {
         if (const char* c = std::getenv("SLURM_CONF"); c && *c) config_.slurm_conf = c;
     }
+}
+
+// output_dir is made when a job first needs it: a daemon whose workflows use no Slurm task
+// leaves no trace of the plugin.
+void SlurmPlugin::ensureOutputDir() {
+    if (output_dir_ready_) return;
     std::string err;
     if (!makeDirs(config_.output_dir, 0755, &err))
-        throw std::runtime_error("[plugins.slurm] output_dir: " + err);
+        throw std::runtime_error("cannot prepare output_dir of [plugins.slurm]: " + err);
+    output_dir_ready_ = true;
 }
 
 SlurmPlugin::~SlurmPlugin() {
@@ -76,6 +83,7 @@ SlurmPlugin::~SlurmPlugin() {
 
 void SlurmPlugin::validate(std::string_view params_json) {
     Params p = parseParams(params_json);
+    used_ = true;
     if (!p.partition.empty() && p.partition.find("${") == std::string::npos) {
         std::lock_guard lock(partitions_mu_);
         size_t pos = 0;
@@ -172,6 +180,8 @@ SlurmPlugin::Job& SlurmPlugin::track(const sdk::Task& task, const Params& p) {
 
 void SlurmPlugin::execute(const sdk::Task& task) {
     const Params p = parseParams(task.params_json); // throws: the attempt did not start
+    used_ = true;
+    ensureOutputDir();
     std::optional<JobOwner> owner;
     if (task.run_as) owner = JobOwner{task.run_as->uid, task.run_as->gid};
     // A `command` becomes a batch script in a memory file, read by sbatch from its standard input:
@@ -230,6 +240,7 @@ void SlurmPlugin::submitted(uint64_t token, const CommandResult& r) {
 
 void SlurmPlugin::adopt(const sdk::Task& task, const std::optional<std::string>& handle) {
     const Params p = parseParams(task.params_json);
+    used_ = true;
     std::optional<uint64_t> id;
     if (handle) {
         id = jobIdOf(*handle);
@@ -528,6 +539,9 @@ void SlurmPlugin::resume(uint64_t token) {
 }
 
 sdk::Health SlurmPlugin::health() {
+    // Nothing to check (and no process to start every health_interval) while no loaded workflow
+    // has a Slurm task: a host without Slurm sees the plugin healthy and idle.
+    if (!used_) return {TH_HEALTH_OK, "no loaded workflow has a slurm task; Slurm is not checked"};
     const auto e = env();
     const std::string scontrol = program("scontrol");
     CommandResult ping = runAndWait(scontrol, {"ping"}, e, config_.command_timeout_ms);

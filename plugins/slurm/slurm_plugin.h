@@ -24,6 +24,7 @@
 
 #include <taskhub/plugin.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -119,6 +120,9 @@ private:
     uint64_t timer_ = 0;
     bool polling_ = false;
     std::string poll_error_; // the last poll's failure, logged once until a poll succeeds
+    void ensureOutputDir();
+    bool output_dir_ready_ = false;
+    std::atomic<bool> used_{false}; // a task of this plugin was loaded or run (validate, execute, adopt)
     std::mutex partitions_mu_;
     std::set<std::string> partitions_; // named by loaded tasks (validate)
 };

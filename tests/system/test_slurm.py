@@ -254,6 +254,11 @@ def events(run, kind, task_id=None):
     return [e for e in run["events"] if e["kind"] == kind and (task_id is None or e["task"] == task_id)]
 
 
+# The build puts slurm.so beside the other plugins' directory, in plugins-slurm/
+# (plugins/slurm/CMakeLists.txt).
+SLURM_PLUGIN_DIR = os.path.join(os.path.dirname(os.path.normpath(harness.BIN["plugin_dir"])), "plugins-slurm")
+
+
 def slurm_config(cluster, output_dir, extra=""):
     return '\n[plugins.slurm]\nslurm_conf = %s\noutput_dir = %s\npoll_interval = "%s"\n%s' % (
         json.dumps(cluster.conf), json.dumps(output_dir), POLL, extra)
@@ -303,7 +308,7 @@ class SlurmTest(harness.DaemonTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        plugin = os.path.join(harness.BIN["plugin_dir"], "slurm.so")
+        plugin = os.path.join(SLURM_PLUGIN_DIR, "slurm.so")
         if not os.path.exists(plugin):
             raise AssertionError("the build has no slurm plugin: %s is missing" % plugin)
         cls.cluster = start_cluster("main")
@@ -313,7 +318,8 @@ class SlurmTest(harness.DaemonTestCase):
         cls.timeout_out = tempfile.mkdtemp(prefix="th-slurm-out-", dir="/tmp")
         cls.addClassCleanup(shutil.rmtree, cls.timeout_out, True)
         d = cls.timeout_daemon = harness.Daemon(
-            extra_config=slurm_config(cls.cluster, os.path.join(cls.timeout_out, "out")))
+            extra_config=slurm_config(cls.cluster, os.path.join(cls.timeout_out, "out")),
+            extra_plugin_dirs=(SLURM_PLUGIN_DIR,))
         cls.addClassCleanup(d.cleanup)
         d.write_workflow("limit", """
             [[task]]
@@ -335,7 +341,8 @@ class SlurmTest(harness.DaemonTestCase):
         out_parent = tempfile.mkdtemp(prefix="th-slurm-out-", dir="/tmp")
         self.addCleanup(shutil.rmtree, out_parent, True)
         self.output_dir = os.path.join(out_parent, "out")
-        d = self.daemon(start=False, extra_config=slurm_config(cluster, self.output_dir, extra))
+        d = self.daemon(start=False, extra_config=slurm_config(cluster, self.output_dir, extra),
+                        extra_plugin_dirs=(SLURM_PLUGIN_DIR,))
         for name, text in workflows.items():
             d.write_workflow(name, text)
         if start:
