@@ -8,6 +8,9 @@
 
 #include <boost/json/value.hpp>
 
+#include <cstdint>
+#include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -43,6 +46,31 @@ std::string acceptedHint(std::string_view key, const Range& accepted) {
     std::string best = sdk::closestKey(key, accepted);
     if (!best.empty()) hint += "; did you mean '" + best + "'?";
     return hint;
+}
+
+// "<digits><unit>" with unit ms, s, m, h or d ("500ms", "5s", "2m") in milliseconds; nullopt
+// for another form or on overflow.
+inline std::optional<uint64_t> parseDurationMs(std::string_view text) {
+    size_t digits = 0;
+    uint64_t value = 0;
+    constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+        const auto digit = static_cast<uint64_t>(text[digits] - '0');
+        if (value > (kMax - digit) / 10) return std::nullopt;
+        value = value * 10 + digit;
+        ++digits;
+    }
+    if (digits == 0) return std::nullopt;
+    const std::string_view unit = text.substr(digits);
+    uint64_t scale = 0;
+    if (unit == "ms") scale = 1;
+    else if (unit == "s") scale = 1000;
+    else if (unit == "m") scale = 60 * 1000;
+    else if (unit == "h") scale = 60 * 60 * 1000;
+    else if (unit == "d") scale = 24 * 60 * 60 * 1000;
+    else return std::nullopt;
+    if (value > kMax / scale) return std::nullopt;
+    return value * scale;
 }
 
 } // namespace taskhub::plugins

@@ -33,28 +33,7 @@ std::string cString(std::string_view key, const json::value& v, std::string_view
 
 } // namespace
 
-std::optional<uint64_t> parseDuration(std::string_view text) {
-    size_t digits = 0;
-    uint64_t value = 0;
-    constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
-    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
-        uint64_t digit = static_cast<uint64_t>(text[digits] - '0');
-        if (value > (kMax - digit) / 10) return std::nullopt;
-        value = value * 10 + digit;
-        ++digits;
-    }
-    if (digits == 0) return std::nullopt;
-    std::string_view unit = text.substr(digits);
-    uint64_t scale = 0;
-    if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1000;
-    else if (unit == "m") scale = 60 * 1000;
-    else if (unit == "h") scale = 60 * 60 * 1000;
-    else if (unit == "d") scale = 24 * 60 * 60 * 1000;
-    else return std::nullopt;
-    if (value > kMax / scale) return std::nullopt;
-    return value * scale;
-}
+std::optional<uint64_t> parseDuration(std::string_view text) { return parseDurationMs(text); }
 
 Config parseConfig(std::string_view config_json) {
     json::error_code ec;

@@ -86,28 +86,7 @@ std::string durationError(std::string_view key) {
 
 } // namespace
 
-std::optional<uint64_t> parseDuration(std::string_view t) {
-    size_t digits = 0;
-    uint64_t value = 0;
-    constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
-    while (digits < t.size() && t[digits] >= '0' && t[digits] <= '9') {
-        const auto digit = static_cast<uint64_t>(t[digits] - '0');
-        if (value > (kMax - digit) / 10) return std::nullopt;
-        value = value * 10 + digit;
-        ++digits;
-    }
-    if (digits == 0) return std::nullopt;
-    const std::string_view unit = t.substr(digits);
-    uint64_t scale = 0;
-    if (unit == "ms") scale = 1;
-    else if (unit == "s") scale = 1000;
-    else if (unit == "m") scale = 60 * 1000;
-    else if (unit == "h") scale = 60 * 60 * 1000;
-    else if (unit == "d") scale = 24 * 60 * 60 * 1000;
-    else return std::nullopt;
-    if (value > kMax / scale) return std::nullopt;
-    return value * scale;
-}
+std::optional<uint64_t> parseDuration(std::string_view t) { return parseDurationMs(t); }
 
 Config parseConfig(std::string_view config_json) {
     json::error_code ec;
