@@ -75,6 +75,18 @@ void Core::pauseTree(Run& run, bool freeze, const std::string& by) {
     run.rec.state = model::RunState::Paused;
     saveRun(run);
     event(run.rec.id, "", "paused", (freeze ? "paused with --freeze by " : "paused by ") + by);
+    if (!freeze) {
+        // Work that runs elsewhere and has not started yet (a queued batch job) waits too.
+        for (uint32_t t = 0; t < run.tasks.size(); ++t) {
+            auto& task = run.tasks[t];
+            if (task.st != TS::Running || !task.def->workflow.empty() || !task.plugin || task.launching) continue;
+            if (task.cancel_requested || !task.timed_out.empty() || !task.plugin->canHold()) continue;
+            task.plugin->hold(task.token);
+            task.held = true;
+            event(run.rec.id, task.rec.task_id, "held",
+                  "plugin '" + task.def->plugin + "' asked to hold the attempt's work while the run is paused");
+        }
+    }
     if (freeze) {
         for (uint32_t t = 0; t < run.tasks.size(); ++t) {
             auto& task = run.tasks[t];
@@ -111,6 +123,13 @@ void Core::resumeTree(Run& run, const std::string& by) {
     event(run.rec.id, "", "resumed", "resumed by " + by);
     for (uint32_t t = 0; t < run.tasks.size(); ++t) {
         auto& task = run.tasks[t];
+        if (task.held) {
+            task.held = false;
+            if (task.st == TS::Running && task.plugin) {
+                task.plugin->release(task.token);
+                event(run.rec.id, task.rec.task_id, "released", "plugin '" + task.def->plugin + "' asked to release it");
+            }
+        }
         if (task.st != TS::Frozen) continue;
         task.plugin->resume(task.token);
         setState(run, t, TS::Running);

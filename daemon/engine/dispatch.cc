@@ -204,6 +204,7 @@ void Core::dispatch(Run& run, uint32_t t) {
     task.cancel_requested = false;
     task.cancel_reason.clear();
     task.timed_out.clear();
+    task.held = false;
     ++*run.wf_running;
     if (!task.def->workflow.empty()) {
         startChild(run, t);

@@ -126,6 +126,8 @@ struct TaskRun {
     std::chrono::milliseconds waited{0};
     // Dispatched, its "starting" record not yet durable: the plugin is called once it is.
     bool launching = false;
+    // Its plugin was asked to hold the attempt's work while the run is paused (ABI 1.6 hold()).
+    bool held = false;
     uint64_t start_mark = 0; // the store's write mark after the attempt's start was recorded
 };
 

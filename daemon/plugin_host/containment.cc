@@ -109,6 +109,14 @@ void ContainedPlugin::backstop(uint64_t token) {
     }
 }
 
+void ContainedPlugin::hold(uint64_t token) {
+    if (Attempt* a = find(token); a && !a->completed) inner_->hold(a->inner);
+}
+
+void ContainedPlugin::release(uint64_t token) {
+    if (Attempt* a = find(token); a && !a->completed) inner_->release(a->inner);
+}
+
 void ContainedPlugin::suspend(uint64_t token) {
     Attempt* a = find(token);
     if (!a || a->completed || a->frozen) return;

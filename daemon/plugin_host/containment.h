@@ -61,6 +61,9 @@ public:
     void cancel(uint64_t token) override;
     // Always true: freezing is the host's (cgroup.freeze), not the plugin's.
     bool canSuspend() const override { return true; }
+    bool canHold() const override { return inner_->canHold(); }
+    void hold(uint64_t token) override;
+    void release(uint64_t token) override;
     void suspend(uint64_t token) override;
     void resume(uint64_t token) override;
     // Attempts not yet handed back to the engine (including those waiting for their cgroup to

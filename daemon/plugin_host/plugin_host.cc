@@ -93,6 +93,13 @@ std::optional<std::string> negotiate(const th_plugin_api* api) {
         return "the plugin declares both TH_CAP_ADOPT and TH_CAP_CGROUP: an attempt that runs elsewhere and is "
                "adopted after a restart has no local processes for the host to contain; declare one of them";
     }
+    if ((api->capabilities & TH_CAP_HOLD) && api->abi_minor >= 6) {
+        bool covered = TH_HAS_FIELD(api, th_plugin_api, release);
+        if (!covered || !api->hold || !api->release) {
+            return "the plugin declares TH_CAP_HOLD but its table " +
+                   std::string(covered ? "does not set hold and release" : "ends before hold and release (ABI 1.6)");
+        }
+    }
     if ((api->capabilities & TH_CAP_ADOPT) && api->abi_minor >= 6) {
         // ABI 1.6 field: read only when the table covers it.
         bool covered = TH_HAS_FIELD(api, th_plugin_api, adopt);
@@ -173,7 +180,7 @@ PluginInfo infoOf(const th_plugin_api& api, const fs::path& file) {
     // (1.4 appended no field to the table, so the version tells).
     if (api.abi_minor < 4) info.capabilities &= ~static_cast<uint64_t>(TH_CAP_CGROUP);
     // And TH_CAP_ADOPT a table built against 1.6 (negotiate() checked that it covers adopt).
-    if (api.abi_minor < 6) info.capabilities &= ~static_cast<uint64_t>(TH_CAP_ADOPT);
+    if (api.abi_minor < 6) info.capabilities &= ~static_cast<uint64_t>(TH_CAP_ADOPT | TH_CAP_HOLD);
     info.blocking = (api.capabilities & TH_CAP_BLOCKING_EXECUTE) != 0;
     info.thread_safe = api.thread_safety == TH_THREADS_SAFE;
     // ABI 1.3: read only when the table covers the field (negotiate() checked the list).
@@ -368,6 +375,10 @@ public:
 
     bool canSuspend() const override { return can_suspend_; }
 
+    bool canHold() const override { return (info_.capabilities & TH_CAP_HOLD) != 0; }
+    void hold(uint64_t token) override { callHold(token, true); }
+    void release(uint64_t token) override { callHold(token, false); }
+
     void suspend(uint64_t token) override { callSuspendOrResume(token, true); }
     void resume(uint64_t token) override { callSuspendOrResume(token, false); }
 
@@ -520,6 +531,24 @@ private:
     }
 
     th_host_ctx* ctx() { return reinterpret_cast<th_host_ctx*>(this); }
+
+    void callHold(uint64_t token, bool hold) {
+        if (!canHold()) return;
+        {
+            std::lock_guard lock(pending_mu_);
+            if (!pending_.count(token)) return;
+        }
+        th_status st;
+        try {
+            st = (hold ? api_.hold : api_.release)(inst_, token);
+        } catch (...) {
+            st = TH_ERR_FAILED;
+        }
+        if (st != TH_OK) {
+            spdlog::warn("PLUGIN_HOLD_FAILED plugin {}: {}() of attempt {} failed (status {})", info_.name,
+                         hold ? "hold" : "release", token, static_cast<int>(st));
+        }
+    }
 
     void callSuspendOrResume(uint64_t token, bool suspend) {
         const char* what = suspend ? "suspend" : "resume";
@@ -895,6 +924,7 @@ std::vector<std::string> capabilityNames(uint64_t caps) {
         {TH_CAP_CANCEL, "cancel"},   {TH_CAP_HEALTH_CHECK, "health_check"}, {TH_CAP_BLOCKING_EXECUTE, "blocking_execute"},
         {TH_CAP_SUSPEND, "suspend"}, {TH_CAP_NO_LOG, "no_log"}, {TH_CAP_RUN_AS, "run_as"},
         {TH_CAP_CGROUP, "cgroup"},   {TH_CAP_DURABLE_START, "durable_start"}, {TH_CAP_ADOPT, "adopt"},
+        {TH_CAP_HOLD, "hold"},
     };
     std::vector<std::string> out;
     for (const auto& [bit, name] : kNames) {

@@ -78,7 +78,7 @@ std::optional<std::string> describeFile(const std::filesystem::path& file, Plugi
 bool ownershipTrusted(const std::filesystem::path& path, bool directory, std::string* why);
 
 // The names of TH_CAP_* bits ("cancel", "health_check", "blocking_execute", "suspend", "no_log",
-// "run_as", "cgroup", "durable_start", "adopt"), unknown bits as one hex number.
+// "run_as", "cgroup", "durable_start", "adopt", "hold"), unknown bits as one hex number.
 std::vector<std::string> capabilityNames(uint64_t capabilities);
 // An attempt's external handle (th_host_api.report_handle, ABI 1.6): 1 to kMaxHandle bytes of
 // text without control characters. False with *why saying what is wrong.
@@ -212,6 +212,13 @@ public:
     // with a lost result (lost = true) when the plugin could not adopt it. Returns std::nullopt,
     // without calling `done`, when the plugin cannot adopt. Default: cannot.
     virtual bool canAdopt() const { return false; }
+    // ABI 1.6 (TH_CAP_HOLD): whether the plugin can keep a running attempt's work from starting
+    // while its run is paused (a queued batch job), and hold()/release() to do so and undo it.
+    // Event-loop thread; harmless for a token that already finished; a failure the plugin reports
+    // is logged (PLUGIN_HOLD_FAILED). Default: cannot; the calls do nothing.
+    virtual bool canHold() const { return false; }
+    virtual void hold(uint64_t) {}
+    virtual void release(uint64_t) {}
     virtual std::optional<uint64_t> adopt(const AttemptSpec&, std::optional<std::string>, Done) {
         return std::nullopt;
     }

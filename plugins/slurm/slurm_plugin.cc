@@ -235,6 +235,7 @@ void SlurmPlugin::submitted(uint64_t token, const CommandResult& r) {
     job->output.path = config_.output_dir + "/taskhub-" + std::to_string(*id) + ".out";
     host().reportHandle(token, std::to_string(*id));
     if (job->cancel_requested) scancel(*job);
+    if (job->hold_wanted && !job->cancel_requested) scontrol(*job, "hold", &job->held);
     arm();
 }
 
@@ -524,6 +525,43 @@ void SlurmPlugin::suspend(uint64_t token) {
     });
 }
 
+// `pause RUN` (without --freeze): a job still waiting in the queue is held; one that runs goes on.
+void SlurmPlugin::hold(uint64_t token) {
+    Job* job = find(token);
+    if (!job) return;
+    if (job->job_id == 0) {
+        job->hold_wanted = true; // once sbatch has answered
+        return;
+    }
+    if (job->last_state.empty() || job->last_state == "PENDING") scontrol(*job, "hold", &job->held);
+}
+
+void SlurmPlugin::release(uint64_t token) {
+    Job* job = find(token);
+    if (!job) return;
+    job->hold_wanted = false;
+    if (job->held) {
+        job->held = false;
+        scontrol(*job, "release", nullptr);
+    }
+}
+
+// scontrol VERB <id>; *flag (when given) is set now and cleared again if Slurm refuses.
+void SlurmPlugin::scontrol(Job& job, const char* verb, bool* flag) {
+    if (flag) *flag = true;
+    const uint64_t token = job.token;
+    const std::string id = std::to_string(job.job_id);
+    const bool holding = std::string(verb) == "hold";
+    run("scontrol", {verb, id}, [this, token, id, verb = std::string(verb), holding](const CommandResult& r) {
+        if (r.ran && r.exit_code == 0) return;
+        host().log(TH_LOG_WARN, "cannot " + verb + " Slurm job " + id + ": " + shortText(r.describe("scontrol")) +
+                                    (holding ? "; it goes on waiting and may start while the run is paused" : ""));
+        if (holding) {
+            if (Job* j = find(token)) j->held = false;
+        }
+    });
+}
+
 void SlurmPlugin::resume(uint64_t token) {
     Job* job = find(token);
     if (!job || job->job_id == 0) return;
@@ -609,5 +647,6 @@ sdk::Health SlurmPlugin::health() {
 
 TASKHUB_PLUGIN(taskhub::plugins::slurm::SlurmPlugin, "slurm", TASKHUB_PLUGIN_VERSION,
                "Runs each task as a Slurm batch job (sbatch), follows it with squeue, re-attaches after a restart",
-               TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK | TH_CAP_SUSPEND | TH_CAP_RUN_AS | TH_CAP_DURABLE_START | TH_CAP_ADOPT,
+               TH_CAP_CANCEL | TH_CAP_HEALTH_CHECK | TH_CAP_SUSPEND | TH_CAP_RUN_AS | TH_CAP_DURABLE_START | TH_CAP_ADOPT |
+                   TH_CAP_HOLD,
                TH_THREADS_SERIAL)

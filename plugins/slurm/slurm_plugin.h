@@ -51,6 +51,8 @@ public:
     void cancel(uint64_t token) override;
     void suspend(uint64_t token) override;
     void resume(uint64_t token) override;
+    void hold(uint64_t token) override;
+    void release(uint64_t token) override;
     sdk::Health health() override;
 
 private:
@@ -75,6 +77,7 @@ private:
         bool cancel_requested = false;
         bool cancel_sent = false;
         bool held = false, suspended = false;
+        bool hold_wanted = false;     // the run was paused while sbatch still ran
         int misses = 0;               // polls in a row that did not show it
         bool asked_sacct = false;
     };
@@ -108,6 +111,7 @@ private:
     // *complete: everything there was has been copied (false: the log's pipe was full).
     void copyOutput(Job& job, Output& out, bool whole, bool* complete);
     void scancel(Job& job);
+    void scontrol(Job& job, const char* verb, bool* flag);
 
     static constexpr uint64_t kPollPerJobMs = 10; // see arm()
     Config config_;

@@ -198,6 +198,26 @@ class AdoptionTest(harness.DaemonTestCase):
         self.assertEqual([x[0] for x in self.ledger()], ["submit", "adopt"])
         self.assertEqual(d.ctl_ok("show", rid)["lost"], 0)
 
+    def test_pause_holds_remote_work_and_resume_releases_it(self):
+        """`pause RUN` (without --freeze) asks a plugin that can hold (TH_CAP_HOLD) to keep its
+        running attempt's work from starting; `resume` releases it. A plugin that cannot is left
+        alone, as before."""
+        d = self.make('[[task]]\nid = "job"\nplugin = "fx_adopt"\n')
+        rid = d.ctl_ok("run", "remote")["id"]
+        handle = harness.wait_until(lambda: self.recorded_handle(d, rid, "job"), what="the job's handle on disk")
+        d.ctl_ok("pause", rid)
+        harness.wait_until(lambda: ["hold", handle] in self.ledger(), what="the hold")
+        run = d.ctl_ok("show", rid)
+        self.assertEqual(run["state"], "paused")
+        held = events(run, "held", "job")
+        self.assertEqual(len(held), 1, run["events"])
+        self.assertIn("plugin 'fx_adopt' asked to hold", held[0]["detail"])
+        d.ctl_ok("resume", rid)
+        harness.wait_until(lambda: ["release", handle] in self.ledger(), what="the release")
+        self.assertEqual(len(events(d.ctl_ok("show", rid), "released", "job")), 1)
+        self.finish_job(handle, 0)
+        self.assertEqual(d.wait_run_state(rid, ("succeeded", "failed"))["state"], "succeeded")
+
     def test_at_most_once_job_is_adopted_and_never_repeated(self):
         d = self.make('[[task]]\nid = "job"\nplugin = "fx_adopt"\nat_most_once = true\n')
         rid, handle = self.submit_and_crash(d)

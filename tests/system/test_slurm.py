@@ -547,6 +547,34 @@ class SlurmTest(harness.DaemonTestCase):
         self.assertEqual(harness.task(run, "later")["message"], cancelled_by_me())
         self.assertEqual(self.cluster.job(job)["job_state"], "CANCELLED")
 
+    def test_06b_pause_holds_a_pending_job_and_resume_releases_it(self):
+        """`pause RUN` without --freeze: the job still waiting in the queue is held (the task
+        stays running: nothing of it runs yet); `resume` releases it."""
+        d = self.make({"paused": """
+            [[task]]
+            id = "later"
+            plugin = "slurm"
+            partition = "debug"
+            command = "echo never"
+            extra_args = ["--begin=now+600"]
+            """})
+        rid = d.ctl_ok("run", "paused")["id"]
+        job = self.wait_handle(d, rid, "later")
+        self.wait_job(self.cluster, job, lambda j: j["job_state"] == "PENDING", "to be PENDING")
+        rc, _, err = d.ctl("pause", rid)
+        self.assertEqual(rc, 0, err)
+        j = self.wait_job(self.cluster, job,
+                          lambda j: j["state_reason"] in ("JobHeldAdmin", "JobHeldUser"), "to be held")
+        self.assertEqual(j["job_state"], "PENDING")
+        self.assertEqual(harness.task(d.ctl_ok("show", rid), "later")["state"], "running")
+        rc, _, err = d.ctl("resume", rid)
+        self.assertEqual(rc, 0, err)
+        j = self.wait_job(self.cluster, job, lambda j: not j["state_reason"].startswith("JobHeld"),
+                          "to be released")
+        self.assertEqual(j["job_state"], "PENDING")
+        d.ctl_ok("cancel", rid)
+        self.assertEqual(self.finish(d, rid, timeout=45)["state"], "cancelled")
+
     # ---- 7. health: slurmctld stopped and started again ----
 
     def test_07_controller_down_makes_the_plugin_unhealthy_and_tasks_wait(self):

@@ -332,6 +332,12 @@ public:
     virtual void adopt(const Task& /*task*/, const std::optional<std::string>& /*handle*/) {
         throw std::runtime_error("this plugin does not adopt attempts");
     }
+    // ABI 1.6, called only when the plugin declares TH_CAP_HOLD: the attempt's run was paused
+    // (without --freeze): keep its work from starting if it has not yet (see
+    // th_plugin_api.hold); release() on resume. Throw to report that it could not be done
+    // (what() is logged). Default: nothing.
+    virtual void hold(uint64_t /*token*/) {}
+    virtual void release(uint64_t /*token*/) {}
 
     const Host& host() const noexcept { return host_; }
 
@@ -478,6 +484,30 @@ inline th_status resume(th_instance* i, uint64_t token) noexcept {
     return TH_ERR_FAILED;
 }
 
+inline th_status hold(th_instance* i, uint64_t token) noexcept {
+    try {
+        self(i)->hold(token);
+        return TH_OK;
+    } catch (const std::exception& e) {
+        logFailure(i, e.what());
+    } catch (...) {
+        logFailure(i, "unknown exception in hold");
+    }
+    return TH_ERR_FAILED;
+}
+
+inline th_status release(th_instance* i, uint64_t token) noexcept {
+    try {
+        self(i)->release(token);
+        return TH_OK;
+    } catch (const std::exception& e) {
+        logFailure(i, e.what());
+    } catch (...) {
+        logFailure(i, "unknown exception in release");
+    }
+    return TH_ERR_FAILED;
+}
+
 inline th_status health(th_instance* i, th_health* out) noexcept {
     try {
         Health h = self(i)->health();
@@ -531,6 +561,8 @@ struct ShellParamsOf<Class, std::void_t<decltype(Class::kShellParams)>> {
             &::taskhub::sdk::detail::resume,                                                     \
             ::taskhub::sdk::detail::ShellParamsOf<Class>::value,                                  \
             &::taskhub::sdk::detail::adopt,                                                      \
+            &::taskhub::sdk::detail::hold,                                                       \
+            &::taskhub::sdk::detail::release,                                                    \
         };                                                                                       \
         return &api;                                                                             \
     }

@@ -2,8 +2,8 @@
  * TaskHub executor plugin ABI, version 1.6 (1.0 plus set_output, suspend and resume in 1.1,
  * report_process in 1.2, shell_params, TH_CAP_RUN_AS and th_task.run_as in 1.3, TH_CAP_CGROUP,
  * th_task.cgroup_fd and the rusage fields of th_result in 1.4, TH_CAP_DURABLE_START in 1.5, and
- * TH_CAP_ADOPT, report_handle, adopt and TH_OUTCOME_LOST in 1.6; see docs/plugin-abi.md for the
- * version history).
+ * TH_CAP_ADOPT, report_handle, adopt, TH_OUTCOME_LOST, TH_CAP_HOLD, hold and release in 1.6; see
+ * docs/plugin-abi.md for the version history).
  *
  * A plugin is a shared library that exports one C function, TH_PLUGIN_ENTRY_SYMBOL, returning a
  * static table (th_plugin_api) that describes the plugin and holds its entry points. The host
@@ -111,6 +111,11 @@ typedef enum th_status {
                                         instead of declaring the attempt lost. The table must
                                         cover and set adopt; honoured only in a table built
                                         against ABI 1.6 or later. */
+#define TH_CAP_HOLD 0x200u           /* ABI 1.6: hold() and release() keep a running attempt's work
+                                        from starting while its run is paused (a queued batch
+                                        job that has not started yet), and let it go on resume
+                                        (the table must cover and set both; a table built against
+                                        ABI 1.6 or later) */
 
 /* How the host may call into one plugin instance. */
 typedef enum th_thread_safety {
@@ -389,6 +394,15 @@ typedef struct th_plugin_api {
      * when TH_CAP_ADOPT is not declared. */
     th_status (*adopt)(th_instance *inst, const th_task *task, const char *handle, uint64_t token,
                        th_buffer err);
+    /* ABI 1.6, with TH_CAP_HOLD: the attempt's run was paused (`taskhubctl pause RUN`, without
+     * --freeze, which calls suspend()): keep the attempt's work from starting if it has not
+     * started yet (for a batch job still queued: hold it); work that already runs goes on.
+     * release() is called when the run is resumed, only after hold(). Called on the host's
+     * event-loop thread like suspend(); either may cross the plugin's own complete(), which must
+     * be harmless. Return TH_OK, or an error when the work could not be held (the host logs it).
+     * May be NULL without TH_CAP_HOLD. */
+    th_status (*hold)(th_instance *inst, uint64_t token);
+    th_status (*release)(th_instance *inst, uint64_t token);
 } th_plugin_api;
 
 /* The entry function every plugin exports as TH_PLUGIN_ENTRY_SYMBOL. host_major and host_minor

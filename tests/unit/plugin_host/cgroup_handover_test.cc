@@ -129,7 +129,8 @@ AttemptSpec catCgroup(const LogFile& log) {
 
 TEST_CASE("capabilityNames names TH_CAP_CGROUP \"cgroup\"", "[cgroup]") {
     CHECK(capabilityNames(TH_CAP_CGROUP | TH_CAP_CANCEL) == std::vector<std::string>{"cancel", "cgroup"});
-    CHECK(capabilityNames(TH_CAP_DURABLE_START | 0x200) == std::vector<std::string>{"durable_start", "0x200"});
+    CHECK(capabilityNames(TH_CAP_DURABLE_START | 0x400) == std::vector<std::string>{"durable_start", "0x400"});
+    CHECK(capabilityNames(TH_CAP_HOLD) == std::vector<std::string>{"hold"});
     CHECK(capabilityNames(TH_CAP_ADOPT) == std::vector<std::string>{"adopt"});
 }
 

@@ -244,7 +244,7 @@ TEST_CASE("ABI 1.6: a plugin reports its attempt's handle and adopts the attempt
     REQUIRE(p);
     CHECK(p->canAdopt());
     CHECK(capabilityNames(p->info().capabilities) ==
-          std::vector<std::string>{"cancel", "durable_start", "adopt"});
+          std::vector<std::string>{"cancel", "durable_start", "adopt", "hold"});
 
     // execute(): the handle reaches the engine's on_handle before the end.
     std::vector<std::string> handles;
