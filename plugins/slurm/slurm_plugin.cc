@@ -312,6 +312,12 @@ void SlurmPlugin::copyOutput(Job& job, Output& out, bool whole, bool* complete) 
     *complete = true;
     if (job.log_fd < 0 || out.path.empty() || out.offset == UINT64_MAX) return;
     const int fd = ::open(out.path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 && errno == ELOOP) { // a symbolic link planted where the output goes: never followed
+        host().log(TH_LOG_WARN, out.path + " is a symbolic link, not a regular file of the job's user (uid " +
+                                    std::to_string(job.owner_uid) + "); its output is not copied into the task's log");
+        out.offset = UINT64_MAX;
+        return;
+    }
     if (fd < 0) return; // not written yet (or never: a job that failed to start)
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (st.st_uid != job.owner_uid && st.st_uid != 0)) {

@@ -752,6 +752,40 @@ class SlurmTest(harness.DaemonTestCase):
         self.assertIn("env:" + value, lines)
         self.assertFalse(os.path.exists(pwned), "the param was executed: %s exists" % pwned)
 
+    def test_11_symlink_planted_as_a_jobs_output_is_not_followed(self):
+        """An attacker who can write to output_dir (here: a directory made writable to everybody,
+        the misconfiguration docs/slurm.md warns of) plants a symbolic link where the next job's
+        output file goes. Slurm follows it when the job writes; the plugin never does: the task's
+        log gets nothing through the link, and the daemon says why."""
+        out_parent = tempfile.mkdtemp(prefix="th-slurm-out-", dir="/tmp")
+        self.addCleanup(shutil.rmtree, out_parent, True)
+        os.chmod(out_parent, 0o755)
+        out = os.path.join(out_parent, "out")
+        os.mkdir(out)
+        os.chmod(out, 0o777)
+        target = os.path.join(out_parent, "elsewhere")
+        d = self.daemon(start=False, extra_config=slurm_config(self.cluster, out), extra_plugin_dirs=(SLURM_PLUGIN_DIR,))
+        d.write_workflow("planted", """
+            [[task]]
+            id = "t"
+            plugin = "slurm"
+            partition = "debug"
+            command = "echo job-output-$$"
+            """)
+        d.start()
+        # The next job id: one after a job submitted now (the cases run one at a time).
+        last = int(self.cluster.cmd("sbatch", "--parsable", "--wrap", "true").stdout.strip().split(";")[0])
+        nobody = pwd.getpwnam("nobody")
+        for nxt in range(last + 1, last + 4):  # a little slack for a job started meanwhile
+            subprocess.run(["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid, "--clear-groups",
+                            "ln", "-s", target, os.path.join(out, "taskhub-%d.out" % nxt)], check=True)
+        rid = d.ctl_ok("run", "planted")["id"]
+        run = self.finish(d, rid)
+        job = harness.task(run, "t")["handle"]
+        self.assertTrue(os.path.islink(os.path.join(out, "taskhub-%s.out" % job)), "the job's id was not predicted")
+        self.assertNotIn("job-output-", self.logs(d, rid, "t"))
+        self.assertIn("taskhub-%s.out is a symbolic link, not a regular file of the job's user" % job, d.log())
+
     # ---- 3. TIMEOUT (started in setUpClass) ----
 
     def test_99_timeout(self):
