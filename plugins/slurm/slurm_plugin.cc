@@ -158,6 +158,9 @@ void SlurmPlugin::finish(Job& job, int outcome, int exit_code, const std::string
     if (job.log_fd >= 0) ::close(job.log_fd);
     // Their content is in the task's log now; output_dir would otherwise grow for ever.
     for (const auto& f : job.copied_files) ::unlink(f.c_str());
+    // An array's elements whose copy had begun, however the attempt ends.
+    for (auto it = element_offsets_.lower_bound({token, 0}); it != element_offsets_.end() && it->first.first == token;)
+        it = element_offsets_.erase(it);
     jobs_.erase(token);
     host().complete(token, static_cast<th_outcome>(outcome), exit_code, message);
 }
@@ -435,8 +438,6 @@ void SlurmPlugin::follow(Job& job, const std::vector<JobInfo>& infos) {
         }
     }
     std::sort(elements.begin(), elements.end(), [](const Element& a, const Element& b) { return a.index < b.index; });
-    for (auto it = element_offsets_.lower_bound({job.token, 0}); it != element_offsets_.end() && it->first.first == job.token;)
-        it = element_offsets_.erase(it);
     const Verdict v = arrayVerdict(id, elements, job.cancel_requested);
     finish(job, v.outcome, v.exit_code, v.message);
 }

@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -535,6 +536,19 @@ class Daemon:
 
     def connect(self):
         return Connection(self.socket)
+
+    def committed_handle(self, run_id, task_id):
+        """The external handle (ABI 1.6) the store has committed for the task's latest attempt,
+        read from the database file as a restarted taskhubd reads it; None when there is none."""
+        con = sqlite3.connect(os.path.join(self.state_dir, "taskhub.db"), timeout=5)
+        try:
+            row = con.execute("SELECT t.handle FROM tasks t JOIN runs r ON t.key >> 20 = r.key "
+                              "WHERE r.id = ? AND t.task_id = ?", (run_id, task_id)).fetchone()
+        except sqlite3.OperationalError:
+            return None
+        finally:
+            con.close()
+        return row[0] if row and row[0] else None
 
     def run_record(self, run_id):
         return self.ctl_ok("show", run_id)

@@ -19,7 +19,6 @@ What must hold:
 import os
 import shutil
 import signal
-import sqlite3
 import sys
 import tempfile
 import time
@@ -61,23 +60,10 @@ class AdoptionTest(harness.DaemonTestCase):
         with open(os.path.join(self.jobs, handle + ".exit"), "w") as f:
             f.write("%d\n" % code)
 
-    def recorded_handle(self, d, run_id, task_id):
-        """The handle the store has committed for the task (read from the database file, as a
-        restarted daemon would)."""
-        con = sqlite3.connect(os.path.join(d.state_dir, "taskhub.db"), timeout=5)
-        try:
-            row = con.execute("SELECT t.handle FROM tasks t JOIN runs r ON t.key >> 20 = r.key "
-                              "WHERE r.id = ? AND t.task_id = ?", (run_id, task_id)).fetchone()
-        except sqlite3.OperationalError:
-            return None
-        finally:
-            con.close()
-        return row[0] if row and row[0] else None
-
     def submit_and_crash(self, d, task_id="job"):
         """Starts a run, waits until its job's handle is on disk, and kills taskhubd with SIGKILL."""
         rid = d.ctl_ok("run", "remote")["id"]
-        handle = harness.wait_until(lambda: self.recorded_handle(d, rid, task_id), what="the job's handle on disk")
+        handle = harness.wait_until(lambda: d.committed_handle(rid, task_id), what="the job's handle on disk")
         self.assertEqual(d.ctl_ok("show", rid)["tasks"][0]["handle"], handle)
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait(harness.TIMEOUT)
@@ -178,7 +164,7 @@ class AdoptionTest(harness.DaemonTestCase):
         d.write_workflow("local", '[[task]]\nid = "l"\nplugin = "shell"\ncommand = "sleep 60"\n')
         self.start(d)
         rid = d.ctl_ok("run", "remote")["id"]
-        handle = harness.wait_until(lambda: self.recorded_handle(d, rid, "job"), what="the job's handle on disk")
+        handle = harness.wait_until(lambda: d.committed_handle(rid, "job"), what="the job's handle on disk")
         lid = d.ctl_ok("run", "local")["id"]
         d.wait_task_state(lid, "l", "running")
         started = time.monotonic()
@@ -204,7 +190,7 @@ class AdoptionTest(harness.DaemonTestCase):
         alone, as before."""
         d = self.make('[[task]]\nid = "job"\nplugin = "fx_adopt"\n')
         rid = d.ctl_ok("run", "remote")["id"]
-        handle = harness.wait_until(lambda: self.recorded_handle(d, rid, "job"), what="the job's handle on disk")
+        handle = harness.wait_until(lambda: d.committed_handle(rid, "job"), what="the job's handle on disk")
         d.ctl_ok("pause", rid)
         harness.wait_until(lambda: ["hold", handle] in self.ledger(), what="the hold")
         run = d.ctl_ok("show", rid)

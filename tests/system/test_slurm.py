@@ -27,7 +27,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -667,19 +666,6 @@ class SlurmTest(harness.DaemonTestCase):
 
     # ---- 9. kill -9 and adoption ----
 
-    def recorded_handle(self, d, run_id, task_id):
-        """The handle the store has committed (read from the database file, as a restarted
-        taskhubd reads it)."""
-        con = sqlite3.connect(os.path.join(d.state_dir, "taskhub.db"), timeout=5)
-        try:
-            row = con.execute("SELECT t.handle FROM tasks t JOIN runs r ON t.key >> 20 = r.key "
-                              "WHERE r.id = ? AND t.task_id = ?", (run_id, task_id)).fetchone()
-        except sqlite3.OperationalError:
-            return None
-        finally:
-            con.close()
-        return row[0] if row and row[0] else None
-
     def test_09_kill9_then_restart_adopts_the_running_job(self):
         # The issue's acceptance text names a 60 s job; 20 s proves the same: the job must still
         # run when the new taskhubd adopts it (kill + restart take 1-2 s here, checked below), and
@@ -694,8 +680,8 @@ class SlurmTest(harness.DaemonTestCase):
             """})
         rid = d.ctl_ok("run", "survivor")["id"]
         job = self.wait_handle(d, rid, "job")
-        harness.wait_until(lambda: self.recorded_handle(d, rid, "job"), what="the job id committed to the store")
-        self.assertEqual(self.recorded_handle(d, rid, "job"), job)
+        harness.wait_until(lambda: d.committed_handle(rid, "job"), what="the job id committed to the store")
+        self.assertEqual(d.committed_handle(rid, "job"), job)
         self.wait_job(self.cluster, job, lambda j: j["job_state"] == "RUNNING", "to be RUNNING")
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait(harness.TIMEOUT)
