@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "model/json_text.h"
 #include "render.h"
 
 namespace taskhub::ctl {
@@ -150,8 +151,10 @@ int cmdShow(const Context& ctx, const Invocation& in) {
                 for (const auto& kv : out->as_object()) {
                     if (!outputs) std::cout << "\nOUTPUTS\n";
                     outputs = true;
+                    // A typed output shows as its compact JSON text (null as null, not "-").
                     std::cout << "  " << label << field(t, "id") << "." << std::string(kv.key()) << " = "
-                              << str(kv.value()) << "\n";
+                              << (kv.value().is_string() ? str(kv.value()) : terminalSafe(model::jsonText(kv.value())))
+                              << "\n";
                 }
             }
             for (const auto& c : arrayField(node, "children")) {

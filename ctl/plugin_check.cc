@@ -264,6 +264,7 @@ CheckStep runExecute(plugin_host::Plugin& plugin, const PluginCheckOptions& o,
     x.exit_code = result->exit_code;
     x.message = result->message;
     for (const auto& [name, value] : result->outputs) x.outputs.emplace_back(name, value);
+    for (const auto& [name, value] : result->json_outputs) x.json_outputs.emplace_back(name, value);
     if (x.timed_out) {
         return {"execute", Status::Failed,
                 "did not complete within " + timeout + ": cancelled, and it ended " + x.outcome + " after " +
@@ -469,6 +470,9 @@ std::string formatPluginCheck(const PluginCheckReport& r) {
         out << indent << "exit code " << (x.exit_code ? std::to_string(*x.exit_code) : std::string("none"))
             << ", message: " << (x.message.empty() ? "(none)" : x.message) << "\n";
         for (const auto& [name, value] : x.outputs) out << indent << "output " << name << " = " << value << "\n";
+        for (const auto& [name, value] : x.json_outputs) {
+            out << indent << "output " << name << " = " << value << " (JSON)\n";
+        }
     }
     if (r.execute && !r.execute->log.empty()) {
         out << "\n  task log:\n";
@@ -534,6 +538,7 @@ json::object pluginCheckJson(const PluginCheckReport& r) {
         xo["message"] = x.message;
         json::object outputs;
         for (const auto& [name, value] : x.outputs) outputs[name] = value;
+        for (const auto& [name, value] : x.json_outputs) outputs[name] = json::parse(value); // checked by the host
         xo["outputs"] = std::move(outputs);
         xo["log"] = x.log;
         xo["timed_out"] = x.timed_out;

@@ -75,6 +75,7 @@ struct ExecuteResult {
     std::optional<int> exit_code;
     std::string message;
     std::vector<std::pair<std::string, std::string>> outputs;
+    std::vector<std::pair<std::string, std::string>> json_outputs; // name -> compact JSON text
     std::string log; // what the plugin wrote to its log fd
     bool timed_out = false; // cancelled by the check after the timeout
     int64_t duration_ms = 0;

@@ -342,8 +342,11 @@ private:
             running_.erase(token);
             json::array outputs;
             for (auto& [n, v] : r.outputs) outputs.push_back(json::array{json::string(n), json::string(v)});
+            json::array json_outputs; // [name, compact JSON text]: the text travels as it is stored
+            for (auto& [n, v] : r.json_outputs) json_outputs.push_back(json::array{json::string(n), json::string(v)});
             json::object c{{"op", "complete"}, {"token", token}, {"outcome", proto::outcomeName(r.outcome)},
-                           {"message", r.message}, {"outputs", std::move(outputs)}};
+                           {"message", r.message}, {"outputs", std::move(outputs)},
+                           {"json_outputs", std::move(json_outputs)}};
             c["exit_code"] = r.exit_code ? json::value(*r.exit_code) : json::value(nullptr);
             if (r.usage && r.usage->source == taskhub::cgroup::Usage::Source::Rusage)
                 c["rusage"] = proto::rusageToJson(*r.usage);

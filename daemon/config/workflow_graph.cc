@@ -15,6 +15,13 @@ std::string joinNames(const std::vector<std::string>& names) {
     return out;
 }
 
+// A reference to a foreach instance's item or index (${item...}, ${index}; item and index in
+// `when`): only a task with foreach has them. The one place that decides it.
+void checkItemRef([[maybe_unused]] const TaskDef& task, const RefUse& use, Reporter& r) {
+    const std::string root = use.ref.kind == expr::Ref::Item ? "${item}" : "${index}";
+    r.add(use.line, use.where + ": " + use.shown + ": " + root + " is only available in a task with foreach");
+}
+
 } // namespace
 
 bool checkGraph(Workflow* wf, const std::vector<TaskExtra>& extras, const Value* tasks, Reporter& r) {
@@ -61,7 +68,7 @@ void checkRefs(const Workflow& wf, const std::vector<TaskExtra>& extras, bool gr
         if (graph_ok) {
             size_t wanted = 0;
             for (const auto& use : extras[i].refs) {
-                if (use.ref.kind == expr::Ref::Param || use.ref.task == task.id) continue;
+                if (use.ref.task.empty() || use.ref.task == task.id) continue; // params, item, index
                 auto idx = wf.graph.index(use.ref.task);
                 if (!idx) continue;
                 if (wanted == 0) ++walk;
@@ -83,6 +90,10 @@ void checkRefs(const Workflow& wf, const std::vector<TaskExtra>& extras, bool gr
             }
         }
         for (const auto& use : extras[i].refs) {
+            if (use.ref.kind == expr::Ref::Item || use.ref.kind == expr::Ref::Index) {
+                checkItemRef(task, use, r);
+                continue;
+            }
             const std::string prefix = use.where + ": " + use.shown + ": ";
             if (use.ref.kind == expr::Ref::Param) {
                 if (declared.count(use.ref.name)) continue;

@@ -19,6 +19,16 @@ json::object nameValuesJson(const store::NameValues& values) {
     return o;
 }
 
+json::object outputsJson(const store::NameValues& plain, const store::NameValues& typed) {
+    json::object o = nameValuesJson(plain);
+    for (const auto& [name, text] : typed) {
+        json::error_code ec;
+        json::value v = json::parse(text, ec);
+        o[name] = ec ? json::value(json::string(text)) : std::move(v); // checked when published
+    }
+    return o;
+}
+
 // Milliseconds from started to ended, or to now while it lasts; null before it started.
 json::value durationMs(const std::optional<int64_t>& started, const std::optional<int64_t>& ended) {
     if (!started) return nullptr;
@@ -71,7 +81,7 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
             to["started"] = isoOrNull(t.started_ms);
             to["ended"] = isoOrNull(t.ended_ms);
             to["duration_ms"] = durationMs(t.started_ms, t.ended_ms);
-            to["outputs"] = nameValuesJson(t.outputs);
+            to["outputs"] = outputsJson(t.outputs, t.json_outputs);
             to["child_run"] = t.child_run;
             to["pid"] = t.pid ? json::value(*t.pid) : json::value(nullptr);
             to["handle"] = t.handle.empty() ? json::value(nullptr) : json::value(t.handle);

@@ -20,6 +20,9 @@ namespace taskhub::control {
 // An ISO 8601 UTC time with milliseconds, or null.
 boost::json::value isoOrNull(const std::optional<int64_t>& ms);
 boost::json::object nameValuesJson(const store::NameValues& values);
+// A task's outputs as one object: plain ones as strings, typed ones (compact JSON text) as the
+// JSON values they are.
+boost::json::object outputsJson(const store::NameValues& plain, const store::NameValues& typed);
 // Milliseconds from started to ended, or to now while it lasts; null before it started.
 boost::json::value durationMs(const std::optional<int64_t>& started, const std::optional<int64_t>& ended);
 // A run (with its tasks when with_tasks); waiting: why ready tasks have not started

@@ -284,6 +284,7 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
         task.rec.ended_ms.reset();
         task.rec.exit_code.reset();
         task.rec.outputs.clear();
+        task.rec.json_outputs.clear();
         task.rec.child_run.clear();
         ++run->unfinished;
     }

@@ -199,6 +199,7 @@ void Core::dispatch(Run& run, uint32_t t) {
     task.rec.exit_code.reset();
     task.rec.message.clear();
     task.rec.outputs.clear();
+    task.rec.json_outputs.clear();
     task.rec.usage.reset(); // the previous attempt's stays in its "usage" event
     task.rec.leftovers.reset();
     task.cancel_requested = false;
@@ -284,9 +285,15 @@ std::optional<std::string> Core::attemptInputs(Run& run, uint32_t t, std::string
     // shell or environment can carry (a NUL byte) fails the attempt instead of being cut short.
     *params_json = task.def->params_json;
     if (task.def->has_templates) {
-        std::string err;
-        auto expanded = expr::expandJsonStrings(task.def->params_json, lookupFor(run), task.def->shell_params, &err);
+        // A path into an output or param that cannot be followed fails the attempt (path_err).
+        std::string err, path_err;
+        auto expanded = expr::expandJsonStrings(task.def->params_json, lookupFor(run, &path_err),
+                                                task.def->shell_params, &err);
         if (!expanded) return err;
+        for (const auto& [k, v] : task.def->env) {
+            if (path_err.empty()) expand(run, v, &path_err);
+        }
+        if (!path_err.empty()) return path_err + "; the task was not started";
         *params_json = std::move(*expanded);
     }
     for (const auto& [k, v] : run.rec.params) {
@@ -515,8 +522,9 @@ void Core::onAttemptDone(uint64_t serial, uint32_t t, int attempt, AttemptResult
     // The attempt's output is in the log, and its outputs known, before its end is recorded.
     if (task.output) {
         task.output->attemptEnded();
-        task.output->addPluginOutputs(r.outputs);
+        task.output->addPluginOutputs(r.outputs, r.json_outputs);
         task.rec.outputs = task.output->outputs();
+        task.rec.json_outputs = task.output->jsonOutputs();
         if (!task.output->outputError().empty() && r.outcome == AttemptResult::Outcome::Succeeded) {
             r.outcome = AttemptResult::Outcome::Failed;
             r.message = task.output->outputError();
@@ -524,6 +532,7 @@ void Core::onAttemptDone(uint64_t serial, uint32_t t, int attempt, AttemptResult
         task.output.reset();
     } else {
         task.rec.outputs = std::move(r.outputs); // checked by the plugin host
+        task.rec.json_outputs = std::move(r.json_outputs);
     }
     endAttempt(run, t, std::move(r));
 }

@@ -1,6 +1,8 @@
 // The core's shared helpers: recording events, runs and tasks; expanding templates.
 #include "engine/engine_state.h"
 
+#include <algorithm>
+
 #include "common/time_util.h"
 #include "store/store.h"
 
@@ -45,25 +47,51 @@ Run* Core::findRun(const std::string& id) {
     return it == runs.end() ? nullptr : it->second.get();
 }
 
-expr::Lookup Core::lookupFor(const Run& run) const {
-    return [&run](const expr::Ref& ref) -> std::optional<std::string> {
-        if (ref.kind == expr::Ref::Param) {
+expr::Lookup Core::lookupFor(const Run& run, std::string* err) const {
+    return [&run, err](const expr::Ref& ref) -> std::optional<std::string> {
+        // A path that cannot be followed: unknown, and the first reason goes to *err. why is
+        // "PATH: reason" (expr::navigate()), PATH up to the failing step.
+        auto failed = [&](const std::string& why) -> std::optional<std::string> {
+            if (err != nullptr && err->empty()) {
+                const size_t colon = std::min(why.find(": "), why.size());
+                *err = "${" + expr::toString(expr::Ref{ref.kind, ref.task, ref.name, {}}) + why.substr(0, colon) +
+                       "}" + why.substr(colon);
+            }
+            return std::nullopt;
+        };
+        std::string why;
+        switch (ref.kind) {
+        case expr::Ref::Item:
+        case expr::Ref::Index: return std::nullopt;
+        case expr::Ref::Param: {
             const std::string* v = findValue(run.rec.params, ref.name);
-            return v ? std::optional<std::string>(*v) : std::nullopt;
+            if (v == nullptr) return std::nullopt;
+            if (ref.path.empty()) return *v;
+            auto value = expr::navigate(*v, ref.path, &why);
+            return value ? value : failed(why);
+        }
+        case expr::Ref::TaskState:
+        case expr::Ref::Output: break;
         }
         auto idx = run.wf->graph.index(ref.task);
         if (!idx) return std::nullopt;
         const auto& task = run.tasks[*idx];
         if (ref.kind == expr::Ref::TaskState) return model::nameString(task.rec.state);
+        if (const std::string* json = findValue(task.rec.json_outputs, ref.name)) {
+            auto value = expr::navigate(*json, ref.path, &why);
+            return value ? value : failed(why);
+        }
         const std::string* v = findValue(task.rec.outputs, ref.name);
-        return v ? std::optional<std::string>(*v) : std::nullopt;
+        if (v == nullptr) return std::nullopt;
+        auto value = expr::navigateText(*v, ref.path, &why);
+        return value ? value : failed(why);
     };
 }
 
-std::string Core::expand(const Run& run, const std::string& text) const {
+std::string Core::expand(const Run& run, const std::string& text, std::string* err) const {
     if (text.find("${") == std::string::npos) return text;
     std::string ignored; // validated at load; a bad template stays as written
-    if (auto tpl = expr::Template::parse(text, &ignored)) return tpl->expand(lookupFor(run));
+    if (auto tpl = expr::Template::parse(text, &ignored)) return tpl->expand(lookupFor(run, err));
     return text;
 }
 

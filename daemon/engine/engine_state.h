@@ -231,10 +231,17 @@ struct Core {
     void saveTask(Run& run, uint32_t t);
     void setState(Run& run, uint32_t t, TS st);
     Run* findRun(const std::string& id);
-    expr::Lookup lookupFor(const Run& run) const;
+    // Resolves template and condition references in `run`. A param or output that does not
+    // exist is std::nullopt ("", as always). A path into an existing value that cannot be
+    // followed (not JSON, a missing key, an index out of range) is std::nullopt too, and its
+    // reason goes to *err, the first one only (e.g. "${tasks.list.outputs.files[12]}: index out
+    // of range (array of 3)"): callers fail the task with it. Item and Index refs are
+    // std::nullopt here (a foreach instance's lookup answers them).
+    expr::Lookup lookupFor(const Run& run, std::string* err = nullptr) const;
     // Observers (observer.h): a run's end, with its tasks' records.
     void notifyRunEnded(const store::RunRecord& rec, const std::vector<const store::TaskRecord*>& tasks);
-    std::string expand(const Run& run, const std::string& text) const;
+    // text with its templates expanded by lookupFor(run, err) (see there for *err).
+    std::string expand(const Run& run, const std::string& text, std::string* err = nullptr) const;
 
     // run_lifecycle.cc: runs from trigger to end
     std::string newManualId(const std::string& workflow);

@@ -289,7 +289,13 @@ std::optional<TS> Core::admitDecision(Run& run, uint32_t t, std::string* why) {
             std::string ignored; // validated at load
             cond = expr::Condition::parse(task.def->when, &ignored);
         }
-        if (cond && !cond->evaluate(lookupFor(run))) {
+        std::string path_err;
+        const bool met = cond && cond->evaluate(lookupFor(run, &path_err));
+        if (!path_err.empty()) {
+            *why = "when condition " + task.def->when + ": " + path_err;
+            return TS::Failed;
+        }
+        if (cond && !met) {
             *why = "when condition is false: " + task.def->when;
             return TS::Skipped;
         }
@@ -381,7 +387,14 @@ void Core::startChild(Run& run, uint32_t t) {
         return;
     }
     store::NameValues given;
-    for (const auto& [name, value] : task.def->child_params) given.emplace_back(name, expand(run, value));
+    for (const auto& [name, value] : task.def->child_params) {
+        std::string path_err;
+        given.emplace_back(name, expand(run, value, &path_err));
+        if (!path_err.empty()) {
+            fail("params." + name + ": " + path_err);
+            return;
+        }
+    }
     store::NameValues params;
     if (auto err = resolveParams(*child_wf, given, &params)) {
         fail(*err);

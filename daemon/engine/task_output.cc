@@ -24,9 +24,15 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr std::string_view kSetOutput = "::set-output ";
-// Longest rest of a `::set-output` line kept: anything longer breaks a cap whatever it holds.
+// The two line prefixes: "::set-output " and "::set-output-json ", which share their first
+// kSetOutputCommon bytes.
+constexpr std::string_view kSetOutputJson = "::set-output-json ";
+constexpr size_t kSetOutputCommon = 12; // "::set-output"
+// Longest rest of a line kept: anything longer breaks a cap whatever it holds. A JSON line keeps
+// room for a name of 255 bytes besides its value, so that OutputSet judges every value within
+// its own limit, whatever whitespace it holds.
 constexpr size_t kMaxCapture = plugin_host::kMaxOutputsBytes + 2;
+constexpr size_t kMaxJsonCapture = plugin_host::kMaxJsonOutputBytes + 256 + 2;
 
 constexpr std::string_view kMarkerStart = "[taskhub: ";
 constexpr std::string_view kMarkerMiddle = " bytes of older output dropped";
@@ -93,10 +99,12 @@ struct TaskOutput::Impl {
     // `::set-output` scanning, until the attempt ends.
     enum class Line { Prefix, Capture, Skip };
     bool scanning = true;
-    Line line = Line::Prefix;  // Prefix: at a line start, `matched` bytes of kSetOutput seen
+    Line line = Line::Prefix;  // Prefix: at a line start, `matched` bytes of a prefix seen
     size_t matched = 0;
+    bool json = false;         // Capture: of a `::set-output-json` line
     std::string captured;      // the rest of a `::set-output` line so far
-    bool truncated = false;    // captured stopped at kMaxCapture
+    bool truncated = false;    // captured stopped at kMaxCapture (kMaxJsonCapture)
+    size_t line_bytes = 0;     // the rest of the line so far, kept or not
     plugin_host::OutputSet outputs;
     std::string output_error;
 
@@ -262,17 +270,21 @@ void TaskOutput::scan(const char* data, size_t n) {
             break;
         }
         case Impl::Line::Prefix: {
-            const size_t avail = std::min(kSetOutput.size() - im.matched, static_cast<size_t>(end - p));
-            if (std::memcmp(p, kSetOutput.data() + im.matched, avail) != 0) {
+            // Byte by byte: most lines differ at their first byte already.
+            const char c = *p;
+            const bool plain = im.matched == kSetOutputCommon && c == ' ';
+            if (!plain && c != kSetOutputJson[im.matched]) {
                 im.line = Impl::Line::Skip; // p stays: the mismatch may be the newline itself
                 break;
             }
-            p += avail;
-            im.matched += avail;
-            if (im.matched == kSetOutput.size()) {
+            ++p;
+            ++im.matched;
+            if (plain || im.matched == kSetOutputJson.size()) {
                 im.line = Impl::Line::Capture;
+                im.json = !plain;
                 im.captured.clear();
                 im.truncated = false;
+                im.line_bytes = 0;
             }
             break;
         }
@@ -280,8 +292,9 @@ void TaskOutput::scan(const char* data, size_t n) {
             const void* nl = std::memchr(p, '\n', static_cast<size_t>(end - p));
             const char* stop = nl ? static_cast<const char*>(nl) : end;
             const size_t len = static_cast<size_t>(stop - p);
-            const size_t room = kMaxCapture - im.captured.size();
+            const size_t room = (im.json ? kMaxJsonCapture : kMaxCapture) - im.captured.size();
             im.captured.append(p, std::min(len, room));
+            im.line_bytes += len;
             if (len > room) im.truncated = true;
             p = stop;
             if (nl != nullptr) {
@@ -336,24 +349,35 @@ void TaskOutput::flushForward() {
 void TaskOutput::setOutputLine() {
     auto& im = *impl_;
     if (!im.output_error.empty()) return; // after a broken rule nothing more is published
+    const std::string_view form = im.json ? "::set-output-json" : "::set-output";
     std::string_view rest = im.captured;
     if (!im.truncated && !rest.empty() && rest.back() == '\r') rest.remove_suffix(1);
     const size_t eq = rest.find('=');
     if (eq == std::string_view::npos) {
-        im.output_error = "a `::set-output` line needs NAME=value, found `::set-output " +
-                          std::string(rest.substr(0, 64)) + (rest.size() > 64 ? "...`" : "`");
+        im.output_error = "a `" + std::string(form) + "` line needs NAME=" + (im.json ? "JSON" : "value") +
+                          ", found `" + std::string(form) + " " + std::string(rest.substr(0, 64)) +
+                          (rest.size() > 64 ? "...`" : "`");
         return;
     }
     const std::string_view name = rest.substr(0, eq);
     const std::string_view value = rest.substr(eq + 1);
     std::string err;
-    if (im.truncated && plugin_host::isOutputName(name) && value.size() > plugin_host::kMaxOutputValueBytes) {
-        im.output_error = "output '" + std::string(name) + "' is more than " + std::to_string(value.size()) +
+    const bool named = plugin_host::isOutputName(name);
+    // A line cut short: its value's size as written, newline and CR not counted.
+    const size_t value_bytes = im.line_bytes - eq - 1;
+    if (im.truncated && im.json && named && value_bytes > plugin_host::kMaxJsonOutputBytes) {
+        im.output_error = "output '" + std::string(name) + "' is " + std::to_string(value_bytes) +
+                          " bytes of JSON, over the limit of 1 MiB (1048576 bytes) for one JSON value";
+    } else if (im.truncated && im.json) {
+        im.output_error = "a `::set-output-json` line is longer than the 1 MiB (1048576 bytes) all outputs of an "
+                          "attempt may hold";
+    } else if (im.truncated && named && value_bytes > plugin_host::kMaxOutputValueBytes) {
+        im.output_error = "output '" + std::string(name) + "' is " + std::to_string(value_bytes) +
                           " bytes, over the limit of 4 KiB (4096 bytes) for one value";
     } else if (im.truncated) {
-        im.output_error = "a `::set-output` line is longer than the 64 KiB (65536 bytes) all outputs of an "
+        im.output_error = "a `::set-output` line is longer than the 64 KiB (65536 bytes) all plain outputs of an "
                           "attempt may hold";
-    } else if (!im.outputs.set(name, value, &err)) {
+    } else if (!(im.json ? im.outputs.setJson(name, value, &err) : im.outputs.set(name, value, &err))) {
         im.output_error = std::move(err);
     }
 }
@@ -366,16 +390,23 @@ void TaskOutput::finishOutputs() {
     im.captured = std::string();
 }
 
-void TaskOutput::addPluginOutputs(const store::NameValues& outputs) {
+void TaskOutput::addPluginOutputs(const store::NameValues& outputs, const store::NameValues& json_outputs) {
     auto& im = *impl_;
     for (const auto& [name, value] : outputs) {
         if (!im.output_error.empty()) return;
         std::string err;
         if (!im.outputs.set(name, value, &err)) im.output_error = std::move(err);
     }
+    for (const auto& [name, value] : json_outputs) {
+        if (!im.output_error.empty()) return;
+        std::string err;
+        if (!im.outputs.setCompactJson(name, value, &err)) im.output_error = std::move(err);
+    }
 }
 
 const store::NameValues& TaskOutput::outputs() const { return impl_->outputs.values(); }
+
+const store::NameValues& TaskOutput::jsonOutputs() const { return impl_->outputs.jsonValues(); }
 
 const std::string& TaskOutput::outputError() const { return impl_->output_error; }
 

@@ -6,10 +6,13 @@
 // Outputs: a line `::set-output NAME=value` written before the attempt ends publishes an output
 // of the attempt (the line still goes to the log). NAME follows the rules of
 // plugin_host/outputs.h; the value is the rest of the line (a trailing CR dropped, may be empty);
-// a later value for a name replaces the earlier one. A line that starts with `::set-output ` but
-// breaks a rule (no '=', a bad name, a value over 4 KiB, all outputs over 64 KiB) sets
+// a later value for a name replaces the earlier one. A line `::set-output-json NAME=JSON`
+// publishes a typed output: the rest of the line must be one JSON value (plugin_host::
+// checkJsonValue(); a JSON string is a plain output), at most 1 MiB; such a line is captured up
+// to the 1 MiB all outputs may hold, plain lines up to 64 KiB. A line that starts with either
+// prefix but breaks a rule (no '=', a bad name, bad JSON, a limit of plugin_host/outputs.h) sets
 // outputError(), and later lines publish nothing more. Only line starts are compared with the
-// prefix, so output without such lines costs one memchr per line.
+// prefixes, so output without such lines costs one memchr per line.
 //
 // Size cap (LogCap, taskhub.toml's [history] max_log_size): when a write would take the file past
 // the cap, the file is rewritten to hold a marker line and the newest half of the cap (cut at a
@@ -100,14 +103,17 @@ public:
     // Stops reading; output still to come is discarded.
     void close();
 
-    // Adds the outputs the plugin published through th_host_api.set_output (AttemptResult::
-    // outputs) after those of `::set-output` lines: a name set both ways takes the plugin's
-    // value, and the 64 KiB cap applies to the union (outputError() when it is exceeded). Call
-    // after attemptEnded().
-    void addPluginOutputs(const store::NameValues& outputs);
-    // The attempt's outputs, in the order names were first set. Complete after attemptEnded()
-    // (and addPluginOutputs()); lines written after the attempt ended do not count.
+    // Adds the outputs the plugin published through th_host_api.set_output and set_output_json
+    // (AttemptResult::outputs and json_outputs, already checked) after those of the lines: a
+    // name set both ways takes the plugin's value, and the caps apply to the union
+    // (outputError() when one is exceeded). Call after attemptEnded().
+    void addPluginOutputs(const store::NameValues& outputs, const store::NameValues& json_outputs = {});
+    // The attempt's plain outputs, in the order names were first set. Complete after
+    // attemptEnded() (and addPluginOutputs()); lines written after the attempt ended do not count.
     const store::NameValues& outputs() const;
+    // The attempt's typed outputs: name -> compact JSON text of a non-string value. A name is in
+    // outputs() or here, never both (the later set wins).
+    const store::NameValues& jsonOutputs() const;
     // Empty, or why the outputs break a rule, naming the output and the limit, e.g. "output
     // 'path' is 5000 bytes, over the limit of 4 KiB (4096 bytes) for one value". The engine
     // fails the attempt with it.
@@ -124,7 +130,8 @@ private:
     void append(const char* data, size_t n);
     // append() for a write that would take the file past the cap: rewrites it (see above).
     void truncateAndAppend(const char* data, size_t n);
-    // Finds `::set-output` lines in output as it arrives (lines may span reads).
+    // Finds `::set-output` and `::set-output-json` lines in output as it arrives (lines may
+    // span reads).
     void scan(const char* data, size_t n);
     // Sends complete lines of output to the journal (journal forwarding only); flush: also the
     // last line without its newline.

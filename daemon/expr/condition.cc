@@ -139,7 +139,7 @@ private:
             pos_ = end;
             return t;
         }
-        if (head != "params" && head != "tasks") {
+        if (head != "params" && head != "tasks" && head != "item" && head != "index") {
             return fail(at(pos_, "unknown name '" + head + "' (expected " + kValueForms +
                                      "; quote text, like '" + head + "')"));
         }

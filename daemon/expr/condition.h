@@ -5,8 +5,11 @@
 //   unary   := '!' unary | cmp
 //   cmp     := operand (('==' | '!=' | '<' | '<=' | '>' | '>=') operand)?
 //   operand := ref | 'text' | "text" | number | true | false | '(' or ')'
-//   ref     := params.NAME | tasks.ID.outputs.NAME | tasks.ID.state
+//   ref     := params.NAME path | tasks.ID.outputs.NAME path | tasks.ID.state | item path | index
+//   path    := ('.' KEY | '[' N ']')* ('.length')?      (ref.h PathStep)
 //
+// A path reads into a typed (JSON) output or a param holding JSON text: e.g.
+// `tasks.list.outputs.files.length > 0`, `tasks.cfg.outputs.db.port == 5432`.
 // Every operand is a text: a ref's value (an unknown one, such as an output the task did not
 // publish, is ""), a quoted string (a backslash takes the next character literally), a number
 // as written (-?digits(.digits)?), "true" or "false"; a parenthesised condition, a comparison

@@ -14,11 +14,25 @@ bool isIdChar(char ch) { return isNameChar(ch) || ch == '-'; }
 
 } // namespace
 
+std::string toString(const std::vector<PathStep>& path) {
+    std::string out;
+    for (const auto& step : path) {
+        switch (step.kind) {
+        case PathStep::Key: out += "." + step.key; break;
+        case PathStep::Index: out += "[" + std::to_string(step.index) + "]"; break;
+        case PathStep::Length: out += ".length"; break;
+        }
+    }
+    return out;
+}
+
 std::string toString(const Ref& ref) {
     switch (ref.kind) {
-    case Ref::Param: return "params." + ref.name;
-    case Ref::Output: return "tasks." + ref.task + ".outputs." + ref.name;
+    case Ref::Param: return "params." + ref.name + toString(ref.path);
+    case Ref::Output: return "tasks." + ref.task + ".outputs." + ref.name + toString(ref.path);
     case Ref::TaskState: return "tasks." + ref.task + ".state";
+    case Ref::Item: return "item" + toString(ref.path);
+    case Ref::Index: return "index";
     }
     return "?";
 }
@@ -42,6 +56,56 @@ std::string describe(std::string_view text, size_t index, const char* end_name) 
     return "'" + std::string(1, text[index]) + "'";
 }
 
+// Parses the path steps at text[pos...] into *path; returns the index after them, or sets
+// *error and *error_pos. `shown` is the reference so far, for messages.
+static size_t parsePath(std::string_view text, size_t pos, std::string shown, std::vector<PathStep>* path,
+                 std::string* error, size_t* error_pos) {
+    auto fail = [&](size_t where, std::string message) {
+        *error_pos = where;
+        *error = std::move(message);
+        return where;
+    };
+    while (pos < text.size() && (text[pos] == '.' || text[pos] == '[')) {
+        if (!path->empty() && path->back().kind == PathStep::Length) {
+            return fail(pos, "'.length' must be the last step of '" + shown + "' (it is a number)");
+        }
+        if (text[pos] == '[') {
+            size_t end = pos + 1;
+            uint64_t n = 0;
+            while (end < text.size() && end < pos + 1 + 18 && text[end] >= '0' && text[end] <= '9') {
+                n = n * 10 + static_cast<uint64_t>(text[end++] - '0');
+            }
+            if (end == pos + 1 || end >= text.size() || text[end] != ']') {
+                return fail(end, "expected an array index like [0] after '" + shown + "', found " +
+                                     describe(text, end, "the end of the text") +
+                                     " (an index is a non-negative decimal of at most 18 digits)");
+            }
+            path->push_back({PathStep::Index, "", n});
+            shown += "[" + std::to_string(n) + "]";
+            pos = end + 1;
+            continue;
+        }
+        const size_t start = pos + 1;
+        size_t end = start;
+        while (end < text.size() && isNameChar(text[end])) ++end;
+        const std::string key(text.substr(start, end - start));
+        if (!isValidName(key)) {
+            return fail(start, "expected a key or 'length' after '" + shown + ".', found " +
+                                   (key.empty() ? describe(text, start, "the end of the text") : "'" + key + "'") +
+                                   " (a key is letters, digits and '_', not starting with a digit; write [N] "
+                                   "for an array element)");
+        }
+        if (key == "length") {
+            path->push_back({PathStep::Length, "", 0});
+        } else {
+            path->push_back({PathStep::Key, key, 0});
+        }
+        shown += "." + key;
+        pos = end;
+    }
+    return pos;
+}
+
 RefParse parseRef(std::string_view text, size_t pos, bool allow_state, const std::string& expected) {
     RefParse out;
     auto fail = [&](size_t where, std::string message) {
@@ -61,8 +125,27 @@ RefParse parseRef(std::string_view text, size_t pos, bool allow_state, const std
                          describe(text, where, "the end of the text") + " (expected " + expected + ")";
     };
 
+    auto withPath = [&](Ref ref, size_t from) {
+        out.end = parsePath(text, from, toString(ref), &ref.path, &out.error, &out.error_pos);
+        if (!out.error.empty()) return out;
+        out.ok = true;
+        out.ref = std::move(ref);
+        return out;
+    };
+
     size_t end = word(pos, isNameChar);
     const std::string head(text.substr(pos, end - pos));
+    if (head == "item") return withPath(Ref{Ref::Item, "", "", {}}, end);
+    if (head == "index") {
+        if (end < text.size() && (text[end] == '.' || text[end] == '[')) {
+            return fail(end, "'index' is a number and takes no path (use item" + std::string(1, text[end]) +
+                                 "... for the item's parts)");
+        }
+        out.ok = true;
+        out.ref = {Ref::Index, "", "", {}};
+        out.end = end;
+        return out;
+    }
     if (head != "params" && head != "tasks") {
         if (head.empty()) {
             return fail(pos, "expected a reference, found " + describe(text, pos, "the end of the text") +
@@ -82,10 +165,7 @@ RefParse parseRef(std::string_view text, size_t pos, bool allow_state, const std
                                                      : "'" + name + "'") +
                                        " (a name is letters, digits and '_', not starting with a digit)");
         }
-        out.ok = true;
-        out.ref = {Ref::Param, "", name};
-        out.end = nameEnd;
-        return out;
+        return withPath(Ref{Ref::Param, "", name, {}}, nameEnd);
     }
 
     size_t idStart = end + 1;
@@ -102,7 +182,7 @@ RefParse parseRef(std::string_view text, size_t pos, bool allow_state, const std
     std::string field(text.substr(fieldStart, fieldEnd - fieldStart));
     if (field == "state" && allow_state) {
         out.ok = true;
-        out.ref = {Ref::TaskState, id, ""};
+        out.ref = {Ref::TaskState, id, "", {}};
         out.end = fieldEnd;
         return out;
     }
@@ -123,10 +203,7 @@ RefParse parseRef(std::string_view text, size_t pos, bool allow_state, const std
                                                  : "'" + name + "'") +
                                    " (a name is letters, digits and '_', not starting with a digit)");
     }
-    out.ok = true;
-    out.ref = {Ref::Output, id, name};
-    out.end = nameEnd;
-    return out;
+    return withPath(Ref{Ref::Output, id, name, {}}, nameEnd);
 }
 
 } // namespace detail

@@ -1,6 +1,8 @@
 // Private to the expr module: parses the reference grammar shared by templates and conditions,
-//   params.NAME | tasks.ID.outputs.NAME | tasks.ID.state
-// NAME is [A-Za-z_][A-Za-z0-9_]*, ID is [A-Za-z0-9_-]+ (a task id).
+//   params.NAME path | tasks.ID.outputs.NAME path | tasks.ID.state | item path | index
+//   path := ( '.' KEY | '[' N ']' )* ( '.length' )?
+// NAME and KEY are [A-Za-z_][A-Za-z0-9_]* (KEY "length" is the length step), ID is
+// [A-Za-z0-9_-]+ (a task id), N a decimal of at most 18 digits.
 #ifndef TASKHUB_EXPR_REF_PARSER_H
 #define TASKHUB_EXPR_REF_PARSER_H
 

@@ -1,6 +1,9 @@
 // Templates in workflow strings: "${params.NAME}" and "${tasks.ID.outputs.NAME}" are replaced by
-// a run param and an upstream task's output; "$${" stands for a literal "${". Any other "$" is
-// literal. No whitespace is allowed inside "${...}".
+// a run param and an upstream task's output, either followed by a path into a JSON value
+// ("${tasks.list.outputs.files[0]}", "${tasks.cfg.outputs.db.host}",
+// "${tasks.list.outputs.files.length}"; ref.h); "${item...}" and "${index}" by a foreach
+// instance's item and index. "$${" stands for a literal "${". Any other "$" is literal. No
+// whitespace is allowed inside "${...}".
 //
 // A Template is parsed once, when the workflow file is loaded, and is immutable afterwards
 // (safe to share between threads).

@@ -247,6 +247,7 @@ public:
         host_.set_output = &Loaded::hostSetOutput;
         host_.report_process = &Loaded::hostReportProcess;
         host_.report_handle = &Loaded::hostReportHandle;
+        host_.set_output_json = &Loaded::hostSetOutputJson;
     }
 
     // The trusted descriptor the library was loaded from (see loadFile()); closed after lib_.
@@ -679,6 +680,7 @@ private:
         }
         Done done = std::move(it->second.done);
         result.outputs = it->second.outputs.take();
+        result.json_outputs = it->second.outputs.takeJson();
         if (it->second.contained) result.usage.reset();
         pending_.erase(it);
         running_.fetch_sub(1);
@@ -708,23 +710,31 @@ private:
         self(c)->finish(token, std::move(r));
     }
 
-    static th_status hostSetOutput(th_host_ctx* c, uint64_t token, const char* name, const char* value) {
+    // set_output (json false) and set_output_json (json true).
+    static th_status setOutput(th_host_ctx* c, uint64_t token, const char* name, const char* value, bool json) {
         Loaded* self_ = self(c);
+        const char* call = json ? "set_output_json" : "set_output";
         std::string err;
         if (name == nullptr || value == nullptr) {
-            err = std::string("set_output() with a NULL ") + (name == nullptr ? "name" : "value");
+            err = std::string(call) + "() with a NULL " + (name == nullptr ? "name" : json ? "json" : "value");
         } else {
             std::lock_guard lock(self_->pending_mu_);
             auto it = self_->pending_.find(token);
             if (it == self_->pending_.end()) {
-                err = std::string("set_output('") + name + "') for attempt " + std::to_string(token) +
+                err = std::string(call) + "('" + name + "') for attempt " + std::to_string(token) +
                       ", which is not running (completed, or never started)";
-            } else if (it->second.outputs.set(name, value, &err)) {
+            } else if (json ? it->second.outputs.setJson(name, value, &err) : it->second.outputs.set(name, value, &err)) {
                 return TH_OK;
             }
         }
         spdlog::warn("PLUGIN_OUTPUT_REJECTED plugin {}: {}", self_->info_.name, err);
         return TH_ERR_INVALID;
+    }
+    static th_status hostSetOutput(th_host_ctx* c, uint64_t token, const char* name, const char* value) {
+        return setOutput(c, token, name, value, false);
+    }
+    static th_status hostSetOutputJson(th_host_ctx* c, uint64_t token, const char* name, const char* json) {
+        return setOutput(c, token, name, json, true);
     }
 
     static th_status hostReportProcess(th_host_ctx* c, uint64_t token, int32_t pid, int32_t pgid) {

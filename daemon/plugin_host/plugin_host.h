@@ -150,6 +150,9 @@ struct AttemptResult {
     // `::set-output` lines are parsed by engine::TaskOutput; TaskOutput::addPluginOutputs()
     // merges both.
     model::NameValues outputs;
+    // What the plugin published through th_host_api.set_output_json (ABI 1.7): name -> compact
+    // JSON text of a non-string value, checked like outputs; a name is in one list only.
+    model::NameValues json_outputs;
     // The attempt was lost, not failed by the plugin: its plugin's runner process died while it
     // ran. The engine retries a transient failure whenever the task has retries left, whatever
     // its retry_on_exit_codes say.

@@ -27,6 +27,7 @@
 #include "common/identity.h"
 #include "common/time_util.h"
 #include "common/trust.h"
+#include "plugin_host/outputs.h"
 #include "plugin_host/runner_protocol.h"
 
 extern char** environ;
@@ -714,15 +715,27 @@ private:
         res.outcome = *outcome;
         if (auto* ec = f.if_contains("exit_code"); ec && ec->is_int64()) res.exit_code = static_cast<int>(ec->get_int64());
         res.message = std::string(proto::getString(f, "message").value_or(""));
-        if (auto* outs = f.if_contains("outputs"); outs && outs->is_array()) {
+        // The runner checked them with an OutputSet as the in-process host does; checked again
+        // here (one set, so a name sent in both lists keeps one kind), as a runner is a process
+        // a plugin controls.
+        OutputSet outputs;
+        for (const char* key : {"outputs", "json_outputs"}) {
+            const auto* outs = f.if_contains(key);
+            if (!outs || !outs->is_array()) continue;
             for (const auto& pair : outs->get_array()) {
                 const auto* a = pair.if_array();
                 if (!a || a->size() != 2 || !(*a)[0].is_string() || !(*a)[1].is_string()) {
-                    return protocolError(r, "complete with malformed outputs");
+                    return protocolError(r, std::string("complete with malformed ") + key);
                 }
-                res.outputs.emplace_back(std::string((*a)[0].get_string()), std::string((*a)[1].get_string()));
+                std::string err;
+                const std::string_view name = (*a)[0].get_string(), value = (*a)[1].get_string();
+                if (!(key[0] == 'j' ? outputs.setJson(name, value, &err) : outputs.set(name, value, &err))) {
+                    return protocolError(r, "complete with an output that breaks a rule: " + err);
+                }
             }
         }
+        res.outputs = outputs.take();
+        res.json_outputs = outputs.takeJson();
         if (auto* ru = f.if_contains("rusage"); ru && !ru->is_null()) {
             auto usage = ru->is_object() ? proto::rusageFromJson(ru->get_object()) : std::nullopt;
             if (!usage) return protocolError(r, "complete with a malformed rusage");

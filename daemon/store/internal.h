@@ -240,6 +240,10 @@ inline constexpr std::string_view kEmptyJsonObject = "{}";
 // itself; a value that does not parse (edited by hand) reads as empty and is logged.
 std::string toJsonObject(const NameValues& values);
 NameValues fromJsonObject(const std::string& text, const char* what);
+// A task's outputs column: plain outputs as JSON strings, typed ones (compact JSON text) as JSON
+// values, in one object; and back, split again (an unreadable column reads as no outputs, logged).
+std::string outputsToJson(const NameValues& plain, const NameValues& typed);
+void outputsFromJson(const std::string& text, NameValues* plain, NameValues* typed);
 // One event as an element of a block: [seq,ts_ms,"task","kind","detail"].
 void appendEvent(std::string& out, int64_t seq, int64_t ts_ms, std::string_view task_id, std::string_view kind,
                  std::string_view detail);

@@ -29,6 +29,11 @@ struct TaskRecord {
     std::optional<int64_t> started_ms; // epoch milliseconds
     std::optional<int64_t> ended_ms;
     NameValues outputs;              // published by the latest attempt (::set-output, host call)
+    // Typed outputs of the latest attempt (::set-output-json, set_output_json): name -> compact
+    // JSON text of a non-string value (array, object, number, bool, null). A name is in outputs
+    // or here, never both. Stored with outputs in one JSON object column (typed values as JSON
+    // values, plain ones as strings) and split again when read.
+    NameValues json_outputs;
     model::TaskKind kind = model::TaskKind::Plugin; // Workflow: its plugin reads "workflow:NAME"
     std::string child_run;           // a workflow task: the id of its latest child run
     // The process the latest attempt runs as, when its plugin reported one (the shell plugin

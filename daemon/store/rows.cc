@@ -9,6 +9,8 @@
 #include <charconv>
 #include <climits>
 
+#include "model/json_text.h"
+
 namespace taskhub::store {
 
 namespace json = boost::json;
@@ -44,6 +46,46 @@ NameValues fromJsonObject(const std::string& text, const char* what) {
         }
     }
     return out;
+}
+
+// A task's outputs column: one JSON object, plain outputs as strings and typed ones as the JSON
+// values they are (their compact text pasted in: it was checked when published).
+std::string outputsToJson(const NameValues& plain, const NameValues& typed) {
+    if (typed.empty()) return toJsonObject(plain);
+    std::string out = plain.empty() ? "{" : toJsonObject(plain);
+    if (!plain.empty()) out.back() = ',';
+    bool first = true;
+    for (const auto& [name, value] : typed) {
+        if (!first) out += ',';
+        first = false;
+        out += json::serialize(json::string_view(name));
+        out += ':';
+        out += value;
+    }
+    out += '}';
+    return out;
+}
+
+void outputsFromJson(const std::string& text, NameValues* plain, NameValues* typed) {
+    plain->clear();
+    typed->clear();
+    if (text == kEmptyJsonObject) return;
+    json::error_code ec;
+    json::parse_options opts;
+    opts.allow_invalid_utf8 = true; // a plain output may hold any bytes
+    opts.max_depth = 1000;          // typed ones were checked for at most 64 when published
+    json::value v = json::parse(text, ec, {}, opts);
+    if (ec || !v.is_object()) {
+        spdlog::error("STORE_BAD_JSON tasks.outputs is not a JSON object: {}", text.substr(0, 200));
+        return;
+    }
+    for (const auto& [name, value] : v.get_object()) {
+        if (value.is_string()) {
+            plain->emplace_back(name, value.get_string());
+        } else {
+            typed->emplace_back(name, model::jsonText(value));
+        }
+    }
 }
 
 // Appends v as a JSON string. Bytes that are not valid UTF-8 become U+FFFD, so that every block
@@ -225,7 +267,7 @@ TaskRecord readTask(const Stmt& t) {
     tr.message = t.text(5);
     tr.started_ms = t.opt(6);
     tr.ended_ms = t.opt(7);
-    tr.outputs = fromJsonObject(t.text(8), "tasks.outputs");
+    outputsFromJson(t.text(8), &tr.outputs, &tr.json_outputs);
     tr.child_run = t.text(9);
     tr.pid = t.opt(10);
     tr.pgid = t.opt(11);

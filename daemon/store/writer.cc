@@ -135,10 +135,10 @@ bool Store::applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t) 
     s.bind(7, t.started_ms).bind(8, t.ended_ms).bindRef(10, t.child_run);
     s.bindRef(11, t.plugin).bind(12, t.pid).bind(13, t.pgid).bind(14, t.proc_start).bindRef(15, model::name(t.kind));
     std::string outputs;
-    if (t.outputs.empty()) {
+    if (t.outputs.empty() && t.json_outputs.empty()) {
         s.bindRef(9, kEmptyJsonObject);
     } else {
-        outputs = toJsonObject(t.outputs);
+        outputs = outputsToJson(t.outputs, t.json_outputs);
         s.bindRef(9, outputs);
     }
     if (const auto& u = t.usage) {

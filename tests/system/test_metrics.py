@@ -134,7 +134,7 @@ class MetricsTest(harness.DaemonTestCase):
         self.assertEqual(first.families["taskhub_run_duration_seconds"].unit, "seconds")
         self.assertEqual(first.value("taskhub_runs_started_total", workflow=HOSTILE_BUT_LEGAL), 0,
                          "loaded workflows have their counters from the start")
-        self.assertEqual(first.value("taskhub_build_info", version=status["version"], abi="1.6"), 1)
+        self.assertEqual(first.value("taskhub_build_info", version=status["version"], abi="1.7"), 1)
         self.assertEqual(first.value("taskhub_workflows_loaded"), 4)
         self.assertEqual(first.value("taskhub_store_write_problem"), 0)
         started = first.value("taskhub_start_time_seconds")

@@ -94,7 +94,7 @@ class PluginCheckTest(unittest.TestCase):
         rc, report, _ = check(fixture("fx_needs_newer_host"), json_output=True)
         self.assertEqual(rc, 1)
         self.assertEqual(detail(report, "negotiation"),
-                         "refused: requires host ABI 1.99 or newer, this taskhubd provides 1.6; upgrade taskhubd")
+                         "refused: requires host ABI 1.99 or newer, this taskhubd provides 1.7; upgrade taskhubd")
 
         # In a private directory: as root, a file directly in /tmp is refused before it is loaded.
         with tempfile.TemporaryDirectory() as tmp, \

@@ -259,7 +259,7 @@ unhealthy_after = 2
             "fx_bad_magic": "expected 0x54484231 (TH_ABI_MAGIC)",
             "fx_abi_major2": "ABI major version 2, this taskhubd supports 1; rebuild the plugin against the "
                              "TaskHub 1.x SDK",
-            "fx_needs_newer_host": "requires host ABI 1.99 or newer, this taskhubd provides 1.6; upgrade taskhubd",
+            "fx_needs_newer_host": "requires host ABI 1.99 or newer, this taskhubd provides 1.7; upgrade taskhubd",
             "fx_create_fails": "create() failed: fixture: create always fails",
         }
         plugins_dir = os.path.join(d.dir, "plugins")

@@ -96,7 +96,7 @@ class SdkExamplesTest(harness.DaemonTestCase):
         self.assertEqual(self.pkg_config("--variable=plugindir"),
                          self.root + PREFIX + "/" + LIBDIR + "/taskhub/plugins")
         self.assertEqual(self.pkg_config("--cflags"), "-I" + self.root + PREFIX + "/include")
-        self.assertEqual(self.pkg_config("--variable=abi_version"), "1.6")
+        self.assertEqual(self.pkg_config("--variable=abi_version"), "1.7")
         env = dict(os.environ, PKG_CONFIG_PATH=os.path.join(self.staged, LIBDIR, "pkgconfig"))
         self.assertEqual(run(["pkg-config", "--variable=plugindir", "taskhub-plugin"], env=env).stdout.strip(),
                          PREFIX + "/" + LIBDIR + "/taskhub/plugins")
@@ -113,7 +113,7 @@ class SdkExamplesTest(harness.DaemonTestCase):
                     ok=False)
             self.assertEqual(p.returncode == 0, found, p.stdout + p.stderr)
             if found:
-                self.assertIn("abi 1.6", p.stdout)
+                self.assertIn("abi 1.7", p.stdout)
             else:
                 self.assertIn('compatible with requested version "1.0"', p.stdout + p.stderr)
 

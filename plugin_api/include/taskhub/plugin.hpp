@@ -130,6 +130,19 @@ public:
     bool hasSetOutput() const noexcept {
         return TH_HAS_FIELD(api_, th_host_api, set_output) && api_->set_output != nullptr;
     }
+    // Publishes a typed output (a JSON value: array, object, number, true, false or null) of a
+    // running attempt; see th_host_api.set_output_json. json is the value's JSON text. Any
+    // thread, until complete() for the token. Returns TH_ERR_INVALID when the host rejected it
+    // (bad name, not one JSON value, over 1 MiB, all outputs over 1 MiB, unknown token; the
+    // host logs why), and TH_ERR_UNSUPPORTED when the host is older than ABI 1.7.
+    th_status setOutputJson(uint64_t token, const std::string& name, const std::string& json) const noexcept {
+        if (!hasSetOutputJson()) return TH_ERR_UNSUPPORTED;
+        return api_->set_output_json(ctx_, token, name.c_str(), json.c_str());
+    }
+    // True when the host offers set_output_json (ABI 1.7 or later).
+    bool hasSetOutputJson() const noexcept {
+        return TH_HAS_FIELD(api_, th_host_api, set_output_json) && api_->set_output_json != nullptr;
+    }
 
     // Tells the host which process (and process group) runs an attempt, so that a restart after
     // a crash of the daemon can stop it; see th_host_api.report_process. Any thread, until

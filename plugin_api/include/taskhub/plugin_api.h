@@ -1,9 +1,9 @@
 /*
- * TaskHub executor plugin ABI, version 1.6 (1.0 plus set_output, suspend and resume in 1.1,
+ * TaskHub executor plugin ABI, version 1.7 (1.0 plus set_output, suspend and resume in 1.1,
  * report_process in 1.2, shell_params, TH_CAP_RUN_AS and th_task.run_as in 1.3, TH_CAP_CGROUP,
- * th_task.cgroup_fd and the rusage fields of th_result in 1.4, TH_CAP_DURABLE_START in 1.5, and
- * TH_CAP_ADOPT, report_handle, adopt, TH_OUTCOME_LOST, TH_CAP_HOLD, hold and release in 1.6; see
- * docs/plugin-abi.md for the version history).
+ * th_task.cgroup_fd and the rusage fields of th_result in 1.4, TH_CAP_DURABLE_START in 1.5,
+ * TH_CAP_ADOPT, report_handle, adopt, TH_OUTCOME_LOST, TH_CAP_HOLD, hold and release in 1.6, and
+ * set_output_json in 1.7; see docs/plugin-abi.md for the version history).
  *
  * A plugin is a shared library that exports one C function, TH_PLUGIN_ENTRY_SYMBOL, returning a
  * static table (th_plugin_api) that describes the plugin and holds its entry points. The host
@@ -42,7 +42,7 @@ extern "C" {
 
 #define TH_ABI_MAGIC 0x54484231u /* "THB1" */
 #define TH_ABI_VERSION_MAJOR 1
-#define TH_ABI_VERSION_MINOR 6
+#define TH_ABI_VERSION_MINOR 7
 
 /* The one symbol a plugin exports. Its name never changes between ABI versions. */
 #define TH_PLUGIN_ENTRY_SYMBOL "th_plugin_entry"
@@ -251,6 +251,21 @@ typedef struct th_host_api {
      * or TH_ERR_INVALID (logged by the host) for an unknown or completed token or an invalid
      * handle. */
     th_status (*report_handle)(th_host_ctx *ctx, uint64_t token, const char *handle);
+    /* ---- ABI 1.7: present when struct_size covers it ---- */
+    /* Publishes a typed output of the running attempt `token`: json is NUL-terminated text of
+     * exactly one JSON value (whitespace around it allowed, strings valid UTF-8, arrays and
+     * objects nested at most 64 deep, at most 1048576 bytes), which later tasks read whole as
+     * ${tasks.ID.outputs.NAME} or into with a path (${tasks.ID.outputs.NAME[0]},
+     * ${tasks.ID.outputs.NAME.KEY}, ${tasks.ID.outputs.NAME.length}). A JSON string publishes a
+     * plain output (its content, under set_output's limits). The host stores the value compact.
+     * name follows set_output's rule; a later set_output or set_output_json for the name
+     * replaces the earlier value of either kind. All outputs of one attempt (names plus values,
+     * plain and JSON) must stay within 1048576 bytes, the plain ones within 65536. Same threads
+     * and copying as set_output. Returns TH_OK, or TH_ERR_INVALID (and the host logs why, naming
+     * the output and the rule) for an unknown or completed token, a NULL or invalid name, NULL or
+     * invalid JSON or a value over a limit; the attempt itself goes on. */
+    th_status (*set_output_json)(th_host_ctx *ctx, uint64_t token, const char *name,
+                                 const char *json);
 } th_host_api;
 
 /* ABI 1.3: the account an attempt's processes run as (a task's `run_as`), resolved by the host

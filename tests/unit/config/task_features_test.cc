@@ -294,6 +294,37 @@ when = "params.region = 'eu'"
           std::vector<std::string>{"7: task 'a': 'when': column 15: '=' is not an operator (expected '==')"});
 }
 
+TEST_CASE("paths load; item and index are refused outside a task with foreach", "[workflow][features]") {
+    TempDir dir;
+    auto load = loadText(dir, "w.toml", R"([params]
+regions = '["eu","us"]'
+
+[[task]]
+id = "list"
+plugin = "shell"
+command = "echo"
+
+[[task]]
+id = "use"
+plugin = "shell"
+depends_on = ["list"]
+command = "cp ${tasks.list.outputs.files[0]} ${tasks.list.outputs.cfg.db.host} ${params.regions.length}"
+when = "tasks.list.outputs.files.length > 0"
+
+[[task]]
+id = "each"
+plugin = "shell"
+depends_on = ["list"]
+command = "convert ${item} ${item.name}"
+when = "index > 0"
+)");
+    CHECK(messages(load) ==
+          std::vector<std::string>{
+              "20: task 'each': 'command': ${item}: ${item} is only available in a task with foreach",
+              "20: task 'each': 'command': ${item.name}: ${item} is only available in a task with foreach",
+              "21: task 'each': 'when': index: ${index} is only available in a task with foreach"});
+}
+
 TEST_CASE("references must name a declared param or an upstream task", "[workflow][features]") {
     TempDir dir;
     auto load = loadText(dir, "w.toml", R"([params]

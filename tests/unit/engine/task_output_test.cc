@@ -217,7 +217,7 @@ TEST_CASE("all outputs over 64 KiB are an error", "[task_output][outputs]") {
     t.out->attemptEnded();
     CHECK(t.out->outputs().size() == 16);
     CHECK(t.out->outputError() == "output 'z' would bring the attempt's outputs to 65537 bytes, over the limit of "
-                                  "64 KiB (65536 bytes, names and values) for all outputs of an attempt");
+                                  "64 KiB (65536 bytes, names and values) for all plain outputs of an attempt");
 }
 
 TEST_CASE("a set-output line far over the caps is an error, not held in memory", "[task_output][outputs]") {
@@ -231,8 +231,7 @@ TEST_CASE("a set-output line far over the caps is an error, not held in memory",
     writer.join();
     t.out->attemptEnded();
     CHECK(t.out->outputs().empty());
-    CHECK(t.out->outputError().rfind("output 'huge' is more than ", 0) == 0);
-    CHECK(t.out->outputError().ends_with(" bytes, over the limit of 4 KiB (4096 bytes) for one value"));
+    CHECK(t.out->outputError() == "output 'huge' is 200000 bytes, over the limit of 4 KiB (4096 bytes) for one value");
 }
 
 TEST_CASE("a malformed set-output line is an error saying what is expected", "[task_output][outputs]") {
@@ -266,6 +265,98 @@ TEST_CASE("outputs from the plugin's set_output join those of the log, and win",
     CHECK(u.out->outputError() == "output 'big' is 5000 bytes, over the limit of 4 KiB (4096 bytes) for one value");
     CHECK(u.out->outputs().empty());
     CHECK_FALSE(std::filesystem::exists(u.file)); // a silent attempt still makes no file
+}
+
+// ---- `::set-output-json NAME=JSON`: typed outputs ----
+
+namespace {
+
+// Writes text from a thread (more than a pipe holds) and reads it all before the attempt ends.
+void writeLarge(Started& t, const std::string& text) {
+    int writer_fd = ::dup(t.out->writeFd());
+    std::thread writer([&] {
+        writeAll(writer_fd, text);
+        ::close(writer_fd);
+    });
+    while (slurp(t.file).size() < text.size()) t.io.run_for(std::chrono::milliseconds(5));
+    writer.join();
+    t.out->attemptEnded();
+}
+
+} // namespace
+
+TEST_CASE("set-output-json lines publish typed outputs, compact, beside plain ones", "[task_output][json]") {
+    Started t;
+    const std::string text = "::set-output-json files=[\"a.csv\", \"b.csv\"]\r\n::set-output plain=x\n"
+                             "::set-output-json cfg={\"db\": {\"host\": \"h\"}}\n::set-output-json s=\"text\"\n"
+                             "::set-output-jsonx=1\n::set-output-json\n";
+    writePieces(t, {text.substr(0, 20), text.substr(20, 7), text.substr(27)}); // split across reads
+    t.out->attemptEnded();
+    // "::set-output-jsonx=1" and the bare "::set-output-json" start with neither prefix (no space).
+    CHECK(t.out->jsonOutputs() == NameValues{{"files", R"(["a.csv","b.csv"])"}, {"cfg", R"({"db":{"host":"h"}})"}});
+    CHECK(t.out->outputs() == NameValues{{"plain", "x"}, {"s", "text"}});
+    CHECK(t.out->outputError().empty());
+    CHECK(slurp(t.file) == text);
+}
+
+TEST_CASE("a later set of either kind replaces the other", "[task_output][json]") {
+    Started t;
+    writePieces(t, {"::set-output v=1\n::set-output-json v=[1]\n::set-output-json w=2\n::set-output w=two\n"});
+    t.out->attemptEnded();
+    CHECK(t.out->jsonOutputs() == NameValues{{"v", "[1]"}});
+    CHECK(t.out->outputs() == NameValues{{"w", "two"}});
+}
+
+TEST_CASE("malformed JSON on a set-output-json line fails precisely", "[task_output][json]") {
+    const std::pair<std::string, std::string> cases[] = {
+        {"::set-output-json files=[\"a\",\n", "output 'files' is not valid JSON: it ends before the value is complete (5 bytes)"},
+        {"::set-output-json files=[1] x\n", "output 'files' is not one JSON value: text follows it at byte 5 of 5"},
+        {"::set-output-json files=\n", "output 'files' is not valid JSON: the value is empty (expected e.g. [\"a\",\"b\"], {\"k\":1} or 3)"},
+        {"::set-output-json files=[\"\xc3\"]\n", "output 'files' is not valid JSON: invalid UTF-8 at byte 3 of 5"},
+        {"::set-output-json files\n", "a `::set-output-json` line needs NAME=JSON, found `::set-output-json files`"},
+        {"::set-output-json 9=[]\n", "invalid output name '9': a name starts with a letter or '_' and continues with letters, digits or '_'"},
+    };
+    for (const auto& [line, message] : cases) {
+        INFO(line);
+        Started t;
+        writePieces(t, {"::set-output-json ok=[]\n", line, "::set-output-json after=[]\n"});
+        t.out->attemptEnded();
+        CHECK(t.out->outputError() == message);
+        CHECK(t.out->jsonOutputs() == NameValues{{"ok", "[]"}}); // nothing after the error
+    }
+}
+
+TEST_CASE("a JSON line up to 1 MiB is captured whole", "[task_output][json]") {
+    Started t;
+    // The value is exactly 1 MiB: far longer than a plain line may be.
+    const std::string value = "[\"" + pattern('x', 1024 * 1024 - 4) + "\"]";
+    writeLarge(t, "::set-output-json list=" + value + "\n");
+    CHECK(t.out->outputError() == "output 'list' would bring the attempt's outputs to 1048580 bytes, over the limit "
+                                  "of 1 MiB (1048576 bytes, names and values, JSON as stored) for all outputs of an attempt");
+    Started u;
+    const std::string fits = "[\"" + pattern('x', 1024 * 1024 - 8) + "\"]";
+    writeLarge(u, "::set-output-json list=" + fits + "\n");
+    CHECK(u.out->outputError().empty());
+    REQUIRE(u.out->jsonOutputs().size() == 1);
+    CHECK(u.out->jsonOutputs()[0].second == fits);
+}
+
+TEST_CASE("a JSON line over 1 MiB fails naming the output and the limit, and is not held", "[task_output][json]") {
+    Started t;
+    writeLarge(t, "::set-output-json huge=[\"" + pattern('h', 3 * 1024 * 1024) + "\"]\n::set-output-json after=1\n");
+    CHECK(t.out->jsonOutputs().empty());
+    CHECK(t.out->outputError() == "output 'huge' is 3145732 bytes of JSON, over the limit of 1 MiB (1048576 bytes) "
+                                  "for one JSON value");
+}
+
+TEST_CASE("typed outputs of the plugin join those of the log", "[task_output][json]") {
+    Started t;
+    writePieces(t, {"::set-output-json a=[1]\n::set-output b=log\n"});
+    t.out->attemptEnded();
+    t.out->addPluginOutputs({{"a", "plain now"}}, {{"b", "{\"k\":1}"}, {"c", "true"}});
+    CHECK(t.out->outputError().empty());
+    CHECK(t.out->outputs() == NameValues{{"a", "plain now"}});
+    CHECK(t.out->jsonOutputs() == NameValues{{"b", "{\"k\":1}"}, {"c", "true"}});
 }
 
 // max_log_size: a task attempt's log never grows past its cap; the newest output is kept after a

@@ -229,3 +229,22 @@ TEST_CASE("dash and bash receive exactly the value in every safe context (proper
         }
     }
 }
+
+TEST_CASE("typed outputs and values read by a path reach the shell as data", "[shell][json]") {
+    // The compact JSON of a hostile array, and elements of it read by navigate(), in each context.
+    const std::string files = R"J(["a;id>pwned","$(id>pwned)","q';id;'","`id`","x\"y\\z","a\nb"])J";
+    const std::vector<std::string> paths = {"", "[0]", "[1]", "[2]", "[3]", "[4]", "[5]", ".length"};
+    for (const auto& path_text : paths) {
+        Template probe = parsed("${tasks.l.outputs.files" + path_text + "}");
+        std::string err;
+        auto value = navigate(files, probe.refs()[0].path, &err);
+        REQUIRE(value);
+        for (const char* shape : {"printf '%s' ${tasks.l.outputs.files", "printf '%s' \"${tasks.l.outputs.files",
+                                  "printf '%s' 'x${tasks.l.outputs.files"}) {
+            const std::string close = shape[12] == '"' ? "}\"" : shape[12] == '\'' ? "}'" : "}";
+            const std::string command = expandFor(std::string(shape) + path_text + close, *value);
+            INFO(command);
+            CHECK(runShell("/bin/sh", command) == (shape[12] == '\'' ? "x" : "") + *value);
+        }
+    }
+}

@@ -34,7 +34,7 @@ TEST_CASE("a valid plugin is accepted and described", "[abi]") {
     auto* p = host.find("fx_good");
     REQUIRE(p);
     CHECK(p->info().abi_major == 1);
-    CHECK(p->info().abi_minor == 6); // TH_ABI_VERSION_MINOR, which the fixture was built against
+    CHECK(p->info().abi_minor == 7); // TH_ABI_VERSION_MINOR, which the fixture was built against
     CHECK(p->info().shell_params.empty()); // it declares none
     CHECK(host.shellParams("fx_good").empty());
     CHECK(p->info().file == fixture("fx_good"));
@@ -57,7 +57,7 @@ TEST_CASE("every incompatible plugin is refused with a precise reason", "[abi]")
     CHECK(load(host, "fx_abi_major2") ==
           "ABI major version 2, this taskhubd supports 1; rebuild the plugin against the TaskHub 1.x SDK");
     CHECK(load(host, "fx_needs_newer_host") ==
-          "requires host ABI 1.99 or newer, this taskhubd provides 1.6; upgrade taskhubd");
+          "requires host ABI 1.99 or newer, this taskhubd provides 1.7; upgrade taskhubd");
     CHECK(load(host, "fx_create_fails") == "create() failed: fixture: create always fails");
     CHECK(load(host, "fx_suspend_no_functions") ==
           "the plugin declares TH_CAP_SUSPEND but its table does not set suspend and resume");
@@ -172,6 +172,14 @@ TEST_CASE("outputs set by the plugin arrive with the attempt's result; bad ones 
     // Each attempt has its own outputs.
     Attempt b(io, *p, "{}");
     CHECK(b.wait().outputs.size() == 2);
+
+    // ABI 1.7 set_output_json: typed outputs, compact; a JSON string is plain; bad JSON and
+    // nesting over 64 are refused; "count" moves from plain to typed.
+    Attempt c(io, *p, R"({"json":true})");
+    const AttemptResult& rc = c.wait();
+    CHECK(rc.message == "statuses 0 0 0 1 1 json 0 0 1 0 1");
+    CHECK(rc.outputs == taskhub::model::NameValues{{"greeting", "hi"}, {"text", "plain"}});
+    CHECK(rc.json_outputs == taskhub::model::NameValues{{"files", R"(["a","b"])"}, {"count", "2"}});
 }
 
 TEST_CASE("suspend and resume reach a plugin that declares TH_CAP_SUSPEND", "[abi][suspend]") {

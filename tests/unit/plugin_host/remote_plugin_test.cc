@@ -163,6 +163,13 @@ TEST_CASE("a process plugin runs attempts in its runner", "[isolation]") {
     CHECK(r->outputs == taskhub::model::NameValues{{"greeting", "hi"}, {"count", "1"}});
     CHECK(p->running() == 0);
 
+    // Typed outputs (ABI 1.7 set_output_json) travel from the runner as they are stored.
+    auto typed = runAttempt(io, *p, R"({"json":true})");
+    REQUIRE(typed);
+    CHECK(typed->message == "statuses 0 0 0 1 1 json 0 0 1 0 1");
+    CHECK(typed->outputs == taskhub::model::NameValues{{"greeting", "hi"}, {"text", "plain"}});
+    CHECK(typed->json_outputs == taskhub::model::NameValues{{"files", R"(["a","b"])"}, {"count", "2"}});
+
     // Suspend, resume and cancel reach the plugin in the runner, in order.
     AttemptSpec spec;
     spec.params_json = R"({"wait":true})";

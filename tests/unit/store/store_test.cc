@@ -300,6 +300,42 @@ TEST_CASE("a migration that fails leaves the version 1 database as it was", "[st
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'params'") == 0);
 }
 
+TEST_CASE("typed outputs share the outputs column as JSON values and read back split", "[store][json]") {
+    TempDir dir;
+    const NameValues typed = {{"files", R"(["a b.csv","c\"d"])"},
+                              {"cfg", R"({"db":{"host":"h","port":5432},"ratio":1.5,"on":true,"x":null})"},
+                              {"n", "-12"}, {"big", "1e+300"}};
+    {
+        auto s = openStore(dir.path);
+        s->insertRun(makeRun("wf@1", "wf", 1000));
+        TaskRecord t;
+        t.task_id = "list";
+        t.plugin = "shell";
+        t.state = taskhub::model::TaskState::Succeeded;
+        t.attempt = 1;
+        t.outputs = {{"path", "[not json, a plain string]"}};
+        t.json_outputs = typed;
+        s->upsertTask("wf@1", 0, t);
+        TaskRecord only_typed = t;
+        only_typed.task_id = "cfg";
+        only_typed.outputs.clear();
+        s->upsertTask("wf@1", 1, only_typed);
+        REQUIRE(s->commit());
+    }
+    // One object in the column: the plain output a string, the typed ones JSON values.
+    const fs::path db = dir.path / "taskhub.db";
+    CHECK(sqlInt(db, "SELECT json_type(outputs, '$.files') = 'array' AND json_type(outputs, '$.path') = 'text' "
+                     "AND json_type(outputs, '$.cfg') = 'object' FROM tasks WHERE task_id = 'list'") == 1);
+    auto s = openStore(dir.path);
+    auto run = s->run("wf@1", true);
+    REQUIRE(run);
+    REQUIRE(run->tasks.size() == 2);
+    CHECK(run->tasks[0].outputs == NameValues{{"path", "[not json, a plain string]"}});
+    CHECK(run->tasks[0].json_outputs == typed);
+    CHECK(run->tasks[1].outputs.empty());
+    CHECK(run->tasks[1].json_outputs == typed);
+}
+
 TEST_CASE("params, outputs and nesting are stored in their order and read back", "[store]") {
     TempDir dir;
     {
