@@ -58,7 +58,7 @@ class PluginCheckTest(unittest.TestCase):
         self.assertTrue(report["passed"])
         self.assertEqual(statuses(report), dict.fromkeys(STEPS, "passed"))
         self.assertEqual(report["plugin"]["name"], "fx_good")
-        self.assertEqual((report["plugin"]["abi_major"], report["plugin"]["abi_minor"]), (1, 6))
+        self.assertEqual((report["plugin"]["abi_major"], report["plugin"]["abi_minor"]), (1, 7))
         self.assertEqual(report["plugin"]["capabilities"], [])
         self.assertEqual(report["plugin"]["thread_safety"], "safe")
         self.assertEqual(detail(report, "validate"), 'accepts {"any":1}')

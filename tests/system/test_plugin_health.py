@@ -83,7 +83,7 @@ unhealthy_after = 2
         fails = self.wait_state(d, "fx_health_fails", "unhealthy")
         self.assertEqual(fails["message"], "fixture: disk /data is full")
         self.assertEqual(fails["isolation"], "in_process")
-        self.assertEqual(fails["abi"], "%d.%d" % (1, 6))
+        self.assertEqual(fails["abi"], "%d.%d" % (1, 7))
         self.assertIn("health_check", fails["capabilities"])
         self.assertEqual(fails["health"]["on_unhealthy"], "fail")
         self.assertGreaterEqual(fails["failures"], 2)

@@ -358,6 +358,88 @@ params = { greeting = "hello ${params.region}" }
     CHECK(line == "child got hello us");
 }
 
+TEST_CASE("engine: paths read typed outputs and JSON params; a path that does not hold fails the task",
+          "[engine][data][json]") {
+    Harness h;
+    h.add("child", "[params]\ngreeting = \"none\"\n\n[[task]]\nid = \"echo\"\nplugin = \"noop\"\n");
+    h.add("typed", R"(
+[params]
+regions = '["eu","us"]'
+plain = "abc"
+
+[policy]
+on_failure = "continue"
+
+[[task]]
+id = "list"
+plugin = "shell"
+command = "echo '::set-output-json files=[\"a.csv\", \"b.csv\"]'; echo '::set-output-json cfg={\"port\": 5432}'; echo '::set-output name=plain'"
+
+[[task]]
+id = "use"
+plugin = "shell"
+depends_on = ["list"]
+command = "test ${tasks.list.outputs.files[1]}:${tasks.list.outputs.files.length}:${tasks.list.outputs.cfg.port}:${params.regions[0]}:${tasks.list.outputs.name.length} = b.csv:2:5432:eu:5 && test '${tasks.list.outputs.files}' = '[\"a.csv\",\"b.csv\"]'"
+env = { FIRST = "${tasks.list.outputs.files[0]}" }
+
+[[task]]
+id = "when_len"
+plugin = "noop"
+depends_on = ["list"]
+when = "tasks.list.outputs.files.length == 2 && params.regions.length > 1"
+
+[[task]]
+id = "bad_index"
+plugin = "noop"
+depends_on = ["list"]
+message = "${tasks.list.outputs.files[2]}"
+
+[[task]]
+id = "bad_env"
+plugin = "shell"
+depends_on = ["list"]
+command = "true"
+env = { X = "${tasks.list.outputs.cfg.host}" }
+
+[[task]]
+id = "bad_param"
+plugin = "noop"
+depends_on = ["list"]
+message = "${params.plain[0]}"
+
+[[task]]
+id = "bad_plain"
+plugin = "noop"
+depends_on = ["list"]
+when = "tasks.list.outputs.name.x == ''"
+
+[[task]]
+id = "sub"
+workflow = "child"
+depends_on = ["list"]
+params = { greeting = "${tasks.list.outputs.files[5]}" }
+)");
+    h.load();
+    auto run = h.waitEnd(h.trigger("typed"));
+    CHECK(task(run, "list").json_outputs == store::NameValues{{"files", R"(["a.csv","b.csv"])"}, {"cfg", R"({"port":5432})"}});
+    CHECK(task(run, "list").outputs == store::NameValues{{"name", "plain"}});
+    CHECK(task(run, "use").state == "succeeded");
+    CHECK(task(run, "when_len").state == "succeeded");
+    CHECK(task(run, "bad_index").state == "failed");
+    CHECK(task(run, "bad_index").message ==
+          "${tasks.list.outputs.files[2]}: index out of range (array of 2); the task was not started");
+    CHECK(task(run, "bad_env").message ==
+          "${tasks.list.outputs.cfg.host}: no key 'host' (an object with keys port); the task was not started");
+    CHECK(task(run, "bad_param").message.rfind("${params.plain}: not JSON text (", 0) == 0);
+    CHECK(task(run, "bad_plain").state == "failed");
+    CHECK(task(run, "bad_plain").message ==
+          "when condition tasks.list.outputs.name.x == '': ${tasks.list.outputs.name.x}: a plain text value has no "
+          "fields; only .length applies (publish it with ::set-output-json to read into it)");
+    CHECK(task(run, "sub").state == "failed");
+    CHECK(task(run, "sub").message ==
+          "params.greeting: ${tasks.list.outputs.files[5]}: index out of range (array of 2)");
+}
+
 TEST_CASE("engine: an undeclared param is refused with the declared ones", "[engine][data]") {
     Harness h;
     h.add("p", "[params]\nregion = \"eu\"\ndate = \"\"\n\n" + noopTask("t"));
