@@ -96,13 +96,17 @@ class TypedOutputsTest(harness.DaemonTestCase):
         super().setUp()
         self.assertTrue(HELPER and os.access(HELPER, os.X_OK), "TASKHUB_OUTPUT_JSON must name the built helper")
 
-    def test_a_pipeline_reads_elements_lengths_and_fields(self):
+    def run_workflow(self, name, text):
+        """A daemon with the workflow, and its run ended: (daemon, run, {task id: task})."""
         d = self.daemon()
-        d.write_workflow("pipeline", PIPELINE.format(work=d.work, helper=HELPER))
+        d.write_workflow(name, text.format(work=d.work, helper=HELPER))
         d.start()
-        rc, run, err = d.ctl("run", "pipeline", "--wait")
+        _, run, err = d.ctl("run", name, "--wait")
         self.assertIsInstance(run, dict, err)
-        tasks = {t["id"]: t for t in run["tasks"]}
+        return d, run, {t["id"]: t for t in run["tasks"]}
+
+    def test_a_pipeline_reads_elements_lengths_and_fields(self):
+        d, run, tasks = self.run_workflow("pipeline", PIPELINE)
 
         # --json shows typed outputs as the JSON values they are.
         self.assertEqual(tasks["list"]["state"], "succeeded", tasks["list"])
@@ -141,12 +145,7 @@ class TypedOutputsTest(harness.DaemonTestCase):
         self.assertEqual(again["outputs"], tasks["list"]["outputs"])
 
     def test_over_the_limit_and_malformed_values_fail_precisely(self):
-        d = self.daemon()
-        d.write_workflow("attacks", ATTACKS.format(work=d.work, helper=HELPER))
-        d.start()
-        rc, run, err = d.ctl("run", "attacks", "--wait")
-        self.assertIsInstance(run, dict, err)
-        tasks = {t["id"]: t for t in run["tasks"]}
+        d, run, tasks = self.run_workflow("attacks", ATTACKS)
 
         self.assertEqual(tasks["over"]["state"], "failed", tasks["over"])
         self.assertEqual(tasks["over"]["message"],
