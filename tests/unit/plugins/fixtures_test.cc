@@ -1,11 +1,14 @@
 // The fixture plugins of tests/fixtures carry exactly the defect each is named for, and the valid
 // ones work. The plugin host's own tests rely on this when they prove it refuses or accepts them.
+// Also: the SDK's Host wrappers forward to the host table, or say the host is too old.
 #include "fake_host.h"
 
 #include <catch2/catch.hpp>
 
 #include <cstddef>
 #include <string>
+
+#include <taskhub/plugin.hpp>
 
 using taskhub::tests::FakeHost;
 using taskhub::tests::LoadedPlugin;
@@ -151,4 +154,30 @@ TEST_CASE("fixtures: fx_newer_minor has a longer table and still works", "[fixtu
     CHECK(plugin.api()->abi_minor == 99);
     CHECK(plugin.api()->struct_size > sizeof(th_plugin_api));
     checkRunsOneTask(plugin);
+}
+
+TEST_CASE("sdk: Host::setOutputJson reaches set_output_json, and says when the host is older than 1.7",
+          "[sdk][json]") {
+    struct Seen {
+        std::string name, json;
+    };
+    static Seen seen;
+    th_host_api api{};
+    api.struct_size = sizeof api;
+    api.set_output_json = [](th_host_ctx*, uint64_t token, const char* name, const char* json) -> th_status {
+        seen = {name, json};
+        return token == 7 ? TH_OK : TH_ERR_INVALID;
+    };
+    taskhub::sdk::Host host(&api, nullptr);
+    CHECK(host.hasSetOutputJson());
+    CHECK(host.setOutputJson(7, "files", R"(["a"])") == TH_OK);
+    CHECK(seen.name == "files");
+    CHECK(seen.json == R"(["a"])");
+    CHECK(host.setOutputJson(8, "files", "[]") == TH_ERR_INVALID);
+
+    api.struct_size = offsetof(th_host_api, set_output_json); // a 1.6 host
+    CHECK_FALSE(host.hasSetOutputJson());
+    seen = {};
+    CHECK(host.setOutputJson(7, "files", "[]") == TH_ERR_UNSUPPORTED);
+    CHECK(seen.name.empty());
 }
