@@ -363,7 +363,7 @@ void TaskOutput::setOutputLine() {
     const std::string_view value = rest.substr(eq + 1);
     std::string err;
     const bool named = plugin_host::isOutputName(name);
-    // A line cut short: its value's size as written, newline and CR not counted.
+    // A line cut short: its value's size as written (up to its newline, a CR counted).
     const size_t value_bytes = im.line_bytes - eq - 1;
     if (im.truncated && im.json && named && value_bytes > plugin_host::kMaxJsonOutputBytes) {
         im.output_error = "output '" + std::string(name) + "' is " + std::to_string(value_bytes) +
