@@ -285,13 +285,13 @@ std::optional<std::string> Core::attemptInputs(Run& run, uint32_t t, std::string
     // shell or environment can carry (a NUL byte) fails the attempt instead of being cut short.
     *params_json = task.def->params_json;
     if (task.def->has_templates) {
-        // A path into an output or param that cannot be followed fails the attempt (path_err).
+        // A path into an output, param or item that cannot be followed fails the attempt.
         std::string err, path_err;
-        auto expanded = expr::expandJsonStrings(task.def->params_json, lookupFor(run, &path_err),
+        auto expanded = expr::expandJsonStrings(task.def->params_json, lookupFor(run, t, &path_err),
                                                 task.def->shell_params, &err);
         if (!expanded) return err;
         for (const auto& [k, v] : task.def->env) {
-            if (path_err.empty()) expand(run, v, &path_err);
+            if (path_err.empty()) expand(run, t, v, &path_err);
         }
         if (!path_err.empty()) return path_err + "; the task was not started";
         *params_json = std::move(*expanded);
@@ -326,9 +326,10 @@ plugin_host::AttemptSpec Core::attemptSpec(Run& run, uint32_t t, std::string par
     spec.env = {"TASKHUB_WORKFLOW=" + run.rec.workflow, "TASKHUB_RUN_ID=" + run.rec.id,
                 "TASKHUB_TASK_ID=" + task.rec.task_id,
                 "TASKHUB_ATTEMPT=" + std::to_string(task.rec.attempt)};
+    if (task.isInstance()) spec.env.push_back("TASKHUB_ITEM_INDEX=" + std::to_string(task.item));
     for (const auto& [k, v] : run.rec.params) spec.env.push_back("TASKHUB_PARAM_" + k + "=" + v);
     for (const auto& [k, v] : task.def->env) {
-        spec.env.push_back(k + "=" + (task.def->has_templates ? expand(run, v) : v));
+        spec.env.push_back(k + "=" + (task.def->has_templates ? expand(run, t, v) : v));
     }
     spec.log_fd = task.output ? task.output->writeFd() : -1;
     spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());

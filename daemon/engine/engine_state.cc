@@ -47,16 +47,17 @@ Run* Core::findRun(const std::string& id) {
     return it == runs.end() ? nullptr : it->second.get();
 }
 
+std::string refPathError(const expr::Ref& ref, const std::string& why) {
+    const size_t colon = std::min(why.find(": "), why.size());
+    return "${" + expr::toString(expr::Ref{ref.kind, ref.task, ref.name, {}}) + why.substr(0, colon) + "}" +
+           why.substr(colon);
+}
+
 expr::Lookup Core::lookupFor(const Run& run, std::string* err) const {
     return [&run, err](const expr::Ref& ref) -> std::optional<std::string> {
-        // A path that cannot be followed: unknown, and the first reason goes to *err. why is
-        // "PATH: reason" (expr::navigate()), PATH up to the failing step.
+        // A path that cannot be followed: unknown, and the first reason goes to *err.
         auto failed = [&](const std::string& why) -> std::optional<std::string> {
-            if (err != nullptr && err->empty()) {
-                const size_t colon = std::min(why.find(": "), why.size());
-                *err = "${" + expr::toString(expr::Ref{ref.kind, ref.task, ref.name, {}}) + why.substr(0, colon) +
-                       "}" + why.substr(colon);
-            }
+            if (err != nullptr && err->empty()) *err = refPathError(ref, why);
             return std::nullopt;
         };
         std::string why;
@@ -89,9 +90,14 @@ expr::Lookup Core::lookupFor(const Run& run, std::string* err) const {
 }
 
 std::string Core::expand(const Run& run, const std::string& text, std::string* err) const {
+    return expand(run, kNoFan, text, err);
+}
+
+std::string Core::expand(const Run& run, uint32_t t, const std::string& text, std::string* err) const {
     if (text.find("${") == std::string::npos) return text;
     std::string ignored; // validated at load; a bad template stays as written
-    if (auto tpl = expr::Template::parse(text, &ignored)) return tpl->expand(lookupFor(run, err));
+    if (auto tpl = expr::Template::parse(text, &ignored))
+        return tpl->expand(t == kNoFan ? lookupFor(run, err) : lookupFor(run, t, err));
     return text;
 }
 

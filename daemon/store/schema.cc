@@ -254,9 +254,15 @@ constexpr const char* kSchemaV11 = R"sql(
 ALTER TABLE tasks ADD COLUMN handle TEXT NOT NULL DEFAULT '';
 )sql";
 
+// 12 (issue 20): the list a fan-out task (`foreach`) was expanded from, as a JSON array ('' for
+// every other task), so that a restart continues the fan-out with the same instances.
+constexpr const char* kSchemaV12 = R"sql(
+ALTER TABLE tasks ADD COLUMN items TEXT NOT NULL DEFAULT '';
+)sql";
+
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
 const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
-                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11};
+                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11, kSchemaV12};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace

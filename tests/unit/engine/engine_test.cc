@@ -418,6 +418,20 @@ id = "sub"
 workflow = "child"
 depends_on = ["list"]
 params = { greeting = "${tasks.list.outputs.files[5]}" }
+
+[[task]]
+id = "each"
+plugin = "shell"
+depends_on = ["list"]
+foreach = [{ name = "a", tags = ["x"] }, { name = "b", tags = [] }]
+command = "test ${item.name}:${item.tags.length} = a:1 || test ${item.name}:${item.tags.length} = b:0"
+
+[[task]]
+id = "each_bad"
+plugin = "noop"
+depends_on = ["list"]
+foreach = [{ name = "a", tags = ["x"] }]
+message = "${item.tags[3]}"
 )");
     h.load();
     auto run = h.waitEnd(h.trigger("typed"));
@@ -438,6 +452,12 @@ params = { greeting = "${tasks.list.outputs.files[5]}" }
     CHECK(task(run, "sub").state == "failed");
     CHECK(task(run, "sub").message ==
           "params.greeting: ${tasks.list.outputs.files[5]}: index out of range (array of 2)");
+    // Paths into a fan-out instance's item.
+    CHECK(task(run, "each").state == "succeeded");
+    CHECK(task(run, "each[0]").state == "succeeded");
+    CHECK(task(run, "each[1]").state == "succeeded");
+    CHECK(task(run, "each_bad[0]").message ==
+          "${item.tags[3]}: index out of range (array of 1); the task was not started");
 }
 
 TEST_CASE("engine: an undeclared param is refused with the declared ones", "[engine][data]") {

@@ -44,8 +44,11 @@ void sql(const fs::path& db, const std::string& statement) {
     sqlite3_close(h);
 }
 
-// What schema 11 added (what a version 10 database lacks).
-#define TASKHUB_DROP_SCHEMA_11 "ALTER TABLE tasks DROP COLUMN handle;"
+// What schema 12 added (what a version 11 database lacks).
+#define TASKHUB_DROP_SCHEMA_12 "ALTER TABLE tasks DROP COLUMN items;"
+
+// What schemas 11 and 12 added (what a version 10 database lacks).
+#define TASKHUB_DROP_SCHEMA_11 TASKHUB_DROP_SCHEMA_12 " ALTER TABLE tasks DROP COLUMN handle;"
 
 // What schemas 10 and 11 added (what a version 9 database lacks).
 #define TASKHUB_DROP_SCHEMA_10 TASKHUB_DROP_SCHEMA_11 " ALTER TABLE runs DROP COLUMN tasks;"
@@ -819,7 +822,7 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
     CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('deadline_misses', 'deadline_marks')") == 2);
     CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name = 'notifications'") == 1);
-    CHECK(Store::kSchemaVersion == 11);
+    CHECK(Store::kSchemaVersion == 12);
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'tasks'") == 1);
 }
 
