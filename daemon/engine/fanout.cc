@@ -164,12 +164,21 @@ bool Core::makeInstances(Run& run, uint32_t t, std::vector<std::string> items, s
         seen.reserve(n);
         for (uint32_t i = 0; i < n; ++i) {
             const std::string& item = items[i];
-            std::string key = tpl->expand([&item, i](const expr::Ref& ref) -> std::optional<std::string> {
+            std::string path_err;
+            std::string key = tpl->expand([&item, i, &path_err](const expr::Ref& ref) -> std::optional<std::string> {
                 if (ref.kind == expr::Ref::Index) return std::to_string(i);
-                if (ref.kind == expr::Ref::Item) return itemText(item);
-                return std::nullopt;
+                if (ref.kind != expr::Ref::Item) return std::nullopt;
+                if (ref.path.empty()) return itemText(item);
+                std::string why;
+                auto value = expr::navigate(item, ref.path, &why);
+                if (!value && path_err.empty()) path_err = refPathError(ref, why);
+                return value;
             });
             const std::string where = "task '" + task.def->id + "': foreach_key \"" + def.key + "\"";
+            if (!path_err.empty()) {
+                *err = where + " for item " + std::to_string(i) + ": " + path_err;
+                return false;
+            }
             if (key.empty() || key.size() > 64 || !std::all_of(key.begin(), key.end(), isKeyChar)) {
                 *err = where + " gives \"" + excerpt(key) + "\" for item " + std::to_string(i) +
                        ", which cannot be part of an instance id (use 1-64 letters, digits, '_', '-' or '.')";

@@ -424,6 +424,7 @@ id = "each"
 plugin = "shell"
 depends_on = ["list"]
 foreach = [{ name = "a", tags = ["x"] }, { name = "b", tags = [] }]
+foreach_key = "${item.name}"
 command = "test ${item.name}:${item.tags.length} = a:1 || test ${item.name}:${item.tags.length} = b:0"
 
 [[task]]
@@ -432,6 +433,13 @@ plugin = "noop"
 depends_on = ["list"]
 foreach = [{ name = "a", tags = ["x"] }]
 message = "${item.tags[3]}"
+
+[[task]]
+id = "each_badkey"
+plugin = "noop"
+depends_on = ["list"]
+foreach = [{ name = "a" }, { title = "b" }]
+foreach_key = "${item.name}"
 )");
     h.load();
     auto run = h.waitEnd(h.trigger("typed"));
@@ -454,10 +462,14 @@ message = "${item.tags[3]}"
           "params.greeting: ${tasks.list.outputs.files[5]}: index out of range (array of 2)");
     // Paths into a fan-out instance's item.
     CHECK(task(run, "each").state == "succeeded");
-    CHECK(task(run, "each[0]").state == "succeeded");
-    CHECK(task(run, "each[1]").state == "succeeded");
+    CHECK(task(run, "each[a]").state == "succeeded");
+    CHECK(task(run, "each[b]").state == "succeeded");
     CHECK(task(run, "each_bad[0]").message ==
           "${item.tags[3]}: index out of range (array of 1); the task was not started");
+    CHECK(task(run, "each_badkey").state == "failed");
+    CHECK(task(run, "each_badkey").message ==
+          "task 'each_badkey': foreach_key \"${item.name}\" for item 1: ${item.name}: no key 'name' (an object with "
+          "keys title)");
 }
 
 TEST_CASE("engine: an undeclared param is refused with the declared ones", "[engine][data]") {
