@@ -254,9 +254,15 @@ constexpr const char* kSchemaV11 = R"sql(
 ALTER TABLE tasks ADD COLUMN handle TEXT NOT NULL DEFAULT '';
 )sql";
 
+// 12 (issue 20): how many failures a run absorbed (tasks with on_failure = "continue" that ended
+// failed); 0 for runs written before.
+constexpr const char* kSchemaV12 = R"sql(
+ALTER TABLE runs ADD COLUMN failures_absorbed INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
 const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
-                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11};
+                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11, kSchemaV12};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace
