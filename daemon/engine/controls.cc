@@ -270,13 +270,13 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
         auto& task = run->tasks[i];
         if (!again[i]) {
             outcomes[i] = outcomeOf(task.st);
-            if ((task.st == TS::Failed || task.st == TS::Cancelled) && run->first_failure.empty()) {
-                run->first_failure = "task '" + task.rec.task_id + "' " + model::nameString(task.st) +
-                                     (task.rec.message.empty() ? "" : ": " + task.rec.message);
-            }
+            restoreFirstFailure(*run, task);
             continue;
         }
         names.push_back(task.rec.task_id);
+        // An absorbed failure run again is taken back: it counts again if the task fails again.
+        if (task.st == TS::Failed && absorbsFailure(*task.def) && run->rec.failures_absorbed > 0)
+            --run->rec.failures_absorbed;
         task.st = TS::Pending;
         task.rec.state = TS::Pending;
         task.rec.message.clear();

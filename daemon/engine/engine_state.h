@@ -76,6 +76,11 @@ inline dag::Outcome outcomeOf(TS s) {
     }
 }
 
+// A task whose failure its run absorbs (on_failure = "continue"): it stays failed and its
+// downstream tasks follow their trigger rules, but neither the run's end state nor fail_fast
+// counts it. A cancellation is never absorbed.
+inline bool absorbsFailure(const config::TaskDef& def) { return def.on_failure == config::TaskOnFailure::Continue; }
+
 // Rules meant to run after failures (clean-up, notification): a fail_fast stop lets them run.
 inline bool runsAfterFailure(dag::TriggerRule r) {
     return r == dag::TriggerRule::AllDone || r == dag::TriggerRule::AllFailed ||
@@ -150,7 +155,10 @@ struct Run {
     std::optional<model::RunState> stop_state; // set when the run is being stopped: Failed or Cancelled
     std::string stop_reason;
     bool fail_fast_stop = false; // stopped by fail_fast: after-failure rules still run
-    std::string first_failure;
+    std::string first_failure; // the first failure that fails the run (absorbed ones do not)
+    // The workflow's priority, or the parent run's when that is higher (a child run): what its
+    // ready tasks are ordered by first (ReadyItem::run_priority).
+    int priority = 0;
     bool paused = false;
     bool frozen = false;
     bool ending = false;
@@ -253,6 +261,13 @@ struct Core {
     void startChild(Run& run, uint32_t t);
     void settle(Run& run, uint32_t t, TS state, const std::string& message);
     void settleSkipped(Run& run, const std::vector<uint32_t>& skipped);
+    // A task with on_failure = "continue" ended failed: counts the failure in the run's
+    // failures_absorbed, saves the run and records a "failure_absorbed" event (why: the task's
+    // message). The one place the count goes up.
+    void absorbFailure(Run& run, uint32_t t, const std::string& why);
+    // When a run is rebuilt (recovery, retry) from its tasks' records: the task's failure or
+    // cancellation becomes the run's first failure unless it has one or the failure is absorbed.
+    static void restoreFirstFailure(Run& run, const TaskRun& task);
     void finishTask(Run& run, uint32_t t, TS state, const std::string& message);
     void follow(Run& run, uint32_t t, dag::Outcome outcome);
     void stopRun(Run& run, model::RunState state, const std::string& reason, bool fail_fast = false);

@@ -198,6 +198,7 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
         run->parent_id = parent->rec.id;
         run->parent_task = parent_task;
         run->parent_attempt = parent->tasks[parent_task].rec.attempt;
+        run->priority = std::max(run->priority, parent->priority);
     }
     Run& r = adopt(std::move(run));
     rebuilt->push_back(&r);
@@ -300,6 +301,9 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
         if (r.tasks[i].rec.state != rec.tasks[i].state || r.tasks[i].rec.message != rec.tasks[i].message ||
             r.tasks[i].rec.attempt != rec.tasks[i].attempt)
             saveTask(r, i);
+        // Failed here (lost, or its child run's end found): absorbed as at any other failure.
+        if (r.tasks[i].st == TS::Failed && rec.tasks[i].state != TS::Failed && absorbsFailure(*r.tasks[i].def))
+            absorbFailure(r, i, r.tasks[i].rec.message);
     }
     if (r.rec.state == model::RunState::Paused) r.paused = true;
     saveRun(r);
@@ -327,10 +331,7 @@ void Core::resumeRebuilt(Run& run) {
         auto& task = run.tasks[i];
         if (!isFinal(task.st)) continue;
         outcomes[i] = outcomeOf(task.st);
-        if ((task.st == TS::Failed || task.st == TS::Cancelled) && run.first_failure.empty()) {
-            run.first_failure = "task '" + task.rec.task_id + "' " + model::nameString(task.st) +
-                                (task.rec.message.empty() ? "" : ": " + task.rec.message);
-        }
+        restoreFirstFailure(run, task);
     }
     const uint64_t serial = run.serial;
     std::vector<uint32_t> now_ready, now_skipped;

@@ -71,6 +71,7 @@ std::unique_ptr<Run> Core::makeRun(std::shared_ptr<const config::Workflow> wf,
     run->rec.version = wf->version;
     run->rec.created_ms = nowMillis();
     run->rec.params = std::move(params);
+    run->priority = wf->priority;
     run->tasks.resize(wf->tasks.size());
     run->conditions.resize(wf->tasks.size());
     run->unfinished = wf->tasks.size();
@@ -395,6 +396,7 @@ void Core::startChild(Run& run, uint32_t t) {
     child->parent_id = run.rec.id;
     child->parent_task = t;
     child->parent_attempt = task.rec.attempt;
+    child->priority = std::max(child->priority, run.priority);
     task.rec.child_run = id;
     saveTask(run, t);
     event(run.rec.id, task.rec.task_id, "start",
@@ -424,6 +426,10 @@ void Core::settle(Run& run, uint32_t t, TS state, const std::string& message) {
             logging::Context log_ctx({.workflow = run.rec.workflow, .run_id = run.rec.id, .task = task.rec.task_id,
                                       .attempt = task.rec.attempt});
             spdlog::warn("ENGINE_TASK_FAILED {} task {}: {}", run.rec.id, task.rec.task_id, message);
+            if (absorbsFailure(*task.def)) {
+                absorbFailure(run, t, message);
+                return;
+            }
         }
         if (run.first_failure.empty()) {
             run.first_failure = "task '" + task.rec.task_id + "' " +
@@ -431,6 +437,22 @@ void Core::settle(Run& run, uint32_t t, TS state, const std::string& message) {
                                 (message.empty() ? "" : ": " + message);
         }
     }
+}
+
+void Core::absorbFailure(Run& run, uint32_t t, const std::string& why) {
+    const auto& task = run.tasks[t];
+    ++run.rec.failures_absorbed;
+    saveRun(run);
+    event(run.rec.id, task.rec.task_id, "failure_absorbed",
+          "on_failure = continue: the run goes on" + (why.empty() ? std::string() : " (" + why + ")"));
+    for (auto* o : observers) o->failureAbsorbed(run.rec, task.rec);
+}
+
+void Core::restoreFirstFailure(Run& run, const TaskRun& task) {
+    if (!run.first_failure.empty()) return;
+    if (task.st != TS::Cancelled && (task.st != TS::Failed || absorbsFailure(*task.def))) return;
+    run.first_failure = "task '" + task.rec.task_id + "' " + model::nameString(task.st) +
+                        (task.rec.message.empty() ? "" : ": " + task.rec.message);
 }
 
 // Tasks dag::Progress reported skipped (it already followed the skips through the graph).
@@ -445,7 +467,8 @@ void Core::settleSkipped(Run& run, const std::vector<uint32_t>& skipped) {
 
 void Core::finishTask(Run& run, uint32_t t, TS state, const std::string& message) {
     settle(run, t, state, message);
-    if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state) {
+    if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state &&
+        !absorbsFailure(*run.tasks[t].def)) {
         stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
     }
     follow(run, t, outcomeOf(state));
