@@ -226,14 +226,14 @@ params = ["x"]
               "7: task 'neither' has no 'plugin' or 'workflow' (e.g. plugin = \"shell\", or workflow = \"other-name\" "
               "to run another workflow)",
               "14: task 'sub': 'command' is not accepted on a workflow task, which runs workflow 'other' and has no "
-              "plugin parameters (accepted: depends_on, id, params, priority, retries, retry_backoff, retry_delay, "
+              "plugin parameters (accepted: depends_on, id, on_failure, params, priority, retries, retry_backoff, retry_delay, "
               "retry_max_delay, timeout, trigger_rule, when, workflow)",
               "15: task 'sub': 'env' applies to plugin tasks only (pass values to the child workflow with params = { "
               "NAME = \"value\" })",
               "16: task 'sub': 'retry_on_exit_codes' applies to plugin tasks only (a workflow task has no exit code; "
               "it fails when its child run fails)",
               "17: task 'sub': 'dependson' is not accepted on a workflow task, which runs workflow 'other' and has no "
-              "plugin parameters; did you mean 'depends_on'? (accepted: depends_on, id, params, priority, retries, "
+              "plugin parameters; did you mean 'depends_on'? (accepted: depends_on, id, on_failure, params, priority, retries, "
               "retry_backoff, retry_delay, retry_max_delay, timeout, trigger_rule, when, workflow)",
               "22: task 'plain': 'params' is only for workflow tasks (with workflow = \"...\"); a plugin task's "
               "parameters are keys of the task itself",
