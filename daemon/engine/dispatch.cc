@@ -50,7 +50,8 @@ bool Core::workflowLimitReached(const Run& run) {
 }
 
 // Starts ready tasks while the limits allow, always the best waiting one first: highest
-// workflow priority, then the highest task priority, then the oldest. Cost per start is the number of plugins, not of waiting tasks.
+// workflow priority, then the highest task priority, then the oldest. Cost per start is the
+// number of plugins, not of waiting tasks.
 // Parked tasks compete for a slot again at the start of every round, so that a slot is offered
 // again even when the task it was offered to went to a paused run or was cancelled meanwhile.
 void Core::pump() {

@@ -80,6 +80,11 @@ inline dag::Outcome outcomeOf(TS s) {
 // downstream tasks follow their trigger rules, but neither the run's end state nor fail_fast
 // counts it. A cancellation is never absorbed.
 inline bool absorbsFailure(const config::TaskDef& def) { return def.on_failure == config::TaskOnFailure::Continue; }
+// The failure_absorbed event's detail for such a task: "on_failure = continue: the run goes on
+// (exit code 3)".
+inline std::string absorbedText(const std::string& message) {
+    return "on_failure = continue: the run goes on" + (message.empty() ? std::string() : " (" + message + ")");
+}
 
 // Rules meant to run after failures (clean-up, notification): a fail_fast stop lets them run.
 inline bool runsAfterFailure(dag::TriggerRule r) {
@@ -261,9 +266,10 @@ struct Core {
     void startChild(Run& run, uint32_t t);
     void settle(Run& run, uint32_t t, TS state, const std::string& message);
     void settleSkipped(Run& run, const std::vector<uint32_t>& skipped);
-    // A task with on_failure = "continue" ended failed: counts the failure in the run's
-    // failures_absorbed, saves the run and records a "failure_absorbed" event (why: the task's
-    // message). The one place the count goes up.
+    // A failure the run absorbs (a task with on_failure = "continue" ended failed): counts it in
+    // the run's failures_absorbed, saves the run, records a "failure_absorbed" event of task t
+    // with `why` as its detail and tells the observers (the metrics). The one place the count
+    // goes up; a retry that runs the task again takes it back (Core::retry).
     void absorbFailure(Run& run, uint32_t t, const std::string& why);
     // When a run is rebuilt (recovery, retry) from its tasks' records: the task's failure or
     // cancellation becomes the run's first failure unless it has one or the failure is absorbed.

@@ -1,8 +1,8 @@
 // Ready tasks waiting for a slot, and the limits that decide which one starts next: like ninja's
-// Pool. One queue per plugin (highest workflow priority first, then the highest task priority, then
-// first come, first served), the global
-// max_running_tasks, each plugin's max_concurrency and health, and each workflow's
-// max_parallel_tasks (a task held back by it is parked until its workflow has room).
+// Pool. One queue per plugin (highest workflow priority first, then the highest task priority,
+// then first come, first served), the global max_running_tasks, each plugin's max_concurrency
+// and health, and each workflow's max_parallel_tasks (a task held back by it is parked until its
+// workflow has room).
 //
 // It knows no runs, no clock and no Asio: a task is an entry (run serial, task index, seq), and
 // whether an entry is still live (the task still ready, not cancelled, started or queued again)
@@ -97,10 +97,11 @@ public:
                               int workflow_running) const;
 
     // The entry to take next, taken off its queue: the best live entry of the queues whose
-    // limits allow a start (in ItemOrder: run priority, task priority, then the oldest), or, first, the top entry of an
-    // unhealthy plugin whose tasks fail at once (fails_when_unhealthy(plugin)); then
-    // `unhealthy` names that plugin. Stale entries met on the way are dropped. live(item) says
-    // whether an entry is still its task's live entry. Cost: the number of queues.
+    // limits allow a start (in ItemOrder: run priority, task priority, then the oldest), or,
+    // first, the top entry of an unhealthy plugin whose tasks fail at once
+    // (fails_when_unhealthy(plugin)); then `unhealthy` names that plugin. Stale entries met on the
+    // way are dropped. live(item) says whether an entry is still its task's live entry. Cost: the
+    // number of queues.
     struct Next {
         ReadyItem item;
         const std::string* unhealthy = nullptr; // its tasks fail at once (on_unhealthy = fail)

@@ -303,7 +303,7 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
             saveTask(r, i);
         // Failed here (lost, or its child run's end found): absorbed as at any other failure.
         if (r.tasks[i].st == TS::Failed && rec.tasks[i].state != TS::Failed && absorbsFailure(*r.tasks[i].def))
-            absorbFailure(r, i, r.tasks[i].rec.message);
+            absorbFailure(r, i, absorbedText(r.tasks[i].rec.message));
     }
     if (r.rec.state == model::RunState::Paused) r.paused = true;
     saveRun(r);

@@ -427,7 +427,7 @@ void Core::settle(Run& run, uint32_t t, TS state, const std::string& message) {
                                       .attempt = task.rec.attempt});
             spdlog::warn("ENGINE_TASK_FAILED {} task {}: {}", run.rec.id, task.rec.task_id, message);
             if (absorbsFailure(*task.def)) {
-                absorbFailure(run, t, message);
+                absorbFailure(run, t, absorbedText(message));
                 return;
             }
         }
@@ -443,8 +443,7 @@ void Core::absorbFailure(Run& run, uint32_t t, const std::string& why) {
     const auto& task = run.tasks[t];
     ++run.rec.failures_absorbed;
     saveRun(run);
-    event(run.rec.id, task.rec.task_id, "failure_absorbed",
-          "on_failure = continue: the run goes on" + (why.empty() ? std::string() : " (" + why + ")"));
+    event(run.rec.id, task.rec.task_id, "failure_absorbed", why);
     for (auto* o : observers) o->failureAbsorbed(run.rec, task.rec);
 }
 
