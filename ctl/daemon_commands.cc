@@ -147,6 +147,7 @@ int cmdShow(const Context& ctx, const Invocation& in) {
             for (const auto& t : arrayField(node, "tasks")) {
                 const auto* out = t.as_object().if_contains("outputs");
                 if (!out || !out->is_object()) continue;
+                if (t.as_object().contains("fan_out")) continue; // gathered under the fan-out task
                 for (const auto& kv : out->as_object()) {
                     if (!outputs) std::cout << "\nOUTPUTS\n";
                     outputs = true;

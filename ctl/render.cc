@@ -265,16 +265,60 @@ std::string taskNote(const json::value& t) {
 
 namespace {
 
-// One row per task; the child runs of a workflow task follow it, indented, with their tasks.
+// "1000 instances: 812 succeeded, 3 failed, 5 running, 180 pending" of a fan-out task's
+// "instances" object; "" for another task.
+std::string instancesText(const json::value& t) {
+    const json::value* inst = t.is_object() ? t.as_object().if_contains("instances") : nullptr;
+    if (!inst || !inst->is_object()) return "";
+    std::string out = field(*inst, "count") + " instances:";
+    std::string parts;
+    for (const auto& kv : inst->as_object()) {
+        if (kv.key() == "count") continue;
+        parts += (parts.empty() ? " " : ", ") + str(kv.value()) + " " + std::string(kv.key());
+    }
+    return out + parts;
+}
+
+bool isInstance(const json::value& t) { return t.is_object() && t.as_object().contains("fan_out"); }
+
+// At most this many instances of a fan-out are listed under it (those that failed, were
+// cancelled or run now); `show --json` has them all.
+constexpr int kInstancesShown = 20;
+
+void taskRow(const json::value& t, const std::string& indent, std::vector<std::vector<std::string>>& rows) {
+    const json::value* usage = t.is_object() ? t.as_object().if_contains("usage") : nullptr;
+    const json::value none;
+    rows.push_back({indent + field(t, "id"), field(t, "state"), field(t, "attempt"), field(t, "exit_code"),
+                    elapsed(t), cpuText(usage ? *usage : none), memoryText(usage ? *usage : none), taskNote(t)});
+}
+
+// One row per task; the child runs of a workflow task follow it, indented, with their tasks; a
+// fan-out's counts by state follow it, with its instances that failed, were cancelled or run.
 // Columns: TASK, STATE, ATTEMPT, EXIT, DURATION, CPU, MEM, MESSAGE.
 void treeRows(const std::string& root, const json::value& run, const std::string& indent,
               std::vector<std::vector<std::string>>& rows) {
     const auto& children = arrayField(run, "children");
-    for (const auto& t : arrayField(run, "tasks")) {
-        const json::value* usage = t.is_object() ? t.as_object().if_contains("usage") : nullptr;
-        const json::value none;
-        rows.push_back({indent + field(t, "id"), field(t, "state"), field(t, "attempt"), field(t, "exit_code"),
-                        elapsed(t), cpuText(usage ? *usage : none), memoryText(usage ? *usage : none), taskNote(t)});
+    const auto& all = arrayField(run, "tasks");
+    for (const auto& t : all) {
+        if (isInstance(t)) continue;
+        taskRow(t, indent, rows);
+        if (std::string counts = instancesText(t); !counts.empty()) {
+            rows.push_back({indent + "  " + field(t, "id") + "[*]", "-", "-", "-", "-", "-", "-", counts});
+            int shown = 0, more = 0;
+            for (const auto& i : all) {
+                if (!isInstance(i) || field(i, "fan_out") != field(t, "id")) continue;
+                const std::string st = field(i, "state");
+                if (st == "succeeded" || st == "pending" || st == "ready" || st == "skipped") continue;
+                if (shown++ < kInstancesShown) {
+                    taskRow(i, indent + "  ", rows);
+                } else {
+                    ++more;
+                }
+            }
+            if (more > 0)
+                rows.push_back({indent + "  ...", "-", "-", "-", "-", "-", "-",
+                                std::to_string(more) + " more instances not shown (taskhubctl show --json lists all)"});
+        }
         for (const auto& c : children) {
             if (field(c, "parent_task") != field(t, "id")) continue;
             std::string msg = field(c, "message");
@@ -349,8 +393,28 @@ namespace {
 
 // Task counts over the whole tree, by state.
 void countTasks(const json::value& run, std::map<std::string, int>& counts) {
-    for (const auto& t : arrayField(run, "tasks")) ++counts[field(t, "state")];
+    for (const auto& t : arrayField(run, "tasks")) {
+        if (!isInstance(t)) ++counts[field(t, "state")];
+    }
     for (const auto& c : arrayField(run, "children")) countTasks(c, counts);
+}
+
+// "; convert 812/1000, 3 failed" for each fan-out of the tree that has not ended.
+std::string fanOutProgress(const json::value& run) {
+    std::string out;
+    for (const auto& t : arrayField(run, "tasks")) {
+        const json::value* inst = t.is_object() ? t.as_object().if_contains("instances") : nullptr;
+        if (!inst || !inst->is_object() || taskEnded(field(t, "state"))) continue;
+        auto n = [&](const char* k) {
+            const json::value* v = inst->as_object().if_contains(k);
+            return v && v->is_int64() ? v->as_int64() : 0;
+        };
+        const int64_t bad = n("failed") + n("cancelled");
+        out += "; " + field(t, "id") + " " + std::to_string(n("succeeded") + bad) + "/" + std::to_string(n("count")) +
+               (bad ? ", " + std::to_string(bad) + " failed" : "");
+    }
+    for (const auto& c : arrayField(run, "children")) out += fanOutProgress(c);
+    return out;
 }
 
 } // namespace
@@ -378,7 +442,7 @@ std::string progressLine(const json::value& run) {
     }
     return "progress: " + std::to_string(done) + "/" + std::to_string(total) + " tasks done" +
            (doneText.empty() ? "" : " (" + doneText + ")") + (activeText.empty() ? "" : "; " + activeText) +
-           "; run " + field(run, "state") + ", " + elapsed(run);
+           fanOutProgress(run) + "; run " + field(run, "state") + ", " + elapsed(run);
 }
 
 // "a, b, c" of a JSON array of strings; "-" when empty.
@@ -420,11 +484,23 @@ std::vector<TreeEvent> treeEvents(const std::string& root, const json::value& ru
 } // namespace
 
 void printEvents(const std::string& root, const json::value& run) {
+    size_t routine = 0;
     for (const auto& e : treeEvents(root, run)) {
+        // A fan-out instance's routine events (task ids hold '[' only then) would bury the rest.
+        if (e.task.find('[') != std::string::npos &&
+            (e.kind == "ready" || e.kind == "start" || e.kind == "usage" ||
+             (e.kind == "end" && e.detail.starts_with("succeeded")))) {
+            ++routine;
+            continue;
+        }
         const std::string who = e.task.empty() ? e.label + "(run)" : e.label + e.task;
         const std::string detail = e.kind == "usage" ? terminalSafe(usageEventText(e.detail)) : e.detail;
         std::cout << "  " << shortTime(e.time) << "  " << who << "  " << e.kind
                   << (detail.empty() ? "" : "  " + detail) << "\n";
+    }
+    if (routine > 0) {
+        std::cout << "  (" << routine << " events of fan-out instances not shown: ready, start, usage and "
+                  << "succeeded ends; `show --json` has them all)\n";
     }
 }
 

@@ -277,6 +277,7 @@ int serve(const config::DaemonConfig& cfg) {
     eopts.cgroups = cgroups.get(); // recovery by cgroup
     eopts.max_running_tasks = cfg.max_running_tasks;
     eopts.max_nesting_depth = cfg.max_nesting_depth;
+    eopts.max_foreach_items = cfg.workflow_limits.max_foreach_items;
     eopts.log_cap = {cfg.history.max_log_size, cfg.history.max_log_size_text};
     for (const auto& [name, s] : cfg.plugins) eopts.plugin_max_concurrency[name] = s.max_concurrency;
     // Notifications observe the engine (declared first: the engine goes before it); the

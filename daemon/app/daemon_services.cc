@@ -542,14 +542,20 @@ control::ChangeOutcome DaemonServices::checkTarget(const std::string& run_id, co
         return out;
     }
     if (!task_id.empty()) {
+        // An instance of a fan-out ("convert[7]") may have no row yet: the engine knows it.
+        const auto open = task_id.find('[');
+        const std::string_view base = open == std::string::npos ? std::string_view() : std::string_view(task_id).substr(0, open);
         std::string ids;
+        size_t listed = 0;
         for (const auto& t : run->tasks) {
-            if (t.task_id == task_id) {
+            if (t.task_id == task_id || (!base.empty() && t.task_id == base && !t.items.empty())) {
                 out.ok = true;
                 return out;
             }
-            ids += (ids.empty() ? "" : ", ") + t.task_id;
+            if (t.task_id.find('[') != std::string::npos) continue; // instances are not listed
+            if (++listed <= 20) ids += (ids.empty() ? "" : ", ") + t.task_id;
         }
+        if (listed > 20) ids += " and " + std::to_string(listed - 20) + " more";
         out.code = "not_found";
         out.error = "run " + run_id + " has no task '" + task_id + "' (its tasks: " + ids + ")";
         return out;

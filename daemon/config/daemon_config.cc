@@ -18,7 +18,7 @@ namespace {
 
 const std::set<std::string> kTopKeys = {
     "workflows_dir", "plugin_dirs", "state_dir", "socket", "timezone", "log_level",
-    "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "max_nesting_depth",
+    "admin_group", "socket_group", "shutdown_grace", "max_running_tasks", "max_nesting_depth", "max_foreach_items",
     "max_workflow_file_size", "max_workflow_tasks", "pool", "plugins", "default_isolation", "history", "control",
     "default_run_as", "metrics", "notify", "notifications", "daemon"};
 const std::set<std::string> kPoolKeys = {"min_workers", "max_workers", "idle_timeout"};
@@ -340,6 +340,9 @@ std::optional<DaemonConfig> loadDaemonConfig(const fs::path& file_in, std::vecto
         } else if (key == "max_workflow_tasks") {
             if (auto n = getInt(v, what, r, 1, static_cast<int64_t>(kMaxTasksPerWorkflow)))
                 c.workflow_limits.max_tasks = static_cast<size_t>(*n);
+        } else if (key == "max_foreach_items") {
+            if (auto n = getInt(v, what, r, 1, static_cast<int64_t>(kMaxTasksPerWorkflow)))
+                c.workflow_limits.max_foreach_items = static_cast<size_t>(*n);
         } else if (key == "default_isolation") {
             if (auto i = getIsolation(v, what, r)) c.default_isolation = *i;
         } else if (key == "daemon") {

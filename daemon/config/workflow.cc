@@ -86,6 +86,14 @@ void loadParams(const Value& v, Workflow& wf, Reporter& r) {
                                                "digit (it is exported as TASKHUB_PARAM_" + name + ")");
             continue;
         }
+        if (pv->is_array()) {
+            // A list param (for foreach = "${params.NAME}"): its value is the list as JSON text.
+            Table wrap;
+            wrap.emplace("v", *pv);
+            const std::string json = toJson(wrap);
+            wf.params.emplace_back(name, json.substr(5, json.size() - 6));
+            continue;
+        }
         if (auto text = getScalarText(*pv, "'params." + name + "'", r)) wf.params.emplace_back(name, *text);
     }
 }
@@ -269,7 +277,7 @@ FileLoad loadAndCheck(const fs::path& file, const WorkflowDefaults& defaults, co
         SharedPool<std::string> names;
         wf->tasks.reserve(tasks->as_array().size());
         extras.reserve(tasks->as_array().size());
-        for (const auto& t : tasks->as_array()) loadTask(t, i++, *wf, extras, plugins, names, pending, r);
+        for (const auto& t : tasks->as_array()) loadTask(t, i++, *wf, extras, plugins, names, pending, defaults.limits, r);
         validatePending(pending, *wf, plugins, r);
         applyRunAs(*wf, runAsLine, extras, defaults, plugins, r);
         warnRootWatch(*wf);

@@ -101,6 +101,27 @@ const char* toString(RunAsSource s); // "none" | "default_run_as" | "workflow" |
 enum class TaskOnFailure : uint8_t { Fail, Continue };
 const char* toString(TaskOnFailure o); // "fail" | "continue"
 
+// A task's fan-out (`foreach`): one instance of the task per item of a list, decided when the
+// task becomes ready (docs/workflow-format.md, "Fan-out").
+struct FanOutDef {
+    enum class OnEmpty : uint8_t { Succeed, Skip };
+    // `foreach` as written: one reference ("${tasks.list.outputs.files}", "${params.regions}"),
+    // or, for a literal array, empty with `literal` holding the array as JSON text.
+    std::string source;
+    std::string literal;
+    std::string key;           // foreach_key: a template over ${item} and ${index}; empty: the index
+    uint32_t max_parallel = 0; // instances running at once; 0 = no limit of its own
+    uint32_t max_failures = 0; // failed instances the fan-out tolerates (a count, or a percentage)
+    bool max_failures_percent = false;
+    OnEmpty on_empty = OnEmpty::Succeed;
+    size_t line = 0;
+    bool empty() const { return source.empty() && literal.empty(); }
+    // How many of `count` instances may fail with the fan-out still succeeding.
+    uint32_t allowedFailures(uint32_t count) const {
+        return max_failures_percent ? static_cast<uint32_t>(uint64_t{count} * max_failures / 100) : max_failures;
+    }
+};
+
 // One task of a loaded workflow. Compact, because a workflow may have 100,000 of them: what most
 // tasks leave empty or share with other tasks (the plugin's name, env, limits, ...) is a Shared
 // handle of 8 bytes that reads like the value itself (config/shared_value.h); the dependencies
@@ -145,6 +166,8 @@ struct TaskDef {
     // keys, else its workflow's (Workflow::limits, Workflow::leftovers). Applied through the
     // attempt's cgroup (cgroup/cgroup.h); a limit the machine cannot apply refuses the file.
     Shared<cgroup::Limits> limits;
+    // foreach and its keys; empty for a task that runs once.
+    Shared<FanOutDef> fan;
 };
 
 enum class Overlap { Skip, QueueOne, QueueAll, Replace, Allow };

@@ -61,7 +61,8 @@ void checkRefs(const Workflow& wf, const std::vector<TaskExtra>& extras, bool gr
         if (graph_ok) {
             size_t wanted = 0;
             for (const auto& use : extras[i].refs) {
-                if (use.ref.kind == expr::Ref::Param || use.ref.task == task.id) continue;
+                if (use.ref.kind != expr::Ref::Output && use.ref.kind != expr::Ref::TaskState) continue;
+                if (use.ref.task == task.id) continue;
                 auto idx = wf.graph.index(use.ref.task);
                 if (!idx) continue;
                 if (wanted == 0) ++walk;
@@ -84,6 +85,16 @@ void checkRefs(const Workflow& wf, const std::vector<TaskExtra>& extras, bool gr
         }
         for (const auto& use : extras[i].refs) {
             const std::string prefix = use.where + ": " + use.shown + ": ";
+            if (use.ref.kind == expr::Ref::Item || use.ref.kind == expr::Ref::Index) {
+                if (task.fan.get().empty()) {
+                    r.add(use.line, prefix + "${item} and ${index} are only available in a task with foreach (they "
+                                             "are the item of the instance that runs)");
+                } else if (use.where.ends_with("'when'") || use.where.ends_with("'foreach'")) {
+                    r.add(use.line, prefix + "'when' and 'foreach' are decided once for the whole fan-out, before "
+                                             "any instance exists; use ${item} in the task's parameters");
+                }
+                continue;
+            }
             if (use.ref.kind == expr::Ref::Param) {
                 if (declared.count(use.ref.name)) continue;
                 r.add(use.line, prefix + "no param '" + use.ref.name + "' is declared" +

@@ -22,6 +22,10 @@ struct WorkflowLimits {
     static constexpr size_t kDefaultMaxTasks = 100'000;
     uint64_t max_file_size = kDefaultMaxFileSize; // bytes
     size_t max_tasks = kDefaultMaxTasks;          // 1 to kMaxTasksPerWorkflow
+    // The most items one `foreach` may expand to (taskhub.toml max_foreach_items): a literal list
+    // over it refuses the file, a list found at run time over it fails the task.
+    static constexpr size_t kDefaultMaxForeachItems = 10'000;
+    size_t max_foreach_items = kDefaultMaxForeachItems; // 1 to kMaxTasksPerWorkflow
 };
 
 // Why a file of `size` bytes is refused under limits, e.g. "it is 20000000 bytes; workflow files

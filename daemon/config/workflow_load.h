@@ -128,7 +128,7 @@ void loadPolicy(const Value& v, Workflow& wf, Reporter& r);
 // of a file share one copy of each.
 void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>& extras,
               const PluginCatalog& plugins, SharedPool<std::string>& names, std::vector<PendingValidation>& pending,
-              Reporter& r);
+              const WorkflowLimits& limits, Reporter& r);
 void validatePending(const std::vector<PendingValidation>& pending, const Workflow& wf, const PluginCatalog& plugins,
                      Reporter& r);
 void applyRunAs(Workflow& wf, size_t wf_line, const std::vector<TaskExtra>& extras,
@@ -160,6 +160,17 @@ bool loadNotify(const Value& v, std::vector<NotifyTarget>* out, Reporter& r);
 void loadNotificationSettings(const Value& v, NotificationSettings& n, Reporter& r);
 // "taskhub@<hostname>", or "taskhub" when the host name is not usable in an address.
 std::string defaultMailFrom();
+
+// workflow_fanout.cc
+
+// True for foreach, foreach_key, max_parallel, max_failures and on_empty.
+bool isFanOutKey(const std::string& key);
+// Reads one of them into fan (a foreach reference also goes into extra.refs, to be checked).
+void loadFanOutKey(const std::string& key, const Value& kv, const std::string& label, FanOutDef& fan,
+                   TaskExtra& extra, const WorkflowLimits& limits, Reporter& r);
+// After all of a task's keys: the shape keys need foreach, foreach with an upstream output needs a
+// rule that waits for it; sets task.fan.
+void finishFanOut(const Table& t, const std::string& label, FanOutDef fan, TaskDef& task, Reporter& r);
 
 // workflow_graph.cc
 

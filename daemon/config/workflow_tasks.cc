@@ -32,7 +32,8 @@ namespace {
 // The keys a workflow task (workflow = "x") accepts; it has no plugin parameters.
 const std::set<std::string> kWorkflowTaskKeys = {
     "id", "workflow", "params", "depends_on", "retries", "retry_delay", "retry_backoff",
-    "retry_max_delay", "timeout", "trigger_rule", "priority", "when", "on_failure"};
+    "retry_max_delay", "timeout", "trigger_rule", "priority", "when", "on_failure", "foreach", "foreach_key",
+    "max_parallel", "max_failures", "on_empty"};
 // Keys the engine reserves for features of later versions; never passed to plugins.
 const std::set<std::string> kTaskReservedKeys = {"outputs"};
 
@@ -101,7 +102,7 @@ void checkShellParams(const Table& params, const std::string& label, const std::
 
 void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>& extras,
               const PluginCatalog& plugins, SharedPool<std::string>& names, std::vector<PendingValidation>& pending,
-              Reporter& r) {
+              const WorkflowLimits& limits, Reporter& r) {
     if (!v.is_table()) {
         r.add(v, "[[task]] entries must be tables, found " + typeName(v));
         return;
@@ -132,10 +133,13 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
     if (workflowTask && t.at("workflow").is_string()) childName = t.at("workflow").as_string().str;
 
     Table params;
+    FanOutDef fan;
     for (const auto& [key, kv] : t) {
         const std::string what = label + ": '" + key + "'";
         if (key == "id") {
             continue;
+        } else if (isFanOutKey(key)) {
+            loadFanOutKey(key, kv, label, fan, extra, limits, r);
         } else if (key == "plugin") {
             if (auto p = getString(kv, what, r)) task.plugin = names.get(*p);
         } else if (key == "workflow") {
@@ -301,6 +305,7 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
                                            ") must not be shorter than 'retry_delay' (" +
                                            formatDuration(task.retry_delay) + "), or \"0s\" for no cap");
     }
+    finishFanOut(t, label, std::move(fan), task, r);
     task.params_json = toJson(params);
     task.params_json.shrink_to_fit();
     task.child_params = std::move(child_params);

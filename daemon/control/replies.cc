@@ -38,6 +38,30 @@ json::object usageJson(const cgroup::Usage& u) {
     return o;
 }
 
+namespace {
+
+// The fan-out tasks of a run (those with a recorded list): id -> number of items.
+std::map<std::string, size_t, std::less<>> fanOuts(const store::RunRecord& r) {
+    std::map<std::string, size_t, std::less<>> out;
+    for (const auto& t : r.tasks) {
+        if (t.items.empty()) continue;
+        std::error_code ec;
+        auto v = json::parse(t.items, ec);
+        out[t.task_id] = !ec && v.is_array() ? v.as_array().size() : 0;
+    }
+    return out;
+}
+
+// The fan-out an instance id ("convert[7]") belongs to, or "" for another task.
+std::string_view fanOutOf(const std::string& task_id, const std::map<std::string, size_t, std::less<>>& fans) {
+    auto open = task_id.find('[');
+    if (open == std::string::npos || task_id.back() != ']') return {};
+    std::string_view base(task_id.data(), open);
+    return fans.count(base) ? base : std::string_view();
+}
+
+} // namespace
+
 // waiting: why ready tasks have not started (Services::waitingReasons), for `show`; may be null.
 json::object runJson(const store::RunRecord& r, bool with_tasks,
                      const std::map<std::string, std::string>* waiting) {
@@ -61,9 +85,28 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
     o["failures_absorbed"] = r.failures_absorbed;
     if (with_tasks) {
         json::array tasks;
+        const auto fans = fanOuts(r);
+        // Instances by state, per fan-out: those without a row yet are pending.
+        std::map<std::string, std::map<std::string, int64_t>, std::less<>> by_state;
+        for (const auto& t : r.tasks) {
+            if (auto f = fanOutOf(t.task_id, fans); !f.empty()) ++by_state[std::string(f)][std::string(model::name(t.state))];
+        }
         for (const auto& t : r.tasks) {
             json::object to;
             to["id"] = t.task_id;
+            if (auto f = fanOutOf(t.task_id, fans); !f.empty()) to["fan_out"] = f;
+            if (auto f = fans.find(t.task_id); f != fans.end()) {
+                json::object inst;
+                int64_t seen = 0;
+                for (const auto& [state, n] : by_state[t.task_id]) {
+                    inst[state] = n;
+                    seen += n;
+                }
+                const int64_t pending = static_cast<int64_t>(f->second) - seen;
+                if (pending > 0) inst["pending"] = pending + (inst.contains("pending") ? inst["pending"].as_int64() : 0);
+                inst["count"] = f->second;
+                to["instances"] = std::move(inst);
+            }
             to["plugin"] = t.plugin;
             to["state"] = model::name(t.state);
             to["attempt"] = t.attempt;

@@ -211,6 +211,59 @@ void Progress::finish(uint32_t node, Outcome outcome, std::vector<uint32_t>* rea
     record(node, outcome, ready, skipped);
 }
 
+Progress::Parts* Progress::partsOf(uint32_t node) {
+    for (auto& [n, p] : parts_) {
+        if (n == node) return &p;
+    }
+    return nullptr;
+}
+
+void Progress::widen(uint32_t node, uint32_t parts) {
+    if (parts == 0 || partsOf(node)) return;
+    parts_.push_back({node, Parts{parts, 0, 0}});
+    for (uint32_t d : graph_->dependents(node)) nodes_[d].total += parts - 1;
+}
+
+void Progress::recordParts(uint32_t node, std::vector<uint32_t>* ready, std::vector<uint32_t>* skipped) {
+    const Parts& p = *partsOf(node);
+    for (uint32_t d : graph_->dependents(node)) {
+        auto& n = nodes_[d];
+        n.ended += p.total;
+        n.succeeded += p.succeeded;
+        n.failed += p.failed;
+        if (n.decided) continue;
+        switch (evaluate(d)) {
+        case Verdict::Wait: break;
+        case Verdict::Ready:
+            n.decided = 1;
+            ready->push_back(d);
+            break;
+        case Verdict::Skip:
+            n.decided = 1;
+            skipped->push_back(d);
+            record(d, Outcome::Skipped, ready, skipped);
+            break;
+        }
+    }
+}
+
+void Progress::finishParts(uint32_t node, uint32_t succeeded, uint32_t failed, std::vector<uint32_t>* ready,
+                           std::vector<uint32_t>* skipped) {
+    Parts* p = partsOf(node);
+    if (!p) return;
+    p->succeeded = succeeded;
+    p->failed = failed;
+    nodes_[node].decided = 1;
+    recordParts(node, ready, skipped);
+}
+
+void Progress::setParts(uint32_t node, uint32_t succeeded, uint32_t failed) {
+    if (Parts* p = partsOf(node)) {
+        p->succeeded = succeeded;
+        p->failed = failed;
+    }
+}
+
 void Progress::restore(const std::vector<std::optional<Outcome>>& outcomes,
                        std::vector<uint32_t>* ready, std::vector<uint32_t>* skipped) {
     const uint32_t n = static_cast<uint32_t>(graph_->size());
@@ -221,6 +274,14 @@ void Progress::restore(const std::vector<std::optional<Outcome>>& outcomes,
     }
     for (uint32_t i = 0; i < n; ++i) {
         if (!outcomes[i]) continue;
+        if (const Parts* p = partsOf(i)) {
+            for (uint32_t d : graph_->dependents(i)) {
+                nodes_[d].ended += p->total;
+                nodes_[d].succeeded += p->succeeded;
+                nodes_[d].failed += p->failed;
+            }
+            continue;
+        }
         for (uint32_t d : graph_->dependents(i)) count(d, *outcomes[i]);
     }
     for (uint32_t i = 0; i < n; ++i) {

@@ -137,6 +137,18 @@ public:
     // True once the node was reported ready or skipped (or given an outcome by restore()).
     bool decided(uint32_t node) const { return nodes_[node].decided != 0; }
 
+    // A fan-out: the node ends as `parts` outcomes (its instances), and its dependents' rules
+    // count each of them as an upstream outcome. Call once, when the fan-out is expanded (parts
+    // > 0), before finishParts() or restore().
+    void widen(uint32_t node, uint32_t parts);
+    // Records a widened node's end as `succeeded` and `failed` parts (the rest of its parts
+    // skipped), with finish()'s reporting. restore() counts them again while the node keeps
+    // its outcome.
+    void finishParts(uint32_t node, uint32_t succeeded, uint32_t failed, std::vector<uint32_t>* ready,
+                     std::vector<uint32_t>* skipped);
+    // How a widened node that keeps its outcome ended, for restore() (a rebuilt run).
+    void setParts(uint32_t node, uint32_t succeeded, uint32_t failed);
+
 private:
     enum class Verdict { Wait, Ready, Skip };
     Verdict evaluate(uint32_t node) const;
@@ -154,9 +166,17 @@ private:
         uint8_t decided = 0;    // reported ready or skipped (or restored with an outcome)
     };
     void count(uint32_t dependent, Outcome outcome);
+    // Counts a widened node's parts into its dependents and evaluates them (record()'s work for
+    // parts).
+    void recordParts(uint32_t node, std::vector<uint32_t>* ready, std::vector<uint32_t>* skipped);
 
+    struct Parts {
+        uint32_t total = 0, succeeded = 0, failed = 0;
+    };
     const Graph* graph_;
     std::vector<Node> nodes_;
+    std::vector<std::pair<uint32_t, Parts>> parts_; // widened nodes (fan-outs); few, searched linearly
+    Parts* partsOf(uint32_t node);
 };
 
 } // namespace taskhub::dag

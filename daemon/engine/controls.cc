@@ -23,6 +23,23 @@ bool Core::activeRun(const std::string& id, Run** out, std::string* err) {
 
 std::optional<uint32_t> Core::taskIndex(const Run& run, const std::string& task_id, std::string* err) {
     if (auto idx = run.wf->graph.index(task_id)) return *idx;
+    // A fan-out instance: "convert[7]", "convert[eu]".
+    if (auto open = task_id.find('['); open != std::string::npos && task_id.back() == ']') {
+        if (auto idx = run.wf->graph.index(std::string_view(task_id).substr(0, open))) {
+            const auto& fan = run.tasks[*idx].fan;
+            if (!fan) {
+                *err = "task '" + task_id.substr(0, open) + "' of run " + run.rec.id + " has no instances (yet)";
+                return std::nullopt;
+            }
+            for (uint32_t i = 0; i < fan->count(); ++i) {
+                if (run.tasks[fan->first + i].rec.task_id == task_id) return fan->first + i;
+            }
+            *err = "fan-out task '" + task_id.substr(0, open) + "' of run " + run.rec.id + " has no instance " + task_id +
+                   " (it has " + std::to_string(fan->count()) + ": " + run.tasks[fan->first].rec.task_id +
+                   (fan->count() > 1 ? " ... " + run.tasks[fan->first + fan->count() - 1].rec.task_id : "") + ")";
+            return std::nullopt;
+        }
+    }
     std::vector<std::string> ids;
     for (const auto& t : run.wf->tasks) ids.push_back(t.id);
     *err = "run " + run.rec.id + " has no task '" + task_id + "'";
@@ -56,6 +73,26 @@ bool Core::cancel(const std::string& id, const std::string& task_id, const std::
         return false;
     }
     event(id, task_id, "cancel_requested", reason);
+    if (task.fan) {
+        // A fan-out: every instance that has not ended.
+        task.cancel_requested = true;
+        task.cancel_reason = reason;
+        const uint64_t serial = run->serial;
+        for (uint32_t i = task.fan->first; i < task.fan->first + task.fan->count(); ++i) {
+            auto& in = run->tasks[i];
+            if (isFinal(in.st)) continue;
+            if (in.st == TS::Running || in.st == TS::Frozen) {
+                in.cancel_requested = true;
+                in.cancel_reason = reason;
+                stopAttempt(*run, i);
+            } else {
+                finishTask(*run, i, TS::Cancelled, reason);
+            }
+        }
+        pump();
+        if (auto r = by_serial.find(serial); r != by_serial.end()) maybeEndRun(*r->second);
+        return true;
+    }
     if (task.st == TS::Running || task.st == TS::Frozen) {
         task.cancel_requested = true;
         task.cancel_reason = reason;
@@ -212,7 +249,7 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
         *err = "workflow '" + rec->workflow + "' is not loaded, so run " + id + " cannot be retried";
         return false;
     }
-    if (wf->version != rec->version || wf->tasks.size() != rec->tasks.size()) {
+    if (wf->version != rec->version || wf->tasks.size() > rec->tasks.size()) {
         *err = "workflow '" + rec->workflow + "' has changed since run " + id +
                " (version " + rec->version + ", now " + wf->version +
                "); a retry needs the definition the run was made with; trigger a new run instead";
@@ -229,9 +266,24 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
         task.st = isFinal(task.rec.state) ? task.rec.state : TS::Cancelled;
         task.rec.state = task.st;
     }
+    if (!restoreFanOuts(*run, *rec, err)) {
+        *err = "run " + id + " cannot be retried: " + *err;
+        return false;
+    }
+    for (uint32_t i = wf->tasks.size(); i < run->tasks.size(); ++i) {
+        auto& task = run->tasks[i];
+        task.st = isFinal(task.rec.state) ? task.rec.state : TS::Cancelled;
+        task.rec.state = task.st;
+    }
     if (!task_id.empty()) {
         auto t = taskIndex(*run, task_id, err);
         if (!t) return false;
+        if (*t >= wf->tasks.size()) {
+            const std::string& fan_id = wf->tasks[run->tasks[*t].fan_task].id;
+            *err = "retry the fan-out task instead: `retry " + id + " --task " + fan_id + "` runs its failed and "
+                   "cancelled instances again";
+            return false;
+        }
         if (run->tasks[*t].st != TS::Failed && run->tasks[*t].st != TS::Cancelled) {
             *err = "task " + task_id + " of run " + id + " " + model::nameString(run->tasks[*t].st) +
                    "; only failed or cancelled tasks can be retried";
@@ -264,18 +316,33 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
             }
         }
     }
+    // A fan-out retried for its own failure runs its failed and cancelled instances again; one
+    // downstream of a retried task runs all of them again. Either way over the list it was
+    // expanded from.
+    const size_t nstatic = wf->tasks.size();
+    again.resize(run->tasks.size(), 0);
+    for (uint32_t t = 0; t < nstatic; ++t) {
+        if (!again[t] || !run->tasks[t].fan) continue;
+        const bool failed_itself = run->tasks[t].st == TS::Failed || run->tasks[t].st == TS::Cancelled;
+        const auto& fan = *run->tasks[t].fan;
+        for (uint32_t i = fan.first; i < fan.first + fan.count(); ++i) {
+            if (!failed_itself || run->tasks[i].st != TS::Succeeded) again[i] = 1;
+        }
+    }
     std::vector<std::string> names;
     run->unfinished = 0;
     for (uint32_t i = 0; i < run->tasks.size(); ++i) {
         auto& task = run->tasks[i];
         if (!again[i]) {
+            if (i >= nstatic) continue;
             outcomes[i] = outcomeOf(task.st);
             restoreFirstFailure(*run, task);
             continue;
         }
-        names.push_back(task.rec.task_id);
+        if (i < nstatic) names.push_back(task.rec.task_id);
         // An absorbed failure run again is taken back: it counts again if the task fails again.
-        if (task.st == TS::Failed && absorbsFailure(*task.def) && run->rec.failures_absorbed > 0)
+        if (task.st == TS::Failed && absorbsFailure(*task.def) && !task.isInstance() &&
+            run->rec.failures_absorbed > 0)
             --run->rec.failures_absorbed;
         task.st = TS::Pending;
         task.rec.state = TS::Pending;
@@ -291,6 +358,14 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
     run->rec.message.clear();
     run->rec.ended_ms.reset();
     Run& r = adopt(std::move(run));
+    for (uint32_t t = 0; t < nstatic; ++t) {
+        if (!r.tasks[t].fan) continue;
+        recountFanOut(r, t);
+        if (!again[t]) {
+            const auto [ok, failed] = fanParts(r, t);
+            r.progress.setParts(t, ok, failed);
+        }
+    }
     saveRun(r);
     for (uint32_t i = 0; i < r.tasks.size(); ++i) {
         if (again[i]) saveTask(r, i);

@@ -286,7 +286,7 @@ std::optional<std::string> Core::attemptInputs(Run& run, uint32_t t, std::string
     *params_json = task.def->params_json;
     if (task.def->has_templates) {
         std::string err;
-        auto expanded = expr::expandJsonStrings(task.def->params_json, lookupFor(run), task.def->shell_params, &err);
+        auto expanded = expr::expandJsonStrings(task.def->params_json, lookupFor(run, t), task.def->shell_params, &err);
         if (!expanded) return err;
         *params_json = std::move(*expanded);
     }
@@ -320,9 +320,10 @@ plugin_host::AttemptSpec Core::attemptSpec(Run& run, uint32_t t, std::string par
     spec.env = {"TASKHUB_WORKFLOW=" + run.rec.workflow, "TASKHUB_RUN_ID=" + run.rec.id,
                 "TASKHUB_TASK_ID=" + task.rec.task_id,
                 "TASKHUB_ATTEMPT=" + std::to_string(task.rec.attempt)};
+    if (task.isInstance()) spec.env.push_back("TASKHUB_ITEM_INDEX=" + std::to_string(task.item));
     for (const auto& [k, v] : run.rec.params) spec.env.push_back("TASKHUB_PARAM_" + k + "=" + v);
     for (const auto& [k, v] : task.def->env) {
-        spec.env.push_back(k + "=" + (task.def->has_templates ? expand(run, v) : v));
+        spec.env.push_back(k + "=" + (task.def->has_templates ? expand(run, t, v) : v));
     }
     spec.log_fd = task.output ? task.output->writeFd() : -1;
     spec.timeout_ms = static_cast<uint64_t>(task.def->timeout.count());

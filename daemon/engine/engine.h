@@ -52,6 +52,7 @@ struct EngineOptions {
     int max_running_tasks = 0;                  // 0 = unlimited
     std::map<std::string, int> plugin_max_concurrency; // per plugin; absent or 0 = unlimited
     int max_nesting_depth = 10;                 // child runs below a top-level run, at most
+    size_t max_foreach_items = 10'000;          // items one foreach may expand to (max_foreach_items)
     LogCap log_cap;                             // the most one attempt's log file holds
     // Containment with cgroups (cgroup/cgroup.h); null in process-group mode. recover() then
     // finds lost attempts by their cgroups, and the /proc environ scan is not made. Must

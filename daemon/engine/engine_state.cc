@@ -61,9 +61,14 @@ expr::Lookup Core::lookupFor(const Run& run) const {
 }
 
 std::string Core::expand(const Run& run, const std::string& text) const {
+    return expand(run, kNoFan, text);
+}
+
+std::string Core::expand(const Run& run, uint32_t t, const std::string& text) const {
     if (text.find("${") == std::string::npos) return text;
     std::string ignored; // validated at load; a bad template stays as written
-    if (auto tpl = expr::Template::parse(text, &ignored)) return tpl->expand(lookupFor(run));
+    if (auto tpl = expr::Template::parse(text, &ignored))
+        return tpl->expand(t == kNoFan ? lookupFor(run) : lookupFor(run, t));
     return text;
 }
 

@@ -114,6 +114,22 @@ inline const std::string* findValue(const store::NameValues& values, const std::
     return nullptr;
 }
 
+// An expanded fan-out task (`foreach`): its instances are TaskRuns of the same run, at
+// run.tasks[first .. first + items.size()), made ready at most max_parallel at a time; the task
+// itself runs no attempt and ends when its last instance has ended (endFanOut()).
+struct FanOut {
+    std::vector<std::string> items; // item i as compact JSON text
+    uint32_t first = 0;
+    uint32_t next = 0;   // instances before it were made ready (or had ended) already
+    uint32_t active = 0; // instances ready, running or retrying
+    uint32_t ended = 0, succeeded = 0, failed = 0, cancelled = 0;
+    bool over = false;   // failures exceeded max_failures (a fail_fast stop was asked for)
+    std::string first_failure; // "convert[3]: exit code 2"
+    uint32_t count() const { return static_cast<uint32_t>(items.size()); }
+};
+
+inline constexpr uint32_t kNoFan = UINT32_MAX;
+
 struct TaskRun {
     store::TaskRecord rec;
     TS st = TS::Pending;
@@ -139,6 +155,11 @@ struct TaskRun {
     // Its plugin was asked to hold the attempt's work while the run is paused (ABI 1.6 hold()).
     bool held = false;
     uint64_t start_mark = 0; // the store's write mark after the attempt's start was recorded
+    // A fan-out instance: its fan-out task's index and its item's position; kNoFan otherwise.
+    uint32_t fan_task = kNoFan;
+    uint32_t item = 0;
+    std::unique_ptr<FanOut> fan; // a fan-out task, once expanded
+    bool isInstance() const { return fan_task != kNoFan; }
 };
 
 // An attempt waiting for its "starting" record to be committed (see flushLaunches()).
@@ -154,7 +175,9 @@ struct Run {
     store::RunRecord rec;
     std::shared_ptr<const config::Workflow> wf;
     dag::Progress progress;
-    std::vector<TaskRun> tasks;
+    // The workflow's tasks (index = graph node), then the instances of expanded fan-outs. A deque:
+    // expanding appends without moving the tasks callers up the stack hold references to.
+    std::deque<TaskRun> tasks;
     std::vector<std::optional<expr::Condition>> conditions; // parsed `when`, per task
     size_t unfinished = 0;
     std::optional<model::RunState> stop_state; // set when the run is being stopped: Failed or Cancelled
@@ -245,9 +268,12 @@ struct Core {
     void setState(Run& run, uint32_t t, TS st);
     Run* findRun(const std::string& id);
     expr::Lookup lookupFor(const Run& run) const;
+    // The same, for a fan-out instance's templates: also ${item...} and ${index}.
+    expr::Lookup lookupFor(const Run& run, uint32_t t) const;
     // Observers (observer.h): a run's end, with its tasks' records.
     void notifyRunEnded(const store::RunRecord& rec, const std::vector<const store::TaskRecord*>& tasks);
     std::string expand(const Run& run, const std::string& text) const;
+    std::string expand(const Run& run, uint32_t t, const std::string& text) const; // with lookupFor(run, t)
 
     // run_lifecycle.cc: runs from trigger to end
     std::string newManualId(const std::string& workflow);
@@ -282,6 +308,28 @@ struct Core {
     void endRun(Run& run);
     void childEnded(const Run& child);
     void startNextQueued(const std::string& workflow);
+
+    // fanout.cc: foreach
+    // The items of task t's foreach, evaluated now; nullopt with *err naming the task, the key
+    // and what is wrong.
+    std::optional<std::vector<std::string>> fanItems(Run& run, uint32_t t, std::string* err);
+    // Expands fan-out task t into its instances (none for an empty list). Returns the outcome
+    // when the task ended here instead (an error, an empty list), with *why.
+    std::optional<TS> expandFanOut(Run& run, uint32_t t, std::string* why);
+    // Appends the instances of a fan-out over items (their ids from foreach_key); false with *err
+    // when a key is unusable or repeats.
+    bool makeInstances(Run& run, uint32_t t, std::vector<std::string> items, std::string* err);
+    // Makes instances ready while max_parallel allows; ends the fan-out once all have ended.
+    void startInstances(Run& run, uint32_t t);
+    void instanceEnded(Run& run, uint32_t i, TS state);
+    void endFanOut(Run& run, uint32_t t);
+    // After a rebuild (recovery, retry): the counts from the instances' states.
+    void recountFanOut(Run& run, uint32_t t);
+    // Recreates the instances of the run's expanded fan-outs from their records (rows beyond the
+    // workflow's tasks); false with *err when a recorded list no longer makes the same instances.
+    bool restoreFanOuts(Run& run, const store::RunRecord& rec, std::string* err);
+    // How a finished fan-out counts for its dependents' rules: succeeded and failed parts.
+    std::pair<uint32_t, uint32_t> fanParts(const Run& run, uint32_t t) const;
 
     // dispatch.cc: dispatch, attempts, plugin health
     PluginQueue& queueOf(TaskRun& task);

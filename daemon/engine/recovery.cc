@@ -186,7 +186,7 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
     if (!wf) {
         why = "taskhubd restarted and workflow '" + rec.workflow + "' is no longer loaded, so run " + rec.id +
               " cannot continue";
-    } else if (wf->version != rec.version || wf->tasks.size() != rec.tasks.size()) {
+    } else if (wf->version != rec.version || wf->tasks.size() > rec.tasks.size()) {
         why = "taskhubd restarted and workflow '" + rec.workflow + "' has changed since run " + rec.id +
               " started (version " + rec.version + ", now " + wf->version + "), so it cannot continue";
     }
@@ -194,6 +194,15 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
     auto run = makeRun(wf, rec.id, rec.trigger, rec.params);
     run->rec = rec;
     run->rec.tasks.clear();
+    const size_t nstatic = wf->tasks.size();
+    for (uint32_t i = 0; i < nstatic; ++i) run->tasks[i].rec = rec.tasks[i];
+    // Fan-outs continue with the instances of the list they were expanded from.
+    if (std::string err; !restoreFanOuts(*run, rec, &err)) {
+        return abandon(rec, "taskhubd restarted and run " + rec.id + " cannot continue: " + err, unfinished, lost_what,
+                       report);
+    }
+    std::vector<TS> recorded(run->tasks.size());
+    for (uint32_t i = 0; i < run->tasks.size(); ++i) recorded[i] = run->tasks[i].rec.state;
     if (parent) {
         run->parent_id = parent->rec.id;
         run->parent_task = parent_task;
@@ -207,7 +216,12 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
     r.unfinished = 0;
     for (uint32_t i = 0; i < r.tasks.size(); ++i) {
         auto& task = r.tasks[i];
-        task.rec = rec.tasks[i];
+        if (task.fan && !isFinal(task.rec.state)) {
+            // An expanded fan-out runs nothing itself: it continues once the run is resumed.
+            task.st = TS::Pending;
+            ++r.unfinished;
+            continue;
+        }
         if (auto u = unrecorded_attempts.find(rec.id + "\n" + task.rec.task_id);
             u != unrecorded_attempts.end() && u->second > task.rec.attempt) {
             task.rec.attempt = u->second; // recorded as lost by noteUnrecorded()
@@ -298,6 +312,10 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
         }
     }
     for (uint32_t i = 0; i < r.tasks.size(); ++i) {
+        if (i >= nstatic) {
+            if (!isFinal(recorded[i])) saveTask(r, i); // an instance the loop above may have changed
+            continue;
+        }
         if (r.tasks[i].rec.state != rec.tasks[i].state || r.tasks[i].rec.message != rec.tasks[i].message ||
             r.tasks[i].rec.attempt != rec.tasks[i].attempt)
             saveTask(r, i);
@@ -329,7 +347,14 @@ void Core::resumeRebuilt(Run& run) {
     std::vector<uint32_t> lost_failed;
     for (uint32_t i = 0; i < run.tasks.size(); ++i) {
         auto& task = run.tasks[i];
-        if (!isFinal(task.st)) continue;
+        if (task.fan) {
+            recountFanOut(run, i);
+            if (isFinal(task.st)) {
+                const auto [ok, failed] = fanParts(run, i);
+                run.progress.setParts(i, ok, failed);
+            }
+        }
+        if (!isFinal(task.st) || task.isInstance()) continue;
         outcomes[i] = outcomeOf(task.st);
         restoreFirstFailure(run, task);
     }

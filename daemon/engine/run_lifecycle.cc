@@ -295,6 +295,7 @@ std::optional<TS> Core::admitDecision(Run& run, uint32_t t, std::string* why) {
             return TS::Skipped;
         }
     }
+    if (!task.def->fan.get().empty()) return expandFanOut(run, t, why);
     return std::nullopt;
 }
 
@@ -320,7 +321,16 @@ void Core::admit(Run& run, uint32_t first) {
             std::string why;
             if (auto outcome = admitDecision(run, t, &why)) {
                 settle(run, t, *outcome, why);
+                if (*outcome == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state) {
+                    // A fan-out whose list was unusable failed here.
+                    stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)",
+                            true);
+                }
                 work.push_back({t, outcomeOf(*outcome)});
+                continue;
+            }
+            if (run.tasks[t].fan) {
+                startInstances(run, t);
                 continue;
             }
             markReady(run, t);
@@ -382,7 +392,7 @@ void Core::startChild(Run& run, uint32_t t) {
         return;
     }
     store::NameValues given;
-    for (const auto& [name, value] : task.def->child_params) given.emplace_back(name, expand(run, value));
+    for (const auto& [name, value] : task.def->child_params) given.emplace_back(name, expand(run, t, value));
     store::NameValues params;
     if (auto err = resolveParams(*child_wf, given, &params)) {
         fail(*err);
@@ -422,7 +432,7 @@ void Core::settle(Run& run, uint32_t t, TS state, const std::string& message) {
     event(run.rec.id, task.rec.task_id, kind, model::nameString(state) + (message.empty() ? "" : ": " + message));
     --run.unfinished;
     if (state == TS::Failed || (state == TS::Cancelled && !run.stop_state)) {
-        if (state == TS::Failed) {
+        if (state == TS::Failed && !task.isInstance()) {
             logging::Context log_ctx({.workflow = run.rec.workflow, .run_id = run.rec.id, .task = task.rec.task_id,
                                       .attempt = task.rec.attempt});
             spdlog::warn("ENGINE_TASK_FAILED {} task {}: {}", run.rec.id, task.rec.task_id, message);
@@ -431,7 +441,8 @@ void Core::settle(Run& run, uint32_t t, TS state, const std::string& message) {
                 return;
             }
         }
-        if (run.first_failure.empty()) {
+        // An instance's failure is its fan-out's to judge (max_failures).
+        if (run.first_failure.empty() && !task.isInstance()) {
             run.first_failure = "task '" + task.rec.task_id + "' " +
                                 (state == TS::Failed ? "failed" : "was cancelled") +
                                 (message.empty() ? "" : ": " + message);
@@ -466,6 +477,10 @@ void Core::settleSkipped(Run& run, const std::vector<uint32_t>& skipped) {
 
 void Core::finishTask(Run& run, uint32_t t, TS state, const std::string& message) {
     settle(run, t, state, message);
+    if (run.tasks[t].isInstance()) {
+        instanceEnded(run, t, state);
+        return;
+    }
     if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state &&
         !absorbsFailure(*run.tasks[t].def)) {
         stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
@@ -498,6 +513,12 @@ void Core::stopRun(Run& run, model::RunState state, const std::string& reason, b
         if (!by_serial.count(serial)) return;
         auto& task = run.tasks[t];
         if (fail_fast && runsAfterFailure(task.def->trigger_rule)) continue;
+        if (task.fan) continue; // an expanded fan-out ends with its instances
+        if (task.isInstance() && (task.st == TS::Pending || task.st == TS::Ready || task.st == TS::Retrying)) {
+            settle(run, t, TS::Cancelled, reason);
+            instanceEnded(run, t, TS::Cancelled);
+            continue;
+        }
         if (task.st == TS::Running || task.st == TS::Frozen) {
             task.cancel_requested = true;
             stopAttempt(run, t);
@@ -631,6 +652,7 @@ bool Core::drained() const {
 bool Core::detachable(const Run& run, bool* any_active) const {
     for (const auto& task : run.tasks) {
         if (task.st != TS::Running && task.st != TS::Frozen) continue;
+        if (task.fan) continue; // its instances are what runs
         if (!task.def->workflow.empty()) {
             auto it = runs.find(task.rec.child_run);
             if (it == runs.end() || !detachable(*it->second, any_active)) return false;

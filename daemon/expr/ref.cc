@@ -19,6 +19,8 @@ std::string toString(const Ref& ref) {
     case Ref::Param: return "params." + ref.name;
     case Ref::Output: return "tasks." + ref.task + ".outputs." + ref.name;
     case Ref::TaskState: return "tasks." + ref.task + ".state";
+    case Ref::Item: return "item";
+    case Ref::Index: return "index";
     }
     return "?";
 }
@@ -63,6 +65,12 @@ RefParse parseRef(std::string_view text, size_t pos, bool allow_state, const std
 
     size_t end = word(pos, isNameChar);
     const std::string head(text.substr(pos, end - pos));
+    if (head == "item" || head == "index") {
+        out.ok = true;
+        out.ref = {head == "item" ? Ref::Item : Ref::Index, "", ""};
+        out.end = end;
+        return out;
+    }
     if (head != "params" && head != "tasks") {
         if (head.empty()) {
             return fail(pos, "expected a reference, found " + describe(text, pos, "the end of the text") +

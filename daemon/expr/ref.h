@@ -10,7 +10,7 @@
 namespace taskhub::expr {
 
 struct Ref {
-    enum Kind { Param, Output, TaskState };
+    enum Kind { Param, Output, TaskState, Item, Index };
     Kind kind = Param;
     std::string task; // Output, TaskState: the task id; empty for Param
     std::string name; // Param: the param name; Output: the output name; empty for TaskState

@@ -22,18 +22,19 @@ const char* const kSql[kStmtCount] = {
     "SELECT key FROM runs WHERE id = ?1",
     "INSERT INTO tasks(key, task_id, plugin, state, attempt, exit_code, message, started_ms, "
     "ended_ms, outputs, child_run, pid, pgid, proc_start, kind, cpu_user_us, cpu_system_us, memory_peak, "
-    "oom_kills, io_read_bytes, io_write_bytes, usage_source, leftovers_found, leftovers_action, handle) "
+    "oom_kills, io_read_bytes, io_write_bytes, usage_source, leftovers_found, leftovers_action, handle, items) "
     "VALUES(?1, ?2, ?11, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, "
-    "?23, ?24, ?25) ON CONFLICT(key) DO UPDATE SET state = ?3, attempt = ?4, exit_code = ?5, message = ?6, "
+    "?23, ?24, ?25, ?26) ON CONFLICT(key) DO UPDATE SET state = ?3, attempt = ?4, exit_code = ?5, message = ?6, "
     "started_ms = ?7, ended_ms = ?8, outputs = ?9, child_run = ?10, pid = ?12, pgid = ?13, proc_start = ?14, "
     "cpu_user_us = ?16, cpu_system_us = ?17, memory_peak = ?18, oom_kills = ?19, io_read_bytes = ?20, "
-    "io_write_bytes = ?21, usage_source = ?22, leftovers_found = ?23, leftovers_action = ?24, handle = ?25",
+    "io_write_bytes = ?21, usage_source = ?22, leftovers_found = ?23, leftovers_action = ?24, handle = ?25, "
+    "items = ?26",
     "INSERT INTO event_blocks(last_seq, run_key, events) VALUES(?1, ?2, ?3)",
     "SELECT 1 FROM runs WHERE id = ?1",
     "SELECT " TASKHUB_RUN_SELECT ", tasks FROM runs WHERE id = ?1",
     "SELECT task_id, plugin, state, attempt, exit_code, message, started_ms, ended_ms, outputs, "
     "child_run, pid, pgid, proc_start, kind, cpu_user_us, cpu_system_us, memory_peak, oom_kills, io_read_bytes, "
-    "io_write_bytes, usage_source, leftovers_found, leftovers_action, key, handle FROM tasks "
+    "io_write_bytes, usage_source, leftovers_found, leftovers_action, key, handle, items FROM tasks "
     "WHERE key >= ?1 AND key < ?2 ORDER BY key",
     "SELECT events FROM event_blocks WHERE run_key = ?1 ORDER BY last_seq",
     "SELECT coalesce(max(last_seq), 0) + 1 FROM event_blocks",

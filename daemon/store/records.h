@@ -45,6 +45,9 @@ struct TaskRecord {
     // its main process exited, and what was done with them; unset when none were found.
     std::optional<cgroup::Usage> usage;
     std::optional<cgroup::LeftoverReport> leftovers;
+    // A fan-out task (`foreach`) that was expanded: the list it was expanded from, as a JSON
+    // array; item i is instance i ("ID[i]", or "ID[KEY]" with foreach_key). Empty otherwise.
+    std::string items;
 };
 
 // The detail of a "usage" event, one per measured attempt, as a JSON object text:

@@ -234,6 +234,7 @@ TaskRecord readTask(const Stmt& t) {
     tr.kind = nameFromColumn(t.text(13), model::TaskKind::Plugin, "tasks.kind");
     readUsage(t, 14, tr);
     tr.handle = t.text(24);
+    tr.items = t.text(25);
     return tr;
 }
 

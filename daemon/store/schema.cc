@@ -254,15 +254,21 @@ constexpr const char* kSchemaV11 = R"sql(
 ALTER TABLE tasks ADD COLUMN handle TEXT NOT NULL DEFAULT '';
 )sql";
 
-// 12 (issue 20): how many failures a run absorbed (tasks with on_failure = "continue" that ended
-// failed); 0 for runs written before.
+// 12 (issue 20): the list a fan-out task (`foreach`) was expanded from, as a JSON array ('' for
+// every other task), so that a restart continues the fan-out with the same instances.
 constexpr const char* kSchemaV12 = R"sql(
+ALTER TABLE tasks ADD COLUMN items TEXT NOT NULL DEFAULT '';
+)sql";
+
+// 13 (issue 20): how many failures a run absorbed (tasks with on_failure = "continue" that ended
+// failed); 0 for runs written before.
+constexpr const char* kSchemaV13 = R"sql(
 ALTER TABLE runs ADD COLUMN failures_absorbed INTEGER NOT NULL DEFAULT 0;
 )sql";
 
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
 const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
-                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11, kSchemaV12};
+                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11, kSchemaV12, kSchemaV13};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace

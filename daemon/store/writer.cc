@@ -156,7 +156,7 @@ bool Store::applyTask(Conn& c, int64_t run_key, int order, const TaskRecord& t) 
     } else {
         s.bindNull(23).bindRef(24, "");
     }
-    s.bindRef(25, t.handle);
+    s.bindRef(25, t.handle).bindRef(26, t.items);
     c.check(s.step(), "write task", &err);
     // The references to the texts above stay bound but are never read: the next write binds every
     // parameter again before it steps.

@@ -760,7 +760,7 @@ class SlurmTest(harness.DaemonTestCase):
             """)
         d.start()
         # The next job id: one after a job submitted now (the cases run one at a time).
-        last = int(self.cluster.cmd("sbatch", "--parsable", "--wrap", "true").stdout.strip().split(";")[0])
+        last = int(self.cluster.cmd("sbatch", "--parsable", "--output=/dev/null", "--wrap", "true").stdout.strip().split(";")[0])
         nobody = pwd.getpwnam("nobody")
         for nxt in range(last + 1, last + 4):  # a little slack for a job started meanwhile
             subprocess.run(["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid, "--clear-groups",

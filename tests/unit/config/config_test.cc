@@ -515,7 +515,7 @@ idel_timeout = "1m"
         for (const auto& p : problems) got.push_back(std::to_string(p.line) + ": " + p.message);
         CHECK(got == std::vector<std::string>{
                          "1: unknown key 'workflow_dir'; did you mean 'workflows_dir'? (accepted: admin_group, control, "
-                         "daemon, default_isolation, default_run_as, history, log_level, max_nesting_depth, max_running_tasks, "
+                         "daemon, default_isolation, default_run_as, history, log_level, max_foreach_items, max_nesting_depth, max_running_tasks, "
                          "max_workflow_file_size, max_workflow_tasks, metrics, notifications, notify, plugin_dirs, plugins, pool, shutdown_grace, "
                          "socket, socket_group, "
                          "state_dir, timezone, workflows_dir)",

@@ -173,7 +173,6 @@ run_as = "no-such-user-th"
               "1: 'max_parallel_tasks' must be between 0 and 1000000, found -1",
               "4: param name 'my-param' is invalid: use letters, digits and '_', not starting with a digit (it is "
               "exported as TASKHUB_PARAM_my-param)",
-              "5: 'params.list' must be a string, integer, float or boolean, found array",
               "10: task 'a': 'trigger_rule' must be all_success | all_done | all_failed | one_success | one_failed | "
               "none_failed | always, found \"all_succeeded\"",
               "11: task 'a': 'priority' must be an integer, found string",
@@ -226,15 +225,17 @@ params = ["x"]
               "7: task 'neither' has no 'plugin' or 'workflow' (e.g. plugin = \"shell\", or workflow = \"other-name\" "
               "to run another workflow)",
               "14: task 'sub': 'command' is not accepted on a workflow task, which runs workflow 'other' and has no "
-              "plugin parameters (accepted: depends_on, id, on_failure, params, priority, retries, retry_backoff, retry_delay, "
-              "retry_max_delay, timeout, trigger_rule, when, workflow)",
+              "plugin parameters (accepted: depends_on, foreach, foreach_key, id, max_failures, max_parallel, on_empty, "
+              "on_failure, params, priority, retries, retry_backoff, retry_delay, retry_max_delay, timeout, trigger_rule, when, "
+              "workflow)",
               "15: task 'sub': 'env' applies to plugin tasks only (pass values to the child workflow with params = { "
               "NAME = \"value\" })",
               "16: task 'sub': 'retry_on_exit_codes' applies to plugin tasks only (a workflow task has no exit code; "
               "it fails when its child run fails)",
               "17: task 'sub': 'dependson' is not accepted on a workflow task, which runs workflow 'other' and has no "
-              "plugin parameters; did you mean 'depends_on'? (accepted: depends_on, id, on_failure, params, priority, retries, "
-              "retry_backoff, retry_delay, retry_max_delay, timeout, trigger_rule, when, workflow)",
+              "plugin parameters; did you mean 'depends_on'? (accepted: depends_on, foreach, foreach_key, id, "
+              "max_failures, max_parallel, on_empty, on_failure, params, priority, retries, retry_backoff, retry_delay, "
+              "retry_max_delay, timeout, trigger_rule, when, workflow)",
               "22: task 'plain': 'params' is only for workflow tasks (with workflow = \"...\"); a plugin task's "
               "parameters are keys of the task itself",
               "26: task 'badname': 'workflow' must name a workflow (its file name without .toml: letters, digits, "
@@ -445,4 +446,92 @@ log_to_journal = true
               "6: task 'a': 'log_to_journal' must be true or false, found integer",
               "11: task 'sub': 'log_to_journal' applies to plugin tasks only (a workflow task prints nothing; set "
               "log_to_journal in workflow 'quiet')"});
+}
+
+TEST_CASE("fan-out keys: what loads, and what is refused with both keys named", "[workflow][fanout]") {
+    TempDir dir;
+    auto good = loadText(dir, "good.toml", R"([params]
+regions = ["eu", "us"]
+
+[[task]]
+id = "list"
+plugin = "noop"
+
+[[task]]
+id = "a"
+plugin = "noop"
+depends_on = ["list"]
+foreach = "${tasks.list.outputs.files}"
+max_parallel = 4
+max_failures = "5%"
+on_empty = "skip"
+
+[[task]]
+id = "b"
+plugin = "noop"
+foreach = [1, "two", {x = 3}]
+foreach_key = "k${index}"
+max_failures = 2
+)");
+    INFO(messages(good).size());
+    REQUIRE(good.workflow);
+    const auto& a = good.workflow->tasks[1].fan.get();
+    CHECK(a.source == "${tasks.list.outputs.files}");
+    CHECK(a.max_parallel == 4);
+    CHECK(a.max_failures == 5);
+    CHECK(a.max_failures_percent);
+    CHECK(a.allowedFailures(100) == 5);
+    CHECK(a.on_empty == FanOutDef::OnEmpty::Skip);
+    const auto& b = good.workflow->tasks[2].fan.get();
+    CHECK(b.literal == R"([1,"two",{"x":3}])");
+    CHECK(b.key == "k${index}");
+    CHECK(good.workflow->params[0].second == R"(["eu","us"])");
+
+    auto bad = loadText(dir, "bad.toml", R"([[task]]
+id = "list"
+plugin = "noop"
+
+[[task]]
+id = "a"
+plugin = "noop"
+max_parallel = 2
+command = "${item}"
+
+[[task]]
+id = "b"
+plugin = "noop"
+depends_on = ["list"]
+foreach = "x ${tasks.list.outputs.files}"
+
+[[task]]
+id = "c"
+plugin = "noop"
+depends_on = ["list"]
+foreach = "${tasks.list.outputs.files}"
+trigger_rule = "always"
+max_failures = "150%"
+on_empty = "fail"
+foreach_key = "constant"
+
+[[task]]
+id = "d"
+plugin = "noop"
+foreach = "${tasks.list.outputs.files}"
+when = "item == 'x'"
+)");
+    CHECK_FALSE(bad.workflow);
+    const auto got = messages(bad);
+    auto has = [&](const std::string& m) {
+        INFO(m);
+        CHECK(std::any_of(got.begin(), got.end(), [&](const std::string& g) { return g.find(m) != std::string::npos; }));
+    };
+    has("8: task 'a': 'max_parallel' only applies to a fan-out: add foreach = \"${...}\" (a list) or remove 'max_parallel'");
+    has("9: task 'a': 'command': ${item}: ${item} and ${index} are only available in a task with foreach");
+    has("15: task 'b': 'foreach' must be one reference to a list, e.g. \"${tasks.list.outputs.files}\"");
+    has("22: task 'c': 'foreach' reads an upstream task's output, which trigger_rule = \"always\" does not wait for");
+    has("23: task 'c': 'max_failures' must be a number of instances (max_failures = 3) or a percentage of them "
+        "(max_failures = \"5%\", 0% to 100%), found \"150%\"");
+    has("24: task 'c': 'on_empty' must be \"succeed\" (the task succeeds with no instances) or \"skip\", found \"fail\"");
+    has("25: task 'c': 'foreach_key' must use the item");
+    has("31: task 'd': 'when': column 1: unknown name 'item'"); // conditions have no item
 }

@@ -215,6 +215,27 @@ TEST_CASE("absorb: an attempt lost in a crash with no retries left is absorbed a
     CHECK(simTask(run, "a").state == "failed");
 }
 
+TEST_CASE("absorb: a fan-out's failure is absorbed once, never an instance's; no fail_fast stop",
+          "[engine][sim][absorb][fanout]") {
+    SimHarness h;
+    h.add("fan", fakeTask("t", "foreach = [1, 2, 3]\non_failure = \"continue\"") +
+                     fakeTask("handle", "depends_on = [\"t\"]\ntrigger_rule = \"one_failed\""));
+    h.load();
+    auto id = h.trigger("fan");
+    endTask(h, "t[0]", O::Failed, "boom"); // over max_failures (0): the fan-out has failed
+    CHECK_FALSE(h.plugin().latest("t[1]")->cancelled);
+    CHECK_FALSE(h.plugin().latest("t[2]")->cancelled);
+    CHECK(h.record(id).failures_absorbed == 0); // an instance's failure is its fan-out's to judge
+    endTask(h, "t[1]", O::Failed, "boom too");
+    endTask(h, "t[2]", O::Succeeded);
+    endTask(h, "handle", O::Succeeded);
+    auto run = h.record(id);
+    CHECK(simTask(run, "t").state == "failed");
+    CHECK(run.state == "succeeded");
+    CHECK(run.failures_absorbed == 1);
+    CHECK(countEvents(h.events(id), "failure_absorbed") == 1);
+}
+
 // ---- workflow priority ----
 
 TEST_CASE("priority: an urgent workflow's ready task overtakes a bulk workflow's earlier ones at "

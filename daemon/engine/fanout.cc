@@ -1,0 +1,416 @@
+// Fan-out (`foreach`): a task that runs once per item of a list decided when it becomes ready.
+// Its instances are tasks of the same run (engine_state.h, FanOut), each with its own attempts,
+// retries, timeout, log and outputs; the fan-out task itself runs nothing and ends when its last
+// instance has ended. Its dependents' trigger rules count every instance (dag::Progress::widen).
+#include "engine/engine_state.h"
+
+#include <boost/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "common/log.h"
+#include "common/time_util.h"
+#include "store/store.h"
+
+namespace taskhub::engine {
+
+namespace {
+
+namespace json = boost::json;
+
+// At most this much of hostile text goes into a message, with bytes that are not printable ASCII
+// shown as \xNN.
+std::string excerpt(std::string_view text, size_t max = 60) {
+    std::string out;
+    for (size_t i = 0; i < text.size() && i < max; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            out += static_cast<char>(c);
+        } else {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", c);
+            out += buf;
+        }
+    }
+    if (text.size() > max) out += "...";
+    return out;
+}
+
+const char* jsonKind(const json::value& v) {
+    switch (v.kind()) {
+    case json::kind::object: return "a JSON object";
+    case json::kind::string: return "a string";
+    case json::kind::bool_: return "a boolean";
+    case json::kind::null: return "null";
+    default: return "a number";
+    }
+}
+
+// An item as a template inserts it: a string's text, anything else as compact JSON.
+std::string itemText(const std::string& item_json) {
+    std::error_code ec;
+    auto v = json::parse(item_json, ec);
+    if (!ec && v.is_string()) return std::string(v.as_string());
+    return item_json;
+}
+
+bool isKeyChar(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+}
+
+// The most bytes the gathered outputs of a fan-out's instances may take in the fan-out task's
+// record (each array of the instances' values of one output name counts).
+constexpr size_t kMaxGatheredOutputs = size_t{16} << 20;
+
+} // namespace
+
+expr::Lookup Core::lookupFor(const Run& run, uint32_t t) const {
+    const TaskRun& task = run.tasks[t];
+    if (!task.isInstance()) return lookupFor(run);
+    const auto& item = run.tasks[task.fan_task].fan->items[task.item];
+    return [this, &run, &item, index = task.item](const expr::Ref& ref) -> std::optional<std::string> {
+        if (ref.kind == expr::Ref::Index) return std::to_string(index);
+        if (ref.kind == expr::Ref::Item) return itemText(item);
+        return lookupFor(run)(ref);
+    };
+}
+
+std::optional<std::vector<std::string>> Core::fanItems(Run& run, uint32_t t, std::string* err) {
+    const auto& task = run.tasks[t];
+    const config::FanOutDef& fan = task.def->fan;
+    const std::string where = "task '" + task.def->id + "': foreach";
+    std::string text;
+    std::string shown; // what the list came from, for messages
+    if (!fan.literal.empty()) {
+        text = fan.literal;
+        shown = where + " (a literal list)";
+    } else {
+        std::string ignored; // validated when the file was loaded
+        auto tpl = expr::Template::parse(fan.source, &ignored);
+        if (!tpl || tpl->refs().size() != 1) {
+            *err = where + " = \"" + fan.source + "\" is not one reference";
+            return std::nullopt;
+        }
+        const expr::Ref& ref = tpl->refs().front();
+        shown = where + " = \"" + fan.source + "\"";
+        auto value = lookupFor(run)(ref);
+        if (!value) {
+            *err = shown + ": " +
+                   (ref.kind == expr::Ref::Param ? "the run has no param '" + ref.name + "'"
+                                                 : "task '" + ref.task + "' published no output '" + ref.name + "'") +
+                   "; a fan-out needs a list (a JSON array) there";
+            return std::nullopt;
+        }
+        text = std::move(*value);
+    }
+    std::error_code ec;
+    json::parse_options po;
+    po.max_depth = 64;
+    json::value v = json::parse(text, ec, {}, po);
+    if (ec) {
+        *err = shown + " is not a list: \"" + excerpt(text) + "\" (" + std::to_string(text.size()) +
+               " bytes) is not JSON; a fan-out needs a JSON array such as [\"a\", \"b\"]";
+        return std::nullopt;
+    }
+    if (!v.is_array()) {
+        *err = shown + " is " + jsonKind(v) + ", not a list (\"" + excerpt(text) +
+               "\"); a fan-out needs a JSON array such as [\"a\", \"b\"]";
+        return std::nullopt;
+    }
+    const auto& a = v.as_array();
+    if (a.size() > opts.max_foreach_items) {
+        *err = shown + " has " + std::to_string(a.size()) + " items; a fan-out may have at most " +
+               std::to_string(opts.max_foreach_items) + " (taskhub.toml max_foreach_items)";
+        return std::nullopt;
+    }
+    if (run.tasks.size() + a.size() > static_cast<size_t>(store::Store::kMaxTasksPerRun)) {
+        *err = shown + " has " + std::to_string(a.size()) + " items; with the run's " +
+               std::to_string(run.tasks.size()) + " tasks and instances that is over the " +
+               std::to_string(store::Store::kMaxTasksPerRun) + " one run can hold";
+        return std::nullopt;
+    }
+    std::vector<std::string> items;
+    items.reserve(a.size());
+    for (const auto& e : a) items.push_back(json::serialize(e));
+    return items;
+}
+
+bool Core::makeInstances(Run& run, uint32_t t, std::vector<std::string> items, std::string* err) {
+    auto& task = run.tasks[t];
+    const config::FanOutDef& def = task.def->fan;
+    const size_t n = items.size();
+    std::vector<std::string> ids(n);
+    if (def.key.empty()) {
+        for (size_t i = 0; i < n; ++i) ids[i] = task.def->id + "[" + std::to_string(i) + "]";
+    } else {
+        std::string ignored; // validated when the file was loaded
+        auto tpl = expr::Template::parse(def.key, &ignored);
+        if (!tpl) {
+            *err = "task '" + task.def->id + "': foreach_key \"" + def.key + "\" does not parse";
+            return false;
+        }
+        std::unordered_map<std::string, uint32_t> seen;
+        seen.reserve(n);
+        for (uint32_t i = 0; i < n; ++i) {
+            const std::string& item = items[i];
+            std::string key = tpl->expand([&item, i](const expr::Ref& ref) -> std::optional<std::string> {
+                if (ref.kind == expr::Ref::Index) return std::to_string(i);
+                if (ref.kind == expr::Ref::Item) return itemText(item);
+                return std::nullopt;
+            });
+            const std::string where = "task '" + task.def->id + "': foreach_key \"" + def.key + "\"";
+            if (key.empty() || key.size() > 64 || !std::all_of(key.begin(), key.end(), isKeyChar)) {
+                *err = where + " gives \"" + excerpt(key) + "\" for item " + std::to_string(i) +
+                       ", which cannot be part of an instance id (use 1-64 letters, digits, '_', '-' or '.')";
+                return false;
+            }
+            auto [it, fresh] = seen.emplace(key, i);
+            if (!fresh) {
+                *err = where + " gives \"" + key + "\" for items " + std::to_string(it->second) + " and " +
+                       std::to_string(i) + "; instance keys must be unique";
+                return false;
+            }
+            ids[i] = task.def->id + "[" + key + "]";
+        }
+    }
+    auto fan = std::make_unique<FanOut>();
+    fan->first = static_cast<uint32_t>(run.tasks.size());
+    fan->items = std::move(items);
+    for (uint32_t i = 0; i < n; ++i) {
+        TaskRun& in = run.tasks.emplace_back();
+        in.def = task.def;
+        in.fan_task = t;
+        in.item = i;
+        in.rec.task_id = std::move(ids[i]);
+        in.rec.kind = task.rec.kind;
+        in.rec.plugin = task.rec.plugin;
+    }
+    run.unfinished += n;
+    task.fan = std::move(fan);
+    return true;
+}
+
+std::optional<TS> Core::expandFanOut(Run& run, uint32_t t, std::string* why) {
+    auto& task = run.tasks[t];
+    if (task.fan) {
+        // Retried or recovered: the instances exist already; the list is never expanded again.
+        setState(run, t, TS::Running);
+        task.rec.ended_ms.reset();
+        saveTask(run, t);
+        return std::nullopt;
+    }
+    std::string err;
+    auto items = fanItems(run, t, &err);
+    task.rec.started_ms = nowMillis();
+    task.rec.attempt = 1;
+    task.rec.outputs.clear();
+    if (!items) {
+        *why = err;
+        return TS::Failed;
+    }
+    if (items->empty()) {
+        task.rec.outputs = {{"count", "0"}, {"succeeded", "0"}, {"failed", "0"}};
+        const bool skip = task.def->fan->on_empty == config::FanOutDef::OnEmpty::Skip;
+        *why = std::string("foreach: the list is empty, so there are no instances") +
+               (skip ? " (on_empty = \"skip\")" : "");
+        return skip ? TS::Skipped : TS::Succeeded;
+    }
+    std::string list = "[";
+    for (const auto& item : *items) list += (list.size() > 1 ? "," : "") + item;
+    list += "]";
+    const size_t n = items->size();
+    if (!makeInstances(run, t, std::move(*items), &err)) {
+        *why = err;
+        return TS::Failed;
+    }
+    task.rec.items = std::move(list);
+    setState(run, t, TS::Running);
+    saveTask(run, t);
+    const auto& fan = task.def->fan.get();
+    event(run.rec.id, task.rec.task_id, "expanded",
+          std::to_string(n) + (n == 1 ? " instance" : " instances") + " (" + run.tasks[task.fan->first].rec.task_id +
+              (n > 1 ? " ... " + run.tasks[task.fan->first + n - 1].rec.task_id : "") + ")" +
+              (fan.max_parallel ? ", at most " + std::to_string(fan.max_parallel) + " at once" : ""));
+    run.progress.widen(t, static_cast<uint32_t>(n));
+    return std::nullopt;
+}
+
+void Core::startInstances(Run& run, uint32_t t) {
+    auto& task = run.tasks[t];
+    if (!task.fan || isFinal(task.st)) return;
+    FanOut& fan = *task.fan;
+    const uint32_t limit = task.def->fan->max_parallel ? task.def->fan->max_parallel : UINT32_MAX;
+    const bool may_start = !run.stop_state || (run.fail_fast_stop && runsAfterFailure(task.def->trigger_rule));
+    while (may_start && fan.active < limit && fan.next < fan.count()) {
+        const uint32_t i = fan.first + fan.next++;
+        if (run.tasks[i].st != TS::Pending) continue;
+        ++fan.active;
+        markReady(run, i);
+    }
+    if (fan.ended == fan.count()) endFanOut(run, t);
+}
+
+void Core::instanceEnded(Run& run, uint32_t i, TS state) {
+    auto& inst = run.tasks[i];
+    const uint32_t t = inst.fan_task;
+    auto& task = run.tasks[t];
+    if (!task.fan) return;
+    FanOut& fan = *task.fan;
+    if (inst.item < fan.next && fan.active > 0) --fan.active;
+    ++fan.ended;
+    if (state == TS::Succeeded) {
+        ++fan.succeeded;
+    } else if (state == TS::Failed) {
+        ++fan.failed;
+    } else {
+        ++fan.cancelled;
+    }
+    if (state != TS::Succeeded && fan.first_failure.empty()) {
+        fan.first_failure = inst.rec.task_id + " " + model::nameString(state) +
+                            (inst.rec.message.empty() ? "" : ": " + inst.rec.message);
+    }
+    const uint32_t bad = fan.failed + fan.cancelled;
+    // Failures of its own, not instances cancelled because the fan-out or its run is being stopped.
+    if (!fan.over && bad > task.def->fan->allowedFailures(fan.count()) && !run.stop_state && !task.cancel_requested) {
+        fan.over = true;
+        // The fan-out has failed whatever its other instances do: under fail_fast the run stops
+        // now, as it would for a task that failed (unless the run absorbs the fan-out's failure).
+        if (!run.stop_state && run.wf->on_failure == config::OnFailure::FailFast && !absorbsFailure(*task.def)) {
+            if (run.first_failure.empty()) run.first_failure = "task '" + task.rec.task_id + "' failed: " + fan.first_failure;
+            stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
+        }
+    }
+    startInstances(run, t);
+}
+
+std::pair<uint32_t, uint32_t> Core::fanParts(const Run& run, uint32_t t) const {
+    const auto& task = run.tasks[t];
+    const uint32_t n = task.fan->count();
+    // A fan-out that succeeded within max_failures: its tolerated failures count as successes.
+    if (task.st == TS::Succeeded) return {n, 0};
+    uint32_t ok = 0;
+    for (uint32_t i = 0; i < n; ++i) ok += run.tasks[task.fan->first + i].st == TS::Succeeded;
+    return {ok, n - ok};
+}
+
+void Core::endFanOut(Run& run, uint32_t t) {
+    auto& task = run.tasks[t];
+    FanOut& fan = *task.fan;
+    const auto& def = task.def->fan.get();
+    const uint32_t n = fan.count();
+    const uint32_t bad = fan.failed + fan.cancelled;
+    const uint32_t allowed = def.allowedFailures(n);
+    const std::string tolerance = "max_failures = " + std::to_string(def.max_failures) +
+                                  (def.max_failures_percent ? "%, " + std::to_string(allowed) + " of " + std::to_string(n) : "");
+
+    // The instances' outputs, gathered per name in item order (null where an instance has none).
+    task.rec.outputs = {{"count", std::to_string(n)}, {"succeeded", std::to_string(fan.succeeded)},
+                        {"failed", std::to_string(bad)}};
+    std::vector<std::string> names;
+    std::unordered_map<std::string, json::array> gathered;
+    for (uint32_t i = 0; i < n; ++i) {
+        for (const auto& [k, v] : run.tasks[fan.first + i].rec.outputs) {
+            auto [it, fresh] = gathered.try_emplace(k);
+            if (fresh) {
+                names.push_back(k);
+                it->second.resize(n);
+            }
+            it->second[i] = json::string(v);
+        }
+    }
+    size_t bytes = 0;
+    std::string dropped;
+    for (const auto& name : names) {
+        if (name == "count" || name == "succeeded" || name == "failed") continue;
+        std::string text = json::serialize(gathered[name]);
+        bytes += text.size();
+        if (bytes > kMaxGatheredOutputs) {
+            dropped += (dropped.empty() ? "" : ", ") + name;
+            continue;
+        }
+        task.rec.outputs.emplace_back(name, std::move(text));
+    }
+
+    TS state = TS::Succeeded;
+    std::string message;
+    // Cancelled as a whole: the fan-out itself, or its run.
+    const bool stopped = task.cancel_requested || run.stop_state.has_value();
+    if (fan.over || fan.failed > allowed || (bad > allowed && !stopped)) {
+        state = TS::Failed;
+        message = std::to_string(bad) + " of " + std::to_string(n) + " instances did not succeed (" + tolerance +
+                  "); first: " + fan.first_failure;
+    } else if (stopped && fan.cancelled > 0) {
+        state = TS::Cancelled;
+        message = std::to_string(fan.cancelled) + " of " + std::to_string(n) + " instances were cancelled: " +
+                  (task.cancel_requested ? task.cancel_reason : run.stop_reason);
+    } else {
+        message = std::to_string(fan.succeeded) + " of " + std::to_string(n) + " instances succeeded";
+        if (bad > 0) message += ", " + std::to_string(bad) + " did not (within " + tolerance + "; first: " + fan.first_failure + ")";
+    }
+    if (!dropped.empty()) {
+        message += "; the instances' outputs " + dropped + " were not gathered: together over " +
+                   std::to_string(kMaxGatheredOutputs >> 20) + " MiB";
+    }
+    task.rec.ended_ms = nowMillis();
+    settle(run, t, state, message);
+    if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state &&
+        !absorbsFailure(*task.def)) {
+        stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
+    }
+    const auto [ok, failed] = fanParts(run, t);
+    std::vector<uint32_t> now_ready, now_skipped;
+    run.progress.finishParts(t, ok, failed, &now_ready, &now_skipped);
+    settleSkipped(run, now_skipped);
+    for (uint32_t r : now_ready) admit(run, r);
+}
+
+void Core::recountFanOut(Run& run, uint32_t t) {
+    FanOut& fan = *run.tasks[t].fan;
+    fan.next = fan.active = fan.ended = fan.succeeded = fan.failed = fan.cancelled = 0;
+    fan.over = false;
+    fan.first_failure.clear();
+    for (uint32_t i = 0; i < fan.count(); ++i) {
+        const auto& in = run.tasks[fan.first + i];
+        if (!isFinal(in.st)) continue;
+        ++fan.ended;
+        if (in.st == TS::Succeeded) {
+            ++fan.succeeded;
+        } else {
+            ++(in.st == TS::Failed ? fan.failed : fan.cancelled);
+            if (fan.first_failure.empty())
+                fan.first_failure = in.rec.task_id + " " + model::nameString(in.st) +
+                                    (in.rec.message.empty() ? "" : ": " + in.rec.message);
+        }
+    }
+}
+
+bool Core::restoreFanOuts(Run& run, const store::RunRecord& rec, std::string* err) {
+    const size_t nstatic = run.wf->tasks.size();
+    std::unordered_map<std::string_view, const store::TaskRecord*> rows;
+    for (size_t i = nstatic; i < rec.tasks.size(); ++i) rows.emplace(rec.tasks[i].task_id, &rec.tasks[i]);
+    for (uint32_t t = 0; t < nstatic; ++t) {
+        auto& task = run.tasks[t];
+        if (task.def->fan.get().empty() || task.rec.items.empty()) continue;
+        std::error_code ec;
+        auto v = json::parse(task.rec.items, ec);
+        if (ec || !v.is_array()) {
+            *err = "the recorded list of fan-out task '" + task.def->id + "' is not a JSON array";
+            return false;
+        }
+        std::vector<std::string> items;
+        items.reserve(v.as_array().size());
+        for (const auto& e : v.as_array()) items.push_back(json::serialize(e));
+        if (!makeInstances(run, t, std::move(items), err)) return false;
+        run.unfinished -= task.fan->count(); // the caller counts what is unfinished
+        for (uint32_t i = 0; i < task.fan->count(); ++i) {
+            auto& in = run.tasks[task.fan->first + i];
+            if (auto it = rows.find(in.rec.task_id); it != rows.end()) in.rec = *it->second;
+        }
+        run.progress.widen(t, task.fan->count());
+    }
+    return true;
+}
+
+} // namespace taskhub::engine
