@@ -355,6 +355,16 @@ void Core::endFanOut(Run& run, uint32_t t) {
     }
     task.rec.ended_ms = nowMillis();
     settle(run, t, state, message);
+    if (state == TS::Succeeded && bad > 0) {
+        // The failures max_failures tolerated are failures the run absorbed.
+        for (uint32_t i = fan.first; i < fan.first + n; ++i) {
+            const auto& in = run.tasks[i];
+            if (in.st != TS::Failed && in.st != TS::Cancelled) continue;
+            absorbFailure(run, i, in.rec.task_id + " " + model::nameString(in.st) + ", tolerated by " + tolerance +
+                                      " of fan-out task '" + task.rec.task_id + "'" +
+                                      (in.rec.message.empty() ? "" : ": " + in.rec.message));
+        }
+    }
     if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state &&
         !absorbsFailure(*task.def)) {
         stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
