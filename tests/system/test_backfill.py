@@ -160,6 +160,19 @@ class BackfillTest(harness.DaemonTestCase):
         open(self.marker, "w").close()
         wait_states(d, "daily", lambda s: count(s, "succeeded") == 4, "every backfill run to succeed")
 
+    def test_deadlines_do_not_misfire_for_backfill_runs(self):
+        # Firings decided before the backfill (here: before the workflow had a deadline) are not
+        # decided again when their late runs come, whatever their instants.
+        d = self.start(extra='deadline = "1s"')
+        open(self.marker, "w").close()
+        out = d.ctl_ok("backfill", "daily", "--from", "2026-03-01", "--to", "2026-03-02T12:00")
+        self.assertEqual(out["created"], 2)
+        wait_states(d, "daily", lambda s: count(s, "succeeded") == 2, "the backfill runs to succeed")
+        for r in d.ctl_ok("runs", "daily"):
+            self.assertIsNone(r["deadline_missed_ms"], r)
+            self.assertEqual(d.ctl_ok("show", r["id"])["deadline"]["state"], "not_checked", r)
+        self.assertNotIn("DEADLINE_MISSED", d.log())
+
     def test_max_active_above_one_needs_overlap_allow(self):
         d = self.start()
         rc, out, err = d.ctl("backfill", "daily", "--from", "2026-03-01", "--to", "2026-03-05", "--max-active", "3")
