@@ -199,6 +199,7 @@ struct Run {
     std::vector<std::string> children; // active child runs
     std::vector<ReadyItem> held;       // ready while paused
     int* wf_running = nullptr;         // queues.workflowRunning(wf->name)
+    int backfill_max_active = 0;       // > 0: a backfill's run (Engine::trigger)
     // The store's write mark after the run's record was written (adopt()): until it is durable,
     // its attempts wait for a durable start, so that nothing runs for a run a crash could forget.
     uint64_t created_mark = 0;
@@ -229,6 +230,8 @@ struct Core {
     std::unordered_map<uint64_t, Run*> by_serial;
     uint64_t next_serial = 0;
     std::map<std::string, std::deque<std::string>> queued; // workflow -> queued run ids
+    // workflow -> its backfill runs waiting to start, by scheduled instant (epoch s), oldest first
+    std::map<std::string, std::map<int64_t, std::string>> backfill_queued;
     // workflow -> its active top-level runs (queued, running, paused) by serial, oldest first:
     // what the overlap policy looks at, without a walk over every active run per firing.
     std::unordered_map<std::string, std::map<uint64_t, Run*>> top_level;
@@ -308,6 +311,11 @@ struct Core {
     void endRun(Run& run);
     void childEnded(const Run& child);
     void startNextQueued(const std::string& workflow);
+    void startBackfill(const std::string& workflow);
+    // Whether the run is a backfill's run still waiting to start.
+    static bool backfillWaiting(const Run& run) {
+        return run.backfill_max_active > 0 && run.rec.state == model::RunState::Queued;
+    }
 
     // fanout.cc: foreach
     // The items of task t's foreach, evaluated now; nullopt with *err naming the task, the key

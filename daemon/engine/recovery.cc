@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <charconv>
 #include <set>
 #include <utility>
 
@@ -336,7 +337,21 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
 // progress from the tasks that ended and admit what is ready.
 void Core::resumeRebuilt(Run& run) {
     if (run.rec.state == model::RunState::Queued) {
-        if (run.parent_id.empty()) queued[run.rec.workflow].push_back(run.rec.id);
+        if (!run.parent_id.empty()) return;
+        // A backfill's run says so in its events (Engine::trigger): it goes back to the
+        // workflow's backfill queue, with the parallelism it was created with.
+        for (const auto& e : store.events(run.rec.id)) {
+            int n = 0;
+            const std::string_view d = e.detail;
+            if (e.kind != "backfill" || !d.starts_with("max_active=")) continue;
+            auto [end, ec] = std::from_chars(d.data() + 11, d.data() + d.size(), n);
+            if (ec == std::errc() && end == d.data() + d.size() && n > 0 && run.rec.scheduled_ms) {
+                run.backfill_max_active = n;
+                backfill_queued[run.rec.workflow][*run.rec.scheduled_ms / 1000] = run.rec.id;
+                return;
+            }
+        }
+        queued[run.rec.workflow].push_back(run.rec.id);
         return;
     }
     if (run.wf->timeout.count() > 0) {
@@ -665,6 +680,7 @@ RecoveryReport Core::recover(bool same_boot) {
     }
     std::set<std::string> workflows;
     for (const auto& [wf, q] : queued) workflows.insert(wf);
+    for (const auto& [wf, b] : backfill_queued) workflows.insert(wf);
     for (const auto& wf : workflows) startNextQueued(wf);
     pump();
     return report;
