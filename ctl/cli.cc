@@ -130,7 +130,7 @@ std::optional<std::string> Invocation::value(std::string_view name) const {
 const std::vector<Command>& commands() {
     static const std::vector<Command> all = [] {
         std::vector<Command> out;
-        for (auto part : {daemonCommands(), runCommands(), offlineCommands()}) {
+        for (auto part : {daemonCommands(), runCommands(), backfillCommands(), offlineCommands()}) {
             for (auto& c : part) out.push_back(std::move(c));
         }
         return out;

@@ -22,6 +22,8 @@ std::vector<Command> daemonCommands();
 std::vector<Command> runCommands();
 // validate, next, plugin check: offline (next WORKFLOW asks the daemon).
 std::vector<Command> offlineCommands();
+// backfill: make up for a workflow's time firings in a past range (backfill_command.cc).
+std::vector<Command> backfillCommands();
 
 // Prints "taskhubctl: <why>" on stderr; returns code (the exit status).
 int failed(const std::string& why, int code = 1);

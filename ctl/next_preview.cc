@@ -9,7 +9,6 @@
 
 namespace taskhub::ctl {
 
-using std::chrono::seconds;
 using std::chrono::sys_seconds;
 
 namespace {
@@ -39,38 +38,6 @@ std::vector<std::string> zoneSuggestions(std::string_view name) {
     return out;
 }
 
-// The wall time of a skipped interval that a run_after firing at t stands for, if t is such a
-// firing: CronExpr::next() fires a fixed-hour expression at the first instant after a
-// spring-forward jump when the expression matches a wall time the jump skipped.
-std::optional<sys_seconds> skippedWallTime(const cron::CronExpr& expr, const date::time_zone* tz, sys_seconds t,
-                                           const cron::DstPolicy& policy) {
-    if (expr.hourIsWildcard() || policy.gap != cron::DstPolicy::Gap::RunAfter) return std::nullopt;
-    const auto after = tz->get_info(t);
-    if (after.begin != t) return std::nullopt;
-    const auto before = tz->get_info(t - seconds(1));
-    if (before.offset >= after.offset) return std::nullopt;
-    // The skipped wall times are [t + before.offset, t + after.offset). In UTC wall time and
-    // instant coincide, so the first match there is the first matching wall time.
-    static const date::time_zone* utc = date::locate_zone("Etc/UTC");
-    const sys_seconds skipped_begin = t + before.offset;
-    auto match = expr.next(skipped_begin - seconds(1), utc);
-    if (!match || *match >= t + after.offset) return std::nullopt;
-    return match;
-}
-
-DstNote foldPass(const date::time_zone* tz, sys_seconds t) {
-    const auto info = tz->get_info(t);
-    const auto local = tz->get_info(date::local_seconds(t.time_since_epoch() + info.offset));
-    if (local.result != date::local_info::ambiguous) return DstNote::None;
-    return info.begin == local.first.begin ? DstNote::FoldFirst : DstNote::FoldSecond;
-}
-
-// "02:30" from "2026-03-29T02:30:00"; seconds only when they are not zero.
-std::string wallClock(const std::string& iso) {
-    if (iso.size() < 19) return iso;
-    return iso.compare(16, 3, ":00") == 0 ? iso.substr(11, 5) : iso.substr(11, 8);
-}
-
 } // namespace
 
 const date::time_zone* findZone(std::string_view name, std::string* err) {
@@ -95,13 +62,8 @@ std::vector<PreviewFiring> previewFirings(const cron::CronExpr& expr, const date
     for (sys_seconds from = after; out.size() < n;) {
         auto next = expr.next(from, tz, policy);
         if (!next) break;
-        PreviewFiring f{*next, formatIsoLocal(*next, tz), DstNote::None, ""};
-        if (auto wall = skippedWallTime(expr, tz, *next, policy)) {
-            f.dst = DstNote::Gap;
-            f.skipped_wall = date::format("%FT%T", *wall);
-        } else {
-            f.dst = foldPass(tz, *next);
-        }
+        auto facts = triggers::dstFacts(&expr, tz, *next, policy);
+        PreviewFiring f{*next, formatIsoLocal(*next, tz), facts.note, std::move(facts.skipped_wall)};
         out.push_back(std::move(f));
         from = *next;
     }
@@ -112,24 +74,8 @@ std::string formatIsoLocal(sys_seconds t, const date::time_zone* tz) {
     return date::format("%FT%T%Ez", date::make_zoned(tz, t));
 }
 
-const char* dstNoteName(DstNote note) {
-    switch (note) {
-    case DstNote::None: return "";
-    case DstNote::Gap: return "gap";
-    case DstNote::FoldFirst: return "fold_first";
-    case DstNote::FoldSecond: return "fold_second";
-    }
-    return "";
-}
-
 std::string dstNoteText(const PreviewFiring& f) {
-    switch (f.dst) {
-    case DstNote::None: return "";
-    case DstNote::Gap: return "DST gap: stands for " + wallClock(f.skipped_wall) + ", which the jump skipped";
-    case DstNote::FoldFirst: return "DST fold: 1st pass of " + wallClock(f.local);
-    case DstNote::FoldSecond: return "DST fold: 2nd pass of " + wallClock(f.local);
-    }
-    return "";
+    return triggers::dstNoteText({f.dst, f.skipped_wall}, f.local);
 }
 
 bool parseDstGap(std::string_view text, cron::DstPolicy::Gap* out, std::string* err) {

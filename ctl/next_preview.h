@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cron/cron.h"
+#include "triggers/dst_note.h"
 
 namespace date {
 class time_zone;
@@ -21,14 +22,9 @@ class time_zone;
 
 namespace taskhub::ctl {
 
-// What a DST change did to a firing. Only facts are reported: a firing that stands for wall
-// times a spring-forward jump skipped, or a firing whose wall time occurs twice that day.
-enum class DstNote {
-    None,
-    Gap,        // fired at the first instant after a jump, for wall times the jump skipped
-    FoldFirst,  // the wall time occurs twice (fall-back); this is the first pass
-    FoldSecond, // ... the second pass
-};
+// What a DST change did to a firing (triggers/dst_note.h, shared with `backfill --dry-run`).
+using triggers::DstNote;
+using triggers::dstNoteName;
 
 struct PreviewFiring {
     std::chrono::sys_seconds instant;
@@ -53,8 +49,6 @@ std::vector<PreviewFiring> previewFirings(const cron::CronExpr& expr, const date
 // t in zone tz as ISO 8601 with the zone's offset: "2026-10-25T02:30:00+01:00".
 std::string formatIsoLocal(std::chrono::sys_seconds t, const date::time_zone* tz);
 
-// Stable names for --json: "gap", "fold_first", "fold_second"; "" for None.
-const char* dstNoteName(DstNote note);
 // For people: "DST gap: for 02:30, skipped by the jump", "DST fold: 1st pass of 02:30"; "" for None.
 std::string dstNoteText(const PreviewFiring& f);
 

@@ -283,7 +283,7 @@ std::vector<Command> offlineCommands() {
           {"--cron", {}, "EXPR", "a cron expression, like \"30 2 * * *\"", false, "the cron expression to preview"},
           {"--tz", {}, "ZONE", "an IANA time zone, like Europe/Berlin", false,
            "an IANA name (default: the config's timezone, else the system zone, as taskhubd does)"},
-          {"--from", {}, "TIME", "an ISO 8601 time with an offset, like 2026-03-29T00:00:00+01:00", false,
+          {"--from", {}, "TIME", "an ISO 8601 time, like 2026-03-29T00:00:00+01:00", false,
            "firings strictly after TIME, ISO 8601 with an offset (default now)"},
           {"--dst-gap", {}, "run_after|skip", "run_after or skip", false,
            "as the workflow key dst_gap (default run_after)"},

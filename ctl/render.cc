@@ -343,10 +343,19 @@ std::string paramsText(const json::value& run) {
     return out;
 }
 
+std::string runStateText(const json::value& run) {
+    const std::string absorbed = field(run, "failures_absorbed");
+    if (absorbed == "0" || absorbed == "-") return field(run, "state");
+    return field(run, "state") + " (" + absorbed + " absorbed)";
+}
+
 void printRunDetail(const json::value& run) {
     std::cout << "run       " << field(run, "id") << "\n"
               << "workflow  " << field(run, "workflow") << " (" << field(run, "trigger") << ")\n"
               << "state     " << field(run, "state") << "\n";
+    if (std::string absorbed = field(run, "failures_absorbed"); absorbed != "0" && absorbed != "-")
+        std::cout << "absorbed  " << absorbed
+                  << " task failure(s) the run went on from (on_failure = \"continue\"; events: failure_absorbed)\n";
     if (!field(run, "message").empty() && field(run, "message") != "-")
         std::cout << "message   " << field(run, "message") << "\n";
     if (std::string params = paramsText(run); !params.empty()) std::cout << "params    " << params << "\n";

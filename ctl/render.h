@@ -40,6 +40,9 @@ const boost::json::array& arrayField(const boost::json::value& o, const char* ke
 std::string joinStrings(const boost::json::value& arr);
 // "name=value, ..." of a run's or workflow's params; "" when it has none.
 std::string paramsText(const boost::json::value& run);
+// A run's state with the failures it absorbed (tasks with on_failure = "continue" that failed):
+// "succeeded (1 absorbed)", else the state alone.
+std::string runStateText(const boost::json::value& run);
 
 // "2026-11-22T10:23:17.123Z" -> "2026-11-22 10:23:17Z"; shorter text as it is.
 std::string shortTime(const std::string& iso);

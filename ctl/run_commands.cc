@@ -180,7 +180,7 @@ int cmdRuns(const Context& ctx, const Invocation& in) {
         // A firing that missed its workflow's deadline is marked in its message column.
         const std::string message = field(r, "message");
         const bool missed = field(r, "deadline_missed_ms") != "-";
-        rows.push_back({field(r, "id"), field(r, "workflow"), field(r, "trigger"), field(r, "state"),
+        rows.push_back({field(r, "id"), field(r, "workflow"), field(r, "trigger"), runStateText(r),
                         shortTime(field(r, "started")), duration(r),
                         missed ? "! deadline missed" + (message.empty() || message == "-" ? "" : "; " + message)
                                : message});

@@ -144,6 +144,8 @@ public:
                               size_t max_bytes, std::optional<uint64_t> offset) override;
     void reload(const control::Caller& caller, std::function<void(const control::ReloadOutcome&)> done) override;
     control::UpcomingOutcome upcoming(const std::string& workflow, size_t n) override;
+    control::BackfillOutcome backfill(const control::BackfillRequest& req,
+                                      const control::Caller& caller) override; // app/backfill.cc
     std::vector<store::NotificationRecord> notifications(const std::string& run_id) override;
     bool notifyTest(const std::string& workflow, std::function<void(std::vector<control::NotifyTestResult>)> done,
                     std::string* code, std::string* err) override;

@@ -37,7 +37,7 @@ bool isWorkflowFileName(const std::string& file_name) {
 namespace {
 
 const std::set<std::string> kWorkflowKeys = {"description", "timezone", "dst_gap", "dst_fold", "trigger",
-                                             "policy", "params", "max_parallel_tasks", "task",
+                                             "policy", "params", "max_parallel_tasks", "priority", "task",
                                              "keep_runs", "keep_days", "run_as", "deadline", "log_to_journal", "notify",
                                              "memory_max", "cpu_max", "tasks_max", "io_weight", "leftovers"};
 
@@ -208,6 +208,9 @@ FileLoad loadAndCheck(const fs::path& file, const WorkflowDefaults& defaults, co
             loadParams(v, *wf, r);
         } else if (key == "max_parallel_tasks") {
             if (auto n = getInt(v, "'max_parallel_tasks'", r, 0, 1'000'000)) wf->max_parallel_tasks = static_cast<int>(*n);
+        } else if (key == "priority") {
+            if (auto n = getInt(v, "'priority'", r, kMinWorkflowPriority, kMaxWorkflowPriority))
+                wf->priority = static_cast<int>(*n);
         } else if (key == "keep_runs") {
             if (auto n = getInt(v, "'keep_runs'", r, 1, 100'000'000)) wf->keep_runs = static_cast<int>(*n);
         } else if (key == "keep_days") {

@@ -94,6 +94,13 @@ using TriggerRule = dag::TriggerRule;
 enum class RunAsSource : uint8_t { None, Default, Workflow, Task };
 const char* toString(RunAsSource s); // "none" | "default_run_as" | "workflow" | "task"
 
+// A task's own `on_failure`: Fail (the default) lets its failure count as today, under the
+// workflow's [policy] on_failure; Continue absorbs it: the task stays failed and its downstream
+// tasks follow their trigger rules, but the failure neither fails the run nor triggers fail_fast
+// (the run's failures_absorbed counts it). A cancellation is never absorbed.
+enum class TaskOnFailure : uint8_t { Fail, Continue };
+const char* toString(TaskOnFailure o); // "fail" | "continue"
+
 // A task's fan-out (`foreach`): one instance of the task per item of a list, decided when the
 // task becomes ready (docs/workflow-format.md, "Fan-out").
 struct FanOutDef {
@@ -140,6 +147,7 @@ struct TaskDef {
     // An attempt a crash of taskhubd interrupted (it may or may not have run) is not run again:
     // the task fails as lost instead of being retried.
     bool at_most_once = false;
+    TaskOnFailure on_failure = TaskOnFailure::Fail;
     // True when params_json, env values or child_params contain a ${...} template.
     bool has_templates = false;
     RunAsSource run_as_source = RunAsSource::None;
@@ -167,6 +175,10 @@ enum class OnFailure { FailFast, Continue };
 
 const char* toString(Overlap o);
 const char* toString(OnFailure o);
+
+// The bounds of a workflow's `priority` (default 0).
+inline constexpr int kMinWorkflowPriority = -1000;
+inline constexpr int kMaxWorkflowPriority = 1000;
 
 // kMaxTasksPerWorkflow, the most tasks a workflow may have whatever the settings: workflow_limits.h.
 
@@ -199,6 +211,9 @@ struct Workflow {
     // Declared params with their defaults, in file order. A run may only set declared params.
     std::vector<std::pair<std::string, std::string>> params;
     int max_parallel_tasks = 0;           // running tasks of this workflow, all runs; 0 = unlimited
+    // Orders ready tasks of different runs competing for the same limit: higher starts first,
+    // then the task's own priority, then first come, first served (engine/ready_queues.h).
+    int priority = 0;
     // History kept of this workflow's top-level runs; unset: taskhub.toml's [history] decides.
     std::optional<int> keep_runs;
     std::optional<int> keep_days;

@@ -13,6 +13,8 @@ namespace taskhub::config {
 
 using namespace detail;
 
+const char* toString(TaskOnFailure o) { return o == TaskOnFailure::Fail ? "fail" : "continue"; }
+
 const char* toString(RunAsSource s) {
     switch (s) {
     case RunAsSource::None: return "none";
@@ -30,8 +32,8 @@ namespace {
 // The keys a workflow task (workflow = "x") accepts; it has no plugin parameters.
 const std::set<std::string> kWorkflowTaskKeys = {
     "id", "workflow", "params", "depends_on", "retries", "retry_delay", "retry_backoff",
-    "retry_max_delay", "timeout", "trigger_rule", "priority", "when", "foreach", "foreach_key", "max_parallel",
-    "max_failures", "on_empty"};
+    "retry_max_delay", "timeout", "trigger_rule", "priority", "when", "on_failure", "foreach", "foreach_key",
+    "max_parallel", "max_failures", "on_empty"};
 // Keys the engine reserves for features of later versions; never passed to plugins.
 const std::set<std::string> kTaskReservedKeys = {"outputs"};
 
@@ -218,6 +220,10 @@ void loadTask(const Value& v, size_t index, Workflow& wf, std::vector<TaskExtra>
             if (auto rule = getChoice<TriggerRule>(kv, what, r)) task.trigger_rule = *rule;
         } else if (key == "priority") {
             if (auto n = getInt(kv, what, r, -1'000'000, 1'000'000)) task.priority = static_cast<int>(*n);
+        } else if (key == "on_failure") {
+            if (auto o = getChoice<TaskOnFailure>(
+                    kv, what, {{"fail", TaskOnFailure::Fail}, {"continue", TaskOnFailure::Continue}}, r))
+                task.on_failure = *o;
         } else if (key == "at_most_once") {
             if (workflowTask) {
                 r.add(kv, what + " applies to plugin tasks only (a workflow task's child run continues after a "

@@ -642,6 +642,83 @@ bool cmdNext(Context& c, Error* err) {
     return true;
 }
 
+// The longest from/to a backfill takes: an ISO 8601 time with its offset is 25 characters.
+constexpr size_t kMaxTimeArg = 64;
+// What one instant of a backfill's answer takes at most, besides the workflow name in its run id
+// (its fields are ISO times, names and a DST note).
+constexpr size_t kBackfillInstantJsonBytes = 320;
+
+bool cmdBackfill(Context& c, Error* err) {
+    BackfillRequest req;
+    int64_t max_active = 1;
+    if (!needString(c, "workflow", &req.workflow, err) || !needString(c, "from", &req.from, err) ||
+        !needString(c, "to", &req.to, err) || !optInt(c, "max_active", 1, 1, 1000, &max_active, err) ||
+        !optBool(c, "dry_run", &req.dry_run, err)) {
+        return false;
+    }
+    for (const auto* arg : {&req.from, &req.to}) {
+        if (arg->size() > kMaxTimeArg) {
+            *err = {"bad_request", std::string("argument '") + (arg == &req.from ? "from" : "to") + "' is " +
+                                       std::to_string(arg->size()) + " bytes; a time takes at most " +
+                                       std::to_string(kMaxTimeArg)};
+            return false;
+        }
+    }
+    if (!req.dry_run && !storeWritable(c, err)) return false;
+    req.max_active = static_cast<int>(max_active);
+    // Every instant is in the answer, which must fit what this caller may be sent.
+    if (c.caller.max_answer_size != 0) {
+        req.max_instants = c.caller.max_answer_size / (kBackfillInstantJsonBytes + req.workflow.size());
+    }
+    BackfillOutcome out = c.services.backfill(req, c.caller);
+    if (!out.ok) {
+        *err = {out.code.empty() ? "bad_request" : out.code, out.error};
+        return false;
+    }
+    json::array instants;
+    for (const auto& i : out.instants) {
+        json::object o;
+        o["run"] = i.run_id;
+        o["scheduled"] = formatIsoMillis(i.scheduled_ms);
+        o["local"] = i.local;
+        o["trigger"] = i.trigger;
+        o["trigger_index"] = i.trigger_index;
+        o["dst"] = i.dst.empty() ? json::value(nullptr) : json::value(i.dst);
+        o["dst_text"] = i.dst_text;
+        o["recorded"] = i.recorded;
+        o["state"] = i.state.empty() ? json::value(nullptr) : json::value(i.state);
+        instants.push_back(std::move(o));
+    }
+    json::array left_out;
+    for (const auto& l : out.left_out) left_out.push_back(json::string(l));
+    json::object o;
+    o["workflow"] = out.workflow;
+    o["timezone"] = out.timezone;
+    o["overlap"] = out.overlap;
+    o["from"] = formatIsoMillis(out.from_ms);
+    o["to"] = formatIsoMillis(out.to_ms);
+    o["max_active"] = out.max_active;
+    o["dry_run"] = out.dry_run;
+    o["created"] = out.created;
+    o["recorded"] = out.recorded;
+    o["left_out"] = std::move(left_out);
+    o["instants"] = std::move(instants);
+    if (out.dry_run) {
+        c.ok(std::move(o));
+        return true;
+    }
+    // Answered once the runs are durable: a backfill the client was told of is never lost.
+    Services& services = c.services;
+    auto ok = c.ok;
+    auto fail = c.fail;
+    const std::string what = "the backfill of " + out.workflow;
+    services.whenDurable(c.mark, [&services, ok, fail, what, o = std::move(o)](bool durable) mutable {
+        if (!durable) return fail(notDurable(services, what));
+        ok(std::move(o));
+    });
+    return true;
+}
+
 bool cmdPlugins(Context& c, Error*) {
     json::array loaded;
     for (const auto& p : c.services.plugins()) loaded.push_back(pluginJson(p));
@@ -732,6 +809,7 @@ const Command kCommands[] = {
     {"plugins", "loaded plugins with version, ABI, isolation, health and running tasks; refused plugin files", Access::ReadOnly, cmdPlugins},
     {"plugin_show", "one plugin with the history of its health transitions (args: name, history)", Access::ReadOnly, cmdPluginShow},
     {"run", "trigger a workflow now (args: workflow, params, wait)", Access::Mutating, cmdRun},
+    {"backfill", "create the runs a workflow's time triggers would have fired in a past range, as queued runs started as its overlap policy admits them; dry_run: list them only (args: workflow, from, to, max_active, dry_run)", Access::Mutating, cmdBackfill},
     {"cancel", "cancel a queued, running or paused run and its child runs, or one task (args: run, task)", Access::Mutating, cmdCancel},
     {"pause", "start no new task of a running run and its child runs; freeze: also stop running tasks' processes (args: run, freeze); or pause a workflow's schedule (args: workflow)", Access::Mutating, cmdPause},
     {"resume", "resume a paused run and its child runs (args: run); or a workflow's schedule, with catch-up (args: workflow)", Access::Mutating, cmdResume},

@@ -92,6 +92,7 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
     o["parent_task"] = r.parent_task;
     o["depth"] = r.depth;
     o["lost"] = r.lost;
+    o["failures_absorbed"] = r.failures_absorbed;
     if (with_tasks) {
         json::array tasks;
         const auto fans = fanOuts(r);

@@ -208,6 +208,54 @@ struct UpcomingOutcome {
     std::string note; // when firings is empty: why (no time triggers, or none fires again)
 };
 
+// `backfill`: make up for the firings of a workflow's time triggers in a range (docs/scheduling.md,
+// "Backfill").
+struct BackfillRequest {
+    std::string workflow;
+    // The range's ends as the client gave them (triggers::parseRangeTime: an instant with its
+    // offset, a wall time or a date in the workflow's zone); both ends are included.
+    std::string from;
+    std::string to;
+    int max_active = 1; // backfill runs of the workflow running at once (overlap = allow only)
+    bool dry_run = false;
+    // The most instants this caller may create in one backfill (besides
+    // triggers::kMaxBackfillInstants): the answer lists each one and must fit its max_answer_size.
+    size_t max_instants = 0; // 0: no bound of its own
+};
+
+// One instant of the range, oldest first.
+struct BackfillInstant {
+    std::string run_id;       // "<workflow>@<compact UTC instant>", as the scheduler names it
+    int64_t scheduled_ms = 0;
+    std::string local;        // in the workflow's zone: "2026-03-29T03:00:00+02:00"
+    std::string trigger;      // the kind of the (first) trigger naming it: cron, every, at
+    size_t trigger_index = 0;
+    std::string dst;          // triggers::dstNoteName: "", gap, fold_first, fold_second
+    std::string dst_text;     // for people ("DST gap: stands for 02:30, which the jump skipped")
+    // Recorded before this backfill (a run or a skipped firing with its id): left alone.
+    bool recorded = false;
+    // recorded: that record's state; created: the new run's state (queued or running); a dry run:
+    // empty for the instants it would create.
+    std::string state;
+};
+
+struct BackfillOutcome {
+    bool ok = false;
+    std::string code;  // when !ok: not_found, bad_request, conflict, unavailable
+    std::string error; // when !ok: one line naming what is wrong and what would be right
+    std::string workflow;
+    std::string timezone;
+    std::string overlap;
+    int64_t from_ms = 0;
+    int64_t to_ms = 0;
+    int max_active = 1;
+    bool dry_run = false;
+    std::vector<BackfillInstant> instants;
+    size_t created = 0;  // runs created (a dry run: that would be)
+    size_t recorded = 0; // instants left alone
+    std::vector<std::string> left_out; // time triggers without fixed instants: "#1 every 15m"
+};
+
 // A loaded plugin and its health (`plugins`, `plugin show`).
 struct PluginStatus {
     std::string name;
@@ -307,6 +355,13 @@ public:
     virtual void reload(const Caller& caller, std::function<void(const ReloadOutcome&)> done) = 0;
     // The next n firings of a loaded workflow's time triggers strictly after now.
     virtual UpcomingOutcome upcoming(const std::string& workflow, size_t n) = 0;
+    // Creates (or, dry_run, lists) the runs of a workflow's time firings scheduled in a past
+    // range that have no record yet, as queued backfill runs (engine::Engine::trigger); the
+    // caller answers once they are durable. Refused with a code and a precise error for an
+    // unknown workflow (not_found), a bad range, too many instants, a future end, a workflow
+    // without time triggers or a max_active its overlap policy cannot honour (bad_request), a
+    // paused workflow (conflict), a daemon that is stopping (unavailable).
+    virtual BackfillOutcome backfill(const BackfillRequest& req, const Caller& caller) = 0;
     // The notifications of a run (or a deadline's firing id), oldest first.
     virtual std::vector<store::NotificationRecord> notifications(const std::string& run_id) = 0;
     // Sends a sample notification to each target of the workflow; done gets one result per target

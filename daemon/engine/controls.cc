@@ -329,6 +329,8 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
             if (!failed_itself || run->tasks[i].st != TS::Succeeded) again[i] = 1;
         }
     }
+    std::vector<char> tolerated(nstatic, 0); // fan-outs that succeeded, their failed instances absorbed
+    for (uint32_t t = 0; t < nstatic; ++t) tolerated[t] = run->tasks[t].fan && run->tasks[t].st == TS::Succeeded;
     std::vector<std::string> names;
     run->unfinished = 0;
     for (uint32_t i = 0; i < run->tasks.size(); ++i) {
@@ -336,13 +338,16 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
         if (!again[i]) {
             if (i >= nstatic) continue;
             outcomes[i] = outcomeOf(task.st);
-            if ((task.st == TS::Failed || task.st == TS::Cancelled) && run->first_failure.empty()) {
-                run->first_failure = "task '" + task.rec.task_id + "' " + model::nameString(task.st) +
-                                     (task.rec.message.empty() ? "" : ": " + task.rec.message);
-            }
+            restoreFirstFailure(*run, task);
             continue;
         }
         if (i < nstatic) names.push_back(task.rec.task_id);
+        // An absorbed failure run again is taken back: it counts again if the task fails again.
+        // So is an instance's failure a fan-out that succeeded tolerated (--downstream).
+        const bool absorbed = task.isInstance()
+                                  ? (task.st == TS::Failed || task.st == TS::Cancelled) && tolerated[task.fan_task]
+                                  : task.st == TS::Failed && absorbsFailure(*task.def);
+        if (absorbed && run->rec.failures_absorbed > 0) --run->rec.failures_absorbed;
         task.st = TS::Pending;
         task.rec.state = TS::Pending;
         task.rec.message.clear();

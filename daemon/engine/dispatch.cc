@@ -31,7 +31,7 @@ PluginQueue& Core::queueOf(TaskRun& task) {
 void Core::enqueue(Run& run, uint32_t t) {
     auto& task = run.tasks[t];
     auto& q = queueOf(task);
-    task.ready_seq = queues.push(q, task.def->priority, run.serial, t).seq;
+    task.ready_seq = queues.push(q, run.priority, task.def->priority, run.serial, t).seq;
     if (q.unhealthy) holdForPlugin(run, t);
 }
 
@@ -50,7 +50,8 @@ bool Core::workflowLimitReached(const Run& run) {
 }
 
 // Starts ready tasks while the limits allow, always the best waiting one first: highest
-// priority, then the oldest. Cost per start is the number of plugins, not of waiting tasks.
+// workflow priority, then the highest task priority, then the oldest. Cost per start is the
+// number of plugins, not of waiting tasks.
 // Parked tasks compete for a slot again at the start of every round, so that a slot is offered
 // again even when the task it was offered to went to a paused run or was cancelled meanwhile.
 void Core::pump() {

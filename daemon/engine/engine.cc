@@ -86,6 +86,12 @@ void Engine::shutdown(std::chrono::milliseconds grace, std::function<void()> don
             ++detached;
         }
     }
+    // A backfill's waiting runs stay queued in the store: the next start continues the backfill.
+    for (auto& [wf, waiting] : im.backfill_queued) {
+        for (auto& [at, id] : waiting) {
+            if (auto* run = im.findRun(id); run && im.backfillWaiting(*run)) run->detached = true;
+        }
+    }
     if (im.drained()) {
         if (detached > 0) spdlog::info("ENGINE_DETACHED {} run(s) left to their remote attempts", detached);
         done();

@@ -82,6 +82,9 @@ struct TriggerRequest {
     model::SkipCause skip = model::SkipCause::None;
     std::string skip_reason{};
     std::string file_run_id{}; // a file drop's run id (see triggers/file_watch.h)
+    // > 0: a backfill's run (`taskhubctl backfill`; source and scheduled name the time firing it
+    // makes up for). See Engine::trigger.
+    int backfill_max_active = 0;
 };
 
 struct TriggerResult {
@@ -149,6 +152,17 @@ public:
     // catch-up of ..."). A file drop's run takes file_run_id as its id and, like a time firing,
     // is created at most once (ok=false, duplicate) unless its record is a firing skipped while
     // the workflow was paused.
+    //
+    // A backfill's run (req.backfill_max_active > 0) is never skipped by the overlap policy and
+    // never revives a recorded firing (any record of its id makes it a duplicate): it is recorded
+    // as queued, with a `backfill` event ("max_active=N") that tells recovery it is one, and
+    // waits in the workflow's backfill queue. That queue starts its oldest scheduled instant
+    // first, and only when the workflow admits a run: no run queued by the overlap policy waits,
+    // and fewer runs of the workflow are running than 1 (overlap skip, queue_one, queue_all,
+    // replace: backfill runs never overlap another run of the workflow) or, with overlap = allow,
+    // than N and than max_active_runs. For the overlap policy of later firings a waiting backfill
+    // run does not count (a running one does, like any run). Shutdown leaves waiting backfill
+    // runs queued in the store; the next start continues them.
     TriggerResult trigger(const TriggerRequest& req);
 
     // Cancels a queued, running or paused run and its child runs: running tasks are asked to

@@ -76,6 +76,16 @@ inline dag::Outcome outcomeOf(TS s) {
     }
 }
 
+// A task whose failure its run absorbs (on_failure = "continue"): it stays failed and its
+// downstream tasks follow their trigger rules, but neither the run's end state nor fail_fast
+// counts it. A cancellation is never absorbed.
+inline bool absorbsFailure(const config::TaskDef& def) { return def.on_failure == config::TaskOnFailure::Continue; }
+// The failure_absorbed event's detail for such a task: "on_failure = continue: the run goes on
+// (exit code 3)".
+inline std::string absorbedText(const std::string& message) {
+    return "on_failure = continue: the run goes on" + (message.empty() ? std::string() : " (" + message + ")");
+}
+
 // Rules meant to run after failures (clean-up, notification): a fail_fast stop lets them run.
 inline bool runsAfterFailure(dag::TriggerRule r) {
     return r == dag::TriggerRule::AllDone || r == dag::TriggerRule::AllFailed ||
@@ -173,7 +183,10 @@ struct Run {
     std::optional<model::RunState> stop_state; // set when the run is being stopped: Failed or Cancelled
     std::string stop_reason;
     bool fail_fast_stop = false; // stopped by fail_fast: after-failure rules still run
-    std::string first_failure;
+    std::string first_failure; // the first failure that fails the run (absorbed ones do not)
+    // The workflow's priority, or the parent run's when that is higher (a child run): what its
+    // ready tasks are ordered by first (ReadyItem::run_priority).
+    int priority = 0;
     bool paused = false;
     bool frozen = false;
     bool ending = false;
@@ -186,6 +199,7 @@ struct Run {
     std::vector<std::string> children; // active child runs
     std::vector<ReadyItem> held;       // ready while paused
     int* wf_running = nullptr;         // queues.workflowRunning(wf->name)
+    int backfill_max_active = 0;       // > 0: a backfill's run (Engine::trigger)
     // The store's write mark after the run's record was written (adopt()): until it is durable,
     // its attempts wait for a durable start, so that nothing runs for a run a crash could forget.
     uint64_t created_mark = 0;
@@ -221,6 +235,8 @@ struct Core {
     std::unordered_map<uint64_t, Run*> by_serial;
     uint64_t next_serial = 0;
     std::map<std::string, std::deque<std::string>> queued; // workflow -> queued run ids
+    // workflow -> its backfill runs waiting to start, by scheduled instant (epoch s), oldest first
+    std::map<std::string, std::map<int64_t, std::string>> backfill_queued;
     // workflow -> its active top-level runs (queued, running, paused) by serial, oldest first:
     // what the overlap policy looks at, without a walk over every active run per firing.
     std::unordered_map<std::string, std::map<uint64_t, Run*>> top_level;
@@ -293,6 +309,14 @@ struct Core {
     void startChild(Run& run, uint32_t t);
     void settle(Run& run, uint32_t t, TS state, const std::string& message);
     void settleSkipped(Run& run, const std::vector<uint32_t>& skipped);
+    // A failure the run absorbs (a task with on_failure = "continue" ended failed): counts it in
+    // the run's failures_absorbed, saves the run, records a "failure_absorbed" event of task t
+    // with `why` as its detail and tells the observers (the metrics). The one place the count
+    // goes up; a retry that runs the task again takes it back (Core::retry).
+    void absorbFailure(Run& run, uint32_t t, const std::string& why);
+    // When a run is rebuilt (recovery, retry) from its tasks' records: the task's failure or
+    // cancellation becomes the run's first failure unless it has one or the failure is absorbed.
+    static void restoreFirstFailure(Run& run, const TaskRun& task);
     void finishTask(Run& run, uint32_t t, TS state, const std::string& message);
     void follow(Run& run, uint32_t t, dag::Outcome outcome);
     void stopRun(Run& run, model::RunState state, const std::string& reason, bool fail_fast = false);
@@ -301,6 +325,11 @@ struct Core {
     void endRun(Run& run);
     void childEnded(const Run& child);
     void startNextQueued(const std::string& workflow);
+    void startBackfill(const std::string& workflow);
+    // Whether the run is a backfill's run still waiting to start.
+    static bool backfillWaiting(const Run& run) {
+        return run.backfill_max_active > 0 && run.rec.state == model::RunState::Queued;
+    }
 
     // fanout.cc: foreach
     // The items of task t's foreach, evaluated now; nullopt with *err naming the task, the key

@@ -295,8 +295,8 @@ void Core::instanceEnded(Run& run, uint32_t i, TS state) {
     if (!fan.over && bad > task.def->fan->allowedFailures(fan.count()) && !run.stop_state && !task.cancel_requested) {
         fan.over = true;
         // The fan-out has failed whatever its other instances do: under fail_fast the run stops
-        // now, as it would for a task that failed.
-        if (!run.stop_state && run.wf->on_failure == config::OnFailure::FailFast) {
+        // now, as it would for a task that failed (unless the run absorbs the fan-out's failure).
+        if (!run.stop_state && run.wf->on_failure == config::OnFailure::FailFast && !absorbsFailure(*task.def)) {
             if (run.first_failure.empty()) run.first_failure = "task '" + task.rec.task_id + "' failed: " + fan.first_failure;
             stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
         }
@@ -384,7 +384,18 @@ void Core::endFanOut(Run& run, uint32_t t) {
     }
     task.rec.ended_ms = nowMillis();
     settle(run, t, state, message);
-    if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state) {
+    if (state == TS::Succeeded && bad > 0) {
+        // The failures max_failures tolerated are failures the run absorbed.
+        for (uint32_t i = fan.first; i < fan.first + n; ++i) {
+            const auto& in = run.tasks[i];
+            if (in.st != TS::Failed && in.st != TS::Cancelled) continue;
+            absorbFailure(run, i, in.rec.task_id + " " + model::nameString(in.st) + ", tolerated by " + tolerance +
+                                      " of fan-out task '" + task.rec.task_id + "'" +
+                                      (in.rec.message.empty() ? "" : ": " + in.rec.message));
+        }
+    }
+    if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state &&
+        !absorbsFailure(*task.def)) {
         stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
     }
     const auto [ok, failed] = fanParts(run, t);

@@ -46,6 +46,12 @@ public:
         (void)run;
         (void)task;
     }
+    // A task with on_failure = "continue" ended failed and its run absorbed the failure (its
+    // failure_absorbed event was recorded; run.failures_absorbed counts it already).
+    virtual void failureAbsorbed(const store::RunRecord& run, const store::TaskRecord& task) {
+        (void)run;
+        (void)task;
+    }
     // Recovery after a crash found an attempt lost (its `lost` event was recorded).
     virtual void attemptLost(const store::RunRecord& run, const store::TaskRecord& task) {
         (void)run;

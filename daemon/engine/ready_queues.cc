@@ -13,8 +13,8 @@ PluginQueue& ReadyQueues::queue(const std::string& key) {
     return it->second;
 }
 
-ReadyItem ReadyQueues::push(PluginQueue& q, int priority, uint64_t run, uint32_t task) {
-    ReadyItem item{priority, ++next_seq_, run, task};
+ReadyItem ReadyQueues::push(PluginQueue& q, int run_priority, int priority, uint64_t run, uint32_t task) {
+    ReadyItem item{run_priority, priority, ++next_seq_, run, task};
     q.heap.push(item);
     return item;
 }

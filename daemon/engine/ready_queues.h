@@ -1,7 +1,8 @@
 // Ready tasks waiting for a slot, and the limits that decide which one starts next: like ninja's
-// Pool. One queue per plugin (highest priority first, then first come, first served), the global
-// max_running_tasks, each plugin's max_concurrency and health, and each workflow's
-// max_parallel_tasks (a task held back by it is parked until its workflow has room).
+// Pool. One queue per plugin (highest workflow priority first, then the highest task priority,
+// then first come, first served), the global max_running_tasks, each plugin's max_concurrency
+// and health, and each workflow's max_parallel_tasks (a task held back by it is parked until its
+// workflow has room).
 //
 // It knows no runs, no clock and no Asio: a task is an entry (run serial, task index, seq), and
 // whether an entry is still live (the task still ready, not cancelled, started or queued again)
@@ -20,15 +21,18 @@
 namespace taskhub::engine {
 
 struct ReadyItem {
-    int priority = 0;
+    int run_priority = 0; // its run's priority (the workflow's; a child run's may be its parent's)
+    int priority = 0;     // the task's own
     uint64_t seq = 0;
     uint64_t run = 0; // Run::serial
     uint32_t task = 0;
 };
 
-// Highest priority first, then first come, first served.
+// Highest run (workflow) priority first, then the highest task priority, then first come, first
+// served. True when a starts after b.
 struct ItemOrder {
     bool operator()(const ReadyItem& a, const ReadyItem& b) const {
+        if (a.run_priority != b.run_priority) return a.run_priority < b.run_priority;
         return a.priority != b.priority ? a.priority < b.priority : a.seq > b.seq;
     }
 };
@@ -56,7 +60,7 @@ public:
     PluginQueue& queue(const std::string& key);
 
     // A ready task joins q; the entry returned (its seq) is the task's live entry.
-    ReadyItem push(PluginQueue& q, int priority, uint64_t run, uint32_t task);
+    ReadyItem push(PluginQueue& q, int run_priority, int priority, uint64_t run, uint32_t task);
 
     // An attempt of q's plugin started or ended.
     void started(PluginQueue& q) {
@@ -93,10 +97,11 @@ public:
                               int workflow_running) const;
 
     // The entry to take next, taken off its queue: the best live entry of the queues whose
-    // limits allow a start (highest priority, then the oldest), or, first, the top entry of an
-    // unhealthy plugin whose tasks fail at once (fails_when_unhealthy(plugin)); then
-    // `unhealthy` names that plugin. Stale entries met on the way are dropped. live(item) says
-    // whether an entry is still its task's live entry. Cost: the number of queues.
+    // limits allow a start (in ItemOrder: run priority, task priority, then the oldest), or,
+    // first, the top entry of an unhealthy plugin whose tasks fail at once
+    // (fails_when_unhealthy(plugin)); then `unhealthy` names that plugin. Stale entries met on the
+    // way are dropped. live(item) says whether an entry is still its task's live entry. Cost: the
+    // number of queues.
     struct Next {
         ReadyItem item;
         const std::string* unhealthy = nullptr; // its tasks fail at once (on_unhealthy = fail)

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <charconv>
 #include <set>
 #include <utility>
 
@@ -207,6 +208,7 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
         run->parent_id = parent->rec.id;
         run->parent_task = parent_task;
         run->parent_attempt = parent->tasks[parent_task].rec.attempt;
+        run->priority = std::max(run->priority, parent->priority);
     }
     Run& r = adopt(std::move(run));
     rebuilt->push_back(&r);
@@ -318,6 +320,9 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
         if (r.tasks[i].rec.state != rec.tasks[i].state || r.tasks[i].rec.message != rec.tasks[i].message ||
             r.tasks[i].rec.attempt != rec.tasks[i].attempt)
             saveTask(r, i);
+        // Failed here (lost, or its child run's end found): absorbed as at any other failure.
+        if (r.tasks[i].st == TS::Failed && rec.tasks[i].state != TS::Failed && absorbsFailure(*r.tasks[i].def))
+            absorbFailure(r, i, absorbedText(r.tasks[i].rec.message));
     }
     if (r.rec.state == model::RunState::Paused) r.paused = true;
     saveRun(r);
@@ -332,7 +337,21 @@ int Core::rebuild(const store::RunRecord& rec, Run* parent,
 // progress from the tasks that ended and admit what is ready.
 void Core::resumeRebuilt(Run& run) {
     if (run.rec.state == model::RunState::Queued) {
-        if (run.parent_id.empty()) queued[run.rec.workflow].push_back(run.rec.id);
+        if (!run.parent_id.empty()) return;
+        // A backfill's run says so in its events (Engine::trigger): it goes back to the
+        // workflow's backfill queue, with the parallelism it was created with.
+        for (const auto& e : store.events(run.rec.id)) {
+            int n = 0;
+            const std::string_view d = e.detail;
+            if (e.kind != "backfill" || !d.starts_with("max_active=")) continue;
+            auto [end, ec] = std::from_chars(d.data() + 11, d.data() + d.size(), n);
+            if (ec == std::errc() && end == d.data() + d.size() && n > 0 && run.rec.scheduled_ms) {
+                run.backfill_max_active = n;
+                backfill_queued[run.rec.workflow][*run.rec.scheduled_ms / 1000] = run.rec.id;
+                return;
+            }
+        }
+        queued[run.rec.workflow].push_back(run.rec.id);
         return;
     }
     if (run.wf->timeout.count() > 0) {
@@ -352,10 +371,7 @@ void Core::resumeRebuilt(Run& run) {
         }
         if (!isFinal(task.st) || task.isInstance()) continue;
         outcomes[i] = outcomeOf(task.st);
-        if ((task.st == TS::Failed || task.st == TS::Cancelled) && run.first_failure.empty()) {
-            run.first_failure = "task '" + task.rec.task_id + "' " + model::nameString(task.st) +
-                                (task.rec.message.empty() ? "" : ": " + task.rec.message);
-        }
+        restoreFirstFailure(run, task);
     }
     const uint64_t serial = run.serial;
     std::vector<uint32_t> now_ready, now_skipped;
@@ -664,6 +680,7 @@ RecoveryReport Core::recover(bool same_boot) {
     }
     std::set<std::string> workflows;
     for (const auto& [wf, q] : queued) workflows.insert(wf);
+    for (const auto& [wf, b] : backfill_queued) workflows.insert(wf);
     for (const auto& wf : workflows) startNextQueued(wf);
     pump();
     return report;

@@ -71,6 +71,7 @@ std::unique_ptr<Run> Core::makeRun(std::shared_ptr<const config::Workflow> wf,
     run->rec.version = wf->version;
     run->rec.created_ms = nowMillis();
     run->rec.params = std::move(params);
+    run->priority = wf->priority;
     run->tasks.resize(wf->tasks.size());
     run->conditions.resize(wf->tasks.size());
     run->unfinished = wf->tasks.size();
@@ -111,6 +112,10 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
         out.error = "a child run is started by its parent's workflow task, not triggered";
         return out;
     }
+    if (req.backfill_max_active > 0 && !(timed && scheduled && req.source != TriggerSource::Reboot)) {
+        out.error = "a backfill's run stands for a firing of a cron, every or at trigger, with its scheduled instant";
+        return out;
+    }
     if (stopping) {
         out.error = "taskhubd is shutting down; no new runs are started";
         return out;
@@ -137,7 +142,7 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
             const bool paused_firing = old ? old->state == model::RunState::Skipped &&
                                                  old->skip_cause == model::SkipCause::Paused
                                            : !active && paused_uncommitted.count(id) > 0;
-            revive = forced_skip.empty() && paused_firing;
+            revive = forced_skip.empty() && paused_firing && req.backfill_max_active == 0;
             if (revive) paused_uncommitted.erase(id);
             if (!revive) {
                 out.error = "the firing " + id + " is already recorded";
@@ -152,17 +157,23 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
     auto run = makeRun(wf, id, req.source, std::move(params));
     if (scheduled) run->rec.scheduled_ms = scheduled->time_since_epoch().count() * 1000;
 
-    // Overlap policy: what to do while earlier top-level runs of this workflow are active.
-    static const std::map<uint64_t, Run*> kNone;
-    const auto tl = top_level.find(wf->name);
-    const std::map<uint64_t, Run*>& active = tl == top_level.end() ? kNone : tl->second;
-    Run* const newest = active.empty() ? nullptr : active.rbegin()->second;
+    // Overlap policy: what to do while earlier top-level runs of this workflow are active (a
+    // backfill's runs waiting to start do not count: they start when the workflow admits them).
+    std::vector<Run*> active;
+    if (const auto tl = top_level.find(wf->name); tl != top_level.end()) {
+        for (const auto& [serial, r] : tl->second) {
+            if (!backfillWaiting(*r)) active.push_back(r);
+        }
+    }
+    Run* const newest = active.empty() ? nullptr : active.back();
     std::vector<Run*> replaced; // overlap = replace: the runs the new one cancels
     std::string start = "run";
     std::string skip_reason = forced_skip; // decided by the caller: a paused workflow
     if (!forced_skip.empty()) run->rec.skip_cause = req.skip;
     const config::Overlap overlap = req.source == TriggerSource::File ? wf->file_overlap : wf->overlap;
-    if (skip_reason.empty() && overlap == config::Overlap::Allow && wf->max_active_runs > 0 &&
+    if (req.backfill_max_active > 0) {
+        start = "backfill";
+    } else if (skip_reason.empty() && overlap == config::Overlap::Allow && wf->max_active_runs > 0 &&
                active.size() >= static_cast<size_t>(wf->max_active_runs)) {
         run->rec.skip_cause = model::SkipCause::ActiveLimit;
         skip_reason = "skipped: " + std::to_string(active.size()) + " runs are active, max_active_runs = " +
@@ -186,7 +197,7 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
         case config::Overlap::QueueAll: start = "queue"; break;
         case config::Overlap::Replace:
             start = "replace";
-            for (const auto& [serial, old] : active) replaced.push_back(old);
+            replaced = active;
             break;
         case config::Overlap::Allow: break;
         }
@@ -224,8 +235,19 @@ TriggerResult Core::trigger(const TriggerRequest& req) {
     // all the store needs.
     revive ? store.reviveRun(run->rec, taskListOf(*run)) : store.insertRun(run->rec, taskListOf(*run));
     event(id, "", "run_created", by);
+    if (req.backfill_max_active > 0) {
+        run->backfill_max_active = req.backfill_max_active;
+        // Read by recovery: the run stays a backfill's run across a restart.
+        event(id, "", "backfill", "max_active=" + std::to_string(req.backfill_max_active));
+    }
     Run& r = adopt(std::move(run));
     for (auto* o : observers) o->runCreated(r.rec);
+    if (start == "backfill") {
+        backfill_queued[wf->name][scheduled->time_since_epoch().count()] = id;
+        startBackfill(wf->name);
+        out.state = r.rec.state;
+        return out;
+    }
     if (start == "queue") {
         queued[wf->name].push_back(id);
         event(id, "", "run_queued", "waiting for " + newest->rec.id + " (overlap = " +
@@ -418,6 +440,7 @@ void Core::startChild(Run& run, uint32_t t) {
     child->parent_id = run.rec.id;
     child->parent_task = t;
     child->parent_attempt = task.rec.attempt;
+    child->priority = std::max(child->priority, run.priority);
     task.rec.child_run = id;
     saveTask(run, t);
     event(run.rec.id, task.rec.task_id, "start",
@@ -447,6 +470,10 @@ void Core::settle(Run& run, uint32_t t, TS state, const std::string& message) {
             logging::Context log_ctx({.workflow = run.rec.workflow, .run_id = run.rec.id, .task = task.rec.task_id,
                                       .attempt = task.rec.attempt});
             spdlog::warn("ENGINE_TASK_FAILED {} task {}: {}", run.rec.id, task.rec.task_id, message);
+            if (absorbsFailure(*task.def)) {
+                absorbFailure(run, t, absorbedText(message));
+                return;
+            }
         }
         // An instance's failure is its fan-out's to judge (max_failures).
         if (run.first_failure.empty() && !task.isInstance()) {
@@ -455,6 +482,21 @@ void Core::settle(Run& run, uint32_t t, TS state, const std::string& message) {
                                 (message.empty() ? "" : ": " + message);
         }
     }
+}
+
+void Core::absorbFailure(Run& run, uint32_t t, const std::string& why) {
+    const auto& task = run.tasks[t];
+    ++run.rec.failures_absorbed;
+    saveRun(run);
+    event(run.rec.id, task.rec.task_id, "failure_absorbed", why);
+    for (auto* o : observers) o->failureAbsorbed(run.rec, task.rec);
+}
+
+void Core::restoreFirstFailure(Run& run, const TaskRun& task) {
+    if (!run.first_failure.empty()) return;
+    if (task.st != TS::Cancelled && (task.st != TS::Failed || absorbsFailure(*task.def))) return;
+    run.first_failure = "task '" + task.rec.task_id + "' " + model::nameString(task.st) +
+                        (task.rec.message.empty() ? "" : ": " + task.rec.message);
 }
 
 // Tasks dag::Progress reported skipped (it already followed the skips through the graph).
@@ -473,7 +515,8 @@ void Core::finishTask(Run& run, uint32_t t, TS state, const std::string& message
         instanceEnded(run, t, state);
         return;
     }
-    if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state) {
+    if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state &&
+        !absorbsFailure(*run.tasks[t].def)) {
         stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);
     }
     follow(run, t, outcomeOf(state));
@@ -524,6 +567,10 @@ void Core::stopRun(Run& run, model::RunState state, const std::string& reason, b
     if (run.parent_id.empty()) {
         auto q = queued.find(run.rec.workflow);
         if (q != queued.end()) std::erase(q->second, run.rec.id);
+        if (run.backfill_max_active > 0 && run.rec.scheduled_ms) {
+            auto b = backfill_queued.find(run.rec.workflow);
+            if (b != backfill_queued.end()) b->second.erase(*run.rec.scheduled_ms / 1000);
+        }
     }
     if (by_serial.count(serial)) maybeEndRun(run);
 }
@@ -616,24 +663,57 @@ void Core::childEnded(const Run& child) {
     endAttempt(*parent, child.parent_task, std::move(r));
 }
 
-// Starts the oldest queued run of a workflow once none of its runs is running any more.
+// Starts the oldest queued run of a workflow once none of its runs is running any more; then,
+// when no such run waits, what the workflow admits of its backfill runs.
 void Core::startNextQueued(const std::string& workflow) {
     auto q = queued.find(workflow);
-    if (q == queued.end()) return;
-    if (auto tl = top_level.find(workflow); tl != top_level.end()) {
-        for (const auto& [serial, r] : tl->second) {
-            if (r->rec.state != model::RunState::Queued) return;
+    if (q != queued.end()) {
+        if (auto tl = top_level.find(workflow); tl != top_level.end()) {
+            for (const auto& [serial, r] : tl->second) {
+                if (r->rec.state != model::RunState::Queued) return;
+            }
+        }
+        while (!q->second.empty()) {
+            std::string next = q->second.front();
+            q->second.pop_front();
+            Run* r = findRun(next);
+            if (r && r->rec.state == model::RunState::Queued) {
+                startRun(*r);
+                return;
+            }
         }
     }
-    while (!q->second.empty()) {
-        std::string next = q->second.front();
-        q->second.pop_front();
-        Run* r = findRun(next);
-        if (r && r->rec.state == model::RunState::Queued) {
-            startRun(*r);
-            return;
+    startBackfill(workflow);
+}
+
+// Starts a workflow's waiting backfill runs, oldest scheduled instant first, while it admits
+// them (Engine::trigger says when).
+void Core::startBackfill(const std::string& workflow) {
+    auto b = backfill_queued.find(workflow);
+    if (b == backfill_queued.end() || stopping) return;
+    if (auto q = queued.find(workflow); q != queued.end() && !q->second.empty()) return; // they go first
+    while (!b->second.empty()) {
+        Run* r = findRun(b->second.begin()->second);
+        if (!r || !backfillWaiting(*r)) {
+            b->second.erase(b->second.begin());
+            continue;
         }
+        size_t running = 0;
+        if (auto tl = top_level.find(workflow); tl != top_level.end()) {
+            for (const auto& [serial, other] : tl->second) running += other->rec.state != model::RunState::Queued;
+        }
+        size_t limit = 1;
+        if (r->wf->overlap == config::Overlap::Allow) {
+            limit = static_cast<size_t>(r->backfill_max_active);
+            if (r->wf->max_active_runs > 0) limit = std::min(limit, static_cast<size_t>(r->wf->max_active_runs));
+        }
+        if (running >= limit) return;
+        b->second.erase(b->second.begin());
+        startRun(*r);
+        b = backfill_queued.find(workflow); // startRun may end runs and start others
+        if (b == backfill_queued.end()) return;
     }
+    backfill_queued.erase(b);
 }
 
 bool Core::drained() const {

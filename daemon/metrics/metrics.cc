@@ -66,6 +66,10 @@ Metrics::Metrics(DaemonInfo info)
       attempts_lost_(registry_.counter("taskhub_task_attempts_lost",
                                        "Task attempts found lost by recovery after a crash of taskhubd",
                                        {"workflow"})),
+      failures_absorbed_(registry_.counter("taskhub_task_failures_absorbed",
+                                           "Task failures a run absorbed (on_failure = \"continue\"): the task "
+                                           "failed, the run went on",
+                                           {"workflow"})),
       task_cpu_(registry_.counter("taskhub_task_cpu_seconds",
                                   "CPU time of ended task attempts, user and system, as measured in their cgroups "
                                   "(or, in process-group mode, the main process's rusage)",
@@ -100,6 +104,7 @@ void Metrics::setWorkflows(const std::set<std::string>& names) {
         for (RunState s : kFinalStates) runs_finished_.at({w, std::string(model::name(s))});
         task_retries_.at({w});
         attempts_lost_.at({w});
+        failures_absorbed_.at({w});
         task_cpu_.at({w, "user"});
         task_cpu_.at({w, "system"});
         task_oom_kills_.at({w});
@@ -165,6 +170,10 @@ void Metrics::attemptEnded(const store::RunRecord& run, const store::TaskRecord&
 
 void Metrics::attemptLost(const store::RunRecord& run, const store::TaskRecord&) {
     if (loaded(run.workflow)) attempts_lost_.inc({run.workflow});
+}
+
+void Metrics::failureAbsorbed(const store::RunRecord& run, const store::TaskRecord&) {
+    if (loaded(run.workflow)) failures_absorbed_.inc({run.workflow});
 }
 
 void Metrics::renderLive(Writer& w) const {

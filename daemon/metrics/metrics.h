@@ -110,6 +110,7 @@ public:
     void runEnded(const store::RunRecord& run, const std::vector<const store::TaskRecord*>& tasks) override;
     void attemptEnded(const store::RunRecord& run, const store::TaskRecord& task) override;
     void attemptLost(const store::RunRecord& run, const store::TaskRecord& task) override;
+    void failureAbsorbed(const store::RunRecord& run, const store::TaskRecord& task) override;
 
     // Bucket bounds (seconds), for the docs and tests.
     static const std::vector<double>& runDurationBounds();
@@ -135,6 +136,7 @@ private:
     HistogramFamily& task_duration_;
     ScalarFamily& task_retries_;
     ScalarFamily& attempts_lost_;
+    ScalarFamily& failures_absorbed_; // {workflow}
     ScalarFamily& task_cpu_;       // {workflow, mode = user | system}
     ScalarFamily& task_oom_kills_; // {workflow}
     HistogramFamily& trigger_lateness_;

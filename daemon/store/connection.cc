@@ -9,8 +9,9 @@ namespace taskhub::store {
 
 const char* const kSql[kStmtCount] = {
     "INSERT INTO runs(" TASKHUB_RUN_COLUMNS ", tasks) "
-    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-    "UPDATE runs SET state = ?2, message = ?3, started_ms = ?4, ended_ms = ?5, lost = ?6 WHERE id = ?1",
+    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?18, ?17)",
+    "UPDATE runs SET state = ?2, message = ?3, started_ms = ?4, ended_ms = ?5, lost = ?6, failures_absorbed = ?7 "
+    "WHERE id = ?1",
     "UPDATE runs SET trigger = ?2, state = ?3, message = ?4, version = ?5, created_ms = ?6, started_ms = ?7, "
     "ended_ms = ?8, params = ?9, skip_cause = ?10, tasks = ?11 WHERE id = ?1",
     "DELETE FROM tasks WHERE key >= ?1 AND key < ?2",

@@ -27,7 +27,7 @@ static_assert(Store::kMaxTasksPerRun == 1 << kTaskKeyBits);
 
 #define TASKHUB_RUN_COLUMNS                                                                      \
     "id, workflow, trigger, state, message, version, scheduled_ms, created_ms, started_ms, "    \
-    "ended_ms, params, parent_run, parent_task, depth, lost, skip_cause"
+    "ended_ms, params, parent_run, parent_task, depth, lost, skip_cause, failures_absorbed"
 
 #define TASKHUB_RUN_SELECT TASKHUB_RUN_COLUMNS ", key"
 

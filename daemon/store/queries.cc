@@ -126,8 +126,8 @@ std::optional<RunRecord> Store::run(const std::string& id, bool with_tasks) {
     s.bind(1, id);
     if (s.step() != SQLITE_ROW) return std::nullopt;
     RunRecord r = readRun(s);
-    const int64_t key = s.i64(16);
-    const std::string list = with_tasks ? s.text(17) : std::string();
+    const int64_t key = s.i64(17);
+    const std::string list = with_tasks ? s.text(18) : std::string();
     s.finish();
     if (!with_tasks) return r;
     // Every task in workflow order: those with a row as written, the others from the list.

@@ -81,6 +81,10 @@ struct RunRecord {
     std::string parent_task;
     int depth = 0;                   // 0 for a top-level run
     int lost = 0;                    // attempts that recovery after a crash found lost
+    // Failures the run absorbed and that stand (a task with on_failure = "continue" that ended
+    // failed; see engine Core::absorbFailure). A retry that runs such a task again takes its
+    // failure back. A run with absorbed failures may still have succeeded.
+    int failures_absorbed = 0;
     std::vector<TaskRecord> tasks;   // filled when asked for
 };
 

@@ -253,6 +253,7 @@ RunRecord readRun(const Stmt& s) {
     r.depth = static_cast<int>(s.i64(13));
     r.lost = static_cast<int>(s.i64(14));
     r.skip_cause = nameFromColumn(s.text(15), model::SkipCause::None, "runs.skip_cause");
+    r.failures_absorbed = static_cast<int>(s.i64(16));
     return r;
 }
 

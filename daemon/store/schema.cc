@@ -260,9 +260,15 @@ constexpr const char* kSchemaV12 = R"sql(
 ALTER TABLE tasks ADD COLUMN items TEXT NOT NULL DEFAULT '';
 )sql";
 
+// 13 (issue 20): how many failures a run absorbed (tasks with on_failure = "continue" that ended
+// failed); 0 for runs written before.
+constexpr const char* kSchemaV13 = R"sql(
+ALTER TABLE runs ADD COLUMN failures_absorbed INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 // Every migration, in order: kMigrations[i] takes schema version i to i + 1.
 const char* const kMigrations[] = {kSchemaV1, kSchemaV2, kSchemaV3, kSchemaV4, kSchemaV5, kSchemaV6,
-                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11, kSchemaV12};
+                                   kSchemaV7, kSchemaV8, kSchemaV9, kSchemaV10, kSchemaV11, kSchemaV12, kSchemaV13};
 static_assert(std::size(kMigrations) == Store::kSchemaVersion);
 
 } // namespace

@@ -96,7 +96,7 @@ public:
     // kinds in workflow order; see TaskList): a task's row is written when it first leaves
     // pending, not with the run. Runs of older schemas keep their rows and read as before.
     // Older databases are migrated when opened.
-    static constexpr int kSchemaVersion = 12;
+    static constexpr int kSchemaVersion = 13;
     static constexpr int kMaxTasksPerRun = 1 << 20; // tasks.key holds the position in 20 bits
 
     // Opens (creating if needed) state_dir/taskhub.db and migrates it forward to kSchemaVersion

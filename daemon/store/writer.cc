@@ -58,13 +58,14 @@ bool Store::applyRun(Conn& c, const RunOp& op) {
         s.bind(10, o->ended_ms).bind(11, toJsonObject(o->params)).bind(12, o->parent_run);
         s.bind(13, o->parent_task).bind(14, static_cast<int64_t>(o->depth)).bind(15, static_cast<int64_t>(o->lost));
         s.bind(16, model::name(o->skip_cause)).bindRef(17, insert->tasks);
+        s.bind(18, static_cast<int64_t>(o->failures_absorbed));
         c.check(s.step(), "insert run", &err);
         s.reset(); // drops the reference to the task list
     } else if (const auto* u = std::get_if<UpdateRun>(&op)) {
         const auto& r = u->run;
         auto& s = c.stmt(kUpdateRun);
         s.bind(1, r.id).bind(2, model::name(r.state)).bind(3, r.message).bind(4, r.started_ms).bind(5, r.ended_ms);
-        s.bind(6, static_cast<int64_t>(r.lost));
+        s.bind(6, static_cast<int64_t>(r.lost)).bind(7, static_cast<int64_t>(r.failures_absorbed));
         c.check(s.step(), "update run", &err);
     } else if (const auto* v = std::get_if<ReviveRun>(&op)) {
         const auto& r = v->run;

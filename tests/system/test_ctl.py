@@ -93,7 +93,7 @@ def ctl(*args):
 
 class CommandLineTest(harness.unittest.TestCase):
     COMMANDS = ["status", "metrics", "list", "show", "reload", "plugins", "plugin show", "run", "watch", "runs", "pause",
-                "resume", "cancel", "retry", "logs", "wait", "validate", "next", "plugin check", "notify test"]
+                "resume", "cancel", "retry", "logs", "wait", "validate", "next", "plugin check", "notify test", "backfill"]
 
     def test_usage_lists_every_command(self):
         rc, out, err = ctl("--help")

@@ -91,13 +91,13 @@ comand = "true"
     CHECK(messages(load) == std::vector<std::string>{
               "1: unknown key 'descripton'; did you mean 'description'? (accepted: cpu_max, deadline, description, dst_fold, "
               "dst_gap, io_weight, keep_days, keep_runs, leftovers, log_to_journal, max_parallel_tasks, memory_max, notify, "
-              "params, policy, run_as, task, tasks_max, timezone, trigger)",
+              "params, policy, priority, run_as, task, tasks_max, timezone, trigger)",
               "6: task 'a': plugin shell rejects parameter 'comand': unknown parameter 'comand'; did you mean "
               "'command'?"});
     CHECK(load.problems[0].str() == (dir.path / "w.toml").string() +
                                         ":1: unknown key 'descripton'; did you mean 'description'? (accepted: "
                                         "cpu_max, deadline, description, dst_fold, dst_gap, io_weight, keep_days, keep_runs, leftovers, "
-                                        "log_to_journal, max_parallel_tasks, memory_max, notify, params, policy, run_as, task, "
+                                        "log_to_journal, max_parallel_tasks, memory_max, notify, params, policy, priority, run_as, task, "
                                         "tasks_max, timezone, trigger)");
 }
 

@@ -226,7 +226,7 @@ params = ["x"]
               "to run another workflow)",
               "14: task 'sub': 'command' is not accepted on a workflow task, which runs workflow 'other' and has no "
               "plugin parameters (accepted: depends_on, foreach, foreach_key, id, max_failures, max_parallel, on_empty, "
-              "params, priority, retries, retry_backoff, retry_delay, retry_max_delay, timeout, trigger_rule, when, "
+              "on_failure, params, priority, retries, retry_backoff, retry_delay, retry_max_delay, timeout, trigger_rule, when, "
               "workflow)",
               "15: task 'sub': 'env' applies to plugin tasks only (pass values to the child workflow with params = { "
               "NAME = \"value\" })",
@@ -234,7 +234,7 @@ params = ["x"]
               "it fails when its child run fails)",
               "17: task 'sub': 'dependson' is not accepted on a workflow task, which runs workflow 'other' and has no "
               "plugin parameters; did you mean 'depends_on'? (accepted: depends_on, foreach, foreach_key, id, "
-              "max_failures, max_parallel, on_empty, params, priority, retries, retry_backoff, retry_delay, "
+              "max_failures, max_parallel, on_empty, on_failure, params, priority, retries, retry_backoff, retry_delay, "
               "retry_max_delay, timeout, trigger_rule, when, workflow)",
               "22: task 'plain': 'params' is only for workflow tasks (with workflow = \"...\"); a plugin task's "
               "parameters are keys of the task itself",

@@ -101,6 +101,13 @@ TEST_CASE("run views") {
           "progress: 2/6 tasks done (1 skipped, 1 succeeded); 2 running, 1 frozen, 1 pending; run running, 4.1s");
 }
 
+TEST_CASE("a run's state with the failures it absorbed") {
+    CHECK(runStateText(json::parse(R"({"state": "succeeded", "failures_absorbed": 2})")) == "succeeded (2 absorbed)");
+    CHECK(runStateText(json::parse(R"({"state": "failed", "failures_absorbed": 1})")) == "failed (1 absorbed)");
+    CHECK(runStateText(json::parse(R"({"state": "succeeded", "failures_absorbed": 0})")) == "succeeded");
+    CHECK(runStateText(json::parse(R"({"state": "succeeded"})")) == "succeeded"); // an older daemon
+}
+
 namespace {
 
 // What f prints on std::cout.

@@ -30,9 +30,9 @@ struct Queues {
 
     explicit Queues(int global, std::map<std::string, int> per_plugin = {}) : q(global, std::move(per_plugin)) {}
 
-    uint64_t push(const std::string& plugin, int priority, uint32_t task) {
+    uint64_t push(const std::string& plugin, int priority, uint32_t task, int run_priority = 0) {
         auto& pq = q.queue(plugin);
-        auto item = q.push(pq, priority, 1, task);
+        auto item = q.push(pq, run_priority, priority, 1, task);
         home[item.seq] = &pq;
         return item.seq;
     }
@@ -99,7 +99,7 @@ TEST_CASE("ready queues: stale entries are dropped; parked tasks return when the
     CHECK(t.q.waitingReason("a", "w", 1, running) == "waiting: workflow 'w' is at max_parallel_tasks (1)");
     const auto s3 = t.push("a", 0, 3);
     CHECK(t.next() == 3); // taken, then parked by the caller: its workflow is at its limit
-    t.q.park("w", 1, {0, s3, 1, 3});
+    t.q.park("w", 1, {0, 0, s3, 1, 3});
     const auto back = [&](const engine::ReadyItem& i) { return t.stale.count(i.seq) ? nullptr : t.home.at(i.seq); };
     t.q.unpark(back);
     CHECK(t.next() == -1); // no room yet
@@ -127,6 +127,21 @@ TEST_CASE("ready queues: an unhealthy plugin's tasks wait, or come first when th
     CHECK(t.next() == -1);
     t.q.setUnhealthy("b", false);
     CHECK(t.next() == 3);
+}
+
+TEST_CASE("ready queues: the run's priority first, then the task's, then first come, across plugins",
+          "[engine][ready_queues][priority]") {
+    Queues t(0);
+    t.push("a", 0, 1, 0);
+    t.push("b", 1000, 2, 0);  // a bulk run's most urgent task
+    t.push("a", 0, 3, 5);     // an urgent run's tasks: first, whatever their own priority
+    t.push("b", -5, 4, 5);
+    t.push("a", 7, 5, 5);
+    t.push("b", 0, 6, -1);    // below the default
+    t.push("a", 0, 7, 5);
+    std::vector<int> order;
+    for (int n = t.next(); n >= 0; n = t.next()) order.push_back(n);
+    CHECK(order == std::vector<int>{5, 3, 7, 4, 2, 1, 6});
 }
 
 // ---- the fake clock ----

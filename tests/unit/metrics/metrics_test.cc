@@ -113,6 +113,20 @@ TEST_CASE("attempts: durations per workflow and plugin, retries, lost; workflow 
     CHECK(contains(text, "taskhub_task_attempts_lost_total{workflow=\"w\"} 1\n"));
 }
 
+TEST_CASE("absorbed task failures are counted per loaded workflow, from 0", "[metrics]") {
+    auto mp = make();
+    auto& m = *mp;
+    m.setWorkflows({"w", "quiet"});
+    m.failureAbsorbed(run("w", RunState::Running, 0, 0), attempt("shell", TaskState::Failed, 0, 1));
+    m.failureAbsorbed(run("w", RunState::Running, 0, 0), attempt("shell", TaskState::Failed, 0, 1));
+    m.failureAbsorbed(run("gone", RunState::Running, 0, 0), attempt("shell", TaskState::Failed, 0, 1));
+    const std::string text = m.render();
+    CHECK(contains(text, "# TYPE taskhub_task_failures_absorbed counter\n"));
+    CHECK(contains(text, "taskhub_task_failures_absorbed_total{workflow=\"w\"} 2\n"));
+    CHECK(contains(text, "taskhub_task_failures_absorbed_total{workflow=\"quiet\"} 0\n"));
+    CHECK_FALSE(contains(text, "workflow=\"gone\""));
+}
+
 TEST_CASE("trigger lateness is observed for time triggers only, by trigger kind", "[metrics]") {
     auto mp = make();
     auto& m = *mp;

@@ -44,8 +44,11 @@ void sql(const fs::path& db, const std::string& statement) {
     sqlite3_close(h);
 }
 
-// What schema 12 added (what a version 11 database lacks).
-#define TASKHUB_DROP_SCHEMA_12 "ALTER TABLE tasks DROP COLUMN items;"
+// What schema 13 added (what a version 12 database lacks).
+#define TASKHUB_DROP_SCHEMA_13 "ALTER TABLE runs DROP COLUMN failures_absorbed;"
+
+// What schemas 12 and 13 added (what a version 11 database lacks).
+#define TASKHUB_DROP_SCHEMA_12 TASKHUB_DROP_SCHEMA_13 " ALTER TABLE tasks DROP COLUMN items;"
 
 // What schemas 11 and 12 added (what a version 10 database lacks).
 #define TASKHUB_DROP_SCHEMA_11 TASKHUB_DROP_SCHEMA_12 " ALTER TABLE tasks DROP COLUMN handle;"
@@ -822,7 +825,7 @@ TEST_CASE("a version 4 database gains file_versions when opened; a file version 
     CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
     CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name IN ('deadline_misses', 'deadline_marks')") == 2);
     CHECK(sqlInt(db, "SELECT count(*) FROM sqlite_master WHERE name = 'notifications'") == 1);
-    CHECK(Store::kSchemaVersion == 12);
+    CHECK(Store::kSchemaVersion == 13);
     CHECK(sqlInt(db, "SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'tasks'") == 1);
 }
 
@@ -1315,6 +1318,35 @@ TEST_CASE("writer mode: one event-loop turn's writes are committed together, onc
     CHECK(s->batchesWritten() == before + 2);
     loop.drain();
     CHECK(durable);
+}
+
+TEST_CASE("a version 12 database gains failures_absorbed (0 for its runs); the count is written and read back",
+          "[store][migration]") {
+    TempDir dir;
+    const fs::path db = dir.path / "taskhub.db";
+    openStore(dir.path).reset();
+    sql(db, TASKHUB_DROP_SCHEMA_13 " PRAGMA user_version = 12; "
+            "INSERT INTO runs(key, id, workflow, trigger, state, created_ms) VALUES(1, 'w@1', 'w', 'manual', 'succeeded', 1);");
+    auto s = openStore(dir.path);
+    CHECK(sqlInt(db, "PRAGMA user_version") == Store::kSchemaVersion);
+    auto old = s->run("w@1", false);
+    REQUIRE(old);
+    CHECK(old->failures_absorbed == 0);
+
+    RunRecord r;
+    r.id = "w@2";
+    r.workflow = "w";
+    r.created_ms = 2;
+    r.failures_absorbed = 2;
+    s->insertRun(r);
+    REQUIRE(s->commit());
+    CHECK(s->run("w@2", true)->failures_absorbed == 2);
+    r.failures_absorbed = 1; // a retry took one back
+    r.state = taskhub::model::RunState::Running;
+    s->updateRun(r);
+    REQUIRE(s->commit());
+    CHECK(s->run("w@2", false)->failures_absorbed == 1);
+    CHECK(s->runs({}).front().failures_absorbed == 1);
 }
 
 TEST_CASE("a version 10 database gains attempt handles; a handle is written and read back", "[store][migration]") {
