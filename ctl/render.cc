@@ -281,6 +281,19 @@ std::string instancesText(const json::value& t) {
 
 bool isInstance(const json::value& t) { return t.is_object() && t.as_object().contains("fan_out"); }
 
+// "812/1000, 3 failed": a fan-out task's instances that ended, of all; "" for another task.
+std::string fanOutProgressOf(const json::value& t) {
+    const json::value* inst = t.is_object() ? t.as_object().if_contains("instances") : nullptr;
+    if (!inst || !inst->is_object()) return "";
+    auto n = [&](const char* k) {
+        const json::value* v = inst->as_object().if_contains(k);
+        return v && v->is_int64() ? v->as_int64() : 0;
+    };
+    const int64_t bad = n("failed") + n("cancelled");
+    return std::to_string(n("succeeded") + bad) + "/" + std::to_string(n("count")) +
+           (bad ? ", " + std::to_string(bad) + " failed" : "");
+}
+
 // At most this many instances of a fan-out are listed under it (those that failed, were
 // cancelled or run now); `show --json` has them all.
 constexpr int kInstancesShown = 20;
@@ -403,15 +416,8 @@ void countTasks(const json::value& run, std::map<std::string, int>& counts) {
 std::string fanOutProgress(const json::value& run) {
     std::string out;
     for (const auto& t : arrayField(run, "tasks")) {
-        const json::value* inst = t.is_object() ? t.as_object().if_contains("instances") : nullptr;
-        if (!inst || !inst->is_object() || taskEnded(field(t, "state"))) continue;
-        auto n = [&](const char* k) {
-            const json::value* v = inst->as_object().if_contains(k);
-            return v && v->is_int64() ? v->as_int64() : 0;
-        };
-        const int64_t bad = n("failed") + n("cancelled");
-        out += "; " + field(t, "id") + " " + std::to_string(n("succeeded") + bad) + "/" + std::to_string(n("count")) +
-               (bad ? ", " + std::to_string(bad) + " failed" : "");
+        if (taskEnded(field(t, "state"))) continue;
+        if (std::string p = fanOutProgressOf(t); !p.empty()) out += "; " + field(t, "id") + " " + p;
     }
     for (const auto& c : arrayField(run, "children")) out += fanOutProgress(c);
     return out;
@@ -643,8 +649,17 @@ void printChanges(bool json_lines, const std::string& root, const json::value& r
             }
         };
         if (task_ended) children();
-        if (changed(id + "\n" + field(t, "id"), field(t, "state") + "#" + field(t, "attempt"))) {
+        // Lines for people: a fan-out's instances only when one fails or is cancelled, and the
+        // fan-out's progress when it moves ("convert  815/1000, 3 failed"). JSON lines: all of them.
+        const std::string st = field(t, "state");
+        const bool quiet = !json_lines && isInstance(t) && st != "failed" && st != "cancelled";
+        if (!quiet && changed(id + "\n" + field(t, "id"), st + "#" + field(t, "attempt"))) {
             emit(field(t, "id"), t, true);
+        }
+        if (!json_lines && !task_ended) {
+            if (std::string p = fanOutProgressOf(t); !p.empty() && changed(id + "\n" + field(t, "id") + "#fan", p)) {
+                std::cout << clockNow() << "  " << label << field(t, "id") << "  " << p << "\n";
+            }
         }
         if (!task_ended) children();
     }

@@ -44,7 +44,14 @@ class FanOutTest(harness.DaemonTestCase):
             command = "echo converted ${tasks.convert.outputs.succeeded} of ${tasks.convert.outputs.count} > %s/report"
             """ % (out, out))
         d.start()
-        rc, run, err = d.ctl("run", "big", "--wait", timeout=240)
+        rid = d.ctl_ok("run", "big")["id"]
+        # watch (not a terminal): the fan-out's progress, not a line per instance.
+        rc, watched, err = d.ctl("watch", rid, json=False, timeout=240)
+        self.assertEqual(rc, 0, (watched, err))
+        self.assertRegex(watched, r"convert  \d+/1000")
+        self.assertNotIn("convert[5]", watched)
+        self.assertIn("progress: 3/3 tasks done (3 succeeded)", watched)
+        rc, run, err = d.ctl("wait", rid, timeout=60)
         self.assertEqual(rc, 0, (run, err))
         self.assertEqual(run["state"], "succeeded")
         fan = harness.task(run, "convert")
