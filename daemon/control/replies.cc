@@ -74,7 +74,7 @@ std::string_view fanOutOf(const std::string& task_id, const std::map<std::string
 
 // waiting: why ready tasks have not started (Services::waitingReasons), for `show`; may be null.
 json::object runJson(const store::RunRecord& r, bool with_tasks,
-                     const std::map<std::string, std::string>* waiting) {
+                     const std::map<std::string, std::string>* waiting, bool compact) {
     json::object o;
     o["id"] = r.id;
     o["workflow"] = r.workflow;
@@ -98,10 +98,18 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
         const auto fans = fanOuts(r);
         // Instances by state, per fan-out: those without a row yet are pending.
         std::map<std::string, std::map<std::string, int64_t>, std::less<>> by_state;
+        std::map<std::string, int64_t, std::less<>> omitted;
+        const auto leftOut = [compact](const store::TaskRecord& t) {
+            return compact && t.state == model::TaskState::Succeeded;
+        };
         for (const auto& t : r.tasks) {
-            if (auto f = fanOutOf(t.task_id, fans); !f.empty()) ++by_state[std::string(f)][std::string(model::name(t.state))];
+            if (auto f = fanOutOf(t.task_id, fans); !f.empty()) {
+                ++by_state[std::string(f)][std::string(model::name(t.state))];
+                if (leftOut(t)) ++omitted[std::string(f)];
+            }
         }
         for (const auto& t : r.tasks) {
+            if (leftOut(t) && !fanOutOf(t.task_id, fans).empty()) continue;
             json::object to;
             to["id"] = t.task_id;
             if (auto f = fanOutOf(t.task_id, fans); !f.empty()) to["fan_out"] = f;
@@ -116,6 +124,7 @@ json::object runJson(const store::RunRecord& r, bool with_tasks,
                 if (pending > 0) inst["pending"] = pending + (inst.contains("pending") ? inst["pending"].as_int64() : 0);
                 inst["count"] = f->second;
                 to["instances"] = std::move(inst);
+                if (compact) to["instances_omitted"] = omitted[t.task_id];
             }
             to["plugin"] = t.plugin;
             to["state"] = model::name(t.state);
@@ -196,10 +205,26 @@ constexpr int kMaxTreeDepth = 128;
 
 // A run with its tasks (and why ready ones wait) and, under "children", its child runs, each
 // with its own events and children.
+std::vector<store::EventRecord> compactEvents(const std::vector<store::EventRecord>& events, size_t* omitted) {
+    std::vector<store::EventRecord> out;
+    out.reserve(events.size());
+    for (const auto& e : events) {
+        // Task ids hold '[' only for fan-out instances.
+        if (e.task_id.find('[') != std::string::npos &&
+            (e.kind == "ready" || e.kind == "start" || e.kind == "usage" ||
+             (e.kind == "end" && e.detail.starts_with("succeeded")))) {
+            ++*omitted;
+            continue;
+        }
+        out.push_back(e);
+    }
+    return out;
+}
+
 json::object runTreeJson(Services& services, const store::RunRecord& r, int depth,
-                         const std::vector<store::EventRecord>* events) {
+                         const std::vector<store::EventRecord>* events, bool compact) {
     auto waiting = services.waitingReasons(r.id);
-    json::object o = runJson(r, true, &waiting);
+    json::object o = runJson(r, true, &waiting, compact);
     std::vector<store::EventRecord> own;
     if (events == nullptr) {
         own = services.events(r.id);
@@ -209,8 +234,10 @@ json::object runTreeJson(Services& services, const store::RunRecord& r, int dept
     json::array children;
     if (depth < kMaxTreeDepth) {
         for (const auto& child : services.children(r.id)) {
-            const auto child_events = services.events(child.id);
-            json::object co = runTreeJson(services, child, depth + 1, &child_events);
+            size_t ignored = 0;
+            const auto child_events =
+                compact ? compactEvents(services.events(child.id), &ignored) : services.events(child.id);
+            json::object co = runTreeJson(services, child, depth + 1, &child_events, compact);
             co["events"] = eventsJson(child_events);
             children.push_back(std::move(co));
         }

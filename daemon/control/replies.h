@@ -27,14 +27,19 @@ boost::json::object outputsJson(const store::NameValues& plain, const store::Nam
 boost::json::value durationMs(const std::optional<int64_t>& started, const std::optional<int64_t>& ended);
 // A run (with its tasks when with_tasks); waiting: why ready tasks have not started
 // (Services::waitingReasons), for `show`; may be null.
+// compact: leave out the fan-out instances that succeeded (each fan-out task's "instances"
+// still counts them, and "instances_omitted" says how many rows were left out).
 boost::json::object runJson(const store::RunRecord& r, bool with_tasks,
-                            const std::map<std::string, std::string>* waiting = nullptr);
+                            const std::map<std::string, std::string>* waiting = nullptr, bool compact = false);
 boost::json::array eventsJson(const std::vector<store::EventRecord>& events);
 // A run with its tasks (and why ready ones wait) and, under "children", its child runs, each
 // with its own events and children.
 // events: r's own (services.events(r.id)), for each task's "attempts"; read when null.
 boost::json::object runTreeJson(Services& services, const store::RunRecord& r, int depth,
-                                const std::vector<store::EventRecord>* events = nullptr);
+                                const std::vector<store::EventRecord>* events = nullptr, bool compact = false);
+// The events without fan-out instances' routine ones (ready, start, usage, a succeeded end), for
+// a compact `show`; *omitted counts those left out.
+std::vector<store::EventRecord> compactEvents(const std::vector<store::EventRecord>& events, size_t* omitted);
 // What an attempt cost, as `show --json` gives it (docs/control-protocol.md, "Accounting"):
 // {"source", "cpu_user_us", "cpu_system_us", "memory_peak", "oom_kills", "io_read_bytes",
 // "io_write_bytes"}; the last four are null when not measured.

@@ -275,6 +275,18 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
         task.st = isFinal(task.rec.state) ? task.rec.state : TS::Cancelled;
         task.rec.state = task.st;
     }
+    const size_t nstatic = wf->tasks.size();
+    // A task to retry: one that failed or was cancelled, or a fan-out with instances that did
+    // (it may have succeeded within max_failures).
+    const auto retriable = [&run](uint32_t t) {
+        const auto& task = run->tasks[t];
+        if (task.st == TS::Failed || task.st == TS::Cancelled) return true;
+        if (!task.fan) return false;
+        for (uint32_t i = task.fan->first; i < task.fan->first + task.fan->count(); ++i) {
+            if (run->tasks[i].st == TS::Failed || run->tasks[i].st == TS::Cancelled) return true;
+        }
+        return false;
+    };
     if (!task_id.empty()) {
         auto t = taskIndex(*run, task_id, err);
         if (!t) return false;
@@ -284,17 +296,21 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
                    "cancelled instances again";
             return false;
         }
-        if (run->tasks[*t].st != TS::Failed && run->tasks[*t].st != TS::Cancelled) {
+        if (!retriable(*t)) {
             *err = "task " + task_id + " of run " + id + " " + model::nameString(run->tasks[*t].st) +
-                   "; only failed or cancelled tasks can be retried";
+                   (run->tasks[*t].fan ? " with every instance succeeded" : "") +
+                   "; only failed or cancelled tasks (and fan-outs with failed or cancelled instances) can be retried";
             return false;
         }
         again[*t] = 1;
     } else {
-        for (uint32_t i = 0; i < run->tasks.size(); ++i) {
-            if (run->tasks[i].st == TS::Failed || run->tasks[i].st == TS::Cancelled) again[i] = 1;
+        for (uint32_t i = 0; i < nstatic; ++i) {
+            if (retriable(i)) again[i] = 1;
         }
     }
+    // The fan-outs chosen for their own failures (not downstream of another): only their failed
+    // and cancelled instances run again.
+    const std::vector<char> chosen = again;
     if (std::find(again.begin(), again.end(), 1) == again.end()) {
         *err = "run " + id + " has no failed or cancelled task to retry";
         return false;
@@ -316,21 +332,16 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
             }
         }
     }
-    // A fan-out retried for its own failure runs its failed and cancelled instances again; one
-    // downstream of a retried task runs all of them again. Either way over the list it was
-    // expanded from.
-    const size_t nstatic = wf->tasks.size();
+    // A fan-out retried for itself runs its failed and cancelled instances again; one downstream
+    // of a retried task runs all of them again. Either way over the list it was expanded from.
     again.resize(run->tasks.size(), 0);
     for (uint32_t t = 0; t < nstatic; ++t) {
         if (!again[t] || !run->tasks[t].fan) continue;
-        const bool failed_itself = run->tasks[t].st == TS::Failed || run->tasks[t].st == TS::Cancelled;
         const auto& fan = *run->tasks[t].fan;
         for (uint32_t i = fan.first; i < fan.first + fan.count(); ++i) {
-            if (!failed_itself || run->tasks[i].st != TS::Succeeded) again[i] = 1;
+            if (!chosen[t] || run->tasks[i].st != TS::Succeeded) again[i] = 1;
         }
     }
-    std::vector<char> tolerated(nstatic, 0); // fan-outs that succeeded, their failed instances absorbed
-    for (uint32_t t = 0; t < nstatic; ++t) tolerated[t] = run->tasks[t].fan && run->tasks[t].st == TS::Succeeded;
     std::vector<std::string> names;
     run->unfinished = 0;
     for (uint32_t i = 0; i < run->tasks.size(); ++i) {
@@ -343,11 +354,9 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
         }
         if (i < nstatic) names.push_back(task.rec.task_id);
         // An absorbed failure run again is taken back: it counts again if the task fails again.
-        // So is an instance's failure a fan-out that succeeded tolerated (--downstream).
-        const bool absorbed = task.isInstance()
-                                  ? (task.st == TS::Failed || task.st == TS::Cancelled) && tolerated[task.fan_task]
-                                  : task.st == TS::Failed && absorbsFailure(*task.def);
-        if (absorbed && run->rec.failures_absorbed > 0) --run->rec.failures_absorbed;
+        if (task.st == TS::Failed && absorbsFailure(*task.def) && !task.isInstance() &&
+            run->rec.failures_absorbed > 0)
+            --run->rec.failures_absorbed;
         task.st = TS::Pending;
         task.rec.state = TS::Pending;
         task.rec.message.clear();

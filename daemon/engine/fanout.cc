@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/log.h"
 #include "common/time_util.h"
@@ -330,37 +331,79 @@ void Core::endFanOut(Run& run, uint32_t t) {
     task.rec.outputs = {{"count", std::to_string(n)}, {"succeeded", std::to_string(fan.succeeded)},
                         {"failed", std::to_string(bad)}};
     task.rec.json_outputs.clear();
+    // First what each name would cost (its values, a null for each instance without it), without
+    // building anything: many instances with many names must not make the daemon hold names x
+    // instances. Names beyond the budget are left out as they are met.
     std::vector<std::string> names;
-    std::unordered_map<std::string, json::array> gathered;
-    auto gather = [&](uint32_t i, const std::string& k) -> json::value& {
-        auto [it, fresh] = gathered.try_emplace(k);
-        if (fresh) {
+    std::unordered_map<std::string, size_t> cost; // name -> bytes it would take
+    std::unordered_set<std::string> left_out;     // the first of the names left out
+    bool more_left_out = false;
+    size_t budget = 0;
+    const size_t per_name = 5 * size_t{n} + 2; // "[null,null,...]"
+    auto leaveOut = [&](const std::string& k) {
+        if (left_out.size() < 100) left_out.insert(k);
+        else if (!left_out.count(k)) more_left_out = true;
+    };
+    auto count = [&](const std::string& k, size_t value_bytes) {
+        if (k == "count" || k == "succeeded" || k == "failed") return;
+        auto it = cost.find(k);
+        if (it == cost.end()) {
+            if (budget + per_name > kMaxGatheredOutputs) return leaveOut(k);
+            budget += per_name;
+            it = cost.emplace(k, per_name).first;
             names.push_back(k);
-            it->second.resize(n);
         }
-        return it->second[i];
+        it->second += value_bytes;
+        budget += value_bytes;
     };
     for (uint32_t i = 0; i < n; ++i) {
         const auto& rec = run.tasks[fan.first + i].rec;
-        for (const auto& [k, v] : rec.outputs) gather(i, k) = json::string(v);
+        for (const auto& [k, v] : rec.outputs) count(k, v.size() + 2);
+        for (const auto& [k, v] : rec.json_outputs) count(k, v.size());
+    }
+    // Then the names that fit, in one pass over the instances: at most some 16 MiB / 5n of them.
+    std::unordered_map<std::string_view, json::array> gathered;
+    size_t planned = 0;
+    for (const auto& name : names) {
+        if (planned + cost[name] > kMaxGatheredOutputs) {
+            leaveOut(name);
+            continue;
+        }
+        planned += cost[name];
+        gathered[name].resize(n);
+    }
+    for (uint32_t i = 0; i < n; ++i) {
+        const auto& rec = run.tasks[fan.first + i].rec;
+        for (const auto& [k, v] : rec.outputs) {
+            if (auto it = gathered.find(k); it != gathered.end()) it->second[i] = json::string(v);
+        }
         for (const auto& [k, v] : rec.json_outputs) {
+            auto it = gathered.find(k);
+            if (it == gathered.end()) continue;
             std::error_code ec;
             json::value parsed = json::parse(v, ec); // checked when it was published
-            gather(i, k) = ec ? json::value(json::string(v)) : std::move(parsed);
+            it->second[i] = ec ? json::value(json::string(v)) : std::move(parsed);
         }
     }
     size_t bytes = 0;
-    std::string dropped;
     for (const auto& name : names) {
-        if (name == "count" || name == "succeeded" || name == "failed") continue;
-        std::string text = model::jsonText(gathered[name]);
-        bytes += text.size();
-        if (bytes > kMaxGatheredOutputs) {
-            dropped += (dropped.empty() ? "" : ", ") + name;
+        auto it = gathered.find(name);
+        if (it == gathered.end()) continue;
+        std::string text = model::jsonText(it->second);
+        it->second = json::array(); // freed as it goes
+        if (bytes + text.size() > kMaxGatheredOutputs) {
+            leaveOut(name);
             continue;
         }
+        bytes += text.size();
         task.rec.json_outputs.emplace_back(name, std::move(text));
     }
+    std::vector<std::string> left(left_out.begin(), left_out.end());
+    std::sort(left.begin(), left.end());
+    std::string dropped;
+    for (size_t i = 0; i < left.size() && i < 5; ++i) dropped += (i ? ", " : "") + left[i];
+    if (left.size() > 5 || more_left_out)
+        dropped += " and " + (more_left_out ? std::string("more") : std::to_string(left.size() - 5) + " more");
 
     TS state = TS::Succeeded;
     std::string message;
@@ -384,16 +427,6 @@ void Core::endFanOut(Run& run, uint32_t t) {
     }
     task.rec.ended_ms = nowMillis();
     settle(run, t, state, message);
-    if (state == TS::Succeeded && bad > 0) {
-        // The failures max_failures tolerated are failures the run absorbed.
-        for (uint32_t i = fan.first; i < fan.first + n; ++i) {
-            const auto& in = run.tasks[i];
-            if (in.st != TS::Failed && in.st != TS::Cancelled) continue;
-            absorbFailure(run, i, in.rec.task_id + " " + model::nameString(in.st) + ", tolerated by " + tolerance +
-                                      " of fan-out task '" + task.rec.task_id + "'" +
-                                      (in.rec.message.empty() ? "" : ": " + in.rec.message));
-        }
-    }
     if (state == TS::Failed && run.wf->on_failure == config::OnFailure::FailFast && !run.stop_state &&
         !absorbsFailure(*task.def)) {
         stopRun(run, model::RunState::Failed, "cancelled: " + run.first_failure + " (on_failure = fail_fast)", true);

@@ -71,6 +71,18 @@ class FanOutTest(harness.DaemonTestCase):
         self.assertIn("convert[*]", text)
         self.assertIn("1000 instances: 1000 succeeded", text)
         self.assertNotIn("convert[500] ", text)
+        # A read-only caller, whose answers are bounded (max_answer_size), gets the run without
+        # the instances that succeeded and their routine events, with the counts.
+        if os.geteuid() == 0 and os.stat(harness.BIN["ctl"]).st_mode & 0o001:
+            os.chmod(d.dir, 0o755)
+            os.chmod(d.socket, 0o666)
+            rc, small, err = d.ctl("show", run["id"], preexec_fn=harness.demote_to_nobody)
+            self.assertEqual(rc, 0, err)
+            fan = harness.task(small, "convert")
+            self.assertEqual(fan["instances"]["succeeded"], 1000)
+            self.assertEqual(fan["instances_omitted"], 1000)
+            self.assertEqual(instances(small, "convert"), [])
+            self.assertFalse([e for e in small["events"] if e["task"].startswith("convert[")])
 
     def test_child_workflows_per_item_keyed(self):
         d = self.daemon(start=False)

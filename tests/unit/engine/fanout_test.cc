@@ -280,3 +280,34 @@ TEST_CASE("fan-out: after a restart the fan-out continues with the recorded list
     for (const auto& e : h.events(id)) expanded += e.kind == "expanded";
     CHECK(expanded == 1);
 }
+
+TEST_CASE("fan-out: gathering many instances' many output names stays within its budget", "[engine][fanout]") {
+    sim::SimHarness h;
+    std::string items = "[";
+    for (int i = 0; i < 200; ++i) items += (i ? ", " : "") + std::to_string(i);
+    h.add("wide", sim::fakeTask("t", "foreach = " + items + "]"));
+    h.load();
+    auto id = h.trigger("wide");
+    for (int i = 0; i < 200; ++i) {
+        plugin_host::AttemptResult r;
+        r.outcome = O::Succeeded;
+        r.outputs.emplace_back("common", std::to_string(i));
+        // 2,000 names of its own: gathered, each would be an array of 200 (mostly nulls).
+        for (int j = 0; j < 2000; ++j) r.outputs.emplace_back("n" + std::to_string(i) + "_" + std::to_string(j), "");
+        h.plugin().finishWith("t[" + std::to_string(i) + "]", std::move(r));
+        h.settle();
+    }
+    auto run = h.record(id);
+    CHECK(run.state == "succeeded");
+    const auto& fan = sim::simTask(run, "t");
+    CHECK(fan.message.find("were not gathered: together over 16 MiB") != std::string::npos);
+    size_t bytes = 0;
+    bool common = false;
+    for (const auto& [k, v] : fan.json_outputs) {
+        bytes += v.size();
+        common = common || k == "common";
+    }
+    CHECK(common);
+    CHECK(bytes <= (size_t{16} << 20));
+    CHECK(fan.json_outputs.size() < 20'000);
+}
