@@ -298,8 +298,9 @@ bool Core::retry(const std::string& id, const std::string& task_id, bool downstr
         }
         if (!retriable(*t)) {
             *err = "task " + task_id + " of run " + id + " " + model::nameString(run->tasks[*t].st) +
-                   (run->tasks[*t].fan ? " with every instance succeeded" : "") +
-                   "; only failed or cancelled tasks (and fan-outs with failed or cancelled instances) can be retried";
+                   (run->tasks[*t].fan ? " with every instance succeeded; only failed or cancelled tasks (and fan-outs "
+                                         "with failed or cancelled instances) can be retried"
+                                       : "; only failed or cancelled tasks can be retried");
             return false;
         }
         again[*t] = 1;

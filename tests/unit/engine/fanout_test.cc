@@ -311,3 +311,46 @@ TEST_CASE("fan-out: gathering many instances' many output names stays within its
     CHECK(bytes <= (size_t{16} << 20));
     CHECK(fan.json_outputs.size() < 20'000);
 }
+
+TEST_CASE("fan-out: retry of the whole run reruns failed and cancelled instances, also of a fan-out that "
+          "succeeded within max_failures", "[engine][fanout]") {
+    sim::SimHarness h;
+    std::string items = "[";
+    for (int i = 0; i < 60; ++i) items += (i ? ", " : "") + std::to_string(i);
+    h.add("many", sim::fakeTask("t", "foreach = " + items + "]\nmax_parallel = 20\nmax_failures = 3") +
+                      sim::fakeTask("after", "depends_on = [\"t\"]"));
+    h.add("tolerant", sim::fakeTask("t", "foreach = [1, 2, 3]\nmax_failures = 1"));
+    h.load();
+    auto id = h.trigger("many");
+    for (int i = 0; i < 4; ++i) h.plugin().finish("t[" + std::to_string(i) + "]", O::Failed, "bad");
+    h.settle();
+    h.finishRunning(O::Cancelled);
+    auto run = h.record(id);
+    REQUIRE(run.state == "failed");
+    const size_t before = h.plugin().attempts.size();
+    std::string err;
+    REQUIRE(h.engine().retry(id, "", false, "test", &err));
+    h.settle();
+    while (h.finishRunning() > 0) {
+    }
+    run = h.record(id);
+    CHECK(run.state == "succeeded");
+    // 4 failed and 56 cancelled instances (none of them had succeeded) ran again, then `after`.
+    CHECK(h.plugin().attempts.size() - before == 61);
+
+    auto id2 = h.trigger("tolerant");
+    h.plugin().finish("t[1]", O::Failed, "flaky");
+    h.settle();
+    while (h.finishRunning() > 0) {
+    }
+    REQUIRE(h.record(id2).state == "succeeded");
+    CHECK(h.record(id2).failures_absorbed == 0); // tolerated by max_failures, not absorbed
+    const size_t before2 = h.plugin().attempts.size();
+    REQUIRE(h.engine().retry(id2, "", false, "test", &err));
+    h.settle();
+    CHECK(h.plugin().attempts.size() - before2 == 1);
+    CHECK(h.plugin().attempts.back().task_id == "t[1]");
+    while (h.finishRunning() > 0) {
+    }
+    CHECK(sim::simTask(h.record(id2), "t[1]").state == model::TaskState::Succeeded);
+}
