@@ -130,6 +130,14 @@ void finishFanOut(const Table& t, const std::string& label, FanOutDef fan, TaskD
         }
         return;
     }
+    // `when` holds no templates (a "${item}" in it would be compared as that text), and it is
+    // decided once for the whole fan-out.
+    if (const std::string& when = task.when.get();
+        when.find("${item") != std::string::npos || when.find("${index") != std::string::npos) {
+        r.add(t.at("when"), label + ": 'when' is decided once for the whole fan-out, before any instance exists, "
+                                    "so it cannot use ${item} or ${index} (and a condition has no templates: "
+                                    "write references like params.NAME); decide per item inside the task instead");
+    }
     // A rule that starts the task before its upstream tasks end cannot read their outputs.
     if (task.trigger_rule == TriggerRule::Always && !fan.source.empty() &&
         fan.source.find("${tasks.") != std::string::npos) {

@@ -143,7 +143,7 @@ std::optional<std::vector<std::string>> Core::fanItems(Run& run, uint32_t t, std
     }
     std::vector<std::string> items;
     items.reserve(a.size());
-    for (const auto& e : a) items.push_back(json::serialize(e));
+    for (const auto& e : a) items.push_back(model::jsonText(e));
     return items;
 }
 
@@ -473,7 +473,7 @@ bool Core::restoreFanOuts(Run& run, const store::RunRecord& rec, std::string* er
         }
         std::vector<std::string> items;
         items.reserve(v.as_array().size());
-        for (const auto& e : v.as_array()) items.push_back(json::serialize(e));
+        for (const auto& e : v.as_array()) items.push_back(model::jsonText(e));
         if (!makeInstances(run, t, std::move(items), err)) return false;
         run.unfinished -= task.fan->count(); // the caller counts what is unfinished
         for (uint32_t i = 0; i < task.fan->count(); ++i) {

@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "model/json_text.h"
@@ -64,6 +65,28 @@ std::optional<size_t> firstInvalidUtf8(std::string_view text) {
     return std::nullopt;
 }
 
+namespace {
+
+// Boost.JSON reads a number beyond a double's range (1e400) as infinity, which has no JSON text.
+bool allFinite(const boost::json::value& v) {
+    switch (v.kind()) {
+    case boost::json::kind::double_: return std::isfinite(v.get_double());
+    case boost::json::kind::array:
+        for (const auto& e : v.get_array()) {
+            if (!allFinite(e)) return false;
+        }
+        return true;
+    case boost::json::kind::object:
+        for (const auto& kv : v.get_object()) {
+            if (!allFinite(kv.value())) return false;
+        }
+        return true;
+    default: return true;
+    }
+}
+
+} // namespace
+
 bool checkJsonValue(std::string_view text, bool* is_string, std::string* value, std::string* err) {
     if (text.size() > kMaxJsonOutputBytes) {
         *err = "is " + std::to_string(text.size()) + " bytes of JSON, over the limit of 1 MiB (1048576 bytes) for "
@@ -97,6 +120,11 @@ bool checkJsonValue(std::string_view text, bool* is_string, std::string* value, 
         return false;
     }
     const boost::json::value v = p.release();
+    if (!allFinite(v)) {
+        *err = "is not valid JSON for TaskHub: a number is too large to hold (over about 1.8e308); write it as a "
+               "string";
+        return false;
+    }
     *is_string = v.is_string();
     if (*is_string) {
         value->assign(v.get_string().data(), v.get_string().size());

@@ -552,6 +552,12 @@ id = "d"
 plugin = "noop"
 foreach = "${tasks.list.outputs.files}"
 when = "item == 'x'"
+
+[[task]]
+id = "e"
+plugin = "noop"
+foreach = [1, 2]
+when = "'${item}' == '1'"
 )");
     CHECK_FALSE(bad.workflow);
     const auto got = messages(bad);
@@ -569,4 +575,6 @@ when = "item == 'x'"
     has("25: task 'c': 'foreach_key' must use the item");
     // Conditions parse item (and paths into it), but a fan-out's `when` is decided before any item.
     has("31: task 'd': 'when': item: 'when' and 'foreach' are decided once for the whole fan-out");
+    has("37: task 'e': 'when' is decided once for the whole fan-out, before any instance exists, so it cannot use "
+        "${item} or ${index}");
 }

@@ -156,3 +156,13 @@ TEST_CASE("UTF-8 is checked strictly", "[outputs][json]") {
     CHECK(firstInvalidUtf8("\xf4\x90\x80\x80") == 0u); // over U+10FFFF
     CHECK(firstInvalidUtf8("\xe2\x9c") == 0u);         // cut short
 }
+
+TEST_CASE("a JSON number too large for a double is refused, not stored as null", "[outputs]") {
+    OutputSet set;
+    std::string err;
+    CHECK_FALSE(set.setJson("n", "1e400", &err));
+    CHECK(err == "output 'n' is not valid JSON for TaskHub: a number is too large to hold (over about 1.8e308); "
+                 "write it as a string");
+    CHECK_FALSE(set.setJson("deep", R"({"a": [1, -1e999]})", &err));
+    CHECK(set.setJson("ok", "[1.5e300]", &err));
+}
