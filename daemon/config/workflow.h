@@ -122,6 +122,18 @@ struct FanOutDef {
     }
 };
 
+// At most `max` bytes of text that may be hostile, for a message: bytes that are not printable
+// ASCII (and '"', '\\') shown as \xNN, "..." when cut.
+std::string shownText(std::string_view text, size_t max = 60);
+// The instance keys of a fan-out over `items` (each a compact JSON text) under foreach_key `key`
+// (a template over ${item}, ${item.PATH} and ${index}); nullopt with *err when a key cannot be
+// made, is unusable in an instance id (1-64 of [A-Za-z0-9_.-]) or repeats, e.g.
+// "foreach_key \"${item}\" gives \"x\" for items 0 and 2; instance keys must be unique".
+std::optional<std::vector<std::string>> instanceKeys(const std::string& key, const std::vector<std::string>& items,
+                                                     std::string* err);
+// What ${item} inserts: a string item's text, any other item as its compact JSON.
+std::string itemText(const std::string& item_json);
+
 // One task of a loaded workflow. Compact, because a workflow may have 100,000 of them: what most
 // tasks leave empty or share with other tasks (the plugin's name, env, limits, ...) is a Shared
 // handle of 8 bytes that reads like the value itself (config/shared_value.h); the dependencies

@@ -2,7 +2,87 @@
 // (docs/workflow-format.md, "Fan-out").
 #include <boost/json.hpp>
 
+#include <algorithm>
+#include <cstdio>
+#include <unordered_map>
+
+#include "model/json_text.h"
+
 #include "config/workflow_load.h"
+
+namespace taskhub::config {
+
+std::string shownText(std::string_view text, size_t max) {
+    std::string out;
+    for (size_t i = 0; i < text.size() && i < max; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            out += static_cast<char>(c);
+        } else {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", c);
+            out += buf;
+        }
+    }
+    if (text.size() > max) out += "...";
+    return out;
+}
+
+std::string itemText(const std::string& item_json) {
+    std::error_code ec;
+    auto v = boost::json::parse(item_json, ec);
+    if (!ec && v.is_string()) return std::string(v.as_string());
+    return item_json;
+}
+
+std::optional<std::vector<std::string>> instanceKeys(const std::string& key, const std::vector<std::string>& items,
+                                                     std::string* err) {
+    const std::string where = "foreach_key \"" + key + "\"";
+    auto tpl = expr::Template::parse(key, err);
+    if (!tpl) {
+        *err = where + ": " + *err;
+        return std::nullopt;
+    }
+    const auto isKeyChar = [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+    };
+    std::vector<std::string> keys;
+    keys.reserve(items.size());
+    std::unordered_map<std::string, uint32_t> seen;
+    seen.reserve(items.size());
+    for (uint32_t i = 0; i < items.size(); ++i) {
+        const std::string& item = items[i];
+        std::string path_err;
+        std::string k = tpl->expand([&item, i, &path_err](const expr::Ref& ref) -> std::optional<std::string> {
+            if (ref.kind == expr::Ref::Index) return std::to_string(i);
+            if (ref.kind != expr::Ref::Item) return std::nullopt;
+            if (ref.path.empty()) return itemText(item);
+            std::string why;
+            auto value = expr::navigate(item, ref.path, &why);
+            if (!value && path_err.empty()) path_err = expr::refPathError(ref, why);
+            return value;
+        });
+        if (!path_err.empty()) {
+            *err = where + " for item " + std::to_string(i) + ": " + path_err;
+            return std::nullopt;
+        }
+        if (k.empty() || k.size() > 64 || !std::all_of(k.begin(), k.end(), isKeyChar)) {
+            *err = where + " gives \"" + shownText(k) + "\" for item " + std::to_string(i) +
+                   ", which cannot be part of an instance id (use 1-64 letters, digits, '_', '-' or '.')";
+            return std::nullopt;
+        }
+        auto [it, fresh] = seen.emplace(k, i);
+        if (!fresh) {
+            *err = where + " gives \"" + k + "\" for items " + std::to_string(it->second) + " and " +
+                   std::to_string(i) + "; instance keys must be unique";
+            return std::nullopt;
+        }
+        keys.push_back(std::move(k));
+    }
+    return keys;
+}
+
+} // namespace taskhub::config
 
 namespace taskhub::config::detail {
 
@@ -137,6 +217,17 @@ void finishFanOut(const Table& t, const std::string& label, FanOutDef fan, TaskD
         r.add(t.at("when"), label + ": 'when' is decided once for the whole fan-out, before any instance exists, "
                                     "so it cannot use ${item} or ${index} (and a condition has no templates: "
                                     "write references like params.NAME); decide per item inside the task instead");
+    }
+    // A literal list's keys are known now.
+    if (!fan.literal.empty() && !fan.key.empty() && t.count("foreach_key")) {
+        std::error_code ec;
+        auto v = boost::json::parse(fan.literal, ec);
+        if (!ec && v.is_array()) {
+            std::vector<std::string> items;
+            for (const auto& e : v.as_array()) items.push_back(model::jsonText(e));
+            std::string err;
+            if (!instanceKeys(fan.key, items, &err)) r.add(t.at("foreach_key"), label + ": " + err);
+        }
     }
     // A rule that starts the task before its upstream tasks end cannot read their outputs.
     if (task.trigger_rule == TriggerRule::Always && !fan.source.empty() &&

@@ -47,11 +47,6 @@ Run* Core::findRun(const std::string& id) {
     return it == runs.end() ? nullptr : it->second.get();
 }
 
-std::string refPathError(const expr::Ref& ref, const std::string& why) {
-    const size_t colon = std::min(why.find(": "), why.size());
-    return "${" + expr::toString(expr::Ref{ref.kind, ref.task, ref.name, {}}) + why.substr(0, colon) + "}" +
-           why.substr(colon);
-}
 
 expr::Lookup Core::lookupFor(const Run& run, std::string* err) const {
     return [&run, err](const expr::Ref& ref) -> std::optional<std::string> {

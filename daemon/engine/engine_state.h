@@ -216,10 +216,7 @@ struct Run {
         : wf(std::move(w)), progress(wf->graph, rulesOf(*wf)) {}
 };
 
-// Why a path in a reference could not be followed, as a task's message says it: ref's root and
-// the path up to the failing step in "${...}", then the reason, from expr::navigate()'s
-// "PATH: reason", e.g. "${tasks.list.outputs.files[12]}: index out of range (array of 3)".
-std::string refPathError(const expr::Ref& ref, const std::string& why);
+using expr::refPathError; // "${tasks.list.outputs.files[12]}: index out of range (array of 3)"
 
 // The engine's state and behaviour; Engine forwards to it. Its methods are implemented in
 // the files named above each group.

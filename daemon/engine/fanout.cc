@@ -22,24 +22,6 @@ namespace {
 
 namespace json = boost::json;
 
-// At most this much of hostile text goes into a message, with bytes that are not printable ASCII
-// shown as \xNN.
-std::string excerpt(std::string_view text, size_t max = 60) {
-    std::string out;
-    for (size_t i = 0; i < text.size() && i < max; ++i) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            out += static_cast<char>(c);
-        } else {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", c);
-            out += buf;
-        }
-    }
-    if (text.size() > max) out += "...";
-    return out;
-}
-
 const char* jsonKind(const json::value& v) {
     switch (v.kind()) {
     case json::kind::object: return "a JSON object";
@@ -48,18 +30,6 @@ const char* jsonKind(const json::value& v) {
     case json::kind::null: return "null";
     default: return "a number";
     }
-}
-
-// An item as a template inserts it: a string's text, anything else as compact JSON.
-std::string itemText(const std::string& item_json) {
-    std::error_code ec;
-    auto v = json::parse(item_json, ec);
-    if (!ec && v.is_string()) return std::string(v.as_string());
-    return item_json;
-}
-
-bool isKeyChar(char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
 }
 
 // The most bytes the gathered outputs of a fan-out's instances may take in the fan-out task's
@@ -75,7 +45,7 @@ expr::Lookup Core::lookupFor(const Run& run, uint32_t t, std::string* err) const
     return [this, &run, &item, index = task.item, err](const expr::Ref& ref) -> std::optional<std::string> {
         if (ref.kind == expr::Ref::Index) return std::to_string(index);
         if (ref.kind == expr::Ref::Item) {
-            if (ref.path.empty()) return itemText(item);
+            if (ref.path.empty()) return config::itemText(item);
             std::string why;
             if (auto value = expr::navigate(item, ref.path, &why)) return value;
             if (err != nullptr && err->empty()) *err = refPathError(ref, why);
@@ -88,7 +58,7 @@ expr::Lookup Core::lookupFor(const Run& run, uint32_t t, std::string* err) const
 std::optional<std::vector<std::string>> Core::fanItems(Run& run, uint32_t t, std::string* err) {
     const auto& task = run.tasks[t];
     const config::FanOutDef& fan = task.def->fan;
-    const std::string where = "task '" + task.def->id + "': foreach";
+    const std::string where = "foreach";
     std::string text;
     std::string shown; // what the list came from, for messages
     if (!fan.literal.empty()) {
@@ -120,12 +90,12 @@ std::optional<std::vector<std::string>> Core::fanItems(Run& run, uint32_t t, std
     po.max_depth = 64;
     json::value v = json::parse(text, ec, {}, po);
     if (ec) {
-        *err = shown + " is not a list: \"" + excerpt(text) + "\" (" + std::to_string(text.size()) +
+        *err = shown + " is not a list: \"" + config::shownText(text) + "\" (" + std::to_string(text.size()) +
                " bytes) is not JSON; a fan-out needs a JSON array such as [\"a\", \"b\"]";
         return std::nullopt;
     }
     if (!v.is_array()) {
-        *err = shown + " is " + jsonKind(v) + ", not a list (\"" + excerpt(text) +
+        *err = shown + " is " + jsonKind(v) + ", not a list (\"" + config::shownText(text) +
                "\"); a fan-out needs a JSON array such as [\"a\", \"b\"]";
         return std::nullopt;
     }
@@ -155,44 +125,9 @@ bool Core::makeInstances(Run& run, uint32_t t, std::vector<std::string> items, s
     if (def.key.empty()) {
         for (size_t i = 0; i < n; ++i) ids[i] = task.def->id + "[" + std::to_string(i) + "]";
     } else {
-        std::string ignored; // validated when the file was loaded
-        auto tpl = expr::Template::parse(def.key, &ignored);
-        if (!tpl) {
-            *err = "task '" + task.def->id + "': foreach_key \"" + def.key + "\" does not parse";
-            return false;
-        }
-        std::unordered_map<std::string, uint32_t> seen;
-        seen.reserve(n);
-        for (uint32_t i = 0; i < n; ++i) {
-            const std::string& item = items[i];
-            std::string path_err;
-            std::string key = tpl->expand([&item, i, &path_err](const expr::Ref& ref) -> std::optional<std::string> {
-                if (ref.kind == expr::Ref::Index) return std::to_string(i);
-                if (ref.kind != expr::Ref::Item) return std::nullopt;
-                if (ref.path.empty()) return itemText(item);
-                std::string why;
-                auto value = expr::navigate(item, ref.path, &why);
-                if (!value && path_err.empty()) path_err = refPathError(ref, why);
-                return value;
-            });
-            const std::string where = "task '" + task.def->id + "': foreach_key \"" + def.key + "\"";
-            if (!path_err.empty()) {
-                *err = where + " for item " + std::to_string(i) + ": " + path_err;
-                return false;
-            }
-            if (key.empty() || key.size() > 64 || !std::all_of(key.begin(), key.end(), isKeyChar)) {
-                *err = where + " gives \"" + excerpt(key) + "\" for item " + std::to_string(i) +
-                       ", which cannot be part of an instance id (use 1-64 letters, digits, '_', '-' or '.')";
-                return false;
-            }
-            auto [it, fresh] = seen.emplace(key, i);
-            if (!fresh) {
-                *err = where + " gives \"" + key + "\" for items " + std::to_string(it->second) + " and " +
-                       std::to_string(i) + "; instance keys must be unique";
-                return false;
-            }
-            ids[i] = task.def->id + "[" + key + "]";
-        }
+        auto keys = config::instanceKeys(def.key, items, err);
+        if (!keys) return false;
+        for (size_t i = 0; i < n; ++i) ids[i] = task.def->id + "[" + (*keys)[i] + "]";
     }
     auto fan = std::make_unique<FanOut>();
     fan->first = static_cast<uint32_t>(run.tasks.size());

@@ -37,6 +37,12 @@ std::string toString(const Ref& ref) {
     return "?";
 }
 
+std::string refPathError(const Ref& ref, const std::string& why) {
+    const size_t colon = std::min(why.find(": "), why.size());
+    return "${" + toString(Ref{ref.kind, ref.task, ref.name, {}}) + why.substr(0, colon) + "}" +
+           why.substr(colon);
+}
+
 bool isValidName(std::string_view name) {
     if (name.empty() || !isNameStart(name[0])) return false;
     for (char ch : name) {

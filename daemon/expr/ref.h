@@ -53,6 +53,10 @@ std::string toString(const std::vector<PathStep>& path);
 // Called on the caller's thread, synchronously, possibly several times per reference.
 using Lookup = std::function<std::optional<std::string>(const Ref&)>;
 
+// "${tasks.list.outputs.files[12]}: index out of range (array of 3)": a reference whose path could
+// not be followed, from the reason navigate() gave ("[12]: index out of range (array of 3)").
+std::string refPathError(const Ref& ref, const std::string& why);
+
 // True for a param or output name: [A-Za-z_][A-Za-z0-9_]*.
 bool isValidName(std::string_view name);
 

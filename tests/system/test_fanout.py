@@ -161,7 +161,7 @@ class FanOutTest(harness.DaemonTestCase):
         self.assertEqual(harness.task(run, "fine")["state"], "succeeded")
         bad = harness.task(run, "bad")
         self.assertEqual(bad["state"], "failed")
-        self.assertIn("task 'bad': foreach = \"${params.notlist}\" is a JSON object, not a list", bad["message"])
+        self.assertIn("foreach = \"${params.notlist}\" is a JSON object, not a list", bad["message"])
         # Nothing else was disturbed: the daemon still answers.
         d.ctl_ok("status")
 

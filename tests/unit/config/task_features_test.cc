@@ -578,3 +578,27 @@ when = "'${item}' == '1'"
     has("37: task 'e': 'when' is decided once for the whole fan-out, before any instance exists, so it cannot use "
         "${item} or ${index}");
 }
+
+TEST_CASE("fan-out keys of a literal list are checked when the file is loaded", "[workflow][fanout]") {
+    TempDir dir;
+    auto load = loadText(dir, "keys.toml", R"([[task]]
+id = "a"
+plugin = "noop"
+foreach = ["x", "y", "x"]
+foreach_key = "${item}"
+
+[[task]]
+id = "b"
+plugin = "noop"
+foreach = [{name = "eu"}, {region = "us"}]
+foreach_key = "${item.name}"
+)");
+    CHECK_FALSE(load.workflow);
+    const auto got = messages(load);
+    auto has = [&](const std::string& m) {
+        INFO(m);
+        CHECK(std::any_of(got.begin(), got.end(), [&](const std::string& g) { return g.find(m) != std::string::npos; }));
+    };
+    has("5: task 'a': foreach_key \"${item}\" gives \"x\" for items 0 and 2; instance keys must be unique");
+    has("11: task 'b': foreach_key \"${item.name}\" for item 1: ${item.name}: no key 'name'");
+}

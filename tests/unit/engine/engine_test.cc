@@ -366,6 +366,7 @@ TEST_CASE("engine: paths read typed outputs and JSON params; a path that does no
 [params]
 regions = '["eu","us"]'
 plain = "abc"
+unkeyed = '[{"name": "a"}, {"title": "b"}]'
 
 [policy]
 on_failure = "continue"
@@ -438,7 +439,7 @@ message = "${item.tags[3]}"
 id = "each_badkey"
 plugin = "noop"
 depends_on = ["list"]
-foreach = [{ name = "a" }, { title = "b" }]
+foreach = "${params.unkeyed}"
 foreach_key = "${item.name}"
 )");
     h.load();
@@ -468,7 +469,7 @@ foreach_key = "${item.name}"
           "${item.tags[3]}: index out of range (array of 1); the task was not started");
     CHECK(task(run, "each_badkey").state == "failed");
     CHECK(task(run, "each_badkey").message ==
-          "task 'each_badkey': foreach_key \"${item.name}\" for item 1: ${item.name}: no key 'name' (an object with "
+          "foreach_key \"${item.name}\" for item 1: ${item.name}: no key 'name' (an object with "
           "keys title)");
 }
 

@@ -187,14 +187,14 @@ TEST_CASE("fan-out: unusable lists and keys fail the task with a precise message
     CHECK(run.state == "failed");
     CHECK(sim::simTask(run, "fine").state == model::TaskState::Succeeded);
     auto msg = [&](const char* t) { return sim::simTask(run, t).message; };
-    CHECK(msg("notjson") == "task 'notjson': foreach = \"${params.l}\" is not a list: \"not a list\" (10 bytes) is not "
+    CHECK(msg("notjson") == "foreach = \"${params.l}\" is not a list: \"not a list\" (10 bytes) is not "
                             "JSON; a fan-out needs a JSON array such as [\"a\", \"b\"]");
-    CHECK(msg("object") == "task 'object': foreach = \"${params.obj}\" is a JSON object, not a list (\"{\\x22a\\x22: "
+    CHECK(msg("object") == "foreach = \"${params.obj}\" is a JSON object, not a list (\"{\\x22a\\x22: "
                            "1}\"); a fan-out needs a JSON array such as [\"a\", \"b\"]");
-    CHECK(msg("big") == "task 'big': foreach = \"${params.four}\" has 4 items; a fan-out may have at most 3 "
+    CHECK(msg("big") == "foreach = \"${params.four}\" has 4 items; a fan-out may have at most 3 "
                         "(taskhub.toml max_foreach_items)");
-    CHECK(msg("dupkey") == "task 'dupkey': foreach_key \"${item}\" gives \"x\" for items 0 and 2; instance keys must be unique");
-    CHECK(msg("badkey") == "task 'badkey': foreach_key \"${item}\" gives \"a b\" for item 0, which cannot be part of an "
+    CHECK(msg("dupkey") == "foreach_key \"${item}\" gives \"x\" for items 0 and 2; instance keys must be unique");
+    CHECK(msg("badkey") == "foreach_key \"${item}\" gives \"a b\" for item 0, which cannot be part of an "
                            "instance id (use 1-64 letters, digits, '_', '-' or '.')");
 }
 
