@@ -49,9 +49,6 @@
 #ifndef TASKHUB_VERSION
 #define TASKHUB_VERSION "0.0.0"
 #endif
-#ifndef TASKHUB_RUNNER_INSTALLED
-#define TASKHUB_RUNNER_INSTALLED "/usr/libexec/taskhub/taskhub-runner"
-#endif
 
 namespace taskhub::app {
 
@@ -62,9 +59,10 @@ namespace {
 const char* kUsage =
     "usage: taskhubd [--config FILE] [--check] [--log-level LEVEL] [--log-target TARGET]\n"
     "\n"
-    "  --config FILE     daemon configuration (default /etc/taskhub/taskhub.toml)\n"
-    "  --check           validate the configuration, the plugins and every workflow, print one\n"
-    "                    line per problem, and exit 0 (all valid) or 1\n"
+    "  --config FILE     daemon configuration (default " TASKHUB_INSTALL_CONFIG_FILE "),\n"
+    "                    with the drop-ins FILE.d/*.toml merged over it\n"
+    "  --check           validate the configuration, the plugins and every workflow, print the\n"
+    "                    drop-ins read and one line per problem, and exit 0 (all valid) or 1\n"
     "  --log-level LEVEL trace, debug, info, warn or error (overrides log_level in the config)\n"
     "  --log-target TARGET\n"
     "                    auto (default), journal or stderr: where log lines go (auto: the\n"
@@ -80,6 +78,8 @@ struct Options {
 
 // Validates everything offline. Returns the exit code.
 int check(const config::DaemonConfig& cfg) {
+    // The drop-ins read (the config file itself is named by the last line).
+    for (const auto& d : cfg.drop_ins) std::printf("%s: merged over %s\n", d.c_str(), cfg.file.c_str());
     // Plugins are loaded the way the daemon loads them, so that task parameters are validated.
     plugin_host::PluginHost plugins(nullptr, nullptr);
     plugin_host::LoadPolicy policy;
@@ -249,7 +249,7 @@ int serve(const config::DaemonConfig& cfg) {
         policy.require_trusted = true;
         policy.isolate = true;
         policy.default_isolation = cfg.default_isolation;
-        policy.runner = plugin_host::findRunner(TASKHUB_RUNNER_INSTALLED);
+        policy.runner = plugin_host::findRunner(TASKHUB_INSTALL_RUNNER);
         // Attempts of TH_CAP_CGROUP plugins (and runners) in cgroups; null: process groups.
         policy.cgroups = cgroups.get();
         plugins.setLoadPolicy(policy);
@@ -622,7 +622,7 @@ int run(int argc, char** argv) {
     }
 
     std::vector<config::Diagnostic> problems;
-    auto loaded = config::loadDaemonConfig(opts.config, &problems, trustedReader());
+    auto loaded = config::loadDaemonConfig(opts.config, &problems, trustedReader(), trustedDirectoryProblem);
     if (!loaded) {
         for (const auto& p : problems) std::fprintf(stderr, "%s\n", p.str().c_str());
         return 1;

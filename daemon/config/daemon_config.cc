@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "config/config_dropins.h"
 #include "config/run_as.h"
 #include "config/toml_support.h"
 #include "config/workflow_load.h"
@@ -246,7 +247,7 @@ void unknownKey(Reporter& r, const Value& v, const std::string& where, const std
 } // namespace
 
 std::optional<DaemonConfig> loadDaemonConfig(const fs::path& file_in, std::vector<Diagnostic>* problems,
-                                             const FileReader& read) {
+                                             const FileReader& read, const DirCheck& dir_check) {
     std::error_code ec;
     fs::path file = fs::absolute(file_in, ec);
     if (ec) file = file_in;
@@ -271,9 +272,9 @@ std::optional<DaemonConfig> loadDaemonConfig(const fs::path& file_in, std::vecto
     DaemonConfig c;
     c.file = file;
     const fs::path base = file.parent_path();
-    c.workflows_dir = "/etc/taskhub/workflows.d";
+    c.workflows_dir = kDefaultWorkflowsDir;
     c.plugin_dirs = {kDefaultPluginDir};
-    c.state_dir = "/var/lib/taskhub";
+    c.state_dir = kDefaultStateDir;
     c.socket = kDefaultSocketPath;
     c.notifications.mail_from = defaultMailFrom();
 
@@ -281,6 +282,8 @@ std::optional<DaemonConfig> loadDaemonConfig(const fs::path& file_in, std::vecto
         *problems = {{file.string(), 0, "expected a TOML table"}};
         return std::nullopt;
     }
+    // Merged before anything is validated; a value from a drop-in keeps its file and line.
+    c.drop_ins = mergeDropIns(file, &*root, &r.problems(), read, dir_check);
     for (const auto& [key, v] : root->as_table()) {
         const std::string what = "'" + key + "'";
         if (key == "workflows_dir") {

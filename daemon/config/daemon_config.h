@@ -14,6 +14,7 @@
 #include "config/diagnostic.h"
 #include "config/notify_target.h"
 #include "config/workflow_limits.h"
+#include "taskhub_install_paths.h"
 
 namespace taskhub::config {
 
@@ -101,6 +102,7 @@ bool isFirstPartyPlugin(const std::string& name) noexcept;
 
 struct DaemonConfig {
     std::filesystem::path file;            // the config file itself (absolute)
+    std::vector<std::filesystem::path> drop_ins; // file.d/*.toml merged over it, in the order merged
     std::filesystem::path workflows_dir;
     std::vector<std::filesystem::path> plugin_dirs;
     std::filesystem::path state_dir;
@@ -136,25 +138,29 @@ struct DaemonConfig {
     PluginSettings settingsOf(const std::string& name) const;
 };
 
-// Built-in defaults: the installed (FHS) paths of docs/operations.md.
-inline constexpr const char* kDefaultConfigPath = "/etc/taskhub/taskhub.toml";
-inline constexpr const char* kDefaultSocketPath = "/run/taskhub/taskhub.sock";
-#ifndef TASKHUB_DEFAULT_PLUGIN_DIR
-#define TASKHUB_DEFAULT_PLUGIN_DIR "/usr/lib/taskhub/plugins"
-#endif
-// The installed plugin directory (${CMAKE_INSTALL_FULL_LIBDIR}/taskhub/plugins).
-inline constexpr const char* kDefaultPluginDir = TASKHUB_DEFAULT_PLUGIN_DIR;
+// Built-in defaults: the paths of this installation, from the prefix the build was configured
+// with (cmake/TaskHubInstall.cmake; a /usr prefix gives the FHS paths of docs/operations.md).
+inline constexpr const char* kDefaultConfigPath = TASKHUB_INSTALL_CONFIG_FILE;     // <sysconfdir>/taskhub/taskhub.toml
+inline constexpr const char* kDefaultWorkflowsDir = TASKHUB_INSTALL_WORKFLOWS_DIR; // <sysconfdir>/taskhub/workflows.d
+inline constexpr const char* kDefaultPluginDir = TASKHUB_INSTALL_PLUGIN_DIR;       // <libdir>/taskhub/plugins
+inline constexpr const char* kDefaultStateDir = TASKHUB_INSTALL_STATE_DIR;         // /var/lib/taskhub
+inline constexpr const char* kDefaultSocketPath = TASKHUB_INSTALL_SOCKET;          // /run/taskhub/taskhub.sock
 
 // Parses a byte size: an integer with an optional unit B, KB, MB or GB (also K, M, G, KiB, MiB,
 // GiB; all powers of 1024), e.g. "10MB", "512KB", "1048576". On error returns std::nullopt and
 // sets *err to what is wrong and what would be right.
 std::optional<uint64_t> parseByteSize(const std::string& text, std::string* err);
 
-// Reads and validates a config file. Relative paths resolve against the file's directory.
-// nullopt: *problems holds one diagnostic per problem (unknown keys, wrong types, bad values).
-// `read`, when set, reads the file (taskhubd: through the trust check; a refusal is a problem).
+// Reads and validates a config file with its drop-ins: every file.d/*.toml (not hidden, a
+// regular file) merged over it in byte order of the names, tables key by key, any other value
+// replacing the earlier one whole (docs/operations.md, "Drop-ins"); a missing file.d is none.
+// Relative paths, also in drop-ins, resolve against the file's directory.
+// nullopt: *problems holds one diagnostic per problem (unknown keys, wrong types, bad values),
+// naming the file (the config or a drop-in) and line.
+// `read`, when set, reads each file (taskhubd: through the trust check; a refusal is a problem);
+// `dir_check`, when set, is asked about file.d before it is listed (taskhubd: the trust check).
 std::optional<DaemonConfig> loadDaemonConfig(const std::filesystem::path& file, std::vector<Diagnostic>* problems,
-                                             const FileReader& read = {});
+                                             const FileReader& read = {}, const DirCheck& dir_check = {});
 
 } // namespace taskhub::config
 

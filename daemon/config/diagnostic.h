@@ -32,6 +32,8 @@ inline std::string firstProblem(const std::vector<Diagnostic>& problems) {
 // rule of common/trust.h, checked on the opened descriptor). Fills *text and returns nullopt, or
 // returns why the file is refused or cannot be read (one sentence naming the path).
 using FileReader = std::function<std::optional<std::string>(const std::filesystem::path&, std::string* text)>;
+// Why a directory whose files a loader reads is refused (taskhubd: the same trust rule), or nullopt.
+using DirCheck = std::function<std::optional<std::string>(const std::filesystem::path&)>;
 
 } // namespace taskhub::config
 

@@ -221,6 +221,12 @@ size_t LineIndex::lineOf(const Value& v) {
                                    newlines_.begin());
 }
 
+std::string Reporter::fileOf(const Value& v) const {
+    const auto* reg = regionOf(v);
+    if (reg == nullptr || !reg->source() || reg->name().empty()) return file_.string();
+    return reg->name();
+}
+
 size_t sourceOffset(const Value& v) {
     const auto* reg = regionOf(v);
     if (reg == nullptr || !reg->source()) return 0;

@@ -46,16 +46,24 @@ public:
     void add(size_t line, std::string message) {
         problems_.push_back({file_.string(), line, std::move(message)});
     }
-    void add(const Value& at, std::string message) { add(lineOf(at), std::move(message)); }
+    // At the value's place: its line, and the file it was parsed from (a value merged in from a
+    // config drop-in names the drop-in; config/config_dropins.h).
+    void add(const Value& at, std::string message) {
+        problems_.push_back({fileOf(at), lineOf(at), std::move(message)});
+    }
     size_t lineOf(const Value& v) { return lines_.lineOf(v); }
+    // The name of the text v was parsed from, or this reporter's file for a value not parsed.
+    std::string fileOf(const Value& v) const;
 
     const std::filesystem::path& file() const { return file_; }
     std::vector<Diagnostic>& problems() { return problems_; }
-    // The problems in file order (line 0, the whole file, first).
+    // The problems in file order (line 0, the whole file, first); a config's own file before its
+    // drop-ins (F sorts before F.d/...), the drop-ins in their order.
     std::vector<Diagnostic> sorted() const {
         auto out = problems_;
-        std::stable_sort(out.begin(), out.end(),
-                         [](const Diagnostic& a, const Diagnostic& b) { return a.line < b.line; });
+        std::stable_sort(out.begin(), out.end(), [](const Diagnostic& a, const Diagnostic& b) {
+            return a.file != b.file ? a.file < b.file : a.line < b.line;
+        });
         return out;
     }
     bool ok() const { return problems_.empty(); }

@@ -302,7 +302,7 @@ public:
 };
 
 struct WorkflowDefaults {
-    using DirCheck = std::function<std::optional<std::string>(const std::filesystem::path&)>;
+    using DirCheck = config::DirCheck;
     WorkflowDefaults(std::string zone = {}, FileReader reader = {}, DirCheck dir_check = {}, WorkflowLimits bounds = {})
         : timezone(std::move(zone)), read_file(std::move(reader)), dir_problem(std::move(dir_check)), limits(bounds) {}
 

@@ -9,9 +9,11 @@ CTest sets, besides the harness's variables:
     TASKHUB_SOURCE_DIR     the source tree (examples/)
     TASKHUB_CMAKE          the cmake that configured it
     TASKHUB_INSTALL_LIBDIR CMAKE_INSTALL_LIBDIR of the build ("lib", "lib/x86_64-linux-gnu", ...)
+    TASKHUB_PREFIX         CMAKE_INSTALL_PREFIX of the build
 
-The install goes to DESTDIR=<tmp>/root with the prefix /opt/taskhub-sdk: the build also installs
-files at absolute paths (its sysconfdir), which DESTDIR keeps inside the temp dir as well."""
+The install goes to DESTDIR=<tmp>/root with the configured prefix (another one is refused:
+test_cmake_install.py), so the SDK is used from where it was not installed for: DESTDIR keeps the
+files at absolute paths (its sysconfdir) inside the temp dir as well."""
 
 import json
 import os
@@ -31,7 +33,7 @@ SOURCE = os.environ.get("TASKHUB_SOURCE_DIR") or os.path.dirname(os.path.dirname
     os.path.abspath(__file__))))
 CMAKE = os.environ.get("TASKHUB_CMAKE") or "cmake"
 LIBDIR = os.environ.get("TASKHUB_INSTALL_LIBDIR") or "lib"
-PREFIX = "/opt/taskhub-sdk"
+PREFIX = (os.environ.get("TASKHUB_PREFIX") or "/usr/local").rstrip("/")
 BUILD_TIMEOUT = 240
 
 
@@ -53,7 +55,7 @@ class SdkExamplesTest(harness.DaemonTestCase):
         cls.root = os.path.join(cls.tmp, "root")
         cls.staged = cls.root + PREFIX  # where the SDK is now
         env = dict(os.environ, DESTDIR=cls.root)
-        run([CMAKE, "--install", BUILD, "--prefix", PREFIX], env=env)
+        run([CMAKE, "--install", BUILD], env=env)
         # Each example: configured against the staged SDK, built, and installed with the INSTALL
         # option of taskhub_add_plugin() into a plugin directory of its own.
         cls.plugin_dirs = {}
@@ -91,7 +93,7 @@ class SdkExamplesTest(harness.DaemonTestCase):
         package = os.path.join(self.staged, LIBDIR, "cmake", "TaskHub")
         self.assertEqual(sorted(f for f in os.listdir(package) if f.startswith("TaskHubConfig")),
                          ["TaskHubConfig.cmake", "TaskHubConfigVersion.cmake"])
-        # The .pc file names the prefix given at install time, not the one configured.
+        # The .pc file names where it was found, not the prefix it was installed for.
         self.assertEqual(self.pkg_config("--variable=prefix"), self.root + PREFIX)
         self.assertEqual(self.pkg_config("--variable=plugindir"),
                          self.root + PREFIX + "/" + LIBDIR + "/taskhub/plugins")
