@@ -13,7 +13,6 @@ if(NOT _taskhub_configured STREQUAL _taskhub_installing)
     "TaskHub was configured for the prefix ${_taskhub_configured}, and that prefix is compiled into "
     "taskhubd and taskhubctl and written into taskhub.toml and the systemd unit; installing it to "
     "${_taskhub_installing} would leave them pointing at ${_taskhub_configured}. Configure the build "
-    "with -DCMAKE_INSTALL_PREFIX=${_taskhub_installing} (cmake -S . -B build "
-    "-DCMAKE_INSTALL_PREFIX=${_taskhub_installing}), build, and install without --prefix; "
-    "to stage an install elsewhere use DESTDIR.")
+    "with -DCMAKE_INSTALL_PREFIX=${_taskhub_installing}, build, and install without --prefix "
+    "(DESTDIR=DIR stages an install below DIR).")
 endif()

@@ -78,6 +78,12 @@ class CmakeInstallTest(unittest.TestCase):
         self.assertIn(ENV["TASKHUB_CONFIG"].encode() + b"\0", self.read(root + ENV["TASKHUB_BINDIR"] + "/taskhubctl",
                                                                          "rb"))
 
+        # Installed again over the same config: nothing to keep.
+        p = install(root)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertFalse(os.path.exists(config + ".dist"))
+        self.assertNotIn("Kept the existing", p.stdout + p.stderr)
+
         # Installed again over an edited config: kept byte for byte, the new default beside it.
         edited = text.replace("[pool]", "# edited by the operator\n[pool]").encode() + b"\n\xc3\xa9\n"
         with open(config, "wb") as f:
