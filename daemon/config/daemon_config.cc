@@ -2,6 +2,8 @@
 
 #include <date/tz.h>
 
+#include <algorithm>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -28,6 +30,9 @@ const std::set<std::string> kControlKeys = {"max_connections", "max_connections_
                                             "request_buffer", "max_answer_size", "client_timeout"};
 
 const std::set<std::string> kMetricsKeys = {"textfile", "textfile_interval", "listen"};
+// The keys of a [plugins.NAME] table that are the daemon's; the others are the plugin's own.
+const std::set<std::string> kPluginKeys = {"max_concurrency", "isolation",      "user",         "health_interval",
+                                           "health_timeout",  "unhealthy_after", "healthy_after", "on_unhealthy"};
 
 // The smallest max_log_size: a log keeps half of it after a truncation, and the marker line.
 constexpr uint64_t kMinLogSize = 1024;
@@ -196,6 +201,7 @@ std::optional<Isolation> getIsolation(const Value& v, const std::string& what, R
 // Engine-owned keys of a [plugins.NAME] table; returns false when `key` is the plugin's own.
 bool parsePluginKey(const std::string& name, const std::string& key, const Value& v, PluginSettings& s,
                     Reporter& r) {
+    if (!kPluginKeys.contains(key)) return false;
     const std::string what = "'plugins." + name + "." + key + "'";
     auto& h = s.health;
     if (key == "max_concurrency") {
@@ -491,6 +497,24 @@ bool parseListenAddress(const std::string& text, std::string* host, uint16_t* po
     *host = h;
     *port = static_cast<uint16_t>(n);
     return true;
+}
+
+std::vector<std::string> daemonConfigKeys() {
+    const std::pair<std::string, const std::set<std::string>*> tables[] = {
+        {"pool", &kPoolKeys},         {"history", &kHistoryKeys},    {"control", &kControlKeys},
+        {"metrics", &kMetricsKeys},   {"daemon", &kDaemonKeys},      {"plugins", &kPluginKeys},
+        {"notify", &notifyKeys()},    {"notifications", &notificationSettingsKeys()}};
+    std::vector<std::string> out;
+    for (const auto& key : kTopKeys) {
+        const auto* table = std::find_if(std::begin(tables), std::end(tables), [&](const auto& t) { return t.first == key; });
+        if (table == std::end(tables)) {
+            out.push_back(key);
+            continue;
+        }
+        const std::string prefix = key == "notify" ? "[[notify]] " : key == "plugins" ? "[plugins.NAME] " : "[" + key + "] ";
+        for (const auto& sub : *table->second) out.push_back(prefix + sub);
+    }
+    return out;
 }
 
 const char* toString(Isolation i) noexcept { return i == Isolation::Process ? "process" : "in_process"; }

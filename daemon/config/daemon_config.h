@@ -162,6 +162,12 @@ std::optional<uint64_t> parseByteSize(const std::string& text, std::string* err)
 std::optional<DaemonConfig> loadDaemonConfig(const std::filesystem::path& file, std::vector<Diagnostic>* problems,
                                              const FileReader& read = {}, const DirCheck& dir_check = {});
 
+// Every key loadDaemonConfig() accepts, named as taskhub.toml(5) names them: "workflows_dir",
+// "[pool] min_workers", "[plugins.NAME] isolation" (a plugin's table hands any other key to the
+// plugin), "[[notify]] on". The loader's unknown-key checks use the same sets; the man page's
+// test (tests/docs) compares them with the page.
+std::vector<std::string> daemonConfigKeys();
+
 } // namespace taskhub::config
 
 #endif // TASKHUB_CONFIG_DAEMON_CONFIG_H

@@ -158,6 +158,9 @@ void applyResources(Workflow& wf, const ResourceKeys& workflow_keys, const std::
 bool loadNotify(const Value& v, std::vector<NotifyTarget>* out, Reporter& r);
 // Reads [notifications] into n.
 void loadNotificationSettings(const Value& v, NotificationSettings& n, Reporter& r);
+// The keys a [[notify]] table and [notifications] accept (their unknown-key checks use them).
+const std::set<std::string>& notifyKeys();
+const std::set<std::string>& notificationSettingsKeys();
 // "taskhub@<hostname>", or "taskhub" when the host name is not usable in an address.
 std::string defaultMailFrom();
 

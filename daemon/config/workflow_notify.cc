@@ -279,6 +279,10 @@ std::string defaultMailFrom() {
     return mailAddressUsable("taskhub@" + h, &why) ? "taskhub@" + h : "taskhub";
 }
 
+const std::set<std::string>& notifyKeys() { return kNotifyKeys; }
+
+const std::set<std::string>& notificationSettingsKeys() { return kNotificationsKeys; }
+
 } // namespace detail
 
 } // namespace taskhub::config

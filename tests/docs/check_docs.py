@@ -3,7 +3,7 @@
 
 1. Log ids. Every id the daemon (daemon/) and the plugin runner (runner/, whose lines the daemon
    logs) emit is documented in the table of docs/operations.md, section "Logging", and every id
-   documented there, or named as a log id anywhere in README.md and docs/, is emitted. An id is
+   documented there, or named as a log id anywhere in README.md, docs/ and docs/man/, is emitted. An id is
    the leading token (MODULE_WHAT) of the format string of a spdlog call: spdlog::LEVEL("ID ...")
    or spdlog::log(LEVEL, "ID ..."); a format "PREFIX_{} ..." whose first argument chooses among
    string literals (c ? "FAILED" : "CANCELLED") emits PREFIX_FAILED and PREFIX_CANCELLED. A spdlog
@@ -40,6 +40,8 @@ RELAYS = {
 # Backquoted tokens in the docs that look like log ids of a module but are something else.
 NOT_LOG_IDS = {
     "SCHED_IDLE": "the Linux scheduling policy (sched(7)), in docs/benchmarks.md",
+    "NOTIFY_SOCKET": "systemd's environment variable (sd_notify(3)), in docs/man/taskhubd.8.md",
+    "JOURNAL_STREAM": "systemd's environment variable (systemd.exec(5)), in docs/man/taskhubd.8.md",
 }
 
 
@@ -217,10 +219,12 @@ def check_catalog(problems):
 
 
 def docs_files():
+    """README.md, docs/*.md and the man pages' sources docs/man/*.md."""
     out = ["README.md"]
-    for name in sorted(os.listdir(os.path.join(ROOT, "docs"))):
-        if name.endswith(".md"):
-            out.append(os.path.join("docs", name))
+    for sub in ("docs", os.path.join("docs", "man")):
+        for name in sorted(os.listdir(os.path.join(ROOT, sub))):
+            if name.endswith(".md"):
+                out.append(os.path.join(sub, name))
     return out
 
 
