@@ -265,6 +265,11 @@ _taskhubctl() {
     local -i i nargs=0
     for ((i = 1; i < cword; i++)); do
         w=${words[i]}
+        # --option=value, which readline splits at the = (in COMP_WORDBREAKS)
+        if [[ $w == --* && ${words[i + 1]} == = ]] && ((i + 2 < cword)); then
+            w+="=${words[i + 2]}"
+            ((i += 2))
+        fi
         if [[ $w == -?* ]]; then
             case $w in
             --socket=* | --config=*) ask+=("$w") ;;

@@ -35,6 +35,15 @@ esac
 """
 
 
+def write_fake_ctl(directory):
+    """FAKE_CTL as directory/taskhubctl; returns its path."""
+    path = os.path.join(directory, "taskhubctl")
+    with open(path, "w") as f:
+        f.write(FAKE_CTL)
+    os.chmod(path, 0o755)
+    return path
+
+
 def words_of(line):
     """COMP_WORDS as readline gives them for line: split at blanks (a backslash keeps a blank) and
     at : and = (each its own word), an empty last word when the line ends in a blank."""
@@ -61,16 +70,30 @@ def words_of(line):
     return words
 
 
+def bash_complete(script, line, words, cwd, env=None):
+    """The completions bash offers at the end of line for COMP_WORDS words, with bash-completion
+    and the completion script loaded, sorted."""
+    driver = (
+        'source "$1"; source "$2"; shift 2\n'
+        'COMP_LINE=$1 COMP_POINT=${#1} COMP_CWORD=$(($# - 2)); shift\n'
+        'COMP_WORDS=("$@")\n'
+        'COMPREPLY=()\n'
+        '_taskhubctl "${COMP_WORDS[0]}" "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"\n'
+        'printf "%s\\0" "${COMPREPLY[@]}"\n')
+    out = subprocess.run(["bash", "--norc", "--noprofile", "-c", driver, "bash", BASH_COMPLETION, script, line] + words,
+                         cwd=cwd, env=env, capture_output=True, check=True, timeout=30)
+    if out.stderr:
+        raise AssertionError("bash wrote on stderr: %r" % out.stderr)
+    return sorted(x for x in out.stdout.decode().split("\0") if x)
+
+
 class Bash(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(BASH_COMPLETION):
             raise RuntimeError("no " + BASH_COMPLETION + " " + MISSING)
         cls.tmp = tempfile.mkdtemp(prefix="th-comp-")
-        cls.fake = os.path.join(cls.tmp, "taskhubctl")
-        with open(cls.fake, "w") as f:
-            f.write(FAKE_CTL)
-        os.chmod(cls.fake, 0o755)
+        cls.fake = write_fake_ctl(cls.tmp)
         cls.log = os.path.join(cls.tmp, "log")
         for name in ("alpha.toml", "alpine.toml", "beta.txt"):
             open(os.path.join(cls.tmp, name), "w").close()
@@ -86,20 +109,7 @@ class Bash(unittest.TestCase):
         if prog:
             words[0] = prog
             line = prog + line[line.index(" "):]
-        script = (
-            'source "$1"; source "$2"; shift 2\n'
-            'COMP_LINE=$1 COMP_POINT=${#1} COMP_CWORD=$(($# - 2)); shift\n'
-            'COMP_WORDS=("$@")\n'
-            'COMPREPLY=()\n'
-            '_taskhubctl "${COMP_WORDS[0]}" "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"\n'
-            'printf "%s\\0" "${COMPREPLY[@]}"\n')
-        env = dict(os.environ, LOG=self.log)
-        out = subprocess.run(
-            ["bash", "--norc", "--noprofile", "-c", script, "bash", BASH_COMPLETION,
-             os.path.join(DIR, "taskhubctl"), line] + words,
-            cwd=self.tmp, env=env, capture_output=True, check=True, timeout=30)
-        self.assertEqual(out.stderr, b"")
-        return sorted(x for x in out.stdout.decode().split("\0") if x)
+        return bash_complete(os.path.join(DIR, "taskhubctl"), line, words, self.tmp, dict(os.environ, LOG=self.log))
 
     def test_commands_from_a_prefix(self):
         self.assertEqual(self.complete("taskhubctl st"), ["status"])
@@ -112,6 +122,7 @@ class Bash(unittest.TestCase):
         self.assertEqual(self.complete("taskhubctl notify "), ["test"])
         # the command after global options and their values
         self.assertEqual(self.complete("taskhubctl --socket /x.sock --json plugin s"), ["show"])
+        self.assertEqual(self.complete("taskhubctl --socket=/x.sock --json plugin s"), ["show"])
 
     def test_options_of_a_command(self):
         self.assertEqual(self.complete("taskhubctl logs --"),
@@ -176,11 +187,56 @@ class Bash(unittest.TestCase):
         self.assertEqual(self.complete("taskhubctl plugin show s", prog=self.fake), ["shell"])
 
 
+# zsh's completion builtins stood in for, printing what they are given (one word a line; zsh
+# itself matches them against the word), so that _taskhubctl runs outside a completion widget.
+ZSH_DRIVER = r"""
+compdef() {}
+compadd() { if [[ $1 == -a ]]; then print -rl -- ${(P)2}; else [[ $1 == -- ]] && shift; print -rl -- "$@"; fi }
+_describe() { print -rl -- ${${(P)4}%%:*} }
+_files() { print -r -- '<files>' }
+compset() {}
+source $1
+shift
+words=("$@")
+CURRENT=$#words
+_taskhubctl
+"""
+
+
 class ZshAndFish(unittest.TestCase):
     def test_zsh_parses_its_script(self):
         if not shutil.which("zsh"):
             self.fail("no zsh " + MISSING)
         subprocess.run(["zsh", "-n", os.path.join(DIR, "_taskhubctl")], check=True, timeout=30)
+
+    def test_zsh_offers(self):
+        if not shutil.which("zsh"):
+            self.fail("no zsh " + MISSING)
+        tmp = tempfile.mkdtemp(prefix="th-comp-")
+        self.addCleanup(shutil.rmtree, tmp)
+        fake = write_fake_ctl(tmp)
+
+        def offers(*words):
+            out = subprocess.run(["zsh", "-f", "-c", ZSH_DRIVER, "zsh", os.path.join(DIR, "_taskhubctl")] + list(words),
+                                 cwd=tmp, env=dict(os.environ, LOG=os.path.join(tmp, "log")),
+                                 capture_output=True, text=True, check=True, timeout=30)
+            self.assertEqual(out.stderr, "")
+            return out.stdout.splitlines()
+
+        self.assertIn("status", offers("taskhubctl", "st"))
+        self.assertEqual(offers("taskhubctl", "plugin", ""), ["show", "check"])
+        self.assertEqual(offers("taskhubctl", "runs", "--state", ""),
+                         ["queued", "running", "paused", "succeeded", "failed", "cancelled", "skipped", "lost"])
+        self.assertEqual(offers("taskhubctl", "next", "--dst-gap=r"), ["run_after", "skip"])
+        self.assertEqual(offers("taskhubctl", "logs", "--")[:3], ["--attempt", "--follow", "-f"])
+        self.assertEqual(offers("taskhubctl", "validate", "a.toml", "b"), ["<files>"])
+        self.assertIn("Europe/Berlin", offers(CTL, "next", "--tz", "Europe/Be"))
+        # the daemon's names reach compadd as whole words, unevaluated
+        self.assertEqual(offers(fake, "--socket", "/s.sock", "run", "ni"),
+                         ["nightly", "nightly-backup", "night $(touch pwned) *", "night`touch pwned2`"])
+        self.assertFalse(os.path.exists(os.path.join(tmp, "pwned")))
+        with open(os.path.join(tmp, "log")) as f:
+            self.assertEqual(f.read(), "--socket /s.sock completion --candidates workflows\n")
 
     def test_fish_parses_and_completes(self):
         if not shutil.which("fish"):
@@ -188,9 +244,10 @@ class ZshAndFish(unittest.TestCase):
         script = os.path.join(DIR, "taskhubctl.fish")
         subprocess.run(["fish", "--no-config", "-n", script], check=True, timeout=30)
 
-        def complete(line):
+        def complete(line, cwd=None, env=None):
             out = subprocess.run(["fish", "--no-config", "-c", 'source $argv[1]; complete -C $argv[2]',
-                                  script, line], capture_output=True, text=True, check=True, timeout=30)
+                                  script, line], cwd=cwd, env=env, capture_output=True, text=True, check=True,
+                                 timeout=30)
             self.assertEqual(out.stderr, "")
             return sorted(l.split("\t")[0] for l in out.stdout.splitlines())
 
@@ -201,6 +258,14 @@ class ZshAndFish(unittest.TestCase):
         self.assertEqual(complete("taskhubctl next --dst-gap "), ["run_after", "skip"])
         zones = complete(CTL + " next --tz Europe/Be")
         self.assertIn("Europe/Berlin", zones)
+        tmp = tempfile.mkdtemp(prefix="th-comp-")
+        self.addCleanup(shutil.rmtree, tmp)
+        fake = write_fake_ctl(tmp)
+        got = complete(fake + " --socket /s.sock run ni", cwd=tmp, env=dict(os.environ, LOG=os.path.join(tmp, "log")))
+        self.assertEqual(got, ["night $(touch pwned) *", "night`touch pwned2`", "nightly", "nightly-backup"])
+        self.assertFalse(os.path.exists(os.path.join(tmp, "pwned")))
+        with open(os.path.join(tmp, "log")) as f:
+            self.assertEqual(f.read(), "--socket /s.sock completion --candidates workflows\n")
 
 
 if __name__ == "__main__":
