@@ -69,15 +69,16 @@ std::vector<Command> backfillCommands() {
          "left alone and listed. The runs wait queued and start oldest first as the workflow's overlap policy admits "
          "them (docs/scheduling.md, \"Backfill\")",
          {{"--from", {}, "TIME", "an ISO 8601 time, like 2026-03-29T00:00:00+01:00", false,
-           "the first instant: ISO 8601 with an offset, or a wall time or date (its midnight) in the workflow's zone"},
+           "the first instant: ISO 8601 with an offset, or a wall time or date (its midnight) in the workflow's zone",
+           Values::Text},
           {"--to", {}, "TIME", "an ISO 8601 time, like 2026-03-29T00:00:00+01:00", false,
-           "the last instant (included), as --from; not after now"},
+           "the last instant (included), as --from; not after now", Values::Text},
           {"--max-active", {}, "N", "a number", false,
            "at most N of the workflow's runs at once while backfill runs start (default 1; above 1 only with "
-           "overlap = allow)"},
+           "overlap = allow)", Values::Text},
           {"--dry-run", {}, {}, {}, false,
            "list the instants (those already recorded marked, DST notes as `next` gives them) and create nothing"}},
-         cmdBackfill},
+         cmdBackfill, {Values::Workflow}},
     };
 }
 

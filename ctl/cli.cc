@@ -130,7 +130,7 @@ std::optional<std::string> Invocation::value(std::string_view name) const {
 const std::vector<Command>& commands() {
     static const std::vector<Command> all = [] {
         std::vector<Command> out;
-        for (auto part : {daemonCommands(), runCommands(), backfillCommands(), offlineCommands()}) {
+        for (auto part : {daemonCommands(), runCommands(), backfillCommands(), offlineCommands(), completionCommands()}) {
             for (auto& c : part) out.push_back(std::move(c));
         }
         return out;
@@ -141,12 +141,16 @@ const std::vector<Command>& commands() {
 const std::vector<Option>& globalOptions() {
     static const std::vector<Option> all = {
         {"--socket", {}, "PATH", "the socket path", false,
-         "control socket (default: $TASKHUB_SOCKET, else the config's socket, else /run/taskhub/taskhub.sock)"},
-        {"--config", {}, "FILE", "the config file", false, "daemon config (default /etc/taskhub/taskhub.toml)"},
+         "control socket (default: $TASKHUB_SOCKET, else the config's socket, else /run/taskhub/taskhub.sock)",
+         Values::File},
+        {"--config", {}, "FILE", "the config file", false, "daemon config (default /etc/taskhub/taskhub.toml)",
+         Values::File},
         {"--json", {}, {}, {}, false, "print the response as JSON (watch, run --follow: one JSON line per change)"},
     };
     return all;
 }
+
+const Option& helpOption() { return kHelp; }
 
 std::string wrapText(std::string_view text, const std::string& first, const std::string& indent, size_t width) {
     std::vector<std::string> words;

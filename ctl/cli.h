@@ -43,6 +43,26 @@ struct Context {
 // Runs a command; returns taskhubctl's exit status.
 using Handler = int (*)(const Context& ctx, const Invocation& in);
 
+// What a value completes to in the shell (`taskhubctl completion`): an option's value or a
+// command's argument. Every option that takes a value says which (a unit test checks), so that
+// the completion scripts, generated from this table, cannot forget one.
+enum class Values : unsigned char {
+    None,          // a flag (no value), or a command without arguments
+    Text,          // nothing to offer: a number, a time, JSON, NAME=VALUE, a task id
+    Workflow,      // a loaded workflow's name (asked of the daemon)
+    Run,           // a run id (asked of the daemon)
+    WorkflowOrRun, // either
+    Plugin,        // a loaded plugin's name (asked of the daemon)
+    Zone,          // an IANA time zone (the system's tzdata)
+    File,          // a path
+    Command,       // a command's name, one or two words (help COMMAND)
+    RunState,      // a run state or "lost" (runs --state)
+    DstGap,        // run_after, skip
+    DstFold,       // first, second, both
+    Shell,         // bash, zsh, fish (completion SHELL)
+    CandidateKind, // workflows, runs, plugins, zones (completion --candidates)
+};
+
 // One option. An option name used by several commands means the same everywhere (alias and
 // value), which the unit tests check; its help may differ.
 struct Option {
@@ -52,6 +72,7 @@ struct Option {
     std::string_view needs = {}; // what "--task needs a value: ..." says ("a task id")
     bool repeatable = false;     // may be given more than once (--param)
     std::string_view help = {};
+    Values values = Values::None; // what completes the value
 };
 
 // Where the usage text lists a command.
@@ -67,12 +88,17 @@ struct Command {
     std::string_view help;
     std::vector<Option> options;
     Handler handler = nullptr;
+    // What completes each argument of the synopsis, in order; the last one also completes the
+    // further arguments of a command that takes more ("FILE...").
+    std::vector<Values> args = {};
 };
 
 // Every command, in the order the usage text lists them within a section.
 const std::vector<Command>& commands();
 // The options every command takes (--socket, --config, --json).
 const std::vector<Option>& globalOptions();
+// -h, --help: taken everywhere, handled by parseCommandLine().
+const Option& helpOption();
 
 // What a command line asks for: run inv.command, or print help_text (-h, --help) and exit 0.
 struct ParsedLine {

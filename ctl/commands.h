@@ -24,6 +24,8 @@ std::vector<Command> runCommands();
 std::vector<Command> offlineCommands();
 // backfill: make up for a workflow's time firings in a past range (backfill_command.cc).
 std::vector<Command> backfillCommands();
+// completion: the shell completion scripts and their candidates (completion_command.cc).
+std::vector<Command> completionCommands();
 
 // Prints "taskhubctl: <why>" on stderr; returns code (the exit status).
 int failed(const std::string& why, int code = 1);

@@ -329,7 +329,7 @@ std::vector<Command> daemonCommands() {
         {"show", "NAME", 1, 1, "one argument: a workflow name or a run id", Section::Daemon,
          "a workflow, or a run (NAME = run id) with its tasks, child runs (indented under their workflow task) and "
          "events",
-         {}, cmdShow},
+         {}, cmdShow, {Values::WorkflowOrRun}},
         {"reload", "", 0, 0, "no arguments", Section::Daemon, "re-read the workflows directory", {}, cmdReload},
         {"plugins", "", 0, 0, "no arguments", Section::Daemon,
          "loaded plugins: version, ABI, isolation, health state and its last message, running tasks; refused "
@@ -337,12 +337,12 @@ std::vector<Command> daemonCommands() {
          {}, cmdPlugins},
         {"plugin show", "NAME", 1, 1, "one argument: NAME", Section::Daemon,
          "one plugin's details and its health transitions",
-         {{"--limit", {}, "N", "a number", false, "show the latest N health transitions (default 50)"}},
-         cmdPluginShow},
+         {{"--limit", {}, "N", "a number", false, "show the latest N health transitions (default 50)", Values::Text}},
+         cmdPluginShow, {Values::Plugin}},
         {"notify test", "WORKFLOW", 1, 1, "one argument: WORKFLOW", Section::Daemon,
          "send a sample notification to each [[notify]] target of WORKFLOW (its own, or taskhub.toml's) and print "
          "one line per target: ok or error; exit status 1 when any failed",
-         {}, cmdNotifyTest},
+         {}, cmdNotifyTest, {Values::Workflow}},
     };
 }
 

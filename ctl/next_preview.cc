@@ -22,10 +22,7 @@ bool equalsIgnoringCase(std::string_view a, std::string_view b) {
 // Zone names to suggest for an unknown one: the closest name within two edits, else the zones
 // whose city is the name given ("berlin" -> Europe/Berlin), at most three.
 std::vector<std::string> zoneSuggestions(std::string_view name) {
-    const auto& db = date::get_tzdb();
-    std::vector<std::string> names;
-    // The system's tz database (USE_OS_TZDB) lists links like "UTC" among the zones.
-    for (const auto& z : db.zones) names.emplace_back(z.name());
+    const std::vector<std::string> names = zoneNames();
     if (auto best = sdk::closestKey(name, names); !best.empty()) return {best};
     std::vector<std::string> out;
     for (const auto& n : names) {
@@ -39,6 +36,13 @@ std::vector<std::string> zoneSuggestions(std::string_view name) {
 }
 
 } // namespace
+
+std::vector<std::string> zoneNames() {
+    std::vector<std::string> names;
+    // The system's tz database (USE_OS_TZDB) lists links like "UTC" among the zones.
+    for (const auto& z : date::get_tzdb().zones) names.emplace_back(z.name());
+    return names;
+}
 
 const date::time_zone* findZone(std::string_view name, std::string* err) {
     try {
@@ -78,38 +82,51 @@ std::string dstNoteText(const PreviewFiring& f) {
     return triggers::dstNoteText({f.dst, f.skipped_wall}, f.local);
 }
 
-bool parseDstGap(std::string_view text, cron::DstPolicy::Gap* out, std::string* err) {
-    if (text == "run_after") *out = cron::DstPolicy::Gap::RunAfter;
-    else if (text == "skip") *out = cron::DstPolicy::Gap::Skip;
-    else {
-        *err = "expected run_after or skip, found '" + std::string(text) + "'";
-        return false;
+namespace {
+
+// "a, b or c": the names of a table, as an error message lists them.
+template <class Table>
+std::string choiceList(const Table& names) {
+    std::string out;
+    for (size_t i = 0; i < names.size(); ++i) {
+        if (i > 0) out += i + 1 == names.size() ? " or " : ", ";
+        out += names[i].second;
     }
-    return true;
+    return out;
 }
 
-bool parseDstFold(std::string_view text, cron::DstPolicy::Fold* out, std::string* err) {
-    if (text == "first") *out = cron::DstPolicy::Fold::First;
-    else if (text == "second") *out = cron::DstPolicy::Fold::Second;
-    else if (text == "both") *out = cron::DstPolicy::Fold::Both;
-    else {
-        *err = "expected first, second or both, found '" + std::string(text) + "'";
-        return false;
+template <class Table, class E>
+bool parseName(const Table& names, std::string_view text, E* out, std::string* err) {
+    for (const auto& [value, name] : names) {
+        if (name == text) {
+            *out = value;
+            return true;
+        }
     }
-    return true;
+    *err = "expected " + choiceList(names) + ", found '" + std::string(text) + "'";
+    return false;
 }
 
-const char* dstGapName(cron::DstPolicy::Gap gap) {
-    return gap == cron::DstPolicy::Gap::RunAfter ? "run_after" : "skip";
-}
-
-const char* dstFoldName(cron::DstPolicy::Fold fold) {
-    switch (fold) {
-    case cron::DstPolicy::Fold::First: return "first";
-    case cron::DstPolicy::Fold::Second: return "second";
-    case cron::DstPolicy::Fold::Both: return "both";
+template <class Table, class E>
+const char* nameOf(const Table& names, E value) {
+    for (const auto& [v, name] : names) {
+        if (v == value) return name.data();
     }
     return "";
 }
+
+} // namespace
+
+bool parseDstGap(std::string_view text, cron::DstPolicy::Gap* out, std::string* err) {
+    return parseName(kDstGapNames, text, out, err);
+}
+
+bool parseDstFold(std::string_view text, cron::DstPolicy::Fold* out, std::string* err) {
+    return parseName(kDstFoldNames, text, out, err);
+}
+
+const char* dstGapName(cron::DstPolicy::Gap gap) { return nameOf(kDstGapNames, gap); }
+
+const char* dstFoldName(cron::DstPolicy::Fold fold) { return nameOf(kDstFoldNames, fold); }
 
 } // namespace taskhub::ctl

@@ -7,10 +7,12 @@
 #ifndef TASKHUB_CTL_NEXT_PREVIEW_H
 #define TASKHUB_CTL_NEXT_PREVIEW_H
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "cron/cron.h"
@@ -40,6 +42,9 @@ struct PreviewFiring {
 // are some, and what is expected.
 const date::time_zone* findZone(std::string_view name, std::string* err);
 
+// Every zone name of the system's tz database (/usr/share/zoneinfo), links like "UTC" included.
+std::vector<std::string> zoneNames();
+
 // The first n firings of expr strictly after `after` in zone tz under policy, in order; fewer
 // when the expression stops matching (CronExpr::next() looks 8 years ahead from each firing).
 std::vector<PreviewFiring> previewFirings(const cron::CronExpr& expr, const date::time_zone* tz,
@@ -52,7 +57,18 @@ std::string formatIsoLocal(std::chrono::sys_seconds t, const date::time_zone* tz
 // For people: "DST gap: for 02:30, skipped by the jump", "DST fold: 1st pass of 02:30"; "" for None.
 std::string dstNoteText(const PreviewFiring& f);
 
-// The names of --dst-gap and --dst-fold (the workflow keys dst_gap and dst_fold use the same).
+// The names of --dst-gap and --dst-fold values (the workflow keys dst_gap and dst_fold use the
+// same), in enumerator order; the parsers below, the names and the shell completion read them.
+inline constexpr std::array<std::pair<cron::DstPolicy::Gap, std::string_view>, 2> kDstGapNames{{
+    {cron::DstPolicy::Gap::RunAfter, "run_after"},
+    {cron::DstPolicy::Gap::Skip, "skip"},
+}};
+inline constexpr std::array<std::pair<cron::DstPolicy::Fold, std::string_view>, 3> kDstFoldNames{{
+    {cron::DstPolicy::Fold::First, "first"},
+    {cron::DstPolicy::Fold::Second, "second"},
+    {cron::DstPolicy::Fold::Both, "both"},
+}};
+
 // On an unknown name return false and set *err to what is accepted.
 bool parseDstGap(std::string_view text, cron::DstPolicy::Gap* out, std::string* err);
 bool parseDstFold(std::string_view text, cron::DstPolicy::Fold* out, std::string* err);

@@ -274,31 +274,31 @@ std::vector<Command> offlineCommands() {
         {"validate", "FILE...", 1, SIZE_MAX, "one or more FILEs", Section::Offline,
          "check workflow files (plugins from the config's plugin_dirs; workflow tasks against the other FILEs and "
          "its workflows_dir)",
-         {}, cmdValidate},
+         {}, cmdValidate, {Values::File}},
         {"next", "[WORKFLOW]", 0, 1, "at most one argument: WORKFLOW", Section::Either,
          "WORKFLOW: the next N firings of a loaded workflow's time triggers, in the workflow's zone (through the "
          "daemon). --cron EXPR: the next N firings of a cron expression strictly after --from in --tz, each in local "
          "time and UTC, marking firings a DST change moved or repeated (offline)",
-         {{"-n", {}, "N", "a number", false, "how many firings (default 5, at most 10000)"},
-          {"--cron", {}, "EXPR", "a cron expression, like \"30 2 * * *\"", false, "the cron expression to preview"},
+         {{"-n", {}, "N", "a number", false, "how many firings (default 5, at most 10000)", Values::Text},
+          {"--cron", {}, "EXPR", "a cron expression, like \"30 2 * * *\"", false, "the cron expression to preview", Values::Text},
           {"--tz", {}, "ZONE", "an IANA time zone, like Europe/Berlin", false,
-           "an IANA name (default: the config's timezone, else the system zone, as taskhubd does)"},
+           "an IANA name (default: the config's timezone, else the system zone, as taskhubd does)", Values::Zone},
           {"--from", {}, "TIME", "an ISO 8601 time, like 2026-03-29T00:00:00+01:00", false,
-           "firings strictly after TIME, ISO 8601 with an offset (default now)"},
+           "firings strictly after TIME, ISO 8601 with an offset (default now)", Values::Text},
           {"--dst-gap", {}, "run_after|skip", "run_after or skip", false,
-           "as the workflow key dst_gap (default run_after)"},
+           "as the workflow key dst_gap (default run_after)", Values::DstGap},
           {"--dst-fold", {}, "first|second|both", "first, second or both", false,
-           "as the workflow key dst_fold (default first)"},
-          {"--name", {}, "WORKFLOW", "a workflow name", false, "the workflow name that H fields are hashed from"}},
-         cmdNext},
+           "as the workflow key dst_fold (default first)", Values::DstFold},
+          {"--name", {}, "WORKFLOW", "a workflow name", false, "the workflow name that H fields are hashed from", Values::Workflow}},
+         cmdNext, {Values::Workflow}},
         {"plugin check", "PATH.so", 1, 1, "one argument: PATH.so", Section::Offline,
          "load a plugin as taskhubd does and run it once: negotiation, create (with the settings JSON), validate and "
          "one execute of the task parameters JSON (cancelled after the timeout), a health check; exit 1 unless "
          "every step passed",
-         {{"--params", {}, "JSON", "a JSON object of task parameters", false, "the task parameters (default {})"},
-          {"--config-json", {}, "JSON", "a JSON object of plugin settings", false, "the plugin settings (default {})"},
-          {"--timeout", {}, "DUR", "a duration, like 10s", false, "cancel the execute after DUR (default 10s)"}},
-         cmdPluginCheck},
+         {{"--params", {}, "JSON", "a JSON object of task parameters", false, "the task parameters (default {})", Values::Text},
+          {"--config-json", {}, "JSON", "a JSON object of plugin settings", false, "the plugin settings (default {})", Values::Text},
+          {"--timeout", {}, "DUR", "a duration, like 10s", false, "cancel the execute after DUR (default 10s)", Values::Text}},
+         cmdPluginCheck, {Values::File}},
     };
 }
 

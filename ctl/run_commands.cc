@@ -322,54 +322,54 @@ int cmdLogs(const Context& ctx, const Invocation& in) {
 
 std::vector<Command> runCommands() {
     const Option follow{"--follow", "-f", {}, {}, false, {}};
-    const Option task{"--task", {}, "ID", "a task id", false, {}};
+    const Option task{"--task", {}, "ID", "a task id", false, {}, Values::Text};
     auto with = [](Option o, std::string_view help) {
         o.help = help;
         return o;
     };
     return {
         {"run", "WORKFLOW", 1, 1, "one argument: WORKFLOW", Section::Daemon, "trigger a workflow now, with params",
-         {{"--param", {}, "NAME=VALUE", "NAME=VALUE", true, "a value for one of the workflow's params"},
+         {{"--param", {}, "NAME=VALUE", "NAME=VALUE", true, "a value for one of the workflow's params", Values::Text},
           {"--wait", {}, {}, {}, false, "block until the run ends; exit 1 unless it succeeded"},
           with(follow, "show the run live as `watch` does; exit 1 unless it succeeded")},
-         cmdRun},
+         cmdRun, {Values::Workflow}},
         {"watch", "RUN", 1, 1, "one argument: RUN", Section::Daemon,
          "live view of a run's tasks and child runs until it ends; exit 1 unless it succeeded (plain lines of "
          "changes when not a terminal)",
-         {}, cmdWatch},
+         {}, cmdWatch, {Values::Run}},
         {"runs", "[WORKFLOW]", 0, 1, "at most one argument: WORKFLOW", Section::Daemon,
          "runs, newest first; child runs of nested workflows with --all or when their WORKFLOW is named",
          {{"--state", {}, "S", "a run state, or lost", false,
-           "runs in state S; lost: runs in which recovery after a crash found lost attempts"},
+           "runs in state S; lost: runs in which recovery after a crash found lost attempts", Values::RunState},
           {"--since", {}, "TIME", "an ISO 8601 time or a duration like 2h", false,
            "created at or after TIME, an ISO 8601 time (2026-11-22T10:00:00Z, 2026-11-22) or a duration back from "
-           "now (90m, 2h, 7d)"},
-          {"--until", {}, "TIME", "an ISO 8601 time or a duration like 2h", false, "created before TIME, as --since"},
-          {"--limit", {}, "N", "a number", false, "at most N runs (default 50)"},
+           "now (90m, 2h, 7d)", Values::Text},
+          {"--until", {}, "TIME", "an ISO 8601 time or a duration like 2h", false, "created before TIME, as --since", Values::Text},
+          {"--limit", {}, "N", "a number", false, "at most N runs (default 50)", Values::Text},
           {"--all", {}, {}, {}, false, "child runs too"}},
-         cmdRuns},
+         cmdRuns, {Values::Workflow}},
         {"pause", "RUN|WORKFLOW", 1, 1, "one argument: RUN or WORKFLOW", Section::Daemon,
          "RUN: start no new task of the run (and its child runs). WORKFLOW: pause the workflow's schedule; its "
          "firings are recorded as skipped",
          {{"--freeze", {}, {}, {}, false, "(RUN only) also stop the processes of running tasks until `resume`"}},
-         cmdPause},
+         cmdPause, {Values::WorkflowOrRun}},
         {"resume", "RUN|WORKFLOW", 1, 1, "one argument: RUN or WORKFLOW", Section::Daemon,
          "resume a paused run, or a workflow's schedule (the firings since the pause follow its catch-up rules)",
-         {}, cmdResume},
+         {}, cmdResume, {Values::WorkflowOrRun}},
         {"cancel", "RUN", 1, 1, "one argument: RUN", Section::Daemon, "cancel a queued, running or paused run",
-         {with(task, "cancel only task ID")}, cmdCancel},
+         {with(task, "cancel only task ID")}, cmdCancel, {Values::Run}},
         {"retry", "RUN", 1, 1, "one argument: RUN", Section::Daemon,
          "re-run the failed and cancelled tasks of a finished run as new attempts",
          {with(task, "re-run task ID only"),
           {"--downstream", {}, {}, {}, false, "also re-run the tasks below"}},
-         cmdRetry},
+         cmdRetry, {Values::Run}},
         {"logs", "RUN TASK", 2, 2, "two arguments: RUN TASK", Section::Daemon,
          "a task's output (latest attempt by default)",
-         {{"--attempt", {}, "N", "a number", false, "attempt N"},
+         {{"--attempt", {}, "N", "a number", false, "attempt N", Values::Text},
           with(follow, "then its further output as it comes, until the attempt ends")},
-         cmdLogs},
+         cmdLogs, {Values::Run, Values::Text}},
         {"wait", "RUN", 1, 1, "one argument: RUN", Section::Daemon, "block until a run ends; exit 1 unless it succeeded",
-         {}, cmdWait},
+         {}, cmdWait, {Values::Run}},
     };
 }
 

@@ -59,7 +59,7 @@ const Command& command(std::string_view name) {
 } // namespace
 
 TEST_CASE("every command of the table is complete") {
-    REQUIRE(commands().size() == 21); // 18 + metrics + notify test (issue 16) + backfill (issue 20)
+    REQUIRE(commands().size() == 22); // 18 + metrics + notify test (issue 16) + backfill (issue 20) + completion (issue 21)
     std::vector<std::string_view> names;
     for (const auto& c : commands()) {
         INFO(c.name);
@@ -93,7 +93,7 @@ TEST_CASE("an option name means the same in every command that takes it") {
             CHECK(it->second->repeatable == o.repeatable);
         }
     }
-    CHECK(first.size() == 25); // backfill (issue 20): --to, --max-active, --dry-run
+    CHECK(first.size() == 26); // backfill (issue 20): --to, --max-active, --dry-run; completion (issue 21): --candidates
 }
 
 TEST_CASE("each command accepts each of its options, with its value") {
