@@ -93,7 +93,8 @@ def ctl(*args):
 
 class CommandLineTest(harness.unittest.TestCase):
     COMMANDS = ["status", "metrics", "list", "show", "reload", "plugins", "plugin show", "run", "watch", "runs", "pause",
-                "resume", "cancel", "retry", "logs", "wait", "validate", "next", "plugin check", "notify test", "backfill"]
+                "resume", "cancel", "retry", "logs", "wait", "validate", "next", "plugin check", "notify test", "backfill",
+                "completion"]
 
     def test_usage_lists_every_command(self):
         rc, out, err = ctl("--help")
