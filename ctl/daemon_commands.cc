@@ -35,6 +35,8 @@ int cmdStatus(const Context& ctx, const Invocation&) {
               << field(d, "uptime_s") << "s" << (d.as_object().at("shutting_down").as_bool() ? ", SHUTTING DOWN" : "")
               << "\n"
               << "config          " << field(d, "config") << "\n"
+              // Older daemons do not send timezone.
+              << (field(d, "timezone") == "-" ? "" : "time zone       " + field(d, "timezone") + "\n")
               << "state           " << field(d, "state_dir") << "\n"
               << "workflows       " << field(d, "workflows") << " loaded, " << field(d, "workflow_errors")
               << " file(s) with errors\n"

@@ -108,6 +108,7 @@ class VersionHelpUsageTest(harness.DaemonTestCase):
                                            "proto": None})
 
         d = self.daemon()
+        d.start()
         rc, out, err = ctl_piped("--socket", d.socket, "--version")
         self.assertEqual((rc, err), (0, ""))
         self.assertEqual(out, "taskhubctl %s\ntaskhubd %s\nplugin ABI %s\n" % (version, version, abi_version()))
@@ -351,7 +352,7 @@ class WidthTest(harness.DaemonTestCase):
         # A watched directory's name comes from a workflow file and the file system: wide
         # characters, a combining mark, an escape sequence and a bidi override.
         name = "\u65e5\u672c-cafe\u0301-x\x1b[2Jy-evil\u202etxt"
-        os.makedirs(d.path("work", name))
+        os.makedirs(d.path(name))
         d.write_workflow("drop", """\
             [[trigger]]
             watch = %s
@@ -361,7 +362,7 @@ class WidthTest(harness.DaemonTestCase):
             id = "a"
             plugin = "shell"
             command = "true"
-            """ % json.dumps(d.path("work", name)))  # JSON's escapes are TOML's
+            """ % json.dumps(d.path(name)))  # JSON's escapes are TOML's
         two_workflows(d)
         d.start()
         rc, text, err = d.ctl("list", json=False)
@@ -399,8 +400,8 @@ class PagerTest(harness.DaemonTestCase):
         d.start()
         self.ok, self.bad = run_two(d)
         self.chatty = d.ctl_ok("run", "chatty", "--wait")["id"]
-        self.marker = d.path("work", "pager-ran")
-        self.pager = d.path("work", "pager.sh")
+        self.marker = d.path("pager-ran")
+        self.pager = d.path("pager.sh")
         with open(self.pager, "w") as f:
             f.write(PAGER_SCRIPT % self.marker)
         os.chmod(self.pager, 0o755)
