@@ -23,10 +23,10 @@ int cmdBackfill(const Context& ctx, const Invocation& in) {
     const auto to = in.value("--to");
     if (!from || !to) {
         return usageError("backfill needs --from T1 and --to T2 (the range's first and last instants, both "
-                          "included)");
+                          "included)", in.command->name);
     }
     const auto max_active = countOption(in, "--max-active", 1, kMaxActiveLimit, &err);
-    if (!max_active) return usageError(err);
+    if (!max_active) return usageError(err, in.command->name);
     json::object a;
     a["workflow"] = in.args[0];
     a["from"] = *from;
@@ -50,7 +50,7 @@ int cmdBackfill(const Context& ctx, const Invocation& in) {
         rows.push_back({field(i, "local"), shortTime(field(i, "scheduled")), field(i, "run"), state,
                         note.empty() ? "" : note});
     }
-    if (!rows.empty()) table({"LOCAL", "SCHEDULED (UTC)", "RUN", "STATE", "NOTE"}, rows);
+    if (!rows.empty()) table({"LOCAL", "SCHEDULED", "RUN", "STATE", "NOTE"}, rows);
     for (const auto& l : arrayField(d, "left_out")) {
         std::cout << "left out: trigger " << str(l) << " (every without start_at has no fixed instants)\n";
     }

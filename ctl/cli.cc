@@ -4,6 +4,7 @@
 #include <set>
 
 #include "commands.h"
+#include "config/daemon_config.h"
 
 namespace taskhub::ctl {
 
@@ -139,13 +140,22 @@ const std::vector<Command>& commands() {
 }
 
 const std::vector<Option>& globalOptions() {
+    static const std::string config_help = std::string("daemon config (default ") + config::kDefaultConfigPath + ")";
     static const std::vector<Option> all = {
         {"--socket", {}, "PATH", "the socket path", false,
          "control socket (default: $TASKHUB_SOCKET, else the config's socket, else /run/taskhub/taskhub.sock)",
          Values::File},
-        {"--config", {}, "FILE", "the config file", false, "daemon config (default /etc/taskhub/taskhub.toml)",
+        {"--config", {}, "FILE", "the config file", false, config_help,
          Values::File},
-        {"--json", {}, {}, {}, false, "print the response as JSON (watch, run --follow: one JSON line per change)"},
+        {"--json", {}, {}, {}, false,
+         "print the response as JSON (watch, run --follow: one JSON line per change); errors too, as "
+         "{\"error\": {\"code\", \"message\"}} on stdout"},
+        {"--no-color", {}, {}, {}, false,
+         "no colours (also when NO_COLOR is set; states are coloured only on a terminal)"},
+        {"--utc", {}, {}, {}, false, "show times in UTC, not in the daemon's time zone"},
+        {"--no-pager", {}, {}, {}, false,
+         "never page long output (default on a terminal: $TASKHUB_PAGER, else $PAGER, else less)"},
+        {"--version", {}, {}, {}, false, "taskhubctl's version, and taskhubd's and its plugin ABI when it answers"},
     };
     return all;
 }
@@ -165,7 +175,7 @@ std::string wrapText(std::string_view text, const std::string& first, const std:
 }
 
 std::string usageText() {
-    std::string out = "usage: taskhubctl [--socket PATH] [--config FILE] [--json] COMMAND [ARGS]\n";
+    std::string out = "usage: taskhubctl [OPTIONS] COMMAND [ARGS]\n";
     const std::pair<Section, const char*> sections[] = {
         {Section::Daemon, "commands (through the daemon):"},
         {Section::Either, "through the daemon, or offline:"},
@@ -194,19 +204,38 @@ std::string usageText() {
 }
 
 std::string commandHelp(const Command& c) {
-    std::string out = joinWords(synopsisWords(c), "usage: taskhubctl [--socket PATH] [--config FILE] [--json] ",
-                                "       ", kWidth);
+    std::string out = joinWords(synopsisWords(c), "usage: taskhubctl [OPTIONS] ", "       ", kWidth);
     out += "\n" + wrapText(c.help, "", "", kWidth);
     if (!c.options.empty()) out += "\noptions:\n" + optionLines(c.options);
+    out += "\nOPTIONS: the global options (--socket, --config, --json, ...), see 'taskhubctl --help'\n";
     return out;
 }
 
-std::optional<ParsedLine> parseCommandLine(const std::vector<std::string>& argv, std::string* err) {
+std::optional<std::string> helpText(const std::vector<std::string>& words) {
+    if (words.empty()) return usageText();
+    std::string name;
+    for (const auto& w : words) name += (name.empty() ? "" : " ") + w;
+    for (const auto& c : commands()) {
+        if (c.name == name) return commandHelp(c);
+    }
+    std::string group;
+    if (words.size() == 1) {
+        for (const Command* sub : subcommands(name)) group += (group.empty() ? "" : "\n") + commandHelp(*sub);
+    }
+    if (group.empty()) return std::nullopt;
+    return group;
+}
+
+std::optional<ParsedLine> parseCommandLine(const std::vector<std::string>& argv, std::string* err,
+                                           std::string* command) {
     ParsedLine line;
     Invocation& inv = line.inv;
     std::vector<std::string> pos;
     auto fail = [&](std::string why) -> std::optional<ParsedLine> {
         *err = std::move(why);
+        size_t words = 0;
+        const Command* c = pos.empty() ? nullptr : findCommand(pos, &words);
+        if (command) *command = c ? std::string(c->name) : "";
         return std::nullopt;
     };
     for (size_t i = 0; i < argv.size(); ++i) {
@@ -217,18 +246,12 @@ std::optional<ParsedLine> parseCommandLine(const std::vector<std::string>& argv,
             a = a.substr(0, a.find('='));
         }
         if (a == kHelp.name || a == kHelp.alias) {
-            // The help of the command named so far, else the usage text.
+            // The help of the command named so far, else of its group, else the usage text.
             size_t words = 0;
             const Command* c = pos.empty() ? nullptr : findCommand(pos, &words);
-            if (c) {
-                line.help_text = commandHelp(*c);
-            } else {
-                std::string group;
-                for (const Command* sub : subcommands(pos.empty() ? "" : pos[0])) {
-                    group += (group.empty() ? "" : "\n") + commandHelp(*sub);
-                }
-                line.help_text = group.empty() ? usageText() : group;
-            }
+            auto text = c ? commandHelp(*c) : helpText(pos.empty() ? pos : std::vector<std::string>{pos[0]});
+            if (!text) return fail("unknown command '" + pos[0] + "'");
+            line.help_text = std::move(text);
             return line;
         }
         if (a.size() < 2 || a[0] != '-') {
@@ -251,8 +274,13 @@ std::optional<ParsedLine> parseCommandLine(const std::vector<std::string>& argv,
         if (o->name == "--socket") inv.globals.socket = value;
         else if (o->name == "--config") inv.globals.config = value;
         else if (o->name == "--json") inv.globals.json = true;
+        else if (o->name == "--no-color") inv.globals.no_color = true;
+        else if (o->name == "--utc") inv.globals.utc = true;
+        else if (o->name == "--no-pager") inv.globals.no_pager = true;
+        else if (o->name == "--version") inv.globals.version = true;
         else inv.options.emplace_back(o->name, value);
     }
+    if (inv.globals.version) return line;
     if (pos.empty()) return fail("missing command");
     size_t words = 0;
     const Command* c = findCommand(pos, &words);

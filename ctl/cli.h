@@ -95,20 +95,28 @@ struct Command {
 
 // Every command, in the order the usage text lists them within a section.
 const std::vector<Command>& commands();
-// The options every command takes (--socket, --config, --json).
+// The options every command takes (--socket, --config, --json, --no-color, --utc, --no-pager,
+// --version).
 const std::vector<Option>& globalOptions();
 // -h, --help: taken everywhere, handled by parseCommandLine().
 const Option& helpOption();
 
-// What a command line asks for: run inv.command, or print help_text (-h, --help) and exit 0.
+// What a command line asks for: run inv.command, or print help_text (-h, --help) and exit 0, or
+// (inv.globals.version, inv.command may be null) print the versions and exit 0.
 struct ParsedLine {
     Invocation inv;
     std::optional<std::string> help_text;
 };
 
 // Parses argv[1..] against the table. nullopt: *err is the usage error ("unknown option '-x'"),
-// which taskhubctl prints with the usage text, exiting 2.
-std::optional<ParsedLine> parseCommandLine(const std::vector<std::string>& argv, std::string* err);
+// which taskhubctl prints in one line with a hint, exiting 2; *command (when given) is the name of
+// the command the line named before the error, "" when none.
+std::optional<ParsedLine> parseCommandLine(const std::vector<std::string>& argv, std::string* err,
+                                           std::string* command = nullptr);
+
+// `taskhubctl help WORDS...`: no words, the usage text; a command's name ("plugin show"), its
+// help; a group's first word ("plugin"), the help of each of its commands; nullopt otherwise.
+std::optional<std::string> helpText(const std::vector<std::string>& words);
 
 // The usage text: every command of the table with its arguments and help, then the global
 // options.

@@ -18,8 +18,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::nullopt_t failure(Failure* err, int code, std::string message) {
-    *err = Failure{code, std::move(message)};
+std::nullopt_t failure(Failure* err, int code, std::string message, std::string error_code = {}) {
+    if (error_code.empty()) error_code = code == 2 ? "usage" : code == 3 ? "unreachable" : "failed";
+    *err = Failure{code, std::move(message), std::move(error_code)};
     return std::nullopt;
 }
 
@@ -46,12 +47,18 @@ std::optional<std::string> socketPath(const Globals& g, Failure* err) {
     return std::string(config::kDefaultSocketPath);
 }
 
-std::optional<json::value> Client::call(std::string_view cmd, json::object args, Failure* err) const {
+std::optional<json::value> Client::call(std::string_view cmd, json::object args, Failure* err, int timeout_ms) const {
     auto found = socketPath(globals_, err);
     if (!found) return std::nullopt;
     const std::string& path = *found;
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return failure(err, 3, std::string("socket: ") + std::strerror(errno));
+    if (timeout_ms > 0) {
+        // Bounds connect() on a Unix socket as well (a listener whose backlog is full).
+        timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (path.size() >= sizeof addr.sun_path) {
@@ -95,21 +102,22 @@ std::optional<json::value> Client::call(std::string_view cmd, json::object args,
     if (response.empty() && send_errno != 0) {
         return failure(err, 3, std::string("cannot send request: ") + std::strerror(send_errno));
     }
-    if (response.empty()) return failure(err, 3, "taskhubd closed the connection without answering");
+    if (response.empty()) return failure(err, 3, "taskhubd closed the connection without answering", "bad_response");
     json::error_code ec;
     // Run params can hold bytes that are not UTF-8 (a dropped file's name).
     json::parse_options opts;
     opts.allow_invalid_utf8 = true;
     auto v = json::parse(response, ec, {}, opts);
-    if (ec || !v.is_object()) return failure(err, 3, "unreadable response from taskhubd: " + response);
+    if (ec || !v.is_object()) return failure(err, 3, "unreadable response from taskhubd: " + response, "bad_response");
     auto& o = v.as_object();
     if (!o.contains("ok") || !o["ok"].is_bool() || !o["ok"].as_bool()) {
-        std::string msg = "request failed";
+        std::string msg = "request failed", code = "failed";
         if (o.contains("error") && o["error"].is_object()) {
             auto& e = o["error"].as_object();
             if (e.contains("message") && e["message"].is_string()) msg = std::string(e["message"].as_string());
+            if (e.contains("code") && e["code"].is_string()) code = std::string(e["code"].as_string());
         }
-        return failure(err, 1, msg);
+        return failure(err, 1, msg, code);
     }
     return o["data"];
 }

@@ -13,11 +13,16 @@
 
 namespace taskhub::ctl {
 
-// The options every command takes: --socket, --config, --json.
+// The options every command takes: --socket, --config, --json, --no-color, --utc, --no-pager
+// (--version and --help end the command line's work before a command runs).
 struct Globals {
     std::optional<std::string> socket;
     std::optional<std::string> config;
     bool json = false;
+    bool version = false;
+    bool no_color = false;
+    bool utc = false;
+    bool no_pager = false;
 };
 
 // Why a request (or finding the socket) failed, and the exit status taskhubctl ends with:
@@ -26,6 +31,10 @@ struct Globals {
 struct Failure {
     int exit_code = 1;
     std::string message;
+    // The protocol's error code when the daemon refused (docs/control-protocol.md, "Error codes"),
+    // else taskhubctl's own: "usage" (exit 2), "unreachable" (cannot connect, exit 3),
+    // "bad_response" (no or no readable answer, exit 3).
+    std::string code;
 };
 
 // taskhubd's config, read when --config is given or the default config file exists, for what
@@ -42,8 +51,11 @@ class Client {
 public:
     explicit Client(Globals globals) : globals_(std::move(globals)) {}
 
-    // Sends one request and returns the response's data; nullopt: *err says why.
-    std::optional<boost::json::value> call(std::string_view cmd, boost::json::object args, Failure* err) const;
+    // Sends one request and returns the response's data; nullopt: *err says why. timeout_ms > 0
+    // bounds connecting, sending and each wait for the answer (for questions taskhubctl asks on
+    // the side, like the daemon's zone and version); 0: no bound (a `wait` takes as long as its run).
+    std::optional<boost::json::value> call(std::string_view cmd, boost::json::object args, Failure* err,
+                                           int timeout_ms = 0) const;
 
 private:
     Globals globals_;

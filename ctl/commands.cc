@@ -2,19 +2,47 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
+
+#include "render.h"
 
 namespace taskhub::ctl {
 
-int failed(const std::string& why, int code) {
-    std::fprintf(stderr, "taskhubctl: %s\n", why.c_str());
-    return code;
+namespace {
+
+bool json_errors = false;
+
+int report(const std::string& code, const std::string& why, const std::string& hint, int exit_code) {
+    if (json_errors) {
+        boost::json::object e;
+        e["code"] = code;
+        e["message"] = why;
+        if (!hint.empty()) e["hint"] = hint;
+        emitJson(boost::json::object{{"error", std::move(e)}});
+        std::cout.flush();
+    } else {
+        std::fprintf(stderr, "taskhubctl: %s\n%s", terminalSafe(why).c_str(), hint.empty() ? "" : (hint + "\n").c_str());
+    }
+    return exit_code;
 }
 
-int failed(const Failure& f) { return failed(f.message, f.exit_code); }
+} // namespace
 
-int usageError(const std::string& why) {
-    std::fprintf(stderr, "taskhubctl: %s\n%s", why.c_str(), usageText().c_str());
-    return 2;
+void setJsonErrors(bool on) { json_errors = on; }
+
+int failed(const std::string& why, int code) {
+    return report(code == 2 ? "usage" : code == 3 ? "unreachable" : "failed", why, "", code);
+}
+
+int failed(const Failure& f) {
+    return report(f.code.empty() ? "failed" : f.code, f.message, "", f.exit_code);
+}
+
+int usageError(const std::string& why, std::string_view command) {
+    const std::string name(command);
+    std::string message = why;
+    if (!name.empty() && !why.starts_with(name + " ") && !why.starts_with(name + ":")) message = name + ": " + why;
+    return report("usage", message, "see 'taskhubctl " + (name.empty() ? "" : name + " ") + "--help'", 2);
 }
 
 std::optional<int> countOption(const Invocation& in, std::string_view name, int def, long max, std::string* err) {

@@ -27,11 +27,20 @@ std::vector<Command> backfillCommands();
 // completion: the shell completion scripts and their candidates (completion_command.cc).
 std::vector<Command> completionCommands();
 
-// Prints "taskhubctl: <why>" on stderr; returns code (the exit status).
+// How failures are printed: "taskhubctl: <why>" on stderr, or, with --json, one object on stdout:
+// {"error": {"code": CODE, "message": WHY}} (usage errors add "hint"), CODE the protocol's error
+// code or taskhubctl's own (Failure::code; "usage", "unreachable", "bad_response", "failed").
+// main() sets it once the command line is read.
+void setJsonErrors(bool on);
+
+// Prints the failure; returns code (the exit status). Its error code follows from the exit
+// status: 2 "usage", 3 "unreachable", else "failed".
 int failed(const std::string& why, int code = 1);
 int failed(const Failure& f);
-// Prints "taskhubctl: <why>" and the usage text on stderr; returns 2.
-int usageError(const std::string& why);
+// A usage error: "taskhubctl: <command>: <why>" (the command's name is not repeated when why
+// starts with it) and the hint "see 'taskhubctl <command> --help'" ("see 'taskhubctl --help'"
+// when no command is known), on stderr; with --json the object above. Returns 2.
+int usageError(const std::string& why, std::string_view command = {});
 
 // The value of a numeric option, from 1 to max; def when it is not given. nullopt: *err is the
 // usage error.

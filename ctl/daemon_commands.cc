@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "model/json_text.h"
 #include "render.h"
+#include "term.h"
 
 namespace taskhub::ctl {
 
@@ -34,6 +35,8 @@ int cmdStatus(const Context& ctx, const Invocation&) {
               << field(d, "uptime_s") << "s" << (d.as_object().at("shutting_down").as_bool() ? ", SHUTTING DOWN" : "")
               << "\n"
               << "config          " << field(d, "config") << "\n"
+              // Older daemons do not send timezone.
+              << (field(d, "timezone") == "-" ? "" : "time zone       " + field(d, "timezone") + "\n")
               << "state           " << field(d, "state_dir") << "\n"
               << "workflows       " << field(d, "workflows") << " loaded, " << field(d, "workflow_errors")
               << " file(s) with errors\n"
@@ -119,7 +122,7 @@ int cmdList(const Context& ctx, const Invocation&) {
         const auto& last = w.as_object().at("last_run");
         if (!w.as_object().at("paused").is_null()) next = "paused";
         rows.push_back({field(w, "name"), triggers.empty() ? "(manual)" : triggers, next.empty() ? "-" : next,
-                        last.is_null() ? "-" : field(last, "state") + " " + shortTime(field(last, "created"))});
+                        last.is_null() ? "-" : paintState(field(last, "state")) + " " + shortTime(field(last, "created"))});
     }
     table({"WORKFLOW", "TRIGGERS", "NEXT", "LAST RUN"}, rows);
     const auto& errors = d.as_object().at("errors").as_array();
@@ -136,6 +139,7 @@ int cmdShow(const Context& ctx, const Invocation& in) {
     a["name"] = name;
     json::value d;
     if (int code = 0; !request(ctx, "show", a, &d, &code)) return code;
+    const PagedOutput paged; // a run's events can fill many screens
     const auto& o = d.as_object();
     if (o.at("kind").as_string() == "run") {
         json::value run = o.at("run");
@@ -244,7 +248,7 @@ int cmdPlugins(const Context& ctx, const Invocation&) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& p : arrayField(d, "plugins")) {
         rows.push_back({field(p, "name"), field(p, "version"), field(p, "abi"), field(p, "isolation"),
-                        field(p, "state"), field(p, "running"), shortTime(field(p, "since")), field(p, "message")});
+                        paintState(field(p, "state")), field(p, "running"), shortTime(field(p, "since")), field(p, "message")});
     }
     table({"PLUGIN", "VERSION", "ABI", "ISOLATION", "STATE", "RUNNING", "SINCE", "MESSAGE"}, rows);
     const auto& refused = arrayField(d, "refused");
@@ -258,7 +262,7 @@ int cmdPlugins(const Context& ctx, const Invocation&) {
 int cmdPluginShow(const Context& ctx, const Invocation& in) {
     std::string err;
     const auto history = countOption(in, "--limit", 0, 100'000, &err);
-    if (!history) return usageError(err);
+    if (!history) return usageError(err, in.command->name);
     const std::string& name = in.args[0];
     json::object a;
     a["name"] = name;
@@ -275,7 +279,7 @@ int cmdPluginShow(const Context& ctx, const Invocation& in) {
               << "capabilities   " << joinStrings(d.as_object().at("capabilities")) << "\n"
               << "threads        " << field(d, "thread_safety") << "\n"
               << "isolation      " << field(d, "isolation") << "\n"
-              << "state          " << field(d, "state") << " since " << shortTime(field(d, "since")) << "\n"
+              << "state          " << paintState(field(d, "state")) << " since " << shortTime(field(d, "since")) << "\n"
               << "message        " << field(d, "message") << "\n"
               << "last check     " << shortTime(field(d, "last_check")) << " (" << field(d, "checks")
               << " checks, " << field(d, "failures") << " failed in a row)\n"

@@ -23,6 +23,7 @@
 #include "plugin_check.h"
 #include "plugin_host/plugin_host.h"
 #include "render.h"
+#include "term.h"
 
 namespace taskhub::ctl {
 
@@ -213,7 +214,7 @@ int nextWorkflow(const Context& ctx, const std::string& wf, size_t n) {
         rows.push_back({field(f, "local"), shortTime(field(f, "scheduled")), shortTime(field(f, "due")),
                         "#" + field(f, "trigger") + " " + field(f, "trigger_text")});
     }
-    if (!rows.empty()) table({"LOCAL", "SCHEDULED (UTC)", "DUE (UTC)", "TRIGGER"}, rows);
+    if (!rows.empty()) table({"LOCAL", "SCHEDULED", "DUE", "TRIGGER"}, rows);
     if (std::string note = field(d, "note"); !note.empty() && note != "-") std::cout << note << "\n";
     return 0;
 }
@@ -223,18 +224,18 @@ int nextWorkflow(const Context& ctx, const std::string& wf, size_t n) {
 int cmdNext(const Context& ctx, const Invocation& in) {
     std::string err;
     const auto n = countOption(in, "-n", 5, 10'000, &err);
-    if (!n) return usageError(err);
+    if (!n) return usageError(err, in.command->name);
     if (!in.args.empty()) {
-        if (in.has("--cron")) return usageError("next takes WORKFLOW or --cron EXPR, not both");
+        if (in.has("--cron")) return usageError("next takes WORKFLOW or --cron EXPR, not both", in.command->name);
         for (const char* o : {"--tz", "--from", "--dst-gap", "--dst-fold", "--name"}) {
             if (in.has(o)) {
                 return usageError(std::string(o) + " goes with --cron EXPR; next WORKFLOW uses the workflow's own "
-                                                   "zone and DST settings, from now");
+                                                   "zone and DST settings, from now", in.command->name);
             }
         }
         return nextWorkflow(ctx, in.args[0], static_cast<size_t>(*n));
     }
-    if (!in.has("--cron")) return usageError("next takes WORKFLOW (through the daemon) or --cron EXPR (offline)");
+    if (!in.has("--cron")) return usageError("next takes WORKFLOW (through the daemon) or --cron EXPR (offline)", in.command->name);
     OfflineNext a;
     a.cron = *in.value("--cron");
     a.tz = in.value("--tz");
@@ -242,10 +243,10 @@ int cmdNext(const Context& ctx, const Invocation& in) {
     a.n = static_cast<size_t>(*n);
     a.name = in.value("--name").value_or("");
     if (auto v = in.value("--dst-gap"); v && !parseDstGap(*v, &a.policy.gap, &err)) {
-        return usageError("--dst-gap: " + err);
+        return usageError("--dst-gap: " + err, in.command->name);
     }
     if (auto v = in.value("--dst-fold"); v && !parseDstFold(*v, &a.policy.fold, &err)) {
-        return usageError("--dst-fold: " + err);
+        return usageError("--dst-fold: " + err, in.command->name);
     }
     return nextOffline(ctx, a);
 }
@@ -255,7 +256,7 @@ int cmdPluginCheck(const Context& ctx, const Invocation& in) {
     std::string err;
     if (!parsePluginCheckOptions(in.args[0], in.value("--params"), in.value("--config-json"), in.value("--timeout"),
                                  &o, &err)) {
-        return usageError(err);
+        return usageError(err, in.command->name);
     }
     auto report = runPluginCheck(o);
     if (ctx.globals.json) emitJson(pluginCheckJson(report));
@@ -267,10 +268,24 @@ int cmdPluginCheck(const Context& ctx, const Invocation& in) {
     return report.passed() ? 0 : 1;
 }
 
+// help [COMMAND]: the usage text, or one command's (or group's) help; paged like show.
+int cmdHelp(const Context&, const Invocation& in) {
+    auto text = helpText(in.args);
+    if (!text) {
+        std::string name;
+        for (const auto& w : in.args) name += (name.empty() ? "" : " ") + w;
+        return usageError("help: unknown command '" + name + "'");
+    }
+    showText(*text, true);
+    return 0;
+}
+
 } // namespace
 
 std::vector<Command> offlineCommands() {
     return {
+        {"help", "[COMMAND]", 0, 2, "at most one COMMAND (of one or two words, like plugin show)", Section::Offline,
+         "the usage text, or COMMAND's arguments and options (as COMMAND --help)", {}, cmdHelp, {Values::Command}},
         {"validate", "FILE...", 1, SIZE_MAX, "one or more FILEs", Section::Offline,
          "check workflow files (plugins from the config's plugin_dirs; workflow tasks against the other FILEs and "
          "its workflows_dir)",

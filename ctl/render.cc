@@ -12,7 +12,11 @@
 #include <iterator>
 #include <optional>
 
+#include <date/tz.h>
+
+#include "common/time_util.h"
 #include "model/states.h"
+#include "term.h"
 
 namespace taskhub::ctl {
 
@@ -67,6 +71,25 @@ std::string terminalSafe(std::string_view s) {
     out.reserve(s.size());
     for (size_t i = 0; i < s.size(); ++i) {
         auto c = static_cast<unsigned char>(s[i]);
+        // U+2028, U+2029 (line and paragraph separators), U+202A..U+202E and U+2066..U+2069 (bidi
+        // embeddings, overrides and isolates, which reorder what follows on the line): \u{XXXX}.
+        if (c == 0xe2 && i + 2 < s.size() && static_cast<unsigned char>(s[i + 1]) == 0x80 &&
+            static_cast<unsigned char>(s[i + 2]) >= 0xa8 && static_cast<unsigned char>(s[i + 2]) <= 0xae) {
+            out += "\\u{20";
+            out += kHex[(0x28 + static_cast<unsigned char>(s[i + 2]) - 0xa8) >> 4];
+            out += kHex[(0x28 + static_cast<unsigned char>(s[i + 2]) - 0xa8) & 15];
+            out += "}";
+            i += 2;
+            continue;
+        }
+        if (c == 0xe2 && i + 2 < s.size() && static_cast<unsigned char>(s[i + 1]) == 0x81 &&
+            static_cast<unsigned char>(s[i + 2]) >= 0xa6 && static_cast<unsigned char>(s[i + 2]) <= 0xa9) {
+            out += "\\u{206";
+            out += kHex[6 + static_cast<unsigned char>(s[i + 2]) - 0xa6];
+            out += "}";
+            i += 2;
+            continue;
+        }
         const bool c1 = c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
                         static_cast<unsigned char>(s[i + 1]) <= 0x9f;
         if (c < 0x20 || c == 0x7f || c1) {
@@ -93,19 +116,31 @@ std::string field(const json::value& obj, const char* key) {
     return p ? str(*p) : "-";
 }
 
-// "2026-11-22T10:23:17.123Z" -> "2026-11-22 10:23:17"
 std::string shortTime(const std::string& iso) {
-    if (iso.size() < 19 || iso == "-") return iso;
-    std::string s = iso.substr(0, 19);
-    s[10] = ' ';
-    return s + "Z";
+    int64_t ms = isoToMs(iso);
+    if (ms < 0 && iso.size() >= 20) {
+        std::string err;
+        if (auto t = parseIsoInstant(iso, &err)) ms = static_cast<int64_t>(t->time_since_epoch().count()) * 1000;
+    }
+    if (ms < 0) return iso;
+    return formatInstant(ms, displayZone());
 }
 
 int64_t isoToMs(const std::string& iso) {
-    if (iso.size() < 23) return -1;
+    // The daemon's form: "2026-11-22T10:23:17.123Z" (UTC, milliseconds), or without milliseconds.
+    const bool millis = iso.size() == 24 && iso[19] == '.';
+    if ((!millis && iso.size() != 20) || iso.back() != 'Z') return -1;
     std::tm tm{};
-    if (!strptime(iso.substr(0, 19).c_str(), "%Y-%m-%dT%H:%M:%S", &tm)) return -1;
-    return static_cast<int64_t>(timegm(&tm)) * 1000 + std::atoi(iso.substr(20, 3).c_str());
+    const char* end = strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end || end != iso.c_str() + 19) return -1;
+    int frac = 0;
+    if (millis) {
+        for (size_t i = 20; i < 23; ++i) {
+            if (iso[i] < '0' || iso[i] > '9') return -1;
+            frac = frac * 10 + (iso[i] - '0');
+        }
+    }
+    return static_cast<int64_t>(timegm(&tm)) * 1000 + frac;
 }
 
 std::string formatMs(int64_t ms) {
@@ -197,15 +232,15 @@ std::string duration(const json::value& o) {
 std::vector<std::string> tableLines(const std::vector<std::string>& head,
                                     const std::vector<std::vector<std::string>>& rows) {
     std::vector<size_t> w(head.size());
-    for (size_t i = 0; i < head.size(); ++i) w[i] = head[i].size();
+    for (size_t i = 0; i < head.size(); ++i) w[i] = displayWidth(head[i]);
     for (const auto& r : rows)
-        for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+        for (size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], displayWidth(r[i]));
     std::vector<std::string> lines;
     auto line = [&](const std::vector<std::string>& r) {
         std::string out;
         for (size_t i = 0; i < r.size(); ++i) {
             out += r[i];
-            if (i + 1 < r.size()) out += std::string(w[i] - r[i].size() + 2, ' ');
+            if (i + 1 < r.size()) out += std::string(w[i] - displayWidth(r[i]) + 2, ' ');
         }
         while (!out.empty() && out.back() == ' ') out.pop_back();
         lines.push_back(out);
@@ -301,7 +336,7 @@ constexpr int kInstancesShown = 20;
 void taskRow(const json::value& t, const std::string& indent, std::vector<std::vector<std::string>>& rows) {
     const json::value* usage = t.is_object() ? t.as_object().if_contains("usage") : nullptr;
     const json::value none;
-    rows.push_back({indent + field(t, "id"), field(t, "state"), field(t, "attempt"), field(t, "exit_code"),
+    rows.push_back({indent + field(t, "id"), paintState(field(t, "state")), field(t, "attempt"), field(t, "exit_code"),
                     elapsed(t), cpuText(usage ? *usage : none), memoryText(usage ? *usage : none), taskNote(t)});
 }
 
@@ -335,7 +370,7 @@ void treeRows(const std::string& root, const json::value& run, const std::string
         for (const auto& c : children) {
             if (field(c, "parent_task") != field(t, "id")) continue;
             std::string msg = field(c, "message");
-            rows.push_back({indent + "  run " + relativeRunId(root, field(c, "id")), field(c, "state"), "-", "-",
+            rows.push_back({indent + "  run " + relativeRunId(root, field(c, "id")), paintState(field(c, "state")), "-", "-",
                             elapsed(c), "-", "-", field(c, "workflow") + (msg.empty() || msg == "-" ? "" : ": " + msg)});
             treeRows(root, c, indent + "    ", rows);
         }
@@ -358,14 +393,14 @@ std::string paramsText(const json::value& run) {
 
 std::string runStateText(const json::value& run) {
     const std::string absorbed = field(run, "failures_absorbed");
-    if (absorbed == "0" || absorbed == "-") return field(run, "state");
-    return field(run, "state") + " (" + absorbed + " absorbed)";
+    if (absorbed == "0" || absorbed == "-") return paintState(field(run, "state"));
+    return paintState(field(run, "state")) + " (" + absorbed + " absorbed)";
 }
 
 void printRunDetail(const json::value& run) {
     std::cout << "run       " << field(run, "id") << "\n"
               << "workflow  " << field(run, "workflow") << " (" << field(run, "trigger") << ")\n"
-              << "state     " << field(run, "state") << "\n";
+              << "state     " << paintState(field(run, "state")) << "\n";
     if (std::string absorbed = field(run, "failures_absorbed"); absorbed != "0" && absorbed != "-")
         std::cout << "absorbed  " << absorbed
                   << " task failure(s) the run went on from (on_failure = \"continue\"; events: failure_absorbed)\n";
@@ -491,6 +526,7 @@ std::vector<TreeEvent> treeEvents(const std::string& root, const json::value& ru
 
 void printEvents(const std::string& root, const json::value& run) {
     size_t routine = 0;
+    std::vector<std::vector<std::string>> rows;
     for (const auto& e : treeEvents(root, run)) {
         // A fan-out instance's routine events (task ids hold '[' only then) would bury the rest.
         if (e.task.find('[') != std::string::npos &&
@@ -501,9 +537,9 @@ void printEvents(const std::string& root, const json::value& run) {
         }
         const std::string who = e.task.empty() ? e.label + "(run)" : e.label + e.task;
         const std::string detail = e.kind == "usage" ? terminalSafe(usageEventText(e.detail)) : e.detail;
-        std::cout << "  " << shortTime(e.time) << "  " << who << "  " << e.kind
-                  << (detail.empty() ? "" : "  " + detail) << "\n";
+        rows.push_back({shortTime(e.time), who, e.kind, detail});
     }
+    for (const auto& l : tableLines({"TIME", "TASK", "EVENT", "DETAIL"}, rows)) std::cout << "  " << l << "\n";
     if (routine > 0) {
         std::cout << "  (" << routine << " events of fan-out instances not shown: ready, start, usage and "
                   << "succeeded ends; `show --json` has them all)\n";
@@ -576,14 +612,8 @@ void printAttempts(const std::string& root, const json::value& run) {
 
 namespace {
 
-std::string clockNow() {
-    std::time_t t = std::time(nullptr);
-    std::tm tm{};
-    localtime_r(&t, &tm);
-    char buf[16];
-    std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
-    return buf;
-}
+// The wall clock in the display zone, "13:21:28", for the lines of `watch`.
+std::string clockNow() { return formatClock(nowMillis(), displayZone()); }
 
 std::string isoNow() {
     auto now = std::chrono::system_clock::now();
@@ -705,7 +735,7 @@ void redraw(const json::value& run, size_t& drawn) {
     std::string out;
     if (drawn > 0) out += "\x1b[" + std::to_string(drawn) + "F"; // to the start of the previous frame
     for (auto& l : lines) {
-        if (l.size() >= size.cols) l.resize(size.cols - 1);
+        if (displayWidth(l) >= size.cols) l = fitWidth(l, size.cols - 1);
         out += "\x1b[2K" + l + "\n";
     }
     out += "\x1b[J"; // clear what the previous frame had below

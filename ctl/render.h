@@ -27,10 +27,12 @@ void emitJson(const boost::json::value& v);
 
 // Text from the daemon as it may be shown on a terminal: control characters (C0, DEL and C1,
 // e.g. in a dropped file's name or a task's message) are written as \xNN, so that no value can
-// move the cursor, retitle the window or hide other output. `logs` alone prints what the task
+// move the cursor, retitle the window or hide other output; the Unicode line and paragraph
+// separators and bidi controls (which reorder what follows) are written as \u{XXXX}. `logs` alone prints what the task
 // wrote as it is, as cat would.
 std::string terminalSafe(std::string_view s);
-// A JSON value as a cell: a string made terminalSafe, "-" for null, else its JSON text.
+// A JSON value as a cell: a string made terminalSafe, "-" for null, else its JSON text. A state is
+// coloured where it is printed (term.h, paintState()).
 std::string str(const boost::json::value& v);
 // str() of obj[key]; "-" when obj is no object or lacks key.
 std::string field(const boost::json::value& obj, const char* key);
@@ -44,9 +46,12 @@ std::string paramsText(const boost::json::value& run);
 // "succeeded (1 absorbed)", else the state alone.
 std::string runStateText(const boost::json::value& run);
 
-// "2026-11-22T10:23:17.123Z" -> "2026-11-22 10:23:17Z"; shorter text as it is.
+// An instant from the daemon ("2026-11-22T10:23:17.123Z") for people: in the display zone with
+// its offset ("2026-11-22 11:23:17 +01:00"; term.h, displayZone()); text that is no instant as
+// it is.
 std::string shortTime(const std::string& iso);
-// Milliseconds since the epoch of "2026-11-22T10:23:17.123Z"; -1 when it is not such a time.
+// Milliseconds since the epoch of "2026-11-22T10:23:17.123Z" (or "2026-11-22T10:23:17Z"); -1
+// when it is not such a time.
 int64_t isoToMs(const std::string& iso);
 // 950ms, 4.1s, 3m07s, 2h05m.
 std::string formatMs(int64_t ms);
@@ -69,7 +74,8 @@ bool taskEnded(std::string_view state);
 
 // ---- tables ----
 
-// Lines of a table, columns padded to the widest cell plus two spaces, no trailing spaces.
+// Lines of a table, columns padded to the widest cell (in display columns: UTF-8, wide characters
+// and colour escapes counted as a terminal shows them; term.h) plus two spaces, no trailing spaces.
 std::vector<std::string> tableLines(const std::vector<std::string>& head,
                                     const std::vector<std::vector<std::string>>& rows);
 // tableLines on stdout.

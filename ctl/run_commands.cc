@@ -15,6 +15,7 @@
 #include "common/time_util.h"
 #include "model/states.h"
 #include "render.h"
+#include "term.h"
 
 namespace taskhub::ctl {
 
@@ -86,17 +87,17 @@ int watchRun(const Context& ctx, const std::string& id) {
 }
 
 int cmdRun(const Context& ctx, const Invocation& in) {
-    if (in.has("--wait") && in.has("--follow")) return usageError("run takes --wait or --follow, not both");
+    if (in.has("--wait") && in.has("--follow")) return usageError("run takes --wait or --follow, not both", in.command->name);
     std::vector<std::pair<std::string, std::string>> params;
     for (const auto& [name, v] : in.options) {
         if (name != "--param") continue;
         auto eq = v.find('=');
         if (eq == std::string::npos || eq == 0) {
-            return usageError("--param needs NAME=VALUE (like --param date=2026-11-22), found '" + v + "'");
+            return usageError("--param needs NAME=VALUE (like --param date=2026-11-22), found '" + v + "'", in.command->name);
         }
         std::string pname = v.substr(0, eq);
         for (const auto& p : params) {
-            if (p.first == pname) return usageError("--param " + pname + " given twice");
+            if (p.first == pname) return usageError("--param " + pname + " given twice", in.command->name);
         }
         params.emplace_back(pname, v.substr(eq + 1));
     }
@@ -159,14 +160,14 @@ std::optional<std::string> timeArg(const char* option, const std::string& text, 
 int cmdRuns(const Context& ctx, const Invocation& in) {
     std::string err;
     const auto limit = countOption(in, "--limit", 50, 100'000, &err);
-    if (!limit) return usageError(err);
+    if (!limit) return usageError(err, in.command->name);
     json::object a;
     if (!in.args.empty()) a["workflow"] = in.args[0];
     if (auto state = in.value("--state")) a["state"] = *state;
     for (const char* option : {"--since", "--until"}) {
         if (auto text = in.value(option)) {
             auto at = timeArg(option, *text, &err);
-            if (!at) return usageError(err);
+            if (!at) return usageError(err, in.command->name);
             a[std::string_view(option).substr(2)] = *at; // "since", "until"
         }
     }
@@ -210,7 +211,7 @@ bool taskOption(const Invocation& in, std::optional<std::string>* task, std::str
 
 int cmdCancel(const Context& ctx, const Invocation& in) {
     std::optional<std::string> task;
-    if (std::string err; !taskOption(in, &task, &err)) return usageError(err);
+    if (std::string err; !taskOption(in, &task, &err)) return usageError(err, in.command->name);
     const std::string& id = in.args[0];
     json::object a;
     a["run"] = id;
@@ -238,9 +239,9 @@ int cmdPause(const Context& ctx, const Invocation& in) {
     const bool freeze = in.has("--freeze");
     if (!isRunId(id)) {
         if (freeze) {
-            std::cerr << "taskhubctl: --freeze applies to runs (NAME@...); pausing workflow '" << id
-                      << "' stops its schedule and touches no running task\n";
-            return 2;
+            return usageError("--freeze applies to runs (NAME@...); pausing workflow '" + id +
+                                  "' stops its schedule and touches no running task",
+                              in.command->name);
         }
         return workflowChange(ctx, "pause", id,
                               "paused workflow " + id + ": its firings are recorded as skipped until `taskhubctl "
@@ -267,7 +268,7 @@ int cmdResume(const Context& ctx, const Invocation& in) {
 
 int cmdRetry(const Context& ctx, const Invocation& in) {
     std::optional<std::string> task;
-    if (std::string err; !taskOption(in, &task, &err)) return usageError(err);
+    if (std::string err; !taskOption(in, &task, &err)) return usageError(err, in.command->name);
     const std::string& id = in.args[0];
     const bool downstream = in.has("--downstream");
     json::object a;
@@ -285,7 +286,7 @@ int cmdRetry(const Context& ctx, const Invocation& in) {
 int cmdLogs(const Context& ctx, const Invocation& in) {
     std::string err;
     const auto attempt = countOption(in, "--attempt", 0, 100'000, &err);
-    if (!attempt) return usageError(err);
+    if (!attempt) return usageError(err, in.command->name);
     const bool follow = in.has("--follow");
     json::object a;
     a["run"] = in.args[0];
@@ -293,6 +294,8 @@ int cmdLogs(const Context& ctx, const Invocation& in) {
     if (*attempt > 0) a["attempt"] = *attempt;
     json::value d;
     if (int code = 0; !request(ctx, "logs", a, &d, &code)) return code;
+    std::optional<PagedOutput> paged;
+    if (!follow) paged.emplace(); // -f prints as the output comes: never paged
     if (ctx.globals.json) {
         if (!follow) return emitJson(d), 0;
         std::cout << json::serialize(d) << "\n" << std::flush;

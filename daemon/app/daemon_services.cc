@@ -265,6 +265,16 @@ std::optional<control::PluginStatus> DaemonServices::plugin(const std::string& n
 control::StatusInfo DaemonServices::status() {
     control::StatusInfo s;
     s.version = TASKHUB_VERSION;
+    s.abi = std::to_string(TH_ABI_VERSION_MAJOR) + "." + std::to_string(TH_ABI_VERSION_MINOR);
+    // The zone a workflow that names none gets (config/workflow.cc), which taskhubctl shows times in.
+    s.timezone = m_.config->timezone;
+    if (s.timezone.empty()) {
+        try {
+            s.timezone = std::string(date::current_zone()->name());
+        } catch (const std::exception&) {
+            s.timezone = "UTC";
+        }
+    }
     s.started_ms = started_ms_;
     s.pid = static_cast<int>(getpid());
     s.config_file = m_.config->file.string();

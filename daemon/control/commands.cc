@@ -128,6 +128,8 @@ bool cmdStatus(Context& c, Error*) {
     auto s = c.services.status();
     json::object o;
     o["version"] = s.version;
+    o["abi"] = s.abi;
+    o["timezone"] = s.timezone;
     o["pid"] = s.pid;
     o["started"] = formatIsoMillis(s.started_ms);
     o["uptime_s"] = (nowMillis() - s.started_ms) / 1000;

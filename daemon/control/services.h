@@ -126,6 +126,8 @@ struct NotifyTestResult {
 
 struct StatusInfo {
     std::string version;
+    std::string abi;      // the plugin ABI the daemon speaks: "1.7" (TH_ABI_VERSION_MAJOR.MINOR)
+    std::string timezone; // the daemon's zone (taskhub.toml's timezone, else the system zone): "Europe/Berlin"
     int64_t started_ms = 0;
     int pid = 0;
     std::string config_file;

@@ -512,7 +512,10 @@ class Daemon:
 
     def ctl(self, *args, json=True, timeout=TIMEOUT, socket_path=None, preexec_fn=None, env=None):
         """Runs taskhubctl --socket S [--json] ARGS. Returns (exit code, parsed JSON -- or the text
-        when json=False or stdout is not JSON --, stderr)."""
+        when json=False or stdout is not JSON --, stderr). With --json taskhubctl prints an error as
+        {"error": {"code", "message"}} on stdout and nothing on stderr (test_ctl_manners checks
+        that); then the object is returned as the output and "taskhubctl: MESSAGE" as stderr, as
+        taskhubctl prints it without --json."""
         argv = [BIN["ctl"], "--socket", socket_path or self.socket]
         if json:
             argv.append("--json")
@@ -520,12 +523,15 @@ class Daemon:
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=timeout, preexec_fn=preexec_fn, env=env)
         out = p.stdout
+        err = p.stderr
         if json and out.strip():
             try:
                 out = _json.loads(out)
             except ValueError:
                 pass
-        return p.returncode, out, p.stderr
+            if isinstance(out, dict) and list(out) == ["error"] and isinstance(out["error"], dict) and not err:
+                err = "taskhubctl: %s\n" % out["error"].get("message", "")
+        return p.returncode, out, err
 
     def ctl_ok(self, *args, **kw):
         """ctl() that must succeed; returns the output."""

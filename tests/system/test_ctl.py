@@ -72,7 +72,7 @@ class ListNextTest(harness.DaemonTestCase):
         rc, text, err = d.ctl("list", json=False)
         self.assertEqual((rc, err), (0, ""))
         self.assertEqual(columns(text), {
-            "several": "2098-06-01 12:00:00Z",
+            "several": "2098-06-01 12:00:00 +00:00",  # the daemon's zone (UTC here), with its offset
             "fileonly": "-",
             "manual": "-",
         }, text)
@@ -94,12 +94,12 @@ def ctl(*args):
 class CommandLineTest(harness.unittest.TestCase):
     COMMANDS = ["status", "metrics", "list", "show", "reload", "plugins", "plugin show", "run", "watch", "runs", "pause",
                 "resume", "cancel", "retry", "logs", "wait", "validate", "next", "plugin check", "notify test", "backfill",
-                "completion"]
+                "completion", "help"]
 
     def test_usage_lists_every_command(self):
         rc, out, err = ctl("--help")
         self.assertEqual((rc, err), (0, ""))
-        self.assertTrue(out.startswith("usage: taskhubctl [--socket PATH] [--config FILE] [--json] COMMAND [ARGS]\n"))
+        self.assertTrue(out.startswith("usage: taskhubctl [OPTIONS] COMMAND [ARGS]\n"))
         # A command's line starts with two spaces and its name; an option's with "  -".
         lines = [line for line in out.splitlines() if re.match(r"  [a-z]", line)]
         self.assertEqual(len(lines), len(self.COMMANDS), out)
@@ -110,36 +110,41 @@ class CommandLineTest(harness.unittest.TestCase):
         rc, out, err = ctl("logs", "--help")
         self.assertEqual((rc, err), (0, ""))
         self.assertEqual(out.splitlines(), [
-            "usage: taskhubctl [--socket PATH] [--config FILE] [--json] logs RUN TASK [--attempt N]",
-            "       [--follow]",
+            "usage: taskhubctl [OPTIONS] logs RUN TASK [--attempt N] [--follow]",
             "",
             "a task's output (latest attempt by default)",
             "",
             "options:",
             "  --attempt N    attempt N",
             "  -f, --follow   then its further output as it comes, until the attempt ends",
+            "",
+            "OPTIONS: the global options (--socket, --config, --json, ...), see 'taskhubctl --help'",
         ])
         rc, out, err = ctl("status", "-h")
         self.assertEqual((rc, err), (0, ""))
         self.assertNotIn("options:", out)
         self.assertIn("daemon state and counters", out)
 
-    def test_usage_errors_exit_2_with_the_usage(self):
-        for args, first in [
-            ((), "taskhubctl: missing command"),
-            (("frob",), "taskhubctl: unknown command 'frob'"),
-            (("status", "--bogus"), "taskhubctl: unknown option '--bogus'"),
-            (("logs", "r@1"), "taskhubctl: logs takes two arguments: RUN TASK"),
-            (("cancel", "r@1", "--task", ""), "taskhubctl: --task needs a task id, found an empty one"),
-            (("runs", "--since", "yesterday"), "taskhubctl: --since needs an ISO 8601 time (2026-11-22T10:00:00Z, "
-                                               "2026-11-22) or a duration back from now (2h, 7d): "),
-            (("runs", "--limit", "0"), "taskhubctl: --limit needs a number from 1 to 100000, found '0'"),
+    def test_usage_errors_exit_2_with_one_line_and_a_hint(self):
+        for args, first, hint in [
+            ((), "taskhubctl: missing command", "see 'taskhubctl --help'"),
+            (("frob",), "taskhubctl: unknown command 'frob'", "see 'taskhubctl --help'"),
+            (("status", "--bogus"), "taskhubctl: status: unknown option '--bogus'", "see 'taskhubctl status --help'"),
+            (("logs", "r@1"), "taskhubctl: logs takes two arguments: RUN TASK", "see 'taskhubctl logs --help'"),
+            (("cancel", "r@1", "--task", ""), "taskhubctl: cancel: --task needs a task id, found an empty one",
+             "see 'taskhubctl cancel --help'"),
+            (("runs", "--since", "yesterday"), "taskhubctl: runs: --since needs an ISO 8601 time (2026-11-22T10:00:00Z, "
+                                               "2026-11-22) or a duration back from now (2h, 7d): ",
+             "see 'taskhubctl runs --help'"),
+            (("runs", "--limit", "0"), "taskhubctl: runs: --limit needs a number from 1 to 100000, found '0'",
+             "see 'taskhubctl runs --help'"),
         ]:
             rc, out, err = ctl(*args)
             self.assertEqual((rc, out), (2, ""), args)
             lines = err.splitlines()
+            self.assertEqual(len(lines), 2, (args, err))
             self.assertTrue(lines[0].startswith(first), (args, err))
-            self.assertEqual(lines[1], "usage: taskhubctl [--socket PATH] [--config FILE] [--json] COMMAND [ARGS]")
+            self.assertEqual(lines[1], hint, args)
 
 
 if __name__ == "__main__":

@@ -307,8 +307,8 @@ class ShowTest(harness.DaemonTestCase):
         self.assertRegex(text, r"(?m)^try +succeeded +2 +0 +\d+ms +\S+ +\S+ +exit code 0$")  # then CPU, MEM
         self.assertRegex(text, r"(?m)^once +succeeded +1 +0 +\d{3}ms +\S+ +\S+ +exit code 0$")
         attempts = text.split("ATTEMPTS (tasks that ran more than once)\n", 1)[1].split("EVENTS", 1)[0]
-        self.assertRegex(attempts, r"(?m)^  try +1 +\S+ \S+ +\d+ms +(\S+ +\S+ +)?failed: exit code 3; retry 1 of 2 in 1s$")
-        self.assertRegex(attempts, r"(?m)^  try +2 +\S+ \S+ +\d+ms +(\S+ +\S+ +)?succeeded: exit code 0$")
+        self.assertRegex(attempts, r"(?m)^  try +1 +\S+ \S+ [+-]\d\d:\d\d +\d+ms +(\S+ +\S+ +)?failed: exit code 3; retry 1 of 2 in 1s$")
+        self.assertRegex(attempts, r"(?m)^  try +2 +\S+ \S+ [+-]\d\d:\d\d +\d+ms +(\S+ +\S+ +)?succeeded: exit code 0$")
         self.assertNotRegex(attempts, r"(?m)^  once ", "a task that ran once is listed under ATTEMPTS")
 
 

@@ -186,7 +186,7 @@ class LimitsTest(harness.DaemonTestCase):
         self.assertEqual(header.split(), ["TASK", "STATE", "ATTEMPT", "EXIT", "DURATION", "CPU", "MEM", "MESSAGE"])
         row = next(l for l in text.splitlines() if l.startswith("spin "))
         self.assertIn("%.2fs" % (cpu_us / 1e6), row)
-        self.assertIn("spin  usage  attempt 1: cpu %.2fs" % (cpu_us / 1e6), text)
+        self.assertRegex(text, r"  spin +usage +attempt 1: cpu %.2fs" % (cpu_us / 1e6))
 
         # And the metrics: the workflow's CPU seconds, user and system.
         metrics = d.ctl_ok("metrics", json=False)

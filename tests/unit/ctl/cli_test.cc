@@ -59,7 +59,7 @@ const Command& command(std::string_view name) {
 } // namespace
 
 TEST_CASE("every command of the table is complete") {
-    REQUIRE(commands().size() == 22); // 18 + metrics + notify test (issue 16) + backfill (issue 20) + completion (issue 21)
+    REQUIRE(commands().size() == 23); // 18 + metrics + notify test (issue 16) + backfill (issue 20) + completion and help (issue 21)
     std::vector<std::string_view> names;
     for (const auto& c : commands()) {
         INFO(c.name);
@@ -218,7 +218,7 @@ TEST_CASE("global options go anywhere; aliases and repeated options") {
 TEST_CASE("--help: the usage text, or the help of the command named before it") {
     std::string err;
     for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
-             {"--help"}, {"-h"}, {"--json", "-h", "status"}, {"frob", "--help"}}) {
+             {"--help"}, {"-h"}, {"--json", "-h", "status"}}) {
         auto parsed = parseCommandLine(argv, &err);
         REQUIRE(parsed);
         CHECK(parsed->help_text == usageText());
@@ -232,7 +232,8 @@ TEST_CASE("--help: the usage text, or the help of the command named before it") 
         REQUIRE(parsed->help_text);
         const std::string& help = *parsed->help_text;
         CHECK(help == commandHelp(c));
-        CHECK(help.rfind("usage: taskhubctl [--socket PATH] [--config FILE] [--json] " + std::string(c.name), 0) == 0);
+        CHECK(help.rfind("usage: taskhubctl [OPTIONS] " + std::string(c.name), 0) == 0);
+        CHECK(helpText(line(c, {})) == help); // taskhubctl help COMMAND
         for (const auto& o : c.options) {
             CHECK(help.find(std::string(o.name) + (o.value.empty() ? "" : " " + std::string(o.value))) !=
                   std::string::npos);
@@ -244,15 +245,65 @@ TEST_CASE("--help: the usage text, or the help of the command named before it") 
     REQUIRE(plugin);
     CHECK(plugin->help_text == commandHelp(command("plugin show")) + "\n" + commandHelp(command("plugin check")));
     CHECK(commandHelp(command("run")) ==
-          "usage: taskhubctl [--socket PATH] [--config FILE] [--json] run WORKFLOW [--param NAME=VALUE]...\n"
-          "       [--wait] [--follow]\n"
+          "usage: taskhubctl [OPTIONS] run WORKFLOW [--param NAME=VALUE]... [--wait] [--follow]\n"
           "\n"
           "trigger a workflow now, with params\n"
           "\n"
           "options:\n"
           "  --param NAME=VALUE   a value for one of the workflow's params\n"
           "  --wait               block until the run ends; exit 1 unless it succeeded\n"
-          "  -f, --follow         show the run live as `watch` does; exit 1 unless it succeeded\n");
+          "  -f, --follow         show the run live as `watch` does; exit 1 unless it succeeded\n"
+          "\n"
+          "OPTIONS: the global options (--socket, --config, --json, ...), see 'taskhubctl --help'\n");
+}
+
+TEST_CASE("--help of an unknown command is a usage error, as help of one is") {
+    std::string err, cmd = "x";
+    CHECK_FALSE(parseCommandLine({"frob", "--help"}, &err, &cmd));
+    CHECK(err == "unknown command 'frob'");
+    CHECK(cmd.empty());
+    CHECK_FALSE(helpText({"frob"}));
+    CHECK_FALSE(helpText({"plugin", "frob"}));
+    CHECK_FALSE(helpText({"status", "x"}));
+    CHECK(helpText({}) == usageText());
+    CHECK(helpText({"plugin"}) == commandHelp(command("plugin show")) + "\n" + commandHelp(command("plugin check")));
+    CHECK(helpText({"plugin", "show"}) == commandHelp(command("plugin show")));
+    // help takes the words of one command: help plugin show, not three words.
+    CHECK(refused({"help", "a", "b", "c"}).starts_with("help takes at most one COMMAND"));
+    CHECK(accepted({"help", "plugin", "show"}).args == std::vector<std::string>{"plugin", "show"});
+}
+
+TEST_CASE("a usage error names the command the line named before it, for the hint") {
+    std::string err, cmd;
+    CHECK_FALSE(parseCommandLine({"run", "--bogus", "w"}, &err, &cmd));
+    CHECK(err == "unknown option '--bogus'");
+    CHECK(cmd == "run");
+    CHECK_FALSE(parseCommandLine({"plugin", "show", "a", "b"}, &err, &cmd));
+    CHECK(cmd == "plugin show");
+    CHECK_FALSE(parseCommandLine({"--bogus", "run", "w"}, &err, &cmd));
+    CHECK(cmd.empty());
+    CHECK_FALSE(parseCommandLine({"frob"}, &err, &cmd));
+    CHECK(cmd.empty());
+}
+
+TEST_CASE("the global manners options and --version") {
+    auto in = accepted({"--no-color", "runs", "--utc", "--no-pager"});
+    CHECK(in.globals.no_color);
+    CHECK(in.globals.utc);
+    CHECK(in.globals.no_pager);
+    CHECK_FALSE(in.globals.version);
+    CHECK(in.options.empty());
+    CHECK(accepted({"runs"}).globals.no_color == false);
+    // --version needs no command, and a command line with it runs none.
+    for (const std::vector<std::string>& argv :
+         std::vector<std::vector<std::string>>{{"--version"}, {"--json", "--version"}, {"status", "--version"}}) {
+        std::string err;
+        auto parsed = parseCommandLine(argv, &err);
+        REQUIRE(parsed);
+        CHECK(parsed->inv.globals.version);
+        CHECK_FALSE(parsed->help_text);
+    }
+    CHECK(refused({"--version=1"}) == "--version takes no value");
 }
 
 TEST_CASE("the usage text lists every command of the table and the global options") {

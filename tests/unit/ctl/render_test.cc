@@ -58,7 +58,7 @@ TEST_CASE("table columns are as wide as their widest cell, two spaces apart") {
 }
 
 TEST_CASE("times and durations") {
-    CHECK(shortTime("2026-11-22T10:23:17.123Z") == "2026-11-22 10:23:17Z");
+    CHECK(shortTime("2026-11-22T10:23:17.123Z") == "2026-11-22 10:23:17 +00:00"); // the display zone: UTC unless set
     CHECK(shortTime("-") == "-");
     CHECK(isoToMs("2026-11-22T10:23:17.123Z") == 1795342997123);
     CHECK(isoToMs("-") == -1);
@@ -142,19 +142,20 @@ const char* kTree = R"({
 TEST_CASE("the events of a run tree in recording order, and the tasks that ran more than once") {
     const json::value run = json::parse(kTree);
     CHECK(printed([&] { printEvents("w@1", run); }) ==
-          "  2026-11-22 10:00:00Z  (run)  created  cron\n"
-          "  2026-11-22 10:00:00Z  b  start  attempt 1\n"
-          "  2026-11-22 10:00:01Z  b  end  failed: exit code 1; retry 1 of 1 in 1s\n"
-          "  2026-11-22 10:00:02Z  b  start  attempt 2\n"
-          "  2026-11-22 10:00:02Z  sub  start  attempt 1: child run w@1/sub.1\n"
-          "  2026-11-22 10:00:02Z  sub.1/(run)  created  parent\\x1b\n"
-          "  2026-11-22 10:00:02Z  sub.1/x  start  attempt 1\n"
-          "  2026-11-22 10:00:04Z  b  end  failed: exit code 2\n");
+          "  TIME                        TASK         EVENT    DETAIL\n"
+          "  2026-11-22 10:00:00 +00:00  (run)        created  cron\n"
+          "  2026-11-22 10:00:00 +00:00  b            start    attempt 1\n"
+          "  2026-11-22 10:00:01 +00:00  b            end      failed: exit code 1; retry 1 of 1 in 1s\n"
+          "  2026-11-22 10:00:02 +00:00  b            start    attempt 2\n"
+          "  2026-11-22 10:00:02 +00:00  sub          start    attempt 1: child run w@1/sub.1\n"
+          "  2026-11-22 10:00:02 +00:00  sub.1/(run)  created  parent\\x1b\n"
+          "  2026-11-22 10:00:02 +00:00  sub.1/x      start    attempt 1\n"
+          "  2026-11-22 10:00:04 +00:00  b            end      failed: exit code 2\n");
     CHECK(printed([&] { printAttempts("w@1", run); }) ==
           "\nATTEMPTS (tasks that ran more than once)\n"
-          "  TASK  ATTEMPT  STARTED               DURATION  OUTCOME\n"
-          "  b     1        2026-11-22 10:00:00Z  1.0s      failed: exit code 1; retry 1 of 1 in 1s\n"
-          "  b     2        2026-11-22 10:00:02Z  2.0s      failed: exit code 2\n");
+          "  TASK  ATTEMPT  STARTED                     DURATION  OUTCOME\n"
+          "  b     1        2026-11-22 10:00:00 +00:00  1.0s      failed: exit code 1; retry 1 of 1 in 1s\n"
+          "  b     2        2026-11-22 10:00:02 +00:00  2.0s      failed: exit code 2\n");
 }
 
 TEST_CASE("usage cells: CPU as user + system seconds, MEM as peak with a unit, '-' when unknown") {
@@ -193,11 +194,11 @@ TEST_CASE("measured attempts get CPU and MEM columns in the ATTEMPTS table and r
             {"seq": 6, "time": "2026-11-22T10:00:04.100Z", "task": "b", "kind": "end", "detail": "succeeded"}]})");
     CHECK(printed([&] { printAttempts("w@1", run); }) ==
           "\nATTEMPTS (tasks that ran more than once)\n"
-          "  TASK  ATTEMPT  STARTED               DURATION  CPU    MEM   OUTCOME\n"
-          "  b     1        2026-11-22 10:00:00Z  1.0s      0.52s  1.0M  failed: exit code 1; retry 1 of 1 in 1s\n"
-          "  b     2        2026-11-22 10:00:02Z  2.0s      -      -     succeeded\n");
+          "  TASK  ATTEMPT  STARTED                     DURATION  CPU    MEM   OUTCOME\n"
+          "  b     1        2026-11-22 10:00:00 +00:00  1.0s      0.52s  1.0M  failed: exit code 1; retry 1 of 1 in 1s\n"
+          "  b     2        2026-11-22 10:00:02 +00:00  2.0s      -      -     succeeded\n");
     const std::string events = printed([&] { printEvents("w@1", run); });
-    CHECK(events.find("  b  usage  attempt 1: cpu 0.52s (user 0.50s, system 0.02s), memory peak 1.0M (cgroup)\n") !=
+    CHECK(events.find("  b     usage      attempt 1: cpu 0.52s (user 0.50s, system 0.02s), memory peak 1.0M (cgroup)\n") !=
           std::string::npos);
-    CHECK(events.find("  b  leftovers  2 processes left after the main process exited: killed\n") != std::string::npos);
+    CHECK(events.find("  b     leftovers  2 processes left after the main process exited: killed\n") != std::string::npos);
 }
