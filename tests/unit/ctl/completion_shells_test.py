@@ -126,12 +126,14 @@ class Bash(unittest.TestCase):
 
     def test_options_of_a_command(self):
         self.assertEqual(self.complete("taskhubctl logs --"),
-                         ["--attempt", "--config", "--follow", "--help", "--json", "--socket"])
+                         ["--attempt", "--config", "--follow", "--help", "--json", "--no-color", "--no-pager",
+                          "--socket", "--utc", "--version"])
         self.assertIn("-f", self.complete("taskhubctl logs -"))
         self.assertEqual(self.complete("taskhubctl plugin check --ti"), ["--timeout"])
         self.assertEqual(self.complete("taskhubctl next --dst"), ["--dst-fold", "--dst-gap"])
         # before a command: the global options only
-        self.assertEqual(self.complete("taskhubctl --"), ["--config", "--help", "--json", "--socket"])
+        self.assertEqual(self.complete("taskhubctl --"), ["--config", "--help", "--json", "--no-color", "--no-pager",
+                                                          "--socket", "--utc", "--version"])
 
     def test_option_values_from_a_fixed_set(self):
         self.assertEqual(self.complete("taskhubctl runs --state "),
