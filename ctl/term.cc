@@ -162,6 +162,19 @@ std::string fitWidth(std::string_view s, size_t width) {
     return out;
 }
 
+std::string validUtf8(std::string_view s, size_t max) {
+    std::string out;
+    for (size_t i = 0; i < s.size();) {
+        size_t len = 1;
+        const bool ok = decode(s, i, &len).has_value();
+        if (out.size() + (ok ? len : 3) > max) return out + "...";
+        if (ok) out.append(s.substr(i, len));
+        else out += "\xEF\xBF\xBD";
+        i += len;
+    }
+    return out;
+}
+
 bool colourWanted(bool stdout_is_tty, bool json, bool no_color_option, const char* no_color_env,
                   const char* term_env) {
     if (!stdout_is_tty || json || no_color_option) return false;

@@ -36,6 +36,11 @@ size_t displayWidth(std::string_view s);
 // it had colour, a reset follows.
 std::string fitWidth(std::string_view s, size_t width);
 
+// s with each byte that does not start valid UTF-8 replaced by U+FFFD, cut after max bytes
+// (at a character boundary, "..." added): for text of unknown origin that goes into JSON, which
+// must be UTF-8, or into a one-line message.
+std::string validUtf8(std::string_view s, size_t max = std::string_view::npos);
+
 // ---- colour ----
 
 // Whether states are coloured: only on a terminal (stdout_is_tty), never with --json, never with

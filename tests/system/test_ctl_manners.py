@@ -9,10 +9,14 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
+import socket
 import struct
 import subprocess
+import tempfile
 import termios
+import threading
 import unicodedata
 import zoneinfo
 
@@ -203,6 +207,43 @@ class JsonErrorTest(harness.DaemonTestCase):
         self.assertEqual((rc, out), (1, ""))
         self.assertEqual(len(err.splitlines()), 1, err)
         self.assertTrue(err.startswith("taskhubctl: "), err)
+
+    def test_error_objects_are_utf8_json_even_from_a_garbage_socket(self):
+        # A socket that is not taskhubd: its answer (not UTF-8, 1 MB long) is quoted in the error
+        # only in part, as valid JSON; a daemon error whose message carries bytes that are not
+        # UTF-8 is valid JSON too.
+        answers = {
+            "garbage": b"\xff\xfe not json \x1b[31m" + b"x" * 1_000_000 + b"\n",
+            "refusal": b'{"ok":false,"error":{"code":"not_found","message":"no run \xff\xfe"}}\n',
+        }
+        for name, answer in answers.items():
+            where = tempfile.mkdtemp(prefix="th-garbage-", dir="/tmp")
+            self.addCleanup(shutil.rmtree, where, True)
+            path = os.path.join(where, name + ".sock")
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(path)
+            server.listen(4)
+            self.addCleanup(server.close)
+
+            def serve(server=server, answer=answer):
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+
+            t = threading.Thread(target=serve, daemon=True)
+            t.start()
+            p = subprocess.run([harness.BIN["ctl"], "--json", "--socket", path, "status"], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=harness.TIMEOUT, env=env_with())
+            t.join(harness.TIMEOUT)
+            obj = json.loads(p.stdout.decode("utf-8"))  # strict: fails on bytes that are not UTF-8
+            e = obj["error"]
+            if name == "garbage":
+                self.assertEqual((p.returncode, e["code"]), (3, "bad_response"), e)
+                self.assertIn("unreadable response from taskhubd: \ufffd\ufffd not json \x1b[31mxxx", e["message"])
+                self.assertLess(len(e["message"]), 400, "the whole answer is quoted")
+            else:
+                self.assertEqual((p.returncode, e["code"], e["message"]), (1, "not_found", "no run \ufffd\ufffd"), e)
 
 
 def run_two(d):
