@@ -160,6 +160,11 @@ class VersionHelpUsageTest(harness.DaemonTestCase):
         self.assertEqual(err, "taskhubctl: run takes --wait or --follow, not both\nsee 'taskhubctl run --help'\n")
         rc, out, err = ctl_piped("plugin", "show", "x", "--limit", "0")
         self.assertEqual(err.splitlines()[1], "see 'taskhubctl plugin show --help'")
+        # The hint names the command, or the group of two-word commands, that was typed.
+        for args, hint in ((("plugin", "frob"), "plugin"), (("completion", "tcsh"), "completion"),
+                           (("completion",), "completion"), (("completion", "--candidates", "x"), "completion")):
+            rc, out, err = ctl_piped(*args)
+            self.assertEqual((rc, out, err.splitlines()[1:]), (2, "", [f"see 'taskhubctl {hint} --help'"]), args)
         # No path prints the usage text on an error.
         for args in ((), ("frob",), ("status", "x"), ("validate",), ("next",), ("pause", "wf", "--freeze"),
                      ("backfill", "wf"), ("run", "w", "--param", "x")):
