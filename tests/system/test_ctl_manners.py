@@ -476,6 +476,28 @@ class PagerTest(harness.DaemonTestCase):
         self.assertEqual(self.ran(), "ran LESS=FRSXMK")
         self.assertIn("commands (through the daemon):", out)
 
+    def test_secure_pager_under_sudo(self):
+        # Run through sudo by another user (SUDO_UID not the effective uid): the pager is less with
+        # LESSSECURE=1, whatever PAGER says (its !command would run as root), as systemctl does.
+        bindir = self.d.path("securebin")
+        os.mkdir(bindir)
+        less = os.path.join(bindir, "less")
+        with open(less, "w") as f:
+            f.write('#!/bin/sh\necho "ran LESS=${LESS-unset} LESSSECURE=${LESSSECURE-unset}" > "%s"\nexec cat\n'
+                    % self.marker)
+        os.chmod(less, 0o755)
+        path = bindir + ":" + os.environ.get("PATH", "/usr/bin:/bin")
+        uid = str(os.geteuid() + 1)
+        rc, out, err = ctl_on_pty("help", rows=10, env=env_with(PAGER=self.pager, SUDO_UID=uid, PATH=path))
+        self.assertEqual((rc, self.ran()), (0, "ran LESS=FRSXMK LESSSECURE=1"), out)
+        self.assertNotIn("PAGED", out)
+        # TASKHUB_PAGERSECURE=0 lets the user's pager run; empty PAGER still means no pager.
+        ctl_on_pty("help", rows=10, env=env_with(PAGER=self.pager, SUDO_UID=uid, PATH=path, TASKHUB_PAGERSECURE="0"))
+        self.assertEqual(self.ran(), "ran LESS=FRSXMK")
+        rc, out, err = ctl_on_pty("help", rows=10, env=env_with(PAGER="", SUDO_UID=uid, PATH=path))
+        self.assertEqual((rc, self.ran()), (0, None))
+        self.assertIn("commands (through the daemon):", out)
+
     def test_not_paged_when_piped_short_disabled_or_following(self):
         env = env_with(PAGER=self.pager)
         rc, out, err = ctl_piped(*self.s, "show", self.ok, env=env)

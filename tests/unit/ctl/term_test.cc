@@ -59,6 +59,19 @@ TEST_CASE("fitWidth cuts at a character, keeping colour whole") {
     CHECK(fitWidth("\x1b[34mrun\x1b[0m", 3) == "\x1b[34mrun\x1b[0m");
 }
 
+TEST_CASE("a secure pager under sudo or set-uid, as systemctl's; TASKHUB_PAGERSECURE decides when set") {
+    CHECK_FALSE(pagerSecure(nullptr, 1000, 1000, nullptr));
+    CHECK_FALSE(pagerSecure(nullptr, 0, 0, nullptr));     // root at its own terminal
+    CHECK_FALSE(pagerSecure(nullptr, 0, 0, "0"));         // sudo from root
+    CHECK(pagerSecure(nullptr, 0, 0, "1000"));            // sudo taskhubctl by uid 1000
+    CHECK(pagerSecure(nullptr, 1000, 0, nullptr));        // set-uid
+    CHECK_FALSE(pagerSecure("0", 0, 0, "1000"));
+    CHECK_FALSE(pagerSecure("off", 1000, 0, nullptr));
+    CHECK(pagerSecure("1", 1000, 1000, nullptr));
+    CHECK(pagerSecure("maybe", 1000, 1000, nullptr));
+    CHECK_FALSE(pagerSecure("", 1000, 1000, nullptr)); // empty: as unset
+}
+
 TEST_CASE("validUtf8 keeps UTF-8, replaces other bytes and cuts at a character") {
     CHECK(validUtf8("plain \xc3\xa9") == "plain \xc3\xa9");
     CHECK(validUtf8("a\xff\xfe" "b") == "a\xEF\xBF\xBD\xEF\xBF\xBD" "b");
