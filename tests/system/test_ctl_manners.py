@@ -189,6 +189,9 @@ class JsonErrorTest(harness.DaemonTestCase):
         self.assertEqual(e["hint"], "see 'taskhubctl run --help'")
         self.assertJsonError(("help", "frob"), 2, "usage", "unknown command 'frob'")
         self.assertJsonError(("--socket", "/nonexistent/taskhub.sock", "status"), 3, "unreachable", "cannot connect")
+        # An offline command whose config cannot be read: the problem is in the one object, not on stderr.
+        self.assertJsonError(("--config", "/nonexistent/taskhub.toml", "validate", "/nonexistent/w.toml"), 2, "usage",
+                             "/nonexistent/taskhub.toml: cannot open file")
 
         d = self.daemon(start=False)
         d.write_workflow("w", """\
