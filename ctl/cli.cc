@@ -291,7 +291,11 @@ std::optional<ParsedLine> parseCommandLine(const std::vector<std::string>& argv,
             ways += (ways.empty() ? "" : " or ") + std::string(rest) + (sub->synopsis.empty() ? "" : " ") +
                     std::string(sub->synopsis);
         }
-        if (!ways.empty()) return fail(pos[0] + " takes " + ways);
+        if (!ways.empty()) {
+            auto failed = fail(pos[0] + " takes " + ways);
+            if (command) *command = pos[0]; // the hint: 'taskhubctl plugin --help', the group's usage
+            return failed;
+        }
         return fail("unknown command '" + pos[0] + "'");
     }
     inv.command = c;

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "config/daemon_config.h"
+#include "term.h"
 
 namespace taskhub::ctl {
 
@@ -17,6 +18,9 @@ namespace json = boost::json;
 namespace fs = std::filesystem;
 
 namespace {
+
+// How much of an answer that is not a response an error quotes.
+constexpr size_t kShownResponseBytes = 200;
 
 std::nullopt_t failure(Failure* err, int code, std::string message, std::string error_code = {}) {
     if (error_code.empty()) error_code = code == 2 ? "usage" : code == 3 ? "unreachable" : "failed";
@@ -108,7 +112,11 @@ std::optional<json::value> Client::call(std::string_view cmd, json::object args,
     json::parse_options opts;
     opts.allow_invalid_utf8 = true;
     auto v = json::parse(response, ec, {}, opts);
-    if (ec || !v.is_object()) return failure(err, 3, "unreadable response from taskhubd: " + response, "bad_response");
+    if (ec || !v.is_object()) {
+        // Whatever answered is no taskhubd: show the start of it only.
+        return failure(err, 3, "unreadable response from taskhubd: " + validUtf8(response, kShownResponseBytes),
+                       "bad_response");
+    }
     auto& o = v.as_object();
     if (!o.contains("ok") || !o["ok"].is_bool() || !o["ok"].as_bool()) {
         std::string msg = "request failed", code = "failed";

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "render.h"
+#include "term.h"
 
 namespace taskhub::ctl {
 
@@ -15,9 +16,10 @@ bool json_errors = false;
 int report(const std::string& code, const std::string& why, const std::string& hint, int exit_code) {
     if (json_errors) {
         boost::json::object e;
-        e["code"] = code;
-        e["message"] = why;
-        if (!hint.empty()) e["hint"] = hint;
+        // JSON text is UTF-8: a daemon's message may carry other bytes (a dropped file's name).
+        e["code"] = validUtf8(code);
+        e["message"] = validUtf8(why);
+        if (!hint.empty()) e["hint"] = validUtf8(hint);
         emitJson(boost::json::object{{"error", std::move(e)}});
         std::cout.flush();
     } else {

@@ -66,21 +66,21 @@ std::string kindList() {
 
 int cmdCompletion(const Context& ctx, const Invocation& in) {
     if (auto kind = in.value("--candidates")) {
-        if (!in.args.empty()) return usageError("completion --candidates KIND takes no SHELL");
+        if (!in.args.empty()) return usageError("completion --candidates KIND takes no SHELL", in.command->name);
         std::vector<std::string> names;
         if (*kind == "zones") {
             names = zoneNames();
         } else if (std::find(kCandidateKinds.begin(), kCandidateKinds.end(), *kind) != kCandidateKinds.end()) {
             names = liveCandidates(ctx, *kind);
         } else {
-            return usageError("--candidates: expected one of " + kindList() + ", found '" + *kind + "'");
+            return usageError("--candidates: expected one of " + kindList() + ", found '" + *kind + "'", in.command->name);
         }
         std::fputs(candidateLines(names).c_str(), stdout);
         return 0;
     }
-    if (in.args.empty()) return usageError("completion takes SHELL (bash, zsh or fish), or --candidates KIND");
+    if (in.args.empty()) return usageError("completion takes SHELL (bash, zsh or fish), or --candidates KIND", in.command->name);
     const std::string script = completionScript(in.args[0]);
-    if (script.empty()) return usageError("completion: expected bash, zsh or fish, found '" + in.args[0] + "'");
+    if (script.empty()) return usageError("completion: expected bash, zsh or fish, found '" + in.args[0] + "'", in.command->name);
     std::fputs(script.c_str(), stdout);
     return 0;
 }

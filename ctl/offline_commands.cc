@@ -57,8 +57,10 @@ int cmdValidate(const Context& ctx, const Invocation& in) {
     std::vector<config::Diagnostic> config_problems;
     auto loaded = config::loadDaemonConfig(cfgPath, &config_problems);
     if (!loaded) {
-        for (const auto& p : config_problems) std::fprintf(stderr, "%s\n", p.str().c_str());
-        return failed("validate needs the daemon config to find the plugins (use --config FILE)", 2);
+        // One error (a JSON object with --json), naming what is wrong with the config.
+        std::string why;
+        for (const auto& p : config_problems) why += (why.empty() ? "" : "; ") + p.str();
+        return failed("validate needs the daemon config to find the plugins (use --config FILE): " + why, 2);
     }
     const config::DaemonConfig& cfg = *loaded;
     // The plugin host logs for the daemon's journal; here a refused plugin is a warning on stderr

@@ -162,6 +162,19 @@ std::string fitWidth(std::string_view s, size_t width) {
     return out;
 }
 
+std::string validUtf8(std::string_view s, size_t max) {
+    std::string out;
+    for (size_t i = 0; i < s.size();) {
+        size_t len = 1;
+        const bool ok = decode(s, i, &len).has_value();
+        if (out.size() + (ok ? len : 3) > max) return out + "...";
+        if (ok) out.append(s.substr(i, len));
+        else out += "\xEF\xBF\xBD";
+        i += len;
+    }
+    return out;
+}
+
 bool colourWanted(bool stdout_is_tty, bool json, bool no_color_option, const char* no_color_env,
                   const char* term_env) {
     if (!stdout_is_tty || json || no_color_option) return false;
@@ -231,6 +244,16 @@ std::optional<std::string> pagerCommand(const char* taskhub_pager, const char* p
     return std::string(v);
 }
 
+bool pagerSecure(const char* pagersecure_env, unsigned uid, unsigned euid, const char* sudo_uid) {
+    if (pagersecure_env && *pagersecure_env) {
+        const std::string_view v(pagersecure_env);
+        if (v == "0" || v == "no" || v == "false" || v == "off") return false;
+        return true; // 1, yes, true, on, and anything unclear: the safe side
+    }
+    if (uid != euid) return true;
+    return sudo_uid && *sudo_uid && std::string_view(sudo_uid) != std::to_string(euid);
+}
+
 void setManners(Manners m) { state() = State{std::move(m), nullptr}; }
 
 std::string paintState(std::string_view state) { return paint(state, stateTone(state), manners().colour); }
@@ -265,8 +288,9 @@ bool writeAll(int fd, std::string_view data) {
 
 // In the child: runs the pager on stdin; when it cannot be executed, copies stdin to stdout
 // (the text is printed directly).
-[[noreturn]] void execPager(const std::string& command) {
+[[noreturn]] void execPager(const std::string& command, bool secure) {
     ::setenv("LESS", "FRSXMK", 0);
+    if (secure) ::setenv("LESSSECURE", "1", 1);
     std::vector<std::string> words;
     std::string w;
     for (char c : command) {
@@ -292,7 +316,7 @@ bool writeAll(int fd, std::string_view data) {
 }
 
 // true when the text went to a pager (or, it failing to start, through its stand-in).
-bool runPager(const std::string& command, const std::string& text) {
+bool runPager(const std::string& command, bool secure, const std::string& text) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return false;
     std::cout.flush();
@@ -308,7 +332,7 @@ bool runPager(const std::string& command, const std::string& text) {
         // The write end must go before the stand-in copies stdin, or it never sees the end.
         ::close(fds[0]);
         ::close(fds[1]);
-        execPager(command);
+        execPager(command, secure);
     }
     ::close(fds[0]);
     // The user may quit the pager before reading everything: then the write fails with EPIPE,
@@ -336,7 +360,9 @@ void showText(const std::string& text, bool page) {
         const auto lines = static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
         if (lines >= terminalRows()) {
             if (auto command = pagerCommand(std::getenv("TASKHUB_PAGER"), std::getenv("PAGER"))) {
-                if (runPager(*command, text)) return;
+                const bool secure = pagerSecure(std::getenv("TASKHUB_PAGERSECURE"), ::getuid(), ::geteuid(),
+                                                std::getenv("SUDO_UID"));
+                if (runPager(secure ? "less" : *command, secure, text)) return;
             }
         }
     }

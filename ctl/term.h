@@ -36,6 +36,11 @@ size_t displayWidth(std::string_view s);
 // it had colour, a reset follows.
 std::string fitWidth(std::string_view s, size_t width);
 
+// s with each byte that does not start valid UTF-8 replaced by U+FFFD, cut after max bytes
+// (at a character boundary, "..." added): for text of unknown origin that goes into JSON, which
+// must be UTF-8, or into a one-line message.
+std::string validUtf8(std::string_view s, size_t max = std::string_view::npos);
+
 // ---- colour ----
 
 // Whether states are coloured: only on a terminal (stdout_is_tty), never with --json, never with
@@ -68,6 +73,14 @@ std::string formatClock(int64_t ms, const date::time_zone* zone);
 // values or nullptr.
 std::optional<std::string> pagerCommand(const char* taskhub_pager, const char* pager);
 
+// Whether the pager must be secure, as systemctl's (SYSTEMD_PAGERSECURE, CVE-2023-26604): a pager
+// run with more privilege than the user who asked (through sudo, or set-uid) must not let them run
+// commands or open files (less's !, |, v, :e). TASKHUB_PAGERSECURE (1/yes/true/on or 0/no/false/off)
+// decides when set; else secure when the real and effective uid differ or SUDO_UID names another
+// user than the effective one. A secure pager is less with LESSSECURE=1 and nothing else:
+// TASKHUB_PAGER and PAGER are then only asked whether to page at all (empty or cat: no).
+bool pagerSecure(const char* pagersecure_env, unsigned uid, unsigned euid, const char* sudo_uid);
+
 // ---- what this invocation does (set once by main) ----
 
 struct Manners {
@@ -86,7 +99,7 @@ const date::time_zone* displayZone();
 
 // Shows text, through the pager when Manners::pager is on, page is true, text has at least as
 // many lines as the terminal and pagerCommand() names one; else writes it to stdout. The pager
-// gets LESS=FRSXMK unless LESS is set. A pager that cannot be started: the text is printed
+// gets LESS=FRSXMK unless LESS is set (and LESSSECURE=1 when pagerSecure()). A pager that cannot be started: the text is printed
 // directly. One that quits before reading everything (q in less) ends the output quietly.
 // taskhubctl waits for the pager (ignoring SIGINT meanwhile, which the pager handles).
 void showText(const std::string& text, bool page);

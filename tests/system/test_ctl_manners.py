@@ -9,10 +9,14 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
+import socket
 import struct
 import subprocess
+import tempfile
 import termios
+import threading
 import unicodedata
 import zoneinfo
 
@@ -156,6 +160,11 @@ class VersionHelpUsageTest(harness.DaemonTestCase):
         self.assertEqual(err, "taskhubctl: run takes --wait or --follow, not both\nsee 'taskhubctl run --help'\n")
         rc, out, err = ctl_piped("plugin", "show", "x", "--limit", "0")
         self.assertEqual(err.splitlines()[1], "see 'taskhubctl plugin show --help'")
+        # The hint names the command, or the group of two-word commands, that was typed.
+        for args, hint in ((("plugin", "frob"), "plugin"), (("completion", "tcsh"), "completion"),
+                           (("completion",), "completion"), (("completion", "--candidates", "x"), "completion")):
+            rc, out, err = ctl_piped(*args)
+            self.assertEqual((rc, out, err.splitlines()[1:]), (2, "", [f"see 'taskhubctl {hint} --help'"]), args)
         # No path prints the usage text on an error.
         for args in ((), ("frob",), ("status", "x"), ("validate",), ("next",), ("pause", "wf", "--freeze"),
                      ("backfill", "wf"), ("run", "w", "--param", "x")):
@@ -180,6 +189,9 @@ class JsonErrorTest(harness.DaemonTestCase):
         self.assertEqual(e["hint"], "see 'taskhubctl run --help'")
         self.assertJsonError(("help", "frob"), 2, "usage", "unknown command 'frob'")
         self.assertJsonError(("--socket", "/nonexistent/taskhub.sock", "status"), 3, "unreachable", "cannot connect")
+        # An offline command whose config cannot be read: the problem is in the one object, not on stderr.
+        self.assertJsonError(("--config", "/nonexistent/taskhub.toml", "validate", "/nonexistent/w.toml"), 2, "usage",
+                             "/nonexistent/taskhub.toml: cannot open file")
 
         d = self.daemon(start=False)
         d.write_workflow("w", """\
@@ -203,6 +215,43 @@ class JsonErrorTest(harness.DaemonTestCase):
         self.assertEqual((rc, out), (1, ""))
         self.assertEqual(len(err.splitlines()), 1, err)
         self.assertTrue(err.startswith("taskhubctl: "), err)
+
+    def test_error_objects_are_utf8_json_even_from_a_garbage_socket(self):
+        # A socket that is not taskhubd: its answer (not UTF-8, 1 MB long) is quoted in the error
+        # only in part, as valid JSON; a daemon error whose message carries bytes that are not
+        # UTF-8 is valid JSON too.
+        answers = {
+            "garbage": b"\xff\xfe not json \x1b[31m" + b"x" * 1_000_000 + b"\n",
+            "refusal": b'{"ok":false,"error":{"code":"not_found","message":"no run \xff\xfe"}}\n',
+        }
+        for name, answer in answers.items():
+            where = tempfile.mkdtemp(prefix="th-garbage-", dir="/tmp")
+            self.addCleanup(shutil.rmtree, where, True)
+            path = os.path.join(where, name + ".sock")
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.bind(path)
+            server.listen(4)
+            self.addCleanup(server.close)
+
+            def serve(server=server, answer=answer):
+                conn, _ = server.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+
+            t = threading.Thread(target=serve, daemon=True)
+            t.start()
+            p = subprocess.run([harness.BIN["ctl"], "--json", "--socket", path, "status"], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=harness.TIMEOUT, env=env_with())
+            t.join(harness.TIMEOUT)
+            obj = json.loads(p.stdout.decode("utf-8"))  # strict: fails on bytes that are not UTF-8
+            e = obj["error"]
+            if name == "garbage":
+                self.assertEqual((p.returncode, e["code"]), (3, "bad_response"), e)
+                self.assertIn("unreadable response from taskhubd: \ufffd\ufffd not json \x1b[31mxxx", e["message"])
+                self.assertLess(len(e["message"]), 400, "the whole answer is quoted")
+            else:
+                self.assertEqual((p.returncode, e["code"], e["message"]), (1, "not_found", "no run \ufffd\ufffd"), e)
 
 
 def run_two(d):
@@ -428,6 +477,28 @@ class PagerTest(harness.DaemonTestCase):
         # help is paged as well.
         rc, out, err = ctl_on_pty("help", rows=10, env=env_with(PAGER=self.pager))
         self.assertEqual(self.ran(), "ran LESS=FRSXMK")
+        self.assertIn("commands (through the daemon):", out)
+
+    def test_secure_pager_under_sudo(self):
+        # Run through sudo by another user (SUDO_UID not the effective uid): the pager is less with
+        # LESSSECURE=1, whatever PAGER says (its !command would run as root), as systemctl does.
+        bindir = self.d.path("securebin")
+        os.mkdir(bindir)
+        less = os.path.join(bindir, "less")
+        with open(less, "w") as f:
+            f.write('#!/bin/sh\necho "ran LESS=${LESS-unset} LESSSECURE=${LESSSECURE-unset}" > "%s"\nexec cat\n'
+                    % self.marker)
+        os.chmod(less, 0o755)
+        path = bindir + ":" + os.environ.get("PATH", "/usr/bin:/bin")
+        uid = str(os.geteuid() + 1)
+        rc, out, err = ctl_on_pty("help", rows=10, env=env_with(PAGER=self.pager, SUDO_UID=uid, PATH=path))
+        self.assertEqual((rc, self.ran()), (0, "ran LESS=FRSXMK LESSSECURE=1"), out)
+        self.assertNotIn("PAGED", out)
+        # TASKHUB_PAGERSECURE=0 lets the user's pager run; empty PAGER still means no pager.
+        ctl_on_pty("help", rows=10, env=env_with(PAGER=self.pager, SUDO_UID=uid, PATH=path, TASKHUB_PAGERSECURE="0"))
+        self.assertEqual(self.ran(), "ran LESS=FRSXMK")
+        rc, out, err = ctl_on_pty("help", rows=10, env=env_with(PAGER="", SUDO_UID=uid, PATH=path))
+        self.assertEqual((rc, self.ran()), (0, None))
         self.assertIn("commands (through the daemon):", out)
 
     def test_not_paged_when_piped_short_disabled_or_following(self):

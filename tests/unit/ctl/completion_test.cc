@@ -111,8 +111,9 @@ TEST_CASE("the fixed sets are the code's own names") {
 TEST_CASE("candidates a line cannot carry are left out") {
     const std::string long_name(256, 'a');
     CHECK(candidateLines({"nightly", "a b $(touch x) *", "two\nlines", "esc\x1b[31m", "tab\there", "del\x7f", "",
-                          long_name, std::string(255, 'b'), "c1\xc2\x9b" "31m", "caf\xc3\xa9"}) ==
-          "nightly\na b $(touch x) *\n" + std::string(255, 'b') + "\ncaf\xc3\xa9\n");
+                          long_name, std::string(255, 'b'), "c1\xc2\x9b" "31m", "caf\xc3\xa9",
+                          "rlo\xe2\x80\xae" "evil", "lsep\xe2\x80\xa8", "fsi\xe2\x81\xa8", "dash\xe2\x80\x94ok"}) ==
+          "nightly\na b $(touch x) *\n" + std::string(255, 'b') + "\ncaf\xc3\xa9\ndash\xe2\x80\x94ok\n");
 }
 
 TEST_CASE("each script names every command, option and fixed value of the table") {

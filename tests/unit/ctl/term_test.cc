@@ -59,6 +59,28 @@ TEST_CASE("fitWidth cuts at a character, keeping colour whole") {
     CHECK(fitWidth("\x1b[34mrun\x1b[0m", 3) == "\x1b[34mrun\x1b[0m");
 }
 
+TEST_CASE("a secure pager under sudo or set-uid, as systemctl's; TASKHUB_PAGERSECURE decides when set") {
+    CHECK_FALSE(pagerSecure(nullptr, 1000, 1000, nullptr));
+    CHECK_FALSE(pagerSecure(nullptr, 0, 0, nullptr));     // root at its own terminal
+    CHECK_FALSE(pagerSecure(nullptr, 0, 0, "0"));         // sudo from root
+    CHECK(pagerSecure(nullptr, 0, 0, "1000"));            // sudo taskhubctl by uid 1000
+    CHECK(pagerSecure(nullptr, 1000, 0, nullptr));        // set-uid
+    CHECK_FALSE(pagerSecure("0", 0, 0, "1000"));
+    CHECK_FALSE(pagerSecure("off", 1000, 0, nullptr));
+    CHECK(pagerSecure("1", 1000, 1000, nullptr));
+    CHECK(pagerSecure("maybe", 1000, 1000, nullptr));
+    CHECK_FALSE(pagerSecure("", 1000, 1000, nullptr)); // empty: as unset
+}
+
+TEST_CASE("validUtf8 keeps UTF-8, replaces other bytes and cuts at a character") {
+    CHECK(validUtf8("plain \xc3\xa9") == "plain \xc3\xa9");
+    CHECK(validUtf8("a\xff\xfe" "b") == "a\xEF\xBF\xBD\xEF\xBF\xBD" "b");
+    CHECK(validUtf8("\xed\xa0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"); // a surrogate is no UTF-8
+    CHECK(validUtf8("\xe6\x97\xa5x", 2) == "...");                                  // never half a character
+    CHECK(validUtf8("abcdef", 3) == "abc...");
+    CHECK(validUtf8(std::string(1'000'000, 'x'), 200).size() == 203);
+}
+
 TEST_CASE("colour only on a terminal, never with --json, --no-color, NO_COLOR or TERM=dumb") {
     CHECK(colourWanted(true, false, false, nullptr, "xterm-256color"));
     CHECK_FALSE(colourWanted(false, false, false, nullptr, "xterm")); // piped
