@@ -238,6 +238,16 @@ std::optional<ParsedLine> parseCommandLine(const std::vector<std::string>& argv,
         if (command) *command = c ? std::string(c->name) : "";
         return std::nullopt;
     };
+    // The help of the command named by pos, else of its group, else the usage text.
+    auto helpOf = [&](const std::vector<std::string>& named) -> std::optional<ParsedLine> {
+        size_t words = 0;
+        const Command* c = named.empty() ? nullptr : findCommand(named, &words);
+        auto text = c ? commandHelp(*c) : helpText(named.empty() ? named : std::vector<std::string>{named[0]});
+        if (!text) return fail("unknown command '" + named[0] + "'");
+        line.help_text = std::move(text);
+        return line;
+    };
+    bool help_first = false;
     for (size_t i = 0; i < argv.size(); ++i) {
         std::string a = argv[i];
         std::optional<std::string> inline_value;
@@ -246,13 +256,13 @@ std::optional<ParsedLine> parseCommandLine(const std::vector<std::string>& argv,
             a = a.substr(0, a.find('='));
         }
         if (a == kHelp.name || a == kHelp.alias) {
-            // The help of the command named so far, else of its group, else the usage text.
-            size_t words = 0;
-            const Command* c = pos.empty() ? nullptr : findCommand(pos, &words);
-            auto text = c ? commandHelp(*c) : helpText(pos.empty() ? pos : std::vector<std::string>{pos[0]});
-            if (!text) return fail("unknown command '" + pos[0] + "'");
-            line.help_text = std::move(text);
-            return line;
+            // The help of the command named so far; before any command (taskhubctl --help runs),
+            // of the command the rest of the line names, as git --help log does.
+            if (pos.empty()) {
+                help_first = true;
+                continue;
+            }
+            return helpOf(pos);
         }
         if (a.size() < 2 || a[0] != '-') {
             pos.push_back(a);
@@ -280,7 +290,14 @@ std::optional<ParsedLine> parseCommandLine(const std::vector<std::string>& argv,
         else if (o->name == "--version") inv.globals.version = true;
         else inv.options.emplace_back(o->name, value);
     }
-    if (inv.globals.version) return line;
+    if (help_first) return helpOf(pos);
+    if (inv.globals.version) {
+        // taskhubctl status --version: the version, like --version alone; a word that names no
+        // command is refused as on any other line.
+        size_t words = 0;
+        if (!pos.empty() && !findCommand(pos, &words)) return fail("unknown command '" + pos[0] + "'");
+        return line;
+    }
     if (pos.empty()) return fail("missing command");
     size_t words = 0;
     const Command* c = findCommand(pos, &words);

@@ -215,14 +215,24 @@ TEST_CASE("global options go anywhere; aliases and repeated options") {
     CHECK(accepted({"notify", "test", "nightly"}).args == std::vector<std::string>{"nightly"});
 }
 
-TEST_CASE("--help: the usage text, or the help of the command named before it") {
+TEST_CASE("--help: the usage text, or the help of the command named before or after it") {
     std::string err;
-    for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{
-             {"--help"}, {"-h"}, {"--json", "-h", "status"}}) {
+    for (const std::vector<std::string>& argv : std::vector<std::vector<std::string>>{{"--help"}, {"-h"}}) {
         auto parsed = parseCommandLine(argv, &err);
         REQUIRE(parsed);
         CHECK(parsed->help_text == usageText());
     }
+    // --help before the command (as git --help log): that command's help, not the usage text.
+    for (const auto& [argv, name] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+             {{"--json", "-h", "status"}, "status"}, {{"--help", "runs"}, "runs"},
+             {{"--help", "plugin", "show"}, "plugin show"}}) {
+        auto parsed = parseCommandLine(argv, &err);
+        REQUIRE(parsed);
+        REQUIRE(parsed->help_text);
+        CHECK(*parsed->help_text == commandHelp(command(name)));
+    }
+    CHECK_FALSE(parseCommandLine({"--help", "frob"}, &err));
+    CHECK(err == "unknown command 'frob'");
     for (const auto& c : commands()) {
         INFO(c.name);
         auto parsed = parseCommandLine(line(c, {"--bogus", "--help"}), &err);
@@ -304,6 +314,7 @@ TEST_CASE("the global manners options and --version") {
         CHECK_FALSE(parsed->help_text);
     }
     CHECK(refused({"--version=1"}) == "--version takes no value");
+    CHECK(refused({"--version", "extra"}) == "unknown command 'extra'");
 }
 
 TEST_CASE("the usage text lists every command of the table and the global options") {
