@@ -22,6 +22,10 @@ namespace taskhub::ctl {
 
 namespace json = boost::json;
 
+std::string jsonText(const json::value& v) {
+    return validUtf8(json::serialize(v));
+}
+
 void printJson(const json::value& v, const std::string& indent) {
     const std::string in2 = indent + "  ";
     if (v.is_object()) {
@@ -33,7 +37,7 @@ void printJson(const json::value& v, const std::string& indent) {
         std::cout << "{\n";
         size_t i = 0;
         for (const auto& kv : o) {
-            std::cout << in2 << json::serialize(json::string(kv.key())) << ": ";
+            std::cout << in2 << jsonText(json::string(kv.key())) << ": ";
             printJson(kv.value(), in2);
             std::cout << (++i < o.size() ? ",\n" : "\n");
         }
@@ -52,7 +56,7 @@ void printJson(const json::value& v, const std::string& indent) {
         }
         std::cout << indent << "]";
     } else {
-        std::cout << json::serialize(v);
+        std::cout << jsonText(v);
     }
 }
 
@@ -657,7 +661,7 @@ void printChanges(bool json_lines, const std::string& root, const json::value& r
             const auto* d = o.as_object().if_contains("duration_ms");
             line["duration_ms"] = d ? *d : json::value(nullptr);
             line["message"] = note;
-            std::cout << json::serialize(line) << "\n";
+            std::cout << jsonText(line) << "\n";
             return;
         }
         std::string text = clockNow() + "  ";

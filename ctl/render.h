@@ -20,6 +20,10 @@ namespace taskhub::ctl {
 
 // v indented by two spaces per level (objects' keys in their order), no newline at the end.
 void printJson(const boost::json::value& v, const std::string& indent = "");
+// v as compact JSON text that is valid UTF-8: a run's params and outputs may hold bytes that are
+// not (a dropped file's name), which would make the text unreadable for a strict parser; each
+// such byte becomes U+FFFD.
+std::string jsonText(const boost::json::value& v);
 // printJson and a newline: what --json prints.
 void emitJson(const boost::json::value& v);
 

@@ -298,7 +298,7 @@ int cmdLogs(const Context& ctx, const Invocation& in) {
     if (!follow) paged.emplace(); // -f prints as the output comes: never paged
     if (ctx.globals.json) {
         if (!follow) return emitJson(d), 0;
-        std::cout << json::serialize(d) << "\n" << std::flush;
+        std::cout << jsonText(d) << "\n" << std::flush;
     } else {
         if (d.as_object().at("truncated").as_bool()) std::cout << "[... earlier output not shown ...]\n";
         std::cout << std::string_view(d.as_object().at("content").as_string()) << std::flush;
@@ -313,7 +313,7 @@ int cmdLogs(const Context& ctx, const Invocation& in) {
         a["offset"] = d.as_object().at("next_offset");
         if (int code = 0; !request(ctx, "logs", a, &d, &code)) return code;
         if (ctx.globals.json) {
-            if (!d.as_object().at("content").as_string().empty()) std::cout << json::serialize(d) << "\n";
+            if (!d.as_object().at("content").as_string().empty()) std::cout << jsonText(d) << "\n";
         } else {
             std::cout << std::string_view(d.as_object().at("content").as_string());
         }

@@ -1,5 +1,6 @@
 // taskhubctl's renderer: daemon text made safe for a terminal, table columns, times and states.
 #include "render.h"
+#include "term.h"
 
 #include <catch2/catch.hpp>
 
@@ -201,4 +202,12 @@ TEST_CASE("measured attempts get CPU and MEM columns in the ATTEMPTS table and r
     CHECK(events.find("  b     usage      attempt 1: cpu 0.52s (user 0.50s, system 0.02s), memory peak 1.0M (cgroup)\n") !=
           std::string::npos);
     CHECK(events.find("  b     leftovers  2 processes left after the main process exited: killed\n") != std::string::npos);
+}
+
+TEST_CASE("--json text is valid UTF-8 even when the daemon's data is not") {
+    // A param holding a dropped file's name with a byte that is not UTF-8.
+    const boost::json::value v = boost::json::object{{"name\xff", "a\xff" "b"}, {"ok", "gr\xC3\xBC\xC3\x9F"}};
+    const std::string text = jsonText(v);
+    CHECK(text == "{\"name\xEF\xBF\xBD\":\"a\xEF\xBF\xBD" "b\",\"ok\":\"gr\xC3\xBC\xC3\x9F\"}");
+    CHECK(validUtf8(text) == text);
 }
