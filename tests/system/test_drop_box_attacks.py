@@ -365,8 +365,9 @@ class DropBoxAttackTest(harness.DaemonTestCase):
             slowest = max(slowest, time.monotonic() - started)
             return st["queued_runs"] == n - 1 and st["active_runs"] == 1 or None
         harness.wait_until(all_queued, timeout=90, interval=0.2, what="%d queued runs" % (n - 1))
-        # The bound is loose for a busy machine; the walk it guards against took minutes.
-        self.assertLess(slowest, 10.0, "status took %.1f s while the files were queued" % slowest)
+        # The bound is loose for a busy machine (up to 20 s seen with four builds beside it); the
+        # walk it guards against held the loop for over a minute.
+        self.assertLess(slowest, 30.0, "status took %.1f s while the files were queued" % slowest)
 
 
 if __name__ == "__main__":
