@@ -7,6 +7,8 @@
 
 #include "model/states.h"
 #include "next_preview.h"
+#include "render.h"
+#include "term.h"
 
 namespace taskhub::ctl {
 
@@ -637,19 +639,12 @@ std::string candidateLines(const std::vector<std::string>& names) {
     std::string out;
     for (const auto& n : names) {
         if (n.empty() || n.size() > 255) continue;
-        bool control = false;
-        for (size_t i = 0; i < n.size() && !control; ++i) {
-            const auto u = static_cast<unsigned char>(n[i]);
-            // C0 controls, DEL, and C1 controls in UTF-8 (U+0080..U+009F: 0xC2 0x80..0x9F), which
-            // terminals may take for escape sequences,
-            const auto next = [&](size_t k) { return i + k < n.size() ? static_cast<unsigned char>(n[i + k]) : 0; };
-            // ... and U+2028..U+202E (line and paragraph separators, bidi embeddings and overrides)
-            // and U+2066..U+2069 (bidi isolates), which reorder what the shell shows after them
-            control = u < 0x20 || u == 0x7f || (u == 0xc2 && next(1) < 0xa0) ||
-                      (u == 0xe2 && next(1) == 0x80 && next(2) >= 0xa8 && next(2) <= 0xae) ||
-                      (u == 0xe2 && next(1) == 0x81 && next(2) >= 0xa6 && next(2) <= 0xa9);
-        }
-        if (!control) out += n + "\n";
+        // What taskhubctl would escape before showing it (C0, DEL and C1 controls, line and
+        // paragraph separators, bidi embeddings, overrides and isolates) cannot be offered as it
+        // is: a terminal may take it for an escape sequence, or it reorders what the shell shows
+        // after it. Nor can bytes that are not UTF-8.
+        if (terminalSafe(n) != n || validUtf8(n) != n) continue;
+        out += n + "\n";
     }
     return out;
 }
